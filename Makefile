@@ -1,0 +1,57 @@
+# AI Factory Twin — developer entry points. `make run` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_OUT := libs/twin-proto/src
+PROTOS := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives up down clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m twin.core.stack
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit tests/contract
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m twin.core.importrules
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) $(PROTOS)
+
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	if diff -r -x '__pycache__' -x '__init__.py' $$tmp/twin $(PROTO_OUT)/twin; then echo "protos up to date"; \
+	else echo "generated code drifted from protos/: run 'make proto'"; rm -rf $$tmp; exit 1; fi; rm -rf $$tmp
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+validate-collectives: $(STAMP)
+	$(PY) -m twin.fabric.validate $(CSV)
+
+up:
+	docker compose up -d --build
+
+down:
+	docker compose down -v
+
+clean:
+	rm -rf $(VENV) bench/results/*.json

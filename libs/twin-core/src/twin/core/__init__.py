@@ -1,0 +1,1 @@
+"""Shared building blocks of every twin service: envelope, topics, kafka, db, grpc, telemetry."""

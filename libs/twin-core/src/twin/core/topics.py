@@ -1,0 +1,52 @@
+"""The one registry of Kafka topics: name, message type, key and partitions (DESIGN §4).
+
+Producers, consumers, topic creation and contract tests all read this module; nothing else
+spells a topic name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from twin.fabric.v1 import fabric_pb2
+from twin.telemetry.v1 import telemetry_pb2
+
+DLQ_SUFFIX = ".dlq"
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    message_type: type[Message]
+    key: str  # the entity id field the key is taken from (documentation + contract tests)
+    partitions: int = 6
+
+    @property
+    def ce_type(self) -> str:
+        return self.message_type.DESCRIPTOR.full_name
+
+    @property
+    def dlq(self) -> str:
+        return self.name + DLQ_SUFFIX
+
+    def decode(self, value: bytes) -> Message:
+        msg = self.message_type()
+        msg.ParseFromString(value)
+        return msg
+
+
+FACILITY_TELEMETRY = Topic("facility.telemetry.v1", telemetry_pb2.RackTelemetryBatch, key="rack_id", partitions=12)
+TELEMETRY_SAMPLES = Topic("telemetry.samples.v1", telemetry_pb2.TelemetrySamples, key="batch.rack_id", partitions=12)
+FABRIC_EVENTS = Topic("fabric.events.v1", fabric_pb2.LinkEvent, key="link_id", partitions=3)
+FABRIC_STATE = Topic("fabric.state.v1", fabric_pb2.FabricState, key="site_id", partitions=1)
+
+ALL: tuple[Topic, ...] = (FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE)
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
+
+
+def all_topic_names(include_dlq: bool = True) -> list[str]:
+    """Every topic to create, with a dead-letter topic beside each one consumers read."""
+    names = [t.name for t in ALL]
+    return names + [t.dlq for t in ALL] if include_dlq else names
