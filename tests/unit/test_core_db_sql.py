@@ -1,0 +1,146 @@
+"""Generated SQL of twin.core.db, above all the TimescaleDB path (no TimescaleDB on test machines)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from twin.core import db
+
+
+def render(stmts: list[db.Statement]) -> list[tuple[str, tuple]]:
+    return [(q.as_string(), params) for q, params in stmts]
+
+
+def test_time_bucket_sql_both_flavours() -> None:
+    assert db.time_bucket_sql(True, "1 minute", "time").as_string() == "time_bucket('1 minute'::interval, \"time\")"
+    assert (
+        db.time_bucket_sql(False, "1 hour", "s.time").as_string()
+        == "date_bin('1 hour'::interval, \"s\".\"time\", timestamptz '2000-01-01')"
+    )
+    # widths are quoted literals, never spliced raw
+    assert "''" in db.time_bucket_sql(True, "1 minute'); DROP TABLE x; --", "time").as_string()
+
+
+def test_hypertable_statements_full() -> None:
+    got = render(
+        db.hypertable_statements(
+            "telemetry.samples", time_column="time", chunk_interval="6 hours", compress_after="2 days",
+            retain="14 days", segment_by=["rack_id", "gpu_id"],
+        )
+    )
+    assert got == [
+        (
+            "SELECT create_hypertable(%s::regclass, %s::name, chunk_time_interval => %s::interval,"
+            " if_not_exists => TRUE, migrate_data => TRUE)",
+            ("telemetry.samples", "time", "6 hours"),
+        ),
+        (
+            'ALTER TABLE "telemetry"."samples" SET (timescaledb.compress,'
+            " timescaledb.compress_segmentby = '\"rack_id\", \"gpu_id\"',"
+            " timescaledb.compress_orderby = '\"time\" DESC')",
+            (),
+        ),
+        (
+            "SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, if_not_exists => TRUE)",
+            ("telemetry.samples", "2 days"),
+        ),
+        (
+            "SELECT add_retention_policy(%s::regclass, drop_after => %s::interval, if_not_exists => TRUE)",
+            ("telemetry.samples", "14 days"),
+        ),
+    ]
+
+
+def test_hypertable_statements_idempotent_and_optional_policies() -> None:
+    # compression already enabled: no second ALTER TABLE (it fails once chunks are compressed)
+    got = render(db.hypertable_statements("m", compression_enabled=True, segment_by="rack_id"))
+    assert [q.split("(")[0] for q, _ in got] == [
+        "SELECT create_hypertable", "SELECT add_compression_policy", "SELECT add_retention_policy",
+    ]
+    assert all("if_not_exists => TRUE" in q for q, _ in got)
+    got = render(db.hypertable_statements("m", compress_after=None, retain=None))
+    assert len(got) == 1 and got[0][0].startswith("SELECT create_hypertable")
+    got = render(db.hypertable_statements("m", segment_by="rack_id, gpu_id"))
+    assert "timescaledb.compress_segmentby = '\"rack_id\", \"gpu_id\"'" in got[1][0]
+
+
+def test_rollup_statements_timescale() -> None:
+    got = render(
+        db.rollup_statements(
+            True, "telemetry.power_1m", "telemetry.samples", "1 minute", ["rack_id"],
+            {"power_w": "avg(power_w)", "peak_w": "MAX(power_w)", "n": "count(*)", "last_t": "last(temp_c, time)"},
+        )
+    )
+    create, policy = got
+    assert create == (
+        'CREATE MATERIALIZED VIEW IF NOT EXISTS "telemetry"."power_1m" WITH (timescaledb.continuous,'
+        " timescaledb.materialized_only = false) AS SELECT time_bucket('1 minute'::interval, \"time\") AS \"bucket\","
+        ' "rack_id", avg("power_w") AS "power_w", max("power_w") AS "peak_w", count(*) AS "n",'
+        ' last("temp_c", "time") AS "last_t" FROM "telemetry"."samples"'
+        " GROUP BY time_bucket('1 minute'::interval, \"time\"), \"rack_id\" WITH NO DATA",
+        (),
+    )
+    assert policy == (
+        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => greatest(%s::interval * 4,"
+        " interval '1 hour'), end_offset => %s::interval, schedule_interval => %s::interval, if_not_exists => TRUE)",
+        ("telemetry.power_1m", "1 minute", "1 minute", "1 minute"),
+    )
+    _, policy = render(
+        db.rollup_statements(True, "v", "t", "1 hour", [], {"x": "avg(x)"}, refresh_start="3 days",
+                             refresh_end="1 hour", refresh_every="30 minutes")
+    )
+    assert "start_offset => %s::interval," in policy[0]
+    assert policy[1] == ("v", "3 days", "1 hour", "30 minutes")
+
+
+def test_rollup_statements_plain_is_a_date_bin_view() -> None:
+    (only,) = render(db.rollup_statements(False, "power_1h", "samples", "1 hour", ["rack_id", "gpu_id"], {"w": "avg(w)"},
+                                          time_column="ts", bucket_column="hour"))
+    assert only == (
+        'CREATE OR REPLACE VIEW "power_1h" AS SELECT date_bin(\'1 hour\'::interval, "ts", timestamptz \'2000-01-01\')'
+        ' AS "hour", "rack_id", "gpu_id", avg("w") AS "w" FROM "samples" GROUP BY'
+        " date_bin('1 hour'::interval, \"ts\", timestamptz '2000-01-01'), \"rack_id\", \"gpu_id\"",
+        (),
+    )
+
+
+@pytest.mark.parametrize("expr", ["avg(x) + 1", "avg(x)); drop table t; --", "avg(\"x\")", "x", "sum(a b)"])
+def test_rollup_aggregates_reject_anything_but_func_of_columns(expr: str) -> None:
+    with pytest.raises(ValueError):
+        db.rollup_statements(False, "v", "t", "1 minute", [], {"x": expr})
+
+
+def test_plan_migrations_variant_selection(tmp_path: Path) -> None:
+    for name in ["001_a.sql", "002_b.plain.sql", "002_b.timescale.sql", "003_c.timescale.sql", "010_d.sql", "notes.txt"]:
+        (tmp_path / name).write_text(f"-- {name}\n")
+    plain = db.plan_migrations(tmp_path, timescale=False)
+    ts = db.plan_migrations(tmp_path, timescale=True)
+    assert [m.name for m in plain] == ["001_a.sql", "002_b.plain.sql", "010_d.sql"]
+    assert [m.name for m in ts] == ["001_a.sql", "002_b.timescale.sql", "003_c.timescale.sql", "010_d.sql"]
+    assert set(plain[1].variant_checksums) == {"002_b.plain.sql", "002_b.timescale.sql"}
+    assert plain[1].stem == ts[1].stem == "002_b"
+
+
+def test_describe_conninfo_hides_password() -> None:
+    assert db.describe_conninfo("postgresql://u:pw@db.example:6432/twin") == "u@db.example:6432/twin"
+    assert "pw" not in db.describe_conninfo("host=h password=pw dbname=d")
+
+
+def test_binary_rows_layout_matches_the_copy_format() -> None:
+    cols = [
+        db._prepare("int4", np.array([1, 2], dtype=np.int32), 2),
+        db._prepare("text", ["ab", None], 2),
+        db._prepare("float8", [None, 2.5], 2),
+    ]
+    data = bytes(db.encode_binary_rows(cols, 0, 2))
+    row1 = struct.pack(">hii", 3, 4, 1) + struct.pack(">i", 2) + b"ab" + struct.pack(">i", -1)
+    row2 = struct.pack(">hii", 3, 4, 2) + struct.pack(">i", -1) + struct.pack(">id", 8, 2.5)
+    assert data == row1 + row2
+
+
+def test_timestamps_encode_as_microseconds_since_2000() -> None:
+    col = db._prepare("timestamptz", np.array(["2000-01-01T00:00:01", "1999-12-31T23:59:59.999999"], dtype="datetime64[us]"), 2)
+    assert col.data.astype(np.int64).tolist() == [1_000_000, -1]
