@@ -1,0 +1,402 @@
+"""Kafka producer and at-least-once consumer loop (aiokafka) shared by every service (DESIGN §4).
+
+Producer: `EventProducer(bootstrap, source)` sends one protobuf message per call with the CloudEvents
+binary-mode headers (twin.core.envelope) and the W3C trace context of the current span.
+
+Consumer: `run_consumer(...)` polls a batch, decodes each record (protobuf + envelope), hands the good
+ones to `handle_batch` and sends every undecodable or rejected record to `<topic>.dlq` with its
+ORIGINAL value bytes and headers plus
+
+    dlq_reason        why (e.g. "decode: Error parsing message", "validation: gpu_temp_c=400.0 ...")
+    dlq_source_topic  the topic the record was read from
+    dlq_partition     its partition (decimal text)
+    dlq_offset        its offset (decimal text)
+    dlq_time          when it was dead-lettered (ISO 8601, UTC)
+
+Offsets are committed only after the handler returned (its side effects are durable) AND every DLQ
+send of the batch is acknowledged. Handler failures never crash the loop:
+- transient errors (`is_transient`, e.g. database or broker unreachable) are retried forever with
+  capped exponential backoff and nothing is committed meanwhile;
+- any other error is retried `max_attempts` times, then the batch is split in halves until the
+  failing record is isolated; that record goes to the DLQ with the exception as reason and the rest
+  of the batch proceeds. A poison record never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaTimeoutError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from twin.core.envelope import Envelope, EnvelopeError, Headers, new_envelope
+from twin.core.telemetry import inject_headers, span_context_from_headers
+from twin.core.topics import Topic
+
+log = logging.getLogger("twin.core.kafka")
+_tracer = trace.get_tracer("twin.core.kafka")
+_meter = metrics.get_meter("twin.core.kafka")
+
+_consumed = _meter.create_counter("twin.kafka.records.consumed", unit="{record}", description="records polled")
+_rejected = _meter.create_counter(
+    "twin.kafka.records.rejected", unit="{record}", description="records sent to the DLQ, by reason kind")
+_dlq_sent = _meter.create_counter("twin.kafka.dlq.sent", unit="{record}", description="DLQ records acknowledged")
+_retries = _meter.create_counter("twin.kafka.handler.retries", unit="{attempt}", description="failed handler attempts")
+_batch_latency = _meter.create_histogram(
+    "twin.kafka.batch.duration", unit="s", description="handler time per batch (decode excluded)")
+
+# (group, topic, partition) -> lag; read by one observable gauge for every consumer in the process.
+_LAG: dict[tuple[str, str, int], int] = {}
+
+
+def _observe_lag(options: CallbackOptions) -> Iterable[Observation]:
+    for (group, topic, partition), lag in list(_LAG.items()):
+        yield Observation(lag, {"group": group, "topic": topic, "partition": partition})
+
+
+_meter.create_observable_gauge(
+    "twin.kafka.consumer.lag", callbacks=[_observe_lag], unit="{record}",
+    description="highwater - position per assigned partition")
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decoded Kafka record: the protobuf message plus where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int
+    message: Message
+    envelope: Envelope
+    raw: ConsumerRecord = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record the handler refuses (invalid); it goes to the DLQ. `kind` is a low-cardinality label."""
+
+    record: Record
+    reason: str
+    kind: str = "invalid"
+
+
+@dataclass
+class BatchResult:
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+Handler = Callable[[list[Record]], Awaitable[BatchResult]]
+
+
+@dataclass
+class ConsumerStats:
+    """Plain counters for the operator's status line (OTel carries the same numbers as metrics)."""
+
+    consumed: int = 0
+    handled: int = 0
+    rejected: int = 0
+    dlq_sent: int = 0
+    batches: int = 0
+    commits: int = 0
+    retries: int = 0
+    lag: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+
+def _decode_header(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def decode_record(topic: Topic, raw: ConsumerRecord) -> Record:
+    """Parse the protobuf value and the CloudEvents envelope; raises ValueError with a reason."""
+    headers: Headers = [(k, v) for k, v in (raw.headers or ())]
+    if raw.value is None:
+        raise ValueError("decode: empty value (tombstone)")
+    try:
+        message = topic.decode(raw.value)
+    except DecodeError as exc:
+        raise ValueError(f"decode: {exc}") from exc
+    try:
+        envelope = Envelope.from_headers(headers)
+    except EnvelopeError as exc:
+        raise ValueError(f"envelope: {exc}") from exc
+    if envelope.type != topic.ce_type:
+        raise ValueError(f"envelope: ce_type {envelope.type!r} is not {topic.ce_type!r} for topic {topic.name}")
+    key = raw.key.decode("utf-8", "replace") if raw.key is not None else None
+    return Record(raw.topic, raw.partition, raw.offset, key, raw.value, headers, raw.timestamp, message, envelope, raw)
+
+
+def dlq_headers(headers: Sequence[tuple[str, bytes]], reason: str, topic: str, partition: int, offset: int,
+                now: datetime | None = None) -> Headers:
+    extra = {
+        "dlq_reason": reason[:4000],
+        "dlq_source_topic": topic,
+        "dlq_partition": str(partition),
+        "dlq_offset": str(offset),
+        "dlq_time": (now or datetime.now(UTC)).isoformat(),
+    }
+    kept = [(k, v) for k, v in headers if k not in extra]
+    return kept + [(k, v.encode()) for k, v in extra.items()]
+
+
+# -- producer -----------------------------------------------------------------------------------
+
+
+class EventProducer:
+    """Protobuf events with CloudEvents headers and W3C trace context. Use as `async with`."""
+
+    def __init__(self, bootstrap: str, source: str, *, linger_ms: int = 5, acks: str | int = "all",
+                 client_id: str | None = None, **producer_kwargs: Any) -> None:
+        self.source = source
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=acks,
+            client_id=client_id or f"twin-{source}", **producer_kwargs)
+
+    async def start(self) -> EventProducer:
+        await self._producer.start()
+        return self
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> EventProducer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def headers_for(self, topic: Topic, *, ce_id: str | None = None, time: datetime | None = None) -> Headers:
+        envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
+        return inject_headers(envelope.to_headers())
+
+    async def enqueue(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
+                      time: datetime | None = None) -> asyncio.Future:
+        """Put one event in the send buffer; await the returned future for the broker's ack."""
+        if not isinstance(message, topic.message_type):
+            raise TypeError(f"{topic.name} carries {topic.ce_type}, got {type(message).__name__}")
+        headers = self.headers_for(topic, ce_id=ce_id, time=time)
+        return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(), headers=headers)
+
+    async def send(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
+                   time: datetime | None = None):
+        """Send one event and wait until the broker acknowledged it (returns RecordMetadata)."""
+        return await (await self.enqueue(topic, key, message, ce_id=ce_id, time=time))
+
+    async def enqueue_raw(self, topic_name: str, key: bytes | None, value: bytes | None,
+                          headers: Sequence[tuple[str, bytes]] = ()) -> asyncio.Future:
+        return await self._producer.send(topic_name, value, key=key, headers=list(headers))
+
+    async def send_raw(self, topic_name: str, key: bytes | None, value: bytes | None,
+                       headers: Sequence[tuple[str, bytes]] = ()):
+        """Bytes as given (DLQ: original value and headers), acknowledged before returning."""
+        return await (await self.enqueue_raw(topic_name, key, value, headers))
+
+
+# -- consumer loop ------------------------------------------------------------------------------
+
+
+def default_is_transient(exc: BaseException) -> bool:
+    """Infrastructure trouble worth retrying forever (never a reason to dead-letter a record)."""
+    if isinstance(exc, (ConnectionError, TimeoutError, KafkaConnectionError, KafkaTimeoutError)):
+        return True
+    # psycopg.OperationalError covers "server closed the connection", "connection refused", pool timeouts.
+    names = {cls.__module__.split(".")[0] + "." + cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"psycopg.OperationalError", "psycopg_pool.PoolTimeout", "psycopg.InterfaceError"})
+
+
+@dataclass
+class _Pending:
+    raw: ConsumerRecord
+    reason: str
+    kind: str
+
+
+async def run_consumer(
+    bootstrap: str,
+    group_id: str,
+    topic: Topic,
+    handle_batch: Handler,
+    *,
+    dlq_producer: EventProducer,
+    max_records: int = 500,
+    session_timeout_ms: int = 6000,
+    poll_timeout_ms: int = 200,
+    stop_event: asyncio.Event | None = None,
+    is_transient: Callable[[BaseException], bool] = default_is_transient,
+    max_attempts: int = 3,
+    backoff_s: float = 0.1,
+    max_backoff_s: float = 5.0,
+    stats: ConsumerStats | None = None,
+    auto_offset_reset: str = "earliest",
+    on_started: Callable[[], None] | None = None,
+    **consumer_kwargs: Any,
+) -> ConsumerStats:
+    """Consume `topic` in `group_id` until `stop_event` is set (then leave the group); at-least-once."""
+    stop_event = stop_event or asyncio.Event()
+    stats = stats or ConsumerStats()
+    consumer = AIOKafkaConsumer(
+        topic.name, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+        auto_offset_reset=auto_offset_reset, session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 3), max_poll_records=max_records,
+        client_id=f"twin-{group_id}", **consumer_kwargs)
+    await consumer.start()
+    if on_started is not None:
+        on_started()
+    loop = _Loop(consumer, group_id, topic, handle_batch, dlq_producer, is_transient, max_attempts,
+                 backoff_s, max_backoff_s, stats, stop_event)
+    lag_checked = 0.0
+    try:
+        while not stop_event.is_set():
+            polled = await consumer.getmany(timeout_ms=poll_timeout_ms, max_records=max_records)
+            if polled:
+                await loop.process(polled)
+            if time.monotonic() - lag_checked >= 1.0:
+                await loop.update_lag()
+                lag_checked = time.monotonic()
+    finally:
+        for key in [k for k in _LAG if k[0] == group_id and k[1] == topic.name]:
+            _LAG.pop(key, None)
+        await consumer.stop()  # leaves the group; nothing uncommitted is committed here
+    return stats
+
+
+class _Loop:
+    def __init__(self, consumer: AIOKafkaConsumer, group_id: str, topic: Topic, handler: Handler,
+                 dlq: EventProducer, is_transient: Callable[[BaseException], bool], max_attempts: int,
+                 backoff_s: float, max_backoff_s: float, stats: ConsumerStats, stop_event: asyncio.Event) -> None:
+        self.consumer, self.group_id, self.topic, self.handler, self.dlq = consumer, group_id, topic, handler, dlq
+        self.is_transient, self.max_attempts = is_transient, max_attempts
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.stats, self.stop_event = stats, stop_event
+        self.attrs = {"topic": topic.name, "group": group_id}
+
+    async def update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+            except (IllegalStateError, TimeoutError):
+                continue
+            if position is not None:
+                lag = max(0, high - position)
+                self.stats.lag[tp.partition] = lag
+                _LAG[(self.group_id, tp.topic, tp.partition)] = lag
+
+    async def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        raws = [r for recs in polled.values() for r in recs]
+        self.stats.consumed += len(raws)
+        _consumed.add(len(raws), self.attrs)
+        good: list[Record] = []
+        pending: list[_Pending] = []
+        for raw in raws:
+            try:
+                good.append(decode_record(self.topic, raw))
+            except ValueError as exc:
+                reason = str(exc)
+                pending.append(_Pending(raw, reason, reason.split(":", 1)[0]))
+        links = [trace.Link(ctx) for r in good[:128] if (ctx := span_context_from_headers(r.headers))]
+        with _tracer.start_as_current_span(
+            f"{self.topic.name} process", kind=trace.SpanKind.CONSUMER, links=links,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic.name,
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.batch.message_count": len(raws)},
+        ) as span:
+            if good:
+                started = time.perf_counter()
+                rejected = await self._handle(good)
+                _batch_latency.record(time.perf_counter() - started, self.attrs)
+                self.stats.handled += len(good) - len(rejected)
+                pending += [_Pending(_raw_of(r.record), r.reason, r.kind) for r in rejected]
+            await self._dead_letter(pending)
+            span.set_attribute("twin.records.rejected", len(pending))
+            await self._commit(polled)
+        self.stats.batches += 1
+
+    async def _handle(self, records: list[Record]) -> list[Rejected]:
+        """Run the handler; on non-transient failure isolate the poison record(s) by bisection."""
+        attempt = 0
+        delay = self.backoff_s
+        while True:
+            try:
+                result = await self.handler(records)
+                return list(result.rejected)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the loop must survive any handler failure
+                attempt += 1
+                self.stats.retries += 1
+                _retries.add(1, self.attrs)
+                transient = self.is_transient(exc)
+                if not transient and attempt >= self.max_attempts:
+                    if len(records) == 1:
+                        log.warning("dead-lettering poison record %s[%d]@%d: %r", records[0].topic,
+                                    records[0].partition, records[0].offset, exc)
+                        return [Rejected(records[0], f"handler: {type(exc).__name__}: {exc}", "handler")]
+                    mid = len(records) // 2
+                    return await self._handle(records[:mid]) + await self._handle(records[mid:])
+                log.warning("handler failed (%s, attempt %d, %d records), retrying in %.2fs: %r",
+                            "transient" if transient else "error", attempt, len(records), delay, exc)
+                if transient and self.stop_event.is_set():
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff_s, delay * 2)
+
+    async def _dead_letter(self, pending: list[_Pending]) -> None:
+        if not pending:
+            return
+        delay = self.backoff_s
+        while True:
+            try:
+                futures = [
+                    await self.dlq.enqueue_raw(
+                        self.topic.dlq, p.raw.key, p.raw.value,
+                        dlq_headers(list(p.raw.headers or ()), p.reason, p.raw.topic, p.raw.partition, p.raw.offset))
+                    for p in pending
+                ]
+                await asyncio.gather(*futures)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - never commit before the DLQ has the records
+                log.warning("DLQ send failed, retrying in %.2fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff_s, delay * 2)
+        for p in pending:
+            _rejected.add(1, {**self.attrs, "reason": p.kind})
+        _dlq_sent.add(len(pending), self.attrs)
+        self.stats.rejected += len(pending)
+        self.stats.dlq_sent += len(pending)
+
+    async def _commit(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in polled.items() if recs}
+        try:
+            await self.consumer.commit(offsets)
+            self.stats.commits += 1
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Partitions were revoked meanwhile: their new owner re-reads from the last commit;
+            # the handler is idempotent, so the redelivery is harmless.
+            log.warning("offset commit failed after rebalance (records will be redelivered): %r", exc)
+
+
+def _raw_of(record: Record) -> ConsumerRecord:
+    return record.raw
