@@ -1,0 +1,1 @@
+"""ingest: facility feeds in, validated telemetry out (TimescaleDB tables + telemetry.samples.v1)."""

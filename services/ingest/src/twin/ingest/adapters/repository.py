@@ -1,0 +1,124 @@
+"""PostgreSQL/TimescaleDB writes of accepted telemetry batches, exactly once per batch.
+
+One transaction per poll:
+  1. insert one ledger row per batch into `telemetry_batches` (natural key rack_id, sample_time,
+     sequence) with ON CONFLICT DO NOTHING RETURNING → which batches are new;
+  2. binary COPY the sample rows of the new batches only into telemetry_gpu / _rack / _link;
+  3. commit.
+A batch redelivered after a crash (or re-sent by the source) finds its ledger row and is not stored
+again. Conflicting batches are told apart: same ce_id as the ledger row → a redelivery of the stored
+record (its normalized record may not have been published yet, so the caller re-publishes it under
+the same deterministic id); another ce_id → a duplicate from the source (counted, dropped).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from twin.core.db import copy_columns
+from twin.ingest.domain.model import BatchKey, RackBatch
+from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rack_columns
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[4] / "migrations"
+
+GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3
+RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 8
+LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]
+
+
+@dataclass(frozen=True)
+class StoreItem:
+    batch: RackBatch
+    ce_id: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class StoreOutcome:
+    new: list[int] = field(default_factory=list)          # indexes into the items: stored now
+    redelivered: list[int] = field(default_factory=list)  # stored earlier from this same record
+    duplicates: list[int] = field(default_factory=list)   # stored earlier from another record
+    rows: dict[str, int] = field(default_factory=dict)    # table -> rows copied
+    seconds: float = 0.0
+
+
+class TelemetryRepository:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def store(self, items: Sequence[StoreItem]) -> StoreOutcome:
+        """Store the new batches among `items` in one transaction (keys must be unique in `items`)."""
+        started = time.perf_counter()
+        out = StoreOutcome()
+        if not items:
+            return out
+        keys = [it.batch.key for it in items]
+        async with self.pool.connection() as conn, conn.transaction():
+            inserted = await _insert_ledger(conn, items)
+            conflicts = [i for i, k in enumerate(keys) if k not in inserted]
+            out.new = [i for i, k in enumerate(keys) if k in inserted]
+            if conflicts:
+                stored_ids = await _ledger_ce_ids(conn, [keys[i] for i in conflicts])
+                for i in conflicts:
+                    (out.redelivered if stored_ids.get(keys[i]) == items[i].ce_id else out.duplicates).append(i)
+            batches = [items[i].batch for i in out.new]
+            if batches:
+                out.rows["telemetry_gpu"] = await copy_table(conn, "telemetry_gpu", gpu_columns(batches), GPU_TYPES)
+                out.rows["telemetry_rack"] = await copy_table(conn, "telemetry_rack", rack_columns(batches), RACK_TYPES)
+                out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link", link_columns(batches), LINK_TYPES)
+        out.seconds = time.perf_counter() - started
+        return out
+
+
+def _key_arrays(keys: Sequence[BatchKey]) -> tuple[list[str], list[datetime], list[int]]:
+    return [k.rack_id for k in keys], [k.sample_time for k in keys], [k.sequence for k in keys]
+
+
+async def _insert_ledger(conn: AsyncConnection, items: Sequence[StoreItem]) -> set[BatchKey]:
+    racks, times, seqs = _key_arrays([it.batch.key for it in items])
+    gpu_rows = [sum(len(n.gpu_index) for n in it.batch.nodes) for it in items]
+    cur = await conn.execute(
+        """
+        INSERT INTO telemetry_batches
+            (rack_id, sample_time, sequence, ce_id, source_topic, source_partition, source_offset, gpu_rows)
+        SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[],
+                             %s::integer[], %s::bigint[], %s::integer[])
+        ON CONFLICT (rack_id, sample_time, sequence) DO NOTHING
+        RETURNING rack_id, sample_time, sequence
+        """,
+        (racks, times, seqs, [it.ce_id for it in items], [it.topic for it in items],
+         [it.partition for it in items], [it.offset for it in items], gpu_rows),
+    )
+    return {BatchKey(r, t, s) for r, t, s in await cur.fetchall()}
+
+
+async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dict[BatchKey, str]:
+    racks, times, seqs = _key_arrays(keys)
+    cur = await conn.execute(
+        """
+        SELECT b.rack_id, b.sample_time, b.sequence, b.ce_id
+        FROM telemetry_batches b
+        JOIN unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS k(rack_id, sample_time, sequence)
+          USING (rack_id, sample_time, sequence)
+        """,
+        (racks, times, seqs),
+    )
+    return {BatchKey(r, t, s): ce for r, t, s, ce in await cur.fetchall()}
+
+
+async def copy_table(conn: AsyncConnection, table: str, data: TableColumns, types: list[str]) -> int:
+    """Binary COPY of column arrays into `table` (twin.core.db.copy_columns); NaN floats → NULL."""
+    if len(data) == 0:
+        return 0
+    names = list(data.columns)
+    arrays = [np.ma.masked_invalid(a) if a.dtype.kind == "f" else a for a in data.columns.values()]
+    return await copy_columns(conn, table, names, types, arrays)

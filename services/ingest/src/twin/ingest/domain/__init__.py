@@ -1,0 +1,1 @@
+"""Pure ingest logic: numpy arrays and frozen dataclasses, no I/O."""

@@ -1,0 +1,104 @@
+"""Accepted batches → column arrays for the three telemetry tables (one entry per stored row).
+
+Only called on batches that passed validation, so every array length is consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FLOAT_FIELDS, LINK_COUNT_FIELDS, RackBatch
+
+GPU_COLUMNS: tuple[str, ...] = ("time", "rack_id", "node_id", "gpu_index") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
+RACK_COLUMNS: tuple[str, ...] = (
+    "time", "rack_id", "pdu_l1_power_w", "pdu_l2_power_w", "pdu_l3_power_w", "inlet_air_temp_c",
+    "outlet_air_temp_c", "coolant_supply_temp_c", "coolant_return_temp_c", "coolant_flow_lpm",
+)
+LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIELDS + ("link_state",)
+
+
+@dataclass(frozen=True, eq=False)
+class TableColumns:
+    """name -> 1-D array, all the same length; `time` is datetime64[us] (UTC)."""
+
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+
+def _time64(batch: RackBatch) -> np.datetime64:
+    assert batch.sample_time is not None
+    return np.datetime64(batch.sample_time.replace(tzinfo=None), "us")
+
+
+def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
+    times, racks, nodes, index = [], [], [], []
+    values: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS}
+    for b in batches:
+        t = _time64(b)
+        for node in b.nodes:
+            n = len(node.gpu_index)
+            times.append(np.full(n, t))
+            racks.append(np.full(n, b.rack_id, dtype=object))
+            nodes.append(np.full(n, node.node_id, dtype=object))
+            index.append(node.gpu_index)
+            for f in values:
+                values[f].append(node.values[f])
+    cols: dict[str, np.ndarray] = {
+        "time": _cat(times, "datetime64[us]"),
+        "rack_id": _cat(racks, object),
+        "node_id": _cat(nodes, object),
+        "gpu_index": _cat(index, np.int16),
+    }
+    for f in GPU_FLOAT_FIELDS:
+        cols[f] = _cat(values[f], np.float64)
+    for f in GPU_COUNT_FIELDS:
+        cols[f] = _cat(values[f], np.int64)
+    return TableColumns(cols)
+
+
+def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
+    rows = [b for b in batches if b.rack is not None]
+    pdu = np.full((len(rows), 3), np.nan)
+    for i, b in enumerate(rows):
+        p = np.asarray(b.rack.pdu_input_power_w, dtype=np.float64)[:3]
+        pdu[i, : len(p)] = p
+    cols: dict[str, np.ndarray] = {
+        "time": np.array([_time64(b) for b in rows], dtype="datetime64[us]"),
+        "rack_id": np.array([b.rack_id for b in rows], dtype=object),
+        "pdu_l1_power_w": pdu[:, 0], "pdu_l2_power_w": pdu[:, 1], "pdu_l3_power_w": pdu[:, 2],
+    }
+    for f in RACK_COLUMNS[5:]:
+        cols[f] = np.array([getattr(b.rack, f) for b in rows], dtype=np.float64)
+    return TableColumns(cols)
+
+
+def link_columns(batches: Sequence[RackBatch]) -> TableColumns:
+    times, racks, ports, states = [], [], [], []
+    counters: dict[str, list[np.ndarray]] = {f: [] for f in LINK_COUNT_FIELDS}
+    for b in batches:
+        n = len(b.links.port_id)
+        if not n:
+            continue
+        times.append(np.full(n, _time64(b)))
+        racks.append(np.full(n, b.rack_id, dtype=object))
+        ports.append(np.array(b.links.port_id, dtype=object))
+        states.append(b.links.link_state)
+        for f in counters:
+            counters[f].append(b.links.counters[f])
+    cols: dict[str, np.ndarray] = {
+        "time": _cat(times, "datetime64[us]"),
+        "rack_id": _cat(racks, object),
+        "port_id": _cat(ports, object),
+    }
+    for f in LINK_COUNT_FIELDS:
+        cols[f] = _cat(counters[f], np.int64)
+    cols["link_state"] = _cat(states, np.int16)
+    return TableColumns(cols)
+
+
+def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)

@@ -1,0 +1,259 @@
+"""Checks of one decoded rack batch against the facility: schema, units/physical ranges, ids, time.
+
+Granularity (documented decision): a batch with ANY invalid value is rejected as a whole, with every
+reason found; the adapter sends the original bytes to the DLQ. Nothing is half-stored, nothing lost.
+
+Rules (value ranges are inclusive):
+  schema   every packed per-GPU array has one value per `gpu_index` entry; link arrays one per port;
+           PDU phases = the rack type's `pdu_phases`; node ids unique; gpu_index unique per node;
+           a batch carries at least one sample
+  ids      site_id = the facility's; rack_id, node ids (of that rack), gpu_index < GPUs per node,
+           port ids = the rack's NICs `<node>/nic<K>` or a fabric switch port `<leaf-id>/<port>`
+  missing  NaN in a float field means "not measured" (the DCGM adapter's convention for a field a
+           scrape lacks): accepted and stored as NULL. ±inf is rejected.
+  ranges   power_w            [0, 1.5 × GPU model max_w] W
+           gpu_temp_c         [-10, 130] °C        mem_temp_c [-10, 150] °C
+           sm_clock_mhz       [0, 1.5 × max_sm_clock_mhz] MHz;  mem_clock_mhz likewise
+           util_*_pct         [0, 100] %           sm/tensor/dram_active [0, 1] ratio
+           counters           < 2**63 (stored as bigint)
+           pdu_input_power_w  [0, 1.5 × pdu_kw] W per phase
+           air temps          [-10, 80] °C          coolant temps [-10, 100] °C
+           coolant_flow_lpm   [0, 1.5 × cdu_flow_lpm] l/min
+           link_state         a LinkState enum value (0..3)
+  time     sample_time set, not more than 5 min ahead of the clock nor more than 7 days behind it
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, LINK_COUNT_FIELDS, RackBatch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twin.core.facility.inventory import Inventory
+
+MAX_FUTURE = timedelta(minutes=5)
+MAX_AGE = timedelta(days=7)
+MAX_REASONS = 20
+BIGINT_MAX = np.uint64(2**63 - 1)
+LINK_STATES = (0, 1, 2, 3)
+
+FIXED_RANGES: dict[str, tuple[float, float, str]] = {
+    "gpu_temp_c": (-10.0, 130.0, "°C"),
+    "mem_temp_c": (-10.0, 150.0, "°C"),
+    "util_gpu_pct": (0.0, 100.0, "%"),
+    "util_mem_pct": (0.0, 100.0, "%"),
+    "sm_active": (0.0, 1.0, "ratio"),
+    "tensor_active": (0.0, 1.0, "ratio"),
+    "dram_active": (0.0, 1.0, "ratio"),
+}
+AIR_RANGE = (-10.0, 80.0)
+COOLANT_RANGE = (-10.0, 100.0)
+
+
+@dataclass(frozen=True)
+class RackLimits:
+    node_gpus: dict[str, int]          # node id -> GPUs in that node
+    nic_ids: frozenset[str]
+    gpu_max_w: float
+    max_sm_clock_mhz: float
+    max_mem_clock_mhz: float
+    pdu_phases: int
+    pdu_phase_max_w: float
+    max_flow_lpm: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    site_id: str
+    racks: dict[str, RackLimits]
+    switch_ids: frozenset[str] = frozenset()
+    power_factor: float = 1.5
+    max_future: timedelta = MAX_FUTURE
+    max_age: timedelta = MAX_AGE
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str   # schema | ids | range | time  (a metric label)
+    text: str
+
+
+@dataclass
+class _Found:
+    problems: list[Problem] = field(default_factory=list)
+    dropped: int = 0
+
+    def add(self, kind: str, text: str) -> None:
+        if len(self.problems) < MAX_REASONS:
+            self.problems.append(Problem(kind, text))
+        else:
+            self.dropped += 1
+
+
+def limits_from_inventory(inventory: Inventory, power_factor: float = 1.5) -> Limits:
+    spec = inventory.spec
+    racks: dict[str, RackLimits] = {}
+    by_type: dict[str, tuple] = {}
+    for rack in inventory.racks:
+        if rack.rack_type not in by_type:
+            nt = inventory.node_type_of_rack(rack)
+            gm = inventory.gpu_model_of_rack(rack)
+            rt = inventory.rack_type(rack)
+            by_type[rack.rack_type] = (nt.gpus, gm, rt.pdu_phases)
+        gpus, gm, phases = by_type[rack.rack_type]
+        racks[rack.rack_id] = RackLimits(
+            node_gpus={nid: gpus for nid in inventory.node_ids(rack)},
+            nic_ids=frozenset(inventory.nic_ids(rack)),
+            gpu_max_w=power_factor * gm.max_w,
+            max_sm_clock_mhz=1.5 * gm.max_sm_clock_mhz,
+            max_mem_clock_mhz=1.5 * gm.max_mem_clock_mhz,
+            pdu_phases=phases,
+            pdu_phase_max_w=1.5 * spec.power.pdu_kw * 1000.0,
+            max_flow_lpm=1.5 * spec.cooling.cdu_flow_lpm,
+        )
+    return Limits(site_id=spec.site_id, racks=racks, switch_ids=frozenset(inventory.leaf_ids()),
+                  power_factor=power_factor)
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+def _check_range(found: _Found, name: str, values: np.ndarray, lo: float, hi: float, unit: str,
+                 where: list[str]) -> None:
+    """Flag values outside [lo, hi] and ±inf (NaN = missing passes); `where[i]` locates value i."""
+    bad = np.flatnonzero(~((values >= lo) & (values <= hi)) & ~np.isnan(values))
+    for i in bad[: MAX_REASONS]:
+        v = values[i]
+        if not np.isfinite(v):
+            found.add("range", f"{name}={_fmt(v)} is not a finite number {where[i]}")
+        else:
+            found.add("range", f"{name}={_fmt(v)} outside [{lo:g}, {hi:g}] {unit} {where[i]}")
+    found.dropped += max(0, len(bad) - MAX_REASONS)
+
+
+def validate_batch(batch: RackBatch, limits: Limits, now: datetime) -> list[Problem]:
+    """Every problem found in the batch (empty list = accepted). Pure; `now` comes from the Clock."""
+    found = _Found()
+    if batch.site_id != limits.site_id:
+        found.add("ids", f"site_id {batch.site_id!r} is not this facility's {limits.site_id!r}")
+    rack = limits.racks.get(batch.rack_id)
+    if rack is None:
+        found.add("ids", f"unknown rack_id {batch.rack_id!r}")
+    if batch.sample_time is None:
+        found.add("time", "sample_time is not set")
+    else:
+        if batch.sample_time > now + limits.max_future:
+            found.add("time", f"sample_time {batch.sample_time.isoformat()} is more than "
+                              f"{limits.max_future} ahead of now {now.isoformat()}")
+        if batch.sample_time < now - limits.max_age:
+            found.add("time", f"sample_time {batch.sample_time.isoformat()} is more than "
+                              f"{limits.max_age.days} days before now {now.isoformat()}")
+    if not batch.nodes and batch.rack is None and not batch.links.port_id:
+        found.add("schema", "batch carries no samples (no nodes, rack or links)")
+    _check_gpus(batch, rack, found)
+    _check_rack_env(batch, rack, found)
+    _check_links(batch, rack, limits, found)
+    problems = found.problems
+    if found.dropped:
+        problems.append(Problem(problems[-1].kind, f"... and {found.dropped} more problems"))
+    return problems
+
+
+def _check_gpus(batch: RackBatch, rack: RackLimits | None, found: _Found) -> None:
+    seen_nodes: set[str] = set()
+    where: list[str] = []
+    columns: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FIELDS}
+    for node in batch.nodes:
+        if node.node_id in seen_nodes:
+            found.add("schema", f"node {node.node_id} appears twice")
+            continue
+        seen_nodes.add(node.node_id)
+        n = len(node.gpu_index)
+        lengths_ok = True
+        for name in GPU_FIELDS:
+            got = len(node.values[name])
+            if got != n:
+                lengths_ok = False
+                found.add("schema", f"node {node.node_id}: {name} has {got} values for {n} gpu_index entries")
+        if len(np.unique(node.gpu_index)) != n:
+            found.add("schema", f"node {node.node_id}: gpu_index has duplicates {node.gpu_index.tolist()}")
+        if rack is not None:
+            gpus = rack.node_gpus.get(node.node_id)
+            if gpus is None:
+                found.add("ids", f"unknown node_id {node.node_id!r} for rack {batch.rack_id}")
+            else:
+                for g in node.gpu_index[node.gpu_index >= gpus][:MAX_REASONS]:
+                    found.add("ids", f"gpu_index {int(g)} out of range 0..{gpus - 1} at node {node.node_id}")
+        if not lengths_ok:
+            continue
+        where += [f"at node {node.node_id} gpu {int(g)}" for g in node.gpu_index]
+        for name in GPU_FIELDS:
+            columns[name].append(node.values[name])
+    if not where:
+        return
+    ranges = dict(FIXED_RANGES)
+    if rack is not None:
+        ranges["power_w"] = (0.0, rack.gpu_max_w, "W")
+        ranges["sm_clock_mhz"] = (0.0, rack.max_sm_clock_mhz, "MHz")
+        ranges["mem_clock_mhz"] = (0.0, rack.max_mem_clock_mhz, "MHz")
+    else:  # unknown rack: still report non-physical values
+        ranges["power_w"] = (0.0, np.inf, "W")
+        ranges["sm_clock_mhz"] = (0.0, np.inf, "MHz")
+        ranges["mem_clock_mhz"] = (0.0, np.inf, "MHz")
+    for name, (lo, hi, unit) in ranges.items():
+        _check_range(found, name, np.concatenate(columns[name]).astype(np.float64), lo, hi, unit, where)
+    for name in GPU_COUNT_FIELDS:
+        values = np.concatenate(columns[name]).astype(np.uint64)
+        for i in np.flatnonzero(values > BIGINT_MAX)[:MAX_REASONS]:
+            found.add("range", f"{name}={int(values[i])} exceeds the 64-bit signed counter range {where[i]}")
+
+
+def _check_rack_env(batch: RackBatch, rack: RackLimits | None, found: _Found) -> None:
+    env = batch.rack
+    if env is None:
+        return
+    pdu = np.asarray(env.pdu_input_power_w, dtype=np.float64)
+    if rack is not None and len(pdu) != rack.pdu_phases:
+        found.add("schema", f"pdu_input_power_w has {len(pdu)} phases, rack {batch.rack_id} has {rack.pdu_phases}")
+    hi = rack.pdu_phase_max_w if rack is not None else np.inf
+    _check_range(found, "pdu_input_power_w", pdu, 0.0, hi, "W",
+                 [f"phase L{i + 1} at rack {batch.rack_id}" for i in range(len(pdu))])
+    flow_hi = rack.max_flow_lpm if rack is not None else np.inf
+    scalars = [
+        ("inlet_air_temp_c", env.inlet_air_temp_c, *AIR_RANGE, "°C"),
+        ("outlet_air_temp_c", env.outlet_air_temp_c, *AIR_RANGE, "°C"),
+        ("coolant_supply_temp_c", env.coolant_supply_temp_c, *COOLANT_RANGE, "°C"),
+        ("coolant_return_temp_c", env.coolant_return_temp_c, *COOLANT_RANGE, "°C"),
+        ("coolant_flow_lpm", env.coolant_flow_lpm, 0.0, flow_hi, "l/min"),
+    ]
+    for name, value, lo, hi_, unit in scalars:
+        _check_range(found, name, np.array([value], dtype=np.float64), lo, hi_, unit, [f"at rack {batch.rack_id}"])
+
+
+def _check_links(batch: RackBatch, rack: RackLimits | None, limits: Limits, found: _Found) -> None:
+    links = batch.links
+    n = len(links.port_id)
+    arrays = {**links.counters, "link_state": links.link_state}
+    for name, values in arrays.items():
+        if len(values) != n:
+            found.add("schema", f"links: {name} has {len(values)} values for {n} port_id entries")
+    if len(set(links.port_id)) != n:
+        found.add("schema", "links: port_id has duplicates")
+    if rack is not None:
+        for port in links.port_id:
+            if port not in rack.nic_ids and port.split("/", 1)[0] not in limits.switch_ids:
+                found.add("ids", f"unknown port_id {port!r} for rack {batch.rack_id}")
+    if len(links.link_state) == n:
+        for i in np.flatnonzero(~np.isin(links.link_state, LINK_STATES))[:MAX_REASONS]:
+            found.add("range", f"link_state={int(links.link_state[i])} is not a LinkState at port {links.port_id[i]}")
+    for name in LINK_COUNT_FIELDS:
+        values = links.counters[name]
+        if len(values) == n:
+            for i in np.flatnonzero(values.astype(np.uint64) > BIGINT_MAX)[:MAX_REASONS]:
+                found.add("range", f"{name}={int(values[i])} exceeds the 64-bit signed counter range "
+                                   f"at port {links.port_id[i]}")
