@@ -1,0 +1,90 @@
+"""Kafka producer for facility records (aiokafka), plus topic creation from twin.core.topics.
+
+acks=all; idempotence off (not every Kafka-protocol broker, e.g. Tansu, supports idempotent
+producers, and duplicates are handled downstream by ingest anyway); lz4 is not a dependency, so no
+compression. `ensure_topics` may move to twin.core later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from twin.core import topics
+from twin.core.envelope import Headers
+
+
+class Publisher(Protocol):
+    async def start(self) -> None: ...
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future: ...
+    async def flush(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+async def ensure_topics(bootstrap: str, names: list[str] | None = None, replication_factor: int = 1) -> list[str]:
+    """Create missing topics (default: every topic of twin.core.topics incl. DLQs); returns those created."""
+    wanted = names or topics.all_topic_names()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="facility-sim-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        new = []
+        for name in missing:
+            base = topics.BY_NAME.get(name.removesuffix(topics.DLQ_SUFFIX))
+            new.append(NewTopic(name, num_partitions=base.partitions if base else 1,
+                                replication_factor=replication_factor))
+        if new:
+            await admin.create_topics(new)
+        return missing
+    finally:
+        await admin.close()
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, client_id="facility-sim", acks="all", enable_idempotence=False,
+            linger_ms=linger_ms, compression_type=None, max_request_size=4 * 1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future:
+        """Queue one record; the returned future resolves when the broker acknowledged it."""
+        return await self._producer.send(topic, value=value, key=key, headers=headers)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+
+class MemoryPublisher:
+    """In-process publisher for tests and `--dry-run`: keeps (topic, key, value, headers) records."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.records: list[tuple[str, bytes, bytes, Headers]] = []
+        self.count = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future:
+        self.count += 1
+        if self.keep:
+            self.records.append((topic, key, value, headers))
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+    async def flush(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None

@@ -1,0 +1,205 @@
+"""Composition root: facility spec → model → codec → (faults) → publisher, plus the metrics endpoint.
+
+`FacilitySim` takes its publisher and clock as arguments so tests run it in-process with a
+`MemoryPublisher` and a `FixedClock`; `build_sim` wires the real Kafka publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import IO
+
+from twin.core import topics
+from twin.core.clock import Clock, SystemClock
+from twin.core.envelope import new_envelope
+from twin.core.facility.spec import load_facility_spec
+from twin.facility_sim.adapters.codec import SOURCE, TickEncoder
+from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
+from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
+from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher, ensure_topics
+from twin.facility_sim.domain.model import FacilityModel, Tick
+from twin.facility_sim.layout import SiteLayout, build_layout
+
+SERVICE = "facility-sim"
+DEFAULT_METRICS_PORT = 9400   # dcgm-exporter's default port
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    facility: str = "dgx-h100-su"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    rate_hz: float = 1.0
+    racks: int | None = None               # first N racks only (None: all)
+    duration_s: float | None = None        # None: run until stopped
+    bad_fraction: float = 0.0
+    seed: int = 0
+    metrics_port: int | None = DEFAULT_METRICS_PORT   # None: no endpoint; 0: ephemeral port
+    metrics_racks: int = 1
+    bad_log: str | None = None
+    good_log: str | None = None
+    dry_run: bool = False                  # no Kafka: model + encode only (benchmarks, demos)
+    create_topics: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError("rate_hz must be > 0")
+
+
+@dataclass
+class SimStats:
+    ticks: int = 0
+    messages: int = 0                      # records handed to the publisher (incl. bad + duplicates)
+    good: int = 0
+    good_gpu_rows: int = 0
+    bad: Counter = field(default_factory=Counter)
+    behind_s: float = 0.0                  # worst lateness of a tick against its schedule
+    model_s: float = 0.0                   # cumulative time in model.step
+    encode_s: float = 0.0                  # cumulative time building + serializing protos
+    publish_s: float = 0.0                 # cumulative time handing off + awaiting acks
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["bad"] = dict(self.bad)
+        d["bad_total"] = sum(self.bad.values())
+        return d
+
+
+class FacilitySim:
+    def __init__(self, config: SimConfig, publisher: Publisher, clock: Clock | None = None,
+                 layout: SiteLayout | None = None) -> None:
+        self.config = config
+        self.publisher = publisher
+        self.clock = clock or SystemClock()
+        self.layout = layout or build_layout(load_facility_spec(config.facility), racks=config.racks,
+                                             seed=config.seed)
+        self.model = FacilityModel(self.layout.arrays, seed=config.seed)
+        self.encoder = TickEncoder(self.layout)
+        self.injector = FaultInjector(config.bad_fraction, seed=config.seed)
+        self.renderer = DcgmRenderer(self.layout, racks=config.metrics_racks)
+        self.metrics = (MetricsServer(self.metrics_text, port=config.metrics_port)
+                        if config.metrics_port is not None else None)
+        self.state = self.model.initial_state()
+        self.latest: Tick | None = None
+        self.stats = SimStats()
+        self._ce_type = topics.FACILITY_TELEMETRY.ce_type
+        self._topic = topics.FACILITY_TELEMETRY.name
+        self._good_log: IO[str] | None = None
+        self._bad_log: IO[str] | None = None
+
+    def metrics_text(self) -> str | None:
+        return None if self.latest is None else self.renderer.render(self.latest)
+
+    async def start(self) -> None:
+        if self.config.good_log:
+            self._good_log = open(self.config.good_log, "a", encoding="utf-8")  # noqa: SIM115
+        if self.config.bad_log:
+            self._bad_log = open(self.config.bad_log, "a", encoding="utf-8")  # noqa: SIM115
+        await self.publisher.start()
+        if self.metrics is not None:
+            await self.metrics.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.publisher.flush()
+            await self.publisher.stop()
+        finally:
+            if self.metrics is not None:
+                await self.metrics.stop()
+            for f in (self._good_log, self._bad_log):
+                if f is not None:
+                    f.close()
+
+    async def tick(self, t0: datetime) -> Tick:
+        """Simulate, encode and publish tick number `stats.ticks` (scheduled at t0 + k/rate)."""
+        k = self.stats.ticks
+        dt = 1.0 / self.config.rate_hz
+        sample_time = t0 + timedelta(seconds=k * dt)
+        c0 = time.perf_counter()
+        self.state, tick = self.model.step(self.state, k * dt, dt)
+        c1 = time.perf_counter()
+        encoded = self.encoder.encode(tick, sample_time, sequence=k + 1)
+        values = [e.message.SerializeToString() for e in encoded]
+        c2 = time.perf_counter()
+        futures = []
+        for enc, value in zip(encoded, values, strict=True):
+            futures += await self._emit(enc.rack_id, enc.sequence, enc.n_gpu_rows, enc.message, value, sample_time)
+        if futures:
+            await asyncio.gather(*futures)
+        c3 = time.perf_counter()
+        self.latest = tick
+        s = self.stats
+        s.ticks += 1
+        s.model_s += c1 - c0
+        s.encode_s += c2 - c1
+        s.publish_s += c3 - c2
+        return tick
+
+    async def _emit(self, rack_id, sequence, n_rows, msg, value, sample_time) -> list:
+        env = new_envelope(self._ce_type, SOURCE, time=sample_time)
+        headers = env.to_headers()
+        kind = self.injector.pick()
+        key = rack_id.encode()
+        futs = []
+        if kind is None or kind == "duplicate":
+            futs.append(await self.publisher.send(self._topic, key, value, headers))
+            self.stats.messages += 1
+            self.stats.good += 1
+            self.stats.good_gpu_rows += n_rows
+            self._log(self._good_log, {"rack_id": rack_id, "sequence": sequence, "ce_id": env.id,
+                                       "n_gpu_rows": n_rows})
+        if kind is None:
+            return futs
+        fault = self.injector.apply(kind, msg)
+        if kind in DLQ_KINDS:
+            assert fault.value is not None
+            value = fault.value
+            if fault.rack_id is not None:
+                key = fault.rack_id.encode()
+        futs.append(await self.publisher.send(self._topic, key, value, headers))
+        self.stats.messages += 1
+        self.stats.bad[kind] += 1
+        self._log(self._bad_log, {"kind": kind, "rack_id": key.decode(), "sequence": sequence, "ce_id": env.id,
+                                  "detail": fault.detail})
+        return futs
+
+    @staticmethod
+    def _log(f: IO[str] | None, row: dict) -> None:
+        if f is not None:
+            f.write(json.dumps(row) + "\n")
+
+    async def run(self, stop: asyncio.Event | None = None) -> SimStats:
+        """Tick at `rate_hz` until `duration_s` elapses or `stop` is set; always flushes and stops."""
+        stop = stop or asyncio.Event()
+        await self.start()
+        try:
+            t0 = self.clock.now()
+            start = time.monotonic()
+            dt = 1.0 / self.config.rate_hz
+            n_ticks = None if self.config.duration_s is None else max(1, round(self.config.duration_s * self.config.rate_hz))
+            while not stop.is_set() and (n_ticks is None or self.stats.ticks < n_ticks):
+                await self.tick(t0)
+                due = start + self.stats.ticks * dt
+                lag = time.monotonic() - due
+                self.stats.behind_s = max(self.stats.behind_s, lag)
+                if lag < 0 and (n_ticks is None or self.stats.ticks < n_ticks):
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=-lag)
+                    except TimeoutError:
+                        pass
+        finally:
+            await self.stop()
+        return self.stats
+
+
+async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySim:
+    """Real wiring: Kafka publisher (topics created if missing) or an in-memory sink for --dry-run."""
+    if config.dry_run:
+        return FacilitySim(config, MemoryPublisher(keep=False), clock)
+    if config.create_topics:
+        await ensure_topics(config.kafka_bootstrap)
+    return FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)

@@ -1,0 +1,1 @@
+"""Pure numpy model of a facility: workload → GPU activity → power, clocks, temperatures → racks."""
