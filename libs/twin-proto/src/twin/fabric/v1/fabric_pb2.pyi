@@ -66,30 +66,36 @@ class LinkEvent(_message.Message):
     def __init__(self, link_id: _Optional[str] = ..., kind: _Optional[_Union[LinkEventKind, str]] = ..., capacity_fraction: _Optional[float] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LinkHealth(_message.Message):
-    __slots__ = ("link_id", "capacity_fraction", "utilization", "flapping")
+    __slots__ = ("link_id", "capacity_fraction", "utilization", "flapping", "changed_time")
     LINK_ID_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FRACTION_FIELD_NUMBER: _ClassVar[int]
     UTILIZATION_FIELD_NUMBER: _ClassVar[int]
     FLAPPING_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_TIME_FIELD_NUMBER: _ClassVar[int]
     link_id: str
     capacity_fraction: float
     utilization: float
     flapping: bool
-    def __init__(self, link_id: _Optional[str] = ..., capacity_fraction: _Optional[float] = ..., utilization: _Optional[float] = ..., flapping: _Optional[bool] = ...) -> None: ...
+    changed_time: _timestamp_pb2.Timestamp
+    def __init__(self, link_id: _Optional[str] = ..., capacity_fraction: _Optional[float] = ..., utilization: _Optional[float] = ..., flapping: _Optional[bool] = ..., changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class FabricState(_message.Message):
-    __slots__ = ("site_id", "state_time", "links", "links_down", "links_degraded")
+    __slots__ = ("site_id", "state_time", "links", "links_down", "links_degraded", "links_flapping", "truncated")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
     LINKS_DOWN_FIELD_NUMBER: _ClassVar[int]
     LINKS_DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FLAPPING_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     state_time: _timestamp_pb2.Timestamp
     links: _containers.RepeatedCompositeFieldContainer[LinkHealth]
     links_down: int
     links_degraded: int
-    def __init__(self, site_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkHealth, _Mapping]]] = ..., links_down: _Optional[int] = ..., links_degraded: _Optional[int] = ...) -> None: ...
+    links_flapping: int
+    truncated: bool
+    def __init__(self, site_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., links: _Optional[_Iterable[_Union[LinkHealth, _Mapping]]] = ..., links_down: _Optional[int] = ..., links_degraded: _Optional[int] = ..., links_flapping: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("ranks", "gpus", "job_id")
@@ -168,10 +174,14 @@ class EstimateBatchRequest(_message.Message):
     def __init__(self, collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
 
 class EstimateBatchResponse(_message.Message):
-    __slots__ = ("estimates",)
+    __slots__ = ("estimates", "n_ranks", "n_nodes")
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    N_RANKS_FIELD_NUMBER: _ClassVar[int]
+    N_NODES_FIELD_NUMBER: _ClassVar[int]
     estimates: _containers.RepeatedCompositeFieldContainer[CollectiveEstimate]
-    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ...) -> None: ...
+    n_ranks: int
+    n_nodes: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class SweepSizesRequest(_message.Message):
     __slots__ = ("collective", "min_bytes", "max_bytes", "steps_per_doubling", "placement")
@@ -188,13 +198,17 @@ class SweepSizesRequest(_message.Message):
     def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., min_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., steps_per_doubling: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
 
 class SweepSizesResponse(_message.Message):
-    __slots__ = ("estimates",)
+    __slots__ = ("estimates", "n_ranks", "n_nodes")
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    N_RANKS_FIELD_NUMBER: _ClassVar[int]
+    N_NODES_FIELD_NUMBER: _ClassVar[int]
     estimates: _containers.RepeatedCompositeFieldContainer[CollectiveEstimate]
-    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ...) -> None: ...
+    n_ranks: int
+    n_nodes: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class ModelSpec(_message.Message):
-    __slots__ = ("parameters", "layers", "hidden_size", "sequence_length", "micro_batch_size", "bytes_per_value", "moe_layers", "micro_batches_per_step")
+    __slots__ = ("parameters", "layers", "hidden_size", "sequence_length", "micro_batch_size", "bytes_per_value", "moe_layers", "micro_batches_per_step", "grad_bytes", "moe_top_k")
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +217,8 @@ class ModelSpec(_message.Message):
     BYTES_PER_VALUE_FIELD_NUMBER: _ClassVar[int]
     MOE_LAYERS_FIELD_NUMBER: _ClassVar[int]
     MICRO_BATCHES_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    GRAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MOE_TOP_K_FIELD_NUMBER: _ClassVar[int]
     parameters: float
     layers: int
     hidden_size: int
@@ -211,19 +227,25 @@ class ModelSpec(_message.Message):
     bytes_per_value: int
     moe_layers: int
     micro_batches_per_step: int
-    def __init__(self, parameters: _Optional[float] = ..., layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., sequence_length: _Optional[int] = ..., micro_batch_size: _Optional[int] = ..., bytes_per_value: _Optional[int] = ..., moe_layers: _Optional[int] = ..., micro_batches_per_step: _Optional[int] = ...) -> None: ...
+    grad_bytes: int
+    moe_top_k: int
+    def __init__(self, parameters: _Optional[float] = ..., layers: _Optional[int] = ..., hidden_size: _Optional[int] = ..., sequence_length: _Optional[int] = ..., micro_batch_size: _Optional[int] = ..., bytes_per_value: _Optional[int] = ..., moe_layers: _Optional[int] = ..., micro_batches_per_step: _Optional[int] = ..., grad_bytes: _Optional[int] = ..., moe_top_k: _Optional[int] = ...) -> None: ...
 
 class Parallelism(_message.Message):
-    __slots__ = ("data_parallel", "tensor_parallel", "pipeline_parallel", "expert_parallel")
+    __slots__ = ("data_parallel", "tensor_parallel", "pipeline_parallel", "expert_parallel", "sequence_parallel", "distributed_optimizer")
     DATA_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     TENSOR_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     EXPERT_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTED_OPTIMIZER_FIELD_NUMBER: _ClassVar[int]
     data_parallel: int
     tensor_parallel: int
     pipeline_parallel: int
     expert_parallel: int
-    def __init__(self, data_parallel: _Optional[int] = ..., tensor_parallel: _Optional[int] = ..., pipeline_parallel: _Optional[int] = ..., expert_parallel: _Optional[int] = ...) -> None: ...
+    sequence_parallel: bool
+    distributed_optimizer: bool
+    def __init__(self, data_parallel: _Optional[int] = ..., tensor_parallel: _Optional[int] = ..., pipeline_parallel: _Optional[int] = ..., expert_parallel: _Optional[int] = ..., sequence_parallel: _Optional[bool] = ..., distributed_optimizer: _Optional[bool] = ...) -> None: ...
 
 class EstimateTrainingStepRequest(_message.Message):
     __slots__ = ("model", "parallelism", "placement")
@@ -236,21 +258,49 @@ class EstimateTrainingStepRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelSpec, _Mapping]] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
 
 class CommBreakdown(_message.Message):
-    __slots__ = ("kind", "collective", "time_s", "bytes_per_step")
+    __slots__ = ("kind", "collective", "time_s", "bytes_per_step", "calls", "size_bytes", "time_per_call_s", "group_ranks", "algorithm", "protocol")
     KIND_FIELD_NUMBER: _ClassVar[int]
     COLLECTIVE_FIELD_NUMBER: _ClassVar[int]
     TIME_S_FIELD_NUMBER: _ClassVar[int]
     BYTES_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TIME_PER_CALL_S_FIELD_NUMBER: _ClassVar[int]
+    GROUP_RANKS_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     kind: str
     collective: Collective
     time_s: float
     bytes_per_step: int
-    def __init__(self, kind: _Optional[str] = ..., collective: _Optional[_Union[Collective, str]] = ..., time_s: _Optional[float] = ..., bytes_per_step: _Optional[int] = ...) -> None: ...
+    calls: int
+    size_bytes: int
+    time_per_call_s: float
+    group_ranks: int
+    algorithm: str
+    protocol: str
+    def __init__(self, kind: _Optional[str] = ..., collective: _Optional[_Union[Collective, str]] = ..., time_s: _Optional[float] = ..., bytes_per_step: _Optional[int] = ..., calls: _Optional[int] = ..., size_bytes: _Optional[int] = ..., time_per_call_s: _Optional[float] = ..., group_ranks: _Optional[int] = ..., algorithm: _Optional[str] = ..., protocol: _Optional[str] = ...) -> None: ...
 
 class EstimateTrainingStepResponse(_message.Message):
-    __slots__ = ("comm_time_s", "breakdown")
+    __slots__ = ("comm_time_s", "breakdown", "n_ranks", "n_nodes")
     COMM_TIME_S_FIELD_NUMBER: _ClassVar[int]
     BREAKDOWN_FIELD_NUMBER: _ClassVar[int]
+    N_RANKS_FIELD_NUMBER: _ClassVar[int]
+    N_NODES_FIELD_NUMBER: _ClassVar[int]
     comm_time_s: float
     breakdown: _containers.RepeatedCompositeFieldContainer[CommBreakdown]
-    def __init__(self, comm_time_s: _Optional[float] = ..., breakdown: _Optional[_Iterable[_Union[CommBreakdown, _Mapping]]] = ...) -> None: ...
+    n_ranks: int
+    n_nodes: int
+    def __init__(self, comm_time_s: _Optional[float] = ..., breakdown: _Optional[_Iterable[_Union[CommBreakdown, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
+
+class GetFabricStateRequest(_message.Message):
+    __slots__ = ("include_healthy",)
+    INCLUDE_HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    include_healthy: bool
+    def __init__(self, include_healthy: _Optional[bool] = ...) -> None: ...
+
+class GetFabricStateResponse(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: FabricState
+    def __init__(self, state: _Optional[_Union[FabricState, _Mapping]] = ...) -> None: ...

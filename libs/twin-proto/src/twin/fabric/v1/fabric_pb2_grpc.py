@@ -26,7 +26,10 @@ if _version_not_supported:
 
 
 class FabricSimulationServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
+    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    DEADLINE_EXCEEDED when the client's deadline passes.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -54,10 +57,18 @@ class FabricSimulationServiceStub:
                 request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.SerializeToString,
                 response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.FromString,
                 _registered_method=True)
+        self.GetFabricState = channel.unary_unary(
+                '/twin.fabric.v1.FabricSimulationService/GetFabricState',
+                request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateRequest.SerializeToString,
+                response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateResponse.FromString,
+                _registered_method=True)
 
 
 class FabricSimulationServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
+    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    DEADLINE_EXCEEDED when the client's deadline passes.
+    """
 
     def EstimateCollective(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -79,6 +90,13 @@ class FabricSimulationServiceServicer:
 
     def EstimateTrainingStep(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFabricState(self, request, context):
+        """The live link state the estimates use.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -106,6 +124,11 @@ def add_FabricSimulationServiceServicer_to_server(servicer, server):
                     request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.FromString,
                     response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.SerializeToString,
             ),
+            'GetFabricState': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFabricState,
+                    request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateRequest.FromString,
+                    response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'twin.fabric.v1.FabricSimulationService', rpc_method_handlers)
@@ -115,7 +138,10 @@ def add_FabricSimulationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FabricSimulationService:
-    """Missing associated documentation comment in .proto file."""
+    """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
+    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    DEADLINE_EXCEEDED when the client's deadline passes.
+    """
 
     @staticmethod
     def EstimateCollective(request,
@@ -215,6 +241,33 @@ class FabricSimulationService:
             '/twin.fabric.v1.FabricSimulationService/EstimateTrainingStep',
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.SerializeToString,
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFabricState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fabric.v1.FabricSimulationService/GetFabricState',
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateRequest.SerializeToString,
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

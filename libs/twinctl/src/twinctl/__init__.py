@@ -1,0 +1,1 @@
+"""twinctl: the AI Factory Twin ops CLI (a gRPC client of the twin services)."""

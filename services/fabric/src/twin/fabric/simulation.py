@@ -1,0 +1,485 @@
+"""The fabric simulation use cases behind the gRPC API (no protobuf, no gRPC here).
+
+Requests arrive as small dataclasses (built by adapters/codec.py), are validated with errors that
+name the offending request field, resolved to GPU ids (rank count + packing policy, explicit ids,
+or a registered job), combined with the live link state, and estimated by the numpy core in
+chunks. Between chunks the deadline is checked, so a huge batch or sweep stops with
+DeadlineExceeded instead of overrunning the caller's deadline.
+
+Job registry: the jobs twin does not exist yet, so job ids are registered from a file
+(FABRIC_JOBS_FILE, JSON or YAML mapping `job_id: [gpu ids or "a-b" ranges]`) or by code
+(`JobRegistry.register`); unknown job ids are NotFound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from twin.fabric.domain import (
+    COLLECTIVES,
+    Estimate,
+    FabricTopology,
+    LinkState,
+    ModelSpec,
+    Parallelism,
+    Placement,
+    estimate,
+    packed_gpu_ids,
+    placement_from_gpu_ids,
+    training_step_comm,
+)
+
+MAX_BATCH_ENTRIES = 100_000
+MAX_SWEEP_POINTS = 10_000
+MAX_SIZE_BYTES = 2**50
+CHUNK_ENTRIES = 8_192
+POLICIES = ("pack", "spread")
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class RequestError(Exception):
+    """A request the service refuses; `field` names the offending request field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+class InvalidArgument(RequestError):
+    pass
+
+
+class NotFound(RequestError):
+    pass
+
+
+class DeadlineExceeded(RequestError):
+    def __init__(self, message: str = "deadline exceeded before the estimate finished") -> None:
+        super().__init__("", message)
+
+
+class Deadline:
+    """A monotonic deadline (None = unbounded); `check()` raises DeadlineExceeded once it passed.
+    `cancel()` makes the next check fail too (a caller that stopped waiting)."""
+
+    def __init__(self, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.at = None if seconds is None else clock() + max(0.0, seconds)
+        self.cancelled = False
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - self._clock()
+
+    def check(self) -> None:
+        if self.cancelled or (self.at is not None and self._clock() >= self.at):
+            raise DeadlineExceeded()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+# -- requests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """Exactly one of n_ranks / gpu_ids / job_id (codec fills `field` names for errors)."""
+
+    n_ranks: int | None = None
+    policy: str = "pack"
+    gpu_ids: tuple[int, ...] | None = None
+    job_id: str | None = None
+    field: str = "placement"
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    parameters: float
+    layers: int = 0
+    hidden_size: int = 0
+    sequence_length: int = 0
+    micro_batch_size: int = 1
+    bytes_per_value: int = 2
+    moe_layers: int = 0
+    micro_batches_per_step: int = 1
+    grad_bytes: int = 4
+    moe_top_k: int = 1
+
+
+@dataclass(frozen=True)
+class ParallelRequest:
+    data: int = 1
+    tensor: int = 1
+    pipeline: int = 1
+    expert: int = 1
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = False
+
+
+@dataclass(frozen=True)
+class EstimateTable:
+    """Columnar answer: one entry per (collective code, size) in request order."""
+
+    collective: np.ndarray  # int codes into COLLECTIVES
+    size_bytes: np.ndarray  # uint64
+    result: Estimate
+    n_ranks: int
+    n_nodes: int
+    state_version: int
+
+    def __len__(self) -> int:
+        return int(self.size_bytes.shape[0])
+
+
+@dataclass(frozen=True)
+class CommItem:
+    kind: str  # tp | dp | pp | ep
+    collective: int  # code into COLLECTIVES
+    time_s: float
+    bytes_per_step: int
+    calls: int
+    size_bytes: int
+    time_per_call_s: float
+    group_ranks: int
+    algorithm: str
+    protocol: str
+
+
+@dataclass(frozen=True)
+class TrainingStepAnswer:
+    comm_time_s: float
+    breakdown: tuple[CommItem, ...]
+    n_ranks: int
+    n_nodes: int
+
+
+# -- job registry ---------------------------------------------------------------------------------
+
+
+def parse_gpu_spec(items: Iterable[int | str]) -> list[int]:
+    """[0, 1, "8-15"] -> ids (ranges inclusive)."""
+    out: list[int] = []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError(f"not a GPU id: {item!r}")
+        if isinstance(item, int):
+            out.append(item)
+            continue
+        text = str(item).strip()
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            if hi < lo:
+                raise ValueError(f"range {text!r} is inverted")
+            out.extend(range(lo, hi + 1))
+        else:
+            out.append(int(text))
+    return out
+
+
+class JobRegistry:
+    """job id → GPU ids, validated against the facility when registered."""
+
+    def __init__(self, n_gpus: int) -> None:
+        self.n_gpus = n_gpus
+        self._jobs: dict[str, np.ndarray] = {}
+
+    def register(self, job_id: str, gpu_ids: Iterable[int | str]) -> None:
+        if not job_id:
+            raise ValueError("job id must not be empty")
+        ids = np.asarray(parse_gpu_spec(gpu_ids), dtype=np.int64)
+        problem = gpu_ids_problem(ids, self.n_gpus)
+        if problem:
+            raise ValueError(f"job {job_id!r}: {problem}")
+        ids.flags.writeable = False
+        self._jobs[job_id] = ids
+
+    def remove(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    def get(self, job_id: str) -> np.ndarray | None:
+        return self._jobs.get(job_id)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def load_mapping(self, mapping: Mapping[str, Iterable[int | str]]) -> None:
+        if not isinstance(mapping, Mapping):
+            raise ValueError("jobs file must hold a mapping {job_id: [gpu ids]}")
+        for job_id, ids in mapping.items():
+            self.register(str(job_id), ids)
+
+    def load_file(self, path: str | Path) -> None:
+        text = Path(path).read_text(encoding="utf-8")
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+        self.load_mapping(data)
+
+
+def gpu_ids_problem(ids: np.ndarray, n_gpus: int) -> str | None:
+    if ids.size == 0:
+        return "no GPU ids (an empty group)"
+    bad = ids[(ids < 0) | (ids >= n_gpus)]
+    if bad.size:
+        return f"unknown GPU id {int(bad[0])} (the facility has GPUs 0..{n_gpus - 1})"
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        return f"duplicate GPU id {int(uniq[counts > 1][0])}"
+    return None
+
+
+# -- the simulator --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveView:
+    version: int
+    link_state: LinkState
+
+
+class FabricSimulator:
+    def __init__(self, topology: FabricTopology, live: Callable[[], LiveView], jobs: JobRegistry, *,
+                 chunk_entries: int = CHUNK_ENTRIES, cache_size: int = 256,
+                 answer_cache_size: int = 4096) -> None:
+        self.topology = topology
+        self.live = live
+        self.jobs = jobs
+        self.chunk_entries = chunk_entries
+        self.entries_estimated = 0  # running total (tests and metrics read it)
+        self._ids_cache: dict[tuple[int, str], np.ndarray] = {}
+        self._placements: OrderedDict[tuple, tuple[Placement, int]] = OrderedDict()
+        self._cache_size = cache_size
+        self._answers: OrderedDict[tuple, EstimateTable] = OrderedDict()
+        self._answer_cache_size = answer_cache_size
+        self.cache_hits = 0
+
+    # -- placement ------------------------------------------------------------------------------
+    def gpu_ids(self, req: PlacementRequest) -> tuple[tuple, np.ndarray]:
+        """(cache key, GPU ids) for a placement request; raises InvalidArgument / NotFound."""
+        f = req.field
+        chosen = [x is not None for x in (req.n_ranks, req.gpu_ids, req.job_id)]
+        if sum(chosen) != 1:
+            raise InvalidArgument(f, "set exactly one of ranks, gpus or job_id")
+        n_gpus = self.topology.n_gpus
+        if req.n_ranks is not None:
+            n = int(req.n_ranks)
+            if n < 1:
+                raise InvalidArgument(f"{f}.ranks.n_ranks", "must be >= 1")
+            if n > n_gpus:
+                raise InvalidArgument(f"{f}.ranks.n_ranks", f"{n} exceeds the {n_gpus} GPUs of the facility")
+            if req.policy not in POLICIES:
+                raise InvalidArgument(f"{f}.ranks.policy", f"unknown policy {req.policy!r}")
+            key = (n, req.policy)
+            ids = self._ids_cache.get(key)
+            if ids is None:
+                ids = packed_gpu_ids(self.topology, n, req.policy)
+                ids.flags.writeable = False
+                if len(self._ids_cache) > 4096:
+                    self._ids_cache.clear()
+                self._ids_cache[key] = ids
+            return ("ranks", n, req.policy), ids
+        if req.gpu_ids is not None:
+            ids = np.asarray(req.gpu_ids, dtype=np.int64)
+            problem = gpu_ids_problem(ids, n_gpus)
+            if problem:
+                raise InvalidArgument(f"{f}.gpus.gpu_ids", problem)
+            return ("gpus", ids.tobytes()), ids
+        job_id = str(req.job_id)
+        if not job_id:
+            raise InvalidArgument(f"{f}.job_id", "must not be empty")
+        ids = self.jobs.get(job_id)
+        if ids is None:
+            raise NotFound(f"{f}.job_id", f"unknown job {job_id!r} (register jobs via FABRIC_JOBS_FILE)")
+        return ("job", job_id, id(ids)), ids
+
+    def placement(self, req: PlacementRequest, view: LiveView | None = None) -> tuple[Placement, LiveView]:
+        view = view or self.live()
+        key, ids = self.gpu_ids(req)
+        ck = (view.version, key)
+        hit = self._placements.get(ck)
+        if hit is not None:
+            self._placements.move_to_end(ck)
+            return hit[0], view
+        pl = placement_from_gpu_ids(self.topology, ids, view.link_state)
+        self._placements[ck] = (pl, int(pl.n_nodes))
+        if len(self._placements) > self._cache_size:
+            self._placements.popitem(last=False)
+        return pl, view
+
+    # -- collectives ----------------------------------------------------------------------------
+    @staticmethod
+    def check_sizes(sizes: np.ndarray, field: str) -> np.ndarray:
+        sizes = np.asarray(sizes, dtype=np.uint64)
+        if sizes.size and (sizes == 0).any():
+            i = int(np.flatnonzero(sizes == 0)[0])
+            raise InvalidArgument(field if sizes.size == 1 else f"{field}[{i}]", "must be > 0")
+        if sizes.size and (sizes > MAX_SIZE_BYTES).any():
+            i = int(np.flatnonzero(sizes > MAX_SIZE_BYTES)[0])
+            raise InvalidArgument(field if sizes.size == 1 else f"{field}[{i}]",
+                                  f"{int(sizes[i])} exceeds the limit of 2^50 bytes")
+        return sizes
+
+    def estimate(self, collective: np.ndarray, size_bytes: np.ndarray, req: PlacementRequest,
+                 deadline: Deadline | None = None) -> EstimateTable:
+        """Estimate every (collective, size) entry for one placement, in chunks, checking the deadline."""
+        deadline = deadline or Deadline(None)
+        coll = np.asarray(collective, dtype=np.int64)
+        sizes = np.asarray(size_bytes, dtype=np.uint64)
+        placement, view = self.placement(req)
+        deadline.check()
+        single_key = None
+        if sizes.size == 1 and coll.size == 1:
+            # exact answer cache for repeated single queries (dashboards, ops scripts): the core is
+            # deterministic in (topology, live state version, placement, collective, size)
+            single_key = (view.version, self.gpu_ids(req)[0], int(coll.reshape(-1)[0]), int(sizes.reshape(-1)[0]))
+            hit = self._answers.get(single_key)
+            if hit is not None:
+                self.cache_hits += 1
+                return hit
+        parts: list[Estimate] = []
+        for start in range(0, max(1, sizes.size), self.chunk_entries):
+            if start:
+                deadline.check()
+            stop = min(sizes.size, start + self.chunk_entries)
+            c = coll if coll.size == 1 else coll[start:stop]
+            parts.append(estimate(self.topology, c, sizes[start:stop].astype(np.float64), placement))
+            self.entries_estimated += stop - start
+        result = parts[0] if len(parts) == 1 else Estimate(*(
+            np.concatenate([getattr(p, f) for p in parts]) for f in Estimate.__dataclass_fields__))
+        coll_full = np.broadcast_to(coll, sizes.shape)
+        table = EstimateTable(coll_full, sizes, result, int(placement.n_ranks), int(placement.n_nodes), view.version)
+        if single_key is not None:
+            self._answers[single_key] = table
+            if len(self._answers) > self._answer_cache_size:
+                self._answers.popitem(last=False)
+        return table
+
+    @staticmethod
+    def sweep_sizes(min_bytes: int, max_bytes: int, steps_per_doubling: int, field: str = "") -> np.ndarray:
+        """Geometric sizes min..max with `steps_per_doubling` points per factor of two (rounded to bytes)."""
+        p = f"{field}." if field else ""
+        if min_bytes < 1:
+            raise InvalidArgument(f"{p}min_bytes", "must be >= 1")
+        if max_bytes < 1:
+            raise InvalidArgument(f"{p}max_bytes", "must be >= 1")
+        if max_bytes > MAX_SIZE_BYTES:
+            raise InvalidArgument(f"{p}max_bytes", f"{max_bytes} exceeds the limit of 2^50 bytes")
+        if min_bytes > max_bytes:
+            raise InvalidArgument(f"{p}max_bytes", f"sweep range inverted: max_bytes {max_bytes} < min_bytes {min_bytes}")
+        steps = steps_per_doubling or 1
+        n_points = int(math.floor(math.log2(max_bytes / min_bytes) * steps + 1e-9)) + 1
+        if n_points > MAX_SWEEP_POINTS:
+            raise InvalidArgument(f"{p}steps_per_doubling",
+                                  f"the sweep would have {n_points} points; the limit is {MAX_SWEEP_POINTS}")
+        sizes = np.round(min_bytes * np.exp2(np.arange(n_points) / steps)).astype(np.uint64)
+        sizes = np.unique(np.clip(sizes, min_bytes, max_bytes))  # small sizes may round together
+        return sizes
+
+    # -- training step --------------------------------------------------------------------------
+    def training_step(self, model: ModelRequest, par: ParallelRequest, req: PlacementRequest | None,
+                      deadline: Deadline | None = None) -> TrainingStepAnswer:
+        """Communication time of one training step.
+
+        The op plan (which collectives, bytes and calls per step) is the core's
+        `training_step_comm`; each op is then estimated on the request's real GPUs: ranks are laid out
+        Megatron-style over the placement's sorted GPU ids and one representative group per kind
+        (tp: ranks 0..TP-1, dp/ep: stride TP, pp: the first stage boundary) is placed with the live
+        link state. With the default packed placement this is exactly the core's own answer.
+        """
+        deadline = deadline or Deadline(None)
+        core_model, core_par = _check_training(model, par, self.topology.n_gpus)
+        if req is None:
+            req = PlacementRequest(n_ranks=core_par.world, policy="pack")
+        _, ids = self.gpu_ids(req)
+        if ids.size != core_par.world:
+            raise InvalidArgument(req.field, f"placement has {ids.size} GPUs but data*tensor*pipeline = {core_par.world}")
+        view = self.live()
+        whole, _ = self.placement(req, view)
+        deadline.check()
+        try:
+            plan = training_step_comm(self.topology, core_model, core_par, view.link_state)
+        except ValueError as exc:
+            raise InvalidArgument("parallelism", str(exc)) from exc
+        ranks = np.sort(ids)
+        items: list[CommItem] = []
+        group_placements: dict[str, Placement] = {}
+        for op in plan.ops:
+            deadline.check()
+            if op.kind not in group_placements:
+                group_placements[op.kind] = placement_from_gpu_ids(
+                    self.topology, ranks[_group_ranks(core_par, op.kind)], view.link_state)
+            pl = group_placements[op.kind]
+            code = COLLECTIVES.index(op.collective)
+            est = estimate(self.topology, code, float(op.size_bytes), pl)
+            per_call = float(est.time_s)
+            items.append(CommItem(op.kind, code, per_call * op.calls, int(round(op.size_bytes * op.calls)),
+                                  op.calls, int(round(op.size_bytes)), per_call, int(pl.n_ranks),
+                                  str(est.algorithm_names()), str(est.protocol_names())))
+        total = float(sum(i.time_s for i in items))
+        return TrainingStepAnswer(total, tuple(items), int(whole.n_ranks), int(whole.n_nodes))
+
+
+def _group_ranks(par: Parallelism, kind: str) -> np.ndarray:
+    """Rank indices of the representative group of `kind` (rank = tp + TP * (dp + DP * pp))."""
+    if kind == "tp":
+        return np.arange(par.tp)
+    if kind == "dp":
+        return np.arange(par.dp) * par.tp
+    if kind == "ep":
+        return np.arange(par.ep) * par.tp
+    if kind == "pp":
+        return np.array([0, par.tp * par.dp])
+    raise ValueError(f"unknown comm kind {kind!r}")
+
+
+def _check_training(model: ModelRequest, par: ParallelRequest, n_gpus: int) -> tuple[ModelSpec, Parallelism]:
+    """Validate with proto field names, then build the core's ModelSpec / Parallelism."""
+    if not math.isfinite(model.parameters) or not model.parameters > 0:
+        raise InvalidArgument("model.parameters", "must be > 0")
+    if model.parameters > 1e15:
+        raise InvalidArgument("model.parameters", "absurd parameter count (> 1e15)")
+    for name in ("layers", "hidden_size", "sequence_length"):
+        if getattr(model, name) < 1:
+            raise InvalidArgument(f"model.{name}", "must be >= 1")
+    if not 1 <= model.bytes_per_value <= 8:
+        raise InvalidArgument("model.bytes_per_value", "must be 1..8")
+    if not 1 <= model.grad_bytes <= 8:
+        raise InvalidArgument("model.grad_bytes", "must be 1..8")
+    if model.moe_layers > model.layers:
+        raise InvalidArgument("model.moe_layers", f"{model.moe_layers} exceeds layers = {model.layers}")
+    for name in ("data", "tensor", "pipeline", "expert"):
+        if getattr(par, name) < 1:
+            raise InvalidArgument(f"parallelism.{name}_parallel", "must be >= 1")
+    world = par.data * par.tensor * par.pipeline
+    if world > n_gpus:
+        raise InvalidArgument("parallelism", f"data*tensor*pipeline = {world} exceeds the {n_gpus} GPUs of the facility")
+    if par.data % par.expert:
+        raise InvalidArgument("parallelism.expert_parallel", f"{par.expert} must divide data_parallel = {par.data}")
+    if model.layers % par.pipeline:
+        raise InvalidArgument("parallelism.pipeline_parallel",
+                              f"{par.pipeline} must divide model.layers = {model.layers}")
+    try:
+        core_model = ModelSpec(params=model.parameters, layers=model.layers, hidden=model.hidden_size,
+                               seq_len=model.sequence_length, micro_batch=model.micro_batch_size,
+                               precision_bytes=model.bytes_per_value, grad_bytes=model.grad_bytes,
+                               micro_batches_per_step=model.micro_batches_per_step, moe_layers=model.moe_layers,
+                               moe_top_k=model.moe_top_k)
+        core_par = Parallelism(dp=par.data, tp=par.tensor, pp=par.pipeline, ep=par.expert,
+                               sequence_parallel=par.sequence_parallel,
+                               distributed_optimizer=par.distributed_optimizer)
+    except ValueError as exc:
+        raise InvalidArgument("model", str(exc)) from exc
+    return core_model, core_par

@@ -1,0 +1,222 @@
+"""The fabric twin end to end against a real broker (Tansu or TWIN_KAFKA_BOOTSTRAP) and real PostgreSQL.
+
+Facility: the DGX H100 SU preset re-cabled into 4 leaf groups of 8 nodes with 4 spines and 8:1
+oversubscription, so a spread 64-GPU job (2 nodes per leaf group) crosses the spine and each rail
+leaf's uplinks carry exactly one NIC's worth of bandwidth: losing one of a leaf's 4 uplinks slows
+the job's collectives; restoring it gives back the healthy answer exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from twin.core import topics
+from twin.core.envelope import header
+from twin.core.facility.spec import PRESETS_DIR
+from twin.core.kafka import EventProducer
+from twin.core.topics_admin import ensure_topics
+from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.v1 import fabric_pb2 as pb
+from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
+from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+pytestmark = pytest.mark.timeout(180)
+
+UPLINK = "leaf-r0-g0/spine1"  # rail-0 leaf of leaf group 0: the spread job's nodes 0 and 1 sit under it
+SPREAD_64 = pb.Placement(ranks=pb.RankCount(n_ranks=64, policy=pb.PACKING_POLICY_SPREAD))
+REQUEST = pb.EstimateCollectiveRequest(collective=pb.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30, placement=SPREAD_64)
+
+
+@pytest.fixture
+def facility_file(tmp_path: Path) -> Path:
+    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
+    spec["site_id"] = "it-fabric"
+    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
+    path = tmp_path / "facility.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: str) -> FabricConfig:
+    return FabricConfig(
+        kafka_bootstrap=kafka_bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
+        grpc_port=0, consume=True, group_id=group, events_topic=unique_topic(topics.FABRIC_EVENTS),
+        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.FABRIC_STATE),
+        publish_interval_s=1.0)
+
+
+class Running:
+    def __init__(self, app: FabricApp) -> None:
+        self.app = app
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> FabricApp:
+        self.task = asyncio.create_task(self.app.run(self.stop))
+        ready = asyncio.create_task(self.app.ready.wait())
+        await asyncio.wait([ready, self.task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
+        assert self.app.ready.is_set(), "fabric app did not become ready"
+        return self.app
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 60)
+
+
+async def poll(fn, until, timeout_s: float = 30.0, every_s: float = 0.1):
+    """Call async fn until until(result) holds; returns the last result (asserted)."""
+    deadline = time.monotonic() + timeout_s
+    result = await fn()
+    while not until(result) and time.monotonic() < deadline:
+        await asyncio.sleep(every_s)
+        result = await fn()
+    assert until(result), f"condition not met within {timeout_s}s; last result: {result}"
+    return result
+
+
+def event(link_id: str, kind: int, capacity: float = 0.0, t: float | None = None) -> pb.LinkEvent:
+    msg = pb.LinkEvent(link_id=link_id, kind=kind, capacity_fraction=capacity, reason="integration test")
+    msg.event_time.FromNanoseconds(int((t if t is not None else time.time()) * 1e9))
+    return msg
+
+
+async def read_all(bootstrap: str, name: str, partitions: int, want, timeout_s: float = 30.0):
+    """Records of topic `name` until want(records) holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records = []
+        deadline = time.monotonic() + timeout_s
+        while not want(records) and time.monotonic() < deadline:
+            polled = await consumer.getmany(timeout_ms=200)
+            for recs in polled.values():
+                records.extend(recs)
+        assert want(records), f"{name}: got {len(records)} records"
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fresh_database, facility_file,
+                                                             unique_topic):
+    cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.FabricSimulationServiceStub(channel)
+        healthy = await stub.EstimateCollective(REQUEST)
+        assert healthy.n_nodes == 8
+
+        async def estimate():
+            return await stub.EstimateCollective(REQUEST)
+
+        t0 = time.time()
+        await producer.send(cfg.events_topic, UPLINK, event(UPLINK, pb.LINK_EVENT_KIND_DOWN, t=t0))
+        degraded = await poll(estimate, lambda r: r.estimate.time_s > healthy.estimate.time_s)
+        assert degraded.estimate.busbw_gbps < healthy.estimate.busbw_gbps
+        assert degraded.estimate.bandwidth_s > healthy.estimate.bandwidth_s
+
+        # the state the estimates use, through the API and on fabric.state.v1
+        state = (await stub.GetFabricState(pb.GetFabricStateRequest())).state
+        assert state.links_down == 1 and [link.link_id for link in state.links] == [UPLINK]
+        published = await read_all(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions,
+                                   lambda recs: any(pb.FabricState.FromString(r.value).links_down == 1 for r in recs))
+        assert all(r.key == b"it-fabric" for r in published)
+
+        # a job that stays inside one leaf group never crosses the spine: unaffected
+        packed = pb.EstimateCollectiveRequest(collective=pb.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30,
+                                              placement=pb.Placement(ranks=pb.RankCount(n_ranks=64)))
+        assert (await stub.EstimateCollective(packed)).estimate.time_s < degraded.estimate.time_s
+
+        await producer.send(cfg.events_topic, UPLINK, event(UPLINK, pb.LINK_EVENT_KIND_UP, t=t0 + 1))
+        restored = await poll(estimate, lambda r: r.estimate.time_s != degraded.estimate.time_s)
+        assert restored == healthy  # exactly the healthy answer, every field
+
+        # invalid events go to the DLQ with a reason; the partition keeps flowing
+        await producer.send(cfg.events_topic, "leaf-r0-g9/spine0", event("leaf-r0-g9/spine0", pb.LINK_EVENT_KIND_DOWN))
+        await producer.send(cfg.events_topic, UPLINK, event(UPLINK, pb.LINK_EVENT_KIND_DEGRADED, capacity=1.5))
+        dlq = await read_all(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions,
+                             lambda recs: len(recs) >= 2)
+        reasons = sorted(header(list(r.headers), "dlq_reason").decode() for r in dlq)
+        assert any("link_id" in r and "leaf-r0-g9/spine0" in r for r in reasons), reasons
+        assert any("capacity_fraction" in r and "1.5" in r for r in reasons), reasons
+        assert all(header(list(r.headers), "dlq_source_topic").decode() == cfg.events_topic.name for r in dlq)
+        # the rejected DEGRADED did not touch the live state
+        assert (await stub.EstimateCollective(REQUEST)) == healthy
+
+        # link counters from telemetry: NIC port counters become NIC and uplink utilization
+        def samples(t: float, tx: int) -> tpb.TelemetrySamples:
+            msg = tpb.TelemetrySamples()
+            b = msg.batch
+            b.site_id, b.rack_id = "it-fabric", "su1-0000"
+            b.sample_time.FromNanoseconds(int(t * 1e9))
+            ports = [f"su1-0000-n00/nic{k}" for k in range(8)]
+            b.links.port_id.extend(ports + ["some-switch/port7"])  # the unknown port is skipped
+            b.links.tx_bytes.extend([tx] * 9)
+            b.links.rx_bytes.extend([tx // 2] * 9)
+            return msg
+
+        await producer.send(cfg.samples_topic, "su1-0000", samples(t0, 0))
+        await producer.send(cfg.samples_topic, "su1-0000", samples(t0 + 10, 250_000_000_000))  # 25 GB/s = 50 %
+        state = await poll(lambda: stub.GetFabricState(pb.GetFabricStateRequest()),
+                           lambda r: any(link.link_id == "su1-0000-n00/nic0" for link in r.state.links))
+        util = {link.link_id: link.utilization for link in state.state.links}
+        assert util["su1-0000-n00/nic0"] == pytest.approx(0.5)
+        assert util["leaf-r0-g0/spine0"] > 0  # part of the NIC's traffic leaves its leaf
+        assert app.live.stats.unknown_ports == 2  # once per batch
+
+    # fabric_state rows: the DOWN and the UP of the uplink, and the counter-derived utilization
+    with psycopg.connect(fresh_database) as conn:
+        rows = conn.execute("SELECT capacity_fraction, utilization > 0, flapping, site_id FROM fabric_state"
+                            " WHERE link_id = %s ORDER BY time", (UPLINK,)).fetchall()
+        # DOWN, UP, then the utilization the NIC counters put on the leaf's uplinks
+        assert [(r[0], r[1], r[2]) for r in rows] == [(0.0, False, False), (1.0, False, False), (1.0, True, False)]
+        assert {r[3] for r in rows} == {"it-fabric"}
+        nic = conn.execute("SELECT utilization FROM fabric_state WHERE link_id = 'su1-0000-n00/nic0'").fetchall()
+        assert [round(r[0], 6) for r in nic] == [0.5]
+
+
+async def test_state_survives_a_restart_and_redelivery_is_idempotent(kafka_bootstrap, fresh_database, facility_file,
+                                                                     unique_topic):
+    cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    down = event(UPLINK, pb.LINK_EVENT_KIND_DOWN, t=time.time())
+    async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer:
+        await producer.send(cfg.events_topic, UPLINK, down)
+        await poll(lambda: _version(app), lambda v: v >= 1)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            before = await pb_grpc.FabricSimulationServiceStub(channel).EstimateCollective(REQUEST)
+
+    # a new process with a new consumer group re-reads the same event (redelivery) after restoring
+    # the stored state: same answer, no duplicate row
+    cfg2 = FabricConfig(**{**cfg.__dict__, "group_id": cfg.group_id + "-2"})
+    async with Running(FabricApp(cfg2)) as app2:
+        assert app2.live.snapshot().health.capacity_fraction[app2.live.index.slots(UPLINK)[0]] == 0.0
+        await poll(lambda: _consumed(app2), lambda n: n >= 1)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app2.port}") as channel:
+            after = await pb_grpc.FabricSimulationServiceStub(channel).EstimateCollective(REQUEST)
+        assert after == before
+    with psycopg.connect(fresh_database) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM fabric_state WHERE link_id = %s", (UPLINK,)).fetchone()
+        assert count == 1
+
+
+async def _version(app: FabricApp) -> int:
+    return app.live.version
+
+
+async def _consumed(app: FabricApp) -> int:
+    return app.events_stats.consumed
