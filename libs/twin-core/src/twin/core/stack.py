@@ -218,7 +218,7 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         n_gpus = inventory.n_gpus
         print(
             f"\nfacility    {inventory.spec.site_id}: {len(inventory.racks)} racks, {n_gpus} GPUs\n"
-            f"fabric gRPC 127.0.0.1:{ports['grpc']}   try: .venv/bin/twinctl fabric --target 127.0.0.1:{ports["grpc"]} "
+            f"fabric gRPC 127.0.0.1:{ports['grpc']}   try: .venv/bin/twinctl fabric --target 127.0.0.1:{ports['grpc']} "
             f"estimate --collective all_reduce --size 1GiB --ranks {min(n_gpus, 256)}\n"
             f"Redfish     POST http://127.0.0.1:{ports['http']}/redfish/v1/TelemetryService/MetricReports "
             f"(Authorization: Bearer {token})\n"
