@@ -1,9 +1,12 @@
 """Collective-communication time model in the spirit of NCCL's own cost model (src/graph/tuning.cc).
 
 For every (algorithm, protocol) the time is ``latency + size * seconds_per_byte`` and, as NCCL does,
-the fastest candidate is chosen per call and reported. Everything is vectorized over numpy arrays:
-collectives x sizes x placements broadcast against each other; the only Python loop is over the
-small fixed set of candidate (algorithm, protocol) pairs.
+the fastest candidate is chosen per call and reported. One implementation (``_core``) serves two
+element types: numpy arrays (collectives x sizes x placements broadcast against each other; the only
+Python loop is over the small fixed set of candidate (algorithm, protocol) pairs) and Python floats
+for a single estimate, where ~100 tiny numpy temporaries would cost ~10x more than the arithmetic.
+Per-topology constants are computed once and cached on the (frozen) topology. Tests pin the two
+paths to bit-identical results.
 
 Size convention (nccl-tests): ``size_bytes`` is the buffer nccl-tests prints in its "size" column:
 the all-reduce buffer, the *total* all-gather output / reduce-scatter input (n x per-rank chunk),
@@ -33,6 +36,16 @@ g = ranks per NVLink domain, d = domains, n = ranks):
   rings/trees put 1-2 flows per rail leaf on them, alltoall puts k x phi (k = job nodes under the
   leaf, phi = share of NIC traffic leaving the leaf group).
 
+Small and medium messages:
+
+* Channels: NCCL runs a call on fewer channels (thread blocks) when it is small -- it drops channels
+  while size < channels x threads x per-thread threshold -- and each channel carries 1/n_channels
+  of the bus bandwidth (~one ring channel per NVLink, NCCL's per-channel NVLink bandwidth). Rings and
+  trees therefore pay ``max(min(size, min_bytes_per_channel) x n_channels, size)`` bytes of
+  bandwidth time instead of ``size`` (exactly non-decreasing in size).
+* Trees: NCCL's ``treeCorrectionFactor`` (0.4-1.0 between 64 B and 256 MiB) scales tree bandwidth,
+  interpolated in log2(size) so time stays monotone.
+
 Latencies use NCCL's published per-(algorithm, protocol) base and per-hop constants (NVLink and
 network), NCCL's 1 us per network-step proxy overhead, the transport's extra per-message latency
 (EFA) and switch hop latencies (1 switch inside a leaf group, 3 across the spine).
@@ -40,13 +53,14 @@ network), NCCL's 1 us per network-step proxy overhead, the transport's extra per
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .placement import Placement
-from .topology import FabricTopology
+from .topology import NVLINK_PAYLOAD_EFFICIENCY, FabricTopology
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "reduce", "alltoall", "send_recv")
 ALL_REDUCE, ALL_GATHER, REDUCE_SCATTER, BROADCAST, REDUCE, ALLTOALL, SEND_RECV = range(7)
@@ -59,6 +73,8 @@ LL, LL128, SIMPLE = range(3)
 _ALIASES = {"allreduce": "all_reduce", "allgather": "all_gather", "reducescatter": "reduce_scatter",
             "all_to_all": "alltoall", "alltoallv": "alltoall", "sendrecv": "send_recv", "send": "send_recv",
             "recv": "send_recv", "p2p": "send_recv", "bcast": "broadcast"}
+_CODE_OF = {name: i for i, name in enumerate(COLLECTIVES)}
+_ALL_OF = {k: frozenset(range(k)) for k in (len(ALGORITHMS), len(PROTOCOLS))}
 
 # --- NCCL cost-model constants (microseconds; from NCCL's tuning.cc, NCCL 2.19-2.27) --------------
 # index [protocol] = (LL, LL128, Simple)
@@ -78,6 +94,29 @@ TREE_LL_FACTOR = 1.0 / 3.8
 #: point-to-point (alltoall / send-recv) runs with fewer channels per peer than rings; it reaches
 #: ~85 % of the usable NVLink bandwidth.
 P2P_EFFICIENCY = 0.85
+#: Channel parallelism (NCCL enqueue.cc, topoGetAlgoInfo): a call runs on nc channels (one thread
+#: block each), nc reduced from the communicator's channel count while size < nc x nThreads x
+#: threadThreshold. nThreads: NCCL_LL_MAX_NTHREADS 512, NCCL_LL128_MAX_NTHREADS 640,
+#: NCCL_SIMPLE_MAX_NTHREADS 512; thresholds (bytes/thread): NCCL_LL_THREAD_THRESHOLD 8 (x nRanks for
+#: rings), NCCL_LL128_THREAD_THRESHOLD 8, NCCL_SIMPLE_THREAD_THRESHOLD 64. Minimum bytes per channel:
+CHANNEL_MIN_BYTES = (512 * 8.0, 640 * 8.0, 512 * 64.0)  # LL (x nRanks on rings), LL128, Simple
+#: NCCL's per-channel NVLink bandwidth (src/graph/topo.h SM80_NVLINK_BW 20, SM90_NVLINK_BW 20.6,
+#: SM100_NVLINK_BW 40.1 GB/s) -- raw 25/25/50 GB/s links at NVLINK_PAYLOAD_EFFICIENCY. NCCL's ring
+#: search on an NVSwitch system finds about one channel per NVLink at that bandwidth (busBw =
+#: nChannels x bwIntra), so a GPU has ~12 (A100) / 18 (H100, B200) ring channels.
+NVLINK_BW_PER_CHANNEL_GBPS = {"ampere": 25.0, "hopper": 25.0, "blackwell": 50.0}  # raw per link
+#: NCCL's tree bandwidth correction for medium sizes (tuning.cc treeCorrectionFactor, NCCL 2.19-2.27:
+#: "Trees are not perfectly sticking to the model for medium sizes"), per protocol, indexed by
+#: floor(log2(bytes / 64)) for 64 B .. 256 MiB, 1.0 above. NCCL applies it as a step function; the
+#: model interpolates it linearly in log2(size) between the table points (and to 1.0 at 512 MiB) so
+#: predicted time never decreases with size.
+TREE_CORRECTION = (
+    (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0, 1.0),
+    (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .6, .6, .6, .8, .9, .9, .9, .9, 1.0, 1.0),
+    (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .6, .7, .8, .7, .7, .8, .9, .9),
+)
+_TREE_CORRECTION_NP = np.asarray([row + (1.0,) for row in TREE_CORRECTION])
+_TREE_CORRECTION_X = np.arange(24, dtype=np.float64)
 
 
 def collective_codes(collective: np.ndarray | str | int | Iterable) -> np.ndarray:
@@ -129,13 +168,281 @@ class Estimate:
         return np.asarray(PROTOCOLS + ("none",))[self.protocol]
 
 
-def _safe_inv(x: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.where(x > 0, 1.0 / np.maximum(x, 1e-300), np.inf)
+class _VectorOps:
+    """numpy element-wise operations (any broadcast shape)."""
+
+    where = staticmethod(np.where)
+    minimum = staticmethod(np.minimum)
+    maximum = staticmethod(np.maximum)
+    sqrt = staticmethod(np.sqrt)
+
+    @staticmethod
+    def not_(x: np.ndarray) -> np.ndarray:
+        return ~x
+
+    @staticmethod
+    def inv(x: np.ndarray) -> np.ndarray:
+        """1/x, +inf where x <= 0."""
+        with np.errstate(divide="ignore"):
+            return np.where(x > 0, 1.0 / np.maximum(x, 1e-300), np.inf)
+
+    @staticmethod
+    def log2i(x: np.ndarray) -> np.ndarray:
+        """floor(log2(max(x, 1)))"""
+        return np.floor(np.log2(np.maximum(x, 1))).astype(np.float64)
+
+    @staticmethod
+    def floor(x: np.ndarray) -> np.ndarray:
+        return np.floor(x)
+
+    @staticmethod
+    def tree_correction(p: int, size: np.ndarray) -> np.ndarray:
+        x = np.clip(np.log2(np.maximum(size, 1.0) / 64.0), 0.0, 23.0)
+        return np.interp(x, _TREE_CORRECTION_X, _TREE_CORRECTION_NP[p])
 
 
-def _log2i(x: np.ndarray) -> np.ndarray:
-    return np.floor(np.log2(np.maximum(x, 1))).astype(np.float64)
+class _ScalarOps:
+    """The same operations on Python floats/bools: a single estimate costs microseconds, not the
+    fixed per-call overhead of ~100 small numpy temporaries."""
+
+    @staticmethod
+    def where(cond: bool, a: float, b: float) -> float:
+        return a if cond else b
+
+    minimum = staticmethod(min)
+    maximum = staticmethod(max)
+    sqrt = staticmethod(math.sqrt)
+    floor = staticmethod(math.floor)
+
+    @staticmethod
+    def not_(x: bool) -> bool:
+        return not x
+
+    @staticmethod
+    def inv(x: float) -> float:
+        return 1.0 / x if x > 0 else math.inf
+
+    @staticmethod
+    def log2i(x: float) -> float:
+        return float(math.floor(math.log2(x))) if x > 1 else 0.0
+
+    @staticmethod
+    def tree_correction(p: int, size: float) -> float:
+        x = min(max(math.log2(max(size, 1.0) / 64.0), 0.0), 23.0)
+        i = min(int(x), 22)
+        row = TREE_CORRECTION[p]
+        hi = row[i + 1] if i < 22 else 1.0
+        return row[i] + (x - i) * (hi - row[i])
+
+
+class _Best:
+    """Running minimum over candidates (vector form: arrays updated in place)."""
+
+    def __init__(self, shape: tuple[int, ...] | None) -> None:
+        self.scalar = shape is None
+        if self.scalar:
+            self.t, self.lat, self.bw, self.a, self.p = math.inf, 0.0, 0.0, NO_ALGORITHM, NO_ALGORITHM
+        else:
+            self.t = np.full(shape, np.inf)
+            self.lat = np.zeros(shape)
+            self.bw = np.zeros(shape)
+            self.a = np.full(shape, NO_ALGORITHM, dtype=np.int8)
+            self.p = np.full(shape, NO_ALGORITHM, dtype=np.int8)
+
+    def offer(self, a: int, p: int, valid, t, lat_s, bw_s) -> None:
+        if self.scalar:
+            if valid and t < self.t:
+                self.t, self.lat, self.bw, self.a, self.p = t, lat_s, bw_s, a, p
+            return
+        better = valid & (t < self.t)
+        np.copyto(self.t, t, where=better)
+        np.copyto(self.lat, np.broadcast_to(lat_s, self.t.shape), where=better)
+        np.copyto(self.bw, np.broadcast_to(bw_s, self.t.shape), where=better)
+        self.a[better] = a
+        self.p[better] = p
+
+
+@dataclass(frozen=True)
+class _TopoConstants:
+    """Per-topology numbers of the cost model, computed once per (immutable) topology."""
+
+    b_nvl: float
+    b_nic_nom: float
+    uplink_nom: float
+    hop_us: float
+    net_extra_us: float
+    nvl_hop_us: float
+    llmax_single: float
+    n_channels: float
+    has_scale_out: bool
+    nvls: bool
+    b_nvls: float
+    gpus_per_node: int
+
+
+def _topo_constants(topology: FabricTopology) -> _TopoConstants:
+    cached = topology.__dict__.get("_cost_constants")
+    if cached is not None:
+        return cached
+    su, so = topology.scale_up, topology.scale_out
+    b_nvl = su.nvlink_bw_GBps_per_gpu
+    b_nic_nom = so.bw_GBps_per_gpu if so is not None else 0.0
+    consts = _TopoConstants(
+        b_nvl=b_nvl,
+        b_nic_nom=b_nic_nom,
+        # nominal uplink bandwidth of one rail leaf, GB/s (x available fraction per placement)
+        uplink_nom=(so.nodes_per_leaf / so.oversubscription if so is not None else 1.0) * b_nic_nom,
+        hop_us=so.per_hop_latency_s * 1e6 if so is not None else 0.0,
+        net_extra_us=so.base_latency_s * 1e6 if so is not None else 0.0,
+        nvl_hop_us=su.hop_latency_s * 1e6,
+        llmax_single=LL_MAX_BW_SINGLE[su.arch],
+        n_channels=float(max(1, round(b_nvl / (NVLINK_BW_PER_CHANNEL_GBPS[su.arch] * NVLINK_PAYLOAD_EFFICIENCY)))),
+        has_scale_out=so is not None,
+        nvls=su.nvls,
+        b_nvls=b_nvl * su.nvls_efficiency,
+        gpus_per_node=topology.gpus_per_node,
+    )
+    object.__setattr__(topology, "_cost_constants", consts)  # frozen dataclass: cache beside the fields
+    return consts
+
+
+def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: frozenset,
+          coll, size, n, d, g, lg, kk, nicf, spf) -> None:
+    """The cost model. Works element-wise on numpy arrays (``_VectorOps``) or on Python scalars
+    (``_ScalarOps``): one set of formulas for the batch and the single-estimate path."""
+    inf = math.inf
+    multi = d > 1
+    single = ops.not_(multi)
+    crossing = lg > 1
+    b_nvl = k.b_nvl
+    b_nic = k.b_nic_nom * nicf
+    uplink = k.uplink_nom * spf
+    nvl_if_used = ops.where(g > 1, b_nvl, inf)
+
+    ring_net = ops.where(crossing, ops.minimum(b_nic, uplink), b_nic)
+    tree_net = ops.where(crossing, ops.minimum(b_nic, uplink / 2.0), b_nic)
+    ring_bus = ops.minimum(nvl_if_used, ops.where(multi, g * ring_net, inf))
+    tree_bus = TREE_FACTOR * ops.minimum(nvl_if_used, ops.where(multi, g * tree_net, inf))
+
+    hop_us = k.hop_us
+    net_extra_us = k.net_extra_us
+    nvl_hop_us = k.nvl_hop_us
+    hops = ops.where(crossing, 3.0, 1.0)
+    llmax = ops.where(multi, ops.where(d <= 2, LL_MAX_BW_MULTI[0], LL_MAX_BW_MULTI[1]), k.llmax_single)
+
+    is_ar = coll == ALL_REDUCE
+    is_agrs = (coll == ALL_GATHER) | (coll == REDUCE_SCATTER)
+    is_chain = (coll == BROADCAST) | (coll == REDUCE)
+    is_a2a = coll == ALLTOALL
+    is_p2p = is_a2a | (coll == SEND_RECV)
+    frac = (n - 1.0) / n
+    bf = ops.where(is_ar, 2.0 * frac, ops.where(is_agrs, frac, 1.0))  # ring bytes/size per rank
+    nsteps = ops.where(is_ar, 2.0 * (n - 1.0), n - 1.0)
+    ninter = ops.where(is_ar, 2.0 * (d - 1.0), d - 1.0)
+    size_GB = size * 1e-9
+
+    def channel_limited_GB(min_bytes_per_channel):
+        """Bytes (GB) the bandwidth term must be charged for once NCCL's channel count is known.
+        NCCL runs a call on nc channels (one thread block each), dropping channels while
+        size < nc x threads x per-thread threshold (enqueue.cc), and each channel carries only
+        1/n_channels of the bus bandwidth. So below one channel's minimum the call moves at one
+        channel's speed (size x n_channels), between 1 and n_channels channels every channel
+        carries ~min_bytes (flat), and above that all channels run (size). Written with min/max
+        only, so the time is exactly non-decreasing in size."""
+        return ops.maximum(ops.minimum(size, min_bytes_per_channel) * k.n_channels, size) * 1e-9
+
+    def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None) -> None:
+        if a not in allowed_a or p not in allowed_p:
+            return
+        bw_s = (size_GB if charged_GB is None else charged_GB) * sec_per_GB
+        if p == SIMPLE:  # pipeline fill of the chunked Simple protocol, optimal chunking
+            lat_us = lat_us + pipe_us + 2.0 * ops.sqrt(bw_s * 1e6 * pipe_us)
+        best.offer(a, p, valid, lat_us * 1e-6 + bw_s, lat_us * 1e-6, bw_s)
+
+    def net_lat(a: int, p: int):
+        base = NET_LAT_US[a][p] if a != RING else ops.where(g > 1, NET_LAT_US[RING][p], NET_LAT_US[TREE][p])
+        return base + net_extra_us * (2.0 if p == SIMPLE else 1.0) + hops * hop_us
+
+    ring_valid = is_ar | is_agrs | is_chain
+    tree_valid = is_ar & (n > 1)
+    log2d = ops.log2i(d)
+    for p in (LL, LL128, SIMPLE):
+        # --- ring (all collectives except alltoall / send-recv) ----------------------------------
+        bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else ops.minimum(llmax, 0.5 * ring_bus))
+        per_ch = CHANNEL_MIN_BYTES[p] * (n if p == LL else 1.0)  # ring LL threshold scales with nRanks
+        intra = NVLINK_LAT_US[RING][p] + nvl_hop_us
+        intra = ops.where(multi, max(intra, NET_OVERHEAD_US * (3.0 if p == SIMPLE else 1.0)), intra)
+        steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
+        lat = BASE_LAT_US[RING][p] + steps_us
+        pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
+        consider(RING, p, ring_valid, lat, bf * ops.inv(bus), pipe, channel_limited_GB(per_ch))
+        # --- tree (all-reduce) --------------------------------------------------------------------
+        tbus = tree_bus if p == SIMPLE else (
+            tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
+        steps_us = 2.0 * ((g - 1.0) * (NVLINK_LAT_US[TREE][p] + nvl_hop_us) + log2d * net_lat(TREE, p))
+        consider(TREE, p, tree_valid, BASE_LAT_US[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
+                 steps_us, channel_limited_GB(CHANNEL_MIN_BYTES[p]))
+
+    # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
+    if k.nvls:
+        b_nvls = k.b_nvls
+        nvls_ok = (g >= 2) & single
+        lat = NVLINK_LAT_US[NVLS][SIMPLE] + nvl_hop_us
+        nvl_step = NVLINK_LAT_US[RING][SIMPLE] + nvl_hop_us  # reduce stage -> multicast stage
+        consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (n + 1.0) / n / b_nvls, nvl_step)
+        consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
+        if k.has_scale_out:
+            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(g * tree_net, 1e-300)
+            c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
+            net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
+            lat = NVLINK_LAT_US[NVLS_TREE][SIMPLE] + nvl_hop_us + net_steps
+            consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step)
+
+    # --- pairwise p2p: alltoall and send/recv ---------------------------------------------------
+    nvl_bytes = ops.where(is_a2a, (g - 1.0) / n, ops.where(multi, 0.0, 1.0))
+    net_bytes = ops.where(is_a2a, (n - g) / n, ops.where(multi, 1.0, 0.0))
+    # share of NIC traffic that leaves the leaf group, and job NICs per rail leaf sending it
+    ranks_in_group = ops.minimum(kk * k.gpus_per_node, n)
+    phi = ops.minimum(ops.maximum((n - ranks_in_group) / ops.maximum(n - g, 1.0), 0.0), 1.0)
+    # bytes one rail leaf pushes up per byte of a rank's NIC traffic: k NICs x share phi leaving the group
+    up_load = ops.where(is_a2a, kk * phi, 1.0)
+    c_nvl = nvl_bytes / (b_nvl * P2P_EFFICIENCY)
+    c_net = ops.where(net_bytes > 0, net_bytes * ops.inv(b_nic), 0.0)
+    c_spine = ops.where(crossing & (net_bytes > 0) & (up_load > 0), net_bytes * up_load * ops.inv(uplink), 0.0)
+    c_p2p = ops.maximum(ops.maximum(c_nvl, c_net), c_spine)
+    p2p_valid = is_p2p & (n > 1)
+    a2a_net_us = ops.where(is_a2a, (n - g) * NET_OVERHEAD_US, 0.0)
+    for p in (LL, SIMPLE):
+        lat = (BASE_LAT_US[RING][p] + NVLINK_LAT_US[RING][p] + nvl_hop_us
+               + ops.where(multi, net_lat(RING, p) + a2a_net_us, 0.0))
+        consider(PAIRWISE, p, p2p_valid, lat, c_p2p * (2.0 if p == LL else 1.0),
+                 NVLINK_LAT_US[RING][SIMPLE] + nvl_hop_us)
+
+
+def _single_code(collective: object) -> tuple[int, tuple[int, ...]] | None:
+    """(code, shape) of a single collective given as a name, an integer or a 1-element array."""
+    if isinstance(collective, str):
+        key = collective.strip().lower().replace("-", "_")
+        key = _ALIASES.get(key, key)
+        if key in _CODE_OF:
+            return _CODE_OF[key], ()
+        return int(collective_codes(collective)), ()  # raises the standard ValueError
+    if isinstance(collective, (int, np.integer)) and not isinstance(collective, bool):
+        if not 0 <= int(collective) < len(COLLECTIVES):
+            collective_codes(np.asarray(collective))  # raises the standard ValueError
+        return int(collective), ()
+    if isinstance(collective, np.ndarray) and collective.size == 1:
+        return int(collective_codes(collective).reshape(-1)[0]), collective.shape
+    return None
+
+
+def _single_size(size_bytes: object) -> tuple[float, tuple[int, ...]] | None:
+    """(size, shape) of a single size given as a number or a 1-element numeric array."""
+    if isinstance(size_bytes, (int, float, np.integer, np.floating)) and not isinstance(size_bytes, bool):
+        return float(size_bytes), ()
+    if isinstance(size_bytes, np.ndarray) and size_bytes.size == 1 and size_bytes.dtype.kind in "iuf":
+        return float(size_bytes.reshape(-1)[0]), size_bytes.shape
+    return None
 
 
 def estimate(topology: FabricTopology, collective: np.ndarray | str | int, size_bytes: np.ndarray | float,
@@ -147,165 +454,97 @@ def estimate(topology: FabricTopology, collective: np.ndarray | str | int, size_
     (e.g. ``algorithms=("ring", "tree", "pairwise")`` for NCCL_NVLS_ENABLE=0).
     Live state (failed NICs/uplinks, background utilization) is carried by the placement
     (see ``placement_from_gpu_ids(..., link_state)``).
+    A single (collective, size, placement) -- scalars or 1-element arrays -- runs the same model on
+    Python floats (microseconds);
+    anything else runs it vectorized over the broadcast shape.
     """
+    if not isinstance(placement, Placement):
+        raise ValueError("placement must be a Placement (see placement_from_gpu_ids / placement_packed)")
+    allowed_a = _allowed(algorithms, ALGORITHMS, "algorithm")
+    allowed_p = _allowed(protocols, PROTOCOLS, "protocol")
+    consts = _topo_constants(topology)
+    if placement.n_ranks.size == 1:
+        one_c, one_s = _single_code(collective), _single_size(size_bytes)
+        if one_c is not None and one_s is not None:
+            est = _estimate_scalar(topology, consts, one_c[0], one_s[0], placement, allowed_a, allowed_p)
+            shape = np.broadcast_shapes(one_c[1], one_s[1], placement.n_ranks.shape)
+            if shape:
+                est = Estimate(*(getattr(est, f).reshape(shape) for f in Estimate.__dataclass_fields__))
+            return est
+
     coll = collective_codes(collective)
     size = np.asarray(size_bytes, dtype=np.float64)
     if np.isnan(size).any() or (size < 0).any():
         raise ValueError("size_bytes must be >= 0 (got a negative or NaN size)")
-    if not isinstance(placement, Placement):
-        raise ValueError("placement must be a Placement (see placement_from_gpu_ids / placement_packed)")
     if (placement.n_ranks > topology.n_gpus).any():
         raise ValueError(f"placement has more ranks than the {topology.n_gpus} GPUs of topology {topology.name!r}")
-    allowed_a = _allowed(algorithms, ALGORITHMS, "algorithm")
-    allowed_p = _allowed(protocols, PROTOCOLS, "protocol")
 
     coll, size, n_i, d_i, g_i, lg_i, k_i, nicf, spf = np.broadcast_arrays(
         coll, size, placement.n_ranks, placement.n_domains, placement.ranks_per_domain,
         placement.n_leaf_groups, placement.max_nodes_per_leaf_group, placement.nic_fraction,
         placement.spine_fraction)
-    n = n_i.astype(np.float64)
-    d = d_i.astype(np.float64)
-    g = g_i.astype(np.float64)
-    k = k_i.astype(np.float64)
-    multi = d_i > 1
-    crossing = lg_i > 1
-    if topology.scale_out is None and multi.any():
+    if not consts.has_scale_out and (d_i > 1).any():
         raise ValueError("placement spans several NVLink domains but the topology has no scale-out network")
-
-    su, so = topology.scale_up, topology.scale_out
-    b_nvl = su.nvlink_bw_GBps_per_gpu
-    b_nic_nom = so.bw_GBps_per_gpu if so is not None else 0.0
-    b_nic = b_nic_nom * nicf
-    # available uplink bandwidth of one rail leaf, GB/s
-    uplink = (so.nodes_per_leaf / so.oversubscription if so is not None else 1.0) * b_nic_nom * spf
-    inf = np.inf
-    nvl_if_used = np.where(g > 1, b_nvl, inf)
-
-    def net_per_gpu(flows_per_leaf: float) -> np.ndarray:
-        return np.where(crossing, np.minimum(b_nic, uplink / flows_per_leaf), b_nic)
-
-    ring_net = net_per_gpu(1.0)
-    tree_net = net_per_gpu(2.0)
-    ring_bus = np.minimum(nvl_if_used, np.where(multi, g * ring_net, inf))
-    tree_bus = TREE_FACTOR * np.minimum(nvl_if_used, np.where(multi, g * tree_net, inf))
-
-    # latency ingredients
-    hop_us = 0.0
-    net_extra_us = 0.0
-    if so is not None:
-        hop_us = so.per_hop_latency_s * 1e6
-        net_extra_us = so.base_latency_s * 1e6
-    hops = np.where(crossing, 3.0, 1.0)
-    llmax = np.where(multi, np.where(d_i <= 2, LL_MAX_BW_MULTI[0], LL_MAX_BW_MULTI[1]), LL_MAX_BW_SINGLE[su.arch])
-    nvl_hop_us = su.hop_latency_s * 1e6
-
-    is_ar = coll == ALL_REDUCE
-    is_agrs = (coll == ALL_GATHER) | (coll == REDUCE_SCATTER)
-    is_chain = (coll == BROADCAST) | (coll == REDUCE)
-    is_p2p = (coll == ALLTOALL) | (coll == SEND_RECV)
-    frac = (n - 1.0) / n
-    bf = np.where(is_ar, 2.0 * frac, np.where(is_agrs, frac, 1.0))  # ring bytes/size per rank
-    nsteps = np.where(is_ar, 2.0 * (n - 1.0), n - 1.0)
-    ninter = np.where(is_ar, 2.0 * (d - 1.0), d - 1.0)
-
-    best_t = np.full(coll.shape, inf)
-    best_lat = np.zeros(coll.shape)
-    best_c = np.zeros(coll.shape)
-    best_a = np.full(coll.shape, NO_ALGORITHM, dtype=np.int8)
-    best_p = np.full(coll.shape, NO_ALGORITHM, dtype=np.int8)
-
-    def consider(a: int, p: int, valid: np.ndarray, lat_us: np.ndarray, sec_per_GB: np.ndarray,
-                 pipe_us: np.ndarray | float = 0.0) -> None:
-        if a not in allowed_a or p not in allowed_p:
-            return
-        bw_s = size * 1e-9 * sec_per_GB
-        if p == SIMPLE:  # pipeline fill of the chunked Simple protocol, optimal chunking
-            lat_us = lat_us + pipe_us + 2.0 * np.sqrt(bw_s * 1e6 * pipe_us)
-        t = lat_us * 1e-6 + bw_s
-        better = valid & (t < best_t)
-        np.copyto(best_t, t, where=better)
-        np.copyto(best_lat, np.broadcast_to(lat_us * 1e-6, t.shape), where=better)  # incl. pipeline fill
-        np.copyto(best_c, np.broadcast_to(sec_per_GB, t.shape), where=better)
-        best_a[better] = a
-        best_p[better] = p
-
-    def net_lat(a: int, p: int) -> np.ndarray:
-        table = NET_LAT_US[a] if a != RING else np.where(g > 1, NET_LAT_US[RING][p], NET_LAT_US[TREE][p])
-        base = table[p] if a != RING else table
-        return base + net_extra_us * (2.0 if p == SIMPLE else 1.0) + hops * hop_us
-
-    ring_valid = is_ar | is_agrs | is_chain
-    for p in (LL, LL128, SIMPLE):
-        # --- ring (all collectives except alltoall / send-recv) ----------------------------------
-        bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else np.minimum(llmax, 0.5 * ring_bus))
-        intra = NVLINK_LAT_US[RING][p] + nvl_hop_us
-        intra = np.where(multi, max(intra, NET_OVERHEAD_US * (3.0 if p == SIMPLE else 1.0)), intra)
-        steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
-        lat = BASE_LAT_US[RING][p] + steps_us
-        pipe = np.maximum(steps_us - intra, 0.0)  # all steps but the first
-        consider(RING, p, ring_valid, lat, bf * _safe_inv(bus), pipe)
-        # --- tree (all-reduce) --------------------------------------------------------------------
-        tbus = tree_bus if p == SIMPLE else (
-            tree_bus * np.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else np.minimum(tree_bus * TREE_LL_FACTOR, llmax))
-        steps_us = 2.0 * ((g - 1.0) * (NVLINK_LAT_US[TREE][p] + nvl_hop_us) + _log2i(d) * net_lat(TREE, p))
-        consider(TREE, p, is_ar & (n > 1), BASE_LAT_US[TREE][p] + steps_us, 2.0 * _safe_inv(tbus), steps_us)
-
-    # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
-    if su.nvls:
-        b_nvls = b_nvl * su.nvls_efficiency
-        nvls_ok = (g >= 2) & ~multi
-        lat = np.full(coll.shape, NVLINK_LAT_US[NVLS][SIMPLE] + nvl_hop_us)
-        nvl_step = NVLINK_LAT_US[RING][SIMPLE] + nvl_hop_us  # reduce stage -> multicast stage
-        consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (n + 1.0) / n / b_nvls, nvl_step)
-        consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
-        if so is not None:
-            net_share = np.where(d_i <= 2, 1.0, 2.0) / np.maximum(g * tree_net, 1e-300)
-            c = np.maximum((g + 1.0) / g / b_nvls, np.where(tree_net > 0, net_share, inf))
-            net_steps = 2.0 * _log2i(d) * net_lat(NVLS_TREE, SIMPLE)
-            lat = NVLINK_LAT_US[NVLS_TREE][SIMPLE] + nvl_hop_us + net_steps
-            consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step)
-
-    # --- pairwise p2p: alltoall and send/recv ---------------------------------------------------
-    is_a2a = coll == ALLTOALL
-    nvl_bytes = np.where(is_a2a, (g - 1.0) / n, np.where(multi, 0.0, 1.0))
-    net_bytes = np.where(is_a2a, (n - g) / n, np.where(multi, 1.0, 0.0))
-    # share of NIC traffic that leaves the leaf group, and job NICs per rail leaf sending it
-    ranks_in_group = np.minimum(k * topology.gpus_per_node, n)
-    phi = np.clip((n - ranks_in_group) / np.maximum(n - g, 1.0), 0.0, 1.0)
-    # bytes one rail leaf pushes up per byte of a rank's NIC traffic: k NICs x share phi leaving the group
-    up_load = np.where(is_a2a, k * phi, 1.0)
-    c_nvl = nvl_bytes / (b_nvl * P2P_EFFICIENCY)
-    c_net = np.where(net_bytes > 0, net_bytes * _safe_inv(b_nic), 0.0)
-    c_spine = np.where(crossing & (net_bytes > 0) & (up_load > 0), net_bytes * up_load * _safe_inv(uplink), 0.0)
-    c_p2p = np.maximum(np.maximum(c_nvl, c_net), c_spine)
-    for p in (LL, SIMPLE):
-        lat = (BASE_LAT_US[RING][p] + NVLINK_LAT_US[RING][p] + nvl_hop_us
-               + np.where(multi, net_lat(RING, p) + (n - g) * NET_OVERHEAD_US * is_a2a, 0.0))
-        consider(PAIRWISE, p, is_p2p & (n > 1), lat, c_p2p * (2.0 if p == LL else 1.0),
-                 NVLINK_LAT_US[RING][SIMPLE] + nvl_hop_us)
+    n = n_i.astype(np.float64)
+    best = _Best(coll.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 x inf (unused links) is masked by where()
+        _core(_VectorOps, consts, best, allowed_a, allowed_p, coll, size, n, d_i.astype(np.float64),
+              g_i.astype(np.float64), lg_i, k_i.astype(np.float64), nicf, spf)
 
     # nothing to communicate: one rank or zero bytes
     idle = (n_i <= 1) | (size == 0)
-    best_t = np.where(idle, 0.0, best_t)
-    best_lat = np.where(idle, 0.0, best_lat)
-    best_c = np.where(idle, 0.0, best_c)
-    best_a = np.where(idle, NO_ALGORITHM, best_a).astype(np.int8)
-    best_p = np.where(idle, NO_ALGORITHM, best_p).astype(np.int8)
-    if (~idle & ~np.isfinite(best_t) & (best_a == NO_ALGORITHM)).any() and (allowed_a != set(range(len(ALGORITHMS)))):
+    best_t = np.where(idle, 0.0, best.t)
+    best_lat = np.where(idle, 0.0, best.lat)
+    best_bw = np.where(idle, 0.0, best.bw)
+    best_a = np.where(idle, NO_ALGORITHM, best.a).astype(np.int8)
+    best_p = np.where(idle, NO_ALGORITHM, best.p).astype(np.int8)
+    if (~idle & ~np.isfinite(best_t) & (best_a == NO_ALGORITHM)).any() and len(allowed_a) != len(ALGORITHMS):
         raise ValueError("no allowed algorithm/protocol can run some of the requested collectives")
     with np.errstate(divide="ignore", invalid="ignore"):
         algbw = np.where(best_t > 0, size / best_t * 1e-9, 0.0)
     busbw = algbw * np.where(idle, 0.0, bus_factor(coll, np.maximum(n, 1.0)))
-    return Estimate(best_t, best_lat, size * 1e-9 * best_c, best_a, best_p, algbw, busbw)
+    return Estimate(best_t, best_lat, best_bw, best_a, best_p, algbw, busbw)
 
 
-def _allowed(names: Iterable[str] | None, table: tuple[str, ...], what: str) -> set[int]:
+def _estimate_scalar(topology: FabricTopology, consts: _TopoConstants, code: int, size: float,
+                     placement: Placement, allowed_a: frozenset, allowed_p: frozenset) -> Estimate:
+    if math.isnan(size) or size < 0:
+        raise ValueError("size_bytes must be >= 0 (got a negative or NaN size)")
+    n_i = placement.n_ranks.item()
+    if n_i > topology.n_gpus:
+        raise ValueError(f"placement has more ranks than the {topology.n_gpus} GPUs of topology {topology.name!r}")
+    d_i = placement.n_domains.item()
+    if not consts.has_scale_out and d_i > 1:
+        raise ValueError("placement spans several NVLink domains but the topology has no scale-out network")
+    if n_i <= 1 or size == 0:
+        t = lat = bw = 0.0
+        a = p = NO_ALGORITHM
+    else:
+        best = _Best(None)
+        _core(_ScalarOps, consts, best, allowed_a, allowed_p, code, size, float(n_i), float(d_i),
+              float(placement.ranks_per_domain.item()), placement.n_leaf_groups.item(),
+              float(placement.max_nodes_per_leaf_group.item()), placement.nic_fraction.item(),
+              placement.spine_fraction.item())
+        t, lat, bw, a, p = best.t, best.lat, best.bw, best.a, best.p
+        if a == NO_ALGORITHM and len(allowed_a) != len(ALGORITHMS):
+            raise ValueError("no allowed algorithm/protocol can run some of the requested collectives")
+    algbw = size / t * 1e-9 if t > 0 else 0.0
+    nf = float(max(n_i, 1))
+    bfac = 2.0 * (nf - 1.0) / nf if code == ALL_REDUCE else (
+        (nf - 1.0) / nf if code in (ALL_GATHER, REDUCE_SCATTER, ALLTOALL) else 1.0)
+    busbw = algbw * bfac if n_i > 1 and size != 0 else 0.0
+    f64 = np.float64
+    return Estimate(np.array(t, f64), np.array(lat, f64), np.array(bw, f64),
+                    np.array(a, np.int8), np.array(p, np.int8), np.array(algbw, f64), np.array(busbw, f64))
+
+
+def _allowed(names: Iterable[str] | None, table: tuple[str, ...], what: str) -> frozenset:
     if names is None:
-        return set(range(len(table)))
+        return _ALL_OF[len(table)]
     lower = [t.lower() for t in table]
     out = set()
     for name in names:
         if name.lower() not in lower:
             raise ValueError(f"unknown {what} {name!r}; known: {', '.join(table)}")
         out.add(lower.index(name.lower()))
-    return out
+    return frozenset(out)

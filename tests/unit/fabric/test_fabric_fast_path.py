@@ -1,0 +1,103 @@
+"""The single-estimate path runs the same formulas as the batch path, and small-message physics.
+
+``estimate`` evaluates one (collective, size, placement) on Python floats and anything larger with
+numpy, through one shared implementation; these tests pin that both give bit-identical answers, that
+predicted time never decreases with size, and the channel-parallelism / tree-correction effects.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_arrays, placement_packed, preset
+from twin.fabric.domain.collectives import CHANNEL_MIN_BYTES, LL, TREE_CORRECTION
+
+FIELDS = ("time_s", "latency_s", "bandwidth_s", "algorithm", "protocol", "algbw_GBps", "busbw_GBps")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_scalar_path_is_bit_identical_to_vector_path(name):
+    topo = preset(name)
+    rng = np.random.default_rng(7)
+    sizes = np.concatenate([[0.0, 1.0, 8.0, 4096.0, 65536.0, 2.0**20, 2.0**30], rng.integers(1, 2**40, 12)])
+    for n in (1, 2, 4, 8, 24, 64, 256):
+        for policy in ("pack", "spread"):
+            pl = placement_packed(topo, n, policy)
+            for nic, spine in ((1.0, 1.0), (0.5, 0.3), (0.0, 0.0)):
+                live = placement_arrays(topo, n, n_nodes=int(pl.n_nodes), n_domains=int(pl.n_domains),
+                                        ranks_per_domain=int(pl.ranks_per_domain),
+                                        n_leaf_groups=int(pl.n_leaf_groups),
+                                        max_nodes_per_leaf_group=int(pl.max_nodes_per_leaf_group),
+                                        nic_fraction=nic, spine_fraction=spine)
+                for c in range(len(COLLECTIVES)):
+                    vec = estimate(topo, c, sizes, live)
+                    for i, s in enumerate(sizes):
+                        one = estimate(topo, COLLECTIVES[c], float(s), live)
+                        for f in FIELDS:
+                            a, b = getattr(one, f), getattr(vec, f)[i]
+                            assert a.shape == ()
+                            assert a == b or (np.isnan(a) and np.isnan(b)), (name, n, policy, c, s, f, a, b)
+
+
+def test_scalar_path_honours_restrictions_and_errors():
+    topo = PRESETS["dgx-h100"]
+    pl = placement_packed(topo, 8)
+    ring = estimate(topo, "all_reduce", 2**30, pl, algorithms=("ring",))
+    assert ring.algorithm_names() == "ring"
+    assert ring.time_s == estimate(topo, "all_reduce", np.array([2**30]), pl, algorithms=("ring",)).time_s[0]
+    with pytest.raises(ValueError, match="unknown collective"):
+        estimate(topo, "allfoo", 8, pl)
+    with pytest.raises(ValueError, match="size_bytes"):
+        estimate(topo, "all_reduce", -1, pl)
+    with pytest.raises(ValueError, match="no allowed algorithm"):
+        estimate(topo, "alltoall", 8, pl, algorithms=("ring",))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_time_never_decreases_with_size(name):
+    topo = preset(name)
+    sizes = np.unique(np.round(np.exp2(np.arange(0, 40 * 8) / 8)))
+    for n in (2, 4, 8, 16, 64, 256):
+        for policy in ("pack", "spread"):
+            pl = placement_packed(topo, n, policy)
+            for c in range(len(COLLECTIVES)):
+                t = estimate(topo, c, sizes, pl).time_s
+                assert (np.diff(t) >= 0).all(), (name, n, policy, COLLECTIVES[c])
+
+
+def test_small_messages_run_on_few_channels():
+    """Below one channel's minimum work (512 threads x 8 B x nRanks for ring LL) NCCL runs a single
+    channel, which moves only 1/n_channels of the bus bandwidth: the bandwidth term of a 4 KiB
+    ring-LL all-reduce is the same as that of a full channel's worth of bytes."""
+    topo = PRESETS["dgx-h100"]
+    pl = placement_packed(topo, 8)
+    one_channel = CHANNEL_MIN_BYTES[LL] * 8
+    n_channels = 18  # ~one ring channel per NVLink on H100
+    kw = {"algorithms": ("ring",), "protocols": ("LL",)}
+    small = estimate(topo, "all_reduce", 4096, pl, **kw)
+    big = estimate(topo, "all_reduce", 2**30, pl, **kw)
+    per_byte_all_channels = big.bandwidth_s / 2**30
+    assert small.bandwidth_s == pytest.approx(4096 * per_byte_all_channels * n_channels, rel=1e-9)
+    # between one channel's and all channels' worth of bytes, each channel carries ~one_channel bytes
+    a = estimate(topo, "all_reduce", one_channel, pl, **kw)
+    b = estimate(topo, "all_reduce", 4 * one_channel, pl, **kw)
+    assert a.bandwidth_s == b.bandwidth_s
+    assert big.busbw_GBps == pytest.approx(141.0, rel=0.02)  # NCCL's Hopper llMaxBw, all channels
+
+
+def test_tree_correction_table_shape():
+    assert all(len(row) == 23 for row in TREE_CORRECTION)
+    assert all(0 < v <= 1 for row in TREE_CORRECTION for v in row)
+
+
+def test_single_estimate_is_fast():
+    topo = preset("dgx-h100", 256)
+    pl = placement_packed(topo, 256, "spread")
+    estimate(topo, "all_reduce", 2**30, pl)
+    t0 = time.perf_counter()
+    for i in range(200):
+        estimate(topo, "all_reduce", 2**30 + i, pl)
+    per_call = (time.perf_counter() - t0) / 200
+    assert per_call < 300e-6  # ~35 us on a laptop core; the numpy path used to take ~400 us
