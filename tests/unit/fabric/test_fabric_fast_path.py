@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+
 from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_arrays, placement_packed, preset
 from twin.fabric.domain.collectives import CHANNEL_MIN_BYTES, LL, TREE_CORRECTION
 

@@ -20,6 +20,7 @@ import sys
 
 import grpc
 from google.protobuf.json_format import MessageToJson
+
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 

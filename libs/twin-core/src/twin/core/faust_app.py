@@ -19,6 +19,7 @@ from typing import Any
 import faust
 from faust.serializers import codecs
 from google.protobuf.message import DecodeError, Message
+
 from twin.core.settings import Settings
 from twin.core.topics import Topic
 

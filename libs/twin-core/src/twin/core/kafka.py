@@ -37,6 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectio
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+
 from twin.core.envelope import Envelope, EnvelopeError, Headers, new_envelope
 from twin.core.telemetry import inject_headers, span_context_from_headers
 from twin.core.topics import Topic

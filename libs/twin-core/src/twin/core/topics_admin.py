@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
+
 from twin.core import topics as registry
 from twin.core.topics import Topic
 

@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from twin.fabric.adapters.repository import LinkRows, StateStore
 from twin.fabric.adapters.topology import LinkIndex, UnknownLink, core_link_state
 from twin.fabric.domain.link_health import (

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from twin.fabric.domain import (
     COLLECTIVES,
     Estimate,

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from twin.fabric.domain import COLLECTIVES
 from twin.fabric.domain import link_health as lh
 from twin.fabric.simulation import (

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import metrics, trace
+
 from twin.fabric.adapters import codec
 from twin.fabric.domain.link_health import LinkHealth
 from twin.fabric.simulation import (

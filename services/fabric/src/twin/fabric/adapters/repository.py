@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
+
 from twin.core.db import apply_migrations, ensure_hypertable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[4] / "migrations"

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+
 from twin.core.clock import Clock, SystemClock
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
 from twin.core.topics import Topic

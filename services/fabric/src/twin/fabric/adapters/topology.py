@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
 from twin.core.facility import Inventory
 from twin.fabric.domain.link_health import LinkLayout
 

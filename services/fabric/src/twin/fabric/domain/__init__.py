@@ -11,7 +11,6 @@ from .collectives import (
 )
 from .placement import Placement, packed_gpu_ids, placement_arrays, placement_from_gpu_ids, placement_packed
 from .state import LinkState
-from .training import CommOp, ModelSpec, Parallelism, StepCommEstimate, training_step_comm
 from .topology import (
     PRESETS,
     FabricTopology,
@@ -25,6 +24,7 @@ from .topology import (
     preset,
     roce,
 )
+from .training import CommOp, ModelSpec, Parallelism, StepCommEstimate, training_step_comm
 
 __all__ = [
     "ALGORITHMS", "COLLECTIVES", "CommOp", "ModelSpec", "Parallelism", "StepCommEstimate", "training_step_comm", "PROTOCOLS", "PRESETS", "Estimate", "FabricTopology", "LinkState", "Placement",
