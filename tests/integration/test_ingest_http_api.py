@@ -5,16 +5,16 @@ publish/dead_letter are in-memory collectors here: the Kafka wiring belongs to t
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+
 from twin.core.clock import FixedClock
+from twin.core.validation_data import validation_dir
 from twin.ingest.adapters.http_api import INGEST_PATH, METRIC_REPORTS_PATH, make_http_app
 from twin.telemetry.v1 import telemetry_pb2
 
@@ -26,21 +26,6 @@ RACKS = {
     "/redfish/v1/Chassis/Tray_2": "r1-0002",
     "/redfish/v1/ThermalEquipment/CDUs/1": ["r1-0000", "r1-0001"],
 }
-
-
-def validation_dir() -> Path:
-    """TWIN_VALIDATION_DIR, else <repo root>/../shared/validation (repo root = the pyproject.toml folder)."""
-    env = os.environ.get("TWIN_VALIDATION_DIR")
-    if env:
-        found = Path(env)
-    else:
-        root = next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
-        if root is None:
-            pytest.fail("cannot find the repository root (pyproject.toml) above this test file")
-        found = root.parent / "shared" / "validation"
-    if not (found / "feeds").is_dir():
-        pytest.fail(f"validation feeds not found at {found}/feeds: set TWIN_VALIDATION_DIR to shared/validation")
-    return found
 
 
 def feed(name: str) -> bytes:

@@ -4,38 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
 from twin.core.clock import FixedClock
 from twin.core.facility import build_inventory, load_facility_spec
+from twin.core.validation_data import validation_dir
 from twin.ingest.adapters import dcgm
 from twin.ingest.adapters.prometheus_text import ExpositionError
 from twin.telemetry.v1 import telemetry_pb2
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 NAN = math.nan
-
-
-def validation_dir() -> Path:
-    """TWIN_VALIDATION_DIR, else <repo root>/../shared/validation (repo root = the pyproject.toml folder)."""
-    env = os.environ.get("TWIN_VALIDATION_DIR")
-    if env:
-        found = Path(env)
-    else:
-        root = next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
-        if root is None:
-            pytest.fail("cannot find the repository root (pyproject.toml) above this test file")
-        found = root.parent / "shared" / "validation"
-    if not (found / "feeds").is_dir():
-        pytest.fail(f"validation feeds not found at {found}/feeds: set TWIN_VALIDATION_DIR to shared/validation")
-    return found
 
 
 def feed(rel: str) -> bytes:

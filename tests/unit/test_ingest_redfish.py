@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
+
+from twin.core.validation_data import validation_dir
 from twin.ingest.adapters import redfish
 from twin.ingest.adapters.redfish import RedfishRackMap, parse_redfish, parse_redfish_bytes, parse_timestamp
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 NAN = math.nan
-
-
-def validation_dir() -> Path:
-    """TWIN_VALIDATION_DIR, else <repo root>/../shared/validation (repo root = the pyproject.toml folder)."""
-    env = os.environ.get("TWIN_VALIDATION_DIR")
-    if env:
-        found = Path(env)
-    else:
-        root = next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
-        if root is None:
-            pytest.fail("cannot find the repository root (pyproject.toml) above this test file")
-        found = root.parent / "shared" / "validation"
-    if not (found / "feeds").is_dir():
-        pytest.fail(f"validation feeds not found at {found}/feeds: set TWIN_VALIDATION_DIR to shared/validation")
-    return found
 
 
 # The mapping a site would configure: the rack PDU and the rack-side CDU serve r1-0000 (the CDU also

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin.core.validation_data import validation_dir
 from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_from_gpu_ids
 from twin.fabric.domain.collectives import collective_codes
 
@@ -50,15 +50,7 @@ KEYWORD_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
 
 
 def default_csv_path() -> Path:
-    env = os.environ.get("TWIN_VALIDATION_DIR")
-    if env:
-        return Path(env) / CSV_NAME
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "validation" / CSV_NAME
-        if candidate.exists():
-            return candidate
-    return here.parents[5].parent / "shared" / "validation" / CSV_NAME
+    return validation_dir() / CSV_NAME
 
 
 def load_rows(path: str | Path) -> list[dict[str, str]]:
