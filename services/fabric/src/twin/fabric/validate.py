@@ -184,7 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(a.startswith("-") for a in paths) or len(paths) > 1:
         print("usage: python -m twin.fabric.validate [CSV] [--json]", file=sys.stderr)
         return 2
-    path = Path(paths[0]) if paths else default_csv_path()
+    try:
+        path = Path(paths[0]) if paths else default_csv_path()
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not path.exists():
         print(f"validation CSV not found: {path} (set TWIN_VALIDATION_DIR or pass a path)", file=sys.stderr)
         return 2
