@@ -13,24 +13,31 @@ Settings (env): TWIN_KAFKA_BOOTSTRAP, TWIN_DATABASE_URL, TWIN_FACILITY and
   INGEST_STATUS_INTERVAL_S (10)     INGEST_CREATE_TOPICS (1)       INGEST_DB_POOL_SIZE (4)
   INGEST_DCGM_URLS (comma list)     INGEST_DCGM_INTERVAL_S (10)
   INGEST_HTTP_PORT (8081; 0 = off)  INGEST_HTTP_HOST (0.0.0.0)     INGEST_REDFISH_TOKEN (bearer token)
-The HTTP receiver starts when the port is non-zero and adapters/http_api.py is present.
+  INGEST_REDFISH_MAP (path of a JSON/YAML file {odata_id_prefix: rack_id | [rack ids]})
+The HTTP receiver starts when the port is non-zero AND a token is configured: without a token it
+refuses to start (an error is logged, consumption and the DCGM scraper keep running), so nobody can
+post unauthenticated telemetry. Feed rejects go to facility.telemetry.v1.dlq with the consumer's DLQ
+headers (`twin.core.kafka.dlq_headers`: dlq_reason, dlq_source_topic = the feed, e.g.
+"redfish-http:/redfish/v1/ingest", dlq_partition/dlq_offset = -1: never read from Kafka) plus
+dlq_source (the same feed name).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
 
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.db import apply_migrations, open_pool
 from twin.core.facility import Inventory, build_inventory, load_facility_spec
-from twin.core.kafka import ConsumerStats, EventProducer, run_consumer
+from twin.core.kafka import ConsumerStats, EventProducer, dlq_headers, run_consumer
 from twin.core.settings import Settings
 from twin.core.topics import Topic
 from twin.core.topics_admin import ensure_topics
@@ -61,6 +68,7 @@ class IngestConfig:
     http_port: int | None = None          # None/0: no HTTP receiver (from_settings defaults to 8081)
     http_host: str = "0.0.0.0"
     redfish_token: str | None = None
+    redfish_map: str | None = None        # path of the {odata_id_prefix: rack id(s)} file
 
     @classmethod
     def from_settings(cls, s: Settings) -> IngestConfig:
@@ -80,7 +88,34 @@ class IngestConfig:
             http_port=port or None,
             http_host=s.get("HTTP_HOST", "0.0.0.0"),
             redfish_token=s.get("REDFISH_TOKEN", "") or None,
+            redfish_map=s.get("REDFISH_MAP", "") or None,
         )
+
+
+def load_rack_map(path: str | Path | None) -> dict[str, str | list[str]]:
+    """Read INGEST_REDFISH_MAP: a JSON or YAML object {odata_id_prefix: rack_id | [rack ids]} (None: empty)."""
+    if not path:
+        return {}
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith(".json"):
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected an object {{odata_id_prefix: rack id(s)}}, got {type(data).__name__}")
+    out: dict[str, str | list[str]] = {}
+    for prefix, racks in data.items():
+        if isinstance(racks, str):
+            out[str(prefix)] = racks
+        elif isinstance(racks, Sequence) and all(isinstance(r, str) for r in racks):
+            out[str(prefix)] = list(racks)
+        else:
+            raise ValueError(f"{path}: rack ids for {prefix!r} must be a string or a list of strings, got {racks!r}")
+    return out
 
 
 @dataclass
@@ -150,8 +185,8 @@ class IngestApp:
             await producer.send(cfg.source_topic, batch.rack_id, batch)
 
         async def dead_letter(raw: bytes, reason: str, source: str) -> None:
-            headers = [("dlq_reason", reason[:4000].encode()), ("dlq_source", source.encode()),
-                       ("dlq_time", datetime.now(UTC).isoformat().encode())]
+            # Same DLQ format as the consumer loop; the feed takes the place of the source topic.
+            headers = dlq_headers([("dlq_source", source.encode())], reason, source, -1, -1, now=self.clock.now())
             await producer.send_raw(cfg.source_topic.dlq, None, raw, headers)
 
         tasks: list[asyncio.Task] = []
@@ -165,23 +200,41 @@ class IngestApp:
                 cfg.dcgm_urls, cfg.dcgm_interval_s, session, publish, dead_letter,
                 dcgm.host_resolver_from_inventory(inventory), self.clock, stop_event,
                 site_id=inventory.spec.site_id), name="ingest-dcgm"))
+            log.info("DCGM scraper: %s every %.1f s", ", ".join(cfg.dcgm_urls), cfg.dcgm_interval_s)
         if cfg.http_port:
-            try:
-                from twin.ingest.adapters import http_api  # the HTTP receiver adapter (see its docstring)
-            except ImportError as exc:
-                log.warning("INGEST_HTTP_PORT=%d but the HTTP receiver is unavailable: %s", cfg.http_port, exc)
-                return tasks
-            from aiohttp import web
-
-            kwargs = {"publish": publish, "dead_letter": dead_letter}
-            if cfg.redfish_token and "token" in inspect.signature(http_api.make_http_app).parameters:
-                kwargs["token"] = cfg.redfish_token
-            runner = web.AppRunner(http_api.make_http_app(**kwargs))
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
-            log.info("HTTP receiver on %s:%d", cfg.http_host, cfg.http_port)
+            await self._start_http(stack, publish, dead_letter, inventory)
         return tasks
+
+    async def _start_http(self, stack: contextlib.AsyncExitStack, publish, dead_letter, inventory: Inventory) -> None:
+        """The Redfish push receiver; refuses to start (error logged, rest keeps running) when misconfigured."""
+        cfg = self.config
+        if not cfg.redfish_token:
+            log.error("HTTP receiver NOT started: INGEST_HTTP_PORT=%d but INGEST_REDFISH_TOKEN is not set; "
+                      "refusing to accept unauthenticated telemetry (set a token, or INGEST_HTTP_PORT=0)",
+                      cfg.http_port)
+            return
+        from aiohttp import web
+        from twin.ingest.adapters import http_api
+
+        try:
+            racks = load_rack_map(cfg.redfish_map)
+            app = http_api.make_http_app(publish=publish, dead_letter=dead_letter, token=cfg.redfish_token,
+                                         rack_of_resource=racks, clock=self.clock, site_id=inventory.spec.site_id)
+        except (OSError, ValueError, TypeError) as exc:
+            log.error("HTTP receiver NOT started: bad INGEST_REDFISH_MAP %r: %s", cfg.redfish_map, exc)
+            return
+        if not racks:
+            log.warning("INGEST_REDFISH_MAP is empty or unset: every Redfish resource will be rejected "
+                        "(no rack mapping) and dead-lettered")
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        try:
+            await web.TCPSite(runner, cfg.http_host, cfg.http_port).start()
+        except OSError as exc:
+            log.error("HTTP receiver NOT started: cannot listen on %s:%d: %s", cfg.http_host, cfg.http_port, exc)
+            return
+        log.info("HTTP receiver on %s:%d (%d Redfish rack mapping(s))", cfg.http_host, cfg.http_port, len(racks))
 
     # -- operator status -------------------------------------------------------------------------
 
