@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import uuid
-from pathlib import Path
 
 import aiohttp
 import psycopg
 import pytest
 from test_ingest_pipeline import read_all, running
+
 from twin.core import topics
 from twin.core.envelope import header
 from twin.core.testing.kafka import free_port
+from twin.core.validation_data import validation_dir
 from twin.facility_sim.adapters.publisher import MemoryPublisher
 from twin.facility_sim.app import FacilitySim, SimConfig
 from twin.ingest.adapters.http_api import INGEST_PATH, METRIC_REPORTS_PATH
@@ -40,21 +40,6 @@ RACK_MAP = {
     "/redfish/v1/Chassis/Tray_1": "su1-0002",
     "/redfish/v1/Chassis/Tray_2": "su1-0002",
 }
-
-
-def validation_dir() -> Path:
-    """TWIN_VALIDATION_DIR, else <repo root>/../shared/validation (as tests/unit/test_ingest_redfish.py)."""
-    env = os.environ.get("TWIN_VALIDATION_DIR")
-    if env:
-        found = Path(env)
-    else:
-        root = next((p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file()), None)
-        if root is None:
-            pytest.fail("cannot find the repository root (pyproject.toml) above this test file")
-        found = root.parent / "shared" / "validation"
-    if not (found / "feeds").is_dir():
-        pytest.fail(f"validation feeds not found at {found}/feeds: set TWIN_VALIDATION_DIR to shared/validation")
-    return found
 
 
 def feed(name: str) -> bytes:
