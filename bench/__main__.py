@@ -9,7 +9,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("fabric_core", "fabric_grpc", "ingest")
+BENCHMARKS = ("fabric", "ingest")  # fabric runs fabric_core + fabric_grpc
 
 
 def main(argv: list[str]) -> int:
