@@ -34,22 +34,136 @@ def datetime_to_timestamp(dt: datetime) -> Timestamp:
     return ts
 
 
+def _flat(containers: list, dtype) -> tuple[np.ndarray, list[int]]:
+    """Many repeated-field containers as one array (one numpy conversion) plus their start offsets."""
+    offsets = [0]
+    flat: list = []
+    for c in containers:
+        flat += c[:]   # slicing a upb container is much cheaper than iterating it
+        offsets.append(len(flat))
+    return (np.array(flat, dtype=dtype) if flat else np.empty(0, dtype)), offsets
+
+
+def _packed_spans(raw: bytes) -> dict[int, tuple[int, int]] | None:
+    """field number -> (offset, length) of the fields of a serialized message whose fields are all
+    length-delimited (packed repeated) with one-byte tags, each at most once; None otherwise."""
+    spans: dict[int, tuple[int, int]] = {}
+    pos, end = 0, len(raw)
+    while pos < end:
+        tag = raw[pos]
+        if tag & 0x87 != 0x02 or (tag >> 3) in spans:
+            return None
+        pos += 1
+        length = shift = 0
+        while True:
+            if pos >= end:
+                return None
+            b = raw[pos]
+            pos += 1
+            length |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+        spans[tag >> 3] = (pos, length)
+        pos += length
+    return spans if pos == end else None
+
+
+def _gpu_field_numbers() -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+    """GpuSamples field numbers for the wire fast path, None when the proto no longer fits it."""
+    fields = pb.GpuSamples.DESCRIPTOR.fields_by_name
+    d = pb.GpuSamples.DESCRIPTOR.fields_by_name["gpu_index"]
+    ok = d.type == d.TYPE_UINT32
+    ok &= all(fields[f].type == d.TYPE_DOUBLE for f in GPU_FLOAT_FIELDS)
+    ok &= all(fields[f].type == d.TYPE_UINT64 for f in GPU_COUNT_FIELDS)
+    numbers = [f.number for f in pb.GpuSamples.DESCRIPTOR.fields]
+    ok &= max(numbers) <= 15 and all(f.is_repeated for f in pb.GpuSamples.DESCRIPTOR.fields)
+    if not ok:
+        return None
+    return (d.number, tuple(fields[f].number for f in GPU_FLOAT_FIELDS),
+            tuple(fields[f].number for f in GPU_COUNT_FIELDS))
+
+
+_GPU_NUMBERS = _gpu_field_numbers()
+
+
+def _gpu_arrays_from_wire(gpus: list) -> tuple | None:
+    """The packed GPU fields of every node read straight from the wire bytes (doubles are copied as
+    they are; varints taken bytewise when every value fits in 7 bits, which also covers indexes and
+    the usual zero counters). Same values and dtypes as the container path; None: use that path."""
+    if _GPU_NUMBERS is None:
+        return None
+    index_no, float_nos, count_nos = _GPU_NUMBERS
+    float_parts: list[bytes] = [b""] * (len(float_nos) * len(gpus))
+    count_parts: list[bytes] = [b""] * (len(count_nos) * len(gpus))
+    index_parts: list[bytes] = []
+    k = len(gpus)
+    for j, g in enumerate(gpus):
+        raw = g.SerializeToString()
+        spans = _packed_spans(raw)
+        if spans is None:
+            return None
+        p, n = spans.get(index_no, (0, 0))
+        index_parts.append(raw[p:p + n])
+        for m, no in enumerate(float_nos):
+            p, n = spans.get(no, (0, 0))
+            if n & 7:
+                return None
+            float_parts[m * k + j] = raw[p:p + n]
+        for m, no in enumerate(count_nos):
+            p, n = spans.get(no, (0, 0))
+            count_parts[m * k + j] = raw[p:p + n]
+    counts_raw, index_raw = b"".join(count_parts), b"".join(index_parts)
+    if not (counts_raw.isascii() and index_raw.isascii()):
+        return None
+    f_off, c_off, i_off = [0], [0], [0]
+    for part in float_parts:
+        f_off.append(f_off[-1] + len(part) // 8)
+    for part in count_parts:
+        c_off.append(c_off[-1] + len(part))
+    for part in index_parts:
+        i_off.append(i_off[-1] + len(part))
+    floats = np.frombuffer(b"".join(float_parts), dtype="<f8").astype(np.float64)
+    counts = np.frombuffer(counts_raw, dtype=np.uint8).astype(np.uint64)
+    index = np.frombuffer(index_raw, dtype=np.uint8).astype(np.uint32)
+    return floats, f_off, counts, c_off, index, i_off
+
+
 def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
-    """Domain form of one batch; arrays keep their received lengths (validation checks them)."""
+    """Domain form of one batch; arrays keep their received lengths (validation checks them).
+
+    Cost matters (one call per rack per tick): each packed field of every node is gathered into one
+    flat array per dtype with a single conversion, and the nodes' arrays are views into it.
+    """
+    pb_nodes = msg.nodes
+    gpus = [n.gpus for n in pb_nodes]
+    k = len(gpus)
+    wire = _gpu_arrays_from_wire(gpus)
+    if wire is not None:
+        floats, f_off, counts, c_off, index, i_off = wire
+    else:
+        floats, f_off = _flat([getattr(g, f) for f in GPU_FLOAT_FIELDS for g in gpus], np.float64)
+        counts, c_off = _flat([getattr(g, f) for f in GPU_COUNT_FIELDS for g in gpus], np.uint64)
+        index, i_off = _flat([g.gpu_index for g in gpus], np.uint32)
     nodes = []
-    for n in msg.nodes:
-        g = n.gpus
-        values: dict[str, np.ndarray] = {f: np.array(getattr(g, f), dtype=np.float64) for f in GPU_FLOAT_FIELDS}
-        values.update({f: np.array(getattr(g, f), dtype=np.uint64) for f in GPU_COUNT_FIELDS})
-        nodes.append(NodeGpus(n.node_id, np.array(g.gpu_index, dtype=np.uint32), values))
+    for j, n in enumerate(pb_nodes):
+        values: dict[str, np.ndarray] = {}
+        for m, f in enumerate(GPU_FLOAT_FIELDS):
+            p = m * k + j
+            values[f] = floats[f_off[p]:f_off[p + 1]]
+        for m, f in enumerate(GPU_COUNT_FIELDS):
+            p = m * k + j
+            values[f] = counts[c_off[p]:c_off[p + 1]]
+        nodes.append(NodeGpus(n.node_id, index[i_off[j]:i_off[j + 1]], values))
     rack = None
     if msg.HasField("rack"):
         r = msg.rack
         rack = RackEnv(np.array(r.pdu_input_power_w, dtype=np.float64), r.inlet_air_temp_c, r.outlet_air_temp_c,
                        r.coolant_supply_temp_c, r.coolant_return_temp_c, r.coolant_flow_lpm)
     lk = msg.links
-    links = Links(tuple(lk.port_id), {f: np.array(getattr(lk, f), dtype=np.uint64) for f in LINK_COUNT_FIELDS},
-                  np.array(lk.link_state, dtype=np.int64))
+    lcounts, l_off = _flat([getattr(lk, f) for f in LINK_COUNT_FIELDS], np.uint64)
+    counters = {f: lcounts[l_off[m]:l_off[m + 1]] for m, f in enumerate(LINK_COUNT_FIELDS)}
+    links = Links(tuple(lk.port_id), counters, np.array(lk.link_state, dtype=np.int64))
     sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
     return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, tuple(nodes), rack, links)
 

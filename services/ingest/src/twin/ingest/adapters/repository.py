@@ -120,5 +120,10 @@ async def copy_table(conn: AsyncConnection, table: str, data: TableColumns, type
     if len(data) == 0:
         return 0
     names = list(data.columns)
-    arrays = [np.ma.masked_invalid(a) if a.dtype.kind == "f" else a for a in data.columns.values()]
+    arrays = [_null_invalid(a) if a.dtype.kind == "f" else a for a in data.columns.values()]
     return await copy_columns(conn, table, names, types, arrays)
+
+
+def _null_invalid(values: np.ndarray) -> np.ndarray:
+    """NaN/±inf → masked (NULL); an all-finite column (the usual case) is passed as is, unmasked."""
+    return values if np.isfinite(values).all() else np.ma.masked_invalid(values)

@@ -35,22 +35,27 @@ def _time64(batch: RackBatch) -> np.datetime64:
 
 
 def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
-    times, racks, nodes, index = [], [], [], []
+    # One entry per node for the per-row constants (time, rack, node), expanded with one np.repeat
+    # each; per-GPU values are concatenated once per column. Keeps the cost per node small.
+    times, racks, nodes, counts, index = [], [], [], [], []
     values: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS}
+    items = list(values.items())
     for b in batches:
         t = _time64(b)
         for node in b.nodes:
-            n = len(node.gpu_index)
-            times.append(np.full(n, t))
-            racks.append(np.full(n, b.rack_id, dtype=object))
-            nodes.append(np.full(n, node.node_id, dtype=object))
+            times.append(t)
+            racks.append(b.rack_id)
+            nodes.append(node.node_id)
+            counts.append(len(node.gpu_index))
             index.append(node.gpu_index)
-            for f in values:
-                values[f].append(node.values[f])
+            node_values = node.values
+            for f, parts in items:
+                parts.append(node_values[f])
+    repeats = np.array(counts, dtype=np.intp)
     cols: dict[str, np.ndarray] = {
-        "time": _cat(times, "datetime64[us]"),
-        "rack_id": _cat(racks, object),
-        "node_id": _cat(nodes, object),
+        "time": np.repeat(np.array(times, dtype="datetime64[us]"), repeats),
+        "rack_id": np.repeat(np.array(racks, dtype=object), repeats),
+        "node_id": np.repeat(np.array(nodes, dtype=object), repeats),
         "gpu_index": _cat(index, np.int16),
     }
     for f in GPU_FLOAT_FIELDS:
@@ -101,4 +106,4 @@ def link_columns(batches: Sequence[RackBatch]) -> TableColumns:
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype=dtype)
+    return np.concatenate(parts, dtype=dtype, casting="unsafe") if parts else np.empty(0, dtype=dtype)

@@ -164,9 +164,44 @@ def validate_batch(batch: RackBatch, limits: Limits, now: datetime) -> list[Prob
     return problems
 
 
+def _gpu_ranges(rack: RackLimits | None) -> dict[str, tuple[float, float, str]]:
+    ranges = dict(FIXED_RANGES)
+    if rack is not None:
+        ranges["power_w"] = (0.0, rack.gpu_max_w, "W")
+        ranges["sm_clock_mhz"] = (0.0, rack.max_sm_clock_mhz, "MHz")
+        ranges["mem_clock_mhz"] = (0.0, rack.max_mem_clock_mhz, "MHz")
+    else:  # unknown rack: still report non-physical values
+        ranges["power_w"] = (0.0, np.inf, "W")
+        ranges["sm_clock_mhz"] = (0.0, np.inf, "MHz")
+        ranges["mem_clock_mhz"] = (0.0, np.inf, "MHz")
+    return ranges
+
+
+def _range_bounds(ranges: dict[str, tuple[float, float, str]]) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.array([r[0] for r in ranges.values()], dtype=np.float64)[:, None]
+    hi = np.array([r[1] for r in ranges.values()], dtype=np.float64)[:, None]
+    return lo, hi
+
+
+_UNKNOWN_RACK_RANGES = _gpu_ranges(None)
+_UNKNOWN_RACK_BOUNDS = _range_bounds(_UNKNOWN_RACK_RANGES)
+_BOUNDS_CACHE: dict[tuple[float, float, float], tuple[dict, tuple[np.ndarray, np.ndarray]]] = {}
+
+
+def _ranges_and_bounds(rack: RackLimits | None) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    if rack is None:
+        return _UNKNOWN_RACK_RANGES, _UNKNOWN_RACK_BOUNDS
+    key = (rack.gpu_max_w, rack.max_sm_clock_mhz, rack.max_mem_clock_mhz)
+    hit = _BOUNDS_CACHE.get(key)
+    if hit is None:
+        ranges = _gpu_ranges(rack)
+        hit = _BOUNDS_CACHE[key] = (ranges, _range_bounds(ranges))
+    return hit
+
+
 def _check_gpus(batch: RackBatch, rack: RackLimits | None, found: _Found) -> None:
     seen_nodes: set[str] = set()
-    where: list[str] = []
+    checked: list[tuple[str, list[int]]] = []   # (node id, gpu indexes) of nodes whose values are range-checked
     columns: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FIELDS}
     for node in batch.nodes:
         if node.node_id in seen_nodes:
@@ -180,37 +215,56 @@ def _check_gpus(batch: RackBatch, rack: RackLimits | None, found: _Found) -> Non
             if got != n:
                 lengths_ok = False
                 found.add("schema", f"node {node.node_id}: {name} has {got} values for {n} gpu_index entries")
-        if len(np.unique(node.gpu_index)) != n:
-            found.add("schema", f"node {node.node_id}: gpu_index has duplicates {node.gpu_index.tolist()}")
+        index = node.gpu_index.tolist()
+        if len(set(index)) != n:
+            found.add("schema", f"node {node.node_id}: gpu_index has duplicates {index}")
         if rack is not None:
             gpus = rack.node_gpus.get(node.node_id)
             if gpus is None:
                 found.add("ids", f"unknown node_id {node.node_id!r} for rack {batch.rack_id}")
-            else:
+            elif n and max(index) >= gpus:
                 for g in node.gpu_index[node.gpu_index >= gpus][:MAX_REASONS]:
                     found.add("ids", f"gpu_index {int(g)} out of range 0..{gpus - 1} at node {node.node_id}")
         if not lengths_ok:
             continue
-        where += [f"at node {node.node_id} gpu {int(g)}" for g in node.gpu_index]
+        checked.append((node.node_id, index))
         for name in GPU_FIELDS:
             columns[name].append(node.values[name])
-    if not where:
+    if not checked:
         return
-    ranges = dict(FIXED_RANGES)
-    if rack is not None:
-        ranges["power_w"] = (0.0, rack.gpu_max_w, "W")
-        ranges["sm_clock_mhz"] = (0.0, rack.max_sm_clock_mhz, "MHz")
-        ranges["mem_clock_mhz"] = (0.0, rack.max_mem_clock_mhz, "MHz")
-    else:  # unknown rack: still report non-physical values
-        ranges["power_w"] = (0.0, np.inf, "W")
-        ranges["sm_clock_mhz"] = (0.0, np.inf, "MHz")
-        ranges["mem_clock_mhz"] = (0.0, np.inf, "MHz")
-    for name, (lo, hi, unit) in ranges.items():
-        _check_range(found, name, np.concatenate(columns[name]).astype(np.float64), lo, hi, unit, where)
-    for name in GPU_COUNT_FIELDS:
-        values = np.concatenate(columns[name]).astype(np.uint64)
-        for i in np.flatnonzero(values > BIGINT_MAX)[:MAX_REASONS]:
-            found.add("range", f"{name}={int(values[i])} exceeds the 64-bit signed counter range {where[i]}")
+    total = sum(len(index) for _, index in checked)
+    if total == 0:
+        return
+    ranges, (lo, hi) = _ranges_and_bounds(rack)
+    # Fast path: all range-checked values at once; the per-field pass below (which words the
+    # problems) only runs when something is out of range.
+    floats = np.empty((len(ranges), total), dtype=np.float64)
+    for i, name in enumerate(ranges):
+        np.concatenate(columns[name], out=floats[i], casting="unsafe")
+    with np.errstate(invalid="ignore"):
+        float_bad = bool((~((floats >= lo) & (floats <= hi)) & ~np.isnan(floats)).any())
+    counts = np.empty((len(GPU_COUNT_FIELDS), total), dtype=np.uint64)
+    for i, name in enumerate(GPU_COUNT_FIELDS):
+        np.concatenate(columns[name], out=counts[i], casting="unsafe")
+    count_bad = bool((counts > BIGINT_MAX).any())
+    if not (float_bad or count_bad):
+        return
+    where = [f"at node {node_id} gpu {int(g)}" for node_id, index in checked for g in index]
+    for i, (name, (lo_, hi_, unit)) in enumerate(ranges.items()):
+        _check_range(found, name, floats[i], lo_, hi_, unit, where)
+    for i, name in enumerate(GPU_COUNT_FIELDS):
+        values = counts[i]
+        for j in np.flatnonzero(values > BIGINT_MAX)[:MAX_REASONS]:
+            found.add("range", f"{name}={int(values[j])} exceeds the 64-bit signed counter range {where[j]}")
+
+
+def _scalar_ok(value, lo: float, hi: float) -> bool:
+    """True when `value` passes _check_range (in range, or NaN = missing); False: let _check_range word it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return False
+    return (lo <= v <= hi) or v != v
 
 
 def _check_rack_env(batch: RackBatch, rack: RackLimits | None, found: _Found) -> None:
@@ -221,8 +275,9 @@ def _check_rack_env(batch: RackBatch, rack: RackLimits | None, found: _Found) ->
     if rack is not None and len(pdu) != rack.pdu_phases:
         found.add("schema", f"pdu_input_power_w has {len(pdu)} phases, rack {batch.rack_id} has {rack.pdu_phases}")
     hi = rack.pdu_phase_max_w if rack is not None else np.inf
-    _check_range(found, "pdu_input_power_w", pdu, 0.0, hi, "W",
-                 [f"phase L{i + 1} at rack {batch.rack_id}" for i in range(len(pdu))])
+    if not all(_scalar_ok(v, 0.0, hi) for v in pdu.tolist()):
+        _check_range(found, "pdu_input_power_w", pdu, 0.0, hi, "W",
+                     [f"phase L{i + 1} at rack {batch.rack_id}" for i in range(len(pdu))])
     flow_hi = rack.max_flow_lpm if rack is not None else np.inf
     scalars = [
         ("inlet_air_temp_c", env.inlet_air_temp_c, *AIR_RANGE, "°C"),
@@ -232,6 +287,8 @@ def _check_rack_env(batch: RackBatch, rack: RackLimits | None, found: _Found) ->
         ("coolant_flow_lpm", env.coolant_flow_lpm, 0.0, flow_hi, "l/min"),
     ]
     for name, value, lo, hi_, unit in scalars:
+        if _scalar_ok(value, lo, hi_):
+            continue
         _check_range(found, name, np.array([value], dtype=np.float64), lo, hi_, unit, [f"at rack {batch.rack_id}"])
 
 
@@ -245,15 +302,25 @@ def _check_links(batch: RackBatch, rack: RackLimits | None, limits: Limits, foun
     if len(set(links.port_id)) != n:
         found.add("schema", "links: port_id has duplicates")
     if rack is not None:
+        nic_ids, switch_ids = rack.nic_ids, limits.switch_ids
         for port in links.port_id:
-            if port not in rack.nic_ids and port.split("/", 1)[0] not in limits.switch_ids:
+            if port not in nic_ids and port.split("/", 1)[0] not in switch_ids:
                 found.add("ids", f"unknown port_id {port!r} for rack {batch.rack_id}")
-    if len(links.link_state) == n:
-        for i in np.flatnonzero(~np.isin(links.link_state, LINK_STATES))[:MAX_REASONS]:
-            found.add("range", f"link_state={int(links.link_state[i])} is not a LinkState at port {links.port_id[i]}")
+    states = links.link_state
+    if len(states) == n and n:
+        if states.dtype.kind in "iu":
+            suspect = bool(((states < LINK_STATES[0]) | (states > LINK_STATES[-1])).any())
+        else:
+            suspect = True
+        if suspect:
+            for i in np.flatnonzero(~np.isin(states, LINK_STATES))[:MAX_REASONS]:
+                found.add("range", f"link_state={int(states[i])} is not a LinkState at port {links.port_id[i]}")
     for name in LINK_COUNT_FIELDS:
         values = links.counters[name]
-        if len(values) == n:
-            for i in np.flatnonzero(values.astype(np.uint64) > BIGINT_MAX)[:MAX_REASONS]:
+        if len(values) == n and n:
+            wide = values.astype(np.uint64)
+            if wide.max() <= BIGINT_MAX:
+                continue
+            for i in np.flatnonzero(wide > BIGINT_MAX)[:MAX_REASONS]:
                 found.add("range", f"{name}={int(values[i])} exceeds the 64-bit signed counter range "
                                    f"at port {links.port_id[i]}")
