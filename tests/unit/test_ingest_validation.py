@@ -121,6 +121,17 @@ def test_rack_level_checks():
     assert "coolant_flow_lpm=-3.0 outside [0, 900] l/min at rack su1-0000" in r
 
 
+def test_pdu_power_may_be_one_rack_total_bounded_by_all_phases():
+    m = msg()
+    per_phase_max = 1.5 * 50_000  # dgx-h100-su: pdu_kw 50
+    del m.rack.pdu_input_power_w[:]
+    assert reasons(m) == [], "no PDU reading is 'not measured', not an error"
+    m.rack.pdu_input_power_w.append(2.5 * per_phase_max)  # above one phase's limit, within three phases'
+    assert reasons(m) == []
+    m.rack.pdu_input_power_w[0] = 3 * per_phase_max + 1
+    assert any(r.startswith("pdu_input_power_w=") for r in reasons(m))
+
+
 def test_link_checks():
     m = msg()
     m.links.link_state[1] = 7

@@ -27,14 +27,16 @@ CREATE INDEX IF NOT EXISTS telemetry_gpu_rack_time ON telemetry_gpu (rack_id, ti
 CREATE TABLE IF NOT EXISTS telemetry_rack (
     time                  timestamptz      NOT NULL,
     rack_id               text             NOT NULL,
-    pdu_l1_power_w        double precision,            -- NULL when the rack has fewer phases
+    pdu_l1_power_w        double precision,            -- NULL when the rack has fewer phases or the
+                                                       -- feed gave only a total
     pdu_l2_power_w        double precision,
     pdu_l3_power_w        double precision,
     inlet_air_temp_c      double precision,
     outlet_air_temp_c     double precision,
     coolant_supply_temp_c double precision,
     coolant_return_temp_c double precision,
-    coolant_flow_lpm      double precision
+    coolant_flow_lpm      double precision,
+    pdu_input_power_w     double precision             -- total input: sum of phases, or the feed's total
 );
 CREATE INDEX IF NOT EXISTS telemetry_rack_rack_time ON telemetry_rack (rack_id, time DESC);
 

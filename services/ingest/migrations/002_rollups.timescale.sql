@@ -37,8 +37,8 @@ FROM telemetry_gpu GROUP BY 1, 2, 3, 4 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_rack_1m WITH (timescaledb.continuous) AS
 SELECT time_bucket('1 minute', time) AS bucket, rack_id,
-       avg(coalesce(pdu_l1_power_w, 0) + coalesce(pdu_l2_power_w, 0) + coalesce(pdu_l3_power_w, 0)) AS pdu_power_w_avg,
-       max(coalesce(pdu_l1_power_w, 0) + coalesce(pdu_l2_power_w, 0) + coalesce(pdu_l3_power_w, 0)) AS pdu_power_w_max,
+       avg(pdu_input_power_w) AS pdu_power_w_avg,
+       max(pdu_input_power_w) AS pdu_power_w_max,
        avg(inlet_air_temp_c) AS inlet_air_temp_c_avg, avg(coolant_supply_temp_c) AS coolant_supply_temp_c_avg,
        avg(coolant_return_temp_c) AS coolant_return_temp_c_avg, avg(coolant_flow_lpm) AS coolant_flow_lpm_avg,
        count(*) AS samples
@@ -46,8 +46,8 @@ FROM telemetry_rack GROUP BY 1, 2 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS telemetry_rack_1h WITH (timescaledb.continuous) AS
 SELECT time_bucket('1 hour', time) AS bucket, rack_id,
-       avg(coalesce(pdu_l1_power_w, 0) + coalesce(pdu_l2_power_w, 0) + coalesce(pdu_l3_power_w, 0)) AS pdu_power_w_avg,
-       max(coalesce(pdu_l1_power_w, 0) + coalesce(pdu_l2_power_w, 0) + coalesce(pdu_l3_power_w, 0)) AS pdu_power_w_max,
+       avg(pdu_input_power_w) AS pdu_power_w_avg,
+       max(pdu_input_power_w) AS pdu_power_w_max,
        avg(inlet_air_temp_c) AS inlet_air_temp_c_avg, avg(coolant_supply_temp_c) AS coolant_supply_temp_c_avg,
        avg(coolant_return_temp_c) AS coolant_return_temp_c_avg, avg(coolant_flow_lpm) AS coolant_flow_lpm_avg,
        count(*) AS samples

@@ -192,6 +192,7 @@ class IngestApp:
         tasks: list[asyncio.Task] = []
         if cfg.dcgm_urls:
             import aiohttp
+
             from twin.ingest.adapters import dcgm
 
             session = aiohttp.ClientSession()
@@ -214,6 +215,7 @@ class IngestApp:
                       cfg.http_port)
             return
         from aiohttp import web
+
         from twin.ingest.adapters import http_api
 
         try:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FLOAT_FIELDS,

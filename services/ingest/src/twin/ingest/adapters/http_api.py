@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+
 from twin.core.clock import Clock
 from twin.ingest.adapters.redfish import RackOfResource, as_rack_map, parse_redfish_bytes
 from twin.telemetry.v1 import telemetry_pb2

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
 from twin.core.db import copy_columns
 from twin.ingest.domain.model import BatchKey, RackBatch
 from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rack_columns
@@ -29,7 +30,7 @@ from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rac
 MIGRATIONS_DIR = Path(__file__).resolve().parents[4] / "migrations"
 
 GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3
-RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 8
+RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9
 LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from opentelemetry import metrics
+
 from twin.core.clock import Clock
 from twin.core.kafka import BatchResult, Record, Rejected
 from twin.core.topics import Topic

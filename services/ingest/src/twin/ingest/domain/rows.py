@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FLOAT_FIELDS, LINK_COUNT_FIELDS, RackBatch
 
 GPU_COLUMNS: tuple[str, ...] = ("time", "rack_id", "node_id", "gpu_index") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
 RACK_COLUMNS: tuple[str, ...] = (
     "time", "rack_id", "pdu_l1_power_w", "pdu_l2_power_w", "pdu_l3_power_w", "inlet_air_temp_c",
     "outlet_air_temp_c", "coolant_supply_temp_c", "coolant_return_temp_c", "coolant_flow_lpm",
+    "pdu_input_power_w",
 )
 LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIELDS + ("link_state",)
 
@@ -68,16 +70,22 @@ def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
 def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
     rows = [b for b in batches if b.rack is not None]
     pdu = np.full((len(rows), 3), np.nan)
+    total = np.full(len(rows), np.nan)
     for i, b in enumerate(rows):
         p = np.asarray(b.rack.pdu_input_power_w, dtype=np.float64)[:3]
-        pdu[i, : len(p)] = p
+        if len(p) == 1:  # one value = the rack's total input, phase split unknown (telemetry.proto)
+            total[i] = p[0]
+        elif len(p):
+            pdu[i, : len(p)] = p
+            total[i] = p.sum()  # NaN when a phase was not measured: no partial totals
     cols: dict[str, np.ndarray] = {
         "time": np.array([_time64(b) for b in rows], dtype="datetime64[us]"),
         "rack_id": np.array([b.rack_id for b in rows], dtype=object),
         "pdu_l1_power_w": pdu[:, 0], "pdu_l2_power_w": pdu[:, 1], "pdu_l3_power_w": pdu[:, 2],
     }
-    for f in RACK_COLUMNS[5:]:
+    for f in RACK_COLUMNS[5:-1]:
         cols[f] = np.array([getattr(b.rack, f) for b in rows], dtype=np.float64)
+    cols["pdu_input_power_w"] = total
     return TableColumns(cols)
 
 

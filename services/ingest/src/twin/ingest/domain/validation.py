@@ -5,7 +5,7 @@ reason found; the adapter sends the original bytes to the DLQ. Nothing is half-s
 
 Rules (value ranges are inclusive):
   schema   every packed per-GPU array has one value per `gpu_index` entry; link arrays one per port;
-           PDU phases = the rack type's `pdu_phases`; node ids unique; gpu_index unique per node;
+           PDU values: none, one (the rack's total input) or the rack type's `pdu_phases`; node ids unique; gpu_index unique per node;
            a batch carries at least one sample
   ids      site_id = the facility's; rack_id, node ids (of that rack), gpu_index < GPUs per node,
            port ids = the rack's NICs `<node>/nic<K>` or a fabric switch port `<leaf-id>/<port>`
@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, LINK_COUNT_FIELDS, RackBatch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -272,9 +273,11 @@ def _check_rack_env(batch: RackBatch, rack: RackLimits | None, found: _Found) ->
     if env is None:
         return
     pdu = np.asarray(env.pdu_input_power_w, dtype=np.float64)
-    if rack is not None and len(pdu) != rack.pdu_phases:
+    if rack is not None and len(pdu) not in (0, 1, rack.pdu_phases):
         found.add("schema", f"pdu_input_power_w has {len(pdu)} phases, rack {batch.rack_id} has {rack.pdu_phases}")
     hi = rack.pdu_phase_max_w if rack is not None else np.inf
+    if rack is not None and len(pdu) == 1:  # a total over all phases
+        hi *= rack.pdu_phases
     if not all(_scalar_ok(v, 0.0, hi) for v in pdu.tolist()):
         _check_range(found, "pdu_input_power_w", pdu, 0.0, hi, "W",
                      [f"phase L{i + 1} at rack {batch.rack_id}" for i in range(len(pdu))])
