@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+
 from twin.core.testing.kafka import TansuBroker
 from twin.core.topics import Topic
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+
 from twin.core.facility import Inventory, build_inventory, load_facility_spec
 from twin.telemetry.v1 import telemetry_pb2 as pb
 

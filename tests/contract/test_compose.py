@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from twin.core import topics
 
 ROOT = Path(__file__).resolve().parents[2]

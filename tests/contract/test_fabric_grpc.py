@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from twin.fabric.adapters.grpc_api import SERVICE_NAME
 from twin.fabric.app import FabricApp, FabricConfig
 from twin.fabric.v1 import fabric_pb2 as pb

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from twin.core import topics
 from twin.core.envelope import Envelope, new_envelope
 from twin.core.faust_app import ProtobufCodec, codec_name, register_codec

@@ -7,6 +7,7 @@ import time
 import grpc
 import pytest
 from e2e_support import scalar, wait_until
+
 from twin.core.testing.kafka import free_port
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc

@@ -14,6 +14,7 @@ import time
 
 import pytest
 from e2e_support import end_offsets_total, read_jsonl, rows, scalar, topic_records, wait_until
+
 from twin.core import topics
 from twin.core.envelope import header
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+
 from twin.core import db
 from twin.core.testing.postgres import EmbeddedPostgres, database_url, isolated_database
 

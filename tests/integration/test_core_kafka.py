@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from twin.core import topics
 from twin.core.envelope import Envelope, header
 from twin.core.kafka import BatchResult, ConsumerStats, EventProducer, Record, Rejected, run_consumer

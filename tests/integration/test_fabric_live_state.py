@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from twin.core import topics
 from twin.core.envelope import header
 from twin.core.facility.spec import PRESETS_DIR

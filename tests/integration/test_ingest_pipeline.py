@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest_factory import gpus_in, inventory, rack_batch
+
 from twin.core import topics
 from twin.core.envelope import header
 from twin.core.kafka import EventProducer

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+
 from twin.core import topics
 from twin.core.envelope import Envelope, EnvelopeError, header, new_envelope
 from twin.core.kafka import default_is_transient, dlq_headers

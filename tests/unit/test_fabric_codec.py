@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.fabric.adapters import codec
 from twin.fabric.adapters.topology import LinkIndex, UnknownLink, core_link_state, fabric_topology

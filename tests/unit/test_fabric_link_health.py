@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from twin.fabric.domain.link_health import (
     FLAP_CAPACITY_FACTOR,
     KIND_DEGRADED,

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 import numpy as np
+
 from twin.core.facility.inventory import Inventory
 from twin.core.facility.spec import load_facility_spec
 from twin.facility_sim.adapters.codec import GPU_FIELDS, TickEncoder, decode_rack

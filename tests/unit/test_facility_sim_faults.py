@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.protobuf.message import DecodeError
+
 from twin.core import topics
 from twin.core.clock import FixedClock
 from twin.core.envelope import Envelope

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from twin.core.facility.spec import load_facility_spec
 from twin.facility_sim.domain import gpu, rack
 from twin.facility_sim.domain.model import FacilityModel

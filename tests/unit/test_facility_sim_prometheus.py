@@ -5,6 +5,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+
 from twin.core.facility.spec import load_facility_spec
 from twin.facility_sim.adapters.prometheus import CONTENT_TYPE, DCGM_FIELDS, DcgmRenderer, MetricsServer
 from twin.facility_sim.domain.model import FacilityModel

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 from ingest_factory import inventory, rack_batch
+
 from twin.ingest.adapters.codec import decode_batch, encode_batch, samples_ce_id, samples_message
 from twin.ingest.domain.dedupe import split_duplicates
 from twin.ingest.domain.rows import GPU_COLUMNS, gpu_columns, link_columns, rack_columns

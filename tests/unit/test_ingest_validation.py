@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from ingest_factory import inventory, rack_batch
+
 from twin.ingest.adapters.codec import decode_batch
 from twin.ingest.domain.validation import limits_from_inventory, validate_batch
 

@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # tests/ for ingest_factory
 
 from ingest_factory import inventory, rack_batch  # noqa: E402
+
 from twin.telemetry.v1 import telemetry_pb2 as pb  # noqa: E402
 
 T = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from twin.core.facility import inventory as inv_mod
 from twin.core.facility.spec import FacilitySpec
 from twin.facility_sim.domain.site import SiteArrays

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from twin.facility_sim.domain.model import Tick
 from twin.facility_sim.layout import SiteLayout
 from twin.telemetry.v1 import telemetry_pb2 as pb

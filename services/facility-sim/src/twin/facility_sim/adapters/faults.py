@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
 KINDS = ("undecodable", "impossible", "unknown_id", "future", "mismatched", "duplicate")

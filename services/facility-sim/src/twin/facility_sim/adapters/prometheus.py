@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 
 from aiohttp import web
+
 from twin.facility_sim.domain.model import Tick
 from twin.facility_sim.layout import SiteLayout
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
 from twin.core import topics
 from twin.core.envelope import Headers
 

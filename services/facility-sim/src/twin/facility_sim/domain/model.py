@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+
 from twin.facility_sim.domain import gpu, rack
 from twin.facility_sim.domain.site import SiteArrays
 from twin.facility_sim.domain.workload import (
