@@ -91,7 +91,11 @@ class Status:
 
 
 async def _kafka_figures(bootstrap: str) -> tuple[int, int]:
-    """(ingest consumer lag on facility.telemetry.v1, records in its dead-letter topic)."""
+    """(ingest consumer lag on facility.telemetry.v1, records in its dead-letter topic).
+
+    Both come from ListOffsets(latest). Tansu 0.6 answers it with the base offset of the last record
+    batch + 1, not the last offset + 1, so on Tansu both figures are lower bounds (the caller says so).
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     source = topics.FACILITY_TELEMETRY
@@ -104,7 +108,7 @@ async def _kafka_figures(bootstrap: str) -> tuple[int, int]:
         lag = 0
         for tp in tps:
             committed = await consumer.committed(tp)
-            lag += ends[tp] - (committed or 0)
+            lag += max(ends[tp] - (committed or 0), 0)
         return lag, sum(ends[tp] for tp in dlq)
     finally:
         await consumer.stop()
@@ -139,7 +143,8 @@ async def _fabric_answer(target: str, n_ranks: int) -> str:
     return f"all_reduce 1 GiB on {n_ranks} GPUs = {e.time_s * 1e3:.2f} ms ({e.algorithm}/{e.protocol}, busbw {e.busbw_gbps:.0f} GB/s)"
 
 
-async def _status_line(status: Status, bootstrap: str, database_url: str, fabric_target: str, n_ranks: int) -> str:
+async def _status_line(status: Status, bootstrap: str, database_url: str, fabric_target: str, n_ranks: int,
+                       offsets_are_lower_bounds: bool) -> str:
     parts = []
     try:
         gpu_rows, batches = await asyncio.to_thread(_db_figures, database_url)
@@ -154,7 +159,8 @@ async def _status_line(status: Status, bootstrap: str, database_url: str, fabric
         parts.append(f"db: {exc.__class__.__name__}")
     try:
         lag, dead = await asyncio.wait_for(_kafka_figures(bootstrap), 5)
-        parts.append(f"ingest lag={lag} dlq={dead}")
+        at_least = ">" if offsets_are_lower_bounds else ""  # prints lag>=N
+        parts.append(f"ingest lag{at_least}={lag} dlq{at_least}={dead}")
     except Exception as exc:  # status must never take the stack down
         parts.append(f"kafka: {exc.__class__.__name__}")
     try:
@@ -214,7 +220,7 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         ]
         for child in children:
             child.start()
-            print(f"{child.name:<12}started (pid {child.proc.pid if child.proc else '?'}), log {child.log_path}", flush=True)
+            print(f"{child.name:<13}started (pid {child.proc.pid if child.proc else '?'}), log {child.log_path}", flush=True)
         n_gpus = inventory.n_gpus
         print(
             f"\nfacility    {inventory.spec.site_id}: {len(inventory.racks)} racks, {n_gpus} GPUs\n"
@@ -242,7 +248,9 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                     child.reported_exit = True
                     code = child.proc.returncode if child.proc else None
                     print(f"!! {child.name} exited with {code}; last log lines:\n{child.tail()}", flush=True)
-            print(await _status_line(status, bootstrap, database_url, fabric_target, min(n_gpus, 256)), flush=True)
+            line = await _status_line(status, bootstrap, database_url, fabric_target, min(n_gpus, 256),
+                                      offsets_are_lower_bounds=broker is not None)
+            print(line, flush=True)
             if deadline is not None and time.monotonic() >= deadline:
                 break
         return 1 if any(c.reported_exit for c in children) else 0
