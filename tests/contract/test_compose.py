@@ -203,7 +203,10 @@ def test_otel_collector_config():
 def test_dockerfile_is_parameterized():
     text = (ROOT / DOCKERFILE).read_text()
     assert re.search(r"^ARG SERVICE\b", text, re.M) and "ENV SERVICE=${SERVICE}" in text
-    assert "requirements.lock" in text and "pip install --no-deps ." in text
+    # installed in place: services read their SQL migrations from services/<name>/migrations
+    assert "requirements.lock" in text and "pip install --no-deps -e ." in text
+    assert "COPY services ./services" in text
+    assert ".venv" in (ROOT / ".dockerignore").read_text().split()
     assert "python -m" in text
     for path in ("requirements.lock", "pyproject.toml", "libs", "services", "protos"):
         assert (ROOT / path).exists()
