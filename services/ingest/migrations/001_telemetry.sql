@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS telemetry_link (
     link_state  smallint    NOT NULL    -- twin.telemetry.v1.LinkState
 );
 CREATE INDEX IF NOT EXISTS telemetry_link_port_time ON telemetry_link (port_id, time DESC);
-CREATE INDEX IF NOT EXISTS telemetry_link_rack_time ON telemetry_link (rack_id, time DESC);
+-- One text B-tree only: the port is the link table's entity and port ids start with their rack id.
+-- Rack-wide time ranges use the cheap BRIN on time (a second text B-tree cost ~27 % of COPY time).
+CREATE INDEX IF NOT EXISTS telemetry_link_time_brin ON telemetry_link USING brin (time);
 
 -- The batch ledger: one row per stored RackTelemetryBatch. Inserted in the same transaction as the
 -- batch's sample rows, so a redelivered or duplicated batch finds its row and is skipped
