@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROTO_OUT := libs/twin-proto/src
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install run test test-unit lint proto proto-check bench validate-collectives up down clean
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout up down clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench: $(STAMP)
 
 validate-collectives: $(STAMP)
 	$(PY) -m twin.fabric.validate $(CSV)
+
+validate-holdout: $(STAMP)
+	$(PY) -m twin.fabric.validate services/fabric/validation/collectives_holdout.csv
 
 up:
 	docker compose up -d --build

@@ -44,6 +44,18 @@ def test_latency_floor_for_tiny_messages():
     assert t.max() / t.min() < 1.2  # roughly constant in size below a few KiB
 
 
+def test_blackwell_small_messages_pay_higher_gpu_latency_large_ones_more_bandwidth():
+    b200, h200 = PRESETS["hgx-b200"], PRESETS["hgx-h200"]
+    assert b200.scale_up.gpu_latency_scale == pytest.approx(3.0 / 2.3)
+    assert h200.scale_up.gpu_latency_scale == 1.0
+    tiny = [estimate(t, "all_reduce", 8, placement_packed(t, 8)) for t in (b200, h200)]
+    assert tiny[0].time_s == pytest.approx(tiny[1].time_s * 3.0 / 2.3, rel=1e-3)  # latency-bound: GPU-side
+    huge = [estimate(t, "all_reduce", 2**34, placement_packed(t, 8)).time_s for t in (b200, h200)]
+    assert huge[0] < 0.7 * huge[1]  # NVLink5 doubles the link rate
+    with pytest.raises(ValueError, match="gpu_latency_scale"):
+        replace(b200.scale_up, gpu_latency_scale=0.0)
+
+
 def test_doubling_nic_bandwidth_roughly_halves_cross_node_time():
     slow = replace(H100, scale_out=infiniband(100.0))
     fast = replace(H100, scale_out=infiniband(200.0))

@@ -38,6 +38,8 @@ class ScaleUp:
     arch: GPU architecture ("ampere" | "hopper" | "blackwell"), selects NCCL protocol caps.
     hop_latency_s: extra latency per NVLink step beyond NCCL's per-step constants (0 inside a
         baseboard; multi-node NVLink goes through the same switch trays, so 0 by default too).
+    gpu_latency_scale: GPU-side latency of NCCL's kernels (base and per-NVLink-step constants)
+        relative to the Ampere/Hopper parts those constants were tuned on (see ``nvlink``).
     """
 
     gpus_per_domain: int
@@ -46,8 +48,11 @@ class ScaleUp:
     arch: str = "hopper"
     nvls_efficiency: float = 0.85
     hop_latency_s: float = 0.0
+    gpu_latency_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.gpu_latency_scale > 0:
+            raise ValueError(f"gpu_latency_scale must be > 0, got {self.gpu_latency_scale}")
         if self.gpus_per_domain < 1:
             raise ValueError(f"gpus_per_domain must be >= 1, got {self.gpus_per_domain}")
         if not self.nvlink_bw_GBps_per_gpu > 0:
@@ -191,21 +196,27 @@ class FabricTopology:
 # --- builders ---------------------------------------------------------------------------------
 
 def nvlink(generation: int, gpus_per_domain: int, *, nvls: bool | None = None) -> ScaleUp:
-    """ScaleUp for an NVLink generation (3 = A100, 4 = H100/H200, 5 = B200/GB200)."""
+    """ScaleUp for an NVLink generation (3 = A100, 4 = H100/H200, 5 = B200/GB200).
+
+    Blackwell's GPU-side collective latency is 1.3x Hopper's: the best 8-byte all-reduce NCCL reaches
+    (symmetric kernels, same tuning) is ~3.0 us on 8x B200 vs ~2.3 us on 8x H200/H800
+    (NVIDIA/nccl issue #1940, 2025-12); NCCL's latency constants were set on Ampere/Hopper.
+    """
     table = {
-        3: (12 * 25.0, "ampere", False, 0.85),
-        4: (18 * 25.0, "hopper", True, 0.85),
-        5: (18 * 50.0, "blackwell", True, 0.74),
+        3: (12 * 25.0, "ampere", False, 0.85, 1.0),
+        4: (18 * 25.0, "hopper", True, 0.85, 1.0),
+        5: (18 * 50.0, "blackwell", True, 0.74, 3.0 / 2.3),
     }
     if generation not in table:
         raise ValueError(f"unknown NVLink generation {generation}; known: {sorted(table)}")
-    raw, arch, has_nvls, eff = table[generation]
+    raw, arch, has_nvls, eff, lat_scale = table[generation]
     return ScaleUp(
         gpus_per_domain=gpus_per_domain,
         nvlink_bw_GBps_per_gpu=raw * NVLINK_PAYLOAD_EFFICIENCY,
         nvls=has_nvls if nvls is None else nvls,
         arch=arch,
         nvls_efficiency=eff,
+        gpu_latency_scale=lat_scale,
     )
 
 
@@ -256,6 +267,8 @@ def _presets() -> dict[str, FabricTopology]:
                                    notes="DGX H100 SuperPOD SU: 32 nodes, 8x NDR 400G per node, rail-optimized"),
         "hgx-h200": FabricTopology("hgx-h200", 8 * 32, 8, nvlink(4, 8), infiniband(400.0),
                                    notes="HGX H200: NVLink4 like H100, NDR 400G per GPU"),
+        "hgx-b200": FabricTopology("hgx-b200", 8 * 32, 8, nvlink(5, 8), infiniband(400.0),
+                                   notes="HGX/DGX B200: NVLink5 in the node, 8x 400G ConnectX-7 per node"),
         "aws-p5-efa": FabricTopology("aws-p5-efa", 8 * 32, 8, nvlink(4, 8), efa(100.0, 4.0),
                                      notes="p5.48xlarge: 32x100G EFAv2 per node (3.2 Tb/s)"),
         "oci-a100-roce": FabricTopology("oci-a100-roce", 8 * 32, 8, nvlink(3, 8), roce(100.0, 2.0),
