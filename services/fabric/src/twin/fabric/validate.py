@@ -17,13 +17,13 @@ on the ``system`` + ``fabric`` text (first match wins, case-insensitive):
 
 Notes honoured: "NCCL_NVLS_ENABLE=0" / "NVLS disabled" removes the NVLS algorithms; "IB disabled"
 requires the ranks to sit in one NVLink domain (else the row is skipped with that reason).
+Placement: n_gpus / n_nodes GPUs on each of n_nodes consecutive nodes. Rows that cannot be mapped
+are reported under ``skipped`` with the reason, never dropped silently.
 
 Measurement harness: a row whose note names a PyTorch benchmark ("torch ...") timed calls through
 torch.distributed one at a time, so each time includes PyTorch's per-call host overhead, which the
 collective model itself does not contain: ``TORCH_PER_CALL_OVERHEAD_US`` is added to the prediction and
 reported per row as ``harness_us``. ``--core-only`` turns this off and compares the bare model.
-Placement: n_gpus / n_nodes GPUs on each of n_nodes consecutive nodes. Rows that cannot be mapped
-are reported under ``skipped`` with the reason, never dropped silently.
 """
 
 from __future__ import annotations

@@ -273,8 +273,8 @@ class _TopoConstants:
     uplink_nom: float
     hop_us: float
     net_extra_us: float
-    nvl_hop_us: float
-    gpu_lat: float
+    base_us: dict[int, tuple[float, float, float]]  # BASE_LAT_US x gpu_latency_scale
+    nvl_step_us: dict[int, tuple[float, float, float]]  # NVLINK_LAT_US x gpu_latency_scale + switch hop
     llmax_single: float
     n_channels: float
     has_scale_out: bool
@@ -297,8 +297,9 @@ def _topo_constants(topology: FabricTopology) -> _TopoConstants:
         uplink_nom=(so.nodes_per_leaf / so.oversubscription if so is not None else 1.0) * b_nic_nom,
         hop_us=so.per_hop_latency_s * 1e6 if so is not None else 0.0,
         net_extra_us=so.base_latency_s * 1e6 if so is not None else 0.0,
-        nvl_hop_us=su.hop_latency_s * 1e6,
-        gpu_lat=su.gpu_latency_scale,
+        base_us={a: tuple(v * su.gpu_latency_scale for v in row) for a, row in BASE_LAT_US.items()},
+        nvl_step_us={a: tuple(v * su.gpu_latency_scale + su.hop_latency_s * 1e6 for v in row)
+                     for a, row in NVLINK_LAT_US.items()},
         llmax_single=LL_MAX_BW_SINGLE[su.arch],
         n_channels=float(max(1, round(b_nvl / (NVLINK_BW_PER_CHANNEL_GBPS[su.arch] * NVLINK_PAYLOAD_EFFICIENCY)))),
         has_scale_out=so is not None,
@@ -330,14 +331,6 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
 
     hop_us = k.hop_us
     net_extra_us = k.net_extra_us
-    nvl_hop_us = k.nvl_hop_us
-
-    def base_lat(a: int, p: int) -> float:
-        return BASE_LAT_US[a][p] * k.gpu_lat
-
-    def nvl_lat(a: int, p: int) -> float:
-        """One NVLink step: NCCL's per-step constant (GPU-side, scaled by architecture) + switch hop."""
-        return NVLINK_LAT_US[a][p] * k.gpu_lat + nvl_hop_us
     hops = ops.where(crossing, 3.0, 1.0)
     llmax = ops.where(multi, ops.where(d <= 2, LL_MAX_BW_MULTI[0], LL_MAX_BW_MULTI[1]), k.llmax_single)
 
@@ -381,32 +374,32 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         # --- ring (all collectives except alltoall / send-recv) ----------------------------------
         bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else ops.minimum(llmax, 0.5 * ring_bus))
         per_ch = CHANNEL_MIN_BYTES[p] * (n if p == LL else 1.0)  # ring LL threshold scales with nRanks
-        intra = nvl_lat(RING, p)
+        intra = k.nvl_step_us[RING][p]
         intra = ops.where(multi, max(intra, NET_OVERHEAD_US * (3.0 if p == SIMPLE else 1.0)), intra)
         steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
-        lat = base_lat(RING, p) + steps_us
+        lat = k.base_us[RING][p] + steps_us
         pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
         consider(RING, p, ring_valid, lat, bf * ops.inv(bus), pipe, channel_limited_GB(per_ch))
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
-        steps_us = 2.0 * ((g - 1.0) * nvl_lat(TREE, p) + log2d * net_lat(TREE, p))
-        consider(TREE, p, tree_valid, base_lat(TREE, p) + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
+        steps_us = 2.0 * ((g - 1.0) * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
+        consider(TREE, p, tree_valid, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
                  steps_us, channel_limited_GB(CHANNEL_MIN_BYTES[p]))
 
     # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
     if k.nvls:
         b_nvls = k.b_nvls
         nvls_ok = (g >= 2) & single
-        lat = nvl_lat(NVLS, SIMPLE)
-        nvl_step = nvl_lat(RING, SIMPLE)  # reduce stage -> multicast stage
+        lat = k.nvl_step_us[NVLS][SIMPLE]
+        nvl_step = k.nvl_step_us[RING][SIMPLE]  # reduce stage -> multicast stage
         consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (n + 1.0) / n / b_nvls, nvl_step)
         consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
         if k.has_scale_out:
             net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(g * tree_net, 1e-300)
             c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
             net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
-            lat = nvl_lat(NVLS_TREE, SIMPLE) + net_steps
+            lat = k.nvl_step_us[NVLS_TREE][SIMPLE] + net_steps
             consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step)
 
     # --- pairwise p2p: alltoall and send/recv ---------------------------------------------------
@@ -424,10 +417,10 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     p2p_valid = is_p2p & (n > 1)
     a2a_net_us = ops.where(is_a2a, (n - g) * NET_OVERHEAD_US, 0.0)
     for p in (LL, SIMPLE):
-        lat = (base_lat(RING, p) + nvl_lat(RING, p)
+        lat = (k.base_us[RING][p] + k.nvl_step_us[RING][p]
                + ops.where(multi, net_lat(RING, p) + a2a_net_us, 0.0))
         consider(PAIRWISE, p, p2p_valid, lat, c_p2p * (2.0 if p == LL else 1.0),
-                 nvl_lat(RING, SIMPLE))
+                 k.nvl_step_us[RING][SIMPLE])
 
 
 def _single_code(collective: object) -> tuple[int, tuple[int, ...]] | None:
