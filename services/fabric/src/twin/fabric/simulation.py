@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twin.core.rpc import Deadline, DeadlineExceeded, InvalidArgument, NotFound, RequestError
 from twin.fabric.domain import (
     COLLECTIVES,
     Estimate,
@@ -44,49 +44,9 @@ CHUNK_ENTRIES = 8_192
 POLICIES = ("pack", "spread")
 
 
-# -- errors ---------------------------------------------------------------------------------------
+# -- errors: shared with every service (twin.core.rpc) ---------------------------------------------
 
-
-class RequestError(Exception):
-    """A request the service refuses; `field` names the offending request field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.message = message
-
-
-class InvalidArgument(RequestError):
-    pass
-
-
-class NotFound(RequestError):
-    pass
-
-
-class DeadlineExceeded(RequestError):
-    def __init__(self, message: str = "deadline exceeded before the estimate finished") -> None:
-        super().__init__("", message)
-
-
-class Deadline:
-    """A monotonic deadline (None = unbounded); `check()` raises DeadlineExceeded once it passed.
-    `cancel()` makes the next check fail too (a caller that stopped waiting)."""
-
-    def __init__(self, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.at = None if seconds is None else clock() + max(0.0, seconds)
-        self.cancelled = False
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else self.at - self._clock()
-
-    def check(self) -> None:
-        if self.cancelled or (self.at is not None and self._clock() >= self.at):
-            raise DeadlineExceeded()
-
-    def cancel(self) -> None:
-        self.cancelled = True
+__all__ = ["Deadline", "DeadlineExceeded", "InvalidArgument", "NotFound", "RequestError"]
 
 
 # -- requests -------------------------------------------------------------------------------------
