@@ -3,27 +3,27 @@
     python -m twin.fabric.validate [CSV] [--json] [--core-only]
 
 Default CSV: ``$TWIN_VALIDATION_DIR/collectives_public.csv``, else ``../shared/validation/
-collectives_public.csv`` beside the repository root. Rows map to topology presets by keyword rules
-on the ``system`` + ``fabric`` text (first match wins, case-insensitive):
+collectives_public.csv`` beside the repository root.
 
-    "gb200"                       -> gb200-nvl72
-    "b200"                        -> hgx-b200
-    word "p5" or word "efa..."    -> aws-p5-efa   (regex \bp5\b, \befa)
-    "h200"                        -> hgx-h200
-    "h100"                        -> dgx-h100
-    "a100" and "roce"             -> oci-a100-roce
-    "a100" and "hdr"              -> a100-ib-hdr
-    "a100"                        -> dgx-a100
+Topology: built from what the row states (``twin.fabric.domain.systems.place_row``): the GPU model, a named
+system or cloud shape from the catalogue, NIC count x speed and fabric kind. A row that cannot be placed (GPU
+unknown, GPU contradicting the named shape, a multi-node row whose network is not stated) is listed under
+``skipped`` with the reason and counted, never mapped to different hardware. Assumptions the placement had to
+make are printed with the row.
 
-Notes honoured: "NCCL_NVLS_ENABLE=0" / "NVLS disabled" removes the NVLS algorithms; "IB disabled"
-requires the ranks to sit in one NVLink domain (else the row is skipped with that reason).
-Placement: n_gpus / n_nodes GPUs on each of n_nodes consecutive nodes. Rows that cannot be mapped
-are reported under ``skipped`` with the reason, never dropped silently.
+Notes honoured: "NCCL_NVLS_ENABLE=0" / "NVLS disabled" removes the NVLS algorithms; "IB disabled" requires the
+ranks to sit in one NVLink domain. The ``nccl`` column, when it holds a version (e.g. 2.27.3), is passed to the
+model (version-dependent algorithm availability and constants). Placement: n_gpus / n_nodes GPUs on each of
+n_nodes consecutive nodes.
 
-Measurement harness: a row whose note names a PyTorch benchmark ("torch ...") timed calls through
-torch.distributed one at a time, so each time includes PyTorch's per-call host overhead, which the
-collective model itself does not contain: ``TORCH_PER_CALL_OVERHEAD_US`` is added to the prediction and
-reported per row as ``harness_us``. ``--core-only`` turns this off and compares the bare model.
+Measurement harness (rules read the row's ``note``, never its index):
+
+* ``torch`` (a PyTorch benchmark timing calls one at a time through torch.distributed): each time includes
+  PyTorch's per-call host overhead, which the collective model does not contain: ``TORCH_PER_CALL_OVERHEAD_US``
+  is added to the prediction and reported per row as ``harness_us``. ``--core-only`` turns this off.
+* ``-g N`` with N > 1 (nccl-tests driving N GPUs from one process): every launch is serialized through one
+  host thread, an overhead no sourced figure lets us model, so these rows are *excluded* from the statistics;
+  they are listed (with their predictions) under ``excluded`` in the text and the JSON.
 """
 
 from __future__ import annotations
@@ -38,22 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from twin.core.validation_data import validation_dir
-from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_from_gpu_ids
+from twin.fabric.domain import COLLECTIVES, estimate, placement_from_gpu_ids
 from twin.fabric.domain.collectives import collective_codes
+from twin.fabric.domain.systems import gpu_of, place_row
 
 CSV_NAME = "collectives_public.csv"
 SIZE_BANDS = (("<64KiB", 0, 64 * 1024), ("64KiB-16MiB", 64 * 1024, 16 * 1024**2), (">=16MiB", 16 * 1024**2, float("inf")))
-KEYWORD_RULES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("gb200",), "gb200-nvl72"),
-    (("b200",), "hgx-b200"),
-    ((r"\bp5\b",), "aws-p5-efa"),
-    ((r"\befa",), "aws-p5-efa"),
-    (("h200",), "hgx-h200"),
-    (("h100",), "dgx-h100"),
-    (("a100", "roce"), "oci-a100-roce"),
-    (("a100", "hdr"), "a100-ib-hdr"),
-    (("a100",), "dgx-a100"),
-)
 
 
 #: PyTorch's host overhead per torch.distributed collective call: 20-30 us (stas00/ml-engineering,
@@ -68,6 +58,24 @@ def harness_overhead_us(note: str) -> float:
     return TORCH_PER_CALL_OVERHEAD_US if re.search(r"\btorch\b", text) and "queued" not in text else 0.0
 
 
+def harness_exclusion(note: str) -> str | None:
+    """Why a row's harness keeps it out of the statistics (None = counted): nccl-tests ``-g N`` (N > 1), one
+    process driving N GPUs, serializes every launch through one host thread."""
+    m = re.search(r"(?<![\w-])-g\s*(\d+)", note)
+    if m and int(m.group(1)) > 1:
+        return (f"single-process launch (nccl-tests -g {m.group(1)}): host launch overhead of one thread driving "
+                f"{m.group(1)} GPUs is in the measured time and has no sourced model")
+    return None
+
+
+def parse_nccl_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from the ``nccl`` column ("2.27.3", "v2.19.3-1"); None if it holds no version."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
 def default_csv_path() -> Path:
     return validation_dir() / CSV_NAME
 
@@ -75,15 +83,6 @@ def default_csv_path() -> Path:
 def load_rows(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def map_preset(system: str, fabric: str) -> str | None:
-    """Topology preset for a row's free text by KEYWORD_RULES (None if no rule matches)."""
-    text = f"{system} {fabric}".lower()
-    for words, name in KEYWORD_RULES:
-        if all(re.search(w, text) for w in words):
-            return name
-    return None
 
 
 def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
@@ -100,27 +99,23 @@ def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
         code = int(collective_codes(row.get("collective", "")))
     except ValueError as exc:
         return None, str(exc)
-    name = map_preset(row.get("system", ""), row.get("fabric", ""))
-    if name is None:
-        return None, f"no topology rule matches system/fabric {row.get('system')!r} / {row.get('fabric')!r}"
-    if n_nodes < 1 or n_gpus < 1 or n_gpus % n_nodes:
-        return None, f"n_gpus={n_gpus} is not a multiple of n_nodes={n_nodes}"
-    base = PRESETS[name]
+    placed, reason = place_row(row.get("system", ""), row.get("fabric", ""), n_gpus, n_nodes)
+    if placed is None:
+        return None, reason
+    topo = placed.topology
     ppn = n_gpus // n_nodes
-    if ppn > base.gpus_per_node:
-        return None, f"{ppn} GPUs per node exceeds {base.gpus_per_node} on preset {name}"
-    topo = base if n_nodes * base.gpus_per_node <= base.n_gpus else base.resized(n_nodes * base.gpus_per_node)
     ids = (np.arange(n_nodes)[:, None] * topo.gpus_per_node + np.arange(ppn)).reshape(-1)
     placement = placement_from_gpu_ids(topo, ids)
     text = " ".join(row.get(k, "") for k in ("fabric", "note", "system")).lower()
     algorithms = None
     if "nvls_enable=0" in text or "nvls disabled" in text:
         algorithms = ("ring", "tree", "pairwise")
-    if "ib disabled" in text and int(placement.n_domains) > 1:
-        return None, "IB disabled but the ranks span several NVLink domains"
-    return {"preset": name, "topology": topo, "placement": placement, "collective": code, "size_bytes": size,
-            "measured_us": measured_us, "algorithms": algorithms,
-            "harness_us": harness_overhead_us(row.get("note", ""))}, None
+    gpu = gpu_of(f"{row.get('system', '')} {row.get('fabric', '')}") or "?"
+    return {"system": placed.system, "family": gpu.upper(), "topology": topo, "placement": placement,
+            "collective": code, "size_bytes": size, "measured_us": measured_us, "algorithms": algorithms,
+            "nccl_version": parse_nccl_version(row.get("nccl", "")),
+            "assumptions": list(placed.assumptions), "harness_us": harness_overhead_us(row.get("note", "")),
+            "excluded": harness_exclusion(row.get("note", ""))}, None
 
 
 def size_band(size_bytes: float) -> str:
@@ -142,28 +137,44 @@ def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[s
             "p90_abs_pct_error": float(np.percentile(ape, 90)), "worst_ratio": float(ratio.max())}
 
 
+def _predict(case: dict, core_only: bool) -> tuple[dict, float]:
+    kw = {"algorithms": case["algorithms"]}
+    if case["nccl_version"] is not None and "nccl_version" in estimate.__code__.co_varnames:
+        kw["nccl_version"] = case["nccl_version"]
+    est = estimate(case["topology"], case["collective"], case["size_bytes"], case["placement"], **kw)
+    harness_us = 0.0 if core_only else case["harness_us"]
+    return {"time_s": float(est.time_s), "algorithm": str(est.algorithm_names()),
+            "protocol": str(est.protocol_names()), "busbw": float(est.busbw_GBps)}, harness_us
+
+
 def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dict:
-    """Predict every mappable row and return the report (one JSON-able dict). Pure apart from the model.
+    """Predict every placeable row and return the report (one JSON-able dict). Pure apart from the model.
     ``core_only`` leaves out the measurement-harness overhead (see module docstring)."""
-    results, skipped = [], []
+    results, skipped, excluded = [], [], []
     for i, row in enumerate(rows):
         case, reason = row_case(row)
         if case is None:
             skipped.append({"row": i, "collective": row.get("collective"), "system": row.get("system"), "reason": reason})
             continue
-        est = estimate(case["topology"], case["collective"], case["size_bytes"], case["placement"],
-                       algorithms=case["algorithms"])
-        harness_us = 0.0 if core_only else case["harness_us"]
-        predicted_us = float(est.time_s) * 1e6 + harness_us
-        results.append({
-            "row": i, "collective": COLLECTIVES[case["collective"]], "preset": case["preset"],
-            "n_gpus": int(case["placement"].n_ranks), "n_nodes": int(row["n_nodes"]),
+        est, harness_us = _predict(case, core_only)
+        predicted_us = est["time_s"] * 1e6 + harness_us
+        n_nodes = int(row["n_nodes"])
+        rec = {
+            "row": i, "collective": COLLECTIVES[case["collective"]], "system": case["system"],
+            "family": case["family"], "n_gpus": int(case["placement"].n_ranks), "n_nodes": n_nodes,
+            "nodes_band": "1 node" if n_nodes == 1 else ("2-3 nodes" if n_nodes < 4 else ">=4 nodes"),
             "size_bytes": case["size_bytes"], "size_band": size_band(case["size_bytes"]),
             "measured_us": case["measured_us"], "predicted_us": predicted_us, "harness_us": harness_us,
-            "ratio": predicted_us / case["measured_us"],
-            "algorithm": str(est.algorithm_names()), "protocol": str(est.protocol_names()),
-            "predicted_busbw_GBps": float(est.busbw_GBps), "measured_busbw_GBps": float(row.get("busbw_GBps") or 0.0),
-        })
+            "ratio": predicted_us / case["measured_us"], "algorithm": est["algorithm"], "protocol": est["protocol"],
+            "predicted_busbw_GBps": est["busbw"], "measured_busbw_GBps": float(row.get("busbw_GBps") or 0.0),
+            "nccl": ".".join(map(str, case["nccl_version"])) if case["nccl_version"] else None,
+            "assumptions": case["assumptions"],
+        }
+        if case["excluded"]:
+            rec["reason"] = case["excluded"]
+            excluded.append(rec)
+        else:
+            results.append(rec)
     pred = [r["predicted_us"] for r in results]
     meas = [r["measured_us"] for r in results]
     overall = error_stats(pred, meas)
@@ -175,28 +186,45 @@ def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dic
             out[value] = error_stats([r["predicted_us"] for r in sel], [r["measured_us"] for r in sel])
         return out
 
-    return {"rows": len(results), "skipped": len(skipped), "skipped_rows": skipped, "core_only": core_only,
+    multi = [r for r in results if r["n_nodes"] > 1]
+    return {"rows": len(results), "skipped": len(skipped), "skipped_rows": skipped,
+            "excluded": len(excluded), "excluded_rows": excluded, "core_only": core_only,
             "median_abs_pct_error": overall["median_abs_pct_error"], "p90_abs_pct_error": overall["p90_abs_pct_error"],
-            "worst_ratio": overall["worst_ratio"], "by_collective": grouped("collective"),
-            "by_size_band": grouped("size_band"), "by_preset": grouped("preset"), "results": results}
+            "worst_ratio": overall["worst_ratio"],
+            "multi_node": error_stats([r["predicted_us"] for r in multi], [r["measured_us"] for r in multi]),
+            "by_collective": grouped("collective"), "by_size_band": grouped("size_band"),
+            "by_nodes": grouped("nodes_band"), "by_family": grouped("family"), "by_system": grouped("system"),
+            "results": results}
+
+
+def _line(r: dict) -> str:
+    return (f"{r['collective']:<14}{r['system']:<19}{r['n_gpus']:>5}{r['n_nodes']:>6}{int(r['size_bytes']):>14}"
+            f"{r['measured_us']:>13.2f}{r['predicted_us']:>14.2f}{r['ratio']:>7.2f}  {r['algorithm']}/{r['protocol']}"
+            + (f" +{r['harness_us']:.0f} us harness" if r["harness_us"] else "")
+            + ("".join(f" [assumed: {a}]" for a in r["assumptions"])))
 
 
 def format_report(report: dict) -> str:
-    lines = [f"{'collective':<14}{'preset':<15}{'n':>5}{'nodes':>6}{'size':>14}{'measured_us':>13}{'predicted_us':>14}"
+    lines = [f"{'collective':<14}{'system':<19}{'n':>5}{'nodes':>6}{'size':>14}{'measured_us':>13}{'predicted_us':>14}"
              f"{'ratio':>7}  algorithm/protocol"]
-    for r in report["results"]:
-        lines.append(f"{r['collective']:<14}{r['preset']:<15}{r['n_gpus']:>5}{r['n_nodes']:>6}{int(r['size_bytes']):>14}"
-                     f"{r['measured_us']:>13.2f}{r['predicted_us']:>14.2f}{r['ratio']:>7.2f}  {r['algorithm']}/{r['protocol']}"
-                     + (f" +{r['harness_us']:.0f} us harness" if r["harness_us"] else ""))
+    lines += [_line(r) for r in report["results"]]
+    for r in report["excluded_rows"]:
+        lines.append(f"EXCLUDED row {r['row']}: {_line(r)}  -- {r['reason']}")
     for s in report["skipped_rows"]:
         lines.append(f"SKIPPED row {s['row']} ({s['collective']}, {s['system']}): {s['reason']}")
     lines.append("")
-    lines.append(f"rows {report['rows']}  skipped {report['skipped']}  median |err| {report['median_abs_pct_error']:.1f} %  "
+    lines.append(f"rows {report['rows']}  skipped {report['skipped']}  excluded {report['excluded']}  "
+                 f"median |err| {report['median_abs_pct_error']:.1f} %  "
                  f"p90 |err| {report['p90_abs_pct_error']:.1f} %  worst ratio {report['worst_ratio']:.2f}x")
-    for title, key in (("by collective", "by_collective"), ("by size band", "by_size_band"), ("by preset", "by_preset")):
+    mn = report["multi_node"]
+    if mn["n"]:
+        lines.append(f"multi-node rows {mn['n']}  median |err| {mn['median_abs_pct_error']:.1f} %  "
+                     f"p90 |err| {mn['p90_abs_pct_error']:.1f} %  worst ratio {mn['worst_ratio']:.2f}x")
+    for title, key in (("by collective", "by_collective"), ("by size band", "by_size_band"), ("by nodes", "by_nodes"),
+                       ("by GPU family", "by_family"), ("by system", "by_system")):
         lines.append(title + ":")
         for name, st in report[key].items():
-            lines.append(f"  {name:<16} n={st['n']:<3} median {st['median_abs_pct_error']:6.1f} %  "
+            lines.append(f"  {name:<19} n={st['n']:<3} median {st['median_abs_pct_error']:6.1f} %  "
                          f"p90 {st['p90_abs_pct_error']:6.1f} %  worst {st['worst_ratio']:.2f}x")
     return "\n".join(lines)
 

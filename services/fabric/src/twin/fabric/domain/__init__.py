@@ -11,6 +11,7 @@ from .collectives import (
 )
 from .placement import Placement, packed_gpu_ids, placement_arrays, placement_from_gpu_ids, placement_packed
 from .state import LinkState
+from .systems import GPUS, SYSTEMS, place_row
 from .topology import (
     PRESETS,
     FabricTopology,
@@ -27,7 +28,7 @@ from .topology import (
 from .training import CommOp, ModelSpec, Parallelism, StepCommEstimate, training_step_comm
 
 __all__ = [
-    "ALGORITHMS", "COLLECTIVES", "CommOp", "ModelSpec", "Parallelism", "StepCommEstimate", "training_step_comm", "PROTOCOLS", "PRESETS", "Estimate", "FabricTopology", "LinkState", "Placement",
+    "ALGORITHMS", "COLLECTIVES", "GPUS", "SYSTEMS", "place_row", "CommOp", "ModelSpec", "Parallelism", "StepCommEstimate", "training_step_comm", "PROTOCOLS", "PRESETS", "Estimate", "FabricTopology", "LinkState", "Placement",
     "ScaleOut", "ScaleUp", "bus_factor", "collective_codes", "efa", "estimate", "hgx_cluster", "infiniband",
     "nvl72_cluster", "nvlink", "packed_gpu_ids", "placement_arrays", "placement_from_gpu_ids", "placement_packed",
     "preset", "roce",

@@ -78,6 +78,9 @@ class ScaleOut:
     nodes_per_leaf: nodes whose rail-r NIC sits on the same rail-r leaf (a "leaf group" or SU).
     n_spines: spines each leaf has an uplink to.
     oversubscription: leaf downlink / uplink bandwidth (1.0 = non-blocking).
+    ll_over_net: NCCL's LL/LL128 protocols may cross this network. They need 8-/128-byte stores to land in
+        order; a transport without that guarantee runs Simple only (aws-ofi-nccl forces NCCL_PROTO=simple on
+        EFA devices lacking 128-byte in-order delivery, e.g. p4d: src/platform-aws.cpp).
     """
 
     nic_bw_Gbps: float
@@ -89,6 +92,7 @@ class ScaleOut:
     nodes_per_leaf: int = 32
     n_spines: int = 32
     oversubscription: float = 1.0
+    ll_over_net: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in ("infiniband", "roce", "efa"):
