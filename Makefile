@@ -6,14 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTO_OUT := libs/twin-proto/src
 PROTOS := $(shell find protos -name '*.proto' | sort)
+# Every library and service is its own distribution; a new services/<name>/pyproject.toml joins here.
+MEMBERS := libs/twin-proto libs/twin-core libs/twinctl $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 
 .PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout up down clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(MEMBERS))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip uninstall -q -y ai-factory-twin 2>/dev/null || true  # the old single distribution
+	$(PY) -m pip install -q --no-deps $(addprefix -e ,$(MEMBERS))
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +24,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m twin.core.stack
 
-test: $(STAMP)
+# The README's test command (and CI's): static checks first, then every test tier.
+test: lint proto-check
 	$(PY) -m pytest tests
 
 test-unit: $(STAMP)

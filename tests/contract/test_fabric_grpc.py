@@ -302,7 +302,7 @@ class FakeContext:
 async def test_server_stops_work_once_the_deadline_passed(server):
     """Deterministic server side: with no time left the servicer answers DEADLINE_EXCEEDED and never
     starts the estimate (chunk-level stopping is covered by the next test)."""
-    servicer = server.server.servicer
+    servicer = server.servicer
     before = server.simulator.entries_estimated
     ctx = FakeContext(0.0)
     with pytest.raises(_Aborted):

@@ -1,10 +1,11 @@
-"""`python -m twin.fabric`: run the fabric service until SIGTERM/SIGINT (graceful stop).
+"""`python -m twin.fabric`: the fabric twin (live link state + FabricSimulationService over gRPC).
 
-FABRIC_CONSUME=0 runs the gRPC server only (no Kafka, no database). See twin.fabric.app for settings.
+Runs until SIGTERM/SIGINT, then drains (gRPC NOT_SERVING, consumers commit and leave). FABRIC_CONSUME=0
+runs the gRPC server only (no Kafka, no database).
 """
 
 from twin.core.runner import run_service
 from twin.fabric.app import SERVICE, FabricApp, FabricConfig
 
 if __name__ == "__main__":
-    run_service(SERVICE, lambda settings, stop: FabricApp(FabricConfig.from_settings(settings)).run(stop))
+    run_service(SERVICE, FabricConfig, lambda cfg, stop: FabricApp(cfg).run(stop), __doc__)

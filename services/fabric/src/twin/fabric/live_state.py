@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from twin.fabric.adapters.repository import LinkRows, StateStore
 from twin.fabric.adapters.topology import LinkIndex, UnknownLink, core_link_state
 from twin.fabric.domain.link_health import (
     LinkHealth,
@@ -27,6 +26,7 @@ from twin.fabric.domain.link_health import (
 )
 from twin.fabric.domain.state import LinkState
 from twin.fabric.domain.topology import FabricTopology
+from twin.fabric.ports import LinkRows, StateStore
 
 
 @dataclass(frozen=True)

@@ -3,62 +3,60 @@
     python -m twin.facility_sim --facility dgx-h100-su --rate-hz 1 --racks 2 --duration 30 \
         --bad-fraction 0.05 --bad-log bad.jsonl --good-log good.jsonl --metrics-port 9400
 
-Every option has an environment variable (the flag wins): FACILITY_SIM_RATE_HZ, FACILITY_SIM_RACKS,
-FACILITY_SIM_DURATION_S, FACILITY_SIM_BAD_FRACTION, FACILITY_SIM_SEED, FACILITY_SIM_METRICS_PORT,
-FACILITY_SIM_METRICS_RACKS, FACILITY_SIM_BAD_LOG, FACILITY_SIM_GOOD_LOG; shared: TWIN_KAFKA_BOOTSTRAP,
-TWIN_FACILITY. SIGINT/SIGTERM stop after the current tick, flush the producer and print final stats
-as one JSON line on stdout.
+Every option has an environment variable (the flag wins): see `--help`. SIGINT/SIGTERM stop after
+the current tick, flush the producer and print final stats as one JSON line on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import signal
 import sys
+from collections.abc import Mapping
 
-from twin.core.settings import Settings
-from twin.facility_sim.app import DEFAULT_METRICS_PORT, SERVICE, SimConfig, build_sim
+from twin.core.runner import run_service
+from twin.core.settings import describe, load_config
+from twin.facility_sim.app import SERVICE, SimConfig, build_sim
 
 
-def parse_args(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> SimConfig:
-    s = Settings.from_env(SERVICE, environ)
-    racks_env = s.get_int("RACKS", 0)
-    duration_env = s.get_float("DURATION_S", 0.0)
-    p = argparse.ArgumentParser(prog="python -m twin.facility_sim", description=__doc__.split("\n\n")[0])
-    p.add_argument("--facility", default=s.facility, help="preset name or YAML path (TWIN_FACILITY)")
-    p.add_argument("--bootstrap", default=s.kafka_bootstrap, help="Kafka bootstrap (TWIN_KAFKA_BOOTSTRAP)")
-    p.add_argument("--rate-hz", type=float, default=s.get_float("RATE_HZ", 1.0))
-    p.add_argument("--racks", type=int, default=racks_env, help="simulate only the first N racks (0: all)")
-    p.add_argument("--duration", type=float, default=duration_env, help="seconds to run (0: until stopped)")
-    p.add_argument("--bad-fraction", type=float, default=s.get_float("BAD_FRACTION", 0.0))
-    p.add_argument("--seed", type=int, default=s.get_int("SEED", 0))
-    p.add_argument("--metrics-port", type=int, default=s.get_int("METRICS_PORT", DEFAULT_METRICS_PORT),
+def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> SimConfig:
+    """Settings from the environment, then CLI flags over them."""
+    env_config = load_config(SimConfig, SERVICE, environ)
+    d = dataclasses.asdict(env_config)
+    p = argparse.ArgumentParser(prog="python -m twin.facility_sim", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="settings (environment variables; flags win):\n"
+                                       + describe(SimConfig, SERVICE, environ))
+    p.add_argument("--facility", default=d["facility"], help="preset name or YAML path (TWIN_FACILITY)")
+    p.add_argument("--bootstrap", default=d["kafka_bootstrap"], help="Kafka bootstrap (TWIN_KAFKA_BOOTSTRAP)")
+    p.add_argument("--rate-hz", type=float, default=d["rate_hz"])
+    p.add_argument("--racks", type=int, default=d["racks"] or 0, help="simulate only the first N racks (0: all)")
+    p.add_argument("--duration", type=float, default=d["duration_s"] or 0.0, help="seconds to run (0: until stopped)")
+    p.add_argument("--bad-fraction", type=float, default=d["bad_fraction"])
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--metrics-port", type=int, default=-1 if d["metrics_port"] is None else d["metrics_port"],
                    help="DCGM-style /metrics port (-1: disabled, 0: ephemeral)")
-    p.add_argument("--metrics-racks", type=int, default=s.get_int("METRICS_RACKS", 1),
-                   help="racks whose GPUs /metrics serves")
-    p.add_argument("--bad-log", default=s.get("BAD_LOG", "") or None, help="JSONL of injected faults")
-    p.add_argument("--good-log", default=s.get("GOOD_LOG", "") or None, help="JSONL of good records")
-    p.add_argument("--dry-run", action="store_true", help="no Kafka: simulate and encode only")
-    p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics")
+    p.add_argument("--metrics-host", default=d["metrics_host"], help="/metrics bind address")
+    p.add_argument("--metrics-racks", type=int, default=d["metrics_racks"], help="racks whose GPUs /metrics serves")
+    p.add_argument("--bad-log", default=d["bad_log"], help="JSONL of injected faults")
+    p.add_argument("--good-log", default=d["good_log"], help="JSONL of good records")
+    p.add_argument("--dry-run", action="store_true", default=d["dry_run"], help="no Kafka: simulate and encode only")
+    p.add_argument("--no-create-topics", action="store_true", default=not d["create_topics"],
+                   help="do not create missing topics")
     a = p.parse_args(argv)
-    return SimConfig(
-        facility=a.facility, kafka_bootstrap=a.bootstrap, rate_hz=a.rate_hz, racks=a.racks or None,
-        duration_s=a.duration or None, bad_fraction=a.bad_fraction, seed=a.seed,
-        metrics_port=None if a.metrics_port < 0 else a.metrics_port, metrics_racks=a.metrics_racks,
-        bad_log=a.bad_log, good_log=a.good_log, dry_run=a.dry_run, create_topics=not a.no_create_topics,
-    )
+    return dataclasses.replace(
+        env_config, facility=a.facility, kafka_bootstrap=a.bootstrap, rate_hz=a.rate_hz, racks=a.racks,
+        duration_s=a.duration, bad_fraction=a.bad_fraction, seed=a.seed, metrics_port=a.metrics_port,
+        metrics_host=a.metrics_host, metrics_racks=a.metrics_racks, bad_log=a.bad_log, good_log=a.good_log,
+        dry_run=a.dry_run, create_topics=not a.no_create_topics)
 
 
-async def amain(config: SimConfig) -> dict:
+async def amain(config: SimConfig, stop: asyncio.Event | None = None) -> dict:
     sim = await build_sim(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     a = sim.layout.arrays
-    port = f", /metrics on :{config.metrics_port}" if config.metrics_port is not None else ""
+    port = f", /metrics on {config.metrics_host}:{config.metrics_port}" if config.metrics_port is not None else ""
     print(f"facility-sim: {config.facility} ({sim.layout.site_id}) {a.n_racks} racks, {a.n_nodes} nodes, "
           f"{a.n_gpus} GPUs at {config.rate_hz} Hz → {'(dry run)' if config.dry_run else config.kafka_bootstrap}"
           f"{port}", file=sys.stderr, flush=True)
@@ -66,9 +64,12 @@ async def amain(config: SimConfig) -> dict:
     return {"service": SERVICE, "racks": a.n_racks, "gpus": a.n_gpus, **stats.as_dict()}
 
 
+async def _run_and_report(config: SimConfig, stop: asyncio.Event) -> None:
+    print(json.dumps(await amain(config, stop)), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(argv)
-    print(json.dumps(asyncio.run(amain(config))), flush=True)
+    run_service(SERVICE, SimConfig, _run_and_report, __doc__, argv, parse=parse_args)
     return 0
 
 

@@ -18,10 +18,12 @@ from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.envelope import new_envelope
 from twin.core.facility.spec import load_facility_spec
+from twin.core.settings import LOOPBACK, ServiceConfig, setting
+from twin.core.topics_admin import ensure_topics
 from twin.facility_sim.adapters.codec import SOURCE, TickEncoder
 from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
-from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher, ensure_topics
+from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher
 from twin.facility_sim.domain.model import FacilityModel, Tick
 from twin.facility_sim.layout import SiteLayout, build_layout
 
@@ -30,24 +32,32 @@ DEFAULT_METRICS_PORT = 9400   # dcgm-exporter's default port
 
 
 @dataclass(frozen=True)
-class SimConfig:
-    facility: str = "dgx-h100-su"
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    rate_hz: float = 1.0
-    racks: int | None = None               # first N racks only (None: all)
-    duration_s: float | None = None        # None: run until stopped
-    bad_fraction: float = 0.0
-    seed: int = 0
-    metrics_port: int | None = DEFAULT_METRICS_PORT   # None: no endpoint; 0: ephemeral port
-    metrics_racks: int = 1
-    bad_log: str | None = None
-    good_log: str | None = None
-    dry_run: bool = False                  # no Kafka: model + encode only (benchmarks, demos)
-    create_topics: bool = True
+class SimConfig(ServiceConfig):
+    """Every setting has a FACILITY_SIM_* variable and a CLI flag (`python -m twin.facility_sim --help`)."""
+
+    rate_hz: float = setting(1.0, "ticks per second")
+    racks: int | None = setting(None, "simulate only the first N racks (unset/0: all)")
+    duration_s: float | None = setting(None, "seconds to run (unset/0: until stopped)")
+    bad_fraction: float = setting(0.0, "share of records made bad (fault injection)")
+    seed: int = setting(0, "random seed")
+    metrics_port: int | None = setting(DEFAULT_METRICS_PORT, "DCGM-style /metrics port (-1: off, 0: any)")
+    metrics_host: str = setting(LOOPBACK, "/metrics bind address (0.0.0.0: every interface)")
+    metrics_racks: int = setting(1, "racks whose GPUs /metrics serves")
+    bad_log: str | None = setting(None, "JSONL file of injected faults")
+    good_log: str | None = setting(None, "JSONL file of good records")
+    dry_run: bool = setting(False, "no Kafka: model + encode only (benchmarks, demos)")
+    create_topics: bool = setting(True, "create missing topics at start")
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
             raise ValueError("rate_hz must be > 0")
+        # 0 means "all racks" / "until stopped" / "no endpoint" from the environment and the CLI alike
+        if self.racks == 0:
+            object.__setattr__(self, "racks", None)
+        if self.duration_s == 0:
+            object.__setattr__(self, "duration_s", None)
+        if self.metrics_port is not None and self.metrics_port < 0:
+            object.__setattr__(self, "metrics_port", None)
 
 
 @dataclass
@@ -81,7 +91,7 @@ class FacilitySim:
         self.encoder = TickEncoder(self.layout)
         self.injector = FaultInjector(config.bad_fraction, seed=config.seed)
         self.renderer = DcgmRenderer(self.layout, racks=config.metrics_racks)
-        self.metrics = (MetricsServer(self.metrics_text, port=config.metrics_port)
+        self.metrics = (MetricsServer(self.metrics_text, host=config.metrics_host, port=config.metrics_port)
                         if config.metrics_port is not None else None)
         self.state = self.model.initial_state()
         self.latest: Tick | None = None
@@ -201,5 +211,5 @@ async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySi
     if config.dry_run:
         return FacilitySim(config, MemoryPublisher(keep=False), clock)
     if config.create_topics:
-        await ensure_topics(config.kafka_bootstrap)
+        await ensure_topics(config.kafka_bootstrap, [topics.FACILITY_TELEMETRY])
     return FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)

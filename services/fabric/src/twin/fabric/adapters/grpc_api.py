@@ -1,45 +1,27 @@
-"""Thin grpc.aio servicer for FabricSimulationService, plus health checking and reflection.
+"""Thin grpc.aio servicer for FabricSimulationService (the server itself is twin.core.grpc_server).
 
-Every RPC: decode (codec) → simulate (twin.fabric.simulation) → encode (codec). Small requests run
-on the event loop (a single estimate is tens of microseconds); batches and sweeps larger than one
-chunk run in a worker thread, bounded by the caller's deadline (asyncio.wait_for), and the worker
-itself checks the deadline between chunks, so it stops instead of running on after the caller gave
-up. Errors: InvalidArgument → INVALID_ARGUMENT, NotFound → NOT_FOUND, deadline → DEADLINE_EXCEEDED;
-the details start with the offending field name.
+Every RPC: decode (codec) → simulate (twin.fabric.simulation) → encode (codec), handed to the
+shared `RpcHandler` (deadline, span, duration metric, error → status). Small requests run on the
+event loop (a single estimate is tens of microseconds); batches and sweeps larger than one chunk run
+in a worker thread bounded by the caller's deadline, and the worker checks the deadline between
+chunks, so it stops instead of running on after the caller gave up.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
-from opentelemetry import metrics, trace
-
+from twin.core.grpc_server import GrpcOptions, GrpcServer, RpcHandler
+from twin.core.rpc import Deadline
 from twin.fabric.adapters import codec
 from twin.fabric.domain.link_health import LinkHealth
-from twin.fabric.simulation import (
-    CHUNK_ENTRIES,
-    MAX_BATCH_ENTRIES,
-    Deadline,
-    DeadlineExceeded,
-    FabricSimulator,
-    InvalidArgument,
-    NotFound,
-)
+from twin.fabric.simulation import CHUNK_ENTRIES, MAX_BATCH_ENTRIES, FabricSimulator
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["FabricSimulationService"].full_name
-
-_tracer = trace.get_tracer("twin.fabric.grpc")
-_meter = metrics.get_meter("twin.fabric.grpc")
-_duration = _meter.create_histogram("twin.fabric.rpc.duration", unit="s", description="server time per RPC")
+_rpc = RpcHandler(SERVICE_NAME)
 
 
 class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
@@ -116,36 +98,7 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
         return int(math.log2(request.max_bytes / request.min_bytes) * max(1, request.steps_per_doubling)) + 1
 
     async def _run(self, method: str, context, work: Callable[[Deadline], Any], *, heavy: bool) -> Any:
-        started = time.perf_counter()
-        remaining = context.time_remaining()
-        deadline = Deadline(remaining)
-        code = grpc.StatusCode.OK
-        with _tracer.start_as_current_span(f"{SERVICE_NAME}/{method}", kind=trace.SpanKind.SERVER) as span:
-            try:
-                if not heavy:
-                    return work(deadline)
-                job = asyncio.to_thread(work, deadline)
-                if remaining is None:
-                    return await job
-                try:
-                    return await asyncio.wait_for(job, timeout=max(0.0, remaining))
-                except TimeoutError:
-                    deadline.cancel()  # the worker stops at its next chunk boundary
-                    raise DeadlineExceeded() from None
-            except InvalidArgument as exc:
-                code = grpc.StatusCode.INVALID_ARGUMENT
-                details = str(exc)
-            except NotFound as exc:
-                code = grpc.StatusCode.NOT_FOUND
-                details = str(exc)
-            except DeadlineExceeded as exc:
-                code = grpc.StatusCode.DEADLINE_EXCEEDED
-                details = str(exc)
-            finally:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                _duration.record(time.perf_counter() - started, {"rpc.method": method, "rpc.grpc.status_code": code.name})
-            span.set_status(trace.Status(trace.StatusCode.ERROR, details))
-            await context.abort(code, details)
+        return await _rpc.run(method, context, work, heavy=heavy)
 
 
 def _full(code: int, n: int):
@@ -157,39 +110,7 @@ def _full(code: int, n: int):
 # -- server ---------------------------------------------------------------------------------------
 
 
-class FabricGrpcServer:
-    """grpc.aio server with the fabric service, health (per service) and reflection."""
-
-    def __init__(self, servicer: FabricSimulationServicer, *, host: str = "0.0.0.0", port: int = 50053,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        self.servicer = servicer
-        self.host = host
-        self.requested_port = port
-        options = [("grpc.max_receive_message_length", max_message_bytes),
-                   ("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.so_reuseport", 0)]
-        self.server = grpc.aio.server(options=options)
-        self.health = health_aio.HealthServicer()
-        pb_grpc.add_FabricSimulationServiceServicer_to_server(servicer, self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            self.server)
-        self.port = 0
-
-    async def start(self) -> int:
-        self.port = self.server.add_insecure_port(f"{self.host}:{self.requested_port}")
-        if self.port == 0:
-            raise OSError(f"cannot bind gRPC port {self.host}:{self.requested_port}")
-        await self.server.start()
-        for name in ("", SERVICE_NAME):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        return self.port
-
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Graceful stop: report NOT_SERVING, refuse new RPCs, let running ones finish within grace."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
-
-    async def wait(self) -> None:
-        await self.server.wait_for_termination()
+def fabric_grpc_server(servicer: FabricSimulationServicer, options: GrpcOptions) -> GrpcServer:
+    """The shared gRPC server (health, reflection, token, TLS) carrying FabricSimulationService."""
+    return GrpcServer(SERVICE_NAME, lambda server: pb_grpc.add_FabricSimulationServiceServicer_to_server(
+        servicer, server), options)

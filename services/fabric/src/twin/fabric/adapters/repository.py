@@ -7,41 +7,17 @@ which keeps replays idempotent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
 from twin.core.db import apply_migrations, ensure_hypertable
+from twin.fabric.ports import LinkRows
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[4] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # package data: same path installed or editable
 SERVICE = "fabric"
-
-
-@dataclass(frozen=True)
-class LinkRows:
-    """Columnar link-state rows (one per changed link)."""
-
-    time_s: np.ndarray  # float64 epoch seconds
-    link_ids: list[str]
-    capacity_fraction: np.ndarray
-    utilization: np.ndarray
-    flapping: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.link_ids)
-
-    @classmethod
-    def empty(cls) -> LinkRows:
-        return cls(np.zeros(0), [], np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
-
-
-class StateStore(Protocol):
-    async def write(self, site_id: str, rows: LinkRows) -> int: ...
-    async def latest(self, site_id: str) -> LinkRows: ...
 
 
 def _datetimes(time_s: np.ndarray) -> list[datetime]:

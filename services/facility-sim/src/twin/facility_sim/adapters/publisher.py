@@ -2,7 +2,7 @@
 
 acks=all; idempotence off (not every Kafka-protocol broker, e.g. Tansu, supports idempotent
 producers, and duplicates are handled downstream by ingest anyway); lz4 is not a dependency, so no
-compression. `ensure_topics` may move to twin.core later.
+compression. Topics are created with twin.core.topics_admin.ensure_topics.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import asyncio
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from twin.core import topics
 from twin.core.envelope import Headers
 
 
@@ -22,26 +20,6 @@ class Publisher(Protocol):
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> asyncio.Future: ...
     async def flush(self) -> None: ...
     async def stop(self) -> None: ...
-
-
-async def ensure_topics(bootstrap: str, names: list[str] | None = None, replication_factor: int = 1) -> list[str]:
-    """Create missing topics (default: every topic of twin.core.topics incl. DLQs); returns those created."""
-    wanted = names or topics.all_topic_names()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="facility-sim-admin")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in wanted if n not in existing]
-        new = []
-        for name in missing:
-            base = topics.BY_NAME.get(name.removesuffix(topics.DLQ_SUFFIX))
-            new.append(NewTopic(name, num_partitions=base.partitions if base else 1,
-                                replication_factor=replication_factor))
-        if new:
-            await admin.create_topics(new)
-        return missing
-    finally:
-        await admin.close()
 
 
 class KafkaPublisher:

@@ -27,7 +27,7 @@ from twin.core.db import copy_columns
 from twin.ingest.domain.model import BatchKey, RackBatch
 from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rack_columns
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[4] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # package data: same path installed or editable
 
 GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3
 RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9

@@ -1,0 +1,225 @@
+"""The gRPC server every twin service runs (grpc.aio): health, reflection, deadlines, errors, spans,
+metrics, bind address, TLS and a bearer token.
+
+    server = GrpcServer("twin.fabric.v1.FabricSimulationService",
+                        lambda s: pb_grpc.add_FabricSimulationServiceServicer_to_server(servicer, s),
+                        GrpcOptions(host="127.0.0.1", port=50053, token="..."))
+    port = await server.start()
+    ...
+    await server.stop(grace_s=5)        # NOT_SERVING first, then refuse new RPCs, drain running ones
+
+A servicer method stays a few lines long by handing its work to `RpcHandler.run`:
+
+    rpc = RpcHandler("twin.fabric.v1.FabricSimulationService")
+    async def EstimateCollective(self, request, context):
+        return await rpc.run("EstimateCollective", context, lambda deadline: ..., heavy=False)
+
+`run` takes the caller's deadline, runs heavy work in a worker thread bounded by it (the worker
+checks `Deadline` between chunks), opens a SERVER span, records `rpc.server.call.duration` and maps
+`twin.core.rpc` errors to status codes: InvalidArgument → INVALID_ARGUMENT, NotFound → NOT_FOUND,
+FailedPrecondition → FAILED_PRECONDITION, DeadlineExceeded → DEADLINE_EXCEEDED; details start with
+the offending field. Anything else is INTERNAL with a generic message (the traceback goes to the log,
+never to the client).
+
+Access: `GrpcOptions.token` requires `authorization: Bearer <token>` on every RPC except health
+checks (UNAUTHENTICATED otherwise); `tls_cert_file`/`tls_key_file` serve TLS, and `tls_client_ca_file`
+additionally requires a client certificate signed by that CA (mutual TLS). Reflection is served as
+both `grpc.reflection.v1.ServerReflection` and the older `grpc.reflection.v1alpha` name (the two
+protos differ only in their package, so one servicer answers both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import _async as reflection_aio
+from grpc_reflection.v1alpha import reflection_pb2
+from opentelemetry import metrics, trace
+
+from twin.core import limits
+from twin.core.rpc import Deadline, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+
+log = logging.getLogger("twin.core.grpc")
+_tracer = trace.get_tracer("twin.core.grpc")
+_meter = metrics.get_meter("twin.core.grpc")
+# OpenTelemetry RPC semantic conventions: server call duration in seconds.
+_duration = _meter.create_histogram("rpc.server.call.duration", unit="s", description="server time per RPC")
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+REFLECTION_V1ALPHA = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].full_name
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+)
+
+
+@dataclass(frozen=True)
+class GrpcOptions:
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_message_bytes: int = limits.GRPC_MAX_MESSAGE_BYTES
+    token: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        if not self.tls_cert_file and not self.tls_key_file:
+            if self.tls_client_ca_file:
+                raise ValueError("a client CA (mutual TLS) needs a server certificate and key too")
+            return None
+        if not (self.tls_cert_file and self.tls_key_file):
+            raise ValueError("TLS needs both a certificate file and a key file")
+        key = Path(self.tls_key_file).read_bytes()
+        cert = Path(self.tls_cert_file).read_bytes()
+        ca = Path(self.tls_client_ca_file).read_bytes() if self.tls_client_ca_file else None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
+    """UNAUTHENTICATED unless `authorization: Bearer <token>` matches (constant-time compare).
+    Health checks stay open so orchestrators can probe without the secret."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("an empty token would let anyone in")
+        self._expected = f"Bearer {token}".encode()
+
+        async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+        self._deny = deny
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        if details.method.startswith(f"/{HEALTH_SERVICE}/"):
+            return await continuation(details)
+        given = next((v for k, v in details.invocation_metadata or () if k == "authorization"), "")
+        given_bytes = given.encode() if isinstance(given, str) else bytes(given)
+        if hmac.compare_digest(given_bytes, self._expected):
+            return await continuation(details)
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        # Same streaming shape as the real method, answering UNAUTHENTICATED.
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(self._deny)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(self._deny)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._deny)
+        return grpc.unary_unary_rpc_method_handler(self._deny)
+
+
+class RpcHandler:
+    """Deadline, thread offload, span, duration metric and error mapping for one gRPC service."""
+
+    def __init__(self, service_name: str) -> None:
+        self.service_name = service_name
+
+    async def run(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[Deadline], Any], *,
+                  heavy: bool = False) -> Any:
+        started = time.perf_counter()
+        remaining = context.time_remaining()
+        deadline = Deadline(remaining)
+        code = grpc.StatusCode.OK
+        attrs = {"rpc.system": "grpc", "rpc.service": self.service_name, "rpc.method": method}
+        with _tracer.start_as_current_span(f"{self.service_name}/{method}", kind=trace.SpanKind.SERVER,
+                                           attributes=attrs) as span:
+            try:
+                if not heavy:
+                    return work(deadline)
+                job = asyncio.to_thread(work, deadline)
+                if remaining is None:
+                    return await job
+                try:
+                    return await asyncio.wait_for(job, timeout=max(0.0, remaining))
+                except TimeoutError:
+                    deadline.cancel()  # the worker stops at its next chunk boundary
+                    raise DeadlineExceeded() from None
+            except Exception as exc:  # mapped to a status below; never leaks a traceback to the client
+                code, details = _status_of(exc)
+                if code is grpc.StatusCode.INTERNAL:
+                    log.exception("%s/%s failed", self.service_name, method)
+            finally:
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                _duration.record(time.perf_counter() - started, {**attrs, "rpc.grpc.status_code": code.value[0]})
+            span.set_status(trace.Status(trace.StatusCode.ERROR, details))
+            await context.abort(code, details)
+
+
+def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    for kind, code in _STATUS:
+        if isinstance(exc, kind):
+            return code, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the service log"
+
+
+class GrpcServer:
+    """One grpc.aio server: the service(s) `register` adds, health per service, reflection v1 + v1alpha."""
+
+    def __init__(self, service_names: str | tuple[str, ...], register: Callable[[grpc.aio.Server], None],
+                 options: GrpcOptions | None = None) -> None:
+        self.service_names = (service_names,) if isinstance(service_names, str) else tuple(service_names)
+        self.options = options or GrpcOptions()
+        o = self.options
+        interceptors = [BearerTokenInterceptor(o.token)] if o.token else []
+        self.server = grpc.aio.server(interceptors=interceptors, options=[
+            ("grpc.max_receive_message_length", o.max_message_bytes),
+            ("grpc.max_send_message_length", o.max_message_bytes),
+            ("grpc.so_reuseport", 0),  # a second process on the same port is an error, not a silent split
+        ])
+        register(self.server)
+        self.health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        listed = (*self.service_names, HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA)
+        reflection = reflection_aio.ReflectionServicer(listed)
+        for name in (REFLECTION_V1, REFLECTION_V1ALPHA):
+            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, {
+                "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                    reflection.ServerReflectionInfo,
+                    request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                    response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString),
+            }),))
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.options.host}:{self.port}"
+
+    async def start(self) -> int:
+        o = self.options
+        address = f"{o.host}:{o.port}"
+        creds = o.credentials()
+        self.port = self.server.add_secure_port(address, creds) if creds else self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC port {address}")
+        await self.server.start()
+        for name in ("", *self.service_names):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("gRPC %s on %s (%s%s)", ", ".join(self.service_names), self.address,
+                 "TLS" + (" + client certificates" if o.tls_client_ca_file else "") if creds else "plaintext",
+                 ", bearer token required" if o.token else "")
+        return self.port
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Graceful stop: report NOT_SERVING, refuse new RPCs, let running ones finish within grace."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
