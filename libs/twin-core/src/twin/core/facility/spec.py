@@ -13,7 +13,21 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from twin.core.facility.power import (
+    ConversionStage,
+    OnSiteSource,
+    PowerChain,
+    PowerTopology,
+    UtilityFeed,
+    check_power_chain,
+)
+
 PRESETS_DIR = Path(__file__).parent / "presets"
+__all__ = [
+    "ConversionStage", "CoolingPlant", "FacilitySpec", "GpuModel", "Hall", "NodePower", "NodeType", "OnSiteSource",
+    "PowerChain", "PowerTopology", "RackRow", "RackType", "ScaleOutFabric", "UtilityFeed", "load_facility_spec",
+    "load_spec", "preset_names",
+]
 
 
 class _Strict(BaseModel):
@@ -34,12 +48,30 @@ class GpuModel(_Strict):
     slowdown_temp_c: float = 87.0
     shutdown_temp_c: float = 92.0
     hbm_max_temp_c: float = 95.0
+    # power-model facts (optional; the power twin derives documented defaults when absent)
+    idle_min_clock_w: float | None = Field(None, gt=0, description="idle board power at the lowest clocks")
+    idle_max_clock_w: float | None = Field(None, gt=0, description="idle board power at the max SM clock")
+    min_sm_clock_mhz: float | None = Field(None, gt=0, description="lowest SM clock the power limiter uses")
+    tensor_flops_per_clock_per_sm: float | None = Field(None, gt=0, description="dense BF16 FLOP/clock/SM")
+    sms: int | None = Field(None, ge=1, description="streaming multiprocessors")
 
     @model_validator(mode="after")
     def _power_order(self) -> GpuModel:
         if not self.idle_w < self.max_w or not self.min_cap_w <= self.max_w:
             raise ValueError("need idle_w < max_w and min_cap_w <= max_w")
         return self
+
+
+class NodePower(_Strict):
+    """Non-GPU node power by component (DC side, before the node's conversion stages)."""
+
+    cpus: int = Field(1, ge=0)
+    cpu_idle_w: float = Field(ge=0)
+    cpu_max_w: float = Field(ge=0)
+    memory_w: float = Field(0.0, ge=0)
+    nic_w: float = Field(0.0, ge=0, description="per scale-out NIC (node_types.*.nics)")
+    storage_w: float = Field(0.0, ge=0)
+    fans_and_platform_w: float = Field(0.0, ge=0)
 
 
 class NodeType(_Strict):
@@ -50,14 +82,18 @@ class NodeType(_Strict):
     max_w: float = Field(gt=0, description="node power rating")
     nvlink_domain_gpus: int = Field(ge=1, description="GPUs in one NVLink domain (8 HGX, 72 NVL72)")
     nvls: bool = False
+    power: NodePower | None = Field(None, description="non-GPU node power by component (None: from cpu_and_platform_w)")
+    conversion: list[ConversionStage] = Field([], description="node stages (PSU, DC-DC), innermost first")
 
 
 class RackType(_Strict):
     node_type: str
-    nodes: int = Field(ge=1, le=64)
+    nodes: int = Field(ge=1, le=256)
     cooling: Literal["air", "rear_door", "liquid"]
     liquid_fraction: float = Field(0.0, ge=0, le=1, description="share of heat into the coolant")
     pdu_phases: int = Field(3, ge=1, le=3)
+    other_loads_w: float = Field(0.0, ge=0, description="rack loads besides nodes (switches), before rack stages")
+    conversion: list[ConversionStage] = Field([], description="rack stages (rectifier, power shelf), innermost first")
 
 
 class RackRow(_Strict):
@@ -69,30 +105,6 @@ class RackRow(_Strict):
 class Hall(_Strict):
     id: str
     rows: list[RackRow] = Field(min_length=1)
-
-
-class UtilityFeed(_Strict):
-    id: str
-    capacity_mw: float = Field(gt=0)
-
-
-class OnSiteSource(_Strict):
-    id: str
-    kind: Literal["genset", "battery", "solar"]
-    capacity_mw: float = Field(gt=0)
-    energy_mwh: float | None = Field(None, gt=0)
-
-
-class PowerChain(_Strict):
-    utility_feeds: list[UtilityFeed] = Field(min_length=1)
-    on_site: list[OnSiteSource] = []
-    transformer_mva: float = Field(gt=0)
-    transformers: int = Field(ge=1)
-    ups_kw: float = Field(gt=0)
-    ups_units: int = Field(ge=1)
-    ups_efficiency: float = Field(0.96, gt=0, le=1)
-    racks_per_pdu: int = Field(1, ge=1)
-    pdu_kw: float = Field(gt=0)
 
 
 class CoolingPlant(_Strict):
@@ -149,6 +161,7 @@ class FacilitySpec(_Strict):
             for row in hall.rows:
                 if row.rack_type not in self.rack_types:
                     raise ValueError(f"halls.{hall.id}.rows.{row.id}.rack_type: unknown {row.rack_type!r}")
+        check_power_chain(self)
         return self
 
 
