@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from twin.fabric.v1 import fabric_pb2
+from twin.power.v1 import power_pb2
 from twin.telemetry.v1 import telemetry_pb2
 
 DLQ_SUFFIX = ".dlq"
@@ -41,8 +42,17 @@ FACILITY_TELEMETRY = Topic("facility.telemetry.v1", telemetry_pb2.RackTelemetryB
 TELEMETRY_SAMPLES = Topic("telemetry.samples.v1", telemetry_pb2.TelemetrySamples, key="batch.rack_id", partitions=12)
 FABRIC_EVENTS = Topic("fabric.events.v1", fabric_pb2.LinkEvent, key="link_id", partitions=3)
 FABRIC_STATE = Topic("fabric.state.v1", fabric_pb2.FabricState, key="site_id", partitions=1)
+# power: per-rack state keyed by rack (entity_id = rack id), component and site totals keyed by their own
+# id (the second aggregation stage); alerts by the entity they concern; plans by site; grid events by id
+POWER_STATE = Topic("power.state.v1", power_pb2.PowerState, key="entity_id", partitions=12)
+POWER_ALERTS = Topic("power.alerts.v1", power_pb2.PowerAlert, key="entity_id", partitions=3)
+POWER_PLANS = Topic("power.plans.v1", power_pb2.CurtailmentPlan, key="site_id", partitions=1)
+GRID_EVENTS = Topic("grid.events.v1", power_pb2.GridEvent, key="event_id", partitions=1)
 
-ALL: tuple[Topic, ...] = (FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE)
+ALL: tuple[Topic, ...] = (
+    FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE, POWER_STATE, POWER_ALERTS, POWER_PLANS,
+    GRID_EVENTS,
+)
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 
 
