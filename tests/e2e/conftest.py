@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import pytest
 from e2e_support import Procs
 
-from twin.core.testing.kafka import TansuBroker
+from twin.core.embedded.kafka import TansuBroker
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import grpc
 import pytest
 from e2e_support import scalar, wait_until
 
-from twin.core.testing.kafka import free_port
+from twin.core.embedded.kafka import free_port
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 

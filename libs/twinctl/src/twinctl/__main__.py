@@ -7,7 +7,8 @@
   twinctl fabric step --params 70e9 --layers 80 --hidden 8192 --seq 4096 --dp 4 --tp 8 --pp 8 [--ranks/--gpus/--job]
   twinctl fabric links [--all]
 
-Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053. --json prints the
+Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053. Access: --token (or
+TWINCTL_TOKEN) sends a bearer token; --tls-ca [--tls-cert --tls-key] use TLS / mutual TLS. --json prints the
 protobuf answer as JSON. Exit codes: 0 ok, 2 bad arguments / INVALID_ARGUMENT, 3 NOT_FOUND, 1 other errors.
 """
 
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                        f"{DEFAULT_FABRIC_TARGET})")
     fabric.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
     fabric.add_argument("--json", action="store_true", help="print the answer as JSON")
+    fabric.add_argument("--token", default=None, help="bearer token (env TWINCTL_TOKEN)")
+    fabric.add_argument("--tls-ca", default=None, help="PEM CA of the server certificate: use TLS (env TWINCTL_TLS_CA)")
+    fabric.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
+    fabric.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
     cmds = fabric.add_subparsers(dest="cmd", required=True)
 
     est = cmds.add_parser("estimate", help="one collective")
@@ -209,11 +214,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Adds `authorization: Bearer <token>` to every call (the services' token interceptor checks it)."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        metadata = [*(details.metadata or ()), self.metadata]
+        details = details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready,
+            details.compression)
+        return continuation(details, request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, method, timeout, metadata, credentials, wait_for_ready, compression) -> None:
+        self.method, self.timeout, self.metadata = method, timeout, metadata
+        self.credentials, self.wait_for_ready, self.compression = credentials, wait_for_ready, compression
+
+
+def open_channel(target: str, args: argparse.Namespace) -> grpc.Channel:
+    """Plaintext, TLS (--tls-ca) or mutual TLS (+ --tls-cert/--tls-key); bearer token from --token or
+    TWINCTL_TOKEN. The token is never printed."""
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    ca = args.tls_ca or os.environ.get("TWINCTL_TLS_CA")
+    if ca:
+        cert, key = args.tls_cert, args.tls_key
+        creds = grpc.ssl_channel_credentials(
+            open(ca, "rb").read(), open(key, "rb").read() if key else None, open(cert, "rb").read() if cert else None)
+        channel = grpc.secure_channel(target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(target, options=options)
+    token = args.token or os.environ.get("TWINCTL_TOKEN")
+    return grpc.intercept_channel(channel, _BearerToken(token)) if token else channel
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     target = args.target or os.environ.get("TWINCTL_FABRIC_TARGET") or DEFAULT_FABRIC_TARGET
-    options = [("grpc.max_receive_message_length", 64 << 20)]
-    with grpc.insecure_channel(target, options=options) as channel:
+    with open_channel(target, args) as channel:
         try:
             print(run_fabric(args, pb_grpc.FabricSimulationServiceStub(channel)))
         except grpc.RpcError as exc:

@@ -1,0 +1,185 @@
+"""The services table of the embedded stack (`make run`): adding a service is one entry here.
+
+An entry names the module to run, the ports it needs (setting → preferred port; the stack picks a
+free one when taken and passes it in that setting), extra settings and arguments, what to print in
+the banner, and what to show in the status line. Services are processes: nothing here imports a
+service package (only generated protos, to ask a gRPC question).
+
+    StackService("power", "twin.power", ports={"POWER_GRPC_PORT": 50051},
+                 status=grpc_health("POWER_GRPC_PORT", "twin.power.v1.PowerService")),
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin.core import topics
+
+
+@dataclass
+class StackContext:
+    """What an entry's callbacks may use: infrastructure addresses, the chosen ports, the run's options."""
+
+    bootstrap: str
+    database_url: str
+    inventory: Any  # twin.core.facility.Inventory
+    args: argparse.Namespace
+    token: str
+    ports: dict[str, dict[str, int]]
+    offsets_are_lower_bounds: bool
+    memory: dict[str, Any] = field(default_factory=dict)  # per-status-callback state (rates)
+
+    def port(self, service: str, setting: str) -> int:
+        return self.ports[service][setting]
+
+
+Status = Callable[[StackContext], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class StackService:
+    name: str                                         # service name: folder, compose service, log file
+    module: str                                       # `python -m <module>`
+    ports: dict[str, int] = field(default_factory=dict)
+    env: Callable[[StackContext], dict[str, str]] | None = None
+    args: Callable[[StackContext], list[str]] | None = None
+    banner: Callable[[StackContext], list[str]] = lambda ctx: []
+    status: Status | None = None
+
+    def env_for(self, ctx: StackContext) -> dict[str, str]:
+        return self.env(ctx) if self.env else {}
+
+    def args_for(self, ctx: StackContext) -> list[str]:
+        return self.args(ctx) if self.args else []
+
+
+# -- status probes --------------------------------------------------------------------------------
+
+
+async def consumer_figures(bootstrap: str, topic: topics.Topic, group: str) -> tuple[int, int]:
+    """(lag of `group` on `topic`, records in its DLQ), both from ListOffsets(latest).
+
+    Tansu answers ListOffsets with the base offset of the last record batch + 1, not the last
+    offset + 1, so on the embedded broker both are lower bounds (the status line prints `>=`)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        dlq = [TopicPartition(topic.dlq, p) for p in range(topic.partitions)]
+        ends = await consumer.end_offsets(tps + dlq)
+        lag = 0
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            lag += max(ends[tp] - (committed or 0), 0)
+        return lag, sum(ends[tp] for tp in dlq)
+    finally:
+        await consumer.stop()
+
+
+def _count_rows(database_url: str, tables: tuple[str, ...]) -> list[int] | None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url, connect_timeout=3) as conn:
+        counts = []
+        for table in tables:
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+            if not exists or not exists[0]:
+                return None
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            counts.append(int(row[0]) if row else 0)
+        return counts
+
+
+async def _ingest_status(ctx: StackContext) -> str:
+    import asyncio
+
+    parts = []
+    counts = await asyncio.to_thread(_count_rows, ctx.database_url, ("telemetry_gpu", "telemetry_batches"))
+    if counts is None:
+        parts.append("stored: tables not created yet")
+    else:
+        now = time.monotonic()
+        last_rows, last_t = ctx.memory.get("ingest", (counts[0], now))
+        rate = (counts[0] - last_rows) / max(now - last_t, 1e-9)
+        ctx.memory["ingest"] = (counts[0], now)
+        parts.append(f"stored gpu_rows={counts[0]} rack_batches={counts[1]} ({rate:,.0f} gpu rows/s)")
+    try:
+        lag, dead = await asyncio.wait_for(consumer_figures(ctx.bootstrap, topics.FACILITY_TELEMETRY, "ingest"), 4)
+        at_least = ">" if ctx.offsets_are_lower_bounds else ""  # prints lag>=N
+        parts.append(f"ingest lag{at_least}={lag} dlq{at_least}={dead}")
+    except Exception as exc:  # noqa: BLE001 - a status probe reports, never raises
+        parts.append(f"kafka: {exc.__class__.__name__}")
+    return " | ".join(parts)
+
+
+async def _fabric_status(ctx: StackContext) -> str:
+    import grpc
+
+    from twin.fabric.v1 import fabric_pb2, fabric_pb2_grpc
+
+    n_ranks = min(ctx.inventory.n_gpus, 256)
+    target = f"127.0.0.1:{ctx.port('fabric', 'FABRIC_GRPC_PORT')}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = fabric_pb2_grpc.FabricSimulationServiceStub(channel)
+        reply = await stub.EstimateCollective(
+            fabric_pb2.EstimateCollectiveRequest(
+                collective=fabric_pb2.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30,
+                placement=fabric_pb2.Placement(ranks=fabric_pb2.RankCount(n_ranks=n_ranks)),
+            ),
+            timeout=2, metadata=(("authorization", f"Bearer {ctx.token}"),),
+        )
+    e = reply.estimate
+    return (f"fabric: all_reduce 1 GiB on {n_ranks} GPUs = {e.time_s * 1e3:.2f} ms "
+            f"({e.algorithm}/{e.protocol}, busbw {e.busbw_gbps:.0f} GB/s)")
+
+
+async def _fabric_status_safe(ctx: StackContext) -> str:
+    try:
+        return await _fabric_status(ctx)
+    except Exception as exc:  # noqa: BLE001
+        return f"fabric: {exc.__class__.__name__}"
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+def _ingest_banner(ctx: StackContext) -> list[str]:
+    port = ctx.port("ingest", "INGEST_HTTP_PORT")
+    return [f"Redfish POST http://127.0.0.1:{port}/redfish/v1/TelemetryService/MetricReports "
+            f"(Authorization: Bearer {ctx.token})"]
+
+
+def _fabric_banner(ctx: StackContext) -> list[str]:
+    port = ctx.port("fabric", "FABRIC_GRPC_PORT")
+    return [f"gRPC 127.0.0.1:{port}   try: TWINCTL_TOKEN={ctx.token} .venv/bin/twinctl fabric "
+            f"--target 127.0.0.1:{port} estimate --collective all_reduce --size 1GiB "
+            f"--ranks {min(ctx.inventory.n_gpus, 256)}"]
+
+
+def _sim_args(ctx: StackContext) -> list[str]:
+    a = ctx.args
+    return ["--rate-hz", str(a.rate_hz), "--racks", str(a.racks), "--bad-fraction", str(a.bad_fraction)]
+
+
+STACK_SERVICES: tuple[StackService, ...] = (
+    StackService(
+        "ingest", "twin.ingest", ports={"INGEST_HTTP_PORT": 8081},
+        env=lambda ctx: {"INGEST_REDFISH_TOKEN": ctx.token},
+        banner=_ingest_banner, status=_ingest_status),
+    StackService(
+        "fabric", "twin.fabric", ports={"FABRIC_GRPC_PORT": 50053},
+        env=lambda ctx: {"FABRIC_GRPC_TOKEN": ctx.token},
+        banner=_fabric_banner, status=_fabric_status_safe),
+    # the simulator last: started after the twins, stopped first so they drain what it produced
+    StackService(
+        "facility-sim", "twin.facility_sim", ports={"FACILITY_SIM_METRICS_PORT": 9400}, args=_sim_args,
+        banner=lambda ctx: [f"DCGM http://127.0.0.1:{ctx.port('facility-sim', 'FACILITY_SIM_METRICS_PORT')}"
+                            f"/metrics (simulated exporter)"]),
+)
