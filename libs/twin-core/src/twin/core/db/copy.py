@@ -1,0 +1,261 @@
+"""Bulk COPY: `copy_rows` (psycopg's C `write_row`, for data already in Python tuples) and
+`copy_columns` (numpy columns → binary COPY stream built here, no per-row Python objects). Measured on the
+dev box (100k rows × 15 cols into local PostgreSQL 15): both are server-bound at ~0.8–1.0 M rows/s once
+rows exist; copy_columns encodes in ~40 ms of client CPU, while turning the same numpy columns into
+tuples for copy_rows alone costs ~190 ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from twin.core.db.pool import ident
+
+
+def _copy_statement(table: str, columns: Sequence[str]) -> sql.Composable:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+
+
+async def copy_rows(
+    conn: psycopg.AsyncConnection,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> int:
+    """Binary COPY of Python rows (psycopg adapts each value; None → NULL). Returns the row count."""
+    if len(columns) != len(types):
+        raise ValueError("columns and types must have the same length")
+    n = 0
+    async with conn.cursor() as cur:
+        async with cur.copy(_copy_statement(table, columns)) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                await copy.write_row(row)
+                n += 1
+    return n
+
+
+_PG_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_PG_TRAILER = b"\xff\xff"
+_EPOCH_2000 = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_EPOCH_2000_US = 946_684_800_000_000  # 2000-01-01 in µs since 1970-01-01
+_TYPE_ALIASES = {
+    "double precision": "float8", "float": "float8", "real": "float4",
+    "integer": "int4", "int": "int4", "bigint": "int8", "smallint": "int2", "boolean": "bool",
+    "timestamp with time zone": "timestamptz", "timestamp without time zone": "timestamp",
+    "character varying": "text", "varchar": "text",
+}
+_FIXED = {"float8": ">f8", "float4": ">f4", "int2": ">i2", "int4": ">i4", "int8": ">i8", "bool": "?"}
+_SUPPORTED = set(_FIXED) | {"text", "timestamptz", "timestamp"}
+
+
+@dataclass
+class _Column:
+    data: np.ndarray  # fixed-width values (big-endian dtype) or S<w> bytes for text
+    lengths: np.ndarray | None  # per-row data length (int32, -1 = NULL) when rows differ, else None
+    variable: bool  # text column: data width varies per row
+
+    def slice(self, start: int, stop: int) -> _Column:
+        lengths = None if self.lengths is None else self.lengths[start:stop]
+        return _Column(self.data[start:stop], lengths, self.variable)
+
+
+def _null_mask(values: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(array, mask of NULLs or None): None in lists/object arrays and masked entries are NULL."""
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        return np.ma.getdata(values), (mask if mask.any() else None)
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if arr.dtype == object:
+        mask = np.equal(arr, None)
+        return arr, (mask if mask.any() else None)
+    return arr, None
+
+
+def _prepare_fixed(pgtype: str, values: Any, n: int) -> _Column:
+    arr, mask = _null_mask(values, n)
+    if arr.dtype == object:
+        fill = False if pgtype == "bool" else 0
+        arr = np.where(mask, fill, arr) if mask is not None else arr
+        arr = np.asarray(arr.tolist(), dtype=np.float64 if pgtype.startswith("float") else None)
+    if pgtype in ("int2", "int4", "int8"):
+        info = np.iinfo(np.dtype(_FIXED[pgtype]).newbyteorder("="))
+        if arr.dtype.kind == "f":
+            live = arr if mask is None else arr[~mask]
+            if not np.all(np.isfinite(live)) or not np.all(live == np.round(live)):
+                raise ValueError(f"{pgtype} column got non-integral or non-finite floats")
+        elif arr.dtype.kind not in "iub":
+            raise ValueError(f"{pgtype} column got {arr.dtype} values")
+        if arr.size and arr.dtype.kind != "b" and (arr.min() < info.min or arr.max() > info.max):
+            raise ValueError(f"{pgtype} column has values outside [{info.min}, {info.max}]")
+    data = np.asarray(arr).astype(_FIXED[pgtype], copy=False)
+    lengths = None
+    if mask is not None:
+        lengths = np.where(mask, -1, data.dtype.itemsize).astype(np.int32)
+    return _Column(data, lengths, False)
+
+
+def _prepare_timestamp(values: Any, n: int) -> _Column:
+    arr, mask = _null_mask(values, n)
+    if arr.dtype.kind == "M":
+        us = arr.astype("datetime64[us]").view(np.int64)
+        nat = np.isnat(arr)
+        if nat.any():
+            mask = nat if mask is None else (mask | nat)
+    elif arr.dtype == object:
+        out = np.zeros(len(arr), dtype=np.int64)
+        for i, v in enumerate(arr.tolist()):
+            if v is None:
+                continue
+            if not isinstance(v, dt.datetime):
+                raise ValueError(f"timestamp column got {type(v).__name__} {v!r}")
+            if v.tzinfo is None:
+                v = v.replace(tzinfo=dt.UTC)  # naive = UTC
+            d = v - _EPOCH_2000
+            out[i] = (d.days * 86_400 + d.seconds) * 1_000_000 + d.microseconds
+        us = out + _EPOCH_2000_US
+    else:
+        raise ValueError(f"timestamp column needs datetime64 values or datetime objects, got {arr.dtype}")
+    data = (us - _EPOCH_2000_US).astype(">i8")
+    lengths = None if mask is None else np.where(mask, -1, 8).astype(np.int32)
+    return _Column(data, lengths, False)
+
+
+def _prepare_text(values: Any, n: int) -> _Column:
+    items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    has_null = None in items
+    try:
+        encoded = [b"" if v is None else v.encode() for v in items] if has_null else list(map(str.encode, items))
+    except (AttributeError, TypeError):  # non-str values: bytes are taken as UTF-8, anything else via str()
+        encoded = [b"" if v is None else v if isinstance(v, bytes) else str(v).encode() for v in items]
+    lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
+    if has_null:
+        lengths[np.equal(np.asarray(items, dtype=object), None)] = -1
+    data = np.array(encoded, dtype=f"S{max(int(lengths.max(initial=0)), 1)}")
+    return _Column(data, lengths, True)
+
+
+def _prepare(pgtype: str, values: Any, n: int) -> _Column:
+    if pgtype in _FIXED:
+        return _prepare_fixed(pgtype, values, n)
+    if pgtype in ("timestamptz", "timestamp"):
+        return _prepare_timestamp(values, n)
+    return _prepare_text(values, n)
+
+
+class _Scratch:
+    """Byte buffers reused across chunks: fresh multi-MB arrays per chunk cost more in page faults
+    than the encoding itself."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def take(self, key: str, nbytes: int) -> np.ndarray:
+        buf = self._bufs.get(key)
+        if buf is None or buf.size < nbytes:
+            buf = self._bufs[key] = np.empty(max(nbytes, 1 << 16), dtype=np.uint8)
+        return buf[:nbytes]
+
+
+def encode_binary_rows(
+    cols: Sequence[_Column], start: int, stop: int, scratch: _Scratch | None = None
+) -> memoryview:
+    """Tuples `start:stop` in PostgreSQL binary COPY format (no signature/trailer).
+
+    Every row is laid out in a numpy structured array (int16 field count, then per field an int32
+    length and the big-endian value; text padded to the chunk's longest value). When some fields are
+    shorter than their slot (text, NULL), a boolean byte mask drops the padding, which keeps row order.
+    The result may point into `scratch`: consume it before the next call with the same scratch.
+    """
+    scratch = scratch or _Scratch()
+    n = stop - start
+    fields: list[tuple[str, Any]] = [("count", ">i2")]
+    widths: list[int] = []
+    for j, col in enumerate(cols):
+        if col.variable:
+            width = max(int(col.lengths[start:stop].max(initial=0)), 1)  # type: ignore[index]
+            dtype: Any = f"S{width}"
+        else:
+            dtype = col.data.dtype
+            width = dtype.itemsize
+        widths.append(width)
+        fields += [(f"l{j}", ">i4"), (f"d{j}", dtype)]
+    row_dtype = np.dtype(fields)
+    raw = scratch.take("rows", n * row_dtype.itemsize).reshape(n, row_dtype.itemsize)
+    rec = raw.view(row_dtype).reshape(n)
+    rec["count"] = len(cols)
+    needs_mask = False
+    for j, col in enumerate(cols):
+        if col.lengths is None:
+            rec[f"l{j}"] = widths[j]
+        else:
+            rec[f"l{j}"] = col.lengths[start:stop]
+            needs_mask = True
+        rec[f"d{j}"] = col.data[start:stop]
+    if not needs_mask:
+        return memoryview(raw.reshape(-1))
+    keep = scratch.take("keep", raw.size).view(bool).reshape(raw.shape)
+    keep[...] = True
+    for j, col in enumerate(cols):
+        if col.lengths is not None:
+            offset = row_dtype.fields[f"d{j}"][1]  # type: ignore[index]
+            keep[:, offset : offset + widths[j]] = np.arange(widths[j]) < col.lengths[start:stop, None]
+    return memoryview(raw[keep])  # boolean indexing: faster than np.compress(..., out=) here
+
+
+async def copy_columns(
+    conn: psycopg.AsyncConnection,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    arrays: Sequence[np.ndarray | list[Any]],
+    *,
+    chunk_rows: int = 8192,
+) -> int:
+    """Binary COPY of columnar data (one array per column); returns the row count.
+
+    Types: float8/float4, int2/int4/int8, bool, text/varchar, timestamptz/timestamp (aliases such as
+    `double precision`, `bigint` accepted); use `copy_rows` for anything else.
+    Values: NaN in float columns stays NaN; None (lists / object arrays), masked entries
+    (`numpy.ma`) and NaT are NULL. Timestamps are `datetime64` (taken as UTC) or `datetime` objects
+    (naive = UTC). Integer columns reject out-of-range or non-integral values instead of wrapping.
+    """
+    if not (len(columns) == len(types) == len(arrays)):
+        raise ValueError("columns, types and arrays must have the same length")
+    if not columns:
+        raise ValueError("copy_columns needs at least one column")
+    pgtypes = [_TYPE_ALIASES.get(t.strip().lower(), t.strip().lower()) for t in types]
+    unsupported = [t for t in pgtypes if t not in _SUPPORTED]
+    if unsupported:
+        raise ValueError(f"copy_columns does not support types {unsupported}; use copy_rows")
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"all arrays must have the same length ({[len(a) for a in arrays]})")
+    # Numbers and timestamps are converted (and validated) up front: cheap, and a bad value raises
+    # before COPY starts, leaving the transaction usable. Text is encoded per chunk, just before the
+    # chunk is sent, so the server ingests chunk k while we encode chunk k+1.
+    fixed = {j: _prepare(t, a, n) for j, (t, a) in enumerate(zip(pgtypes, arrays, strict=True)) if t != "text"}
+    texts = {j: (a if isinstance(a, np.ndarray) else list(a)) for j, a in enumerate(arrays) if j not in fixed}
+    scratch = _Scratch()
+    async with conn.cursor() as cur:
+        async with cur.copy(_copy_statement(table, columns)) as copy:
+            await copy.write(_PG_SIGNATURE)
+            for start in range(0, n, chunk_rows):
+                stop = min(n, start + chunk_rows)
+                cols = [
+                    fixed[j].slice(start, stop) if j in fixed else _prepare_text(texts[j][start:stop], stop - start)
+                    for j in range(len(columns))
+                ]
+                await copy.write(encode_binary_rows(cols, 0, stop - start, scratch))  # consumed (copied by libpq) before the next chunk
+            await copy.write(_PG_TRAILER)
+    return n
