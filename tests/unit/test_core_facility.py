@@ -77,3 +77,121 @@ def test_unknown_facility_name_says_what_exists(tmp_path):
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(spec_dict()))
     assert load_facility_spec(str(path)).site_id == "su-h100"
+
+
+# --- power chain (issue 9) -------------------------------------------------------------------------
+from twin.core.facility.power import (  # noqa: E402
+    ConversionStage,
+    doe_transformer,
+    generated_topology,
+    rack_nameplate_w,
+    resolved_topology,
+)
+
+
+def explicit_power(**over) -> dict:
+    topo = {
+        "transformers": [{"id": "tx-1", "rating_kva": 1000, "no_load_loss_w": 1000, "load_loss_w": 9000,
+                          "inputs": ["feed-a"]}],
+        "ups": [{"id": f"ups-{i}", "rating_kw": 250, "inputs": ["tx-1"],
+                 "efficiency": {"name": "ups", "kind": "loss_polynomial", "rated_w": 250000,
+                                "loss_coefficients": [0.016, 0.016, 0.008]}} for i in (1, 2, 3)],
+        "ups_groups": [{"id": "bus", "redundancy": "N+1", "members": ["ups-1", "ups-2", "ups-3"]}],
+        "pdus": [{"id": f"pdu-{i}", "rating_kw": 50, "inputs": ["bus"], "racks": [f"su1-{i:04d}"]} for i in range(8)],
+    }
+    topo.update(over)
+    return {"utility_feeds": [{"id": "feed-a", "capacity_mw": 1.0, "max_ramp_mw_per_min": 0.5}],
+            "on_site": [{"id": "bess", "kind": "battery", "capacity_mw": 0.2, "energy_mwh": 0.1}], "topology": topo}
+
+
+def test_count_presets_get_a_generated_chain():
+    spec = load_facility_spec("site-100k")
+    topo = resolved_topology(spec)
+    assert spec.power.topology is None and topo == generated_topology(spec)
+    assert (len(topo.transformers), len(topo.ups), len(topo.pdus)) == (8, 64, 3125)
+    assert topo.ups_groups[0].redundancy == "N+1" and len(topo.ups_groups[0].members) == 64
+    assert topo.pdus[7].racks == ["h1a-0007"] and topo.pdus[0].inputs == ["ups-bus"]
+    assert [t.inputs for t in topo.transformers[:3]] == [["feed-a"], ["feed-b"], ["feed-a"]]
+
+
+def test_doe_transformer_hits_its_efficiency_at_35_percent():
+    t = doe_transformer("tx", 1000.0, ["f"])
+    p = 0.35 * 1e6
+    loss = t.no_load_loss_w + t.load_loss_w * 0.35**2
+    assert p / (p + loss) == pytest.approx(0.9928)
+    assert t.no_load_loss_w == pytest.approx(t.load_loss_w * 0.35**2)   # peak efficiency at the test point
+
+
+def test_explicit_topology_loads_and_keeps_count_readers_working():
+    d = spec_dict()
+    d["power"] = explicit_power()
+    spec = FacilitySpec.model_validate(d)
+    assert spec.power.pdu_kw == 50 and spec.power.utility_feeds[0].max_ramp_mw_per_min == 0.5
+    assert resolved_topology(spec).ups_groups[0].members == ["ups-1", "ups-2", "ups-3"]
+    assert spec.power.on_site[0].effective_start_delay_s == 0.0
+
+
+def test_rack_nameplate_goes_through_rack_stages():
+    spec = load_facility_spec("gb200-nvl72-hall")
+    nameplate = rack_nameplate_w(spec, "nvl72")
+    assert 18 * 6300 < nameplate < 18 * 6300 / 0.94
+
+
+@pytest.mark.parametrize(("power", "message"), [
+    (explicit_power(pdus=[{"id": f"pdu-{i}", "rating_kw": 50, "inputs": ["bus"], "racks": [f"su1-{i:04d}"]}
+                          for i in range(7)]), r"rack su1-0007 \(row su1\) has no power path"),
+    (explicit_power(pdus=[{"id": "pdu-0", "rating_kw": 50, "inputs": ["bus-x"], "racks": ["row:su1"]}]),
+     r"pdus\.pdu-0: dangling reference 'bus-x'"),
+    (explicit_power(transformers=[{"id": "tx-1", "rating_kva": 1000, "no_load_loss_w": 0, "load_loss_w": 0,
+                                   "inputs": ["feed-z"]}]), r"transformers\.tx-1: dangling reference 'feed-z'"),
+    (explicit_power(pdus=[{"id": "pdu-0", "rating_kw": 50, "inputs": ["bus"], "racks": ["row:su9"]}]),
+     r"pdus\.pdu-0\.racks: unknown row 'su9'"),
+    (explicit_power(pdus=[{"id": "pdu-0", "rating_kw": 50, "inputs": ["bus"], "racks": ["row:su1"]}]),
+     r"pdus\.pdu-0: carries 326\.4 kW at nameplate, above its rating 50\.0 kW \(path rack su1-0000 -> pdu-0\)"),
+    (explicit_power(ups_groups=[{"id": "bus", "redundancy": "N+1", "members": ["ups-1", "ups-2"]}],
+                    ups=[{"id": f"ups-{i}", "rating_kw": 200, "inputs": ["tx-1"],
+                          "efficiency": {"name": "u", "kind": "affine", "efficiency": 0.96}} for i in (1, 2)]),
+     r"ups_groups\.bus: carries 326\.4 kW at nameplate with one member failed \(N\+1\), above its rating 200\.0 kW"),
+    (explicit_power(pdus=[{"id": f"pdu-{i}", "rating_kw": 50, "inputs": ["bus"], "racks": [f"su1-{i:04d}", "su1-0000"]}
+                          for i in range(8)]), "rack su1-0000 is on PDUs"),
+    (explicit_power(transformers=[{"id": "pdu-1", "rating_kva": 1000, "no_load_loss_w": 0, "load_loss_w": 0,
+                                   "inputs": ["feed-a"]}]), "ids must be unique"),
+])
+def test_power_chain_validation_names_the_offending_path(power, message):
+    d = spec_dict()
+    d["power"] = power
+    with pytest.raises(ValidationError, match=message):
+        FacilitySpec.model_validate(d)
+
+
+def test_feed_cap_is_checked_at_nameplate():
+    d = spec_dict()
+    d["power"]["utility_feeds"] = [{"id": "feed-a", "capacity_mw": 0.1}, {"id": "feed-b", "capacity_mw": 1.0}]
+    with pytest.raises(ValidationError, match=r"utility_feeds\.feed-a: carries .* above its rating 100\.0 kW"):
+        FacilitySpec.model_validate(d)
+
+
+def test_count_form_needs_counts_or_a_topology():
+    d = spec_dict()
+    del d["power"]["ups_kw"]
+    with pytest.raises(ValidationError, match="give either topology or the counts"):
+        FacilitySpec.model_validate(d)
+
+
+@pytest.mark.parametrize(("stage", "message"), [
+    ({"name": "p", "kind": "curve", "rated_w": 100, "load_points": [0.5, 0.2], "efficiency_points": [0.9, 0.9]},
+     "rising"),
+    ({"name": "p", "kind": "curve", "load_points": [0.5], "efficiency_points": [0.9]}, "needs rated_w"),
+    ({"name": "p", "kind": "affine", "efficiency": 1.5}, "less than or equal to 1"),
+    ({"name": "p", "kind": "loss_polynomial", "rated_w": 1, "loss_coefficients": [0, -0.1, 0]}, "never negative"),
+])
+def test_bad_conversion_stages_are_rejected(stage, message):
+    with pytest.raises(ValidationError, match=message):
+        ConversionStage.model_validate(stage)
+
+
+def test_genset_defaults_name_their_sources():
+    spec = load_facility_spec("dgx-h100-su")
+    g = spec.power.on_site[0]
+    assert g.effective_start_delay_s == 10.0                     # NFPA 110 Type 10
+    assert g.effective_ramp_mw_per_min == pytest.approx(0.8)     # rating per minute

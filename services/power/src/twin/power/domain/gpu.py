@@ -37,7 +37,7 @@ Default constants (``default_params``, used where the facility spec does not giv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -172,5 +172,12 @@ def gpu_power_for_work(params: GpuPowerParams, *, tensor_tflops: np.ndarray, hbm
         hi = np.where(ok, hi, mid)
     x = np.where(fits, x_req, lo)
     a_t = np.minimum(tf / (p.tflops_per_mhz * p.max_clock_mhz * x), 1.0)
-    return gpu_power(p, tensor_active=a_t, sm_active=np.maximum(busy, a_t), dram_active=dram,
+    at_x = gpu_power(p, tensor_active=a_t, sm_active=np.maximum(busy, a_t), dram_active=dram,
                      power_limit_w=limit, requested_clock_mhz=x * p.max_clock_mhz)
+    # relative to the requested clock: the work rate is fixed, so a lower clock costs the compute share
+    x_final = at_x.sm_clock_mhz / p.max_clock_mhz
+    compute = np.maximum(busy, a_t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_compute = np.where(compute + dram > 0, compute / (compute + dram), 0.0)
+    return replace(at_x, power_capped=at_x.power_capped | ~fits,
+                   throughput_fraction=1.0 - w_compute * (1.0 - x_final / x_req))

@@ -16,7 +16,8 @@ Order of measures, cheapest in useful work first:
 
 The plan states the predicted site import over time, whether and when it meets the limit (or the
 shortfall), and the throughput it costs. Site power for a set of GPU powers comes from the caller
-(``site_power``: GPU watts -> site watts, the chain of twin.power.domain.network).
+(``site_power(gpu_w, idle_nodes)``: GPU watts and a mask of nodes whose jobs are paused -> site
+watts, the chain of twin.power.domain.network; see twin.power.domain.tick.site_power_function).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class GpuLoad:
     dram_active: np.ndarray
     power_limit_w: np.ndarray
     job: np.ndarray                  # job index per GPU, -1 = none
+    gpu_node: np.ndarray | None = None  # node per GPU: nodes whose GPUs are all paused idle their CPUs too
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _capped(load: GpuLoad, cap_w: np.ndarray, paused: np.ndarray):
 
 
 def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, load: GpuLoad, jobs: Jobs,
-                     sources: Sources, site_power: Callable[[np.ndarray], float]) -> CurtailmentPlan:
+                     sources: Sources, site_power: Callable[..., float]) -> CurtailmentPlan:
     if not (np.isfinite(limit_w) and limit_w >= 0):
         raise ValueError("limit_w must be a finite, non-negative number")
     if not (np.isfinite(deadline_s) and deadline_s >= 0 and np.isfinite(duration_s) and duration_s > 0):
@@ -105,8 +107,17 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
     n = len(load.job)
     nan_caps = np.full(n, np.nan)
     no_pause = np.zeros(n, dtype=bool)
+    if load.gpu_node is not None:
+        gpus_per_node = np.bincount(load.gpu_node)
+
+    def site_at(gpu_w: np.ndarray, paused: np.ndarray) -> float:
+        if load.gpu_node is None:
+            return site_power(gpu_w)
+        idle_nodes = np.bincount(load.gpu_node, weights=paused, minlength=len(gpus_per_node)) >= gpus_per_node
+        return site_power(gpu_w, idle_nodes)
+
     base = _capped(load, nan_caps, no_pause)
-    base_site = site_power(base.power_w)
+    base_site = site_at(base.power_w, no_pause)
     steps: list[str] = [f"site import now {base_site / 1e6:.3f} MW, limit {limit_w / 1e6:.3f} MW "
                         f"from t={deadline_s:g} s for {duration_s:g} s"]
     need = base_site - limit_w
@@ -142,7 +153,7 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
     tiers = np.unique(prio)
 
     def site_with(caps: np.ndarray, paused: np.ndarray) -> float:
-        return site_power(_capped(load, caps, paused).power_w)
+        return site_at(_capped(load, caps, paused).power_w, paused)
 
     def cap_search(paused: np.ndarray) -> tuple[np.ndarray, bool]:
         caps = nan_caps.copy()
@@ -199,7 +210,7 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
         if n_capped:
             steps.append(f"cap {n_capped} GPUs (lowest cap {np.nanmin(caps):.0f} W)")
     after = _capped(load, caps, paused)
-    after_site = site_power(after.power_w)
+    after_site = site_at(after.power_w, paused)
 
     # timeline
     end = deadline_s + duration_s

@@ -60,9 +60,11 @@ def site_tick(params: GpuPowerParams, layout: RackLayout, net: PowerNetwork, *, 
 
 def site_power_function(layout: RackLayout, net: PowerNetwork, *, cpu_util: np.ndarray | float = 1.0,
                         cooling_w: float = 0.0):
-    """GPU watts -> site import watts (for the planner and what-ifs)."""
-    def site_w(gpu_w: np.ndarray) -> float:
-        return evaluate(net, rack_power(layout, gpu_w, cpu_util).rack_input_w, site_extra_w=cooling_w).site_w
+    """(GPU watts, optional mask of idle nodes) -> site import watts (for the planner and what-ifs).
+    Idle nodes (their jobs paused) run their CPUs at idle."""
+    def site_w(gpu_w: np.ndarray, idle_nodes: np.ndarray | None = None) -> float:
+        util = cpu_util if idle_nodes is None else np.where(idle_nodes, 0.0, cpu_util)
+        return evaluate(net, rack_power(layout, gpu_w, util).rack_input_w, site_extra_w=cooling_w).site_w
     return site_w
 
 
