@@ -12,9 +12,26 @@ ORIGINAL value bytes and headers plus
     dlq_partition     its partition (decimal text)
     dlq_offset        its offset (decimal text)
     dlq_time          when it was dead-lettered (ISO 8601, UTC)
+    dlq_original_size the original value's size in bytes (decimal text)
+    dlq_payload       "full": the value is the original; "prefix": only its first
+                      limits.DLQ_PAYLOAD_PREFIX_BYTES; "none": no value
+
+Size limits all live in twin.core.limits. A record whose value is larger than
+limits.RECORD_MAX_BYTES (only a foreign producer on a permissive broker can put one there) is refused
+before decoding with reason "size: ..." and dead-lettered as a REFERENCE (payload prefix, original
+headers only when small, key truncated), never in full; so is any rejected record whose full DLQ copy
+would exceed the DLQ producer's max_request_size. DLQ sends:
+- retriable errors (broker unreachable, timeouts) are retried with capped backoff until stop_event is
+  set; then the loop leaves at once (after a short grace for an in-flight send) WITHOUT committing, so
+  the records are redelivered;
+- an error that can never succeed (MessageSizeTooLargeError and other non-retriable ones) turns a
+  full copy into a reference once; if that is refused too, the record is logged at ERROR with its
+  topic/partition/offset/size/reason, counted (`dlq_failed`, twin.kafka.dlq.failed) and committed:
+  a record the DLQ refuses never blocks its partition.
 
 Offsets are committed only after the handler returned (its side effects are durable) AND every DLQ
-send of the batch is acknowledged. Handler failures never crash the loop:
+send of the batch is acknowledged (or refused for good, see above). Handler failures never crash the
+loop:
 - transient errors (`is_transient`, e.g. database or broker unreachable) are retried forever with
   capped exponential backoff and nothing is committed meanwhile;
 - any other error is retried `max_attempts` times, then the batch is split in halves until the
@@ -33,11 +50,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaConnectionError, KafkaTimeoutError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    ProducerClosed,
+    RecordTooLargeError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
+from twin.core import limits
 from twin.core.envelope import Envelope, EnvelopeError, Headers, new_envelope
 from twin.core.telemetry import inject_headers, span_context_from_headers
 from twin.core.topics import Topic
@@ -50,6 +78,8 @@ _consumed = _meter.create_counter("twin.kafka.records.consumed", unit="{record}"
 _rejected = _meter.create_counter(
     "twin.kafka.records.rejected", unit="{record}", description="records sent to the DLQ, by reason kind")
 _dlq_sent = _meter.create_counter("twin.kafka.dlq.sent", unit="{record}", description="DLQ records acknowledged")
+_dlq_failed = _meter.create_counter(
+    "twin.kafka.dlq.failed", unit="{record}", description="records the DLQ refused for good (logged, committed)")
 _retries = _meter.create_counter("twin.kafka.handler.retries", unit="{attempt}", description="failed handler attempts")
 _batch_latency = _meter.create_histogram(
     "twin.kafka.batch.duration", unit="s", description="handler time per batch (decode excluded)")
@@ -115,6 +145,9 @@ class ConsumerStats:
     batches: int = 0
     commits: int = 0
     retries: int = 0
+    dlq_references: int = 0  # dead-lettered as a reference (dlq_payload=prefix|none), not in full
+    dlq_failed: int = 0  # could never be dead-lettered (non-retriable send error): logged, then committed
+    dlq_retries: int = 0  # DLQ send attempts that failed with a retriable error
     lag: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -146,16 +179,35 @@ def decode_record(topic: Topic, raw: ConsumerRecord) -> Record:
 
 
 def dlq_headers(headers: Sequence[tuple[str, bytes]], reason: str, topic: str, partition: int, offset: int,
-                now: datetime | None = None) -> Headers:
+                now: datetime | None = None, *, original_size: int | None = None,
+                payload: str | None = None) -> Headers:
+    """The original headers plus the `dlq_*` context (see the module docstring)."""
     extra = {
-        "dlq_reason": reason[:4000],
+        "dlq_reason": reason[:limits.DLQ_REASON_MAX_CHARS],
         "dlq_source_topic": topic,
         "dlq_partition": str(partition),
         "dlq_offset": str(offset),
         "dlq_time": (now or datetime.now(UTC)).isoformat(),
     }
+    if original_size is not None:
+        extra["dlq_original_size"] = str(original_size)
+    if payload is not None:
+        extra["dlq_payload"] = payload
     kept = [(k, v) for k, v in headers if k not in extra]
     return kept + [(k, v.encode()) for k, v in extra.items()]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
+    """The producer's own size estimate of one record (what `max_request_size` is compared with)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers))
+
+
+def oversized_reason(raw: ConsumerRecord) -> str | None:
+    """Why `raw` is refused before decoding (larger than limits.RECORD_MAX_BYTES), or None."""
+    size = len(raw.value or b"")
+    if size > limits.RECORD_MAX_BYTES:
+        return f"size: record value is {size} bytes, larger than the {limits.RECORD_MAX_BYTES}-byte limit"
+    return None
 
 
 # -- producer -----------------------------------------------------------------------------------
@@ -167,6 +219,8 @@ class EventProducer:
     def __init__(self, bootstrap: str, source: str, *, linger_ms: int = 5, acks: str | int = "all",
                  client_id: str | None = None, **producer_kwargs: Any) -> None:
         self.source = source
+        producer_kwargs.setdefault("max_request_size", limits.PRODUCER_MAX_REQUEST_BYTES)
+        self.max_request_size: int = producer_kwargs["max_request_size"]
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=acks,
             client_id=client_id or f"twin-{source}", **producer_kwargs)
@@ -253,6 +307,8 @@ async def run_consumer(
     """Consume `topic` in `group_id` until `stop_event` is set (then leave the group); at-least-once."""
     stop_event = stop_event or asyncio.Event()
     stats = stats or ConsumerStats()
+    consumer_kwargs.setdefault("fetch_max_bytes", limits.CONSUMER_FETCH_MAX_BYTES)
+    consumer_kwargs.setdefault("max_partition_fetch_bytes", limits.CONSUMER_MAX_PARTITION_FETCH_BYTES)
     consumer = AIOKafkaConsumer(
         topic.name, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset, session_timeout_ms=session_timeout_ms,
@@ -266,17 +322,44 @@ async def run_consumer(
     lag_checked = 0.0
     try:
         while not stop_event.is_set():
-            polled = await consumer.getmany(timeout_ms=poll_timeout_ms, max_records=max_records)
-            if polled:
-                await loop.process(polled)
-            if time.monotonic() - lag_checked >= 1.0:
-                await loop.update_lag()
-                lag_checked = time.monotonic()
+            try:
+                await loop.poll_once(poll_timeout_ms, max_records)
+                if time.monotonic() - lag_checked >= 1.0:
+                    await loop.update_lag()
+                    lag_checked = time.monotonic()
+            except _StopRequested as stop:
+                log.info("stop requested while %s; the uncommitted records will be redelivered", stop)
+                break
     finally:
         for key in [k for k in _LAG if k[0] == group_id and k[1] == topic.name]:
             _LAG.pop(key, None)
         await consumer.stop()  # leaves the group; nothing uncommitted is committed here
     return stats
+
+
+STOP_GRACE_S = 2.0  # after stop_event, how long an in-flight DLQ send may still complete
+
+
+class _StopRequested(Exception):
+    """stop_event was set while a retriable step (DLQ send) was waiting: leave without committing."""
+
+
+def is_retriable_send_error(exc: BaseException) -> bool:
+    """Could the same DLQ send succeed later? Broker/network trouble yes; a refused record never."""
+    if isinstance(exc, ProducerClosed):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, KafkaConnectionError, KafkaTimeoutError)):
+        return True
+    return isinstance(exc, KafkaError) and bool(exc.retriable)
+
+
+@dataclass
+class _DlqMessage:
+    pending: _Pending
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    payload: str  # "full" | "prefix" | "none"
 
 
 class _Loop:
@@ -303,6 +386,15 @@ class _Loop:
                 self.stats.lag[tp.partition] = lag
                 _LAG[(self.group_id, tp.topic, tp.partition)] = lag
 
+    async def poll_once(self, timeout_ms: int, max_records: int) -> None:
+        try:
+            polled = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except RecordTooLargeError as exc:
+            await self.unfetchable(exc)
+            return
+        if polled:
+            await self.process(polled)
+
     async def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         raws = [r for recs in polled.values() for r in recs]
         self.stats.consumed += len(raws)
@@ -310,6 +402,9 @@ class _Loop:
         good: list[Record] = []
         pending: list[_Pending] = []
         for raw in raws:
+            if (too_big := oversized_reason(raw)) is not None:
+                pending.append(_Pending(raw, too_big, "size"))
+                continue
             try:
                 good.append(decode_record(self.topic, raw))
             except ValueError as exc:
@@ -359,34 +454,134 @@ class _Loop:
                             "transient" if transient else "error", attempt, len(records), delay, exc)
                 if transient and self.stop_event.is_set():
                     raise
-                await asyncio.sleep(delay)
+                await self._pause(delay)
                 delay = min(self.max_backoff_s, delay * 2)
 
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less when stop_event is set meanwhile."""
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), delay)
+        except TimeoutError:
+            pass
+
     async def _dead_letter(self, pending: list[_Pending]) -> None:
+        """Send every pending record to the DLQ (in full, or as a reference when it cannot fit).
+
+        Retriable send errors are retried with backoff until stop_event is set (then _StopRequested:
+        nothing is committed). A send that can never succeed (oversized, refused) is retried once as
+        a reference; if that is refused too, the record is logged at ERROR with its coordinates and
+        counted in `dlq_failed`, and the partition moves on.
+        """
         if not pending:
             return
+        todo = [self._dlq_message(p, reference=p.kind == "size") for p in pending]
         delay = self.backoff_s
-        while True:
+        sent: list[_DlqMessage] = []
+        while todo:
+            results = await self._until_stopped(self._send_all(todo), f"dead-lettering {len(todo)} record(s)")
+            retry: list[_DlqMessage] = []
+            retriable: BaseException | None = None
+            for msg, exc in zip(todo, results, strict=True):
+                if exc is None:
+                    sent.append(msg)
+                elif isinstance(exc, ProducerClosed):
+                    raise exc
+                elif is_retriable_send_error(exc):
+                    retriable = exc
+                    retry.append(msg)
+                elif msg.payload == "full" and isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
+                    retry.append(self._dlq_message(msg.pending, reference=True))  # at once, no backoff
+                else:
+                    self._dlq_failed(msg, exc)
+            todo = retry
+            if retriable is not None:
+                self.stats.dlq_retries += 1
+                log.warning("DLQ send failed for %d record(s), retrying in %.2fs: %r", len(todo), delay, retriable)
+                if self.stop_event.is_set():
+                    raise _StopRequested(f"dead-lettering {len(todo)} record(s) ({retriable!r})")
+                await self._pause(delay)
+                delay = min(self.max_backoff_s, delay * 2)
+        for msg in sent:
+            _rejected.add(1, {**self.attrs, "reason": msg.pending.kind})
+        _dlq_sent.add(len(sent), self.attrs)
+        self.stats.rejected += len(pending)
+        self.stats.dlq_sent += len(sent)
+        self.stats.dlq_references += sum(1 for m in sent if m.payload != "full")
+
+    def _dlq_message(self, p: _Pending, *, reference: bool) -> _DlqMessage:
+        raw = p.raw
+        value = raw.value
+        size = len(value) if value is not None else 0
+        headers = list(raw.headers or ())
+        if not reference:
+            full = dlq_headers(headers, p.reason, raw.topic, raw.partition, raw.offset,
+                               original_size=size, payload="full")
+            if record_size(raw.key, value, full) <= self.dlq.max_request_size:
+                return _DlqMessage(p, raw.key, value, full, "full")
+        # A reference: bounded prefix, truncated key, original headers only when small.
+        prefix = value[:limits.DLQ_PAYLOAD_PREFIX_BYTES] if value is not None else None
+        payload = "none" if value is None else ("full" if len(prefix) == size else "prefix")
+        key = raw.key[:limits.DLQ_KEY_MAX_BYTES] if raw.key is not None else None
+        if sum(len(k) + len(v or b"") for k, v in headers) > limits.DLQ_HEADERS_MAX_BYTES:
+            headers = [("dlq_headers_dropped", str(len(headers)).encode())]
+        ref = dlq_headers(headers, p.reason, raw.topic, raw.partition, raw.offset,
+                          original_size=size if value is not None else raw.serialized_value_size, payload=payload)
+        return _DlqMessage(p, key, prefix, ref, payload)
+
+    async def _send_all(self, todo: list[_DlqMessage]) -> list[BaseException | None]:
+        """Enqueue every message, then wait for every ack; one result (None or the error) per message."""
+        futures: list[asyncio.Future | BaseException] = []
+        for msg in todo:
             try:
-                futures = [
-                    await self.dlq.enqueue_raw(
-                        self.topic.dlq, p.raw.key, p.raw.value,
-                        dlq_headers(list(p.raw.headers or ()), p.reason, p.raw.topic, p.raw.partition, p.raw.offset))
-                    for p in pending
-                ]
-                await asyncio.gather(*futures)
-                break
+                futures.append(await self.dlq.enqueue_raw(self.topic.dlq, msg.key, msg.value, msg.headers))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - never commit before the DLQ has the records
-                log.warning("DLQ send failed, retrying in %.2fs: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff_s, delay * 2)
-        for p in pending:
-            _rejected.add(1, {**self.attrs, "reason": p.kind})
-        _dlq_sent.add(len(pending), self.attrs)
-        self.stats.rejected += len(pending)
-        self.stats.dlq_sent += len(pending)
+            except Exception as exc:  # noqa: BLE001 - classified by the caller
+                futures.append(exc)
+        waiting = [f for f in futures if isinstance(f, asyncio.Future)]
+        if waiting:
+            await asyncio.wait(waiting)  # does not cancel the producer's futures when we are cancelled
+        return [f if isinstance(f, BaseException) else f.exception() for f in futures]
+
+    async def _until_stopped(self, coro: Awaitable[Any], doing: str) -> Any:
+        """Await `coro`; once stop_event is set, give it STOP_GRACE_S more, then cancel it and raise
+        _StopRequested (a healthy broker acks within the grace; a dead one would block for minutes)."""
+        task = asyncio.ensure_future(coro)
+        stopper = asyncio.ensure_future(self.stop_event.wait())
+        try:
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not task.done():
+            await asyncio.wait([task], timeout=STOP_GRACE_S)
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise _StopRequested(doing)
+
+    def _dlq_failed(self, msg: _DlqMessage, exc: BaseException) -> None:
+        raw = msg.pending.raw
+        self.stats.dlq_failed += 1
+        _dlq_failed.add(1, {**self.attrs, "reason": msg.pending.kind})
+        log.error("DLQ refused %s[%d]@%d (value %s bytes, reason %r) with a non-retriable error; "
+                  "it is NOT in %s and its offset will be committed: %r", raw.topic, raw.partition, raw.offset,
+                  len(raw.value) if raw.value is not None else raw.serialized_value_size,
+                  msg.pending.reason[:500], self.topic.dlq, exc)
+
+    async def unfetchable(self, exc: RecordTooLargeError) -> None:
+        """The client could not fetch a record at all (larger than max_partition_fetch_bytes on a broker
+        that truncates): aiokafka skipped it; dead-letter a payload-less reference to its coordinates."""
+        args = exc.args
+        tp, offset = (args[1], args[2]) if len(args) >= 3 and isinstance(args[1], TopicPartition) else (None, -1)
+        log.error("record too large to fetch, skipped by the client: %s", exc)
+        if tp is None:
+            return
+        raw = ConsumerRecord(tp.topic, tp.partition, offset, -1, 0, None, None, None, -1, -1, ())
+        reason = (f"size: record at offset {offset} is larger than max_partition_fetch_bytes "
+                  f"({limits.CONSUMER_MAX_PARTITION_FETCH_BYTES}) and could not be fetched")
+        self.stats.consumed += 1
+        await self._dead_letter([_Pending(raw, reason, "size")])
 
     async def _commit(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         offsets = {tp: recs[-1].offset + 1 for tp, recs in polled.items() if recs}
