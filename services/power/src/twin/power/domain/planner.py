@@ -34,6 +34,8 @@ from .gpu import GpuPowerParams, gpu_power
 CAP_LEAD_S = 1.0
 #: points on the predicted timeline
 TIMELINE_POINTS = 121
+#: bisection steps for a tier's cap level: (limit - min cap) / 2^20, well under a watt
+BISECTION_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
                 continue
             hi_w = np.maximum(load.power_limit_w[sel], load.params.min_cap_w[sel])
             lo_f, hi_f = 0.0, 1.0   # cap = min + f (limit - min)
-            for _ in range(30):
+            for _ in range(BISECTION_STEPS):
                 mid = 0.5 * (lo_f + hi_f)
                 trial[sel] = load.params.min_cap_w[sel] + mid * (hi_w - load.params.min_cap_w[sel])
                 if site_with(trial, paused) <= target_w:
@@ -187,22 +189,31 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
         caps, ok = cap_search(paused)
         if not ok:
             floor = load.params.min_cap_w
-            busy = np.bincount(load.job[load.job >= 0], minlength=len(jobs.job_ids))
-            saved = np.zeros(len(jobs.job_ids))
-            for j in np.flatnonzero(busy):
-                sel = load.job == j
-                p0 = _capped(load, floor, paused).power_w[sel].sum()
-                p1 = _capped(load, floor, sel).power_w[sel].sum()
-                saved[j] = max(p0 - p1, 1e-9)
+            at_floor = _capped(load, floor, no_pause).power_w
+            all_paused = load.job >= 0
+            idle = _capped(load, floor, all_paused).power_w
+            n_jobs = len(jobs.job_ids)
+            busy = np.bincount(load.job[all_paused], minlength=n_jobs)
+            saved = np.bincount(load.job[all_paused], weights=(at_floor - idle)[all_paused], minlength=n_jobs)
             can_ckpt = jobs.checkpoint_s <= deadline_s
             lost = np.where(can_ckpt, 0.0, jobs.seconds_since_checkpoint)
             cost = (1.0 + jobs.priority) * busy * (duration_s + lost)
-            for j in sorted(np.flatnonzero(busy), key=lambda j: (cost[j] / saved[j], j)):
-                paused |= load.job == j
-                paused_jobs.append(int(j))
-                lost_work += busy[j] * lost[j]
-                if site_with(floor, paused) <= target_w:
+            order = sorted(np.flatnonzero(busy), key=lambda j: (cost[j] / max(saved[j], 1e-9), j))
+            # site watts per GPU watt saved by pausing (linear between the two extremes, CPUs included),
+            # then verified exactly and extended one job at a time if the estimate fell short
+            s_floor = site_with(floor, no_pause)
+            s_all = site_with(floor, all_paused)
+            factor = (s_floor - s_all) / max(float(saved[order].sum()), 1e-9)
+            est = s_floor - factor * np.cumsum(saved[order])
+            k = int(np.searchsorted(-est, -target_w)) + 1 if len(order) else 0
+            k = min(max(k, 1), len(order))
+            while True:
+                paused = np.isin(load.job, order[:k])
+                if k >= len(order) or site_with(floor, paused) <= target_w:
                     break
+                k += 1
+            paused_jobs = [int(j) for j in order[:k]]
+            lost_work = float(sum(busy[j] * lost[j] for j in paused_jobs))
             caps, _ = cap_search(paused)
             steps.append(f"checkpoint and pause {len(paused_jobs)} job(s): "
                          + ", ".join(jobs.job_ids[j] for j in paused_jobs))
@@ -215,19 +226,12 @@ def plan_curtailment(*, limit_w: float, deadline_s: float, duration_s: float, lo
     # timeline
     end = deadline_s + duration_s
     times = np.unique(np.r_[np.linspace(0.0, end, TIMELINE_POINTS), deadline_s, max(deadline_s - CAP_LEAD_S, 0.0)])
-    gpu_now = base_site
-    site_t = np.full(len(times), gpu_now)
     cap_from = max(deadline_s - CAP_LEAD_S, 0.0)
-    ckpt_start = np.maximum(deadline_s - jobs.checkpoint_s, 0.0) if len(jobs.job_ids) else np.zeros(0)
-    if paused_jobs:
-        for k, t in enumerate(times):
-            if t < cap_from:
-                continue
-            done = [j for j in paused_jobs if t >= ckpt_start[j] + min(jobs.checkpoint_s[j], deadline_s)]
-            p_now = np.isin(load.job, done) if done else no_pause
-            site_t[k] = site_with(caps, p_now)
-    else:
-        site_t[times >= cap_from] = after_site
+    site_t = np.full(len(times), base_site)
+    # caps act CAP_LEAD_S before the deadline; paused jobs write their checkpoint in the run-up and
+    # stop at the deadline (or are stopped there without one when there is no time)
+    site_t[times >= cap_from] = site_with(caps, no_pause) if paused_jobs else after_site
+    site_t[times >= deadline_s] = after_site
     bat_t = np.where((times >= deadline_s) & (times <= end), bat.sum(), 0.0)
     gen_t = np.zeros(len(times))
     for i in np.flatnonzero(gen > 0):
