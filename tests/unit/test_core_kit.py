@@ -85,3 +85,20 @@ async def test_poll_loop_survives_failures_and_counts_them():
 
     stats = await poll_loop(poll, interval_s=0.001, stop=stop, max_backoff_s=0.004, jitter=0.0)
     assert stats.polls == 5 and stats.failures == 3 and "source down" in stats.last_error
+
+
+def test_kafka_security_settings_become_aiokafka_options(tmp_path):
+    import ssl
+
+    assert load_config(DemoConfig, "demo-svc", {}).kafka_options() == {}
+    sasl = load_config(DemoConfig, "demo-svc", {
+        "TWIN_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "TWIN_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "TWIN_KAFKA_SASL_USERNAME": "twin", "TWIN_KAFKA_SASL_PASSWORD": "pw"}).kafka_options()
+    assert sasl["security_protocol"] == "SASL_SSL" and sasl["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert sasl["sasl_plain_username"] == "twin" and isinstance(sasl["ssl_context"], ssl.SSLContext)
+    with pytest.raises(SettingError, match="TWIN_KAFKA_SASL_USERNAME"):
+        load_config(DemoConfig, "demo-svc", {"TWIN_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}).kafka_options()
+    with pytest.raises(SettingError, match="SECURITY_PROTOCOL"):
+        load_config(DemoConfig, "demo-svc", {"TWIN_KAFKA_SECURITY_PROTOCOL": "TLS"}).kafka_options()
+    text = describe(DemoConfig, "demo-svc", {"TWIN_KAFKA_SASL_PASSWORD": "pw-secret"})
+    assert "pw-secret" not in text

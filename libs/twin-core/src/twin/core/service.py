@@ -99,7 +99,7 @@ class ServiceRuntime:
     async def producer(self) -> EventProducer:
         """The service's one producer (events and DLQ), flushed and closed after the consumers stop."""
         if self._producer is None:
-            producer = EventProducer(self.config.kafka_bootstrap, source=self.service)
+            producer = EventProducer(self.config.kafka_bootstrap, source=self.service, **self.config.kafka_options())
             await producer.start()
             self._stack.push_async_callback(producer.stop)
             self._producer = producer
@@ -109,7 +109,7 @@ class ServiceRuntime:
         if getattr(self.config, "create_topics", True):
             from twin.core.topics_admin import ensure_topics
 
-            await ensure_topics(self.config.kafka_bootstrap, list(wanted))
+            await ensure_topics(self.config.kafka_bootstrap, list(wanted), client_options=self.config.kafka_options())
 
     def on_close(self, callback: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Run `callback` on the way out (after the servers and tasks stopped)."""
@@ -136,7 +136,7 @@ class ServiceRuntime:
         kwargs.setdefault("session_timeout_ms", getattr(cfg, "session_timeout_ms", 6000))
         task = self.spawn(run_consumer(
             cfg.kafka_bootstrap, group, topic, handler, dlq_producer=self._producer, stop_event=self.stop_event,
-            stats=stats, on_started=lambda: self._mark_ready(label), **kwargs), label)
+            stats=stats, on_started=lambda: self._mark_ready(label), **cfg.kafka_options(), **kwargs), label)
         self._consumers.append(task)
         return stats
 

@@ -86,6 +86,44 @@ class ServiceConfig:
     facility: str = setting(DEFAULT_FACILITY, "facility spec: a preset name or a YAML path", env="TWIN_FACILITY")
     site_id: str | None = setting(None, "site id in events and tables (default: the spec's site_id)",
                                   env="TWIN_SITE_ID")
+    # A secured Kafka cluster (Kafka's own names: security.protocol, sasl.mechanism, ssl.*). PostgreSQL
+    # takes TLS from the URL (`?sslmode=verify-full&sslrootcert=...`) or libpq's PGSSL* variables.
+    kafka_security_protocol: str = setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+                                           env="TWIN_KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: str | None = setting(None, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                                               env="TWIN_KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = setting(None, "SASL user name", env="TWIN_KAFKA_SASL_USERNAME")
+    kafka_sasl_password: str | None = setting(None, "SASL password", env="TWIN_KAFKA_SASL_PASSWORD", secret=True)
+    kafka_ssl_ca_file: str | None = setting(None, "PEM CA of the brokers' certificates", env="TWIN_KAFKA_SSL_CA_FILE")
+    kafka_ssl_cert_file: str | None = setting(None, "PEM client certificate (mutual TLS)",
+                                              env="TWIN_KAFKA_SSL_CERT_FILE")
+    kafka_ssl_key_file: str | None = setting(None, "PEM client key (mutual TLS)", env="TWIN_KAFKA_SSL_KEY_FILE")
+
+    def kafka_options(self) -> dict[str, Any]:
+        """aiokafka client keyword arguments for the configured security (empty for PLAINTEXT)."""
+        protocol = self.kafka_security_protocol.upper()
+        if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise SettingError(f"TWIN_KAFKA_SECURITY_PROTOCOL must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, "
+                               f"got {self.kafka_security_protocol!r}")
+        if protocol == "PLAINTEXT":
+            return {}
+        options: dict[str, Any] = {"security_protocol": protocol}
+        if protocol.endswith("SSL"):
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.kafka_ssl_ca_file)
+            if self.kafka_ssl_cert_file:
+                context.load_cert_chain(self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+            options["ssl_context"] = context
+        if protocol.startswith("SASL"):
+            mechanism = (self.kafka_sasl_mechanism or "PLAIN").upper()
+            if mechanism not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                raise SettingError(f"TWIN_KAFKA_SASL_MECHANISM {mechanism!r} is not supported")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise SettingError("SASL needs TWIN_KAFKA_SASL_USERNAME and TWIN_KAFKA_SASL_PASSWORD")
+            options.update(sasl_mechanism=mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password)
+        return options
 
 
 C = TypeVar("C", bound=ServiceConfig)

@@ -22,14 +22,17 @@ TOPIC_ALREADY_EXISTS = 36
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[Topic] = registry.ALL, with_dlq: bool = True,
-                        replication_factor: int = 1, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics with the registry's partition counts; returns the names created."""
+                        replication_factor: int = 1, timeout_s: float = 30.0,
+                        client_options: dict | None = None) -> list[str]:
+    """Create missing topics with the registry's partition counts; returns the names created.
+    `client_options`: aiokafka security arguments (ServiceConfig.kafka_options())."""
     wanted: dict[str, int] = {}
     for t in topics:
         wanted[t.name] = t.partitions
         if with_dlq:
             wanted[t.dlq] = t.partitions
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **(client_options or {}))
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
