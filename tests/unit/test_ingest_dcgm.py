@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from twin.core.clock import FixedClock
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.validation_data import validation_dir
-from twin.ingest.adapters import dcgm
+from twin.ingest.adapters import dcgm, infiniband
 from twin.ingest.adapters.prometheus_text import ExpositionError
 from twin.telemetry.v1 import telemetry_pb2
 
@@ -167,7 +167,7 @@ def test_malformed_scrape_raises():
 # -- InfiniBand ---------------------------------------------------------------------------------------
 
 def test_treydock_hca_ports_are_bytes_already():
-    res = dcgm.ib_link_samples(feed("network/ib-hca-ports-treydock.prom"))
+    res = infiniband.ib_link_samples(feed("network/ib-hca-ports-treydock.prom"))
     links = res.links
     assert list(links.port_id) == ["o0002 HCA-1/1", "o0001 HCA-1/1"]  # guid order, names from hca_info
     assert list(links.tx_bytes) == [148434707415420, 36198369975904]
@@ -178,7 +178,7 @@ def test_treydock_hca_ports_are_bytes_already():
 
 
 def test_treydock_switch_ports_errors():
-    res = dcgm.ib_link_samples(feed("network/ib-switch-ports-treydock.prom"))
+    res = infiniband.ib_link_samples(feed("network/ib-switch-ports-treydock.prom"))
     links = res.links
     assert list(links.port_id) == ["ib-i4l1s01/1", "ib-i1l1s01/1", "ib-i1l1s01/2"]
     assert list(links.tx_bytes) == [715166628708940, 145192107443712, 104026280056104]
@@ -188,7 +188,7 @@ def test_treydock_switch_ports_errors():
 
 
 def test_node_exporter_ports_state_and_float_counters():
-    res = dcgm.ib_link_samples(feed("network/node-exporter-infiniband.prom"),
+    res = infiniband.ib_link_samples(feed("network/node-exporter-infiniband.prom"),
                                port_id_of=lambda dev, port: f"su1-0000-n00/{dev}:{port}")
     links = res.links
     assert list(links.port_id) == ["su1-0000-n00/mlx4_0:1", "su1-0000-n00/mlx4_0:2"]
@@ -208,15 +208,15 @@ def test_raw_sysfs_word_counters_are_multiplied_by_4_and_states_mapped():
         'node_infiniband_state_id{device="mlx5_1",port="1"} 1\n'
         'ib_port_xmit_data{device="mlx5_2",port="1"} -1\n'
     )
-    res = dcgm.ib_link_samples(text)
+    res = infiniband.ib_link_samples(text)
     assert list(res.links.tx_bytes) == [4000, 4] and list(res.links.rx_bytes) == [1000, 4]
     assert list(res.links.link_state) == [telemetry_pb2.LINK_STATE_UNSPECIFIED, telemetry_pb2.LINK_STATE_DOWN]
     assert len(res.rejections) == 1 and "-1.0 is not a counter value" in res.rejections[0]
 
 
 def test_link_batches_split_by_rack_and_report_unknown_ports():
-    res = dcgm.ib_link_samples(feed("network/ib-switch-ports-treydock.prom"))
-    batches, unknown = dcgm.link_batches(res.links, rack_of_port={"ib-i1l1s01/1": "net-0000", "ib-i1l1s01/2": "net-0000"},
+    res = infiniband.ib_link_samples(feed("network/ib-switch-ports-treydock.prom"))
+    batches, unknown = infiniband.link_batches(res.links, rack_of_port={"ib-i1l1s01/1": "net-0000", "ib-i1l1s01/2": "net-0000"},
                                          sample_time=T0)
     assert unknown == ["ib-i4l1s01/1"]
     (b,) = batches

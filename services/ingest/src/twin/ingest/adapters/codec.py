@@ -1,8 +1,14 @@
-"""Protobuf ↔ domain: the one place RackTelemetryBatch / TelemetrySamples meet the ingest domain."""
+"""Protobuf ↔ domain: the one place RackTelemetryBatch / TelemetrySamples meet the ingest domain.
+
+The feed adapters (dcgm, redfish, infiniband, http_api) never build telemetry protobufs: they make
+domain objects (RackBatch, Links) and call `encode_batch` / `encode_links` here; `Publish` is the
+callback type they hand encoded batches to, and the LINK_STATE_* values are the proto enum's.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -23,6 +29,15 @@ from twin.telemetry.v1 import telemetry_pb2 as pb
 # Stable namespace for the ce_id of normalized records: the same batch always gets the same id, so a
 # re-publication after a crash is recognisable downstream (sinks dedupe on ce_id).
 SAMPLES_NAMESPACE = uuid.UUID("5d0c1f0e-8f7a-4b9e-9a51-7d1b2c3e4f60")
+
+# twin.telemetry.v1.LinkState, for adapters that derive a link state (as plain ints, like Links.link_state).
+LINK_STATE_UNSPECIFIED = pb.LINK_STATE_UNSPECIFIED
+LINK_STATE_UP = pb.LINK_STATE_UP
+LINK_STATE_DOWN = pb.LINK_STATE_DOWN
+LINK_STATE_DEGRADED = pb.LINK_STATE_DEGRADED
+
+# What a feed adapter calls with each encoded batch (the app sends it to facility.telemetry.v1).
+Publish = Callable[[pb.RackTelemetryBatch], Awaitable[None]]
 
 
 def timestamp_to_datetime(ts: Timestamp) -> datetime:
@@ -161,10 +176,7 @@ def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
         r = msg.rack
         rack = RackEnv(np.array(r.pdu_input_power_w, dtype=np.float64), r.inlet_air_temp_c, r.outlet_air_temp_c,
                        r.coolant_supply_temp_c, r.coolant_return_temp_c, r.coolant_flow_lpm)
-    lk = msg.links
-    lcounts, l_off = _flat([getattr(lk, f) for f in LINK_COUNT_FIELDS], np.uint64)
-    counters = {f: lcounts[l_off[m]:l_off[m + 1]] for m, f in enumerate(LINK_COUNT_FIELDS)}
-    links = Links(tuple(lk.port_id), counters, np.array(lk.link_state, dtype=np.int64))
+    links = decode_links(msg.links)
     sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
     return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, tuple(nodes), rack, links)
 
@@ -189,11 +201,32 @@ def encode_batch(batch: RackBatch) -> pb.RackTelemetryBatch:
         msg.rack.coolant_flow_lpm = r.coolant_flow_lpm
     lk = batch.links
     if lk.port_id or len(lk.link_state) or any(len(v) for v in lk.counters.values()):
-        msg.links.port_id.extend(lk.port_id)
-        for f in LINK_COUNT_FIELDS:
-            getattr(msg.links, f).extend(lk.counters[f].tolist())
-        msg.links.link_state.extend(lk.link_state.tolist())
+        _fill_links(msg.links, lk)
     return msg
+
+
+def no_links() -> Links:
+    """The empty link part of a batch that carries no link samples."""
+    return Links((), {f: np.empty(0, np.uint64) for f in LINK_COUNT_FIELDS}, np.empty(0, np.int64))
+
+
+def decode_links(msg: pb.LinkSamples) -> Links:
+    lcounts, l_off = _flat([getattr(msg, f) for f in LINK_COUNT_FIELDS], np.uint64)
+    counters = {f: lcounts[l_off[m]:l_off[m + 1]] for m, f in enumerate(LINK_COUNT_FIELDS)}
+    return Links(tuple(msg.port_id), counters, np.array(msg.link_state, dtype=np.int64))
+
+
+def encode_links(links: Links) -> pb.LinkSamples:
+    msg = pb.LinkSamples()
+    _fill_links(msg, links)
+    return msg
+
+
+def _fill_links(msg: pb.LinkSamples, lk: Links) -> None:
+    msg.port_id.extend(lk.port_id)
+    for f in LINK_COUNT_FIELDS:
+        getattr(msg, f).extend(lk.counters[f].tolist())
+    msg.link_state.extend(lk.link_state.tolist())
 
 
 def samples_message(source: pb.RackTelemetryBatch, ingested_time: datetime, rejected_values: int = 0

@@ -1,4 +1,4 @@
-"""DCGM-exporter scrapes and InfiniBand port-counter expositions → RackTelemetryBatch protobufs.
+"""DCGM-exporter scrapes → rack batches (domain ``RackBatch``; ``codec`` encodes them for publishing).
 
 Mapping of DCGM fields (units checked against the exporter's own counter files,
 shared/validation/feeds/dcgm/default-counters.csv and dcp-metrics-included.csv):
@@ -41,14 +41,7 @@ Hosts → racks: ``rack_of_host`` is given by the caller (see ``as_host_resolver
 host it does not know are kept out of every batch and counted in ``DcgmResult.unknown_hosts``;
 ``scrape_loop`` sends such scrapes to the dead-letter callback with the host names in the reason.
 
-InfiniBand (``ib_link_samples``): port counters of treydock/infiniband_exporter
-(``infiniband_{hca,switch}_port_*``) and of node_exporter (``node_infiniband_port_*``) are read
-as **bytes**: both exporters already multiply the IB PortXmitData/PortRcvData counters (units of
-4 octets, per the IBA spec and Linux sysfs ``port_xmit_data``) by 4 before exposing them as
-``*_bytes_total`` (checked: infiniband_exporter's perfquery parser multiplies every ``*Data``
-counter by 4; node_exporter's fixture 1.8527668e+07 = 4 × sysfs 4631917). Families that expose
-the raw sysfs names (``*port_xmit_data`` / ``*port_rcv_data``, no ``bytes`` in the name) are
-multiplied by 4 here. See ``IB_COUNTERS`` for the full table.
+InfiniBand port counters are parsed in ``infiniband.py``.
 """
 
 from __future__ import annotations
@@ -56,16 +49,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from twin.core.clock import Clock
+from twin.ingest.adapters import codec
 from twin.ingest.adapters.prometheus_text import Exposition, ExpositionError, Sample, parse_exposition
-from twin.telemetry.v1 import telemetry_pb2
+from twin.ingest.domain.model import NodeGpus, RackBatch
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +169,7 @@ def host_resolver_from_inventory(inventory: Any, aliases: Mapping[str, str] | No
 
 @dataclass
 class DcgmResult:
-    batches: list[telemetry_pb2.RackTelemetryBatch] = field(default_factory=list)
+    rack_batches: list[RackBatch] = field(default_factory=list)  # domain form, one per rack
     unknown_hosts: dict[str, int] = field(default_factory=dict)  # host -> series dropped
     rejections: list[str] = field(default_factory=list)  # invalid values / series, with line numbers
     ignored: list[str] = field(default_factory=list)  # understood but not mapped (MIG series)
@@ -184,6 +179,11 @@ class DcgmResult:
     @property
     def rejected_values(self) -> int:
         return len(self.rejections)
+
+    @property
+    def batches(self) -> list:
+        """The rack batches as RackTelemetryBatch protobufs (made by the codec), ready to publish."""
+        return [codec.encode_batch(b) for b in self.rack_batches]
 
 
 @dataclass
@@ -269,7 +269,7 @@ def dcgm_to_batches(
         if (gpu, spec.proto) not in acc.conflicts:
             per_gpu[spec.proto] = value
 
-    by_rack: dict[str, list[telemetry_pb2.NodeSamples]] = defaultdict(list)
+    by_rack: dict[str, list[NodeGpus]] = defaultdict(list)
     for node_id in sorted(nodes):
         acc = nodes[node_id]
         node, missing = _node_samples(node_id, acc)
@@ -278,10 +278,8 @@ def dcgm_to_batches(
         by_rack[acc.placement.rack_id].append(node)
     for rack_id in sorted(by_rack):
         seq = sequence.get(rack_id, 0) if isinstance(sequence, Mapping) else int(sequence)
-        batch = telemetry_pb2.RackTelemetryBatch(site_id=site_id, rack_id=rack_id, sequence=seq, source=source)
-        batch.sample_time.FromDatetime(sample_time)
-        batch.nodes.extend(by_rack[rack_id])
-        result.batches.append(batch)
+        result.rack_batches.append(RackBatch(site_id, rack_id, sample_time, seq, source, tuple(by_rack[rack_id]),
+                                             None, codec.no_links()))
     return result
 
 
@@ -301,7 +299,7 @@ def _check_value(value: float, spec: DcgmField) -> tuple[float, str | None]:
     return value, None
 
 
-def _node_samples(node_id: str, acc: _NodeAcc) -> tuple[telemetry_pb2.NodeSamples, list[str]]:
+def _node_samples(node_id: str, acc: _NodeAcc) -> tuple[NodeGpus, list[str]]:
     gpus = sorted(acc.values)
     cols: dict[str, list[Any]] = {name: [] for name in _PROTO_FIELDS}
     missing: set[str] = set()
@@ -314,14 +312,15 @@ def _node_samples(node_id: str, acc: _NodeAcc) -> tuple[telemetry_pb2.NodeSample
                 cols[name].append(0 if name in _INTEGER_FIELDS else math.nan)
             else:
                 cols[name].append(int(v) if name in _INTEGER_FIELDS else float(v))
-    gs = telemetry_pb2.GpuSamples(gpu_index=gpus, **cols)
-    return telemetry_pb2.NodeSamples(node_id=node_id, gpus=gs), sorted(missing)
+    values = {name: np.array(col, dtype=np.uint64 if name in _INTEGER_FIELDS else np.float64)
+              for name, col in cols.items()}
+    return NodeGpus(node_id, np.array(gpus, dtype=np.uint32), values), sorted(missing)
 
 
 # --------------------------------------------------------------------------------------------
 # scrape loop
 
-Publish = Callable[[telemetry_pb2.RackTelemetryBatch], Awaitable[None]]
+Publish = codec.Publish
 DeadLetter = Callable[[bytes, str, str], Awaitable[None]]
 
 
@@ -425,7 +424,7 @@ async def _scrape_once(
     if not samples:
         return
     merged = dcgm_to_batches(samples, rack_of_host=resolve, sample_time=now, site_id=site_id, sequence=sequence)
-    for batch in merged.batches:
+    for batch in merged.batches:  # encoded by the codec
         try:
             await publish(batch)
         except asyncio.CancelledError:
@@ -435,171 +434,3 @@ async def _scrape_once(
             await _safe_dead_letter(dead_letter, batch.SerializeToString(), f"publish failed: {exc}", SOURCE)
             continue
         sequence[batch.rack_id] += 1
-
-
-# --------------------------------------------------------------------------------------------
-# InfiniBand port counters → LinkSamples
-
-
-@dataclass(frozen=True)
-class IbCounter:
-    role: str  # tx_bytes | rx_bytes | tx_errors | rx_errors | state | phys_state
-    scale: int = 1  # 4 for counters in 4-octet units
-
-
-_TREYDOCK = {
-    "transmit_data_bytes_total": IbCounter("tx_bytes"),
-    "receive_data_bytes_total": IbCounter("rx_bytes"),
-    "transmit_discards_total": IbCounter("tx_errors"),
-    "transmit_constraint_errors_total": IbCounter("tx_errors"),
-    "receive_errors_total": IbCounter("rx_errors"),
-    "receive_remote_physical_errors_total": IbCounter("rx_errors"),
-    "receive_switch_relay_errors_total": IbCounter("rx_errors"),
-    "receive_constraint_errors_total": IbCounter("rx_errors"),
-}
-# metric name -> counter; errors are the sum of the listed error counters of the port.
-IB_COUNTERS: dict[str, IbCounter] = {
-    **{f"infiniband_hca_port_{k}": v for k, v in _TREYDOCK.items()},
-    **{f"infiniband_switch_port_{k}": v for k, v in _TREYDOCK.items()},
-    "node_infiniband_port_data_transmitted_bytes_total": IbCounter("tx_bytes"),
-    "node_infiniband_port_data_received_bytes_total": IbCounter("rx_bytes"),
-    "node_infiniband_port_discards_transmitted_total": IbCounter("tx_errors"),
-    "node_infiniband_port_constraint_errors_transmitted_total": IbCounter("tx_errors"),
-    "node_infiniband_port_errors_received_total": IbCounter("rx_errors"),
-    "node_infiniband_port_constraint_errors_received_total": IbCounter("rx_errors"),
-    "node_infiniband_state_id": IbCounter("state"),
-    "node_infiniband_physical_state_id": IbCounter("phys_state"),
-}
-# Raw sysfs / perfquery names count 4-octet words (IBA PortXmitData/PortRcvData).
-_RAW_WORDS = re.compile(r"(?:^|_)port_(xmit|rcv)_data$")
-
-# IB PortInfo PortState: 1 Down, 2 Init, 3 Armed, 4 Active, 5 ActiveDefer;
-# PortPhysicalState 5 = LinkUp.
-_STATE_UP = 4
-_STATE_DOWN = 1
-_PHYS_LINK_UP = 5
-
-
-def default_port_id(device: str, port: str) -> str:
-    return f"{device}/{port}"
-
-
-@dataclass
-class IbResult:
-    links: telemetry_pb2.LinkSamples
-    rejections: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-
-def ib_link_samples(
-    scrape: Exposition | str | bytes | Iterable[Sample],
-    *,
-    port_id_of: Callable[[str, str], str | None] = default_port_id,
-) -> IbResult:
-    """LinkSamples from an InfiniBand port-counter exposition (treydock or node_exporter).
-
-    A port is identified by its device (treydock: the ``guid`` label, replaced by the switch/HCA
-    name from ``*_info`` when present; node_exporter: the ``device`` label) and ``port`` label;
-    ``port_id_of(device, port)`` turns that into the twin's port id (``<node_id>/<nic>`` or
-    ``<switch_id>/<port>``) and may return None to drop a port on purpose (listed in ``ignored``).
-    Ports without both data counters are listed in ``ignored`` (e.g. node_exporter's i40iw0 only
-    has state and rate). Counter values must be non-negative integers (float spellings such as
-    1.8527668e+07 are accepted when integral). Link state comes from node_exporter's state ids;
-    treydock exports no state, so its ports are LINK_STATE_UNSPECIFIED.
-    """
-    if isinstance(scrape, (str, bytes, bytearray)):
-        samples: Iterable[Sample] = parse_exposition(scrape).samples
-    elif isinstance(scrape, Exposition):
-        samples = scrape.samples
-    else:
-        samples = list(scrape)
-    samples = list(samples)
-    names: dict[str, str] = {}
-    for s in samples:
-        if s.name in ("infiniband_hca_info", "infiniband_switch_info") and "guid" in s.labels:
-            label = s.labels.get("hca") or s.labels.get("switch")
-            if label:
-                names[s.labels["guid"]] = label
-    result = IbResult(telemetry_pb2.LinkSamples())
-    ports: dict[tuple[str, str], dict[str, int]] = {}
-    for s in samples:
-        counter = IB_COUNTERS.get(s.name)
-        if counter is None and _RAW_WORDS.search(s.name):
-            counter = IbCounter("tx_bytes" if "_xmit_" in s.name else "rx_bytes", scale=4)
-        if counter is None:
-            continue
-        device = s.labels.get("device") or s.labels.get("guid")
-        port = s.labels.get("port")
-        if not device or not port:
-            result.rejections.append(f"line {s.line}: {s.name} without device/guid and port labels")
-            continue
-        v = s.value
-        if not math.isfinite(v) or v < 0 or v != int(v):
-            result.rejections.append(f"line {s.line}: {s.name} {device}/{port}: {v!r} is not a counter value")
-            continue
-        acc = ports.setdefault((device, port), {})
-        if counter.role in ("state", "phys_state"):
-            acc[counter.role] = int(v)
-        else:
-            acc[counter.role] = acc.get(counter.role, 0) + int(v) * counter.scale
-    for (device, port), acc in sorted(ports.items()):
-        shown = names.get(device, device)
-        if "tx_bytes" not in acc or "rx_bytes" not in acc:
-            result.ignored.append(f"{shown}/{port}: no data counters")
-            continue
-        port_id = port_id_of(shown, port)
-        if port_id is None:
-            result.ignored.append(f"{shown}/{port}: no port id")
-            continue
-        links = result.links
-        links.port_id.append(port_id)
-        links.tx_bytes.append(acc["tx_bytes"])
-        links.rx_bytes.append(acc["rx_bytes"])
-        links.tx_errors.append(acc.get("tx_errors", 0))
-        links.rx_errors.append(acc.get("rx_errors", 0))
-        links.link_state.append(_link_state(acc.get("state"), acc.get("phys_state")))
-    return result
-
-
-def _link_state(state: int | None, phys: int | None) -> int:
-    if state is None:
-        return telemetry_pb2.LINK_STATE_UNSPECIFIED
-    if state == _STATE_DOWN:
-        return telemetry_pb2.LINK_STATE_DOWN
-    if state == _STATE_UP and (phys is None or phys == _PHYS_LINK_UP):
-        return telemetry_pb2.LINK_STATE_UP
-    return telemetry_pb2.LINK_STATE_DEGRADED  # init/armed/defer, or active with a sick PHY
-
-
-def link_batches(
-    links: telemetry_pb2.LinkSamples,
-    *,
-    rack_of_port: Callable[[str], str | None] | Mapping[str, str],
-    sample_time: datetime,
-    site_id: str = "",
-    sequence: int = 0,
-    source: str = "ib-exporter",
-) -> tuple[list[telemetry_pb2.RackTelemetryBatch], list[str]]:
-    """Split LinkSamples into one batch per rack; returns (batches, port ids with no rack)."""
-    lookup = rack_of_port.get if isinstance(rack_of_port, Mapping) else rack_of_port
-    per_rack: dict[str, telemetry_pb2.LinkSamples] = {}
-    unknown: list[str] = []
-    for i, pid in enumerate(links.port_id):
-        rack = lookup(pid)
-        if rack is None:
-            unknown.append(pid)
-            continue
-        dst = per_rack.setdefault(rack, telemetry_pb2.LinkSamples())
-        dst.port_id.append(pid)
-        dst.tx_bytes.append(links.tx_bytes[i])
-        dst.rx_bytes.append(links.rx_bytes[i])
-        dst.tx_errors.append(links.tx_errors[i])
-        dst.rx_errors.append(links.rx_errors[i])
-        dst.link_state.append(links.link_state[i])
-    batches = []
-    for rack in sorted(per_rack):
-        b = telemetry_pb2.RackTelemetryBatch(site_id=site_id, rack_id=rack, sequence=sequence, source=source)
-        b.sample_time.FromDatetime(sample_time)
-        b.links.CopyFrom(per_rack[rack])
-        batches.append(b)
-    return batches, unknown

@@ -32,8 +32,8 @@ from typing import Any
 from aiohttp import web
 
 from twin.core.clock import Clock
+from twin.ingest.adapters import codec
 from twin.ingest.adapters.redfish import RackOfResource, as_rack_map, parse_redfish_bytes
-from twin.telemetry.v1 import telemetry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ METRIC_REPORTS_PATH = "/redfish/v1/TelemetryService/MetricReports"
 INGEST_PATH = "/redfish/v1/ingest"
 HEALTH_PATH = "/healthz"
 
-Publish = Callable[[telemetry_pb2.RackTelemetryBatch], Awaitable[None]]
+Publish = codec.Publish
 DeadLetter = Callable[[bytes, str, str], Awaitable[None]]
 
 _BASE = "Base.1.8"
@@ -107,10 +107,10 @@ def make_http_app(
         if only_type and result.resource_type and result.resource_type != only_type:
             reason = (f"this endpoint takes {only_type} resources, got {result.resource_type}; "
                       f"POST other resources to {INGEST_PATH}")
-            result.batches.clear()
+            result.rack_batches.clear()
         else:
             reason = result.reason
-        if not result.batches:
+        if not result.rack_batches:
             reason = reason or "nothing to ingest"
             if not await _dead_letter(dead_letter, raw, reason, source):
                 return _unavailable("dead-letter sink")
@@ -118,19 +118,19 @@ def make_http_app(
             return _redfish_error(400, message_id, reason,
                                   "Send a Redfish resource this service maps (see the ingest adapter docs).",
                                   extra=[str(r) for r in result.rejections][:50])
-        for batch in result.batches:
+        for batch in result.rack_batches:
             try:
-                await publish(batch)
+                await publish(codec.encode_batch(batch))
             except Exception:
                 log.exception("publish failed for rack %s", batch.rack_id)
                 return _unavailable("publisher")
         if result.rejections:
-            partial = f"partially accepted ({len(result.batches)} batch(es) published): {result.reason}"
+            partial = f"partially accepted ({len(result.rack_batches)} batch(es) published): {result.reason}"
             if not await _dead_letter(dead_letter, raw, partial, source):
                 return _unavailable("dead-letter sink")
         body: dict[str, Any] = {
-            "accepted_batches": len(result.batches),
-            "racks": sorted({b.rack_id for b in result.batches}),
+            "accepted_batches": len(result.rack_batches),
+            "racks": sorted({b.rack_id for b in result.rack_batches}),
             "rejected": [str(r) for r in result.rejections],
         }
         return web.json_response(body, status=202, headers={"OData-Version": "4.0"})
