@@ -51,13 +51,17 @@ def test_unknown_rows_are_skipped_with_a_reason(tmp_path, capsys):
         w.writerow(["gpu_model", "power_limit_w", "tensor_tflops", "hbm_TBps", "util_gpu_pct", "measured_power_w",
                     "measured_sm_clock_mhz"])
         w.writerow(["MI300X", "750", "0", "", "0", "140", "2100"])
-        w.writerow(["H100-SXM-80GB", "", "0", "", "0", "118", "1980"])
+        w.writerow(["H100-SXM-80GB", "", "0", "", "0", "", "1980"])
+        w.writerow(["H100-PCIe-80GB", "350", "0", "", "0", "60", "1755"])
         w.writerow(["H100-SXM-80GB", "400", "500", "", "99", "400", "1100"])
+        w.writerow(["NVIDIA H100 80GB HBM3", "", "0", "", "0", "118", "1980"])
     rep = validate.gpu_power_report(validate.load_rows(path))
-    assert rep["rows"] == 1 and rep["skipped"] == 2
-    assert "MI300X" in rep["skipped_rows"][0]["reason"] and "power_limit_w" in rep["skipped_rows"][1]["reason"]
-    assert rep["results"][0]["predicted_power_w"] == pytest.approx(400.0)   # held at the 400 W limit
-    assert rep["results"][0]["power_capped"]
+    assert rep["rows"] == 2 and rep["skipped"] == 3
+    reasons = [s["reason"] for s in rep["skipped_rows"]]
+    assert "MI300X" in reasons[0] and "measured_power_w" in reasons[1] and "PCIe" in reasons[2]
+    capped, plain = rep["results"]
+    assert capped["predicted_power_w"] == pytest.approx(400.0) and capped["power_capped"]  # held at 400 W
+    assert plain["spec_model"] == "H100-SXM" and plain["power_limit_w"] == 700.0   # family match, default limit
 
 
 @pytest.mark.parametrize("args", [["chain"], ["gpu-power"], ["bogus"], ["psu", "x"], ["--bad"]])

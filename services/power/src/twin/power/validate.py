@@ -15,15 +15,18 @@ twin/power/data/frontier-raps.yaml). The load follows RAPS: ``cpu_util`` of each
 ``gpus_busy_per_node`` GPUs at their max power, the others idle. Node, rack and site power then
 come from the twin's own chain (node stages, rack stages, the network).
 
-GPU rows: ``gpu_model`` selects a GPU model of the shipped presets (the longest spec name contained
-in it); the row's tensor TFLOP/s, HBM TB/s (empty = 0: not measured, e.g. GEMMs), NVML utilization
-and power limit drive ``gpu_power_for_work``. No constant is fitted to any row.
+GPU rows: ``gpu_model`` selects a GPU model of the shipped presets (``match_gpu_model``: the longest
+spec name contained in it, else its family such as "H100" when the row names no PCIe / NVL board);
+the row's tensor TFLOP/s, HBM TB/s (empty = 0: not measured, e.g. GEMMs), NVML utilization and power
+limit (empty = the model's default limit) drive ``gpu_power_for_work``. No constant is fitted to
+any row.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +113,29 @@ def _gpu_catalogue() -> dict[str, object]:
     return cat
 
 
+#: form-factor words that make a row a different board than a preset's SXM / superchip part
+OTHER_FORM_FACTORS = ("pcie", "nvl")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def match_gpu_model(row_model: str, catalogue: dict) -> str | None:
+    """The preset GPU model a row's gpu_model names: the longest spec name contained in it (ignoring
+    case and punctuation), else the spec's family (the name before its first '-', e.g. H100) when the
+    row names no other form factor (PCIe, NVL). None: no preset knows the GPU."""
+    row = _norm(row_model)
+    full = [k for k in catalogue if _norm(k) in row]
+    if full:
+        return max(full, key=len)
+    if any(f in row for f in OTHER_FORM_FACTORS):
+        return None
+    family = [k for k in catalogue if _norm(k.split("-")[0]) and re.search(rf"\b{re.escape(k.split('-')[0].lower())}\b",
+                                                                            row_model.lower())]
+    return max(family, key=len) if len(family) == 1 else None
+
+
 def _num(row: dict[str, str], key: str, default: float | None = None) -> float:
     v = (row.get(key) or "").strip()
     if v == "":
@@ -124,12 +150,13 @@ def gpu_power_report(rows: list[dict[str, str]]) -> dict:
     results, skipped = [], []
     for i, row in enumerate(rows):
         model = row.get("gpu_model", "")
-        match = max((k for k in cat if k.lower() in model.lower()), key=len, default=None)
+        match = match_gpu_model(model, cat)
         if match is None:
             skipped.append({"row": i, "gpu_model": model, "reason": f"no GPU model of the presets matches {model!r}"})
             continue
+        spec, g = cat[match]
         try:
-            limit = _num(row, "power_limit_w")
+            limit = _num(row, "power_limit_w", spec.gpu_models[g].max_w)   # empty: the default limit (TDP)
             tf = _num(row, "tensor_tflops", 0.0)
             bw = _num(row, "hbm_TBps", 0.0)
             util = _num(row, "util_gpu_pct", 0.0) / 100.0
@@ -138,7 +165,6 @@ def gpu_power_report(rows: list[dict[str, str]]) -> dict:
         except ValueError as exc:
             skipped.append({"row": i, "gpu_model": model, "reason": str(exc)})
             continue
-        spec, g = cat[match]
         params = gpu_params_for_model(spec, g)
         r = gpu_power_for_work(params, tensor_tflops=np.array([tf]), hbm_TBps=np.array([bw]),
                                busy_fraction=np.array([util]), power_limit_w=np.array([limit]))
