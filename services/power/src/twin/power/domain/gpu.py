@@ -104,6 +104,8 @@ class GpuPower:
 
 
 def _terms(p: GpuPowerParams, tensor_active: np.ndarray, sm_active: np.ndarray, dram_active: np.ndarray):
+    # missing activity (NaN) counts as none: the caller fills gaps it knows better (last sample, job profile)
+    tensor_active, sm_active, dram_active = (np.nan_to_num(a, nan=0.0) for a in (tensor_active, sm_active, dram_active))
     a_t = np.clip(tensor_active, 0.0, 1.0)
     a_sm = np.clip(np.maximum(sm_active, 0.0) - a_t, 0.0, 1.0)
     hbm_w = p.hbm_w_per_TBps * np.clip(dram_active, 0.0, 1.0) * p.hbm_peak_TBps
@@ -132,7 +134,7 @@ def gpu_power(params: GpuPowerParams, *, tensor_active: np.ndarray, sm_active: n
     x = np.where(capped, np.clip(x_cap, x_min, x_req), x_req)
     power = np.minimum(const + cubic * x**3, limit)
     compute = a_t + a_sm
-    mem = np.clip(np.asarray(dram_active, float), 0.0, 1.0)
+    mem = np.clip(np.nan_to_num(np.asarray(dram_active, float), nan=0.0), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         w_compute = np.where(compute + mem > 0, compute / (compute + mem), 0.0)
     tput = 1.0 - w_compute * (1.0 - x / x_req)

@@ -38,3 +38,19 @@ class GridEvent:
             if iv.import_limit_kw is not None and iv.start.timestamp() <= t < iv.end_s:
                 return iv.import_limit_kw
         return None
+
+
+def upsert(events: tuple[GridEvent, ...], new: GridEvent) -> tuple[GridEvent, ...]:
+    """The event book after ``new`` arrives: an event with the same id replaces the old one (and moves
+    to the end: the latest)."""
+    return tuple(e for e in events if e.event_id != new.event_id) + (new,)
+
+
+def import_limit_at(events: tuple[GridEvent, ...], when: datetime) -> tuple[float | None, str | None]:
+    """(limit kW, event id) in force at ``when``. Overlapping limits resolve to the latest event: the
+    last one in the book (``upsert`` order)."""
+    for e in reversed(events):
+        limit = e.limit_at(when)
+        if limit is not None:
+            return limit, e.event_id
+    return None, None

@@ -119,7 +119,7 @@ def evaluate(net: PowerNetwork, rack_input_w: np.ndarray, *, failed: np.ndarray 
     ``site_extra_w`` is load on the site bus besides the racks (e.g. cooling power from the cooling
     twin)."""
     failed = np.zeros(net.n_comp, dtype=bool) if failed is None else np.asarray(failed, dtype=bool)
-    rack_w = np.maximum(np.asarray(rack_input_w, dtype=np.float64), 0.0)
+    rack_w = np.maximum(np.nan_to_num(np.asarray(rack_input_w, dtype=np.float64), nan=0.0), 0.0)  # NaN = 0 W
     alive, powered = _alive(net, failed)
     rack_w_eff = np.where(powered, rack_w, 0.0)
     # rack -> PDU shares over healthy PDUs
