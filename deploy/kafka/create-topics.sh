@@ -18,10 +18,18 @@ facility.telemetry.v1 12
 telemetry.samples.v1 12
 fabric.events.v1 3
 fabric.state.v1 1
+power.state.v1 12
+power.alerts.v1 3
+power.plans.v1 1
+grid.events.v1 1
 facility.telemetry.v1.dlq 12
 telemetry.samples.v1.dlq 12
 fabric.events.v1.dlq 3
 fabric.state.v1.dlq 1
+power.state.v1.dlq 12
+power.alerts.v1.dlq 3
+power.plans.v1.dlq 1
+grid.events.v1.dlq 1
 # END TOPICS
 "
 
