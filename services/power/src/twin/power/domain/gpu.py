@@ -21,11 +21,14 @@ Default constants (``default_params``, used where the facility spec does not giv
 
 * idle at min / max clock: spec ``idle_min_clock_w`` / ``idle_max_clock_w`` (H100: 60 / 120 W,
   DESIGN §8 "idle roughly 60-120 W depending on clocks"), else the spec's ``idle_w``.
-* W_tensor from one published operating point: at its default power limit a Hopper GPU running
-  dense GEMMs falls from its 1,980 MHz max clock to ~1,575 MHz (deepseek-ai/DeepGEMM issue #120,
-  "the power consumption exceeded the limit, resulting in GPU core frequency reduction (e.g. from
-  1980MHz to 1575 MHz)"). Taking that as full tensor activity: W_tensor = (TDP - P_idle(x0)) / x0³,
-  x0 = 1575/1980 (H100: ~1,210 W).
+* W_tensor from one published operating point: the maximum achievable BF16 matmul throughput of
+  an H100 SXM at its default (700 W) limit is 792.1 TFLOP/s, 80.1 % of the 989 TFLOP/s datasheet
+  peak (stas00/ml-engineering, compute/accelerator/README.md, "Maximum Achievable Matmul FLOPS
+  comparison table", CUDA 12.1). The best shape keeps the tensor pipes busy, so the shortfall is
+  the clock the power limit allows: x0 = 792.1 / (132 x 4,096 FLOP/clk x 1,980 MHz) = 0.74 at full
+  tensor activity, and W_tensor = (TDP - P_idle(x0)) / x0³ (H100: ~1,520 W). Other GPUs use the
+  same 80.1 % of their datasheet peak. (deepseek-ai/DeepGEMM#120 reports the same effect: GEMMs at
+  the limit "from 1980MHz to 1575 MHz".)
 * W_sm = ``SM_ISSUE_FRACTION`` x W_tensor: non-tensor SM issue / load-store power (assumption, stated;
   a streaming kernel issues one 16-byte access per ~5 issue slots at 3 TB/s on 132 SMs).
 * E_hbm = ``HBM_PJ_PER_BIT``: HBM DRAM access + I/O ~3.9 pJ/bit (O'Connor et al., "Fine-Grained
@@ -41,8 +44,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-#: deepseek-ai/DeepGEMM#120: Hopper GEMMs at the power limit drop from 1980 to 1575 MHz.
-DENSE_AT_TDP_CLOCK_FRACTION = 1575.0 / 1980.0
+#: max achievable matmul / datasheet peak at the default power limit, H100 SXM: 792.1 / 989
+#: (stas00/ml-engineering MAMF table); read as the clock share the limit leaves at full tensor activity
+DENSE_AT_TDP_PEAK_FRACTION = 792.1 / 989.0
 #: non-tensor SM power per unit of (sm_active - tensor_active), as a share of W_tensor (assumption).
 SM_ISSUE_FRACTION = 0.05
 #: HBM energy: 3.9 pJ/bit DRAM side (O'Connor et al., MICRO 2017) x 2 for the GPU-side path.
@@ -79,12 +83,12 @@ def default_params(*, max_w: float, idle_w: float, min_cap_w: float, max_clock_m
     """Constants for one GPU model from its published facts (see the module docstring for sources)."""
     lo = idle_min_clock_w if idle_min_clock_w is not None else idle_w
     hi = idle_max_clock_w if idle_max_clock_w is not None else idle_w
-    x0 = DENSE_AT_TDP_CLOCK_FRACTION
-    tensor_w = (max_w - lo - (hi - lo) * x0**3) / x0**3
     if sms and tensor_flops_per_clock_per_sm:
         per_mhz = sms * tensor_flops_per_clock_per_sm * 1e6 / 1e12
     else:
         per_mhz = dense_tflops / max_clock_mhz
+    x0 = min(DENSE_AT_TDP_PEAK_FRACTION * dense_tflops / (per_mhz * max_clock_mhz), 1.0)
+    tensor_w = (max_w - lo - (hi - lo) * x0**3) / x0**3
     a = np.asarray
     return GpuPowerParams(
         idle_min_w=a([lo]), idle_max_w=a([hi]), tensor_w=a([tensor_w]), sm_w=a([SM_ISSUE_FRACTION * tensor_w]),
