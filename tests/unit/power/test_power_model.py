@@ -198,3 +198,21 @@ def test_rack_power_uses_node_breakdown():
     r = rack_power(m.layout, np.full(len(m.gpu.max_clock_mhz), 700.0), 1.0)
     assert r.node_dc_w[0] == pytest.approx(8 * 700 + 3000)
     assert r.node_input_w[0] < spec.node_types["dgx-h100"].max_w   # within the 10.2 kW rating
+
+
+def test_n_minus_1_follows_failures_through_the_chain(su):
+    from twin.power.domain import n_minus_1
+
+    net = su.network
+    rack_w = np.full(net.n_racks, 33e3)              # 264 kW on a bus of three 250 kW units
+    base = evaluate(net, rack_w)
+    c = n_minus_1(net, rack_w)
+    t1, t2 = net.index_of("tx-1"), net.index_of("tx-2")
+    # generated chain: ups-1 and ups-3 on tx-1, ups-2 on tx-2. Losing tx-1 leaves ups-2 (and tx-2) with it all
+    assert c.worst_failure[t2] in ("tx-1", "feed-a")
+    assert c.worst_output_w[t2] > 2.5 * base.comp_output_w[t2]
+    assert c.worst_output_w[t1] > base.comp_output_w[t1] and c.worst_failure[t1] == "ups-2"
+    # ups-2 alone then carries the bus: above its 250 kW rating
+    u2 = net.index_of("ups-2")
+    assert c.worst_output_w[u2] > 250e3 and u2 in c.over_rating(net)
+    assert c.racks_lost_by == {}                     # no single failure darkens a rack here
