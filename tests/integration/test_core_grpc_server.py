@@ -3,8 +3,6 @@ health stays open; reflection answers under v1 and v1alpha; errors map to status
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -19,7 +17,7 @@ from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 
 SERVICE = "twin.fabric.v1.FabricSimulationService"
 TOKEN = "s3cret-token"
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make test certificates")
+
 
 
 class Servicer(pb_grpc.FabricSimulationServiceServicer):
@@ -38,25 +36,6 @@ class Servicer(pb_grpc.FabricSimulationServiceServicer):
             return pb.EstimateCollectiveResponse(n_ranks=8)
 
         return await self.rpc.run("EstimateCollective", context, work)
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, all signed by it."""
-    d = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=twin-test-ca", cwd=d)
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
-    return d
 
 
 async def _serve(options: GrpcOptions) -> GrpcServer:

@@ -53,3 +53,25 @@ async def test_token_size_depth_and_health():
         assert seen[-1] == ("ok", {"a": 1})
     finally:
         await receiver.stop()
+
+
+async def test_https_receiver_refuses_plain_http_and_serves_tls(pki):
+    import ssl
+
+    app = make_app(TOKEN)
+    receiver = HttpReceiver(app, HttpOptions(host="127.0.0.1", port=0, tls_cert_file=str(pki / "server.pem"),
+                                             tls_key_file=str(pki / "server.key")))
+    await receiver.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            try:
+                async with http.get(f"http://127.0.0.1:{receiver.port}/healthz") as r:
+                    plain_status = r.status
+            except aiohttp.ClientError:
+                plain_status = None
+            assert plain_status != 200, "plain HTTP must not be served on the HTTPS port"
+            ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            async with http.get(f"https://127.0.0.1:{receiver.port}/healthz", ssl=ctx) as r:
+                assert r.status == 200
+    finally:
+        await receiver.stop()
