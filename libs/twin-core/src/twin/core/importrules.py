@@ -33,7 +33,8 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 def service_packages() -> dict[str, Path]:
     """Map service package name (e.g. `facility_sim`) to its source folder."""
-    return {p.name: p for p in SERVICES.glob("*/src/twin/*") if p.is_dir() and (p / "__main__.py").exists()}
+    return {p.name: p for p in SERVICES.glob("*/src/twin/*")
+            if p.is_dir() and ((p / "__main__.py").exists() or (p / "domain").is_dir())}
 
 
 def violations() -> list[str]:
