@@ -262,15 +262,18 @@ def rack_ids_by_row(spec: FacilitySpec) -> dict[str, list[str]]:
 
 
 def generated_topology(spec: FacilitySpec) -> PowerTopology:
-    """The explicit chain implied by a count-only spec: transformer t on feed t mod F; UPS unit u on
-    transformer u mod T; all UPS units on one bus (N+1 when there are 2+ units); consecutive racks,
-    racks_per_pdu at a time, on one PDU each, the PDUs on the bus."""
+    """The explicit chain implied by a count-only spec: transformer t on feed t mod F; UPS unit u
+    dual-fed from transformers u and u+1 (mod T: rectifier and bypass inputs on different
+    transformers, so one transformer or feed can fail; assumption for generated chains); all UPS
+    units on one bus (N+1 when there are 2+ units); consecutive racks, racks_per_pdu at a time, on one
+    PDU each, the PDUs on the bus."""
     pc = spec.power
     assert pc.transformers and pc.transformer_mva and pc.ups_units and pc.ups_kw and pc.pdu_kw
     feeds = [f.id for f in pc.utility_feeds]
     txs = [doe_transformer(f"tx-{t + 1}", pc.transformer_mva * 1000.0, [feeds[t % len(feeds)]])
            for t in range(pc.transformers)]
-    ups = [Ups(id=f"ups-{u + 1}", rating_kw=pc.ups_kw, inputs=[txs[u % len(txs)].id],
+    ups = [Ups(id=f"ups-{u + 1}", rating_kw=pc.ups_kw,
+               inputs=list(dict.fromkeys([txs[u % len(txs)].id, txs[(u + 1) % len(txs)].id])),
                efficiency=ups_loss_stage(f"ups-{u + 1}", pc.ups_kw, pc.ups_efficiency)) for u in range(pc.ups_units)]
     group = UpsGroup(id="ups-bus", redundancy="N+1" if len(ups) > 1 else "N", members=[u.id for u in ups])
     racks = [r for ids in rack_ids_by_row(spec).values() for r in ids]
