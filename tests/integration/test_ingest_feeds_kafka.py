@@ -245,3 +245,41 @@ async def test_dcgm_scrape_of_facility_sim_lands_in_telemetry_gpu(base_config):
             served_value("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", node, gpu),
             served_value("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", node, gpu)), (node, gpu)
     assert rows(url, "SELECT DISTINCT source_topic FROM telemetry_batches") == [(base_config.source_topic.name,)]
+
+
+async def test_resent_redfish_report_with_a_corrected_value_is_dead_lettered_not_dropped(base_config, tmp_path):
+    """Issue 8 item 6: the same report sent again is a duplicate (dropped, counted); sent again with one
+    corrected value, that rack/timestamp batch is kept in the DLQ with a "conflict:" reason."""
+    map_file = tmp_path / "redfish-map.json"
+    map_file.write_text(json.dumps(RACK_MAP))
+    port = free_port()
+    cfg = IngestConfig(**{**base_config.__dict__, "http_port": port, "http_host": "127.0.0.1",
+                          "redfish_token": TOKEN, "redfish_map": str(map_file)})
+    url = base_config.database_url
+    base = f"http://127.0.0.1:{port}"
+    report = redated(feed("telemetry-metricreport-platformpowerusage.json"))
+    doc = json.loads(report)
+    corrected_ts = doc["MetricValues"][0]["Timestamp"]
+    doc["MetricValues"][0]["MetricValue"] = str(float(doc["MetricValues"][0]["MetricValue"]) + 1000)
+    corrected = json.dumps(doc).encode()
+    app = IngestApp(cfg)
+    async with running(app) as task:
+        await wait_ready(app, task)
+        await wait_http(base + "/healthz")
+        async with aiohttp.ClientSession() as session:
+            for body in (report, report, corrected):
+                async with session.post(base + METRIC_REPORTS_PATH, data=body, headers=AUTH) as resp:
+                    assert resp.status == 202, await resp.text()
+                await poll_rows(url, "SELECT count(*) FROM telemetry_rack", lambda got: got == [(3,)])
+        dlq = await read_all(cfg.kafka_bootstrap, cfg.source_topic.dlq, expected=1,
+                             partitions=cfg.source_topic.partitions)
+        await poll_rows(url, "SELECT 1", lambda _: app.ingest_stats.duplicates >= 5)
+    assert app.ingest_stats.stored_batches == 3 and app.ingest_stats.conflicts == 1
+    assert app.ingest_stats.duplicates == 5  # the whole identical re-send and the two unchanged batches
+    [rec] = dlq
+    reason = header(rec.headers, "dlq_reason").decode()
+    assert reason.startswith("conflict: batch rack_id=su1-0002 sample_time=") and "other values" in reason
+    assert datetime.fromisoformat(reason.split("sample_time=")[1].split()[0]) == datetime.fromisoformat(corrected_ts)
+    assert rec.key == b"su1-0002"
+    # the stored values are the first ones (the conflict did not overwrite them)
+    assert rows(url, "SELECT count(*) FROM telemetry_rack WHERE pdu_input_power_w > 1000") == [(0,)]

@@ -5,6 +5,7 @@ publish/dead_letter are in-memory collectors here: the Kafka wiring belongs to t
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -180,3 +181,30 @@ def test_empty_token_is_refused():
     with pytest.raises(ValueError, match="empty bearer token"):
         make_http_app(publish=sinks.publish, dead_letter=sinks.dead_letter, token="", rack_of_resource=RACKS,
                       clock=FixedClock(T0))
+
+
+async def test_deeply_nested_json_is_400_with_reason_and_dead_lettered():
+    """Issue 8 item 2: 100 000 nested '[' used to crash the parser (HTTP 500, traceback, no DLQ record)."""
+    sinks = Sinks()
+    app = make_http_app(publish=sinks.publish, dead_letter=sinks.dead_letter, token=TOKEN, rack_of_resource=RACKS,
+                        clock=FixedClock(T0), site_id="site-a")  # the default body limit (1 MB)
+    raw = b"[" * 100_000
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        async with session.post(str(server.make_url(INGEST_PATH)), data=raw, headers=AUTH) as resp:
+            assert resp.status == 400
+            body = await resp.json()
+    assert body["error"]["code"] == "Base.1.8.MalformedJSON"
+    assert "nested deeper than 64 levels" in body["error"]["message"]
+    assert sinks.dead == [(raw, body["error"]["message"], f"redfish-http:{INGEST_PATH}")]
+    assert sinks.published == []
+
+
+async def test_accepted_response_names_the_batch_keys_and_where_the_outcome_appears(api: Api):
+    async with api.session.post(api.url(METRIC_REPORTS_PATH), data=feed("telemetry-metricreport-platformpowerusage.json"),
+                                headers=AUTH) as resp:
+        assert resp.status == 202
+        keys = json.loads(resp.headers["Twin-Batch-Keys"])
+        outcome = resp.headers["Twin-Outcome"]
+    assert keys == [["r1-0002", "2016-11-08T17:25:00+00:00", 0], ["r1-0002", "2016-11-08T18:25:00+00:00", 0],
+                    ["r1-0002", "2016-11-08T19:25:00+00:00", 0]]
+    assert "telemetry_batches" in outcome and "facility.telemetry.v1.dlq" in outcome and "dlq_reason" in outcome

@@ -287,3 +287,100 @@ async def test_scrape_loop_publishes_and_dead_letters_without_crashing():
     assert any("publish failed: kafka is down" in r for r in by_source["dcgm-exporter"])
     raw_a100 = next(raw for raw, reason, _ in dead if "unknown host" in reason)
     assert raw_a100 == a100  # the original bytes go to the DLQ
+
+
+# -- issue 8 item 6: empty scrapes, real host names; the loop on twin.core.polling ---------------------------
+
+async def _serve_and_scrape(routes: dict[str, bytes | int], rack_of_host, until, **kw):
+    """Run scrape_loop against a real local HTTP server until `until(published, dead)` holds."""
+    async def metrics(request: web.Request) -> web.Response:
+        body = routes[request.match_info["name"]]
+        if isinstance(body, int):
+            return web.Response(status=body, body=b"down")
+        return web.Response(body=body, content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/{name}/metrics", metrics)
+    published, dead = [], []
+    stop = asyncio.Event()
+
+    async def publish(batch):
+        published.append(batch)
+        if until(published, dead):
+            stop.set()
+
+    async def dead_letter(raw, reason, source):
+        dead.append((raw, reason, source))
+        if until(published, dead):
+            stop.set()
+
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        urls = [str(server.make_url(f"/{n}/metrics")) for n in routes]
+        stats = await asyncio.wait_for(
+            dcgm.scrape_loop(urls, 0.01, session, publish, dead_letter, rack_of_host, FixedClock(T0), stop,
+                             timeout_s=5, **kw), timeout=30)
+    return published, dead, stats
+
+
+async def test_empty_scrape_is_dead_lettered_counted_and_logged_once(caplog):
+    empty = b"# HELP DCGM_FI_DEV_GPU_TEMP GPU temperature (in C).\n# TYPE DCGM_FI_DEV_GPU_TEMP gauge\n"
+    only_other = b'DCGM_FI_DEV_FB_FREE{gpu="0",Hostname="gpu-node-1"} 81000\n'
+    _, dead, stats = await _serve_and_scrape(
+        {"empty": empty, "other": only_other}, H100_HOST, lambda p, d: len(d) >= 4)
+    by_url = {}
+    for raw, reason, source in dead:
+        by_url.setdefault(source.rsplit("/", 2)[-2], []).append((raw, reason))
+    assert by_url["empty"][0] == (empty, "empty scrape: no series of a mapped DCGM field (DCGM_FI_DEV_ECC_DBE_VOL_TOTAL, "
+                                         "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL, DCGM_FI_DEV_GPU_TEMP, ...); no samples at all")
+    assert by_url["other"][0][0] == only_other and "1 other sample(s): DCGM_FI_DEV_FB_FREE" in by_url["other"][0][1]
+    assert stats.empty == len(dead) and stats.published == 0
+    warnings = [r.getMessage() for r in caplog.records if "is empty" in r.getMessage()]
+    assert len(warnings) == 2  # once per URL, not once per tick
+
+
+async def test_scrape_loop_backs_off_when_every_url_fails():
+    _, dead, stats = await _serve_and_scrape({"down": 503}, H100_HOST, lambda p, d: len(d) >= 3, jitter=0.0)
+    assert [reason for _, reason, _ in dead][:3] == ["scrape failed: HTTP 503"] * 3
+    assert stats.poll.failures >= 2 and stats.poll.consecutive_failures == stats.poll.failures
+    assert "all 1 DCGM scrape(s) failed" in stats.poll.last_error
+    assert stats.failed >= 3
+
+
+REAL_HOSTS = b"".join(
+    f'DCGM_FI_DEV_POWER_USAGE{{gpu="{g}",UUID="GPU-{h}-{g}",Hostname="{h}"}} {100 + g}\n'.encode()
+    for h in ("dgx-a02", "dgx-a08", "gpu-node-1", "login-1") for g in range(2)
+)
+
+
+def test_host_map_exact_and_regex_map_real_hostnames_to_facility_nodes(tmp_path):
+    (tmp_path / "hosts.yaml").write_text(
+        "hosts:\n  gpu-node-1: su1-0002-n03\n"
+        "patterns:\n  - match: 'dgx-a(\\d\\d)'\n    node: 'su1-0001-n\\1'\n")
+    host_map = dcgm.load_host_map(tmp_path / "hosts.yaml")
+    assert host_map.node_of("gpu-node-1") == "su1-0002-n03" and host_map.node_of("dgx-a02") == "su1-0001-n02"
+    assert host_map.node_of("dgx-a7") is None and host_map.node_of("login-1") is None
+    inv = build_inventory(load_facility_spec("dgx-h100-su"))
+    resolve = dcgm.host_resolver_from_inventory(inv, host_map=host_map)
+    res = dcgm.dcgm_to_batches(REAL_HOSTS, rack_of_host=resolve, sample_time=T0)
+    assert [(b.rack_id, [n.node_id for n in b.nodes]) for b in res.batches] == [
+        ("su1-0001", ["su1-0001-n02"]), ("su1-0002", ["su1-0002-n03"])]
+    # dgx-a08 maps to su1-0001-n08, which a 4-node rack does not have: unknown, like login-1
+    assert res.unknown_hosts == {"dgx-a08": 2, "login-1": 2}
+    # a plain {host: node} file (JSON) works too, and hosts named like node ids still resolve
+    (tmp_path / "hosts.json").write_text('{"gpu-node-1": "su1-0000-n01"}')
+    resolve = dcgm.host_resolver_from_inventory(inv, host_map=dcgm.load_host_map(tmp_path / "hosts.json"))
+    assert resolve("gpu-node-1") == dcgm.Placement("su1-0000", "su1-0000-n01")
+    assert resolve("su1-0003-n02") == dcgm.Placement("su1-0003", "su1-0003-n02")
+    assert dcgm.load_host_map(None).node_of("x") is None
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("- a list\n", "expected an object"),
+    ("hosts: {h: ''}\n", "non-empty string"),
+    ("patterns: [{match: '(', node: x}]\n", "patterns\\[0\\].match"),
+    ("patterns: [{match: a}]\n", "patterns\\[0\\] must be"),
+])
+def test_bad_host_maps_are_refused_with_the_entry(tmp_path, text, error):
+    (tmp_path / "m.yaml").write_text(text)
+    with pytest.raises(ValueError, match=error):
+        dcgm.load_host_map(tmp_path / "m.yaml")

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
@@ -47,6 +48,9 @@ log = logging.getLogger("twin.ingest")
 class IngestConfig(StreamConfig):
     dcgm_urls: tuple[str, ...] = setting((), "comma-separated dcgm-exporter /metrics URLs to scrape")
     dcgm_interval_s: float = setting(10.0, "seconds between DCGM scrapes")
+    dcgm_host_map: str | None = setting(
+        None, "JSON/YAML file mapping dcgm-exporter Hostname labels to twin node ids: {host: node id} or "
+        "{hosts: {host: node id}, patterns: [{match: regex, node: template}]} (unset: hosts must be node ids)")
     http_port: int | None = setting(DEFAULT_HTTP_PORT, "Redfish HTTP receiver port (0: off)")
     http_host: str = setting(LOOPBACK, "HTTP bind address (0.0.0.0: every interface)")
     http_tls_cert_file: str | None = setting(None, "PEM certificate: serve HTTPS")
@@ -97,6 +101,7 @@ class IngestApp:
     ingest_stats: IngestStats = field(default_factory=IngestStats)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     http_port: int = 0                       # the receiver's bound port once it listens
+    dcgm_stats: Any = None                   # dcgm.ScrapeStats once the scraper runs
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         cfg = self.config
@@ -129,19 +134,31 @@ class IngestApp:
             await producer.send_raw(cfg.source_topic.dlq, None, raw, headers)
 
         if cfg.dcgm_urls:
-            import aiohttp
-
-            from twin.ingest.adapters import dcgm
-
-            session = aiohttp.ClientSession()
-            rt.on_close(session.close)
-            rt.spawn(dcgm.scrape_loop(
-                cfg.dcgm_urls, cfg.dcgm_interval_s, session, publish, dead_letter,
-                dcgm.host_resolver_from_inventory(inventory), self.clock, rt.stop_event,
-                site_id=inventory.spec.site_id), "dcgm")
-            log.info("DCGM scraper: %s every %.1f s", ", ".join(cfg.dcgm_urls), cfg.dcgm_interval_s)
+            await self._start_dcgm(rt, publish, dead_letter, inventory)
         if cfg.http_port:
             await self._start_http(rt, publish, dead_letter, inventory)
+
+    async def _start_dcgm(self, rt: ServiceRuntime, publish, dead_letter, inventory: Inventory) -> None:
+        """The DCGM-exporter scraper; refuses to start (error logged, rest keeps running) on a bad host map."""
+        import aiohttp
+
+        from twin.ingest.adapters import dcgm
+
+        cfg = self.config
+        try:
+            host_map = dcgm.load_host_map(cfg.dcgm_host_map)
+        except (OSError, ValueError) as exc:
+            log.error("DCGM scraper NOT started: bad INGEST_DCGM_HOST_MAP %r: %s", cfg.dcgm_host_map, exc)
+            return
+        self.dcgm_stats = dcgm.ScrapeStats()
+        session = aiohttp.ClientSession()
+        rt.on_close(session.close)
+        rt.spawn(dcgm.scrape_loop(
+            cfg.dcgm_urls, cfg.dcgm_interval_s, session, publish, dead_letter,
+            dcgm.host_resolver_from_inventory(inventory, host_map=host_map), self.clock, rt.stop_event,
+            site_id=inventory.spec.site_id, stats=self.dcgm_stats), "dcgm")
+        log.info("DCGM scraper: %s every %.1f s (%d exact, %d pattern host mapping(s))", ", ".join(cfg.dcgm_urls),
+                 cfg.dcgm_interval_s, len(host_map.hosts), len(host_map.patterns))
 
     async def _start_http(self, rt: ServiceRuntime, publish, dead_letter, inventory: Inventory) -> None:
         """The Redfish push receiver; refuses to start (error logged, rest keeps running) when misconfigured."""

@@ -40,6 +40,17 @@ Series handling:
 Hosts → racks: ``rack_of_host`` is given by the caller (see ``as_host_resolver``). Series of a
 host it does not know are kept out of every batch and counted in ``DcgmResult.unknown_hosts``;
 ``scrape_loop`` sends such scrapes to the dead-letter callback with the host names in the reason.
+Real exporters report the machine's own host name (``dgx-a01``), not the twin's node id
+(``su1-0000-n00``): ``load_host_map`` reads the ingest setting INGEST_DCGM_HOST_MAP, a JSON/YAML
+file mapping host names (exactly, or by regular expression) to node ids, and
+``host_resolver_from_inventory`` applies it before looking the node up in the facility.
+
+The scrape loop runs on the service kit's ``twin.core.polling.poll_loop`` (interval, jitter, and an
+exponential backoff when every URL of a tick failed). Empty scrapes leave a trace: a scrape that
+answers 200 and parses but carries no series of a mapped DCGM field (an exporter that sees no GPU,
+or one configured without these fields) is dead-lettered with the reason ``empty scrape: ...``
+(the body kept for diagnosis, like every other bad scrape), counted in ``ScrapeStats.empty`` and
+logged once when a URL turns empty (and again when it recovers).
 
 InfiniBand port counters are parsed in ``infiniband.py``.
 """
@@ -47,17 +58,21 @@ InfiniBand port counters are parsed in ``infiniband.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from twin.core.clock import Clock
+from twin.core.polling import PollStats, poll_loop
 from twin.ingest.adapters import codec
 from twin.ingest.adapters.prometheus_text import Exposition, ExpositionError, Sample, parse_exposition
 from twin.ingest.domain.model import NodeGpus, RackBatch
@@ -143,20 +158,103 @@ def as_host_resolver(rack_of_host: RackOfHost) -> HostResolver:
     return resolve
 
 
-def host_resolver_from_inventory(inventory: Any, aliases: Mapping[str, str] | None = None) -> HostResolver:
+@dataclass(frozen=True)
+class HostMap:
+    """DCGM ``Hostname`` label → twin node id: exact names first, then regular expressions in order."""
+
+    hosts: Mapping[str, str] = field(default_factory=dict)
+    patterns: tuple[tuple[re.Pattern[str], str], ...] = ()  # (full-match regex, node id template)
+
+    def node_of(self, host: str) -> str | None:
+        """The node id ``host`` maps to, or None when no entry covers it."""
+        node = self.hosts.get(host)
+        if node is not None:
+            return node
+        for pattern, template in self.patterns:
+            m = pattern.fullmatch(host)
+            if m is not None:
+                return m.expand(template)
+        return None
+
+
+def parse_host_map(data: Any, where: str = "host map") -> HostMap:
+    """A HostMap from decoded JSON/YAML: ``{host: node_id}``, or
+    ``{"hosts": {host: node_id}, "patterns": [{"match": regex, "node": template}, ...]}``
+    (``template`` uses ``\\1`` / ``\\g<name>`` groups of the full match, e.g. match ``dgx-(\\d+)``,
+    node ``su1-0000-n\\1``). Raises ValueError with the offending entry."""
+    if data is None:
+        return HostMap()
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    structured = set(data) <= {"hosts", "patterns"} and bool(data)
+    hosts_raw = data.get("hosts", {}) if structured else data
+    patterns_raw = data.get("patterns", []) if structured else []
+    if not isinstance(hosts_raw, Mapping):
+        raise ValueError(f"{where}: 'hosts' must be an object {{host: node id}}")
+    hosts: dict[str, str] = {}
+    for host, node in hosts_raw.items():
+        if not isinstance(node, str) or not node:
+            raise ValueError(f"{where}: node id for host {host!r} must be a non-empty string, got {node!r}")
+        hosts[str(host)] = node
+    if not isinstance(patterns_raw, list):
+        raise ValueError(f"{where}: 'patterns' must be a list of {{match, node}} objects")
+    patterns = []
+    for i, entry in enumerate(patterns_raw):
+        if not (isinstance(entry, Mapping) and isinstance(entry.get("match"), str)
+                and isinstance(entry.get("node"), str)):
+            raise ValueError(f"{where}: patterns[{i}] must be {{match: regex, node: template}}, got {entry!r}")
+        try:
+            pattern = re.compile(entry["match"])
+        except re.error as exc:
+            raise ValueError(f"{where}: patterns[{i}].match {entry['match']!r}: {exc}") from None
+        patterns.append((pattern, entry["node"]))
+    return HostMap(hosts, tuple(patterns))
+
+
+def load_host_map(path: str | Path | None) -> HostMap:
+    """Read the INGEST_DCGM_HOST_MAP file (``.json``, else YAML); None or "" → an empty map."""
+    if not path:
+        return HostMap()
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith(".json"):
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    return parse_host_map(data, str(path))
+
+
+def host_resolver_from_inventory(inventory: Any, aliases: Mapping[str, str] | None = None,
+                                 host_map: HostMap | None = None) -> HostResolver:
     """Hosts → placement from a ``twin.core.facility.Inventory``.
 
-    A host named like a twin node id (``<rack_id>-n<NN>``) resolves directly; ``aliases`` maps real
-    host names (``gpu-node-1``) to twin node ids. Anything else is unknown (None).
+    A host is first mapped to a node id by ``aliases`` (exact host names, e.g. ``gpu-node-1``) and
+    ``host_map`` (exact names, then regular expressions; see ``HostMap``); a host neither maps is
+    taken as a node id itself (hosts named like twin node ids, ``<rack_id>-n<NN>``). A node id the
+    facility does not have is unknown (None). Exact entries naming such nodes are logged once here.
     """
     node_to_rack: dict[str, str] = {}
     for rack in inventory.racks:
         for nid in inventory.node_ids(rack):
             node_to_rack[nid] = rack.rack_id
-    alias = dict(aliases or {})
+    host_map = host_map or HostMap()
+    alias = {**host_map.hosts, **(aliases or {})}
+    missing = sorted(n for n in set(alias.values()) if n not in node_to_rack)
+    if missing:
+        log.warning("DCGM host map names %d node id(s) the facility does not have (their hosts stay unknown): %s",
+                    len(missing), ", ".join(missing[:10]))
+    patterns = HostMap({}, host_map.patterns)
 
     def resolve(host: str) -> Placement | None:
-        node = alias.get(host, host)
+        node = alias.get(host)
+        if node is None:
+            try:
+                node = patterns.node_of(host)
+            except (re.error, IndexError) as exc:  # a template naming a group its regex lacks
+                log.warning("DCGM host map pattern failed for %r: %s", host, exc)
+                node = None
+        node = node if node is not None else host
         rack = node_to_rack.get(node)
         return Placement(rack, node) if rack is not None else None
 
@@ -324,6 +422,22 @@ Publish = codec.Publish
 DeadLetter = Callable[[bytes, str, str], Awaitable[None]]
 
 
+@dataclass
+class ScrapeStats:
+    """What the scrape loop did (the poll loop's own counters are in ``ScrapeStats.poll``)."""
+
+    scrapes: int = 0  # URL fetches attempted
+    failed: int = 0  # fetches that failed (error, timeout, non-200) or did not parse
+    empty: int = 0  # scrapes that parsed but carried no mapped DCGM series (dead-lettered)
+    published: int = 0  # rack batches published
+    poll: PollStats = field(default_factory=PollStats)
+    empty_urls: set[str] = field(default_factory=set)  # URLs whose last scrape was empty
+
+
+class ScrapeTickFailed(RuntimeError):
+    """Every URL of a tick failed: the poll loop backs off before the next tick."""
+
+
 async def scrape_loop(
     urls: Sequence[str],
     interval_s: float,
@@ -336,30 +450,31 @@ async def scrape_loop(
     *,
     site_id: str = "",
     timeout_s: float | None = None,
-) -> None:
+    stats: ScrapeStats | None = None,
+    jitter: float = 0.1,
+    max_backoff_s: float = 300.0,
+) -> ScrapeStats:
     """Scrape every DCGM-exporter URL each ``interval_s`` and publish one batch per rack per tick.
 
-    A failed GET (connection error, timeout, non-200 status), a malformed exposition, unknown
-    hosts or rejected values → ``dead_letter(raw_bytes, reason, url)``; the loop never raises
-    (except CancelledError) and returns when ``stop_event`` is set. All URLs of one tick are merged,
-    so a rack spread over several exporters still gets one batch; ``sequence`` counts ticks per rack.
+    Runs on ``twin.core.polling.poll_loop``: ``interval_s`` ± ``jitter`` between ticks; when every
+    URL of a tick failed, the next ticks back off exponentially (up to ``max_backoff_s``).
+    A failed GET (connection error, timeout, non-200 status), a malformed exposition, an empty
+    scrape, unknown hosts or rejected values → ``dead_letter(raw_bytes, reason, url)``; the loop
+    never raises (except CancelledError) and returns when ``stop_event`` is set. All URLs of one
+    tick are merged, so a rack spread over several exporters still gets one batch; ``sequence``
+    counts ticks per rack.
     """
     resolve = as_host_resolver(rack_of_host)
     sequence: dict[str, int] = defaultdict(int)
     timeout = timeout_s if timeout_s is not None else max(1.0, interval_s)
-    while not stop_event.is_set():
-        started = clock.monotonic()
-        try:
-            await _scrape_once(urls, session, publish, dead_letter, resolve, clock, sequence, site_id, timeout)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug here must not stop ingestion
-            log.exception("dcgm scrape tick failed")
-        wait = max(0.0, interval_s - (clock.monotonic() - started))
-        try:
-            await asyncio.wait_for(stop_event.wait(), timeout=wait)
-        except TimeoutError:
-            pass
+    stats = stats or ScrapeStats()
+
+    async def tick() -> None:
+        await _scrape_once(urls, session, publish, dead_letter, resolve, clock, sequence, site_id, timeout, stats)
+
+    await poll_loop(tick, interval_s=interval_s, stop=stop_event, name="dcgm", jitter=jitter,
+                    max_backoff_s=max_backoff_s, stats=stats.poll)
+    return stats
 
 
 async def _fetch(session: Any, url: str, timeout: float) -> tuple[bytes | None, str | None]:
@@ -397,20 +512,32 @@ async def _scrape_once(
     sequence: dict[str, int],
     site_id: str,
     timeout: float,
+    stats: ScrapeStats | None = None,
 ) -> None:
+    stats = stats if stats is not None else ScrapeStats()
     now = clock.now()
     fetched = await asyncio.gather(*(_fetch(session, u, timeout) for u in urls))
     samples: list[Sample] = []
+    failed = 0
     for url, (body, error) in zip(urls, fetched, strict=True):
+        stats.scrapes += 1
         if error is not None:
+            failed += 1
             await _safe_dead_letter(dead_letter, body or b"", error, url)
             continue
         assert body is not None
         try:
             expo = parse_exposition(body)
         except ExpositionError as exc:
+            failed += 1
             await _safe_dead_letter(dead_letter, body, str(exc), url)
             continue
+        if not any(s.name in DCGM_FIELDS for s in expo.samples):
+            await _empty_scrape(dead_letter, body, expo, url, stats)
+            continue
+        if url in stats.empty_urls:
+            stats.empty_urls.discard(url)
+            log.info("DCGM scrape of %s carries DCGM series again", url)
         # Per-URL check so the raw body that carried a problem is the one dead-lettered.
         check = dcgm_to_batches(expo, rack_of_host=resolve, sample_time=now, site_id=site_id)
         problems = []
@@ -421,16 +548,33 @@ async def _scrape_once(
         if problems:
             await _safe_dead_letter(dead_letter, body, " | ".join(problems), url)
         samples.extend(expo.samples)
-    if not samples:
-        return
-    merged = dcgm_to_batches(samples, rack_of_host=resolve, sample_time=now, site_id=site_id, sequence=sequence)
-    for batch in merged.batches:  # encoded by the codec
-        try:
-            await publish(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("publish failed for rack %s", batch.rack_id)
-            await _safe_dead_letter(dead_letter, batch.SerializeToString(), f"publish failed: {exc}", SOURCE)
-            continue
-        sequence[batch.rack_id] += 1
+    stats.failed += failed
+    if samples:
+        merged = dcgm_to_batches(samples, rack_of_host=resolve, sample_time=now, site_id=site_id,
+                                 sequence=sequence)
+        for batch in merged.batches:  # encoded by the codec
+            try:
+                await publish(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("publish failed for rack %s", batch.rack_id)
+                await _safe_dead_letter(dead_letter, batch.SerializeToString(), f"publish failed: {exc}", SOURCE)
+                continue
+            sequence[batch.rack_id] += 1
+            stats.published += 1
+    if urls and failed == len(urls):
+        raise ScrapeTickFailed(f"all {len(urls)} DCGM scrape(s) failed")
+
+
+async def _empty_scrape(dead_letter: DeadLetter, body: bytes, expo: Exposition, url: str,
+                        stats: ScrapeStats) -> None:
+    """A scrape that parsed but has no mapped DCGM series: dead-lettered, counted, logged on change."""
+    others = sorted({s.name for s in expo.samples})
+    reason = ("empty scrape: no series of a mapped DCGM field (" + ", ".join(sorted(DCGM_FIELDS)[:3]) + ", ...)"
+              + (f"; {len(expo.samples)} other sample(s): {', '.join(others[:5])}" if others else "; no samples at all"))
+    stats.empty += 1
+    if url not in stats.empty_urls:
+        stats.empty_urls.add(url)
+        log.warning("DCGM scrape of %s is empty (%s); dead-lettered, and logged again when it recovers", url, reason)
+    await _safe_dead_letter(dead_letter, body, reason, url)

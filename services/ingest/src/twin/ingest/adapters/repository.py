@@ -8,7 +8,9 @@ One transaction per poll:
 A batch redelivered after a crash (or re-sent by the source) finds its ledger row and is not stored
 again. Conflicting batches are told apart: same ce_id as the ledger row → a redelivery of the stored
 record (its normalized record may not have been published yet, so the caller re-publishes it under
-the same deterministic id); another ce_id → a duplicate from the source (counted, dropped).
+the same deterministic id); another ce_id with the same content digest → a duplicate from the source
+(counted, dropped); another ce_id with a different digest → a conflict: the source sent other
+values under a stored key (e.g. a corrected Redfish report); the caller dead-letters it.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ class StoreItem:
     topic: str
     partition: int
     offset: int
+    digest: str | None = None  # of the record value; tells a corrected re-send from an identical one
 
 
 @dataclass
 class StoreOutcome:
     new: list[int] = field(default_factory=list)          # indexes into the items: stored now
     redelivered: list[int] = field(default_factory=list)  # stored earlier from this same record
-    duplicates: list[int] = field(default_factory=list)   # stored earlier from another record
+    duplicates: list[int] = field(default_factory=list)   # stored earlier from another, identical record
+    conflicts: list[int] = field(default_factory=list)    # stored earlier with other values (digest differs)
     rows: dict[str, int] = field(default_factory=dict)    # table -> rows copied
     seconds: float = 0.0
 
@@ -65,12 +69,18 @@ class TelemetryRepository:
         keys = [it.batch.key for it in items]
         async with self.pool.connection() as conn, conn.transaction():
             inserted = await _insert_ledger(conn, items)
-            conflicts = [i for i, k in enumerate(keys) if k not in inserted]
+            clashes = [i for i, k in enumerate(keys) if k not in inserted]
             out.new = [i for i, k in enumerate(keys) if k in inserted]
-            if conflicts:
-                stored_ids = await _ledger_ce_ids(conn, [keys[i] for i in conflicts])
-                for i in conflicts:
-                    (out.redelivered if stored_ids.get(keys[i]) == items[i].ce_id else out.duplicates).append(i)
+            if clashes:
+                stored = await _ledger_ce_ids(conn, [keys[i] for i in clashes])
+                for i in clashes:
+                    ce_id, digest = stored.get(keys[i], (None, None))
+                    if ce_id == items[i].ce_id:
+                        out.redelivered.append(i)
+                    elif digest is not None and items[i].digest is not None and digest != items[i].digest:
+                        out.conflicts.append(i)
+                    else:
+                        out.duplicates.append(i)
             batches = [items[i].batch for i in out.new]
             if batches:
                 out.rows["telemetry_gpu"] = await copy_table(conn, "telemetry_gpu", gpu_columns(batches), GPU_TYPES)
@@ -90,30 +100,31 @@ async def _insert_ledger(conn: AsyncConnection, items: Sequence[StoreItem]) -> s
     cur = await conn.execute(
         """
         INSERT INTO telemetry_batches
-            (rack_id, sample_time, sequence, ce_id, source_topic, source_partition, source_offset, gpu_rows)
+            (rack_id, sample_time, sequence, ce_id, source_topic, source_partition, source_offset, gpu_rows,
+             content_digest)
         SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[],
-                             %s::integer[], %s::bigint[], %s::integer[])
+                             %s::integer[], %s::bigint[], %s::integer[], %s::text[])
         ON CONFLICT (rack_id, sample_time, sequence) DO NOTHING
         RETURNING rack_id, sample_time, sequence
         """,
         (racks, times, seqs, [it.ce_id for it in items], [it.topic for it in items],
-         [it.partition for it in items], [it.offset for it in items], gpu_rows),
+         [it.partition for it in items], [it.offset for it in items], gpu_rows, [it.digest for it in items]),
     )
     return {BatchKey(r, t, s) for r, t, s in await cur.fetchall()}
 
 
-async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dict[BatchKey, str]:
+async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dict[BatchKey, tuple[str, str | None]]:
     racks, times, seqs = _key_arrays(keys)
     cur = await conn.execute(
         """
-        SELECT b.rack_id, b.sample_time, b.sequence, b.ce_id
+        SELECT b.rack_id, b.sample_time, b.sequence, b.ce_id, b.content_digest
         FROM telemetry_batches b
         JOIN unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS k(rack_id, sample_time, sequence)
           USING (rack_id, sample_time, sequence)
         """,
         (racks, times, seqs),
     )
-    return {BatchKey(r, t, s): ce for r, t, s, ce in await cur.fetchall()}
+    return {BatchKey(r, t, s): (ce, digest) for r, t, s, ce, digest in await cur.fetchall()}
 
 
 async def copy_table(conn: AsyncConnection, table: str, data: TableColumns, types: list[str]) -> int:

@@ -10,6 +10,7 @@ offsets. Order per poll: DB commit → telemetry.samples.v1 acks → DLQ acks �
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class IngestStats:
     redelivered: int = 0
     duplicates: int = 0
     invalid: int = 0
+    conflicts: int = 0  # re-sent under a stored key with other values: dead-lettered ("conflict: ...")
     published: int = 0
     rows: dict[str, int] = field(default_factory=dict)
 
@@ -71,8 +73,18 @@ class IngestHandler:
             else:
                 good.append((rec, batch))
         first, repeats = split_duplicates([b.key for _, b in good])
+        digests = [_digest(rec.value) for rec, _ in good]
         items = [StoreItem(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition,
-                           good[i][0].offset) for i in first]
+                           good[i][0].offset, digests[i]) for i in first]
+        # A repeat inside this poll with other values than its first occurrence is a conflict too.
+        first_of = {good[i][1].key: i for i in first}
+        same_repeats = []
+        for j in repeats:
+            if digests[j] != digests[first_of[good[j][1].key]]:
+                rejected.append(Rejected(good[j][0], _conflict_reason(good[j][1].key, "earlier in this poll"),
+                                         kind="conflict"))
+            else:
+                same_repeats.append(j)
         outcome = await self.repository.store(items)
         _write_latency.record(outcome.seconds)
         for table, n in outcome.rows.items():
@@ -91,15 +103,31 @@ class IngestHandler:
         if futures:
             await asyncio.gather(*futures)
 
-        duplicates = len(repeats) + len(outcome.duplicates)
+        for i in outcome.conflicts:
+            rejected.append(Rejected(good[first[i]][0], _conflict_reason(items[i].batch.key, "in the database"),
+                                     kind="conflict"))
+        conflicts = len(repeats) - len(same_repeats) + len(outcome.conflicts)
+        duplicates = len(same_repeats) + len(outcome.duplicates)
         self.stats.stored_batches += len(outcome.new)
         self.stats.redelivered += len(outcome.redelivered)
         self.stats.duplicates += duplicates
-        self.stats.invalid += len(rejected)
+        self.stats.invalid += len(rejected) - conflicts
+        self.stats.conflicts += conflicts
         self.stats.published += len(futures)
         for name, n in (("stored", len(outcome.new)), ("redelivered", len(outcome.redelivered)),
-                        ("duplicate", duplicates), ("invalid", len(rejected))):
+                        ("duplicate", duplicates), ("conflict", conflicts), ("invalid", len(rejected) - conflicts)):
             if n:
                 _batches.add(n, {"outcome": name})
         return BatchResult(rejected=rejected)
 
+
+
+def _digest(value: bytes) -> str:
+    return hashlib.blake2b(value, digest_size=16).hexdigest()
+
+
+def _conflict_reason(key, where: str) -> str:
+    t = key.sample_time.isoformat() if key.sample_time else "-"
+    return (f"conflict: batch rack_id={key.rack_id} sample_time={t} sequence={key.sequence} was already stored "
+            f"({where}) with other values; the stored values are kept and this record (e.g. a corrected "
+            "re-send) is kept here instead of being dropped")
