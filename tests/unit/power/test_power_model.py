@@ -173,6 +173,12 @@ def test_power_cap_what_if_saves_power_and_costs_throughput(su):
     assert r.gpu_saved_w == pytest.approx(32 * 300.0)
     assert r.site_saved_w > r.gpu_saved_w          # conversion losses saved too
     assert (r.clock_after_mhz < r.clock_before_mhz).all() and 0 < r.throughput_cost < 0.5
+    from twin.power.domain import gpus_of_racks
+
+    rack2 = gpus_of_racks(su.layout, np.array([2]))
+    assert list(rack2) == list(range(64, 96))           # rack su1-0002: nodes 8..11, GPUs 64..95
+    by_rack = what_if_power_cap(su.gpu, su.layout, su.network, rack2, 400.0, **kw)
+    assert by_rack.gpu_saved_w == pytest.approx(r.gpu_saved_w)
     below_min = what_if_power_cap(su.gpu, su.layout, su.network, np.arange(8), 50.0, **kw)
     assert below_min.gpu_saved_w == pytest.approx(8 * 500.0)   # raised to the 200 W minimum cap
     with pytest.raises(ValueError, match="out of range"):

@@ -73,3 +73,8 @@ def rack_power(layout: RackLayout, gpu_w: np.ndarray, cpu_util: np.ndarray | flo
     rack_in, rack_loss = apply_grouped(rack_dc, layout.rack_type, layout.rack_chains)
     return RackPower(node_gpu_w=gpu_sum, node_dc_w=dc, node_input_w=node_in, node_loss_w=node_loss,
                      rack_dc_w=rack_dc, rack_input_w=rack_in, rack_loss_w=rack_loss)
+
+
+def gpus_of_racks(layout: RackLayout, racks: np.ndarray) -> np.ndarray:
+    """Global GPU indices of the given racks (for rack-level what-ifs)."""
+    return np.flatnonzero(np.isin(layout.node_rack[layout.gpu_node], np.asarray(racks, dtype=np.int64)))
