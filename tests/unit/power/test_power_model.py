@@ -232,3 +232,19 @@ def test_n_minus_1_follows_failures_through_the_chain(su):
     assert c1.worst_failure[u2] in ("tx-1", "feed-a") and c1.worst_output_w[u2] == pytest.approx(264e3, rel=0.01)
     assert u2 in c1.over_rating(net1)
     assert evaluate(net1, rack_w).load_if_partner_fails_w[u2] < 250e3
+
+
+def test_gb200_preset_2n_chain_survives_any_single_failure_at_full_load():
+    from twin.power.domain import n_minus_1
+
+    m = build_site_model(load_facility_spec("gb200-nvl72-hall"))
+    n = len(m.gpu.max_clock_mhz)
+    st = site_tick(m.gpu, m.layout, m.network, tensor_active=np.ones(n), sm_active=np.ones(n),
+                   dram_active=np.full(n, 0.2))
+    net = m.network
+    assert np.bincount(net.rack_edge_rack).tolist() == [2] * net.n_racks          # every rack A/B
+    c = n_minus_1(net, st.rack_w, fail_kinds=(PDU, UPS, 3, 4))
+    assert list(c.over_rating(net)) == [] and c.racks_lost_by == {}
+    a, b = net.index_of("bus-a"), net.index_of("bus-b")
+    assert c.worst_output_w[a] == pytest.approx(2 * st.chain.comp_output_w[a], rel=1e-6)
+    assert st.chain.comp_output_w[a] == pytest.approx(st.chain.comp_output_w[b])
