@@ -139,7 +139,7 @@ def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[s
 
 def _predict(case: dict, core_only: bool) -> tuple[dict, float]:
     kw = {"algorithms": case["algorithms"]}
-    if case["nccl_version"] is not None and "nccl_version" in estimate.__code__.co_varnames:
+    if case["nccl_version"] is not None:
         kw["nccl_version"] = case["nccl_version"]
     est = estimate(case["topology"], case["collective"], case["size_bytes"], case["placement"], **kw)
     harness_us = 0.0 if core_only else case["harness_us"]

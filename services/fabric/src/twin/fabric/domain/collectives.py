@@ -56,6 +56,7 @@ Blackwell, see ``topology.nvlink``); network constants are not.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -83,11 +84,23 @@ _ALL_OF = {k: frozenset(range(k)) for k in (len(ALGORITHMS), len(PROTOCOLS))}
 BASE_LAT_US = {RING: (6.6, 14.0, 8.4), TREE: (6.8, 14.0, 8.4), NVLS: (0.0, 0.0, 0.0), NVLS_TREE: (0.0, 0.0, 0.0)}
 NVLINK_LAT_US = {RING: (0.6, 1.9, 3.4), TREE: (0.6, 1.25, 4.0), NVLS: (0.0, 0.0, 25.0), NVLS_TREE: (0.0, 0.0, 25.0)}
 NET_LAT_US = {RING: (2.7, 4.0, 14.0), TREE: (5.0, 8.5, 14.0), NVLS: (0.0, 0.0, 18.0), NVLS_TREE: (0.0, 0.0, 14.0)}
-#: NCCL proxy post overhead per network step (x86), x3 for the Simple protocol
+#: NCCL proxy post overhead per network step, x3 for the Simple protocol, by host CPU (tuning.cc
+#: getNetOverhead: 1 us Intel x86, 2 us AMD x86, 1 us otherwise); also charged per remote peer of an alltoall.
 NET_OVERHEAD_US = 1.0
-#: LL protocol bus-bandwidth caps (GB/s): single domain by GPU arch, multi-domain by #domains (x86 host)
+NET_OVERHEAD_US_BY_CPU = {"intel": 1.0, "amd": 2.0, "arm": 1.0}
+#: LL protocol bus-bandwidth caps (GB/s): single domain by GPU arch; multi-domain by host CPU and #domains
+#: (tuning.cc llMaxBws: row Intel/other {N2 39.0, N4 20.4}, row AMD {N2 22.5, N4 19.0})
 LL_MAX_BW_SINGLE = {"ampere": 87.7, "hopper": 141.0, "blackwell": 282.0}
-LL_MAX_BW_MULTI = (39.0, 20.4)  # 2 domains, >2 domains
+LL_MAX_BW_MULTI = (39.0, 20.4)  # 2 domains, >2 domains (Intel / non-x86 host)
+LL_MAX_BW_MULTI_BY_CPU = {"intel": (39.0, 20.4), "amd": (22.5, 19.0), "arm": (39.0, 20.4)}
+#: NCCL's "plateau effect of ring" (tuning.cc ncclTopoGetAlgoTime, NCCL 2.12+): a multi-node Simple ring
+#: all-reduce whose per-channel per-rank slice is >= 64 B pays 1.4x its latency (compute capability >= 8.0).
+RING_PLATEAU_FACTOR = 1.4
+#: NCCL versions that introduced algorithms (NCCL release notes): NVLS 2.17, NVLS-tree 2.18.
+ALGORITHM_SINCE = {"nvls": (2, 17, 0), "nvls_tree": (2, 18, 0)}
+#: NVLS-tree network latency per step, Simple (tuning.cc hwLat[NET][NVLS_TREE]): 19 us in 2.18, 14 us in
+#: 2.19 .. 2.28.8, 20.9 us from 2.28.9. Unknown version: the 2.19-2.28 value.
+NVLS_TREE_NET_LAT_US_BY_VERSION = (((2, 28, 9), 20.9), ((2, 19, 0), 14.0), ((0, 0, 0), 19.0))
 #: protocol bandwidth factors: LL carries 8 B data per 16 B line (NCCL models 1/2 for rings and 1/3.8
 #: for trees), LL128 120 of 128 B (NCCL uses 0.92 on rings), tree Simple 0.92.
 LL128_RING_FACTOR = 0.92
@@ -183,6 +196,10 @@ class _VectorOps:
         return ~x
 
     @staticmethod
+    def any(x: np.ndarray) -> bool:
+        return bool(np.any(x))
+
+    @staticmethod
     def inv(x: np.ndarray) -> np.ndarray:
         """1/x, +inf where x <= 0."""
         with np.errstate(divide="ignore"):
@@ -221,6 +238,10 @@ class _ScalarOps:
         return not x
 
     @staticmethod
+    def any(x: bool) -> bool:
+        return bool(x)
+
+    @staticmethod
     def inv(x: float) -> float:
         return 1.0 / x if x > 0 else math.inf
 
@@ -240,28 +261,38 @@ class _ScalarOps:
 class _Best:
     """Running minimum over candidates (vector form: arrays updated in place)."""
 
-    def __init__(self, shape: tuple[int, ...] | None) -> None:
+    def __init__(self, shape: tuple[int, ...] | None, separate_key: bool = False) -> None:
+        """``separate_key``: candidates are chosen by a key (NCCL's own cost estimate) other than their time."""
         self.scalar = shape is None
+        self.separate_key = separate_key
         if self.scalar:
             self.t, self.lat, self.bw, self.a, self.p = math.inf, 0.0, 0.0, NO_ALGORITHM, NO_ALGORITHM
+            self.key = math.inf
         else:
             self.t = np.full(shape, np.inf)
             self.lat = np.zeros(shape)
             self.bw = np.zeros(shape)
             self.a = np.full(shape, NO_ALGORITHM, dtype=np.int8)
             self.p = np.full(shape, NO_ALGORITHM, dtype=np.int8)
+            self.key = np.full(shape, np.inf) if separate_key else self.t
 
-    def offer(self, a: int, p: int, valid, t, lat_s, bw_s) -> None:
+    def offer(self, a: int, p: int, valid, t, lat_s, bw_s, key=None) -> None:
+        if key is None:
+            key = t
         if self.scalar:
-            if valid and t < self.t:
-                self.t, self.lat, self.bw, self.a, self.p = t, lat_s, bw_s, a, p
+            if valid and key < self.key:
+                self.t, self.lat, self.bw, self.a, self.p, self.key = t, lat_s, bw_s, a, p, key
             return
-        better = valid & (t < self.t)
+        better = key < self.key
+        if valid is not True:
+            better &= valid
+        if self.separate_key:
+            np.copyto(self.key, key, where=better)
         np.copyto(self.t, t, where=better)
-        np.copyto(self.lat, np.broadcast_to(lat_s, self.t.shape), where=better)
-        np.copyto(self.bw, np.broadcast_to(bw_s, self.t.shape), where=better)
-        self.a[better] = a
-        self.p[better] = p
+        np.copyto(self.lat, lat_s, where=better)
+        np.copyto(self.bw, bw_s, where=better)
+        np.copyto(self.a, a, where=better)
+        np.copyto(self.p, p, where=better)
 
 
 @dataclass(frozen=True)
@@ -281,10 +312,26 @@ class _TopoConstants:
     nvls: bool
     b_nvls: float
     gpus_per_node: int
+    net_overhead_us: float  # NCCL proxy post overhead per network step (host CPU)
+    llmax_multi: tuple[float, float]  # LL caps, 2 domains / more (host CPU)
+    net_ll: bool  # LL/LL128 may cross the scale-out network
+    nvls_tree_net_us: float  # NVLS-tree network latency per step, Simple (NCCL version)
+    sel_extra_us: float  # net plugin's reported latency minus the transport's physical extra (NCCL's choice)
 
 
-def _topo_constants(topology: FabricTopology) -> _TopoConstants:
-    cached = topology.__dict__.get("_cost_constants")
+def _nvls_tree_net_us(version: tuple[int, int, int] | None) -> float:
+    if version is None:
+        return NET_LAT_US[NVLS_TREE][SIMPLE]
+    return next(us for since, us in NVLS_TREE_NET_LAT_US_BY_VERSION if tuple(version) >= since)
+
+
+def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | None = None) -> _TopoConstants:
+    cache = topology.__dict__.get("_cost_constants")
+    if cache is None:
+        cache = {}
+        object.__setattr__(topology, "_cost_constants", cache)  # frozen dataclass: cache beside the fields
+    key = None if version is None else tuple(version)
+    cached = cache.get(key)
     if cached is not None:
         return cached
     su, so = topology.scale_up, topology.scale_out
@@ -306,8 +353,14 @@ def _topo_constants(topology: FabricTopology) -> _TopoConstants:
         nvls=su.nvls,
         b_nvls=b_nvl * su.nvls_efficiency,
         gpus_per_node=topology.gpus_per_node,
+        net_overhead_us=NET_OVERHEAD_US_BY_CPU[topology.host_cpu],
+        llmax_multi=LL_MAX_BW_MULTI_BY_CPU[topology.host_cpu],
+        net_ll=so.ll_over_net if so is not None else True,
+        nvls_tree_net_us=_nvls_tree_net_us(key),
+        sel_extra_us=(so.reported_latency_s - so.base_latency_s) * 1e6
+        if so is not None and so.reported_latency_s is not None else 0.0,
     )
-    object.__setattr__(topology, "_cost_constants", consts)  # frozen dataclass: cache beside the fields
+    cache[key] = consts
     return consts
 
 
@@ -318,6 +371,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     inf = math.inf
     multi = d > 1
     single = ops.not_(multi)
+    any_multi, any_single = ops.any(multi), ops.any(single)
     crossing = lg > 1
     b_nvl = k.b_nvl
     b_nic = k.b_nic_nom * nicf
@@ -327,12 +381,22 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     ring_net = ops.where(crossing, ops.minimum(b_nic, uplink), b_nic)
     tree_net = ops.where(crossing, ops.minimum(b_nic, uplink / 2.0), b_nic)
     ring_bus = ops.minimum(nvl_if_used, ops.where(multi, g * ring_net, inf))
-    tree_bus = TREE_FACTOR * ops.minimum(nvl_if_used, ops.where(multi, g * tree_net, inf))
+    # A double binary tree over 2 domains sends each byte across the network once per direction (each domain
+    # is the other's only peer) instead of twice: NCCL models it with the intra bandwidth for nNodes <= 2
+    # (tuning.cc: bw = nNodes <= 2 ? bwIntra : bwInter).
+    tree_net2 = ops.where(d <= 2, 2.0 * tree_net, tree_net)
+    tree_bus = TREE_FACTOR * ops.minimum(nvl_if_used, ops.where(multi, g * tree_net2, inf))
 
     hop_us = k.hop_us
     net_extra_us = k.net_extra_us
     hops = ops.where(crossing, 3.0, 1.0)
-    llmax = ops.where(multi, ops.where(d <= 2, LL_MAX_BW_MULTI[0], LL_MAX_BW_MULTI[1]), k.llmax_single)
+    hop_lat = hops * hop_us
+    g_gt1 = g > 1
+    llmax = ops.where(multi, ops.where(d <= 2, k.llmax_multi[0], k.llmax_multi[1]), k.llmax_single)
+    # LL / LL128 across a network that lacks in-order 128-byte delivery: not available (Simple only)
+    ll_ok = single if not k.net_ll else True
+    net_oh = k.net_overhead_us
+    sel_extra_us = k.sel_extra_us
 
     is_ar = coll == ALL_REDUCE
     is_agrs = (coll == ALL_GATHER) | (coll == REDUCE_SCATTER)
@@ -355,17 +419,38 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         only, so the time is exactly non-decreasing in size."""
         return ops.maximum(ops.minimum(size, min_bytes_per_channel) * k.n_channels, size) * 1e-9
 
-    def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None) -> None:
+    def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None, net_steps=0.0) -> None:
         if a not in allowed_a or p not in allowed_p:
             return
         bw_s = (size_GB if charged_GB is None else charged_GB) * sec_per_GB
-        if p == SIMPLE:  # pipeline fill of the chunked Simple protocol, optimal chunking
-            lat_us = lat_us + pipe_us + 2.0 * ops.sqrt(bw_s * 1e6 * pipe_us)
-        best.offer(a, p, valid, lat_us * 1e-6 + bw_s, lat_us * 1e-6, bw_s)
+        if p == SIMPLE:
+            # Pipeline fill of the chunked Simple protocol (optimal chunking): 2 sqrt(pipe x S/B), pipe = the
+            # latency of the steps after the first. Inside one NVLink domain the first chunk also waits for
+            # those steps (+ pipe; matches DGX H100 NVLS from 4 MiB to 16 GiB); across domains the network
+            # steps already in ``lat_us`` dominate and are not charged twice (a Simple-only EFA fabric,
+            # p4d, measures ~165 us for an 8 B 2-node all-reduce: lat ~175 us, lat + pipe ~340 us).
+            fill_us = 2.0 * ops.sqrt(bw_s * 1e6 * pipe_us)
+            if not any_multi:
+                lat_us = lat_us + pipe_us + fill_us
+            elif any_single:
+                lat_us = lat_us + fill_us + ops.where(multi, 0.0, pipe_us)
+            else:
+                lat_us = lat_us + fill_us
+        lat_s = lat_us * 1e-6
+        t = lat_s + bw_s
+        if sel_extra_us:
+            # NCCL picks by its own estimate, in which each network step costs the latency the net plugin
+            # reports (x2 for Simple, NCCL's flush term) instead of the transport's physical latency
+            best.offer(a, p, valid, t, lat_s, bw_s, t + net_steps * (sel_extra_us * (2e-6 if p == SIMPLE else 1e-6)))
+        else:
+            best.offer(a, p, valid, t, lat_s, bw_s)
 
     def net_lat(a: int, p: int):
-        base = NET_LAT_US[a][p] if a != RING else ops.where(g > 1, NET_LAT_US[RING][p], NET_LAT_US[TREE][p])
-        return base + net_extra_us * (2.0 if p == SIMPLE else 1.0) + hops * hop_us
+        if a == NVLS_TREE:
+            base = k.nvls_tree_net_us
+        else:
+            base = NET_LAT_US[a][p] if a != RING else ops.where(g_gt1, NET_LAT_US[RING][p], NET_LAT_US[TREE][p])
+        return base + (net_extra_us * (2.0 if p == SIMPLE else 1.0)) + hop_lat
 
     ring_valid = is_ar | is_agrs | is_chain
     tree_valid = is_ar & (n > 1)
@@ -375,17 +460,21 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else ops.minimum(llmax, 0.5 * ring_bus))
         per_ch = CHANNEL_MIN_BYTES[p] * (n if p == LL else 1.0)  # ring LL threshold scales with nRanks
         intra = k.nvl_step_us[RING][p]
-        intra = ops.where(multi, max(intra, NET_OVERHEAD_US * (3.0 if p == SIMPLE else 1.0)), intra)
+        intra = ops.where(multi, max(intra, net_oh * (3.0 if p == SIMPLE else 1.0)), intra)
         steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
         lat = k.base_us[RING][p] + steps_us
+        if p == SIMPLE and any_multi:  # NCCL's ring plateau: multi-node all-reduce, >= 64 B per channel and rank
+            lat = ops.where(is_ar & multi & (size >= 64.0 * k.n_channels * n), RING_PLATEAU_FACTOR * lat, lat)
         pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
-        consider(RING, p, ring_valid, lat, bf * ops.inv(bus), pipe, channel_limited_GB(per_ch))
+        p_ok = ring_valid if p == SIMPLE or k.net_ll else ring_valid & ll_ok
+        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, channel_limited_GB(per_ch), ninter)
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
         steps_us = 2.0 * ((g - 1.0) * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
-        consider(TREE, p, tree_valid, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
-                 steps_us, channel_limited_GB(CHANNEL_MIN_BYTES[p]))
+        t_ok = tree_valid if p == SIMPLE or k.net_ll else tree_valid & ll_ok
+        consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
+                 steps_us, channel_limited_GB(CHANNEL_MIN_BYTES[p]), 2.0 * log2d)
 
     # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
     if k.nvls:
@@ -400,7 +489,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
             c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
             net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
             lat = k.nvl_step_us[NVLS_TREE][SIMPLE] + net_steps
-            consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step)
+            consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step, None, 2.0 * log2d)
 
     # --- pairwise p2p: alltoall and send/recv ---------------------------------------------------
     nvl_bytes = ops.where(is_a2a, (g - 1.0) / n, ops.where(multi, 0.0, 1.0))
@@ -415,11 +504,12 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     c_spine = ops.where(crossing & (net_bytes > 0) & (up_load > 0), net_bytes * up_load * ops.inv(uplink), 0.0)
     c_p2p = ops.maximum(ops.maximum(c_nvl, c_net), c_spine)
     p2p_valid = is_p2p & (n > 1)
-    a2a_net_us = ops.where(is_a2a, (n - g) * NET_OVERHEAD_US, 0.0)
+    a2a_net_us = ops.where(is_a2a, (n - g) * net_oh, 0.0)
     for p in (LL, SIMPLE):
         lat = (k.base_us[RING][p] + k.nvl_step_us[RING][p]
                + ops.where(multi, net_lat(RING, p) + a2a_net_us, 0.0))
-        consider(PAIRWISE, p, p2p_valid, lat, c_p2p * (2.0 if p == LL else 1.0),
+        p_ok = p2p_valid if p == SIMPLE or k.net_ll else p2p_valid & ll_ok
+        consider(PAIRWISE, p, p_ok, lat, c_p2p * (2.0 if p == LL else 1.0),
                  k.nvl_step_us[RING][SIMPLE])
 
 
@@ -451,8 +541,13 @@ def _single_size(size_bytes: object) -> tuple[float, tuple[int, ...]] | None:
 
 def estimate(topology: FabricTopology, collective: np.ndarray | str | int, size_bytes: np.ndarray | float,
              placement: Placement, *, algorithms: Iterable[str] | None = None,
-             protocols: Iterable[str] | None = None) -> Estimate:
+             protocols: Iterable[str] | None = None,
+             nccl_version: tuple[int, ...] | str | None = None) -> Estimate:
     """Time of ``collective`` on ``size_bytes`` for ``placement`` (all broadcast together).
+
+    ``nccl_version`` (e.g. ``(2, 27, 3)`` or ``"2.27.3"``), when the caller knows it, selects the
+    version-dependent choices: which algorithms exist (``ALGORITHM_SINCE``) and the NVLS-tree network latency
+    NCCL uses (``NVLS_TREE_NET_LAT_US_BY_VERSION``). ``None`` = a current NCCL (2.19 .. 2.28).
 
     ``algorithms`` / ``protocols`` restrict the candidates like NCCL_ALGO / NCCL_PROTO
     (e.g. ``algorithms=("ring", "tree", "pairwise")`` for NCCL_NVLS_ENABLE=0).
@@ -466,7 +561,10 @@ def estimate(topology: FabricTopology, collective: np.ndarray | str | int, size_
         raise ValueError("placement must be a Placement (see placement_from_gpu_ids / placement_packed)")
     allowed_a = _allowed(algorithms, ALGORITHMS, "algorithm")
     allowed_p = _allowed(protocols, PROTOCOLS, "protocol")
-    consts = _topo_constants(topology)
+    version = _version(nccl_version)
+    if version is not None:
+        allowed_a = frozenset(a for a in allowed_a if version >= ALGORITHM_SINCE.get(ALGORITHMS[a], (0, 0, 0)))
+    consts = _topo_constants(topology, version)
     if placement.n_ranks.size == 1:
         one_c, one_s = _single_code(collective), _single_size(size_bytes)
         if one_c is not None and one_s is not None:
@@ -490,7 +588,7 @@ def estimate(topology: FabricTopology, collective: np.ndarray | str | int, size_
     if not consts.has_scale_out and (d_i > 1).any():
         raise ValueError("placement spans several NVLink domains but the topology has no scale-out network")
     n = n_i.astype(np.float64)
-    best = _Best(coll.shape)
+    best = _Best(coll.shape, separate_key=consts.sel_extra_us != 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0 x inf (unused links) is masked by where()
         _core(_VectorOps, consts, best, allowed_a, allowed_p, coll, size, n, d_i.astype(np.float64),
               g_i.astype(np.float64), lg_i, k_i.astype(np.float64), nicf, spf)
@@ -540,6 +638,19 @@ def _estimate_scalar(topology: FabricTopology, consts: _TopoConstants, code: int
     f64 = np.float64
     return Estimate(np.array(t, f64), np.array(lat, f64), np.array(bw, f64),
                     np.array(a, np.int8), np.array(p, np.int8), np.array(algbw, f64), np.array(busbw, f64))
+
+
+def _version(v: tuple[int, ...] | str | None) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of an NCCL version given as a tuple or a string like "2.27.3" / "v2.19.3-1"."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        parts = [int(x) for x in re.findall(r"\d+", v)[:3]]
+    else:
+        parts = [int(x) for x in tuple(v)[:3]]
+    if len(parts) < 2:
+        raise ValueError(f"not an NCCL version: {v!r}")
+    return (parts + [0])[0], parts[1], (parts + [0, 0])[2]
 
 
 def _allowed(names: Iterable[str] | None, table: tuple[str, ...], what: str) -> frozenset:

@@ -109,6 +109,8 @@ class SystemSpec:
     patterns: tuple[str, ...] = ()  # regexes on the row's lower-cased system + fabric text
     source: str = ""
     nvls: bool | None = None
+    #: host CPU vendor (NCCL's proxy post overhead and LL cap depend on it); None = not published/stated
+    host_cpu: str | None = None
 
 
 def _efa(nics: int, gbps: float, gen: int, *, ll: bool, src: str) -> Network:
@@ -188,6 +190,37 @@ GENERIC: dict[str, SystemSpec] = {
     "gb300": SystemSpec("gb300-nvl72", "gb300", 4, 72, None, source="[GB300] NVL72"),
 }
 
+#: Host CPU of each system (NCCL's proxy overhead and LL caps depend on the vendor), with its source.
+HOST_CPU: dict[str, tuple[str, str]] = {
+    "aws-p4d": ("intel", "[P4D] Intel Xeon (Cascade Lake)"),
+    "aws-p5en": ("intel", "[P5] p5en: Intel Xeon (Sapphire Rapids)"),
+    "aws-p5e": ("amd", "[P5] AMD EPYC 7R13"),
+    "aws-p5": ("amd", "[P5] AMD EPYC 7R13"),
+    "aws-p6-b200": ("intel", "[P6] Intel Xeon (Emerald Rapids)"),
+    "gcp-a3-high": ("intel", "[A3] Intel Sapphire Rapids"),
+    "gcp-a3-mega": ("intel", "[A3] Intel Sapphire Rapids"),
+    "gcp-a3-ultra": ("intel", "[A3] Intel Emerald Rapids"),
+    "gcp-a4": ("intel", "[A3] Intel Emerald Rapids"),
+    "azure-nd-h100-v5": ("intel", "[AZ] Intel Sapphire Rapids"),
+    "azure-nd-h200-v5": ("intel", "[AZ] Intel Sapphire Rapids"),
+    "azure-nd-a100-v4": ("amd", "[AZ] AMD EPYC 7V12"),
+    "azure-nd-gb200-v6": ("arm", "[GB200] Grace"),
+    "oci-bm-gpu-a100": ("amd", "[OCI] AMD EPYC 7542 / 7J13"),
+    "oci-bm-gpu-h100": ("intel", "[OCI] Intel Xeon 8480+"),
+    "oci-bm-gpu-h200": ("intel", "[OCI] Intel Xeon 8480+"),
+    "oci-gb200": ("arm", "[GB200] Grace"),
+    "dgx-a100": ("amd", "[DGXA100] AMD EPYC 7742"),
+    "dgx-h100": ("intel", "[DGXH100] Intel Xeon 8480C"),
+    "dgx-h200": ("intel", "[DGXH100] Intel Xeon 8480C"),
+    "dgx-b200": ("intel", "[B200] Intel Xeon 8570"),
+    "dgx-gb200": ("arm", "[GB200] Grace"),
+    "dgx-gb300": ("arm", "[GB300] Grace"),
+    "gb200-nvl72": ("arm", "[GB200] Grace"),
+    "gb300-nvl72": ("arm", "[GB300] Grace"),
+}
+SYSTEMS = tuple(replace(s, host_cpu=HOST_CPU[s.key][0]) if s.key in HOST_CPU else s for s in SYSTEMS)
+GENERIC = {k: replace(s, host_cpu=HOST_CPU[s.key][0]) if s.key in HOST_CPU else s for k, s in GENERIC.items()}
+
 #: GPU model words, most specific first (so "gb200" is not read as "b200", "h200" not as "h20").
 _GPU_PATTERNS: tuple[tuple[str, str], ...] = (
     ("gb300", r"gb300"), ("gb200", r"gb200"), ("b300", r"(?<!g)b300"), ("b200", r"(?<!g)b200"),
@@ -263,7 +296,7 @@ def _scale_out(net: Network, gpus_per_node: int) -> ScaleOut:
         # earlier per-message latency; the EFAv2 base (ScaleOut.base_latency_s default of ``efa``) is scaled so.
         so = efa(net.nic_Gbps, per_gpu)
         if net.efa_generation >= 3:
-            so = replace(so, base_latency_s=so.base_latency_s * 35.0 / 75.0)
+            so = replace(so, base_latency_s=so.base_latency_s * 35.0 / 75.0, reported_latency_s=35e-6)
     elif net.kind == "roce":
         so = roce(net.nic_Gbps, per_gpu)
     else:
@@ -283,7 +316,7 @@ def build_topology(spec: SystemSpec, n_nodes: int, network: Network | None, *, n
     n_gpus = -(-n_gpus // unit) * unit
     so = _scale_out(network, spec.gpus_per_node) if network is not None else None
     return FabricTopology(name=name or f"{spec.key}-{n_gpus}", n_gpus=n_gpus, gpus_per_node=spec.gpus_per_node,
-                          scale_up=up, scale_out=so, notes=spec.source)
+                          scale_up=up, scale_out=so, notes=spec.source, host_cpu=spec.host_cpu or "intel")
 
 
 def place_row(system_text: str, fabric_text: str, n_gpus: int, n_nodes: int) -> tuple[RowPlacement | None, str | None]:
@@ -336,5 +369,8 @@ def place_row(system_text: str, fabric_text: str, n_gpus: int, n_nodes: int) -> 
         network = None
     elif n_domains > 1 and network is None:
         return None, f"multi-node row on {spec.key} but the scale-out network (kind, NICs x speed) is not stated"
+    if n_domains > 1 and spec.host_cpu is None:
+        # NCCL's own default for an unknown CPU is the Intel value (tuning.cc getNetOverhead returns 1.0 us)
+        assumptions.append("host CPU not published: NCCL's default proxy overhead (1 us, as Intel) used")
     topo = build_topology(spec, n_nodes, network)
     return RowPlacement(spec.key, topo, tuple(facts), tuple(assumptions)), None

@@ -25,6 +25,7 @@ import numpy as np
 NVLINK_PAYLOAD_EFFICIENCY = 0.824
 
 ARCHS = ("ampere", "hopper", "blackwell")
+HOST_CPUS = ("intel", "amd", "arm")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ class ScaleOut:
     ll_over_net: NCCL's LL/LL128 protocols may cross this network. They need 8-/128-byte stores to land in
         order; a transport without that guarantee runs Simple only (aws-ofi-nccl forces NCCL_PROTO=simple on
         EFA devices lacking 128-byte in-order delivery, e.g. p4d: src/platform-aws.cpp).
+    reported_latency_s: the inter-node latency the NCCL net plugin reports (NCCL adds it to every network step
+        of its own cost model, twice for Simple, and picks algorithms by that model). None = the transport's
+        physical ``base_latency_s`` (NCCL's IB/socket transports report 0 extra).
     """
 
     nic_bw_Gbps: float
@@ -93,6 +97,7 @@ class ScaleOut:
     n_spines: int = 32
     oversubscription: float = 1.0
     ll_over_net: bool = True
+    reported_latency_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("infiniband", "roce", "efa"):
@@ -127,8 +132,13 @@ class FabricTopology:
     scale_up: ScaleUp
     scale_out: ScaleOut | None = None
     notes: str = field(default="", compare=False)
+    #: host CPU vendor ("intel" | "amd" | "arm"): NCCL's proxy thread posts network operations from the host;
+    #: its per-step cost and LL bandwidth cap differ by CPU (NCCL src/graph/tuning.cc getNetOverhead, llMaxBws).
+    host_cpu: str = "intel"
 
     def __post_init__(self) -> None:
+        if self.host_cpu not in HOST_CPUS:
+            raise ValueError(f"host_cpu must be one of {HOST_CPUS}, got {self.host_cpu!r}")
         if self.n_gpus < 1 or self.gpus_per_node < 1:
             raise ValueError("n_gpus and gpus_per_node must be >= 1")
         if self.n_gpus % self.gpus_per_node:
@@ -237,9 +247,13 @@ def roce(nic_bw_Gbps: float = 400.0, nics_per_gpu: float = 1.0, **kw: float) -> 
 
 
 def efa(nic_bw_Gbps: float = 100.0, nics_per_gpu: float = 4.0, **kw: float) -> ScaleOut:
-    """AWS Elastic Fabric Adapter (SRD over libfabric): ~20 us more per message than IB verbs."""
+    """AWS Elastic Fabric Adapter (SRD over libfabric): ~20 us more per message than IB verbs. The aws-ofi-nccl
+    plugin reports 75 us inter-node latency to NCCL on p4d/p4de/p5/p5e (35 us on p5en/p6; src/platform-aws.cpp,
+    commit d87d61e0: "a value below 75 us is slightly better for large deployments, but makes NCCL choose the
+    wrong algorithm for the 2 nodes case"), so NCCL's algorithm choice sees 75 us per network step."""
     kw.setdefault("per_hop_latency_s", 0.5e-6)
     kw.setdefault("base_latency_s", 20e-6)
+    kw.setdefault("reported_latency_s", 75e-6)
     return ScaleOut(nic_bw_Gbps=nic_bw_Gbps, nics_per_gpu=nics_per_gpu, kind="efa", efficiency=0.90, **kw)
 
 
@@ -258,13 +272,13 @@ def nvl72_cluster(n_gpus: int, *, gpus_per_domain: int = 72, scale_out: ScaleOut
     16 compute trays populated."""
     so = scale_out if scale_out is not None else infiniband(400.0, nodes_per_leaf=18)
     return FabricTopology(name=name or f"nvl72-{n_gpus}", n_gpus=int(n_gpus), gpus_per_node=4,
-                          scale_up=nvlink(5, gpus_per_domain), scale_out=so)
+                          scale_up=nvlink(5, gpus_per_domain), scale_out=so, host_cpu="arm")
 
 
 def _presets() -> dict[str, FabricTopology]:
     return {
         "dgx-a100": FabricTopology("dgx-a100", 8 * 32, 8, nvlink(3, 8), infiniband(200.0),
-                                   notes="DGX A100 SuperPOD SU: 8x HDR 200G per node"),
+                                   notes="DGX A100 SuperPOD SU: 8x HDR 200G per node", host_cpu="amd"),
         "a100-ib-hdr": FabricTopology("a100-ib-hdr", 8 * 32, 8, nvlink(3, 8), infiniband(200.0),
                                       notes="A100 nodes on HDR InfiniBand, 200G per GPU"),
         "dgx-h100": FabricTopology("dgx-h100", 8 * 32, 8, nvlink(4, 8), infiniband(400.0),
@@ -274,11 +288,12 @@ def _presets() -> dict[str, FabricTopology]:
         "hgx-b200": FabricTopology("hgx-b200", 8 * 32, 8, nvlink(5, 8), infiniband(400.0),
                                    notes="HGX/DGX B200: NVLink5 in the node, 8x 400G ConnectX-7 per node"),
         "aws-p5-efa": FabricTopology("aws-p5-efa", 8 * 32, 8, nvlink(4, 8), efa(100.0, 4.0),
-                                     notes="p5.48xlarge: 32x100G EFAv2 per node (3.2 Tb/s)"),
+                                     notes="p5.48xlarge: 32x100G EFAv2 per node (3.2 Tb/s)", host_cpu="amd"),
         "oci-a100-roce": FabricTopology("oci-a100-roce", 8 * 32, 8, nvlink(3, 8), roce(100.0, 2.0),
-                                        notes="OCI BM.GPU.B4.8: 16x100G RoCEv2 per node"),
+                                        notes="OCI BM.GPU.B4.8: 16x100G RoCEv2 per node", host_cpu="amd"),
         "gb200-nvl72": FabricTopology("gb200-nvl72", 72 * 8, 4, nvlink(5, 72), infiniband(400.0, nodes_per_leaf=18),
-                                      notes="GB200 NVL72: 18 trays x 4 GPUs per NVLink domain, 400G NIC per GPU"),
+                                      notes="GB200 NVL72: 18 trays x 4 GPUs per NVLink domain, 400G NIC per GPU",
+                                      host_cpu="arm"),
     }
 
 

@@ -1,0 +1,112 @@
+"""Multi-node physics from NCCL's design: transport protocol limits, host-CPU proxy overhead, 2-domain trees,
+NCCL-version-dependent algorithm availability, and the system catalogue's topologies."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_arrays, placement_packed
+from twin.fabric.domain.systems import GENERIC, GPUS, SYSTEMS, build_topology, place_row
+
+H100 = PRESETS["dgx-h100"]
+FIELDS = ("time_s", "latency_s", "bandwidth_s", "algorithm", "protocol", "algbw_GBps", "busbw_GBps")
+
+
+def _p4d(n_nodes: int = 4):
+    placed, reason = place_row("AWS p4d.24xlarge (8xA100)", "EFA", 8 * n_nodes, n_nodes)
+    assert reason is None
+    return placed.topology
+
+
+def test_simple_only_transport_never_uses_ll_across_nodes():
+    topo = _p4d()
+    sizes = np.logspace(0, 10, 41)
+    multi = estimate(topo, "all_reduce", sizes, placement_packed(topo, 32))
+    assert set(multi.protocol_names()) == {"Simple"}
+    inside = estimate(topo, "all_reduce", 1024.0, placement_packed(topo, 8))
+    assert str(inside.protocol_names()) == "LL"  # NVLink inside the node is unaffected
+
+
+def test_amd_host_pays_more_proxy_overhead_across_nodes_only():
+    intel = replace(H100, name="intel")
+    amd = replace(H100, name="amd", host_cpu="amd")
+    for n, slower in ((64, True), (8, False)):
+        pl = placement_packed(H100, n)
+        t_i = float(estimate(intel, "all_gather", 2.0**22, pl).time_s)
+        t_a = float(estimate(amd, "all_gather", 2.0**22, pl).time_s)
+        assert (t_a > t_i) if slower else (t_a == t_i)
+
+
+def test_two_domain_tree_crosses_the_network_once_per_direction():
+    """A 2-node tree moves each byte over the NIC once per direction, so its bandwidth is twice a
+    many-node tree's (NCCL: bwIntra for nNodes <= 2)."""
+    slow_nic = replace(H100, name="slow-nic", scale_out=replace(H100.scale_out, nic_bw_Gbps=50.0))
+    size = 2.0**34
+    two = estimate(slow_nic, "all_reduce", size, placement_packed(slow_nic, 16), algorithms=("tree",))
+    many = estimate(slow_nic, "all_reduce", size, placement_packed(slow_nic, 64), algorithms=("tree",))
+    assert float(two.algbw_GBps) == pytest.approx(2.0 * float(many.algbw_GBps), rel=0.05)
+
+
+def test_nccl_version_selects_available_algorithms():
+    pl8, pl16 = placement_packed(H100, 8), placement_packed(H100, 16)
+    size = 2.0**30
+    assert str(estimate(H100, "all_reduce", size, pl8).algorithm_names()) == "nvls"
+    assert str(estimate(H100, "all_reduce", size, pl8, nccl_version="2.16.5").algorithm_names()) != "nvls"
+    new = estimate(H100, "all_reduce", size, pl16, nccl_version=(2, 27, 3))
+    old = estimate(H100, "all_reduce", size, pl16, nccl_version="v2.17.1-1")
+    assert str(new.algorithm_names()) == "nvls_tree" and str(old.algorithm_names()) != "nvls_tree"
+    with pytest.raises(ValueError):
+        estimate(H100, "all_reduce", size, pl8, nccl_version="latest")
+
+
+@pytest.mark.parametrize("version", [None, "2.18.3", "2.27.3", "2.28.9"])
+def test_scalar_path_bit_identical_with_catalogue_topologies_and_versions(version):
+    gb300 = next(s for s in SYSTEMS if s.key == "dgx-gb300")
+    topos = [_p4d(), build_topology(gb300, 36, gb300.network)]
+    sizes = np.array([8.0, 4096.0, 2.0**20, 2.0**27, 2.0**33])
+    for topo in topos:
+        for n in (2, 8, 16, 64):
+            if n > topo.n_gpus:
+                continue
+            pl = placement_packed(topo, n)
+            live = placement_arrays(topo, n, n_nodes=int(pl.n_nodes), n_domains=int(pl.n_domains),
+                                    ranks_per_domain=int(pl.ranks_per_domain))
+            for c in range(len(COLLECTIVES)):
+                vec = estimate(topo, c, sizes, live, nccl_version=version)
+                for i, s in enumerate(sizes):
+                    one = estimate(topo, COLLECTIVES[c], float(s), live, nccl_version=version)
+                    for f in FIELDS:
+                        assert getattr(one, f) == getattr(vec, f)[i], (topo.name, n, c, s, f)
+
+
+def test_time_never_decreases_with_size_on_simple_only_efa():
+    topo = _p4d(8)
+    sizes = np.logspace(0, 11, 400)
+    for c in COLLECTIVES:
+        t = estimate(topo, c, sizes, placement_packed(topo, 64)).time_s
+        assert np.all(np.diff(t) >= -1e-15), c
+
+
+def test_catalogue_covers_every_family_and_names_sources():
+    families = {s.gpu for s in SYSTEMS} | set(GENERIC)
+    for gpu in ("a100", "h100", "h200", "h20", "h800", "b200", "gb200", "gb300"):
+        assert gpu in families and GPUS[gpu].source
+    for spec in SYSTEMS:
+        assert spec.source and spec.network is not None and spec.network.source
+        assert spec.host_cpu in ("intel", "amd", "arm", None)  # None: not published (NCCL default used)
+
+
+def test_efa_choice_uses_the_plugins_reported_latency_but_times_physically():
+    """NCCL picks by its own estimate (75 us per network step reported by aws-ofi-nccl on p5); the reported
+    time is the physical one, so it can only be >= the physically best candidate's."""
+    placed, _ = place_row("AWS p5.48xlarge", "EFAv2 32x100G", 128, 16)
+    topo = placed.topology
+    physical = replace(topo, name="phys", scale_out=replace(topo.scale_out, reported_latency_s=None))
+    sizes = np.logspace(3, 10, 60)
+    pl = placement_packed(topo, 128)
+    chosen = estimate(topo, "all_reduce", sizes, pl).time_s
+    best = estimate(physical, "all_reduce", sizes, pl).time_s
+    assert np.all(chosen >= best) and np.any(chosen > best)
