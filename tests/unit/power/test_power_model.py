@@ -8,7 +8,7 @@ import pytest
 
 from twin.core.facility import load_facility_spec
 from twin.power.domain import Stage, apply_chain, evaluate, gpu_power, rack_power, site_tick, what_if_failure
-from twin.power.domain.network import PDU, UPS
+from twin.power.domain.network import FEED, PDU, TRANSFORMER, UPS
 from twin.power.domain.tick import what_if_power_cap
 from twin.power.site import build_site_model, gpu_params_for_model
 
@@ -243,7 +243,7 @@ def test_gb200_preset_2n_chain_survives_any_single_failure_at_full_load():
                    dram_active=np.full(n, 0.2))
     net = m.network
     assert np.bincount(net.rack_edge_rack).tolist() == [2] * net.n_racks          # every rack A/B
-    c = n_minus_1(net, st.rack_w, fail_kinds=(PDU, UPS, 3, 4))
+    c = n_minus_1(net, st.rack_w, fail_kinds=(PDU, UPS, TRANSFORMER, FEED))
     assert list(c.over_rating(net)) == [] and c.racks_lost_by == {}
     a, b = net.index_of("bus-a"), net.index_of("bus-b")
     assert c.worst_output_w[a] == pytest.approx(2 * st.chain.comp_output_w[a], rel=1e-6)
