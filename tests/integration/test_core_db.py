@@ -47,7 +47,8 @@ LOGGED = "INSERT INTO applied_log (name) VALUES ('{0}');"
 MIGRATIONS = {
     "001_init.sql": "CREATE TABLE applied_log (id serial PRIMARY KEY, name text NOT NULL);" + LOGGED.format("001"),
     "002_metrics.plain.sql": "CREATE TABLE metrics (time timestamptz NOT NULL, v float8);" + LOGGED.format("002p"),
-    "002_metrics.timescale.sql": "SELECT create_hypertable('metrics', 'time');" + LOGGED.format("002t"),
+    "002_metrics.timescale.sql": "CREATE TABLE metrics (time timestamptz NOT NULL, v float8);"
+                                 "SELECT create_hypertable('metrics', 'time');" + LOGGED.format("002t"),
     "003_compress.timescale.sql": "ALTER TABLE metrics SET (timescaledb.compress);" + LOGGED.format("003t"),
     "010_late.sql": LOGGED.format("010"),
     "004_more.sql": "CREATE INDEX metrics_time ON metrics (time DESC);" + LOGGED.format("004"),
@@ -61,24 +62,79 @@ async def fetch(pool, query: str, params=None) -> list[tuple]:
         return await cur.fetchall()
 
 
-async def test_timescale_absent_here(pool) -> None:
-    assert await db.timescale_available(pool) is False
+async def server_has_timescale(pool) -> bool:
+    """What the server offers, asked directly: the extension available AND preloaded (else unusable)."""
+    rows = await fetch(pool, "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),"
+                             " current_setting('shared_preload_libraries')")
+    offered, preload = rows[0]
+    return bool(offered) and "timescaledb" in preload
+
+
+async def test_timescale_detection_matches_the_server(pool) -> None:
+    """Holds on plain PostgreSQL and on TimescaleDB: detection agrees with what the server offers."""
+    expected = await server_has_timescale(pool)
+    assert await db.timescale_available(pool) is expected
     async with pool.connection() as conn:
-        assert await db.timescale_available(conn) is False
+        assert await db.timescale_available(conn) is expected
         await conn.execute("CREATE TABLE ts (time timestamptz NOT NULL, v float8)")
-        assert await db.ensure_hypertable(conn, "ts") is False
+        assert await db.ensure_hypertable(conn, "ts") is expected
+        assert await db.is_hypertable(conn, "ts") is expected
+
+
+async def test_concurrent_first_starters_agree_and_log_no_warning(db_url: str, caplog) -> None:
+    pools = [await db.open_pool(db_url) for _ in range(4)]
+    try:
+        expected = await server_has_timescale(pools[0])
+        with caplog.at_level("INFO", logger="twin.core.db"):
+            results = await asyncio.gather(*(db.timescale_available(p) for p in pools))
+        assert results == [expected] * 4
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    finally:
+        for p in pools:
+            await p.close()
+
+
+async def test_rollups_on_plain_tables_are_views_and_on_hypertables_real_time_aggregates(pool) -> None:
+    timescale = await server_has_timescale(pool)
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE plain_t (time timestamptz NOT NULL, v float8)")
+        await conn.execute("CREATE TABLE hyper_t (time timestamptz NOT NULL, v float8)")
+        await conn.commit()
+        assert await db.ensure_hypertable(conn, "hyper_t", compress_after=None, retain=None) is timescale
+        assert await db.ensure_rollup(conn, "plain_t_1m", "plain_t", "1 minute", [], {"v": "avg(v)"}) is False
+        assert await db.ensure_rollup(conn, "hyper_t_1m", "hyper_t", "1 minute", [], {"v": "avg(v)"}) is timescale
+        cur = await conn.execute("SELECT relname, relkind FROM pg_class WHERE relname IN ('plain_t_1m', 'hyper_t_1m')"
+                                 " ORDER BY relname")
+        kinds = dict(await cur.fetchall())
+        assert kinds["plain_t_1m"] == "v"
+        if not timescale:
+            assert kinds["hyper_t_1m"] == "v"
+            return
+        cur = await conn.execute("SELECT view_name, materialized_only FROM timescaledb_information.continuous_aggregates")
+        assert await cur.fetchall() == [("hyper_t_1m", False)]
+        # real time: a row just written shows up before any refresh ran
+        await conn.execute("INSERT INTO hyper_t VALUES (now(), 2.0), (now(), 4.0)")
+        cur = await conn.execute("SELECT v FROM hyper_t_1m")
+        assert await cur.fetchall() == [(3.0,)]
 
 
 async def test_migrations_apply_once_in_lexical_order_with_plain_variants(pool, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", MIGRATIONS)
+    timescale = await db.timescale_available(pool)
     applied = await db.apply_migrations(pool, "svc", folder)
-    assert applied == ["001_init.sql", "002_metrics.plain.sql", "004_more.sql", "010_late.sql"]
-    assert [r[0] for r in await fetch(pool, "SELECT name FROM applied_log ORDER BY id")] == ["001", "002p", "004", "010"]
+    if timescale:
+        assert applied == ["001_init.sql", "002_metrics.timescale.sql", "003_compress.timescale.sql",
+                           "004_more.sql", "010_late.sql"]
+        logged = ["001", "002t", "003t", "004", "010"]
+    else:
+        assert applied == ["001_init.sql", "002_metrics.plain.sql", "004_more.sql", "010_late.sql"]
+        logged = ["001", "002p", "004", "010"]
+    assert [r[0] for r in await fetch(pool, "SELECT name FROM applied_log ORDER BY id")] == logged
     rows = await fetch(pool, "SELECT service, name, length(checksum), applied_at <= now() FROM twin_migrations ORDER BY name")
     assert rows == [("svc", n, 64, True) for n in applied]
 
     assert await db.apply_migrations(pool, "svc", folder) == []
-    assert len(await fetch(pool, "SELECT * FROM applied_log")) == 4
+    assert len(await fetch(pool, "SELECT * FROM applied_log")) == len(logged)
 
     # a new file is applied alone; another service has its own history in the same table
     write_migrations(folder, {"011_next.sql": LOGGED.format("011")})
@@ -90,12 +146,13 @@ async def test_migrations_apply_once_in_lexical_order_with_plain_variants(pool, 
 async def test_changed_checksum_is_an_error(pool, tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "m", MIGRATIONS)
     await db.apply_migrations(pool, "svc", folder)
-    (folder / "002_metrics.plain.sql").write_text("CREATE TABLE metrics (time timestamptz, v int);")
-    with pytest.raises(db.MigrationError, match=r"svc/002_metrics\.plain\.sql.*checksum"):
+    used, unused = ("timescale", "plain") if await db.timescale_available(pool) else ("plain", "timescale")
+    (folder / f"002_metrics.{used}.sql").write_text("CREATE TABLE metrics (time timestamptz, v int);")
+    with pytest.raises(db.MigrationError, match=rf"svc/002_metrics\.{used}\.sql.*checksum"):
         await db.apply_migrations(pool, "svc", folder)
     # editing the variant that was never applied here is not an error
-    (folder / "002_metrics.plain.sql").write_text(MIGRATIONS["002_metrics.plain.sql"])
-    (folder / "002_metrics.timescale.sql").write_text("-- changed\n")
+    (folder / f"002_metrics.{used}.sql").write_text(MIGRATIONS[f"002_metrics.{used}.sql"])
+    (folder / f"002_metrics.{unused}.sql").write_text("-- changed\n")
     assert await db.apply_migrations(pool, "svc", folder) == []
 
 

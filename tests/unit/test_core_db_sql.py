@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from twin.core import db
@@ -145,3 +146,135 @@ def test_binary_rows_layout_matches_the_copy_format() -> None:
 def test_timestamps_encode_as_microseconds_since_2000() -> None:
     col = db._prepare("timestamptz", np.array(["2000-01-01T00:00:01", "1999-12-31T23:59:59.999999"], dtype="datetime64[us]"), 2)
     assert col.data.astype(np.int64).tolist() == [1_000_000, -1]
+
+
+# ------------------------------------------------------- TimescaleDB detection (issue 8 item 7)
+# A scripted connection: each query's text is answered by `respond(text)` (a row, or an exception to
+# raise), so the decisions can be checked for servers this machine does not run.
+
+
+class _Cursor:
+    def __init__(self, row) -> None:
+        self.row = row
+
+    async def fetchone(self):
+        return self.row
+
+
+class _Tx:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc) -> bool:
+        return False
+
+
+class ScriptedConn:
+    def __init__(self, respond) -> None:
+        self.respond = respond
+        self.executed: list[str] = []
+
+    def transaction(self) -> _Tx:
+        return _Tx()
+
+    async def execute(self, query, params=None):
+        text = query if isinstance(query, str) else query.as_string()
+        self.executed.append(text)
+        answer = self.respond(text)
+        if isinstance(answer, BaseException):
+            raise answer
+        return _Cursor(answer)
+
+
+def server(*, installed: bool, offered: bool, preload: str | BaseException, installed_after_lock: bool | None = None):
+    state = {"locked": False}
+
+    def respond(text: str):
+        if "pg_available_extensions" in text:
+            return (installed, offered)
+        if "current_setting('shared_preload_libraries')" in text:
+            return preload if isinstance(preload, BaseException) else (preload,)
+        if "pg_settings" in text:
+            return (False,)
+        if "pg_advisory_xact_lock" in text:
+            state["locked"] = True
+            return (None,)
+        if "FROM pg_extension" in text:
+            return (installed_after_lock if state["locked"] and installed_after_lock is not None else installed,)
+        if text.startswith("CREATE EXTENSION"):
+            return None
+        if "timescaledb_information.hypertables" in text:
+            return (False,)
+        return None
+
+    return ScriptedConn(respond)
+
+
+def test_preload_setting_parsing() -> None:
+    assert db.preloaded_libraries(' pg_stat_statements, "$libdir/timescaledb.so" ,auto_explain') == [
+        "pg_stat_statements", "timescaledb", "auto_explain"]
+    assert db.timescale_preloaded("timescaledb") and db.timescale_preloaded("pg_cron,timescaledb-2.21.3")
+    assert not db.timescale_preloaded("") and not db.timescale_preloaded("timescaledb_toolkit")
+
+
+async def test_offered_but_not_preloaded_is_absent_without_create_extension(caplog) -> None:
+    conn = server(installed=False, offered=True, preload="pg_stat_statements")
+    with caplog.at_level("INFO", logger="twin.core.db"):
+        assert await db.timescale_available(conn) is False
+    assert not any("CREATE EXTENSION" in q for q in conn.executed)  # it would end the connection (FATAL)
+    [line] = [r.getMessage() for r in caplog.records if "not preloaded" in r.getMessage()]
+    assert "shared_preload_libraries = 'pg_stat_statements'" in line and "restart" in line
+
+
+async def test_installed_but_not_preloaded_is_absent() -> None:
+    conn = server(installed=True, offered=True, preload="")
+    assert await db.timescale_available(conn) is False
+
+
+async def test_unreadable_preload_setting_falls_back_to_registered_settings() -> None:
+    conn = server(installed=False, offered=True, preload=psycopg.errors.InsufficientPrivilege("must be superuser"))
+    assert await db.timescale_available(conn) is False
+    assert any("pg_settings" in q for q in conn.executed)
+    assert not any("CREATE EXTENSION" in q for q in conn.executed)
+
+
+async def test_preloaded_extension_is_created_under_a_lock(caplog) -> None:
+    conn = server(installed=False, offered=True, preload="timescaledb", installed_after_lock=False)
+    # CREATE EXTENSION succeeds; the re-check afterwards finds it
+    conn.respond = _after_create(conn.respond)
+    assert await db.timescale_available(conn) is True
+    lock = next(i for i, q in enumerate(conn.executed) if "pg_advisory_xact_lock" in q)
+    create = next(i for i, q in enumerate(conn.executed) if q.startswith("CREATE EXTENSION"))
+    assert lock < create
+
+
+def _after_create(respond):
+    created = {"done": False}
+
+    def wrapped(text: str):
+        if text.startswith("CREATE EXTENSION"):
+            created["done"] = True
+            return None
+        if created["done"] and "FROM pg_extension" in text and "pg_available_extensions" not in text:
+            return (True,)
+        return respond(text)
+
+    return wrapped
+
+
+async def test_concurrent_first_starter_finds_it_created_and_warns_nothing(caplog) -> None:
+    """The other starter created it while we waited for the lock: no CREATE, no 'cannot be created' warning."""
+    conn = server(installed=False, offered=True, preload="timescaledb", installed_after_lock=True)
+    with caplog.at_level("INFO", logger="twin.core.db"):
+        assert await db.timescale_available(conn) is True
+    assert not any(q.startswith("CREATE EXTENSION") for q in conn.executed)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+async def test_rollup_on_a_plain_table_is_a_view_even_with_timescaledb() -> None:
+    conn = server(installed=True, offered=True, preload="timescaledb")
+    assert await db.timescale_available(conn) is True
+    assert await db.ensure_rollup(conn, "p_1m", "p", "1 minute", [], {"v": "avg(v)"}) is False
+    ddl = [q for q in conn.executed if q.startswith("CREATE")]
+    assert len(ddl) == 1 and ddl[0].startswith('CREATE OR REPLACE VIEW "p_1m"') and "date_bin" in ddl[0]
+    assert not any("add_continuous_aggregate_policy" in q for q in conn.executed)

@@ -34,9 +34,12 @@ from twin.core.db.timescale import (
     ensure_hypertable,
     ensure_rollup,
     hypertable_statements,
+    is_hypertable,
+    preloaded_libraries,
     rollup_statements,
     time_bucket_sql,
     timescale_available,
+    timescale_preloaded,
 )
 
 __all__ = [
@@ -56,9 +59,12 @@ __all__ = [
     "ensure_rollup",
     "hypertable_statements",
     "ident",
+    "is_hypertable",
     "open_pool",
     "plan_migrations",
+    "preloaded_libraries",
     "rollup_statements",
     "time_bucket_sql",
     "timescale_available",
+    "timescale_preloaded",
 ]

@@ -30,11 +30,15 @@ _TIMESCALE_BY_CONN: WeakKeyDictionary[psycopg.AsyncConnection, bool] = WeakKeyDi
 
 
 async def timescale_available(conn: psycopg.AsyncConnection | AsyncConnectionPool) -> bool:
-    """True when the `timescaledb` extension is installed in this database (DESIGN §5: the one place).
+    """True when TimescaleDB is usable in this database (DESIGN §5: the one place that decides).
 
-    If it is not installed but the server offers it, tries `CREATE EXTENSION IF NOT EXISTS timescaledb`
-    (in a savepoint) and reports whether that worked (it fails e.g. without shared_preload_libraries
-    or privileges). The answer is cached per pool and per connection.
+    Usable means: the server preloads the `timescaledb` library (`shared_preload_libraries`) and the
+    extension is installed in this database. When it is preloaded and offered but not installed yet,
+    `CREATE EXTENSION IF NOT EXISTS timescaledb` runs under an advisory lock (so concurrent first
+    starters wait for each other instead of racing into a duplicate-key error) and the answer is
+    whether that worked. When it is offered but NOT preloaded, nothing is attempted: creating or
+    loading it would end the connection (FATAL "must be preloaded"), so it is treated as absent and
+    one INFO line says why. The answer is cached per pool and per connection.
     """
     if isinstance(conn, AsyncConnectionPool):
         cached = _TIMESCALE_BY_POOL.get(conn)
@@ -50,24 +54,82 @@ async def timescale_available(conn: psycopg.AsyncConnection | AsyncConnectionPoo
     return cached
 
 
+_EXTENSION = "timescaledb"
+_CREATE_LOCK = "twin.core.db: CREATE EXTENSION timescaledb"
+
+
+def preloaded_libraries(setting: str) -> list[str]:
+    """Library names in a `shared_preload_libraries` value: quotes, `$libdir/` paths and `.so` dropped."""
+    names = []
+    for part in setting.split(","):
+        name = part.strip().strip('"').strip()
+        name = name.rsplit("/", 1)[-1]
+        if name.endswith(".so"):
+            name = name[:-3]
+        if name:
+            names.append(name)
+    return names
+
+
+def timescale_preloaded(setting: str) -> bool:
+    """Whether a `shared_preload_libraries` value loads TimescaleDB (`timescaledb` or `timescaledb-<version>`)."""
+    return any(n == _EXTENSION or n.startswith(_EXTENSION + "-") for n in preloaded_libraries(setting))
+
+
+async def _preloaded(conn: psycopg.AsyncConnection) -> tuple[bool, str]:
+    """(preloaded?, how we know). Reading shared_preload_libraries needs superuser or
+    pg_read_all_settings; without them, TimescaleDB's own settings being registered tells the same."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute("SELECT current_setting('shared_preload_libraries')")
+            row = await cur.fetchone()
+        setting = str(row[0]) if row else ""
+        return timescale_preloaded(setting), f"shared_preload_libraries = {setting!r}"
+    except psycopg.errors.InsufficientPrivilege:
+        cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM pg_settings WHERE name LIKE 'timescaledb.%')")
+        row = await cur.fetchone()
+        return bool(row and row[0]), "shared_preload_libraries unreadable here; timescaledb.* settings registered"
+
+
+async def _installed(conn: psycopg.AsyncConnection) -> bool:
+    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %s)", (_EXTENSION,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
 async def _detect_timescale(conn: psycopg.AsyncConnection) -> bool:
     async with conn.transaction():
         cur = await conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %s),"
             " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = %s)",
-            ("timescaledb", "timescaledb"),
+            (_EXTENSION, _EXTENSION),
         )
         installed, offered = await cur.fetchone()  # type: ignore[misc]
-        if installed or not offered:
-            return bool(installed)
+        if not installed and not offered:
+            return False
+        preloaded, how = await _preloaded(conn)
+        if not preloaded:
+            log.info(
+                "timescaledb is %s on this server but not preloaded (%s): using plain PostgreSQL tables "
+                "and views; add timescaledb to shared_preload_libraries and restart PostgreSQL to use it",
+                "installed" if installed else "offered", how,
+            )
+            return False
+        if installed:
+            return True
+        # Concurrent first starters: one creates, the others wait here and then find it installed.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_CREATE_LOCK,))
+        if await _installed(conn):
+            return True
         try:
             async with conn.transaction():
                 await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         except psycopg.Error as exc:
-            log.warning("timescaledb is offered by the server but cannot be created: %s", exc)
-        cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = %s)", ("timescaledb",))
-        row = await cur.fetchone()
-        return bool(row and row[0])
+            log.warning("timescaledb is preloaded and offered but CREATE EXTENSION failed (%s): using plain "
+                        "PostgreSQL tables and views", str(exc).strip())
+            return False
+        log.info("created extension timescaledb in this database")
+        return await _installed(conn)
 
 
 def time_bucket_sql(timescale: bool, width: str, column: str) -> sql.Composable:
@@ -257,13 +319,15 @@ async def ensure_rollup(
 
     Columns: `bucket_column`, the `group_by` columns, then one per `aggregates` item
     (output name → `func(column)`, e.g. `{"power_w": "avg(power_w)", "n": "count(*)"}`).
-    With TimescaleDB: a real-time continuous aggregate (`WITH NO DATA`) with a refresh policy;
-    without: a plain `CREATE OR REPLACE VIEW` using `date_bin` (computed at query time).
+    With TimescaleDB and a hypertable source: a real-time continuous aggregate (`WITH NO DATA`) with
+    a refresh policy. Otherwise (no TimescaleDB, or a source that is a plain table, which a
+    continuous aggregate cannot be built on): a plain `CREATE OR REPLACE VIEW` using `date_bin`
+    (computed at query time).
     """
-    timescale = await timescale_available(conn)
+    continuous = await timescale_available(conn) and await is_hypertable(conn, source_table)
     async with conn.transaction():
         for query, params in rollup_statements(
-            timescale,
+            continuous,
             view,
             source_table,
             bucket,
@@ -276,4 +340,23 @@ async def ensure_rollup(
             refresh_every=refresh_every,
         ):
             await conn.execute(query, params or None)
-    return timescale
+    return continuous
+
+
+async def is_hypertable(conn: psycopg.AsyncConnection, table: str) -> bool:
+    """Whether `table` (`name` or `schema.name`, resolved like SQL would) is a TimescaleDB hypertable."""
+    if not await timescale_available(conn):
+        return False
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h"
+            " JOIN pg_namespace n ON n.nspname = h.hypertable_schema"
+            " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = h.hypertable_name"
+            " WHERE c.oid = to_regclass(%s))",
+            (table,),
+        )
+        row = await cur.fetchone()
+    found = bool(row and row[0])
+    if not found:
+        log.info("%s is not a hypertable: its rollups are plain views, not continuous aggregates", table)
+    return found
