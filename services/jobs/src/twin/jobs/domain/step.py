@@ -1,0 +1,386 @@
+"""Step time of a training job: compute + exposed communication + pipeline bubble + optimizer, under live
+conditions (power cap, thermal throttling, network health). Pure (numpy + frozen dataclasses).
+
+One optimizer step on the slowest pipeline stage (the one holding the LM head):
+
+    step = (m + (pp - 1) / vp) * t_mb + exposed_pp + exposed_dp + t_optimizer
+    t_mb = t_fwd + t_bwd + exposed_tp + exposed_cp + exposed_ep          (one micro-batch)
+
+with m = micro-batches per pipeline per step. Compute per micro-batch on one GPU:
+
+* GEMMs (projections, FFN / experts, router, logits) with M = tokens of the micro-batch on this GPU
+  (micro_batch x seq_len / cp), N split by TP: time = max(FLOPs / (peak x gemm_fraction x wave efficiency x
+  clock), bytes / HBM). ``gemm_fraction`` is the sustained large-GEMM throughput of the GPU and precision
+  (``hardware``); wave efficiency = tiles / (waves x SMs) for 128 x 256 output tiles (CUTLASS/cuBLAS Hopper
+  and Blackwell default tile; also used on Ampere), the GPU-side cost of small or ragged GEMMs. Backward =
+  2 x forward (dgrad + wgrad). FP8 jobs run their linear layers in FP8 except the LM head and router
+  (Transformer Engine and torchao float8 keep those in BF16).
+* Attention core: flash attention executes the causal half of QK^T/AV (context seq_len/2, or the window on
+  sliding-window layers); its backward costs 2.5 forwards (5 GEMMs vs 2, the recomputation of S included:
+  Dao 2023, FlashAttention-2, sec. 3.1). Throughput = BF16 peak x ``ATTENTION_EFFICIENCY`` x s/(s + 256) x
+  clock (attention stays in BF16 in both FP8 recipes).
+* Memory-bound element-wise work (norms, residuals, rotary, activation function, FP8 casts, cross-entropy)
+  from the bytes it streams (``ELEMENTWISE_*``) at the achieved HBM bandwidth; unaffected by SM clock.
+* Activation recomputation: "full" repeats the forward of every layer (GEMMs, attention, element-wise, TP
+  communication); "op" (torchtitan per-op selective AC: every second matmul output is not saved) repeats half
+  the forward GEMMs; "selective" (Megatron: core attention only) costs nothing extra with flash attention,
+  which recomputes attention in its backward anyway.
+
+Communication: the collectives of ``comm`` per micro-batch (TP all-gather/reduce-scatter or all-reduce per
+layer, CP key/value exchange, EP all-to-all dispatch/combine, PP send/recv) and per step (DP gradient
+reduce-scatter / all-reduce and parameter all-gather; FSDP gathers parameters for forward and backward of
+every micro-batch), each timed by the injected ``CommTimer``. Exposed = raw - min(raw x overlap, window),
+where ``overlap`` is the framework's stated overlap fraction (``spec.Overlap``) and the window is the compute
+it can hide behind (GEMMs for TP, attention for CP, expert GEMMs for EP, the last micro-batch's backward for
+gradient reduction, the first forward for the parameter all-gather, the same micro-batch's forward/backward
+for FSDP).
+
+Optimizer: Adam with FP32 master weights streams ~30 bytes per local parameter (read param/grad/m/v, write
+param/m/v and the BF16 copy: 4 x 4 + 3 x 4 + 2), over the DP x CP shard for zero1/FSDP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .comm import CollectiveCall, CommTimer, LinkModel, group_for
+from .flops import model_flops_per_token
+from .hardware import (
+    HBM_EFFICIENCY,
+    MEMORY_BOUND_ACTIVITY,
+    GpuSpec,
+    clock_fraction_at_cap,
+    gpu_spec,
+    run_power_limit_w,
+)
+from .spec import JobSpec
+
+#: flash-attention forward+backward throughput / dense BF16 peak at long sequences, head dim 128, causal, as
+#: 3.5 / (1/fwd + 2.5/bwd) (backward = 2.5 forward FLOPs): FA2 on A100 fwd ~195, bwd ~175 TFLOP/s of 312
+#: (Dao 2023, FlashAttention-2, figs. 4-5) -> 0.58; FA2 on H100 fwd ~350, bwd ~280 of 989 (the FA2 baselines in
+#: Shah et al. 2024, FlashAttention-3, figs. 5-6) -> 0.30; cuDNN / FA3-class kernels on Hopper fwd ~640, bwd ~480
+#: (FlashAttention-3 figs. 5-6) -> 0.52; Blackwell assumed at the Hopper fractions of its own peak (no published
+#: fwd+bwd figure read). Head dim 64 runs at ``HEAD_DIM_64_FACTOR`` of that (FA2/FA3 hdim-64 curves sit at ~0.75
+#: of the hdim-128 ones in the same figures).
+ATTENTION_EFFICIENCY: dict[tuple[str, str], float] = {
+    ("ampere", "flash2"): 0.58, ("ampere", "cudnn"): 0.58,
+    ("hopper", "flash2"): 0.30, ("hopper", "cudnn"): 0.52,
+    ("blackwell", "flash2"): 0.30, ("blackwell", "cudnn"): 0.52,
+}
+HEAD_DIM_64_FACTOR = 0.75
+#: "unfused" attention (Megatron-LM before flash attention, 2021): QK^T and AV as batched GEMMs over the full
+#: (masked) s x s scores at the GEMM throughput, backward 2 forwards, plus the scores streamed through the fused
+#: scale-mask-softmax: written, read and written forward, read twice and written backward, dropout mask read and
+#: written = ``UNFUSED_SCORE_PASSES`` passes of 2-byte elements.
+UNFUSED_SCORE_PASSES = 8.0
+#: attention throughput ramps with sequence length as s / (s + 256) (shape of FA2 fig. 6, causal: ~0.56 of the
+#: long-sequence value at 512 tokens, ~0.87 at 2k, ~0.95 at 4k)
+ATTENTION_RAMP_TOKENS = 256.0
+#: output tile of the tensor-core GEMM kernels (M x N), for wave quantization
+GEMM_TILE = (128, 256)
+#: GEMM throughput vs the reduction length K as K / (K + K0): XLA's measured sm_90 BF16 table
+#: (openxla xla/service/gpu/model/matmul_interpolator_data.h: 4096 x 4096 at K = 256 / 512 / 1024 / 4096 runs at
+#: 504 / 620 / 680 / 783 TFLOP/s) gives K0 ~ 144 (prologue/epilogue of each output tile); normalised to the
+#: K = 8192 of the sustained anchor ([CAPTURE] in ``hardware``).
+GEMM_K0 = 144.0
+GEMM_ANCHOR_K = 8192.0
+#: NCCL kernels run on SMs: ~2 channels per NIC x 8 rails = 16 CTAs of an H100's 132 SMs while a collective is
+#: in flight (NCCL's default channel count on DGX H100 inter-node rings; one CTA per channel per SM). Compute
+#: overlapped with communication loses that share for the hidden time.
+NCCL_CHANNELS = 16
+#: element-wise traffic per token and layer, forward, in tensor elements. Eager (one kernel per op): 2 norms
+#: read+write (4), 2 residual adds read 2 write 1 (6), QKV split/transpose to the attention layout read+write
+#: (6) and back (2) = 18 h-sized; fused (Transformer Engine, torch.compile, Megatron's fused kernels): norm fused
+#: into the next GEMM or with the residual add (read 2 write 1, twice = 6) plus the layout copy (2) = 8.
+#: f-sized: SwiGLU reads gate and up and writes 1 = 3; GeLU reads and writes = 2. Backward streams twice the
+#: forward (gradient and saved input read, gradient written).
+ELEMENTWISE_H_ELEMENTS = {"eager": 18.0, "fused": 8.0}
+ELEMENTWISE_F_ELEMENTS = {True: 3.0, False: 2.0}
+#: activation element size, bytes (BF16)
+ACT_BYTES = 2.0
+#: FP8 cast traffic per GEMM input element: read BF16 (2) + write FP8 (1)
+FP8_CAST_BYTES = 3.0
+#: cross-entropy over the logits: FP32 logits written, read by softmax, gradient written and read: 4 x 4 bytes
+LOGITS_BYTES_PER_ELEMENT = 16.0
+#: Adam, FP32 master weights: bytes streamed per local parameter (see module docstring)
+OPTIMIZER_BYTES_PER_PARAM = 30.0
+#: power activity of phases relative to a dense-GEMM phase (idle = 0, GEMM at the cap = 1): memory-bound
+#: from the capture (``hardware.MEMORY_BOUND_ACTIVITY``); attention assumed 0.9 of a GEMM; exposed communication
+#: (NCCL kernels on a few SMs streaming HBM at link rate) assumed 0.25; checkpoint writes assumed 0.05
+ATTENTION_ACTIVITY = 0.9
+COMM_ACTIVITY = 0.25
+CHECKPOINT_ACTIVITY = 0.05
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Live conditions of a job's GPUs: a power cap (W, None = the GPU's default), a thermal clock fraction
+    (1 = not throttled) and the network bandwidth fraction on its path (used by the built-in timer)."""
+
+    power_cap_w: float | None = None
+    thermal_clock_fraction: float = 1.0
+    network_fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.thermal_clock_fraction <= 1.0:
+            raise ValueError(f"thermal_clock_fraction must be in (0, 1], got {self.thermal_clock_fraction}")
+        if not 0.0 < self.network_fraction <= 1.0:
+            raise ValueError(f"network_fraction must be in (0, 1], got {self.network_fraction}")
+        if self.power_cap_w is not None and not self.power_cap_w > 0:
+            raise ValueError(f"power_cap_w must be > 0, got {self.power_cap_w}")
+
+
+@dataclass(frozen=True)
+class PowerPhase:
+    name: str
+    duration_s: float
+    power_w: float  # per GPU
+
+
+@dataclass(frozen=True)
+class StepPrediction:
+    """Predicted step of one job (times in seconds per optimizer step; per-GPU quantities per GPU)."""
+
+    step_time_s: float
+    gemm_s: float
+    attention_s: float
+    memory_s: float
+    bubble_s: float
+    optimizer_s: float
+    raw_comm_s: dict[str, float]
+    exposed_comm_s: dict[str, float]
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    model_tflops_per_gpu: float
+    mfu: float                   # model FLOPs / (GPUs x dense peak of the job's precision)
+    clock_fraction: float
+    n_gpus: int
+    phases: tuple[PowerPhase, ...] = field(default=())
+
+    @property
+    def exposed_comm_total_s(self) -> float:
+        return float(sum(self.exposed_comm_s.values()))
+
+    @property
+    def mean_power_w(self) -> float:
+        total = sum(p.duration_s for p in self.phases)
+        return sum(p.duration_s * p.power_w for p in self.phases) / total if total > 0 else 0.0
+
+
+def gemm_time_s(gpu: GpuSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray, fp8: np.ndarray,
+                clock: float) -> np.ndarray:
+    """Forward time of GEMMs (M x K) @ (K x N), vectorized over the arrays."""
+    m, n, k = (np.maximum(np.asarray(a, dtype=np.float64), 1.0) for a in (m, n, k))
+    fp8 = np.asarray(fp8, dtype=bool)
+    peak = np.where(fp8, gpu.peak_tflops.get("fp8", 0.0) * gpu.gemm_fraction.get("fp8", 0.0),
+                    gpu.peak_tflops["bf16"] * gpu.gemm_fraction["bf16"]) * 1e12
+    tiles = np.ceil(m / GEMM_TILE[0]) * np.ceil(n / GEMM_TILE[1])
+    waves = np.ceil(tiles / gpu.sms)
+    wave_eff = tiles / (waves * gpu.sms)
+    k_eff = (k / (k + GEMM_K0)) / (GEMM_ANCHOR_K / (GEMM_ANCHOR_K + GEMM_K0))
+    t_compute = 2.0 * m * n * k / (peak * wave_eff * np.minimum(k_eff, 1.0) * clock)
+    in_bytes = np.where(fp8, 1.0, 2.0)
+    t_memory = (in_bytes * (m * k + k * n) + 2.0 * m * n) / (gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY)
+    return np.maximum(t_compute, t_memory)
+
+
+def _exposed(raw: float, overlap: float, window: float) -> float:
+    return raw - min(raw * overlap, max(window, 0.0))
+
+
+def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: Conditions | None = None,
+                 *, nic_Gbps: float | None = None) -> StepPrediction:
+    """Predict one optimizer step of ``job``. ``comm_time`` times each collective (default: the built-in
+    ``LinkModel`` of the job's GPU with ``nic_Gbps`` per GPU, degraded by ``conditions.network_fraction``)."""
+    cond = conditions or Conditions()
+    gpu = gpu_spec(job.gpu)
+    if comm_time is None:
+        comm_time = LinkModel.for_gpu(gpu, nic_Gbps, degrade=cond.network_fraction).time_s
+    m_, p, t = job.model, job.parallel, job.training
+    fp8 = t.precision == "fp8"
+    gpu.peak(t.precision)  # raises for precisions the GPU lacks (fp8 on A100)
+
+    cap = run_power_limit_w(gpu) if cond.power_cap_w is None else min(cond.power_cap_w, run_power_limit_w(gpu))
+    clock = min(clock_fraction_at_cap(gpu, cap), cond.thermal_clock_fraction)
+
+    h, q, kv, f, V = m_.hidden, m_.q_dim, m_.kv_dim, m_.ffn_hidden, m_.vocab
+    tp, cp, ep = p.tp, p.cp, p.ep
+    tok = float(t.micro_batch * m_.seq_len // cp)           # tokens per GPU per micro-batch
+    layers = math.ceil(m_.layers / p.pp)                     # slowest stage
+    mats = 3 if m_.gated_ffn else 2
+    k_top = m_.moe_topk if m_.is_moe else 1
+
+    # --- GEMMs of one layer (forward): rows (M, N, K, count, fp8) --------------------------------------------
+    rows = [(tok, (q + 2 * kv) / tp, h, 1, fp8), (tok, h, q / tp, 1, fp8)]
+    if m_.is_moe:
+        local_experts = m_.moe_experts / ep
+        m_e = tok * k_top * ep / m_.moe_experts
+        rows += [(m_e, (mats - 1) * f / tp, h, local_experts, fp8), (m_e, h, f / tp, local_experts, fp8),
+                 (tok, m_.moe_experts, h, 1, False)]
+        n_expert_rows = (2, 3)
+    else:
+        rows += [(tok, (mats - 1) * f / tp, h, 1, fp8), (tok, h, f / tp, 1, fp8)]
+        n_expert_rows = (2, 2)
+    arr = np.array([r[:4] for r in rows], dtype=np.float64)
+    is_fp8 = np.array([r[4] for r in rows], dtype=bool)
+    per_gemm = gemm_time_s(gpu, arr[:, 0], arr[:, 1], arr[:, 2], is_fp8, clock) * arr[:, 3]
+    layer_gemm_fwd = float(per_gemm.sum())
+    expert_gemm_fwd = float(per_gemm[n_expert_rows[0]:n_expert_rows[1]].sum()) if m_.is_moe else 0.0
+    logits_fwd = float(gemm_time_s(gpu, np.array([tok]), np.array([V / tp]), np.array([h]), np.array([False]),
+                                   clock)[0])
+
+    # --- attention core (flash, causal) ----------------------------------------------------------------------
+    s = float(m_.seq_len)
+    ctx = s / 2.0
+    if m_.sliding_window and m_.sliding_window_every:
+        w = 1.0 / m_.sliding_window_every
+        ctx = (1.0 - w) * s / 2.0 + w * min(float(m_.sliding_window), s)
+    hbm = gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    if t.attention_kernel == "unfused":
+        attn_flops_fwd = 4.0 * tok * s * q / tp
+        attn_fwd = attn_flops_fwd / (gpu.peak_tflops["bf16"] * 1e12 * gpu.gemm_fraction["bf16"] * clock)
+        attn_mem_fwd = UNFUSED_SCORE_PASSES / 3.0 * ACT_BYTES * tok * s * m_.heads / tp / hbm
+        attn_bwd_factor = 2.0
+    else:
+        attn_eff = ATTENTION_EFFICIENCY[(gpu.arch, t.attention_kernel)] * s / (s + ATTENTION_RAMP_TOKENS)
+        if m_.head_dim <= 64:
+            attn_eff *= HEAD_DIM_64_FACTOR
+        attn_flops_fwd = 4.0 * tok * ctx * q / tp
+        attn_fwd = attn_flops_fwd / (gpu.peak_tflops["bf16"] * 1e12 * attn_eff * clock)
+        attn_mem_fwd = 0.0
+        attn_bwd_factor = 2.5
+
+    # --- memory-bound element-wise -----------------------------------------------------------------------
+    h_tokens = tok / tp if (tp > 1 and p.sequence_parallel) else tok
+    ew_fwd = attn_mem_fwd + ACT_BYTES * (ELEMENTWISE_H_ELEMENTS[t.kernels] * h_tokens * h + ELEMENTWISE_F_ELEMENTS[m_.gated_ffn]
+                          * tok * k_top * f / tp) / hbm
+    if fp8:
+        ew_fwd += FP8_CAST_BYTES * tok * (2 * h + q / tp + k_top * f / tp) / hbm
+    logits_mem = LOGITS_BYTES_PER_ELEMENT * tok * V / tp / hbm
+
+    recompute_fwd_share = {"none": 0.0, "selective": 0.0, "op": 0.5, "full": 1.0}[t.recompute]
+    full = 1.0 if t.recompute == "full" else 0.0
+    gemm_mb = layers * layer_gemm_fwd * (3.0 + recompute_fwd_share) + 3.0 * logits_fwd
+    attn_mb = layers * attn_fwd * (1.0 + attn_bwd_factor + full)
+    mem_mb = layers * ew_fwd * (3.0 + full) + logits_mem
+    t_fwd = layers * (layer_gemm_fwd + attn_fwd + ew_fwd) + logits_fwd
+    t_bwd = gemm_mb + attn_mb + mem_mb - t_fwd
+
+    # --- communication per micro-batch ---------------------------------------------------------------------
+    dom = gpu.nvlink_domain
+    ov = t.overlap
+    raw = {"tp": 0.0, "cp": 0.0, "ep": 0.0, "pp": 0.0, "dp": 0.0}
+    exposed = dict(raw)
+
+    def timed(kind: str, coll: str, size: float, n: int, stride: int) -> float:
+        return float(comm_time(CollectiveCall(kind, coll, size, group_for(n, stride, dom))))
+
+    if tp > 1:
+        act = tok * h * ACT_BYTES
+        passes = 2.0 + full  # forward, backward (+ recomputed forward)
+        if p.sequence_parallel:
+            per_layer = 2.0 * (timed("tp", "all_gather", act, tp, 1) + timed("tp", "reduce_scatter", act, tp, 1))
+        else:
+            per_layer = 2.0 * timed("tp", "all_reduce", act, tp, 1)
+        raw["tp"] = layers * passes * per_layer
+        exposed["tp"] = _exposed(raw["tp"], ov.tp, gemm_mb)
+    if cp > 1:
+        kv_chunk = tok * 2.0 * kv / tp * ACT_BYTES
+        raw["cp"] = layers * (3.0 + full) * timed("cp", "all_gather", kv_chunk * cp, cp, tp)
+        exposed["cp"] = _exposed(raw["cp"], ov.cp, attn_mb)
+    if m_.is_moe and ep > 1:
+        dispatch = tok * k_top * h * ACT_BYTES / (tp if p.sequence_parallel else 1)
+        raw["ep"] = layers * 2.0 * (2.0 + full) * timed("ep", "alltoall", dispatch, ep, tp)
+        exposed["ep"] = _exposed(raw["ep"], ov.ep, layers * expert_gemm_fwd * 3.0)
+    t_mb = gemm_mb + attn_mb + mem_mb + exposed["tp"] + exposed["cp"] + exposed["ep"]
+
+    micro = job.micro_batches
+    if p.pp > 1:
+        act_pp = tok * h * ACT_BYTES / (tp if p.sequence_parallel else 1)
+        raw["pp"] = micro * 2.0 * p.vp * timed("pp", "send_recv", act_pp, p.pp, tp * cp * p.dp)
+        exposed["pp"] = raw["pp"] * (1.0 - ov.pp)
+    bubble = (p.pp - 1) / p.vp * t_mb
+
+    # --- data parallel -------------------------------------------------------------------------------------
+    params_stage = m_.params / p.pp
+    expert_params = (mats * h * f * m_.moe_experts * m_.layers / p.pp) if m_.is_moe else 0.0
+    dense_local = (params_stage - expert_params) / tp
+    expert_local = expert_params / (tp * ep)
+    dpcp = p.dp * cp
+    edp = dpcp // ep
+    grad_b, param_b = 4.0, 2.0
+    if dpcp > 1:
+        def dp_calls(coll: str, bytes_per: float) -> float:
+            total = timed("dp", coll, dense_local * bytes_per, dpcp, tp)
+            if expert_local and edp > 1:
+                total += timed("dp", coll, expert_local * bytes_per, edp, tp * ep)
+            return total
+
+        if p.data_parallel == "fsdp" and p.pp == 1:
+            # FSDP FULL_SHARD: parameters gathered for forward and again for backward, gradients
+            # reduce-scattered, for every micro-batch; the first layer's gather is not hidden
+            ag = dp_calls("all_gather", param_b)
+            rs = dp_calls("reduce_scatter", grad_b)
+            raw["dp"] = micro * (2.0 * ag + rs)
+            per_mb = (_exposed(ag, ov.dp, t_fwd) + _exposed(ag + rs, ov.dp, t_bwd))
+            exposed["dp"] = micro * per_mb + ag / max(layers, 1)
+        elif p.data_parallel == "fsdp":
+            # FSDP under pipeline parallelism keeps parameters gathered across the micro-batches of a step
+            # (torchtitan: reshard_after_forward off with PP) and reduces gradients once
+            ag = dp_calls("all_gather", param_b)
+            rs = dp_calls("reduce_scatter", grad_b)
+            raw["dp"] = ag + rs
+            exposed["dp"] = _exposed(rs, ov.dp, t_bwd) + _exposed(ag, ov.dp, t_fwd)
+        elif p.data_parallel == "zero1":
+            rs = dp_calls("reduce_scatter", grad_b)
+            ag = dp_calls("all_gather", param_b)
+            raw["dp"] = rs + ag
+            exposed["dp"] = _exposed(rs, ov.dp, t_bwd) + _exposed(ag, ov.dp, t_fwd)
+        else:
+            ar = dp_calls("all_reduce", grad_b)
+            raw["dp"] = ar
+            exposed["dp"] = _exposed(ar, ov.dp, t_bwd)
+
+    shard = dpcp if p.data_parallel in ("zero1", "fsdp") else 1
+    optimizer = OPTIMIZER_BYTES_PER_PARAM * (dense_local + expert_local) / shard / hbm
+
+    # hidden communication still occupies NCCL's SMs: the overlapped compute loses that share meanwhile
+    hidden_mb = sum(raw[k] - exposed[k] for k in ("tp", "cp", "ep"))
+    hidden_step = raw["pp"] - exposed["pp"] + raw["dp"] - exposed["dp"]
+    sm_share = NCCL_CHANNELS / gpu.sms
+    t_mb += hidden_mb * sm_share
+    step = ((micro + (p.pp - 1) / p.vp) * t_mb + exposed["pp"] + exposed["dp"] + hidden_step * sm_share
+            + optimizer)
+    for k in ("tp", "cp", "ep"):
+        raw[k] *= micro
+        exposed[k] *= micro
+    n = job.n_gpus
+    tokens_per_s = job.tokens_per_step / step
+    model_tflops = model_flops_per_token(m_) * job.tokens_per_step / step / n / 1e12
+
+    # --- power per phase (per GPU) -------------------------------------------------------------------------
+    idle = gpu.idle_w
+    span = cap - idle
+    exposed_total = micro * (exposed["tp"] + exposed["cp"] + exposed["ep"]) + exposed["pp"] + exposed["dp"]
+    phases = (
+        PowerPhase("gemm", micro * gemm_mb, cap),
+        PowerPhase("attention", micro * attn_mb, idle + ATTENTION_ACTIVITY * span),
+        PowerPhase("memory", micro * mem_mb + optimizer, idle + MEMORY_BOUND_ACTIVITY * span),
+        PowerPhase("communication", exposed_total, idle + COMM_ACTIVITY * span),
+        PowerPhase("bubble", bubble, idle + COMM_ACTIVITY * span),
+    )
+    return StepPrediction(
+        step_time_s=step, gemm_s=micro * gemm_mb, attention_s=micro * attn_mb, memory_s=micro * mem_mb,
+        bubble_s=bubble, optimizer_s=optimizer, raw_comm_s=raw, exposed_comm_s=exposed,
+        tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / n, model_tflops_per_gpu=model_tflops,
+        mfu=model_tflops / gpu.peak(t.precision), clock_fraction=clock, n_gpus=n, phases=phases)
+
+
+def checkpoint_phase(gpu_name: str, write_s: float, power_cap_w: float | None = None) -> PowerPhase:
+    """Power of the GPUs while a synchronous checkpoint is written (GPUs wait on storage)."""
+    gpu = gpu_spec(gpu_name)
+    cap = run_power_limit_w(gpu) if power_cap_w is None else min(power_cap_w, run_power_limit_w(gpu))
+    return PowerPhase("checkpoint", write_s, gpu.idle_w + CHECKPOINT_ACTIVITY * (cap - gpu.idle_w))
