@@ -22,6 +22,9 @@ power.state.v1 12
 power.alerts.v1 3
 power.plans.v1 1
 grid.events.v1 1
+jobs.events.v1 6
+jobs.state.v1 6
+jobs.recommendations.v1 3
 facility.telemetry.v1.dlq 12
 telemetry.samples.v1.dlq 12
 fabric.events.v1.dlq 3
@@ -30,6 +33,9 @@ power.state.v1.dlq 12
 power.alerts.v1.dlq 3
 power.plans.v1.dlq 1
 grid.events.v1.dlq 1
+jobs.events.v1.dlq 6
+jobs.state.v1.dlq 6
+jobs.recommendations.v1.dlq 3
 # END TOPICS
 "
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from twin.fabric.v1 import fabric_pb2
+from twin.jobs.v1 import jobs_pb2
 from twin.power.v1 import power_pb2
 from twin.telemetry.v1 import telemetry_pb2
 
@@ -48,10 +49,15 @@ POWER_STATE = Topic("power.state.v1", power_pb2.PowerState, key="entity_id", par
 POWER_ALERTS = Topic("power.alerts.v1", power_pb2.PowerAlert, key="entity_id", partitions=3)
 POWER_PLANS = Topic("power.plans.v1", power_pb2.CurtailmentPlan, key="site_id", partitions=1)
 GRID_EVENTS = Topic("grid.events.v1", power_pb2.GridEvent, key="event_id", partitions=1)
+# jobs: scheduler/framework events, per-job state and recommendations, all keyed by job so one job's
+# events stay ordered in one partition (the jobs twin keeps per-job state partitioned the same way)
+JOBS_EVENTS = Topic("jobs.events.v1", jobs_pb2.JobEvent, key="job_id", partitions=6)
+JOBS_STATE = Topic("jobs.state.v1", jobs_pb2.JobState, key="job_id", partitions=6)
+JOBS_RECOMMENDATIONS = Topic("jobs.recommendations.v1", jobs_pb2.JobRecommendation, key="job_id", partitions=3)
 
 ALL: tuple[Topic, ...] = (
     FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE, POWER_STATE, POWER_ALERTS, POWER_PLANS,
-    GRID_EVENTS,
+    GRID_EVENTS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 
