@@ -215,8 +215,12 @@ class _VectorOps:
         return np.floor(x)
 
     @staticmethod
-    def tree_correction(p: int, size: np.ndarray) -> np.ndarray:
-        x = np.clip(np.log2(np.maximum(size, 1.0) / 64.0), 0.0, 23.0)
+    def tree_x(size: np.ndarray) -> np.ndarray:
+        """log2(size / 64 B) clipped to the tree-correction table."""
+        return np.clip(np.log2(np.maximum(size, 1.0) / 64.0), 0.0, 23.0)
+
+    @staticmethod
+    def tree_correction(p: int, x: np.ndarray) -> np.ndarray:
         return np.interp(x, _TREE_CORRECTION_X, _TREE_CORRECTION_NP[p])
 
 
@@ -250,8 +254,11 @@ class _ScalarOps:
         return float(math.floor(math.log2(x))) if x > 1 else 0.0
 
     @staticmethod
-    def tree_correction(p: int, size: float) -> float:
-        x = min(max(math.log2(max(size, 1.0) / 64.0), 0.0), 23.0)
+    def tree_x(size: float) -> float:
+        return min(max(math.log2(max(size, 1.0) / 64.0), 0.0), 23.0)
+
+    @staticmethod
+    def tree_correction(p: int, x: float) -> float:
         i = min(int(x), 22)
         row = TREE_CORRECTION[p]
         hi = row[i + 1] if i < 22 else 1.0
@@ -455,10 +462,13 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     ring_valid = is_ar | is_agrs | is_chain
     tree_valid = is_ar & (n > 1)
     log2d = ops.log2i(d)
+    tree_x = ops.tree_x(size)
     for p in (LL, LL128, SIMPLE):
         # --- ring (all collectives except alltoall / send-recv) ----------------------------------
         bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else ops.minimum(llmax, 0.5 * ring_bus))
-        per_ch = CHANNEL_MIN_BYTES[p] * (n if p == LL else 1.0)  # ring LL threshold scales with nRanks
+        charged = channel_limited_GB(CHANNEL_MIN_BYTES[p])
+        # ring LL threshold scales with nRanks
+        ring_charged = channel_limited_GB(CHANNEL_MIN_BYTES[p] * n) if p == LL else charged
         intra = k.nvl_step_us[RING][p]
         intra = ops.where(multi, max(intra, net_oh * (3.0 if p == SIMPLE else 1.0)), intra)
         steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
@@ -467,14 +477,14 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
             lat = ops.where(is_ar & multi & (size >= 64.0 * k.n_channels * n), RING_PLATEAU_FACTOR * lat, lat)
         pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
         p_ok = ring_valid if p == SIMPLE or k.net_ll else ring_valid & ll_ok
-        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, channel_limited_GB(per_ch), ninter)
+        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, ring_charged, ninter)
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
         steps_us = 2.0 * ((g - 1.0) * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
         t_ok = tree_valid if p == SIMPLE or k.net_ll else tree_valid & ll_ok
-        consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, size)),
-                 steps_us, channel_limited_GB(CHANNEL_MIN_BYTES[p]), 2.0 * log2d)
+        consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, tree_x)),
+                 steps_us, charged, 2.0 * log2d)
 
     # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
     if k.nvls:
