@@ -1,0 +1,123 @@
+"""Fuzz: Kafka record → protobuf + envelope decode (twin.core.kafka.decode_record) → ingest domain
+(codec.decode_batch) → validation (twin.ingest.domain.validation.validate_batch).
+
+Documented rejections: decode_record raises ValueError (the reason that goes to the DLQ); after it,
+decode_batch + validate_batch never raise: an invalid batch is a non-empty list of Problems. (An
+exception there would still be caught by the consumer loop, but only after retries and bisection,
+and the record would reach the DLQ as "handler: <exception>" instead of with its reason.)
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import ConsumerRecord
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from ingest_factory import inventory, rack_batch
+
+from twin.core import topics
+from twin.core.envelope import new_envelope
+from twin.core.kafka import decode_record
+from twin.ingest.adapters.codec import decode_batch
+from twin.ingest.domain.validation import Problem, limits_from_inventory, validate_batch
+from twin.telemetry.v1 import telemetry_pb2 as pb
+
+from ._support import FUZZ, INCLUDE_KNOWN, messages, mutated, tried
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+TOPIC = topics.FACILITY_TELEMETRY
+INV = inventory()
+LIMITS = limits_from_inventory(INV)
+RACK_IDS = [r.rack_id for r in INV.racks[:3]]
+NODE_IDS = [n for r in INV.racks[:2] for n in INV.node_ids(r)[:3]]
+PORT_IDS = [p for r in INV.racks[:2] for p in INV.nic_ids(r)[:3]]
+GOOD = [rack_batch(INV, i, NOW - timedelta(seconds=5), i + 1).SerializeToString() for i in range(2)]
+
+B = "twin.telemetry.v1."
+small_ints = st.integers(0, 9)
+HINTS = {
+    B + "RackTelemetryBatch.site_id": st.just(INV.spec.site_id),
+    B + "RackTelemetryBatch.rack_id": st.sampled_from(RACK_IDS),
+    B + "NodeSamples.node_id": st.sampled_from(NODE_IDS),
+    B + "LinkSamples.port_id": st.sampled_from(PORT_IDS),
+    B + "GpuSamples.gpu_index": small_ints,
+    "google.protobuf.Timestamp.seconds": st.integers(int(NOW.timestamp()) - 10**6, int(NOW.timestamp()) + 10**3),
+    "google.protobuf.Timestamp.nanos": st.integers(0, 999_999_999),
+}
+
+
+# KNOWN CRASH (codec.py, reported; excluded unless TWIN_FUZZ_KNOWN_CRASHES=1): a sample_time outside
+# datetime's range (years 1..9999, e.g. seconds=-2**63 or 253402300800) or with nanos outside
+# [0, 1e9) makes decode_batch raise (OSError/OverflowError/ValueError in timestamp_to_datetime).
+DATETIME_SECONDS = (-62135596800, 253402300799)
+REPLACE = {} if INCLUDE_KNOWN else {
+    "google.protobuf.Timestamp.seconds": st.one_of(HINTS["google.protobuf.Timestamp.seconds"],
+                                                   st.integers(*DATETIME_SECONDS)),
+    "google.protobuf.Timestamp.nanos": st.integers(0, 999_999_999),
+}
+
+
+def envelope_headers(draw_kind: int, ce_type: str = TOPIC.ce_type) -> list[tuple[str, bytes]]:
+    if draw_kind == 0:
+        return new_envelope(ce_type, "fuzz").to_headers()
+    if draw_kind == 1:
+        return []
+    return [(k, v[: len(v) // 2]) for k, v in new_envelope(ce_type, "fuzz").to_headers()]
+
+
+HEADERS = st.one_of(
+    st.integers(0, 2).map(envelope_headers),
+    st.just(envelope_headers(0, "twin.other.v1.Thing")),
+    st.lists(st.tuples(st.sampled_from(["ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion",
+                                        "content-type", "traceparent", "x"]),
+                       st.one_of(st.binary(max_size=12), st.sampled_from([TOPIC.ce_type.encode(), b"1.0",
+                                                                          b"2026-01-02T03:04:05Z", b"\xff"]))),
+             max_size=7),
+)
+
+
+def raw_record(value: bytes | None, headers) -> ConsumerRecord:
+    return ConsumerRecord(TOPIC.name, 0, 7, 0, 0, b"r1", value, None, 2, len(value or b""), headers)
+
+
+def check(value: bytes | None, headers) -> None:
+    try:
+        rec = decode_record(TOPIC, raw_record(value, headers))
+    except ValueError as exc:
+        assert str(exc).split(":", 1)[0] in {"decode", "envelope"}, exc
+        return
+    if not INCLUDE_KNOWN:
+        ts = rec.message.sample_time
+        assume(DATETIME_SECONDS[0] <= ts.seconds <= DATETIME_SECONDS[1] and 0 <= ts.nanos < 10**9)
+    batch = decode_batch(rec.message)
+    problems = validate_batch(batch, LIMITS, NOW)
+    assert isinstance(problems, list) and all(isinstance(p, Problem) and p.text for p in problems)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.none()), HEADERS)
+def test_arbitrary_bytes_are_rejected_or_validated(value, headers) -> None:
+    tried("protobuf_bytes")
+    check(value, headers)
+
+
+@FUZZ
+@given(messages(pb.RackTelemetryBatch.DESCRIPTOR, HINTS, replace=REPLACE), st.integers(0, 2).map(envelope_headers))
+def test_any_batch_message_is_validated_without_raising(msg: pb.RackTelemetryBatch, headers) -> None:
+    tried("protobuf_message")
+    check(msg.SerializeToString(), headers)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_valid_batches_are_rejected_or_validated(data) -> None:
+    tried("protobuf_mutated")
+    value = mutated(data, data.draw(st.sampled_from(GOOD), label="original"))
+    check(value, envelope_headers(0))
+
+
+def test_the_valid_originals_pass() -> None:
+    for value in GOOD:
+        rec = decode_record(TOPIC, raw_record(value, envelope_headers(0)))
+        assert validate_batch(decode_batch(rec.message), LIMITS, NOW) == []
