@@ -192,11 +192,15 @@ def _exposed(raw: float, overlap: float, window: float) -> float:
 
 
 def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: Conditions | None = None,
-                 *, nic_Gbps: float | None = None) -> StepPrediction:
+                 *, nic_Gbps: float | None = None, gpus_per_domain: int | None = None) -> StepPrediction:
     """Predict one optimizer step of ``job``. ``comm_time`` times each collective (default: the built-in
-    ``LinkModel`` of the job's GPU with ``nic_Gbps`` per GPU, degraded by ``conditions.network_fraction``)."""
+    ``LinkModel`` of the job's GPU with ``nic_Gbps`` per GPU, degraded by ``conditions.network_fraction``).
+    ``gpus_per_domain``: how many of the job's GPUs share each NVLink domain on its placement (default: the
+    GPU's full domain, a packed placement; e.g. 4 for a job given half of each 8-GPU node)."""
     cond = conditions or Conditions()
     gpu = gpu_spec(job.gpu)
+    if gpus_per_domain is not None and not 1 <= gpus_per_domain <= gpu.nvlink_domain:
+        raise ValueError(f"gpus_per_domain must be in 1..{gpu.nvlink_domain}, got {gpus_per_domain}")
     if comm_time is None:
         comm_time = LinkModel.for_gpu(gpu, nic_Gbps, degrade=cond.network_fraction).time_s
     m_, p, t = job.model, job.parallel, job.training
@@ -270,7 +274,7 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     t_bwd = gemm_mb + attn_mb + mem_mb - t_fwd
 
     # --- communication per micro-batch ---------------------------------------------------------------------
-    dom = gpu.nvlink_domain
+    dom = gpu.nvlink_domain if gpus_per_domain is None else gpus_per_domain
     ov = t.overlap
     raw = {"tp": 0.0, "cp": 0.0, "ep": 0.0, "pp": 0.0, "dp": 0.0}
     exposed = dict(raw)
@@ -302,7 +306,6 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         act_pp = tok * h * ACT_BYTES / (tp if p.sequence_parallel else 1)
         raw["pp"] = micro * 2.0 * p.vp * timed("pp", "send_recv", act_pp, p.pp, tp * cp * p.dp)
         exposed["pp"] = raw["pp"] * (1.0 - ov.pp)
-    bubble = (p.pp - 1) / p.vp * t_mb
 
     # --- data parallel -------------------------------------------------------------------------------------
     params_stage = m_.params / p.pp
@@ -348,12 +351,13 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     optimizer = OPTIMIZER_BYTES_PER_PARAM * (dense_local + expert_local) / shard / hbm
 
     # hidden communication still occupies NCCL's SMs: the overlapped compute loses that share meanwhile
-    hidden_mb = sum(raw[k] - exposed[k] for k in ("tp", "cp", "ep"))
-    hidden_step = raw["pp"] - exposed["pp"] + raw["dp"] - exposed["dp"]
     sm_share = NCCL_CHANNELS / gpu.sms
-    t_mb += hidden_mb * sm_share
-    step = ((micro + (p.pp - 1) / p.vp) * t_mb + exposed["pp"] + exposed["dp"] + hidden_step * sm_share
-            + optimizer)
+    exposed_mb = exposed["tp"] + exposed["cp"] + exposed["ep"]
+    penalty_mb = sum(raw[k] - exposed[k] for k in ("tp", "cp", "ep")) * sm_share
+    penalty_step = (raw["pp"] - exposed["pp"] + raw["dp"] - exposed["dp"]) * sm_share
+    t_mb += penalty_mb
+    bubble = (p.pp - 1) / p.vp * t_mb
+    step = (micro * t_mb + bubble + exposed["pp"] + exposed["dp"] + penalty_step + optimizer)
     for k in ("tp", "cp", "ep"):
         raw[k] *= micro
         exposed[k] *= micro
@@ -361,15 +365,15 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     tokens_per_s = job.tokens_per_step / step
     model_tflops = model_flops_per_token(m_) * job.tokens_per_step / step / n / 1e12
 
-    # --- power per phase (per GPU) -------------------------------------------------------------------------
+    # --- power per phase (per GPU); durations add up to the step -----------------------------------------
     idle = gpu.idle_w
     span = cap - idle
-    exposed_total = micro * (exposed["tp"] + exposed["cp"] + exposed["ep"]) + exposed["pp"] + exposed["dp"]
     phases = (
-        PowerPhase("gemm", micro * gemm_mb, cap),
+        PowerPhase("gemm", micro * (gemm_mb + penalty_mb) + penalty_step, cap),
         PowerPhase("attention", micro * attn_mb, idle + ATTENTION_ACTIVITY * span),
         PowerPhase("memory", micro * mem_mb + optimizer, idle + MEMORY_BOUND_ACTIVITY * span),
-        PowerPhase("communication", exposed_total, idle + COMM_ACTIVITY * span),
+        PowerPhase("communication", micro * exposed_mb + exposed["pp"] + exposed["dp"],
+                   idle + COMM_ACTIVITY * span),
         PowerPhase("bubble", bubble, idle + COMM_ACTIVITY * span),
     )
     return StepPrediction(
