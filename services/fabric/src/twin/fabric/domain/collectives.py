@@ -96,6 +96,8 @@ LL_MAX_BW_MULTI_BY_CPU = {"intel": (39.0, 20.4), "amd": (22.5, 19.0), "arm": (39
 #: NCCL's "plateau effect of ring" (tuning.cc ncclTopoGetAlgoTime, NCCL 2.12+): a multi-node Simple ring
 #: all-reduce whose per-channel per-rank slice is >= 64 B pays 1.4x its latency (compute capability >= 8.0).
 RING_PLATEAU_FACTOR = 1.4
+#: NVLS-tree heads per NVLink domain (NCCL_MAX_NVLS_ARITY, src/include/device.h)
+NVLS_MAX_HEADS = 32.0
 #: NCCL versions that introduced algorithms (NCCL release notes): NVLS 2.17, NVLS-tree 2.18.
 ALGORITHM_SINCE = {"nvls": (2, 17, 0), "nvls_tree": (2, 18, 0)}
 #: NVLS-tree network latency per step, Simple (tuning.cc hwLat[NET][NVLS_TREE]): 19 us in 2.18, 14 us in
@@ -495,7 +497,9 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (n + 1.0) / n / b_nvls, nvl_step)
         consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
         if k.has_scale_out:
-            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(g * tree_net, 1e-300)
+            # each NVLS head carries 1/heads of the data over its NIC; NCCL has at most NCCL_MAX_NVLS_ARITY = 32
+            # heads per node / NVLink clique (src/include/device.h; search.cc maxChannels = min(32, nGPUs))
+            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(ops.minimum(g, NVLS_MAX_HEADS) * tree_net, 1e-300)
             c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
             net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
             lat = k.nvl_step_us[NVLS_TREE][SIMPLE] + net_steps
