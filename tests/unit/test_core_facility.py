@@ -195,3 +195,92 @@ def test_genset_defaults_name_their_sources():
     g = spec.power.on_site[0]
     assert g.effective_start_delay_s == 10.0                     # NFPA 110 Type 10
     assert g.effective_ramp_mw_per_min == pytest.approx(0.8)     # rating per minute
+
+
+# --- cooling topology (issue 10) -------------------------------------------------------------------
+from twin.core.facility.cooling import (  # noqa: E402
+    COOLANTS,
+    generated_cooling,
+    resolved_cooling,
+)
+
+
+def test_count_presets_get_a_generated_cooling_topology():
+    spec = load_facility_spec("gb200-nvl72-hall")
+    topo = resolved_cooling(spec)
+    assert spec.cooling.topology is None and topo == generated_cooling(spec)
+    assert [(g.id, g.redundancy, len(g.members), g.racks) for g in topo.cdu_groups] == [
+        ("loop-a", "N+1", 2, ["row:a"]), ("loop-b", "N+1", 2, ["row:b"])]
+    assert topo.rack_cooling["nvl72"].flow_lpm == 250.0          # 2,000 L/min CDU over 8 racks
+    assert [u.kind for u in topo.plant] == ["dry_cooler"] * 4
+    assert sum(u.capacity_kw for u in topo.plant) == pytest.approx(2400.0)
+    air = resolved_cooling(load_facility_spec("site-100k"))
+    assert not air.cdus and len(air.crah_groups) == 5            # rear-door racks: all heat to air, per hall
+
+
+def test_coolant_properties_are_data():
+    water, pg = COOLANTS["water"], COOLANTS["pg25"]
+    assert water.cp_at(20.0) == pytest.approx(4184.0) and water.density_at(20.0) == pytest.approx(998.21)
+    assert water.cp_at(25.0) == pytest.approx(4182.0)            # linear between table points
+    assert pg.cp_at(20.0) < water.cp_at(20.0) and pg.density_at(20.0) > water.density_at(20.0)
+
+
+def explicit_cooling(**over) -> dict:
+    topo = {
+        "plant": [{"id": "tower-1", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4, "fan_kw": 10}],
+        "crahs": [{"id": f"crah-{i}", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4} for i in (1, 2, 3, 4)],
+        "crah_groups": [{"id": "air", "redundancy": "N+1", "members": ["crah-1", "crah-2", "crah-3", "crah-4"],
+                         "racks": ["row:su1"]}],
+    }
+    topo.update(over)
+    d = spec_dict()
+    d["cooling"]["topology"] = topo
+    return d
+
+
+def test_explicit_cooling_topology_loads():
+    spec = FacilitySpec.model_validate(explicit_cooling())
+    topo = resolved_cooling(spec)
+    assert [c.id for c in topo.crahs] == ["crah-1", "crah-2", "crah-3", "crah-4"]
+    assert topo.rack_cooling["dgx4"].gpu_k_per_w == pytest.approx(0.044)   # filled from defaults
+
+
+def _liquid_su(d: dict) -> dict:
+    d["rack_types"]["dgx4"].update(cooling="liquid", liquid_fraction=0.8)
+    return d
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N", "members": ["crah-9"],
+                                            "racks": ["row:su1"]}]),
+     r"crah_groups\.air: dangling reference 'crah-9' \(not a CRAH\)"),
+    (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N", "members": ["crah-1"],
+                                            "racks": ["row:su9"]}]), r"crah_groups\.air\.racks: unknown row 'su9'"),
+    (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N", "members": ["crah-1"],
+                                            "racks": ["su1-0000"]}]),
+     r"rack su1-0001 \(row su1\) sends 40\.8 kW to air but no crah_groups lists it"),
+    (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N+1", "members": ["crah-1", "crah-2"],
+                                            "racks": ["row:su1"]}]),
+     r"crah_groups\.air: needs 326\.4 kW of heat at nameplate, above the 150\.0 kW its members give with its "
+     r"largest member failed \(N\+1\)"),
+    (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 100, "approach_k": 4}]),
+     r"plant: rejects 100 kW, below the .* kW of heat at nameplate"),
+    (lambda: explicit_cooling(plant=[{"id": "c", "kind": "chiller", "capacity_kw": 900, "approach_k": 6}]),
+     "a chiller needs cop"),
+    (lambda: explicit_cooling(rack_cooling={"dgx9": {"air_limit_kw": 50, "gpu_k_per_w": 0.04}}),
+     r"rack_cooling\.dgx9: unknown rack type"),
+    (lambda: explicit_cooling(rack_cooling={"dgx4": {"air_limit_kw": 20, "gpu_k_per_w": 0.04}}),
+     r"rack_cooling\.dgx4: 40\.8 kW to air at nameplate, above the air limit 20\.0 kW"),
+    (lambda: _liquid_su(explicit_cooling()), r"liquid rack su1-0000 \(row su1\) has no CDU loop"),
+    (lambda: _liquid_su(explicit_cooling(
+        cdus=[{"id": f"cdu-{i}", "capacity_kw": 200, "flow_lpm": 600, "pump_kw": 3} for i in (1, 2)],
+        cdu_groups=[{"id": "loop", "redundancy": "N+1", "members": ["cdu-1", "cdu-2"], "racks": ["row:su1"]}])),
+     r"cdu_groups\.loop: needs 261\.1 kW of heat at nameplate, above the 200\.0 kW"),
+    (lambda: explicit_cooling(crahs=[{"id": "air", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4}],
+                              crah_groups=[{"id": "air", "redundancy": "N", "members": ["air"],
+                                            "racks": ["row:su1"]}]), "ids must be unique"),
+    (lambda: {**spec_dict(), "cooling": {**spec_dict()["cooling"], "coolant": "brine"}}, "unknown coolant 'brine'"),
+])
+def test_cooling_validation_names_the_offending_path(make, message):
+    with pytest.raises(ValidationError, match=message):
+        FacilitySpec.model_validate(make())

@@ -1,7 +1,7 @@
 """The facility spec: one declarative YAML file, validated by pydantic (DESIGN §3).
 
 site → utility feeds / on-site sources → transformers → UPS → PDUs → racks;
-cooling plant → CDUs / CRAHs → racks; racks → nodes → GPUs; NVLink domains; scale-out fabric.
+cooling plant → facility water → CDUs / CRAHs → racks (twin.core.facility.cooling); racks → nodes → GPUs; NVLink domains; scale-out fabric.
 Racks are declared as rows of identical racks so a 100,000-GPU site stays a short file.
 """
 
@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from twin.core.facility.cooling import CoolingPlant, check_cooling
 from twin.core.facility.power import (
     ConversionStage,
     OnSiteSource,
@@ -107,17 +108,6 @@ class Hall(_Strict):
     rows: list[RackRow] = Field(min_length=1)
 
 
-class CoolingPlant(_Strict):
-    heat_rejection: Literal["cooling_tower", "dry_cooler", "chiller"]
-    plant_capacity_mw: float = Field(gt=0)
-    facility_supply_temp_c: float = Field(ge=2, le=45, description="ASHRAE W-class limit")
-    racks_per_cdu: int = Field(1, ge=1)
-    cdu_kw: float = Field(gt=0)
-    cdu_flow_lpm: float = Field(gt=0)
-    crah_kw: float = Field(gt=0)
-    air_supply_temp_c: float = Field(22.0, ge=10, le=35)
-
-
 class ScaleOutFabric(_Strict):
     kind: Literal["infiniband", "roce", "efa"]
     nic_gbps: float = Field(gt=0)
@@ -162,6 +152,7 @@ class FacilitySpec(_Strict):
                 if row.rack_type not in self.rack_types:
                     raise ValueError(f"halls.{hall.id}.rows.{row.id}.rack_type: unknown {row.rack_type!r}")
         check_power_chain(self)
+        check_cooling(self)
         return self
 
 
