@@ -194,6 +194,7 @@ def fabric_topology(inventory: Inventory):
     """
     from dataclasses import replace
 
+    from twin.fabric.domain.systems import gpu_of
     from twin.fabric.domain.topology import (
         NVLINK_PAYLOAD_EFFICIENCY,
         FabricTopology,
@@ -218,8 +219,12 @@ def fabric_topology(inventory: Inventory):
     builder = {"infiniband": infiniband, "roce": roce, "efa": efa}[f.kind]
     out = builder(f.nic_gbps, nt.nics / nt.gpus if nt.nics else 1.0, nodes_per_leaf=f.nodes_per_leaf,
                   n_spines=f.spines, oversubscription=f.oversubscription, per_hop_latency_s=f.switch_latency_s)
+    # Grace-Blackwell superchips (GB200/GB300) run NCCL's proxy on the Grace (Arm) host; the facility spec has no
+    # CPU field otherwise, so other nodes take NCCL's default (Intel-equivalent) proxy overhead.
+    family = gpu_of(nt.gpu_model)
+    host_cpu = "arm" if family in ("gb200", "gb300") else "intel"
     return FabricTopology(name=spec.site_id, n_gpus=inventory.n_gpus, gpus_per_node=nt.gpus, scale_up=up,
-                          scale_out=out, notes=spec.description)
+                          scale_out=out, notes=spec.description, host_cpu=host_cpu)
 
 
 def nic_gpu_map(index: LinkIndex, gpus_per_node: int) -> tuple[np.ndarray, np.ndarray]:
