@@ -101,10 +101,19 @@ ELEMENTWISE_H_ELEMENTS = {"eager": 18.0, "fused": 8.0}
 ELEMENTWISE_F_ELEMENTS = {True: 3.0, False: 2.0}
 #: activation element size, bytes (BF16)
 ACT_BYTES = 2.0
+#: MoE token permutation per token-expert pair, forward, in h-sized elements: permute before dispatch (read,
+#: write), un-permute after combine (read, write), probability-weighted sum (read) = 5 (Megatron-Core
+#: moe_utils permute/unpermute); backward streams twice that
+MOE_PERMUTE_ELEMENTS = 5.0
 #: FP8 cast traffic per GEMM input element: read BF16 (2) + write FP8 (1)
 FP8_CAST_BYTES = 3.0
-#: cross-entropy over the logits: FP32 logits written, read by softmax, gradient written and read: 4 x 4 bytes
-LOGITS_BYTES_PER_ELEMENT = 16.0
+#: cross-entropy over the logits, bytes per logit element, counted from Megatron-LM's vocab-parallel cross
+#: entropy (megatron/core/tensor_parallel/cross_entropy.py, called on ``output.float()``): forward upcast
+#: (read 2, write 4), max (read 4), subtract (read 4, write 4), exp (read 4, write 4), sum (read 4), normalise
+#: (read 4, write 4) = 38; backward softmax - one-hot and scale by the loss gradient (read 8, write 8) and the
+#: downcast (read 4, write 2) = 22 -> ~60, rounded to 64 for the label gather/mask passes. PyTorch's
+#: F.cross_entropy on upcast logits (torchtitan, LLM Foundry) streams the same order of bytes.
+LOGITS_BYTES_PER_ELEMENT = 64.0
 #: Adam, FP32 master weights: bytes streamed per local parameter (see module docstring)
 OPTIMIZER_BYTES_PER_PARAM = 30.0
 #: power activity of phases relative to a dense-GEMM phase (idle = 0, GEMM at the cap = 1): memory-bound
@@ -222,7 +231,9 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     if m_.is_moe:
         local_experts = m_.moe_experts / ep
         m_e = tok * k_top * ep / m_.moe_experts
-        rows += [(m_e, (mats - 1) * f / tp, h, local_experts, fp8), (m_e, h, f / tp, local_experts, fp8),
+        # one grouped GEMM over the local experts (Megatron-Core/TE grouped GEMM): the experts' tiles share the
+        # waves, so the rows of all local experts form one M dimension
+        rows += [(m_e * local_experts, (mats - 1) * f / tp, h, 1, fp8), (m_e * local_experts, h, f / tp, 1, fp8),
                  (tok, m_.moe_experts, h, 1, False)]
         n_expert_rows = (2, 3)
     else:
@@ -261,6 +272,8 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     h_tokens = tok / tp if (tp > 1 and p.sequence_parallel) else tok
     ew_fwd = attn_mem_fwd + ACT_BYTES * (ELEMENTWISE_H_ELEMENTS[t.kernels] * h_tokens * h + ELEMENTWISE_F_ELEMENTS[m_.gated_ffn]
                           * tok * k_top * f / tp) / hbm
+    if m_.is_moe:
+        ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * tok * k_top * h / (tp if p.sequence_parallel else 1) / hbm
     if fp8:
         ew_fwd += FP8_CAST_BYTES * tok * (2 * h + q / tp + k_top * f / tp) / hbm
     logits_mem = LOGITS_BYTES_PER_ELEMENT * tok * V / tp / hbm
