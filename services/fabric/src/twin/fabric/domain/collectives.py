@@ -434,10 +434,10 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         bw_s = (size_GB if charged_GB is None else charged_GB) * sec_per_GB
         if p == SIMPLE:
             # Pipeline fill of the chunked Simple protocol (optimal chunking): 2 sqrt(pipe x S/B), pipe = the
-            # latency of the steps after the first. Inside one NVLink domain the first chunk also waits for
-            # those steps (+ pipe; matches DGX H100 NVLS from 4 MiB to 16 GiB); across domains the network
-            # steps already in ``lat_us`` dominate and are not charged twice (a Simple-only EFA fabric,
-            # p4d, measures ~165 us for an 8 B 2-node all-reduce: lat ~175 us, lat + pipe ~340 us).
+            # latency of the steps after the first. Inside one NVLink domain the model also charges + pipe (as
+            # calibrated on the reference DGX H100 NVLS rows). Across domains it does not: a k-chunk pipeline
+            # over D hops of latency L takes D L + (k - 1 + D) c/B, so the hops' latency appears once -- it is
+            # already ``lat_us`` -- and charging it again doubles every Simple latency across nodes.
             fill_us = 2.0 * ops.sqrt(bw_s * 1e6 * pipe_us)
             if not any_multi:
                 lat_us = lat_us + pipe_us + fill_us
