@@ -51,6 +51,18 @@ network), NCCL's 1 us per network-step proxy overhead, the transport's extra per
 (EFA) and switch hop latencies (1 switch inside a leaf group, 3 across the spine). The GPU-side
 constants (base and NVLink steps) are scaled by the architecture's ``gpu_latency_scale`` (1.3 on
 Blackwell, see ``topology.nvlink``); network constants are not.
+
+Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.cc; aws-ofi-nccl):
+
+* Host CPU: the proxy thread's post overhead per network step (1 us Intel, 2 us AMD) floors every ring step
+  of a multi-node ring and is paid per remote peer of an alltoall; the LL caps across nodes depend on it too.
+* Transport: LL/LL128 only where the network delivers 128-byte stores in order (``ScaleOut.ll_over_net``;
+  EFA on p4d runs Simple only). Trees over 2 domains carry each byte across the NICs once per direction.
+* Choice vs time: NCCL picks the (algorithm, protocol) by its own estimate, in which every network step
+  costs the latency the net plugin reports (75 us for aws-ofi-nccl on p4d/p5); the time returned is the
+  physical one of that choice. NCCL's ring "plateau" (x1.4 latency, multi-node Simple all-reduce) applies.
+* ``nccl_version``: which algorithms exist (NVLS 2.17+, NVLS-tree 2.18+) and NVLS-tree's network latency.
+* NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY).
 """
 
 from __future__ import annotations
