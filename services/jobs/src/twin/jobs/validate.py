@@ -24,8 +24,9 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
 * framework facts: Megatron-Core / NeMo / Megatron-Bridge = distributed optimizer (ZeRO-1), sequence parallel,
   cuDNN (Transformer Engine) attention, DP and TP communication overlapped; Megatron-LM 2021 = plain DDP, no
   sequence parallelism, unfused attention, nothing overlapped (all three arrived later); torchtitan = FSDP2,
-  PyTorch SDPA (FlashAttention-2) attention, TP overlapped only with "async TP", pipeline micro-batch 1
-  (its default); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2. Recomputation from the note ("full" /
+  PyTorch SDPA (FlashAttention-2) attention, TP overlapped only with "async TP", the local batch split into
+  one micro-batch per pipeline stage and 2 stages per rank for "interleaved" schedules (its defaults), fused
+  element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2. Recomputation from the note ("full" /
   "activation checkpointing True" -> full; torchtitan "selective" -> per-op; otherwise none).
 * network: "N Gbps node-node" (per 8-GPU node) or "N Gb/s/GPU" from the note; DGX H100 / Selene (DGX A100)
   by their published NICs; otherwise the GPU's reference design (one 400 Gb/s NIC per GPU; 200 Gb/s on A100),
@@ -188,6 +189,19 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
         if dp is None:
             dp = n_gpus // (tp * pp * cp)
         mb = _int(row, "micro_batch")
+        if fw == "torchtitan" and pp > 1:
+            # torchtitan's pipeline schedules: looped ("interleaved") schedules default to 2 stages per rank,
+            # and the local batch is split into as many micro-batches as there are stages in total
+            # (experimental.pipeline_parallel_microbatches default) -- the row's micro_batch is the local batch
+            if "interleaved" in note.lower() and vp == 1:
+                vp = 2
+                assumptions.append("interleaved schedule: 2 stages per rank (torchtitan default)")
+            local = mb if mb is not None else gbs // dp
+            stages = pp * vp
+            if local % stages:
+                return None, f"local batch {local} does not split into {stages} pipeline micro-batches"
+            mb = local // stages
+            assumptions.append(f"pipeline micro-batches = stages = {stages} (torchtitan default): micro-batch {mb}")
         if mb is None:
             mb = 1
             assumptions.append("micro_batch not stated: 1")
@@ -206,7 +220,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             overlap = OVERLAP_FSDP_ASYNC_TP if async_tp else OVERLAP_FSDP
             par_kw = {"data_parallel": "fsdp", "sequence_parallel": True}
             kernel = "flash2"
-            kernels = "fused" if "torch.compile" in low else "eager"
+            kernels = "fused" if "torch.compile" in low else "eager_fp32"
         elif fw == "llm_foundry":
             recompute = "full" if "activation checkpointing true" in low else "none"
             overlap, par_kw, kernel = OVERLAP_FSDP, {"data_parallel": "fsdp", "sequence_parallel": False}, "flash2"

@@ -145,7 +145,8 @@ class TrainingSetup:
     precision: str = "bf16"
     recompute: str = "none"
     attention_kernel: str = "cudnn"
-    #: element-wise kernels: "fused" (Transformer Engine, torch.compile, Megatron fused kernels) or "eager"
+    #: element-wise kernels: "fused" (Transformer Engine, torch.compile, Megatron fused kernels), "eager" (one
+    #: kernel per op) or "eager_fp32" (eager with FP32 norms and rotary, as torchtitan's Llama)
     kernels: str = "fused"
     overlap: Overlap = field(default_factory=Overlap)
     #: fraction of GEMM FLOPs run in FP8 when precision == "fp8" (the LM head stays in BF16 in Transformer
@@ -160,8 +161,8 @@ class TrainingSetup:
             raise JobSpecError("recompute", f"must be one of {RECOMPUTE_MODES}, got {self.recompute!r}")
         if self.attention_kernel not in ATTENTION_KERNELS:
             raise JobSpecError("attention_kernel", f"must be one of {ATTENTION_KERNELS}, got {self.attention_kernel!r}")
-        if self.kernels not in ("fused", "eager"):
-            raise JobSpecError("kernels", f"must be fused or eager, got {self.kernels!r}")
+        if self.kernels not in ("fused", "eager", "eager_fp32"):
+            raise JobSpecError("kernels", f"must be fused, eager or eager_fp32, got {self.kernels!r}")
         if not 0.0 <= self.fp8_gemm_share <= 1.0:
             raise JobSpecError("fp8_gemm_share", "must be in [0, 1]")
 

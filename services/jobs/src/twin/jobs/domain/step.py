@@ -91,14 +91,21 @@ GEMM_ANCHOR_K = 8192.0
 #: in flight (NCCL's default channel count on DGX H100 inter-node rings; one CTA per channel per SM). Compute
 #: overlapped with communication loses that share for the hidden time.
 NCCL_CHANNELS = 16
-#: element-wise traffic per token and layer, forward, in tensor elements. Eager (one kernel per op): 2 norms
-#: read+write (4), 2 residual adds read 2 write 1 (6), QKV split/transpose to the attention layout read+write
-#: (6) and back (2) = 18 h-sized; fused (Transformer Engine, torch.compile, Megatron's fused kernels): norm fused
-#: into the next GEMM or with the residual add (read 2 write 1, twice = 6) plus the layout copy (2) = 8.
-#: f-sized: SwiGLU reads gate and up and writes 1 = 3; GeLU reads and writes = 2. Backward streams twice the
-#: forward (gradient and saved input read, gradient written).
-ELEMENTWISE_H_ELEMENTS = {"eager": 18.0, "fused": 8.0}
-ELEMENTWISE_F_ELEMENTS = {True: 3.0, False: 2.0}
+#: element-wise traffic per token and layer, forward, in bytes per h-sized / f-sized element (BF16 = 2 bytes
+#: per read or write):
+#: * "fused" (Transformer Engine, torch.compile, Megatron's fused kernels): norm fused into the next GEMM or with
+#:   the residual add (read 2, write 1, twice = 6) plus the layout copy (2) = 8 accesses = 16 bytes; f-sized:
+#:   SwiGLU reads gate and up and writes 1 (3 accesses = 6 bytes), GeLU reads and writes (4 bytes);
+#: * "eager" (one kernel per op, BF16): 2 norms read+write (4), 2 residual adds (6), QKV split/transpose to the
+#:   attention layout and back (8) = 18 accesses = 36 bytes; f-sized as fused;
+#: * "eager_fp32" (eager with FP32 upcasts in the norms and rotary embedding, as torchtitan's Llama code:
+#:   RMSNorm on x.float() -- upcast, square, mean, scale, downcast, weight: ~36 bytes per element, twice = 72;
+#:   complex rotary on q and k upcast to FP32 -- ~20 bytes per element on h + kv ~ 25; residual adds 12; output
+#:   layout copy 4) = 113 bytes; SiLU then multiply in separate kernels: 10 bytes per f element.
+#: Backward streams twice the forward (gradient and saved input read, gradient written).
+ELEMENTWISE_H_BYTES = {"fused": 16.0, "eager": 36.0, "eager_fp32": 113.0}
+ELEMENTWISE_F_BYTES = {("fused", True): 6.0, ("fused", False): 4.0, ("eager", True): 6.0, ("eager", False): 4.0,
+                       ("eager_fp32", True): 10.0, ("eager_fp32", False): 6.0}
 #: activation element size, bytes (BF16)
 ACT_BYTES = 2.0
 #: MoE token permutation per token-expert pair, forward, in h-sized elements: permute before dispatch (read,
@@ -270,8 +277,8 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
 
     # --- memory-bound element-wise -----------------------------------------------------------------------
     h_tokens = tok / tp if (tp > 1 and p.sequence_parallel) else tok
-    ew_fwd = attn_mem_fwd + ACT_BYTES * (ELEMENTWISE_H_ELEMENTS[t.kernels] * h_tokens * h + ELEMENTWISE_F_ELEMENTS[m_.gated_ffn]
-                          * tok * k_top * f / tp) / hbm
+    ew_fwd = attn_mem_fwd + (ELEMENTWISE_H_BYTES[t.kernels] * h_tokens * h
+                             + ELEMENTWISE_F_BYTES[(t.kernels, m_.gated_ffn)] * tok * k_top * f / tp) / hbm
     if m_.is_moe:
         ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * tok * k_top * h / (tp if p.sequence_parallel else 1) / hbm
     if fp8:
