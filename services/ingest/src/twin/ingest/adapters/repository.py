@@ -52,6 +52,7 @@ class StoreOutcome:
     redelivered: list[int] = field(default_factory=list)  # stored earlier from this same record
     duplicates: list[int] = field(default_factory=list)   # stored earlier from another, identical record
     conflicts: list[int] = field(default_factory=list)    # stored earlier with other values (digest differs)
+    stored_digests: dict[int, str | None] = field(default_factory=dict)  # index -> ledger digest, for clashes
     rows: dict[str, int] = field(default_factory=dict)    # table -> rows copied
     seconds: float = 0.0
 
@@ -75,6 +76,7 @@ class TelemetryRepository:
                 stored = await _ledger_ce_ids(conn, [keys[i] for i in clashes])
                 for i in clashes:
                     ce_id, digest = stored.get(keys[i], (None, None))
+                    out.stored_digests[i] = digest
                     if ce_id == items[i].ce_id:
                         out.redelivered.append(i)
                     elif digest is not None and items[i].digest is not None and digest != items[i].digest:

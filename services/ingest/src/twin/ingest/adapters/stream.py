@@ -76,15 +76,6 @@ class IngestHandler:
         digests = [_digest(rec.value) for rec, _ in good]
         items = [StoreItem(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition,
                            good[i][0].offset, digests[i]) for i in first]
-        # A repeat inside this poll with other values than its first occurrence is a conflict too.
-        first_of = {good[i][1].key: i for i in first}
-        same_repeats = []
-        for j in repeats:
-            if digests[j] != digests[first_of[good[j][1].key]]:
-                rejected.append(Rejected(good[j][0], _conflict_reason(good[j][1].key, "earlier in this poll"),
-                                         kind="conflict"))
-            else:
-                same_repeats.append(j)
         outcome = await self.repository.store(items)
         _write_latency.record(outcome.seconds)
         for table, n in outcome.rows.items():
@@ -106,6 +97,18 @@ class IngestHandler:
         for i in outcome.conflicts:
             rejected.append(Rejected(good[first[i]][0], _conflict_reason(items[i].batch.key, "in the database"),
                                      kind="conflict"))
+        # A repeat inside this poll is compared with what the key now holds: the first occurrence when
+        # that was stored now, else the ledger's digest (when known).
+        item_of = {items[n].batch.key: n for n in range(len(items))}
+        same_repeats = []
+        for j in repeats:
+            n = item_of[good[j][1].key]
+            held = items[n].digest if n not in outcome.stored_digests else outcome.stored_digests[n]
+            if held is not None and digests[j] != held:
+                rejected.append(Rejected(good[j][0], _conflict_reason(good[j][1].key, "in the database"),
+                                         kind="conflict"))
+            else:
+                same_repeats.append(j)
         conflicts = len(repeats) - len(same_repeats) + len(outcome.conflicts)
         duplicates = len(same_repeats) + len(outcome.duplicates)
         self.stats.stored_batches += len(outcome.new)
