@@ -9,7 +9,10 @@ One package, four modules; every public name is re-exported here, so `from twin.
   when the `timescaledb` extension is present, `NNN_name.plain.sql` only when it is absent; a logical
   migration (`NNN_name`) counts as applied whichever variant ran.
 - `timescale`: `timescale_available(conn_or_pool)`, THE one place that decides hypertables vs plain
-  tables; `time_bucket_sql`, `ensure_hypertable`, `ensure_rollup`: the same time-series code on both.
+  tables (usable = in `shared_preload_libraries` and installed; created under an advisory lock when
+  preloaded but not yet installed; never attempted when not preloaded, which would end the
+  connection); `time_bucket_sql`, `ensure_hypertable`, `ensure_rollup` (a real-time continuous
+  aggregate only on a hypertable, else a plain view), `is_hypertable`: the same code on both.
 - `copy`: `copy_rows` (psycopg's C `write_row`, for data already in Python tuples) and `copy_columns`
   (numpy columns → binary COPY stream built here, no per-row Python objects).
 
