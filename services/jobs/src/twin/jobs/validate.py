@@ -234,8 +234,8 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             overlap, par_kw, kernel = OVERLAP_MEGATRON_CORE, {"data_parallel": "zero1", "sequence_parallel": True}, \
                 "cudnn"
             kernels = "fused"
-            if "recompute" in low and "not stated" in low:
-                assumptions.append("activation recompute not stated: none")
+            if recompute == "none":
+                assumptions.append("activation recompute not stated: none (Megatron-Core/NeMo default)")
         else:
             return None, f"framework {row.get('framework')!r} not recognised (its software facts are unknown)"
         par = Parallelism(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vp=vp, **par_kw)
