@@ -59,12 +59,19 @@ def site_tick(params: GpuPowerParams, layout: RackLayout, net: PowerNetwork, *, 
 
 
 def site_power_function(layout: RackLayout, net: PowerNetwork, *, cpu_util: np.ndarray | float = 1.0,
-                        cooling_w: float = 0.0):
+                        cooling_w: float = 0.0, rack_bias_w: np.ndarray | None = None):
     """(GPU watts, optional mask of idle nodes) -> site import watts (for the planner and what-ifs).
-    Idle nodes (their jobs paused) run their CPUs at idle."""
+    Idle nodes (their jobs paused) run their CPUs at idle. ``rack_bias_w`` (per rack, added to the
+    modelled rack input, floored at 0) calibrates the model to measured rack power: measured minus
+    modelled now, assumed to persist under caps and pauses."""
+    bias = None if rack_bias_w is None else np.nan_to_num(np.asarray(rack_bias_w, dtype=np.float64))
+
     def site_w(gpu_w: np.ndarray, idle_nodes: np.ndarray | None = None) -> float:
         util = cpu_util if idle_nodes is None else np.where(idle_nodes, 0.0, cpu_util)
-        return evaluate(net, rack_power(layout, gpu_w, util).rack_input_w, site_extra_w=cooling_w).site_w
+        rack_w = rack_power(layout, gpu_w, util).rack_input_w
+        if bias is not None:
+            rack_w = np.maximum(rack_w + bias, 0.0)
+        return evaluate(net, rack_w, site_extra_w=cooling_w).site_w
     return site_w
 
 

@@ -1,0 +1,287 @@
+"""The live twin's two stages, as plain numpy over the domain (no Kafka, SQL or protobuf here).
+
+Stage 1, keyed by rack (``RackStage``): a telemetry batch of one rack -> that rack's power. Measured
+values win: a GPU's DCGM power where it has a sample, the rack's PDU reading where there is one. The
+model fills the rest (GPUs without a power sample, racks without a PDU reading) from the GPUs'
+activity; a GPU with no sample at all keeps its last activity seen by this process (idle until
+then). Every result says what was measured and what was modelled, and whether the PDU reading
+disagrees with the model beyond the sensor tolerance (a suspect sensor).
+
+Stage 2, keyed by site (``SiteStage``): the latest input power of every rack of the site -> the
+chain (PDUs, UPS groups, UPS, transformers, feeds, site) and its alerts. Racks that never reported
+count at their modelled idle power. A rack's value is replaced only by a newer one (by sample time),
+so a replayed or late record never moves the total backwards. Because each rack contributes an
+absolute value (not a delta), the total is the same however many processes share stage 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twin.power.domain.alerts import DEFAULT_THRESHOLD, Alert, power_alerts
+from twin.power.domain.gpu import gpu_power
+from twin.power.domain.network import KINDS, ChainState, evaluate
+from twin.power.domain.node import rack_power
+from twin.power.site import SiteModel
+
+#: value sources (numbers match twin.power.v1.ValueSource; the codec maps them)
+MEASURED, MODELLED, MIXED = 1, 2, 3
+#: default relative disagreement between a PDU reading and the model that flags a suspect sensor
+DEFAULT_SENSOR_TOLERANCE = 0.15
+
+
+@dataclass(frozen=True)
+class RackReading:
+    """One rack's telemetry batch, decoded (GPU ids are global; NaN = no value in the batch)."""
+
+    site_id: str
+    rack: int
+    time_s: float
+    gpu: np.ndarray                  # global GPU ids with a sample
+    power_w: np.ndarray
+    tensor_active: np.ndarray
+    sm_active: np.ndarray
+    dram_active: np.ndarray
+    pdu_w: float                     # NaN = the PDU was not read
+
+
+@dataclass(frozen=True)
+class RackResult:
+    rack: int
+    rack_id: str
+    site_id: str
+    time_s: float
+    input_w: float                   # used: the PDU reading when there is one, else the model
+    modelled_input_w: float
+    output_w: float                  # delivered to nodes and rack loads (input - rack stage losses)
+    loss_w: float                    # rack stage losses (modelled)
+    gpu_w: float
+    node_dc_w: float
+    node_loss_w: float
+    measured_gpus: int
+    modelled_gpus: int
+    mean_sm_clock_mhz: float
+    power_capped_gpus: int
+    source: int                      # MEASURED | MODELLED | MIXED
+    suspect: bool                    # PDU reading disagrees with the model beyond the tolerance
+
+
+class RackStage:
+    """Stage 1 state of one process: last activity per GPU, GPU power used per GPU."""
+
+    def __init__(self, model: SiteModel, *, sensor_tolerance: float = DEFAULT_SENSOR_TOLERANCE) -> None:
+        self.model = model
+        self.sensor_tolerance = sensor_tolerance
+        inv = model.inventory
+        n = inv.n_gpus
+        self.tensor = np.zeros(n)
+        self.sm = np.zeros(n)
+        self.dram = np.zeros(n)
+        self.limit_w = np.asarray(model.gpu.default_limit_w, dtype=np.float64).copy()
+        idle = gpu_power(model.gpu, tensor_active=self.tensor, sm_active=self.sm, dram_active=self.dram,
+                         power_limit_w=self.limit_w)
+        self.gpu_w = idle.power_w.copy()
+        self.clock_mhz = idle.sm_clock_mhz.copy()
+        self.seen = np.zeros(n, dtype=bool)      # GPUs this process has had any sample of
+        rack_first_node = np.array([r.first_node for r in inv.racks], dtype=np.int64)
+        self.rack_first_gpu = inv.node_first_gpu[rack_first_node]
+        self.rack_n_gpus = np.bincount(inv.node_rack[inv.gpu_node], minlength=len(inv.racks))
+
+    def gpus_of(self, racks: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.arange(self.rack_first_gpu[r], self.rack_first_gpu[r] + self.rack_n_gpus[r])
+                               for r in racks]) if len(racks) else np.zeros(0, dtype=np.int64)
+
+    def apply(self, readings: list[RackReading]) -> list[RackResult]:
+        """The racks' power after these readings (the latest reading per rack wins within a batch)."""
+        latest: dict[int, RackReading] = {}
+        for r in readings:
+            if r.rack not in latest or r.time_s >= latest[r.rack].time_s:
+                latest[r.rack] = r
+        if not latest:
+            return []
+        racks = np.array(sorted(latest), dtype=np.int64)
+        idx = self.gpus_of(racks)
+        measured = np.full(len(self.gpu_w), np.nan)
+        for r in latest.values():
+            for arr, dst in ((r.tensor_active, self.tensor), (r.sm_active, self.sm), (r.dram_active, self.dram)):
+                ok = ~np.isnan(arr)
+                dst[r.gpu[ok]] = np.clip(arr[ok], 0.0, 1.0)
+            self.seen[r.gpu] = True
+            ok = ~np.isnan(r.power_w) & (r.power_w >= 0)
+            measured[r.gpu[ok]] = r.power_w[ok]
+        g = gpu_power(self.model.gpu.take(idx), tensor_active=self.tensor[idx], sm_active=self.sm[idx],
+                      dram_active=self.dram[idx], power_limit_w=self.limit_w[idx])
+        meas = measured[idx]
+        gpu_modelled = np.isnan(meas)
+        self.gpu_w[idx] = np.where(gpu_modelled, g.power_w, meas)
+        self.clock_mhz[idx] = g.sm_clock_mhz
+        rp = rack_power(self.model.layout, self.gpu_w)
+        n_per = self.rack_n_gpus[racks]
+        starts = np.r_[0, np.cumsum(n_per)[:-1]]
+
+        def per_rack(values: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(values, starts) if len(values) else np.zeros(len(racks))
+
+        gpu_sum = per_rack(self.gpu_w[idx])
+        n_modelled = per_rack(gpu_modelled.astype(np.float64))
+        clock_sum = per_rack(g.sm_clock_mhz)
+        capped = per_rack(g.power_capped.astype(np.float64))
+        node_of_rack = self.model.layout.node_rack
+        node_dc = np.bincount(node_of_rack, weights=rp.node_dc_w, minlength=rp.rack_dc_w.size)
+        node_loss = np.bincount(node_of_rack, weights=rp.node_loss_w, minlength=rp.rack_dc_w.size)
+        out: list[RackResult] = []
+        for k, rack in enumerate(racks):
+            rd = latest[int(rack)]
+            model_in = float(rp.rack_input_w[rack])
+            pdu = rd.pdu_w if np.isfinite(rd.pdu_w) and rd.pdu_w >= 0 else np.nan
+            used = model_in if np.isnan(pdu) else float(pdu)
+            loss = float(rp.rack_loss_w[rack])
+            n_mod = int(n_modelled[k])
+            if not np.isnan(pdu):
+                source = MEASURED
+            else:
+                source = MODELLED if n_mod == n_per[k] else MIXED
+            suspect = bool(not np.isnan(pdu) and abs(pdu - model_in) / max(model_in, 1.0) > self.sensor_tolerance)
+            out.append(RackResult(
+                rack=int(rack), rack_id=self.model.network.rack_ids[rack], site_id=rd.site_id, time_s=rd.time_s,
+                input_w=used, modelled_input_w=model_in, output_w=max(used - loss, 0.0), loss_w=loss,
+                gpu_w=float(gpu_sum[k]), node_dc_w=float(node_dc[rack]), node_loss_w=float(node_loss[rack]),
+                measured_gpus=int(n_per[k]) - n_mod, modelled_gpus=n_mod,
+                mean_sm_clock_mhz=float(clock_sum[k] / max(n_per[k], 1)), power_capped_gpus=int(capped[k]),
+                source=source, suspect=suspect))
+        return out
+
+    def modelled_rack_input_w(self) -> np.ndarray:
+        """Every rack's input power from the GPU power this process holds (idle where never seen)."""
+        return rack_power(self.model.layout, self.gpu_w).rack_input_w
+
+    def gpu_load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(tensor, sm, dram activity, power limit) of every GPU as this process knows them."""
+        return self.tensor.copy(), self.sm.copy(), self.dram.copy(), self.limit_w.copy()
+
+
+@dataclass(frozen=True)
+class RackUpdate:
+    """A rack's contribution to stage 2 (what stage 1 published)."""
+
+    rack: int
+    time_s: float
+    input_w: float
+    source: int
+
+
+@dataclass(frozen=True)
+class SiteResult:
+    time_s: float
+    chain: ChainState
+    rack_w: np.ndarray               # used per rack (idle model for racks never heard from)
+    comp_source: np.ndarray          # MEASURED | MODELLED | MIXED per component
+    site_source: int
+    ramp_w_per_s: float
+    new_alerts: list[Alert]          # alerts that were not active at the previous evaluation
+    reported_racks: int
+
+
+@dataclass
+class SiteStage:
+    """Stage 2 state of one site: the latest input power of every rack, and the alerts in force."""
+
+    model: SiteModel
+    threshold: float = DEFAULT_THRESHOLD
+    rack_w: np.ndarray = field(init=False)
+    rack_time: np.ndarray = field(init=False)
+    rack_source: np.ndarray = field(init=False)
+    idle_rack_w: np.ndarray = field(init=False)
+    prev_site_w: float | None = None
+    prev_time_s: float | None = None
+    active: set[tuple[str, str]] = field(default_factory=set)
+    dirty: bool = False              # restored values not yet evaluated
+
+    def __post_init__(self) -> None:
+        n = self.model.network.n_racks
+        self.rack_w = np.full(n, np.nan)
+        self.rack_time = np.full(n, -np.inf)
+        self.rack_source = np.full(n, MODELLED)
+        g = self.model.gpu
+        zeros = np.zeros(len(self.model.layout.gpu_node))
+        idle = gpu_power(g, tensor_active=zeros, sm_active=zeros, dram_active=zeros)
+        self.idle_rack_w = rack_power(self.model.layout, idle.power_w).rack_input_w
+
+    def restore(self, updates: list[RackUpdate]) -> int:
+        """Load stored rack values (a process taking the site over); returns how many were newer. The
+        next ``apply`` evaluates the site even if its own updates bring nothing newer."""
+        n = self._merge(updates)
+        self.dirty = self.dirty or n > 0
+        return n
+
+    def _merge(self, updates: list[RackUpdate]) -> int:
+        changed = 0
+        for u in updates:
+            if u.time_s > self.rack_time[u.rack] or (u.time_s == self.rack_time[u.rack]
+                                                     and u.input_w != self.rack_w[u.rack]):
+                self.rack_w[u.rack] = u.input_w
+                self.rack_time[u.rack] = u.time_s
+                self.rack_source[u.rack] = u.source
+                changed += 1
+        return changed
+
+    def current_rack_w(self) -> np.ndarray:
+        return np.where(np.isnan(self.rack_w), self.idle_rack_w, self.rack_w)
+
+    def apply(self, updates: list[RackUpdate]) -> SiteResult | None:
+        """None when no update was newer than what the stage holds (a replay)."""
+        if not self._merge(updates) and not self.dirty:
+            return None
+        self.dirty = False
+        net = self.model.network
+        rack_w = self.current_rack_w()
+        chain = evaluate(net, rack_w)
+        time_s = float(np.max(self.rack_time))
+        ramp = 0.0
+        prev_w, interval = None, None
+        if self.prev_time_s is not None and time_s > self.prev_time_s:
+            prev_w, interval = self.prev_site_w, time_s - self.prev_time_s
+            ramp = (chain.site_w - self.prev_site_w) / interval
+        alerts = power_alerts(net, chain, threshold=self.threshold, previous_site_w=prev_w, interval_s=interval)
+        keys = {(a.entity_id, a.kind) for a in alerts}
+        new = [a for a in alerts if (a.entity_id, a.kind) not in self.active]
+        # the ramp alert is about one step: it stays "active" only while the ramp lasts
+        self.active = keys if interval is not None else keys | {k for k in self.active if k[1] == "ramp_too_fast"}
+        if interval is not None:
+            self.prev_site_w, self.prev_time_s = chain.site_w, time_s
+        elif self.prev_time_s is None:
+            self.prev_site_w, self.prev_time_s = chain.site_w, time_s
+        else:
+            self.prev_site_w = chain.site_w  # same tick, more racks: the tick's latest total
+        measured = np.where(np.isnan(self.rack_w), False, self.rack_source == MEASURED)
+        modelled = np.isnan(self.rack_w) | (self.rack_source == MODELLED)
+        comp_source = _component_sources(self.model, measured, modelled)
+        site_source = MEASURED if measured.all() else MODELLED if modelled.all() else MIXED
+        return SiteResult(time_s=time_s, chain=chain, rack_w=rack_w, comp_source=comp_source, site_source=site_source,
+                          ramp_w_per_s=float(ramp), new_alerts=new,
+                          reported_racks=int((~np.isnan(self.rack_w)).sum()))
+
+
+def _component_sources(model: SiteModel, measured: np.ndarray, modelled: np.ndarray) -> np.ndarray:
+    """MEASURED when every rack below a component was measured, MODELLED when every one was modelled."""
+    net = model.network
+    n = net.n_comp
+    all_meas = np.ones(n, dtype=bool)
+    all_mod = np.ones(n, dtype=bool)
+    np.logical_and.at(all_meas, net.rack_edge_comp, measured[net.rack_edge_rack])
+    np.logical_and.at(all_mod, net.rack_edge_comp, modelled[net.rack_edge_rack])
+    for kind in range(len(KINDS)):
+        e = np.flatnonzero(net.comp_kind[net.edge_child] == kind)
+        np.logical_and.at(all_meas, net.edge_parent[e], all_meas[net.edge_child[e]])
+        np.logical_and.at(all_mod, net.edge_parent[e], all_mod[net.edge_child[e]])
+    return np.where(all_meas, MEASURED, np.where(all_mod, MODELLED, MIXED))
+
+
+def suspect_alert(r: RackResult, tolerance: float) -> Alert:
+    """The suspect-sensor alert of a rack whose PDU reading disagrees with the model (same wording as
+    twin.power.domain.alerts.power_alerts)."""
+    return Alert(r.rack_id, "rack", "suspect_sensor", "warning", r.input_w, r.modelled_input_w,
+                 f"rack {r.rack_id} PDU reads {r.input_w / 1e3:.1f} kW, the model expects "
+                 f"{r.modelled_input_w / 1e3:.1f} kW (±{tolerance:.0%})")
