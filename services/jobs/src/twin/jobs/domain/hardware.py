@@ -29,6 +29,8 @@ Sources:
   700 W limit): idle 118 W at 1,980 MHz; back-to-back bf16 8192^3 matmul 680.77 TFLOP/s at 698 W, SM clock held
   at 1,395 MHz by the SW power cap; HBM-bound copy 3.0 TB/s at 373 W. Sustained large-GEMM throughput on Hopper
   at 700 W is therefore 680.77 / 794.5 = 0.857 of the MAMF burst figure.
+* [HPL]   G. Lockwood, "peak FLOPS" (glennklockwood.com/garden/peak-FLOPS): NVIDIA rates A100 HPL at the clock
+  sustained at the power limit under dense tensor work, 1,305 MHz, against the 1,410 MHz boost clock.
 * [NVLINK] usable NVLink payload ~82.4 % of raw signalling (18 x 20.6 GB/s of 18 x 25 GB/s on H100; NCCL
   src/graph/topo.h SM90_NVLINK_BW 20.6) -- the same factor the fabric twin uses.
 * [NIC]   one NIC per GPU in the HGX/DGX and NVL72 reference designs: ConnectX-6 HDR 200 Gb/s (DGX A100),
@@ -44,6 +46,12 @@ PRECISIONS = ("bf16", "fp8")
 
 #: Hopper sustained dense GEMM at the 700 W limit / MAMF burst ([CAPTURE]: 680.77 / 794.5)
 HOPPER_SUSTAINED_GEMM_FRACTION = 680.77 / 794.5
+#: Ampere sustained / burst clock under dense tensor work at the 400 W limit ([HPL]: 1305 / 1410 MHz); MAMF is a
+#: short burst measurement, so sustained throughput scales by this ratio (as the H100 capture shows for Hopper)
+AMPERE_SUSTAINED_FRACTION = 1305.0 / 1410.0
+#: burst -> sustained tensor-throughput factor by architecture (Blackwell: no sustained measurement read: 1)
+SUSTAINED_FRACTION = {"ampere": AMPERE_SUSTAINED_FRACTION, "hopper": HOPPER_SUSTAINED_GEMM_FRACTION,
+                      "blackwell": 1.0}
 #: usable NVLink payload / raw ([NVLINK])
 NVLINK_PAYLOAD_EFFICIENCY = 0.824
 #: usable InfiniBand payload / line rate ([NIC])
@@ -95,13 +103,14 @@ def _gpu(key, bf16, fp8, frac_bf16, frac_fp8, sms, hbm, limit, nvl_raw, gpn, dom
 
 
 _HOP = HOPPER_SUSTAINED_GEMM_FRACTION
-#: The catalogue. Hopper GEMM fractions = [MAMF] x [CAPTURE] sustained factor (dense training GEMMs hold the
-#: 700 W cap); Ampere/Blackwell = [MAMF] (no sustained capture: assumed not power-limited below MAMF).
+_AMP = AMPERE_SUSTAINED_FRACTION
+#: The catalogue. GEMM fractions = [MAMF] x the architecture's sustained factor: Hopper [CAPTURE] (dense training
+#: GEMMs hold the 700 W cap), Ampere [HPL]; Blackwell = [MAMF] (no sustained measurement read).
 GPUS: dict[str, GpuSpec] = {
-    "a100-40gb": _gpu("a100-40gb", 312.0, None, 0.869, None, 108, 1.555, 400.0, 300.0, 8, 8, 200.0, "ampere",
-                      "[A100] [MAMF]"),
-    "a100-80gb": _gpu("a100-80gb", 312.0, None, 0.869, None, 108, 2.039, 400.0, 300.0, 8, 8, 200.0, "ampere",
-                      "[A100] [MAMF]"),
+    "a100-40gb": _gpu("a100-40gb", 312.0, None, 0.869 * _AMP, None, 108, 1.555, 400.0, 300.0, 8, 8, 200.0, "ampere",
+                      "[A100] [MAMF] [HPL]"),
+    "a100-80gb": _gpu("a100-80gb", 312.0, None, 0.869 * _AMP, None, 108, 2.039, 400.0, 300.0, 8, 8, 200.0, "ampere",
+                      "[A100] [MAMF] [HPL]"),
     "h100-sxm": _gpu("h100-sxm", 989.4, 1978.9, 0.803 * _HOP, 0.709 * _HOP, 132, 3.35, 700.0, 450.0, 8, 8, 400.0,
                      "hopper", "[H100] [MAMF] [CAPTURE]", idle=118.0),
     # Grand Teton 96 GB part: the same die run at a 500 W default limit ([H100-96]); the power model derives its

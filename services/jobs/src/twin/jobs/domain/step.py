@@ -50,8 +50,8 @@ from .comm import CollectiveCall, CommTimer, LinkModel, group_for
 from .flops import model_flops_per_token
 from .hardware import (
     HBM_EFFICIENCY,
-    HOPPER_SUSTAINED_GEMM_FRACTION,
     MEMORY_BOUND_ACTIVITY,
+    SUSTAINED_FRACTION,
     GpuSpec,
     clock_fraction_at_cap,
     gpu_spec,
@@ -63,16 +63,15 @@ from .spec import JobSpec
 #: 3.5 / (1/fwd + 2.5/bwd) (backward = 2.5 forward FLOPs). Hopper, from the H100 SXM5 benchmarks of Shah et al.
 #: 2024, FlashAttention-3 (figs. "attention forward speed, head dim 128, causal" and "backward speed, head dim
 #: 128"; 4k-8k tokens): FA2 fwd ~325, bwd ~314 -> 317 TFLOP/s = 0.32; cuDNN fwd ~523, bwd ~508 -> 512 = 0.52.
-#: Those are burst benchmarks: under sustained load at the 700 W limit Hopper keeps
-#: ``HOPPER_SUSTAINED_GEMM_FRACTION`` of its burst tensor throughput ([CAPTURE] in ``hardware``), applied as for
-#: GEMMs. Ampere: FA2 on A100 fwd ~195, bwd ~175 of 312 (Dao 2023, FlashAttention-2, figs. 4-5) -> 0.58 (no
-#: sustained capture: as for its GEMMs, none applied). Blackwell assumed at the Hopper burst fractions of its own
-#: peak (no published fwd+bwd figure read). Head dim 64 runs at ``HEAD_DIM_64_FACTOR`` of that (FA3 paper
-#: hdim-64 vs hdim-128 panels: cuDNN fwd 408 vs ~600, bwd ~395 vs ~465; FA2 fwd 321 vs 370).
+#: Those are burst benchmarks: under sustained load at the power limit the tensor throughput scales by the
+#: architecture's ``SUSTAINED_FRACTION`` ([CAPTURE] Hopper, [HPL] Ampere in ``hardware``), applied as for GEMMs
+#: in ``predict_step``. Ampere: FA2 on A100 fwd ~195, bwd ~175 of 312 (Dao 2023, FlashAttention-2, figs. 4-5)
+#: -> 0.58. Blackwell assumed at the Hopper burst fractions of its own peak (no published fwd+bwd figure read).
+#: Head dim 64 runs at ``HEAD_DIM_64_FACTOR`` of that (FA3 paper hdim-64 vs hdim-128 panels: cuDNN fwd 408 vs
+#: ~600, bwd ~395 vs ~465; FA2 fwd 321 vs 370).
 ATTENTION_EFFICIENCY: dict[tuple[str, str], float] = {
     ("ampere", "flash2"): 0.58, ("ampere", "cudnn"): 0.58,
-    ("hopper", "flash2"): 0.32 * HOPPER_SUSTAINED_GEMM_FRACTION,
-    ("hopper", "cudnn"): 0.52 * HOPPER_SUSTAINED_GEMM_FRACTION,
+    ("hopper", "flash2"): 0.32, ("hopper", "cudnn"): 0.52,
     ("blackwell", "flash2"): 0.32, ("blackwell", "cudnn"): 0.52,
 }
 HEAD_DIM_64_FACTOR = 0.75
@@ -276,7 +275,8 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         attn_mem_fwd = UNFUSED_SCORE_PASSES / 3.0 * ACT_BYTES * tok * s * m_.heads / tp / hbm
         attn_bwd_factor = 2.0
     else:
-        attn_eff = ATTENTION_EFFICIENCY[(gpu.arch, t.attention_kernel)] * s / (s + ATTENTION_RAMP_TOKENS)
+        attn_eff = (ATTENTION_EFFICIENCY[(gpu.arch, t.attention_kernel)] * SUSTAINED_FRACTION[gpu.arch]
+                    * s / (s + ATTENTION_RAMP_TOKENS))
         if m_.head_dim <= 64:
             attn_eff *= HEAD_DIM_64_FACTOR
         attn_flops_fwd = 4.0 * tok * ctx * q / tp
