@@ -194,7 +194,11 @@ class IngestApp:
 
     def status_line(self) -> str:
         c, s = self.consumer_stats, self.ingest_stats
-        return (f"consumed={c.consumed} stored_batches={s.stored_batches} gpu_rows={s.rows.get('telemetry_gpu', 0)} "
+        line = (f"consumed={c.consumed} stored_batches={s.stored_batches} gpu_rows={s.rows.get('telemetry_gpu', 0)} "
                 f"rack_rows={s.rows.get('telemetry_rack', 0)} link_rows={s.rows.get('telemetry_link', 0)} "
-                f"invalid={s.invalid} dlq={c.dlq_sent} duplicates={s.duplicates} redelivered={s.redelivered} "
-                f"published={s.published} retries={c.retries} lag={c.total_lag}")
+                f"invalid={s.invalid} conflicts={s.conflicts} dlq={c.dlq_sent} duplicates={s.duplicates} "
+                f"redelivered={s.redelivered} published={s.published} retries={c.retries} lag={c.total_lag}")
+        if self.dcgm_stats is not None:
+            d = self.dcgm_stats
+            line += f" dcgm_scrapes={d.scrapes} dcgm_failed={d.failed} dcgm_empty={d.empty} dcgm_batches={d.published}"
+        return line
