@@ -168,6 +168,7 @@ def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dic
             "ratio": predicted_us / case["measured_us"], "algorithm": est["algorithm"], "protocol": est["protocol"],
             "predicted_busbw_GBps": est["busbw"], "measured_busbw_GBps": float(row.get("busbw_GBps") or 0.0),
             "nccl": ".".join(map(str, case["nccl_version"])) if case["nccl_version"] else None,
+            "family_band": f"{case['family']} {'1 node' if n_nodes == 1 else 'multi-node'} {size_band(case['size_bytes'])}",
             "assumptions": case["assumptions"],
         }
         if case["excluded"]:
@@ -194,6 +195,7 @@ def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dic
             "multi_node": error_stats([r["predicted_us"] for r in multi], [r["measured_us"] for r in multi]),
             "by_collective": grouped("collective"), "by_size_band": grouped("size_band"),
             "by_nodes": grouped("nodes_band"), "by_family": grouped("family"), "by_system": grouped("system"),
+            "by_family_nodes_size": grouped("family_band"),
             "results": results}
 
 
@@ -221,10 +223,11 @@ def format_report(report: dict) -> str:
         lines.append(f"multi-node rows {mn['n']}  median |err| {mn['median_abs_pct_error']:.1f} %  "
                      f"p90 |err| {mn['p90_abs_pct_error']:.1f} %  worst ratio {mn['worst_ratio']:.2f}x")
     for title, key in (("by collective", "by_collective"), ("by size band", "by_size_band"), ("by nodes", "by_nodes"),
-                       ("by GPU family", "by_family"), ("by system", "by_system")):
+                       ("by GPU family", "by_family"), ("by system", "by_system"),
+                       ("by GPU family / nodes / size band", "by_family_nodes_size")):
         lines.append(title + ":")
         for name, st in report[key].items():
-            lines.append(f"  {name:<19} n={st['n']:<3} median {st['median_abs_pct_error']:6.1f} %  "
+            lines.append(f"  {name:<34} n={st['n']:<3} median {st['median_abs_pct_error']:6.1f} %  "
                          f"p90 {st['p90_abs_pct_error']:6.1f} %  worst {st['worst_ratio']:.2f}x")
     return "\n".join(lines)
 
