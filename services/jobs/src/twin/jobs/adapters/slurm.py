@@ -556,6 +556,8 @@ def json_job_events(job: Any, tz: tzinfo = UTC) -> list[JobEvent]:
             exit_code = _num(exit_obj.get("return_code"), "exit_code.return_code")
             sig = exit_obj.get("signal") or {}
             signal = _num(sig.get("id"), "exit_code.signal.id") if isinstance(sig, dict) else None
+            if exit_code is not None and signal is None:
+                signal = 0  # as sacct prints it: <code>:0 when no signal ended the job
         failed_node = str(job.get("failed_node") or "")
         if failed_node and state.upper() == "FAILED":
             state = "NODE_FAIL"

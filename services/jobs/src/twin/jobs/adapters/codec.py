@@ -1,0 +1,199 @@
+"""Protobuf <-> job-twin domain objects: the one place ``twin.jobs.v1`` messages meet the domain.
+
+Decoding validates: an UNSPECIFIED or unknown enum where a value is required, a missing ``job_id`` or time, an
+impossible spec, a FAILED event without a cause, a PROGRESS event without a measurement -- each raises
+``InvalidMessage(field, reason)`` (a ``ValueError``) naming the proto field, for the DLQ or INVALID_ARGUMENT.
+Encoding never fails for a valid domain object.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from twin.jobs.domain.book import JobRecord, JobStatus
+from twin.jobs.domain.events import EventKind, FailureCause, JobEvent
+from twin.jobs.domain.hardware import gpu_spec
+from twin.jobs.domain.spec import JobSpec, JobSpecError, ModelShape, Parallelism, TrainingSetup
+from twin.jobs.domain.step import StepPrediction
+from twin.jobs.v1 import jobs_pb2 as pb
+
+
+class InvalidMessage(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+_KIND = {
+    EventKind.SUBMITTED: pb.JOB_EVENT_KIND_SUBMITTED, EventKind.STARTED: pb.JOB_EVENT_KIND_STARTED,
+    EventKind.CHECKPOINTED: pb.JOB_EVENT_KIND_CHECKPOINTED, EventKind.PREEMPTED: pb.JOB_EVENT_KIND_PREEMPTED,
+    EventKind.FAILED: pb.JOB_EVENT_KIND_FAILED, EventKind.FINISHED: pb.JOB_EVENT_KIND_FINISHED,
+    EventKind.CANCELLED: pb.JOB_EVENT_KIND_CANCELLED, EventKind.RESIZED: pb.JOB_EVENT_KIND_RESIZED,
+    EventKind.PROGRESS: pb.JOB_EVENT_KIND_PROGRESS,
+}
+_KIND_BACK = {v: k for k, v in _KIND.items()}
+#: kinds that report how the job's process ended or changed (exit code and signal travel with them)
+_STATE_KINDS = frozenset({EventKind.FINISHED, EventKind.FAILED, EventKind.CANCELLED, EventKind.PREEMPTED,
+                          EventKind.RESIZED})
+_CAUSE = {
+    FailureCause.GPU_XID: pb.FAILURE_CAUSE_GPU_XID, FailureCause.NODE: pb.FAILURE_CAUSE_NODE,
+    FailureCause.NETWORK: pb.FAILURE_CAUSE_NETWORK, FailureCause.SOFTWARE: pb.FAILURE_CAUSE_SOFTWARE,
+    FailureCause.OUT_OF_MEMORY: pb.FAILURE_CAUSE_OUT_OF_MEMORY, FailureCause.TIMEOUT: pb.FAILURE_CAUSE_TIMEOUT,
+    FailureCause.UNKNOWN: pb.FAILURE_CAUSE_UNKNOWN,
+}
+_CAUSE_BACK = {v: k for k, v in _CAUSE.items()}
+_PRECISION = {"bf16": pb.PRECISION_BF16, "fp8": pb.PRECISION_FP8}
+_PRECISION_BACK = {pb.PRECISION_UNSPECIFIED: "bf16", pb.PRECISION_BF16: "bf16", pb.PRECISION_FP8: "fp8"}
+_RECOMPUTE = {"none": pb.RECOMPUTE_NONE, "selective": pb.RECOMPUTE_SELECTIVE, "op": pb.RECOMPUTE_OP,
+              "full": pb.RECOMPUTE_FULL}
+_RECOMPUTE_BACK = {pb.RECOMPUTE_UNSPECIFIED: "none"} | {v: k for k, v in _RECOMPUTE.items()}
+_DP = {"ddp": pb.DATA_PARALLEL_DDP, "zero1": pb.DATA_PARALLEL_ZERO1, "fsdp": pb.DATA_PARALLEL_FSDP}
+_DP_BACK = {pb.DATA_PARALLEL_UNSPECIFIED: "zero1"} | {v: k for k, v in _DP.items()}
+_STATUS = {JobStatus.PENDING: pb.JOB_STATUS_PENDING, JobStatus.RUNNING: pb.JOB_STATUS_RUNNING,
+           JobStatus.PREEMPTED: pb.JOB_STATUS_PREEMPTED, JobStatus.FAILED: pb.JOB_STATUS_FAILED,
+           JobStatus.FINISHED: pb.JOB_STATUS_FINISHED, JobStatus.CANCELLED: pb.JOB_STATUS_CANCELLED}
+#: proto GPU model names for the catalogue keys
+_GPU_NAME = {"a100-40gb": "A100-40GB", "a100-80gb": "A100-80GB", "h100-sxm": "H100-SXM",
+             "h100-sxm-96gb": "H100-SXM-96GB", "h200": "H200", "h800": "H800", "b200": "B200", "gb200": "GB200",
+             "gb300": "GB300"}
+
+
+def _ts(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(round(seconds * 1e9)))
+    return ts
+
+
+def spec_to_proto(spec: JobSpec, attributes: dict[str, str] | None = None) -> pb.JobSpec:
+    m, p, t = spec.model, spec.parallel, spec.training
+    attrs = attributes or {}
+    msg = pb.JobSpec(
+        model=pb.ModelShape(layers=m.layers, hidden=m.hidden, ffn_hidden=m.ffn_hidden, heads=m.heads,
+                            kv_heads=m.kv_heads, vocab=m.vocab, seq_len_tokens=m.seq_len, head_dim=m.head_dim,
+                            moe_experts=m.moe_experts, moe_topk=m.moe_topk, gated_ffn=m.gated_ffn,
+                            sliding_window_tokens=m.sliding_window, sliding_window_every=m.sliding_window_every),
+        parallel=pb.Parallelism(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, vp=p.vp,
+                                sequence_parallel=p.sequence_parallel, data_parallel=_DP[p.data_parallel]),
+        micro_batch_sequences=t.micro_batch, global_batch_sequences=t.global_batch,
+        precision=_PRECISION[t.precision], recompute=_RECOMPUTE[t.recompute],
+        gpu_model=_GPU_NAME.get(spec.gpu, spec.gpu), n_gpus=spec.n_gpus, owner=attrs.get("owner", ""))
+    for key, field in (("priority", "priority"), ("checkpoint_interval_s", "checkpoint_interval_s"),
+                       ("checkpoint_bytes", "checkpoint_bytes"), ("checkpoint_s", "checkpoint_write_s"),
+                       ("restart_s", "restart_s")):
+        if key in attrs:
+            try:
+                setattr(msg, field, type(getattr(msg, field))(float(attrs[key])))
+            except ValueError:
+                pass  # attributes are free text on the domain side; unparseable ones stay unset
+    return msg
+
+
+def spec_from_proto(msg: pb.JobSpec, field: str = "spec") -> JobSpec:
+    m, p = msg.model, msg.parallel
+    try:
+        shape = ModelShape(layers=m.layers, hidden=m.hidden, ffn_hidden=m.ffn_hidden, heads=m.heads,
+                           kv_heads=m.kv_heads or m.heads, vocab=m.vocab, seq_len=m.seq_len_tokens,
+                           head_dim=m.head_dim, moe_experts=m.moe_experts, moe_topk=m.moe_topk,
+                           gated_ffn=m.gated_ffn, sliding_window=m.sliding_window_tokens,
+                           sliding_window_every=m.sliding_window_every)
+        if p.data_parallel not in _DP_BACK:
+            raise InvalidMessage(f"{field}.parallel.data_parallel", f"unknown value {p.data_parallel}")
+        par = Parallelism(tp=p.tp or 1, pp=p.pp or 1, dp=p.dp or 1, cp=p.cp or 1, ep=p.ep or 1, vp=p.vp or 1,
+                          sequence_parallel=p.sequence_parallel, data_parallel=_DP_BACK[p.data_parallel])
+        if msg.precision not in _PRECISION_BACK:
+            raise InvalidMessage(f"{field}.precision", f"unknown value {msg.precision}")
+        if msg.recompute not in _RECOMPUTE_BACK:
+            raise InvalidMessage(f"{field}.recompute", f"unknown value {msg.recompute}")
+        training = TrainingSetup(micro_batch=msg.micro_batch_sequences or 1, global_batch=msg.global_batch_sequences,
+                                 precision=_PRECISION_BACK[msg.precision], recompute=_RECOMPUTE_BACK[msg.recompute])
+        if not msg.gpu_model:
+            raise InvalidMessage(f"{field}.gpu_model", "missing")
+        try:
+            gpu = gpu_spec(msg.gpu_model).key
+        except ValueError as exc:
+            raise InvalidMessage(f"{field}.gpu_model", str(exc)) from None
+        return JobSpec(shape, par, training, gpu=gpu, n_gpus=msg.n_gpus)
+    except InvalidMessage:
+        raise
+    except JobSpecError as exc:
+        raise InvalidMessage(f"{field}.{exc.field}", str(exc)) from None
+    except ValueError as exc:
+        raise InvalidMessage(field, str(exc)) from None
+
+
+def event_to_proto(ev: JobEvent) -> pb.JobEvent:
+    msg = pb.JobEvent(job_id=ev.job_id, kind=_KIND[ev.kind], event_time=_ts(ev.time_s), source=ev.source,
+                      cluster=ev.cluster, user=ev.user, account=ev.account, partition=ev.partition, name=ev.name,
+                      exit_code=ev.exit_code or 0, signal=ev.signal or 0, reason=ev.reason, step=ev.step,
+                      measured_step_time_s=ev.step_time_s, measured_tokens_per_s=ev.tokens_per_s)
+    if ev.spec is not None:
+        msg.spec.CopyFrom(spec_to_proto(ev.spec, dict(ev.attributes)))
+    if ev.nodes or ev.n_gpus or ev.n_nodes:
+        msg.placement.CopyFrom(pb.Placement(node_ids=list(ev.nodes), n_nodes=ev.n_nodes, n_gpus=ev.n_gpus))
+    if ev.cause is not None:
+        msg.failure_cause = _CAUSE[ev.cause]
+    for k, v in ev.attributes.items():
+        msg.attributes[k] = v
+    return msg
+
+
+def event_from_proto(msg: pb.JobEvent) -> JobEvent:
+    if not msg.job_id:
+        raise InvalidMessage("job_id", "empty")
+    if msg.kind not in _KIND_BACK:
+        name = pb.JobEventKind.Name(msg.kind) if msg.kind in pb.JobEventKind.values() else str(msg.kind)
+        raise InvalidMessage("kind", f"{name} is not an event kind")
+    if not msg.HasField("event_time"):
+        raise InvalidMessage("event_time", "missing")
+    kind = _KIND_BACK[msg.kind]
+    cause = None
+    if msg.failure_cause != pb.FAILURE_CAUSE_UNSPECIFIED:
+        if msg.failure_cause not in _CAUSE_BACK:
+            raise InvalidMessage("failure_cause", f"unknown value {msg.failure_cause}")
+        cause = _CAUSE_BACK[msg.failure_cause]
+    if kind == EventKind.FAILED and cause is None:
+        raise InvalidMessage("failure_cause", "a FAILED event needs a cause")
+    spec = spec_from_proto(msg.spec) if msg.HasField("spec") else None
+    pl = msg.placement
+    try:
+        return JobEvent(job_id=msg.job_id, kind=kind, time_s=msg.event_time.ToNanoseconds() / 1e9, source=msg.source,
+                        cluster=msg.cluster, user=msg.user, account=msg.account, partition=msg.partition,
+                        name=msg.name, nodes=tuple(pl.node_ids), n_nodes=pl.n_nodes or len(pl.node_ids),
+                        n_gpus=pl.n_gpus, cause=cause,
+                        exit_code=msg.exit_code if kind in _STATE_KINDS else None,
+                        signal=msg.signal if kind in _STATE_KINDS else None, reason=msg.reason, spec=spec,
+                        attributes=dict(msg.attributes), step=msg.step, step_time_s=msg.measured_step_time_s,
+                        tokens_per_s=msg.measured_tokens_per_s)
+    except ValueError as exc:
+        raise InvalidMessage("measured_step_time_s" if kind == EventKind.PROGRESS else "job_event", str(exc)) \
+            from None
+
+
+def state_to_proto(rec: JobRecord, prediction: StepPrediction | None, state_time_s: float, *,
+                   goodput_fraction: float = 0.0, optimal_checkpoint_interval_s: float = 0.0,
+                   failures_per_day: float = 0.0, step_time_error_ratio: float = 0.0) -> pb.JobState:
+    """``jobs.state.v1`` for one job: its record and (for running jobs) the current prediction."""
+    msg = pb.JobState(job_id=rec.job_id, state_time=_ts(state_time_s), status=_STATUS[rec.status],
+                      measured_step_time_s=rec.measured_step_time_s,
+                      measured_tokens_per_s=rec.measured_tokens_per_s, goodput_fraction=goodput_fraction,
+                      optimal_checkpoint_interval_s=optimal_checkpoint_interval_s,
+                      failures_per_day=failures_per_day, step_time_error_ratio=step_time_error_ratio)
+    if rec.spec is not None:
+        msg.spec.CopyFrom(spec_to_proto(rec.spec, dict(rec.attributes)))
+    msg.placement.CopyFrom(pb.Placement(node_ids=list(rec.nodes), n_nodes=len(rec.nodes), n_gpus=rec.n_gpus))
+    if prediction is not None:
+        p = prediction
+        msg.predicted_step_time_s = p.step_time_s
+        msg.predicted_tokens_per_s = p.tokens_per_s
+        msg.mfu = p.mfu
+        msg.power_w = p.mean_power_w * p.n_gpus
+        msg.clock_fraction = p.clock_fraction
+        msg.phases.extend(pb.PowerPhase(name=ph.name, duration_s=ph.duration_s, gpu_power_w=ph.power_w)
+                          for ph in p.phases)
+        e = p.exposed_comm_s
+        msg.breakdown.CopyFrom(pb.StepBreakdown(
+            gemm_s=p.gemm_s, attention_s=p.attention_s, memory_s=p.memory_s, bubble_s=p.bubble_s,
+            optimizer_s=p.optimizer_s, exposed_tp_s=e["tp"], exposed_pp_s=e["pp"], exposed_dp_s=e["dp"],
+            exposed_cp_s=e["cp"], exposed_ep_s=e["ep"]))
+    return msg
