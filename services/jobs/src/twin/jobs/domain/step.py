@@ -254,13 +254,13 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     else:
         rows += [(tok, (mats - 1) * f / tp, h, 1, fp8), (tok, h, f / tp, 1, fp8)]
         n_expert_rows = (2, 2)
+    rows.append((tok, V / tp, h, 1, False))  # the LM head (last stage), once per micro-batch, BF16
     arr = np.array([r[:4] for r in rows], dtype=np.float64)
     is_fp8 = np.array([r[4] for r in rows], dtype=bool)
     per_gemm = gemm_time_s(gpu, arr[:, 0], arr[:, 1], arr[:, 2], is_fp8, clock) * arr[:, 3]
-    layer_gemm_fwd = float(per_gemm.sum())
+    logits_fwd = float(per_gemm[-1])
+    layer_gemm_fwd = float(per_gemm[:-1].sum())
     expert_gemm_fwd = float(per_gemm[n_expert_rows[0]:n_expert_rows[1]].sum()) if m_.is_moe else 0.0
-    logits_fwd = float(gemm_time_s(gpu, np.array([tok]), np.array([V / tp]), np.array([h]), np.array([False]),
-                                   clock)[0])
 
     # --- attention core (flash, causal) ----------------------------------------------------------------------
     s = float(m_.seq_len)
