@@ -279,3 +279,31 @@ async def test_retriable_dlq_failure_stops_on_stop_event_without_commit(kafka_bo
             await asyncio.wait_for(dead_producer.stop(), 10)
         except (TimeoutError, Exception):  # noqa: BLE001 - its broker is gone; nothing to flush to
             pass
+
+
+async def test_stop_during_transient_handler_failures_returns_without_commit(kafka_bootstrap):
+    # The database is away (every handler call fails with a transient error): a SIGTERM (stop_event)
+    # must end the loop cleanly, without committing, so the records are redelivered later.
+    t = one_partition_topic()
+    await ensure_topics(kafka_bootstrap, [t])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    calls: list[int] = []
+
+    async def database_away(records: list[Record]) -> BatchResult:
+        calls.append(len(records))
+        raise ConnectionError("database unreachable")
+
+    async with EventProducer(kafka_bootstrap, source="tests") as producer:
+        for seq in range(3):
+            await producer.send(t, "rack-0", batch(seq))
+        stats = ConsumerStats()
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_consumer(kafka_bootstrap, group, t, database_away, dlq_producer=producer,
+                                                stop_event=stop, stats=stats, backoff_s=0.01, max_backoff_s=0.5))
+        try:
+            await wait_for(lambda: len(calls) >= 3, task, "three failed attempts")
+        finally:
+            stop.set()
+            returned = await asyncio.wait_for(task, STOP_BOUND_S)  # returns; does not raise
+    assert returned is stats and stats.commits == 0 and stats.dlq_sent == 0
+    assert await committed(kafka_bootstrap, group, t.name) is None

@@ -32,8 +32,9 @@ would exceed the DLQ producer's max_request_size. DLQ sends:
 Offsets are committed only after the handler returned (its side effects are durable) AND every DLQ
 send of the batch is acknowledged (or refused for good, see above). Handler failures never crash the
 loop:
-- transient errors (`is_transient`, e.g. database or broker unreachable) are retried forever with
-  capped exponential backoff and nothing is committed meanwhile;
+- transient errors (`is_transient`, e.g. database or broker unreachable) are retried with capped
+  exponential backoff until stop_event is set (then the loop returns without committing: the batch
+  is redelivered), and nothing is committed meanwhile;
 - any other error is retried `max_attempts` times, then the batch is split in halves until the
   failing record is isolated; that record goes to the DLQ with the exception as reason and the rest
   of the batch proceeds. A poison record never blocks its partition.
@@ -453,7 +454,7 @@ class _Loop:
                 log.warning("handler failed (%s, attempt %d, %d records), retrying in %.2fs: %r",
                             "transient" if transient else "error", attempt, len(records), delay, exc)
                 if transient and self.stop_event.is_set():
-                    raise
+                    raise _StopRequested(f"retrying a transient handler failure ({exc!r})") from exc
                 await self._pause(delay)
                 delay = min(self.max_backoff_s, delay * 2)
 
