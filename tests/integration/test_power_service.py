@@ -35,6 +35,7 @@ from twin.power.site import build_site_model
 from twin.power.v1 import power_pb2 as pb
 from twin.power.v1 import power_pb2_grpc as pb_grpc
 from twin.telemetry.v1 import telemetry_pb2 as tpb
+from twinctl.__main__ import main as twinctl_main
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -174,7 +175,7 @@ async def ensure(cfg: PowerConfig, bootstrap: str) -> None:
 
 
 async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_whatif(
-        kafka_bootstrap, fresh_database, facility_file, unique_topic):
+        kafka_bootstrap, fresh_database, facility_file, unique_topic, capsys):
     cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"power-it-{uuid.uuid4().hex[:8]}")
     await ensure(cfg, kafka_bootstrap)
     load = Load(facility_file, t=time.time())
@@ -262,6 +263,18 @@ async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_what
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call(request)
             assert err.value.code() == code and err.value.details().startswith(field), err.value.details()
+
+        # the same answers through twinctl, as tables
+        target = ["power", "--target", f"127.0.0.1:{app.grpc_port}"]
+        capsys.readouterr()
+        assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "ups-1"]) == 0
+        table = capsys.readouterr().out
+        over_lines = [ln.split()[0] for ln in table.splitlines() if ln.endswith("OVER RATING")]
+        assert over_lines == ["ups-2", "ups-3"], table
+        assert await asyncio.to_thread(twinctl_main, [*target, "state", "--components"]) == 0
+        table = capsys.readouterr().out
+        assert f"import {expected.site_w / 1e6:.3f} MW" in table and "ups-bus" in table, table
+        assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "ups-9"]) == 3
 
         # a power cap what-if on one rack saves power at the GPU and more at the grid
         cap = await stub.WhatIfPowerCap(pb.WhatIfPowerCapRequest(racks=pb.RackIds(rack_ids=["su1-0005"]), cap_w=400))

@@ -6,10 +6,15 @@
   twinctl fabric sweep --collective all_reduce --min 8 --max 1GiB [--steps 2] --ranks 64
   twinctl fabric step --params 70e9 --layers 80 --hidden 8192 --seq 4096 --dp 4 --tp 8 --pp 8 [--ranks/--gpus/--job]
   twinctl fabric links [--all]
+  twinctl power state [--components | --rack ID | --component ID]      site, rack, component power
+  twinctl power plan --limit-kw 250 [--deadline-s 600] [--duration-s 1800]
+  twinctl power whatif-cap --cap-w 400 (--gpus 0-63 | --racks A,B | --job ID)
+  twinctl power whatif-failure ups-1 [...]
   twinctl dlq list [--topic facility.telemetry.v1] [--reason TEXT]      dead letters and why
   twinctl dlq replay --topic facility.telemetry.v1 [--reason TEXT]      re-publish after a fix
 
-Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053. Access: --token (or
+Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053 (power:
+TWINCTL_POWER_TARGET, else 127.0.0.1:50054). Access: --token (or
 TWINCTL_TOKEN) sends a bearer token; --tls-ca [--tls-cert --tls-key] use TLS / mutual TLS. --json prints the
 protobuf answer as JSON. Exit codes: 0 ok, 2 bad arguments / INVALID_ARGUMENT, 3 NOT_FOUND, 1 other errors.
 """
@@ -27,6 +32,7 @@ from google.protobuf.json_format import MessageToJson
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 from twinctl import dlq
+from twinctl import power as power_cli
 
 DEFAULT_FABRIC_TARGET = "127.0.0.1:50053"
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -183,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     fabric.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
     cmds = fabric.add_subparsers(dest="cmd", required=True)
     dlq.add_parser(sub)
+    power_cli.add_parser(sub)
 
     est = cmds.add_parser("estimate", help="one collective")
     est.add_argument("--collective", type=collective, required=True)
@@ -258,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.service == "dlq":
         return dlq.run(args)
+    if args.service == "power":
+        return power_cli.run(args, open_channel)
     target = args.target or os.environ.get("TWINCTL_FABRIC_TARGET") or DEFAULT_FABRIC_TARGET
     with open_channel(target, args) as channel:
         try:
