@@ -124,3 +124,12 @@ def test_holdout_csv_maps_every_row(capsys):
     assert validate.main([str(HOLDOUT), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["skipped"] == 0 and report["rows"] + report["excluded"] >= 20
+
+
+def test_known_shape_with_unmodelled_transport_is_skipped_not_approximated():
+    from twin.fabric.domain.systems import place_row
+
+    placed, reason = place_row("2x GCP a3-megagpu-8g (8xH100)", "GPUDirect-TCPXO", 16, 2)
+    assert placed is None and "no model" in reason
+    single, _ = place_row("GCP a3-megagpu-8g (8xH100)", "NVLink4", 8, 1)
+    assert single.system == "gcp-a3-mega"  # inside one node the NVLink side is known

@@ -89,7 +89,7 @@ class Network:
 
     nics_per_node: int
     nic_Gbps: float
-    kind: str  # "infiniband" | "roce" | "efa"
+    kind: str  # "infiniband" | "roce" | "efa" | "tcpx" (Google GPUDirect-TCPX/O: known, not modelled)
     #: LL/LL128 usable across the network (False where the transport lacks 128-byte in-order delivery)
     ll_over_net: bool = True
     #: EFA generation (1-4); later generations have lower latency ([OFI] 75 us -> 35 us reported)
@@ -131,9 +131,9 @@ SYSTEMS: tuple[SystemSpec, ...] = (
     SystemSpec("aws-p6-b200", "b200", 8, 8, _efa(8, 400.0, 4, ll=True, src="[P6] 8x400G EFAv4; [OFI] RDMA"),
                (r"\bp6-b200\b",), "[P6]"),
     # --- Google Cloud -----------------------------------------------------------------------------
-    SystemSpec("gcp-a3-high", "h100", 8, 8, Network(4, 200.0, "roce", source="[A3] 4x200G GPUDirect-TCPX"),
+    SystemSpec("gcp-a3-high", "h100", 8, 8, Network(4, 200.0, "tcpx", source="[A3] 4x200G GPUDirect-TCPX"),
                (r"\ba3-highgpu", r"\ba3-high\b"), "[A3]"),
-    SystemSpec("gcp-a3-mega", "h100", 8, 8, Network(8, 200.0, "roce", source="[A3] 8x200G GPUDirect-TCPXO"),
+    SystemSpec("gcp-a3-mega", "h100", 8, 8, Network(8, 200.0, "tcpx", source="[A3] 8x200G GPUDirect-TCPXO"),
                (r"\ba3-mega",), "[A3]"),
     SystemSpec("gcp-a3-ultra", "h200", 8, 8, Network(8, 400.0, "roce", source="[A3] 8x400G CX-7 RoCE"),
                (r"\ba3-ultra",), "[A3]"),
@@ -227,6 +227,8 @@ _GPU_PATTERNS: tuple[tuple[str, str], ...] = (
     ("h800", r"h800"), ("h200", r"h200"), ("h100", r"h100"), ("h20", r"h20(?!\d)"), ("a800", r"a800"),
     ("a100", r"a100"),
 )
+#: Scale-out transports the cost model has physics for.
+MODELLED_TRANSPORTS = ("infiniband", "roce", "efa")
 #: InfiniBand generation -> line rate (Gb/s): HDR 200, NDR 400, XDR 800 (IBTA roadmap).
 _IB_RATE = {"hdr": 200.0, "ndr": 400.0, "xdr": 800.0, "edr": 100.0}
 
@@ -319,6 +321,38 @@ def build_topology(spec: SystemSpec, n_nodes: int, network: Network | None, *, n
                           scale_up=up, scale_out=so, notes=spec.source, host_cpu=spec.host_cpu or "intel")
 
 
+def _row_network(spec: SystemSpec, text: str, n_domains: int, facts: list[str],
+                 assumptions: list[str]) -> tuple[Network | None, str | None]:
+    """The scale-out network of a row: the named shape's, checked against what the row states, or the stated
+    one for a generic node; (None, reason) when it cannot be known or modelled."""
+    network = spec.network
+    nics, rate, kind = stated_network(text)
+    if network is not None:
+        if network.kind not in MODELLED_TRANSPORTS and n_domains > 1:
+            return None, (f"{spec.key}'s scale-out transport ({network.source}) has no model here; "
+                          f"modelled: {', '.join(MODELLED_TRANSPORTS)}")
+        names_both = re.search(r"ib\s*/\s*roce|roce\s*/\s*ib", text.lower()) is not None  # "IB/RoCE"
+        if kind is not None and kind != network.kind and not names_both:
+            return None, f"row states a {kind} fabric but {spec.key} has {network.kind}"
+        if nics is not None and rate is not None and (nics, rate) != (network.nics_per_node, network.nic_Gbps):
+            return None, (f"row states {nics}x{rate:g}G NICs but {spec.key} has "
+                          f"{network.nics_per_node}x{network.nic_Gbps:g}G")
+        return network, None
+    if kind is not None or rate is not None:
+        if kind is None:
+            return None, "scale-out line rate stated but not the fabric kind (IB/RoCE/EFA)"
+        if rate is None:
+            return None, f"{kind} fabric stated without a NIC line rate"
+        if nics is None:
+            nics = spec.gpus_per_node
+            assumptions.append(f"{nics} NICs per node (one per GPU, the HGX/NVL72 reference design; not stated)")
+        facts.append(f"network {nics}x{rate:g}G {kind} (stated)")
+        return Network(nics, rate, kind, source="stated by the row"), None
+    if n_domains > 1:
+        return None, f"multi-node row on {spec.key} but the scale-out network (kind, NICs x speed) is not stated"
+    return None, None
+
+
 def place_row(system_text: str, fabric_text: str, n_gpus: int, n_nodes: int) -> tuple[RowPlacement | None, str | None]:
     """Build the topology a measurement row states. Returns (placement, None) or (None, reason)."""
     text = f"{system_text} {fabric_text}"
@@ -340,35 +374,16 @@ def place_row(system_text: str, fabric_text: str, n_gpus: int, n_nodes: int) -> 
     if ppn > spec.gpus_per_node:
         return None, f"{ppn} GPUs per node exceeds the {spec.gpus_per_node} of {spec.key}"
 
-    network = spec.network
-    nics, rate, kind = stated_network(fabric_text + " " + system_text)
-    if network is not None:
-        if kind is not None and kind != network.kind and not (kind == "infiniband" and "roce" in network.kind):
-            # e.g. "IB/RoCE" texts name both; only a plain contradiction is refused
-            if not re.search(r"ib\s*/\s*roce|roce\s*/\s*ib", text.lower()):
-                return None, f"row states a {kind} fabric but {spec.key} has {network.kind}"
-        if nics is not None and rate is not None and (nics, rate) != (network.nics_per_node, network.nic_Gbps):
-            return None, (f"row states {nics}x{rate:g}G NICs but {spec.key} has "
-                          f"{network.nics_per_node}x{network.nic_Gbps:g}G")
-    elif kind is not None or rate is not None:
-        if kind is None:
-            return None, "scale-out line rate stated but not the fabric kind (IB/RoCE/EFA)"
-        if rate is None:
-            return None, f"{kind} fabric stated without a NIC line rate"
-        if nics is None:
-            nics = spec.gpus_per_node
-            assumptions.append(f"{nics} NICs per node (one per GPU, the HGX/NVL72 reference design; not stated)")
-        network = Network(nics, rate, kind, source="stated by the row")
-        facts.append(f"network {nics}x{rate:g}G {kind} (stated)")
-
-    ib_disabled = re.search(r"ib disabled|nvlink only|net disabled", text.lower()) is not None
     n_domains = -(-n_nodes * spec.gpus_per_node // spec.gpus_per_domain)
-    if ib_disabled:
-        if n_nodes * spec.gpus_per_node > spec.gpus_per_domain:
+    if re.search(r"ib disabled|nvlink only|net disabled", text.lower()):
+        # scale-out switched off: only an NVLink-domain run can be placed, and no network facts apply
+        if n_domains > 1:
             return None, "scale-out disabled but the ranks span several NVLink domains"
         network = None
-    elif n_domains > 1 and network is None:
-        return None, f"multi-node row on {spec.key} but the scale-out network (kind, NICs x speed) is not stated"
+    else:
+        network, reason = _row_network(spec, f"{fabric_text} {system_text}", n_domains, facts, assumptions)
+        if reason is not None:
+            return None, reason
     if n_domains > 1 and spec.host_cpu is None:
         # NCCL's own default for an unknown CPU is the Intel value (tuning.cc getNetOverhead returns 1.0 us)
         assumptions.append("host CPU not published: NCCL's default proxy overhead (1 us, as Intel) used")
