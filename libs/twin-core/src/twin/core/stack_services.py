@@ -147,6 +147,27 @@ async def _fabric_status_safe(ctx: StackContext) -> str:
         return f"fabric: {exc.__class__.__name__}"
 
 
+async def _power_status(ctx: StackContext) -> str:
+    import grpc
+
+    from twin.power.v1 import power_pb2, power_pb2_grpc
+
+    target = f"127.0.0.1:{ctx.port('power', 'POWER_GRPC_PORT')}"
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            reply = await power_pb2_grpc.PowerServiceStub(channel).GetSiteState(
+                power_pb2.GetSiteStateRequest(), timeout=2, metadata=(("authorization", f"Bearer {ctx.token}"),))
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            return "power: no telemetry yet"
+        return f"power: {exc.code().name}"
+    except Exception as exc:  # noqa: BLE001 - a status probe reports, never raises
+        return f"power: {exc.__class__.__name__}"
+    s = reply.site
+    return (f"power: site {s.input_power_w / 1e6:.3f} MW (IT {s.site.it_power_w / 1e6:.3f} MW, PUE {s.site.pue:.2f}, "
+            f"headroom {s.headroom_w / 1e6:.2f} MW)")
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -177,6 +198,15 @@ STACK_SERVICES: tuple[StackService, ...] = (
         "fabric", "twin.fabric", ports={"FABRIC_GRPC_PORT": 50053},
         env=lambda ctx: {"FABRIC_GRPC_TOKEN": ctx.token},
         banner=_fabric_banner, status=_fabric_status_safe),
+    StackService(
+        "power", "twin.power", ports={"POWER_GRPC_PORT": 50054, "POWER_HTTP_PORT": 8082},
+        env=lambda ctx: {"POWER_GRPC_TOKEN": ctx.token, "POWER_OPENADR_TOKEN": ctx.token},
+        banner=lambda ctx: [
+            f"gRPC 127.0.0.1:{ctx.port('power', 'POWER_GRPC_PORT')}   try: TWINCTL_TOKEN={ctx.token} .venv/bin/twinctl "
+            f"power --target 127.0.0.1:{ctx.port('power', 'POWER_GRPC_PORT')} state --components",
+            f"OpenADR 3 POST http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}/openadr3/events "
+            f"(Authorization: Bearer {ctx.token})"],
+        status=_power_status),
     # the simulator last: started after the twins, stopped first so they drain what it produced
     StackService(
         "facility-sim", "twin.facility_sim", ports={"FACILITY_SIM_METRICS_PORT": 9400}, args=_sim_args,
