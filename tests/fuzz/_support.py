@@ -159,3 +159,36 @@ def call_documented(fn: Callable, *args, rejection: type[BaseException] | tuple[
         return fn(*args, **kwargs)
     except rejection:
         return None
+
+
+def json_paths(doc, prefix: tuple = ()) -> list[tuple]:
+    """Every path (tuple of keys / indexes) inside a decoded JSON document, the root included."""
+    out = [prefix]
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += json_paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += json_paths(v, (*prefix, i))
+    return out
+
+
+def json_mutated(data: st.DataObject, doc, values: st.SearchStrategy, edits: int = 3):
+    """`doc` (a decoded JSON document, copied) with up to `edits` values replaced or keys deleted."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for _ in range(data.draw(st.integers(1, edits), label="json edits")):
+        paths = json_paths(doc)
+        path = data.draw(st.sampled_from(paths), label="json path")
+        if not path:
+            doc = data.draw(values, label="root")
+            continue
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and data.draw(st.integers(0, 3), label="delete?") == 0:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(values, label="value")
+    return doc
