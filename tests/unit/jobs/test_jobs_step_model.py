@@ -68,15 +68,16 @@ def test_step_time_grows_when_the_fabric_degrades(job: JobSpec) -> None:
 @pytest.mark.parametrize("job", jobs(), ids=lambda j: f"{j.gpu}-tp{j.parallel.tp}pp{j.parallel.pp}")
 @settings(max_examples=25, deadline=None)
 @given(net=st.floats(0.05, 1.0), clock=st.floats(0.3, 1.0), cap_frac=st.floats(0.4, 1.2),
-       loss=st.floats(0.0, 0.9))
-def test_losing_a_resource_never_shortens_the_step(job, net, clock, cap_frac, loss) -> None:
+       loss=st.floats(0.0, 0.9), slow=st.floats(0.5, 1.0))
+def test_losing_a_resource_never_shortens_the_step(job, net, clock, cap_frac, loss, slow) -> None:
     gpu = gpu_spec(job.gpu)
     cap = cap_frac * gpu.power_limit_w
-    base = predict_step(job, conditions=Conditions(cap, clock, net)).step_time_s
+    base = predict_step(job, conditions=Conditions(cap, clock, net, slow)).step_time_s
     worse = [
-        Conditions(cap, clock, net * (1.0 - loss)),                 # a link fails / degrades further
-        Conditions(cap, clock * (1.0 - loss), net),                 # thermal throttling deepens
-        Conditions(cap * (1.0 - loss), clock, net),                 # the power cap drops
+        Conditions(cap, clock, net * (1.0 - loss), slow),           # a link fails / degrades further
+        Conditions(cap, clock * (1.0 - loss), net, slow),           # thermal throttling deepens
+        Conditions(cap * (1.0 - loss), clock, net, slow),           # the power cap drops
+        Conditions(cap, clock, net, slow * (1.0 - 0.5 * loss)),     # a straggler GPU slows further
     ]
     for cond in worse:
         if cond.power_cap_w is not None and cond.power_cap_w <= gpu.idle_w:
@@ -111,6 +112,18 @@ def test_clock_under_a_cap_follows_cubic_dvfs_and_saturates() -> None:
     assert f == pytest.approx(((500 - 118) / (700 - 118)) ** (1 / 3))
     with pytest.raises(ValueError):
         clock_fraction_at_cap(h100, 100.0)
+
+
+def test_the_expected_straggler_grows_with_job_size_and_sets_the_pace() -> None:
+    from twin.jobs.domain.step import GPU_SPEED_CV, straggler_fraction
+
+    fr = [straggler_fraction(n) for n in (1, 8, 64, 512, 8192)]
+    assert fr[0] == 1.0 and all(b < a for a, b in zip(fr, fr[1:], strict=False))
+    assert 1.0 - fr[1] == pytest.approx(GPU_SPEED_CV * 1.42, rel=0.05)  # E[max of 8 normals] ~ 1.42
+    job = jobs()[0]
+    typical = predict_step(job, conditions=Conditions(slowest_gpu_fraction=1.0))
+    assert predict_step(job).step_time_s > typical.step_time_s
+    assert predict_step(job, conditions=Conditions(slowest_gpu_fraction=0.8)).step_time_s > typical.step_time_s
 
 
 def test_goodput_falls_away_from_the_young_daly_optimum() -> None:

@@ -135,20 +135,42 @@ COMM_ACTIVITY = 0.25
 CHECKPOINT_ACTIVITY = 0.05
 
 
+#: GPU-to-GPU spread of sustained tensor throughput (coefficient of variation): "5 % and higher differences on
+#: an 8-GPU node" (S. Bekman, ml-engineering, compute/accelerator "Not all accelerators are created equal":
+#: silicon lottery and uneven cooling); the expected range of 8 normal samples is 2.85 sigma -> sigma ~ 1.75 %.
+GPU_SPEED_CV = 0.05 / 2.85
+
+
+def straggler_fraction(n_gpus: int, cv: float = GPU_SPEED_CV) -> float:
+    """Expected speed of the slowest of ``n_gpus`` GPUs relative to the typical one: 1 - cv * E[max of n
+    standard normals] (Blom's approximation of the expected maximum). A synchronous step waits for it."""
+    if n_gpus <= 1 or cv <= 0:
+        return 1.0
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf((n_gpus - 0.375) / (n_gpus + 0.25))
+    return max(1.0 - cv * z, 0.5)
+
+
 @dataclass(frozen=True)
 class Conditions:
     """Live conditions of a job's GPUs: a power cap (W, None = the GPU's default), a thermal clock fraction
-    (1 = not throttled) and the network bandwidth fraction on its path (used by the built-in timer)."""
+    (1 = not throttled), the network bandwidth fraction on its path (used by the built-in timer), and the
+    slowest GPU's speed relative to a typical one (None = the expected straggler of the job's size from
+    ``GPU_SPEED_CV``; the live service passes the measured one)."""
 
     power_cap_w: float | None = None
     thermal_clock_fraction: float = 1.0
     network_fraction: float = 1.0
+    slowest_gpu_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.thermal_clock_fraction <= 1.0:
             raise ValueError(f"thermal_clock_fraction must be in (0, 1], got {self.thermal_clock_fraction}")
         if not 0.0 < self.network_fraction <= 1.0:
             raise ValueError(f"network_fraction must be in (0, 1], got {self.network_fraction}")
+        if self.slowest_gpu_fraction is not None and not 0.0 < self.slowest_gpu_fraction <= 1.0:
+            raise ValueError(f"slowest_gpu_fraction must be in (0, 1], got {self.slowest_gpu_fraction}")
         if self.power_cap_w is not None and not self.power_cap_w > 0:
             raise ValueError(f"power_cap_w must be > 0, got {self.power_cap_w}")
 
@@ -233,6 +255,9 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
 
     cap = run_power_limit_w(gpu) if cond.power_cap_w is None else min(cond.power_cap_w, run_power_limit_w(gpu))
     clock = min(clock_fraction_at_cap(gpu, cap), cond.thermal_clock_fraction)
+    slowest = (straggler_fraction(job.n_gpus) if cond.slowest_gpu_fraction is None
+               else cond.slowest_gpu_fraction)
+    clock *= slowest  # a synchronous step runs at the pace of its slowest GPU
 
     h, q, kv, f, V = m_.hidden, m_.q_dim, m_.kv_dim, m_.ffn_hidden, m_.vocab
     tp, cp, ep = p.tp, p.cp, p.ep
