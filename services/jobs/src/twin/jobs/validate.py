@@ -24,7 +24,8 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
 * framework facts: Megatron-Core / NeMo / Megatron-Bridge = distributed optimizer (ZeRO-1), sequence parallel,
   cuDNN (Transformer Engine) attention, DP and TP communication overlapped; Megatron-LM 2021 = plain DDP, no
   sequence parallelism, unfused attention, nothing overlapped (all three arrived later); torchtitan = FSDP2,
-  PyTorch SDPA (FlashAttention-2) attention, TP overlapped only with "async TP", the local batch split into
+  PyTorch SDPA (FlashAttention-2) attention, batch-first DTensor activations (a copy around each sequence-
+  parallel collective), TP overlapped only with "async TP", the local batch split into
   one micro-batch per pipeline stage and 2 stages per rank for "interleaved" schedules (its defaults), fused
   element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2. Recomputation from the note ("full" /
   "activation checkpointing True" -> full; torchtitan "selective" -> per-op; otherwise none).
@@ -213,6 +214,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             return None, f"precision {precision!r} not modelled (bf16, fp8 only)"
 
         low = note.lower()
+        sequence_first = True
         if fw == "torchtitan":
             recompute = "full" if re.search(r"full (activation checkpointing|ac)\b", low) else (
                 "op" if "selective" in low else "none")
@@ -221,6 +223,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             par_kw = {"data_parallel": "fsdp", "sequence_parallel": True}
             kernel = "flash2"
             kernels = "fused" if "torch.compile" in low else "eager_fp32"
+            sequence_first = False  # DTensor [b, s, h] activations
         elif fw == "llm_foundry":
             recompute = "full" if "activation checkpointing true" in low else "none"
             overlap, par_kw, kernel = OVERLAP_FSDP, {"data_parallel": "fsdp", "sequence_parallel": False}, "flash2"
@@ -240,7 +243,8 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             return None, f"framework {row.get('framework')!r} not recognised (its software facts are unknown)"
         par = Parallelism(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vp=vp, **par_kw)
         training = TrainingSetup(micro_batch=mb, global_batch=gbs, precision=precision, recompute=recompute,
-                                 attention_kernel=kernel, overlap=overlap, kernels=kernels)
+                                 attention_kernel=kernel, overlap=overlap, kernels=kernels,
+                                 sequence_first=sequence_first)
         job = JobSpec(shape, par, training, gpu=gpu.key, n_gpus=n_gpus)
     except (JobSpecError, ValueError) as exc:
         return None, f"cannot build the job: {exc}"

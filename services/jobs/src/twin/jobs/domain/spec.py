@@ -149,6 +149,10 @@ class TrainingSetup:
     #: kernel per op) or "eager_fp32" (eager with FP32 norms and rotary, as torchtitan's Llama)
     kernels: str = "fused"
     overlap: Overlap = field(default_factory=Overlap)
+    #: activations laid out sequence-first ([s, b, h], Megatron) so sequence-parallel gathers and scatters are
+    #: contiguous; batch-first frameworks (torchtitan's DTensor, [b, s, h]) copy the full activation around each
+    #: sequence-parallel collective when micro_batch > 1
+    sequence_first: bool = True
     #: fraction of GEMM FLOPs run in FP8 when precision == "fp8" (the LM head stays in BF16 in Transformer
     #: Engine and torchao float8; set below 1 to keep more layers in BF16)
     fp8_gemm_share: float = 1.0

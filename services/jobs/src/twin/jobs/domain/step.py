@@ -313,6 +313,11 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     h_tokens = tok / tp if (tp > 1 and p.sequence_parallel) else tok
     ew_fwd = attn_mem_fwd + (ELEMENTWISE_H_BYTES[t.kernels] * h_tokens * h
                              + ELEMENTWISE_F_BYTES[(t.kernels, m_.gated_ffn)] * tok * k_top * f / tp) / hbm
+    if tp > 1 and p.sequence_parallel and not t.sequence_first and t.micro_batch > 1:
+        # NCCL gathers/scatters along dim 0: a batch-first [b, s, h] activation sharded on s is concatenated
+        # (after all-gather) or split (before reduce-scatter) with a full copy, read + write, for each of the
+        # layer's 2 all-gathers and 2 reduce-scatters (DTensor Shard(1) redistribution)
+        ew_fwd += 4.0 * 2.0 * tok * h * ACT_BYTES / hbm
     if m_.is_moe:
         ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * tok * k_top * h / (tp if p.sequence_parallel else 1) / hbm
     if fp8:
