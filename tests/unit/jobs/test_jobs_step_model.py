@@ -227,3 +227,12 @@ def test_fp8_on_a100_is_refused() -> None:
                   gpu="A100-80GB")
     with pytest.raises(ValueError, match="fp8"):
         predict_step(job)
+
+
+def test_batch_first_sequence_parallelism_pays_for_layout_copies() -> None:
+    job = JobSpec(LLAMA_70B, Parallelism(tp=8, pp=1, dp=4), TrainingSetup(micro_batch=2, global_batch=64))
+    batch_first = dataclasses.replace(job, training=dataclasses.replace(job.training, sequence_first=False))
+    assert predict_step(batch_first).memory_s > predict_step(job).memory_s
+    one = dataclasses.replace(batch_first, training=dataclasses.replace(batch_first.training, micro_batch=1))
+    seq_one = dataclasses.replace(one, training=dataclasses.replace(one.training, sequence_first=True))
+    assert predict_step(one).step_time_s == pytest.approx(predict_step(seq_one).step_time_s)  # no copy at b=1
