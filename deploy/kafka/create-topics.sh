@@ -25,6 +25,9 @@ grid.events.v1 1
 jobs.events.v1 6
 jobs.state.v1 6
 jobs.recommendations.v1 3
+cooling.state.v1 12
+cooling.alerts.v1 3
+cooling.events.v1 3
 facility.telemetry.v1.dlq 12
 telemetry.samples.v1.dlq 12
 fabric.events.v1.dlq 3
@@ -36,6 +39,9 @@ grid.events.v1.dlq 1
 jobs.events.v1.dlq 6
 jobs.state.v1.dlq 6
 jobs.recommendations.v1.dlq 3
+cooling.state.v1.dlq 12
+cooling.alerts.v1.dlq 3
+cooling.events.v1.dlq 3
 # END TOPICS
 "
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from twin.cooling.v1 import cooling_pb2
 from twin.fabric.v1 import fabric_pb2
 from twin.jobs.v1 import jobs_pb2
 from twin.power.v1 import power_pb2
@@ -54,10 +55,16 @@ GRID_EVENTS = Topic("grid.events.v1", power_pb2.GridEvent, key="event_id", parti
 JOBS_EVENTS = Topic("jobs.events.v1", jobs_pb2.JobEvent, key="job_id", partitions=6)
 JOBS_STATE = Topic("jobs.state.v1", jobs_pb2.JobState, key="job_id", partitions=6)
 JOBS_RECOMMENDATIONS = Topic("jobs.recommendations.v1", jobs_pb2.JobRecommendation, key="job_id", partitions=3)
+# cooling: per-rack state keyed by rack (entity_id = rack id), CDU / loop / CRAH / air group / plant state keyed
+# by their own id (the second aggregation stage); alerts by the entity they concern; equipment events by
+# the CDU, CRAH or plant unit (site id for site-wide setpoint and ambient changes)
+COOLING_STATE = Topic("cooling.state.v1", cooling_pb2.CoolingState, key="entity_id", partitions=12)
+COOLING_ALERTS = Topic("cooling.alerts.v1", cooling_pb2.CoolingAlert, key="entity_id", partitions=3)
+COOLING_EVENTS = Topic("cooling.events.v1", cooling_pb2.CoolingEvent, key="entity_id", partitions=3)
 
 ALL: tuple[Topic, ...] = (
     FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE, POWER_STATE, POWER_ALERTS, POWER_PLANS,
-    GRID_EVENTS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS,
+    GRID_EVENTS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS, COOLING_STATE, COOLING_ALERTS, COOLING_EVENTS,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 
