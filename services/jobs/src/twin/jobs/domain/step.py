@@ -289,10 +289,13 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
 
     # --- attention core (flash, causal) ----------------------------------------------------------------------
     s = float(m_.seq_len)
-    ctx = s / 2.0
+    # (share of layers, attended keys per query): full causal layers attend s/2 on average; windowed layers
+    # attend the window, and the kernel's throughput ramps with the keys it streams per query block
+    layer_kinds = [(1.0, s / 2.0, s)]
     if m_.sliding_window and m_.sliding_window_every:
         w = 1.0 / m_.sliding_window_every
-        ctx = (1.0 - w) * s / 2.0 + w * min(float(m_.sliding_window), s)
+        window = min(float(m_.sliding_window), s)
+        layer_kinds = [(1.0 - w, s / 2.0, s), (w, window, window)]
     hbm = gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY
     if t.attention_kernel == "unfused":
         attn_flops_fwd = 4.0 * tok * s * q / tp
@@ -300,12 +303,13 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         attn_mem_fwd = UNFUSED_SCORE_PASSES / 3.0 * ACT_BYTES * tok * s * m_.heads / tp / hbm
         attn_bwd_factor = 2.0
     else:
-        attn_eff = (ATTENTION_EFFICIENCY[(gpu.arch, t.attention_kernel)] * SUSTAINED_FRACTION[gpu.arch]
-                    * s / (s + ATTENTION_RAMP_TOKENS))
+        base_eff = ATTENTION_EFFICIENCY[(gpu.arch, t.attention_kernel)] * SUSTAINED_FRACTION[gpu.arch]
         if m_.head_dim <= 64:
-            attn_eff *= HEAD_DIM_64_FACTOR
-        attn_flops_fwd = 4.0 * tok * ctx * q / tp
-        attn_fwd = attn_flops_fwd / (gpu.peak_tflops["bf16"] * 1e12 * attn_eff * clock)
+            base_eff *= HEAD_DIM_64_FACTOR
+        attn_fwd = 0.0
+        for share, ctx, span in layer_kinds:
+            eff = base_eff * span / (span + ATTENTION_RAMP_TOKENS)
+            attn_fwd += share * 4.0 * tok * ctx * q / tp / (gpu.peak_tflops["bf16"] * 1e12 * eff * clock)
         attn_mem_fwd = 0.0
         attn_bwd_factor = 2.5
 
