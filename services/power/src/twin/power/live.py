@@ -90,8 +90,13 @@ class RackStage:
         self.rack_n_gpus = np.bincount(inv.node_rack[inv.gpu_node], minlength=len(inv.racks))
 
     def gpus_of(self, racks: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.arange(self.rack_first_gpu[r], self.rack_first_gpu[r] + self.rack_n_gpus[r])
-                               for r in racks]) if len(racks) else np.zeros(0, dtype=np.int64)
+        """Global GPU ids of the racks, rack by rack (each rack's GPUs are contiguous)."""
+        racks = np.asarray(racks, dtype=np.int64)
+        n = self.rack_n_gpus[racks]
+        if not n.sum():
+            return np.zeros(0, dtype=np.int64)
+        starts = np.repeat(self.rack_first_gpu[racks] - np.r_[0, np.cumsum(n)[:-1]], n)
+        return starts + np.arange(int(n.sum()))
 
     def apply(self, readings: list[RackReading]) -> list[RackResult]:
         """The racks' power after these readings (the latest reading per rack wins within a batch)."""
@@ -101,16 +106,19 @@ class RackStage:
                 latest[r.rack] = r
         if not latest:
             return []
-        racks = np.array(sorted(latest), dtype=np.int64)
+        chosen = [latest[k] for k in sorted(latest)]
+        racks = np.array([r.rack for r in chosen], dtype=np.int64)
         idx = self.gpus_of(racks)
+        gpu = np.concatenate([r.gpu for r in chosen])
+        for name, dst in (("tensor_active", self.tensor), ("sm_active", self.sm), ("dram_active", self.dram)):
+            values = np.concatenate([getattr(r, name) for r in chosen])
+            ok = ~np.isnan(values)
+            dst[gpu[ok]] = np.minimum(np.maximum(values[ok], 0.0), 1.0)
+        self.seen[gpu] = True
+        power = np.concatenate([r.power_w for r in chosen])
+        ok = power >= 0                                        # False for NaN
         measured = np.full(len(self.gpu_w), np.nan)
-        for r in latest.values():
-            for arr, dst in ((r.tensor_active, self.tensor), (r.sm_active, self.sm), (r.dram_active, self.dram)):
-                ok = ~np.isnan(arr)
-                dst[r.gpu[ok]] = np.clip(arr[ok], 0.0, 1.0)
-            self.seen[r.gpu] = True
-            ok = ~np.isnan(r.power_w) & (r.power_w >= 0)
-            measured[r.gpu[ok]] = r.power_w[ok]
+        measured[gpu[ok]] = power[ok]
         g = gpu_power(self.model.gpu.take(idx), tensor_active=self.tensor[idx], sm_active=self.sm[idx],
                       dram_active=self.dram[idx], power_limit_w=self.limit_w[idx])
         meas = measured[idx]
@@ -125,33 +133,30 @@ class RackStage:
             return np.add.reduceat(values, starts) if len(values) else np.zeros(len(racks))
 
         gpu_sum = per_rack(self.gpu_w[idx])
-        n_modelled = per_rack(gpu_modelled.astype(np.float64))
-        clock_sum = per_rack(g.sm_clock_mhz)
-        capped = per_rack(g.power_capped.astype(np.float64))
-        node_of_rack = self.model.layout.node_rack
-        node_dc = np.bincount(node_of_rack, weights=rp.node_dc_w, minlength=rp.rack_dc_w.size)
-        node_loss = np.bincount(node_of_rack, weights=rp.node_loss_w, minlength=rp.rack_dc_w.size)
-        out: list[RackResult] = []
-        for k, rack in enumerate(racks):
-            rd = latest[int(rack)]
-            model_in = float(rp.rack_input_w[rack])
-            pdu = rd.pdu_w if np.isfinite(rd.pdu_w) and rd.pdu_w >= 0 else np.nan
-            used = model_in if np.isnan(pdu) else float(pdu)
-            loss = float(rp.rack_loss_w[rack])
-            n_mod = int(n_modelled[k])
-            if not np.isnan(pdu):
-                source = MEASURED
-            else:
-                source = MODELLED if n_mod == n_per[k] else MIXED
-            suspect = bool(not np.isnan(pdu) and abs(pdu - model_in) / max(model_in, 1.0) > self.sensor_tolerance)
-            out.append(RackResult(
-                rack=int(rack), rack_id=self.model.network.rack_ids[rack], site_id=rd.site_id, time_s=rd.time_s,
-                input_w=used, modelled_input_w=model_in, output_w=max(used - loss, 0.0), loss_w=loss,
-                gpu_w=float(gpu_sum[k]), node_dc_w=float(node_dc[rack]), node_loss_w=float(node_loss[rack]),
-                measured_gpus=int(n_per[k]) - n_mod, modelled_gpus=n_mod,
-                mean_sm_clock_mhz=float(clock_sum[k] / max(n_per[k], 1)), power_capped_gpus=int(capped[k]),
-                source=source, suspect=suspect))
-        return out
+        n_modelled = per_rack(gpu_modelled.astype(np.float64)).astype(np.int64)
+        clock = per_rack(g.sm_clock_mhz) / np.maximum(n_per, 1)
+        capped = per_rack(g.power_capped.astype(np.float64)).astype(np.int64)
+        node_rack = self.model.layout.node_rack
+        node_dc = np.bincount(node_rack, weights=rp.node_dc_w, minlength=rp.rack_dc_w.size)[racks]
+        node_loss = np.bincount(node_rack, weights=rp.node_loss_w, minlength=rp.rack_dc_w.size)[racks]
+        model_in = rp.rack_input_w[racks]
+        loss = rp.rack_loss_w[racks]
+        pdu = np.array([r.pdu_w for r in chosen], dtype=np.float64)
+        pdu = np.where(np.isfinite(pdu) & (pdu >= 0), pdu, np.nan)
+        has_pdu = ~np.isnan(pdu)
+        used = np.where(has_pdu, pdu, model_in)
+        source = np.where(has_pdu, MEASURED, np.where(n_modelled == n_per, MODELLED, MIXED))
+        with np.errstate(invalid="ignore"):
+            suspect = has_pdu & (np.abs(pdu - model_in) / np.maximum(model_in, 1.0) > self.sensor_tolerance)
+        out_w = np.maximum(used - loss, 0.0)
+        ids = self.model.network.rack_ids
+        return [RackResult(rack=k, rack_id=ids[k], site_id=rd.site_id, time_s=rd.time_s, input_w=u, modelled_input_w=mi,
+                           output_w=o, loss_w=lo, gpu_w=gw, node_dc_w=nd, node_loss_w=nl, measured_gpus=npr - nm,
+                           modelled_gpus=nm, mean_sm_clock_mhz=c, power_capped_gpus=cp, source=src, suspect=sus)
+                for k, rd, u, mi, o, lo, gw, nd, nl, npr, nm, c, cp, src, sus in zip(
+                    racks.tolist(), chosen, used.tolist(), model_in.tolist(), out_w.tolist(), loss.tolist(),
+                    gpu_sum.tolist(), node_dc.tolist(), node_loss.tolist(), n_per.tolist(), n_modelled.tolist(),
+                    clock.tolist(), capped.tolist(), source.tolist(), suspect.tolist(), strict=True)]
 
     def modelled_rack_input_w(self) -> np.ndarray:
         """Every rack's input power from the GPU power this process holds (idle where never seen)."""

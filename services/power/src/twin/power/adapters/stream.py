@@ -164,9 +164,19 @@ class SiteHandler:
         if self.last_batch is None or now - self.last_batch > self.restore_after_s:
             await self.restore()
         self.last_batch = now
+        active_before = set(self.stage.active)
         res = self.stage.apply(updates)
         if res is None:
             return BatchResult(rejected)
+        try:
+            await self._emit(res)
+        except BaseException:
+            # the batch will be redelivered: its updates are merged already, so evaluate again then
+            self.stage.active, self.stage.dirty = active_before, True
+            raise
+        return BatchResult(rejected)
+
+    async def _emit(self, res) -> None:
         net = self.stage.model.network
         site = codec.site_state(net, res)
         states = [s for s in codec.component_states(net, res)
@@ -184,10 +194,8 @@ class SiteHandler:
         self.stats.states_published += len(states)
         self.stats.alerts_published += len(alerts)
         self.stats.last_site_w = site.input_power_w
-        return BatchResult(rejected)
 
 
-PlanFn = Callable[[float, float, float], object]   # (limit_w, deadline_s, duration_s) -> domain plan
 
 
 @dataclass

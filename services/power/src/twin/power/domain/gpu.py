@@ -108,14 +108,20 @@ class GpuPower:
 
 
 def _terms(p: GpuPowerParams, tensor_active: np.ndarray, sm_active: np.ndarray, dram_active: np.ndarray):
-    # missing activity (NaN) counts as none: the caller fills gaps it knows better (last sample, job profile)
-    tensor_active, sm_active, dram_active = (np.nan_to_num(a, nan=0.0) for a in (tensor_active, sm_active, dram_active))
-    a_t = np.clip(tensor_active, 0.0, 1.0)
-    a_sm = np.clip(np.maximum(sm_active, 0.0) - a_t, 0.0, 1.0)
-    hbm_w = p.hbm_w_per_TBps * np.clip(dram_active, 0.0, 1.0) * p.hbm_peak_TBps
+    # missing activity (NaN) counts as none: the caller fills gaps it knows better (last sample, job profile).
+    # np.fmax(a, 0) maps NaN to 0 (and clamps below) in one pass; np.minimum(..., 1) clamps above.
+    a_t = _unit(tensor_active)
+    a_sm = np.minimum(np.fmax(np.fmax(sm_active, 0.0) - a_t, 0.0), 1.0)
+    a_mem = _unit(dram_active)
+    hbm_w = p.hbm_w_per_TBps * a_mem * p.hbm_peak_TBps
     const = p.idle_min_w + hbm_w                                        # A
     cubic = (p.idle_max_w - p.idle_min_w) + p.tensor_w * a_t + p.sm_w * a_sm  # B, x P = A + B x³
-    return a_t, a_sm, const, cubic
+    return a_t, a_sm, a_mem, const, cubic
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    """Clamp to 0..1 with NaN as 0."""
+    return np.minimum(np.fmax(a, 0.0), 1.0)
 
 
 def gpu_power(params: GpuPowerParams, *, tensor_active: np.ndarray, sm_active: np.ndarray,
@@ -123,22 +129,21 @@ def gpu_power(params: GpuPowerParams, *, tensor_active: np.ndarray, sm_active: n
               requested_clock_mhz: np.ndarray | None = None) -> GpuPower:
     """Board power, SM clock and throughput of every GPU (arrays broadcast together)."""
     p = params
-    a_t, a_sm, const, cubic = _terms(p, np.asarray(tensor_active, float), np.asarray(sm_active, float),
-                                     np.asarray(dram_active, float))
+    a_t, a_sm, mem, const, cubic = _terms(p, np.asarray(tensor_active, float), np.asarray(sm_active, float),
+                                          np.asarray(dram_active, float))
     limit = p.default_limit_w if power_limit_w is None else np.asarray(power_limit_w, float)
     limit = np.maximum(limit, p.min_cap_w)  # the driver refuses limits below the minimum cap
     f_req = p.max_clock_mhz if requested_clock_mhz is None else np.clip(
         np.asarray(requested_clock_mhz, float), p.min_clock_mhz, p.max_clock_mhz)
     x_req = f_req / p.max_clock_mhz
     x_min = p.min_clock_mhz / p.max_clock_mhz
-    p_req = const + cubic * x_req**3
+    p_req = const + cubic * (x_req * x_req * x_req)
     capped = p_req > limit
     with np.errstate(divide="ignore", invalid="ignore"):
         x_cap = np.cbrt(np.maximum(limit - const, 0.0) / cubic)
-    x = np.where(capped, np.clip(x_cap, x_min, x_req), x_req)
-    power = np.minimum(const + cubic * x**3, limit)
+    x = np.where(capped, np.minimum(np.maximum(x_cap, x_min), x_req), x_req)
+    power = np.minimum(const + cubic * (x * x * x), limit)
     compute = a_t + a_sm
-    mem = np.clip(np.nan_to_num(np.asarray(dram_active, float), nan=0.0), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         w_compute = np.where(compute + mem > 0, compute / (compute + mem), 0.0)
     tput = 1.0 - w_compute * (1.0 - x / x_req)
@@ -166,7 +171,7 @@ def gpu_power_for_work(params: GpuPowerParams, *, tensor_tflops: np.ndarray, hbm
 
     def power_at(x: np.ndarray) -> np.ndarray:
         a_t = np.minimum(tf / (p.tflops_per_mhz * p.max_clock_mhz * x), 1.0)
-        _, _, const, cubic = _terms(p, a_t, np.maximum(busy, a_t), dram)
+        _, _, _, const, cubic = _terms(p, a_t, np.maximum(busy, a_t), dram)
         return const + cubic * x**3
 
     fits = power_at(x_req) <= limit
