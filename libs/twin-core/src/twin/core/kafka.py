@@ -542,7 +542,8 @@ class _Loop:
         waiting = [f for f in futures if isinstance(f, asyncio.Future)]
         if waiting:
             await asyncio.wait(waiting)  # does not cancel the producer's futures when we are cancelled
-        return [f if isinstance(f, BaseException) else f.exception() for f in futures]
+        return [f if isinstance(f, BaseException) else
+                KafkaTimeoutError("DLQ send cancelled") if f.cancelled() else f.exception() for f in futures]
 
     async def _until_stopped(self, coro: Awaitable[Any], doing: str) -> Any:
         """Await `coro`; once stop_event is set, give it STOP_GRACE_S more, then cancel it and raise
