@@ -345,3 +345,8 @@ async def test_openadr_event_over_http_gives_a_plan_and_a_bad_event_goes_to_the_
         assert b"evt-it-bad" in dead[0].value
         # and nothing else reached grid.events.v1
         assert len(await read_until(kafka_bootstrap, cfg.grid_topic, lambda rs: len(rs) >= 1, timeout_s=2)) == 1
+
+    # a restarted process knows the event in force (the book is rebuilt from grid.events.v1)
+    async with Running(PowerApp(cfg)) as again:
+        assert [e.event_id for e in again.grid_book.events] == ["evt-it-1"]
+        assert again.grid_book.events[0].intervals[0].import_limit_kw == pytest.approx(limit_kw)

@@ -39,10 +39,12 @@ from twin.power.adapters.grpc_api import PowerServicer, power_grpc_server
 from twin.power.adapters.repository import MIGRATIONS_DIR, InMemoryPowerStore, PowerStateRepository
 from twin.power.adapters.stream import (
     RACK_CONTRIBUTIONS,
+    GridBook,
     GridHandler,
     RackHandler,
     SiteHandler,
     StreamStats,
+    restore_book,
 )
 from twin.power.domain.alerts import DEFAULT_THRESHOLD
 from twin.power.live import DEFAULT_SENSOR_TOLERANCE, RackStage, SiteStage
@@ -105,6 +107,8 @@ class PowerApp:
     grid_stats: ConsumerStats = field(default_factory=ConsumerStats)
     racks: RackStage | None = None
     site: SiteStage | None = None
+    grid: GridHandler | None = None
+    grid_book: GridBook = field(default_factory=GridBook)
     grpc_port: int = 0
     http_port: int = 0
 
@@ -128,6 +132,11 @@ class PowerApp:
                 producer = await rt.producer()
             if cfg.consume:
                 assert producer is not None
+                # before the grid consumer starts, so the book keeps the topic's order
+                n = await restore_book(cfg.kafka_bootstrap, cfg.grid_topic, self.grid_book,
+                                       now_s=self.clock.now().timestamp(), **cfg.kafka_options())
+                if n:
+                    log.info("grid event book restored from %s: %d event(s) in force", cfg.grid_topic.name, n)
                 self._start_streams(rt, producer, index, store)
             if cfg.openadr_token:
                 assert producer is not None
@@ -166,9 +175,9 @@ class PowerApp:
             rows = await store.latest(index.site_id, pb.POWER_SCOPE_RACK)
             return codec.rack_w_of(rows, index.rack_index, model.network.n_racks)
 
-        rt.consume(cfg.grid_topic, GridHandler(index.site_id, plan, encode, producer, plans_topic=cfg.plans_topic,
-                                               stats=self.stats, rack_w=rack_w, now=self.clock.now),
-                   group_id=f"{rt.group_id}-grid", stats=self.grid_stats)
+        self.grid = GridHandler(index.site_id, plan, encode, producer, plans_topic=cfg.plans_topic, stats=self.stats,
+                                rack_w=rack_w, now=self.clock.now, book=self.grid_book)
+        rt.consume(cfg.grid_topic, self.grid, group_id=f"{rt.group_id}-grid", stats=self.grid_stats)
 
     async def _start_http(self, rt: ServiceRuntime, producer: EventProducer) -> int:
         from twin.power.adapters.http import make_http_app
