@@ -231,21 +231,22 @@ def start_calibration(prior: GpuThermal, core_w: np.ndarray, hbm_w: np.ndarray, 
 
 def _kalman(theta: np.ndarray, cov: np.ndarray, phi: np.ndarray, y: np.ndarray, ok: np.ndarray, drift: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One robust Kalman update of (n, K, d) parameter means; returns theta, cov and the score term."""
-    cov = cov + drift
-    pphi = np.einsum("nkij,nkj->nki", cov, phi)
-    s = np.einsum("nki,nki->nk", phi, pphi) + SENSOR_NOISE_C**2
-    e = y - np.einsum("nki,nki->nk", phi, theta)
+    """One robust Kalman update of (n, K, d) parameter means with random-walk drift (diagonal, (n, 1, d));
+    returns theta, cov and the score term. P- = P + Q; K = P- φ / s; P+ = P- - K (P- φ)ᵀ."""
+    d = theta.shape[-1]
+    pphi = np.einsum("nkij,nkj->nki", cov, phi) + drift * phi
+    s = (phi * pphi).sum(-1) + SENSOR_NOISE_C**2
+    e = y - (phi * theta).sum(-1)
     nu = e / np.sqrt(s)
     w = np.minimum(1.0, HUBER_K / np.maximum(np.abs(nu), 1e-12))          # Huber weight
     s_eff = s - SENSOR_NOISE_C**2 + SENSOR_NOISE_C**2 / w
-    gain = pphi / s_eff[..., None]
-    okk = ok[:, None]
-    theta = np.where(okk[..., None], theta + gain * e[..., None], theta)
-    cov = np.where(okk[..., None, None], cov - gain[..., :, None] * pphi[..., None, :], cov)
+    gain = pphi * (ok[:, None] / s_eff)[..., None]                       # no update where the sample is missing
+    theta = theta + gain * e[..., None]
+    cov = cov - gain[..., :, None] * pphi[..., None, :]
+    cov[..., np.arange(d), np.arange(d)] += drift
     a = np.abs(nu)
     rho = np.where(a <= HUBER_K, 0.5 * nu * nu, HUBER_K * a - 0.5 * HUBER_K**2)
-    return theta, cov, np.where(okk, 0.5 * np.log(s) + rho, 0.0)
+    return theta, cov, np.where(ok[:, None], 0.5 * np.log(s) + rho, 0.0)
 
 
 def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarray, hbm_w: np.ndarray,
@@ -277,14 +278,14 @@ def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarra
     y = np.asarray(gpu_temp_c, float)
     ok = np.isfinite(y) & np.isfinite(tot)
     yk = np.where(ok, y, 0.0)[:, None] - cool
-    theta, cov, sc = _kalman(cal.theta, cal.cov, phi, yk, ok, _diag(n, k, rw))
+    theta, cov, sc = _kalman(cal.theta, cal.cov, phi, yk, ok, rw[:, None, :])
     theta_h, cov_h = cal.theta_h, cal.cov_h
     if hbm_temp_c is not None:
         yh = np.asarray(hbm_temp_c, float)
         okh = np.isfinite(yh) & np.isfinite(tot)
         phi_h = np.stack([ones, z_slow, zf, np.repeat(z_hbm[:, None], k, axis=1), decay], axis=-1)
         theta_h, cov_h, _ = _kalman(theta_h, cov_h, phi_h, np.where(okh, yh, 0.0)[:, None] - cool, okh,
-                                    _diag(n, k, rw_h))
+                                    rw_h[:, None, :])
     return Calibration(prior=p, tau_slow_s=cal.tau_slow_s, z_slow=z_slow, coolant_c=cool, z_fast=z_fast, z_hbm=z_hbm,
                        start_decay=decay, theta=theta, cov=cov, theta_h=theta_h, cov_h=cov_h, score=cal.score + sc,
                        samples=cal.samples + ok)
@@ -322,7 +323,10 @@ def calibrated(cal: Calibration) -> tuple[GpuThermal, ThermalState]:
     b = cal.best
     i = np.arange(len(b))
     floor = R_FLOOR_SHARE * cal.prior.r_total_k_per_w
-    th = _positive_mode(cal.theta[i, b], cal.cov[i, b], (1, 2), floor)
+    th = cal.theta[i, b].copy()
+    low = (th[:, 1] < floor) | (th[:, 2] < floor)
+    if low.any():
+        th[low] = _positive_mode(th[low], cal.cov[i[low], b[low]], (1, 2), floor[low])
     thh = cal.theta_h[i, b]
     p = GpuThermal(r_slow_k_per_w=th[:, 1], r_fast_k_per_w=th[:, 2],
                    tau_slow_s=cal.tau_slow_s[i, b], tau_fast_s=cal.prior.tau_fast_s.copy(), offset_c=th[:, 0],
@@ -376,6 +380,8 @@ def temperatures_at(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: n
 
 
 THROTTLE_NONE, THROTTLE_GPU, THROTTLE_HBM = 0, 1, 2
+#: bisection steps after the grid: grid cells are < 25 % wide, so 24 halvings leave < 1e-7 relative
+BISECTIONS = 24
 
 
 def time_to_throttle(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: np.ndarray, path: CoolantPath,
@@ -386,33 +392,50 @@ def time_to_throttle(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: 
     n = len(np.asarray(slowdown_c))
     times = np.concatenate([[0.0], np.geomspace(0.25, horizon_s, grid)])
 
-    def margin(tt: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sub = p.take(idx)
-        st = ThermalState(*(getattr(s, f.name)[idx] for f in fields(s)))
-        cp = CoolantPath(*(np.asarray(getattr(path, f.name))[idx] for f in fields(path)))
-        g, h = temperatures_at(sub, st, np.asarray(core_w)[idx], np.asarray(hbm_w)[idx], cp, tt)
-        return g - np.asarray(slowdown_c)[idx][:, None], h - np.asarray(hbm_max_c)[idx][:, None]
+    def subset(idx: np.ndarray):
+        return (p.take(idx), ThermalState(*(getattr(s, f.name)[idx] for f in fields(s))),
+                CoolantPath(*(np.asarray(getattr(path, f.name))[idx] for f in fields(path))),
+                np.asarray(core_w)[idx], np.asarray(hbm_w)[idx], np.asarray(slowdown_c)[idx][:, None],
+                np.asarray(hbm_max_c)[idx][:, None])
 
-    allidx = np.arange(n)
-    mg, mh = margin(times, allidx)
+    def margin(tt: np.ndarray, sub) -> tuple[np.ndarray, np.ndarray]:
+        sp, st, cp, c, h, sl, hm = sub
+        g, hb = temperatures_at(sp, st, c, h, cp, tt)
+        return g - sl, hb - hm
+
+    # screen: a lag's output never exceeds the larger of its start and its input's bound, so GPUs whose
+    # bound stays below both limits over the horizon skip the grid (most of them, on a healthy site)
+    tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
+    cool_max = np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c) + np.maximum(path.ramp_k_per_s, 0) * horizon_s
+    zs, zf, zh = np.maximum(s.z_slow, tot), np.maximum(s.z_fast, core_w), np.maximum(s.z_hbm, hbm_w)
+    g_max = cool_max + p.offset_c + p.r_slow_k_per_w * zs + p.r_fast_k_per_w * zf
+    h_max = cool_max + p.hbm_offset_c + p.hbm_slow_k_per_w * zs + p.hbm_core_k_per_w * zf + p.hbm_self_k_per_w * zh
+    cand = np.flatnonzero(~((g_max < slowdown_c) & (h_max < hbm_max_c)))
+    out = np.full(n, np.inf)
+    which = np.full(n, THROTTLE_NONE)
+    if cand.size == 0:
+        return out, which
+    mg, mh = margin(times, subset(cand))
     hit = (mg >= 0) | (mh >= 0)
     anyhit = hit.any(axis=1)
     first = np.where(anyhit, hit.argmax(axis=1), -1)
-    out = np.full(n, np.inf)
-    which = np.full(n, THROTTLE_NONE)
-    now = anyhit & (first == 0)
+    now_rows = anyhit & (first == 0)
+    now = cand[now_rows]
     out[now] = 0.0
-    which[now] = np.where(mg[now, 0] >= 0, THROTTLE_GPU, THROTTLE_HBM)
-    ref = np.flatnonzero(anyhit & (first > 0))
+    which[now] = np.where(mg[now_rows, 0] >= 0, THROTTLE_GPU, THROTTLE_HBM)
+    sel = anyhit & (first > 0)
+    ref = cand[sel]
+    first = first[sel]
     if ref.size:
-        lo, hi = times[first[ref] - 1], times[first[ref]]
-        for _ in range(40):
+        lo, hi = times[first - 1], times[first]
+        sub = subset(ref)
+        for _ in range(BISECTIONS):
             mid = 0.5 * (lo + hi)
-            g, h = margin(mid[:, None], ref)
+            g, h = margin(mid[:, None], sub)
             up = (g[:, 0] >= 0) | (h[:, 0] >= 0)
             hi = np.where(up, mid, hi)
             lo = np.where(up, lo, mid)
-        g, h = margin(hi[:, None], ref)
+        g, h = margin(hi[:, None], sub)
         out[ref] = hi
         which[ref] = np.where(g[:, 0] >= 0, THROTTLE_GPU, THROTTLE_HBM)
     return out, which
