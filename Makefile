@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 # Every library and service is its own distribution; a new services/<name>/pyproject.toml joins here.
 MEMBERS := libs/twin-proto libs/twin-core libs/twinctl $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 
-.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power up down clean
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power validate-training up down clean
 
 $(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(MEMBERS))
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ validate-holdout: $(STAMP)
 
 validate-power: $(STAMP)
 	$(PY) -m twin.power.validate $(CSV)
+
+validate-training: $(STAMP)
+	$(PY) -m twin.jobs.validate $(CSV)
 
 up:
 	docker compose up -d --build
