@@ -220,3 +220,23 @@ def test_unknown_ids_in_a_what_if_are_named(hall):
     net = hall.network
     with pytest.raises(KeyError, match="unknown CDU 'cdu-z-9'"):
         what_if(net, design_conditions(net), cdus_down=["cdu-z-9"])
+
+
+def test_a_loop_holds_its_secondary_setpoint_while_the_approach_allows():
+    d = yaml.safe_load((PRESETS_DIR / "gb200-nvl72-hall.yaml").read_text())
+    d["cooling"]["topology"] = {
+        "plant": [{"id": "dry-1", "kind": "dry_cooler", "capacity_kw": 2400, "approach_k": 8, "fan_kw": 60}],
+        "cdus": [{"id": f"cdu-{k}", "capacity_kw": 1400, "flow_lpm": 2000, "pump_kw": 11} for k in (1, 2, 3)],
+        "cdu_groups": [{"id": "loop", "redundancy": "N+1", "members": ["cdu-1", "cdu-2", "cdu-3"],
+                        "racks": ["row:a", "row:b"], "supply_temp_c": 36.0}],
+        "crahs": [{"id": f"crah-{i}", "capacity_kw": 200, "supply_air_temp_c": 24, "fan_kw": 6} for i in range(3)],
+        "crah_groups": [{"id": "air", "redundancy": "N+1", "members": ["crah-0", "crah-1", "crah-2"],
+                         "racks": ["hall:hall1"]}],
+    }
+    site = build_cooling_site(FacilitySpec.model_validate(d))
+    net = site.network
+    _, _, it = loaded(site, 1000.0)
+    cond = design_conditions(net, dry_bulb_c=20.0, wet_bulb_c=14.0)
+    assert evaluate(net, it, cond).loop_supply_c[0] == pytest.approx(36.0)          # 32 °C + ~2 K approach < 36
+    hot = evaluate(net, it, what_if(net, cond, facility_supply_rise_k=6.0))
+    assert hot.loop_supply_c[0] > 38.0                                               # 38 °C + approach

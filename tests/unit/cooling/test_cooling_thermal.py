@@ -16,6 +16,7 @@ from twin.cooling.domain import (
     calibrate_step,
     calibrated,
     default_thermal,
+    pooled_prior,
     split_power,
     start_calibration,
     steady_state,
@@ -141,3 +142,11 @@ def test_heat_validation_and_the_whole_report(capsys):
     assert validate.main(["--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"thermal", "heat"}
     assert validate.main(["thermal"]) == 2 and validate.main(["bogus"]) == 2
+
+
+def test_pooled_prior_is_the_median_of_each_model_and_cooling_group():
+    p = default_thermal(np.array([0.04, 0.05, 0.06, 0.03, 0.03]), np.array([0.5] * 5), np.array([0.25] * 5),
+                        np.array([10.0, 12.0, 14.0, 20.0, 20.0]))
+    pooled = pooled_prior(p, np.array([0, 0, 0, 1, 1]), calibrated_mask=np.array([True, True, True, True, False]))
+    np.testing.assert_allclose(pooled.r_total_k_per_w, [0.05, 0.05, 0.05, 0.03, 0.03])
+    np.testing.assert_allclose(pooled.tau_slow_s, [12.0, 12.0, 12.0, 20.0, 20.0])

@@ -56,6 +56,8 @@ def build_network(spec: FacilitySpec, inv: Inventory) -> CoolingNetwork:
         rack_loop=np.where(lf > 0, loop, -1), rack_air_group=np.where(lf < 1, air, -1),
         loop_ids=tuple(g.id for g in topo.cdu_groups),
         loop_n_plus_1=a([g.redundancy == "N+1" for g in topo.cdu_groups], dtype=bool),
+        loop_setpoint_c=a([g.supply_temp_c if g.supply_temp_c is not None else np.nan for g in topo.cdu_groups],
+                          dtype=float),
         cdu_ids=tuple(x.id for x in topo.cdus), cdu_loop=a([cdu_loop.get(x.id, -1) for x in topo.cdus], dtype=np.int64),
         cdu_capacity_w=a([x.capacity_kw * 1000.0 for x in topo.cdus]), cdu_flow_lpm=a([x.flow_lpm for x in topo.cdus]),
         cdu_pump_w=a([x.pump_kw * 1000.0 for x in topo.cdus]), cdu_approach_k=a([x.approach_k for x in topo.cdus]),

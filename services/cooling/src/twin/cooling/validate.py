@@ -145,7 +145,7 @@ def thermal_report(trace: dict[str, np.ndarray], fit_until_s: float | None = Non
     def rmse(e: np.ndarray) -> float:
         return float(np.sqrt(np.mean(e**2))) if e.size else float("nan")
 
-    return {"rows_fitted": int(cal.samples[0]), "rows_predicted": int(scored.sum()), "rmse_c": rmse(err),
+    return {"rows_fitted": int(np.isfinite(y[fit]).sum()), "rows_predicted": int(scored.sum()), "rmse_c": rmse(err),
             "worst_abs_error_c": float(np.max(np.abs(err))) if err.size else float("nan"),
             "fit_until_s": T, "hbm_rmse_c": rmse(err_h), "baseline_single_r_rmse_c": rmse(err_b),
             "baseline_single_r_worst_abs_error_c": float(np.max(np.abs(err_b))) if err_b.size else float("nan"),

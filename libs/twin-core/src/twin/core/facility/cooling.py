@@ -185,6 +185,8 @@ class CoolingGroup(_Strict):
     redundancy: Literal["N", "N+1"]
     members: list[str] = Field(min_length=1)
     racks: list[str] = Field(min_length=1, description="rack ids, or 'row:<row id>' / 'hall:<hall id>'")
+    supply_temp_c: float | None = Field(None, ge=2, le=60, description="CDU loops: secondary supply setpoint "
+                                        "(None: facility supply + approach); held while the approach allows")
 
 
 class RackCooling(_Strict):

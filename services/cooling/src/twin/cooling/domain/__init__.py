@@ -11,6 +11,7 @@ from .thermal import (
     calibrate_step,
     calibrated,
     default_thermal,
+    pooled_prior,
     split_power,
     start_calibration,
     steady_state,
@@ -26,6 +27,6 @@ __all__ = [
     "Calibration", "Conditions", "Coolant", "CoolantPath", "CoolingAlert", "CoolingNetwork", "CoolingState",
     "GpuLayout", "GpuThermal", "ThermalState", "ThrottleForecast", "calibrate_step", "calibrated", "coolant_paths",
     "cooling_alerts", "default_thermal", "delta_t_k", "design_conditions", "evaluate", "forecast", "heat_w",
-    "plant_power", "sensor_alerts", "split_power", "start_calibration", "steady_state", "steady_temperatures",
+    "plant_power", "pooled_prior", "sensor_alerts", "split_power", "start_calibration", "steady_state", "steady_temperatures",
     "step", "suspect_heat_sensors", "temperatures", "temperatures_at", "time_to_throttle", "what_if",
 ]

@@ -55,6 +55,7 @@ class CoolingNetwork:
     rack_air_group: np.ndarray         # CRAH group index, -1 for none
     loop_ids: tuple[str, ...]
     loop_n_plus_1: np.ndarray          # bool
+    loop_setpoint_c: np.ndarray        # secondary supply setpoint (NaN: facility supply + approach)
     cdu_ids: tuple[str, ...]
     cdu_loop: np.ndarray
     cdu_capacity_w: np.ndarray
@@ -321,7 +322,9 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     load = float(it.sum() + cdu_pump.sum() + crah_fan.sum())
     unit_heat, fans, comp, pumps, fac_supply, plant_cap = plant_power(net, cond, load)
     # --- temperatures
-    loop_supply = fac_supply + loop_rise
+    # a CDU holds its secondary setpoint while its heat exchanger's approach allows, else supply + approach
+    loop_supply = np.fmax(fac_supply + loop_rise, net.loop_setpoint_c)
+    loop_supply = np.where(np.isnan(loop_rise), np.nan, loop_supply)
     loop_rate = net.secondary_coolant.capacity_rate_w_per_k(loop_flow, loop_supply)
     with np.errstate(divide="ignore", invalid="ignore"):
         loop_return = loop_supply + np.where(loop_rate > 0, loop_heat / np.where(loop_rate > 0, loop_rate, 1.0),

@@ -338,6 +338,24 @@ def calibrated(cal: Calibration) -> tuple[GpuThermal, ThermalState]:
     return p, s
 
 
+def pooled_prior(p: GpuThermal, group: np.ndarray, calibrated_mask: np.ndarray | None = None) -> GpuThermal:
+    """Per group (GPU model × cooling type): the median of its calibrated GPUs' parameters, given to
+    every GPU of the group. The prior for a GPU that is new, replaced or reset, so it starts from
+    what its siblings taught rather than from the spec's one number. Groups with no calibrated GPU
+    keep their own values."""
+    g = np.asarray(group)
+    mask = np.ones(len(g), bool) if calibrated_mask is None else np.asarray(calibrated_mask, bool)
+    out = {f.name: np.array(getattr(p, f.name), float, copy=True) for f in fields(p)}
+    for gid in np.unique(g):
+        members = g == gid
+        src = members & mask
+        if not src.any():
+            continue
+        for name, arr in out.items():
+            arr[members] = np.median(np.asarray(getattr(p, name))[src])
+    return GpuThermal(**out)
+
+
 # --- time-to-throttle ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CoolantPath:
