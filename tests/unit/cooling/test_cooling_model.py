@@ -214,6 +214,9 @@ def test_suspect_sensor_when_heat_contradicts_flow_and_temperatures(hall):
     q = heat_w(net.secondary_coolant, flow[:1], 33.0, 39.0)[0]
     alerts = sensor_alerts(net, np.array([q, 1.3 * q, 0.98 * q, 50e3]), flow, sup, ret)
     assert [a.entity_id for a in alerts] == [net.cdu_ids[1]]
+    # consistent with its own flow and temperatures, but not with the heat its racks make
+    alerts = sensor_alerts(net, np.array([q, q, q, q]), flow, sup, ret, model_heat_w=np.array([q, q, 0.5 * q, np.nan]))
+    assert [a.entity_id for a in alerts] == [net.cdu_ids[2]] and "IT power" in alerts[0].message
 
 
 def test_unknown_ids_in_a_what_if_are_named(hall):

@@ -86,10 +86,20 @@ def cooling_alerts(net: CoolingNetwork, state: CoolingState, gpus: GpuLayout | N
 
 
 def sensor_alerts(net: CoolingNetwork, reported_heat_w: np.ndarray, flow_lpm: np.ndarray, supply_c: np.ndarray,
-                  return_c: np.ndarray) -> list[CoolingAlert]:
+                  return_c: np.ndarray, model_heat_w: np.ndarray | None = None) -> list[CoolingAlert]:
     """Per CDU reading (arrays in ``net.cdu_ids`` order): suspect when the reported heat contradicts
-    ṁ c_p ΔT from the same CDU's flow and temperatures."""
+    ṁ c_p ΔT from the same CDU's flow and temperatures, or (``model_heat_w``, e.g. the state's
+    ``cdu_heat_w`` from IT power) the model, beyond the same tolerance."""
     bad, q = suspect_heat_sensors(net.secondary_coolant, reported_heat_w, flow_lpm, supply_c, return_c)
-    return [CoolingAlert(SUSPECT_SENSOR, WARNING, net.cdu_ids[i],
-                         f"reports {reported_heat_w[i] / 1e3:.1f} kW removed; its flow and temperatures give "
-                         f"{q[i] / 1e3:.1f} kW", value=float(reported_heat_w[i])) for i in np.flatnonzero(bad)]
+    rep = np.asarray(reported_heat_w, float)
+    out = [CoolingAlert(SUSPECT_SENSOR, WARNING, net.cdu_ids[i],
+                        f"reports {rep[i] / 1e3:.1f} kW removed; its flow and temperatures give {q[i] / 1e3:.1f} kW",
+                        value=float(rep[i])) for i in np.flatnonzero(bad)]
+    if model_heat_w is not None:
+        m = np.asarray(model_heat_w, float)
+        ok = np.isfinite(m) & np.isfinite(rep) & ~bad
+        off = ok & (np.abs(rep - m) > SENSOR_REL_TOL * np.maximum(np.abs(m), np.abs(rep)) + SENSOR_ABS_TOL_W)
+        out += [CoolingAlert(SUSPECT_SENSOR, WARNING, net.cdu_ids[i],
+                             f"reports {rep[i] / 1e3:.1f} kW removed; the IT power of its racks gives "
+                             f"{m[i] / 1e3:.1f} kW", value=float(rep[i])) for i in np.flatnonzero(off)]
+    return out

@@ -398,12 +398,12 @@ def temperatures_at(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: n
 
 
 THROTTLE_NONE, THROTTLE_GPU, THROTTLE_HBM = 0, 1, 2
-#: bisection steps after the grid: grid cells are < 25 % wide, so 24 halvings leave < 1e-7 relative
+#: bisection steps after the grid: grid cells are < 40 % wide, so 24 halvings leave < 1e-7 relative
 BISECTIONS = 24
 
 
 def time_to_throttle(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: np.ndarray, path: CoolantPath,
-                     slowdown_c: np.ndarray, hbm_max_c: np.ndarray, horizon_s: float = 3600.0, grid: int = 48
+                     slowdown_c: np.ndarray, hbm_max_c: np.ndarray, horizon_s: float = 3600.0, grid: int = 32
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Seconds until the die reaches its slowdown temperature or the HBM its limit (whichever first;
     0 if already there, +inf beyond the horizon), and which (THROTTLE_GPU / THROTTLE_HBM / _NONE)."""
