@@ -88,9 +88,11 @@ def state_table(states: list[pb.PowerState]) -> str:
     lines = [f"{'entity':<16} {'scope':<11} {'input kW':>10} {'output kW':>10} {'loss kW':>10} {'rating kW':>10} "
              f"{'headroom kW':>11} {'util':>6} {'if partner fails kW':>19} {'source':<9} powered"]
     for s in states:
+        rated = s.rating_w > 0          # racks have no rating in the spec
         lines.append(f"{s.entity_id:<16} {_scope(s.scope):<11} {_kw(s.input_power_w)} {_kw(s.output_power_w)} "
-                     f"{_kw(s.loss_w)} {_kw(s.rating_w)} {_kw(s.headroom_w):>11} {s.utilization:6.1%} "
-                     f"{_kw(s.load_if_partner_fails_w):>19} {_SOURCE.get(s.source, '?'):<9} "
+                     f"{_kw(s.loss_w)} {_kw(s.rating_w) if rated else '-':>10} "
+                     f"{_kw(s.headroom_w) if rated else '-':>11} {f'{s.utilization:6.1%}' if rated else '-':>6} "
+                     f"{_kw(s.load_if_partner_fails_w) if rated else '-':>19} {_SOURCE.get(s.source, '?'):<9} "
                      f"{'yes' if s.powered else 'NO'}")
     return "\n".join(lines)
 
