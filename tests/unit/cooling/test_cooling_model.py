@@ -243,3 +243,18 @@ def test_a_loop_holds_its_secondary_setpoint_while_the_approach_allows():
     assert evaluate(net, it, cond).loop_supply_c[0] == pytest.approx(36.0)          # 32 °C + ~2 K approach < 36
     hot = evaluate(net, it, what_if(net, cond, facility_supply_rise_k=6.0))
     assert hot.loop_supply_c[0] > 38.0                                               # 38 °C + approach
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_generated_n_plus_1_groups_survive_any_single_failure_at_nameplate(preset):
+    from twin.core.facility.power import rack_nameplate_w
+
+    spec = load_facility_spec(preset)
+    site = build_cooling_site(spec)
+    net = site.network
+    it = np.array([rack_nameplate_w(spec, r.rack_type) for r in site.inventory.racks])
+    cond = design_conditions(net)
+    for cdu in net.cdu_ids:
+        assert evaluate(net, it, what_if(net, cond, cdus_down=[cdu])).loop_carries.all(), cdu
+    for crah in net.crah_ids[:5]:
+        assert evaluate(net, it, what_if(net, cond, crahs_down=[crah])).air_carries.all(), crah

@@ -2,6 +2,7 @@
 
 from .alerts import CoolingAlert, cooling_alerts, sensor_alerts, suspect_heat_sensors
 from .coolant import Coolant, delta_t_k, heat_w
+from .events import EquipmentEvent, EventRejected, apply_event
 from .network import Conditions, CoolingNetwork, CoolingState, design_conditions, evaluate, plant_power
 from .thermal import (
     Calibration,
@@ -24,7 +25,7 @@ from .thermal import (
 from .whatif import GpuLayout, ThrottleForecast, coolant_paths, forecast, what_if
 
 __all__ = [
-    "Calibration", "Conditions", "Coolant", "CoolantPath", "CoolingAlert", "CoolingNetwork", "CoolingState",
+    "Calibration", "Conditions", "EquipmentEvent", "EventRejected", "apply_event", "Coolant", "CoolantPath", "CoolingAlert", "CoolingNetwork", "CoolingState",
     "GpuLayout", "GpuThermal", "ThermalState", "ThrottleForecast", "calibrate_step", "calibrated", "coolant_paths",
     "cooling_alerts", "default_thermal", "delta_t_k", "design_conditions", "evaluate", "forecast", "heat_w",
     "plant_power", "pooled_prior", "sensor_alerts", "split_power", "start_calibration", "steady_state", "steady_temperatures",
