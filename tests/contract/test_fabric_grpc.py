@@ -329,3 +329,21 @@ async def test_worker_checks_the_deadline_between_chunks(server):
     cancelled.cancel()
     with pytest.raises(DeadlineExceeded):
         sim.estimate(np.zeros(100_000, dtype=np.int64), sizes, PlacementRequest(n_ranks=64), cancelled)
+
+
+async def test_nccl_version_selects_the_algorithms_that_version_has(stub):
+    """NVLS arrived in NCCL 2.17: on the DGX H100 preset an 8-GPU all-reduce may use it with 2.27,
+    never with 2.16; a malformed version is INVALID_ARGUMENT naming the field."""
+    def req(version: str) -> pb.EstimateCollectiveRequest:
+        return pb.EstimateCollectiveRequest(collective=pb.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30,
+                                            placement=pb.Placement(ranks=pb.RankCount(n_ranks=8)),
+                                            nccl_version=version)
+
+    old = await stub.EstimateCollective(req("2.16.5"), timeout=10)
+    new = await stub.EstimateCollective(req("v2.27.3-1"), timeout=10)
+    assert not old.estimate.algorithm.startswith("nvls")
+    assert new.estimate.time_s <= old.estimate.time_s
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EstimateCollective(req("latest"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("nccl_version:")

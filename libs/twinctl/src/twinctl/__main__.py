@@ -130,13 +130,15 @@ def run_fabric(args: argparse.Namespace, stub: pb_grpc.FabricSimulationServiceSt
     t = args.timeout
     if args.cmd == "estimate":
         resp = stub.EstimateCollective(pb.EstimateCollectiveRequest(
-            collective=args.collective, size_bytes=args.size, placement=placement(args)), timeout=t)
+            collective=args.collective, size_bytes=args.size, placement=placement(args),
+            nccl_version=args.nccl_version), timeout=t)
         if args.json:
             return MessageToJson(resp)
         return f"{resp.n_ranks} ranks on {resp.n_nodes} nodes\n" + _table([resp.estimate])
     if args.cmd == "sweep":
         resp = stub.SweepSizes(pb.SweepSizesRequest(collective=args.collective, min_bytes=args.min, max_bytes=args.max,
-                                                    steps_per_doubling=args.steps, placement=placement(args)), timeout=t)
+                                                    steps_per_doubling=args.steps, placement=placement(args),
+                                                    nccl_version=args.nccl_version), timeout=t)
         if args.json:
             return MessageToJson(resp)
         return f"{resp.n_ranks} ranks on {resp.n_nodes} nodes\n" + _table(resp.estimates)
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     est = cmds.add_parser("estimate", help="one collective")
     est.add_argument("--collective", type=collective, required=True)
     est.add_argument("--size", type=parse_size, required=True, help="bytes, e.g. 8, 1MiB, 1GiB")
+    est.add_argument("--nccl-version", default="", help="the job's NCCL version, e.g. 2.27.3 (default: newest)")
     _add_placement(est)
 
     sw = cmds.add_parser("sweep", help="a size sweep (nccl-tests style)")
@@ -201,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--min", type=parse_size, default=8)
     sw.add_argument("--max", type=parse_size, default=1 << 30)
     sw.add_argument("--steps", type=int, default=1, help="points per doubling (1 = powers of two)")
+    sw.add_argument("--nccl-version", default="", help="the job's NCCL version, e.g. 2.27.3 (default: newest)")
     _add_placement(sw)
 
     st = cmds.add_parser("step", help="communication time of one training step")

@@ -294,8 +294,9 @@ class FabricSimulator:
         return sizes
 
     def estimate(self, collective: np.ndarray, size_bytes: np.ndarray, req: PlacementRequest,
-                 deadline: Deadline | None = None) -> EstimateTable:
-        """Estimate every (collective, size) entry for one placement, in chunks, checking the deadline."""
+                 deadline: Deadline | None = None, nccl_version: tuple[int, int, int] | None = None) -> EstimateTable:
+        """Estimate every (collective, size) entry for one placement, in chunks, checking the deadline.
+        `nccl_version`, when known, selects the algorithms that version has (see the core's docs)."""
         deadline = deadline or Deadline(None)
         coll = np.asarray(collective, dtype=np.int64)
         sizes = np.asarray(size_bytes, dtype=np.uint64)
@@ -305,7 +306,8 @@ class FabricSimulator:
         if sizes.size == 1 and coll.size == 1:
             # exact answer cache for repeated single queries (dashboards, ops scripts): the core is
             # deterministic in (topology, live state version, placement, collective, size)
-            single_key = (view.version, self.gpu_ids(req)[0], int(coll.reshape(-1)[0]), int(sizes.reshape(-1)[0]))
+            single_key = (view.version, self.gpu_ids(req)[0], int(coll.reshape(-1)[0]), int(sizes.reshape(-1)[0]),
+                          nccl_version)
             hit = self._answers.get(single_key)
             if hit is not None:
                 self.cache_hits += 1
@@ -316,7 +318,8 @@ class FabricSimulator:
                 deadline.check()
             stop = min(sizes.size, start + self.chunk_entries)
             c = coll if coll.size == 1 else coll[start:stop]
-            parts.append(estimate(self.topology, c, sizes[start:stop].astype(np.float64), placement))
+            parts.append(estimate(self.topology, c, sizes[start:stop].astype(np.float64), placement,
+                                  nccl_version=nccl_version))
             self.entries_estimated += stop - start
         result = parts[0] if len(parts) == 1 else Estimate(*(
             np.concatenate([getattr(p, f) for p in parts]) for f in Estimate.__dataclass_fields__))

@@ -144,14 +144,16 @@ class CollectiveEstimate(_message.Message):
     def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., size_bytes: _Optional[int] = ..., time_s: _Optional[float] = ..., algorithm: _Optional[str] = ..., protocol: _Optional[str] = ..., algbw_gbps: _Optional[float] = ..., busbw_gbps: _Optional[float] = ..., latency_s: _Optional[float] = ..., bandwidth_s: _Optional[float] = ...) -> None: ...
 
 class EstimateCollectiveRequest(_message.Message):
-    __slots__ = ("collective", "size_bytes", "placement")
+    __slots__ = ("collective", "size_bytes", "placement", "nccl_version")
     COLLECTIVE_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
     collective: Collective
     size_bytes: int
     placement: Placement
-    def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., size_bytes: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    nccl_version: str
+    def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., size_bytes: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
 
 class EstimateCollectiveResponse(_message.Message):
     __slots__ = ("estimate", "n_ranks", "n_nodes")
@@ -164,14 +166,16 @@ class EstimateCollectiveResponse(_message.Message):
     def __init__(self, estimate: _Optional[_Union[CollectiveEstimate, _Mapping]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class EstimateBatchRequest(_message.Message):
-    __slots__ = ("collectives", "size_bytes", "placement")
+    __slots__ = ("collectives", "size_bytes", "placement", "nccl_version")
     COLLECTIVES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
     collectives: _containers.RepeatedScalarFieldContainer[Collective]
     size_bytes: _containers.RepeatedScalarFieldContainer[int]
     placement: Placement
-    def __init__(self, collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    nccl_version: str
+    def __init__(self, collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
 
 class EstimateBatchResponse(_message.Message):
     __slots__ = ("estimates", "n_ranks", "n_nodes")
@@ -184,18 +188,20 @@ class EstimateBatchResponse(_message.Message):
     def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class SweepSizesRequest(_message.Message):
-    __slots__ = ("collective", "min_bytes", "max_bytes", "steps_per_doubling", "placement")
+    __slots__ = ("collective", "min_bytes", "max_bytes", "steps_per_doubling", "placement", "nccl_version")
     COLLECTIVE_FIELD_NUMBER: _ClassVar[int]
     MIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     STEPS_PER_DOUBLING_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
     collective: Collective
     min_bytes: int
     max_bytes: int
     steps_per_doubling: int
     placement: Placement
-    def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., min_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., steps_per_doubling: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    nccl_version: str
+    def __init__(self, collective: _Optional[_Union[Collective, str]] = ..., min_bytes: _Optional[int] = ..., max_bytes: _Optional[int] = ..., steps_per_doubling: _Optional[int] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
 
 class SweepSizesResponse(_message.Message):
     __slots__ = ("estimates", "n_ranks", "n_nodes")

@@ -5,6 +5,7 @@ mismatched parallel arrays) raise InvalidArgument naming the proto field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -102,6 +103,20 @@ def placement_request(msg: pb.Placement, field: str = "placement", required: boo
     if which == "gpus":
         return PlacementRequest(gpu_ids=tuple(msg.gpus.gpu_ids), field=field)
     return PlacementRequest(job_id=msg.job_id, field=field)
+
+
+_NCCL_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:-\d+)?")
+
+
+def nccl_version(text: str) -> tuple[int, int, int] | None:
+    """The request's `nccl_version` ("2.27.3", "v2.19.3-1"; empty = unknown) or InvalidArgument."""
+    text = text.strip()
+    if not text:
+        return None
+    m = _NCCL_VERSION.fullmatch(text)
+    if m is None or int(m.group(1)) != 2:
+        raise InvalidArgument("nccl_version", f"{text[:40]!r} is not an NCCL 2.x version like 2.27.3")
+    return 2, int(m.group(2)), int(m.group(3) or 0)
 
 
 def estimate_collective_request(req: pb.EstimateCollectiveRequest) -> tuple[np.ndarray, np.ndarray, PlacementRequest]:

@@ -39,7 +39,8 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
         def work(deadline: Deadline) -> pb.EstimateCollectiveResponse:
             coll, sizes, placement = codec.estimate_collective_request(request)
             sizes = self.sim.check_sizes(sizes, "size_bytes")
-            return codec.estimate_collective_response(self.sim.estimate(coll, sizes, placement, deadline))
+            nccl = codec.nccl_version(request.nccl_version)
+            return codec.estimate_collective_response(self.sim.estimate(coll, sizes, placement, deadline, nccl))
 
         return await self._run("EstimateCollective", context, work, heavy=False)
 
@@ -47,7 +48,7 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
         def work(deadline: Deadline) -> pb.EstimateBatchResponse:
             coll, sizes, placement = codec.estimate_batch_request(request, self.max_batch_entries)
             sizes = self.sim.check_sizes(sizes, "size_bytes")
-            table = self.sim.estimate(coll, sizes, placement, deadline)
+            table = self.sim.estimate(coll, sizes, placement, deadline, codec.nccl_version(request.nccl_version))
             deadline.check()
             resp = pb.EstimateBatchResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes)
             codec.estimates_to_proto(table, resp.estimates)
@@ -62,7 +63,8 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
             code = codec.collective_code(request.collective)
             placement = codec.placement_request(request.placement)
             sizes = self.sim.sweep_sizes(request.min_bytes, request.max_bytes, request.steps_per_doubling)
-            table = self.sim.estimate(_full(code, sizes.size), sizes, placement, deadline)
+            table = self.sim.estimate(_full(code, sizes.size), sizes, placement, deadline,
+                                      codec.nccl_version(request.nccl_version))
             deadline.check()
             resp = pb.SweepSizesResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes)
             codec.estimates_to_proto(table, resp.estimates)
