@@ -23,14 +23,16 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from twin.cooling.v1 import cooling_pb2 as cpb
 from twin.core import topics
 from twin.core.facility import load_facility_spec
 from twin.core.facility.spec import PRESETS_DIR
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
+from twin.jobs.v1 import jobs_pb2 as jpb
 from twin.power.adapters.stream import RACK_CONTRIBUTIONS
 from twin.power.app import PowerApp, PowerConfig
-from twin.power.domain import site_tick, what_if_failure
+from twin.power.domain import evaluate, site_tick, what_if_failure
 from twin.power.site import build_site_model
 from twin.power.v1 import power_pb2 as pb
 from twin.power.v1 import power_pb2_grpc as pb_grpc
@@ -74,7 +76,8 @@ def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: s
         http_host="127.0.0.1", http_port=0, openadr_token=TOKEN, group_id=group,
         samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.POWER_STATE),
         racks_topic=unique_topic(RACK_CONTRIBUTIONS), alerts_topic=unique_topic(topics.POWER_ALERTS),
-        plans_topic=unique_topic(topics.POWER_PLANS), grid_topic=unique_topic(topics.GRID_EVENTS), **kw)
+        plans_topic=unique_topic(topics.POWER_PLANS), grid_topic=unique_topic(topics.GRID_EVENTS),
+        jobs_topic=unique_topic(topics.JOBS_STATE), cooling_topic=unique_topic(topics.COOLING_STATE), **kw)
 
 
 class Running:
@@ -171,7 +174,7 @@ async def send_load(bootstrap: str, cfg: PowerConfig, load: Load, extra: list | 
 
 async def ensure(cfg: PowerConfig, bootstrap: str) -> None:
     await ensure_topics(bootstrap, [cfg.samples_topic, cfg.state_topic, cfg.racks_topic, cfg.alerts_topic,
-                                    cfg.plans_topic, cfg.grid_topic])
+                                    cfg.plans_topic, cfg.grid_topic, cfg.jobs_topic, cfg.cooling_topic])
 
 
 async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_whatif(
@@ -275,6 +278,47 @@ async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_what
         table = capsys.readouterr().out
         assert f"import {expected.site_w / 1e6:.3f} MW" in table and "ups-bus" in table, table
         assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "ups-9"]) == 3
+
+        # the jobs and cooling twins' states: a running job is cappable by id and pausable in a plan; the
+        # plant's cooling power joins the site total at the next tick
+        job = jpb.JobState(job_id="job-it", status=jpb.JOB_STATUS_RUNNING,
+                           spec=jpb.JobSpec(priority=1, checkpoint_interval_s=1800, checkpoint_write_s=60),
+                           placement=jpb.Placement(gpu_ids=range(64)))
+        job.state_time.FromNanoseconds(int(load.t * 1e9))
+        plant = cpb.CoolingState(site_id=SITE, entity_id=SITE, scope=cpb.COOLING_SCOPE_PLANT,
+                                 source=cpb.VALUE_SOURCE_MODELLED, plant=cpb.PlantDetail(cooling_power_w=30_000.0))
+        plant.state_time.FromNanoseconds(int(load.t * 1e9))
+        async with EventProducer(kafka_bootstrap, source="test") as producer:
+            await producer.send(cfg.jobs_topic, "job-it", job)
+            await producer.send(cfg.cooling_topic, SITE, plant)
+
+        async def job_cap():
+            try:
+                return await stub.WhatIfPowerCap(pb.WhatIfPowerCapRequest(job_id="job-it", cap_w=300))
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND, exc.details()
+                return None
+
+        deadline = time.monotonic() + WAIT_S
+        by_job = await job_cap()
+        while by_job is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            by_job = await job_cap()
+        assert by_job is not None and by_job.gpus == 64 and by_job.gpu_power_saved_w > 0
+        deep = await stub.PlanCurtailment(pb.PlanCurtailmentRequest(limit_kw=0.4 * expected.site_w / 1e3,
+                                                                    deadline_s=600, duration_s=1800))
+        assert list(deep.plan.paused_job_ids) == ["job-it"] and not deep.plan.meets_limit
+        assert deep.plan.lost_work_gpu_s == 0          # 600 s is time enough to write its 60 s checkpoint
+
+        later = Load(facility_file, t=load.t + 1)
+        with_cooling = evaluate(net, later.tick.rack_w, site_extra_w=30_000.0).site_w
+        await send_load(kafka_bootstrap, cfg, later)
+        recs = await read_until(kafka_bootstrap, cfg.state_topic, lambda rs: any(
+            s.scope == pb.POWER_SCOPE_SITE and s.input_power_w == pytest.approx(with_cooling, rel=1e-9)
+            for s in states(rs)))
+        site = [s for s in states(recs) if s.scope == pb.POWER_SCOPE_SITE][-1]
+        assert site.site.cooling_power_w == 30_000.0 and site.site.cooling_source == pb.VALUE_SOURCE_MODELLED
+        assert site.site.pue == pytest.approx(with_cooling / site.output_power_w)
 
         # a power cap what-if on one rack saves power at the GPU and more at the grid
         cap = await stub.WhatIfPowerCap(pb.WhatIfPowerCapRequest(racks=pb.RackIds(rack_ids=["su1-0005"]), cap_w=400))

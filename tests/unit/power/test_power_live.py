@@ -176,3 +176,47 @@ async def test_grid_handler_plans_only_the_limit_in_force():
                                                  import_limit_kw=1.0),))
     h.book.apply(past, cancelled=False)
     assert await h.plans_for(past) == []             # already over
+
+
+def test_read_model_jobs_and_cooling(su):
+    from twin.cooling.v1 import cooling_pb2 as cpb
+    from twin.jobs.v1 import jobs_pb2 as jpb
+    from twin.power.adapters.views import ReadModel
+
+    view = ReadModel(SiteIndex.of(su.inventory), len(su.layout.gpu_node))
+
+    def job(jid, t, status=jpb.JOB_STATUS_RUNNING, **placement):
+        msg = jpb.JobState(job_id=jid, status=status, spec=jpb.JobSpec(priority=-3, checkpoint_interval_s=600,
+                                                                         checkpoint_write_s=30),
+                           placement=jpb.Placement(**placement))
+        msg.state_time.FromSeconds(t)
+        return msg
+
+    view.apply_job(job("a", 10, node_ids=["su1-0000-n01"]))
+    view.apply_job(job("b", 10, gpu_ids=[0, 1, 2]))
+    view.apply_job(job("c", 10, gpu_ids=[99_999]))                # no such GPU: skipped
+    assert view.jobs["a"].gpus.tolist() == list(range(8, 16)) and view.jobs["a"].priority == 0
+    assert "c" not in view.jobs and view.skipped == 1
+    jobs, per_gpu = view.planner_jobs()
+    assert jobs.job_ids == ("a", "b") and per_gpu[8] == 0 and per_gpu[2] == 1 and per_gpu[20] == -1
+    assert jobs.seconds_since_checkpoint.tolist() == [300.0, 300.0] and jobs.checkpoint_s.tolist() == [30.0, 30.0]
+    view.apply_job(job("b", 5, status=jpb.JOB_STATUS_FINISHED))   # older than what we hold: ignored
+    view.apply_job(job("a", 11, status=jpb.JOB_STATUS_FINISHED))
+    assert set(view.jobs) == {"b"}
+
+    def plant(w, t, site="su-h100"):
+        msg = cpb.CoolingState(site_id=site, entity_id=site, scope=cpb.COOLING_SCOPE_PLANT,
+                               source=cpb.VALUE_SOURCE_MEASURED, plant=cpb.PlantDetail(cooling_power_w=w))
+        msg.state_time.FromSeconds(t)
+        return msg
+
+    view.apply_cooling(plant(20e3, 10))
+    view.apply_cooling(plant(10e3, 9))                              # older
+    view.apply_cooling(plant(99e3, 11, site="elsewhere"))           # another site
+    assert (view.cooling_w, view.cooling_source) == (20e3, MEASURED)
+    stage = SiteStage(su)
+    stage.apply([RackUpdate(r, 1.0, 30e3, MEASURED) for r in range(su.network.n_racks)])
+    stage.set_cooling(view.cooling_w, view.cooling_source)
+    res = stage.apply([])
+    assert res.chain.site_w == pytest.approx(evaluate(su.network, np.full(8, 30e3), site_extra_w=20e3).site_w)
+    assert codec.site_state(su.network, res).site.cooling_power_w == 20e3

@@ -46,6 +46,7 @@ from twin.power.adapters.stream import (
     StreamStats,
     restore_book,
 )
+from twin.power.adapters.views import ReadModel, tail
 from twin.power.domain.alerts import DEFAULT_THRESHOLD
 from twin.power.live import DEFAULT_SENSOR_TOLERANCE, RackStage, SiteStage
 from twin.power.site import SiteModel, build_site_model
@@ -81,6 +82,8 @@ class PowerConfig(StreamConfig):
     alerts_topic: Topic = topics.POWER_ALERTS
     plans_topic: Topic = topics.POWER_PLANS
     grid_topic: Topic = topics.GRID_EVENTS
+    jobs_topic: Topic = topics.JOBS_STATE
+    cooling_topic: Topic = topics.COOLING_STATE
 
     def grpc_options(self) -> GrpcOptions:
         return GrpcOptions(host=self.grpc_host, port=self.grpc_port, token=self.grpc_token,
@@ -109,6 +112,7 @@ class PowerApp:
     site: SiteStage | None = None
     grid: GridHandler | None = None
     grid_book: GridBook = field(default_factory=GridBook)
+    view: ReadModel | None = None
     grpc_port: int = 0
     http_port: int = 0
 
@@ -119,6 +123,7 @@ class PowerApp:
         index = SiteIndex.of(model.inventory, cfg.site_id)
         self.racks = RackStage(model, sensor_tolerance=cfg.sensor_tolerance)
         self.site = SiteStage(model, threshold=cfg.alert_threshold)
+        self.view = ReadModel(index, len(model.layout.gpu_node))
         async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
             rt.ready = self.ready
             store = self.store
@@ -128,7 +133,7 @@ class PowerApp:
             producer = None
             if cfg.consume or cfg.openadr_token:
                 await rt.ensure_topics(cfg.samples_topic, cfg.state_topic, cfg.racks_topic, cfg.alerts_topic,
-                                       cfg.plans_topic, cfg.grid_topic)
+                                       cfg.plans_topic, cfg.grid_topic, cfg.jobs_topic, cfg.cooling_topic)
                 producer = await rt.producer()
             if cfg.consume:
                 assert producer is not None
@@ -144,7 +149,7 @@ class PowerApp:
             elif cfg.http_port:
                 log.warning("OpenADR HTTP receiver NOT started: POWER_OPENADR_TOKEN is not set (refusing "
                             "unauthenticated grid events)")
-            servicer = PowerServicer(model, self.racks, store, site_id=index.site_id, clock=self.clock)
+            servicer = PowerServicer(model, self.racks, store, site_id=index.site_id, clock=self.clock, view=self.view)
             self.grpc_port = await rt.serve_grpc(power_grpc_server(servicer, cfg.grpc_options()))
             rt.status(self.status_line)
             log.info("power twin for %s: %d racks, %d GPUs, %d chain components; gRPC :%d%s", index.site_id,
@@ -159,14 +164,28 @@ class PowerApp:
         rt.consume(cfg.samples_topic, RackHandler(
             index, self.racks, producer, store, state_topic=cfg.state_topic, racks_topic=cfg.racks_topic,
             alerts_topic=cfg.alerts_topic, stats=self.stats), stats=self.rack_stats)
+        view = self.view
         rt.consume(cfg.racks_topic, SiteHandler(
             index, self.site, producer, store, state_topic=cfg.state_topic, alerts_topic=cfg.alerts_topic,
-            stats=self.stats, min_change_w=cfg.min_change_w, restore_after_s=cfg.restore_after_s),
+            stats=self.stats, min_change_w=cfg.min_change_w, restore_after_s=cfg.restore_after_s,
+            cooling=lambda: (view.cooling_w, view.cooling_source)),
             group_id=f"{rt.group_id}-site", stats=self.site_stats)
         racks = self.racks
 
+        def skipped() -> None:
+            view.skipped += 1
+
+        opts = cfg.kafka_options()
+        rt.spawn(tail(cfg.kafka_bootstrap, cfg.jobs_topic, view.apply_job, rt.stop_event, on_error=skipped, **opts),
+                 "jobs-view")
+        rt.spawn(tail(cfg.kafka_bootstrap, cfg.cooling_topic, view.apply_cooling, rt.stop_event, on_error=skipped,
+                      **opts), "cooling-view")
+
         def plan(**kw):
             return whatif.plan(model, racks, **kw)
+
+        def context() -> dict:   # read on the event loop, where the read model changes
+            return {"jobs": view.planner_jobs(), "cooling_w": view.cooling_w}
 
         def encode(p, **kw):
             return codec.plan(p, model.sources, **kw)
@@ -176,7 +195,7 @@ class PowerApp:
             return codec.rack_w_of(rows, index.rack_index, model.network.n_racks)
 
         self.grid = GridHandler(index.site_id, plan, encode, producer, plans_topic=cfg.plans_topic, stats=self.stats,
-                                rack_w=rack_w, now=self.clock.now, book=self.grid_book)
+                                rack_w=rack_w, context=context, now=self.clock.now, book=self.grid_book)
         rt.consume(cfg.grid_topic, self.grid, group_id=f"{rt.group_id}-grid", stats=self.grid_stats)
 
     async def _start_http(self, rt: ServiceRuntime, producer: EventProducer) -> int:
@@ -199,4 +218,5 @@ class PowerApp:
         return (f"telemetry consumed={self.rack_stats.consumed} dlq={self.rack_stats.dlq_sent}, racks={s.racks}, "
                 f"site evaluations={s.site_evaluations} site={s.last_site_w / 1e6:.3f} MW, "
                 f"states={s.states_published} alerts={s.alerts_published} plans={s.plans_published}, "
-                f"rows={s.rows_written}, grid events={self.grid_stats.consumed} dlq={self.grid_stats.dlq_sent}")
+                f"rows={s.rows_written}, grid events={self.grid_stats.consumed} dlq={self.grid_stats.dlq_sent}, "
+                f"jobs running={len(self.view.jobs) if self.view else 0} cooling={self.view.cooling_w / 1e3 if self.view else 0:.0f} kW")

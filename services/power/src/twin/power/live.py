@@ -187,6 +187,8 @@ class SiteResult:
     ramp_w_per_s: float
     new_alerts: list[Alert]          # alerts that were not active at the previous evaluation
     reported_racks: int
+    cooling_w: float = 0.0
+    cooling_source: int = 0
 
 
 @dataclass
@@ -202,7 +204,9 @@ class SiteStage:
     prev_site_w: float | None = None
     prev_time_s: float | None = None
     active: set[tuple[str, str]] = field(default_factory=set)
-    dirty: bool = False              # restored values not yet evaluated
+    dirty: bool = False              # restored values (or a new cooling power) not yet evaluated
+    cooling_w: float = 0.0           # cooling power on the site bus (cooling twin's plant), W
+    cooling_source: int = 0          # 0 = no cooling state; else MEASURED / MODELLED / MIXED
 
     def __post_init__(self) -> None:
         n = self.model.network.n_racks
@@ -232,6 +236,12 @@ class SiteStage:
                 changed += 1
         return changed
 
+    def set_cooling(self, cooling_w: float, source: int) -> None:
+        """The cooling twin's latest plant power; a change is evaluated at the next ``apply``."""
+        if (cooling_w, source) != (self.cooling_w, self.cooling_source):
+            self.cooling_w, self.cooling_source = cooling_w, source
+            self.dirty = True
+
     def current_rack_w(self) -> np.ndarray:
         return np.where(np.isnan(self.rack_w), self.idle_rack_w, self.rack_w)
 
@@ -242,8 +252,10 @@ class SiteStage:
         self.dirty = False
         net = self.model.network
         rack_w = self.current_rack_w()
-        chain = evaluate(net, rack_w)
+        chain = evaluate(net, rack_w, site_extra_w=self.cooling_w)
         time_s = float(np.max(self.rack_time))
+        if not np.isfinite(time_s):      # only a cooling change so far: no rack time yet
+            return None
         ramp = 0.0
         prev_w, interval = None, None
         if self.prev_time_s is not None and time_s > self.prev_time_s:
@@ -266,7 +278,8 @@ class SiteStage:
         site_source = MEASURED if measured.all() else MODELLED if modelled.all() else MIXED
         return SiteResult(time_s=time_s, chain=chain, rack_w=rack_w, comp_source=comp_source, site_source=site_source,
                           ramp_w_per_s=float(ramp), new_alerts=new,
-                          reported_racks=int((~np.isnan(self.rack_w)).sum()))
+                          reported_racks=int((~np.isnan(self.rack_w)).sum()), cooling_w=self.cooling_w,
+                          cooling_source=self.cooling_source)
 
 
 def _component_sources(model: SiteModel, measured: np.ndarray, modelled: np.ndarray) -> np.ndarray:

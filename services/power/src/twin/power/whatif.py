@@ -21,10 +21,11 @@ from twin.power.site import SiteModel
 NO_JOBS = Jobs(job_ids=(), priority=np.zeros(0), seconds_since_checkpoint=np.zeros(0), checkpoint_s=np.zeros(0))
 
 
-def gpu_load(model: SiteModel, racks: RackStage) -> GpuLoad:
+def gpu_load(model: SiteModel, racks: RackStage, job: np.ndarray | None = None) -> GpuLoad:
     tensor, sm, dram, limit = racks.gpu_load()
+    job = np.full(len(tensor), -1, dtype=np.int64) if job is None else job
     return GpuLoad(params=model.gpu, tensor_active=tensor, sm_active=sm, dram_active=dram, power_limit_w=limit,
-                   job=np.full(len(tensor), -1, dtype=np.int64), gpu_node=model.layout.gpu_node)
+                   job=job, gpu_node=model.layout.gpu_node)
 
 
 def rack_bias_w(model: SiteModel, racks: RackStage, rack_w: np.ndarray | None) -> np.ndarray | None:
@@ -37,13 +38,18 @@ def rack_bias_w(model: SiteModel, racks: RackStage, rack_w: np.ndarray | None) -
 
 
 def plan(model: SiteModel, racks: RackStage, *, limit_w: float, deadline_s: float, duration_s: float,
-         rack_w: np.ndarray | None = None, jobs: Jobs = NO_JOBS) -> CurtailmentPlan:
+         rack_w: np.ndarray | None = None, jobs: tuple[Jobs, np.ndarray] | None = None,
+         cooling_w: float = 0.0) -> CurtailmentPlan:
     """The curtailment plan for the site as this process sees it (raises ValueError on bad numbers).
     ``rack_w``: every rack's current input power (stored states; NaN = unknown): the model is
-    calibrated to it, so the plan's baseline is the live site power, not the activity model's."""
-    site_w = site_power_function(model.layout, model.network, rack_bias_w=rack_bias_w(model, racks, rack_w))
+    calibrated to it, so the plan's baseline is the live site power, not the activity model's.
+    ``jobs``: (Jobs, job index per GPU) of the running jobs (none: nothing can be paused).
+    ``cooling_w``: cooling power on the site bus, held constant over the plan."""
+    site_w = site_power_function(model.layout, model.network, rack_bias_w=rack_bias_w(model, racks, rack_w),
+                                 cooling_w=cooling_w)
+    book, job = jobs if jobs is not None else (NO_JOBS, None)
     return plan_curtailment(limit_w=limit_w, deadline_s=deadline_s, duration_s=duration_s,
-                            load=gpu_load(model, racks), jobs=jobs, sources=model.sources, site_power=site_w)
+                            load=gpu_load(model, racks, job), jobs=book, sources=model.sources, site_power=site_w)
 
 
 def power_cap(model: SiteModel, racks: RackStage, gpus: np.ndarray, cap_w: float) -> PowerCapImpact:

@@ -196,10 +196,10 @@ def site_state(net: PowerNetwork, res: SiteResult) -> pb.PowerState:
         input_power_w=_f(c.site_w), output_power_w=_f(c.it_w), loss_w=_f(max(c.site_w - c.it_w, 0.0)),
         rating_w=_f(rating), headroom_w=_f(rating - c.site_w), utilization=_f(c.site_w / rating if rating else 0.0),
         powered=bool(c.rack_powered.any()), source=_SOURCE[res.site_source],
-        site=pb.SitePowerDetail(it_power_w=_f(c.it_w), facility_power_w=_f(c.site_w), cooling_power_w=0.0,
+        site=pb.SitePowerDetail(it_power_w=_f(c.it_w), facility_power_w=_f(c.site_w), cooling_power_w=_f(res.cooling_w),
                                 pue=_f(c.pue), feeds_power_w=_f(c.feeds_w), on_site_power_w=0.0,
                                 chain_loss_w=_f(chain_loss), ramp_w_per_s=_f(res.ramp_w_per_s),
-                                cooling_source=pb.VALUE_SOURCE_UNSPECIFIED))
+                                cooling_source=_SOURCE.get(res.cooling_source, pb.VALUE_SOURCE_UNSPECIFIED)))
 
 
 def alert(a: Alert, site_id: str, time_s: float) -> pb.PowerAlert:

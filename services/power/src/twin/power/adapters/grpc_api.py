@@ -19,6 +19,8 @@ from twin.core.grpc_server import GrpcOptions, GrpcServer, RpcHandler
 from twin.core.rpc import Deadline, FailedPrecondition, InvalidArgument, NotFound
 from twin.power import whatif
 from twin.power.adapters import codec
+from twin.power.adapters.codec import SiteIndex
+from twin.power.adapters.views import ReadModel
 from twin.power.live import RackStage
 from twin.power.site import SiteModel
 from twin.power.v1 import power_pb2 as pb
@@ -32,11 +34,11 @@ MAX_HISTORY_POINTS = 100_000
 
 class PowerServicer(pb_grpc.PowerServiceServicer):
     def __init__(self, model: SiteModel, racks: RackStage, store: Any, *, site_id: str | None = None,
-                 clock: Clock | None = None, jobs: dict[str, list[int]] | None = None) -> None:
+                 clock: Clock | None = None, view: ReadModel | None = None) -> None:
         self.model, self.racks, self.store = model, racks, store
         self.site_id = site_id or model.network.site_id
         self.clock = clock or SystemClock()
-        self.jobs = jobs or {}
+        self.view = view or ReadModel(SiteIndex.of(model.inventory, self.site_id), len(model.layout.gpu_node))
 
     # -- state ----------------------------------------------------------------------------------
     async def GetSiteState(self, request: pb.GetSiteStateRequest, context) -> pb.GetSiteStateResponse:
@@ -101,13 +103,14 @@ class PowerServicer(pb_grpc.PowerServiceServicer):
     async def PlanCurtailment(self, request: pb.PlanCurtailmentRequest, context) -> pb.PlanCurtailmentResponse:
         stored = codec.rack_w_of(await self.store.latest(self.site_id, pb.POWER_SCOPE_RACK),
                                  self.model.inventory.rack_index, self.model.network.n_racks)
+        jobs, cooling_w = self.view.planner_jobs(), self.view.cooling_w   # read on the event loop
 
         def work(_: Deadline) -> pb.PlanCurtailmentResponse:
             _number(request.limit_kw, "limit_kw", minimum=0.0)
             _number(request.deadline_s, "deadline_s", minimum=0.0)
             _number(request.duration_s, "duration_s", minimum=0.0, strict=True)
             p = whatif.plan(self.model, self.racks, limit_w=request.limit_kw * 1e3, deadline_s=request.deadline_s,
-                            duration_s=request.duration_s, rack_w=stored)
+                            duration_s=request.duration_s, rack_w=stored, jobs=jobs, cooling_w=cooling_w)
             return pb.PlanCurtailmentResponse(plan=codec.plan(p, self.model.sources, site_id=self.site_id,
                                                               created_s=self.clock.now().timestamp()))
 
@@ -134,9 +137,12 @@ class PowerServicer(pb_grpc.PowerServiceServicer):
                 except KeyError as exc:
                     raise NotFound("racks.rack_ids", f"unknown rack {exc.args[0]!r}") from None
             else:
-                if request.job_id not in self.jobs:
-                    raise NotFound("job_id", f"unknown job {request.job_id!r} (no job placements known yet)")
-                gpus = np.asarray(self.jobs[request.job_id], dtype=np.int64)
+                if not request.job_id:
+                    raise InvalidArgument("job_id", "required")
+                job = self.view.jobs.get(request.job_id)
+                if job is None:
+                    raise NotFound("job_id", f"no running job {request.job_id!r} on jobs.state.v1")
+                gpus = job.gpus
             return codec.power_cap_response(whatif.power_cap(self.model, self.racks, gpus, request.cap_w))
 
         return await _rpc.run("WhatIfPowerCap", context, work, heavy=True)

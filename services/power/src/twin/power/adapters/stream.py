@@ -126,11 +126,13 @@ class SiteHandler:
 
     def __init__(self, index: SiteIndex, stage: SiteStage, producer: EventProducer, store: Store, *,
                  state_topic: Topic, alerts_topic: Topic, stats: StreamStats, min_change_w: float = 1.0,
-                 restore_after_s: float = 30.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 restore_after_s: float = 30.0, monotonic: Callable[[], float] = time.monotonic,
+                 cooling: Callable[[], tuple[float, int]] | None = None) -> None:
         self.index, self.stage, self.producer, self.store = index, stage, producer, store
         self.state_topic, self.alerts_topic = state_topic, alerts_topic
         self.stats, self.min_change_w, self.restore_after_s = stats, min_change_w, restore_after_s
         self.monotonic = monotonic
+        self.cooling = cooling           # () -> (cooling power W, source) from the cooling twin's read model
         self.last_batch: float | None = None
         self.published: dict[str, float] = {}   # entity -> output watts last published
 
@@ -164,6 +166,8 @@ class SiteHandler:
         if self.last_batch is None or now - self.last_batch > self.restore_after_s:
             await self.restore()
         self.last_batch = now
+        if self.cooling is not None:
+            self.stage.set_cooling(*self.cooling())
         active_before = set(self.stage.active)
         res = self.stage.apply(updates)
         if res is None:
@@ -259,10 +263,11 @@ class GridHandler:
 
     def __init__(self, site_id: str, plan: Callable[..., object], encode: Callable[..., pb.CurtailmentPlan],
                  producer: EventProducer, *, plans_topic: Topic, stats: StreamStats,
-                 rack_w: Callable[[], Awaitable[object]] | None = None,
+                 rack_w: Callable[[], Awaitable[object]] | None = None, context: Callable[[], dict] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC), book: GridBook | None = None) -> None:
         self.site_id, self.plan, self.encode, self.producer = site_id, plan, encode, producer
         self.rack_w = rack_w
+        self.context = context           # () -> extra planner arguments (jobs, cooling), read on the event loop
         self.plans_topic, self.stats, self.now = plans_topic, stats, now
         self.book = book or GridBook()
 
@@ -300,7 +305,8 @@ class GridHandler:
             deadline_s = start_s - now_s
             duration_s = min(iv.end_s - start_s, 7 * 86400.0)  # "until further notice": plan a week
             rack_w = await self.rack_w() if self.rack_w is not None else None
+            extra = self.context() if self.context is not None else {}
             p = await asyncio.to_thread(self.plan, limit_w=iv.import_limit_kw * 1e3, deadline_s=deadline_s,
-                                        duration_s=duration_s, rack_w=rack_w)
+                                        duration_s=duration_s, rack_w=rack_w, **extra)
             out.append(self.encode(p, site_id=self.site_id, created_s=now_s, event_id=event.event_id))
         return out
