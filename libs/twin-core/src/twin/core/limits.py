@@ -33,8 +33,8 @@ record can always be dead-lettered (in full, or as a bounded reference):
     GRPC_MAX_MESSAGE_BYTES (64 MiB)     fabric gRPC request/response messages (both directions,
                                         server and clients). gRPC messages never go through Kafka, so
                                         this is independent of the Kafka limits; it bounds what one
-                                        request can make the server allocate (a 100 000-entry size
-                                        sweep or a 32k-rank placement is a few MiB).
+                                        request or answer can make either side allocate (a maximal
+                                        EstimateBatch answer is ~7 MB, above gRPC's 4 MiB default).
 
 Dead-letter references. A record that is oversized, or whose full DLQ copy (value + original headers
 + DLQ headers) would not fit PRODUCER_MAX_REQUEST_BYTES, is dead-lettered as a reference: the
