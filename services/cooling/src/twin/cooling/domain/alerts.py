@@ -48,11 +48,12 @@ def suspect_heat_sensors(coolant: Coolant, reported_heat_w: np.ndarray, flow_lpm
 
 def cooling_alerts(net: CoolingNetwork, state: CoolingState, gpus: GpuLayout | None = None,
                    fc: ThrottleForecast | None = None) -> list[CoolingAlert]:
+    """Alerts for one state; with a forecast, one throttle alert per rack with GPUs throttling within
+    its horizon (``gpus`` is accepted for callers that pass the layout; the forecast carries it)."""
     out: list[CoolingAlert] = []
-    if fc is not None and gpus is not None:
-        hit = np.isfinite(fc.gpu_time_s)
+    if fc is not None:
         for r in np.flatnonzero(fc.rack_gpus_affected > 0):
-            ids = np.flatnonzero(hit & (gpus.gpu_rack == r))
+            ids = fc.gpus_of_rack(int(r))
             t = float(fc.rack_time_s[r])
             out.append(CoolingAlert(THROTTLE_PREDICTED, CRITICAL if t <= CRITICAL_TTT_S else WARNING, net.rack_ids[r],
                                     f"{len(ids)} GPUs reach their slowdown temperature in {t:.0f} s",

@@ -52,6 +52,11 @@ class ThrottleForecast:
     rack_time_s: np.ndarray       # earliest GPU of the rack
     rack_gpus_affected: np.ndarray  # GPUs of the rack throttling within the horizon
     horizon_s: float
+    gpu_rack: np.ndarray          # rack index per GPU
+
+    def gpus_of_rack(self, rack: int) -> np.ndarray:
+        """GPUs of a rack throttling within the horizon."""
+        return np.flatnonzero(np.isfinite(self.gpu_time_s) & (self.gpu_rack == rack))
 
     @property
     def gpus_affected(self) -> np.ndarray:
@@ -130,4 +135,4 @@ def forecast(net: CoolingNetwork, gpus: GpuLayout, params: GpuThermal, state: Th
     np.minimum.at(rack_t, gpus.gpu_rack, t)
     affected = np.bincount(gpus.gpu_rack, weights=np.isfinite(t), minlength=n_racks).astype(np.int64)
     return ThrottleForecast(before=before, after=after, gpu_time_s=t, gpu_which=which, rack_time_s=rack_t,
-                            rack_gpus_affected=affected, horizon_s=horizon_s)
+                            rack_gpus_affected=affected, horizon_s=horizon_s, gpu_rack=gpus.gpu_rack)
