@@ -280,6 +280,9 @@ def _liquid_su(d: dict) -> dict:
                               crah_groups=[{"id": "air", "redundancy": "N", "members": ["air"],
                                             "racks": ["row:su1"]}]), "ids must be unique"),
     (lambda: {**spec_dict(), "cooling": {**spec_dict()["cooling"], "coolant": "brine"}}, "unknown coolant 'brine'"),
+    (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4,
+                                      "fan_curve": {"points": [1.0, 0.5], "power_fraction": [1.0, 0.2]}}]),
+     "points must be >= 0 and rising"),
 ])
 def test_cooling_validation_names_the_offending_path(make, message):
     with pytest.raises(ValidationError, match=message):

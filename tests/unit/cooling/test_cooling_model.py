@@ -258,3 +258,25 @@ def test_generated_n_plus_1_groups_survive_any_single_failure_at_nameplate(prese
         assert evaluate(net, it, what_if(net, cond, cdus_down=[cdu])).loop_carries.all(), cdu
     for crah in net.crah_ids[:5]:
         assert evaluate(net, it, what_if(net, cond, crahs_down=[crah])).air_carries.all(), crah
+
+
+def test_power_curves_replace_the_affinity_law_and_constant_cop():
+    d = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
+    flat = {"points": [0.0, 1.0], "power_fraction": [1.0, 1.0]}           # fixed-speed fans
+    d["cooling"]["topology"] = {
+        "plant": [{"id": "ch-1", "kind": "chiller", "capacity_kw": 600, "approach_k": 6, "fan_kw": 8, "cop": 6.28,
+                   "economizer": False, "fan_curve": flat,
+                   "compressor_part_load": {"points": [0.1, 0.5, 1.0], "power_fraction": [2.0, 1.2, 1.0]}}],
+        "crahs": [{"id": f"crah-{i}", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4, "fan_curve": flat}
+                  for i in range(4)],
+        "crah_groups": [{"id": "air", "redundancy": "N+1", "members": [f"crah-{i}" for i in range(4)],
+                         "racks": ["row:su1"]}],
+    }
+    site = build_cooling_site(FacilitySpec.model_validate(d))
+    net = site.network
+    cond = design_conditions(net, dry_bulb_c=30.0, wet_bulb_c=22.0)
+    low, high = (evaluate(net, np.full(net.n_racks, w), cond) for w in (5e3, 40e3))
+    np.testing.assert_allclose(low.crah_fan_w, 4e3)                          # flat curve: full power at any load
+    assert low.plant_fan_w[0] == pytest.approx(8e3)
+    # the compressor's part-load penalty: more power per kW of heat at low load
+    assert low.plant_compressor_w[0] / low.plant_load_w > 1.5 * high.plant_compressor_w[0] / high.plant_load_w

@@ -45,6 +45,23 @@ def build_network(spec: FacilitySpec, inv: Inventory) -> CoolingNetwork:
     for gi, g in enumerate(topo.crah_groups):
         for rid in expand_cooling_racks(g.racks, spec, g.id):
             air[rack_index[rid]] = gi
+    curves: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
+
+    def curve_ix(items, attr: str) -> np.ndarray:
+        out = []
+        for x in items:
+            c = getattr(x, attr)
+            if c is None:
+                out.append(-1)
+                continue
+            key = (tuple(c.points), tuple(c.power_fraction))
+            if key not in curves:
+                curves.append(key)
+            out.append(curves.index(key))
+        return np.array(out, dtype=np.int64)
+
+    cdu_curve, crah_curve = curve_ix(topo.cdus, "pump_curve"), curve_ix(topo.crahs, "fan_curve")
+    fan_curve, comp_curve = curve_ix(topo.plant, "fan_curve"), curve_ix(topo.plant, "compressor_part_load")
     cdu_loop = {m: gi for gi, g in enumerate(topo.cdu_groups) for m in g.members}
     crah_group = {m: gi for gi, g in enumerate(topo.crah_groups) for m in g.members}
     a = np.array
@@ -74,7 +91,9 @@ def build_network(spec: FacilitySpec, inv: Inventory) -> CoolingNetwork:
         plant_economizer=a([u.economizer for u in topo.plant], dtype=bool),
         facility_pump_w=topo.facility_pump_kw * 1000.0, facility_supply_c=c.facility_supply_temp_c,
         design_dry_bulb_c=c.design_dry_bulb_c, design_wet_bulb_c=c.design_wet_bulb_c,
-        facility_coolant=coolant_of(topo.facility_coolant), secondary_coolant=coolant_of(topo.secondary_coolant))
+        facility_coolant=coolant_of(topo.facility_coolant), secondary_coolant=coolant_of(topo.secondary_coolant),
+        curves=tuple((np.array(x), np.array(y)) for x, y in curves), cdu_pump_curve=cdu_curve,
+        crah_fan_curve=crah_curve, plant_fan_curve=fan_curve, plant_compressor_curve=comp_curve)
 
 
 def build_cooling_site(spec: FacilitySpec) -> CoolingSite:

@@ -143,6 +143,25 @@ RACK_COOLANT_L_PER_KW = 1.0
 RACK_AIR_DELTA_T_K = 11.0
 
 
+class PowerCurve(_Strict):
+    """Power of a fan, pump or compressor as a share of its rated power against its load, flow or speed
+    share (points, linear between them, held beyond the ends). Absent: the affinity law (fans and
+    pumps, speed³) or a constant COP (compressors)."""
+
+    points: tuple[float, ...] = Field(min_length=1, description="load / flow / speed share, rising")
+    power_fraction: tuple[float, ...] = Field(min_length=1, description="share of rated power at each point")
+
+    @model_validator(mode="after")
+    def _shape(self) -> PowerCurve:
+        if len(self.points) != len(self.power_fraction):
+            raise ValueError("power curve: points and power_fraction need the same length")
+        if any(b <= a for a, b in zip(self.points, self.points[1:], strict=False)) or self.points[0] < 0:
+            raise ValueError("power curve: points must be >= 0 and rising")
+        if any(f < 0 for f in self.power_fraction):
+            raise ValueError("power curve: power_fraction must be >= 0")
+        return self
+
+
 class PlantUnit(_Strict):
     """One heat-rejection unit. Power vs load and ambient: towers and dry coolers by their fans
     (affinity law), chillers by a Carnot-scaled COP (compressor) with a water-side economizer."""
@@ -154,6 +173,9 @@ class PlantUnit(_Strict):
     fan_kw: float = Field(0.0, ge=0, description="fan power at full speed")
     cop: float | None = Field(None, gt=0, description="chiller: COP at AHRI 550/590 rating conditions")
     economizer: bool = Field(True, description="chiller: free cooling when the ambient allows the setpoint")
+    fan_curve: PowerCurve | None = Field(None, description="fan power vs speed share (None: speed³)")
+    compressor_part_load: PowerCurve | None = Field(None, description="chiller: compressor power / (Q/COP) vs "
+                                                    "load share (None: constant COP)")
 
     @model_validator(mode="after")
     def _chiller_cop(self) -> PlantUnit:
@@ -166,7 +188,8 @@ class Cdu(_Strict):
     id: str
     capacity_kw: float = Field(gt=0)
     flow_lpm: float = Field(gt=0, description="secondary flow at full pump speed")
-    pump_kw: float = Field(ge=0, description="pump power at full flow (affinity law below it)")
+    pump_kw: float = Field(ge=0, description="pump power at full flow")
+    pump_curve: PowerCurve | None = Field(None, description="pump power vs flow share (None: flow³)")
     approach_k: float = Field(CDU_APPROACH_K, ge=0, description="secondary supply above facility supply at rated load")
 
 
@@ -175,6 +198,7 @@ class Crah(_Strict):
     capacity_kw: float = Field(gt=0)
     supply_air_temp_c: float = Field(ge=10, le=35)
     fan_kw: float = Field(ge=0, description="fan power at full airflow")
+    fan_curve: PowerCurve | None = Field(None, description="fan power vs load share (None: speed³)")
 
 
 class CoolingGroup(_Strict):

@@ -82,6 +82,13 @@ class CoolingNetwork:
     design_wet_bulb_c: float
     facility_coolant: Coolant
     secondary_coolant: Coolant
+    # power curves (x: load / flow / speed share, y: share of rated power) and each component's index
+    # into them; -1 or None: the default (fans and pumps: affinity law; compressors: constant COP)
+    curves: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    cdu_pump_curve: np.ndarray | None = None
+    crah_fan_curve: np.ndarray | None = None
+    plant_fan_curve: np.ndarray | None = None
+    plant_compressor_curve: np.ndarray | None = None
 
     @property
     def n_racks(self) -> int:
@@ -207,6 +214,21 @@ def _affinity(fraction: np.ndarray, running: np.ndarray) -> np.ndarray:
     return np.where(running, s**3, 0.0)
 
 
+def _curved(net: CoolingNetwork, fraction: np.ndarray, running: np.ndarray, index: np.ndarray | None,
+            default: str) -> np.ndarray:
+    """Power share per component: its curve where it has one, else the affinity law ("affinity") or 1
+    ("constant")."""
+    frac = np.asarray(fraction, float)
+    out = _affinity(frac, running) if default == "affinity" else np.where(running, 1.0, 0.0)
+    if index is None or not net.curves:
+        return out
+    for k in np.unique(index[index >= 0]):
+        sel = index == k
+        x, y = net.curves[k]
+        out = np.where(sel, np.where(running, np.interp(frac, x, y), 0.0), out)
+    return out
+
+
 def _carnot_cop(evap_c: np.ndarray, cond_c: np.ndarray) -> np.ndarray:
     return (np.asarray(evap_c) - ABS_ZERO_C) / np.maximum(np.asarray(cond_c) - evap_c, MIN_LIFT_K)
 
@@ -241,10 +263,11 @@ def plant_power(net: CoolingNetwork, cond: Conditions, load_w: float
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(compressor_on, share,
                          np.where(fan_capacity > 0, heat / np.where(fan_capacity > 0, fan_capacity, 1.0), np.inf))
-    fans = net.plant_fan_w * _affinity(np.minimum(speed, 1.0), up & (heat > 0))
+    fans = net.plant_fan_w * _curved(net, np.minimum(speed, 1.0), up & (heat > 0), net.plant_fan_curve, "affinity")
     ratio = _carnot_cop(setpoint, sink_c + net.plant_approach_k) / _carnot_cop(RATING_EVAP_C, RATING_COND_C)
     cop = net.plant_cop * np.minimum(ratio, COP_MAX_GAIN)
-    compressor = np.where(compressor_on, heat / np.where(compressor_on, cop, 1.0), 0.0)
+    part_load = _curved(net, share, compressor_on, net.plant_compressor_curve, "constant")
+    compressor = np.where(compressor_on, heat / np.where(compressor_on, cop, 1.0) * part_load, 0.0)
     # leaving water: a fan unit past full speed is UA-limited (sink + approach x load share, which is the
     # setpoint exactly at full speed); a chiller past its rating lets its water warm by the design ΔT
     # per rating it is over
@@ -299,13 +322,13 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
                          np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(net.cdu_flow_lpm > 0, cdu_flow / net.cdu_flow_lpm, 0.0)
-    cdu_pump = net.cdu_pump_w * _affinity(speed, cond.cdu_up & (cdu_flow > 0))
+    cdu_pump = net.cdu_pump_w * _curved(net, speed, cond.cdu_up & (cdu_flow > 0), net.cdu_pump_curve, "affinity")
     # --- air groups
     crah_cap = np.where(cond.crah_up, net.crah_capacity_w, 0.0)
     air_heat = _bincount(net.rack_air_group, air, n_air)
     crah_heat, air_cap, air_cap_1 = _share(net.crah_group, crah_cap, air_heat, n_air)
     crah_lf = crah_heat / net.crah_capacity_w if len(net.crah_ids) else np.zeros(0)
-    crah_fan = net.crah_fan_w * _affinity(crah_lf, cond.crah_up & (crah_heat > 0))
+    crah_fan = net.crah_fan_w * _curved(net, crah_lf, cond.crah_up & (crah_heat > 0), net.crah_fan_curve, "affinity")
     with np.errstate(divide="ignore", invalid="ignore"):
         short = np.where(air_heat > 0, np.maximum(air_heat - air_cap, 0.0) / np.where(air_heat > 0, air_heat, 1.0), 0.0)
         rise = np.where(short >= 1.0, MAX_INLET_RISE_K,
