@@ -74,12 +74,16 @@ def test_calibration_recovers_the_model_through_noise_gaps_and_outliers():
     meas[rng.random(len(t)) < 0.15] = np.nan                          # missing samples
     spikes = rng.random(len(t)) < 0.01
     meas[spikes] += 40.0                                               # a glitching sensor
+    core, hbm = core.copy(), hbm.copy()
+    gone = rng.random(len(t)) < 0.02
+    core[gone] = hbm[gone] = np.nan                                    # power samples lost too
     one = np.array([22.0])
     cal = start_calibration(PRIOR, core[:1], hbm[:1], one)
     for i in range(1, len(t)):
         cal = calibrate_step(cal, dt[i], core[i:i + 1], hbm[i:i + 1], one, meas[i:i + 1], meas_h[i:i + 1])
     p, _ = calibrated(cal)
-    assert cal.samples[0] == np.isfinite(meas[1:]).sum()
+    assert cal.samples[0] == (np.isfinite(meas[1:]) & ~gone[1:]).sum()
+    assert np.isfinite(cal.theta).all() and np.isfinite(cal.z_slow).all()
     assert p.r_slow_k_per_w[0] == pytest.approx(0.017, rel=0.2)
     assert p.r_fast_k_per_w[0] == pytest.approx(0.031, rel=0.1)
     assert p.tau_slow_s[0] == pytest.approx(13.5, rel=0.35)

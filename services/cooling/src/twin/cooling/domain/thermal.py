@@ -131,8 +131,10 @@ class ThermalState:
 
 
 def _lag(prev: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    a = np.exp(-np.maximum(dt, 0.0) / tau)
-    return a * prev + (1.0 - a) * new
+    """First-order lag over dt with the input held; a missing input (NaN) or interval leaves the lag
+    where it is, so one bad sample never poisons the state."""
+    a = np.exp(-np.maximum(np.nan_to_num(dt, nan=0.0), 0.0) / tau)
+    return np.where(np.isfinite(new), a * prev + (1.0 - a) * np.nan_to_num(new), prev)
 
 
 def steady_state(core_w: np.ndarray, hbm_w: np.ndarray, coolant_c: np.ndarray) -> ThermalState:
@@ -253,7 +255,8 @@ def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarra
                    coolant_c: np.ndarray, gpu_temp_c: np.ndarray, hbm_temp_c: np.ndarray | None = None
                    ) -> Calibration:
     """Advance the lags by dt with this sample's inputs, then learn from its measured temperatures
-    (NaN: missing, skipped). Missing power should be filled by the caller (last value)."""
+    (NaN: missing, skipped). A missing input (NaN power or coolant) leaves its lag where it is and
+    the sample teaches nothing; callers that know better (the last value) may fill it first."""
     p = cal.prior
     n = len(p.r_slow_k_per_w)
     dt = np.broadcast_to(np.asarray(dt_s, float), (n,))
@@ -276,13 +279,13 @@ def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarra
     zf = np.repeat(z_fast[:, None], k, axis=1)
     phi = np.stack([ones, z_slow, zf, decay], axis=-1)
     y = np.asarray(gpu_temp_c, float)
-    ok = np.isfinite(y) & np.isfinite(tot)
+    ok = np.isfinite(y) & np.isfinite(tot) & np.isfinite(np.asarray(coolant_c, float))
     yk = np.where(ok, y, 0.0)[:, None] - cool
     theta, cov, sc = _kalman(cal.theta, cal.cov, phi, yk, ok, rw[:, None, :])
     theta_h, cov_h = cal.theta_h, cal.cov_h
     if hbm_temp_c is not None:
         yh = np.asarray(hbm_temp_c, float)
-        okh = np.isfinite(yh) & np.isfinite(tot)
+        okh = np.isfinite(yh) & np.isfinite(tot) & np.isfinite(np.asarray(coolant_c, float))
         phi_h = np.stack([ones, z_slow, zf, np.repeat(z_hbm[:, None], k, axis=1), decay], axis=-1)
         theta_h, cov_h, _ = _kalman(theta_h, cov_h, phi_h, np.where(okh, yh, 0.0)[:, None] - cool, okh,
                                     rw_h[:, None, :])
