@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from e2e_support import Procs, topic_records, wait_until
+from e2e_support import Procs, rows, scalar, topic_records, wait_until
 
 from twin.core import topics
 from twin.core.embedded.kafka import free_port
@@ -137,3 +137,46 @@ def test_two_processes_in_one_group_give_the_same_site_total_as_one(kafka, fresh
                "both processes modelling racks", procs)
     assert a.alive() and b.alive()
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_simulator_to_ingest_to_power_to_database_to_grpc(kafka, fresh_database, procs):
+    """facility-sim → ingest → telemetry.samples.v1 → power → power_state → gRPC GetSiteState, as processes."""
+    import grpc
+
+    from twin.power.v1 import power_pb2_grpc as pb_grpc
+
+    port = free_port()
+    procs.start("ingest", "twin.ingest")
+    power = procs.start("power", "twin.power", env={
+        "TWIN_FACILITY": FACILITY, "POWER_GRPC_PORT": str(port), "POWER_HTTP_PORT": "0",
+        "POWER_STATUS_INTERVAL_S": "1", "POWER_SESSION_TIMEOUT_MS": "3000"})
+    sim = procs.start("facility-sim", "twin.facility_sim", "--rate-hz", "2", "--duration", "8", "--racks", "4",
+                      "--metrics-port", "-1", "--seed", "5")
+    assert sim.wait(90) == 0
+    racks = [f"su1-{i:04d}" for i in range(4)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = pb_grpc.PowerServiceStub(channel)
+
+        def settled():
+            # every simulated rack stored, and the site state as new as the newest rack state
+            latest = rows(fresh_database, "SELECT entity_id, time FROM power_state_latest WHERE scope = %s",
+                          (pb.POWER_SCOPE_RACK,)) if scalar(fresh_database, "SELECT count(*) FROM power_state_latest",
+                                                            0) > 0 else []
+            if sorted(e for e, _ in latest) != racks:
+                return None
+            site = stub.GetSiteState(pb.GetSiteStateRequest(include_components=True), timeout=10)
+            newest = max(t for _, t in latest).timestamp()
+            return site if abs(site.site.state_time.ToNanoseconds() / 1e9 - newest) < 1e-6 else None
+
+        site = wait_until(settled, 60, "power states of the simulated racks", procs)
+        rack_states = [stub.GetRackState(pb.GetRackStateRequest(rack_id=r), timeout=10).state for r in racks]
+    # the site's IT power is what its racks draw: the four simulated racks as stored, the four silent ones idle
+    measured_it = sum(s.input_power_w for s in rack_states)
+    assert site.site.output_power_w > measured_it > 0
+    assert site.site.input_power_w > site.site.output_power_w            # chain losses
+    assert site.site.source == pb.VALUE_SOURCE_MIXED or site.site.source == pb.VALUE_SOURCE_MODELLED
+    assert {c.entity_id for c in site.components} >= {"pdu-1", "ups-bus", "tx-1", "feed-a"}
+    assert all(s.source != pb.VALUE_SOURCE_UNSPECIFIED for s in rack_states)
+    assert power.alive(), power.log()[-3000:]
+    assert power.stop() == 0
