@@ -154,3 +154,23 @@ def test_pooled_prior_is_the_median_of_each_model_and_cooling_group():
     pooled = pooled_prior(p, np.array([0, 0, 0, 1, 1]), calibrated_mask=np.array([True, True, True, True, False]))
     np.testing.assert_allclose(pooled.r_total_k_per_w, [0.05, 0.05, 0.05, 0.03, 0.03])
     np.testing.assert_allclose(pooled.tau_slow_s, [12.0, 12.0, 12.0, 20.0, 20.0])
+
+
+def test_thermal_validation_holds_with_gaps_in_the_trace(tmp_path, capsys):
+    import csv
+
+    rows = list(csv.DictReader((validation_dir() / "gpu_thermal_public.csv").open()))
+    rng = np.random.default_rng(11)
+    for r in rows:
+        if rng.random() < 0.1:
+            r["gpu_temp_c"] = ""
+        if rng.random() < 0.03:
+            r["power_w"] = ""
+    path = tmp_path / "gappy.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert validate.main(["thermal", str(path), "--fit-until-s", "50", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rmse_c"] <= 2.5 and out["rows_fitted"] < 250
