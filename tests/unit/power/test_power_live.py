@@ -66,6 +66,11 @@ def test_suspect_sensor_beyond_tolerance(su):
     model = stage.apply([reading(stage, 0)])[0].modelled_input_w
     ok, bad = stage.apply([reading(stage, 0, t=2, pdu_w=model * 1.1), reading(stage, 1, t=2, pdu_w=model * 1.3)])
     assert (ok.suspect, bad.suspect) == (False, True)
+    # no CPU load in telemetry: anything between the idle-CPU and busy-CPU model (± tolerance) is plausible
+    low = ok.modelled_min_input_w
+    assert low < 0.8 * model
+    fine, too_low = stage.apply([reading(stage, 0, t=3, pdu_w=low * 0.9), reading(stage, 1, t=3, pdu_w=low * 0.8)])
+    assert (fine.suspect, too_low.suspect) == (False, True)
 
 
 def test_stage2_is_order_and_split_independent_and_never_goes_back(su):

@@ -5,7 +5,10 @@ values win: a GPU's DCGM power where it has a sample, the rack's PDU reading whe
 model fills the rest (GPUs without a power sample, racks without a PDU reading) from the GPUs'
 activity; a GPU with no sample at all keeps its last activity seen by this process (idle until
 then). Every result says what was measured and what was modelled, and whether the PDU reading
-disagrees with the model beyond the sensor tolerance (a suspect sensor).
+disagrees with the model beyond the sensor tolerance (a suspect sensor). Telemetry carries no CPU load,
+so the model's rack input assumes busy CPUs (the upper end, what headroom must allow for) and a PDU
+reading is suspect only outside [model with idle CPUs x (1 - tolerance), model with busy CPUs x
+(1 + tolerance)].
 
 Stage 2, keyed by site (``SiteStage``): the latest input power of every rack of the site -> the
 chain (PDUs, UPS groups, UPS, transformers, feeds, site) and its alerts. Racks that never reported
@@ -65,7 +68,8 @@ class RackResult:
     mean_sm_clock_mhz: float
     power_capped_gpus: int
     source: int                      # MEASURED | MODELLED | MIXED
-    suspect: bool                    # PDU reading disagrees with the model beyond the tolerance
+    suspect: bool                    # PDU reading outside the model's band beyond the tolerance
+    modelled_min_input_w: float = 0.0  # the model with idle CPUs (the band's lower end)
 
 
 class RackStage:
@@ -146,17 +150,24 @@ class RackStage:
         has_pdu = ~np.isnan(pdu)
         used = np.where(has_pdu, pdu, model_in)
         source = np.where(has_pdu, MEASURED, np.where(n_modelled == n_per, MODELLED, MIXED))
+        if has_pdu.any():
+            model_lo = rack_power(self.model.layout, self.gpu_w, 0.0).rack_input_w[racks]
+        else:
+            model_lo = model_in
+        model_lo_w = model_lo * (1.0 - self.sensor_tolerance)
         with np.errstate(invalid="ignore"):
-            suspect = has_pdu & (np.abs(pdu - model_in) / np.maximum(model_in, 1.0) > self.sensor_tolerance)
+            suspect = has_pdu & ((pdu < model_lo_w) | (pdu > model_in * (1.0 + self.sensor_tolerance)))
         out_w = np.maximum(used - loss, 0.0)
         ids = self.model.network.rack_ids
         return [RackResult(rack=k, rack_id=ids[k], site_id=rd.site_id, time_s=rd.time_s, input_w=u, modelled_input_w=mi,
                            output_w=o, loss_w=lo, gpu_w=gw, node_dc_w=nd, node_loss_w=nl, measured_gpus=npr - nm,
-                           modelled_gpus=nm, mean_sm_clock_mhz=c, power_capped_gpus=cp, source=src, suspect=sus)
-                for k, rd, u, mi, o, lo, gw, nd, nl, npr, nm, c, cp, src, sus in zip(
+                           modelled_gpus=nm, mean_sm_clock_mhz=c, power_capped_gpus=cp, source=src, suspect=sus,
+                           modelled_min_input_w=mlo)
+                for k, rd, u, mi, o, lo, gw, nd, nl, npr, nm, c, cp, src, sus, mlo in zip(
                     racks.tolist(), chosen, used.tolist(), model_in.tolist(), out_w.tolist(), loss.tolist(),
                     gpu_sum.tolist(), node_dc.tolist(), node_loss.tolist(), n_per.tolist(), n_modelled.tolist(),
-                    clock.tolist(), capped.tolist(), source.tolist(), suspect.tolist(), strict=True)]
+                    clock.tolist(), capped.tolist(), source.tolist(), suspect.tolist(), model_lo.tolist(),
+                    strict=True)]
 
     def modelled_rack_input_w(self) -> np.ndarray:
         """Every rack's input power from the GPU power this process holds (idle where never seen)."""
@@ -302,4 +313,5 @@ def suspect_alert(r: RackResult, tolerance: float) -> Alert:
     twin.power.domain.alerts.power_alerts)."""
     return Alert(r.rack_id, "rack", "suspect_sensor", "warning", r.input_w, r.modelled_input_w,
                  f"rack {r.rack_id} PDU reads {r.input_w / 1e3:.1f} kW, the model expects "
-                 f"{r.modelled_input_w / 1e3:.1f} kW (±{tolerance:.0%})")
+                 f"{r.modelled_min_input_w / 1e3:.1f}-{r.modelled_input_w / 1e3:.1f} kW (idle to busy CPUs, "
+                 f"±{tolerance:.0%})")
