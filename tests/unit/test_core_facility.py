@@ -227,9 +227,12 @@ def test_coolant_properties_are_data():
 
 def explicit_cooling(**over) -> dict:
     topo = {
-        "plant": [{"id": "tower-1", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4, "fan_kw": 10}],
-        "crahs": [{"id": f"crah-{i}", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4} for i in (1, 2, 3, 4)],
-        "crah_groups": [{"id": "air", "redundancy": "N+1", "members": ["crah-1", "crah-2", "crah-3", "crah-4"],
+        "plant": [{"id": "tower-1", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4,
+                   "fan_kw": 10}],
+        "crahs": [{"id": f"crah-{i}", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4}
+                  for i in (1, 2, 3, 4)],
+        "crah_groups": [{"id": "air", "redundancy": "N+1",
+                         "members": ["crah-1", "crah-2", "crah-3", "crah-4"],
                          "racks": ["row:su1"]}],
     }
     topo.update(over)
@@ -255,7 +258,8 @@ def _liquid_su(d: dict) -> dict:
                                             "racks": ["row:su1"]}]),
      r"crah_groups\.air: dangling reference 'crah-9' \(not a CRAH\)"),
     (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N", "members": ["crah-1"],
-                                            "racks": ["row:su9"]}]), r"crah_groups\.air\.racks: unknown row 'su9'"),
+                                            "racks": ["row:su9"]}]),
+     r"crah_groups\.air\.racks: unknown row 'su9'"),
     (lambda: explicit_cooling(crah_groups=[{"id": "air", "redundancy": "N", "members": ["crah-1"],
                                             "racks": ["su1-0000"]}]),
      r"rack su1-0001 \(row su1\) sends 40\.8 kW to air but no crah_groups lists it"),
@@ -263,7 +267,8 @@ def _liquid_su(d: dict) -> dict:
                                             "racks": ["row:su1"]}]),
      r"crah_groups\.air: needs 326\.4 kW of heat at nameplate, above the 150\.0 kW its members give with its "
      r"largest member failed \(N\+1\)"),
-    (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 100, "approach_k": 4}]),
+    (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 100,
+                                      "approach_k": 4}]),
      r"plant: rejects 100 kW, below the .* kW of heat at nameplate"),
     (lambda: explicit_cooling(plant=[{"id": "c", "kind": "chiller", "capacity_kw": 900, "approach_k": 6}]),
      "a chiller needs cop"),
@@ -274,12 +279,14 @@ def _liquid_su(d: dict) -> dict:
     (lambda: _liquid_su(explicit_cooling()), r"liquid rack su1-0000 \(row su1\) has no CDU loop"),
     (lambda: _liquid_su(explicit_cooling(
         cdus=[{"id": f"cdu-{i}", "capacity_kw": 200, "flow_lpm": 600, "pump_kw": 3} for i in (1, 2)],
-        cdu_groups=[{"id": "loop", "redundancy": "N+1", "members": ["cdu-1", "cdu-2"], "racks": ["row:su1"]}])),
+        cdu_groups=[{"id": "loop", "redundancy": "N+1", "members": ["cdu-1", "cdu-2"],
+                     "racks": ["row:su1"]}])),
      r"cdu_groups\.loop: needs 261\.1 kW of heat at nameplate, above the 200\.0 kW"),
     (lambda: explicit_cooling(crahs=[{"id": "air", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4}],
                               crah_groups=[{"id": "air", "redundancy": "N", "members": ["air"],
                                             "racks": ["row:su1"]}]), "ids must be unique"),
-    (lambda: {**spec_dict(), "cooling": {**spec_dict()["cooling"], "coolant": "brine"}}, "unknown coolant 'brine'"),
+    (lambda: {**spec_dict(), "cooling": {**spec_dict()["cooling"], "coolant": "brine"}},
+     "unknown coolant 'brine'"),
     (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4,
                                       "fan_curve": {"points": [1.0, 0.5], "power_fraction": [1.0, 0.2]}}]),
      "points must be >= 0 and rising"),

@@ -49,7 +49,9 @@ def test_states_cover_every_entity_and_round_trip(hall):
     assert rack.rack.liquid_heat_w + rack.rack.air_heat_w == pytest.approx(rack.rack.it_power_w)
     assert not rack.rack.HasField("time_to_throttle_s") and rack.rack.gpus_at_risk == 0
     loop = next(m for m in msgs if m.scope == pb.COOLING_SCOPE_LOOP)
-    assert list(loop.loop.cdu_ids) == ["cdu-a-1", "cdu-a-2"] and loop.loop.redundancy == pb.REDUNDANCY_N_PLUS_1
+    assert (
+        list(loop.loop.cdu_ids) == ["cdu-a-1", "cdu-a-2"] and loop.loop.redundancy == pb.REDUNDANCY_N_PLUS_1
+    )
     plant = msgs[-1]
     assert plant.entity_id == net.site_id and plant.plant.cooling_power_w > plant.plant.plant_power_w > 0
     assert codec.seconds(plant.state_time) == pytest.approx(T0)
@@ -64,21 +66,34 @@ def test_what_if_failure_request_and_outcome(hall):
     out = codec.what_if_outcome(net, fc)
     assert [r.rack_id for r in out.racks] == [f"a-{i:04d}" for i in range(8)]
     assert all(len(r.gpu_ids) == 72 and r.HasField("time_to_throttle_s") for r in out.racks)
-    assert out.gpus_affected == 576 and list(out.loops_not_carrying) == ["loop-a"] and not out.redundancy_carries
+    assert (
+        out.gpus_affected == 576 and list(out.loops_not_carrying) == ["loop-a"] and not out.redundancy_carries
+    )
     alerts = [codec.alert(net, a, T0) for a in cooling_alerts(net, fc.after, site.gpus, fc)]
     throttle = [a for a in alerts if a.kind == pb.ALERT_KIND_THROTTLE_PREDICTED]
-    assert len(throttle) == 8 and throttle[0].scope == pb.COOLING_SCOPE_RACK and len(throttle[0].gpu_ids) == 72
+    assert (
+        len(throttle) == 8 and throttle[0].scope == pb.COOLING_SCOPE_RACK and len(throttle[0].gpu_ids) == 72
+    )
     again = codec.alert(net, cooling_alerts(net, fc.after, site.gpus, fc)[0], T0)
-    assert again.alert_id == alerts[0].alert_id                     # deterministic id: re-sends dedupe
+    assert again.alert_id == alerts[0].alert_id  # deterministic id: re-sends dedupe
 
 
-@pytest.mark.parametrize(("req", "field"), [
-    (pb.WhatIfFailureRequest(cdu_ids=["cdu-z"]), "cdu_ids"),
-    (pb.WhatIfFailureRequest(crah_ids=["cdu-a-1"]), "crah_ids"),
-    (pb.WhatIfFailureRequest(pumps=[pb.PumpFlow(cdu_id="cdu-a-1", flow_fraction=2.0)]), "pumps.flow_fraction"),
-    (pb.WhatIfFailureRequest(rack_flows=[pb.RackFlow(rack_id="z-0001", flow_fraction=0.5)]), "rack_flows.rack_id"),
-    (pb.WhatIfFailureRequest(horizon_s=-1.0), "horizon_s"),
-])
+@pytest.mark.parametrize(
+    ("req", "field"),
+    [
+        (pb.WhatIfFailureRequest(cdu_ids=["cdu-z"]), "cdu_ids"),
+        (pb.WhatIfFailureRequest(crah_ids=["cdu-a-1"]), "crah_ids"),
+        (
+            pb.WhatIfFailureRequest(pumps=[pb.PumpFlow(cdu_id="cdu-a-1", flow_fraction=2.0)]),
+            "pumps.flow_fraction",
+        ),
+        (
+            pb.WhatIfFailureRequest(rack_flows=[pb.RackFlow(rack_id="z-0001", flow_fraction=0.5)]),
+            "rack_flows.rack_id",
+        ),
+        (pb.WhatIfFailureRequest(horizon_s=-1.0), "horizon_s"),
+    ],
+)
 def test_bad_failure_requests_name_the_field(hall, req, field):
     site, *_, cond, _ = hall
     with pytest.raises(codec.CodecError) as err:
@@ -89,11 +104,14 @@ def test_bad_failure_requests_name_the_field(hall, req, field):
 def test_setpoint_request(hall):
     site, *_, cond, _ = hall
     net = site.network
-    after, _ = codec.setpoint_request(net, cond, pb.WhatIfSetpointRequest(facility_supply_temp_c=40.0,
-                                                                           supply_air_temp_c=27.0))
+    after, _ = codec.setpoint_request(
+        net, cond, pb.WhatIfSetpointRequest(facility_supply_temp_c=40.0, supply_air_temp_c=27.0)
+    )
     assert after.facility_supply_c == 40.0 and (after.crah_supply_c == 27.0).all()
-    for req, field in ((pb.WhatIfSetpointRequest(facility_supply_temp_c=90.0), "facility_supply_temp_c"),
-                       (pb.WhatIfSetpointRequest(dry_bulb_temp_c=10.0, wet_bulb_temp_c=20.0), "wet_bulb_temp_c")):
+    for req, field in (
+        (pb.WhatIfSetpointRequest(facility_supply_temp_c=90.0), "facility_supply_temp_c"),
+        (pb.WhatIfSetpointRequest(dry_bulb_temp_c=10.0, wet_bulb_temp_c=20.0), "wet_bulb_temp_c"),
+    ):
         with pytest.raises(codec.CodecError) as err:
             codec.setpoint_request(net, cond, req)
         assert err.value.field == field
@@ -104,10 +122,14 @@ def test_events_round_trip_and_reject_what_they_cannot_take():
     msg = codec.event_to_proto(e, site_id="hall-gb200")
     back = codec.event(topics.COOLING_EVENTS.decode(msg.SerializeToString()))
     assert back == e and msg.kind == pb.COOLING_EVENT_KIND_PUMP_FAILURE
-    for bad, field in ((pb.CoolingEvent(entity_id="cdu-a-1", event_time=codec.timestamp(T0)), "kind"),
-                       (pb.CoolingEvent(kind=pb.COOLING_EVENT_KIND_CDU_FAILURE, entity_id="cdu-a-1"), "event_time"),
-                       (pb.CoolingEvent(kind=pb.COOLING_EVENT_KIND_CDU_FAILURE, event_time=codec.timestamp(T0)),
-                        "entity_id")):
+    for bad, field in (
+        (pb.CoolingEvent(entity_id="cdu-a-1", event_time=codec.timestamp(T0)), "kind"),
+        (pb.CoolingEvent(kind=pb.COOLING_EVENT_KIND_CDU_FAILURE, entity_id="cdu-a-1"), "event_time"),
+        (
+            pb.CoolingEvent(kind=pb.COOLING_EVENT_KIND_CDU_FAILURE, event_time=codec.timestamp(T0)),
+            "entity_id",
+        ),
+    ):
         with pytest.raises(codec.CodecError) as err:
             codec.event(bad)
         assert err.value.field == field

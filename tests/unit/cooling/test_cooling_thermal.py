@@ -32,10 +32,17 @@ PRIOR = default_thermal(np.array([0.044]), np.array([0.5]), np.array([0.25]), np
 
 
 def truth() -> GpuThermal:
-    return GpuThermal(r_slow_k_per_w=np.array([0.017]), r_fast_k_per_w=np.array([0.031]), tau_slow_s=np.array([13.5]),
-                      tau_fast_s=np.array([0.25]), offset_c=np.array([8.0]), hbm_offset_c=np.array([9.0]),
-                      hbm_slow_k_per_w=np.array([0.02]), hbm_core_k_per_w=np.array([0.006]),
-                      hbm_self_k_per_w=np.array([0.03]))
+    return GpuThermal(
+        r_slow_k_per_w=np.array([0.017]),
+        r_fast_k_per_w=np.array([0.031]),
+        tau_slow_s=np.array([13.5]),
+        tau_fast_s=np.array([0.25]),
+        offset_c=np.array([8.0]),
+        hbm_offset_c=np.array([9.0]),
+        hbm_slow_k_per_w=np.array([0.02]),
+        hbm_core_k_per_w=np.array([0.006]),
+        hbm_self_k_per_w=np.array([0.03]),
+    )
 
 
 def synthetic(seed: int = 1, n: int = 1500):
@@ -50,7 +57,7 @@ def synthetic(seed: int = 1, n: int = 1500):
     s = steady_state(core[:1], hbm[:1], np.array([22.0]))
     gpu, mem = np.empty(n), np.empty(n)
     for i in range(n):
-        s = step(p, s, dt[i], core[i:i + 1], hbm[i:i + 1], np.array([22.0]))
+        s = step(p, s, dt[i], core[i : i + 1], hbm[i : i + 1], np.array([22.0]))
         g, h = temperatures(p, s)
         gpu[i], mem[i] = g[0], h[0]
     return t, dt, core, hbm, gpu, mem
@@ -59,7 +66,7 @@ def synthetic(seed: int = 1, n: int = 1500):
 def test_power_split_follows_memory_activity():
     core, hbm = split_power(np.array([373.0, 698.0, 118.0, 50.0]), np.array([1.0, 0.33, 0.0, 1.0]), 3.35)
     np.testing.assert_allclose(core + hbm, [373.0, 698.0, 118.0, 50.0])
-    assert hbm[0] == pytest.approx(62.4 * 3.35) and hbm[2] == 0 and core[3] == 0   # never more than the board
+    assert hbm[0] == pytest.approx(62.4 * 3.35) and hbm[2] == 0 and core[3] == 0  # never more than the board
     # at one board power, a memory-bound load reads cooler on the die than a dense one
     c2, h2 = split_power(np.array([400.0, 400.0]), np.array([0.0, 1.0]), 3.35)
     die, _ = steady_temperatures(PRIOR.take(np.array([0, 0])), c2, h2, np.array([25.0, 25.0]))
@@ -69,18 +76,20 @@ def test_power_split_follows_memory_activity():
 def test_calibration_recovers_the_model_through_noise_gaps_and_outliers():
     t, dt, core, hbm, gpu, mem = synthetic()
     rng = np.random.default_rng(5)
-    meas = np.round(gpu + rng.normal(0, 0.3, len(t)))                 # whole °C like NVML
+    meas = np.round(gpu + rng.normal(0, 0.3, len(t)))  # whole °C like NVML
     meas_h = np.round(mem + rng.normal(0, 0.3, len(t)))
-    meas[rng.random(len(t)) < 0.15] = np.nan                          # missing samples
+    meas[rng.random(len(t)) < 0.15] = np.nan  # missing samples
     spikes = rng.random(len(t)) < 0.01
-    meas[spikes] += 40.0                                               # a glitching sensor
+    meas[spikes] += 40.0  # a glitching sensor
     core, hbm = core.copy(), hbm.copy()
     gone = rng.random(len(t)) < 0.02
-    core[gone] = hbm[gone] = np.nan                                    # power samples lost too
+    core[gone] = hbm[gone] = np.nan  # power samples lost too
     one = np.array([22.0])
     cal = start_calibration(PRIOR, core[:1], hbm[:1], one)
     for i in range(1, len(t)):
-        cal = calibrate_step(cal, dt[i], core[i:i + 1], hbm[i:i + 1], one, meas[i:i + 1], meas_h[i:i + 1])
+        cal = calibrate_step(
+            cal, dt[i], core[i : i + 1], hbm[i : i + 1], one, meas[i : i + 1], meas_h[i : i + 1]
+        )
     p, _ = calibrated(cal)
     assert cal.samples[0] == (np.isfinite(meas[1:]) & ~gone[1:]).sum()
     assert np.isfinite(cal.theta).all() and np.isfinite(cal.z_slow).all()
@@ -93,15 +102,23 @@ def test_calibration_recovers_the_model_through_noise_gaps_and_outliers():
 def test_calibrated_model_predicts_what_it_has_not_seen():
     t, dt, core, hbm, gpu, mem = synthetic(seed=2)
     one = np.array([22.0])
-    fit = t <= 100.0                                                   # idle, matmul, part of the copy
+    fit = t <= 100.0  # idle, matmul, part of the copy
     cal = start_calibration(PRIOR, core[:1], hbm[:1], one)
     last = int(np.flatnonzero(fit)[-1])
     for i in range(1, last + 1):
-        cal = calibrate_step(cal, dt[i], core[i:i + 1], hbm[i:i + 1], one, np.round(gpu[i:i + 1]), np.round(mem[i:i + 1]))
+        cal = calibrate_step(
+            cal,
+            dt[i],
+            core[i : i + 1],
+            hbm[i : i + 1],
+            one,
+            np.round(gpu[i : i + 1]),
+            np.round(mem[i : i + 1]),
+        )
     p, s = calibrated(cal)
     err = []
     for i in range(last + 1, len(t)):
-        s = step(p, s, dt[i], core[i:i + 1], hbm[i:i + 1], one)
+        s = step(p, s, dt[i], core[i : i + 1], hbm[i : i + 1], one)
         err.append(temperatures(p, s)[0][0] - gpu[i])
     assert np.sqrt(np.mean(np.square(err))) < 1.0
 
@@ -111,8 +128,12 @@ def test_closed_form_time_to_throttle_matches_stepping():
     core, hbm = np.array([650.0, 650.0, 650.0]), np.array([40.0, 40.0, 40.0])
     s = steady_state(core, hbm, np.array([30.0, 30.0, 30.0]))
     # coolant: a step to 55 °C at the loop's pace; a ramp (no flow); unchanged
-    path = CoolantPath(now_c=np.array([30.0, 30.0, 30.0]), final_c=np.array([55.0, 30.0, 30.0]),
-                       tau_s=np.array([60.0, 60.0, 60.0]), ramp_k_per_s=np.array([0.0, 0.2, 0.0]))
+    path = CoolantPath(
+        now_c=np.array([30.0, 30.0, 30.0]),
+        final_c=np.array([55.0, 30.0, 30.0]),
+        tau_s=np.array([60.0, 60.0, 60.0]),
+        ramp_k_per_s=np.array([0.0, 0.2, 0.0]),
+    )
     slow, hbm_max = np.array([87.0, 87.0, 87.0]), np.array([95.0, 95.0, 95.0])
     ttt, which = time_to_throttle(p, s, core, hbm, path, slow, hbm_max)
     assert np.isfinite(ttt[:2]).all() and ttt[2] == np.inf and list(which) == [1, 1, 0]
@@ -149,9 +170,15 @@ def test_heat_validation_and_the_whole_report(capsys):
 
 
 def test_pooled_prior_is_the_median_of_each_model_and_cooling_group():
-    p = default_thermal(np.array([0.04, 0.05, 0.06, 0.03, 0.03]), np.array([0.5] * 5), np.array([0.25] * 5),
-                        np.array([10.0, 12.0, 14.0, 20.0, 20.0]))
-    pooled = pooled_prior(p, np.array([0, 0, 0, 1, 1]), calibrated_mask=np.array([True, True, True, True, False]))
+    p = default_thermal(
+        np.array([0.04, 0.05, 0.06, 0.03, 0.03]),
+        np.array([0.5] * 5),
+        np.array([0.25] * 5),
+        np.array([10.0, 12.0, 14.0, 20.0, 20.0]),
+    )
+    pooled = pooled_prior(
+        p, np.array([0, 0, 0, 1, 1]), calibrated_mask=np.array([True, True, True, True, False])
+    )
     np.testing.assert_allclose(pooled.r_total_k_per_w, [0.05, 0.05, 0.05, 0.03, 0.03])
     np.testing.assert_allclose(pooled.tau_slow_s, [12.0, 12.0, 12.0, 20.0, 20.0])
 

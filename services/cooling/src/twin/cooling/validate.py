@@ -1,8 +1,8 @@
 """Accuracy report of the cooling twin against measured and published reference data (issue 10).
 
-    python -m twin.cooling.validate [--json]                                  all checks on shared/validation/
-    python -m twin.cooling.validate thermal CSV [--fit-until-s T] [--json]    GPU temperature: fit, then predict
-    python -m twin.cooling.validate heat [--json]                             heat balance checks
+    python -m twin.cooling.validate [--json]                              all checks on shared/validation/
+    python -m twin.cooling.validate thermal CSV [--fit-until-s T] [--json]  GPU temperature: fit, predict
+    python -m twin.cooling.validate heat [--json]                         heat balance checks
 
 ``thermal``: the rows with ``t_s <= T`` calibrate the GPU thermal model online (the same
 ``calibrate_step`` the live twin runs, starting from the spec defaults of the ``--preset``'s GPU and
@@ -103,8 +103,9 @@ def _single_resistance(t: np.ndarray, p: np.ndarray, y: np.ndarray, fit: np.ndar
     return best[1]
 
 
-def thermal_report(trace: dict[str, np.ndarray], fit_until_s: float | None = None, preset: str = DEFAULT_PRESET
-                   ) -> dict:
+def thermal_report(
+    trace: dict[str, np.ndarray], fit_until_s: float | None = None, preset: str = DEFAULT_PRESET
+) -> dict:
     site = build_cooling_site(load_facility_spec(preset))
     t = trace["t_s"]
     keep = np.isfinite(t)
@@ -119,21 +120,31 @@ def thermal_report(trace: dict[str, np.ndarray], fit_until_s: float | None = Non
     power = _hold(tr["power_w"])
     act = _hold(tr["util_mem_pct"]) / 100.0
     core, hbm = split_power(power, act, site.gpus.hbm_peak_TBps[0])
-    inlet = float(site.network.crah_supply_c[0]) if len(site.network.crah_supply_c) else site.network.facility_supply_c
+    inlet = (
+        float(site.network.crah_supply_c[0])
+        if len(site.network.crah_supply_c)
+        else site.network.facility_supply_c
+    )
     prior = site.gpu.take(np.array([0]))
-    prior = default_thermal(prior.r_total_k_per_w, prior.r_fast_k_per_w / prior.r_total_k_per_w,
-                            prior.tau_fast_s, prior.tau_slow_s)
+    prior = default_thermal(
+        prior.r_total_k_per_w,
+        prior.r_fast_k_per_w / prior.r_total_k_per_w,
+        prior.tau_fast_s,
+        prior.tau_slow_s,
+    )
     one = np.ones(1)
     cal = start_calibration(prior, core[:1], hbm[:1], inlet * one)
     fit = t <= T
     y, yh = tr["gpu_temp_c"], tr["mem_temp_c"]
     last_fit = int(np.flatnonzero(fit)[-1]) if fit.any() else 0
     for i in range(1, last_fit + 1):
-        cal = calibrate_step(cal, t[i] - t[i - 1], core[i:i + 1], hbm[i:i + 1], inlet * one, y[i:i + 1], yh[i:i + 1])
+        cal = calibrate_step(
+            cal, t[i] - t[i - 1], core[i : i + 1], hbm[i : i + 1], inlet * one, y[i : i + 1], yh[i : i + 1]
+        )
     params, state = calibrated(cal)
     pred, pred_h = np.full(len(t), np.nan), np.full(len(t), np.nan)
     for i in range(last_fit + 1, len(t)):
-        state = step(params, state, t[i] - t[i - 1], core[i:i + 1], hbm[i:i + 1], inlet * one)
+        state = step(params, state, t[i] - t[i - 1], core[i : i + 1], hbm[i : i + 1], inlet * one)
         g, h = temperatures(params, state)
         pred[i], pred_h[i] = g[0], h[0]
     scored = ~fit & np.isfinite(y) & np.isfinite(pred)
@@ -145,13 +156,24 @@ def thermal_report(trace: dict[str, np.ndarray], fit_until_s: float | None = Non
     def rmse(e: np.ndarray) -> float:
         return float(np.sqrt(np.mean(e**2))) if e.size else float("nan")
 
-    return {"rows_fitted": int(np.isfinite(y[fit]).sum()), "rows_predicted": int(scored.sum()), "rmse_c": rmse(err),
-            "worst_abs_error_c": float(np.max(np.abs(err))) if err.size else float("nan"),
-            "fit_until_s": T, "hbm_rmse_c": rmse(err_h), "baseline_single_r_rmse_c": rmse(err_b),
-            "baseline_single_r_worst_abs_error_c": float(np.max(np.abs(err_b))) if err_b.size else float("nan"),
-            "params": {"r_slow_k_per_w": float(params.r_slow_k_per_w[0]), "r_fast_k_per_w": float(params.r_fast_k_per_w[0]),
-                       "tau_slow_s": float(params.tau_slow_s[0]), "tau_fast_s": float(params.tau_fast_s[0]),
-                       "offset_c": float(params.offset_c[0]), "inlet_c": inlet}}
+    return {
+        "rows_fitted": int(np.isfinite(y[fit]).sum()),
+        "rows_predicted": int(scored.sum()),
+        "rmse_c": rmse(err),
+        "worst_abs_error_c": float(np.max(np.abs(err))) if err.size else float("nan"),
+        "fit_until_s": T,
+        "hbm_rmse_c": rmse(err_h),
+        "baseline_single_r_rmse_c": rmse(err_b),
+        "baseline_single_r_worst_abs_error_c": float(np.max(np.abs(err_b))) if err_b.size else float("nan"),
+        "params": {
+            "r_slow_k_per_w": float(params.r_slow_k_per_w[0]),
+            "r_fast_k_per_w": float(params.r_fast_k_per_w[0]),
+            "tau_slow_s": float(params.tau_slow_s[0]),
+            "tau_fast_s": float(params.tau_fast_s[0]),
+            "offset_c": float(params.offset_c[0]),
+            "inlet_c": inlet,
+        },
+    }
 
 
 def heat_report(seed: int = 0) -> dict:
@@ -167,29 +189,54 @@ def heat_report(seed: int = 0) -> dict:
         it = rng.uniform(0.0, 1.0, net.n_racks) * net.rack_air_limit_w.max() * 3.0
         st = evaluate(net, it, design_conditions(net))
         with np.errstate(divide="ignore", invalid="ignore"):
-            e = np.where(it > 0, np.abs(st.rack_liquid_w + st.rack_air_w - it) / np.where(it > 0, it, 1.0), 0.0)
+            e = np.where(
+                it > 0, np.abs(st.rack_liquid_w + st.rack_air_w - it) / np.where(it > 0, it, 1.0), 0.0
+            )
         worst = max(worst, float(e.max()))
         # every loop: Σ rack liquid heat = Σ CDU heat = ṁ c_p ΔT of the loop; heat to the plant = IT + work
         q_loop = heat_w(net.secondary_coolant, st.loop_flow_lpm, st.loop_supply_c, st.loop_return_c)
         if q_loop.size:
-            loop_worst = max(loop_worst, float(np.max(np.abs(q_loop - st.loop_heat_w) / np.maximum(st.loop_heat_w, 1.0))))
-            loop_worst = max(loop_worst, abs(st.cdu_heat_w.sum() - st.rack_liquid_w.sum()) / max(st.rack_liquid_w.sum(), 1.0))
+            loop_worst = max(
+                loop_worst, float(np.max(np.abs(q_loop - st.loop_heat_w) / np.maximum(st.loop_heat_w, 1.0)))
+            )
+            loop_worst = max(
+                loop_worst,
+                abs(st.cdu_heat_w.sum() - st.rack_liquid_w.sum()) / max(st.rack_liquid_w.sum(), 1.0),
+            )
         work = st.cooling_power_w - st.plant_power_w
-        plant_worst = max(plant_worst, abs(st.plant_load_w - st.it_power_w - work) / st.plant_load_w,
-                          abs(st.plant_unit_heat_w.sum() - st.plant_load_w) / st.plant_load_w)
+        plant_worst = max(
+            plant_worst,
+            abs(st.plant_load_w - st.it_power_w - work) / st.plant_load_w,
+            abs(st.plant_unit_heat_w.sum() - st.plant_load_w) / st.plant_load_w,
+        )
         racks += net.n_racks
         presets.append(name)
-    return {"delta_t_k": dt, "expected_delta_t_k": HEAT_EXPECTED_K, "delta_t_rel_error": dev,
-            "delta_t_ok": dev <= HEAT_TOL, "racks_checked": racks, "presets": presets,
-            "balance_worst_rel_error": worst, "loop_balance_worst_rel_error": loop_worst,
-            "plant_balance_worst_rel_error": plant_worst,
-            "balance_ok": max(worst, loop_worst, plant_worst) <= BALANCE_TOL}
+    return {
+        "delta_t_k": dt,
+        "expected_delta_t_k": HEAT_EXPECTED_K,
+        "delta_t_rel_error": dev,
+        "delta_t_ok": dev <= HEAT_TOL,
+        "racks_checked": racks,
+        "presets": presets,
+        "balance_worst_rel_error": worst,
+        "loop_balance_worst_rel_error": loop_worst,
+        "plant_balance_worst_rel_error": plant_worst,
+        "balance_ok": max(worst, loop_worst, plant_worst) <= BALANCE_TOL,
+    }
 
 
 SUMMARY_KEYS = {
     "thermal": ("rows_fitted", "rows_predicted", "rmse_c", "worst_abs_error_c"),
-    "heat": ("delta_t_k", "delta_t_rel_error", "delta_t_ok", "racks_checked", "balance_worst_rel_error",
-             "loop_balance_worst_rel_error", "plant_balance_worst_rel_error", "balance_ok"),
+    "heat": (
+        "delta_t_k",
+        "delta_t_rel_error",
+        "delta_t_ok",
+        "racks_checked",
+        "balance_worst_rel_error",
+        "loop_balance_worst_rel_error",
+        "plant_balance_worst_rel_error",
+        "balance_ok",
+    ),
 }
 
 
@@ -199,31 +246,41 @@ def summary(kind: str, rep: dict) -> dict:
 
 def format_thermal(rep: dict) -> str:
     p = rep["params"]
-    return "\n".join([
-        f"thermal: fitted on {rep['rows_fitted']} rows (t <= {rep['fit_until_s']:.1f} s), predicted {rep['rows_predicted']}",
-        f"  calibrated: R_slow {p['r_slow_k_per_w']:.4f} K/W (tau {p['tau_slow_s']:.1f} s), R_fast "
-        f"{p['r_fast_k_per_w']:.4f} K/W (tau {p['tau_fast_s']:.2f} s), offset {p['offset_c']:+.2f} K on "
-        f"{p['inlet_c']:.1f} °C inlet",
-        f"  GPU: RMSE {rep['rmse_c']:.2f} °C, worst |err| {rep['worst_abs_error_c']:.2f} °C (target RMSE <= 2.5 °C)",
-        f"  HBM: RMSE {rep['hbm_rmse_c']:.2f} °C",
-        f"  baseline single R fed board power: RMSE {rep['baseline_single_r_rmse_c']:.2f} °C, worst "
-        f"{rep['baseline_single_r_worst_abs_error_c']:.2f} °C",
-    ])
+    return "\n".join(
+        [
+            f"thermal: fitted on {rep['rows_fitted']} rows (t <= {rep['fit_until_s']:.1f} s), "
+            f"predicted {rep['rows_predicted']}",
+            f"  calibrated: R_slow {p['r_slow_k_per_w']:.4f} K/W (tau {p['tau_slow_s']:.1f} s), R_fast "
+            f"{p['r_fast_k_per_w']:.4f} K/W (tau {p['tau_fast_s']:.2f} s), offset {p['offset_c']:+.2f} K on "
+            f"{p['inlet_c']:.1f} °C inlet",
+            f"  GPU: RMSE {rep['rmse_c']:.2f} °C, worst |err| {rep['worst_abs_error_c']:.2f} °C "
+            "(target RMSE <= 2.5 °C)",
+            f"  HBM: RMSE {rep['hbm_rmse_c']:.2f} °C",
+            f"  baseline single R fed board power: RMSE {rep['baseline_single_r_rmse_c']:.2f} °C, worst "
+            f"{rep['baseline_single_r_worst_abs_error_c']:.2f} °C",
+        ]
+    )
 
 
 def format_heat(rep: dict) -> str:
-    return "\n".join([
-        f"heat: {HEAT_KW:.0f} kW into water at {HEAT_LPM:.0f} L/min -> ΔT {rep['delta_t_k']:.3f} K (reference "
-        f"{rep['expected_delta_t_k']} K, {rep['delta_t_rel_error'] * 100:.2f} %) {'OK' if rep['delta_t_ok'] else 'FAIL'}",
-        f"  liquid + air = IT: worst {rep['balance_worst_rel_error'] * 100:.2e} % over {rep['racks_checked']} racks "
-        f"({', '.join(rep['presets'])})",
-        f"  CDU loops: rack liquid heat = CDU heat = ṁ c_p ΔT, worst {rep['loop_balance_worst_rel_error'] * 100:.2e} %; "
-        f"plant: rejected = IT + pump and fan work, worst {rep['plant_balance_worst_rel_error'] * 100:.2e} % "
-        f"{'OK' if rep['balance_ok'] else 'FAIL'}",
-    ])
+    ok = "OK" if rep["delta_t_ok"] else "FAIL"
+    balance = "OK" if rep["balance_ok"] else "FAIL"
+    return "\n".join(
+        [
+            f"heat: {HEAT_KW:.0f} kW into water at {HEAT_LPM:.0f} L/min -> ΔT {rep['delta_t_k']:.3f} K "
+            f"(reference {rep['expected_delta_t_k']} K, {rep['delta_t_rel_error'] * 100:.2f} %) {ok}",
+            f"  liquid + air = IT: worst {rep['balance_worst_rel_error'] * 100:.2e} % over "
+            f"{rep['racks_checked']} racks ({', '.join(rep['presets'])})",
+            "  CDU loops: rack liquid heat = CDU heat = ṁ c_p ΔT, worst "
+            f"{rep['loop_balance_worst_rel_error'] * 100:.2e} %; plant: rejected = IT + pump and fan work, "
+            f"worst {rep['plant_balance_worst_rel_error'] * 100:.2e} % {balance}",
+        ]
+    )
 
 
-USAGE = ("usage: python -m twin.cooling.validate [thermal CSV [--fit-until-s T] [--preset NAME] | heat] [--json]")
+USAGE = (
+    "usage: python -m twin.cooling.validate [thermal CSV [--fit-until-s T] [--preset NAME] | heat] [--json]"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,8 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = opts.get("--preset", DEFAULT_PRESET)
     try:
         if not rest:
-            reps = {"thermal": thermal_report(load_trace(validation_dir() / THERMAL_CSV), fit_until, preset),
-                    "heat": heat_report()}
+            reps = {
+                "thermal": thermal_report(load_trace(validation_dir() / THERMAL_CSV), fit_until, preset),
+                "heat": heat_report(),
+            }
             if as_json:
                 print(json.dumps({k: summary(k, v) for k, v in reps.items()}))
             else:

@@ -27,14 +27,26 @@ if TYPE_CHECKING:  # pragma: no cover
 # --- coolant properties (data) -------------------------------------------------------------------
 #: Liquid water at 1 atm (IAPWS-95 as tabulated by the NIST Chemistry WebBook, saturated/compressed
 #: liquid): temperature °C, density kg/m³, c_p J/(kg·K).
-WATER_TABLE = ((10.0, 999.70, 4192.0), (20.0, 998.21, 4184.0), (30.0, 995.65, 4180.0),
-               (40.0, 992.22, 4179.0), (50.0, 988.03, 4181.0), (60.0, 983.20, 4185.0))
+WATER_TABLE = (
+    (10.0, 999.70, 4192.0),
+    (20.0, 998.21, 4184.0),
+    (30.0, 995.65, 4180.0),
+    (40.0, 992.22, 4179.0),
+    (50.0, 988.03, 4181.0),
+    (60.0, 983.20, 4185.0),
+)
 #: Propylene glycol 25 % (by volume) in water: specific gravity 1.020 at 15.6 °C (Perry's Chemical
 #: Engineers' Handbook, Table "Compositions of aqueous antifreeze solutions"); c_p ≈ 3.93 kJ/(kg·K) at
 #: 20 °C rising ~1.5 J/(kg·K) per K (ASHRAE Handbook—Fundamentals ch. 31, propylene glycol solutions;
 #: rounded, stated as approximate).
-PG25_TABLE = ((10.0, 1022.0, 3915.0), (20.0, 1019.0, 3930.0), (30.0, 1015.0, 3945.0),
-              (40.0, 1011.0, 3960.0), (50.0, 1006.0, 3975.0), (60.0, 1001.0, 3990.0))
+PG25_TABLE = (
+    (10.0, 1022.0, 3915.0),
+    (20.0, 1019.0, 3930.0),
+    (30.0, 1015.0, 3945.0),
+    (40.0, 1011.0, 3960.0),
+    (50.0, 1006.0, 3975.0),
+    (60.0, 1001.0, 3990.0),
+)
 
 
 class _Strict(BaseModel):
@@ -53,7 +65,9 @@ class Coolant(_Strict):
     def _table(self) -> Coolant:
         n = len(self.temps_c)
         if len(self.density_kg_m3) != n or len(self.cp_j_per_kg_k) != n:
-            raise ValueError(f"coolant {self.name!r}: temps_c, density_kg_m3 and cp_j_per_kg_k need one length")
+            raise ValueError(
+                f"coolant {self.name!r}: temps_c, density_kg_m3 and cp_j_per_kg_k need one length"
+            )
         if any(b <= a for a, b in zip(self.temps_c, self.temps_c[1:], strict=False)):
             raise ValueError(f"coolant {self.name!r}: temps_c must rise")
         if any(v <= 0 for v in (*self.density_kg_m3, *self.cp_j_per_kg_k)):
@@ -77,8 +91,12 @@ class Coolant(_Strict):
 
 
 def _coolant(name: str, table: tuple[tuple[float, float, float], ...]) -> Coolant:
-    return Coolant(name=name, temps_c=tuple(r[0] for r in table), density_kg_m3=tuple(r[1] for r in table),
-                   cp_j_per_kg_k=tuple(r[2] for r in table))
+    return Coolant(
+        name=name,
+        temps_c=tuple(r[0] for r in table),
+        density_kg_m3=tuple(r[1] for r in table),
+        cp_j_per_kg_k=tuple(r[2] for r in table),
+    )
 
 
 COOLANTS: dict[str, Coolant] = {"water": _coolant("water", WATER_TABLE), "pg25": _coolant("pg25", PG25_TABLE)}
@@ -169,13 +187,16 @@ class PlantUnit(_Strict):
     id: str
     kind: Literal["cooling_tower", "dry_cooler", "chiller"]
     capacity_kw: float = Field(gt=0, description="heat rejected at design ambient")
-    approach_k: float = Field(ge=0, description="leaving water above the heat sink (wet bulb, dry bulb) at design")
+    approach_k: float = Field(
+        ge=0, description="leaving water above the heat sink (wet bulb, dry bulb) at design"
+    )
     fan_kw: float = Field(0.0, ge=0, description="fan power at full speed")
     cop: float | None = Field(None, gt=0, description="chiller: COP at AHRI 550/590 rating conditions")
     economizer: bool = Field(True, description="chiller: free cooling when the ambient allows the setpoint")
     fan_curve: PowerCurve | None = Field(None, description="fan power vs speed share (None: speed³)")
-    compressor_part_load: PowerCurve | None = Field(None, description="chiller: compressor power / (Q/COP) vs "
-                                                    "load share (None: constant COP)")
+    compressor_part_load: PowerCurve | None = Field(
+        None, description="chiller: compressor power / (Q/COP) vs load share (None: constant COP)"
+    )
 
     @model_validator(mode="after")
     def _chiller_cop(self) -> PlantUnit:
@@ -190,7 +211,9 @@ class Cdu(_Strict):
     flow_lpm: float = Field(gt=0, description="secondary flow at full pump speed")
     pump_kw: float = Field(ge=0, description="pump power at full flow")
     pump_curve: PowerCurve | None = Field(None, description="pump power vs flow share (None: flow³)")
-    approach_k: float = Field(CDU_APPROACH_K, ge=0, description="secondary supply above facility supply at rated load")
+    approach_k: float = Field(
+        CDU_APPROACH_K, ge=0, description="secondary supply above facility supply at rated load"
+    )
 
 
 class Crah(_Strict):
@@ -209,18 +232,27 @@ class CoolingGroup(_Strict):
     redundancy: Literal["N", "N+1"]
     members: list[str] = Field(min_length=1)
     racks: list[str] = Field(min_length=1, description="rack ids, or 'row:<row id>' / 'hall:<hall id>'")
-    supply_temp_c: float | None = Field(None, ge=2, le=60, description="CDU loops: secondary supply setpoint "
-                                        "(None: facility supply + approach); held while the approach allows")
+    supply_temp_c: float | None = Field(
+        None,
+        ge=2,
+        le=60,
+        description="CDU loops: secondary supply setpoint "
+        "(None: facility supply + approach); held while the approach allows",
+    )
 
 
 class RackCooling(_Strict):
     """Cooling facts of a rack type (per rack; GPU values per GPU)."""
 
     flow_lpm: float = Field(0.0, ge=0, description="secondary coolant flow per rack at design (0: air)")
-    coolant_volume_l: float = Field(0.0, ge=0, description="coolant held in the rack (heats up when flow stops)")
+    coolant_volume_l: float = Field(
+        0.0, ge=0, description="coolant held in the rack (heats up when flow stops)"
+    )
     air_limit_kw: float = Field(gt=0, description="heat the air side can take from this rack")
     gpu_k_per_w: float = Field(gt=0, description="GPU junction to coolant / inlet air, steady state")
-    gpu_fast_share: float = Field(GPU_FAST_SHARE, gt=0, lt=1, description="share of gpu_k_per_w in the fast (die) part")
+    gpu_fast_share: float = Field(
+        GPU_FAST_SHARE, gt=0, lt=1, description="share of gpu_k_per_w in the fast (die) part"
+    )
     gpu_fast_tau_s: float = Field(GPU_FAST_TAU_S, gt=0)
     gpu_slow_tau_s: float = Field(GPU_SLOW_TAU_S, gt=0)
 
@@ -278,14 +310,30 @@ def pump_kw_for(flow_lpm: float, head_kpa: float) -> float:
 
 def default_plant_unit(uid: str, kind: str, capacity_kw: float) -> PlantUnit:
     if kind == "cooling_tower":
-        return PlantUnit(id=uid, kind=kind, capacity_kw=capacity_kw, approach_k=TOWER_APPROACH_K,
-                         fan_kw=TOWER_FAN_KW_PER_KW * capacity_kw)
+        return PlantUnit(
+            id=uid,
+            kind=kind,
+            capacity_kw=capacity_kw,
+            approach_k=TOWER_APPROACH_K,
+            fan_kw=TOWER_FAN_KW_PER_KW * capacity_kw,
+        )
     if kind == "dry_cooler":
-        return PlantUnit(id=uid, kind=kind, capacity_kw=capacity_kw, approach_k=DRY_COOLER_APPROACH_K,
-                         fan_kw=DRY_COOLER_FAN_KW_PER_KW * capacity_kw)
+        return PlantUnit(
+            id=uid,
+            kind=kind,
+            capacity_kw=capacity_kw,
+            approach_k=DRY_COOLER_APPROACH_K,
+            fan_kw=DRY_COOLER_FAN_KW_PER_KW * capacity_kw,
+        )
     # a water-cooled chiller and its tower: tower fans on top of the compressor
-    return PlantUnit(id=uid, kind="chiller", capacity_kw=capacity_kw, approach_k=CHILLER_CONDENSER_APPROACH_K,
-                     fan_kw=TOWER_FAN_KW_PER_KW * capacity_kw, cop=CHILLER_COP)
+    return PlantUnit(
+        id=uid,
+        kind="chiller",
+        capacity_kw=capacity_kw,
+        approach_k=CHILLER_CONDENSER_APPROACH_K,
+        fan_kw=TOWER_FAN_KW_PER_KW * capacity_kw,
+        cop=CHILLER_COP,
+    )
 
 
 def default_rack_cooling(spec: FacilitySpec, rack_type: str) -> RackCooling:
@@ -295,10 +343,12 @@ def default_rack_cooling(spec: FacilitySpec, rack_type: str) -> RackCooling:
     c = spec.cooling
     liquid = rt.liquid_fraction > 0
     liquid_kw = rt.liquid_fraction * rack_nameplate_w(spec, rack_type) / 1000.0
-    return RackCooling(flow_lpm=c.cdu_flow_lpm / c.racks_per_cdu if liquid else 0.0,
-                       coolant_volume_l=RACK_COOLANT_L_PER_KW * liquid_kw if liquid else 0.0,
-                       air_limit_kw=AIR_LIMIT_KW[rt.cooling],
-                       gpu_k_per_w=GPU_LIQUID_K_PER_W if liquid else GPU_AIR_K_PER_W)
+    return RackCooling(
+        flow_lpm=c.cdu_flow_lpm / c.racks_per_cdu if liquid else 0.0,
+        coolant_volume_l=RACK_COOLANT_L_PER_KW * liquid_kw if liquid else 0.0,
+        air_limit_kw=AIR_LIMIT_KW[rt.cooling],
+        gpu_k_per_w=GPU_LIQUID_K_PER_W if liquid else GPU_AIR_K_PER_W,
+    )
 
 
 def resolved_rack_cooling(spec: FacilitySpec) -> dict[str, RackCooling]:
@@ -331,24 +381,53 @@ def generated_cooling(spec: FacilitySpec) -> CoolingTopology:
                 continue
             n = math.ceil(row.count / c.racks_per_cdu) + spare[c.cdu_redundancy]
             ids = [f"cdu-{row.id}-{k + 1}" for k in range(n)]
-            cdus += [Cdu(id=i, capacity_kw=c.cdu_kw, flow_lpm=c.cdu_flow_lpm,
-                         pump_kw=pump_kw_for(c.cdu_flow_lpm, SECONDARY_HEAD_KPA)) for i in ids]
-            cdu_groups.append(CoolingGroup(id=f"loop-{row.id}", redundancy=c.cdu_redundancy, members=ids,
-                                           racks=[f"row:{row.id}"]))
+            cdus += [
+                Cdu(
+                    id=i,
+                    capacity_kw=c.cdu_kw,
+                    flow_lpm=c.cdu_flow_lpm,
+                    pump_kw=pump_kw_for(c.cdu_flow_lpm, SECONDARY_HEAD_KPA),
+                )
+                for i in ids
+            ]
+            cdu_groups.append(
+                CoolingGroup(
+                    id=f"loop-{row.id}", redundancy=c.cdu_redundancy, members=ids, racks=[f"row:{row.id}"]
+                )
+            )
         if air_kw <= 0:
             continue
         n = math.ceil(air_kw / c.crah_kw - 1e-9) + spare[c.crah_redundancy]
         ids = [f"crah-{hall.id}-{k + 1}" for k in range(n)]
-        crahs += [Crah(id=i, capacity_kw=c.crah_kw, supply_air_temp_c=c.air_supply_temp_c,
-                       fan_kw=CRAH_FAN_KW_PER_KW * c.crah_kw) for i in ids]
-        crah_groups.append(CoolingGroup(id=f"air-{hall.id}", redundancy=c.crah_redundancy, members=ids,
-                                        racks=[f"hall:{hall.id}"]))
+        crahs += [
+            Crah(
+                id=i,
+                capacity_kw=c.crah_kw,
+                supply_air_temp_c=c.air_supply_temp_c,
+                fan_kw=CRAH_FAN_KW_PER_KW * c.crah_kw,
+            )
+            for i in ids
+        ]
+        crah_groups.append(
+            CoolingGroup(
+                id=f"air-{hall.id}", redundancy=c.crah_redundancy, members=ids, racks=[f"hall:{hall.id}"]
+            )
+        )
     total_kw = sum(u.capacity_kw for u in plant)
-    facility_flow_lpm = total_kw / (FACILITY_DELTA_T_K * 4.18) * 60.0   # kg/s ≈ L/s of water, c_p 4.18 kJ/(kg·K)
-    return CoolingTopology(facility_coolant=c.coolant, secondary_coolant=c.coolant,
-                           facility_pump_kw=pump_kw_for(facility_flow_lpm, FACILITY_HEAD_KPA), plant=plant,
-                           cdus=cdus, cdu_groups=cdu_groups, crahs=crahs, crah_groups=crah_groups,
-                           rack_cooling=resolved_rack_cooling(spec))
+    facility_flow_lpm = (
+        total_kw / (FACILITY_DELTA_T_K * 4.18) * 60.0
+    )  # kg/s ≈ L/s of water, c_p 4.18 kJ/(kg·K)
+    return CoolingTopology(
+        facility_coolant=c.coolant,
+        secondary_coolant=c.coolant,
+        facility_pump_kw=pump_kw_for(facility_flow_lpm, FACILITY_HEAD_KPA),
+        plant=plant,
+        cdus=cdus,
+        cdu_groups=cdu_groups,
+        crahs=crahs,
+        crah_groups=crah_groups,
+        rack_cooling=resolved_rack_cooling(spec),
+    )
 
 
 def resolved_cooling(spec: FacilitySpec) -> CoolingTopology:
@@ -403,16 +482,23 @@ def check_cooling(spec: FacilitySpec) -> None:
     where = "cooling.topology" if spec.cooling.topology is not None else "cooling (generated topology)"
     cdus = {c.id: c for c in topo.cdus}
     crahs = {c.id: c for c in topo.crahs}
-    ids = [*(u.id for u in topo.plant), *cdus, *crahs, *(g.id for g in topo.cdu_groups),
-           *(g.id for g in topo.crah_groups)]
+    ids = [
+        *(u.id for u in topo.plant),
+        *cdus,
+        *crahs,
+        *(g.id for g in topo.cdu_groups),
+        *(g.id for g in topo.crah_groups),
+    ]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ValueError(f"{where}: component ids must be unique, repeated: {', '.join(dup)}")
-    for name in (spec.cooling.topology.rack_cooling if spec.cooling.topology is not None else {}):
+    for name in spec.cooling.topology.rack_cooling if spec.cooling.topology is not None else {}:
         if name not in spec.rack_types:
             raise ValueError(f"{where}.rack_cooling.{name}: unknown rack type {name!r}")
-    for kind, groups, members, what in (("cdu_groups", topo.cdu_groups, cdus, "CDU"),
-                                        ("crah_groups", topo.crah_groups, crahs, "CRAH")):
+    for kind, groups, members, what in (
+        ("cdu_groups", topo.cdu_groups, cdus, "CDU"),
+        ("crah_groups", topo.crah_groups, crahs, "CRAH"),
+    ):
         used: dict[str, str] = {}
         for g in groups:
             for m in g.members:
@@ -437,12 +523,16 @@ def check_cooling(spec: FacilitySpec) -> None:
         q_liq = rt.liquid_fraction * nameplate[rt_name]
         q_air = nameplate[rt_name] - q_liq
         if q_air > rc.air_limit_kw * (1 + 1e-9):
-            raise ValueError(f"{where}.rack_cooling.{rt_name}: {q_air:.1f} kW to air at nameplate, above the "
-                             f"air limit {rc.air_limit_kw:.1f} kW (rack {racks[0]})")
+            raise ValueError(
+                f"{where}.rack_cooling.{rt_name}: {q_air:.1f} kW to air at nameplate, above the "
+                f"air limit {rc.air_limit_kw:.1f} kW (rack {racks[0]})"
+            )
         for r in racks:
             if rt.liquid_fraction > 0:
                 if r not in rack_cdu:
-                    raise ValueError(f"{where}: liquid rack {r} (row {row}) has no CDU loop: no cdu_groups lists it")
+                    raise ValueError(
+                        f"{where}: liquid rack {r} (row {row}) has no CDU loop: no cdu_groups lists it"
+                    )
                 if rc.flow_lpm <= 0:
                     raise ValueError(f"{where}.rack_cooling.{rt_name}: liquid racks need flow_lpm > 0")
                 g = rack_cdu[r]
@@ -450,8 +540,10 @@ def check_cooling(spec: FacilitySpec) -> None:
                 flow[g] = flow.get(g, 0.0) + rc.flow_lpm
             if q_air > 0:
                 if r not in rack_crah:
-                    raise ValueError(f"{where}: rack {r} (row {row}) sends {q_air:.1f} kW to air but no "
-                                     f"crah_groups lists it")
+                    raise ValueError(
+                        f"{where}: rack {r} (row {row}) sends {q_air:.1f} kW to air but no "
+                        f"crah_groups lists it"
+                    )
                 g = rack_crah[r]
                 air_kw[g] = air_kw.get(g, 0.0) + q_air
 
@@ -459,17 +551,35 @@ def check_cooling(spec: FacilitySpec) -> None:
         total = sum(caps) - (max(caps) if g.redundancy == "N+1" else 0.0)
         if load > total * (1 + 1e-9):
             extra = " with its largest member failed (N+1)" if g.redundancy == "N+1" else ""
-            raise ValueError(f"{where}.{kind}.{g.id}: needs {load:.1f} {unit} {what} at nameplate, above the "
-                             f"{total:.1f} {unit} its members give{extra}")
+            raise ValueError(
+                f"{where}.{kind}.{g.id}: needs {load:.1f} {unit} {what} at nameplate, above the "
+                f"{total:.1f} {unit} its members give{extra}"
+            )
 
     for g in topo.cdu_groups:
-        carry("cdu_groups", g, [cdus[m].capacity_kw for m in g.members], liquid_kw.get(g.id, 0.0), "kW", "of heat")
+        carry(
+            "cdu_groups",
+            g,
+            [cdus[m].capacity_kw for m in g.members],
+            liquid_kw.get(g.id, 0.0),
+            "kW",
+            "of heat",
+        )
         carry("cdu_groups", g, [cdus[m].flow_lpm for m in g.members], flow.get(g.id, 0.0), "L/min", "of flow")
     for g in topo.crah_groups:
-        carry("crah_groups", g, [crahs[m].capacity_kw for m in g.members], air_kw.get(g.id, 0.0), "kW", "of heat")
+        carry(
+            "crah_groups",
+            g,
+            [crahs[m].capacity_kw for m in g.members],
+            air_kw.get(g.id, 0.0),
+            "kW",
+            "of heat",
+        )
     it_kw = sum(nameplate[row_type[row]] * len(racks) for row, racks in by_row.items())
-    aux_kw = (sum(c.pump_kw for c in topo.cdus) + sum(c.fan_kw for c in topo.crahs))
+    aux_kw = sum(c.pump_kw for c in topo.cdus) + sum(c.fan_kw for c in topo.crahs)
     plant_kw = sum(u.capacity_kw for u in topo.plant)
     if it_kw + aux_kw > plant_kw * (1 + 1e-9):
-        raise ValueError(f"{where}.plant: rejects {plant_kw:.0f} kW, below the {it_kw + aux_kw:.0f} kW of heat at "
-                         f"nameplate (IT {it_kw:.0f} kW + pumps and fans {aux_kw:.0f} kW)")
+        raise ValueError(
+            f"{where}.plant: rejects {plant_kw:.0f} kW, below the {it_kw + aux_kw:.0f} kW of heat at "
+            f"nameplate (IT {it_kw:.0f} kW + pumps and fans {aux_kw:.0f} kW)"
+        )

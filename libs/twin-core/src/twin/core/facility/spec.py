@@ -1,7 +1,8 @@
 """The facility spec: one declarative YAML file, validated by pydantic (DESIGN §3).
 
 site → utility feeds / on-site sources → transformers → UPS → PDUs → racks;
-cooling plant → facility water → CDUs / CRAHs → racks (twin.core.facility.cooling); racks → nodes → GPUs; NVLink domains; scale-out fabric.
+cooling plant → facility water → CDUs / CRAHs → racks (twin.core.facility.cooling);
+racks → nodes → GPUs; NVLink domains; scale-out fabric.
 Racks are declared as rows of identical racks so a 100,000-GPU site stays a short file.
 """
 

@@ -24,10 +24,18 @@ from twin.cooling.v1 import cooling_pb2 as pb
 
 _NS = uuid.UUID("5b7e2f0c-9a41-4c8e-8d2b-3f6a1c0e7d94")
 MEASURED, MODELLED, MIXED = "measured", "modelled", "mixed"
-_SOURCE = {MEASURED: pb.VALUE_SOURCE_MEASURED, MODELLED: pb.VALUE_SOURCE_MODELLED, MIXED: pb.VALUE_SOURCE_MIXED}
-_ALERT_KIND = {"throttle_predicted": pb.ALERT_KIND_THROTTLE_PREDICTED, "capacity_exceeded": pb.ALERT_KIND_CAPACITY_EXCEEDED,
-               "redundancy_at_risk": pb.ALERT_KIND_REDUNDANCY_AT_RISK, "air_limit": pb.ALERT_KIND_AIR_LIMIT,
-               "suspect_sensor": pb.ALERT_KIND_SUSPECT_SENSOR}
+_SOURCE = {
+    MEASURED: pb.VALUE_SOURCE_MEASURED,
+    MODELLED: pb.VALUE_SOURCE_MODELLED,
+    MIXED: pb.VALUE_SOURCE_MIXED,
+}
+_ALERT_KIND = {
+    "throttle_predicted": pb.ALERT_KIND_THROTTLE_PREDICTED,
+    "capacity_exceeded": pb.ALERT_KIND_CAPACITY_EXCEEDED,
+    "redundancy_at_risk": pb.ALERT_KIND_REDUNDANCY_AT_RISK,
+    "air_limit": pb.ALERT_KIND_AIR_LIMIT,
+    "suspect_sensor": pb.ALERT_KIND_SUSPECT_SENSOR,
+}
 _SEVERITY = {"info": pb.SEVERITY_INFO, "warning": pb.SEVERITY_WARNING, "critical": pb.SEVERITY_CRITICAL}
 _EVENT_KIND = {k: getattr(pb, f"COOLING_EVENT_KIND_{k.upper()}") for k in EVENT_KINDS}
 _EVENT_KIND_BACK = {v: k for k, v in _EVENT_KIND.items()}
@@ -58,17 +66,29 @@ def _f(x: float) -> float:
 
 
 def scope_of(net: CoolingNetwork, entity_id: str) -> int:
-    for ids, scope in ((net.rack_ids, pb.COOLING_SCOPE_RACK), (net.cdu_ids, pb.COOLING_SCOPE_CDU),
-                       (net.loop_ids, pb.COOLING_SCOPE_LOOP), (net.crah_ids, pb.COOLING_SCOPE_CRAH),
-                       (net.air_group_ids, pb.COOLING_SCOPE_AIR_GROUP)):
+    for ids, scope in (
+        (net.rack_ids, pb.COOLING_SCOPE_RACK),
+        (net.cdu_ids, pb.COOLING_SCOPE_CDU),
+        (net.loop_ids, pb.COOLING_SCOPE_LOOP),
+        (net.crah_ids, pb.COOLING_SCOPE_CRAH),
+        (net.air_group_ids, pb.COOLING_SCOPE_AIR_GROUP),
+    ):
         if entity_id in ids:
             return scope
     return pb.COOLING_SCOPE_PLANT if entity_id == net.site_id else pb.COOLING_SCOPE_UNSPECIFIED
 
 
-def states(net: CoolingNetwork, st: CoolingState, cond: Conditions, *, time_s: float, source: str = MODELLED,
-           rack_max_gpu_c: np.ndarray | None = None, rack_max_hbm_c: np.ndarray | None = None,
-           fc: ThrottleForecast | None = None) -> list[pb.CoolingState]:
+def states(
+    net: CoolingNetwork,
+    st: CoolingState,
+    cond: Conditions,
+    *,
+    time_s: float,
+    source: str = MODELLED,
+    rack_max_gpu_c: np.ndarray | None = None,
+    rack_max_hbm_c: np.ndarray | None = None,
+    fc: ThrottleForecast | None = None,
+) -> list[pb.CoolingState]:
     """Every entity's state for one tick: racks, CDUs, loops, CRAHs, air groups, the plant."""
     ts = timestamp(time_s)
     src = _SOURCE[source]
@@ -83,7 +103,11 @@ def states(net: CoolingNetwork, st: CoolingState, cond: Conditions, *, time_s: f
     for r, rid in enumerate(net.rack_ids):
         m = head(rid, pb.COOLING_SCOPE_RACK)
         d = m.rack
-        d.it_power_w, d.liquid_heat_w, d.air_heat_w = _f(st.rack_it_w[r]), _f(st.rack_liquid_w[r]), _f(st.rack_air_w[r])
+        d.it_power_w, d.liquid_heat_w, d.air_heat_w = (
+            _f(st.rack_it_w[r]),
+            _f(st.rack_liquid_w[r]),
+            _f(st.rack_air_w[r]),
+        )
         d.coolant_flow_lpm, d.supply_temp_c = _f(st.rack_flow_lpm[r]), _f(st.rack_supply_c[r])
         d.return_temp_c, d.coolant_temp_c = _f(st.rack_return_c[r]), _f(st.rack_coolant_c[r])
         d.inlet_air_temp_c, d.air_limit_w = _f(st.rack_inlet_air_c[r]), _f(net.rack_air_limit_w[r])
@@ -103,7 +127,9 @@ def states(net: CoolingNetwork, st: CoolingState, cond: Conditions, *, time_s: f
         d.up = bool(cond.cdu_up[i])
         d.heat_removed_w, d.load_fraction = _f(st.cdu_heat_w[i]), _f(st.cdu_load_fraction[i])
         d.flow_lpm = _f(st.cdu_flow_lpm[i])
-        d.pump_speed_fraction = _f(st.cdu_flow_lpm[i] / net.cdu_flow_lpm[i]) if net.cdu_flow_lpm[i] > 0 else 0.0
+        d.pump_speed_fraction = (
+            _f(st.cdu_flow_lpm[i] / net.cdu_flow_lpm[i]) if net.cdu_flow_lpm[i] > 0 else 0.0
+        )
         d.pump_power_w = _f(st.cdu_pump_w[i])
         d.supply_temp_c = _f(st.loop_supply_c[li]) if li >= 0 else math.nan
         d.return_temp_c = _f(st.loop_return_c[li]) if li >= 0 else math.nan
@@ -134,16 +160,26 @@ def states(net: CoolingNetwork, st: CoolingState, cond: Conditions, *, time_s: f
         d.redundancy = _REDUNDANCY[bool(net.air_group_n_plus_1[g])]
         d.crah_ids.extend(net.crah_ids[i] for i in np.flatnonzero(net.crah_group == g))
         d.heat_w, d.capacity_w = _f(st.air_heat_w[g]), _f(st.air_capacity_w[g])
-        d.capacity_if_one_fails_w, d.inlet_rise_k = _f(st.air_capacity_if_one_fails_w[g]), _f(st.air_inlet_rise_k[g])
+        d.capacity_if_one_fails_w, d.inlet_rise_k = (
+            _f(st.air_capacity_if_one_fails_w[g]),
+            _f(st.air_inlet_rise_k[g]),
+        )
         d.carries, d.survives_one_more = bool(st.air_carries[g]), bool(st.air_survives_one_more[g])
         out.append(m)
     m = head(net.site_id, pb.COOLING_SCOPE_PLANT)
     p = m.plant
-    p.heat_load_w, p.capacity_w, p.plant_power_w = _f(st.plant_load_w), _f(st.plant_capacity_w), _f(st.plant_power_w)
+    p.heat_load_w, p.capacity_w, p.plant_power_w = (
+        _f(st.plant_load_w),
+        _f(st.plant_capacity_w),
+        _f(st.plant_power_w),
+    )
     p.fan_power_w, p.compressor_power_w = _f(st.plant_fan_w.sum()), _f(st.plant_compressor_w.sum())
     p.facility_pump_power_w, p.cooling_power_w = _f(st.facility_pump_w), _f(st.cooling_power_w)
     p.it_power_w, p.pue_cooling = _f(st.it_power_w), _f(st.pue_cooling_part)
-    p.facility_supply_temp_c, p.facility_supply_setpoint_c = _f(st.facility_supply_c), _f(cond.facility_supply_c)
+    p.facility_supply_temp_c, p.facility_supply_setpoint_c = (
+        _f(st.facility_supply_c),
+        _f(cond.facility_supply_c),
+    )
     p.dry_bulb_temp_c, p.wet_bulb_temp_c = _f(cond.dry_bulb_c), _f(cond.wet_bulb_c)
     out.append(m)
     return out
@@ -152,9 +188,17 @@ def states(net: CoolingNetwork, st: CoolingState, cond: Conditions, *, time_s: f
 def alert(net: CoolingNetwork, a: CoolingAlert, time_s: float) -> pb.CoolingAlert:
     """Deterministic alert id (site, entity, kind, time): a re-sent alert keeps its id."""
     aid = uuid.uuid5(_NS, f"{net.site_id}|{a.entity_id}|{a.kind}|{time_s:.3f}")
-    m = pb.CoolingAlert(alert_id=str(aid), site_id=net.site_id, entity_id=a.entity_id, scope=scope_of(net, a.entity_id),
-                        kind=_ALERT_KIND[a.kind], severity=_SEVERITY[a.severity], alert_time=timestamp(time_s),
-                        value=_f(a.value), message=a.message)
+    m = pb.CoolingAlert(
+        alert_id=str(aid),
+        site_id=net.site_id,
+        entity_id=a.entity_id,
+        scope=scope_of(net, a.entity_id),
+        kind=_ALERT_KIND[a.kind],
+        severity=_SEVERITY[a.severity],
+        alert_time=timestamp(time_s),
+        value=_f(a.value),
+        message=a.message,
+    )
     if math.isfinite(a.time_to_throttle_s):
         m.time_to_throttle_s = a.time_to_throttle_s
     m.gpu_ids.extend(a.gpus)
@@ -173,17 +217,33 @@ def event(msg: pb.CoolingEvent) -> EquipmentEvent:
     def opt(name: str) -> float | None:
         return getattr(msg, name) if msg.HasField(name) else None
 
-    return EquipmentEvent(kind=_EVENT_KIND_BACK[msg.kind], entity_id=msg.entity_id, time_s=seconds(msg.event_time),
-                          flow_fraction=opt("flow_fraction"), facility_supply_temp_c=opt("facility_supply_temp_c"),
-                          supply_air_temp_c=opt("supply_air_temp_c"), dry_bulb_temp_c=opt("dry_bulb_temp_c"),
-                          wet_bulb_temp_c=opt("wet_bulb_temp_c"))
+    return EquipmentEvent(
+        kind=_EVENT_KIND_BACK[msg.kind],
+        entity_id=msg.entity_id,
+        time_s=seconds(msg.event_time),
+        flow_fraction=opt("flow_fraction"),
+        facility_supply_temp_c=opt("facility_supply_temp_c"),
+        supply_air_temp_c=opt("supply_air_temp_c"),
+        dry_bulb_temp_c=opt("dry_bulb_temp_c"),
+        wet_bulb_temp_c=opt("wet_bulb_temp_c"),
+    )
 
 
 def event_to_proto(e: EquipmentEvent, *, site_id: str, event_id: str = "") -> pb.CoolingEvent:
-    m = pb.CoolingEvent(event_id=event_id or str(uuid.uuid5(_NS, f"{site_id}|{e.entity_id}|{e.kind}|{e.time_s:.6f}")),
-                        site_id=site_id, entity_id=e.entity_id, kind=_EVENT_KIND[e.kind],
-                        event_time=timestamp(e.time_s))
-    for name in ("flow_fraction", "facility_supply_temp_c", "supply_air_temp_c", "dry_bulb_temp_c", "wet_bulb_temp_c"):
+    m = pb.CoolingEvent(
+        event_id=event_id or str(uuid.uuid5(_NS, f"{site_id}|{e.entity_id}|{e.kind}|{e.time_s:.6f}")),
+        site_id=site_id,
+        entity_id=e.entity_id,
+        kind=_EVENT_KIND[e.kind],
+        event_time=timestamp(e.time_s),
+    )
+    for name in (
+        "flow_fraction",
+        "facility_supply_temp_c",
+        "supply_air_temp_c",
+        "dry_bulb_temp_c",
+        "wet_bulb_temp_c",
+    ):
         v = getattr(e, name)
         if v is not None:
             setattr(m, name, v)
@@ -210,19 +270,27 @@ def _known(field: str, ids: tuple[str, ...], wanted) -> list[str]:
     return list(wanted)
 
 
-def failure_request(net: CoolingNetwork, cond: Conditions, req: pb.WhatIfFailureRequest) -> tuple[Conditions, float]:
+def failure_request(
+    net: CoolingNetwork, cond: Conditions, req: pb.WhatIfFailureRequest
+) -> tuple[Conditions, float]:
     """The conditions a WhatIfFailure asks about, and its horizon (CodecError naming the field)."""
     pumps = {p.cdu_id: _fraction("pumps.flow_fraction", p.flow_fraction) for p in req.pumps}
     racks = {r.rack_id: _fraction("rack_flows.flow_fraction", r.flow_fraction) for r in req.rack_flows}
-    after = what_if(net, cond, cdus_down=_known("cdu_ids", net.cdu_ids, req.cdu_ids),
-                    crahs_down=_known("crah_ids", net.crah_ids, req.crah_ids),
-                    plant_down=_known("plant_unit_ids", net.plant_ids, req.plant_unit_ids),
-                    cdu_flow_factor={k: pumps[k] for k in _known("pumps.cdu_id", net.cdu_ids, pumps)},
-                    rack_flow_factor={k: racks[k] for k in _known("rack_flows.rack_id", net.rack_ids, racks)})
+    after = what_if(
+        net,
+        cond,
+        cdus_down=_known("cdu_ids", net.cdu_ids, req.cdu_ids),
+        crahs_down=_known("crah_ids", net.crah_ids, req.crah_ids),
+        plant_down=_known("plant_unit_ids", net.plant_ids, req.plant_unit_ids),
+        cdu_flow_factor={k: pumps[k] for k in _known("pumps.cdu_id", net.cdu_ids, pumps)},
+        rack_flow_factor={k: racks[k] for k in _known("rack_flows.rack_id", net.rack_ids, racks)},
+    )
     return after, _horizon(req.horizon_s)
 
 
-def setpoint_request(net: CoolingNetwork, cond: Conditions, req: pb.WhatIfSetpointRequest) -> tuple[Conditions, float]:
+def setpoint_request(
+    net: CoolingNetwork, cond: Conditions, req: pb.WhatIfSetpointRequest
+) -> tuple[Conditions, float]:
     from twin.cooling.domain.events import DRY_BULB_RANGE_C, FACILITY_SUPPLY_RANGE_C, SUPPLY_AIR_RANGE_C
 
     def opt(name: str, rng: tuple[float, float]) -> float | None:
@@ -239,8 +307,13 @@ def setpoint_request(net: CoolingNetwork, cond: Conditions, req: pb.WhatIfSetpoi
     wb = opt("wet_bulb_temp_c", DRY_BULB_RANGE_C)
     if (wb if wb is not None else cond.wet_bulb_c) > (db if db is not None else cond.dry_bulb_c):
         raise CodecError("wet_bulb_temp_c", "above the dry bulb")
-    after = what_if(net, cond, facility_supply_rise_k=0.0 if fac is None else fac - cond.facility_supply_c,
-                    dry_bulb_c=db, wet_bulb_c=wb)
+    after = what_if(
+        net,
+        cond,
+        facility_supply_rise_k=0.0 if fac is None else fac - cond.facility_supply_c,
+        dry_bulb_c=db,
+        wet_bulb_c=wb,
+    )
     if air is not None:
         after = after.with_(crah_supply_c=np.full_like(after.crah_supply_c, air))
     return after, _horizon(req.horizon_s)
@@ -248,17 +321,26 @@ def setpoint_request(net: CoolingNetwork, cond: Conditions, req: pb.WhatIfSetpoi
 
 def what_if_outcome(net: CoolingNetwork, fc: ThrottleForecast) -> pb.WhatIfOutcome:
     b, a = fc.before, fc.after
-    out = pb.WhatIfOutcome(gpus_affected=int(fc.gpus_affected.size), horizon_s=fc.horizon_s,
-                           plant_power_before_w=b.plant_power_w, plant_power_after_w=a.plant_power_w,
-                           cooling_power_before_w=b.cooling_power_w, cooling_power_after_w=a.cooling_power_w,
-                           pue_cooling_before=b.pue_cooling_part, pue_cooling_after=a.pue_cooling_part,
-                           facility_supply_temp_after_c=a.facility_supply_c)
+    out = pb.WhatIfOutcome(
+        gpus_affected=int(fc.gpus_affected.size),
+        horizon_s=fc.horizon_s,
+        plant_power_before_w=b.plant_power_w,
+        plant_power_after_w=a.plant_power_w,
+        cooling_power_before_w=b.cooling_power_w,
+        cooling_power_after_w=a.cooling_power_w,
+        pue_cooling_before=b.pue_cooling_part,
+        pue_cooling_after=a.pue_cooling_part,
+        facility_supply_temp_after_c=a.facility_supply_c,
+    )
     out.loops_not_carrying.extend(net.loop_ids[i] for i in np.flatnonzero(~a.loop_carries))
     out.air_groups_not_carrying.extend(net.air_group_ids[i] for i in np.flatnonzero(~a.air_carries))
     out.redundancy_carries = bool(a.loop_carries.all() and a.air_carries.all())
     for r in fc.racks_affected:
-        rt = out.racks.add(rack_id=net.rack_ids[r], coolant_temp_before_c=_f(b.rack_coolant_c[r]),
-                           coolant_temp_after_c=_f(a.rack_coolant_c[r]))
+        rt = out.racks.add(
+            rack_id=net.rack_ids[r],
+            coolant_temp_before_c=_f(b.rack_coolant_c[r]),
+            coolant_temp_after_c=_f(a.rack_coolant_c[r]),
+        )
         rt.time_to_throttle_s = _f(fc.rack_time_s[r])
         rt.gpu_ids.extend(int(i) for i in fc.gpus_of_rack(int(r)))
     return out

@@ -32,8 +32,9 @@ class Coolant:
         return np.asarray(flow_lpm, dtype=float) * LPM_TO_M3_S * self.density(temp_c) * self.cp(temp_c)
 
 
-def delta_t_k(coolant: Coolant, heat_w: np.ndarray | float, flow_lpm: np.ndarray | float,
-              temp_c: np.ndarray | float) -> np.ndarray:
+def delta_t_k(
+    coolant: Coolant, heat_w: np.ndarray | float, flow_lpm: np.ndarray | float, temp_c: np.ndarray | float
+) -> np.ndarray:
     """ΔT = Q / (ṁ c_p). No flow with heat: +inf (the loop cannot carry it); no flow, no heat: 0."""
     heat = np.asarray(heat_w, dtype=float)
     rate = coolant.capacity_rate_w_per_k(flow_lpm, temp_c)
@@ -42,8 +43,9 @@ def delta_t_k(coolant: Coolant, heat_w: np.ndarray | float, flow_lpm: np.ndarray
     return out
 
 
-def heat_w(coolant: Coolant, flow_lpm: np.ndarray | float, supply_c: np.ndarray | float,
-           return_c: np.ndarray | float) -> np.ndarray:
+def heat_w(
+    coolant: Coolant, flow_lpm: np.ndarray | float, supply_c: np.ndarray | float, return_c: np.ndarray | float
+) -> np.ndarray:
     """Q = ṁ c_p (T_return - T_supply), properties at the supply temperature (as ``delta_t_k`` is
     called by the network, so the two invert each other)."""
     s, r = np.asarray(supply_c, dtype=float), np.asarray(return_c, dtype=float)

@@ -12,8 +12,18 @@ import numpy as np
 
 from .network import Conditions, CoolingNetwork
 
-KINDS = ("pump_failure", "pump_repair", "cdu_failure", "cdu_repair", "crah_failure", "crah_repair",
-         "plant_unit_failure", "plant_unit_repair", "setpoint_change", "ambient_change")
+KINDS = (
+    "pump_failure",
+    "pump_repair",
+    "cdu_failure",
+    "cdu_repair",
+    "crah_failure",
+    "crah_repair",
+    "plant_unit_failure",
+    "plant_unit_repair",
+    "setpoint_change",
+    "ambient_change",
+)
 #: Plausible ranges (reject outside): facility supply within ASHRAE W-classes' span 2-60 °C (W17-W45+,
 #: DESIGN §8, with margin); supply air 10-40 °C (ASHRAE allowable classes A1-A4 span 5-45 °C inlet;
 #: a CRAH setpoint outside 10-40 is a typo); outdoor dry bulb -60..60 °C (recorded extremes -68 / +57 °C).
@@ -30,8 +40,8 @@ class EventRejected(ValueError):
 @dataclass(frozen=True)
 class EquipmentEvent:
     kind: str
-    entity_id: str                     # CDU, CRAH or plant unit id; the site id for site-wide changes
-    time_s: float                      # event time, seconds since the epoch
+    entity_id: str  # CDU, CRAH or plant unit id; the site id for site-wide changes
+    time_s: float  # event time, seconds since the epoch
     flow_fraction: float | None = None
     facility_supply_temp_c: float | None = None
     supply_air_temp_c: float | None = None
@@ -44,8 +54,9 @@ def _range(field: str, v: float | None, lo: float, hi: float) -> None:
         raise EventRejected(field, f"{v} outside {lo}..{hi}")
 
 
-def apply_event(net: CoolingNetwork, cond: Conditions, ev: EquipmentEvent, last_time_s: float | None = None
-                ) -> Conditions:
+def apply_event(
+    net: CoolingNetwork, cond: Conditions, ev: EquipmentEvent, last_time_s: float | None = None
+) -> Conditions:
     """The conditions after one event. ``last_time_s``: the time of the last event applied to the same
     entity (an older event is rejected: events for the past do not rewrite the present)."""
     if ev.kind not in KINDS:
@@ -84,13 +95,17 @@ def apply_event(net: CoolingNetwork, cond: Conditions, ev: EquipmentEvent, last_
     site = ev.entity_id == net.site_id
     if k == "setpoint_change":
         if ev.facility_supply_temp_c is None and ev.supply_air_temp_c is None:
-            raise EventRejected("facility_supply_temp_c", "a setpoint change needs a facility or supply-air setpoint")
+            raise EventRejected(
+                "facility_supply_temp_c", "a setpoint change needs a facility or supply-air setpoint"
+            )
         _range("facility_supply_temp_c", ev.facility_supply_temp_c, *FACILITY_SUPPLY_RANGE_C)
         _range("supply_air_temp_c", ev.supply_air_temp_c, *SUPPLY_AIR_RANGE_C)
         out = cond
         if ev.facility_supply_temp_c is not None:
             if not site:
-                raise EventRejected("entity_id", f"a facility supply setpoint applies to the site {net.site_id!r}")
+                raise EventRejected(
+                    "entity_id", f"a facility supply setpoint applies to the site {net.site_id!r}"
+                )
             out = out.with_(facility_supply_c=float(ev.facility_supply_temp_c))
         if ev.supply_air_temp_c is not None:
             sup = out.crah_supply_c.copy()

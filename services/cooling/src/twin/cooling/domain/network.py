@@ -48,14 +48,14 @@ class CoolingNetwork:
     site_id: str
     rack_ids: tuple[str, ...]
     rack_liquid_fraction: np.ndarray
-    rack_flow_lpm: np.ndarray          # design secondary flow per rack (0: air)
-    rack_coolant_l: np.ndarray         # coolant held in the rack
+    rack_flow_lpm: np.ndarray  # design secondary flow per rack (0: air)
+    rack_coolant_l: np.ndarray  # coolant held in the rack
     rack_air_limit_w: np.ndarray
-    rack_loop: np.ndarray              # CDU group index, -1 for none
-    rack_air_group: np.ndarray         # CRAH group index, -1 for none
+    rack_loop: np.ndarray  # CDU group index, -1 for none
+    rack_air_group: np.ndarray  # CRAH group index, -1 for none
     loop_ids: tuple[str, ...]
-    loop_n_plus_1: np.ndarray          # bool
-    loop_setpoint_c: np.ndarray        # secondary supply setpoint (NaN: facility supply + approach)
+    loop_n_plus_1: np.ndarray  # bool
+    loop_setpoint_c: np.ndarray  # secondary supply setpoint (NaN: facility supply + approach)
     cdu_ids: tuple[str, ...]
     cdu_loop: np.ndarray
     cdu_capacity_w: np.ndarray
@@ -70,14 +70,14 @@ class CoolingNetwork:
     crah_supply_c: np.ndarray
     crah_fan_w: np.ndarray
     plant_ids: tuple[str, ...]
-    plant_kind: np.ndarray             # TOWER / DRY_COOLER / CHILLER
+    plant_kind: np.ndarray  # TOWER / DRY_COOLER / CHILLER
     plant_capacity_w: np.ndarray
     plant_approach_k: np.ndarray
     plant_fan_w: np.ndarray
-    plant_cop: np.ndarray              # NaN for towers and dry coolers
-    plant_economizer: np.ndarray       # bool
+    plant_cop: np.ndarray  # NaN for towers and dry coolers
+    plant_economizer: np.ndarray  # bool
     facility_pump_w: float
-    facility_supply_c: float           # setpoint
+    facility_supply_c: float  # setpoint
     design_dry_bulb_c: float
     design_wet_bulb_c: float
     facility_coolant: Coolant
@@ -99,30 +99,35 @@ class CoolingNetwork:
 class Conditions:
     """What the plant is living through: setpoints, ambient, equipment health (what-ifs edit these)."""
 
-    facility_supply_c: float           # setpoint of the facility water supply
+    facility_supply_c: float  # setpoint of the facility water supply
     dry_bulb_c: float
     wet_bulb_c: float
-    cdu_up: np.ndarray                 # bool per CDU
-    cdu_flow_factor: np.ndarray        # pump speed / flow share per CDU (0..1)
-    crah_up: np.ndarray                # bool per CRAH
-    crah_supply_c: np.ndarray          # supply air setpoint per CRAH
-    plant_up: np.ndarray               # bool per plant unit
-    rack_flow_factor: np.ndarray       # valve / blockage per rack (0..1)
+    cdu_up: np.ndarray  # bool per CDU
+    cdu_flow_factor: np.ndarray  # pump speed / flow share per CDU (0..1)
+    crah_up: np.ndarray  # bool per CRAH
+    crah_supply_c: np.ndarray  # supply air setpoint per CRAH
+    plant_up: np.ndarray  # bool per plant unit
+    rack_flow_factor: np.ndarray  # valve / blockage per rack (0..1)
 
     def with_(self, **changes) -> Conditions:
         return replace(self, **changes)
 
 
-def design_conditions(net: CoolingNetwork, dry_bulb_c: float | None = None, wet_bulb_c: float | None = None
-                      ) -> Conditions:
+def design_conditions(
+    net: CoolingNetwork, dry_bulb_c: float | None = None, wet_bulb_c: float | None = None
+) -> Conditions:
     """Everything healthy at the spec's setpoints; ambient at design unless given."""
     return Conditions(
         facility_supply_c=net.facility_supply_c,
         dry_bulb_c=net.design_dry_bulb_c if dry_bulb_c is None else dry_bulb_c,
         wet_bulb_c=net.design_wet_bulb_c if wet_bulb_c is None else wet_bulb_c,
-        cdu_up=np.ones(len(net.cdu_ids), bool), cdu_flow_factor=np.ones(len(net.cdu_ids)),
-        crah_up=np.ones(len(net.crah_ids), bool), crah_supply_c=net.crah_supply_c.copy(),
-        plant_up=np.ones(len(net.plant_ids), bool), rack_flow_factor=np.ones(net.n_racks))
+        cdu_up=np.ones(len(net.cdu_ids), bool),
+        cdu_flow_factor=np.ones(len(net.cdu_ids)),
+        crah_up=np.ones(len(net.crah_ids), bool),
+        crah_supply_c=net.crah_supply_c.copy(),
+        plant_up=np.ones(len(net.plant_ids), bool),
+        rack_flow_factor=np.ones(net.n_racks),
+    )
 
 
 @dataclass(frozen=True)
@@ -132,20 +137,20 @@ class CoolingState:
     rack_liquid_w: np.ndarray
     rack_air_w: np.ndarray
     rack_flow_lpm: np.ndarray
-    rack_supply_c: np.ndarray          # secondary supply (NaN: air rack)
-    rack_return_c: np.ndarray          # +inf: heat with no flow
-    rack_coolant_c: np.ndarray         # what the GPUs see: mean of supply and return (liquid) or inlet air
+    rack_supply_c: np.ndarray  # secondary supply (NaN: air rack)
+    rack_return_c: np.ndarray  # +inf: heat with no flow
+    rack_coolant_c: np.ndarray  # what the GPUs see: mean of supply and return (liquid) or inlet air
     rack_inlet_air_c: np.ndarray
-    rack_air_over_limit: np.ndarray    # bool: more air heat than the rack's air side takes
+    rack_air_over_limit: np.ndarray  # bool: more air heat than the rack's air side takes
     # CDU loops
     loop_heat_w: np.ndarray
-    loop_capacity_w: np.ndarray        # healthy members
-    loop_capacity_if_one_fails_w: np.ndarray   # healthy members minus the largest healthy one
-    loop_flow_lpm: np.ndarray          # pumped by healthy members (at most the racks' design flow)
-    loop_flow_demand_lpm: np.ndarray   # racks' design flow
+    loop_capacity_w: np.ndarray  # healthy members
+    loop_capacity_if_one_fails_w: np.ndarray  # healthy members minus the largest healthy one
+    loop_flow_lpm: np.ndarray  # pumped by healthy members (at most the racks' design flow)
+    loop_flow_demand_lpm: np.ndarray  # racks' design flow
     loop_supply_c: np.ndarray
     loop_return_c: np.ndarray
-    loop_carries: np.ndarray           # bool: heat and flow within what its healthy members give
+    loop_carries: np.ndarray  # bool: heat and flow within what its healthy members give
     loop_survives_one_more: np.ndarray  # bool: still carries if its largest healthy member fails
     cdu_heat_w: np.ndarray
     cdu_load_fraction: np.ndarray
@@ -162,21 +167,25 @@ class CoolingState:
     crah_load_fraction: np.ndarray
     crah_fan_w: np.ndarray
     # plant
-    plant_load_w: float                # heat to reject: IT + pumps + fans
-    plant_capacity_w: float            # healthy units at this ambient
+    plant_load_w: float  # heat to reject: IT + pumps + fans
+    plant_capacity_w: float  # healthy units at this ambient
     plant_unit_heat_w: np.ndarray
     plant_fan_w: np.ndarray
     plant_compressor_w: np.ndarray
     facility_pump_w: float
-    facility_supply_c: float           # achieved (>= setpoint when the plant falls short)
-    plant_power_w: float               # fans + compressors + facility pumps
-    cooling_power_w: float             # plant + CDU pumps + CRAH fans: what goes to the power twin
+    facility_supply_c: float  # achieved (>= setpoint when the plant falls short)
+    plant_power_w: float  # fans + compressors + facility pumps
+    cooling_power_w: float  # plant + CDU pumps + CRAH fans: what goes to the power twin
     it_power_w: float
 
     @property
     def pue_cooling_part(self) -> float:
         """(IT + cooling) / IT: the cooling share of PUE (the power twin adds chain losses)."""
-        return (self.it_power_w + self.cooling_power_w) / self.it_power_w if self.it_power_w > 0 else float("nan")
+        return (
+            (self.it_power_w + self.cooling_power_w) / self.it_power_w
+            if self.it_power_w > 0
+            else float("nan")
+        )
 
 
 def _bincount(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
@@ -191,8 +200,9 @@ def _group_max(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _share(member_group: np.ndarray, member_cap: np.ndarray, group_heat: np.ndarray, n: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _share(
+    member_group: np.ndarray, member_cap: np.ndarray, group_heat: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Healthy members share their group's heat by capacity: per member heat, group capacity and the
     capacity left if the largest healthy member fails."""
     cap = _bincount(member_group, member_cap, n)
@@ -214,8 +224,9 @@ def _affinity(fraction: np.ndarray, running: np.ndarray) -> np.ndarray:
     return np.where(running, s**3, 0.0)
 
 
-def _curved(net: CoolingNetwork, fraction: np.ndarray, running: np.ndarray, index: np.ndarray | None,
-            default: str) -> np.ndarray:
+def _curved(
+    net: CoolingNetwork, fraction: np.ndarray, running: np.ndarray, index: np.ndarray | None, default: str
+) -> np.ndarray:
     """Power share per component: its curve where it has one, else the affinity law ("affinity") or 1
     ("constant")."""
     frac = np.asarray(fraction, float)
@@ -240,8 +251,9 @@ RATING_EVAP_C, RATING_COND_C = 6.7, 29.4
 FACILITY_DESIGN_DT_K = 10.0
 
 
-def plant_power(net: CoolingNetwork, cond: Conditions, load_w: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float]:
+def plant_power(
+    net: CoolingNetwork, cond: Conditions, load_w: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float, float]:
     """Heat per unit, fan and compressor power per unit, facility pump power, achieved facility
     supply and the plant's capacity at this ambient, for a heat load to reject. Healthy units share
     the heat by rating."""
@@ -251,7 +263,7 @@ def plant_power(net: CoolingNetwork, cond: Conditions, load_w: float
     rated = np.where(up, net.plant_capacity_w, 0.0)
     total_rated = float(rated.sum())
     heat = rated / total_rated * load_w if total_rated > 0 else np.zeros_like(rated)
-    share = heat / net.plant_capacity_w                              # load fraction of each unit's rating
+    share = heat / net.plant_capacity_w  # load fraction of each unit's rating
     # free cooling: fans alone hold the setpoint (towers, dry coolers; chillers with an economizer
     # when the heat sink + approach is below the setpoint)
     free = (net.plant_kind != CHILLER) | (net.plant_economizer & (sink_c + net.plant_approach_k <= setpoint))
@@ -261,9 +273,14 @@ def plant_power(net: CoolingNetwork, cond: Conditions, load_w: float
     approach = np.maximum(net.plant_approach_k, 1e-9)
     fan_capacity = net.plant_capacity_w * driving / approach
     with np.errstate(divide="ignore", invalid="ignore"):
-        speed = np.where(compressor_on, share,
-                         np.where(fan_capacity > 0, heat / np.where(fan_capacity > 0, fan_capacity, 1.0), np.inf))
-    fans = net.plant_fan_w * _curved(net, np.minimum(speed, 1.0), up & (heat > 0), net.plant_fan_curve, "affinity")
+        speed = np.where(
+            compressor_on,
+            share,
+            np.where(fan_capacity > 0, heat / np.where(fan_capacity > 0, fan_capacity, 1.0), np.inf),
+        )
+    fans = net.plant_fan_w * _curved(
+        net, np.minimum(speed, 1.0), up & (heat > 0), net.plant_fan_curve, "affinity"
+    )
     ratio = _carnot_cop(setpoint, sink_c + net.plant_approach_k) / _carnot_cop(RATING_EVAP_C, RATING_COND_C)
     cop = net.plant_cop * np.minimum(ratio, COP_MAX_GAIN)
     part_load = _curved(net, share, compressor_on, net.plant_compressor_curve, "constant")
@@ -271,16 +288,20 @@ def plant_power(net: CoolingNetwork, cond: Conditions, load_w: float
     # leaving water: a fan unit past full speed is UA-limited (sink + approach x load share, which is the
     # setpoint exactly at full speed); a chiller past its rating lets its water warm by the design ΔT
     # per rating it is over
-    leave = np.where(compressor_on, setpoint + FACILITY_DESIGN_DT_K * np.maximum(share - 1.0, 0.0),
-                     np.where(speed > 1.0, sink_c + net.plant_approach_k * share, setpoint))
+    leave = np.where(
+        compressor_on,
+        setpoint + FACILITY_DESIGN_DT_K * np.maximum(share - 1.0, 0.0),
+        np.where(speed > 1.0, sink_c + net.plant_approach_k * share, setpoint),
+    )
     if total_rated <= 0:
         supply = float("inf") if load_w > 0 else setpoint
     else:
         supply = float(np.sum(heat * leave) / load_w) if load_w > 0 else setpoint
         supply = max(supply, setpoint)
     capacity = float(np.sum(np.where(up, np.where(compressor_on, net.plant_capacity_w, fan_capacity), 0.0)))
-    pumps = net.facility_pump_w * float(_affinity(np.array([load_w / total_rated if total_rated else 0.0]),
-                                                  np.array([load_w > 0]))[0])
+    pumps = net.facility_pump_w * float(
+        _affinity(np.array([load_w / total_rated if total_rated else 0.0]), np.array([load_w > 0]))[0]
+    )
     return heat, fans, compressor, pumps, supply, capacity
 
 
@@ -288,7 +309,7 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     """One steady-state evaluation of the whole cooling chain for the racks' IT power (W)."""
     it = np.maximum(np.nan_to_num(np.asarray(rack_it_w, dtype=float), nan=0.0), 0.0)
     liquid = net.rack_liquid_fraction * it
-    air = it - liquid                                   # closes exactly: liquid + air = IT
+    air = it - liquid  # closes exactly: liquid + air = IT
     n_loops, n_air = len(net.loop_ids), len(net.air_group_ids)
     # --- CDU loops
     cdu_ok = cond.cdu_up & (cond.cdu_flow_factor > 0)
@@ -296,51 +317,71 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     cdu_avail = np.where(cond.cdu_up, net.cdu_flow_lpm * np.clip(cond.cdu_flow_factor, 0.0, 1.0), 0.0)
     loop_avail = _bincount(net.cdu_loop, cdu_avail, n_loops)
     demand = _bincount(net.rack_loop, net.rack_flow_lpm, n_loops)
-    loop_flow = np.minimum(loop_avail, demand)                 # pumps slow down to the racks' design flow
+    loop_flow = np.minimum(loop_avail, demand)  # pumps slow down to the racks' design flow
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(demand > 0, loop_flow / np.where(demand > 0, demand, 1.0), 0.0)
         run = np.where(loop_avail > 0, loop_flow / np.where(loop_avail > 0, loop_avail, 1.0), 0.0)
-    cdu_flow = cdu_avail * _at(run, net.cdu_loop, 0.0)         # healthy members share the flow
+    cdu_flow = cdu_avail * _at(run, net.cdu_loop, 0.0)  # healthy members share the flow
     has_loop = net.rack_loop >= 0
     li = net.rack_loop
-    rack_flow = np.where(has_loop, net.rack_flow_lpm * _at(ratio, li, 0.0) * np.clip(cond.rack_flow_factor, 0.0, 1.0),
-                         0.0)
+    rack_flow = np.where(
+        has_loop, net.rack_flow_lpm * _at(ratio, li, 0.0) * np.clip(cond.rack_flow_factor, 0.0, 1.0), 0.0
+    )
     loop_heat = _bincount(net.rack_loop, liquid, n_loops)
     cdu_cap = np.where(cdu_ok, net.cdu_capacity_w, 0.0)
     cdu_heat, loop_cap, loop_cap_1 = _share(net.cdu_loop, cdu_cap, loop_heat, n_loops)
     flow_1 = loop_avail - _group_max(net.cdu_loop, cdu_avail, n_loops)
     cdu_lf = cdu_heat / net.cdu_capacity_w if len(net.cdu_ids) else np.zeros(0)
-    approach = _bincount(net.cdu_loop, cdu_heat * net.cdu_approach_k, n_loops)   # Σ heat·approach
+    approach = _bincount(net.cdu_loop, cdu_heat * net.cdu_approach_k, n_loops)  # Σ heat·approach
     with np.errstate(divide="ignore", invalid="ignore"):
         # capacity-weighted approach x load fraction (members share by capacity, so one load fraction)
         loop_lf = np.where(loop_cap > 0, loop_heat / np.where(loop_cap > 0, loop_cap, 1.0), np.inf)
-        mean_approach = np.where(loop_heat > 0, approach / np.where(loop_heat > 0, loop_heat, 1.0),
-                                 _bincount(net.cdu_loop, net.cdu_approach_k, n_loops)
-                                 / np.maximum(np.bincount(net.cdu_loop[net.cdu_loop >= 0], minlength=n_loops), 1))
+        mean_approach = np.where(
+            loop_heat > 0,
+            approach / np.where(loop_heat > 0, loop_heat, 1.0),
+            _bincount(net.cdu_loop, net.cdu_approach_k, n_loops)
+            / np.maximum(np.bincount(net.cdu_loop[net.cdu_loop >= 0], minlength=n_loops), 1),
+        )
     # no healthy CDU: no supply to speak of (NaN); the racks' coolant heats (see whatif.coolant_paths)
-    loop_rise = np.where(loop_cap > 0, np.where(loop_heat > 0, mean_approach * np.where(loop_cap > 0, loop_lf, 0.0), 0.0),
-                         np.nan)
+    loop_rise = np.where(
+        loop_cap > 0,
+        np.where(loop_heat > 0, mean_approach * np.where(loop_cap > 0, loop_lf, 0.0), 0.0),
+        np.nan,
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(net.cdu_flow_lpm > 0, cdu_flow / net.cdu_flow_lpm, 0.0)
-    cdu_pump = net.cdu_pump_w * _curved(net, speed, cond.cdu_up & (cdu_flow > 0), net.cdu_pump_curve, "affinity")
+    cdu_pump = net.cdu_pump_w * _curved(
+        net, speed, cond.cdu_up & (cdu_flow > 0), net.cdu_pump_curve, "affinity"
+    )
     # --- air groups
     crah_cap = np.where(cond.crah_up, net.crah_capacity_w, 0.0)
     air_heat = _bincount(net.rack_air_group, air, n_air)
     crah_heat, air_cap, air_cap_1 = _share(net.crah_group, crah_cap, air_heat, n_air)
     crah_lf = crah_heat / net.crah_capacity_w if len(net.crah_ids) else np.zeros(0)
-    crah_fan = net.crah_fan_w * _curved(net, crah_lf, cond.crah_up & (crah_heat > 0), net.crah_fan_curve, "affinity")
+    crah_fan = net.crah_fan_w * _curved(
+        net, crah_lf, cond.crah_up & (crah_heat > 0), net.crah_fan_curve, "affinity"
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        short = np.where(air_heat > 0, np.maximum(air_heat - air_cap, 0.0) / np.where(air_heat > 0, air_heat, 1.0), 0.0)
-        rise = np.where(short >= 1.0, MAX_INLET_RISE_K,
-                        np.minimum(RACK_AIR_DELTA_T_K * short / np.maximum(1.0 - short, 1e-9), MAX_INLET_RISE_K))
-    group_supply = _bincount(net.crah_group, np.where(cond.crah_up, cond.crah_supply_c * net.crah_capacity_w, 0.0),
-                             n_air)
+        short = np.where(
+            air_heat > 0, np.maximum(air_heat - air_cap, 0.0) / np.where(air_heat > 0, air_heat, 1.0), 0.0
+        )
+        rise = np.where(
+            short >= 1.0,
+            MAX_INLET_RISE_K,
+            np.minimum(RACK_AIR_DELTA_T_K * short / np.maximum(1.0 - short, 1e-9), MAX_INLET_RISE_K),
+        )
+    group_supply = _bincount(
+        net.crah_group, np.where(cond.crah_up, cond.crah_supply_c * net.crah_capacity_w, 0.0), n_air
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         any_cap = _bincount(net.crah_group, np.where(cond.crah_up, net.crah_capacity_w, 0.0), n_air)
         all_cap = _bincount(net.crah_group, net.crah_capacity_w, n_air)
-        group_supply = np.where(any_cap > 0, group_supply / np.where(any_cap > 0, any_cap, 1.0),
-                                _bincount(net.crah_group, cond.crah_supply_c * net.crah_capacity_w, n_air)
-                                / np.where(all_cap > 0, all_cap, 1.0))
+        group_supply = np.where(
+            any_cap > 0,
+            group_supply / np.where(any_cap > 0, any_cap, 1.0),
+            _bincount(net.crah_group, cond.crah_supply_c * net.crah_capacity_w, n_air)
+            / np.where(all_cap > 0, all_cap, 1.0),
+        )
     # --- plant
     load = float(it.sum() + cdu_pump.sum() + crah_fan.sum())
     unit_heat, fans, comp, pumps, fac_supply, plant_cap = plant_power(net, cond, load)
@@ -350,27 +391,60 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     loop_supply = np.where(np.isnan(loop_rise), np.nan, loop_supply)
     loop_rate = net.secondary_coolant.capacity_rate_w_per_k(loop_flow, loop_supply)
     with np.errstate(divide="ignore", invalid="ignore"):
-        loop_return = loop_supply + np.where(loop_rate > 0, loop_heat / np.where(loop_rate > 0, loop_rate, 1.0),
-                                             np.where(loop_heat > 0, np.inf, 0.0))
+        loop_return = loop_supply + np.where(
+            loop_rate > 0,
+            loop_heat / np.where(loop_rate > 0, loop_rate, 1.0),
+            np.where(loop_heat > 0, np.inf, 0.0),
+        )
     rack_supply = np.where(has_loop, _at(loop_supply, li, np.nan), np.nan)
-    rack_dt = np.where(has_loop, delta_t_k(net.secondary_coolant, liquid, rack_flow, np.nan_to_num(rack_supply)), 0.0)
+    rack_dt = np.where(
+        has_loop, delta_t_k(net.secondary_coolant, liquid, rack_flow, np.nan_to_num(rack_supply)), 0.0
+    )
     rack_return = np.where(has_loop, rack_supply + rack_dt, np.nan)
     ai = net.rack_air_group
     inlet = np.where(ai >= 0, _at(group_supply + rise, ai, np.nan), np.nan)
     coolant_at_gpu = np.where(has_loop, rack_supply + 0.5 * rack_dt, inlet)
     plant_power_w = float(fans.sum() + comp.sum() + pumps)
     return CoolingState(
-        rack_it_w=it, rack_liquid_w=liquid, rack_air_w=air, rack_flow_lpm=rack_flow, rack_supply_c=rack_supply,
-        rack_return_c=rack_return, rack_coolant_c=coolant_at_gpu, rack_inlet_air_c=inlet,
+        rack_it_w=it,
+        rack_liquid_w=liquid,
+        rack_air_w=air,
+        rack_flow_lpm=rack_flow,
+        rack_supply_c=rack_supply,
+        rack_return_c=rack_return,
+        rack_coolant_c=coolant_at_gpu,
+        rack_inlet_air_c=inlet,
         rack_air_over_limit=air > net.rack_air_limit_w * (1 + 1e-9),
-        loop_heat_w=loop_heat, loop_capacity_w=loop_cap, loop_capacity_if_one_fails_w=loop_cap_1,
-        loop_flow_lpm=loop_flow, loop_flow_demand_lpm=demand, loop_supply_c=loop_supply, loop_return_c=loop_return,
+        loop_heat_w=loop_heat,
+        loop_capacity_w=loop_cap,
+        loop_capacity_if_one_fails_w=loop_cap_1,
+        loop_flow_lpm=loop_flow,
+        loop_flow_demand_lpm=demand,
+        loop_supply_c=loop_supply,
+        loop_return_c=loop_return,
         loop_carries=(loop_heat <= loop_cap * (1 + 1e-9)) & (loop_avail >= demand * (1 - 1e-9)),
         loop_survives_one_more=(loop_heat <= loop_cap_1 * (1 + 1e-9)) & (flow_1 >= demand * (1 - 1e-9)),
-        cdu_heat_w=cdu_heat, cdu_load_fraction=cdu_lf, cdu_flow_lpm=cdu_flow, cdu_pump_w=cdu_pump,
-        air_heat_w=air_heat, air_capacity_w=air_cap, air_capacity_if_one_fails_w=air_cap_1,
-        air_carries=air_heat <= air_cap * (1 + 1e-9), air_survives_one_more=air_heat <= air_cap_1 * (1 + 1e-9),
-        air_inlet_rise_k=rise, crah_heat_w=crah_heat, crah_load_fraction=crah_lf, crah_fan_w=crah_fan,
-        plant_load_w=load, plant_capacity_w=plant_cap, plant_unit_heat_w=unit_heat, plant_fan_w=fans,
-        plant_compressor_w=comp, facility_pump_w=pumps, facility_supply_c=fac_supply, plant_power_w=plant_power_w,
-        cooling_power_w=plant_power_w + float(cdu_pump.sum() + crah_fan.sum()), it_power_w=float(it.sum()))
+        cdu_heat_w=cdu_heat,
+        cdu_load_fraction=cdu_lf,
+        cdu_flow_lpm=cdu_flow,
+        cdu_pump_w=cdu_pump,
+        air_heat_w=air_heat,
+        air_capacity_w=air_cap,
+        air_capacity_if_one_fails_w=air_cap_1,
+        air_carries=air_heat <= air_cap * (1 + 1e-9),
+        air_survives_one_more=air_heat <= air_cap_1 * (1 + 1e-9),
+        air_inlet_rise_k=rise,
+        crah_heat_w=crah_heat,
+        crah_load_fraction=crah_lf,
+        crah_fan_w=crah_fan,
+        plant_load_w=load,
+        plant_capacity_w=plant_cap,
+        plant_unit_heat_w=unit_heat,
+        plant_fan_w=fans,
+        plant_compressor_w=comp,
+        facility_pump_w=pumps,
+        facility_supply_c=fac_supply,
+        plant_power_w=plant_power_w,
+        cooling_power_w=plant_power_w + float(cdu_pump.sum() + crah_fan.sum()),
+        it_power_w=float(it.sum()),
+    )

@@ -74,8 +74,9 @@ HUBER_K = 3.0
 DRIFT_OFFSET_C_PER_SQRT_H, DRIFT_REL_PER_SQRT_H = 0.5, 0.02
 
 
-def split_power(board_w: np.ndarray, mem_activity: np.ndarray, hbm_peak_TBps: np.ndarray | float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def split_power(
+    board_w: np.ndarray, mem_activity: np.ndarray, hbm_peak_TBps: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
     """(core_w, hbm_w): the HBM stacks' share from memory activity (0..1) x peak bandwidth; the rest to
     the die. Missing activity (NaN) counts as none."""
     board = np.maximum(np.asarray(board_w, dtype=float), 0.0)
@@ -106,17 +107,24 @@ class GpuThermal:
         return self.r_slow_k_per_w + self.r_fast_k_per_w
 
 
-def default_thermal(r_total_k_per_w: np.ndarray, fast_share: np.ndarray, tau_fast_s: np.ndarray,
-                    tau_slow_s: np.ndarray) -> GpuThermal:
+def default_thermal(
+    r_total_k_per_w: np.ndarray, fast_share: np.ndarray, tau_fast_s: np.ndarray, tau_slow_s: np.ndarray
+) -> GpuThermal:
     r = np.asarray(r_total_k_per_w, dtype=float)
     f = np.broadcast_to(np.asarray(fast_share, dtype=float), r.shape)
     r_fast, r_slow = r * f, r * (1.0 - f)
     z = np.zeros_like(r)
-    return GpuThermal(r_slow_k_per_w=r_slow, r_fast_k_per_w=r_fast,
-                      tau_slow_s=np.broadcast_to(np.asarray(tau_slow_s, float), r.shape).copy(),
-                      tau_fast_s=np.broadcast_to(np.asarray(tau_fast_s, float), r.shape).copy(),
-                      offset_c=z, hbm_offset_c=z.copy(), hbm_slow_k_per_w=r_slow.copy(),
-                      hbm_core_k_per_w=HBM_CORE_COUPLING * r_fast, hbm_self_k_per_w=np.full_like(r, HBM_SELF_K_PER_W))
+    return GpuThermal(
+        r_slow_k_per_w=r_slow,
+        r_fast_k_per_w=r_fast,
+        tau_slow_s=np.broadcast_to(np.asarray(tau_slow_s, float), r.shape).copy(),
+        tau_fast_s=np.broadcast_to(np.asarray(tau_fast_s, float), r.shape).copy(),
+        offset_c=z,
+        hbm_offset_c=z.copy(),
+        hbm_slow_k_per_w=r_slow.copy(),
+        hbm_core_k_per_w=HBM_CORE_COUPLING * r_fast,
+        hbm_self_k_per_w=np.full_like(r, HBM_SELF_K_PER_W),
+    )
 
 
 @dataclass(frozen=True)
@@ -139,30 +147,46 @@ def _lag(prev: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: np.ndarray) -> 
 
 def steady_state(core_w: np.ndarray, hbm_w: np.ndarray, coolant_c: np.ndarray) -> ThermalState:
     core, hbm = np.asarray(core_w, float), np.asarray(hbm_w, float)
-    return ThermalState(z_slow=core + hbm, z_fast=core.copy(), z_hbm=hbm.copy(),
-                        coolant_c=np.asarray(coolant_c, float).copy())
+    return ThermalState(
+        z_slow=core + hbm, z_fast=core.copy(), z_hbm=hbm.copy(), coolant_c=np.asarray(coolant_c, float).copy()
+    )
 
 
-def step(p: GpuThermal, s: ThermalState, dt_s: np.ndarray | float, core_w: np.ndarray, hbm_w: np.ndarray,
-         coolant_c: np.ndarray) -> ThermalState:
+def step(
+    p: GpuThermal,
+    s: ThermalState,
+    dt_s: np.ndarray | float,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    coolant_c: np.ndarray,
+) -> ThermalState:
     """Advance by dt with the new sample's power held over the interval (NVML and DCGM power are
     averages over the interval that ends at the sample)."""
     dt = np.asarray(dt_s, float)
-    return ThermalState(z_slow=_lag(s.z_slow, core_w + hbm_w, dt, p.tau_slow_s),
-                        z_fast=_lag(s.z_fast, core_w, dt, p.tau_fast_s), z_hbm=_lag(s.z_hbm, hbm_w, dt, p.tau_fast_s),
-                        coolant_c=_lag(s.coolant_c, coolant_c, dt, p.tau_slow_s))
+    return ThermalState(
+        z_slow=_lag(s.z_slow, core_w + hbm_w, dt, p.tau_slow_s),
+        z_fast=_lag(s.z_fast, core_w, dt, p.tau_fast_s),
+        z_hbm=_lag(s.z_hbm, hbm_w, dt, p.tau_fast_s),
+        coolant_c=_lag(s.coolant_c, coolant_c, dt, p.tau_slow_s),
+    )
 
 
 def temperatures(p: GpuThermal, s: ThermalState) -> tuple[np.ndarray, np.ndarray]:
     """(GPU die °C, HBM °C)."""
     gpu = s.coolant_c + p.offset_c + p.r_slow_k_per_w * s.z_slow + p.r_fast_k_per_w * s.z_fast
-    hbm = (s.coolant_c + p.hbm_offset_c + p.hbm_slow_k_per_w * s.z_slow + p.hbm_core_k_per_w * s.z_fast
-           + p.hbm_self_k_per_w * s.z_hbm)
+    hbm = (
+        s.coolant_c
+        + p.hbm_offset_c
+        + p.hbm_slow_k_per_w * s.z_slow
+        + p.hbm_core_k_per_w * s.z_fast
+        + p.hbm_self_k_per_w * s.z_hbm
+    )
     return gpu, hbm
 
 
-def steady_temperatures(p: GpuThermal, core_w: np.ndarray, hbm_w: np.ndarray, coolant_c: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def steady_temperatures(
+    p: GpuThermal, core_w: np.ndarray, hbm_w: np.ndarray, coolant_c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     return temperatures(p, steady_state(core_w, hbm_w, coolant_c))
 
 
@@ -172,18 +196,18 @@ class Calibration:
     """Per GPU (n) and τ_slow candidate (K): lag states, Kalman means / covariances, scores."""
 
     prior: GpuThermal
-    tau_slow_s: np.ndarray       # (n, K)
-    z_slow: np.ndarray           # (n, K)
-    coolant_c: np.ndarray        # (n, K)
-    z_fast: np.ndarray           # (n,)
-    z_hbm: np.ndarray            # (n,)
-    start_decay: np.ndarray      # (n, K): exp(-(t - t0)/τ_slow), the regressor of the sink's unknown start
-    theta: np.ndarray            # (n, K, 4): offset, R_slow, R_fast, sink excess at the start (K)
-    cov: np.ndarray              # (n, K, 4, 4)
-    theta_h: np.ndarray          # (n, K, 5): offset_h, a_slow, a_core, a_hbm, start excess
-    cov_h: np.ndarray            # (n, K, 5, 5)
-    score: np.ndarray            # (n, K): -log predictive likelihood (Huber), + the τ prior
-    samples: np.ndarray          # (n,) GPU temperatures used
+    tau_slow_s: np.ndarray  # (n, K)
+    z_slow: np.ndarray  # (n, K)
+    coolant_c: np.ndarray  # (n, K)
+    z_fast: np.ndarray  # (n,)
+    z_hbm: np.ndarray  # (n,)
+    start_decay: np.ndarray  # (n, K): exp(-(t - t0)/τ_slow), the regressor of the sink's unknown start
+    theta: np.ndarray  # (n, K, 4): offset, R_slow, R_fast, sink excess at the start (K)
+    cov: np.ndarray  # (n, K, 4, 4)
+    theta_h: np.ndarray  # (n, K, 5): offset_h, a_slow, a_core, a_hbm, start excess
+    cov_h: np.ndarray  # (n, K, 5, 5)
+    score: np.ndarray  # (n, K): -log predictive likelihood (Huber), + the τ prior
+    samples: np.ndarray  # (n,) GPU temperatures used
 
     @property
     def best(self) -> np.ndarray:
@@ -198,16 +222,23 @@ def _diag(n: int, k: int, var: np.ndarray) -> np.ndarray:
     return out
 
 
-def start_calibration(prior: GpuThermal, core_w: np.ndarray, hbm_w: np.ndarray, coolant_c: np.ndarray,
-                      tau_factors: tuple[float, ...] = TAU_FACTORS) -> Calibration:
+def start_calibration(
+    prior: GpuThermal,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    coolant_c: np.ndarray,
+    tau_factors: tuple[float, ...] = TAU_FACTORS,
+) -> Calibration:
     """Start from the spec defaults, the lags at equilibrium with the first sample."""
     n, k = len(prior.r_slow_k_per_w), len(tau_factors)
     f = np.asarray(tau_factors, float)
     tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
     zero = np.zeros(n)
     theta = np.stack([prior.offset_c, prior.r_slow_k_per_w, prior.r_fast_k_per_w, zero], axis=-1)
-    theta_h = np.stack([prior.hbm_offset_c, prior.hbm_slow_k_per_w, prior.hbm_core_k_per_w,
-                        prior.hbm_self_k_per_w, zero], axis=-1)
+    theta_h = np.stack(
+        [prior.hbm_offset_c, prior.hbm_slow_k_per_w, prior.hbm_core_k_per_w, prior.hbm_self_k_per_w, zero],
+        axis=-1,
+    )
     # (R_slow, R_fast) = ((1 - f) R, f R) with R and f independent: a tight total, a loose split
     r = prior.r_total_k_per_w
     fs = prior.r_fast_k_per_w / np.where(r > 0, r, 1.0)
@@ -218,21 +249,37 @@ def start_calibration(prior: GpuThermal, core_w: np.ndarray, hbm_w: np.ndarray, 
     cov0[:, 1, 1] = (1 - fs) ** 2 * var_r + r**2 * var_f
     cov0[:, 2, 2] = fs**2 * var_r + r**2 * var_f
     cov0[:, 1, 2] = cov0[:, 2, 1] = fs * (1 - fs) * var_r - r**2 * var_f
-    var_h = np.stack([np.full(n, PRIOR_OFFSET_SIGMA_C**2), (PRIOR_REL_SIGMA * prior.hbm_slow_k_per_w) ** 2,
-                      np.maximum(prior.hbm_core_k_per_w, 1e-3) ** 2, np.maximum(prior.hbm_self_k_per_w, 1e-3) ** 2,
-                      np.full(n, PRIOR_START_SIGMA_C**2)], axis=-1)
+    var_h = np.stack(
+        [
+            np.full(n, PRIOR_OFFSET_SIGMA_C**2),
+            (PRIOR_REL_SIGMA * prior.hbm_slow_k_per_w) ** 2,
+            np.maximum(prior.hbm_core_k_per_w, 1e-3) ** 2,
+            np.maximum(prior.hbm_self_k_per_w, 1e-3) ** 2,
+            np.full(n, PRIOR_START_SIGMA_C**2),
+        ],
+        axis=-1,
+    )
     tau_score = 0.5 * (np.log(f) / TAU_PRIOR_LOG_SIGMA) ** 2
     return Calibration(
-        prior=prior, tau_slow_s=prior.tau_slow_s[:, None] * f[None, :],
-        z_slow=np.repeat(tot[:, None], k, axis=1), coolant_c=np.repeat(np.asarray(coolant_c, float)[:, None], k, axis=1),
-        z_fast=np.asarray(core_w, float).copy(), z_hbm=np.asarray(hbm_w, float).copy(), start_decay=np.ones((n, k)),
-        theta=np.repeat(theta[:, None, :], k, axis=1), cov=np.repeat(cov0[:, None], k, axis=1),
-        theta_h=np.repeat(theta_h[:, None, :], k, axis=1), cov_h=_diag(n, k, var_h),
-        score=np.repeat(tau_score[None, :], n, axis=0), samples=np.zeros(n, dtype=np.int64))
+        prior=prior,
+        tau_slow_s=prior.tau_slow_s[:, None] * f[None, :],
+        z_slow=np.repeat(tot[:, None], k, axis=1),
+        coolant_c=np.repeat(np.asarray(coolant_c, float)[:, None], k, axis=1),
+        z_fast=np.asarray(core_w, float).copy(),
+        z_hbm=np.asarray(hbm_w, float).copy(),
+        start_decay=np.ones((n, k)),
+        theta=np.repeat(theta[:, None, :], k, axis=1),
+        cov=np.repeat(cov0[:, None], k, axis=1),
+        theta_h=np.repeat(theta_h[:, None, :], k, axis=1),
+        cov_h=_diag(n, k, var_h),
+        score=np.repeat(tau_score[None, :], n, axis=0),
+        samples=np.zeros(n, dtype=np.int64),
+    )
 
 
-def _kalman(theta: np.ndarray, cov: np.ndarray, phi: np.ndarray, y: np.ndarray, ok: np.ndarray, drift: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kalman(
+    theta: np.ndarray, cov: np.ndarray, phi: np.ndarray, y: np.ndarray, ok: np.ndarray, drift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One robust Kalman update of (n, K, d) parameter means with random-walk drift (diagonal, (n, 1, d));
     returns theta, cov and the score term. P- = P + Q; K = P- φ / s; P+ = P- - K (P- φ)ᵀ."""
     d = theta.shape[-1]
@@ -240,9 +287,9 @@ def _kalman(theta: np.ndarray, cov: np.ndarray, phi: np.ndarray, y: np.ndarray, 
     s = (phi * pphi).sum(-1) + SENSOR_NOISE_C**2
     e = y - (phi * theta).sum(-1)
     nu = e / np.sqrt(s)
-    w = np.minimum(1.0, HUBER_K / np.maximum(np.abs(nu), 1e-12))          # Huber weight
+    w = np.minimum(1.0, HUBER_K / np.maximum(np.abs(nu), 1e-12))  # Huber weight
     s_eff = s - SENSOR_NOISE_C**2 + SENSOR_NOISE_C**2 / w
-    gain = pphi * (ok[:, None] / s_eff)[..., None]                       # no update where the sample is missing
+    gain = pphi * (ok[:, None] / s_eff)[..., None]  # no update where the sample is missing
     theta = theta + gain * e[..., None]
     cov = cov - gain[..., :, None] * pphi[..., None, :]
     cov[..., np.arange(d), np.arange(d)] += drift
@@ -251,9 +298,15 @@ def _kalman(theta: np.ndarray, cov: np.ndarray, phi: np.ndarray, y: np.ndarray, 
     return theta, cov, np.where(ok[:, None], 0.5 * np.log(s) + rho, 0.0)
 
 
-def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarray, hbm_w: np.ndarray,
-                   coolant_c: np.ndarray, gpu_temp_c: np.ndarray, hbm_temp_c: np.ndarray | None = None
-                   ) -> Calibration:
+def calibrate_step(
+    cal: Calibration,
+    dt_s: np.ndarray | float,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    coolant_c: np.ndarray,
+    gpu_temp_c: np.ndarray,
+    hbm_temp_c: np.ndarray | None = None,
+) -> Calibration:
     """Advance the lags by dt with this sample's inputs, then learn from its measured temperatures
     (NaN: missing, skipped). A missing input (NaN power or coolant) leaves its lag where it is and
     the sample teaches nothing; callers that know better (the last value) may fill it first."""
@@ -271,10 +324,28 @@ def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarra
     k = z_slow.shape[1]
     hours = dt / 3600.0
     zero = np.zeros(n)
-    rw = np.stack([np.full(n, DRIFT_OFFSET_C_PER_SQRT_H**2), (DRIFT_REL_PER_SQRT_H * p.r_slow_k_per_w) ** 2,
-                   (DRIFT_REL_PER_SQRT_H * p.r_fast_k_per_w) ** 2, zero], axis=-1) * hours[:, None]
-    rw_h = np.stack([rw[:, 0], rw[:, 1], rw[:, 2], (DRIFT_REL_PER_SQRT_H * np.maximum(p.hbm_self_k_per_w, 1e-3)) ** 2
-                     * hours, zero], axis=-1)
+    rw = (
+        np.stack(
+            [
+                np.full(n, DRIFT_OFFSET_C_PER_SQRT_H**2),
+                (DRIFT_REL_PER_SQRT_H * p.r_slow_k_per_w) ** 2,
+                (DRIFT_REL_PER_SQRT_H * p.r_fast_k_per_w) ** 2,
+                zero,
+            ],
+            axis=-1,
+        )
+        * hours[:, None]
+    )
+    rw_h = np.stack(
+        [
+            rw[:, 0],
+            rw[:, 1],
+            rw[:, 2],
+            (DRIFT_REL_PER_SQRT_H * np.maximum(p.hbm_self_k_per_w, 1e-3)) ** 2 * hours,
+            zero,
+        ],
+        axis=-1,
+    )
     ones = np.ones((n, k))
     zf = np.repeat(z_fast[:, None], k, axis=1)
     phi = np.stack([ones, z_slow, zf, decay], axis=-1)
@@ -287,11 +358,24 @@ def calibrate_step(cal: Calibration, dt_s: np.ndarray | float, core_w: np.ndarra
         yh = np.asarray(hbm_temp_c, float)
         okh = np.isfinite(yh) & np.isfinite(tot) & np.isfinite(np.asarray(coolant_c, float))
         phi_h = np.stack([ones, z_slow, zf, np.repeat(z_hbm[:, None], k, axis=1), decay], axis=-1)
-        theta_h, cov_h, _ = _kalman(theta_h, cov_h, phi_h, np.where(okh, yh, 0.0)[:, None] - cool, okh,
-                                    rw_h[:, None, :])
-    return Calibration(prior=p, tau_slow_s=cal.tau_slow_s, z_slow=z_slow, coolant_c=cool, z_fast=z_fast, z_hbm=z_hbm,
-                       start_decay=decay, theta=theta, cov=cov, theta_h=theta_h, cov_h=cov_h, score=cal.score + sc,
-                       samples=cal.samples + ok)
+        theta_h, cov_h, _ = _kalman(
+            theta_h, cov_h, phi_h, np.where(okh, yh, 0.0)[:, None] - cool, okh, rw_h[:, None, :]
+        )
+    return Calibration(
+        prior=p,
+        tau_slow_s=cal.tau_slow_s,
+        z_slow=z_slow,
+        coolant_c=cool,
+        z_fast=z_fast,
+        z_hbm=z_hbm,
+        start_decay=decay,
+        theta=theta,
+        cov=cov,
+        theta_h=theta_h,
+        cov_h=cov_h,
+        score=cal.score + sc,
+        samples=cal.samples + ok,
+    )
 
 
 def _positive_mode(m: np.ndarray, cov: np.ndarray, idx: tuple[int, ...], floor: np.ndarray) -> np.ndarray:
@@ -331,13 +415,24 @@ def calibrated(cal: Calibration) -> tuple[GpuThermal, ThermalState]:
     if low.any():
         th[low] = _positive_mode(th[low], cal.cov[i[low], b[low]], (1, 2), floor[low])
     thh = cal.theta_h[i, b]
-    p = GpuThermal(r_slow_k_per_w=th[:, 1], r_fast_k_per_w=th[:, 2],
-                   tau_slow_s=cal.tau_slow_s[i, b], tau_fast_s=cal.prior.tau_fast_s.copy(), offset_c=th[:, 0],
-                   hbm_offset_c=thh[:, 0], hbm_slow_k_per_w=np.maximum(thh[:, 1], 0.0),
-                   hbm_core_k_per_w=np.maximum(thh[:, 2], 0.0), hbm_self_k_per_w=np.maximum(thh[:, 3], 0.0))
-    start = th[:, 3] * cal.start_decay[i, b]                          # K still left of the unknown start
-    s = ThermalState(z_slow=cal.z_slow[i, b] + start / p.r_slow_k_per_w, z_fast=cal.z_fast.copy(),
-                     z_hbm=cal.z_hbm.copy(), coolant_c=cal.coolant_c[i, b])
+    p = GpuThermal(
+        r_slow_k_per_w=th[:, 1],
+        r_fast_k_per_w=th[:, 2],
+        tau_slow_s=cal.tau_slow_s[i, b],
+        tau_fast_s=cal.prior.tau_fast_s.copy(),
+        offset_c=th[:, 0],
+        hbm_offset_c=thh[:, 0],
+        hbm_slow_k_per_w=np.maximum(thh[:, 1], 0.0),
+        hbm_core_k_per_w=np.maximum(thh[:, 2], 0.0),
+        hbm_self_k_per_w=np.maximum(thh[:, 3], 0.0),
+    )
+    start = th[:, 3] * cal.start_decay[i, b]  # K still left of the unknown start
+    s = ThermalState(
+        z_slow=cal.z_slow[i, b] + start / p.r_slow_k_per_w,
+        z_fast=cal.z_fast.copy(),
+        z_hbm=cal.z_hbm.copy(),
+        coolant_c=cal.coolant_c[i, b],
+    )
     return p, s
 
 
@@ -371,8 +466,9 @@ class CoolantPath:
     ramp_k_per_s: np.ndarray
 
 
-def temperatures_at(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: np.ndarray, path: CoolantPath,
-                    t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def temperatures_at(
+    p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: np.ndarray, path: CoolantPath, t_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form (GPU, HBM) temperatures, power held, shape (n, m): at times t of shape (m,) (the same
     for every GPU) or (n, m)."""
     t = np.asarray(t_s, float)
@@ -384,7 +480,7 @@ def temperatures_at(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: n
 
     ts, tf = c(p.tau_slow_s), c(p.tau_fast_s)
     tl = np.maximum(c(path.tau_s), 1e-3)
-    tl = np.where(np.abs(tl - ts) < 1e-3 * ts, ts * 1.001, tl)           # the τ_loop = τ_slow limit
+    tl = np.where(np.abs(tl - ts) < 1e-3 * ts, ts * 1.001, tl)  # the τ_loop = τ_slow limit
     a, b, r = c(path.final_c), c(path.now_c) - c(path.final_c), c(path.ramp_k_per_s)
     kk = b * tl / (tl - ts)
     cc = c(s.coolant_c) - (a - r * ts + kk)
@@ -395,8 +491,13 @@ def temperatures_at(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: n
     z_fast = core + (c(s.z_fast) - core) * ef
     z_hbm = hbm + (c(s.z_hbm) - hbm) * ef
     gpu = zeta + c(p.offset_c) + c(p.r_slow_k_per_w) * z_slow + c(p.r_fast_k_per_w) * z_fast
-    hb = (zeta + c(p.hbm_offset_c) + c(p.hbm_slow_k_per_w) * z_slow + c(p.hbm_core_k_per_w) * z_fast
-          + c(p.hbm_self_k_per_w) * z_hbm)
+    hb = (
+        zeta
+        + c(p.hbm_offset_c)
+        + c(p.hbm_slow_k_per_w) * z_slow
+        + c(p.hbm_core_k_per_w) * z_fast
+        + c(p.hbm_self_k_per_w) * z_hbm
+    )
     return gpu, hb
 
 
@@ -405,19 +506,32 @@ THROTTLE_NONE, THROTTLE_GPU, THROTTLE_HBM = 0, 1, 2
 BISECTIONS = 24
 
 
-def time_to_throttle(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: np.ndarray, path: CoolantPath,
-                     slowdown_c: np.ndarray, hbm_max_c: np.ndarray, horizon_s: float = 3600.0, grid: int = 32
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def time_to_throttle(
+    p: GpuThermal,
+    s: ThermalState,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    path: CoolantPath,
+    slowdown_c: np.ndarray,
+    hbm_max_c: np.ndarray,
+    horizon_s: float = 3600.0,
+    grid: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """Seconds until the die reaches its slowdown temperature or the HBM its limit (whichever first;
     0 if already there, +inf beyond the horizon), and which (THROTTLE_GPU / THROTTLE_HBM / _NONE)."""
     n = len(np.asarray(slowdown_c))
     times = np.concatenate([[0.0], np.geomspace(0.25, horizon_s, grid)])
 
     def subset(idx: np.ndarray):
-        return (p.take(idx), ThermalState(*(getattr(s, f.name)[idx] for f in fields(s))),
-                CoolantPath(*(np.asarray(getattr(path, f.name))[idx] for f in fields(path))),
-                np.asarray(core_w)[idx], np.asarray(hbm_w)[idx], np.asarray(slowdown_c)[idx][:, None],
-                np.asarray(hbm_max_c)[idx][:, None])
+        return (
+            p.take(idx),
+            ThermalState(*(getattr(s, f.name)[idx] for f in fields(s))),
+            CoolantPath(*(np.asarray(getattr(path, f.name))[idx] for f in fields(path))),
+            np.asarray(core_w)[idx],
+            np.asarray(hbm_w)[idx],
+            np.asarray(slowdown_c)[idx][:, None],
+            np.asarray(hbm_max_c)[idx][:, None],
+        )
 
     def margin(tt: np.ndarray, sub) -> tuple[np.ndarray, np.ndarray]:
         sp, st, cp, c, h, sl, hm = sub
@@ -427,10 +541,19 @@ def time_to_throttle(p: GpuThermal, s: ThermalState, core_w: np.ndarray, hbm_w: 
     # screen: a lag's output never exceeds the larger of its start and its input's bound, so GPUs whose
     # bound stays below both limits over the horizon skip the grid (most of them, on a healthy site)
     tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
-    cool_max = np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c) + np.maximum(path.ramp_k_per_s, 0) * horizon_s
+    cool_max = (
+        np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c)
+        + np.maximum(path.ramp_k_per_s, 0) * horizon_s
+    )
     zs, zf, zh = np.maximum(s.z_slow, tot), np.maximum(s.z_fast, core_w), np.maximum(s.z_hbm, hbm_w)
     g_max = cool_max + p.offset_c + p.r_slow_k_per_w * zs + p.r_fast_k_per_w * zf
-    h_max = cool_max + p.hbm_offset_c + p.hbm_slow_k_per_w * zs + p.hbm_core_k_per_w * zf + p.hbm_self_k_per_w * zh
+    h_max = (
+        cool_max
+        + p.hbm_offset_c
+        + p.hbm_slow_k_per_w * zs
+        + p.hbm_core_k_per_w * zf
+        + p.hbm_self_k_per_w * zh
+    )
     cand = np.flatnonzero(~((g_max < slowdown_c) & (h_max < hbm_max_c)))
     out = np.full(n, np.inf)
     which = np.full(n, THROTTLE_NONE)

@@ -36,9 +36,9 @@ HORIZON_S = 3600.0
 class GpuLayout:
     """Per-GPU facts from the spec (arrays of one length)."""
 
-    gpu_rack: np.ndarray          # rack index
-    gpu_liquid: np.ndarray        # bool: cold plate on the rack's secondary loop
-    slowdown_c: np.ndarray        # the GPU model's slowdown temperature
+    gpu_rack: np.ndarray  # rack index
+    gpu_liquid: np.ndarray  # bool: cold plate on the rack's secondary loop
+    slowdown_c: np.ndarray  # the GPU model's slowdown temperature
     hbm_max_c: np.ndarray
     hbm_peak_TBps: np.ndarray
 
@@ -47,12 +47,12 @@ class GpuLayout:
 class ThrottleForecast:
     before: CoolingState
     after: CoolingState
-    gpu_time_s: np.ndarray        # +inf: not within the horizon
-    gpu_which: np.ndarray         # thermal.THROTTLE_*
-    rack_time_s: np.ndarray       # earliest GPU of the rack
+    gpu_time_s: np.ndarray  # +inf: not within the horizon
+    gpu_which: np.ndarray  # thermal.THROTTLE_*
+    rack_time_s: np.ndarray  # earliest GPU of the rack
     rack_gpus_affected: np.ndarray  # GPUs of the rack throttling within the horizon
     horizon_s: float
-    gpu_rack: np.ndarray          # rack index per GPU
+    gpu_rack: np.ndarray  # rack index per GPU
 
     def gpus_of_rack(self, rack: int) -> np.ndarray:
         """GPUs of a rack throttling within the horizon."""
@@ -67,12 +67,22 @@ class ThrottleForecast:
         return np.flatnonzero(self.rack_gpus_affected > 0)
 
 
-def what_if(net: CoolingNetwork, cond: Conditions, *, cdus_down: Iterable[str] = (), crahs_down: Iterable[str] = (),
-            plant_down: Iterable[str] = (), cdu_flow_factor: Mapping[str, float] | None = None,
-            rack_flow_factor: Mapping[str, float] | None = None, facility_supply_rise_k: float = 0.0,
-            supply_air_rise_k: float = 0.0, dry_bulb_c: float | None = None, wet_bulb_c: float | None = None
-            ) -> Conditions:
+def what_if(
+    net: CoolingNetwork,
+    cond: Conditions,
+    *,
+    cdus_down: Iterable[str] = (),
+    crahs_down: Iterable[str] = (),
+    plant_down: Iterable[str] = (),
+    cdu_flow_factor: Mapping[str, float] | None = None,
+    rack_flow_factor: Mapping[str, float] | None = None,
+    facility_supply_rise_k: float = 0.0,
+    supply_air_rise_k: float = 0.0,
+    dry_bulb_c: float | None = None,
+    wet_bulb_c: float | None = None,
+) -> Conditions:
     """The conditions after a change; unknown ids raise KeyError naming the id."""
+
     def index(ids: tuple[str, ...], wanted: Iterable[str], what: str) -> list[int]:
         pos = {x: i for i, x in enumerate(ids)}
         out = []
@@ -91,14 +101,22 @@ def what_if(net: CoolingNetwork, cond: Conditions, *, cdus_down: Iterable[str] =
         cff[index(net.cdu_ids, [cid], "CDU")] = min(max(f, 0.0), 1.0)
     for rid, f in (rack_flow_factor or {}).items():
         rff[index(net.rack_ids, [rid], "rack")] = min(max(f, 0.0), 1.0)
-    return cond.with_(cdu_up=cdu_up, crah_up=crah_up, plant_up=plant_up, cdu_flow_factor=cff, rack_flow_factor=rff,
-                      facility_supply_c=cond.facility_supply_c + facility_supply_rise_k,
-                      crah_supply_c=cond.crah_supply_c + supply_air_rise_k,
-                      dry_bulb_c=cond.dry_bulb_c if dry_bulb_c is None else dry_bulb_c,
-                      wet_bulb_c=cond.wet_bulb_c if wet_bulb_c is None else wet_bulb_c)
+    return cond.with_(
+        cdu_up=cdu_up,
+        crah_up=crah_up,
+        plant_up=plant_up,
+        cdu_flow_factor=cff,
+        rack_flow_factor=rff,
+        facility_supply_c=cond.facility_supply_c + facility_supply_rise_k,
+        crah_supply_c=cond.crah_supply_c + supply_air_rise_k,
+        dry_bulb_c=cond.dry_bulb_c if dry_bulb_c is None else dry_bulb_c,
+        wet_bulb_c=cond.wet_bulb_c if wet_bulb_c is None else wet_bulb_c,
+    )
 
 
-def coolant_paths(net: CoolingNetwork, gpus: GpuLayout, before: CoolingState, after: CoolingState) -> CoolantPath:
+def coolant_paths(
+    net: CoolingNetwork, gpus: GpuLayout, before: CoolingState, after: CoolingState
+) -> CoolantPath:
     """Each GPU's coolant (or inlet) path from the state before to the state after a change."""
     r = gpus.gpu_rack
     now = before.rack_coolant_c[r]
@@ -107,12 +125,18 @@ def coolant_paths(net: CoolingNetwork, gpus: GpuLayout, before: CoolingState, af
     # liquid racks that lost every litre of flow: the coolant they hold takes the rack's liquid heat
     no_flow = liquid & (after.rack_flow_lpm[r] <= 0) & (after.rack_liquid_w[r] > 0)
     vol_m3 = net.rack_coolant_l[r] / 1000.0
-    cap = vol_m3 * net.secondary_coolant.density(np.nan_to_num(now)) * net.secondary_coolant.cp(np.nan_to_num(now))
+    cap = (
+        vol_m3
+        * net.secondary_coolant.density(np.nan_to_num(now))
+        * net.secondary_coolant.cp(np.nan_to_num(now))
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ramp_liquid = np.where(cap > 0, after.rack_liquid_w[r] / np.where(cap > 0, cap, 1.0), np.inf)
     # air groups left with no healthy CRAH: the room heats
     ag = net.rack_air_group[r]
-    lost_air = ~liquid & (ag >= 0) & (np.append(after.air_capacity_w, 1.0)[ag] <= 0) & (after.rack_air_w[r] > 0)
+    lost_air = (
+        ~liquid & (ag >= 0) & (np.append(after.air_capacity_w, 1.0)[ag] <= 0) & (after.rack_air_w[r] > 0)
+    )
     ramp_air = after.rack_air_w[r] / ROOM_J_PER_K_PER_RACK
     ramp = np.where(no_flow, ramp_liquid, np.where(lost_air, ramp_air, 0.0))
     final = np.where(no_flow | lost_air, now, final)
@@ -120,19 +144,38 @@ def coolant_paths(net: CoolingNetwork, gpus: GpuLayout, before: CoolingState, af
     return CoolantPath(now_c=now, final_c=final, tau_s=tau, ramp_k_per_s=np.nan_to_num(ramp, posinf=1e3))
 
 
-def forecast(net: CoolingNetwork, gpus: GpuLayout, params: GpuThermal, state: ThermalState, core_w: np.ndarray,
-             hbm_w: np.ndarray, rack_it_w: np.ndarray, cond_now: Conditions, cond_after: Conditions | None = None,
-             horizon_s: float = HORIZON_S) -> ThrottleForecast:
+def forecast(
+    net: CoolingNetwork,
+    gpus: GpuLayout,
+    params: GpuThermal,
+    state: ThermalState,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    rack_it_w: np.ndarray,
+    cond_now: Conditions,
+    cond_after: Conditions | None = None,
+    horizon_s: float = HORIZON_S,
+) -> ThrottleForecast:
     """Time-to-throttle of every GPU with its power held: under the present conditions (cond_after
     None) or after a what-if change. ``state`` is each GPU's thermal state now, referenced to its
     present coolant (``steady_state`` of the present power and coolant when no telemetry is at hand)."""
     before = evaluate(net, rack_it_w, cond_now)
     after = before if cond_after is None else evaluate(net, rack_it_w, cond_after)
     path = coolant_paths(net, gpus, before, after)
-    t, which = time_to_throttle(params, state, core_w, hbm_w, path, gpus.slowdown_c, gpus.hbm_max_c, horizon_s)
+    t, which = time_to_throttle(
+        params, state, core_w, hbm_w, path, gpus.slowdown_c, gpus.hbm_max_c, horizon_s
+    )
     n_racks = net.n_racks
     rack_t = np.full(n_racks, np.inf)
     np.minimum.at(rack_t, gpus.gpu_rack, t)
     affected = np.bincount(gpus.gpu_rack, weights=np.isfinite(t), minlength=n_racks).astype(np.int64)
-    return ThrottleForecast(before=before, after=after, gpu_time_s=t, gpu_which=which, rack_time_s=rack_t,
-                            rack_gpus_affected=affected, horizon_s=horizon_s, gpu_rack=gpus.gpu_rack)
+    return ThrottleForecast(
+        before=before,
+        after=after,
+        gpu_time_s=t,
+        gpu_which=which,
+        rack_time_s=rack_t,
+        rack_gpus_affected=affected,
+        horizon_s=horizon_s,
+        gpu_rack=gpus.gpu_rack,
+    )
