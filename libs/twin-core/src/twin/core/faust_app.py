@@ -9,11 +9,31 @@
             ...
 
 Values are the serialized protobuf of the topic's message type (DESIGN §4), decoded by a faust codec
-registered per message type as `protobuf:<full name>`; keys are raw UTF-8 entity ids.
+registered per message type as `protobuf:<full name>`; keys are raw UTF-8 entity ids. Stateful
+processors (twin.core.stateful) read raw bytes instead, so that undecodable records reach the DLQ.
+
+Running inside a service's own asyncio program (no faust worker, no second event loop):
+
+    async with running(app):          # await app.start(); then wait_ready(app) (optional)
+        await stop_event.wait()
+    # leaving the block = stop_app(app): drain in-flight batches, flush, commit, leave the group
+
+`app.start()` / `app.stop()` are mode's Service API and work from any running loop. `stop_app` exists
+because `app.stop()` alone can commit input offsets whose changelog records are still in faust's
+producer buffer (faust's Consumer.on_stop skips `wait_empty` once stopping; seen on Tansu: offsets
+committed for 4 records, changelog holding 2), so the state restored after a restart missed updates.
+
+Tansu (the embedded broker) works with faust-streaming 0.15: topic and changelog creation, consumer
+groups with faust's assignor, changelog recovery on start and rebalance. Each group join takes a few
+seconds there (the broker delays the first join of a generation), so a start is ~4-12 s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import faust
@@ -22,6 +42,8 @@ from google.protobuf.message import DecodeError, Message
 
 from twin.core.settings import Settings
 from twin.core.topics import Topic
+
+log = logging.getLogger("twin.core.faust_app")
 
 
 class ProtobufCodec(codecs.Codec):
@@ -86,3 +108,47 @@ def topic_for(app: faust.App, topic: Topic, **kwargs: Any) -> faust.TopicT:
         partitions=topic.partitions,
         **kwargs,
     )
+
+
+async def wait_ready(app: faust.App, timeout_s: float = 60.0) -> None:
+    """Wait until the app joined its group and recovered its tables (no rebalance in progress)."""
+    async def ready() -> None:
+        while True:
+            recovery = app.tables.recovery
+            if (not app.rebalancing and app.consumer.assignment() is not None
+                    and recovery.completed.is_set() and not recovery.in_recovery):
+                return
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(ready(), timeout_s)
+
+
+async def stop_app(app: faust.App, drain_timeout_s: float = 10.0) -> None:
+    """Stop gracefully: no new records, in-flight batches finish and are acked, flush, commit, stop."""
+    if app.started and not app.should_stop:
+        try:
+            consumer = app.consumer
+            consumer.stop_flow()
+            app.flow_control.suspend()
+            app.flow_control.clear()
+            assignment = consumer.assignment()
+            if assignment:
+                consumer.pause_partitions(assignment)
+            await asyncio.wait_for(consumer.wait_empty(), drain_timeout_s)
+            await asyncio.wait_for(app.producer.flush(), drain_timeout_s)
+            await asyncio.wait_for(consumer.commit(), drain_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - stopping anyway; uncommitted records are replayed
+            log.warning("graceful drain of %s failed (records will be replayed): %r", app.conf.id, exc)
+    await app.stop()
+
+
+@asynccontextmanager
+async def running(app: faust.App, *, ready_timeout_s: float | None = 60.0) -> AsyncIterator[faust.App]:
+    """Start `app` in the current event loop, optionally wait until ready, stop it gracefully on exit."""
+    await app.start()
+    try:
+        if ready_timeout_s is not None:
+            await wait_ready(app, ready_timeout_s)
+        yield app
+    finally:
+        await stop_app(app)
