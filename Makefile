@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 # Every library and service is its own distribution; a new services/<name>/pyproject.toml joins here.
 MEMBERS := libs/twin-proto libs/twin-core libs/twinctl $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 
-.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power validate-training up down clean
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power validate-training fuzz chaos up down clean
 
 $(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(MEMBERS))
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,14 @@ proto-check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Longer runs of what `make test` runs briefly: coverage of every boundary parser, and faults while
+# the simulator produces (JSON reports in bench/results/).
+fuzz: $(STAMP)
+	$(PY) -m tests.fuzz --examples 5000 --report bench/results/fuzz.json
+
+chaos: $(STAMP)
+	$(PY) -m bench chaos
 
 validate-collectives: $(STAMP)
 	$(PY) -m twin.fabric.validate $(CSV)

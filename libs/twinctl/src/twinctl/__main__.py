@@ -29,6 +29,7 @@ import sys
 import grpc
 from google.protobuf.json_format import MessageToJson
 
+from twin.core import limits
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 from twinctl import dlq
@@ -252,7 +253,7 @@ class _Details(grpc.ClientCallDetails):
 def open_channel(target: str, args: argparse.Namespace) -> grpc.Channel:
     """Plaintext, TLS (--tls-ca) or mutual TLS (+ --tls-cert/--tls-key); bearer token from --token or
     TWINCTL_TOKEN. The token is never printed."""
-    options = [("grpc.max_receive_message_length", 64 << 20)]
+    options = [("grpc.max_receive_message_length", limits.GRPC_MAX_MESSAGE_BYTES)]
     ca = args.tls_ca or os.environ.get("TWINCTL_TLS_CA")
     if ca:
         cert, key = args.tls_cert, args.tls_key

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from twin.core import limits
 from twin.core.envelope import Headers
 
 
@@ -26,7 +27,7 @@ class KafkaPublisher:
     def __init__(self, bootstrap: str, linger_ms: int = 5) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, client_id="facility-sim", acks="all", enable_idempotence=False,
-            linger_ms=linger_ms, compression_type=None, max_request_size=4 * 1024 * 1024,
+            linger_ms=linger_ms, compression_type=None, max_request_size=limits.PRODUCER_MAX_REQUEST_BYTES,
         )
 
     async def start(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -40,8 +40,15 @@ LINK_STATE_DEGRADED = pb.LINK_STATE_DEGRADED
 Publish = Callable[[pb.RackTelemetryBatch], Awaitable[None]]
 
 
+# google.protobuf.Timestamp's valid range (timestamp.proto): 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+_TIMESTAMP_MIN_S, _TIMESTAMP_MAX_S = -62_135_596_800, 253_402_300_799
+
+
 def timestamp_to_datetime(ts: Timestamp) -> datetime:
-    return datetime.fromtimestamp(ts.seconds, tz=UTC).replace(microsecond=ts.nanos // 1000)
+    """UTC datetime of a Timestamp; ValueError for one outside the type's documented range."""
+    if not _TIMESTAMP_MIN_S <= ts.seconds <= _TIMESTAMP_MAX_S or not 0 <= ts.nanos < 1_000_000_000:
+        raise ValueError(f"timestamp seconds={ts.seconds} nanos={ts.nanos} is outside the Timestamp range")
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def datetime_to_timestamp(dt: datetime) -> Timestamp:

@@ -291,6 +291,9 @@ class _NodeAcc:
     conflicts: set[tuple[int, str]] = field(default_factory=set)
 
 
+_GPU_INDEX = re.compile(r"[0-9]{1,4}")  # a GPU index on one node; DCGM numbers them 0..N-1
+
+
 def dcgm_to_batches(
     scrape: Exposition | str | bytes | Iterable[Sample],
     *,
@@ -332,7 +335,7 @@ def dcgm_to_batches(
             )
             continue
         gpu_label = s.labels.get("gpu", "")
-        if not gpu_label.isdigit():
+        if not _GPU_INDEX.fullmatch(gpu_label):  # ASCII digits only ("²".isdigit() is True), and small
             result.rejections.append(f"line {s.line}: {s.name} on {host}: gpu label {gpu_label!r} is not an index")
             continue
         if host not in placements:

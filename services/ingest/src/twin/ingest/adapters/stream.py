@@ -65,7 +65,11 @@ class IngestHandler:
         rejected: list[Rejected] = []
         good: list[tuple[Record, object]] = []
         for rec in records:
-            batch = decode_batch(rec.message)
+            try:
+                batch = decode_batch(rec.message)
+            except (ValueError, OverflowError) as exc:  # a field no datetime/array can hold
+                rejected.append(Rejected(rec, f"decode: {exc}", kind="decode"))
+                continue
             problems = validate_batch(batch, self.limits, now)
             if problems:
                 reason = "validation: " + "; ".join(p.text for p in problems)
