@@ -22,6 +22,7 @@ from .thermal import (
     temperatures_at,
     time_to_throttle,
 )
+from .tick import CoolingTick, cooling_tick, gpu_power
 from .whatif import GpuLayout, ThrottleForecast, coolant_paths, forecast, what_if
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "CoolingAlert",
     "CoolingNetwork",
     "CoolingState",
+    "CoolingTick",
+    "cooling_tick",
+    "gpu_power",
     "GpuLayout",
     "GpuThermal",
     "ThermalState",
