@@ -207,6 +207,11 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f"OpenADR 3 POST http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}/openadr3/events "
             f"(Authorization: Bearer {ctx.token})"],
         status=_power_status),
+    # the console: the live web page (read-only; latest-only tails, so its start order does not matter)
+    StackService(
+        "console", "twin.console", ports={"CONSOLE_HTTP_PORT": 8080},
+        banner=lambda ctx: [f"console http://127.0.0.1:{ctx.port('console', 'CONSOLE_HTTP_PORT')}/   (live floor plan, "
+                            f"power chain, cooling, jobs, alerts; site power and PUE history)"]),
     # the simulator last: started after the twins, stopped first so they drain what it produced
     StackService(
         "facility-sim", "twin.facility_sim", ports={"FACILITY_SIM_METRICS_PORT": 9400}, args=_sim_args,
