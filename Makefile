@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 # Every library and service is its own distribution; a new services/<name>/pyproject.toml joins here.
 MEMBERS := libs/twin-proto libs/twin-core libs/twinctl $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 
-.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power validate-training fuzz chaos up down clean
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-power validate-training validate-cooling fuzz chaos up down clean
 
 $(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(MEMBERS))
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ validate-power: $(STAMP)
 
 validate-training: $(STAMP)
 	$(PY) -m twin.jobs.validate $(CSV)
+
+validate-cooling: $(STAMP)
+	$(PY) -m twin.cooling.validate $(ARGS)
 
 up:
 	docker compose up -d --build
