@@ -8,14 +8,20 @@ Encoding never fails for a valid domain object.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from twin.cooling.v1 import cooling_pb2
+from twin.fabric.v1 import fabric_pb2
 from twin.jobs.domain.book import JobRecord, JobStatus
 from twin.jobs.domain.events import EventKind, FailureCause, JobEvent
 from twin.jobs.domain.hardware import gpu_spec
 from twin.jobs.domain.spec import JobSpec, JobSpecError, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.domain.step import StepPrediction
 from twin.jobs.v1 import jobs_pb2 as pb
+from twin.power.v1 import power_pb2
 
 
 class InvalidMessage(ValueError):
@@ -197,3 +203,125 @@ def state_to_proto(rec: JobRecord, prediction: StepPrediction | None, state_time
             optimizer_s=p.optimizer_s, exposed_tp_s=e["tp"], exposed_pp_s=e["pp"], exposed_dp_s=e["dp"],
             exposed_cp_s=e["cp"], exposed_ep_s=e["ep"]))
     return msg
+
+
+# -- the live service: inputs from the other twins, outputs of the twin -------------------------------------
+
+_RISK = {"unspecified": pb.RISK_KIND_UNSPECIFIED, "thermal_throttle": pb.RISK_KIND_THERMAL_THROTTLE,
+         "power_cap": pb.RISK_KIND_POWER_CAP, "degraded_link": pb.RISK_KIND_DEGRADED_LINK,
+         "gpu_errors": pb.RISK_KIND_GPU_ERRORS, "straggler": pb.RISK_KIND_STRAGGLER,
+         "slower_than_predicted": pb.RISK_KIND_SLOWER_THAN_PREDICTED}
+_RECOMMENDATION = {"checkpoint_now": pb.RECOMMENDATION_KIND_CHECKPOINT_NOW, "move_job": pb.RECOMMENDATION_KIND_MOVE_JOB,
+                   "change_checkpoint_interval": pb.RECOMMENDATION_KIND_CHANGE_CHECKPOINT_INTERVAL,
+                   "drain_node": pb.RECOMMENDATION_KIND_DRAIN_NODE, "cap_power": pb.RECOMMENDATION_KIND_CAP_POWER}
+_SPEC_ATTRIBUTES = (("priority", "priority"), ("checkpoint_interval_s", "checkpoint_interval_s"),
+                    ("checkpoint_bytes", "checkpoint_bytes"), ("checkpoint_write_s", "checkpoint_s"),
+                    ("restart_s", "restart_s"))
+
+
+def seconds(ts: Timestamp) -> float:
+    return ts.ToNanoseconds() / 1e9
+
+
+def job_event(msg: pb.JobEvent) -> tuple[JobEvent, tuple[int, ...]]:
+    """A JobEvent and the placement's explicit GPU ids (empty when the scheduler gave only nodes). The spec's
+    priority, owner and checkpoint settings join the event's attributes (where the book keeps them)."""
+    ev = event_from_proto(msg)
+    if msg.HasField("spec"):
+        extra = {attr: msg.spec.owner for attr in ("owner",) if msg.spec.owner}
+        for field, attr in _SPEC_ATTRIBUTES:
+            value = getattr(msg.spec, field)
+            if value:
+                extra[attr] = str(value)
+        if extra:
+            ev = replace(ev, attributes={**extra, **ev.attributes})
+    return ev, tuple(int(g) for g in msg.placement.gpu_ids)
+
+
+def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
+    """``jobs.state.v1`` for a ``twin.jobs.live.JobView``."""
+    rec, live = view.rec, view.live
+    running = rec.status == JobStatus.RUNNING
+    msg = state_to_proto(rec, live.prediction if running else None, state_time_s,
+                         goodput_fraction=live.goodput, optimal_checkpoint_interval_s=live.optimal_interval_s,
+                         failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
+    msg.placement.gpu_ids.extend(view.gpu_ids)
+    if running:
+        msg.risk_flags.extend(pb.RiskFlag(kind=_RISK[f.kind], entity_id=f.entity_id, slowdown_fraction=f.slowdown,
+                                          detail=f.detail) for f in live.flags)
+    kwh = live.energy_j / 3.6e6
+    msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
+    return msg
+
+
+def recommendation_to_proto(r, time_s: float) -> pb.JobRecommendation:
+    return pb.JobRecommendation(recommendation_id=r.recommendation_id, job_id=r.job_id, recommendation_time=_ts(time_s),
+                                kind=_RECOMMENDATION[r.kind], entity_id=r.entity_id, message=r.message,
+                                deadline_s=r.deadline_s, expected_gain_fraction=r.gain)
+
+
+def record_from_state(msg: pb.JobState) -> tuple[float, float, int]:
+    """What a restarted process takes back from a stored state: energy, running error sum and count."""
+    return msg.energy_j, msg.step_time_error_ratio, 1 if msg.step_time_error_ratio else 0
+
+
+def link_health(msg: fabric_pb2.FabricState) -> dict:
+    """fabric.state.v1 -> {link id: LinkHealth} of the links it lists."""
+    from twin.jobs.live import LinkHealth
+
+    out = {}
+    for link in msg.links:
+        cap = link.capacity_fraction
+        if not link.link_id or not math.isfinite(cap) or not 0.0 <= cap <= 1.0:
+            raise InvalidMessage("links.capacity_fraction", f"{link.link_id!r}: {cap} is not in 0..1")
+        out[link.link_id] = LinkHealth(cap, link.utilization, link.flapping)
+    return out
+
+
+def cap_plan(msg: power_pb2.CurtailmentPlan):
+    """power.plans.v1 -> CapPlan: the caps in force from the plan's deadline for its duration."""
+    from twin.jobs.live import CapPlan
+
+    if len(msg.capped_gpu_ids) != len(msg.cap_w):
+        raise InvalidMessage("cap_w", f"{len(msg.cap_w)} caps for {len(msg.capped_gpu_ids)} GPUs")
+    if not msg.HasField("created_time"):
+        raise InvalidMessage("created_time", "missing")
+    bad = [c for c in msg.cap_w if not (math.isfinite(c) and c > 0)]
+    if bad:
+        raise InvalidMessage("cap_w", f"{bad[0]} is not a positive number")
+    start = seconds(msg.created_time) + max(msg.deadline_offset_s, 0.0)
+    end = start + (msg.duration_s if msg.duration_s > 0 else 7 * 86400.0)
+    return CapPlan(msg.plan_id, msg.event_id or msg.plan_id, start, end,
+                   dict(zip((int(g) for g in msg.capped_gpu_ids), msg.cap_w, strict=True)),
+                   frozenset(msg.paused_job_ids))
+
+
+def thermal_alert(msg: cooling_pb2.CoolingAlert, received_s: float):
+    """cooling.alerts.v1 THROTTLE_PREDICTED -> ThermalAlert (other kinds: None)."""
+    from twin.jobs.live import ThermalAlert
+
+    if msg.kind != cooling_pb2.ALERT_KIND_THROTTLE_PREDICTED:
+        return None
+    if not msg.entity_id:
+        raise InvalidMessage("entity_id", "empty")
+    ttt = msg.time_to_throttle_s if msg.HasField("time_to_throttle_s") else 0.0
+    if not math.isfinite(ttt):
+        raise InvalidMessage("time_to_throttle_s", "not a number")
+    at = seconds(msg.alert_time) if msg.HasField("alert_time") else received_s
+    return ThermalAlert(msg.alert_id or msg.entity_id, msg.entity_id, frozenset(int(g) for g in msg.gpu_ids),
+                        at + max(ttt, 0.0), received_s)
+
+
+def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
+    """power.alerts.v1 on a rack -> RackAlert (alerts on PDUs, UPSs ... : None; the power twin's plans carry
+    what they mean for GPUs)."""
+    from twin.jobs.live import RackAlert
+
+    if msg.scope != power_pb2.POWER_SCOPE_RACK or msg.kind == power_pb2.ALERT_KIND_SUSPECT_SENSOR:
+        return None
+    if not msg.entity_id:
+        raise InvalidMessage("entity_id", "empty")
+    kind = power_pb2.AlertKind.Name(msg.kind).removeprefix("ALERT_KIND_").lower() \
+        if msg.kind in power_pb2.AlertKind.values() else str(msg.kind)
+    return RackAlert(msg.alert_id or f"{msg.entity_id}/{kind}", msg.entity_id, kind,
+                     msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message)

@@ -1,0 +1,301 @@
+"""The job twin's Kafka side: batch handlers for ``run_consumer`` and the engine they share.
+
+    jobs.events.v1 (key job) ───EventsHandler──┐  book (lifecycle, bad input -> jobs.events.v1.dlq + reason)
+    fabric.state.v1 (key site) ─FabricHandler──┤  impaired links
+    power.plans.v1 (key site) ──PlansHandler───┤  GPU caps in force, paused jobs          ┌▶ jobs.state.v1
+    power.alerts.v1 ────────────PowerAlerts────┤  rack alerts                   Engine ───┼▶ jobs.recommendations.v1
+    cooling.alerts.v1 ──────────CoolingAlerts──┘  predicted throttling          .refresh  └▶ job_state (PostgreSQL)
+    tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
+
+Every handler updates the twin, then ``Engine.refresh``: the running jobs whose inputs changed are predicted
+again (communication from the fabric twin over gRPC, see ``fabric_client``), their states are written to
+job_state and published, new recommendations published, and only then the handler returns, so
+``run_consumer`` commits the offsets after the side effects (at-least-once). A job's state is published when
+it changes (status, prediction, measured step, running error, flags, goodput) and at least every
+``republish_s`` while it runs (energy, cost and CO2 grow with time). Output events carry ``ce_id`` derived
+from (job, time), so replays repeat their ids and the table keeps one row per (job_id, time).
+
+One process holds the whole book: at start it is rebuilt from jobs.events.v1 itself (read from the beginning,
+no group; the book ignores replays), energy and running error from ``job_state_latest``, the link state from
+the fabric twin's GetFabricState. Several processes in one group would each need every job's events (the
+book checks GPUs across jobs): scale-out by partition is still open (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from opentelemetry import metrics
+
+from twin.core.clock import Clock, SystemClock
+from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.topics import Topic
+from twin.jobs.adapters import codec
+from twin.jobs.adapters.codec import InvalidMessage
+from twin.jobs.adapters.fabric_client import FabricComm
+from twin.jobs.domain.book import ENDED, EventRejected
+from twin.jobs.domain.events import EventKind
+from twin.jobs.live import JobTwin
+
+log = logging.getLogger("twin.jobs.stream")
+_meter = metrics.get_meter("twin.jobs")
+_error_ratio = _meter.create_histogram("twin.jobs.step_time_error_ratio", unit="1",
+                                       description="measured / predicted step time per progress report")
+_NS = uuid.UUID("9b2e4c6a-1f3d-4e8b-a7c5-2d0f6e9a8b31")
+
+
+@dataclass
+class EngineStats:
+    events: int = 0
+    recomputed: int = 0
+    states_published: int = 0
+    recommendations_published: int = 0
+    rows_written: int = 0
+    fabric_fallbacks: int = 0
+    ticks: int = 0
+
+
+class Engine:
+    def __init__(self, twin: JobTwin, fabric: FabricComm, producer: EventProducer | None, store, *,
+                 state_topic: Topic, recommendations_topic: Topic, clock: Clock | None = None,
+                 republish_s: float = 30.0, concurrency: int = 8, stats: EngineStats | None = None) -> None:
+        self.twin, self.fabric, self.producer, self.store = twin, fabric, producer, store
+        self.state_topic, self.recommendations_topic = state_topic, recommendations_topic
+        self.clock = clock or SystemClock()
+        self.republish_s = republish_s
+        self.stats = stats or EngineStats()
+        self._lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(concurrency)
+
+    def now_s(self) -> float:
+        return self.clock.now().timestamp()
+
+    async def _recompute(self, job_id: str, inp, now_s: float) -> None:
+        twin = self.twin
+        calls = twin.calls(inp)
+        hot = {g for link_id, _, _ in inp.links for g in inp.gpu_ids
+               if (scope := twin.scope(link_id)) is not None
+               and int(twin.site.inventory.gpu_node[g]) in scope.nodes}
+        async with self._sem:
+            comm = await self.fabric.answer(inp, calls, hot)
+        if comm.source != "fabric":
+            self.stats.fabric_fallbacks += 1
+        rec = twin.book.jobs.get(job_id)
+        if rec is not None and twin.inputs(rec, now_s) == inp:  # still the job it was asked for
+            twin.compute(job_id, inp, comm, now_s)
+            self.stats.recomputed += 1
+
+    async def refresh(self) -> None:
+        """Predict the jobs whose inputs changed, then store and publish what changed (see module docstring)."""
+        async with self._lock:
+            now = self.now_s()
+            twin = self.twin
+            twin.expire(now)
+            twin.fabric_up = self.fabric.up
+            stale = twin.stale(now)
+            if stale:
+                await asyncio.gather(*(self._recompute(j, inp, now) for j, inp in stale))
+            twin.accrue(now)
+            states, recs = [], []
+            s = twin.settings
+            for job_id in list(twin.book.jobs):
+                if twin.book.jobs[job_id].status in ENDED:
+                    twin.forget_ended(job_id)
+                if twin.changed(job_id, now, self.republish_s):
+                    view = twin.view(job_id)
+                    states.append(codec.view_to_proto(view, now, tariff_usd_per_kwh=s.tariff_usd_per_kwh,
+                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh))
+                recs.extend(codec.recommendation_to_proto(r, now) for r in twin.new_recommendations(job_id))
+            await self._emit(states, recs)
+
+    async def _emit(self, states, recs) -> None:
+        if not states and not recs:
+            return
+        if states:
+            self.stats.rows_written += await self.store.write(states)
+        if self.producer is None:
+            return
+        futures = []
+        for st in states:
+            ce = str(uuid.uuid5(_NS, f"{st.job_id}/{st.state_time.ToNanoseconds()}"))
+            futures.append(await self.producer.enqueue(self.state_topic, st.job_id, st, ce_id=ce))
+        for r in recs:
+            futures.append(await self.producer.enqueue(self.recommendations_topic, r.job_id, r,
+                                                       ce_id=r.recommendation_id))
+        if futures:
+            await asyncio.gather(*futures)
+        self.stats.states_published += len(states)
+        self.stats.recommendations_published += len(recs)
+
+    async def run_ticks(self, stop: asyncio.Event, tick_s: float) -> None:
+        """Time-driven changes: plans starting or ending, throttle times arriving, the fabric back, energy."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), tick_s)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                break
+            self.stats.ticks += 1
+            await self.refresh()
+
+
+def _reject(rec: Record, exc: Exception) -> Rejected:
+    if isinstance(exc, InvalidMessage):
+        return Rejected(rec, f"validation: {exc}", "validation")
+    return Rejected(rec, f"rejected: {exc}", "rejected")
+
+
+class EventsHandler:
+    """jobs.events.v1 -> the job book; events it refuses go to the DLQ with the book's reason."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        rejected: list[Rejected] = []
+        twin = self.engine.twin
+        progressed: set[str] = set()
+        for rec in records:
+            try:
+                ev, gpus = codec.job_event(rec.message)
+                if rec.key is not None and rec.key != ev.job_id:
+                    raise InvalidMessage("job_id", f"{ev.job_id!r} differs from the record key {rec.key!r}")
+                twin.apply(ev, gpus)
+            except (InvalidMessage, EventRejected) as exc:
+                rejected.append(_reject(rec, exc))
+                continue
+            self.engine.stats.events += 1
+            if ev.kind == EventKind.PROGRESS:
+                progressed.add(ev.job_id)
+        before = {j: twin.jobs[j].error_n for j in progressed if j in twin.jobs}
+        for job_id in progressed:
+            twin.progress(job_id)
+        await self.engine.refresh()
+        for job_id in progressed:
+            live = twin.jobs.get(job_id)
+            if live is not None and live.error_n > before.get(job_id, 0):
+                _error_ratio.record(live.last_ratio, {"job_id": job_id})
+        return BatchResult(rejected)
+
+
+class FabricHandler:
+    """fabric.state.v1 -> the impaired links (the latest snapshot of this site wins)."""
+
+    def __init__(self, engine: Engine, site_id: str) -> None:
+        self.engine, self.site_id = engine, site_id
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        rejected: list[Rejected] = []
+        latest = None
+        for rec in records:
+            if rec.message.site_id != self.site_id:
+                rejected.append(Rejected(rec, f"validation: site_id: {rec.message.site_id!r} is not this twin's "
+                                              f"site {self.site_id!r}", "validation"))
+                continue
+            try:
+                latest = (codec.link_health(rec.message), rec.message.truncated)
+            except InvalidMessage as exc:
+                rejected.append(_reject(rec, exc))
+        if latest is not None:
+            self.engine.twin.set_links(*latest)
+        await self.engine.refresh()
+        return BatchResult(rejected)
+
+
+class PlansHandler:
+    """power.plans.v1 -> GPU caps in force (from each plan's deadline for its duration) and paused jobs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        rejected: list[Rejected] = []
+        for rec in records:
+            try:
+                self.engine.twin.add_plan(codec.cap_plan(rec.message))
+            except InvalidMessage as exc:
+                rejected.append(_reject(rec, exc))
+        await self.engine.refresh()
+        return BatchResult(rejected)
+
+
+class AlertsHandler:
+    """power.alerts.v1 (rack alerts) or cooling.alerts.v1 (predicted throttling) -> conditions."""
+
+    def __init__(self, engine: Engine, decode, add) -> None:
+        self.engine, self.decode, self.add = engine, decode, add
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        rejected: list[Rejected] = []
+        now = self.engine.now_s()
+        for rec in records:
+            try:
+                alert = self.decode(rec.message, now)
+            except InvalidMessage as exc:
+                rejected.append(_reject(rec, exc))
+                continue
+            if alert is not None:
+                self.add(alert)
+        await self.engine.refresh()
+        return BatchResult(rejected)
+
+
+async def restore_book(bootstrap: str, topic: Topic, twin: JobTwin, *, timeout_s: float = 60.0,
+                       **client_options) -> int:
+    """Rebuild the job book from jobs.events.v1 (from the beginning to the current end, no consumer group,
+    nothing committed; events the book refuses are skipped: the consumer dead-letters them). Returns the
+    events applied."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **client_options)
+    await consumer.start()
+    applied = 0
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            if time.monotonic() > deadline:
+                log.warning("job book: %s not read to its end within %.0f s", topic.name, timeout_s)
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            records = sorted((r for rs in batches.values() for r in rs), key=lambda r: r.timestamp)
+            for raw in records:
+                try:
+                    ev, gpus = codec.job_event(topic.decode(raw.value))
+                    applied += twin.apply(ev, gpus)
+                except (ValueError, DecodeError):
+                    continue  # EventRejected and InvalidMessage are ValueErrors
+    finally:
+        await consumer.stop()
+    return applied
+
+
+async def restore_accounts(store, twin: JobTwin) -> int:
+    """Energy and running error of the jobs from their latest stored state (a restarted process goes on
+    counting where the last one stopped)."""
+    from twin.jobs.live import JobLive
+
+    n = 0
+    for st in await store.latest():
+        if st.job_id not in twin.book.jobs:
+            continue
+        live = twin.jobs.setdefault(st.job_id, JobLive())
+        live.energy_j = max(live.energy_j, st.energy_j)
+        if st.step_time_error_ratio and not live.error_n:
+            live.error_sum, live.error_n = st.step_time_error_ratio, 1
+        n += 1
+    return n

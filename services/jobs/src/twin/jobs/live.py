@@ -1,0 +1,603 @@
+"""The live job twin: the job book, the conditions the other twins report, and each running job's prediction,
+risk flags, recommendations, goodput and energy (no Kafka, SQL or gRPC here; ``adapters/stream.py`` drives it).
+
+Inputs of a running job (``JobInputs``): its spec and placement (nodes, global GPU ids), the impaired fabric links
+its traffic crosses (``SiteMap.crosses``), the lowest power cap a curtailment plan in force puts on its GPUs, and
+the thermal clock fraction (``throttle_clock_fraction`` once a cooling alert's predicted throttle time has come on
+one of its GPUs or racks). A job is recomputed only when these change (or when its communication came from the
+fallback and the fabric twin is back). Communication comes from a ``CommAnswer``: the fabric twin's time for each
+collective on the job's real GPUs, or the job twin's own ``LinkModel`` estimate (network bandwidth scaled by the
+impaired links' capacity) when the fabric twin cannot answer -- the state says which (a risk flag, see below).
+
+Risk flags and their slowdowns compare the prediction with the same prediction without the cause: power cap
+(uncapped), thermal (unthrottled), degraded link (the job's last communication answer with healthy links, or the
+own estimate's ratio when none is known), slower than predicted (measured / predicted - 1 beyond ``margin``, with
+the likeliest visible cause). ``RISK_KIND_UNSPECIFIED`` with entity ``fabric`` states a fallback communication
+estimate (proposed proto change: a ``comm_source`` field on JobState).
+
+Energy: the predicted GPU power plus the node's CPU/platform share per GPU (facility spec), times a PUE for
+conversion and cooling overhead, integrated over wall time while the job runs; cost and CO2 from a tariff and a
+grid carbon intensity. (Measured GPU power from telemetry is not consumed yet.)
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from twin.jobs.domain.book import ENDED, EventRejected, JobBook, JobRecord, JobStatus, apply_event
+from twin.jobs.domain.comm import CollectiveCall, LinkModel
+from twin.jobs.domain.events import EventKind, JobEvent
+from twin.jobs.domain.goodput import (
+    DEFAULT_GPU_MTBF_H,
+    daly_interval_s,
+    failures_per_day,
+    goodput_fraction,
+    job_mtbf_s,
+)
+from twin.jobs.domain.hardware import gpu_spec
+from twin.jobs.domain.spec import JobSpec
+from twin.jobs.domain.step import Conditions, StepPrediction, predict_step
+from twin.jobs.site import LinkScope, SiteMap
+
+_NS = uuid.UUID("3c1f0a52-7d4e-4b9a-9d61-0f2a8e5b7c14")
+
+# risk kinds (the proto's RiskKind names, lower case) and recommendation kinds
+UNSPECIFIED, THERMAL, POWER_CAP, DEGRADED_LINK, GPU_ERRORS, STRAGGLER, SLOWER = (
+    "unspecified", "thermal_throttle", "power_cap", "degraded_link", "gpu_errors", "straggler",
+    "slower_than_predicted")
+CHECKPOINT_NOW, MOVE_JOB, CHANGE_INTERVAL = "checkpoint_now", "move_job", "change_checkpoint_interval"
+
+CallKey = tuple[str, str, int, int, int]
+
+
+def call_key(call: CollectiveCall) -> CallKey:
+    return (call.kind, call.collective, int(math.ceil(call.size_bytes)), call.group.n_ranks,
+            call.group.ranks_per_domain)
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    throttle_clock_fraction: float = 0.8   # assumed SM clock share while throttling (no measured figure read)
+    margin: float = 0.15                   # measured slower than predicted beyond this -> flag
+    recommend_margin: float = 0.05        # network slowdown worth moving a job
+    gpu_mtbf_h: float = DEFAULT_GPU_MTBF_H
+    checkpoint_s: float = 60.0             # when the job states none
+    restart_s: float = 300.0
+    pue: float = 1.3
+    tariff_usd_per_kwh: float = 0.08
+    carbon_kg_per_kwh: float = 0.4
+    alert_ttl_s: float = 600.0             # alerts carry no "cleared": they lapse after this
+    nic_gbps: float | None = None          # per-GPU scale-out line rate for the own estimate (None: GPU default)
+
+
+@dataclass(frozen=True)
+class LinkHealth:
+    capacity: float
+    utilization: float = 0.0
+    flapping: bool = False
+
+
+@dataclass(frozen=True)
+class CapPlan:
+    plan_id: str
+    key: str                       # the grid event it answers (a newer plan for it replaces this one)
+    start_s: float
+    end_s: float
+    caps: dict[int, float]         # GPU id -> cap W
+    paused: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ThermalAlert:
+    alert_id: str
+    entity_id: str
+    gpu_ids: frozenset[int]
+    throttle_at_s: float
+    received_s: float
+
+
+@dataclass(frozen=True)
+class RackAlert:
+    alert_id: str
+    entity_id: str
+    kind: str
+    critical: bool
+    received_s: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CommAnswer:
+    """Seconds per collective (``call_key``) from the fabric twin, or empty for the own estimate."""
+
+    table: dict[CallKey, float]
+    source: str            # "fabric" | "local"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    spec: JobSpec
+    nodes: tuple[str, ...]
+    gpu_ids: tuple[int, ...]
+    links: tuple[tuple[str, float, bool], ...]
+    cap_w: float | None
+    thermal_fraction: float
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: str
+    entity_id: str
+    slowdown: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    recommendation_id: str
+    job_id: str
+    kind: str
+    entity_id: str
+    message: str
+    deadline_s: float = 0.0
+    gain: float = 0.0
+
+
+@dataclass
+class JobLive:
+    """Everything the twin keeps about one job beyond its book record."""
+
+    gpu_override: tuple[int, ...] = ()
+    inputs: JobInputs | None = None
+    prediction: StepPrediction | None = None
+    comm: CommAnswer | None = None
+    healthy_comm: CommAnswer | None = None     # last fabric answer while no impaired link was crossed
+    flags: tuple[Flag, ...] = ()
+    recommendations: tuple[Recommendation, ...] = ()
+    published_recs: set[str] = field(default_factory=set)
+    goodput: float = 0.0
+    optimal_interval_s: float = 0.0
+    failures_per_day: float = 0.0
+    error_sum: float = 0.0
+    error_n: int = 0
+    last_ratio: float = 0.0
+    counted_step: int = -1
+    energy_j: float = 0.0
+    accrued_s: float | None = None
+    published_key: tuple | None = None
+    published_s: float = 0.0
+
+    @property
+    def error_ratio(self) -> float:
+        return self.error_sum / self.error_n if self.error_n else 0.0
+
+
+@dataclass(frozen=True)
+class JobView:
+    rec: JobRecord
+    live: JobLive
+    gpu_ids: tuple[int, ...]
+
+    def energy_kwh(self) -> float:
+        return self.live.energy_j / 3.6e6
+
+
+class JobTwin:
+    def __init__(self, site: SiteMap, settings: TwinSettings | None = None) -> None:
+        self.site = site
+        self.settings = settings or TwinSettings()
+        self.facility = site.facility
+        self.book = JobBook()
+        self.jobs: dict[str, JobLive] = {}
+        self.links: dict[str, LinkHealth] = {}         # impaired / busy links from fabric.state.v1
+        self.links_truncated = False
+        self.plans: dict[str, CapPlan] = {}
+        self.thermal: dict[str, ThermalAlert] = {}
+        self.rack_alerts: dict[str, RackAlert] = {}
+        self._scopes: dict[str, LinkScope | None] = {}
+        self.fabric_up = True
+
+    # -- events -----------------------------------------------------------------------------------
+    def apply(self, ev: JobEvent, gpu_ids: tuple[int, ...] = ()) -> bool:
+        """Apply one event (raises ``EventRejected``); True when the book changed."""
+        if gpu_ids:
+            bad = [g for g in gpu_ids if not 0 <= g < self.site.inventory.n_gpus]
+            if bad:
+                raise EventRejected(f"placement.gpu_ids: GPU {bad[0]} does not exist "
+                                    f"(the facility has 0..{self.site.inventory.n_gpus - 1})")
+            if ev.n_gpus and len(gpu_ids) != ev.n_gpus:
+                raise EventRejected(f"placement.gpu_ids: {len(gpu_ids)} ids for n_gpus = {ev.n_gpus}")
+            taken = self._gpus_taken_by_others(ev.job_id)
+            clash = sorted(set(gpu_ids) & taken)
+            if clash and ev.kind in (EventKind.STARTED, EventKind.RESIZED):
+                raise EventRejected(f"placement.gpu_ids: GPU {clash[0]} is taken by a running job")
+        before = self.book
+        self.book = apply_event(self.book, ev, self.facility)
+        if self.book is before:
+            return False
+        live = self.jobs.setdefault(ev.job_id, JobLive())
+        if ev.kind in (EventKind.STARTED, EventKind.RESIZED):
+            live.gpu_override = tuple(gpu_ids)
+            live.healthy_comm = None
+        return True
+
+    def _gpus_taken_by_others(self, job_id: str) -> set[int]:
+        out: set[int] = set()
+        for rec in self.book.running():
+            if rec.job_id != job_id:
+                out.update(self.gpu_ids(rec))
+        return out
+
+    def gpu_ids(self, rec: JobRecord) -> tuple[int, ...]:
+        live = self.jobs.get(rec.job_id)
+        if live is not None and live.gpu_override:
+            return live.gpu_override
+        return self.site.gpu_ids(rec.nodes, rec.n_gpus)
+
+    # -- conditions ---------------------------------------------------------------------------------
+    def set_links(self, links: dict[str, LinkHealth], truncated: bool = False) -> None:
+        self.links = {k: v for k, v in links.items() if v.capacity < 1.0 or v.flapping}
+        self.links_truncated = truncated
+
+    def add_plan(self, plan: CapPlan) -> None:
+        self.plans[plan.key] = plan
+
+    def add_thermal(self, alert: ThermalAlert) -> None:
+        self.thermal[alert.entity_id] = alert
+
+    def add_rack_alert(self, alert: RackAlert) -> None:
+        self.rack_alerts[f"{alert.entity_id}/{alert.kind}"] = alert
+
+    def expire(self, now_s: float) -> None:
+        ttl = self.settings.alert_ttl_s
+        self.plans = {k: p for k, p in self.plans.items() if p.end_s > now_s}
+        self.thermal = {k: a for k, a in self.thermal.items() if now_s - a.received_s < ttl}
+        self.rack_alerts = {k: a for k, a in self.rack_alerts.items() if now_s - a.received_s < ttl}
+
+    def scope(self, link_id: str) -> LinkScope | None:
+        if link_id not in self._scopes:
+            self._scopes[link_id] = self.site.link_scope(link_id)
+        return self._scopes[link_id]
+
+    def crossed_links(self, nodes: set[int], gpus: tuple[int, ...]) -> tuple[tuple[str, float, bool], ...]:
+        out = []
+        for link_id, h in self.links.items():
+            scope = self.scope(link_id)
+            if scope is not None and self.site.crosses(scope, nodes, gpus):
+                out.append((link_id, round(h.capacity, 4), h.flapping))
+        return tuple(sorted(out))
+
+    def network_fraction(self, links: tuple[tuple[str, float, bool], ...]) -> float:
+        """The bandwidth share left on the job's worst path, for the own estimate: a leaf keeps the mean
+        capacity of its uplinks (absent = healthy), a NIC its own capacity."""
+        spines = self.site.spec.fabric.spines
+        per_leaf: dict[str, float] = {}
+        worst = 1.0
+        for link_id, cap, _ in links:
+            scope = self.scope(link_id)
+            if scope is not None and scope.leaf:
+                per_leaf[scope.leaf] = per_leaf.get(scope.leaf, 0.0) + (1.0 - cap) / max(spines, 1)
+            else:
+                worst = min(worst, cap)
+        for lost in per_leaf.values():
+            worst = min(worst, 1.0 - lost)
+        return min(1.0, max(worst, 0.01))
+
+    def inputs(self, rec: JobRecord, now_s: float) -> JobInputs | None:
+        if rec.status != JobStatus.RUNNING or rec.spec is None:
+            return None
+        return self.inputs_for(rec.spec, rec.nodes, self.gpu_ids(rec), now_s)
+
+    def inputs_for(self, spec: JobSpec, nodes: tuple[str, ...], gpus: tuple[int, ...], now_s: float) -> JobInputs:
+        """The inputs of ``spec`` on these GPUs under the conditions in force at ``now_s``."""
+        node_idx = self.site.nodes_of_gpus(gpus) or {self.site.node_index[n] for n in nodes
+                                                     if n in self.site.node_index}
+        caps = [c for p in self.plans.values() if p.start_s <= now_s < p.end_s
+                for c in (p.caps.get(g) for g in gpus) if c is not None]
+        return JobInputs(spec, tuple(nodes), tuple(gpus), self.crossed_links(node_idx, gpus),
+                         min(caps) if caps else None,
+                         self.settings.throttle_clock_fraction if self.throttled(gpus, now_s) else 1.0)
+
+    def thermal_alerts(self, gpus: tuple[int, ...]) -> list[ThermalAlert]:
+        """Cooling alerts on these GPUs or their racks."""
+        racks = self.site.racks_of_gpus(gpus)
+        return [a for a in self.thermal.values() if a.entity_id in racks or a.gpu_ids.intersection(gpus)]
+
+    def throttled(self, gpus: tuple[int, ...], now_s: float) -> bool:
+        return any(a.throttle_at_s <= now_s for a in self.thermal_alerts(gpus))
+
+    def stale(self, now_s: float) -> list[tuple[str, JobInputs]]:
+        """Running jobs whose inputs changed since their last prediction (or whose communication came from the
+        fallback while the fabric twin is reachable again)."""
+        out = []
+        for rec in self.book.running():
+            inp = self.inputs(rec, now_s)
+            if inp is None:
+                continue
+            live = self.jobs.setdefault(rec.job_id, JobLive())
+            retry = live.comm is not None and live.comm.source != "fabric" and self.fabric_up
+            if inp != live.inputs or live.prediction is None or retry:
+                out.append((rec.job_id, inp))
+        return out
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def calls(self, inp: JobInputs) -> list[CollectiveCall]:
+        """The collectives one step of the job runs (what the fabric twin is asked to time)."""
+        seen: dict[CallKey, CollectiveCall] = {}
+
+        def record(call: CollectiveCall) -> float:
+            seen.setdefault(call_key(call), call)
+            return 0.0
+
+        predict_step(inp.spec, record, gpus_per_domain=self._gpd(inp))
+        return list(seen.values())
+
+    def _gpd(self, inp: JobInputs) -> int:
+        dom = gpu_spec(inp.spec.gpu).nvlink_domain
+        return max(1, min(dom, self.site.gpus_per_domain(inp.gpu_ids)))
+
+    def _timer(self, inp: JobInputs, comm: CommAnswer | None, degrade: float) -> Callable[[CollectiveCall], float]:
+        local = LinkModel.for_gpu(gpu_spec(inp.spec.gpu), self.settings.nic_gbps, degrade=degrade).time_s
+        table = comm.table if comm is not None else {}
+
+        def timer(call: CollectiveCall) -> float:
+            t = table.get(call_key(call))
+            return local(call) if t is None else t
+
+        return timer
+
+    def _predict(self, inp: JobInputs, comm: CommAnswer | None, *, cap: float | None, thermal: float,
+                 degrade: float = 1.0) -> StepPrediction:
+        return predict_step(inp.spec, self._timer(inp, comm, degrade),
+                            Conditions(power_cap_w=cap, thermal_clock_fraction=thermal), gpus_per_domain=self._gpd(inp))
+
+    def compute(self, job_id: str, inp: JobInputs, comm: CommAnswer, now_s: float) -> JobLive:
+        rec = self.book.jobs[job_id]
+        live = self.jobs.setdefault(job_id, JobLive())
+        s = self.settings
+        self.accrue(now_s, only=job_id)
+        own = comm.source != "fabric"
+        degrade = self.network_fraction(inp.links) if own else 1.0
+        pred = self._predict(inp, comm, cap=inp.cap_w, thermal=inp.thermal_fraction, degrade=degrade)
+        if not own and not inp.links:
+            live.healthy_comm = comm
+        flags: list[Flag] = []
+        recs: list[Recommendation] = []
+        gpus = inp.gpu_ids
+        racks = sorted(self.site.racks_of_gpus(gpus))
+
+        # degraded links: the same job on healthy links (their last answer, or the own estimate's ratio)
+        if inp.links:
+            if not own and live.healthy_comm is not None:
+                healthy = self._predict(inp, live.healthy_comm, cap=inp.cap_w, thermal=inp.thermal_fraction)
+                slow = pred.step_time_s / healthy.step_time_s - 1.0
+            else:
+                frac = self.network_fraction(inp.links)
+                a = self._predict(inp, None, cap=inp.cap_w, thermal=inp.thermal_fraction, degrade=frac)
+                b = self._predict(inp, None, cap=inp.cap_w, thermal=inp.thermal_fraction)
+                slow = a.step_time_s / b.step_time_s - 1.0
+            by_entity: dict[str, list[str]] = {}
+            for link_id, _, _ in inp.links:
+                scope = self.scope(link_id)
+                by_entity.setdefault(scope.leaf if scope is not None and scope.leaf else link_id, []).append(link_id)
+            worst_kind = max(pred.exposed_comm_s, key=lambda k: pred.exposed_comm_s[k])
+            for entity, ids in sorted(by_entity.items()):
+                shown = ", ".join(f"{i} ({self.links[i].capacity:.0%})" for i in ids[:3] if i in self.links)
+                flags.append(Flag(DEGRADED_LINK, entity, max(slow, 0.0),
+                                  f"crosses impaired link(s) {shown}{' ...' if len(ids) > 3 else ''}"))
+            if slow > s.recommend_margin:
+                entity = sorted(by_entity)[0]
+                rid = _rid(job_id, MOVE_JOB, entity, ",".join(i for i, _, _ in inp.links))
+                recs.append(Recommendation(rid, job_id, MOVE_JOB, entity,
+                                           f"move this job off {entity}: its {worst_kind} traffic crosses a degraded "
+                                           f"link ({by_entity[entity][0]}), +{slow:.0%} step time",
+                                           gain=slow / (1.0 + slow)))
+        # power cap from a curtailment plan in force
+        if inp.cap_w is not None:
+            free = self._predict(inp, comm, cap=None, thermal=inp.thermal_fraction, degrade=degrade)
+            slow = pred.step_time_s / free.step_time_s - 1.0
+            flags.append(Flag(POWER_CAP, racks[0] if racks else "", max(slow, 0.0),
+                              f"curtailment plan caps its GPUs at {inp.cap_w:.0f} W"))
+        for plan in self.plans.values():
+            if job_id in plan.paused and plan.end_s > now_s:
+                rid = _rid(job_id, CHECKPOINT_NOW, plan.plan_id)
+                wait = max(plan.start_s - now_s, 0.0)
+                recs.append(Recommendation(rid, job_id, CHECKPOINT_NOW, plan.key or plan.plan_id,
+                                           f"checkpoint now: curtailment plan {plan.plan_id} pauses this job in "
+                                           f"{_duration(wait)}", deadline_s=wait))
+        # thermal: predicted (or present) throttling on its GPUs / racks
+        for alert in self.thermal.values():
+            if not (alert.entity_id in racks or alert.gpu_ids.intersection(gpus)):
+                continue
+            hot = self._predict(inp, comm, cap=inp.cap_w, thermal=s.throttle_clock_fraction, degrade=degrade)
+            cool = self._predict(inp, comm, cap=inp.cap_w, thermal=1.0, degrade=degrade)
+            slow = hot.step_time_s / cool.step_time_s - 1.0
+            ttt = alert.throttle_at_s - now_s
+            where = f"rack {alert.entity_id}" if alert.entity_id in racks else alert.entity_id
+            detail = f"{where} is throttling" if ttt <= 0 else f"{where} is predicted to throttle in {_duration(ttt)}"
+            flags.append(Flag(THERMAL, alert.entity_id, max(slow, 0.0), detail))
+            if ttt > 0:
+                recs.append(Recommendation(_rid(job_id, CHECKPOINT_NOW, alert.alert_id), job_id, CHECKPOINT_NOW,
+                                           alert.entity_id, f"checkpoint now: {detail}", deadline_s=ttt,
+                                           gain=slow / (1.0 + slow)))
+        for alert in self.rack_alerts.values():
+            if alert.entity_id in racks:
+                flags.append(Flag(POWER_CAP, alert.entity_id, 0.0, f"power alert {alert.kind}: {alert.message}"))
+                if alert.critical:
+                    recs.append(Recommendation(_rid(job_id, CHECKPOINT_NOW, alert.alert_id), job_id, CHECKPOINT_NOW,
+                                               alert.entity_id, f"checkpoint now: rack {alert.entity_id} has a "
+                                               f"critical power alert ({alert.kind})"))
+        if own:
+            flags.append(Flag(UNSPECIFIED, "fabric", 0.0, f"communication from the job twin's own estimate: "
+                                                          f"{comm.detail or 'fabric twin unreachable'}"))
+        if self.links_truncated:
+            flags.append(Flag(UNSPECIFIED, "fabric", 0.0, "fabric state truncated: some impaired links unseen"))
+
+        # goodput and checkpoint interval
+        attrs = rec.attributes
+        n = max(inp.spec.n_gpus, 1)
+        mtbf = float(job_mtbf_s(n, s.gpu_mtbf_h))
+        ckpt = attr_float(attrs, "checkpoint_s", s.checkpoint_s)
+        restart = attr_float(attrs, "restart_s", s.restart_s)
+        optimal = float(daly_interval_s(ckpt, mtbf))
+        interval = attr_float(attrs, "checkpoint_interval_s", 0.0) or optimal
+        live.goodput = float(goodput_fraction(interval, ckpt, restart, mtbf))
+        live.optimal_interval_s = optimal
+        live.failures_per_day = float(failures_per_day(n, s.gpu_mtbf_h))
+        best = float(goodput_fraction(optimal, ckpt, restart, mtbf))
+        if best - live.goodput > 0.01:
+            recs.append(Recommendation(_rid(job_id, CHANGE_INTERVAL, f"{optimal:.0f}"), job_id, CHANGE_INTERVAL, job_id,
+                                       f"checkpoint every {_duration(optimal)} instead of {_duration(interval)}: "
+                                       f"goodput {live.goodput:.1%} -> {best:.1%}", gain=best - live.goodput))
+
+        live.inputs, live.prediction, live.comm = inp, pred, comm
+        live.flags = tuple(flags)
+        live.recommendations = tuple(recs)
+        self._measure(rec, live)
+        return live
+
+    def _measure(self, rec: JobRecord, live: JobLive) -> None:
+        """Fold a new progress report into the running error and flag a job slower than predicted."""
+        pred = live.prediction
+        if pred is None:
+            return
+        if rec.step != live.counted_step and (rec.measured_step_time_s or rec.measured_tokens_per_s):
+            ratio = (rec.measured_step_time_s / pred.step_time_s if rec.measured_step_time_s
+                     else pred.tokens_per_s / rec.measured_tokens_per_s)
+            live.error_sum += ratio
+            live.error_n += 1
+            live.last_ratio = ratio
+            live.counted_step = rec.step
+        flags = [f for f in live.flags if f.kind != SLOWER]
+        if live.last_ratio > 1.0 + self.settings.margin:
+            causes = [f for f in flags if f.kind not in (UNSPECIFIED, SLOWER) and f.slowdown > 0]
+            cause = max(causes, key=lambda f: f.slowdown) if causes else None
+            why = (f"likeliest cause: {cause.kind.replace('_', ' ')} on {cause.entity_id} ({cause.detail})" if cause
+                   else "no cause the twin can see (a straggler node, software or input pipeline)")
+            flags.append(Flag(SLOWER, cause.entity_id if cause else rec.job_id, live.last_ratio - 1.0,
+                              f"measured {live.last_ratio:.2f}x the predicted step time; {why}"))
+        live.flags = tuple(flags)
+
+    def progress(self, job_id: str) -> None:
+        """After a PROGRESS event: update the running error against the current prediction."""
+        rec = self.book.jobs.get(job_id)
+        live = self.jobs.get(job_id)
+        if rec is not None and live is not None:
+            self._measure(rec, live)
+
+    # -- energy and outputs -------------------------------------------------------------------------------
+    def accrue(self, now_s: float, only: str | None = None) -> None:
+        s = self.settings
+        for job_id, live in self.jobs.items() if only is None else [(only, self.jobs.get(only))]:
+            if live is None:
+                continue
+            rec = self.book.jobs.get(job_id)
+            running = rec is not None and rec.status == JobStatus.RUNNING and live.prediction is not None
+            if running and live.accrued_s is not None and now_s > live.accrued_s:
+                p = live.prediction
+                gpus = live.inputs.gpu_ids if live.inputs else ()
+                platform = sum(self.site.platform_w_per_gpu[n] for n in self._nodes_of(gpus)) if gpus else 0.0
+                watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
+                live.energy_j += watts * (now_s - live.accrued_s)
+            live.accrued_s = now_s if running else None
+
+    def _nodes_of(self, gpus: tuple[int, ...]) -> list[int]:
+        """One entry per GPU: its node (the platform share is per GPU)."""
+        inv = self.site.inventory
+        return [int(inv.gpu_node[g]) for g in gpus]
+
+    def view(self, job_id: str) -> JobView | None:
+        rec = self.book.jobs.get(job_id)
+        if rec is None:
+            return None
+        live = self.jobs.setdefault(job_id, JobLive())
+        return JobView(rec, live, self.gpu_ids(rec))
+
+    def views(self) -> list[JobView]:
+        return [v for v in (self.view(j) for j in sorted(self.book.jobs)) if v is not None]
+
+    def changed(self, job_id: str, now_s: float, republish_s: float) -> bool:
+        """Whether the job's published state is out of date (then marks it published)."""
+        v = self.view(job_id)
+        if v is None:
+            return False
+        live, rec = v.live, v.rec
+        p = live.prediction if rec.status == JobStatus.RUNNING else None
+        key = (rec.status, rec.last_event_s, _sig(p.step_time_s) if p else 0.0, rec.measured_step_time_s,
+               round(live.error_ratio, 4), tuple((f.kind, f.entity_id, round(f.slowdown, 3)) for f in live.flags),
+               round(live.goodput, 4))
+        due = rec.status == JobStatus.RUNNING and now_s - live.published_s >= republish_s
+        if key == live.published_key and not due:
+            return False
+        live.published_key, live.published_s = key, now_s
+        return True
+
+    def new_recommendations(self, job_id: str) -> list[Recommendation]:
+        live = self.jobs.get(job_id)
+        if live is None:
+            return []
+        out = [r for r in live.recommendations if r.recommendation_id not in live.published_recs]
+        live.published_recs.update(r.recommendation_id for r in out)
+        return out
+
+    def forget_ended(self, job_id: str) -> None:
+        """An ended job keeps its record; its live prediction is dropped."""
+        rec = self.book.jobs.get(job_id)
+        live = self.jobs.get(job_id)
+        if rec is not None and live is not None and rec.status in ENDED:
+            live.prediction = None
+            live.inputs = None
+            live.flags = ()
+            live.recommendations = ()
+
+    # -- what-ifs ------------------------------------------------------------------------------------
+    def predict_what_if(self, inp: JobInputs, comm: CommAnswer | None, *, cap: float | None = None,
+                        thermal: float | None = None, links: tuple[tuple[str, float, bool], ...] | None = None
+                        ) -> StepPrediction:
+        """The job's step under changed conditions (communication: its last answer, scaled by the own estimate
+        where the links change)."""
+        inp2 = inp if links is None else replace(inp, links=links)
+        base_thermal = inp.thermal_fraction if thermal is None else thermal
+        if links is None:
+            degrade = 1.0 if comm is not None and comm.source == "fabric" else self.network_fraction(inp.links)
+            return self._predict(inp, comm, cap=cap, thermal=base_thermal, degrade=degrade)
+        frac_new = self.network_fraction(inp2.links)
+        frac_old = self.network_fraction(inp.links)
+        before_own = self._predict(inp, None, cap=cap, thermal=base_thermal, degrade=frac_old)
+        after_own = self._predict(inp, None, cap=cap, thermal=base_thermal, degrade=frac_new)
+        now = self.predict_what_if(inp, comm, cap=cap, thermal=thermal)
+        ratio = after_own.step_time_s / before_own.step_time_s
+        return replace(now, step_time_s=now.step_time_s * ratio, tokens_per_s=now.tokens_per_s / ratio,
+                       tokens_per_s_per_gpu=now.tokens_per_s_per_gpu / ratio, mfu=now.mfu / ratio)
+
+
+def attr_float(attrs, key: str, default: float) -> float:
+    try:
+        v = float(attrs.get(key, ""))
+    except (TypeError, ValueError):
+        return default
+    return v if v > 0 and math.isfinite(v) else default
+
+
+def _rid(*parts: str) -> str:
+    return str(uuid.uuid5(_NS, "/".join(parts)))
+
+
+def _sig(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _duration(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+__all__ = ["CapPlan", "CommAnswer", "EventRejected", "Flag", "JobInputs", "JobLive", "JobTwin", "JobView",
+           "LinkHealth", "RackAlert", "Recommendation", "ThermalAlert", "TwinSettings", "call_key"]
