@@ -1,0 +1,203 @@
+"""What-if questions on the live job twin (JobService): placement candidates, failures, power caps.
+
+Placement: a candidate's nodes (given, or a rack's nodes) in order; whole free nodes are taken until the job's
+GPUs fit (a node holding another running job's GPUs is skipped). The job is predicted on them under the
+conditions in force (impaired links it would cross, caps, throttling) with the job twin's own communication
+estimate (the network bandwidth scaled by the crossed links' capacity; asking the fabric twin per candidate
+would not fit 100 candidates in a second). Risks: thermal = 1 when a rack of the candidate throttles now, else
+1 - time to throttle / ``THERMAL_HORIZON_S`` for a predicted throttle (0 without an alert); network = 1 - the
+bandwidth share left on the worst crossed path (at least 0.5 while a crossed link flaps). Ranked: candidates
+that fit first, by predicted step time x (1 + thermal risk x the throttle slowdown), then by network risk.
+
+Failures: NODE -> its running jobs stop; LINK (an uplink, leaf, spine or NIC id) -> the jobs crossing it slow (the
+link at capacity 0, scaled like the own estimate); CDU -> without redundancy left in its cooling group its racks
+throttle (``throttle_clock_fraction``); UPS -> without a redundant partner or a second PDU input its racks lose
+power and their jobs stop. Goodput lost: a stopped job loses its expected work since the last checkpoint (half
+an interval), its restart and the failure's duration (it waits for the repair) on all its GPUs; a slowed job
+loses duration x (1 - before / after) on all its GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from twin.core.rpc import InvalidArgument, NotFound
+from twin.jobs.domain.spec import JobSpec
+from twin.jobs.domain.step import StepPrediction
+from twin.jobs.live import JobTwin, attr_float
+
+THERMAL_HORIZON_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    candidate_id: str
+    rank: int
+    step_time_s: float
+    tokens_per_s: float
+    power_w: float
+    thermal_risk: float
+    network_risk: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class Impact:
+    job_id: str
+    stops: bool
+    before_s: float
+    after_s: float
+    slowdown: float
+    lost_gpu_h: float
+
+
+@dataclass(frozen=True)
+class CapAnswer:
+    before: StepPrediction
+    after: StepPrediction
+
+
+def candidate_nodes(site, rack_ids: list[str], node_ids: list[str], field: str) -> list[str]:
+    if not rack_ids and not node_ids:
+        raise InvalidArgument(field, "give rack_ids or node_ids")
+    nodes: list[str] = []
+    for j, r in enumerate(rack_ids):
+        if r not in site.inventory.rack_index:
+            raise InvalidArgument(f"{field}.rack_ids[{j}]", f"unknown rack {r!r}")
+        nodes += site.nodes_of_rack(r)
+    for j, n in enumerate(node_ids):
+        if n not in site.node_index:
+            raise InvalidArgument(f"{field}.node_ids[{j}]", f"unknown node {n!r}")
+        if n not in nodes:
+            nodes.append(n)
+    return nodes
+
+
+def placement(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
+              check: Callable[[], None] = lambda: None) -> list[Outcome]:
+    site = twin.site
+    held = twin.book.holders
+    scored: list[tuple[tuple, Outcome]] = []
+    for cid, nodes in candidates:
+        check()
+        free = [n for n in nodes if not held.get(n)]
+        chosen: list[str] = []
+        have = 0
+        for n in free:
+            if have >= spec.n_gpus:
+                break
+            chosen.append(n)
+            have += int(site.inventory.node_gpus[site.node_index[n]])
+        if have < spec.n_gpus:
+            out = Outcome(cid, 0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                          f"does not fit: {spec.n_gpus} GPUs needed, {have} free on the candidate's nodes")
+            scored.append(((1, 0.0, 0.0), out))
+            continue
+        gpus = site.gpu_ids(chosen, spec.n_gpus)
+        inp = twin.inputs_for(spec, tuple(chosen), gpus, now_s)
+        pred = twin.predict_what_if(inp, None)
+        frac = twin.network_fraction(inp.links)
+        net = 1.0 - frac
+        if any(flap for _, _, flap in inp.links):
+            net = max(net, 0.5)
+        thermal, throttle_slow = 0.0, 0.0
+        alerts = twin.thermal_alerts(gpus)
+        if alerts:
+            ttt = min(a.throttle_at_s for a in alerts) - now_s
+            thermal = 1.0 if ttt <= 0 else max(0.0, 1.0 - ttt / THERMAL_HORIZON_S)
+            hot = twin.predict_what_if(inp, None, thermal=twin.settings.throttle_clock_fraction)
+            throttle_slow = max(hot.step_time_s / pred.step_time_s - 1.0, 0.0)
+        racks = sorted(site.racks_of_gpus(gpus))
+        detail = (f"{len(chosen)} node(s) on rack(s) {', '.join(racks[:4])}{' ...' if len(racks) > 4 else ''}; "
+                  f"{len(inp.links)} impaired link(s) crossed; communication: the job twin's own estimate")
+        if inp.cap_w is not None:
+            detail += f"; capped at {inp.cap_w:.0f} W by a curtailment plan"
+        out = Outcome(cid, 0, pred.step_time_s, pred.tokens_per_s, pred.mean_power_w * pred.n_gpus, thermal, net,
+                      detail)
+        scored.append(((0, pred.step_time_s * (1.0 + thermal * throttle_slow), net), out))
+    scored.sort(key=lambda x: x[0])
+    return [replace(o, rank=i + 1) for i, (_, o) in enumerate(scored)]
+
+
+def _running(twin: JobTwin, now_s: float):
+    for rec in twin.book.running():
+        inp = twin.inputs(rec, now_s)
+        live = twin.jobs.get(rec.job_id)
+        if inp is not None:
+            yield rec, inp, live
+
+
+def _lost_stop(twin: JobTwin, rec, inp, duration_s: float) -> float:
+    s = twin.settings
+    live = twin.jobs.get(rec.job_id)
+    interval = attr_float(rec.attributes, "checkpoint_interval_s", 0.0) or (live.optimal_interval_s if live else 0.0)
+    restart = attr_float(rec.attributes, "restart_s", s.restart_s)
+    return inp.spec.n_gpus * (interval / 2.0 + restart + duration_s) / 3600.0
+
+
+def failure(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: float) -> list[Impact]:
+    site = twin.site
+    stop_racks: set[str] = set()
+    hot_racks: set[str] = set()
+    stop_node: int | None = None
+    scope = None
+    if kind == "node":
+        if target_id not in site.node_index:
+            raise NotFound("target_id", f"unknown node {target_id!r}")
+        stop_node = site.node_index[target_id]
+    elif kind == "link":
+        scope = twin.scope(target_id)
+        if scope is None:
+            raise NotFound("target_id", f"unknown link {target_id!r} (uplink, leaf, spine or NIC id)")
+    elif kind == "cdu":
+        group = site.cdu_group.get(target_id)
+        if group is None:
+            raise NotFound("target_id", f"unknown CDU or CRAH {target_id!r}")
+        members = sum(1 for g in site.cdu_group.values() if g == group)
+        redundancy = next((r for g, r, _ in site.cooling_group_of_rack.values() if g == group), "N")
+        if not (redundancy == "N+1" and members > 1):
+            hot_racks = set(site.cooling_group_racks.get(group, []))
+    else:
+        entry = site.ups_racks.get(target_id)
+        if entry is None:
+            raise NotFound("target_id", f"unknown UPS {target_id!r}")
+        racks, redundant = entry
+        if not redundant:
+            stop_racks = set(racks)
+    out: list[Impact] = []
+    for rec, inp, live in _running(twin, now_s):
+        before = live.prediction if live is not None and live.prediction is not None else \
+            twin.predict_what_if(inp, None)
+        b = before.step_time_s
+        racks = site.racks_of_gpus(inp.gpu_ids)
+        if (stop_node is not None and stop_node in site.nodes_of_gpus(inp.gpu_ids)) or racks & stop_racks:
+            out.append(Impact(rec.job_id, True, b, 0.0, 0.0, _lost_stop(twin, rec, inp, duration_s)))
+            continue
+        comm = live.comm if live is not None else None
+        if scope is not None:
+            if not site.crosses(scope, site.nodes_of_gpus(inp.gpu_ids), inp.gpu_ids):
+                continue
+            links = tuple(sorted({lk for lk in inp.links if lk[0] != target_id} | {(target_id, 0.0, False)}))
+            after = twin.predict_what_if(inp, comm, cap=inp.cap_w, links=links).step_time_s
+        elif racks & hot_racks:
+            after = twin.predict_what_if(inp, comm, cap=inp.cap_w,
+                                         thermal=twin.settings.throttle_clock_fraction).step_time_s
+        else:
+            continue
+        slow = after / b - 1.0
+        lost = inp.spec.n_gpus * duration_s * max(0.0, 1.0 - b / after) / 3600.0
+        out.append(Impact(rec.job_id, False, b, after, slow, lost))
+    return sorted(out, key=lambda i: (-i.lost_gpu_h, i.job_id))
+
+
+def power_cap(twin: JobTwin, job_id: str, cap_w: float, now_s: float) -> CapAnswer | None:
+    rec = twin.book.jobs[job_id]
+    inp = twin.inputs(rec, now_s)
+    if inp is None:
+        return None
+    live = twin.jobs.get(job_id)
+    comm = live.comm if live is not None else None
+    before = twin.predict_what_if(inp, comm, cap=inp.cap_w)
+    cap = cap_w if inp.cap_w is None else min(cap_w, inp.cap_w)
+    return CapAnswer(before, twin.predict_what_if(inp, comm, cap=cap))

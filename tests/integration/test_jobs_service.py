@@ -1,0 +1,328 @@
+"""The job twin as a service against the real broker (Tansu or TWIN_KAFKA_BOOTSTRAP), real PostgreSQL and a
+running fabric twin (FabricApp in-process), with real gRPC over loopback both ways.
+
+Facility: the DGX H100 SU preset re-cabled like tests/integration/test_fabric_live_state.py (4 leaf groups of 8
+nodes, 4 spines, 8:1 oversubscription), so a job on two nodes of leaf group 0 and two of leaf group 1 sends its
+data-parallel traffic over the spine: losing one of the rail-0 leaf's 4 uplinks slows its DP collectives, and
+bringing the uplink back gives the healthy answer exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from twin.core import topics
+from twin.core.facility.spec import PRESETS_DIR
+from twin.core.kafka import EventProducer
+from twin.core.topics_admin import ensure_topics
+from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.v1 import fabric_pb2 as fpb
+from twin.jobs.adapters import codec
+from twin.jobs.adapters.slurm_feed import SlurmPublisher, replay_sacct
+from twin.jobs.app import JobsApp, JobsConfig
+from twin.jobs.domain.events import EventKind, JobEvent
+from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
+from twin.jobs.v1 import jobs_pb2 as pb
+from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.timeout(240)
+
+SITE = "it-jobs"
+WAIT_S = 60.0
+UPLINK = "leaf-r0-g0/spine1"
+# nodes 0, 1 (leaf group 0) and 8, 9 (leaf group 1): 4 DGX H100, 32 GPUs
+NODES = ("su1-0000-n00", "su1-0000-n01", "su1-0002-n00", "su1-0002-n01")
+SPEC = JobSpec(ModelShape(layers=32, hidden=4096, ffn_hidden=14336, heads=32, kv_heads=8, vocab=128256, seq_len=8192,
+                          gated_ffn=True),
+               Parallelism(tp=8, dp=4), TrainingSetup(micro_batch=1, global_batch=4), gpu="h100-sxm")
+
+
+@pytest.fixture
+def facility_file(tmp_path: Path) -> Path:
+    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
+    spec["site_id"] = SITE
+    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
+    path = tmp_path / "facility.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+class Running:
+    def __init__(self, app) -> None:
+        self.app, self.stop, self.task = app, asyncio.Event(), None
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self.app.run(self.stop))
+        ready = asyncio.create_task(self.app.ready.wait())
+        await asyncio.wait([ready, self.task], timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
+        assert self.app.ready.is_set(), f"{type(self.app).__name__} did not become ready"
+        return self.app
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+def fabric_config(bootstrap: str, db: str, facility: Path, unique_topic) -> FabricConfig:
+    return FabricConfig(kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
+                        grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
+                        events_topic=unique_topic(topics.FABRIC_EVENTS),
+                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+
+
+def jobs_config(bootstrap: str, db: str, facility: Path, unique_topic, fabric_target: str | None,
+                fabric_topic: topics.Topic | None = None) -> JobsConfig:
+    return JobsConfig(kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
+                      grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}", fabric_target=fabric_target,
+                      fabric_timeout_s=5.0, tick_s=0.2,
+                      events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
+                      recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
+                      fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
+                      power_alerts_topic=unique_topic(topics.POWER_ALERTS),
+                      power_plans_topic=unique_topic(topics.POWER_PLANS),
+                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS))
+
+
+async def poll(fn, until, timeout_s: float = WAIT_S, every_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    result = await fn()
+    while not until(result) and time.monotonic() < deadline:
+        await asyncio.sleep(every_s)
+        result = await fn()
+    assert until(result), f"condition not met within {timeout_s}s; last result: {result}"
+    return result
+
+
+async def read_until(bootstrap: str, name: str, partitions: int, want, timeout_s: float = WAIT_S) -> list:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while not want(records) and time.monotonic() < deadline:
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        assert want(records), f"{name}: condition not met with {len(records)} records"
+        return records
+    finally:
+        await consumer.stop()
+
+
+def job_event(job_id: str, kind: EventKind, t: float, **kw) -> pb.JobEvent:
+    return codec.event_to_proto(JobEvent(job_id=job_id, kind=kind, time_s=t, source="test", **kw))
+
+
+def link_event(kind: int, t: float) -> fpb.LinkEvent:
+    msg = fpb.LinkEvent(link_id=UPLINK, kind=kind, reason="integration test")
+    msg.event_time.FromNanoseconds(int(t * 1e9))
+    return msg
+
+
+def reason(record) -> str:
+    return dict(record.headers)["dlq_reason"].decode()
+
+
+async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bootstrap, fresh_database,
+                                                                        facility_file, unique_topic):
+    fcfg = fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic)
+    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    async with Running(FabricApp(fcfg)) as fabric:
+        cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"127.0.0.1:{fabric.port}",
+                          fabric_topic=fcfg.state_topic)
+        async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            t0 = time.time()
+            await producer.send(cfg.events_topic, "j1", job_event("j1", EventKind.SUBMITTED, t0, spec=SPEC,
+                                                                  attributes={"owner": "ml"}))
+            await producer.send(cfg.events_topic, "j1", job_event("j1", EventKind.STARTED, t0 + 1, nodes=NODES,
+                                                                  n_gpus=32))
+
+            async def job() -> pb.JobState:
+                try:
+                    return (await stub.GetJob(pb.GetJobRequest(job_id="j1"))).job
+                except grpc.aio.AioRpcError:
+                    return pb.JobState()
+
+            healthy = await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
+            assert list(healthy.placement.node_ids) == list(NODES) and len(healthy.placement.gpu_ids) == 32
+            assert not [f for f in healthy.risk_flags if f.entity_id == "fabric"], "fabric answered: no fallback flag"
+            assert app.fabric.calls > 0 and healthy.mfu > 0 and healthy.power_w > 0 and 0 < healthy.goodput_fraction < 1
+
+            await producer.send(fcfg.events_topic, UPLINK, link_event(fpb.LINK_EVENT_KIND_DOWN, t0 + 2))
+            slowed = await poll(job, lambda j: j.predicted_step_time_s > healthy.predicted_step_time_s)
+            flags = [f for f in slowed.risk_flags if f.kind == pb.RISK_KIND_DEGRADED_LINK]
+            assert [f.entity_id for f in flags] == ["leaf-r0-g0"] and flags[0].slowdown_fraction > 0.05
+            assert UPLINK in flags[0].detail
+            assert slowed.breakdown.exposed_dp_s >= healthy.breakdown.exposed_dp_s
+
+            # what-ifs on the live twin
+            fail = await stub.WhatIfFailure(pb.WhatIfFailureRequest(
+                target_kind=pb.FAILURE_TARGET_KIND_NODE, target_id=NODES[0], duration_s=600))
+            assert [i.job_id for i in fail.impacts] == ["j1"] and fail.impacts[0].stops
+            assert fail.goodput_lost_gpu_hours > 32 * 600 / 3600
+            cap = await stub.WhatIfPowerCap(pb.WhatIfPowerCapRequest(job_id="j1", gpu_power_cap_w=400))
+            assert cap.step_time_after_s > cap.step_time_before_s and cap.power_after_w < cap.power_before_w
+            assert cap.step_time_before_s == pytest.approx(slowed.predicted_step_time_s)
+
+            await producer.send(fcfg.events_topic, UPLINK, link_event(fpb.LINK_EVENT_KIND_UP, t0 + 3))
+            restored = await poll(job, lambda j: j.predicted_step_time_s != slowed.predicted_step_time_s)
+            assert restored.predicted_step_time_s == healthy.predicted_step_time_s
+            assert not [f for f in restored.risk_flags if f.kind == pb.RISK_KIND_DEGRADED_LINK]
+
+            # published: the three predictions in order on jobs.state.v1, stored in job_state
+            def seen(recs) -> list[float]:
+                out: list[float] = []
+                for r in recs:
+                    v = pb.JobState.FromString(r.value).predicted_step_time_s
+                    if v and (not out or out[-1] != v):
+                        out.append(v)
+                return out
+
+            want = [healthy.predicted_step_time_s, slowed.predicted_step_time_s, restored.predicted_step_time_s]
+            recs = await read_until(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions,
+                                    lambda rs: seen(rs)[-3:] == want)
+            assert all(r.key == b"j1" for r in recs)
+            moves = await read_until(kafka_bootstrap, cfg.recommendations_topic.name, cfg.recommendations_topic.partitions,
+                                     lambda rs: any(pb.JobRecommendation.FromString(r.value).kind ==
+                                                    pb.RECOMMENDATION_KIND_MOVE_JOB for r in rs))
+            move = next(m for m in map(lambda r: pb.JobRecommendation.FromString(r.value), moves)
+                        if m.kind == pb.RECOMMENDATION_KIND_MOVE_JOB)
+            assert move.job_id == "j1" and move.entity_id == "leaf-r0-g0" and "leaf-r0-g0" in move.message
+            with psycopg.connect(fresh_database) as conn:
+                rows = conn.execute("SELECT predicted_step_time_s FROM job_state WHERE job_id = 'j1' ORDER BY time"
+                                    ).fetchall()
+                latest = conn.execute("SELECT status FROM job_state_latest WHERE job_id = 'j1'").fetchone()
+            stored = [r[0] for r in rows if r[0]]
+            assert slowed.predicted_step_time_s in stored and stored[-1] == restored.predicted_step_time_s
+            assert latest == (pb.JOB_STATUS_RUNNING,)
+
+            # list, and INVALID_ARGUMENT naming the field
+            listed = await stub.ListJobs(pb.ListJobsRequest(status=pb.JOB_STATUS_RUNNING))
+            assert [j.job_id for j in listed.jobs] == ["j1"]
+            bad_spec = codec.spec_to_proto(SPEC)
+            bad_spec.parallel.tp = 3
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.WhatIfPlacement(pb.WhatIfPlacementRequest(
+                    spec=bad_spec, candidates=[pb.PlacementCandidate(candidate_id="a", rack_ids=["su1-0004"])]))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details().startswith("spec.parallel")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.WhatIfPlacement(pb.WhatIfPlacementRequest(
+                    spec=codec.spec_to_proto(SPEC), candidates=[pb.PlacementCandidate(rack_ids=["nope"])]))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert err.value.details().startswith("candidates[0].rack_ids[0]")
+
+
+async def test_bad_events_go_to_the_dlq_with_a_reason(kafka_bootstrap, fresh_database, facility_file, unique_topic):
+    # no fabric twin at all: the job twin uses its own estimate and says so
+    cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, "127.0.0.1:9")
+    async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.JobServiceStub(channel)
+        t0 = time.time()
+        send = producer.send
+        await send(cfg.events_topic, "a", job_event("a", EventKind.SUBMITTED, t0, spec=SPEC))
+        await send(cfg.events_topic, "a", job_event("a", EventKind.STARTED, t0 + 1, nodes=NODES, n_gpus=32))
+
+        async def job() -> pb.JobState:
+            try:
+                return (await stub.GetJob(pb.GetJobRequest(job_id="a"))).job
+            except grpc.aio.AioRpcError:
+                return pb.JobState()
+
+        # "a" holds its GPUs before "b" (on another partition) asks for them
+        await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING)
+        # 1. progress for a job nobody submitted
+        await send(cfg.events_topic, "ghost", job_event("ghost", EventKind.PROGRESS, t0 + 2, step=1, step_time_s=1.0))
+        # 2. a placement on GPUs job "a" holds
+        await send(cfg.events_topic, "b", job_event("b", EventKind.SUBMITTED, t0 + 2, spec=SPEC))
+        await send(cfg.events_topic, "b", job_event("b", EventKind.STARTED, t0 + 3, nodes=NODES, n_gpus=32))
+        # 3. an impossible spec (TP x DP is not the job's GPU count)
+        impossible = job_event("c", EventKind.SUBMITTED, t0 + 3)
+        impossible.spec.CopyFrom(codec.spec_to_proto(SPEC))
+        impossible.spec.parallel.tp = 3
+        await send(cfg.events_topic, "c", impossible)
+        # 4. a node the facility does not have
+        await send(cfg.events_topic, "d", job_event("d", EventKind.SUBMITTED, t0 + 4, spec=SPEC))
+        await send(cfg.events_topic, "d", job_event("d", EventKind.STARTED, t0 + 5, nodes=("nowhere-n00",), n_gpus=32))
+        # 5. bytes that are no JobEvent
+        await producer.send_raw(cfg.events_topic.name, b"e", b"\xff\xfe not protobuf",
+                                producer.headers_for(cfg.events_topic))
+        # a good progress report after all of them: the partition keeps flowing
+        await send(cfg.events_topic, "a", job_event("a", EventKind.PROGRESS, t0 + 6, step=10, step_time_s=9.0))
+
+        dlq = await read_until(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions, lambda rs: len(rs) >= 5)
+        reasons = sorted(reason(r) for r in dlq)
+        assert len(reasons) == 5
+        assert any("unknown job 'ghost'" in r for r in reasons)
+        assert any("taken by running job(s) a" in r for r in reasons)
+        assert any(r.startswith("validation: spec.parallel: ") and "!= n_gpus = 32" in r for r in reasons)
+        assert any("unknown node(s): nowhere-n00" in r for r in reasons)
+        assert any(r.startswith("decode") for r in reasons)
+
+        state = await poll(job, lambda j: j.measured_step_time_s == 9.0)
+        assert state.step_time_error_ratio == pytest.approx(9.0 / state.predicted_step_time_s)
+        fallback = [f for f in state.risk_flags if f.entity_id == "fabric"]
+        assert fallback and "own estimate" in fallback[0].detail
+        slower = [f for f in state.risk_flags if f.kind == pb.RISK_KIND_SLOWER_THAN_PREDICTED]
+        assert state.step_time_error_ratio > 1.15 and slower and "no cause the twin can see" in slower[0].detail
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetJob(pb.GetJobRequest(job_id="ghost"))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+SACCT = """JobID|JobIDRaw|Cluster|Partition|Account|User|Submit|Start|End|State|ExitCode|NNodes|AllocTRES|NodeList|JobName|Comment
+101|101|su|gpu|ml|alice|2026-11-01T10:00:00|2026-11-01T10:01:00|2026-11-01T12:00:00|COMPLETED|0:0|2|billing=16,gres/gpu=16|su1-0001-n[00-01]|pretrain|twin: gpu=H100-SXM layers=32 hidden=4096 ffn_hidden=14336 heads=32 kv_heads=8 vocab=128256 seq_len=8192 gated=true tp=8 pp=1 cp=1 micro_batch=1 global_batch=32
+102|102|su|gpu|ml|bob|2026-11-01T10:05:00|2026-11-01T10:06:00|2026-11-01T10:30:00|NODE_FAIL|0:0|1|billing=8,gres/gpu=8|su1-0003-n00|finetune|
+103|103|su|gpu|ml|carol|2026-11-01T10:07:00|not a time|Unknown|RUNNING|0:0|1|billing=8,gres/gpu=8|su1-0003-n01|broken|
+"""
+
+
+async def test_sacct_replay_produces_the_expected_event_sequence(kafka_bootstrap, fresh_database, facility_file,
+                                                                 unique_topic):
+    cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
+    async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer:
+        publisher = SlurmPublisher(producer, cfg.events_topic, source="sacct")
+        events = await replay_sacct(SACCT, publisher)
+        assert [(e.job_id, e.kind) for e in events] == [
+            ("101", EventKind.SUBMITTED), ("101", EventKind.STARTED), ("102", EventKind.SUBMITTED),
+            ("102", EventKind.STARTED), ("102", EventKind.FAILED), ("101", EventKind.FINISHED)]
+        assert publisher.stats.rejected == 1
+        again = await replay_sacct(SACCT, publisher)  # a re-export: nothing published twice
+        assert len(again) == 6 and publisher.stats.published == 6 and publisher.stats.duplicates == 6
+
+        recs = await read_until(kafka_bootstrap, cfg.events_topic.name, cfg.events_topic.partitions,
+                                lambda rs: len(rs) >= 6)
+        by_job: dict[str, list[int]] = {}
+        for r in sorted(recs, key=lambda r: (r.partition, r.offset)):
+            msg = pb.JobEvent.FromString(r.value)
+            assert r.key.decode() == msg.job_id
+            by_job.setdefault(msg.job_id, []).append(msg.kind)
+        assert by_job == {"101": [pb.JOB_EVENT_KIND_SUBMITTED, pb.JOB_EVENT_KIND_STARTED, pb.JOB_EVENT_KIND_FINISHED],
+                          "102": [pb.JOB_EVENT_KIND_SUBMITTED, pb.JOB_EVENT_KIND_STARTED, pb.JOB_EVENT_KIND_FAILED]}
+        dlq = await read_until(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions, lambda rs: len(rs) >= 1)
+        assert reason(dlq[0]).startswith("slurm: ") and b"103" in dlq[0].value
+
+        async def statuses():
+            return {j: r.status.value for j, r in app.twin.book.jobs.items()}
+
+        final = await poll(statuses, lambda s: s == {"101": "finished", "102": "failed"})
+        assert app.twin.book.jobs["102"].failure_cause.value == "node"
+        assert app.twin.book.jobs["101"].spec is not None and app.twin.book.jobs["101"].n_gpus == 16
+        assert final and not app.twin.book.holders
