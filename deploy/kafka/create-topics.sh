@@ -22,6 +22,7 @@ power.state.v1 12
 power.alerts.v1 3
 power.plans.v1 1
 grid.events.v1 1
+power.racks.v1 6
 jobs.events.v1 6
 jobs.state.v1 6
 jobs.recommendations.v1 3
@@ -36,6 +37,7 @@ power.state.v1.dlq 12
 power.alerts.v1.dlq 3
 power.plans.v1.dlq 1
 grid.events.v1.dlq 1
+power.racks.v1.dlq 6
 jobs.events.v1.dlq 6
 jobs.state.v1.dlq 6
 jobs.recommendations.v1.dlq 3

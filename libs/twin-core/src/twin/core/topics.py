@@ -50,6 +50,8 @@ POWER_STATE = Topic("power.state.v1", power_pb2.PowerState, key="entity_id", par
 POWER_ALERTS = Topic("power.alerts.v1", power_pb2.PowerAlert, key="entity_id", partitions=3)
 POWER_PLANS = Topic("power.plans.v1", power_pb2.CurtailmentPlan, key="site_id", partitions=1)
 GRID_EVENTS = Topic("grid.events.v1", power_pb2.GridEvent, key="event_id", partitions=1)
+# The power twin's second stage: each rack's state re-keyed by site, so one process owns a site's totals.
+POWER_RACKS = Topic("power.racks.v1", power_pb2.PowerState, key="site_id", partitions=6)
 # jobs: scheduler/framework events, per-job state and recommendations, all keyed by job so one job's
 # events stay ordered in one partition (the jobs twin keeps per-job state partitioned the same way)
 JOBS_EVENTS = Topic("jobs.events.v1", jobs_pb2.JobEvent, key="job_id", partitions=6)
@@ -64,7 +66,7 @@ COOLING_EVENTS = Topic("cooling.events.v1", cooling_pb2.CoolingEvent, key="entit
 
 ALL: tuple[Topic, ...] = (
     FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE, POWER_STATE, POWER_ALERTS, POWER_PLANS,
-    GRID_EVENTS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS, COOLING_STATE, COOLING_ALERTS, COOLING_EVENTS,
+    GRID_EVENTS, POWER_RACKS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS, COOLING_STATE, COOLING_ALERTS, COOLING_EVENTS,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 

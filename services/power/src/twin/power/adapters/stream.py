@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from twin.core import topics
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
 from twin.core.topics import Topic
 from twin.power.adapters import codec
@@ -49,7 +50,7 @@ from twin.power.v1 import power_pb2 as pb
 log = logging.getLogger("twin.power.stream")
 
 #: stage 2's input: every rack's PowerState, keyed by site (kit change proposed: register it in twin.core.topics)
-RACK_CONTRIBUTIONS = Topic("power.racks.v1", pb.PowerState, key="site_id", partitions=6)
+RACK_CONTRIBUTIONS = topics.POWER_RACKS  # declared in the registry like every topic
 
 _NS = uuid.UUID("6a1d3f2e-91b4-4c0a-8e57-d2b0c4a9e311")
 
