@@ -33,6 +33,7 @@ from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from twinctl.__main__ import main as twinctl_main
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -138,7 +139,7 @@ def reason(record) -> str:
 
 
 async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bootstrap, fresh_database,
-                                                                        facility_file, unique_topic):
+                                                                        facility_file, unique_topic, capsys):
     fcfg = fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic)
     await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
     async with Running(FabricApp(fcfg)) as fabric:
@@ -227,6 +228,22 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
                     spec=codec.spec_to_proto(SPEC), candidates=[pb.PlacementCandidate(rack_ids=["nope"])]))
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert err.value.details().startswith("candidates[0].rack_ids[0]")
+
+            # twinctl jobs over the same gRPC
+            target = ["jobs", "--target", f"127.0.0.1:{app.grpc_port}"]
+            capsys.readouterr()
+            assert await asyncio.to_thread(twinctl_main, [*target, "list", "--status", "running"]) == 0
+            table = capsys.readouterr().out.splitlines()
+            assert table[0].split()[:3] == ["job", "status", "GPUs"] and table[1].split()[:3] == ["j1", "running", "32"]
+            assert await asyncio.to_thread(twinctl_main, [*target, "show", "j1"]) == 0
+            shown = capsys.readouterr().out
+            assert shown.startswith("job j1  running  owner ml") and f"{restored.predicted_step_time_s * 1e3:.1f} ms" in shown
+            assert await asyncio.to_thread(twinctl_main, [*target, "whatif-placement", "--job", "j1", "--candidate",
+                                                          "su1-0000", "--candidate", "su1-0004"]) == 0
+            ranked = capsys.readouterr().out.splitlines()
+            assert ranked[1].split()[:2] == ["1", "#2"] and ranked[2].split()[:2] == ["2", "#1"]
+            assert "does not fit: 32 GPUs needed, 16 free" in ranked[2]
+            assert await asyncio.to_thread(twinctl_main, [*target, "show", "nope"]) == 3
 
 
 async def test_bad_events_go_to_the_dlq_with_a_reason(kafka_bootstrap, fresh_database, facility_file, unique_topic):

@@ -10,6 +10,7 @@
   twinctl power plan --limit-kw 250 [--deadline-s 600] [--duration-s 1800]
   twinctl power whatif-cap --cap-w 400 (--gpus 0-63 | --racks A,B | --job ID)
   twinctl power whatif-failure ups-1 [...]
+  twinctl jobs list [--status running] | show JOB | whatif-placement --job JOB --candidate su1-0004 [...]
   twinctl dlq list [--topic facility.telemetry.v1] [--reason TEXT]      dead letters and why
   twinctl dlq replay --topic facility.telemetry.v1 [--reason TEXT]      re-publish after a fix
 
@@ -33,6 +34,7 @@ from twin.core import limits
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 from twinctl import dlq
+from twinctl import jobs as jobs_cli
 from twinctl import power as power_cli
 
 DEFAULT_FABRIC_TARGET = "127.0.0.1:50053"
@@ -193,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmds = fabric.add_subparsers(dest="cmd", required=True)
     dlq.add_parser(sub)
     power_cli.add_parser(sub)
+    jobs_cli.add_parser(sub)
 
     est = cmds.add_parser("estimate", help="one collective")
     est.add_argument("--collective", type=collective, required=True)
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         return dlq.run(args)
     if args.service == "power":
         return power_cli.run(args, open_channel)
+    if args.service == "jobs":
+        return jobs_cli.run(args, open_channel)
     target = args.target or os.environ.get("TWINCTL_FABRIC_TARGET") or DEFAULT_FABRIC_TARGET
     with open_channel(target, args) as channel:
         try:

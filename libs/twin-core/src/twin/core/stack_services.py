@@ -168,6 +168,28 @@ async def _power_status(ctx: StackContext) -> str:
             f"headroom {s.headroom_w / 1e6:.2f} MW)")
 
 
+async def _jobs_status(ctx: StackContext) -> str:
+    import grpc
+
+    from twin.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+
+    target = f"127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')}"
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            reply = await jobs_pb2_grpc.JobServiceStub(channel).ListJobs(
+                jobs_pb2.ListJobsRequest(status=jobs_pb2.JOB_STATUS_RUNNING, page_size=1000), timeout=2,
+                metadata=(("authorization", f"Bearer {ctx.token}"),))
+    except grpc.aio.AioRpcError as exc:
+        return f"jobs: {exc.code().name}"
+    except Exception as exc:  # noqa: BLE001 - a status probe reports, never raises
+        return f"jobs: {exc.__class__.__name__}"
+    jobs = list(reply.jobs)
+    flagged = sum(1 for j in jobs if j.risk_flags)
+    power = sum(j.power_w for j in jobs)
+    more = "+" if reply.next_page_token else ""
+    return f"jobs: {len(jobs)}{more} running, {flagged} with risk flags, {power / 1e3:.1f} kW predicted GPU power"
+
+
 # -- the table ------------------------------------------------------------------------------------
 
 
@@ -207,6 +229,15 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f"OpenADR 3 POST http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}/openadr3/events "
             f"(Authorization: Bearer {ctx.token})"],
         status=_power_status),
+    # the job twin: after fabric (it asks the fabric twin's gRPC for collective times, with that port and token)
+    StackService(
+        "jobs", "twin.jobs", ports={"JOBS_GRPC_PORT": 50056},
+        env=lambda ctx: {"JOBS_GRPC_TOKEN": ctx.token, "JOBS_FABRIC_TOKEN": ctx.token,
+                         "JOBS_FABRIC_TARGET": f"127.0.0.1:{ctx.port('fabric', 'FABRIC_GRPC_PORT')}"},
+        banner=lambda ctx: [
+            f"gRPC 127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')}   try: TWINCTL_TOKEN={ctx.token} .venv/bin/twinctl "
+            f"jobs --target 127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')} list"],
+        status=_jobs_status),
     # the console: the live web page (read-only; latest-only tails, so its start order does not matter)
     StackService(
         "console", "twin.console", ports={"CONSOLE_HTTP_PORT": 8080},

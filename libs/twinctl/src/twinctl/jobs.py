@@ -1,0 +1,167 @@
+"""`twinctl jobs`: the job twin's JobService from the terminal, as readable tables.
+
+    twinctl jobs list [--status running]                 every job: status, GPUs, predicted / measured step, risks
+    twinctl jobs show JOB                                one job: prediction, breakdown, power phases, risks, goodput
+    twinctl jobs whatif-placement (--job JOB | --spec JSON) --candidate su1-0000,su1-0001 [--candidate ...]
+                                                         candidates ranked (rack ids, or node ids: "<rack>-nNN")
+
+--spec takes a twin.jobs.v1.JobSpec as JSON (e.g. '{"model": {...}, "parallel": {"tp": 8, "dp": 4}, "gpuModel":
+"H100-SXM", ...}'); --job reuses a known job's spec. Target: --target HOST:PORT, else env TWINCTL_JOBS_TARGET,
+else 127.0.0.1:50056. --token / TWINCTL_TOKEN, --tls-ca [--tls-cert --tls-key] and --json as for `twinctl fabric`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable
+
+import grpc
+from google.protobuf.json_format import MessageToJson, Parse, ParseError
+
+from twin.jobs.v1 import jobs_pb2 as pb
+from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
+
+DEFAULT_JOBS_TARGET = "127.0.0.1:50056"
+_NODE = re.compile(r"-n\d+$")  # node ids are "<rack>-nNN" (twin.core.facility naming)
+_STATUS = {name.removeprefix("JOB_STATUS_").lower(): value for name, value in pb.JobStatus.items() if value}
+
+
+def _ids(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _status(text: str) -> int:
+    if text.lower() not in _STATUS:
+        raise argparse.ArgumentTypeError(f"unknown status {text!r} (one of {', '.join(_STATUS)})")
+    return _STATUS[text.lower()]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("jobs", help="JobService (job twin)")
+    p.add_argument("--target", default=None, help=f"host:port (env TWINCTL_JOBS_TARGET, default {DEFAULT_JOBS_TARGET})")
+    p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--token", default=None, help="bearer token (env TWINCTL_TOKEN)")
+    p.add_argument("--tls-ca", default=None, help="PEM CA of the server certificate: use TLS (env TWINCTL_TLS_CA)")
+    p.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
+    cmds = p.add_subparsers(dest="cmd", required=True)
+    ls = cmds.add_parser("list", help="jobs with their current predictions")
+    ls.add_argument("--status", type=_status, default=0, help=f"only jobs in this status ({', '.join(_STATUS)})")
+    show = cmds.add_parser("show", help="one job in detail")
+    show.add_argument("job_id")
+    wp = cmds.add_parser("whatif-placement", help="rank candidate racks/nodes for a job spec")
+    g = wp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--job", help="use this job's spec")
+    g.add_argument("--spec", help="a twin.jobs.v1.JobSpec as JSON")
+    wp.add_argument("--candidate", type=_ids, action="append", required=True,
+                    help="comma-separated rack ids or node ids; repeat for each candidate")
+
+
+def _risks(j: pb.JobState) -> str:
+    shown = [f"{pb.RiskKind.Name(f.kind).removeprefix('RISK_KIND_').lower()}:{f.entity_id}"
+             + (f"(+{f.slowdown_fraction:.0%})" if f.slowdown_fraction else "") for f in j.risk_flags]
+    return ", ".join(shown) or "-"
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:10.1f}" if s else f"{'-':>10}"
+
+
+def render_list(jobs: list[pb.JobState]) -> str:
+    lines = [f"{'job':<16} {'status':<10} {'GPUs':>5} {'pred ms':>10} {'meas ms':>10} {'err':>6} {'tok/s':>11} "
+             f"{'MFU':>6} {'kW':>7} {'goodput':>8}  risks"]
+    for j in jobs:
+        status = pb.JobStatus.Name(j.status).removeprefix("JOB_STATUS_").lower()
+        lines.append(f"{j.job_id:<16} {status:<10} {j.placement.n_gpus:>5} {_ms(j.predicted_step_time_s)} "
+                     f"{_ms(j.measured_step_time_s)} {j.step_time_error_ratio:>6.2f} {j.predicted_tokens_per_s:>11,.0f} "
+                     f"{j.mfu:>6.1%} {j.power_w / 1e3:>7.1f} {j.goodput_fraction:>8.1%}  {_risks(j)}")
+    if not jobs:
+        lines.append("(no jobs)")
+    return "\n".join(lines)
+
+
+def render_job(j: pb.JobState) -> str:
+    s, b = j.spec, j.breakdown
+    m, par = s.model, s.parallel
+    status = pb.JobStatus.Name(j.status).removeprefix("JOB_STATUS_").lower()
+    nodes = list(j.placement.node_ids)
+    lines = [
+        f"job {j.job_id}  {status}  owner {s.owner or '-'}  at {j.state_time.ToDatetime().isoformat(timespec='seconds')}Z",
+        f"  model     {m.layers} layers, hidden {m.hidden}, ffn {m.ffn_hidden}, heads {m.heads}/{m.kv_heads or m.heads}, "
+        f"seq {m.seq_len_tokens}" + (f", {m.moe_experts} experts top-{m.moe_topk}" if m.moe_experts else ""),
+        f"  parallel  tp {par.tp or 1} pp {par.pp or 1} dp {par.dp or 1} cp {par.cp or 1} ep {par.ep or 1}; "
+        f"{s.n_gpus} x {s.gpu_model}; batch {s.micro_batch_sequences}/{s.global_batch_sequences}",
+        f"  placement {len(nodes)} node(s): {', '.join(nodes[:6])}{' ...' if len(nodes) > 6 else ''}",
+        f"  step      predicted {j.predicted_step_time_s * 1e3:.1f} ms, measured "
+        + (f"{j.measured_step_time_s * 1e3:.1f} ms (running error {j.step_time_error_ratio:.2f}x)"
+           if j.measured_step_time_s else "-"),
+        f"  rate      {j.predicted_tokens_per_s:,.0f} tokens/s, MFU {j.mfu:.1%}, clock {j.clock_fraction:.0%}",
+        f"  breakdown gemm {b.gemm_s * 1e3:.1f} attn {b.attention_s * 1e3:.1f} mem {b.memory_s * 1e3:.1f} "
+        f"bubble {b.bubble_s * 1e3:.1f} opt {b.optimizer_s * 1e3:.1f} | exposed tp {b.exposed_tp_s * 1e3:.1f} "
+        f"pp {b.exposed_pp_s * 1e3:.1f} dp {b.exposed_dp_s * 1e3:.1f} cp {b.exposed_cp_s * 1e3:.1f} "
+        f"ep {b.exposed_ep_s * 1e3:.1f} ms",
+        f"  power     {j.power_w / 1e3:.1f} kW (GPUs): " + ", ".join(
+            f"{p.name} {p.duration_s * 1e3:.0f} ms @ {p.gpu_power_w:.0f} W" for p in j.phases if p.duration_s),
+        f"  goodput   {j.goodput_fraction:.1%}; {j.failures_per_day:.2f} failures/day; optimal checkpoint every "
+        f"{j.optimal_checkpoint_interval_s / 60:.0f} min",
+        f"  energy    {j.energy_j / 3.6e6:.2f} kWh, {j.cost_usd:.2f} USD, {j.co2_kg:.1f} kg CO2",
+    ]
+    for f in j.risk_flags:
+        kind = pb.RiskKind.Name(f.kind).removeprefix("RISK_KIND_").lower()
+        lines.append(f"  risk      {kind} {f.entity_id} +{f.slowdown_fraction:.1%}: {f.detail}")
+    return "\n".join(lines)
+
+
+def render_placement(outcomes) -> str:
+    lines = [f"{'rank':>4} {'candidate':<16} {'step ms':>10} {'tok/s':>11} {'kW':>7} {'thermal':>8} {'network':>8}  detail"]
+    for o in outcomes:
+        lines.append(f"{o.rank:>4} {o.candidate_id:<16} {_ms(o.predicted_step_time_s)} {o.predicted_tokens_per_s:>11,.0f} "
+                     f"{o.power_w / 1e3:>7.1f} {o.thermal_risk:>8.2f} {o.network_risk:>8.2f}  {o.detail}")
+    return "\n".join(lines)
+
+
+def run_jobs(args: argparse.Namespace, stub: pb_grpc.JobServiceStub) -> str:
+    kw = {"timeout": args.timeout}  # the channel carries the bearer token
+    if args.cmd == "list":
+        jobs: list[pb.JobState] = []
+        token = ""
+        while True:
+            resp = stub.ListJobs(pb.ListJobsRequest(status=args.status, page_size=1000, page_token=token), **kw)
+            jobs += resp.jobs
+            token = resp.next_page_token
+            if not token:
+                break
+        return MessageToJson(pb.ListJobsResponse(jobs=jobs)) if args.json else render_list(jobs)
+    if args.cmd == "show":
+        job = stub.GetJob(pb.GetJobRequest(job_id=args.job_id), **kw).job
+        return MessageToJson(job) if args.json else render_job(job)
+    if args.cmd == "whatif-placement":
+        if args.job:
+            spec = stub.GetJob(pb.GetJobRequest(job_id=args.job), **kw).job.spec
+        else:
+            try:
+                spec = Parse(args.spec, pb.JobSpec())
+            except ParseError as exc:
+                raise SystemExit(f"twinctl: --spec is not a twin.jobs.v1.JobSpec: {exc}") from None
+        candidates = [pb.PlacementCandidate(candidate_id=f"#{i + 1}",
+                                            rack_ids=[x for x in ids if not _NODE.search(x)],
+                                            node_ids=[x for x in ids if _NODE.search(x)])
+                      for i, ids in enumerate(args.candidate)]
+        resp = stub.WhatIfPlacement(pb.WhatIfPlacementRequest(spec=spec, candidates=candidates), **kw)
+        return MessageToJson(resp) if args.json else render_placement(resp.outcomes)
+    raise SystemExit(f"unknown command {args.cmd!r}")
+
+
+def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel]) -> int:
+    target = args.target or os.environ.get("TWINCTL_JOBS_TARGET") or DEFAULT_JOBS_TARGET
+    with open_channel(target, args) as channel:
+        try:
+            print(run_jobs(args, pb_grpc.JobServiceStub(channel)))
+        except grpc.RpcError as exc:
+            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+    return 0
