@@ -116,6 +116,7 @@ class CommAnswer:
     table: dict[CallKey, float]
     source: str            # "fabric" | "local"
     detail: str = ""
+    retry: bool = False    # the fabric twin failed: ask again once it is back
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class JobInputs:
     links: tuple[tuple[str, float, bool], ...]
     cap_w: float | None
     thermal_fraction: float
+    alerts: tuple[str, ...] = ()   # ids of the alerts and plans that concern the job (flags, recommendations)
 
 
 @dataclass(frozen=True)
@@ -298,9 +300,14 @@ class JobTwin:
                                                      if n in self.site.node_index}
         caps = [c for p in self.plans.values() if p.start_s <= now_s < p.end_s
                 for c in (p.caps.get(g) for g in gpus) if c is not None]
+        racks = self.site.racks_of_gpus(gpus)
+        alerts = sorted([f"thermal/{a.alert_id}/{a.throttle_at_s}" for a in self.thermal_alerts(gpus)]
+                        + [f"power/{a.alert_id}" for a in self.rack_alerts.values() if a.entity_id in racks]
+                        + [f"plan/{p.plan_id}" for p in self.plans.values() if p.end_s > now_s
+                           and (p.paused or p.caps.keys() & set(gpus))])
         return JobInputs(spec, tuple(nodes), tuple(gpus), self.crossed_links(node_idx, gpus),
                          min(caps) if caps else None,
-                         self.settings.throttle_clock_fraction if self.throttled(gpus, now_s) else 1.0)
+                         self.settings.throttle_clock_fraction if self.throttled(gpus, now_s) else 1.0, tuple(alerts))
 
     def thermal_alerts(self, gpus: tuple[int, ...]) -> list[ThermalAlert]:
         """Cooling alerts on these GPUs or their racks."""
@@ -319,7 +326,7 @@ class JobTwin:
             if inp is None:
                 continue
             live = self.jobs.setdefault(rec.job_id, JobLive())
-            retry = live.comm is not None and live.comm.source != "fabric" and self.fabric_up
+            retry = live.comm is not None and live.comm.retry and self.fabric_up
             if inp != live.inputs or live.prediction is None or retry:
                 out.append((rec.job_id, inp))
         return out

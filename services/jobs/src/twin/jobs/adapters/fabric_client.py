@@ -152,7 +152,7 @@ class FabricComm:
             self.cache_hits += 1
             return hit
         if not self.up:
-            return CommAnswer({}, "local", self.last_error or "fabric twin unreachable")
+            return CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
         hot = set(hot_gpus)
         by_geometry: dict[tuple[int, int], list[CollectiveCall]] = {}
         for c in calls:
@@ -171,7 +171,7 @@ class FabricComm:
                 self.timeout_s * 1.5)
         except (TimeoutError, grpc.aio.AioRpcError, OSError) as exc:
             self._failed(exc)
-            return CommAnswer({}, "local", self.last_error)
+            return CommAnswer({}, "local", self.last_error, retry=True)
         self.calls += len(requests)
         table: dict = {}
         for (group_calls, _), resp in zip(requests, responses, strict=True):

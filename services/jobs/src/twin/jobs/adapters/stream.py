@@ -118,7 +118,9 @@ class Engine:
             return
         if states:
             self.stats.rows_written += await self.store.write(states)
-        if self.producer is None:
+        if self.producer is None:  # no Kafka (tests): stored and counted only
+            self.stats.states_published += len(states)
+            self.stats.recommendations_published += len(recs)
             return
         futures = []
         for st in states:
