@@ -1,0 +1,96 @@
+"""Other twins' messages -> the live cooling twin's inputs (CodecError naming the field for the DLQ).
+
+power.state.v1: only rack states carry heat (input_power_w: all of it becomes heat); the chain's
+other components (PDU ... site) are not inputs and are skipped, not rejected.
+telemetry.samples.v1: GPU board power, temperatures and memory activity of one rack, and the rack's
+coolant flow / supply / return when its sensors report them (proto3 zero = not reported).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from twin.cooling.adapters.codec import CodecError, seconds
+from twin.cooling.live import GpuReading
+from twin.core.facility import Inventory
+from twin.power.v1 import power_pb2 as ppb
+from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+
+def power_update(msg: ppb.PowerState, inv: Inventory, site_id: str) -> tuple[int, float, float] | None:
+    """(rack, state time s, IT W) of a rack PowerState; None for the chain's other scopes."""
+    if msg.scope != ppb.POWER_SCOPE_RACK:
+        return None
+    if msg.site_id != site_id:
+        raise CodecError("site_id", f"{msg.site_id!r} is not this twin's site {site_id!r}")
+    rack = inv.rack_index.get(msg.entity_id)
+    if rack is None:
+        raise CodecError("entity_id", f"unknown rack {msg.entity_id!r}")
+    if not msg.HasField("state_time"):
+        raise CodecError("state_time", "required")
+    w = msg.input_power_w
+    if not math.isfinite(w) or w < 0:
+        raise CodecError("input_power_w", f"must be a finite number >= 0, got {w}")
+    return rack, seconds(msg.state_time), float(w)
+
+
+def _column(values, n: int, field: str) -> np.ndarray:
+    if len(values) == 0:
+        return np.full(n, np.nan)
+    if len(values) != n:
+        raise CodecError(field, f"{len(values)} values for {n} GPUs (parallel with gpu_index)")
+    return np.asarray(values, dtype=np.float64)
+
+
+def gpu_reading(msg: tpb.TelemetrySamples, inv: Inventory, site_id: str) -> GpuReading:
+    b = msg.batch
+    if b.site_id and b.site_id != site_id:
+        raise CodecError("batch.site_id", f"{b.site_id!r} is not this twin's site {site_id!r}")
+    rack = inv.rack_index.get(b.rack_id)
+    if rack is None:
+        raise CodecError("batch.rack_id", f"unknown rack {b.rack_id!r}")
+    if not b.HasField("sample_time"):
+        raise CodecError("batch.sample_time", "required")
+    gpus: list[np.ndarray] = []
+    cols: tuple[list, ...] = ([], [], [], [])
+    for i, node in enumerate(b.nodes):
+        n_ix = inv.node_index.get(node.node_id)
+        if n_ix is None or inv.node_rack[n_ix] != rack:
+            raise CodecError(
+                f"batch.nodes[{i}].node_id", f"{node.node_id!r} is not a node of rack {b.rack_id}"
+            )
+        g = node.gpus
+        local = np.asarray(g.gpu_index, dtype=np.int64)
+        n = len(local)
+        if n and local.max() >= inv.node_gpus[n_ix]:
+            raise CodecError(
+                f"batch.nodes[{i}].gpus.gpu_index", f"node {node.node_id} has {inv.node_gpus[n_ix]} GPUs"
+            )
+        gpus.append(inv.node_first_gpu[n_ix] + local)
+        for col, name in zip(cols, ("power_w", "gpu_temp_c", "mem_temp_c", "dram_active"), strict=True):
+            col.append(_column(getattr(g, name), n, f"batch.nodes[{i}].gpus.{name}"))
+    empty = np.zeros(0)
+    cat = [np.concatenate(c) if c else empty for c in cols]
+    for name, v, lo, hi in (("gpu_temp_c", cat[1], -20.0, 150.0), ("mem_temp_c", cat[2], -20.0, 150.0)):
+        bad = np.isfinite(v) & ((v < lo) | (v > hi))
+        if bad.any():
+            raise CodecError(f"batch.nodes.gpus.{name}", f"{v[bad][0]} outside {lo}..{hi} °C")
+    flow = supply = ret = math.nan
+    if b.HasField("rack"):
+        rs = b.rack
+        if rs.coolant_flow_lpm > 0 and rs.coolant_supply_temp_c != 0 and rs.coolant_return_temp_c != 0:
+            flow, supply, ret = rs.coolant_flow_lpm, rs.coolant_supply_temp_c, rs.coolant_return_temp_c
+    return GpuReading(
+        rack=rack,
+        time_s=seconds(b.sample_time),
+        gpu=np.concatenate(gpus) if gpus else np.zeros(0, dtype=np.int64),
+        power_w=cat[0],
+        gpu_temp_c=cat[1],
+        hbm_temp_c=cat[2],
+        dram_active=cat[3],
+        coolant_flow_lpm=flow,
+        coolant_supply_c=supply,
+        coolant_return_c=ret,
+    )

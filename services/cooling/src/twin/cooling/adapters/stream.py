@@ -1,0 +1,354 @@
+"""The cooling twin's Kafka side: three batch handlers for ``run_consumer`` (at-least-once: offsets are
+committed only after a handler returned, i.e. after its rows were written and its events acknowledged),
+sharing one ``CoolingPipeline`` (the live twin of the site, the publisher, the store).
+
+    power.state.v1 (rack states) ──PowerHandler────┐
+    telemetry.samples.v1 ──────────TelemetryHandler─┼─▶ CoolingLive ─evaluate─▶ cooling.state.v1 (on change)
+    cooling.events.v1 ─────────────EventHandler─────┘        (one tick)      ├▶ cooling.alerts.v1 (new alerts)
+              └▶ cooling_conditions (before commit)                          └▶ cooling_state (rows = published)
+
+When a tick is evaluated: once every rack of the site has reported the newest state time (the power
+twin publishes every rack per tick), or ``settle_s`` after the first new rack state when some rack
+stays behind (never reported, or late: it counts at its last value); and right after a batch of equipment events (at the latest event's time, or just
+after the last evaluation when the event is older). Each tick is evaluated once, so its rows are
+final: cooling_state is written ON CONFLICT DO NOTHING and a replayed batch writes nothing.
+Telemetry never triggers a tick: it feeds measured GPU power and the online calibration, used by the
+next tick.
+
+Publish on change: an entity's state is published (and stored) when one of its numbers moved by more
+than its resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 for fractions) since
+the last state published for it; alerts when they become active (entity, kind, severity).
+
+Scale-out: the network couples every rack of a site (loops, air groups, the plant), so one process
+holds the whole site and its consumer group should have one member per site (the 100k-GPU site's
+tick is 30-40 ms). A second stage keyed by site (like the power twin's power.racks.v1) is what
+several processes per site need; not built yet.
+
+Output events carry ``ce_id`` derived from (topic, entity, state time) (alerts: their deterministic
+alert id), so a replayed batch repeats its ids and idempotent sinks drop the copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from twin.cooling.adapters import codec
+from twin.cooling.adapters.codec import CodecError
+from twin.cooling.adapters.inputs import gpu_reading, power_update
+from twin.cooling.adapters.repository import conditions_from_json
+from twin.cooling.domain.alerts import CoolingAlert
+from twin.cooling.domain.events import EventRejected
+from twin.cooling.live import CoolingLive, Evaluation
+from twin.cooling.v1 import cooling_pb2 as pb
+from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.topics import Topic
+
+log = logging.getLogger("twin.cooling.stream")
+_NS = uuid.UUID("0c2d7d4e-3b8a-4f61-a1c5-7e9d2f4b6a83")
+
+
+def ce_id(topic: Topic, msg: pb.CoolingState) -> str:
+    return str(uuid.uuid5(_NS, f"{topic.name}/{msg.entity_id}/{msg.state_time.ToNanoseconds()}"))
+
+
+@dataclass
+class StreamStats:
+    power_states: int = 0
+    telemetry_batches: int = 0
+    calibration_samples: int = 0
+    events_applied: int = 0
+    evaluations: int = 0
+    states_published: int = 0
+    alerts_published: int = 0
+    rows_written: int = 0
+    restored_racks: int = 0
+    last_cooling_w: float = 0.0
+    last_pue_cooling: float = 0.0
+
+
+def _resolution(name: str, min_change_w: float) -> float:
+    if name.endswith("_w"):
+        return min_change_w
+    if name.endswith(("_c", "_k")):
+        return 0.1
+    if name.endswith("_lpm") or name.endswith("_s"):
+        return 1.0
+    return 0.001
+
+
+def signature(s: pb.CoolingState, min_change_w: float) -> tuple:
+    """What must change for the state to be published again (numbers at their resolution)."""
+    which = s.WhichOneof("detail")
+    out: list = [int(s.source)]
+    if which:
+        for f, v in getattr(s, which).ListFields():
+            if isinstance(v, float):
+                out.append(
+                    (f.name, round(v / _resolution(f.name, min_change_w)) if math.isfinite(v) else str(v))
+                )
+            elif isinstance(v, bool | int | str):
+                out.append((f.name, v))
+            else:
+                out.append((f.name, tuple(v)))
+    return tuple(out)
+
+
+class Store:
+    """What the pipeline needs of storage (CoolingStateRepository or InMemoryCoolingStore)."""
+
+    async def write(self, states: list[pb.CoolingState]) -> int: ...
+
+    async def latest(self, site_id: str, scope: int | None = None) -> list[pb.CoolingState]: ...
+
+    async def save_conditions(
+        self, site_id: str, time_s: float, cond, event_times: dict[str, float]
+    ) -> None: ...
+
+    async def load_conditions(self, site_id: str) -> tuple[dict, dict[str, float]] | None: ...
+
+
+@dataclass
+class CoolingPipeline:
+    live: CoolingLive
+    producer: EventProducer
+    store: Store
+    state_topic: Topic
+    alerts_topic: Topic
+    stats: StreamStats = field(default_factory=StreamStats)
+    min_change_w: float = 100.0
+    settle_s: float = 2.0
+    monotonic: Callable[[], float] = time.monotonic
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published: dict[str, tuple] = field(default_factory=dict)
+    active: set[tuple[str, str, str]] = field(default_factory=set)
+    floor_s: float = -math.inf  # the newest stored / evaluated state time
+    pending_since: float | None = None  # monotonic time of the first rack state not evaluated yet
+
+    @property
+    def site_id(self) -> str:
+        return self.live.net.site_id
+
+    async def restore(self) -> int:
+        """Every rack's last stored IT power and the conditions in force (a restarted process)."""
+        live = self.live
+        rows = await self.store.latest(self.site_id, pb.COOLING_SCOPE_RACK)
+        racks = []
+        for s in rows:
+            r = live.site.inventory.rack_index.get(s.entity_id)
+            if r is not None and s.WhichOneof("detail") == "rack" and math.isfinite(s.rack.it_power_w):
+                racks.append((r, codec.seconds(s.state_time), s.rack.it_power_w))
+        for s in await self.store.latest(self.site_id):
+            self.floor_s = max(self.floor_s, codec.seconds(s.state_time))
+            self.published[s.entity_id] = signature(s, self.min_change_w)
+        stored = await self.store.load_conditions(self.site_id)
+        cond, times = (
+            (None, {}) if stored is None else (conditions_from_json(stored[0], live.cond), stored[1])
+        )
+        n = live.restore(racks, cond, times)
+        self.stats.restored_racks += n
+        if n or stored:
+            log.info(
+                "cooling twin of %s restored: %d rack(s) from cooling_state_latest, conditions %s",
+                self.site_id,
+                n,
+                "from cooling_conditions" if cond is not None else "at design",
+            )
+        return n
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def tick_complete(self) -> bool:
+        """Every rack of the site has reported the newest state time."""
+        t = self.live.rack_time
+        return bool((t > -math.inf).all()) and bool((t == t.max()).all())
+
+    def newest_rack_time(self) -> float:
+        t = self.live.rack_time
+        return float(t.max()) if (t > -math.inf).any() else -math.inf
+
+    async def maybe_evaluate(self, *, force: bool = False) -> Evaluation | None:
+        """Evaluate the newest tick when it is complete (or ``force``: the settle time passed)."""
+        async with self.lock:
+            if self.pending_since is None:
+                return None
+            t = self.newest_rack_time()
+            if t <= self.floor_s:
+                self.pending_since = None  # late data of an older tick: the next tick includes it
+                return None
+            if not (force or self.tick_complete()):
+                return None
+            return await self._evaluate(t)
+
+    async def settle(self, stop: asyncio.Event) -> None:
+        """Evaluate a tick some racks never completed, ``settle_s`` after its first rack state."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=max(self.settle_s / 4, 0.05))
+            except TimeoutError:
+                pass
+            if self.pending_since is not None and self.monotonic() - self.pending_since >= self.settle_s:
+                await self.maybe_evaluate(force=True)
+
+    async def evaluate_after_events(self, event_time_s: float) -> Evaluation | None:
+        async with self.lock:
+            if not (self.live.rack_time > -math.inf).any():
+                return None  # no heat known yet: the first tick will use the new conditions
+            t = max(event_time_s, self.newest_rack_time())
+            if t <= self.floor_s:
+                t = self.floor_s + 1e-3
+            return await self._evaluate(t)
+
+    async def _evaluate(self, time_s: float) -> Evaluation:
+        live = self.live
+        ev = await asyncio.to_thread(live.evaluate, time_s)
+        self.floor_s, self.pending_since = time_s, None
+        tick = ev.tick
+        states = codec.states(
+            live.net,
+            tick.state,
+            ev.cond,
+            time_s=time_s,
+            rack_max_gpu_c=tick.rack_max_gpu_c,
+            rack_max_hbm_c=tick.rack_max_hbm_c,
+            fc=tick.forecast,
+        )
+        changed = []
+        sigs = {}
+        for s in states:
+            sig = signature(s, self.min_change_w)
+            if self.published.get(s.entity_id) != sig:
+                changed.append(s)
+                sigs[s.entity_id] = sig
+        alerts = self._new_alerts(list(tick.alerts) + ev.sensor_alerts, ev, time_s)
+        self.stats.rows_written += await self.store.write(changed)
+        futures = [
+            await self.producer.enqueue(self.state_topic, s.entity_id, s, ce_id=ce_id(self.state_topic, s))
+            for s in changed
+        ]
+        futures += [
+            await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id) for a in alerts
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+        self.published.update(sigs)
+        st = tick.state
+        self.stats.evaluations += 1
+        self.stats.states_published += len(changed)
+        self.stats.alerts_published += len(alerts)
+        self.stats.last_cooling_w, self.stats.last_pue_cooling = (
+            float(st.cooling_power_w),
+            float(st.pue_cooling_part),
+        )
+        return ev
+
+    def _new_alerts(self, alerts: list[CoolingAlert], ev: Evaluation, time_s: float) -> list[pb.CoolingAlert]:
+        keys = {(a.entity_id, a.kind, a.severity) for a in alerts}
+        out = []
+        live = self.live
+        for a in alerts:
+            if (a.entity_id, a.kind, a.severity) in self.active:
+                continue
+            m = codec.alert(live.net, a, time_s)
+            if a.kind == "suspect_sensor" and a.entity_id in ev.sensor_values:
+                measured, model = ev.sensor_values[a.entity_id]
+                m.suspect_sensor_id = f"{a.entity_id}/coolant"
+                m.measured_value, m.model_value = measured, model
+                m.threshold = live.sensor_rel_tol
+            elif a.kind == "throttle_predicted":
+                m.threshold = live.horizon_s
+            out.append(m)
+        self.active = keys
+        return out
+
+
+class PowerHandler:
+    """power.state.v1 -> every rack's IT power (heat); evaluates the tick once it is complete."""
+
+    def __init__(self, pipeline: CoolingPipeline) -> None:
+        self.p = pipeline
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        p = self.p
+        rejected: list[Rejected] = []
+        updates = []
+        for rec in records:
+            try:
+                u = power_update(rec.message, p.live.site.inventory, p.site_id)
+            except CodecError as exc:
+                rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
+                continue
+            if u is not None:
+                updates.append(u)
+        async with p.lock:
+            if p.live.apply_power(updates) and p.pending_since is None:
+                p.pending_since = p.monotonic()
+        p.stats.power_states += len(updates)
+        await p.maybe_evaluate()
+        return BatchResult(rejected)
+
+
+class TelemetryHandler:
+    """telemetry.samples.v1 -> measured GPU power and activity, online calibration, rack coolant sensors."""
+
+    def __init__(self, pipeline: CoolingPipeline) -> None:
+        self.p = pipeline
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        p = self.p
+        rejected: list[Rejected] = []
+        readings = []
+        for rec in records:
+            try:
+                readings.append(gpu_reading(rec.message, p.live.site.inventory, p.site_id))
+            except CodecError as exc:
+                rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
+        if readings:
+            async with p.lock:
+                p.stats.calibration_samples += await asyncio.to_thread(p.live.apply_telemetry, readings)
+        p.stats.telemetry_batches += len(readings)
+        return BatchResult(rejected)
+
+
+class EventHandler:
+    """cooling.events.v1 -> the conditions (failures, repairs, setpoints, ambient); bad events to the DLQ."""
+
+    def __init__(
+        self, pipeline: CoolingPipeline, *, now: Callable[[], float] = time.time, max_future_s: float = 300.0
+    ) -> None:
+        self.p, self.now, self.max_future_s = pipeline, now, max_future_s
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        p = self.p
+        rejected: list[Rejected] = []
+        latest = -math.inf
+        async with p.lock:
+            for rec in records:
+                msg = rec.message
+                try:
+                    if msg.site_id and msg.site_id != p.site_id:
+                        raise CodecError("site_id", f"{msg.site_id!r} is not this twin's site {p.site_id!r}")
+                    ev = codec.event(msg)
+                    if ev.time_s > self.now() + self.max_future_s:
+                        raise CodecError("event_time", f"more than {self.max_future_s:.0f} s in the future")
+                    p.live.apply_event(ev)
+                except (CodecError, EventRejected) as exc:
+                    rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
+                    continue
+                latest = max(latest, ev.time_s)
+                p.stats.events_applied += 1
+                log.info(
+                    "cooling event %s %s at %.3f applied",
+                    pb.CoolingEventKind.Name(msg.kind),
+                    ev.entity_id,
+                    ev.time_s,
+                )
+            if latest > -math.inf:
+                await p.store.save_conditions(p.site_id, latest, p.live.cond, p.live.event_time)
+        if latest > -math.inf:
+            await p.evaluate_after_events(latest)
+        return BatchResult(rejected)

@@ -1,0 +1,190 @@
+"""Composition root of the cooling service: real adapters by default, fakes injectable for tests.
+
+    facility spec ─▶ CoolingSite (network, GPU thermal defaults and layout)
+    power.state.v1 (rack states) ─run_consumer─▶ PowerHandler ─┐
+    telemetry.samples.v1 ─────────run_consumer─▶ TelemetryHandler ─┼─▶ CoolingPipeline ─▶ cooling.state.v1
+    cooling.events.v1 ────────────run_consumer─▶ EventHandler ─┘      (CoolingLive)      ├▶ cooling.alerts.v1
+                                                                                         └▶ cooling_state
+    gRPC CoolingService ◀─ cooling_state_latest / history, the live twin (what-ifs)
+
+Consumer groups: `<group>` reads power.state.v1, `<group>-telemetry` telemetry.samples.v1 and
+`<group>-events` cooling.events.v1 (separate groups: a rebalance of the busy telemetry stream never
+pauses heat or events). One process per site (see adapters/stream.py on scale-out).
+
+Settings: `python -m twin.cooling --help` lists them all (CoolingConfig below is the one place they
+are declared). COOLING_CONSUME=0 runs gRPC without consumers or a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from twin.cooling.adapters.grpc_api import CoolingServicer, cooling_grpc_server
+from twin.cooling.adapters.repository import MIGRATIONS_DIR, CoolingStateRepository, InMemoryCoolingStore
+from twin.cooling.adapters.stream import (
+    CoolingPipeline,
+    EventHandler,
+    PowerHandler,
+    StreamStats,
+    TelemetryHandler,
+)
+from twin.cooling.domain.alerts import SENSOR_ABS_TOL_W, SENSOR_REL_TOL
+from twin.cooling.domain.whatif import HORIZON_S
+from twin.cooling.live import CoolingLive
+from twin.cooling.site import CoolingSite, build_cooling_site
+from twin.core import topics
+from twin.core.clock import Clock, SystemClock
+from twin.core.facility import load_facility_spec
+from twin.core.grpc_server import GrpcOptions
+from twin.core.kafka import ConsumerStats
+from twin.core.service import ServiceRuntime, StreamConfig
+from twin.core.settings import LOOPBACK, setting
+from twin.core.topics import Topic
+
+SERVICE = "cooling"
+log = logging.getLogger("twin.cooling")
+
+
+@dataclass(frozen=True)
+class CoolingConfig(StreamConfig):
+    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+    grpc_port: int = setting(50055, "gRPC port (0: any free port)")
+    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
+    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
+    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
+    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
+    consume: bool = setting(
+        True, "consume power states, telemetry and events (0: gRPC only, no Kafka/database)"
+    )
+    horizon_s: float = setting(
+        HORIZON_S, "time-to-throttle horizon: GPUs throttling within it raise alerts (s)"
+    )
+    sensor_rel_tolerance: float = setting(
+        SENSOR_REL_TOL, "suspect sensor: relative disagreement of ṁ·c_p·ΔT with the heat"
+    )
+    sensor_abs_tolerance_w: float = setting(
+        SENSOR_ABS_TOL_W, "suspect sensor: absolute disagreement allowed on top (W)"
+    )
+    min_change_w: float = setting(100.0, "change of a heat or power figure (W) that publishes a state again")
+    settle_s: float = setting(
+        2.0, "seconds after a tick's first rack state before an incomplete tick is evaluated"
+    )
+    max_event_future_s: float = setting(300.0, "equipment events further ahead of the clock are rejected (s)")
+    min_calibration_samples: int = setting(
+        5, "GPU temperature samples before a GPU's calibrated model is used"
+    )
+    power_topic: Topic = topics.POWER_STATE
+    samples_topic: Topic = topics.TELEMETRY_SAMPLES
+    events_topic: Topic = topics.COOLING_EVENTS
+    state_topic: Topic = topics.COOLING_STATE
+    alerts_topic: Topic = topics.COOLING_ALERTS
+
+    def grpc_options(self) -> GrpcOptions:
+        return GrpcOptions(
+            host=self.grpc_host,
+            port=self.grpc_port,
+            token=self.grpc_token,
+            tls_cert_file=self.grpc_tls_cert_file,
+            tls_key_file=self.grpc_tls_key_file,
+            tls_client_ca_file=self.grpc_tls_client_ca_file,
+        )
+
+
+@dataclass
+class CoolingApp:
+    """`await app.run(stop_event)` until the event is set; `ready` is set once servers and consumers are up."""
+
+    config: CoolingConfig
+    clock: Clock = field(default_factory=SystemClock)
+    site: CoolingSite | None = None  # default: from config.facility
+    store: object | None = None  # default: CoolingStateRepository (consume) / in-memory
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stats: StreamStats = field(default_factory=StreamStats)
+    power_stats: ConsumerStats = field(default_factory=ConsumerStats)
+    telemetry_stats: ConsumerStats = field(default_factory=ConsumerStats)
+    event_stats: ConsumerStats = field(default_factory=ConsumerStats)
+    live: CoolingLive | None = None
+    pipeline: CoolingPipeline | None = None
+    grpc_port: int = 0
+
+    async def run(self, stop_event: asyncio.Event | None = None) -> None:
+        cfg = self.config
+        site = self.site or build_cooling_site(load_facility_spec(cfg.facility))
+        self.site = site
+        self.live = live = CoolingLive(
+            site,
+            horizon_s=cfg.horizon_s,
+            sensor_rel_tol=cfg.sensor_rel_tolerance,
+            sensor_abs_tol_w=cfg.sensor_abs_tolerance_w,
+            min_calibration_samples=cfg.min_calibration_samples,
+        )
+        async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
+            rt.ready = self.ready
+            store = self.store
+            if store is None:
+                store = (
+                    CoolingStateRepository(await rt.database(MIGRATIONS_DIR))
+                    if cfg.consume
+                    else InMemoryCoolingStore()
+                )
+            self.store = store
+            if cfg.consume:
+                await rt.ensure_topics(
+                    cfg.power_topic, cfg.samples_topic, cfg.events_topic, cfg.state_topic, cfg.alerts_topic
+                )
+                producer = await rt.producer()
+                self.pipeline = p = CoolingPipeline(
+                    live,
+                    producer,
+                    store,
+                    cfg.state_topic,
+                    cfg.alerts_topic,
+                    stats=self.stats,
+                    min_change_w=cfg.min_change_w,
+                    settle_s=cfg.settle_s,
+                )
+                await p.restore()  # before the consumers start: heat and conditions as stored
+                rt.consume(cfg.power_topic, PowerHandler(p), stats=self.power_stats)
+                rt.consume(
+                    cfg.samples_topic,
+                    TelemetryHandler(p),
+                    group_id=f"{rt.group_id}-telemetry",
+                    stats=self.telemetry_stats,
+                )
+                rt.consume(
+                    cfg.events_topic,
+                    EventHandler(
+                        p, now=lambda: self.clock.now().timestamp(), max_future_s=cfg.max_event_future_s
+                    ),
+                    group_id=f"{rt.group_id}-events",
+                    stats=self.event_stats,
+                )
+                rt.spawn(p.settle(rt.stop_event), "settle")
+            servicer = CoolingServicer(live, store, clock=self.clock)
+            self.grpc_port = await rt.serve_grpc(cooling_grpc_server(servicer, cfg.grpc_options()))
+            rt.status(self.status_line)
+            net = site.network
+            log.info(
+                "cooling twin for %s: %d racks, %d GPUs, %d CDUs in %d loops, %d CRAHs, %d plant units; gRPC :%d",
+                net.site_id,
+                net.n_racks,
+                len(site.gpus.gpu_rack),
+                len(net.cdu_ids),
+                len(net.loop_ids),
+                len(net.crah_ids),
+                len(net.plant_ids),
+                self.grpc_port,
+            )
+            await rt.run()
+
+    def status_line(self) -> str:
+        s = self.stats
+        return (
+            f"power states={s.power_states} dlq={self.power_stats.dlq_sent}, telemetry={s.telemetry_batches} "
+            f"dlq={self.telemetry_stats.dlq_sent} calibration samples={s.calibration_samples}, "
+            f"events={s.events_applied} dlq={self.event_stats.dlq_sent}, evaluations={s.evaluations} "
+            f"states={s.states_published} alerts={s.alerts_published} rows={s.rows_written}, "
+            f"cooling={s.last_cooling_w / 1e3:.0f} kW PUE(cooling)={s.last_pue_cooling:.3f}"
+        )

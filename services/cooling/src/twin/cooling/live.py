@@ -1,0 +1,312 @@
+"""The live cooling twin of one site, as plain numpy over the domain (no Kafka, SQL or protobuf here).
+
+Inputs, each applied as it arrives:
+- rack IT power (``apply_power``, from power.state.v1 rack states): all of it becomes heat. A rack's
+  value is replaced only by a newer one (by state time), so a replay never moves it backwards.
+  Racks never heard from count at 0 W (they are not evaluated as busy).
+- GPU telemetry of one rack (``apply_telemetry``): measured board power (used by the tick instead of
+  the rack's share), memory activity, and GPU / HBM temperatures, which calibrate that rack's GPUs
+  online (``thermal.calibrate_step``: one Kalman bank per rack, a few dozen GPUs per call, so the
+  cost follows the telemetry a process receives and never needs the whole site at once). The
+  calibrated parameters replace the spec defaults in every later tick. The rack's measured coolant
+  flow, supply and return give ṁ·c_p·ΔT, which is checked against the model's liquid heat.
+- equipment events (``apply_event``): failures, repairs, setpoints, ambient -> ``Conditions``
+  (``EventRejected`` for the DLQ: unknown ids, absurd values, events older than the entity's last).
+
+``evaluate(time_s)`` runs one ``cooling_tick`` with all of it: every GPU's thermal state advanced
+from the previous evaluation, temperatures, time-to-throttle under the present conditions, the
+network (loops, CRAHs, plant power for the power twin) and the alerts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from twin.cooling.domain.alerts import (
+    SENSOR_ABS_TOL_W,
+    SENSOR_REL_TOL,
+    SUSPECT_SENSOR,
+    WARNING,
+    CoolingAlert,
+    suspect_heat_sensors,
+)
+from twin.cooling.domain.events import EquipmentEvent, apply_event
+from twin.cooling.domain.network import Conditions, design_conditions, evaluate
+from twin.cooling.domain.thermal import (
+    Calibration,
+    CoolantPath,
+    GpuThermal,
+    ThermalState,
+    calibrate_step,
+    calibrated,
+    split_power,
+    start_calibration,
+    steady_state,
+    time_to_throttle,
+)
+from twin.cooling.domain.tick import CoolingTick, cooling_tick, gpu_power
+from twin.cooling.domain.whatif import HORIZON_S, ThrottleForecast, coolant_paths
+from twin.cooling.site import CoolingSite
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One rack's telemetry batch, decoded (GPU ids global; NaN = no value)."""
+
+    rack: int
+    time_s: float
+    gpu: np.ndarray
+    power_w: np.ndarray
+    gpu_temp_c: np.ndarray
+    hbm_temp_c: np.ndarray
+    dram_active: np.ndarray
+    coolant_flow_lpm: float = math.nan  # the rack's measured secondary flow (NaN: not reported)
+    coolant_supply_c: float = math.nan
+    coolant_return_c: float = math.nan
+
+
+@dataclass
+class Evaluation:
+    time_s: float
+    tick: CoolingTick
+    cond: Conditions
+    sensor_alerts: list[CoolingAlert] = field(default_factory=list)
+    sensor_values: dict[str, tuple[float, float]] = field(default_factory=dict)  # rack -> (measured, model) W
+
+
+class CoolingLive:
+    def __init__(
+        self,
+        site: CoolingSite,
+        *,
+        horizon_s: float = HORIZON_S,
+        sensor_rel_tol: float = SENSOR_REL_TOL,
+        sensor_abs_tol_w: float = SENSOR_ABS_TOL_W,
+        min_calibration_samples: int = 5,
+    ) -> None:
+        self.site = site
+        net = site.network
+        self.net = net
+        self.horizon_s = horizon_s
+        self.sensor_rel_tol, self.sensor_abs_tol_w = sensor_rel_tol, sensor_abs_tol_w
+        self.min_calibration_samples = min_calibration_samples
+        n_racks, n_gpus = net.n_racks, len(site.gpus.gpu_rack)
+        self.rack_it_w = np.full(n_racks, np.nan)
+        self.rack_time = np.full(n_racks, -np.inf)
+        self.cond: Conditions = design_conditions(net)
+        self.event_time: dict[str, float] = {}
+        self.board_w = np.full(n_gpus, np.nan)
+        self.mem_act = np.zeros(n_gpus)
+        self.gpu_time = np.full(n_gpus, -np.inf)
+        self.params = GpuThermal(
+            **{f.name: np.array(getattr(site.gpu, f.name), dtype=float) for f in fields(site.gpu)}
+        )
+        self.calibrated_gpus = np.zeros(n_gpus, dtype=bool)
+        self.cal: dict[int, Calibration] = {}
+        self.cal_time: dict[int, float] = {}
+        self.rack_flow = np.full(n_racks, np.nan)
+        self.rack_supply = np.full(n_racks, np.nan)
+        self.rack_return = np.full(n_racks, np.nan)
+        self.thermal: ThermalState | None = None
+        self.last: Evaluation | None = None
+        gr = site.gpus.gpu_rack
+        order = np.argsort(gr, kind="stable")
+        counts = np.bincount(gr, minlength=n_racks)
+        self._rack_gpus = np.split(order, np.cumsum(counts)[:-1])
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def apply_power(self, updates: list[tuple[int, float, float]]) -> int:
+        """(rack, state time, IT W) each; returns how many moved a rack forward."""
+        n = 0
+        for rack, t, w in updates:
+            if t > self.rack_time[rack] or (t == self.rack_time[rack] and w != self.rack_it_w[rack]):
+                self.rack_it_w[rack], self.rack_time[rack] = w, t
+                n += 1
+        return n
+
+    def apply_event(self, ev: EquipmentEvent) -> Conditions:
+        """Raises EventRejected (field, reason) for a bad event; the conditions after it otherwise."""
+        self.cond = apply_event(self.net, self.cond, ev, self.event_time.get(ev.entity_id))
+        self.event_time[ev.entity_id] = ev.time_s
+        return self.cond
+
+    def restore(
+        self, racks: list[tuple[int, float, float]], cond: Conditions | None, event_time: dict[str, float]
+    ) -> int:
+        n = self.apply_power(racks)
+        if cond is not None:
+            self.cond = cond
+        for k, t in event_time.items():
+            self.event_time[k] = max(t, self.event_time.get(k, -math.inf))
+        return n
+
+    def gpus_of(self, rack: int) -> np.ndarray:
+        return self._rack_gpus[rack]
+
+    def apply_telemetry(self, readings: list[GpuReading]) -> int:
+        """Measured power and activity for the next ticks; calibrate each rack's GPUs (per rack, in order).
+        Returns the number of GPU temperature samples used."""
+        used = 0
+        gpus = self.site.gpus
+        for r in sorted(readings, key=lambda x: x.time_s):
+            g = r.gpu
+            newer = r.time_s >= self.gpu_time[g]
+            g = g[newer]
+            if not len(g):
+                continue
+            p, gt, ht, act = r.power_w[newer], r.gpu_temp_c[newer], r.hbm_temp_c[newer], r.dram_active[newer]
+            ok = np.isfinite(p) & (p >= 0)
+            self.board_w[g[ok]] = p[ok]
+            a_ok = np.isfinite(act)
+            self.mem_act[g[a_ok]] = np.clip(act[a_ok], 0.0, 1.0)
+            self.gpu_time[g] = r.time_s
+            if np.isfinite(r.coolant_flow_lpm):
+                self.rack_flow[r.rack], self.rack_supply[r.rack] = r.coolant_flow_lpm, r.coolant_supply_c
+                self.rack_return[r.rack] = r.coolant_return_c
+            if not np.isfinite(gt).any():
+                continue
+            # calibration over the rack's GPUs: this sample's values where the batch has them, NaN elsewhere
+            idx = self.gpus_of(r.rack)
+            pos = np.searchsorted(idx, g)
+            n = len(idx)
+            board = np.full(n, np.nan)
+            temp = np.full(n, np.nan)
+            htemp = np.full(n, np.nan)
+            board[pos] = np.where(ok, p, np.nan)
+            temp[pos], htemp[pos] = gt, ht
+            fill, _ = gpu_power(gpus, np.nan_to_num(self.rack_it_w), None)
+            board = np.where(np.isfinite(board), board, fill[idx])
+            core, hbm = split_power(board, self.mem_act[idx], gpus.hbm_peak_TBps[idx])
+            coolant = self._coolant_of(idx)
+            cal = self.cal.get(r.rack)
+            if cal is None:
+                prior = self.site.gpu.take(idx)
+                self.cal[r.rack] = start_calibration(prior, core, hbm, coolant)
+                self.cal_time[r.rack] = r.time_s
+                cal = self.cal[r.rack]
+            dt = max(r.time_s - self.cal_time[r.rack], 0.0)
+            cal = calibrate_step(cal, dt, core, hbm, coolant, temp, htemp)
+            self.cal[r.rack], self.cal_time[r.rack] = cal, r.time_s
+            used += int(np.isfinite(temp).sum())
+            ready = cal.samples >= self.min_calibration_samples
+            if ready.any():
+                fitted, _ = calibrated(cal)
+                sel = idx[ready]
+                for f in fields(self.params):
+                    getattr(self.params, f.name)[sel] = np.asarray(getattr(fitted, f.name))[ready]
+                self.calibrated_gpus[sel] = True
+        return used
+
+    def _coolant_of(self, idx: np.ndarray) -> np.ndarray:
+        if self.last is None:
+            return np.full(len(idx), self.cond.facility_supply_c)
+        c = self.last.tick.state.rack_coolant_c[self.site.gpus.gpu_rack[idx]]
+        return np.where(np.isfinite(c), c, self.cond.facility_supply_c)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    @property
+    def time_s(self) -> float | None:
+        return None if self.last is None else self.last.time_s
+
+    def current_rack_it_w(self) -> np.ndarray:
+        return np.nan_to_num(self.rack_it_w)
+
+    def evaluate(self, time_s: float) -> Evaluation:
+        prev = self.last
+        dt = 0.0 if prev is None else max(time_s - prev.time_s, 0.0)
+        board = np.where(self.gpu_time > -np.inf, self.board_w, np.nan)
+        tick = cooling_tick(
+            self.net,
+            self.site.gpus,
+            self.params,
+            self.thermal,
+            self.cond,
+            self.current_rack_it_w(),
+            dt,
+            board_w=board,
+            mem_activity=self.mem_act,
+            horizon_s=self.horizon_s,
+        )
+        self.thermal = tick.thermal
+        ev = Evaluation(time_s=time_s, tick=tick, cond=self.cond)
+        self._sensor_checks(ev)
+        self.last = ev
+        return ev
+
+    def _sensor_checks(self, ev: Evaluation) -> None:
+        st = ev.tick.state
+        model = st.rack_liquid_w
+        has = np.isfinite(self.rack_flow) & (self.net.rack_liquid_fraction > 0)
+        if not has.any():
+            return
+        bad, q = suspect_heat_sensors(
+            self.net.secondary_coolant,
+            np.where(has, model, np.nan),
+            self.rack_flow,
+            self.rack_supply,
+            self.rack_return,
+            self.sensor_rel_tol,
+            self.sensor_abs_tol_w,
+        )
+        for r in np.flatnonzero(has):
+            rid = self.net.rack_ids[r]
+            ev.sensor_values[rid] = (float(q[r]), float(model[r]))
+        for r in np.flatnonzero(bad):
+            rid = self.net.rack_ids[r]
+            ev.sensor_alerts.append(
+                CoolingAlert(
+                    SUSPECT_SENSOR,
+                    WARNING,
+                    rid,
+                    f"rack {rid} coolant sensors give {q[r] / 1e3:.1f} kW (flow {self.rack_flow[r]:.0f} L/min, "
+                    f"{self.rack_supply[r]:.1f} -> {self.rack_return[r]:.1f} °C); the model's liquid heat from its IT "
+                    f"power is {model[r] / 1e3:.1f} kW (tolerance {self.sensor_rel_tol:.0%} + "
+                    f"{self.sensor_abs_tol_w / 1e3:.1f} kW)",
+                    value=float(q[r]),
+                )
+            )
+
+    # -- what-ifs ---------------------------------------------------------------------------------
+    def what_if(self, cond_after: Conditions, horizon_s: float) -> ThrottleForecast:
+        """Time-to-throttle of every GPU with its present power held, from its present thermal state, after the
+        change (numpy reads of the live arrays only: safe in a worker thread). Racks that have no flow now
+        (their coolant undefined) start from the coolant their GPUs last saw, as in the tick."""
+        gpus, net = self.site.gpus, self.net
+        rack_w = self.current_rack_it_w()
+        board, _ = gpu_power(gpus, rack_w, np.where(self.gpu_time > -np.inf, self.board_w, np.nan))
+        core, hbm = split_power(board, self.mem_act, gpus.hbm_peak_TBps)
+        before = evaluate(net, rack_w, self.cond)
+        after = evaluate(net, rack_w, cond_after)
+        state = self.thermal
+        if state is None:
+            coolant = before.rack_coolant_c[gpus.gpu_rack]
+            state = steady_state(
+                core, hbm, np.where(np.isfinite(coolant), coolant, self.cond.facility_supply_c)
+            )
+        p0 = coolant_paths(net, gpus, before, after)
+        now = np.where(np.isfinite(p0.now_c), p0.now_c, state.coolant_c)
+        path = CoolantPath(
+            now_c=now,
+            final_c=np.where(np.isfinite(p0.final_c), p0.final_c, now),
+            tau_s=p0.tau_s,
+            ramp_k_per_s=p0.ramp_k_per_s,
+        )
+        t, which = time_to_throttle(
+            self.params, state, core, hbm, path, gpus.slowdown_c, gpus.hbm_max_c, horizon_s
+        )
+        rack_t = np.full(net.n_racks, np.inf)
+        np.minimum.at(rack_t, gpus.gpu_rack, t)
+        affected = np.bincount(gpus.gpu_rack, weights=np.isfinite(t), minlength=net.n_racks).astype(np.int64)
+        return ThrottleForecast(
+            before=before,
+            after=after,
+            gpu_time_s=t,
+            gpu_which=which,
+            rack_time_s=rack_t,
+            rack_gpus_affected=affected,
+            horizon_s=horizon_s,
+            gpu_rack=gpus.gpu_rack,
+        )

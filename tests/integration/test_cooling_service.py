@@ -1,0 +1,284 @@
+"""The cooling twin as a service against the real broker (Tansu or TWIN_KAFKA_BOOTSTRAP) and real PostgreSQL,
+with real gRPC over loopback; and coupled with the power twin (both apps in this process, events only).
+
+Facility: the GB200 NVL72 hall preset (16 liquid racks of 72 GPUs; rows a and b, each on its own N+1
+loop of two 1.4 MW CDUs: loop-a = cdu-a-1 + cdu-a-2 serves racks a-0000..a-0007). Losing one CDU of a
+loop leaves the partner carrying it; losing both stops the loop's flow, so exactly that row throttles.
+Expected numbers come from the domain functions directly (evaluate, coolant.heat_w), not from the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+import numpy as np
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from twin.cooling.adapters.codec import setpoint_request
+from twin.cooling.app import CoolingApp, CoolingConfig
+from twin.cooling.domain.coolant import delta_t_k
+from twin.cooling.domain.network import design_conditions, evaluate
+from twin.cooling.site import build_cooling_site
+from twin.cooling.v1 import cooling_pb2 as pb
+from twin.cooling.v1 import cooling_pb2_grpc as pb_grpc
+from twin.core import topics
+from twin.core.facility import load_facility_spec
+from twin.core.kafka import EventProducer
+from twin.core.topics_admin import ensure_topics
+from twin.power.v1 import power_pb2 as ppb
+from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+pytestmark = pytest.mark.timeout(300)
+
+FACILITY = "gb200-nvl72-hall"
+SITE = "hall-gb200"
+WAIT_S = 60.0
+ROW_A = [f"a-{i:04d}" for i in range(8)]
+RACKS = ROW_A + [f"b-{i:04d}" for i in range(8)]
+
+
+def _ts(t: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(round(t * 1e9)))
+    return ts
+
+
+def cooling_config(bootstrap: str, db: str, unique_topic, group: str, **kw) -> CoolingConfig:
+    topics_kw = {name: unique_topic(default) for name, default in (
+        ("power_topic", topics.POWER_STATE), ("samples_topic", topics.TELEMETRY_SAMPLES),
+        ("events_topic", topics.COOLING_EVENTS), ("state_topic", topics.COOLING_STATE),
+        ("alerts_topic", topics.COOLING_ALERTS))}
+    topics_kw.update(kw)
+    return CoolingConfig(kafka_bootstrap=bootstrap, database_url=db, facility=FACILITY, grpc_host="127.0.0.1",
+                         grpc_port=0, group_id=group, **topics_kw)
+
+
+class Running:
+    def __init__(self, app) -> None:
+        self.app, self.stop, self.task = app, asyncio.Event(), None
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self.app.run(self.stop))
+        ready = asyncio.create_task(self.app.ready.wait())
+        await asyncio.wait([ready, self.task], timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
+        assert self.app.ready.is_set(), f"{type(self.app).__name__} did not become ready"
+        return self.app
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, WAIT_S)
+
+
+async def read_until(bootstrap: str, topic: topics.Topic, want, dlq: bool = False) -> list:
+    """Records of `topic` (or its DLQ) until want(records) holds (bounded)."""
+    name = topic.dlq if dlq else topic.name
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list = []
+        deadline = time.monotonic() + WAIT_S
+        while not want(records) and time.monotonic() < deadline:
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        assert want(records), f"{name}: condition not met with {len(records)} records"
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {WAIT_S}s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def states(records) -> list[pb.CoolingState]:
+    return [pb.CoolingState.FromString(r.value) for r in records]
+
+
+def alerts(records) -> list[pb.CoolingAlert]:
+    return [pb.CoolingAlert.FromString(r.value) for r in records]
+
+
+def rack_power(rack_id: str, w: float, t: float, site: str = SITE) -> ppb.PowerState:
+    return ppb.PowerState(site_id=site, entity_id=rack_id, scope=ppb.POWER_SCOPE_RACK, state_time=_ts(t),
+                          input_power_w=w, source=ppb.VALUE_SOURCE_MODELLED)
+
+
+def event(entity: str, kind: int, t: float, **kw) -> pb.CoolingEvent:
+    return pb.CoolingEvent(event_id=str(uuid.uuid4()), site_id=SITE, entity_id=entity, kind=kind, event_time=_ts(t),
+                           **kw)
+
+
+async def test_heat_in_state_out_cdu_failure_alerts_its_racks_bad_events_dlq_whatifs_and_restart(
+        kafka_bootstrap, fresh_database, unique_topic):
+    cfg = cooling_config(kafka_bootstrap, fresh_database, unique_topic, f"cooling-it-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(kafka_bootstrap, [cfg.power_topic, cfg.samples_topic, cfg.events_topic, cfg.state_topic,
+                                          cfg.alerts_topic])
+    site = build_cooling_site(load_facility_spec(FACILITY))
+    net = site.network
+    inv = site.inventory
+    rack_w = np.array([120e3 if r.startswith("a") else 110e3 for r in net.rack_ids])
+    expected = evaluate(net, rack_w, design_conditions(net))
+    t0 = time.time() - 30
+    # rack a-0000's coolant sensors say 50 kW (suspect: the model's liquid heat is 102 kW); a-0001's agree
+    liquid = expected.rack_liquid_w
+    supply = float(expected.rack_supply_c[0])
+    flow = float(expected.rack_flow_lpm[0])
+    telemetry = []
+    for rid, heat in (("a-0000", 50e3), ("a-0001", float(liquid[1]))):
+        b = tpb.RackTelemetryBatch(site_id=SITE, rack_id=rid, sample_time=_ts(t0), source="test")
+        b.rack.coolant_flow_lpm, b.rack.coolant_supply_temp_c = flow, supply
+        b.rack.coolant_return_temp_c = supply + float(delta_t_k(net.secondary_coolant, heat, flow, supply))
+        node = inv.node_ids(inv.racks[inv.rack_index[rid]])[0]
+        gs = b.nodes.add(node_id=node).gpus
+        gs.gpu_index.extend(range(4))
+        gs.power_w.extend([1000.0] * 4)
+        gs.gpu_temp_c.extend([60.0] * 4)
+        gs.mem_temp_c.extend([55.0] * 4)
+        telemetry.append((rid, tpb.TelemetrySamples(batch=b)))
+    bad_batch = tpb.TelemetrySamples(batch=tpb.RackTelemetryBatch(site_id=SITE, rack_id="z-0009", sample_time=_ts(t0)))
+
+    async with Running(CoolingApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        for key, msg in [*telemetry, ("z-0009", bad_batch)]:
+            await producer.send(cfg.samples_topic, key, msg)
+        await wait_for(lambda: app.stats.telemetry_batches >= 2, "telemetry applied")
+        # power.state.v1: every rack, a PDU state (not an input: skipped) and a rack of no site here (DLQ)
+        pdu = ppb.PowerState(site_id=SITE, entity_id="pdu-a-a0", scope=ppb.POWER_SCOPE_PDU, state_time=_ts(t0),
+                             input_power_w=1.0)
+        for i, rid in enumerate(net.rack_ids):
+            await producer.send(cfg.power_topic, rid, rack_power(rid, rack_w[i], t0))
+        await producer.send(cfg.power_topic, "pdu-a-a0", pdu)
+        await producer.send(cfg.power_topic, "nowhere-1", rack_power("nowhere-1", 1e3, t0))
+
+        def plant_done(recs):
+            return any(s.scope == pb.COOLING_SCOPE_PLANT for s in states(recs))
+
+        got = states(await read_until(kafka_bootstrap, cfg.state_topic, plant_done))
+        plant = [s for s in got if s.scope == pb.COOLING_SCOPE_PLANT][-1]
+        assert plant.entity_id == SITE and plant.state_time == _ts(t0)
+        assert plant.plant.cooling_power_w == pytest.approx(expected.cooling_power_w, rel=1e-9)
+        assert plant.plant.it_power_w == pytest.approx(rack_w.sum(), rel=1e-12)
+        assert plant.plant.pue_cooling == pytest.approx(expected.pue_cooling_part, rel=1e-9)
+        racks = {s.entity_id: s for s in got if s.scope == pb.COOLING_SCOPE_RACK}
+        assert set(racks) == set(RACKS)
+        assert racks["b-0003"].rack.it_power_w == 110e3
+        assert racks["b-0003"].rack.liquid_heat_w + racks["b-0003"].rack.air_heat_w == pytest.approx(110e3)
+        assert {s.entity_id for s in got if s.scope == pb.COOLING_SCOPE_CDU} == set(net.cdu_ids)
+        dead = await read_until(kafka_bootstrap, cfg.power_topic, lambda rs: len(rs) >= 1, dlq=True)
+        assert "nowhere-1" in dict(dead[0].headers)["dlq_reason"].decode()
+        dead = await read_until(kafka_bootstrap, cfg.samples_topic, lambda rs: len(rs) >= 1, dlq=True)
+        assert "batch.rack_id" in dict(dead[0].headers)["dlq_reason"].decode()
+        # suspect sensor: a-0000 only (its ṁ·c_p·ΔT is 50 kW against 102 kW), with both values
+        recs = await read_until(kafka_bootstrap, cfg.alerts_topic, lambda rs: any(
+            a.kind == pb.ALERT_KIND_SUSPECT_SENSOR for a in alerts(rs)))
+        suspect = [a for a in alerts(recs) if a.kind == pb.ALERT_KIND_SUSPECT_SENSOR]
+        assert [a.entity_id for a in suspect] == ["a-0000"]
+        assert suspect[0].measured_value == pytest.approx(50e3, rel=1e-6)
+        assert suspect[0].model_value == pytest.approx(liquid[0], rel=1e-9)
+        assert not [a for a in alerts(recs) if a.kind == pb.ALERT_KIND_THROTTLE_PREDICTED]
+
+        # equipment events: both CDUs of loop-a fail; four bad ones go to the DLQ with their reason
+        E = pb
+        good = [event("cdu-a-1", E.COOLING_EVENT_KIND_CDU_FAILURE, t0 + 10),
+                event("cdu-a-2", E.COOLING_EVENT_KIND_CDU_FAILURE, t0 + 11)]
+        bad = [event("cdu-x-9", E.COOLING_EVENT_KIND_CDU_FAILURE, t0 + 12),                       # unknown id
+               event("cdu-b-1", E.COOLING_EVENT_KIND_PUMP_FAILURE, t0 + 12, flow_fraction=1.5),   # absurd
+               event(SITE, E.COOLING_EVENT_KIND_AMBIENT_CHANGE, t0 + 12, dry_bulb_temp_c=20.0,
+                     wet_bulb_temp_c=25.0),                                                        # wet > dry
+               event("cdu-a-1", E.COOLING_EVENT_KIND_CDU_REPAIR, t0 + 5)]                         # the past
+        for e in good + bad:
+            await producer.send(cfg.events_topic, e.entity_id, e)
+        dead = await read_until(kafka_bootstrap, cfg.events_topic, lambda rs: len(rs) >= 4, dlq=True)
+        reasons = sorted(dict(r.headers)["dlq_reason"].decode() for r in dead)
+        assert len(reasons) == 4
+        for field_name in ("entity_id: unknown CDU 'cdu-x-9'", "flow_fraction: 1.5", "wet_bulb_temp_c",
+                           "event_time: older than the last event"):
+            assert any(field_name in r for r in reasons), (field_name, reasons)
+
+        def throttled(recs):
+            return {a.entity_id for a in alerts(recs) if a.kind == pb.ALERT_KIND_THROTTLE_PREDICTED} >= set(ROW_A)
+
+        recs = await read_until(kafka_bootstrap, cfg.alerts_topic, throttled)
+        throttle = [a for a in alerts(recs) if a.kind == pb.ALERT_KIND_THROTTLE_PREDICTED]
+        assert sorted(a.entity_id for a in throttle) == ROW_A          # exactly the racks loop-a serves
+        gpu_rack = site.gpus.gpu_rack
+        for a in throttle:
+            r = inv.rack_index[a.entity_id]
+            assert sorted(a.gpu_ids) == np.flatnonzero(gpu_rack == r).tolist()
+            assert 0 < a.time_to_throttle_s < cfg.horizon_s and a.severity == pb.SEVERITY_CRITICAL
+        capacity = [a for a in alerts(recs) if a.kind == pb.ALERT_KIND_CAPACITY_EXCEEDED]
+        assert [a.entity_id for a in capacity] == ["loop-a"]
+
+        # stored: rows per published state, the conditions in force
+        async with await psycopg.AsyncConnection.connect(fresh_database) as conn:
+            cur = await conn.execute("SELECT power_w FROM cooling_state WHERE entity_id = %s ORDER BY time", (SITE,))
+            plant_w = [r[0] for r in await cur.fetchall()]
+            assert len(plant_w) >= 2 and plant_w[0] == pytest.approx(expected.cooling_power_w, rel=1e-9)
+            cur = await conn.execute("SELECT conditions FROM cooling_conditions WHERE site_id = %s", (SITE,))
+            cond = (await cur.fetchone())[0]
+            assert cond["cdu_up"][:2] == [False, False] and all(cond["cdu_up"][2:])
+
+        # gRPC: state and history from storage, what-ifs from the live twin
+        stub = pb_grpc.CoolingServiceStub(channel)
+        now = await stub.GetState(pb.GetStateRequest(scope=pb.COOLING_SCOPE_CDU, entity_ids=["cdu-a-1", "cdu-b-1"]))
+        assert {s.entity_id: s.cdu.up for s in now.states} == {"cdu-a-1": False, "cdu-b-1": True}
+        history = await stub.GetHistory(pb.GetHistoryRequest(entity_id="a-0003", start_time=_ts(t0 - 1)))
+        assert [s.state_time.ToNanoseconds() for s in history.states][0] == _ts(t0).ToNanoseconds()
+        assert history.states[-1].rack.coolant_flow_lpm == 0.0 and history.states[-1].rack.gpus_at_risk == 72
+        one = await stub.WhatIfFailure(pb.WhatIfFailureRequest(cdu_ids=["cdu-b-1"]))
+        # loop-b's partner carries cdu-b-1's load: only row a (lost already) throttles
+        assert sorted(r.rack_id for r in one.outcome.racks) == ROW_A
+        assert list(one.outcome.loops_not_carrying) == ["loop-a"]
+        both = await stub.WhatIfFailure(pb.WhatIfFailureRequest(cdu_ids=["cdu-b-1", "cdu-b-2"]))
+        assert sorted(r.rack_id for r in both.outcome.racks) == RACKS      # row a already, row b after
+        assert sorted(both.outcome.loops_not_carrying) == ["loop-a", "loop-b"]
+        assert not both.outcome.redundancy_carries and both.outcome.gpus_affected == 16 * 72
+        hot_day = pb.WhatIfSetpointRequest(dry_bulb_temp_c=42.0, wet_bulb_temp_c=25.0)
+        hot = await stub.WhatIfSetpoint(hot_day)
+        now_cond = design_conditions(net).with_(cdu_up=np.array([c not in ("cdu-a-1", "cdu-a-2") for c in net.cdu_ids]))
+        want = evaluate(net, rack_w, setpoint_request(net, now_cond, hot_day)[0])
+        assert hot.outcome.plant_power_after_w == pytest.approx(want.plant_power_w, rel=1e-9)
+        assert hot.outcome.facility_supply_temp_after_c == pytest.approx(want.facility_supply_c, rel=1e-9)
+        assert hot.outcome.pue_cooling_after == pytest.approx(want.pue_cooling_part, rel=1e-9)
+        for call, request, code, field_name in (
+            (stub.WhatIfFailure, pb.WhatIfFailureRequest(), grpc.StatusCode.INVALID_ARGUMENT, "cdu_ids"),
+            (stub.WhatIfFailure, pb.WhatIfFailureRequest(cdu_ids=["cdu-x-9"]), grpc.StatusCode.NOT_FOUND, "cdu_ids"),
+            (stub.WhatIfFailure, pb.WhatIfFailureRequest(pumps=[pb.PumpFlow(cdu_id="cdu-b-1", flow_fraction=2.0)]),
+             grpc.StatusCode.INVALID_ARGUMENT, "pumps.flow_fraction"),
+            (stub.WhatIfSetpoint, pb.WhatIfSetpointRequest(facility_supply_temp_c=99.0),
+             grpc.StatusCode.INVALID_ARGUMENT, "facility_supply_temp_c"),
+            (stub.WhatIfSetpoint, pb.WhatIfSetpointRequest(), grpc.StatusCode.INVALID_ARGUMENT,
+             "facility_supply_temp_c"),
+            (stub.GetHistory, pb.GetHistoryRequest(entity_id="a-0003"), grpc.StatusCode.INVALID_ARGUMENT,
+             "start_time"),
+            (stub.GetState, pb.GetStateRequest(entity_ids=["nope"]), grpc.StatusCode.NOT_FOUND, "entity_ids[0]"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(request)
+            assert err.value.code() == code and err.value.details().startswith(field_name), err.value.details()
+
+    # a restarted process: heat and conditions from storage; an event older than a stored one is refused
+    again = CoolingApp(cfg)
+    async with Running(again), EventProducer(kafka_bootstrap, source="test") as producer:
+        assert again.live is not None
+        assert list(again.live.cond.cdu_up[:2]) == [False, False]
+        assert again.live.rack_it_w.tolist() == rack_w.tolist()
+        late = event("cdu-a-2", pb.COOLING_EVENT_KIND_CDU_REPAIR, t0 + 6)
+        await producer.send(cfg.events_topic, late.entity_id, late)
+        dead = await read_until(kafka_bootstrap, cfg.events_topic, lambda rs: any(
+            late.event_id.encode() in r.value for r in rs), dlq=True)
+        assert "event_time" in dict(dead[-1].headers)["dlq_reason"].decode()
