@@ -343,3 +343,54 @@ async def test_sacct_replay_produces_the_expected_event_sequence(kafka_bootstrap
         assert app.twin.book.jobs["102"].failure_cause.value == "node"
         assert app.twin.book.jobs["101"].spec is not None and app.twin.book.jobs["101"].n_gpus == 16
         assert final and not app.twin.book.holders
+
+
+async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_bootstrap, fresh_database,
+                                                                        facility_file, unique_topic):
+    from twin.cooling.v1 import cooling_pb2 as cpb
+    from twin.power.v1 import power_pb2 as ppb
+
+    cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
+    t0 = time.time()
+    async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.JobServiceStub(channel)
+        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.SUBMITTED, t0, spec=SPEC))
+        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.STARTED, t0 + 1, nodes=NODES, n_gpus=32))
+
+        async def job() -> pb.JobState:
+            try:
+                return (await stub.GetJob(pb.GetJobRequest(job_id="j"))).job
+            except grpc.aio.AioRpcError:
+                return pb.JobState()
+
+        base = await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
+        alert = cpb.CoolingAlert(alert_id="cool-1", site_id=SITE, entity_id="su1-0002", kind=cpb.ALERT_KIND_THROTTLE_PREDICTED,
+                                 severity=cpb.SEVERITY_WARNING, time_to_throttle_s=240.0)
+        alert.alert_time.FromNanoseconds(int(time.time() * 1e9))
+        await producer.send(cfg.cooling_alerts_topic, alert.entity_id, alert)
+        flagged = await poll(job, lambda j: any(f.kind == pb.RISK_KIND_THERMAL_THROTTLE for f in j.risk_flags))
+        assert flagged.predicted_step_time_s == base.predicted_step_time_s  # predicted, not yet throttling
+        recs = await read_until(kafka_bootstrap, cfg.recommendations_topic.name, cfg.recommendations_topic.partitions,
+                                lambda rs: any(pb.JobRecommendation.FromString(r.value).entity_id == "su1-0002"
+                                               for r in rs))
+        ckpt = next(m for m in (pb.JobRecommendation.FromString(r.value) for r in recs) if m.entity_id == "su1-0002")
+        assert ckpt.kind == pb.RECOMMENDATION_KIND_CHECKPOINT_NOW and 200 < ckpt.deadline_s <= 240
+        assert ckpt.message.startswith("checkpoint now: rack su1-0002 is predicted to throttle in")
+
+        gpus = list(base.placement.gpu_ids)
+        plan = ppb.CurtailmentPlan(plan_id="plan-1", site_id=SITE, event_id="grid-1", duration_s=3600,
+                                   capped_gpu_ids=gpus, cap_w=[350.0] * len(gpus))
+        plan.created_time.FromNanoseconds(int(time.time() * 1e9))
+        await producer.send(cfg.power_plans_topic, SITE, plan)
+        capped = await poll(job, lambda j: any(f.kind == pb.RISK_KIND_POWER_CAP for f in j.risk_flags))
+        assert capped.predicted_step_time_s > base.predicted_step_time_s and capped.power_w < base.power_w
+        assert capped.clock_fraction < base.clock_fraction
+        energy = capped.energy_j
+
+    # a new process (same group): the book comes back from jobs.events.v1, energy from job_state_latest
+    async with Running(JobsApp(cfg)) as app2, grpc.aio.insecure_channel(f"127.0.0.1:{app2.grpc_port}") as channel:
+        again = (await pb_grpc.JobServiceStub(channel).GetJob(pb.GetJobRequest(job_id="j"))).job
+        assert again.status == pb.JOB_STATUS_RUNNING and list(again.placement.node_ids) == list(NODES)
+        assert again.energy_j >= energy > 0
+        assert app2.twin.book.holders[NODES[0]] == {"j": 8}

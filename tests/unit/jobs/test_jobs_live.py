@@ -293,3 +293,12 @@ def test_what_if_placement_ranks_fitting_candidates_by_step_time_and_risk() -> N
     with pytest.raises(InvalidArgument) as err:
         whatif.candidate_nodes(SITE, [], ["su1-0000-n99"], "candidates[3]")
     assert err.value.field == "candidates[3].node_ids[0]"
+
+
+def test_tensor_parallelism_beyond_the_nvlink_domain_is_rejected() -> None:
+    twin = JobTwin(SITE)
+    spec = JobSpec(SPEC.model, Parallelism(tp=16, dp=2), TrainingSetup(micro_batch=1, global_batch=4))
+    twin.apply(JobEvent("t", EventKind.SUBMITTED, T0, spec=spec))
+    with pytest.raises(EventRejected, match=r"parallel.tp = 16 is larger than the NVLink domain .*8 of the job"):
+        twin.apply(JobEvent("t", EventKind.STARTED, T0 + 1, nodes=NODES, n_gpus=32))
+    assert twin.book.jobs["t"].status.value == "pending" and not twin.book.holders

@@ -218,7 +218,12 @@ class JobTwin:
             if clash and ev.kind in (EventKind.STARTED, EventKind.RESIZED):
                 raise EventRejected(f"placement.gpu_ids: GPU {clash[0]} is taken by a running job")
         before = self.book
-        self.book = apply_event(self.book, ev, self.facility)
+        book = apply_event(self.book, ev, self.facility)
+        rec = book.jobs.get(ev.job_id)
+        if ev.kind in (EventKind.STARTED, EventKind.RESIZED) and book is not before and rec is not None \
+                and rec.spec is not None:
+            self._check_tp(rec.spec, tuple(gpu_ids) or self.site.gpu_ids(rec.nodes, rec.n_gpus))
+        self.book = book
         if self.book is before:
             return False
         live = self.jobs.setdefault(ev.job_id, JobLive())
@@ -226,6 +231,18 @@ class JobTwin:
             live.gpu_override = tuple(gpu_ids)
             live.healthy_comm = None
         return True
+
+    def _check_tp(self, spec: JobSpec, gpus: tuple[int, ...]) -> None:
+        """Tensor parallelism runs inside one NVLink domain: a TP group larger than the job's GPUs per domain on
+        this placement would put its per-layer collectives on the network (where the domain is small: HGX nodes)."""
+        if not gpus or spec.parallel.tp <= 1:
+            return
+        import numpy as np
+
+        _, counts = np.unique(self.site.inventory.gpu_nvlink_domain[np.asarray(gpus)], return_counts=True)
+        if spec.parallel.tp > int(counts.max()):
+            raise EventRejected(f"parallel.tp = {spec.parallel.tp} is larger than the NVLink domain on this placement "
+                                f"({int(counts.max())} of the job's GPUs per domain)")
 
     def _gpus_taken_by_others(self, job_id: str) -> set[int]:
         out: set[int] = set()
