@@ -282,3 +282,117 @@ async def test_heat_in_state_out_cdu_failure_alerts_its_racks_bad_events_dlq_wha
         dead = await read_until(kafka_bootstrap, cfg.events_topic, lambda rs: any(
             late.event_id.encode() in r.value for r in rs), dlq=True)
         assert "event_time" in dict(dead[-1].headers)["dlq_reason"].decode()
+
+
+# -- coupling with the power twin (issue 10 item 6) ------------------------------------------------------
+
+
+def telemetry_tick(inv, t: float, tensor: float) -> list[tuple[str, tpb.TelemetrySamples]]:
+    """Every rack's GPU activity for one tick (no measured power: the power twin models it)."""
+    out = []
+    for rack in inv.racks:
+        b = tpb.RackTelemetryBatch(site_id=SITE, rack_id=rack.rack_id, sample_time=_ts(t), source="test")
+        for j, node_id in enumerate(inv.node_ids(rack)):
+            n = int(inv.node_gpus[rack.first_node + j])
+            gs = b.nodes.add(node_id=node_id).gpus
+            gs.gpu_index.extend(range(n))
+            gs.tensor_active.extend([tensor] * n)
+            gs.sm_active.extend([min(tensor + 0.05, 1.0)] * n)
+            gs.dram_active.extend([0.3] * n)
+        out.append((rack.rack_id, tpb.TelemetrySamples(batch=b)))
+    return out
+
+
+async def read_to_end(bootstrap: str, topic: topics.Topic) -> list:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list = []
+        deadline = time.monotonic() + WAIT_S
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            assert time.monotonic() < deadline, f"{topic.name}: not read to its end within {WAIT_S}s"
+            for recs in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def test_power_and_cooling_loop_converges_within_a_tick_of_a_load_step(
+        kafka_bootstrap, fresh_database, unique_topic):
+    """power.state.v1 (rack heat) -> cooling -> cooling.state.v1 (plant cooling power) -> power's site total
+    and PUE, both apps in this process, coupled through the broker only. Cooling power depends on the racks'
+    heat (IT power), never on the site total, so the loop has no gain: after a load step the site power
+    settles one tick later (the cooling state of the previous tick) and then stays put."""
+    from twin.power.adapters.stream import RACK_CONTRIBUTIONS
+    from twin.power.app import PowerApp, PowerConfig
+    from twin.power.domain import evaluate as power_evaluate
+    from twin.power.site import build_site_model
+
+    group = uuid.uuid4().hex[:8]
+    ccfg = cooling_config(kafka_bootstrap, fresh_database, unique_topic, f"cooling-loop-{group}")
+    pcfg = PowerConfig(
+        kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=FACILITY, grpc_host="127.0.0.1",
+        grpc_port=0, http_host="127.0.0.1", http_port=0, group_id=f"power-loop-{group}",
+        samples_topic=ccfg.samples_topic, state_topic=ccfg.power_topic, racks_topic=unique_topic(RACK_CONTRIBUTIONS),
+        alerts_topic=unique_topic(topics.POWER_ALERTS), plans_topic=unique_topic(topics.POWER_PLANS),
+        grid_topic=unique_topic(topics.GRID_EVENTS), jobs_topic=unique_topic(topics.JOBS_STATE),
+        cooling_topic=ccfg.state_topic)
+    await ensure_topics(kafka_bootstrap, [ccfg.power_topic, ccfg.samples_topic, ccfg.events_topic, ccfg.state_topic,
+                                          ccfg.alerts_topic, pcfg.racks_topic, pcfg.alerts_topic, pcfg.plans_topic,
+                                          pcfg.grid_topic, pcfg.jobs_topic])
+    model = build_site_model(load_facility_spec(FACILITY))
+    cnet = build_cooling_site(load_facility_spec(FACILITY)).network
+    inv = model.inventory
+    t0 = time.time() - 60
+    loads = [0.4, 0.4, 0.4, 0.9, 0.9, 0.9]            # a load step at tick 3
+    ticks = [t0 + k for k in range(len(loads))]
+    async with Running(PowerApp(pcfg)) as power, Running(CoolingApp(ccfg)) as cooling, \
+            EventProducer(kafka_bootstrap, source="test") as producer:
+        for t, load in zip(ticks, loads, strict=True):
+            for key, msg in telemetry_tick(inv, t, load):
+                await producer.send(pcfg.samples_topic, key, msg)
+
+            def settled(t=t) -> bool:
+                p, c = power.site, cooling.pipeline
+                return (p is not None and bool((p.rack_time == t).all()) and p.prev_time_s == t and not p.dirty
+                        and c is not None and c.floor_s >= t and c.last_plant is not None
+                        and power.view.cooling_w == c.last_plant.plant.cooling_power_w)
+
+            await wait_for(settled, f"tick {t - t0:.0f} through power, cooling and back")
+        records = await read_to_end(kafka_bootstrap, pcfg.state_topic)
+    got = [ppb.PowerState.FromString(r.value) for r in records]
+    final_site: dict[float, ppb.PowerState] = {}
+    rack_w: dict[float, dict[str, float]] = {}
+    for s in got:                                    # in offset order: the last site state of a tick is final
+        t = s.state_time.ToNanoseconds()
+        if s.scope == ppb.POWER_SCOPE_SITE:
+            final_site[t] = s
+        elif s.scope == ppb.POWER_SCOPE_RACK:
+            rack_w.setdefault(t, {})[s.entity_id] = s.input_power_w
+    site_w, cooling_w = [], []
+    for k, t in enumerate(ticks):
+        ns = _ts(t).ToNanoseconds()
+        site = final_site[ns]
+        racks = np.array([rack_w[ns][rid] for rid in cnet.rack_ids])
+        want_cooling = evaluate(cnet, racks, design_conditions(cnet)).cooling_power_w   # the cooling domain
+        assert site.site.cooling_power_w > 0 or k == 0    # tick 0 is evaluated before any cooling state
+        # the site total is the power domain's chain with the cooling power it had: consistent every tick
+        chain = power_evaluate(model.network, np.array([rack_w[ns][rid] for rid in model.network.rack_ids]),
+                               site_extra_w=site.site.cooling_power_w)
+        assert site.input_power_w == pytest.approx(chain.site_w, rel=1e-9)
+        assert site.site.pue == pytest.approx(site.input_power_w / site.output_power_w, rel=1e-9)
+        site_w.append(site.input_power_w)
+        cooling_w.append((site.site.cooling_power_w, want_cooling))
+    # ticks 1-2: the cooling of this load; tick 3: the new load with the old cooling (one tick behind);
+    # ticks 4-5: the new fixed point, and it holds (no oscillation, no run-away)
+    for k in (1, 2, 4, 5):
+        assert cooling_w[k][0] == pytest.approx(cooling_w[k][1], rel=1e-9), k
+    assert cooling_w[3][0] == pytest.approx(cooling_w[2][1], rel=1e-9)
+    assert site_w[1] == site_w[2] and site_w[4] == site_w[5]
+    assert site_w[4] > site_w[3] > site_w[2]
+    assert cooling_w[4][0] > cooling_w[2][0]

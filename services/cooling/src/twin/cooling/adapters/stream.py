@@ -129,6 +129,7 @@ class CoolingPipeline:
     active: set[tuple[str, str, str]] = field(default_factory=set)
     floor_s: float = -math.inf  # the newest stored / evaluated state time
     pending_since: float | None = None  # monotonic time of the first rack state not evaluated yet
+    last_plant: pb.CoolingState | None = None  # the plant state last published (what the power twin adds)
 
     @property
     def site_id(self) -> str:
@@ -236,6 +237,9 @@ class CoolingPipeline:
         if futures:
             await asyncio.gather(*futures)
         self.published.update(sigs)
+        for s in changed:
+            if s.scope == pb.COOLING_SCOPE_PLANT:
+                self.last_plant = s
         st = tick.state
         self.stats.evaluations += 1
         self.stats.states_published += len(changed)
