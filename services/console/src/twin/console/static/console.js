@@ -58,6 +58,7 @@
     const floor = $("floor");
     floor.replaceChildren();
     floor.classList.toggle("dense", layout.n_racks > 400);
+    floor.classList.toggle("large", layout.n_racks <= 64);
     for (const hall of layout.halls) {
       const hallEl = h("div", {class: "hall", "data-hall": hall.id}, h("div", {class: "name"}, hall.id));
       for (const row of hall.rows) {
