@@ -317,17 +317,21 @@ class JobTwin:
                                                      if n in self.site.node_index}
         caps = [c for p in self.plans.values() if p.start_s <= now_s < p.end_s
                 for c in (p.caps.get(g) for g in gpus) if c is not None]
-        racks = self.site.racks_of_gpus(gpus)
-        alerts = sorted([f"thermal/{a.alert_id}/{a.throttle_at_s}" for a in self.thermal_alerts(gpus)]
-                        + [f"power/{a.alert_id}" for a in self.rack_alerts.values() if a.entity_id in racks]
-                        + [f"plan/{p.plan_id}" for p in self.plans.values() if p.end_s > now_s
-                           and (p.paused or p.caps.keys() & set(gpus))])
+        alerts: list[str] = []
+        if self.thermal or self.rack_alerts or self.plans:
+            racks = self.site.racks_of_gpus(gpus)
+            alerts = sorted([f"thermal/{a.alert_id}/{a.throttle_at_s}" for a in self.thermal_alerts(gpus)]
+                            + [f"power/{a.alert_id}" for a in self.rack_alerts.values() if a.entity_id in racks]
+                            + [f"plan/{p.plan_id}" for p in self.plans.values() if p.end_s > now_s
+                               and (p.paused or p.caps.keys() & set(gpus))])
         return JobInputs(spec, tuple(nodes), tuple(gpus), self.crossed_links(node_idx, gpus),
                          min(caps) if caps else None,
                          self.settings.throttle_clock_fraction if self.throttled(gpus, now_s) else 1.0, tuple(alerts))
 
     def thermal_alerts(self, gpus: tuple[int, ...]) -> list[ThermalAlert]:
         """Cooling alerts on these GPUs or their racks."""
+        if not self.thermal:
+            return []
         racks = self.site.racks_of_gpus(gpus)
         return [a for a in self.thermal.values() if a.entity_id in racks or a.gpu_ids.intersection(gpus)]
 
@@ -523,16 +527,10 @@ class JobTwin:
             running = rec is not None and rec.status == JobStatus.RUNNING and live.prediction is not None
             if running and live.accrued_s is not None and now_s > live.accrued_s:
                 p = live.prediction
-                gpus = live.inputs.gpu_ids if live.inputs else ()
-                platform = sum(self.site.platform_w_per_gpu[n] for n in self._nodes_of(gpus)) if gpus else 0.0
+                platform = self.site.platform_w(live.inputs.gpu_ids) if live.inputs else 0.0
                 watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
                 live.energy_j += watts * (now_s - live.accrued_s)
             live.accrued_s = now_s if running else None
-
-    def _nodes_of(self, gpus: tuple[int, ...]) -> list[int]:
-        """One entry per GPU: its node (the platform share is per GPU)."""
-        inv = self.site.inventory
-        return [int(inv.gpu_node[g]) for g in gpus]
 
     def view(self, job_id: str) -> JobView | None:
         rec = self.book.jobs.get(job_id)
@@ -546,10 +544,10 @@ class JobTwin:
 
     def changed(self, job_id: str, now_s: float, republish_s: float) -> bool:
         """Whether the job's published state is out of date (then marks it published)."""
-        v = self.view(job_id)
-        if v is None:
+        rec = self.book.jobs.get(job_id)
+        if rec is None:
             return False
-        live, rec = v.live, v.rec
+        live = self.jobs.setdefault(job_id, JobLive())
         p = live.prediction if rec.status == JobStatus.RUNNING else None
         key = (rec.status, rec.last_event_s, _sig(p.step_time_s) if p else 0.0, rec.measured_step_time_s,
                round(live.error_ratio, 4), tuple((f.kind, f.entity_id, round(f.slowdown, 3)) for f in live.flags),

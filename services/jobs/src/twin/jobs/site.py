@@ -42,6 +42,8 @@ class SiteMap:
     cdu_group: dict[str, str] = field(default_factory=dict)        # CDU id -> its group id
     cooling_group_racks: dict[str, list[str]] = field(default_factory=dict)
     ups_racks: dict[str, tuple[list[str], bool]] = field(default_factory=dict)  # UPS -> (racks, redundant)
+    _placements: dict = field(default_factory=dict, repr=False)
+    _gpu_ids: dict = field(default_factory=dict, repr=False)
 
     @property
     def facility(self) -> Facility:
@@ -57,7 +59,17 @@ class SiteMap:
     def gpu_ids(self, nodes: Iterable[str], n_gpus: int) -> tuple[int, ...]:
         """Global GPU ids of a job: its GPUs spread evenly over its nodes (the remainder on the first nodes),
         the lowest local GPU indices of each node (schedulers bind GPUs in order)."""
-        nodes = [n for n in nodes if n in self.node_index]
+        key = (tuple(nodes), n_gpus)
+        hit = self._gpu_ids.get(key)
+        if hit is not None:
+            return hit
+        if len(self._gpu_ids) > 20_000:
+            self._gpu_ids.clear()
+        self._gpu_ids[key] = out = self._derive_gpu_ids(key[0], n_gpus)
+        return out
+
+    def _derive_gpu_ids(self, nodes: tuple[str, ...], n_gpus: int) -> tuple[int, ...]:
+        nodes = tuple(n for n in nodes if n in self.node_index)
         if not nodes or n_gpus <= 0:
             return ()
         q, r = divmod(n_gpus, len(nodes))
@@ -70,13 +82,31 @@ class SiteMap:
             out.extend(range(first, first + want))
         return tuple(out)
 
+    def _placement(self, gpu_ids: Iterable[int]) -> tuple[frozenset[int], frozenset[str], float]:
+        """(nodes, racks, platform watts) of a set of GPUs, cached per GPU tuple (a job asks every tick)."""
+        key = gpu_ids if isinstance(gpu_ids, tuple) else tuple(gpu_ids)
+        hit = self._placements.get(key)
+        if hit is None:
+            ids = np.asarray(key, dtype=np.int64)
+            ids = ids[(ids >= 0) & (ids < self.inventory.n_gpus)]
+            node_of = self.inventory.gpu_node[ids]
+            nodes = frozenset(np.unique(node_of).tolist())
+            platform = float(np.asarray(self.platform_w_per_gpu)[node_of].sum()) if ids.size else 0.0
+            hit = (nodes, frozenset(self.rack_of_node[n] for n in nodes), platform)
+            if len(self._placements) > 20_000:
+                self._placements.clear()
+            self._placements[key] = hit
+        return hit
+
     def nodes_of_gpus(self, gpu_ids: Iterable[int]) -> set[int]:
-        ids = np.asarray(list(gpu_ids), dtype=np.int64)
-        ids = ids[(ids >= 0) & (ids < self.inventory.n_gpus)]
-        return set(np.unique(self.inventory.gpu_node[ids]).tolist())
+        return set(self._placement(gpu_ids)[0])
 
     def racks_of_gpus(self, gpu_ids: Iterable[int]) -> set[str]:
-        return {self.rack_of_node[n] for n in self.nodes_of_gpus(gpu_ids)}
+        return set(self._placement(gpu_ids)[1])
+
+    def platform_w(self, gpu_ids: Iterable[int]) -> float:
+        """The node CPU/platform power shared out to these GPUs."""
+        return self._placement(gpu_ids)[2]
 
     def leaf_groups(self, node_idx: Iterable[int]) -> set[int]:
         lg = self.inventory.node_leaf_group
