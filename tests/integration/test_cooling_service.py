@@ -33,6 +33,7 @@ from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
 from twin.power.v1 import power_pb2 as ppb
 from twin.telemetry.v1 import telemetry_pb2 as tpb
+from twinctl.__main__ import main as twinctl_main
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -123,7 +124,7 @@ def event(entity: str, kind: int, t: float, **kw) -> pb.CoolingEvent:
 
 
 async def test_heat_in_state_out_cdu_failure_alerts_its_racks_bad_events_dlq_whatifs_and_restart(
-        kafka_bootstrap, fresh_database, unique_topic):
+        kafka_bootstrap, fresh_database, unique_topic, capsys):
     cfg = cooling_config(kafka_bootstrap, fresh_database, unique_topic, f"cooling-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.power_topic, cfg.samples_topic, cfg.events_topic, cfg.state_topic,
                                           cfg.alerts_topic])
@@ -270,6 +271,19 @@ async def test_heat_in_state_out_cdu_failure_alerts_its_racks_bad_events_dlq_wha
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call(request)
             assert err.value.code() == code and err.value.details().startswith(field_name), err.value.details()
+
+        # the same answers through twinctl, as tables
+        target = ["cooling", "--target", f"127.0.0.1:{app.grpc_port}"]
+        capsys.readouterr()
+        assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "--cdus", "cdu-b-1,cdu-b-2"]) == 0
+        table = capsys.readouterr().out
+        assert "redundancy carries the load: NO (loops not carrying: loop-a, loop-b)" in table, table
+        assert sorted(ln.split()[0] for ln in table.splitlines() if ln.split()[0] in RACKS) == RACKS, table
+        assert await asyncio.to_thread(twinctl_main, [*target, "state", "--scope", "cdu"]) == 0
+        table = capsys.readouterr().out
+        assert [ln.split()[0] for ln in table.splitlines() if "DOWN" in ln] == ["cdu-a-1", "cdu-a-2"], table
+        assert await asyncio.to_thread(twinctl_main, [*target, "whatif-setpoint", "--facility-supply-c", "99"]) == 2
+        assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "--cdus", "cdu-x-9"]) == 3
 
     # a restarted process: heat and conditions from storage; an event older than a stored one is refused
     again = CoolingApp(cfg)

@@ -10,6 +10,8 @@
   twinctl power plan --limit-kw 250 [--deadline-s 600] [--duration-s 1800]
   twinctl power whatif-cap --cap-w 400 (--gpus 0-63 | --racks A,B | --job ID)
   twinctl power whatif-failure ups-1 [...]
+  twinctl cooling state [--scope plant|loop|cdu|crah|air_group|rack] [--ids A,B]   cooling (TWINCTL_COOLING_TARGET)
+  twinctl cooling whatif-failure --cdus cdu-a-1,cdu-a-2 | whatif-setpoint --dry-bulb-c 42 --wet-bulb-c 26
   twinctl jobs list [--status running] | show JOB | whatif-placement --job JOB --candidate su1-0004 [...]
   twinctl dlq list [--topic facility.telemetry.v1] [--reason TEXT]      dead letters and why
   twinctl dlq replay --topic facility.telemetry.v1 [--reason TEXT]      re-publish after a fix
@@ -33,6 +35,7 @@ from google.protobuf.json_format import MessageToJson
 from twin.core import limits
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
+from twinctl import cooling as cooling_cli
 from twinctl import dlq
 from twinctl import jobs as jobs_cli
 from twinctl import power as power_cli
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmds = fabric.add_subparsers(dest="cmd", required=True)
     dlq.add_parser(sub)
     power_cli.add_parser(sub)
+    cooling_cli.add_parser(sub)
     jobs_cli.add_parser(sub)
 
     est = cmds.add_parser("estimate", help="one collective")
@@ -275,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return dlq.run(args)
     if args.service == "power":
         return power_cli.run(args, open_channel)
+    if args.service == "cooling":
+        return cooling_cli.run(args, open_channel)
     if args.service == "jobs":
         return jobs_cli.run(args, open_channel)
     target = args.target or os.environ.get("TWINCTL_FABRIC_TARGET") or DEFAULT_FABRIC_TARGET

@@ -168,6 +168,28 @@ async def _power_status(ctx: StackContext) -> str:
             f"headroom {s.headroom_w / 1e6:.2f} MW)")
 
 
+async def _cooling_status(ctx: StackContext) -> str:
+    import grpc
+
+    from twin.cooling.v1 import cooling_pb2, cooling_pb2_grpc
+
+    target = f"127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')}"
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            reply = await cooling_pb2_grpc.CoolingServiceStub(channel).GetState(
+                cooling_pb2.GetStateRequest(scope=cooling_pb2.COOLING_SCOPE_PLANT), timeout=2,
+                metadata=(("authorization", f"Bearer {ctx.token}"),))
+    except grpc.aio.AioRpcError as exc:
+        return f"cooling: {exc.code().name}"
+    except Exception as exc:  # noqa: BLE001 - a status probe reports, never raises
+        return f"cooling: {exc.__class__.__name__}"
+    if not reply.states:
+        return "cooling: no power state yet"
+    p = reply.states[0].plant
+    return (f"cooling: {p.cooling_power_w / 1e3:.0f} kW for {p.heat_load_w / 1e6:.3f} MW of heat "
+            f"(PUE cooling part {p.pue_cooling:.3f}, facility supply {p.facility_supply_temp_c:.1f} °C)")
+
+
 async def _jobs_status(ctx: StackContext) -> str:
     import grpc
 
@@ -229,6 +251,14 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f"OpenADR 3 POST http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}/openadr3/events "
             f"(Authorization: Bearer {ctx.token})"],
         status=_power_status),
+    # the cooling twin: heat from power.state.v1, plant cooling power back to the power twin for PUE
+    StackService(
+        "cooling", "twin.cooling", ports={"COOLING_GRPC_PORT": 50055},
+        env=lambda ctx: {"COOLING_GRPC_TOKEN": ctx.token},
+        banner=lambda ctx: [
+            f"gRPC 127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')}   try: TWINCTL_TOKEN={ctx.token} "
+            f".venv/bin/twinctl cooling --target 127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')} state"],
+        status=_cooling_status),
     # the job twin: after fabric (it asks the fabric twin's gRPC for collective times, with that port and token)
     StackService(
         "jobs", "twin.jobs", ports={"JOBS_GRPC_PORT": 50056},

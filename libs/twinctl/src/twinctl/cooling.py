@@ -1,0 +1,205 @@
+"""`twinctl cooling`: the cooling twin's CoolingService from the terminal, as readable tables.
+
+    twinctl cooling state [--scope rack|cdu|loop|crah|air_group|plant] [--ids A,B]    latest states
+    twinctl cooling whatif-failure [--cdus A,B] [--crahs A,B] [--plant-units A,B] [--pump CDU=0.5 ...]
+                                   [--rack-flow RACK=0.3 ...] [--horizon-s 3600]
+    twinctl cooling whatif-setpoint [--facility-supply-c 40] [--supply-air-c 27] [--dry-bulb-c 42]
+                                    [--wet-bulb-c 26] [--horizon-s 3600]
+
+A what-if answers per rack the time-to-throttle and the GPUs affected, whether the redundant equipment
+carries the load, and the plant's power and PUE (cooling part) before and after. Nothing is published.
+
+Target: --target HOST:PORT, else env TWINCTL_COOLING_TARGET, else 127.0.0.1:50055. --token / TWINCTL_TOKEN,
+--tls-ca [--tls-cert --tls-key] and --json as for `twinctl fabric`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable
+
+import grpc
+from google.protobuf.json_format import MessageToJson
+
+from twin.cooling.v1 import cooling_pb2 as pb
+from twin.cooling.v1 import cooling_pb2_grpc as pb_grpc
+
+DEFAULT_COOLING_TARGET = "127.0.0.1:50055"
+_SCOPES = {k.removeprefix("COOLING_SCOPE_").lower(): v for k, v in pb.CoolingScope.items() if v}
+
+
+def _ids(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _fraction(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    try:
+        if not sep or not key.strip():
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not ID=FRACTION: {text!r} (e.g. cdu-a-1=0.5)") from None
+
+
+def _scope(text: str) -> int:
+    if text not in _SCOPES:
+        raise argparse.ArgumentTypeError(f"unknown scope {text!r}; one of {', '.join(_SCOPES)}")
+    return _SCOPES[text]
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("cooling", help="CoolingService (cooling twin)")
+    p.add_argument("--target", default=None,
+                   help=f"host:port (env TWINCTL_COOLING_TARGET, default {DEFAULT_COOLING_TARGET})")
+    p.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--token", default=None, help="bearer token (env TWINCTL_TOKEN)")
+    p.add_argument("--tls-ca", default=None, help="PEM CA of the server certificate: use TLS (env TWINCTL_TLS_CA)")
+    p.add_argument("--tls-cert", default=None, help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", default=None, help="PEM client key (mutual TLS)")
+    cmds = p.add_subparsers(dest="cmd", required=True)
+    st = cmds.add_parser("state", help="latest cooling state: plant, loops, CDUs, CRAHs, racks")
+    st.add_argument("--scope", type=_scope, default=0, help=f"one of {', '.join(_SCOPES)} (default: every scope)")
+    st.add_argument("--ids", type=_ids, default=[], help="comma-separated entity ids")
+    f = cmds.add_parser("whatif-failure", help="equipment fails: time-to-throttle per rack, redundancy, plant power")
+    f.add_argument("--cdus", type=_ids, default=[], help="CDUs lost")
+    f.add_argument("--crahs", type=_ids, default=[], help="CRAHs lost")
+    f.add_argument("--plant-units", type=_ids, default=[], help="cooling towers / dry coolers / chillers lost")
+    f.add_argument("--pump", type=_fraction, action="append", default=[], help="CDU=FRACTION of rated flow left")
+    f.add_argument("--rack-flow", type=_fraction, action="append", default=[], help="RACK=FRACTION of design flow")
+    f.add_argument("--horizon-s", type=float, default=0.0, help="forecast horizon (0: the server's, 3600 s)")
+    s = cmds.add_parser("whatif-setpoint", help="setpoint or weather change: time-to-throttle, plant power, PUE")
+    s.add_argument("--facility-supply-c", type=float, default=None, help="facility water supply setpoint")
+    s.add_argument("--supply-air-c", type=float, default=None, help="every CRAH's supply air")
+    s.add_argument("--dry-bulb-c", type=float, default=None, help="outdoor dry bulb")
+    s.add_argument("--wet-bulb-c", type=float, default=None, help="outdoor wet bulb")
+    s.add_argument("--horizon-s", type=float, default=0.0, help="forecast horizon (0: the server's, 3600 s)")
+
+
+def _kw(w: float) -> str:
+    return f"{w / 1e3:9.1f}" if math.isfinite(w) else f"{'-':>9}"
+
+
+def _c(t: float) -> str:
+    return f"{t:6.1f}" if math.isfinite(t) else f"{'-':>6}"
+
+
+def _ttt(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s:.0f} s" if s < 600 else f"{s / 60:.0f} min"
+
+
+def render_state(resp: pb.GetStateResponse) -> str:
+    if not resp.states:
+        return "no cooling state yet (the twin has not received power states)"
+    out = []
+    by = {}
+    for s in resp.states:
+        by.setdefault(s.WhichOneof("detail"), []).append(s)
+    for s in by.get("plant", []):
+        p = s.plant
+        out.append(f"plant {s.entity_id} at {s.state_time.ToDatetime().isoformat(timespec='seconds')}Z: "
+                   f"cooling {p.cooling_power_w / 1e3:.1f} kW for {p.heat_load_w / 1e6:.3f} MW of heat "
+                   f"(capacity {p.capacity_w / 1e6:.2f} MW), PUE cooling part {p.pue_cooling:.3f}, facility supply "
+                   f"{p.facility_supply_temp_c:.1f} °C (setpoint {p.facility_supply_setpoint_c:.1f}), "
+                   f"ambient {p.dry_bulb_temp_c:.1f} / {p.wet_bulb_temp_c:.1f} °C wet bulb")
+    if by.get("loop"):
+        out.append(f"{'loop':<12} {'redund.':<7} {'heat kW':>9} {'cap kW':>9} {'if 1 fails':>10} {'flow':>7} "
+                   f"{'demand':>7} {'sup °C':>6} {'ret °C':>6} carries  survives-one-more")
+        for s in by["loop"]:
+            d = s.loop
+            out.append(f"{s.entity_id:<12} {pb.Redundancy.Name(d.redundancy).removeprefix('REDUNDANCY_'):<7} "
+                       f"{_kw(d.heat_w)} {_kw(d.capacity_w)} {_kw(d.capacity_if_one_fails_w):>10} "
+                       f"{d.flow_lpm:7.0f} {d.flow_demand_lpm:7.0f} {_c(d.supply_temp_c)} {_c(d.return_temp_c)} "
+                       f"{'yes' if d.carries else 'NO':<8} {'yes' if d.survives_one_more else 'no'}")
+    if by.get("cdu"):
+        out.append(f"{'CDU':<12} {'loop':<10} {'up':<4} {'heat kW':>9} {'load':>6} {'flow':>7} {'pump kW':>9}")
+        for s in by["cdu"]:
+            d = s.cdu
+            out.append(f"{s.entity_id:<12} {d.loop_id:<10} {'yes' if d.up else 'DOWN':<4} {_kw(d.heat_removed_w)} "
+                       f"{d.load_fraction:6.0%} {d.flow_lpm:7.0f} {_kw(d.pump_power_w)}")
+    if by.get("air_group"):
+        out.append(f"{'air group':<12} {'heat kW':>9} {'cap kW':>9} {'inlet +K':>8} carries")
+        for s in by["air_group"]:
+            d = s.air_group
+            out.append(f"{s.entity_id:<12} {_kw(d.heat_w)} {_kw(d.capacity_w)} {d.inlet_rise_k:8.1f} "
+                       f"{'yes' if d.carries else 'NO'}")
+    if by.get("crah"):
+        out.append(f"{'CRAH':<12} {'group':<10} {'up':<4} {'heat kW':>9} {'load':>6} {'fan kW':>9}")
+        for s in by["crah"]:
+            d = s.crah
+            out.append(f"{s.entity_id:<12} {d.air_group_id:<10} {'yes' if d.up else 'DOWN':<4} "
+                       f"{_kw(d.heat_removed_w)} {d.load_fraction:6.0%} {_kw(d.fan_power_w)}")
+    if by.get("rack"):
+        out.append(f"{'rack':<12} {'IT kW':>9} {'liquid kW':>9} {'air kW':>9} {'flow':>7} {'cool °C':>7} "
+                   f"{'GPU °C':>6} {'HBM °C':>6} {'throttle in':>11} {'GPUs':>5}")
+        for s in by["rack"]:
+            d = s.rack
+            ttt = d.time_to_throttle_s if d.HasField("time_to_throttle_s") else None
+            out.append(f"{s.entity_id:<12} {_kw(d.it_power_w)} {_kw(d.liquid_heat_w)} {_kw(d.air_heat_w)} "
+                       f"{d.coolant_flow_lpm:7.0f} {_c(d.coolant_temp_c):>7} {_c(d.max_gpu_temp_c)} "
+                       f"{_c(d.max_hbm_temp_c)} {_ttt(ttt):>11} {d.gpus_at_risk:5d}")
+    return "\n".join(out)
+
+
+def render_outcome(what: str, o: pb.WhatIfOutcome) -> str:
+    lines = [f"{what}: horizon {o.horizon_s:.0f} s",
+             f"redundancy carries the load: {'yes' if o.redundancy_carries else 'NO'}"
+             + (f" (loops not carrying: {', '.join(o.loops_not_carrying)})" if o.loops_not_carrying else "")
+             + (f" (air groups not carrying: {', '.join(o.air_groups_not_carrying)})"
+                if o.air_groups_not_carrying else ""),
+             f"plant power {o.plant_power_before_w / 1e3:.1f} -> {o.plant_power_after_w / 1e3:.1f} kW, cooling power "
+             f"{o.cooling_power_before_w / 1e3:.1f} -> {o.cooling_power_after_w / 1e3:.1f} kW, PUE cooling part "
+             f"{o.pue_cooling_before:.3f} -> {o.pue_cooling_after:.3f}, facility supply after "
+             f"{o.facility_supply_temp_after_c:.1f} °C",
+             f"GPUs throttling within the horizon: {o.gpus_affected}"]
+    if o.racks:
+        lines.append(f"{'rack':<12} {'throttle in':>11} {'GPUs':>5} {'coolant before °C':>17} {'after °C':>8}")
+        for r in sorted(o.racks, key=lambda r: r.time_to_throttle_s):
+            ttt = r.time_to_throttle_s if r.HasField("time_to_throttle_s") else None
+            lines.append(f"{r.rack_id:<12} {_ttt(ttt):>11} {len(r.gpu_ids):5d} {_c(r.coolant_temp_before_c):>17} "
+                         f"{_c(r.coolant_temp_after_c):>8}")
+    return "\n".join(lines)
+
+
+def run_cooling(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> str:
+    t = args.timeout
+    if args.cmd == "state":
+        resp = stub.GetState(pb.GetStateRequest(scope=args.scope, entity_ids=args.ids), timeout=t)
+        return MessageToJson(resp) if args.json else render_state(resp)
+    if args.cmd == "whatif-failure":
+        req = pb.WhatIfFailureRequest(cdu_ids=args.cdus, crah_ids=args.crahs, plant_unit_ids=args.plant_units,
+                                      horizon_s=args.horizon_s)
+        req.pumps.extend(pb.PumpFlow(cdu_id=k, flow_fraction=v) for k, v in args.pump)
+        req.rack_flows.extend(pb.RackFlow(rack_id=k, flow_fraction=v) for k, v in args.rack_flow)
+        resp = stub.WhatIfFailure(req, timeout=t)
+        lost = args.cdus + args.crahs + args.plant_units + [f"{k} pump at {v:.0%}" for k, v in args.pump] + [
+            f"{k} flow at {v:.0%}" for k, v in args.rack_flow]
+        return MessageToJson(resp) if args.json else render_outcome("failed: " + ", ".join(lost), resp.outcome)
+    if args.cmd == "whatif-setpoint":
+        req = pb.WhatIfSetpointRequest(horizon_s=args.horizon_s)
+        changes = []
+        for name, value in (("facility_supply_temp_c", args.facility_supply_c), ("supply_air_temp_c", args.supply_air_c),
+                            ("dry_bulb_temp_c", args.dry_bulb_c), ("wet_bulb_temp_c", args.wet_bulb_c)):
+            if value is not None:
+                setattr(req, name, value)
+                changes.append(f"{name} {value:g}")
+        resp = stub.WhatIfSetpoint(req, timeout=t)
+        return MessageToJson(resp) if args.json else render_outcome(", ".join(changes) or "no change", resp.outcome)
+    raise SystemExit(f"unknown command {args.cmd!r}")
+
+
+def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel]) -> int:
+    target = args.target or os.environ.get("TWINCTL_COOLING_TARGET") or DEFAULT_COOLING_TARGET
+    with open_channel(target, args) as channel:
+        try:
+            print(run_cooling(args, pb_grpc.CoolingServiceStub(channel)))
+        except grpc.RpcError as exc:
+            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+    return 0
