@@ -5,7 +5,8 @@ the stored picture.
 
 Facility: the DGX H100 SU preset (8 racks su1-0000..su1-0007, site su-h100). Topics: the registry's,
 under unique names (the session's broker is shared). The power twin's migrations are applied to a
-fresh database, so the console reads the real `power_state` / `power_state_latest` schema.
+fresh database with the cooling and jobs twins' ones, so the console reads the real `power_state` and
+`*_state_latest` schema.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from twin.core import db, topics
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.kafka import EventProducer
 from twin.jobs.v1 import jobs_pb2 as jpb
+from twin.cooling.adapters.repository import MIGRATIONS_DIR as COOLING_MIGRATIONS
+from twin.jobs.adapters.repository import MIGRATIONS_DIR as JOBS_MIGRATIONS
 from twin.power.adapters.repository import MIGRATIONS_DIR as POWER_MIGRATIONS
 from twin.power.v1 import power_pb2 as pb
 
@@ -53,7 +56,8 @@ def rack_state(rack: str, t: float, input_w: float) -> pb.PowerState:
 async def power_db(fresh_database: str) -> AsyncIterator[str]:
     pool = await db.open_pool(fresh_database, max_size=2)
     try:
-        await db.apply_migrations(pool, "power", POWER_MIGRATIONS)
+        for name, folder in (("power", POWER_MIGRATIONS), ("cooling", COOLING_MIGRATIONS), ("jobs", JOBS_MIGRATIONS)):
+            await db.apply_migrations(pool, name, folder)
     finally:
         await pool.close()
     yield fresh_database
@@ -130,6 +134,16 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
     await execute(config.database_url, "INSERT INTO power_state_latest (entity_id, site_id, scope, time, message)"
                   " VALUES (%s, %s, %s, %s, %s)",
                   [("su1-0005", SITE, pb.POWER_SCOPE_RACK, datetime.fromtimestamp(now - 5, UTC), stored.SerializeToString())])
+    at = datetime.fromtimestamp(now - 5, UTC)
+    cooled = cpb.CoolingState(site_id=SITE, entity_id="su1-0005", scope=cpb.COOLING_SCOPE_RACK, state_time=ts(now - 5),
+                              rack=cpb.RackCoolingDetail(max_gpu_temp_c=66.0))
+    await execute(config.database_url, "INSERT INTO cooling_state_latest (entity_id, site_id, scope, time, message)"
+                  " VALUES (%s, %s, %s, %s, %s)",
+                  [("su1-0005", SITE, cpb.COOLING_SCOPE_RACK, at, cooled.SerializeToString()),
+                   ("su1-0006", "other-site", cpb.COOLING_SCOPE_RACK, at, cooled.SerializeToString())])
+    await execute(config.database_url, "INSERT INTO job_state_latest (job_id, status, time, message) VALUES (%s, %s, %s, %s)",
+                  [(job, status, at, jpb.JobState(job_id=job, status=status, state_time=ts(now - 5)).SerializeToString())
+                   for job, status in (("job-running", jpb.JOB_STATUS_RUNNING), ("job-done", jpb.JOB_STATUS_FINISHED))])
     async with EventProducer(config.kafka_bootstrap, source="test") as producer:
         # on the topic before the console starts: latest-only tails never replay it
         await producer.send(power_topic, "su1-0007", rack_state("su1-0007", now - 2, 44_000.0))
@@ -142,6 +156,8 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
                 assert event == "snapshot"
                 assert by_id(snap, "power")["su1-0005"]["in_w"] == 31_000.0
                 assert "su1-0007" not in by_id(snap, "power")
+                assert {k: v["gpu_c"] for k, v in by_id(snap, "cooling").items()} == {"su1-0005": 66.0}
+                assert {k: v["status"] for k, v in by_id(snap, "jobs").items()} == {"job-running": "running"}
 
                 await producer.send(power_topic, "su1-0001", rack_state("su1-0001", now, 12_000.0))
                 await producer.send(power_topic, "su1-0002", rack_state("su1-0002", now, 23_500.0))
@@ -162,7 +178,8 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
                 cooling: dict[str, dict] = {}
                 jobs: dict[str, dict] = {}
                 events: list[dict] = []
-                while not ({"su1-0001", "su1-0002"} <= set(power) and cooling and jobs and events):
+                while not ({"su1-0001", "su1-0002"} <= set(power) and "su1-0002" in cooling and "job-7" in jobs
+                           and events):
                     event, frame = await next_frame(frames)
                     assert event == "update"
                     power.update(by_id(frame, "power"))
@@ -185,7 +202,7 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
                 event, snap = await next_frame(sse_frames(resp))
         assert event == "snapshot"
         assert set(by_id(snap, "power")) == {"su1-0005"} and snap["events"] == []
-        assert by_id(snap, "cooling") == {} and by_id(snap, "jobs") == {}
+        assert set(by_id(snap, "cooling")) == {"su1-0005"} and set(by_id(snap, "jobs")) == {"job-running"}
 
 
 async def test_a_new_browser_gets_the_current_picture_at_once(config: ConsoleConfig) -> None:

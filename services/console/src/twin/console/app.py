@@ -1,7 +1,7 @@
 """Composition root of the console: a read-only web page of the live twin.
 
     facility spec ─▶ floor plan (halls → rows → racks)                         GET /api/layout
-    power_state_latest (database) ─▶ LiveState  (seed: the picture before the first live event)
+    power/cooling/job_state_latest (database) ─▶ LiveState  (seed: the picture before the first live event)
     power.state.v1, cooling.state.v1, jobs.state.v1 ─tail_latest─▶ LiveState (last state per entity)
     power.alerts.v1, power.plans.v1, cooling.alerts.v1, jobs.recommendations.v1 ─▶ LiveState events
     LiveState ─Hub (every CONSOLE_FLUSH_INTERVAL_S)─▶ SSE to every browser       GET /api/events
@@ -97,9 +97,12 @@ class ConsoleApp:
             pool = await rt.database(None)
             history = History(pool, site_id)
             if cfg.seed_from_database:
-                seeded = [state.apply("power", codec.power_state(m)) for m in await history.latest_power()]
+                stored = await history.latest()
+                for msg in stored:
+                    section, convert = codec.converter_for(type(msg))
+                    state.apply(section, convert(msg))
                 state.take_changes()  # part of every snapshot; no browser is connected yet
-                log.info("seeded %d stored power state(s) from the database", len(seeded))
+                log.info("seeded %d stored state(s) from the database", len(stored))
             await rt.ensure_topics(*cfg.topics)
             await self._start_tails(rt, state)
             rt.spawn(hub.run(rt.stop_event), "fan-out")

@@ -4,8 +4,9 @@ Site power and PUE over the last N minutes: the site row (scope SITE) of every s
 per bucket (`date_bin`, which plain PostgreSQL and TimescaleDB both have). For the site, input power is
 the import from the grid (facility power) and output power the IT power delivered to racks, so
 PUE = facility / IT per bucket (twin.power.adapters.codec documents the columns per scope).
-Also the last stored state of every power entity (`power_state_latest`), which a starting console
-shows until live events arrive.
+Also the last stored state of every power and cooling entity and of every job not yet ended
+(`power_state_latest`, `cooling_state_latest`, `job_state_latest`, kept by those twins), which a
+starting console shows until live events arrive.
 """
 
 from __future__ import annotations
@@ -13,9 +14,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from google.protobuf.message import Message
+from psycopg import sql
+
+from twin.cooling.v1 import cooling_pb2 as cpb
+from twin.jobs.v1 import jobs_pb2 as jpb
 from twin.power.v1 import power_pb2 as ppb
 
 SCOPE_SITE = ppb.POWER_SCOPE_SITE
+#: (table, message type, filter) of the twins' last-state tables a starting console shows
+LATEST = (
+    ("power_state_latest", ppb.PowerState, "site_id = %(site)s"),
+    ("cooling_state_latest", cpb.CoolingState, "site_id = %(site)s"),
+    ("job_state_latest", jpb.JobState,
+     f"status IN ({jpb.JOB_STATUS_PENDING}, {jpb.JOB_STATUS_RUNNING}, {jpb.JOB_STATUS_PREEMPTED})"),
+)
 MAX_POINTS = 240
 
 SITE_HISTORY_SQL = """
@@ -56,16 +69,19 @@ class History:
                 "points": [{"t": t, "site_w": site_w, "it_w": it_w, "pue": pue, "states": n}
                            for t, site_w, it_w, pue, n in rows]}
 
-    async def latest_power(self) -> list[ppb.PowerState]:
-        """The stored last state of every power entity of this site ([] when the table does not exist)."""
+    async def latest(self) -> list[Message]:
+        """The stored last state of every power and cooling entity of this site and of every job not yet
+        ended, as the twins keep them in their `*_latest` tables (a table that does not exist is skipped)."""
+        out: list[Message] = []
         async with self.pool.connection() as conn:
-            exists = await (await conn.execute("SELECT to_regclass('power_state_latest') IS NOT NULL")).fetchone()
-            if not exists or not exists[0]:
-                return []
-            cur = await conn.execute("SELECT message FROM power_state_latest WHERE site_id = %s", (self.site_id,))
-            out = []
-            for (raw,) in await cur.fetchall():
-                msg = ppb.PowerState()
-                msg.ParseFromString(bytes(raw))
-                out.append(msg)
-            return out
+            for table, message_type, where in LATEST:
+                exists = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))).fetchone()
+                if not exists or not exists[0]:
+                    continue
+                query = sql.SQL("SELECT message FROM {} WHERE " + where).format(sql.Identifier(table))
+                cur = await conn.execute(query, {"site": self.site_id})
+                for (raw,) in await cur.fetchall():
+                    msg = message_type()
+                    msg.ParseFromString(bytes(raw))
+                    out.append(msg)
+        return out
