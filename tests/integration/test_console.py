@@ -24,13 +24,13 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from twin.console.app import ConsoleApp, ConsoleConfig, registry_topics
+from twin.cooling.adapters.repository import MIGRATIONS_DIR as COOLING_MIGRATIONS
 from twin.cooling.v1 import cooling_pb2 as cpb
 from twin.core import db, topics
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.kafka import EventProducer
-from twin.jobs.v1 import jobs_pb2 as jpb
-from twin.cooling.adapters.repository import MIGRATIONS_DIR as COOLING_MIGRATIONS
 from twin.jobs.adapters.repository import MIGRATIONS_DIR as JOBS_MIGRATIONS
+from twin.jobs.v1 import jobs_pb2 as jpb
 from twin.power.adapters.repository import MIGRATIONS_DIR as POWER_MIGRATIONS
 from twin.power.v1 import power_pb2 as pb
 
