@@ -45,6 +45,19 @@ EXPECTED: dict[tuple[str, int], list[str]] = {
     ("twin-ingest-health", 2): ["time", "batches"],
     ("twin-ingest-health", 3): ["time", "mean", "max"],
     ("twin-ingest-health", 4): ["rack", "batches", "GPU rows", "last sample"],
+    ("twin-cooling", 1): ["time", "metric", "value"],
+    ("twin-cooling", 2): ["time", "metric", "value"],
+    ("twin-cooling", 3): ["time", "cooling power", "heat load"],
+    ("twin-cooling", 4): ["time", "supply"],
+    ("twin-cooling", 5): ["time", "metric", "value"],
+    ("twin-cooling", 6): ["rack", "heat W", "coolant °C", "throttle in s", "state time"],
+    ("twin-jobs", 1): ["time", "running"],
+    ("twin-jobs", 2): ["time", "metric", "value"],
+    ("twin-jobs", 3): ["time", "metric", "value"],
+    ("twin-jobs", 4): ["time", "metric", "value"],
+    ("twin-jobs", 5): ["time", "metric", "value"],
+    ("twin-jobs", 6): ["job", "status", "GPUs", "step s", "predicted s", "MFU", "goodput", "power W", "risks",
+                       "state time"],
 }
 
 
@@ -162,6 +175,19 @@ async def schema_with_data(fresh_database: str) -> str:
                 " source_offset, gpu_rows, ingested_time) VALUES (%s, %s, %s, %s, 'facility.telemetry.v1', 0, %s, 32, %s)",
                 [(r, t, i, f"ce-{r}-{i}", i, t + timedelta(seconds=0.4))
                  for i, t in enumerate(times) for r in racks])
+            cur.executemany(
+                "INSERT INTO cooling_state (time, site_id, entity_id, scope, heat_w, temp_c, power_w, time_to_throttle_s,"
+                " source, message) VALUES (%s, 'su-h100', %s, %s, %s, %s, %s, %s, 2, '')",
+                [row for t in times for row in (
+                    (t, "su1-0000", 1, 30e3, 31.0, None, 420.0),
+                    (t, "su1-0001", 1, 29e3, 29.5, None, None),      # not throttling within the horizon
+                    (t, "cdu-su1-1", 2, 59e3, 22.0, 1.2e3, None),
+                    (t, "su-h100", 6, 62e3, 18.0, 9.5e3, None))])
+            cur.executemany(
+                "INSERT INTO job_state (time, job_id, status, n_gpus, predicted_step_time_s, measured_step_time_s,"
+                " step_time_error_ratio, predicted_tokens_per_s, mfu, power_w, goodput_fraction, energy_j, risk_flags,"
+                " message) VALUES (%s, %s, %s, 64, 2.4, 2.5, 1.04, 1.2e5, 0.41, 41e3, 0.93, 1e9, 0, '')",
+                [(t, job, status) for t in times for job, status in (("job-1", 2), ("job-2", 2), ("job-0", 5))])
         conn.commit()
     return fresh_database
 
@@ -192,14 +218,19 @@ async def test_every_panel_returns_rows_with_its_columns(schema_with_data: str) 
                     assert all(isinstance(r[i], (int, float, Decimal)) or r[i] is None for r in rows for i in numeric), key
 
 
-def test_site_power_panels_read_the_numbers_written(schema_with_data: str) -> None:
-    """The PUE panel is facility / IT of the site rows; per-rack power is per rack."""
+def test_panels_read_the_numbers_written(schema_with_data: str) -> None:
+    """PUE is facility / IT of the site rows; per-rack power is per rack; time to throttle shows only the
+    racks that have one; running jobs are counted once per bucket, finished ones not."""
     by_key = {(uid, p["id"]): p for uid, p in panels()}
     end = datetime.now(UTC) + timedelta(seconds=5)
-    with psycopg.connect(schema_with_data) as conn:
-        pue = conn.execute(expand(by_key[("twin-site-power", 2)]["targets"][0]["rawSql"], end - timedelta(hours=1),
-                                  end)).fetchall()
-        racks = conn.execute(expand(by_key[("twin-site-power", 5)]["targets"][0]["rawSql"], end - timedelta(hours=1),
-                                    end)).fetchall()
-    assert [round(v, 6) for _, v in pue] == [round(250e3 / 226e3, 6)] * 3
+
+    def run(key: tuple[str, int]) -> list[tuple]:
+        with psycopg.connect(schema_with_data) as conn:
+            return conn.execute(expand(by_key[key]["targets"][0]["rawSql"], end - timedelta(hours=1), end)).fetchall()
+
+    assert [round(v, 6) for _, v in run(("twin-site-power", 2))] == [round(250e3 / 226e3, 6)] * 3
+    racks = run(("twin-site-power", 5))
     assert sorted({m for _, m, _ in racks}) == ["su1-0000", "su1-0001"] and {v for _, _, v in racks} == {30e3}
+    assert {(m, v) for _, m, v in run(("twin-cooling", 5))} == {("su1-0000", 420.0)}
+    assert [v for _, v in run(("twin-jobs", 1))] == [2, 2, 2]
+    assert {r[0]: r[1] for r in run(("twin-jobs", 6))} == {"job-0": "finished", "job-1": "running", "job-2": "running"}
