@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from twin.core.envelope import Envelope, header
-from twin.core.faust_app import make_app, running
+from twin.core.faust_app import is_ready, make_app, running
 from twin.core.kafka import EventProducer, Record
 from twin.core.settings import Settings
 from twin.core.stateful import Emit, JsonState, KeyedStateProcessor, stateful
@@ -217,7 +217,7 @@ async def test_restart_restores_state_from_changelog_not_from_zero(kafka_bootstr
 # -- (c) two processes in one group; second stage totals ---------------------------------------
 
 
-async def test_two_processors_split_partitions_and_site_total_matches_single_process(kafka_bootstrap):
+async def test_two_processes_split_partitions_take_over_and_site_total_matches_one_process(kafka_bootstrap):
     src = topic("in", "rack_id", 4)
     contributions = topic("contrib", "site_id", 2)
     totals = topic("total", "site_id", 2)
@@ -236,37 +236,52 @@ async def test_two_processors_split_partitions_and_site_total_matches_single_pro
     sites = {f"rack{i:02d}": ("site-a" if i % 3 else "site-b") for i in range(12)}
     ticks = [reading(sites[r], r, float(rng.uniform(5_000, 40_000)), seq=t)
              for t in range(3) for r in sorted(sites)]
+    later = [reading(sites[r], r, float(rng.uniform(5_000, 40_000)), seq=9) for r in sorted(sites)[::3]]
 
-    # single-process reference: the same pure steps over the whole input, one stage after the other
-    def reference() -> dict[str, float]:
+    def reference(readings) -> dict[str, float]:
+        """One process, no Kafka: the same pure steps over the whole input, one stage after the other."""
         def rec(key, msg, offset):
             return Record("", 0, offset, key, b"", [], 0, msg, None, None)  # type: ignore[arg-type]
 
-        _, outs = contribution_step({}, [rec(m.rack_id, m, i) for i, m in enumerate(ticks)])
+        _, outs = contribution_step({}, [rec(m.rack_id, m, i) for i, m in enumerate(readings)])
         _, site_outs = site_step({}, [rec(e.key, e.message, i) for i, e in enumerate(outs.values())])
         return {k: m.rack.pdu_input_power_w[0] for k, m in site_outs.items()}
 
-    expected = reference()
-    assert set(expected) == {"site-a", "site-b"}
-    async with running(app1), running(app2):
-        await until(lambda: not app1.rebalancing and not app2.rebalancing
-                    and len(app1.consumer.assignment() | app2.consumer.assignment()) > 0, "both assigned")
-        mine = {tp.partition for tp in app1.consumer.assignment() if tp.topic == src.name}
-        theirs = {tp.partition for tp in app2.consumer.assignment() if tp.topic == src.name}
-        assert mine and theirs and not mine & theirs and mine | theirs == set(range(src.partitions))
+    def src_partitions(app) -> set[int]:
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == src.name}
 
-        await send(kafka_bootstrap, src, ticks)
-        await until(lambda: s1a.stats.records + s1b.stats.records == len(ticks), "all ticks applied")
-
-        async def totals_published() -> bool:
+    async def totals_are(expected: dict[str, float]) -> None:
+        async def published() -> bool:
             latest = {}
             for k, v, _ in await read_all(kafka_bootstrap, totals):
                 latest[k] = pb.RackTelemetryBatch.FromString(v).rack.pdu_input_power_w[0]  # last per key wins
             return latest == pytest.approx(expected)
 
-        await until_async(totals_published, f"site totals {expected} on {totals.name}")
-        assert s1a.stats.records > 0 and s1b.stats.records > 0  # both processes did stage-1 work
-        assert s2a.stats.records + s2b.stats.records > 0
+        await until_async(published, f"site totals {expected} on {totals.name}")
+
+    expected = reference(ticks)
+    assert set(expected) == {"site-a", "site-b"}
+    async with running(app1):
+        async with running(app2):
+            await until(lambda: is_ready(app1) and is_ready(app2) and src_partitions(app1)
+                        and src_partitions(app2), "the input partitions split over both processes")
+            mine, theirs = src_partitions(app1), src_partitions(app2)
+            assert not mine & theirs and mine | theirs == set(range(src.partitions))
+
+            await send(kafka_bootstrap, src, ticks)
+            await until(lambda: s1a.stats.records + s1b.stats.records == len(ticks), "all ticks applied")
+            await totals_are(expected)
+            assert s1a.stats.records > 0 and s1b.stats.records > 0  # both processes did stage-1 work
+            assert s2a.stats.records + s2b.stats.records > 0
+            taken_over = {r: s1b.get(r) for r in sites if s1b.get(r) is not None and s1a.get(r) is None}
+            applied_by_1 = s1a.stats.records
+        # process 2 left: process 1 takes over its partitions and restores their state from the changelog
+        await until(lambda: is_ready(app1) and src_partitions(app1) == set(range(src.partitions)),
+                    "process 1 owns every input partition, state recovered")
+        assert taken_over and {r: s1a.get(r) for r in taken_over} == taken_over
+        await send(kafka_bootstrap, src, later)  # a third of the racks: the others' totals must be restored
+        await totals_are(reference(ticks + later))
+        assert s1a.stats.records == applied_by_1 + len(later)  # nothing re-applied from the input
 
 
 # -- (d) bad records go to the DLQ, the stream keeps going --------------------------------------
