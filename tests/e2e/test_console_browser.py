@@ -4,8 +4,9 @@ The console runs as its own process (`python -m twin.console`) against a fresh b
 database with the power twin's tables; the test publishes to the real topics and writes rows the way
 the power twin does, and looks only at what the browser shows: the floor plan has exactly one element
 per rack of the preset, a power.state.v1 event for one rack changes that rack's element (value and
-colour) and no other, a cooling.state.v1 event recolours it by temperature, and the history chart
-draws the stored site rows.
+colour) and no other, a cooling.state.v1 event recolours it by temperature, a PDU, a CDU, a job and an
+alert appear in their panels (pointing at the job outlines its racks), and the history chart draws the
+stored site rows.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages `chromium` and `chromium-driver`);
 skipped, saying so, only when chromium is not installed.
@@ -29,6 +30,7 @@ from twin.cooling.v1 import cooling_pb2 as cpb
 from twin.core import db, topics
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.kafka import EventProducer
+from twin.jobs.v1 import jobs_pb2 as jpb
 from twin.power.adapters.repository import MIGRATIONS_DIR as POWER_MIGRATIONS
 from twin.power.v1 import power_pb2 as pb
 
@@ -111,6 +113,7 @@ def browser() -> Iterator[object]:
 
 
 def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_database, procs: Procs, browser) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -157,6 +160,35 @@ def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_data
     assert el.get_attribute("data-temp-c") == "84.5" and el.get_attribute("data-ttt-s") == "120"
     hot = el.value_of_css_property("background-color")
     assert hot not in (before, other_before)
+
+    # the panels: power chain, cooling (CDU), jobs (hovering one outlines its racks), alerts
+    t = time.time()
+    publish(kafka,
+            (topics.POWER_STATE, "pdu-4", pb.PowerState(
+                site_id=SITE, entity_id="pdu-4", scope=pb.POWER_SCOPE_PDU, state_time=ts(t), input_power_w=36_500.0,
+                output_power_w=36_000.0, rating_w=50_000.0, headroom_w=14_000.0, utilization=0.72, powered=True)),
+            (topics.COOLING_STATE, "cdu-su1-1", cpb.CoolingState(
+                site_id=SITE, entity_id="cdu-su1-1", scope=cpb.COOLING_SCOPE_CDU, state_time=ts(t),
+                cdu=cpb.CduDetail(up=False, heat_removed_w=0.0, supply_temp_c=21.0))),
+            (topics.JOBS_STATE, "job-7", jpb.JobState(
+                job_id="job-7", state_time=ts(t), status=jpb.JOB_STATUS_RUNNING, mfu=0.412, goodput_fraction=0.93,
+                predicted_step_time_s=2.4, placement=jpb.Placement(node_ids=["su1-0003-n00", "su1-0006-n01"], n_gpus=16))),
+            (topics.COOLING_ALERTS, "su1-0003", cpb.CoolingAlert(
+                alert_id="c-1", site_id=SITE, entity_id="su1-0003", scope=cpb.COOLING_SCOPE_RACK,
+                kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_CRITICAL, alert_time=ts(t),
+                time_to_throttle_s=120.0, message="8 GPUs throttle in 2 min")))
+    chain = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#chain tr[data-entity="pdu-4"]'))
+    assert "36.0 kW" in chain[0].text and "50.0 kW" in chain[0].text and "14.0 kW" in chain[0].text
+    cdu = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cooling tr[data-entity="cdu-su1-1"]'))
+    assert "DOWN" in cdu[0].text
+    job = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-job="job-7"]'))
+    assert "41.2 %" in job[0].text and "93.0 %" in job[0].text
+    ActionChains(browser).move_to_element(job[0]).perform()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".rack.hl")) == 2)
+    assert sorted(e.get_attribute("data-rack") for e in browser.find_elements(By.CSS_SELECTOR, ".rack.hl")) == [
+        "su1-0003", "su1-0006"]
+    alert = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.sev-critical"))
+    assert "su1-0003: 8 GPUs throttle in 2 min" in alert[0].text
 
     # the power chart draws the three stored site rows (in three different buckets)
     line = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#chart-power polyline[data-series="site_w"]'))

@@ -180,6 +180,12 @@
       h("span", {}, `${e.entity || e.job || ""}: ${e.message || e.kind || ""}`))));
     $("events-note").textContent = items.length ? "" : "None yet.";
   }
+  function highlightJob(ev, on) {
+    const row = ev.target.closest?.("tr[data-job]");
+    const job = row && S.jobs.get(row.dataset.job);
+    if (!job) return;
+    for (const id of job.racks) S.rackEls.get(id)?.classList.toggle("hl", on);
+  }
   function renderPanels() {
     S.dirtyPanels = false;
     renderKpis(); renderChain(); renderCooling(); renderJobs(); renderEvents();
@@ -260,6 +266,8 @@
   async function start() {
     const r = await fetch("/api/layout");
     buildFloor(await r.json());
+    $("jobs").addEventListener("mouseover", (ev) => highlightJob(ev, true));
+    $("jobs").addEventListener("mouseout", (ev) => highlightJob(ev, false));
     const select = $("mode");
     select.addEventListener("change", () => setMode(select.value));
     setMode(select.value);
