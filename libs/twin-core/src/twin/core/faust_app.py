@@ -18,10 +18,11 @@ Running inside a service's own asyncio program (no faust worker, no second event
         await stop_event.wait()
     # leaving the block = stop_app(app): drain in-flight batches, flush, commit, leave the group
 
-`app.start()` / `app.stop()` are mode's Service API and work from any running loop. `stop_app` exists
-because `app.stop()` alone can commit input offsets whose changelog records are still in faust's
-producer buffer (faust's Consumer.on_stop skips `wait_empty` once stopping; seen on Tansu: offsets
-committed for 4 records, changelog holding 2), so the state restored after a restart missed updates.
+`app.start()` / `app.stop()` are mode's Service API and work from any running loop. `stop_app` drains
+first because `app.stop()` alone does not: faust's Consumer.on_stop calls `wait_empty()`, whose loop
+exits at once when the consumer is already stopping, and then agents are cancelled mid-batch. So
+`stop_app` stops the flow, waits until every delivered record is acked, flushes the producer and
+commits, and only then calls `app.stop()` (each step bounded; a failure there only means replay).
 
 Tansu (the embedded broker) works with faust-streaming 0.15: topic and changelog creation, consumer
 groups with faust's assignor, changelog recovery on start and rebalance. Each group join takes a few

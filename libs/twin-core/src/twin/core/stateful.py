@@ -51,7 +51,8 @@ Delivery (DESIGN §4):
   a record that makes `step` raise is isolated by bisection and dead-lettered with
   "step: <exception>". Nothing is dropped silently and no bad record stops a partition.
 - Outputs carry the CloudEvents binary-mode headers (`twin.core.envelope`) and the W3C trace context
-  (`twin.core.telemetry.inject_headers`), like `twin.core.kafka.EventProducer`. `ce_id` is derived
+  (`twin.core.telemetry.inject_headers`), like `twin.core.kafka.EventProducer`; the context is that of
+  one span per batch, linked to the traces of (up to 32 of) the batch's input records. `ce_id` is derived
   from (processor, key, output bytes), so a replayed output repeats its `ce_id` and sinks can drop it.
 - Per batch: DLQ sends acknowledged -> outputs acknowledged -> changelog written and flushed -> the
   batch's events acked (so faust may commit their offsets). A crash anywhere replays the batch.
@@ -72,9 +73,20 @@ and the total equals what one process would compute. `tests/integration/test_cor
 shows it.
 
 Running it: `twin.core.faust_app.running(app)` starts the faust App inside the caller's event loop
-(`await app.start()`; faust's worker and its own loop are not used) and stops it gracefully. Topics:
+(`await app.start()`; faust's worker and its own loop are not used), waits for `is_ready(app)`
+(joined, tables recovered) and stops it gracefully (`stop_app`). Several processors can share one
+App (one consumer group, one process); every process of the service runs the same App id. Topics:
 input, output and `<input>.dlq` must exist (`twin.core.topics_admin.ensure_topics`); faust creates
-the changelog topic `<app id>-<table>-changelog` with the input's partition count.
+the changelog topic `<app id>-<table>-changelog` with the input's partition count. On Tansu keep
+`make_app`'s default one-record-per-batch producer: it is what makes changelog recovery complete there
+(see twin.core.faust_app).
+
+faust specifics relied on: values are read raw (`value_serializer="raw"`) so a bad record cannot
+crash the stream before it reaches the DLQ; batches come from `Stream.noack_take` (faust's `take`
+without its automatic acks: `take` acks a batch in a `finally`, even when the agent was cancelled
+half-way); changelog records are sent with the record's own partition (`Table.send_changelog`)
+because faust's default (`partition_for_key`) takes the partition of the *current* event, which in a
+multi-partition batch is the last event's.
 """
 
 from __future__ import annotations
@@ -96,7 +108,7 @@ from opentelemetry import metrics, trace
 
 from twin.core.envelope import new_envelope
 from twin.core.kafka import Record, decode_record, dlq_headers
-from twin.core.telemetry import inject_headers
+from twin.core.telemetry import inject_headers, span_context_from_headers
 from twin.core.topics import Topic
 
 log = logging.getLogger("twin.core.stateful")
@@ -107,6 +119,7 @@ _published = _meter.create_counter("twin.stateful.published", unit="{record}", d
 _dead = _meter.create_counter("twin.stateful.dlq", unit="{record}", description="records sent to the DLQ")
 
 S = TypeVar("S")
+_MAX_LINKS = 32  # span links to the producers' traces per batch
 _NS = uuid.UUID("5b0f8f0e-7d2c-4c55-9a59-0c6f3f1d2a10")
 
 
@@ -320,8 +333,6 @@ class KeyedStateProcessor:
         self.topic = app.topic(input.name, key_type=str, value_type=bytes, key_serializer="raw",
                                value_serializer="raw", partitions=input.partitions)
         self.agent = app.agent(self.topic, name=f"{table}-agent")(self._agent)
-        processors: list[KeyedStateProcessor] = app.__dict__.setdefault("_twin_stateful", [])
-        processors.append(self)
 
     # faust calls this with the stream of the input topic
     async def _agent(self, stream: faust.StreamT) -> None:
@@ -357,7 +368,8 @@ class KeyedStateProcessor:
             except ValueError as exc:
                 dead.append((raw, str(exc)))
         partitions = {r.key: r.partition for r in good}
-        with _tracer.start_as_current_span(f"stateful {self.name}", attributes={
+        links = [trace.Link(ctx) for r in good[:_MAX_LINKS] if (ctx := span_context_from_headers(r.headers))]
+        with _tracer.start_as_current_span(f"stateful {self.name}", links=links, attributes={
                 "messaging.destination.name": self.input.name, "messaging.batch.message_count": len(events)}):
             stored = {k: v for k in partitions if (v := self.table.data.get(k.encode())) is not None}
             plan = plan_batch(self.step, self.codec, self.output, stored, good)
@@ -413,10 +425,6 @@ def stateful(app: faust.App, table: str, *, input: Topic, output: Topic, **kwarg
         return KeyedStateProcessor(app, table, input=input, output=output, step=step, **kwargs)
 
     return wrap
-
-
-def processors_of(app: faust.App) -> list[KeyedStateProcessor]:
-    return list(app.__dict__.get("_twin_stateful", []))
 
 
 def _consumer_record(message: Any) -> Any:

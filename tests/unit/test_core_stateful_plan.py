@@ -111,3 +111,13 @@ def test_protobuf_state_codec():
     codec = ProtobufState(pb.RackSamples)
     state = pb.RackSamples(pdu_input_power_w=[1.0, 2.0])
     assert codec.decode(codec.encode(state)) == state
+
+
+def test_make_app_sends_one_record_per_batch_unless_turned_off():
+    from twin.core.faust_app import make_app
+    from twin.core.settings import Settings
+
+    on = make_app("t", Settings.from_env("t", {}), id="t-on")
+    off = make_app("t", Settings.from_env("t", {"TWIN_FAUST_ONE_RECORD_PER_BATCH": "0"}), id="t-off")
+    assert on.conf.producer_max_batch_size == 1
+    assert off.conf.producer_max_batch_size == 16384  # faust's default
