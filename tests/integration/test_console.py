@@ -159,6 +159,9 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
                 assert {k: v["gpu_c"] for k, v in by_id(snap, "cooling").items()} == {"su1-0005": 66.0}
                 assert {k: v["status"] for k, v in by_id(snap, "jobs").items()} == {"job-running": "running"}
 
+                other = rack_state("su1-0003", now, 5_000.0)
+                other.site_id = "other-site"   # another site on the same broker: not this console's
+                await producer.send(power_topic, "su1-0003", other)
                 await producer.send(power_topic, "su1-0001", rack_state("su1-0001", now, 12_000.0))
                 await producer.send(power_topic, "su1-0002", rack_state("su1-0002", now, 23_500.0))
                 await producer.send(power_topic, "su1-0001", rack_state("su1-0001", now - 60, 99_000.0))  # older: ignored

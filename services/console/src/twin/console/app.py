@@ -58,7 +58,7 @@ class ConsoleConfig(StreamConfig):
     flush_interval_s: float = setting(0.5, "seconds between update frames to the browsers")
     max_events: int = setting(200, "alerts, plans and recommendations kept for new browsers")
     max_browsers: int = setting(100, "concurrent event streams (one per browser tab)")
-    seed_from_database: bool = setting(True, "show the stored last power states until live ones arrive")
+    seed_from_database: bool = setting(True, "show the stored last states (power, cooling, jobs) at start")
     topics: tuple[Topic, ...] = field(default_factory=registry_topics)
 
     def http_options(self) -> HttpOptions:
@@ -104,7 +104,7 @@ class ConsoleApp:
                 state.take_changes()  # part of every snapshot; no browser is connected yet
                 log.info("seeded %d stored state(s) from the database", len(stored))
             await rt.ensure_topics(*cfg.topics)
-            await self._start_tails(rt, state)
+            await self._start_tails(rt, state, site_id)
             rt.spawn(hub.run(rt.stop_event), "fan-out")
             routes = ConsoleRoutes(hub=hub, layout=layout, static=load_static(), history=history.site_power,
                                    history_minutes=cfg.history_minutes, info=self.info)
@@ -116,7 +116,7 @@ class ConsoleApp:
                      self.http_port, ", ".join(t.name for t in cfg.topics))
             await rt.run()
 
-    async def _start_tails(self, rt: ServiceRuntime, state: LiveState) -> None:
+    async def _start_tails(self, rt: ServiceRuntime, state: LiveState, site_id: str) -> None:
         cfg = self.config
         started: list[asyncio.Event] = []
         tasks: list[asyncio.Task] = []
@@ -128,10 +128,12 @@ class ConsoleApp:
                 continue
             if section is None:
                 def apply(msg, convert=convert) -> None:
-                    state.add_event(convert(msg))
+                    if getattr(msg, "site_id", "") in ("", site_id):   # another site's events are not ours
+                        state.add_event(convert(msg))
             else:
                 def apply(msg, convert=convert, section=section) -> None:
-                    state.apply(section, convert(msg))
+                    if getattr(msg, "site_id", "") in ("", site_id):
+                        state.apply(section, convert(msg))
             done = asyncio.Event()
             started.append(done)
             stats = self.tails[topic.name] = TailStats()

@@ -53,10 +53,8 @@ async def tail_latest(bootstrap: str, topic: Topic, apply: Callable[[Message], N
                 for raw in records:
                     stats.records += 1
                     try:
-                        msg = topic.decode(raw.value)
+                        apply(topic.decode(raw.value))
                     except Exception:  # noqa: BLE001 - a record the console cannot read is skipped, never fatal
                         stats.undecodable += 1
-                        continue
-                    apply(msg)
     finally:
         await consumer.stop()
