@@ -22,6 +22,7 @@ from twin.core.settings import LOOPBACK, ServiceConfig, setting
 from twin.core.topics_admin import ensure_topics
 from twin.facility_sim.adapters.codec import SOURCE, TickEncoder
 from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
+from twin.facility_sim.adapters.jobs import JobFeed
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
 from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher
 from twin.facility_sim.domain.model import FacilityModel, Tick
@@ -47,6 +48,8 @@ class SimConfig(ServiceConfig):
     good_log: str | None = setting(None, "JSONL file of good records")
     dry_run: bool = setting(False, "no Kafka: model + encode only (benchmarks, demos)")
     create_topics: bool = setting(True, "create missing topics at start")
+    jobs: bool = setting(True, "publish the training jobs' scheduler and progress events on jobs.events.v1")
+    jobs_progress_s: float = setting(10.0, "seconds between a job's progress events")
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
@@ -100,6 +103,7 @@ class FacilitySim:
         self._topic = topics.FACILITY_TELEMETRY.name
         self._good_log: IO[str] | None = None
         self._bad_log: IO[str] | None = None
+        self.jobs: JobFeed | None = None   # set by build_sim (config.jobs): job events beside the telemetry
 
     def metrics_text(self) -> str | None:
         return None if self.latest is None else self.renderer.render(self.latest)
@@ -138,6 +142,11 @@ class FacilitySim:
         futures = []
         for enc, value in zip(encoded, values, strict=True):
             futures += await self._emit(enc.rack_id, enc.sequence, enc.n_gpu_rows, enc.message, value, sample_time)
+        if self.jobs is not None:
+            for key, msg in self.jobs.events(k * dt, sample_time):
+                headers = new_envelope(topics.JOBS_EVENTS.ce_type, SOURCE, time=sample_time).to_headers()
+                futures.append(await self.publisher.send(topics.JOBS_EVENTS.name, key.encode(), msg.SerializeToString(),
+                                                         headers))
         if futures:
             await asyncio.gather(*futures)
         c3 = time.perf_counter()
@@ -211,5 +220,8 @@ async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySi
     if config.dry_run:
         return FacilitySim(config, MemoryPublisher(keep=False), clock)
     if config.create_topics:
-        await ensure_topics(config.kafka_bootstrap, [topics.FACILITY_TELEMETRY])
-    return FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)
+        await ensure_topics(config.kafka_bootstrap, [topics.FACILITY_TELEMETRY, topics.JOBS_EVENTS])
+    sim = FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)
+    if config.jobs:
+        sim.jobs = JobFeed(sim.layout, sim.model.workloads, progress_every_s=config.jobs_progress_s)
+    return sim
