@@ -152,6 +152,9 @@ class CoolingLive:
         used = 0
         gpus = self.site.gpus
         for r in sorted(readings, key=lambda x: x.time_s):
+            if np.isfinite(r.coolant_flow_lpm):
+                self.rack_flow[r.rack], self.rack_supply[r.rack] = r.coolant_flow_lpm, r.coolant_supply_c
+                self.rack_return[r.rack] = r.coolant_return_c
             g = r.gpu
             newer = r.time_s >= self.gpu_time[g]
             g = g[newer]
@@ -163,9 +166,6 @@ class CoolingLive:
             a_ok = np.isfinite(act)
             self.mem_act[g[a_ok]] = np.clip(act[a_ok], 0.0, 1.0)
             self.gpu_time[g] = r.time_s
-            if np.isfinite(r.coolant_flow_lpm):
-                self.rack_flow[r.rack], self.rack_supply[r.rack] = r.coolant_flow_lpm, r.coolant_supply_c
-                self.rack_return[r.rack] = r.coolant_return_c
             if not np.isfinite(gt).any():
                 continue
             # calibration over the rack's GPUs: this sample's values where the batch has them, NaN elsewhere

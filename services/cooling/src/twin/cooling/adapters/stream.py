@@ -15,9 +15,10 @@ final: cooling_state is written ON CONFLICT DO NOTHING and a replayed batch writ
 Telemetry never triggers a tick: it feeds measured GPU power and the online calibration, used by the
 next tick.
 
-Publish on change: an entity's state is published (and stored) when one of its numbers moved by more
-than its resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 for fractions) since
-the last state published for it; alerts when they become active (entity, kind, severity).
+Publish on change: an entity's state is published (and stored) when one of its numbers moved by its
+resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 for fractions) since the last
+state published for it, or a flag changed (``changed``); alerts when they become active (entity, kind,
+severity). A batch whose outputs fail is evaluated again when it is redelivered.
 
 Scale-out: the network couples every rack of a site (loops, air groups, the plant), so one process
 holds the whole site and its consumer group should have one member per site (the 100k-GPU site's
@@ -82,21 +83,33 @@ def _resolution(name: str, min_change_w: float) -> float:
     return 0.001
 
 
-def signature(s: pb.CoolingState, min_change_w: float) -> tuple:
-    """What must change for the state to be published again (numbers at their resolution)."""
-    which = s.WhichOneof("detail")
-    out: list = [int(s.source)]
-    if which:
-        for f, v in getattr(s, which).ListFields():
-            if isinstance(v, float):
-                out.append(
-                    (f.name, round(v / _resolution(f.name, min_change_w)) if math.isfinite(v) else str(v))
-                )
-            elif isinstance(v, bool | int | str):
-                out.append((f.name, v))
-            else:
-                out.append((f.name, tuple(v)))
-    return tuple(out)
+def changed(before: pb.CoolingState | None, after: pb.CoolingState, min_change_w: float) -> bool:
+    """Whether ``after`` differs from the state last published for the entity: a number moved by its
+    resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 else), a number appeared or
+    became non-finite, or a flag, id list or the source changed. The state time does not count."""
+    if (
+        before is None
+        or before.source != after.source
+        or before.WhichOneof("detail") != after.WhichOneof("detail")
+    ):
+        return True
+    which = after.WhichOneof("detail")
+    if which is None:
+        return False
+    old, new = getattr(before, which), getattr(after, which)
+    for f in new.DESCRIPTOR.fields:
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if f.has_presence and old.HasField(f.name) != new.HasField(f.name):
+            return True
+        if isinstance(b, float):
+            if math.isfinite(a) and math.isfinite(b):
+                if abs(a - b) >= _resolution(f.name, min_change_w):
+                    return True
+            elif not (a == b or (math.isnan(a) and math.isnan(b))):
+                return True
+        elif a != b:
+            return True
+    return False
 
 
 class Store:
@@ -125,7 +138,7 @@ class CoolingPipeline:
     settle_s: float = 2.0
     monotonic: Callable[[], float] = time.monotonic
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    published: dict[str, tuple] = field(default_factory=dict)
+    published: dict[str, pb.CoolingState] = field(default_factory=dict)
     active: set[tuple[str, str, str]] = field(default_factory=set)
     floor_s: float = -math.inf  # the newest stored / evaluated state time
     pending_since: float | None = None  # monotonic time of the first rack state not evaluated yet
@@ -146,7 +159,7 @@ class CoolingPipeline:
                 racks.append((r, codec.seconds(s.state_time), s.rack.it_power_w))
         for s in await self.store.latest(self.site_id):
             self.floor_s = max(self.floor_s, codec.seconds(s.state_time))
-            self.published[s.entity_id] = signature(s, self.min_change_w)
+            self.published[s.entity_id] = s
         stored = await self.store.load_conditions(self.site_id)
         cond, times = (
             (None, {}) if stored is None else (conditions_from_json(stored[0], live.cond), stored[1])
@@ -207,7 +220,17 @@ class CoolingPipeline:
     async def _evaluate(self, time_s: float) -> Evaluation:
         live = self.live
         ev = await asyncio.to_thread(live.evaluate, time_s)
+        try:
+            await self._emit(ev, time_s)
+        except BaseException:
+            # the batch is redelivered but brings nothing new: evaluate this tick again then (dt = 0)
+            self.pending_since = self.monotonic()
+            raise
         self.floor_s, self.pending_since = time_s, None
+        return ev
+
+    async def _emit(self, ev: Evaluation, time_s: float) -> None:
+        live = self.live
         tick = ev.tick
         states = codec.states(
             live.net,
@@ -218,39 +241,35 @@ class CoolingPipeline:
             rack_max_hbm_c=tick.rack_max_hbm_c,
             fc=tick.forecast,
         )
-        changed = []
-        sigs = {}
-        for s in states:
-            sig = signature(s, self.min_change_w)
-            if self.published.get(s.entity_id) != sig:
-                changed.append(s)
-                sigs[s.entity_id] = sig
-        alerts = self._new_alerts(list(tick.alerts) + ev.sensor_alerts, ev, time_s)
-        self.stats.rows_written += await self.store.write(changed)
+        moved = [s for s in states if changed(self.published.get(s.entity_id), s, self.min_change_w)]
+        alerts, active = self._new_alerts(list(tick.alerts) + ev.sensor_alerts, ev, time_s)
+        self.stats.rows_written += await self.store.write(moved)
         futures = [
             await self.producer.enqueue(self.state_topic, s.entity_id, s, ce_id=ce_id(self.state_topic, s))
-            for s in changed
+            for s in moved
         ]
         futures += [
             await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id) for a in alerts
         ]
         if futures:
             await asyncio.gather(*futures)
-        self.published.update(sigs)
-        for s in changed:
+        self.active = active
+        for s in moved:
+            self.published[s.entity_id] = s
             if s.scope == pb.COOLING_SCOPE_PLANT:
                 self.last_plant = s
         st = tick.state
         self.stats.evaluations += 1
-        self.stats.states_published += len(changed)
+        self.stats.states_published += len(moved)
         self.stats.alerts_published += len(alerts)
         self.stats.last_cooling_w, self.stats.last_pue_cooling = (
             float(st.cooling_power_w),
             float(st.pue_cooling_part),
         )
-        return ev
 
-    def _new_alerts(self, alerts: list[CoolingAlert], ev: Evaluation, time_s: float) -> list[pb.CoolingAlert]:
+    def _new_alerts(
+        self, alerts: list[CoolingAlert], ev: Evaluation, time_s: float
+    ) -> tuple[list[pb.CoolingAlert], set[tuple[str, str, str]]]:
         keys = {(a.entity_id, a.kind, a.severity) for a in alerts}
         out = []
         live = self.live
@@ -266,8 +285,7 @@ class CoolingPipeline:
             elif a.kind == "throttle_predicted":
                 m.threshold = live.horizon_s
             out.append(m)
-        self.active = keys
-        return out
+        return out, keys
 
 
 class PowerHandler:
