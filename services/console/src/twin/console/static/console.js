@@ -12,7 +12,7 @@
   // -- formatting -------------------------------------------------------------------------------------
   const fmtW = (w) => w == null ? "–" : Math.abs(w) >= 1e6 ? (w / 1e6).toFixed(2) + " MW"
     : Math.abs(w) >= 1e3 ? (w / 1e3).toFixed(1) + " kW" : w.toFixed(0) + " W";
-  const fmtS = (s) => s == null ? "–" : s === Infinity ? "none" : s < 60 ? s.toFixed(0) + " s"
+  const fmtS = (s) => s == null ? "–" : s === Infinity ? "none" : s < 10 ? s.toFixed(2) + " s" : s < 60 ? s.toFixed(0) + " s"
     : s < 3600 ? (s / 60).toFixed(1) + " min" : (s / 3600).toFixed(1) + " h";
   const fmtC = (c) => c == null ? "–" : c.toFixed(1) + " °C";
   const pct = (x) => x == null ? "–" : (100 * x).toFixed(1) + " %";
@@ -93,7 +93,8 @@
     const p = S.power.get(id), c = rackCooling(id);
     const parts = [id];
     if (p) parts.push(`power ${fmtW(p.in_w)} (GPUs ${fmtW(p.gpu_w)}, ${p.source})`);
-    if (c) parts.push(`hottest GPU ${fmtC(c.gpu_c)}, coolant ${fmtC(c.coolant_c)}, throttle in ${fmtS(c.ttt_s ?? Infinity)}`);
+    if (c) parts.push(`hottest GPU ${fmtC(c.gpu_c)}, coolant ${fmtC(c.coolant_c)}, `
+      + (c.ttt_s == null ? "no throttling predicted" : `throttles in ${fmtS(c.ttt_s)}`));
     const jobs = [...S.jobs.values()].filter((j) => j.status === "running" && j.racks.includes(id)).map((j) => j.id);
     if (jobs.length) parts.push("jobs " + jobs.join(", "));
     if (!p && !c) parts.push("no state yet");
@@ -147,21 +148,28 @@
   function renderCooling() {
     const all = [...S.cooling.values()];
     if (!all.length) return;
+    const byId = (a, b) => (a.id < b.id ? -1 : 1);
     const plant = all.find((c) => c.scope === "plant");
-    const loops = all.filter((c) => c.scope === "loop").sort((a, b) => (a.id < b.id ? -1 : 1));
-    const cdus = all.filter((c) => c.scope === "cdu").sort((a, b) => (b.load ?? 0) - (a.load ?? 0));
+    const groups = all.filter((c) => c.scope === "loop" || c.scope === "air_group").sort(byId);
+    const units = all.filter((c) => c.scope === "cdu" || c.scope === "crah").sort((a, b) => (b.load ?? 0) - (a.load ?? 0));
+    const table = (head, rows) => h("table", {}, h("thead", {}, h("tr", {}, ...head.map((t) => h("th", {}, t)))), h("tbody", {}, ...rows));
+    const yes = (ok, no) => h("td", {class: ok ? "ok" : "bad"}, ok ? "yes" : no);
     const out = [];
     if (plant) out.push(h("p", {}, `Plant: ${fmtW(plant.heat_w)} of ${fmtW(plant.capacity_w)}, ${fmtW(plant.plant_w)} to run, `
       + `supply ${fmtC(plant.supply_c)}, outdoor ${fmtC(plant.dry_bulb_c)}, cooling PUE ${plant.pue_cooling?.toFixed(3) ?? "–"}`));
-    if (loops.length) out.push(h("table", {}, h("thead", {}, h("tr", {}, ...["loop", "heat", "capacity", "N-1", "carries", "one more"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, ...loops.slice(0, MAX_ROWS).map((l) => h("tr", {"data-entity": l.id}, h("td", {}, l.id), h("td", {}, fmtW(l.heat_w)),
-        h("td", {}, fmtW(l.capacity_w)), h("td", {}, fmtW(l.capacity_n1_w)), h("td", {class: l.carries ? "ok" : "bad"}, l.carries ? "yes" : "NO"),
-        h("td", {class: l.survives_one_more ? "ok" : "bad"}, l.survives_one_more ? "yes" : "no"))))));
-    if (cdus.length) out.push(h("table", {}, h("thead", {}, h("tr", {}, ...["CDU", "up", "heat", "load", "supply", "return", "pump"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, ...cdus.slice(0, MAX_ROWS).map((c) => h("tr", {"data-entity": c.id}, h("td", {}, c.id),
+    if (groups.length) out.push(table(["loop / air group", "redundancy", "heat", "capacity", "N-1", "carries", "one more"],
+      groups.slice(0, MAX_ROWS).map((g) => h("tr", {"data-entity": g.id}, h("td", {}, g.id), h("td", {}, g.redundancy.replace(/_/g, " ")),
+        h("td", {}, fmtW(g.heat_w)), h("td", {}, fmtW(g.capacity_w)), h("td", {}, fmtW(g.capacity_n1_w)),
+        yes(g.carries, "NO"), yes(g.survives_one_more, "no")))));
+    if (units.length) out.push(table(["CDU / CRAH", "up", "heat", "load", "supply", "return", "pump / fan"],
+      units.slice(0, MAX_ROWS).map((c) => h("tr", {"data-entity": c.id}, h("td", {}, c.id, " ", h("span", {class: "scope"}, c.scope)),
         h("td", {class: c.up ? "ok" : "bad"}, c.up ? "up" : "DOWN"), h("td", {}, fmtW(c.heat_w)), h("td", {}, useBar(c.load)),
-        h("td", {}, fmtC(c.supply_c)), h("td", {}, fmtC(c.return_c)), h("td", {}, pct(c.pump)))))));
-    if (!out.length) out.push(h("p", {class: "muted"}, `${all.length} rack cooling states; no plant or CDU state yet.`));
+        h("td", {}, fmtC(c.supply_c)), h("td", {}, fmtC(c.return_c)), h("td", {}, fmtW(c.pump_w ?? c.fan_w))))));
+    const racks = all.filter((c) => c.scope === "rack");
+    const risky = racks.filter((c) => c.ttt_s != null);
+    out.push(h("p", {class: risky.length ? "sev-critical" : "muted"}, `${racks.length} racks: `
+      + (risky.length ? `${risky.length} predicted to throttle, first in ${fmtS(Math.min(...risky.map((c) => c.ttt_s)))}`
+        : "none predicted to throttle")));
     $("cooling").replaceChildren(...out);
   }
   function renderJobs() {
