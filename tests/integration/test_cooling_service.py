@@ -410,3 +410,114 @@ async def test_power_and_cooling_loop_converges_within_a_tick_of_a_load_step(
     assert site_w[1] == site_w[2] and site_w[4] == site_w[5]
     assert site_w[4] > site_w[3] > site_w[2]
     assert cooling_w[4][0] > cooling_w[2][0]
+
+
+# -- equipment telemetry (issue 10 item 3): ingest (protobuf and Redfish) -> rows -> cooling state ---------
+
+
+async def test_equipment_telemetry_protobuf_and_redfish_to_rows_cooling_state_and_suspect_cdu(
+        kafka_bootstrap, fresh_database, unique_topic):
+    import aiohttp
+
+    from twin.core.testing.kafka import free_port
+    from twin.ingest.app import IngestApp, IngestConfig
+
+    token = "redfish-it-token"
+    group = uuid.uuid4().hex[:8]
+    ccfg = cooling_config(kafka_bootstrap, fresh_database, unique_topic, f"cooling-eq-{group}")
+    port = free_port()
+    icfg = IngestConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=FACILITY,
+                        group_id=f"ingest-eq-{group}", source_topic=unique_topic(topics.FACILITY_TELEMETRY),
+                        samples_topic=ccfg.samples_topic, http_port=port, http_host="127.0.0.1", redfish_token=token)
+    await ensure_topics(kafka_bootstrap, [ccfg.power_topic, ccfg.samples_topic, ccfg.events_topic, ccfg.state_topic,
+                                          ccfg.alerts_topic, icfg.source_topic])
+    site = build_cooling_site(load_facility_spec(FACILITY))
+    net = site.network
+    rack_w = np.full(net.n_racks, 120e3)
+    st = evaluate(net, rack_w, design_conditions(net))
+    coolant = net.secondary_coolant
+    now = time.time()
+
+    def consistent(i: int, heat: float) -> dict:
+        """Secondary flow and temperatures of CDU i that give `heat` by ṁ·c_p·ΔT."""
+        flow, supply = float(st.cdu_flow_lpm[i]), float(st.loop_supply_c[net.cdu_loop[i]])
+        return {"secondary_flow_lpm": flow, "secondary_supply_temp_c": supply,
+                "secondary_return_temp_c": supply + float(delta_t_k(coolant, heat, flow, supply))}
+
+    nan = float("nan")
+    i_a1, i_b1, i_b2 = (net.cdu_ids.index(c) for c in ("cdu-a-1", "cdu-b-1", "cdu-b-2"))
+    batch = tpb.RackTelemetryBatch(site_id=SITE, sample_time=_ts(now), sequence=1, source="test")
+    eq = batch.equipment
+    # cdu-a-1 says it removes three times what its own flow and temperatures carry: a suspect sensor
+    eq.cdus.add(cdu_id="cdu-a-1", heat_removed_w=3 * float(st.cdu_heat_w[i_a1]), differential_pressure_kpa=nan,
+                primary_supply_temp_c=nan, primary_return_temp_c=nan, primary_flow_lpm=nan, pump_speed_pct=80.0,
+                **consistent(i_a1, float(st.cdu_heat_w[i_a1])))
+    eq.cdus.add(cdu_id="cdu-b-1", heat_removed_w=float(st.cdu_heat_w[i_b1]), differential_pressure_kpa=120.0,
+                primary_supply_temp_c=32.0, primary_return_temp_c=40.0, primary_flow_lpm=900.0, pump_speed_pct=70.0,
+                **consistent(i_b1, float(st.cdu_heat_w[i_b1])))
+    eq.crahs.add(crah_id=net.crah_ids[0], supply_air_temp_c=24.0, return_air_temp_c=36.5, fan_speed_pct=55.0)
+    eq.plant.CopyFrom(tpb.PlantSample(outdoor_temp_c=30.0, wet_bulb_temp_c=21.0, tower_power_w=40e3,
+                                      chiller_power_w=nan))
+    bad = tpb.RackTelemetryBatch(site_id=SITE, sample_time=_ts(now), sequence=2, source="test")
+    bad.equipment.cdus.add(cdu_id="cdu-z-9", heat_removed_w=1e3)
+    bad.equipment.crahs.add(crah_id=net.crah_ids[1], supply_air_temp_c=24.0, return_air_temp_c=95.0,
+                            fan_speed_pct=nan)
+    # the Redfish form: a CoolingUnit with its coolant connectors and pumps expanded
+    b2 = consistent(i_b2, float(st.cdu_heat_w[i_b2]))
+    cooling_unit = {
+        "@odata.type": "#CoolingUnit.v1_5_0.CoolingUnit", "@odata.id": "/redfish/v1/ThermalEquipment/CDUs/cdu-b-2",
+        "Id": "cdu-b-2", "EquipmentType": "CDU",
+        "PrimaryCoolantConnectors": {"Members": [{
+            "@odata.id": "/redfish/v1/ThermalEquipment/CDUs/cdu-b-2/PrimaryCoolantConnectors/1",
+            "FlowLitersPerMinute": {"Reading": 900}, "SupplyTemperatureCelsius": {"Reading": 32.0},
+            "ReturnTemperatureCelsius": {"Reading": 41.0}}]},
+        "SecondaryCoolantConnectors": {"Members": [{
+            "@odata.id": "/redfish/v1/ThermalEquipment/CDUs/cdu-b-2/SecondaryCoolantConnectors/1",
+            "FlowLitersPerMinute": {"Reading": b2["secondary_flow_lpm"]},
+            "SupplyTemperatureCelsius": {"Reading": b2["secondary_supply_temp_c"]},
+            "ReturnTemperatureCelsius": {"Reading": b2["secondary_return_temp_c"]},
+            "DeltaPressurekPa": {"Reading": 95.5}, "HeatRemovedkW": {"Reading": float(st.cdu_heat_w[i_b2]) / 1e3}}]},
+        "Pumps": {"Members": [{"PumpSpeedPercent": {"Reading": 60}}, {"PumpSpeedPercent": {"Reading": 70}}]},
+    }
+
+    async with Running(IngestApp(icfg)) as ingest, Running(CoolingApp(ccfg)) as cooling, \
+            EventProducer(kafka_bootstrap, source="test") as producer, aiohttp.ClientSession() as http:
+        await producer.send(icfg.source_topic, SITE, batch)
+        await producer.send(icfg.source_topic, SITE, bad)
+        async with http.post(f"http://127.0.0.1:{port}/redfish/v1/ingest", json=cooling_unit,
+                             headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 202, await resp.text()
+            assert (await resp.json())["equipment"] == ["cdu-b-2"]
+        dead = await read_until(kafka_bootstrap, icfg.source_topic, lambda rs: len(rs) >= 1, dlq=True)
+        reason = dict(dead[0].headers)["dlq_reason"].decode()
+        assert "equipment.cdus[0].cdu_id: unknown CDU 'cdu-z-9'" in reason and "return_air_temp_c: 95.0" in reason
+        await wait_for(lambda: cooling.stats.equipment_readings >= 3, "three CDUs' readings at the cooling twin")
+        assert ingest.ingest_stats.equipment_batches == 2
+        async with await psycopg.AsyncConnection.connect(fresh_database) as conn:
+            cur = await conn.execute("SELECT equipment_id, kind, source, flow_lpm, differential_pressure_kpa, speed_pct,"
+                                     " heat_removed_w, return_temp_c, outdoor_temp_c, chiller_power_w"
+                                     " FROM telemetry_equipment ORDER BY equipment_id")
+            rows = {r[0]: r[1:] for r in await cur.fetchall()}
+        assert set(rows) == {"cdu-a-1", "cdu-b-1", "cdu-b-2", net.crah_ids[0], SITE}
+        assert rows["cdu-b-1"][:5] == ("cdu", "test", pytest.approx(st.cdu_flow_lpm[i_b1]), 120.0, 70.0)
+        assert rows["cdu-a-1"][3] is None                                # NaN on the wire -> NULL
+        assert rows["cdu-b-2"][:5] == ("cdu", "redfish", pytest.approx(b2["secondary_flow_lpm"]), 95.5, 65.0)
+        assert rows["cdu-b-2"][5] == pytest.approx(st.cdu_heat_w[i_b2])
+        assert rows[net.crah_ids[0]][6] == 36.5 and rows[SITE][7] == 30.0 and rows[SITE][8] is None
+
+        # heat arrives: the tick carries the measured values and checks the CDUs' heat sensors
+        for i, rid in enumerate(net.rack_ids):
+            await producer.send(ccfg.power_topic, rid, rack_power(rid, rack_w[i], now))
+        got = states(await read_until(kafka_bootstrap, ccfg.state_topic, lambda rs: any(
+            s.scope == pb.COOLING_SCOPE_PLANT for s in states(rs))))
+        by = {s.entity_id: s for s in got}
+        assert by["cdu-b-1"].cdu.differential_pressure_kpa == 120.0
+        assert by["cdu-b-1"].source == pb.VALUE_SOURCE_MIXED and by["cdu-a-2"].source == pb.VALUE_SOURCE_MODELLED
+        assert by["cdu-b-2"].cdu.differential_pressure_kpa == 95.5
+        assert by[net.crah_ids[0]].crah.return_air_temp_c == 36.5
+        recs = await read_until(kafka_bootstrap, ccfg.alerts_topic, lambda rs: any(
+            a.kind == pb.ALERT_KIND_SUSPECT_SENSOR for a in alerts(rs)))
+        suspect = [a for a in alerts(recs) if a.kind == pb.ALERT_KIND_SUSPECT_SENSOR]
+        assert [(a.entity_id, a.suspect_sensor_id) for a in suspect] == [("cdu-a-1", "cdu-a-1/heat_removed")]
+        assert suspect[0].measured_value == pytest.approx(3 * st.cdu_heat_w[i_a1])
+        assert suspect[0].model_value == pytest.approx(st.cdu_heat_w[i_a1], rel=1e-6)

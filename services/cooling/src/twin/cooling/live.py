@@ -68,6 +68,19 @@ class GpuReading:
     coolant_return_c: float = math.nan
 
 
+@dataclass(frozen=True)
+class EquipmentReading:
+    """One equipment batch, decoded: per CDU / CRAH (``net.cdu_ids`` / ``crah_ids`` order), NaN = not reported."""
+
+    time_s: float
+    cdu_heat_w: np.ndarray
+    cdu_flow_lpm: np.ndarray  # secondary
+    cdu_supply_c: np.ndarray
+    cdu_return_c: np.ndarray
+    cdu_dp_kpa: np.ndarray
+    crah_return_air_c: np.ndarray
+
+
 @dataclass
 class Evaluation:
     time_s: float
@@ -110,6 +123,10 @@ class CoolingLive:
         self.rack_flow = np.full(n_racks, np.nan)
         self.rack_supply = np.full(n_racks, np.nan)
         self.rack_return = np.full(n_racks, np.nan)
+        n_cdu, n_crah = len(net.cdu_ids), len(net.crah_ids)
+        self.cdu_meas = {k: np.full(n_cdu, np.nan) for k in ("heat", "flow", "supply", "return", "dp")}
+        self.cdu_meas_time = np.full(n_cdu, -np.inf)
+        self.crah_return_air = np.full(n_crah, np.nan)
         self.thermal: ThermalState | None = None
         self.last: Evaluation | None = None
         gr = site.gpus.gpu_rack
@@ -200,6 +217,29 @@ class CoolingLive:
                 self.calibrated_gpus[sel] = True
         return used
 
+    def apply_equipment(self, readings: list[EquipmentReading]) -> int:
+        """The latest measured CDU / CRAH values (a value is replaced only by a newer reading); returns the
+        number of CDUs whose readings moved forward."""
+        n = 0
+        for r in sorted(readings, key=lambda x: x.time_s):
+            has = np.isfinite(
+                np.c_[r.cdu_heat_w, r.cdu_flow_lpm, r.cdu_supply_c, r.cdu_return_c, r.cdu_dp_kpa]
+            ).any(1)
+            newer = has & (r.time_s >= self.cdu_meas_time)
+            for key, v in (
+                ("heat", r.cdu_heat_w),
+                ("flow", r.cdu_flow_lpm),
+                ("supply", r.cdu_supply_c),
+                ("return", r.cdu_return_c),
+                ("dp", r.cdu_dp_kpa),
+            ):
+                self.cdu_meas[key][newer] = v[newer]
+            self.cdu_meas_time[newer] = r.time_s
+            n += int(newer.sum())
+            ok = np.isfinite(r.crah_return_air_c)
+            self.crah_return_air[ok] = r.crah_return_air_c[ok]
+        return n
+
     def _coolant_of(self, idx: np.ndarray) -> np.ndarray:
         if self.last is None:
             return np.full(len(idx), self.cond.facility_supply_c)
@@ -237,6 +277,7 @@ class CoolingLive:
         return ev
 
     def _sensor_checks(self, ev: Evaluation) -> None:
+        self._cdu_checks(ev)
         st = ev.tick.state
         model = st.rack_liquid_w
         has = np.isfinite(self.rack_flow) & (self.net.rack_liquid_fraction > 0)
@@ -266,6 +307,45 @@ class CoolingLive:
                     f"power is {model[r] / 1e3:.1f} kW (tolerance {self.sensor_rel_tol:.0%} + "
                     f"{self.sensor_abs_tol_w / 1e3:.1f} kW)",
                     value=float(q[r]),
+                )
+            )
+
+    def _cdu_checks(self, ev: Evaluation) -> None:
+        """A CDU's reported heat against ṁ·c_p·ΔT of its own flow and temperatures, else against the heat its
+        racks make (the model), beyond the tolerance (domain ``sensor_alerts``)."""
+        m = self.cdu_meas
+        if not np.isfinite(m["heat"]).any():
+            return
+        st = ev.tick.state
+        bad, q = suspect_heat_sensors(
+            self.net.secondary_coolant,
+            m["heat"],
+            m["flow"],
+            m["supply"],
+            m["return"],
+            self.sensor_rel_tol,
+            self.sensor_abs_tol_w,
+        )
+        model = st.cdu_heat_w
+        for i in np.flatnonzero(np.isfinite(m["heat"])):
+            cid = self.net.cdu_ids[i]
+            rep = float(m["heat"][i])
+            if bad[i]:
+                other, what = float(q[i]), "its flow and temperatures give"
+            else:
+                other, what = float(model[i]), "the IT power of its racks gives"
+                tol = self.sensor_rel_tol * max(abs(other), abs(rep)) + self.sensor_abs_tol_w
+                if not abs(rep - other) > tol:
+                    continue
+            ev.sensor_values[cid] = (rep, other)
+            ev.sensor_alerts.append(
+                CoolingAlert(
+                    SUSPECT_SENSOR,
+                    WARNING,
+                    cid,
+                    f"CDU {cid} reports {rep / 1e3:.1f} kW removed; {what} {other / 1e3:.1f} kW (tolerance "
+                    f"{self.sensor_rel_tol:.0%} + {self.sensor_abs_tol_w / 1e3:.1f} kW)",
+                    value=rep,
                 )
             )
 

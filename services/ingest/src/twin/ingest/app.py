@@ -37,6 +37,7 @@ from twin.core.settings import LOOPBACK, setting
 from twin.core.topics import Topic
 from twin.ingest.adapters.repository import MIGRATIONS_DIR, TelemetryRepository
 from twin.ingest.adapters.stream import IngestHandler, IngestStats, Publisher, Repository
+from twin.ingest.domain.equipment import limits_from_spec as equipment_limits_from_spec
 from twin.ingest.domain.validation import limits_from_inventory
 
 SERVICE = "ingest"
@@ -113,7 +114,8 @@ class IngestApp:
             await rt.ensure_topics(cfg.source_topic, cfg.samples_topic)
             producer = await rt.producer()
             handler = IngestHandler(repository, self.publisher or producer, limits, self.clock,
-                                    cfg.samples_topic, self.ingest_stats)
+                                    cfg.samples_topic, self.ingest_stats,
+                                    equipment_limits=equipment_limits_from_spec(inventory.spec))
             rt.consume(cfg.source_topic, handler, stats=self.consumer_stats)
             await self._start_feeds(rt, producer, inventory)
             rt.status(self.status_line)
@@ -126,7 +128,7 @@ class IngestApp:
         cfg = self.config
 
         async def publish(batch) -> None:
-            await producer.send(cfg.source_topic, batch.rack_id, batch)
+            await producer.send(cfg.source_topic, batch.rack_id or batch.site_id, batch)  # equipment: by site
 
         async def dead_letter(raw: bytes, reason: str, source: str) -> None:
             # Same DLQ format as the consumer loop; the feed takes the place of the source topic.

@@ -94,7 +94,7 @@ class RackSamples(_message.Message):
     def __init__(self, pdu_input_power_w: _Optional[_Iterable[float]] = ..., inlet_air_temp_c: _Optional[float] = ..., outlet_air_temp_c: _Optional[float] = ..., coolant_supply_temp_c: _Optional[float] = ..., coolant_return_temp_c: _Optional[float] = ..., coolant_flow_lpm: _Optional[float] = ...) -> None: ...
 
 class RackTelemetryBatch(_message.Message):
-    __slots__ = ("site_id", "rack_id", "sample_time", "sequence", "nodes", "rack", "links", "source")
+    __slots__ = ("site_id", "rack_id", "sample_time", "sequence", "nodes", "rack", "links", "source", "equipment")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     RACK_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class RackTelemetryBatch(_message.Message):
     RACK_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EQUIPMENT_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     rack_id: str
     sample_time: _timestamp_pb2.Timestamp
@@ -111,7 +112,8 @@ class RackTelemetryBatch(_message.Message):
     rack: RackSamples
     links: LinkSamples
     source: str
-    def __init__(self, site_id: _Optional[str] = ..., rack_id: _Optional[str] = ..., sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeSamples, _Mapping]]] = ..., rack: _Optional[_Union[RackSamples, _Mapping]] = ..., links: _Optional[_Union[LinkSamples, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+    equipment: EquipmentSamples
+    def __init__(self, site_id: _Optional[str] = ..., rack_id: _Optional[str] = ..., sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeSamples, _Mapping]]] = ..., rack: _Optional[_Union[RackSamples, _Mapping]] = ..., links: _Optional[_Union[LinkSamples, _Mapping]] = ..., source: _Optional[str] = ..., equipment: _Optional[_Union[EquipmentSamples, _Mapping]] = ...) -> None: ...
 
 class TelemetrySamples(_message.Message):
     __slots__ = ("batch", "ingested_time", "rejected_values")
@@ -122,3 +124,61 @@ class TelemetrySamples(_message.Message):
     ingested_time: _timestamp_pb2.Timestamp
     rejected_values: int
     def __init__(self, batch: _Optional[_Union[RackTelemetryBatch, _Mapping]] = ..., ingested_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rejected_values: _Optional[int] = ...) -> None: ...
+
+class CduSample(_message.Message):
+    __slots__ = ("cdu_id", "primary_supply_temp_c", "primary_return_temp_c", "primary_flow_lpm", "secondary_supply_temp_c", "secondary_return_temp_c", "secondary_flow_lpm", "differential_pressure_kpa", "pump_speed_pct", "heat_removed_w")
+    CDU_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_SUPPLY_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_RETURN_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FLOW_LPM_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_SUPPLY_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_RETURN_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_FLOW_LPM_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENTIAL_PRESSURE_KPA_FIELD_NUMBER: _ClassVar[int]
+    PUMP_SPEED_PCT_FIELD_NUMBER: _ClassVar[int]
+    HEAT_REMOVED_W_FIELD_NUMBER: _ClassVar[int]
+    cdu_id: str
+    primary_supply_temp_c: float
+    primary_return_temp_c: float
+    primary_flow_lpm: float
+    secondary_supply_temp_c: float
+    secondary_return_temp_c: float
+    secondary_flow_lpm: float
+    differential_pressure_kpa: float
+    pump_speed_pct: float
+    heat_removed_w: float
+    def __init__(self, cdu_id: _Optional[str] = ..., primary_supply_temp_c: _Optional[float] = ..., primary_return_temp_c: _Optional[float] = ..., primary_flow_lpm: _Optional[float] = ..., secondary_supply_temp_c: _Optional[float] = ..., secondary_return_temp_c: _Optional[float] = ..., secondary_flow_lpm: _Optional[float] = ..., differential_pressure_kpa: _Optional[float] = ..., pump_speed_pct: _Optional[float] = ..., heat_removed_w: _Optional[float] = ...) -> None: ...
+
+class CrahSample(_message.Message):
+    __slots__ = ("crah_id", "supply_air_temp_c", "return_air_temp_c", "fan_speed_pct")
+    CRAH_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPLY_AIR_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    RETURN_AIR_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    FAN_SPEED_PCT_FIELD_NUMBER: _ClassVar[int]
+    crah_id: str
+    supply_air_temp_c: float
+    return_air_temp_c: float
+    fan_speed_pct: float
+    def __init__(self, crah_id: _Optional[str] = ..., supply_air_temp_c: _Optional[float] = ..., return_air_temp_c: _Optional[float] = ..., fan_speed_pct: _Optional[float] = ...) -> None: ...
+
+class PlantSample(_message.Message):
+    __slots__ = ("outdoor_temp_c", "wet_bulb_temp_c", "tower_power_w", "chiller_power_w")
+    OUTDOOR_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    WET_BULB_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    TOWER_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    CHILLER_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    outdoor_temp_c: float
+    wet_bulb_temp_c: float
+    tower_power_w: float
+    chiller_power_w: float
+    def __init__(self, outdoor_temp_c: _Optional[float] = ..., wet_bulb_temp_c: _Optional[float] = ..., tower_power_w: _Optional[float] = ..., chiller_power_w: _Optional[float] = ...) -> None: ...
+
+class EquipmentSamples(_message.Message):
+    __slots__ = ("cdus", "crahs", "plant")
+    CDUS_FIELD_NUMBER: _ClassVar[int]
+    CRAHS_FIELD_NUMBER: _ClassVar[int]
+    PLANT_FIELD_NUMBER: _ClassVar[int]
+    cdus: _containers.RepeatedCompositeFieldContainer[CduSample]
+    crahs: _containers.RepeatedCompositeFieldContainer[CrahSample]
+    plant: PlantSample
+    def __init__(self, cdus: _Optional[_Iterable[_Union[CduSample, _Mapping]]] = ..., crahs: _Optional[_Iterable[_Union[CrahSample, _Mapping]]] = ..., plant: _Optional[_Union[PlantSample, _Mapping]] = ...) -> None: ...

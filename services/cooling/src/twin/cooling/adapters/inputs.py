@@ -3,7 +3,9 @@
 power.state.v1: only rack states carry heat (input_power_w: all of it becomes heat); the chain's
 other components (PDU ... site) are not inputs and are skipped, not rejected.
 telemetry.samples.v1: GPU board power, temperatures and memory activity of one rack, and the rack's
-coolant flow / supply / return when its sensors report them (proto3 zero = not reported).
+coolant flow / supply / return when its sensors report them (proto3 zero = not reported); or an
+equipment batch (``batch.equipment``: CDU heat removed, secondary flow and temperatures, differential
+pressure; CRAH return air), NaN = not reported.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import math
 import numpy as np
 
 from twin.cooling.adapters.codec import CodecError, seconds
-from twin.cooling.live import GpuReading
+from twin.cooling.domain.network import CoolingNetwork
+from twin.cooling.live import EquipmentReading, GpuReading
 from twin.core.facility import Inventory
 from twin.power.v1 import power_pb2 as ppb
 from twin.telemetry.v1 import telemetry_pb2 as tpb
@@ -93,4 +96,48 @@ def gpu_reading(msg: tpb.TelemetrySamples, inv: Inventory, site_id: str) -> GpuR
         coolant_flow_lpm=flow,
         coolant_supply_c=supply,
         coolant_return_c=ret,
+    )
+
+
+def is_equipment(msg: tpb.TelemetrySamples) -> bool:
+    return msg.batch.HasField("equipment")
+
+
+def equipment_reading(msg: tpb.TelemetrySamples, net: CoolingNetwork, site_id: str) -> EquipmentReading:
+    """An equipment batch (CDUs, CRAHs) -> per-CDU / per-CRAH arrays; unknown ids raise CodecError."""
+    b = msg.batch
+    if b.site_id != site_id:
+        raise CodecError("batch.site_id", f"{b.site_id!r} is not this twin's site {site_id!r}")
+    if not b.HasField("sample_time"):
+        raise CodecError("batch.sample_time", "required")
+    cdu_ix = {c: i for i, c in enumerate(net.cdu_ids)}
+    crah_ix = {c: i for i, c in enumerate(net.crah_ids)}
+    n, m = len(net.cdu_ids), len(net.crah_ids)
+    cols = {k: np.full(n, np.nan) for k in ("heat", "flow", "supply", "return", "dp")}
+    ret_air = np.full(m, np.nan)
+    for j, c in enumerate(b.equipment.cdus):
+        i = cdu_ix.get(c.cdu_id)
+        if i is None:
+            raise CodecError(f"batch.equipment.cdus[{j}].cdu_id", f"unknown CDU {c.cdu_id!r}")
+        for k, v in (
+            ("heat", c.heat_removed_w),
+            ("flow", c.secondary_flow_lpm),
+            ("supply", c.secondary_supply_temp_c),
+            ("return", c.secondary_return_temp_c),
+            ("dp", c.differential_pressure_kpa),
+        ):
+            cols[k][i] = v if math.isfinite(v) else math.nan
+    for j, c in enumerate(b.equipment.crahs):
+        i = crah_ix.get(c.crah_id)
+        if i is None:
+            raise CodecError(f"batch.equipment.crahs[{j}].crah_id", f"unknown CRAH {c.crah_id!r}")
+        ret_air[i] = c.return_air_temp_c if math.isfinite(c.return_air_temp_c) else math.nan
+    return EquipmentReading(
+        time_s=seconds(b.sample_time),
+        cdu_heat_w=cols["heat"],
+        cdu_flow_lpm=cols["flow"],
+        cdu_supply_c=cols["supply"],
+        cdu_return_c=cols["return"],
+        cdu_dp_kpa=cols["dp"],
+        crah_return_air_c=ret_air,
     )

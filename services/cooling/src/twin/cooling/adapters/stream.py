@@ -39,9 +39,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from twin.cooling.adapters import codec
 from twin.cooling.adapters.codec import CodecError
-from twin.cooling.adapters.inputs import gpu_reading, power_update
+from twin.cooling.adapters.inputs import equipment_reading, gpu_reading, is_equipment, power_update
 from twin.cooling.adapters.repository import conditions_from_json
 from twin.cooling.domain.alerts import CoolingAlert
 from twin.cooling.domain.events import EventRejected
@@ -62,6 +64,7 @@ def ce_id(topic: Topic, msg: pb.CoolingState) -> str:
 class StreamStats:
     power_states: int = 0
     telemetry_batches: int = 0
+    equipment_readings: int = 0
     calibration_samples: int = 0
     events_applied: int = 0
     evaluations: int = 0
@@ -241,6 +244,7 @@ class CoolingPipeline:
             rack_max_hbm_c=tick.rack_max_hbm_c,
             fc=tick.forecast,
         )
+        self._measured(states)
         moved = [s for s in states if changed(self.published.get(s.entity_id), s, self.min_change_w)]
         alerts, active = self._new_alerts(list(tick.alerts) + ev.sensor_alerts, ev, time_s)
         self.stats.rows_written += await self.store.write(moved)
@@ -267,6 +271,22 @@ class CoolingPipeline:
             float(st.pue_cooling_part),
         )
 
+    def _measured(self, states: list[pb.CoolingState]) -> None:
+        """Measured equipment values into the states: a CDU's differential pressure (its state is then MIXED:
+        measured and modelled), a CRAH's return air."""
+        live = self.live
+        cdu_ix = {c: i for i, c in enumerate(live.net.cdu_ids)}
+        crah_ix = {c: i for i, c in enumerate(live.net.crah_ids)}
+        dp = live.cdu_meas["dp"]
+        for s in states:
+            if s.scope == pb.COOLING_SCOPE_CDU and np.isfinite(live.cdu_meas_time[cdu_ix[s.entity_id]]):
+                i = cdu_ix[s.entity_id]
+                if np.isfinite(dp[i]):
+                    s.cdu.differential_pressure_kpa = float(dp[i])
+                s.source = pb.VALUE_SOURCE_MIXED
+            elif s.scope == pb.COOLING_SCOPE_CRAH and np.isfinite(live.crah_return_air[crah_ix[s.entity_id]]):
+                s.crah.return_air_temp_c = float(live.crah_return_air[crah_ix[s.entity_id]])
+
     def _new_alerts(
         self, alerts: list[CoolingAlert], ev: Evaluation, time_s: float
     ) -> tuple[list[pb.CoolingAlert], set[tuple[str, str, str]]]:
@@ -279,7 +299,8 @@ class CoolingPipeline:
             m = codec.alert(live.net, a, time_s)
             if a.kind == "suspect_sensor" and a.entity_id in ev.sensor_values:
                 measured, model = ev.sensor_values[a.entity_id]
-                m.suspect_sensor_id = f"{a.entity_id}/coolant"
+                part = "heat_removed" if a.entity_id in live.net.cdu_ids else "coolant"
+                m.suspect_sensor_id = f"{a.entity_id}/{part}"
                 m.measured_value, m.model_value = measured, model
                 m.threshold = live.sensor_rel_tol
             elif a.kind == "throttle_predicted":
@@ -323,15 +344,20 @@ class TelemetryHandler:
     async def __call__(self, records: list[Record]) -> BatchResult:
         p = self.p
         rejected: list[Rejected] = []
-        readings = []
+        readings, equipment = [], []
         for rec in records:
             try:
-                readings.append(gpu_reading(rec.message, p.live.site.inventory, p.site_id))
+                if is_equipment(rec.message):
+                    equipment.append(equipment_reading(rec.message, p.live.net, p.site_id))
+                else:
+                    readings.append(gpu_reading(rec.message, p.live.site.inventory, p.site_id))
             except CodecError as exc:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
-        if readings:
+        if readings or equipment:
             async with p.lock:
-                p.stats.calibration_samples += await asyncio.to_thread(p.live.apply_telemetry, readings)
+                if readings:
+                    p.stats.calibration_samples += await asyncio.to_thread(p.live.apply_telemetry, readings)
+                p.stats.equipment_readings += p.live.apply_equipment(equipment)
         p.stats.telemetry_batches += len(readings)
         return BatchResult(rejected)
 

@@ -248,3 +248,55 @@ def samples_message(source: pb.RackTelemetryBatch, ingested_time: datetime, reje
 def samples_ce_id(key: BatchKey) -> str:
     t = key.sample_time.isoformat() if key.sample_time else "-"
     return str(uuid.uuid5(SAMPLES_NAMESPACE, f"{key.rack_id}|{t}|{key.sequence}"))
+
+
+# -- cooling equipment (CDUs, CRAHs, plant) ---------------------------------------------------------------
+
+
+def is_equipment(msg: pb.RackTelemetryBatch) -> bool:
+    """An equipment batch (CDU / CRAH / plant readings), routed apart from rack batches."""
+    return msg.HasField("equipment")
+
+
+def decode_equipment(msg: pb.RackTelemetryBatch):
+    """RackTelemetryBatch with ``equipment`` -> domain EquipmentBatch (ranges are checked by the domain)."""
+    from twin.ingest.domain.equipment import (
+        CDU_FIELDS,
+        CRAH_FIELDS,
+        PLANT_FIELDS,
+        EquipmentBatch,
+        EquipmentSample,
+    )
+
+    eq = msg.equipment
+    samples = [EquipmentSample("cdu", c.cdu_id, {f: getattr(c, f) for f in CDU_FIELDS}) for c in eq.cdus]
+    samples += [EquipmentSample("crah", c.crah_id, {f: getattr(c, f) for f in CRAH_FIELDS}) for c in eq.crahs]
+    if eq.HasField("plant"):
+        samples.append(EquipmentSample("plant", msg.site_id, {f: getattr(eq.plant, f) for f in PLANT_FIELDS}))
+    return EquipmentBatch(
+        site_id=msg.site_id,
+        sample_time=timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None,
+        sequence=msg.sequence, source=msg.source, samples=samples,
+        rack_data=bool(msg.rack_id or msg.nodes or msg.HasField("rack") or msg.HasField("links")))
+
+
+def encode_equipment(batch) -> pb.RackTelemetryBatch:
+    """Domain EquipmentBatch -> the facility.telemetry.v1 record (keyed by site_id)."""
+    msg = pb.RackTelemetryBatch(site_id=batch.site_id, sequence=batch.sequence, source=batch.source)
+    if batch.sample_time is not None:
+        msg.sample_time.CopyFrom(datetime_to_timestamp(batch.sample_time))
+    eq = msg.equipment
+    for s in batch.samples:
+        if s.kind == "cdu":
+            eq.cdus.add(cdu_id=s.equipment_id, **s.values)
+        elif s.kind == "crah":
+            eq.crahs.add(crah_id=s.equipment_id, **s.values)
+        else:
+            eq.plant.CopyFrom(pb.PlantSample(**s.values))
+    return msg
+
+
+def equipment_ce_id(batch) -> str:
+    t = batch.sample_time.isoformat() if batch.sample_time else "-"
+    ids = ",".join(sorted(f"{s.kind}:{s.equipment_id}" for s in batch.samples))
+    return str(uuid.uuid5(SAMPLES_NAMESPACE, f"equipment|{batch.site_id}|{t}|{batch.sequence}|{ids}"))

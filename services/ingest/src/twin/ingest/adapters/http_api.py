@@ -120,9 +120,10 @@ def make_http_app(
             reason = (f"this endpoint takes {only_type} resources, got {result.resource_type}; "
                       f"POST other resources to {INGEST_PATH}")
             result.rack_batches.clear()
+            result.equipment_batches.clear()
         else:
             reason = result.reason
-        if not result.rack_batches:
+        if not result.rack_batches and not result.equipment_batches:
             return await _reject(dead_letter, raw, reason or "nothing to ingest", source, result)
         for batch in result.rack_batches:
             try:
@@ -130,15 +131,24 @@ def make_http_app(
             except Exception:
                 log.exception("publish failed for rack %s", batch.rack_id)
                 return _unavailable("publisher")
+        for eq_batch in result.equipment_batches:     # a CDU's readings (CoolingUnit), keyed by site
+            try:
+                await publish(codec.encode_equipment(eq_batch))
+            except Exception:
+                log.exception("publish failed for equipment batch of %s", eq_batch.site_id)
+                return _unavailable("publisher")
+        n_batches = len(result.rack_batches) + len(result.equipment_batches)
         if result.rejections:
-            partial = f"partially accepted ({len(result.rack_batches)} batch(es) published): {result.reason}"
+            partial = f"partially accepted ({n_batches} batch(es) published): {result.reason}"
             if not await _dead_letter(dead_letter, raw, partial, source):
                 return _unavailable("dead-letter sink")
         body: dict[str, Any] = {
-            "accepted_batches": len(result.rack_batches),
+            "accepted_batches": n_batches,
             "racks": sorted({b.rack_id for b in result.rack_batches}),
             "rejected": [str(r) for r in result.rejections],
         }
+        if result.equipment_batches:      # a CDU's readings: the key is only there when there are some
+            body["equipment"] = sorted({s.equipment_id for b in result.equipment_batches for s in b.samples})
         keys = [[b.rack_id, b.sample_time.isoformat() if b.sample_time else None, b.sequence]
                 for b in result.rack_batches[:MAX_KEYS_IN_HEADER]]
         headers = {"OData-Version": "4.0", "Twin-Batch-Keys": json.dumps(keys, separators=(",", ":")),

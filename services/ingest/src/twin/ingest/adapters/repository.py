@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from twin.core.db import copy_columns
+from twin.ingest.domain.equipment import COLUMNS as EQUIPMENT_COLUMNS
 from twin.ingest.domain.model import BatchKey, RackBatch
 from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rack_columns
 
@@ -90,6 +91,23 @@ class TelemetryRepository:
                 out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link", link_columns(batches), LINK_TYPES)
         out.seconds = time.perf_counter() - started
         return out
+
+    async def store_equipment(self, rows: Sequence[tuple]) -> int:
+        """Equipment rows (``domain.equipment.rows``) ON CONFLICT (equipment_id, time) DO NOTHING; returns
+        the rows inserted (0 for a redelivered or re-sent batch)."""
+        if not rows:
+            return 0
+        cols = list(zip(*rows, strict=True))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_EQUIPMENT_INSERT, {f"c{i}": list(c) for i, c in enumerate(cols)})
+            return max(cur.rowcount, 0)
+
+
+_EQUIPMENT_TYPES = ("timestamptz", "text", "text", "text", "text") + ("float8",) * len(EQUIPMENT_COLUMNS)
+_EQUIPMENT_INSERT = (
+    "INSERT INTO telemetry_equipment (time, site_id, equipment_id, kind, source, " + ", ".join(EQUIPMENT_COLUMNS)
+    + ") SELECT * FROM unnest(" + ", ".join(f"%(c{i})s::{t}[]" for i, t in enumerate(_EQUIPMENT_TYPES))
+    + ") ON CONFLICT (equipment_id, time) DO NOTHING")
 
 
 def _key_arrays(keys: Sequence[BatchKey]) -> tuple[list[str], list[datetime], list[int]]:

@@ -21,8 +21,16 @@ from opentelemetry import metrics
 from twin.core.clock import Clock
 from twin.core.kafka import BatchResult, Record, Rejected
 from twin.core.topics import Topic
-from twin.ingest.adapters.codec import decode_batch, samples_ce_id, samples_message
+from twin.ingest.adapters.codec import (
+    decode_batch,
+    decode_equipment,
+    equipment_ce_id,
+    is_equipment,
+    samples_ce_id,
+    samples_message,
+)
 from twin.ingest.adapters.repository import StoreItem, StoreOutcome
+from twin.ingest.domain import equipment as eq
 from twin.ingest.domain.dedupe import split_duplicates
 from twin.ingest.domain.validation import Limits, validate_batch
 
@@ -51,18 +59,25 @@ class IngestStats:
     conflicts: int = 0  # re-sent under a stored key with other values: dead-lettered ("conflict: ...")
     published: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    equipment_batches: int = 0   # equipment batches accepted (stored or already stored) and published
 
 
 class IngestHandler:
     def __init__(self, repository: Repository, publisher: Publisher, limits: Limits, clock: Clock,
-                 samples_topic: Topic, stats: IngestStats | None = None) -> None:
+                 samples_topic: Topic, stats: IngestStats | None = None,
+                 equipment_limits: eq.EquipmentLimits | None = None) -> None:
         self.repository, self.publisher, self.limits, self.clock = repository, publisher, limits, clock
         self.samples_topic = samples_topic
         self.stats = stats or IngestStats()
+        self.equipment_limits = equipment_limits   # None: equipment batches are rejected (no topology given)
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         now = self.clock.now()
         rejected: list[Rejected] = []
+        equipment = [rec for rec in records if is_equipment(rec.message)]
+        if equipment:
+            rejected += await self._equipment(equipment, now)
+            records = [rec for rec in records if not is_equipment(rec.message)]
         good: list[tuple[Record, object]] = []
         for rec in records:
             try:
@@ -126,6 +141,40 @@ class IngestHandler:
             if n:
                 _batches.add(n, {"outcome": name})
         return BatchResult(rejected=rejected)
+
+    async def _equipment(self, records: list[Record], now) -> list[Rejected]:
+        """CDU / CRAH / plant batches: validate against the cooling topology, store (natural key, ON CONFLICT
+        DO NOTHING), publish to telemetry.samples.v1 keyed by site (deterministic ce_id: a redelivery repeats it)."""
+        rejected: list[Rejected] = []
+        good = []
+        for rec in records:
+            try:
+                batch = decode_equipment(rec.message)
+            except (ValueError, OverflowError) as exc:
+                rejected.append(Rejected(rec, f"decode: {exc}", kind="decode"))
+                continue
+            if self.equipment_limits is None:
+                rejected.append(Rejected(rec, "validation: equipment: this ingest has no cooling topology",
+                                         kind="validation.equipment"))
+                continue
+            problems = eq.validate_equipment(batch, self.equipment_limits, now)
+            if problems:
+                rejected.append(Rejected(rec, "validation: " + "; ".join(problems), kind="validation.equipment"))
+            else:
+                good.append((rec, batch))
+        if good:
+            rows = [r for _, b in good for r in eq.rows(b)]
+            n = await self.repository.store_equipment(rows)
+            _rows.add(n, {"table": "telemetry_equipment"})
+            self.stats.rows["telemetry_equipment"] = self.stats.rows.get("telemetry_equipment", 0) + n
+            ingested = self.clock.now()
+            futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_message(rec.message, ingested),
+                                                    ce_id=equipment_ce_id(b)) for rec, b in good]
+            await asyncio.gather(*futures)
+            self.stats.equipment_batches += len(good)
+            self.stats.published += len(futures)
+        self.stats.invalid += len(rejected)
+        return rejected
 
 
 

@@ -37,6 +37,12 @@ Field mapping (RackSamples):
     coolant_return_temp_c    CoolantConnector ``ReturnTemperatureCelsius``; Sensor Temperature LiquidOutlet
     coolant_flow_lpm         CoolantConnector ``FlowLitersPerMinute``; Sensor LiquidFlowLPM [L/min]
 
+Cooling equipment (not RackSamples): a ``CoolingUnit`` (``/redfish/v1/ThermalEquipment/CDUs/{id}``) POSTed
+with its ``PrimaryCoolantConnectors``, ``SecondaryCoolantConnectors`` and ``Pumps`` expanded gives one CDU
+sample (``RedfishResult.equipment_batches``: supply/return temperatures and flow per side,
+``DeltaPressurekPa``, ``HeatRemovedkW``, mean ``PumpSpeedPercent``); its ``Id`` is the facility's CDU id.
+Without expanded readings a CoolingUnit is links and status only and is rejected.
+
 ``pdu_input_power_w`` shape: length 3 = lines L1, L2, L3 (NaN for a line the resource does not
 report); length 1 = a total whose phase split is unknown. When a resource gives only a total
 ``PowerWatts`` plus ``PolyPhaseCurrentAmps`` for two or more lines, the total is split in

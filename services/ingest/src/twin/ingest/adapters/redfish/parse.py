@@ -15,7 +15,12 @@ from twin.ingest.adapters.redfish.power import _circuit, _environment_metrics, _
 from twin.ingest.adapters.redfish.racks import RackOfResource, as_rack_map
 from twin.ingest.adapters.redfish.results import RedfishResult, Rejection
 from twin.ingest.adapters.redfish.sensor import _sensor
-from twin.ingest.adapters.redfish.thermal import _coolant_connector, _legacy_thermal, _thermal_metrics
+from twin.ingest.adapters.redfish.thermal import (
+    _coolant_connector,
+    _cooling_unit,
+    _legacy_thermal,
+    _thermal_metrics,
+)
 
 _TYPE_RE = re.compile(r"#([A-Za-z0-9]+)(?:\.v\d+_\d+_\d+)?\.([A-Za-z0-9]+)$")
 
@@ -25,10 +30,6 @@ _NO_TELEMETRY = {
     "MetricDefinition": "MetricDefinition describes a metric; it carries no readings",
     "Triggers": "Triggers holds thresholds, not readings",
     "PowerDistribution": "PowerDistribution describes the PDU; its readings are in its Metrics and Mains circuits",
-    "CoolingUnit": (
-        "CoolingUnit holds links and status only; its readings are in its SecondaryCoolantConnectors "
-        "(pump failures and Status.Conditions are events, not RackSamples telemetry)"
-    ),
     "ThermalSubsystem": "ThermalSubsystem holds links only; POST its ThermalMetrics",
     "Pump": "Pump speed (PumpSpeedPercent) has no RackSamples field; coolant flow comes from CoolantConnector",
     "Filter": "Filter service hours have no RackSamples field",
@@ -84,6 +85,8 @@ def parse_redfish(doc: Any, *, rack_of_resource: RackOfResource, received_time: 
     ctx = _Ctx(as_rack_map(rack_of_resource), received_time, site_id, result)
     if tname in _NO_TELEMETRY:
         result.rejections.append(Rejection(where, _NO_TELEMETRY[tname]))
+    elif tname == "CoolingUnit":
+        _cooling_unit(doc, ctx)
     elif tname == "MetricReport":
         _metric_report(doc, ctx)
     elif tname in _HANDLERS:

@@ -22,12 +22,14 @@ class RedfishResult:
     resource_type: str = ""
     odata_id: str = ""
     rack_batches: list[RackBatch] = field(default_factory=list)  # domain form, one per rack and timestamp
+    equipment_batches: list = field(default_factory=list)  # domain EquipmentBatch (a CoolingUnit's readings)
     rejections: list[Rejection] = field(default_factory=list)
 
     @property
     def batches(self) -> list:
         """The rack batches as RackTelemetryBatch protobufs (made by the codec), ready to publish."""
-        return [codec.encode_batch(b) for b in self.rack_batches]
+        return [codec.encode_batch(b) for b in self.rack_batches] + [
+            codec.encode_equipment(b) for b in self.equipment_batches]
 
     @property
     def reason(self) -> str:
