@@ -158,7 +158,7 @@
     if (plant) out.push(h("p", {}, `Plant: ${fmtW(plant.heat_w)} of ${fmtW(plant.capacity_w)}, ${fmtW(plant.plant_w)} to run, `
       + `supply ${fmtC(plant.supply_c)}, outdoor ${fmtC(plant.dry_bulb_c)}, cooling PUE ${plant.pue_cooling?.toFixed(3) ?? "–"}`));
     if (groups.length) out.push(table(["loop / air group", "redundancy", "heat", "capacity", "N-1", "carries", "one more"],
-      groups.slice(0, MAX_ROWS).map((g) => h("tr", {"data-entity": g.id}, h("td", {}, g.id), h("td", {}, g.redundancy.replace(/_/g, " ")),
+      groups.slice(0, MAX_ROWS).map((g) => h("tr", {"data-entity": g.id}, h("td", {}, g.id), h("td", {}, {n: "N", n_plus_1: "N+1"}[g.redundancy] ?? g.redundancy),
         h("td", {}, fmtW(g.heat_w)), h("td", {}, fmtW(g.capacity_w)), h("td", {}, fmtW(g.capacity_n1_w)),
         yes(g.carries, "NO"), yes(g.survives_one_more, "no")))));
     if (units.length) out.push(table(["CDU / CRAH", "up", "heat", "load", "supply", "return", "pump / fan"],
