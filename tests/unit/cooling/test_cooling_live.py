@@ -108,3 +108,16 @@ def test_states_publish_again_only_when_a_number_moves_by_its_resolution(hall):
     q.CopyFrom(r)
     q.rack.time_to_throttle_s = 100.0          # a throttle forecast appears
     assert changed(r, q, 100.0)
+
+
+def test_calibration_interval_bounds_the_steps_per_rack(hall):
+    live = CoolingLive(hall, calibrate_interval_s=100.0)
+    live.apply_power([(r, 0.0, 100e3) for r in range(hall.network.n_racks)])
+    live.evaluate(0.0)
+    idx = live.gpus_of(2)
+    for k in range(1, 11):                     # every 60 s: steps at 60, 180, 300, 420, 540
+        live.apply_telemetry([GpuReading(rack=2, time_s=60.0 * k, gpu=idx, power_w=np.full(len(idx), 800.0 + k),
+                                         gpu_temp_c=np.full(len(idx), 55.0), hbm_temp_c=np.full(len(idx), 50.0),
+                                         dram_active=np.full(len(idx), 0.3))])
+    assert (live.cal[2].samples == 5).all()
+    assert (live.board_w[idx] == 810.0).all()  # measured power still follows every sample

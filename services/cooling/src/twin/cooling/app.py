@@ -75,6 +75,11 @@ class CoolingConfig(StreamConfig):
     min_calibration_samples: int = setting(
         5, "GPU temperature samples before a GPU's calibrated model is used"
     )
+    calibrate_interval_s: float = setting(
+        0.0,
+        "seconds of sample time between a rack's calibration steps (0: every sample; ~2 ms per 72-GPU rack, "
+        "so a 100k-GPU site at 1 Hz needs ~10)",
+    )
     power_topic: Topic = topics.POWER_STATE
     samples_topic: Topic = topics.TELEMETRY_SAMPLES
     events_topic: Topic = topics.COOLING_EVENTS
@@ -119,6 +124,7 @@ class CoolingApp:
             sensor_rel_tol=cfg.sensor_rel_tolerance,
             sensor_abs_tol_w=cfg.sensor_abs_tolerance_w,
             min_calibration_samples=cfg.min_calibration_samples,
+            calibrate_interval_s=cfg.calibrate_interval_s,
         )
         async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
             rt.ready = self.ready

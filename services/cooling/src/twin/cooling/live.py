@@ -99,6 +99,7 @@ class CoolingLive:
         sensor_rel_tol: float = SENSOR_REL_TOL,
         sensor_abs_tol_w: float = SENSOR_ABS_TOL_W,
         min_calibration_samples: int = 5,
+        calibrate_interval_s: float = 0.0,
     ) -> None:
         self.site = site
         net = site.network
@@ -106,6 +107,7 @@ class CoolingLive:
         self.horizon_s = horizon_s
         self.sensor_rel_tol, self.sensor_abs_tol_w = sensor_rel_tol, sensor_abs_tol_w
         self.min_calibration_samples = min_calibration_samples
+        self.calibrate_interval_s = calibrate_interval_s
         n_racks, n_gpus = net.n_racks, len(site.gpus.gpu_rack)
         self.rack_it_w = np.full(n_racks, np.nan)
         self.rack_time = np.full(n_racks, -np.inf)
@@ -199,6 +201,8 @@ class CoolingLive:
             core, hbm = split_power(board, self.mem_act[idx], gpus.hbm_peak_TBps[idx])
             coolant = self._coolant_of(idx)
             cal = self.cal.get(r.rack)
+            if cal is not None and r.time_s - self.cal_time[r.rack] < self.calibrate_interval_s:
+                continue  # calibrated recently: this sample only updates the measured power
             if cal is None:
                 prior = self.site.gpu.take(idx)
                 self.cal[r.rack] = start_calibration(prior, core, hbm, coolant)
