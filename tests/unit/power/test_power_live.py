@@ -225,3 +225,23 @@ def test_read_model_jobs_and_cooling(su):
     res = stage.apply([])
     assert res.chain.site_w == pytest.approx(evaluate(su.network, np.full(8, 30e3), site_extra_w=20e3).site_w)
     assert codec.site_state(su.network, res).site.cooling_power_w == 20e3
+
+
+async def test_equipment_batches_are_left_to_the_cooling_twin(su):
+    """A telemetry.samples.v1 record carrying CDU/CRAH/plant readings (no rack) is neither a rack power
+    reading nor a reject: the power twin skips it instead of dead-lettering it."""
+    from types import SimpleNamespace
+
+    from twin.power.adapters.stream import RackHandler, StreamStats
+
+    class Store:
+        async def write(self, states):
+            return len(states)
+
+    msg = tpb.TelemetrySamples(batch=tpb.RackTelemetryBatch(site_id="su-h100"))
+    msg.batch.equipment.SetInParent()
+    stage = RackStage(su)
+    handler = RackHandler(SiteIndex.of(su.inventory), stage, producer=None, store=Store(), state_topic=None, racks_topic=None,
+                          alerts_topic=None, stats=StreamStats())
+    result = await handler([SimpleNamespace(message=msg)])
+    assert result.rejected == []

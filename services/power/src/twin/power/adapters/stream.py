@@ -98,6 +98,8 @@ class RackHandler:
         rejected: list[Rejected] = []
         readings = []
         for rec in records:
+            if rec.message.batch.HasField("equipment"):
+                continue  # cooling equipment readings (CDU, CRAH, plant): the cooling twin's, not a rack's power
             try:
                 readings.append(codec.rack_reading(rec.message, self.index))
             except CodecError as exc:
