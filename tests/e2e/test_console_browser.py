@@ -113,6 +113,7 @@ def browser() -> Iterator[object]:
 
 
 def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_database, procs: Procs, browser) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -177,18 +178,25 @@ def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_data
                 alert_id="c-1", site_id=SITE, entity_id="su1-0003", scope=cpb.COOLING_SCOPE_RACK,
                 kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_CRITICAL, alert_time=ts(t),
                 time_to_throttle_s=120.0, message="8 GPUs throttle in 2 min")))
-    chain = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#chain tr[data-entity="pdu-4"]'))
-    assert "36.0 kW" in chain[0].text and "50.0 kW" in chain[0].text and "14.0 kW" in chain[0].text
-    cdu = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cooling tr[data-entity="cdu-su1-1"]'))
-    assert "DOWN" in cdu[0].text
-    job = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-job="job-7"]'))
-    assert "41.2 %" in job[0].text and "93.0 %" in job[0].text
-    ActionChains(browser).move_to_element(job[0]).perform()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".rack.hl")) == 2)
+    steady = WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+
+    def text_of(css: str):   # a panel may be drawn again between finding a row and reading it
+        return steady.until(lambda d: (found := d.find_elements(By.CSS_SELECTOR, css)) and found[0].text)
+
+    chain = text_of('#chain tr[data-entity="pdu-4"]')
+    assert "36.0 kW" in chain and "50.0 kW" in chain and "14.0 kW" in chain
+    assert "DOWN" in text_of('#cooling tr[data-entity="cdu-su1-1"]')
+    job = text_of('#jobs tr[data-job="job-7"]')
+    assert "41.2 %" in job and "93.0 %" in job
+
+    def hover_job(d) -> bool:
+        ActionChains(d).move_to_element(d.find_element(By.CSS_SELECTOR, '#jobs tr[data-job="job-7"]')).perform()
+        return len(d.find_elements(By.CSS_SELECTOR, ".rack.hl")) == 2
+
+    steady.until(hover_job)
     assert sorted(e.get_attribute("data-rack") for e in browser.find_elements(By.CSS_SELECTOR, ".rack.hl")) == [
         "su1-0003", "su1-0006"]
-    alert = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#events li.sev-critical"))
-    assert "su1-0003: 8 GPUs throttle in 2 min" in alert[0].text
+    assert "su1-0003: 8 GPUs throttle in 2 min" in text_of("#events li.sev-critical")
 
     # the power chart draws the three stored site rows (in three different buckets)
     line = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#chart-power polyline[data-series="site_w"]'))

@@ -5,7 +5,7 @@
   const $ = (id) => document.getElementById(id);
   const S = {
     power: new Map(), cooling: new Map(), jobs: new Map(), events: [], mode: "power",
-    rackEls: new Map(), nameplate: new Map(), updates: 0, dirtyPanels: false, layout: null,
+    rackEls: new Map(), nameplate: new Map(), updates: 0, dirty: new Set(), layout: null,
   };
   const MAX_EVENTS = 100, MAX_ROWS = 14, SCOPES = ["feed", "transformer", "ups", "ups_group", "pdu"];
 
@@ -147,7 +147,7 @@
   }
   function renderCooling() {
     const all = [...S.cooling.values()];
-    if (!all.length) return;
+    if (!all.length) { $("cooling").replaceChildren(h("p", {class: "muted"}, "No cooling.state.v1 yet.")); return; }
     const byId = (a, b) => (a.id < b.id ? -1 : 1);
     const plant = all.find((c) => c.scope === "plant");
     const groups = all.filter((c) => c.scope === "loop" || c.scope === "air_group").sort(byId);
@@ -194,9 +194,19 @@
     if (!job) return;
     for (const id of job.racks) S.rackEls.get(id)?.classList.toggle("hl", on);
   }
+  // only the panels whose data changed are drawn again (a row under the mouse stays put otherwise)
   function renderPanels() {
-    S.dirtyPanels = false;
-    renderKpis(); renderChain(); renderCooling(); renderJobs(); renderEvents();
+    const d = S.dirty;
+    S.dirty = new Set();
+    if (d.has("power") || d.has("cooling") || d.has("jobs")) renderKpis();
+    if (d.has("power")) renderChain();
+    if (d.has("cooling")) renderCooling();
+    if (d.has("jobs")) renderJobs();
+    if (d.has("events")) renderEvents();
+  }
+  function markDirty(...what) {
+    if (!S.dirty.size) requestAnimationFrame(renderPanels);
+    for (const w of what) S.dirty.add(w);
   }
 
   // -- live state -------------------------------------------------------------------------------------
@@ -206,13 +216,13 @@
       const map = S[section];
       if (!map) continue;
       for (const s of states) { map.set(s.id, s); if (section !== "jobs") touched.add(s.id); }
+      if (states.length) markDirty(section);
     }
-    if (msg.events?.length) { S.events.push(...msg.events); S.events = S.events.slice(-MAX_EVENTS); }
+    if (msg.events?.length) { S.events.push(...msg.events); S.events = S.events.slice(-MAX_EVENTS); markDirty("events"); }
     for (const id of touched) paintRack(id);
     S.updates += 1;
     document.body.dataset.updates = String(S.updates);
     $("updated").textContent = "updated " + new Date().toLocaleTimeString([], {hour12: false});
-    if (!S.dirtyPanels) { S.dirtyPanels = true; requestAnimationFrame(renderPanels); }
   }
   function connect() {
     const es = new EventSource("/api/events");
@@ -220,6 +230,7 @@
     es.addEventListener("snapshot", (ev) => {
       S.power.clear(); S.cooling.clear(); S.jobs.clear(); S.events = [];
       apply(JSON.parse(ev.data));
+      markDirty("power", "cooling", "jobs", "events");
       for (const id of S.rackEls.keys()) paintRack(id);
       conn.textContent = "live"; conn.className = "conn on";
       document.body.dataset.live = "1";
@@ -279,7 +290,7 @@
     const select = $("mode");
     select.addEventListener("change", () => setMode(select.value));
     setMode(select.value);
-    renderPanels();
+    markDirty("power", "cooling", "jobs", "events");
     connect();
     loadHistory();
     setInterval(loadHistory, 30000);
