@@ -1,0 +1,256 @@
+"""Benchmark of the cooling twin: `python -m bench cooling` -> bench/results/cooling.json.
+
+On the 100,000-GPU preset (`site-100k`: 3,125 air-cooled DGX H100 racks, 5 halls of CRAHs in N+1
+groups, a cooling-tower plant; arrays in memory, one thread, no broker or database):
+- one live cooling tick (`CoolingLive.evaluate`: network, every GPU's thermal state advanced,
+  time-to-throttle under the present conditions, alerts, sensor checks) on a healthy site, and where
+  its time goes (each domain part alone), against a same-run baseline: the floor of touching every
+  GPU once (a*b+c over the GPUs and one bincount into racks);
+- the same tick when a whole hall has lost its CRAHs (20,000 GPUs heading for their slowdown
+  temperature: the time-to-throttle search and the per-rack alerts do real work);
+- power + cooling together: the power twin's `site_tick` and the cooling tick fed its rack power;
+- what-if failures (`CoolingLive.what_if`, what the gRPC `WhatIfFailure` runs): one CRAH down (its
+  N+1 group carries it), every CRAH of one hall down, supply air +5 K, a 40 °C day.
+Medians and best-of are both reported: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+for _svc in ("cooling", "power"):
+    sys.path.insert(0, str(ROOT / "services" / _svc / "src"))
+
+from twin.cooling.domain import (  # noqa: E402
+    CoolantPath,
+    coolant_paths,
+    cooling_alerts,
+    evaluate,
+    gpu_power,
+    split_power,
+    step,
+    temperatures,
+    time_to_throttle,
+    what_if,
+)
+from twin.cooling.live import CoolingLive, GpuReading  # noqa: E402
+from twin.cooling.site import build_cooling_site  # noqa: E402
+from twin.core.facility import load_facility_spec  # noqa: E402
+from twin.power.domain import site_tick  # noqa: E402
+from twin.power.site import build_site_model  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "cooling.json"
+PRESET = "site-100k"
+TARGETS = {"tick_ms": 50.0, "power_and_cooling_tick_ms": 50.0, "what_if_ms": 200.0}
+REPEAT = 15
+HORIZON_S = 3600.0
+
+
+def _times(fn, repeat: int = REPEAT) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _ms(ts: list[float]) -> dict:
+    return {"best_ms": min(ts) * 1e3, "median_ms": statistics.median(ts) * 1e3}
+
+
+def _live(site, rack_w: np.ndarray, board: np.ndarray, dram: np.ndarray) -> CoolingLive:
+    """A live twin fed one power update per rack and one telemetry batch per rack (board power and memory
+    activity, no temperatures: calibration is the service's own paced work, not part of a tick)."""
+    live = CoolingLive(site)
+    live.apply_power([(r, 1.0, float(w)) for r, w in enumerate(rack_w)])
+    nan = np.full(len(board), np.nan)
+    live.apply_telemetry(
+        [
+            GpuReading(rack=r, time_s=1.0, gpu=g, power_w=board[g], gpu_temp_c=nan[g], hbm_temp_c=nan[g],
+                       dram_active=dram[g])
+            for r in range(site.network.n_racks)
+            for g in [live.gpus_of(r)]
+        ]
+    )
+    return live
+
+
+def _parts(live: CoolingLive, t: float) -> dict:
+    """Each part of `cooling_tick` alone, on the live twin's present inputs, best of REPEAT, ms."""
+    net, gpus, params, cond = live.net, live.site.gpus, live.params, live.cond
+    rack_w = live.current_rack_it_w()
+    board_in = np.where(live.gpu_time > -np.inf, live.board_w, np.nan)
+    st = evaluate(net, rack_w, cond)
+    board, _ = gpu_power(gpus, st.rack_it_w, board_in)
+    core, hbm = split_power(board, live.mem_act, gpus.hbm_peak_TBps)
+    coolant = st.rack_coolant_c[gpus.gpu_rack]
+    th = step(params, live.thermal, 1.0, core, hbm, coolant)
+    p0 = coolant_paths(net, gpus, st, st)
+    path = CoolantPath(now_c=np.where(np.isfinite(p0.now_c), p0.now_c, th.coolant_c),
+                       final_c=np.where(np.isfinite(p0.final_c), p0.final_c, p0.now_c), tau_s=p0.tau_s,
+                       ramp_k_per_s=p0.ramp_k_per_s)
+    last = live.last.tick
+    parts = {
+        "network": _times(lambda: evaluate(net, rack_w, cond)),
+        "gpu_power_split": _times(lambda: split_power(gpu_power(gpus, st.rack_it_w, board_in)[0], live.mem_act,
+                                                      gpus.hbm_peak_TBps)),
+        "thermal_step": _times(lambda: temperatures(params, step(params, live.thermal, 1.0, core, hbm, coolant))),
+        "coolant_paths": _times(lambda: coolant_paths(net, gpus, st, st)),
+        "time_to_throttle": _times(lambda: time_to_throttle(params, th, core, hbm, path, gpus.slowdown_c,
+                                                            gpus.hbm_max_c, HORIZON_S)),
+        "alerts": _times(lambda: cooling_alerts(net, last.state, gpus, last.forecast)),
+    }
+    return {k: min(v) * 1e3 for k, v in parts.items()}
+
+
+def main() -> dict:
+    started_all = time.perf_counter()
+    spec = load_facility_spec(PRESET)
+    t0 = time.perf_counter()
+    site = build_cooling_site(spec)
+    build_s = time.perf_counter() - t0
+    net = site.network
+    n, n_racks = len(site.gpus.gpu_rack), net.n_racks
+
+    # -- power model: activity -> GPU and rack power (the same inputs as bench/power.py) -------------
+    pm = build_site_model(spec)
+    if tuple(pm.network.rack_ids) != tuple(net.rack_ids):
+        raise RuntimeError("power and cooling rack order differ")
+    rng = np.random.default_rng(0)
+    tensor = rng.uniform(0.3, 1.0, n)
+    sm = np.minimum(tensor + 0.1, 1.0)
+    dram = rng.uniform(0.1, 0.7, n)
+    measured = np.where(rng.random(n) < 0.5, rng.uniform(300, 700, n), np.nan)
+    kw = {"tensor_active": tensor, "sm_active": sm, "dram_active": dram}
+
+    def power_tick():
+        return site_tick(pm.gpu, pm.layout, pm.network, measured_gpu_w=measured, **kw)
+
+    ps = power_tick()
+    rack_w = np.asarray(ps.rack_w, float)
+    board = np.asarray(ps.gpu_w, float)
+
+    # -- healthy site: the live tick and its parts --------------------------------------------------
+    live = _live(site, rack_w, board, dram)
+    clock = [1.0]
+
+    def tick():
+        clock[0] += 1.0
+        return live.evaluate(clock[0])
+
+    ev = tick()
+    tick_s = _times(tick)
+    parts = _parts(live, clock[0])
+    healthy_alerts = len(ev.tick.alerts) + len(ev.sensor_alerts)
+
+    def power_and_cooling():
+        p = power_tick()
+        live.rack_it_w[:] = p.rack_w  # the service applies rack states as they arrive; here all at once
+        clock[0] += 1.0
+        return live.evaluate(clock[0])
+
+    both_s = _times(power_and_cooling)
+    power_s = _times(power_tick)
+
+    a, b, c = (rng.random(n) for _ in range(3))
+    base_s = _times(lambda: np.bincount(site.gpus.gpu_rack, weights=a * b + c, minlength=n_racks))
+
+    # -- what-if failures ---------------------------------------------------------------------------
+    hall_crahs = [cid for cid, g in zip(net.crah_ids, net.crah_group, strict=True) if g == 0]
+    cases = {
+        "one_crah_down": {"crahs_down": [net.crah_ids[0]]},
+        "hall_crahs_down": {"crahs_down": hall_crahs},
+        "supply_air_plus_5k": {"supply_air_rise_k": 5.0},
+        "dry_bulb_40c": {"dry_bulb_c": 40.0, "wet_bulb_c": 28.0},
+    }
+    whatifs = {}
+    for name, change in cases.items():
+        after = what_if(net, live.cond, **change)
+        fc = live.what_if(after, HORIZON_S)
+        ts = _times(lambda after=after: live.what_if(after, HORIZON_S), 7)
+        finite = fc.rack_time_s[np.isfinite(fc.rack_time_s)]
+        whatifs[name] = {
+            **_ms(ts),
+            "racks_affected": int(len(fc.racks_affected)),
+            "gpus_affected": int(len(fc.gpus_affected)),
+            "earliest_throttle_s": float(finite.min()) if finite.size else None,
+            "cooling_power_before_kw": float(fc.before.cooling_power_w) / 1e3,
+            "cooling_power_after_kw": float(fc.after.cooling_power_w) / 1e3,
+        }
+
+    # -- a tick with a hall's CRAHs lost (the forecast and alerts on 20,000 GPUs) -----------------------
+    stressed = _live(site, rack_w, board, dram)
+    stressed.cond = what_if(net, stressed.cond, crahs_down=hall_crahs)
+    sclock = [1.0]
+
+    def stressed_tick():
+        sclock[0] += 1.0
+        return stressed.evaluate(sclock[0])
+
+    sev = stressed_tick()
+    stressed_s = _times(stressed_tick, 7)
+    stressed_parts = _parts(stressed, sclock[0])
+
+    best, worst_whatif = min(tick_s), max(w["best_ms"] for w in whatifs.values())
+    result = {
+        "benchmark": "cooling", "preset": PRESET, "gpus": n, "racks": n_racks, "cdus": len(net.cdu_ids),
+        "crahs": len(net.crah_ids), "plant_units": len(net.plant_ids),
+        "build_cooling_site_s": build_s,
+        "tick_ms": best * 1e3, "tick_median_ms": statistics.median(tick_s) * 1e3,
+        "tick_parts_ms": parts,
+        "tick_alerts": healthy_alerts,
+        "baseline_touch_every_gpu_ms": min(base_s) * 1e3,
+        "ratio_tick_to_baseline": best / min(base_s),
+        "power_tick_ms": min(power_s) * 1e3, "power_tick_median_ms": statistics.median(power_s) * 1e3,
+        "power_and_cooling_tick_ms": min(both_s) * 1e3,
+        "power_and_cooling_tick_median_ms": statistics.median(both_s) * 1e3,
+        "what_if_ms": whatifs["hall_crahs_down"]["best_ms"],
+        "what_if_median_ms": whatifs["hall_crahs_down"]["median_ms"],
+        "what_ifs": whatifs,
+        "stressed_tick_ms": min(stressed_s) * 1e3, "stressed_tick_median_ms": statistics.median(stressed_s) * 1e3,
+        "stressed_tick_parts_ms": stressed_parts,
+        "stressed_tick_alerts": len(sev.tick.alerts),
+        "stressed_tick_gpus_throttling": int(len(sev.tick.forecast.gpus_affected)),
+        "targets": TARGETS,
+        "meets_targets": bool(best * 1e3 <= TARGETS["tick_ms"]
+                              and min(both_s) * 1e3 <= TARGETS["power_and_cooling_tick_ms"]
+                              and worst_whatif <= TARGETS["what_if_ms"]),
+        "bench_s": time.perf_counter() - started_all,
+        "load_average_1m": os.getloadavg()[0], "machine": platform.machine(), "cpu_count": os.cpu_count(),
+        "threads": 1, "numpy": np.__version__,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    p = parts
+    print(f"cooling: site-100k tick {result['tick_ms']:.1f} ms best, {result['tick_median_ms']:.1f} ms median "
+          f"(network {p['network']:.1f}, GPU power {p['gpu_power_split']:.1f}, thermal {p['thermal_step']:.1f}, "
+          f"coolant paths {p['coolant_paths']:.1f}, time-to-throttle {p['time_to_throttle']:.1f}, "
+          f"alerts {p['alerts']:.1f}) vs touching every GPU once {result['baseline_touch_every_gpu_ms']:.2f} ms "
+          f"(x{result['ratio_tick_to_baseline']:.0f}); power + cooling {result['power_and_cooling_tick_ms']:.1f} ms "
+          f"best, {result['power_and_cooling_tick_median_ms']:.1f} median (power alone "
+          f"{result['power_tick_ms']:.1f}); hall without CRAHs: tick {result['stressed_tick_ms']:.0f} ms "
+          f"({result['stressed_tick_gpus_throttling']} GPUs throttling)")
+    print("cooling what-ifs: " + "; ".join(
+        f"{k} {w['best_ms']:.0f} ms best / {w['median_ms']:.0f} median ({w['racks_affected']} racks, "
+        f"{w['gpus_affected']} GPUs)" for k, w in whatifs.items())
+        + f" (targets: tick <= {TARGETS['tick_ms']:.0f} ms, what-if <= {TARGETS['what_if_ms']:.0f} ms; "
+        f"load average {result['load_average_1m']:.1f})")
+    return result
+
+
+if __name__ == "__main__":
+    main()
