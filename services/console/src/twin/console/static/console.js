@@ -248,7 +248,7 @@
     return e;
   }
   function drawChart(svg, data, series, fmt) {
-    const W = 480, H = 130, L = 58, R = 8, T = 8, B = 18;
+    const W = 480, H = 136, L = 58, R = 8, T = 18, B = 18;
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.replaceChildren();
     const pts = data.points.filter((p) => series.some((sr) => p[sr.key] != null));
@@ -265,7 +265,7 @@
     for (const sr of series) {
       const line = pts.filter((p) => p[sr.key] != null).map((p) => `${X(p.t).toFixed(1)},${Y(p[sr.key]).toFixed(1)}`);
       svg.append(s("polyline", {points: line.join(" "), stroke: sr.colour, "data-series": sr.key}));
-      svg.append(s("text", {x: W - R - 90 + 46 * series.indexOf(sr), y: T + 8, fill: sr.colour}, sr.label));
+      svg.append(s("text", {x: L + 60 * series.indexOf(sr), y: 10, fill: sr.colour}, "— " + sr.label));
     }
   }
   async function loadHistory() {
