@@ -136,6 +136,7 @@ _ALIASES = {
     "a100": "a100-80gb", "a100-80gb": "a100-80gb", "a100-sxm": "a100-80gb", "a100-40gb": "a100-40gb",
     "h100": "h100-sxm", "h100-sxm": "h100-sxm", "h100-sxm-80gb": "h100-sxm", "h100-sxm-96gb": "h100-sxm-96gb",
     "h200": "h200", "h800": "h800", "b200": "b200", "gb200": "gb200", "gb300": "gb300",
+    "b200-gb200": "gb200",  # the GB200 NVL72 preset's name for its GPU (a B200 die of a GB200 superchip)
 }
 
 
