@@ -210,19 +210,30 @@
   }
 
   // -- live state -------------------------------------------------------------------------------------
-  function apply(msg) {
+  function apply(msg, live) {
     const touched = new Set();
+    let newest = 0;
     for (const [section, states] of Object.entries(msg.sections || {})) {
       const map = S[section];
       if (!map) continue;
-      for (const s of states) { map.set(s.id, s); if (section !== "jobs") touched.add(s.id); }
+      for (const s of states) {
+        map.set(s.id, s);
+        if (section !== "jobs") touched.add(s.id);
+        if (s.t > newest) newest = s.t;
+      }
       if (states.length) markDirty(section);
     }
     if (msg.events?.length) { S.events.push(...msg.events); S.events = S.events.slice(-MAX_EVENTS); markDirty("events"); }
     for (const id of touched) paintRack(id);
     S.updates += 1;
     document.body.dataset.updates = String(S.updates);
-    $("updated").textContent = "updated " + new Date().toLocaleTimeString([], {hour12: false});
+    let note = "updated " + new Date().toLocaleTimeString([], {hour12: false});
+    if (live && newest) {  // how far the page is behind the newest state it just drew
+      const lag = Math.max(0, Date.now() / 1000 - newest);
+      document.body.dataset.lagS = lag.toFixed(3);
+      note += ` · ${lag.toFixed(1)} s behind`;
+    }
+    $("updated").textContent = note;
   }
   function connect() {
     const es = new EventSource("/api/events");
@@ -235,7 +246,7 @@
       conn.textContent = "live"; conn.className = "conn on";
       document.body.dataset.live = "1";
     });
-    es.addEventListener("update", (ev) => apply(JSON.parse(ev.data)));
+    es.addEventListener("update", (ev) => apply(JSON.parse(ev.data), true));
     es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn off"; };
   }
 
