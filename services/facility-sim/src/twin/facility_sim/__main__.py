@@ -49,12 +49,17 @@ def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None 
                    help="do not publish the training jobs' events on jobs.events.v1")
     p.add_argument("--jobs-progress-s", type=float, default=d["jobs_progress_s"],
                    help="seconds between a job's progress events")
+    p.add_argument("--no-equipment", action="store_true", default=not d["equipment"],
+                   help="do not publish cooling equipment readings (CDUs, CRAHs, plant)")
+    p.add_argument("--equipment-every", type=int, default=d["equipment_every"],
+                   help="ticks between two equipment batches (1: every tick)")
     a = p.parse_args(argv)
     return dataclasses.replace(
         env_config, facility=a.facility, kafka_bootstrap=a.bootstrap, rate_hz=a.rate_hz, racks=a.racks,
         duration_s=a.duration, bad_fraction=a.bad_fraction, seed=a.seed, metrics_port=a.metrics_port,
         metrics_host=a.metrics_host, metrics_racks=a.metrics_racks, bad_log=a.bad_log, good_log=a.good_log,
-        dry_run=a.dry_run, create_topics=not a.no_create_topics, jobs=not a.no_jobs, jobs_progress_s=a.jobs_progress_s)
+        dry_run=a.dry_run, create_topics=not a.no_create_topics, jobs=not a.no_jobs, jobs_progress_s=a.jobs_progress_s,
+        equipment=not a.no_equipment, equipment_every=a.equipment_every)
 
 
 async def amain(config: SimConfig, stop: asyncio.Event | None = None) -> dict:

@@ -21,6 +21,7 @@ from twin.core.facility.spec import load_facility_spec
 from twin.core.settings import LOOPBACK, ServiceConfig, setting
 from twin.core.topics_admin import ensure_topics
 from twin.facility_sim.adapters.codec import SOURCE, TickEncoder
+from twin.facility_sim.adapters.equipment import EquipmentFeed
 from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
 from twin.facility_sim.adapters.jobs import JobFeed
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
@@ -50,10 +51,14 @@ class SimConfig(ServiceConfig):
     create_topics: bool = setting(True, "create missing topics at start")
     jobs: bool = setting(True, "publish the training jobs' scheduler and progress events on jobs.events.v1")
     jobs_progress_s: float = setting(10.0, "seconds between a job's progress events")
+    equipment: bool = setting(True, "publish cooling equipment readings (CDUs, CRAHs, plant) on facility.telemetry.v1")
+    equipment_every: int = setting(1, "ticks between two equipment batches (1: one per tick for the site)")
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
             raise ValueError("rate_hz must be > 0")
+        if self.equipment_every < 1:
+            raise ValueError("equipment_every must be >= 1")
         # 0 means "all racks" / "until stopped" / "no endpoint" from the environment and the CLI alike
         if self.racks == 0:
             object.__setattr__(self, "racks", None)
@@ -69,6 +74,7 @@ class SimStats:
     messages: int = 0                      # records handed to the publisher (incl. bad + duplicates)
     good: int = 0
     good_gpu_rows: int = 0
+    equipment_batches: int = 0             # cooling equipment batches (not counted in messages / good)
     bad: Counter = field(default_factory=Counter)
     behind_s: float = 0.0                  # worst lateness of a tick against its schedule
     model_s: float = 0.0                   # cumulative time in model.step
@@ -104,6 +110,7 @@ class FacilitySim:
         self._good_log: IO[str] | None = None
         self._bad_log: IO[str] | None = None
         self.jobs: JobFeed | None = None   # set by build_sim (config.jobs): job events beside the telemetry
+        self.equipment: EquipmentFeed | None = None  # set by build_sim (config.equipment): CDU / CRAH / plant readings
 
     def metrics_text(self) -> str | None:
         return None if self.latest is None else self.renderer.render(self.latest)
@@ -147,6 +154,12 @@ class FacilitySim:
                 headers = new_envelope(topics.JOBS_EVENTS.ce_type, SOURCE, time=sample_time).to_headers()
                 futures.append(await self.publisher.send(topics.JOBS_EVENTS.name, key.encode(), msg.SerializeToString(),
                                                          headers))
+        if self.equipment is not None and self.equipment.due(k):
+            msg = self.equipment.message(tick, sample_time, sequence=k + 1)
+            headers = new_envelope(self._ce_type, SOURCE, time=sample_time).to_headers()
+            futures.append(await self.publisher.send(self._topic, self.equipment.site_id.encode(),
+                                                     msg.SerializeToString(), headers))
+            self.stats.equipment_batches += 1
         if futures:
             await asyncio.gather(*futures)
         c3 = time.perf_counter()
@@ -224,4 +237,6 @@ async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySi
     sim = FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)
     if config.jobs:
         sim.jobs = JobFeed(sim.layout, sim.model.workloads, progress_every_s=config.jobs_progress_s)
+    if config.equipment:
+        sim.equipment = EquipmentFeed(sim.layout, every_ticks=config.equipment_every, source=SOURCE)
     return sim
