@@ -7,8 +7,10 @@ applied, an output value), never for a duration.
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +214,69 @@ async def test_restart_restores_state_from_changelog_not_from_zero(kafka_bootstr
     # the restored output digest holds: r2's unchanged max is not re-published after the restart
     assert len(published_after) == published_before + 1
     assert ("r1", 300.0) in published_after
+
+
+class CrashesBeforeAck(KeyedStateProcessor):
+    """Never acks: state and outputs become durable, the batch's offsets are never committed."""
+
+    async def _agent(self, stream) -> None:
+        async for events in stream.noack_take(self.max_batch, within=self.within_s):
+            await self.process_batch(events)
+
+
+_CRASHING_PROCESS = """
+import asyncio, sys
+sys.path.insert(0, {tests!r})
+from test_core_stateful import CrashesBeforeAck, new_app, rack_step, topic
+from twin.core.faust_app import wait_ready
+from twin.core.topics import Topic
+from twin.telemetry.v1 import telemetry_pb2 as pb
+
+async def main():
+    src = Topic({src!r}, pb.RackTelemetryBatch, "rack_id", 2)
+    out = Topic({out!r}, pb.RackTelemetryBatch, "rack_id", 2)
+    app = new_app({bootstrap!r}, {group!r})
+    racks = CrashesBeforeAck(app, "racks", input=src, output=out, step=rack_step)
+    await app.start()
+    await wait_ready(app)
+    print("ready", flush=True)
+    while racks.stats.records < 3:
+        await asyncio.sleep(0.05)
+    print("applied", flush=True)
+    await asyncio.sleep(3600)  # killed here
+
+asyncio.run(main())
+"""
+
+
+async def test_records_replayed_after_a_crash_are_not_applied_twice(kafka_bootstrap):
+    """At-least-once: a process is killed after its state reached the changelog but before its offsets
+    were committed; the next owner is handed the same records again and must not count them twice."""
+    src, out = topic("in", "rack_id", 2), topic("out", "rack_id", 2)
+    await ensure_topics(kafka_bootstrap, [src, out])
+    group = f"stateful-b2-{uuid.uuid4().hex[:8]}"
+    code = _CRASHING_PROCESS.format(tests=str(Path(__file__).parent), src=src.name, out=out.name,
+                                    bootstrap=kafka_bootstrap, group=group)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), WAIT_S) == b"ready\n"
+        await send(kafka_bootstrap, src, [reading("s", "r1", 100.0), reading("s", "r1", 200.0),
+                                          reading("s", "r2", 50.0)])
+        assert await asyncio.wait_for(proc.stdout.readline(), WAIT_S) == b"applied\n"
+    finally:
+        proc.kill()  # SIGKILL: no drain, no commit, no LeaveGroup
+        await proc.wait()
+    published = len(await read_all(kafka_bootstrap, out))
+    assert published == 2  # r1 (its max) and r2, from the killed process
+
+    app = new_app(kafka_bootstrap, group)
+    racks = KeyedStateProcessor(app, "racks", input=src, output=out, step=rack_step)
+    async with running(app):  # joins once the dead member's session (6 s) has expired
+        await until(lambda: racks.stats.skipped_replayed == 3, "the 3 uncommitted records redelivered")
+        assert racks.stats.records == 0
+        assert racks.items() == {"r1": {"n": 2, "sum_w": 300.0, "max_w": 200.0},
+                                 "r2": {"n": 1, "sum_w": 50.0, "max_w": 50.0}}
+    assert len(await read_all(kafka_bootstrap, out)) == published  # nothing re-published either
 
 
 # -- (c) two processes in one group; second stage totals ---------------------------------------

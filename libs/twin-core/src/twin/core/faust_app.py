@@ -23,6 +23,8 @@ first because `app.stop()` alone does not: faust's Consumer.on_stop calls `wait_
 exits at once when the consumer is already stopping, and then agents are cancelled mid-batch. So
 `stop_app` stops the flow, waits until every delivered record is acked, flushes the producer and
 commits, and only then calls `app.stop()` (each step bounded; a failure there only means replay).
+Keep `drain_timeout_s` above the longest batch: with records still unacked, `app.stop()` was seen to
+block the whole event loop (faust 0.15 on Tansu: `asyncio.wait_for(app.stop(), 20)` never returned).
 
 Tansu (the embedded broker) works with faust-streaming 0.15: topic and changelog creation, consumer
 groups with faust's assignor, changelog recovery on start and rebalance. Each group join takes a few
