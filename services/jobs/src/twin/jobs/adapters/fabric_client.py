@@ -176,6 +176,9 @@ class FabricComm:
         table: dict = {}
         for (group_calls, _), resp in zip(requests, responses, strict=True):
             for c, est in zip(group_calls, resp.estimates, strict=True):
+                if not math.isfinite(est.time_s):  # no bandwidth left on a crossed link: not a step time
+                    return CommAnswer({}, "local", f"the fabric twin answered a non-finite time for {c.collective} "
+                                      f"over {c.group.n_ranks} ranks (no bandwidth left on a crossed link)")
                 k = call_key(c)
                 table[k] = max(table.get(k, 0.0), est.time_s)
         answer = CommAnswer(table, "fabric", f"{len(requests)} communicator(s) timed by the fabric twin")
