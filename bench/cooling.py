@@ -10,7 +10,9 @@ groups, a cooling-tower plant; arrays in memory, one thread, no broker or databa
   temperature: the time-to-throttle search and the per-rack alerts do real work);
 - power + cooling together: the power twin's `site_tick` and the cooling tick fed its rack power;
 - what-if failures (`CoolingLive.what_if`, what the gRPC `WhatIfFailure` runs): one CRAH down (its
-  N+1 group carries it), every CRAH of one hall down, supply air +5 K, a 40 °C day.
+  N+1 group carries it), every CRAH of one hall down, supply air +5 K, a 40 °C day;
+- the same site with its racks on direct liquid cooling (liquid fraction 0.8, generated CDU loops): its
+  tick and CDU what-ifs (one CDU down, a whole loop's CDUs down, facility water +5 K).
 Medians and best-of are both reported: the machine is shared.
 """
 
@@ -57,6 +59,7 @@ PRESET = "site-100k"
 TARGETS = {"tick_ms": 50.0, "power_and_cooling_tick_ms": 50.0, "what_if_ms": 200.0}
 REPEAT = 15
 HORIZON_S = 3600.0
+LIQUID_FRACTION = 0.8  # the liquid variant's racks: cold plates on GPUs and CPUs, the rest to air
 
 
 def _times(fn, repeat: int = REPEAT) -> list[float]:
@@ -115,6 +118,50 @@ def _parts(live: CoolingLive, t: float) -> dict:
         "alerts": _times(lambda: cooling_alerts(net, last.state, gpus, last.forecast)),
     }
     return {k: min(v) * 1e3 for k, v in parts.items()}
+
+
+def _what_ifs(live: CoolingLive, cases: dict) -> dict:
+    out = {}
+    for name, change in cases.items():
+        after = what_if(live.net, live.cond, **change)
+        fc = live.what_if(after, HORIZON_S)
+        ts = _times(lambda after=after: live.what_if(after, HORIZON_S), 7)
+        finite = fc.rack_time_s[np.isfinite(fc.rack_time_s)]
+        out[name] = {
+            **_ms(ts),
+            "racks_affected": int(len(fc.racks_affected)),
+            "gpus_affected": int(len(fc.gpus_affected)),
+            "earliest_throttle_s": float(finite.min()) if finite.size else None,
+            "cooling_power_before_kw": float(fc.before.cooling_power_w) / 1e3,
+            "cooling_power_after_kw": float(fc.after.cooling_power_w) / 1e3,
+        }
+    return out
+
+
+def _liquid_variant(spec, rack_w: np.ndarray, board: np.ndarray, dram: np.ndarray) -> dict:
+    """The same site with its racks on direct liquid cooling (the preset is air-cooled: its CDU paths would go
+    unmeasured): generated CDU loops, one CDU down (its N+1 loop carries it), a whole loop's CDUs down, the
+    facility water +5 K."""
+    (name, rt), = spec.rack_types.items()
+    liquid = spec.model_copy(update={"rack_types": {name: rt.model_copy(update={
+        "cooling": "liquid", "liquid_fraction": LIQUID_FRACTION})}})
+    site = build_cooling_site(liquid)
+    net = site.network
+    live = _live(site, rack_w, board, dram)
+    clock = [1.0]
+
+    def tick():
+        clock[0] += 1.0
+        return live.evaluate(clock[0])
+
+    tick()
+    ts = _times(tick)
+    loop0 = [c for c, g in zip(net.cdu_ids, net.cdu_loop, strict=True) if g == 0]
+    whatifs = _what_ifs(live, {"one_cdu_down": {"cdus_down": [net.cdu_ids[0]]}, "loop_cdus_down": {"cdus_down": loop0},
+                               "facility_supply_plus_5k": {"facility_supply_rise_k": 5.0}})
+    return {"liquid_fraction": LIQUID_FRACTION, "cdus": len(net.cdu_ids), "cdu_loops": len(net.loop_ids),
+            "crahs": len(net.crah_ids), "tick_ms": min(ts) * 1e3, "tick_median_ms": statistics.median(ts) * 1e3,
+            "tick_parts_ms": _parts(live, clock[0]), "what_ifs": whatifs}
 
 
 def main() -> dict:
@@ -177,20 +224,7 @@ def main() -> dict:
         "supply_air_plus_5k": {"supply_air_rise_k": 5.0},
         "dry_bulb_40c": {"dry_bulb_c": 40.0, "wet_bulb_c": 28.0},
     }
-    whatifs = {}
-    for name, change in cases.items():
-        after = what_if(net, live.cond, **change)
-        fc = live.what_if(after, HORIZON_S)
-        ts = _times(lambda after=after: live.what_if(after, HORIZON_S), 7)
-        finite = fc.rack_time_s[np.isfinite(fc.rack_time_s)]
-        whatifs[name] = {
-            **_ms(ts),
-            "racks_affected": int(len(fc.racks_affected)),
-            "gpus_affected": int(len(fc.gpus_affected)),
-            "earliest_throttle_s": float(finite.min()) if finite.size else None,
-            "cooling_power_before_kw": float(fc.before.cooling_power_w) / 1e3,
-            "cooling_power_after_kw": float(fc.after.cooling_power_w) / 1e3,
-        }
+    whatifs = _what_ifs(live, cases)
 
     # -- a tick with a hall's CRAHs lost (the forecast and alerts on 20,000 GPUs) -----------------------
     stressed = _live(site, rack_w, board, dram)
@@ -204,6 +238,8 @@ def main() -> dict:
     sev = stressed_tick()
     stressed_s = _times(stressed_tick, 7)
     stressed_parts = _parts(stressed, sclock[0])
+
+    liquid = _liquid_variant(spec, rack_w, board, dram)
 
     best, worst_whatif = min(tick_s), max(w["best_ms"] for w in whatifs.values())
     result = {
@@ -225,6 +261,7 @@ def main() -> dict:
         "stressed_tick_parts_ms": stressed_parts,
         "stressed_tick_alerts": len(sev.tick.alerts),
         "stressed_tick_gpus_throttling": int(len(sev.tick.forecast.gpus_affected)),
+        "liquid_variant": liquid,
         "targets": TARGETS,
         "meets_targets": bool(best * 1e3 <= TARGETS["tick_ms"]
                               and min(both_s) * 1e3 <= TARGETS["power_and_cooling_tick_ms"]
@@ -247,6 +284,9 @@ def main() -> dict:
     print("cooling what-ifs: " + "; ".join(
         f"{k} {w['best_ms']:.0f} ms best / {w['median_ms']:.0f} median ({w['racks_affected']} racks, "
         f"{w['gpus_affected']} GPUs)" for k, w in whatifs.items())
+        + f"; liquid variant ({liquid['cdus']} CDUs): tick {liquid['tick_ms']:.0f} ms best, "
+        f"{liquid['tick_median_ms']:.0f} median; " + "; ".join(
+            f"{k} {w['best_ms']:.0f} ms ({w['gpus_affected']} GPUs)" for k, w in liquid["what_ifs"].items())
         + f" (targets: tick <= {TARGETS['tick_ms']:.0f} ms, what-if <= {TARGETS['what_if_ms']:.0f} ms; "
         f"load average {result['load_average_1m']:.1f})")
     return result
