@@ -124,3 +124,24 @@ def test_feed_refuses_a_bad_period():
     with pytest.raises(ValueError):
         EquipmentFeed(layout, every_ticks=0)
     assert np.isfinite(EquipmentFeed(layout).loop_supply_c).all()
+
+
+def test_the_cooling_twin_takes_the_readings_without_a_suspect_sensor():
+    """Cross-check (the simulator shares no code with the twin): the twin fed the same racks' power finds the
+    simulated CDU heat consistent with its own flow and temperatures and with the racks' heat."""
+    from twin.cooling.adapters.inputs import equipment_reading
+    from twin.cooling.live import CoolingLive
+    from twin.cooling.site import build_cooling_site
+    from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+    layout, tick = _tick("gb200-nvl72-hall")
+    spec = layout.spec
+    msg = EquipmentFeed(layout).message(tick, T0, 3)
+    site = build_cooling_site(spec)
+    live = CoolingLive(site)
+    index = {r: i for i, r in enumerate(site.network.rack_ids)}
+    live.apply_power([(index[r], 3.0, float(w)) for r, w in zip(layout.rack_ids, tick.rack_input_w, strict=True)])
+    assert live.apply_equipment([equipment_reading(tpb.TelemetrySamples(batch=msg), site.network, spec.site_id)]) == 4
+    ev = live.evaluate(3.0)
+    assert ev.sensor_alerts == []
+    assert [c.heat_removed_w for c in msg.equipment.cdus] == pytest.approx(list(ev.tick.state.cdu_heat_w), rel=1e-6)
