@@ -101,7 +101,8 @@ class Ingest:
 def _sim(bootstrap: str, url: str, racks: int, rate_hz: float, duration_s: float) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "twin.facility_sim", "--facility", FACILITY, "--racks", str(racks),
-         "--rate-hz", str(rate_hz), "--duration", str(duration_s), "--metrics-port", "-1"],
+         "--rate-hz", str(rate_hz), "--duration", str(duration_s), "--metrics-port", "-1",
+         "--no-jobs", "--no-equipment"],
         env=_env(bootstrap, url), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
 
