@@ -13,6 +13,7 @@
   twinctl cooling state [--scope plant|loop|cdu|crah|air_group|rack] [--ids A,B]   cooling (TWINCTL_COOLING_TARGET)
   twinctl cooling whatif-failure --cdus cdu-a-1,cdu-a-2 | whatif-setpoint --dry-bulb-c 42 --wet-bulb-c 26
   twinctl jobs list [--status running] | show JOB | whatif-placement --job JOB --candidate su1-0004 [...]
+  twinctl scenario list | run NAME [--keep] [--json] | restore NAME   scenarios against the running twin
   twinctl dlq list [--topic facility.telemetry.v1] [--reason TEXT]      dead letters and why
   twinctl dlq replay --topic facility.telemetry.v1 [--reason TEXT]      re-publish after a fix
 
@@ -39,6 +40,7 @@ from twinctl import cooling as cooling_cli
 from twinctl import dlq
 from twinctl import jobs as jobs_cli
 from twinctl import power as power_cli
+from twinctl import scenario as scenario_cli
 
 DEFAULT_FABRIC_TARGET = "127.0.0.1:50053"
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     power_cli.add_parser(sub)
     cooling_cli.add_parser(sub)
     jobs_cli.add_parser(sub)
+    scenario_cli.add_parser(sub)
 
     est = cmds.add_parser("estimate", help="one collective")
     est.add_argument("--collective", type=collective, required=True)
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.service == "dlq":
         return dlq.run(args)
+    if args.service == "scenario":
+        return scenario_cli.run(args)
     if args.service == "power":
         return power_cli.run(args, open_channel)
     if args.service == "cooling":
