@@ -335,7 +335,8 @@ async def cdu_failure(run: Run) -> None:
     w = run.t.step_timeout_s
     loops = (await run.call("cooling", "GetState", cpb.GetStateRequest(scope=cpb.COOLING_SCOPE_LOOP))).states
     if not loops:
-        raise StepFailed("the cooling twin reports no CDU loops (an air-cooled preset, or no power state yet)")
+        raise StepFailed("the cooling twin reports no CDU loops (an air-cooled preset such as dgx-h100-su, or no power "
+                         "state yet): run the stack with --facility gb200-nvl72-hall for liquid-cooled racks")
     site = loops[0].site_id
 
     async def whatif(cdus: list[str]) -> cpb.WhatIfOutcome:
@@ -373,7 +374,7 @@ async def cdu_failure(run: Run) -> None:
 
     def throttled(recs: list[cpb.CoolingAlert]):
         got = {a.entity_id: a for a in recs if a.kind == cpb.ALERT_KIND_THROTTLE_PREDICTED
-               and a.entity_id in set(loop_racks) | set(expect_racks) and _secs(a.alert_time) >= t_inject - 1}
+               and a.entity_id in set(loop_racks) | set(expect_racks) and _secs(a.alert_time) >= t_inject - 5}
         return got if set(expect_racks) <= set(got) else None
 
     alerts = await run.watch.until(topics.COOLING_ALERTS, throttled, w)
@@ -596,7 +597,8 @@ async def spine_failure(run: Run) -> None:
     counts = {g: crossing_jobs(jobs, group, g) for g in range(inv.n_leaf_groups)}
     if not any(counts.values()):
         raise StepFailed(f"no running job spans two leaf groups ({inv.n_leaf_groups} group(s) of "
-                         f"{inv.spec.fabric.nodes_per_leaf} nodes on {inv.spec.site_id}): no spine traffic to slow")
+                         f"{inv.spec.fabric.nodes_per_leaf} nodes on {inv.spec.site_id}): no spine traffic to slow; "
+                         f"run the stack with --facility gb200-nvl72-hall (one leaf group per rack)")
     # the job twin's own what-if for one uplink (rail 0, spine 0) per crossed leaf group: the worst one wins
     predicted: dict[str, dict[str, float]] = {}
     for g in (g for g, js in counts.items() if js):
@@ -726,7 +728,8 @@ def landing_spec(n_gpus: int, gpus_per_node: int, gpu_model: str) -> jpb.JobSpec
 
 
 def landing_candidates(inv, held: set[str]) -> list[tuple[str, list[str], int]]:
-    """(candidate id, rack ids, free GPUs): one per row, and one mixing the first half of every row."""
+    """(candidate id, rack ids, free GPUs): one per row, and one mixing the first half of every row (a single row:
+    the row and its two halves)."""
     rows: dict[str, list] = {}
     for r in inv.racks:
         rows.setdefault(r.row_id, []).append(r)
@@ -740,6 +743,12 @@ def landing_candidates(inv, held: set[str]) -> list[tuple[str, list[str], int]]:
     if len(rows) > 1:
         mixed = [r for racks in rows.values() for r in racks[:max(len(racks) // 2, 1)]]
         out.append(("mixed-rows", [r.rack_id for r in mixed], free(mixed)))
+    else:  # one row: its two halves beside the whole row
+        (row, racks), = rows.items()
+        half = max(len(racks) // 2, 1)
+        for name, part in ((f"row-{row}-first-half", racks[:half]), (f"row-{row}-second-half", racks[half:])):
+            if part:
+                out.append((name, [r.rack_id for r in part], free(part)))
     return out
 
 
@@ -755,14 +764,15 @@ async def job_landing(run: Run) -> None:
     gpu_model = inv.node_type_of_rack(rack0).gpu_model
     tp, pp = min(per_node, 8), 4
     unit = tp * pp
-    fit = min(c[2] for c in cands)
+    fit, which = min(c[2] for c in cands), "in every candidate"
     n = min(LANDING_GPUS, fit // unit * unit)
     if n <= 0:
-        n = min(LANDING_GPUS, max(c[2] for c in cands) // unit * unit)
+        fit, which = max(c[2] for c in cands), "in the roomiest candidate"
+        n = min(LANDING_GPUS, fit // unit * unit)
     if n <= 0:
         raise StepFailed(f"no candidate has {unit} free GPUs ({len(held)} of {inv.n_nodes} nodes run jobs)")
-    why = ("" if n == LANDING_GPUS else f" ({LANDING_GPUS:,} do not fit {inv.spec.site_id}: {inv.n_gpus:,} GPUs, "
-           f"the smallest candidate has {fit:,} free)")
+    why = ("" if n == LANDING_GPUS else f" ({LANDING_GPUS:,} do not fit: {inv.spec.site_id} has {inv.n_gpus:,} GPUs, "
+           f"{fit:,} free {which}; the largest multiple of TP x PP = {unit} that fits)")
     spec = landing_spec(n, per_node, gpu_model)
     run.record("choose", True, f"a {n:,}-GPU Llama-3-70B-shaped job (TP {tp} PP {pp} DP {n // unit}){why} on "
                f"{len(cands)} candidates: " + ", ".join(f"{c} ({len(r)} racks, {f} GPUs free)" for c, r, f in cands),

@@ -172,3 +172,10 @@ def test_twinctl_parses_the_scenario_commands():
         "scenario", "run", "cdu-failure", True, True, 30.0, "h:1")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["scenario", "run", "no-such"])
+
+
+def test_a_single_row_is_offered_whole_and_in_halves():
+    inv = build_inventory(load_facility_spec("dgx-h100-su"))
+    cands = {c: (len(racks), free) for c, racks, free in landing_candidates(inv, {"su1-0000-n00"})}
+    row = inv.racks[0].row_id
+    assert cands == {f"row-{row}": (8, 248), f"row-{row}-first-half": (4, 120), f"row-{row}-second-half": (4, 128)}
