@@ -22,12 +22,13 @@ grid carbon intensity. (Measured GPU power from telemetry is not consumed yet.)
 
 from __future__ import annotations
 
+import heapq
 import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from twin.jobs.domain.book import ENDED, EventRejected, JobBook, JobRecord, JobStatus, apply_event
+from twin.jobs.domain.book import ENDED, EventRejected, JobBook, JobRecord, JobStatus, plan_event
 from twin.jobs.domain.comm import CollectiveCall, LinkModel
 from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.goodput import (
@@ -202,10 +203,30 @@ class JobTwin:
         self.rack_alerts: dict[str, RackAlert] = {}
         self._scopes: dict[str, LinkScope | None] = {}
         self.fabric_up = True
+        # -- what a refresh visits (see ``stale`` and ``to_publish``): only jobs whose inputs or state may have
+        #    changed, found through indexes of the running jobs' placements and of the impaired links
+        self._dirty: set[str] = set()          # inputs may have changed: ``stale`` checks them
+        self._touched: set[str] = set()        # published state may have changed: ``to_publish`` returns them
+        self._retry: set[str] = set()          # communication from the fallback: asked again while the fabric is up
+        self._due: list[tuple[float, str]] = []  # (republish time, job) heap
+        self._due_at: dict[str, float] = {}
+        self._accruing: set[str] = set()       # jobs whose energy is being integrated (accrued_s set)
+        self._seq: dict[str, int] = {}         # book order (states are published in it)
+        self._place: dict[str, tuple[frozenset[int], frozenset[int], frozenset[str], tuple[int, ...]]] = {}
+        self._by_node: dict[int, set[str]] = {}
+        self._by_group: dict[int, set[str]] = {}
+        self._by_rack: dict[str, set[str]] = {}
+        self._by_gpu: dict[int, set[str]] = {}
+        self._links_by_node: dict[int, list[str]] = {}    # impaired links indexed by the nodes / leaf groups
+        self._links_by_group: dict[int, list[str]] = {}   # whose jobs they can concern
+        self._links_all: list[str] = []
+        self._scope_groups: dict[str, frozenset[int]] = {}
+        self._timed_state: dict[tuple[str, str], tuple] = {}
 
     # -- events -----------------------------------------------------------------------------------
     def apply(self, ev: JobEvent, gpu_ids: tuple[int, ...] = ()) -> bool:
-        """Apply one event (raises ``EventRejected``); True when the book changed."""
+        """Apply one event (raises ``EventRejected``); True when the book changed (updated in place)."""
+        placing = ev.kind in (EventKind.STARTED, EventKind.RESIZED)
         if gpu_ids:
             bad = [g for g in gpu_ids if not 0 <= g < self.site.inventory.n_gpus]
             if bad:
@@ -213,24 +234,123 @@ class JobTwin:
                                     f"(the facility has 0..{self.site.inventory.n_gpus - 1})")
             if ev.n_gpus and len(gpu_ids) != ev.n_gpus:
                 raise EventRejected(f"placement.gpu_ids: {len(gpu_ids)} ids for n_gpus = {ev.n_gpus}")
-            taken = self._gpus_taken_by_others(ev.job_id)
-            clash = sorted(set(gpu_ids) & taken)
-            if clash and ev.kind in (EventKind.STARTED, EventKind.RESIZED):
-                raise EventRejected(f"placement.gpu_ids: GPU {clash[0]} is taken by a running job")
-        before = self.book
-        book = apply_event(self.book, ev, self.facility)
-        rec = book.jobs.get(ev.job_id)
-        if ev.kind in (EventKind.STARTED, EventKind.RESIZED) and book is not before and rec is not None \
-                and rec.spec is not None:
-            self._check_tp(rec.spec, tuple(gpu_ids) or self.site.gpu_ids(rec.nodes, rec.n_gpus))
-        self.book = book
-        if self.book is before:
+            if placing:
+                by_gpu, job_id = self._by_gpu, ev.job_id
+                clash = sorted(g for g in set(gpu_ids) if any(j != job_id for j in by_gpu.get(g, ())))
+                if clash:
+                    raise EventRejected(f"placement.gpu_ids: GPU {clash[0]} is taken by a running job")
+        change = plan_event(self.book, ev, self.facility)
+        if change is None:
             return False
+        rec = change[0]
+        if placing and rec.spec is not None:
+            self._check_tp(rec.spec, tuple(gpu_ids) or self.site.gpu_ids(rec.nodes, rec.n_gpus))
+        if ev.job_id not in self._seq:
+            self._seq[ev.job_id] = len(self._seq)
+        self.book.commit(change)
         live = self.jobs.setdefault(ev.job_id, JobLive())
-        if ev.kind in (EventKind.STARTED, EventKind.RESIZED):
+        if placing:
             live.gpu_override = tuple(gpu_ids)
             live.healthy_comm = None
+        if change[1] is not None or ev.kind not in (EventKind.PROGRESS, EventKind.CHECKPOINTED):
+            self._reindex(ev.job_id)
+        self._dirty.add(ev.job_id)
+        self._touched.add(ev.job_id)
         return True
+
+    # -- what a refresh visits ------------------------------------------------------------------------
+    def touch(self, job_id: str) -> None:
+        """The job's published state may have changed outside ``apply``/``compute`` (e.g. restored accounts)."""
+        self._touched.add(job_id)
+
+    def _reindex(self, job_id: str) -> None:
+        """The running job's placement in the node / leaf group / rack / GPU indexes (removed when it stops)."""
+        old = self._place.pop(job_id, None)
+        if old is not None:
+            nodes, groups, racks, gpus = old
+            for index, keys in ((self._by_node, nodes), (self._by_group, groups), (self._by_rack, racks),
+                                (self._by_gpu, gpus)):
+                for k in keys:
+                    held = index.get(k)
+                    if held is not None:
+                        held.discard(job_id)
+                        if not held:
+                            del index[k]
+        rec = self.book.jobs.get(job_id)
+        if rec is None or rec.status != JobStatus.RUNNING:
+            return
+        site = self.site
+        gpus = self.gpu_ids(rec)
+        nodes = frozenset(site.nodes_of_gpus(gpus) or {site.node_index[n] for n in rec.nodes
+                                                       if n in site.node_index})
+        groups = frozenset(site.leaf_groups(nodes))
+        racks = frozenset(site.rack_of_node[n] for n in nodes)
+        self._place[job_id] = (nodes, groups, racks, gpus)
+        for index, keys in ((self._by_node, nodes), (self._by_group, groups), (self._by_rack, racks),
+                            (self._by_gpu, gpus)):
+            for k in keys:
+                index.setdefault(k, set()).add(job_id)
+
+    def _jobs_on(self, index: dict, keys) -> set[str]:
+        out: set[str] = set()
+        for k in keys:
+            held = index.get(k)
+            if held:
+                out |= held
+        return out
+
+    def _link_jobs(self, link_id: str) -> set[str]:
+        """Running jobs a link may concern (a superset of those crossing it)."""
+        scope = self.scope(link_id)
+        if scope is None:
+            return set()
+        if not scope.cross_leaf:
+            return self._jobs_on(self._by_node, scope.nodes)
+        if len(scope.nodes) >= self.site.inventory.n_nodes:
+            return set(self._place)
+        return self._jobs_on(self._by_group, self._groups_of_scope(link_id, scope))
+
+    def _groups_of_scope(self, link_id: str, scope: LinkScope) -> frozenset[int]:
+        groups = self._scope_groups.get(link_id)
+        if groups is None:
+            groups = self._scope_groups[link_id] = frozenset(self.site.leaf_groups(scope.nodes))
+        return groups
+
+    def _plan_jobs(self, plan: CapPlan) -> set[str]:
+        if plan.paused:  # a plan pausing jobs is among every job's alerts (see ``inputs_for``)
+            return set(self._place)
+        return self._jobs_on(self._by_gpu, plan.caps)
+
+    def _thermal_jobs(self, alert: ThermalAlert) -> set[str]:
+        return self._jobs_on(self._by_rack, (alert.entity_id,)) | self._jobs_on(self._by_gpu, alert.gpu_ids)
+
+    def _timed(self, now_s: float) -> None:
+        """Time-driven input changes: a plan coming into force or ending, a predicted throttle time arriving."""
+        state = self._timed_state
+        for key, p in self.plans.items():
+            cur = (p.plan_id, p.start_s <= now_s < p.end_s, p.end_s > now_s)
+            if state.get(("plan", key)) != cur:
+                state[("plan", key)] = cur
+                self._dirty |= self._plan_jobs(p)
+        for key, a in self.thermal.items():
+            cur = (a.alert_id, a.throttle_at_s <= now_s)
+            if state.get(("thermal", key)) != cur:
+                state[("thermal", key)] = cur
+                self._dirty |= self._thermal_jobs(a)
+
+    def to_publish(self, now_s: float) -> list[str]:
+        """Jobs whose published state may be out of date (touched since the last call, or due for their periodic
+        republish), in book order; ``changed`` decides."""
+        out = self._touched
+        self._touched = set()
+        due = self._due
+        while due and due[0][0] <= now_s:
+            t, job_id = heapq.heappop(due)
+            if self._due_at.get(job_id) == t:
+                del self._due_at[job_id]
+                out.add(job_id)
+        seq = self._seq
+        return sorted((j for j in out if j in seq), key=seq.__getitem__)
 
     def _check_tp(self, spec: JobSpec, gpus: tuple[int, ...]) -> None:
         """Tensor parallelism runs inside one NVLink domain: a TP group larger than the job's GPUs per domain on
@@ -244,13 +364,6 @@ class JobTwin:
             raise EventRejected(f"parallel.tp = {spec.parallel.tp} is larger than the NVLink domain on this placement "
                                 f"({int(counts.max())} of the job's GPUs per domain)")
 
-    def _gpus_taken_by_others(self, job_id: str) -> set[int]:
-        out: set[int] = set()
-        for rec in self.book.running():
-            if rec.job_id != job_id:
-                out.update(self.gpu_ids(rec))
-        return out
-
     def gpu_ids(self, rec: JobRecord) -> tuple[int, ...]:
         live = self.jobs.get(rec.job_id)
         if live is not None and live.gpu_override:
@@ -259,23 +372,64 @@ class JobTwin:
 
     # -- conditions ---------------------------------------------------------------------------------
     def set_links(self, links: dict[str, LinkHealth], truncated: bool = False) -> None:
+        old = self.links
         self.links = {k: v for k, v in links.items() if v.capacity < 1.0 or v.flapping}
         self.links_truncated = truncated
+        # the jobs a changed link may concern are checked again (what a job's inputs hold of a link)
+        for link_id in old.keys() | self.links.keys():
+            a, b = old.get(link_id), self.links.get(link_id)
+            if a is None or b is None or round(a.capacity, 4) != round(b.capacity, 4) or a.flapping != b.flapping:
+                self._dirty |= self._link_jobs(link_id)
+        by_node: dict[int, list[str]] = {}
+        by_group: dict[int, list[str]] = {}
+        every: list[str] = []
+        n_nodes = self.site.inventory.n_nodes
+        for link_id in self.links:
+            scope = self.scope(link_id)
+            if scope is None:
+                continue
+            if not scope.cross_leaf:
+                for n in scope.nodes:
+                    by_node.setdefault(n, []).append(link_id)
+            elif len(scope.nodes) >= n_nodes:
+                every.append(link_id)
+            else:
+                for g in self._groups_of_scope(link_id, scope):
+                    by_group.setdefault(g, []).append(link_id)
+        self._links_by_node, self._links_by_group, self._links_all = by_node, by_group, every
 
     def add_plan(self, plan: CapPlan) -> None:
+        old = self.plans.get(plan.key)
+        if old is not None:
+            self._dirty |= self._plan_jobs(old)
         self.plans[plan.key] = plan
+        self._dirty |= self._plan_jobs(plan)
 
     def add_thermal(self, alert: ThermalAlert) -> None:
+        old = self.thermal.get(alert.entity_id)
+        if old is not None:
+            self._dirty |= self._thermal_jobs(old)
         self.thermal[alert.entity_id] = alert
+        self._dirty |= self._thermal_jobs(alert)
 
     def add_rack_alert(self, alert: RackAlert) -> None:
         self.rack_alerts[f"{alert.entity_id}/{alert.kind}"] = alert
+        self._dirty |= self._jobs_on(self._by_rack, (alert.entity_id,))
 
     def expire(self, now_s: float) -> None:
         ttl = self.settings.alert_ttl_s
-        self.plans = {k: p for k, p in self.plans.items() if p.end_s > now_s}
-        self.thermal = {k: a for k, a in self.thermal.items() if now_s - a.received_s < ttl}
-        self.rack_alerts = {k: a for k, a in self.rack_alerts.items() if now_s - a.received_s < ttl}
+        gone_plans = [k for k, p in self.plans.items() if not p.end_s > now_s]
+        for k in gone_plans:
+            self._dirty |= self._plan_jobs(self.plans.pop(k))
+            self._timed_state.pop(("plan", k), None)
+        gone_thermal = [k for k, a in self.thermal.items() if not now_s - a.received_s < ttl]
+        for k in gone_thermal:
+            self._dirty |= self._thermal_jobs(self.thermal.pop(k))
+            self._timed_state.pop(("thermal", k), None)
+        gone_racks = [k for k, a in self.rack_alerts.items() if not now_s - a.received_s < ttl]
+        for k in gone_racks:
+            self._dirty |= self._jobs_on(self._by_rack, (self.rack_alerts.pop(k).entity_id,))
+        self._timed(now_s)
 
     def scope(self, link_id: str) -> LinkScope | None:
         if link_id not in self._scopes:
@@ -283,8 +437,28 @@ class JobTwin:
         return self._scopes[link_id]
 
     def crossed_links(self, nodes: set[int], gpus: tuple[int, ...]) -> tuple[tuple[str, float, bool], ...]:
+        """The impaired links the job's traffic crosses: only the links indexed under its nodes and, for a job
+        spanning leaf groups, its groups (then ``SiteMap.crosses`` decides)."""
+        if not self.links:
+            return ()
+        cand: set[str] = set(self._links_all)
+        by_node = self._links_by_node
+        if by_node:
+            for n in nodes:
+                ids = by_node.get(n)
+                if ids:
+                    cand.update(ids)
+        by_group = self._links_by_group
+        if by_group:
+            groups = self.site.leaf_groups(nodes)
+            if len(groups) > 1:
+                for g in groups:
+                    ids = by_group.get(g)
+                    if ids:
+                        cand.update(ids)
         out = []
-        for link_id, h in self.links.items():
+        for link_id in cand:
+            h = self.links[link_id]
             scope = self.scope(link_id)
             if scope is not None and self.site.crosses(scope, nodes, gpus):
                 out.append((link_id, round(h.capacity, 4), h.flapping))
@@ -340,16 +514,28 @@ class JobTwin:
 
     def stale(self, now_s: float) -> list[tuple[str, JobInputs]]:
         """Running jobs whose inputs changed since their last prediction (or whose communication came from the
-        fallback while the fabric twin is reachable again)."""
+        fallback while the fabric twin is reachable again).
+
+        Only the jobs marked since (events, conditions in their scope, time-driven changes) and those waiting for
+        the fabric twin are visited; a job stays marked until it is computed."""
+        self._timed(now_s)
+        cand = self._dirty | self._retry if self.fabric_up else set(self._dirty)
         out = []
-        for rec in self.book.running():
-            inp = self.inputs(rec, now_s)
+        jobs, seq = self.book.jobs, self._seq
+        for job_id in sorted((j for j in cand if j in seq), key=seq.__getitem__):
+            rec = jobs.get(job_id)
+            inp = self.inputs(rec, now_s) if rec is not None else None
             if inp is None:
+                self._dirty.discard(job_id)
+                self._retry.discard(job_id)
                 continue
-            live = self.jobs.setdefault(rec.job_id, JobLive())
+            live = self.jobs.setdefault(job_id, JobLive())
             retry = live.comm is not None and live.comm.retry and self.fabric_up
             if inp != live.inputs or live.prediction is None or retry:
-                out.append((rec.job_id, inp))
+                out.append((job_id, inp))
+            else:
+                self._dirty.discard(job_id)
+        self._dirty.difference_update(j for j in cand if j not in seq)
         return out
 
     # -- prediction ---------------------------------------------------------------------------------
@@ -486,6 +672,12 @@ class JobTwin:
         live.flags = tuple(flags)
         live.recommendations = tuple(recs)
         self._measure(rec, live)
+        self._dirty.discard(job_id)
+        if comm.retry:
+            self._retry.add(job_id)
+        else:
+            self._retry.discard(job_id)
+        self._touched.add(job_id)
         return live
 
     def _measure(self, rec: JobRecord, live: JobLive) -> None:
@@ -516,21 +708,34 @@ class JobTwin:
         live = self.jobs.get(job_id)
         if rec is not None and live is not None:
             self._measure(rec, live)
+            self._touched.add(job_id)
 
     # -- energy and outputs -------------------------------------------------------------------------------
     def accrue(self, now_s: float, only: str | None = None) -> None:
         s = self.settings
-        for job_id, live in self.jobs.items() if only is None else [(only, self.jobs.get(only))]:
+        if only is None:  # the running jobs and those still integrating (no other job's accrued_s changes)
+            ids = [j for j in self.book.running_ids() if j not in self._accruing]
+            ids.extend(self._accruing)
+        else:
+            ids = [only]
+        jobs, book = self.jobs, self.book.jobs
+        for job_id in ids:
+            live = jobs.get(job_id)
             if live is None:
                 continue
-            rec = self.book.jobs.get(job_id)
+            rec = book.get(job_id)
             running = rec is not None and rec.status == JobStatus.RUNNING and live.prediction is not None
             if running and live.accrued_s is not None and now_s > live.accrued_s:
                 p = live.prediction
                 platform = self.site.platform_w(live.inputs.gpu_ids) if live.inputs else 0.0
                 watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
                 live.energy_j += watts * (now_s - live.accrued_s)
-            live.accrued_s = now_s if running else None
+            if running:
+                live.accrued_s = now_s
+                self._accruing.add(job_id)
+            else:
+                live.accrued_s = None
+                self._accruing.discard(job_id)
 
     def view(self, job_id: str) -> JobView | None:
         rec = self.book.jobs.get(job_id)
@@ -552,11 +757,21 @@ class JobTwin:
         key = (rec.status, rec.last_event_s, _sig(p.step_time_s) if p else 0.0, rec.measured_step_time_s,
                round(live.error_ratio, 4), tuple((f.kind, f.entity_id, round(f.slowdown, 3)) for f in live.flags),
                round(live.goodput, 4))
-        due = rec.status == JobStatus.RUNNING and now_s - live.published_s >= republish_s
+        running = rec.status == JobStatus.RUNNING
+        due = running and now_s - live.published_s >= republish_s
         if key == live.published_key and not due:
+            if running:
+                self._schedule(job_id, live.published_s + republish_s)
             return False
         live.published_key, live.published_s = key, now_s
+        if running:
+            self._schedule(job_id, now_s + republish_s)
         return True
+
+    def _schedule(self, job_id: str, at_s: float) -> None:
+        if self._due_at.get(job_id) != at_s:
+            self._due_at[job_id] = at_s
+            heapq.heappush(self._due, (at_s, job_id))
 
     def new_recommendations(self, job_id: str) -> list[Recommendation]:
         live = self.jobs.get(job_id)

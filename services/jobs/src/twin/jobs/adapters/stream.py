@@ -8,7 +8,8 @@
     tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
 
 Every handler updates the twin, then ``Engine.refresh``: the running jobs whose inputs changed are predicted
-again (communication from the fabric twin over gRPC, see ``fabric_client``), their states are written to
+again (the twin marks them as events, conditions in their scope and time-driven changes arrive: a refresh visits
+only those, and only the jobs touched since or due for republishing are checked for publishing) (communication from the fabric twin over gRPC, see ``fabric_client``), their states are written to
 job_state and published, new recommendations published, and only then the handler returns, so
 ``run_consumer`` commits the offsets after the side effects (at-least-once). A job's state is published when
 it changes (status, prediction, measured step, running error, flags, goodput) and at least every
@@ -103,8 +104,9 @@ class Engine:
             twin.accrue(now)
             states, recs = [], []
             s = twin.settings
-            for job_id in list(twin.book.jobs):
-                if twin.book.jobs[job_id].status in ENDED:
+            jobs = twin.book.jobs
+            for job_id in twin.to_publish(now):  # touched since the last refresh or due for republishing
+                if jobs[job_id].status in ENDED:
                     twin.forget_ended(job_id)
                 if twin.changed(job_id, now, self.republish_s):
                     view = twin.view(job_id)
@@ -299,5 +301,6 @@ async def restore_accounts(store, twin: JobTwin) -> int:
         live.energy_j = max(live.energy_j, st.energy_j)
         if st.step_time_error_ratio and not live.error_n:
             live.error_sum, live.error_n = st.step_time_error_ratio, 1
+        twin.touch(st.job_id)
         n += 1
     return n

@@ -1,7 +1,8 @@
 """The job book: every job's lifecycle from its events, with the bad-input rules of issue 11 (pure).
 
-``apply_event(book, event, facility)`` returns the new book (the input is not changed) or raises
-``EventRejected`` with a reason -- the live service sends those events to the dead-letter topic:
+``apply_event(book, event, facility)`` returns the new book (the input is not changed) and ``book.apply(event,
+facility)`` updates it in place (what the live twin does: O(job) per event); both raise ``EventRejected`` with a
+reason -- the live service sends those events to the dead-letter topic:
 
 * an event other than SUBMITTED for a job the book does not know;
 * a placement (STARTED / RESIZED) on nodes the facility does not have, with more GPUs than its nodes carry,
@@ -19,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from types import MappingProxyType
 
 from .events import EventKind, FailureCause, JobEvent
 from .spec import JobSpec
@@ -101,48 +101,96 @@ class JobRecord:
     attributes: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
 class JobBook:
-    jobs: Mapping[str, JobRecord] = field(default_factory=lambda: MappingProxyType({}))
-    #: node -> {running job: GPUs it holds there}
-    holders: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    """Every job's record (``jobs``, in the order the book first saw them) and the GPUs running jobs hold per node
+    (``holders``: node -> {running job: GPUs it holds there}).
+
+    ``apply(ev, facility)`` updates the book in place (one record and the job's own nodes: O(job), not O(book));
+    the module's ``apply_event`` is the pure form (a new book, the input unchanged). Read ``jobs`` and
+    ``holders`` only: they change through ``apply``."""
+
+    __slots__ = ("jobs", "holders", "_held", "_running")
+
+    def __init__(self, jobs: Mapping[str, JobRecord] | None = None,
+                 holders: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        self.jobs: dict[str, JobRecord] = dict(jobs or {})
+        self.holders: dict[str, dict[str, int]] = {n: dict(h) for n, h in (holders or {}).items() if h}
+        self._held: dict[str, list[str]] = {}                # job -> nodes it holds GPUs on
+        for node, held in self.holders.items():
+            for job in held:
+                self._held.setdefault(job, []).append(node)
+        self._running: dict[str, None] = {j: None for j, r in self.jobs.items() if r.status == JobStatus.RUNNING}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobBook) and self.jobs == other.jobs and self.holders == other.holders
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"JobBook({len(self.jobs)} jobs, {len(self._running)} running)"
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
 
     def running(self) -> list[JobRecord]:
-        return [j for j in self.jobs.values() if j.status == JobStatus.RUNNING]
+        jobs = self.jobs
+        return [jobs[j] for j in self._running]
+
+    def copy(self) -> JobBook:
+        return JobBook(self.jobs, self.holders)
+
+    def apply(self, ev: JobEvent, facility: Facility | None = None) -> JobRecord | None:
+        """Apply ``ev`` in place (see module docstring): the job's new record, or None when the event changes
+        nothing (a replay); raises ``EventRejected`` (the book is then unchanged)."""
+        change = plan_event(self, ev, facility)
+        if change is None:
+            return None
+        self.commit(change)
+        return change[0]
+
+    def commit(self, change: tuple[JobRecord, dict[str, int] | None]) -> None:
+        """Apply a change ``plan_event`` returned: the new record and, when the job's holding changes, the GPUs
+        it holds per node from now on (empty: none)."""
+        rec, take = change
+        job_id = rec.job_id
+        self.jobs[job_id] = rec
+        if rec.status == JobStatus.RUNNING:
+            self._running[job_id] = None
+        else:
+            self._running.pop(job_id, None)
+        if take is None:
+            return
+        for node in self._held.pop(job_id, ()):
+            held = self.holders.get(node)
+            if held is not None:
+                held.pop(job_id, None)
+                if not held:
+                    del self.holders[node]
+        if take:
+            for node, g in take.items():
+                self.holders.setdefault(node, {})[job_id] = g
+            self._held[job_id] = list(take)
 
 
-def _with(book: JobBook, rec: JobRecord, holders: dict[str, dict[str, int]] | None = None) -> JobBook:
-    jobs = dict(book.jobs)
-    jobs[rec.job_id] = rec
-    return JobBook(MappingProxyType(jobs), MappingProxyType(holders if holders is not None else dict(book.holders)))
-
-
-def _release(book: JobBook, rec: JobRecord) -> dict[str, dict[str, int]]:
-    out = {}
-    for node, jobs in book.holders.items():
-        rest = {j: g for j, g in jobs.items() if j != rec.job_id}
-        if rest:
-            out[node] = rest
-    return out
-
-
-def apply_event(book: JobBook, ev: JobEvent, facility: Facility | None = None) -> JobBook:
-    """The book after ``ev`` (see module docstring); raises ``EventRejected``."""
+def plan_event(book: JobBook, ev: JobEvent, facility: Facility | None = None
+               ) -> tuple[JobRecord, dict[str, int] | None] | None:
+    """What ``ev`` does to the book, without changing it: None for a replay, else (the job's new record, the GPUs
+    it holds per node afterwards or None when its holding is unchanged); raises ``EventRejected``."""
     fac = facility or Facility()
     rec = book.jobs.get(ev.job_id)
     if ev.kind == EventKind.SUBMITTED:
         if rec is not None:
-            return book  # duplicate / replayed submission
-        return _with(book, JobRecord(ev.job_id, JobStatus.PENDING, ev.time_s, spec=ev.spec, last_event_s=ev.time_s,
-                                     attributes=dict(ev.attributes)))
+            return None  # duplicate / replayed submission
+        return JobRecord(ev.job_id, JobStatus.PENDING, ev.time_s, spec=ev.spec, last_event_s=ev.time_s,
+                         attributes=dict(ev.attributes)), None
     if rec is None:
         raise EventRejected(f"{ev.kind.value} event for unknown job {ev.job_id!r}")
     if rec.status in ENDED:
         if ev.kind == rec.last_kind and ev.time_s <= rec.last_event_s:
-            return book  # replay of the final event
+            return None  # replay of the final event
         raise EventRejected(f"{ev.kind.value} event for job {ev.job_id!r} that already {rec.status.value}")
     if ev.time_s < rec.last_event_s or (ev.time_s == rec.last_event_s and ev.kind == rec.last_kind):
-        return book  # older than what the book holds: a replay
+        return None  # older than what the book holds: a replay
     spec = ev.spec or rec.spec
 
     if ev.kind in (EventKind.STARTED, EventKind.RESIZED):
@@ -150,30 +198,37 @@ def apply_event(book: JobBook, ev: JobEvent, facility: Facility | None = None) -
         fac.check(ev.nodes, n_gpus, book.holders, ev.job_id)
         if spec is not None and n_gpus and spec.n_gpus != n_gpus:
             raise EventRejected(f"job spec needs {spec.n_gpus} GPUs but the placement has {n_gpus}")
-        holders = _release(book, rec)
-        for node, g in _split(n_gpus, ev.nodes).items():
-            holders.setdefault(node, {})[ev.job_id] = g
         restarts = rec.restarts + (1 if ev.kind == EventKind.STARTED and rec.started_s else 0)
         new = replace(rec, status=JobStatus.RUNNING, spec=spec, nodes=ev.nodes, n_gpus=n_gpus,
                       started_s=rec.started_s or ev.time_s, last_event_s=ev.time_s, last_kind=ev.kind,
                       restarts=restarts)
-        return _with(book, new, holders)
+        return new, _split(n_gpus, ev.nodes)
     if ev.kind == EventKind.PROGRESS:
         if rec.status != JobStatus.RUNNING:
             raise EventRejected(f"progress for job {ev.job_id!r} that is {rec.status.value}")
         new = replace(rec, step=max(rec.step, ev.step), last_event_s=ev.time_s, last_kind=ev.kind,
                       measured_step_time_s=ev.step_time_s or rec.measured_step_time_s,
                       measured_tokens_per_s=ev.tokens_per_s or rec.measured_tokens_per_s)
-        return _with(book, new)
+        return new, None
     if ev.kind == EventKind.CHECKPOINTED:
         if rec.status != JobStatus.RUNNING:
             raise EventRejected(f"checkpoint for job {ev.job_id!r} that is {rec.status.value}")
-        return _with(book, replace(rec, checkpoints=rec.checkpoints + 1, last_checkpoint_s=ev.time_s,
-                                   last_event_s=ev.time_s, last_kind=ev.kind))
+        return replace(rec, checkpoints=rec.checkpoints + 1, last_checkpoint_s=ev.time_s,
+                       last_event_s=ev.time_s, last_kind=ev.kind), None
     if ev.kind == EventKind.PREEMPTED:
-        new = replace(rec, status=JobStatus.PREEMPTED, last_event_s=ev.time_s, last_kind=ev.kind)
-        return _with(book, new, _release(book, rec))
+        return replace(rec, status=JobStatus.PREEMPTED, last_event_s=ev.time_s, last_kind=ev.kind), {}
     status = _TERMINAL[ev.kind]
     new = replace(rec, status=status, ended_s=ev.time_s, last_event_s=ev.time_s, last_kind=ev.kind,
                   failure_cause=ev.cause, spec=spec)
-    return _with(book, new, _release(book, rec))
+    return new, {}
+
+
+def apply_event(book: JobBook, ev: JobEvent, facility: Facility | None = None) -> JobBook:
+    """The book after ``ev`` (see module docstring): a new book, ``book`` itself when the event changes nothing;
+    raises ``EventRejected``. (Copies the book: the live twin uses ``JobBook.apply`` in place.)"""
+    change = plan_event(book, ev, facility)
+    if change is None:
+        return book
+    out = book.copy()
+    out.commit(change)
+    return out
