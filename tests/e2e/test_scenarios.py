@@ -261,7 +261,7 @@ def test_cdu_failure_alerts_its_racks_flags_their_jobs_and_reaches_power(stack: 
     assert cooling["racks"] == ROW_A                      # exactly the racks loop-a serves
     assert cooling["other_racks_alerted"] == []           # and no other rack
     assert all(cooling["gpus"][r] == 72 for r in ROW_A)
-    assert all(0 < s < 3600 for s in cooling["time_to_throttle_s"].values())
+    assert all(0 <= s < 3600 for s in cooling["time_to_throttle_s"].values())
     on_row_a = sorted(j.job_id for j in jobs_before if {n.rsplit("-n", 1)[0] for n in j.placement.node_ids} & set(ROW_A))
     assert on_row_a
     jobs = report.step("jobs").data
