@@ -169,6 +169,7 @@ def test_job_landing_ranks_candidates_through_twinctl(stack: Stack):
         capture_output=True, text=True, timeout=120, env={**os.environ, "TWIN_STACK_TOKEN": ""})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
+    print(json.dumps(report, indent=1)[:20000])
     assert report["ok"] and [s["name"] for s in report["steps"]] == ["choose", "jobs", "restore"]
     choose = report["steps"][0]["data"]
     n = choose["n_gpus"]
