@@ -212,3 +212,36 @@ def test_the_book_updates_in_place_keeps_its_checks_and_ignores_replays() -> Non
     assert before.holders == {"n0": {"a": 8}} and after.holders == {}  # the pure form copies
     book.apply(JobEvent("a", EventKind.FINISHED, 5), fac)
     assert book == after and [r.job_id for r in book.running()] == []
+
+
+def test_a_state_from_the_cached_static_part_is_the_message_state_to_proto_builds() -> None:
+    from twin.jobs.adapters import codec
+    from twin.jobs.v1 import jobs_pb2 as pb
+
+    def plain(view, t):  # what view_to_proto built before it cached the static part
+        rec, live = view.rec, view.live
+        running = rec.status.value == "running"
+        msg = codec.state_to_proto(rec, live.prediction if running else None, t, goodput_fraction=live.goodput,
+                                   optimal_checkpoint_interval_s=live.optimal_interval_s,
+                                   failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
+        msg.placement.gpu_ids.extend(view.gpu_ids)
+        if running:
+            msg.risk_flags.extend(pb.RiskFlag(kind=codec._RISK[f.kind], entity_id=f.entity_id,
+                                              slowdown_fraction=f.slowdown, detail=f.detail) for f in live.flags)
+        kwh = live.energy_j / 3.6e6
+        msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * 0.1, kwh * 0.2
+        return msg
+
+    twin, eng, clock, rec = setup()
+    twin.set_links({"leaf-r0-g0/spine1": LinkHealth(0.5)})
+    refresh(eng, clock)
+    twin.apply(JobEvent("k", EventKind.PROGRESS, clock.t, step=10, step_time_s=2.0))
+    twin.apply(JobEvent("m", EventKind.FINISHED, clock.t))
+    refresh(eng, clock)
+    for _ in range(2):  # built, then from the cache
+        for job_id in JOBS:
+            view = twin.view(job_id)
+            got = codec.view_to_proto(view, clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.2)
+            assert got == plain(view, clock.t)
+            assert got.SerializeToString(deterministic=True) == plain(view, clock.t).SerializeToString(
+                deterministic=True)

@@ -211,6 +211,7 @@ class JobTwin:
         self._due: list[tuple[float, str]] = []  # (republish time, job) heap
         self._due_at: dict[str, float] = {}
         self._accruing: set[str] = set()       # jobs whose energy is being integrated (accrued_s set)
+        self._watts: dict[str, tuple[StepPrediction, JobInputs | None, float]] = {}  # facility W per job
         self._seq: dict[str, int] = {}         # book order (states are published in it)
         self._place: dict[str, tuple[frozenset[int], frozenset[int], frozenset[str], tuple[int, ...]]] = {}
         self._by_node: dict[int, set[str]] = {}
@@ -254,7 +255,8 @@ class JobTwin:
             live.healthy_comm = None
         if change[1] is not None or ev.kind not in (EventKind.PROGRESS, EventKind.CHECKPOINTED):
             self._reindex(ev.job_id)
-        self._dirty.add(ev.job_id)
+        if ev.kind not in (EventKind.PROGRESS, EventKind.CHECKPOINTED):  # those change no input of the job
+            self._dirty.add(ev.job_id)
         self._touched.add(ev.job_id)
         return True
 
@@ -718,7 +720,7 @@ class JobTwin:
             ids.extend(self._accruing)
         else:
             ids = [only]
-        jobs, book = self.jobs, self.book.jobs
+        jobs, book, cache = self.jobs, self.book.jobs, self._watts
         for job_id in ids:
             live = jobs.get(job_id)
             if live is None:
@@ -726,9 +728,14 @@ class JobTwin:
             rec = book.get(job_id)
             running = rec is not None and rec.status == JobStatus.RUNNING and live.prediction is not None
             if running and live.accrued_s is not None and now_s > live.accrued_s:
-                p = live.prediction
-                platform = self.site.platform_w(live.inputs.gpu_ids) if live.inputs else 0.0
-                watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
+                p, inp = live.prediction, live.inputs
+                hit = cache.get(job_id)
+                if hit is not None and hit[0] is p and hit[1] is inp:
+                    watts = hit[2]
+                else:  # per prediction and placement (hashing the GPU tuple on every refresh costs)
+                    platform = self.site.platform_w(inp.gpu_ids) if inp else 0.0
+                    watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
+                    cache[job_id] = (p, inp, watts)
                 live.energy_j += watts * (now_s - live.accrued_s)
             if running:
                 live.accrued_s = now_s
@@ -736,6 +743,7 @@ class JobTwin:
             else:
                 live.accrued_s = None
                 self._accruing.discard(job_id)
+                cache.pop(job_id, None)
 
     def view(self, job_id: str) -> JobView | None:
         rec = self.book.jobs.get(job_id)

@@ -44,6 +44,7 @@ class SiteMap:
     ups_racks: dict[str, tuple[list[str], bool]] = field(default_factory=dict)  # UPS -> (racks, redundant)
     _placements: dict = field(default_factory=dict, repr=False)
     _gpu_ids: dict = field(default_factory=dict, repr=False)
+    _platform_arr: np.ndarray | None = field(default=None, repr=False)   # platform_w_per_gpu as an array
 
     @property
     def facility(self) -> Facility:
@@ -91,12 +92,18 @@ class SiteMap:
             ids = ids[(ids >= 0) & (ids < self.inventory.n_gpus)]
             node_of = self.inventory.gpu_node[ids]
             nodes = frozenset(np.unique(node_of).tolist())
-            platform = float(np.asarray(self.platform_w_per_gpu)[node_of].sum()) if ids.size else 0.0
+            platform = float(self._platform_array()[node_of].sum()) if ids.size else 0.0
             hit = (nodes, frozenset(self.rack_of_node[n] for n in nodes), platform)
             if len(self._placements) > 20_000:
                 self._placements.clear()
             self._placements[key] = hit
         return hit
+
+    def _platform_array(self) -> np.ndarray:
+        arr = self._platform_arr
+        if arr is None or arr.size != len(self.platform_w_per_gpu):
+            arr = self._platform_arr = np.asarray(self.platform_w_per_gpu, dtype=float)
+        return arr
 
     def nodes_of_gpus(self, gpu_ids: Iterable[int]) -> set[int]:
         return set(self._placement(gpu_ids)[0])

@@ -238,14 +238,37 @@ def job_event(msg: pb.JobEvent) -> tuple[JobEvent, tuple[int, ...]]:
     return ev, tuple(int(g) for g in msg.placement.gpu_ids)
 
 
+#: job -> (the objects its state's static part was built from, that part): spec, placement and prediction change
+#: rarely, a job's state is published every second (the same message as ``state_to_proto`` builds, faster)
+_STATIC: dict[str, tuple[tuple, pb.JobState]] = {}
+
+
+def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tuple[int, ...]) -> pb.JobState:
+    key = (rec.spec, rec.attributes, rec.nodes, rec.n_gpus, prediction, gpu_ids)
+    hit = _STATIC.get(rec.job_id)
+    if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
+        return hit[1]
+    msg = state_to_proto(JobRecord(rec.job_id, JobStatus.PENDING, 0.0, spec=rec.spec, nodes=rec.nodes,
+                                   n_gpus=rec.n_gpus, attributes=rec.attributes), prediction, 0.0)
+    for name in ("job_id", "state_time", "status"):
+        msg.ClearField(name)
+    msg.placement.gpu_ids.extend(gpu_ids)
+    if len(_STATIC) > 50_000:
+        _STATIC.clear()
+    _STATIC[rec.job_id] = (key, msg)
+    return msg
+
+
 def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
     """``jobs.state.v1`` for a ``twin.jobs.live.JobView``."""
     rec, live = view.rec, view.live
     running = rec.status == JobStatus.RUNNING
-    msg = state_to_proto(rec, live.prediction if running else None, state_time_s,
-                         goodput_fraction=live.goodput, optimal_checkpoint_interval_s=live.optimal_interval_s,
-                         failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
-    msg.placement.gpu_ids.extend(view.gpu_ids)
+    msg = pb.JobState(job_id=rec.job_id, state_time=_ts(state_time_s), status=_STATUS[rec.status],
+                      measured_step_time_s=rec.measured_step_time_s,
+                      measured_tokens_per_s=rec.measured_tokens_per_s, goodput_fraction=live.goodput,
+                      optimal_checkpoint_interval_s=live.optimal_interval_s,
+                      failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
+    msg.MergeFrom(_static_part(rec, live.prediction if running else None, tuple(view.gpu_ids)))
     if running:
         msg.risk_flags.extend(pb.RiskFlag(kind=_RISK[f.kind], entity_id=f.entity_id, slowdown_fraction=f.slowdown,
                                           detail=f.detail) for f in live.flags)
