@@ -116,7 +116,10 @@ def messages(desc: Descriptor, hints: Hints | None = None, *, replace: Hints | N
             target = getattr(msg, name) if f.is_repeated or \
                 f.type == FieldDescriptor.TYPE_MESSAGE else None
             if f.is_repeated:
-                if f.type == FieldDescriptor.TYPE_MESSAGE:
+                if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
+                    for v in value:   # a map<string, scalar>: the generated entries' key and value
+                        target[v.key] = v.value
+                elif f.type == FieldDescriptor.TYPE_MESSAGE:
                     for v in value:
                         target.add().CopyFrom(v)
                 else:
@@ -192,3 +195,35 @@ def json_mutated(data: st.DataObject, doc, values: st.SearchStrategy, edits: int
         else:
             parent[path[-1]] = data.draw(values, label="value")
     return doc
+
+
+# -- calling a grpc.aio servicer directly -----------------------------------------------------------
+
+
+class Aborted(Exception):
+    def __init__(self, code, details: str) -> None:
+        super().__init__(f"{code}: {details}")
+        self.code, self.details = code, details
+
+
+class Context:
+    """The two ServicerContext methods the shared RpcHandler uses."""
+
+    def time_remaining(self) -> float:
+        return 30.0
+
+    async def abort(self, code, details: str):
+        raise Aborted(code, details)
+
+
+def call_servicer(loop, servicer, method: str, request, ok_codes) -> object | None:
+    """servicer.method(request) on `loop`: the response (serialized once), or None when the RPC was refused
+    with one of `ok_codes` and a message; any other status (INTERNAL: an exception inside) fails."""
+    try:
+        response = loop.run_until_complete(getattr(servicer, method)(request, Context()))
+    except Aborted as exc:
+        assert exc.code in ok_codes, f"{method} answered {exc.code.name}: {exc.details}"
+        assert exc.details
+        return None
+    response.SerializeToString()
+    return response

@@ -213,6 +213,10 @@ def event(msg: pb.CoolingEvent) -> EquipmentEvent:
         raise CodecError("entity_id", "empty")
     if not msg.HasField("event_time"):
         raise CodecError("event_time", "missing")
+    try:
+        time_s = seconds(msg.event_time)
+    except ValueError as exc:  # protobuf's range check: nanos outside 0..1e9, seconds outside years 1..9999
+        raise CodecError("event_time", str(exc)) from None
 
     def opt(name: str) -> float | None:
         return getattr(msg, name) if msg.HasField(name) else None
@@ -220,7 +224,7 @@ def event(msg: pb.CoolingEvent) -> EquipmentEvent:
     return EquipmentEvent(
         kind=_EVENT_KIND_BACK[msg.kind],
         entity_id=msg.entity_id,
-        time_s=seconds(msg.event_time),
+        time_s=time_s,
         flow_fraction=opt("flow_fraction"),
         facility_supply_temp_c=opt("facility_supply_temp_c"),
         supply_air_temp_c=opt("supply_air_temp_c"),

@@ -78,9 +78,9 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
                 )
             if not request.HasField("start_time"):
                 raise InvalidArgument("start_time", "required")
-            start = datetime.fromtimestamp(codec.seconds(request.start_time), UTC)
+            start = _time(request.start_time, "start_time")
             end = (
-                datetime.fromtimestamp(codec.seconds(request.end_time), UTC)
+                _time(request.end_time, "end_time")
                 if request.HasField("end_time")
                 else self.clock.now()
             )
@@ -136,6 +136,13 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
             )
 
         return await _rpc.run("WhatIfSetpoint", context, work, heavy=True)
+
+
+def _time(ts, field: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(codec.seconds(ts), UTC)
+    except (OverflowError, OSError, ValueError):  # past what datetime / the platform's time_t holds
+        raise InvalidArgument(field, "outside the representable time range") from None
 
 
 def cooling_grpc_server(servicer: CoolingServicer, options: GrpcOptions) -> GrpcServer:

@@ -127,7 +127,10 @@ class JobServicer(pb_grpc.JobServiceServicer):
             if request.job_id not in self.twin.book.jobs:
                 raise NotFound("job_id", f"unknown job {request.job_id!r}")
             _number(request.gpu_power_cap_w, "gpu_power_cap_w", strict=True)
-            r = whatif.power_cap(self.twin, request.job_id, request.gpu_power_cap_w, self.now_s())
+            try:
+                r = whatif.power_cap(self.twin, request.job_id, request.gpu_power_cap_w, self.now_s())
+            except ValueError as exc:  # the hardware model refuses a cap at or below the GPU's idle power
+                raise InvalidArgument("gpu_power_cap_w", str(exc)) from None
             if r is None:
                 raise FailedPrecondition("job_id", f"job {request.job_id!r} is not running (or has no spec)")
             return pb.WhatIfPowerCapResponse(

@@ -87,8 +87,8 @@ class PowerServicer(pb_grpc.PowerServiceServicer):
                 raise NotFound("entity_id", f"unknown rack, component or site {request.entity_id!r}")
             if not request.HasField("start_time"):
                 raise InvalidArgument("start_time", "required")
-            start = datetime.fromtimestamp(codec.seconds(request.start_time), UTC)
-            end = (datetime.fromtimestamp(codec.seconds(request.end_time), UTC) if request.HasField("end_time")
+            start = _time(request.start_time, "start_time")
+            end = (_time(request.end_time, "end_time") if request.HasField("end_time")
                    else self.clock.now())
             if end <= start:
                 raise InvalidArgument("end_time", "must be after start_time")
@@ -167,6 +167,13 @@ class PowerServicer(pb_grpc.PowerServiceServicer):
         """Every rack's latest stored input power; racks never stored: this process's model."""
         stored = codec.rack_w_of(rows, self.model.inventory.rack_index, self.model.network.n_racks)
         return np.where(np.isnan(stored), self.racks.modelled_rack_input_w(), stored)
+
+
+def _time(ts, field: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(codec.seconds(ts), UTC)
+    except (OverflowError, OSError, ValueError):  # past what datetime / the platform's time_t holds
+        raise InvalidArgument(field, "outside the representable time range") from None
 
 
 def _number(value: float, field: str, *, minimum: float, strict: bool = False) -> None:
