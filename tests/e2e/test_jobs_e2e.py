@@ -46,8 +46,10 @@ def test_simulated_jobs_are_tracked_predicted_and_stored(kafka, fresh_database, 
             resp = stub.ListJobs(pb.ListJobsRequest(status=pb.JOB_STATUS_RUNNING), timeout=10)
             return {j.job_id: j for j in resp.jobs}
 
-        wait_until(lambda: set(running()) == set(want) and all(j.measured_step_time_s for j in running().values()),
-                   90, "every simulated job running with a progress report", procs)
+        # a job's prediction waits for the fabric twin's answer (predicted 0 until then): wait for both
+        wait_until(lambda: set(running()) == set(want) and all(j.measured_step_time_s and j.predicted_step_time_s
+                                                                for j in running().values()),
+                   90, "every simulated job running with a progress report and a prediction", procs)
         for job_id, state in running().items():
             nodes, period = want[job_id]
             assert list(state.placement.node_ids) == nodes and state.placement.n_gpus == 8 * len(nodes)
