@@ -408,8 +408,8 @@ async def cdu_failure(run: Run) -> None:
     recs = await run.watch.until(topics.JOBS_RECOMMENDATIONS, checkpoints, w) if expect_jobs else {}
     if expect_jobs and (states is None or recs is None):
         raise StepFailed(f"the jobs on {', '.join(expect_racks)} ({', '.join(expect_jobs)}) were not all flagged "
-                         f"and told to checkpoint within {w:.0f} s", flagged=states is not None,
-                         recommended=recs is not None)
+                         f"and told to checkpoint within {w:.0f} s", {"flagged": states is not None,
+                                                                      "recommended": recs is not None})
     run.record("jobs", True, f"jobs.state.v1 / jobs.recommendations.v1: {len(states or {})} job(s) flagged thermal "
                f"throttle on those racks, checkpoint-now for {', '.join(sorted(recs or {})) or 'none (no job on those racks)'}",
                flagged=sorted(states or {}), checkpoint_now=sorted(recs or {}),
@@ -439,7 +439,7 @@ async def cdu_failure(run: Run) -> None:
     site_state = await run.watch.until(topics.POWER_STATE, power_sees, w) if plants else None
     if site_state is None:
         raise StepFailed(f"no power.state.v1 site state carrying the plant's new cooling power within {w:.0f} s",
-                         cdu_states_down=t_fail is not None, plant_states_after=bool(plants))
+                         {"cdu_states_down": t_fail is not None, "plant_states_after": bool(plants)})
     plant = plants[round(site_state.site.cooling_power_w, 3)]
     d = site_state.site
     run.record("power", True, f"power.state.v1 site {site}: cooling {before_cooling_w / 1e3:.1f} -> "
@@ -660,11 +660,17 @@ async def spine_failure(run: Run) -> None:
             for j, s in got.items()}
     slower = sorted(j for j in got if after[j] > before.get(j, math.inf))
     same = sorted(set(got) - set(slower))
+    # where the communication time came from: the fabric twin, or the job twin's own estimate (stated in a flag)
+    own = {j: next((f.detail for f in st.risk_flags if f.entity_id == "fabric"), "") for j, st in got.items()}
+    source = {j: ("own estimate: " + d) if d else "fabric twin" for j, d in own.items()}
     run.record("jobs", True, f"jobs.state.v1: {len(got)} job(s) flagged degraded link {leaf}; {len(slower)} slower: "
                + ", ".join(f"{j} +{flag[j]:.1%} ({before[j] * 1e3:.1f} -> {after[j] * 1e3:.1f} ms/step)"
                            for j in slower)
-               + (f"; not slower (its traffic over {leaf} hides behind compute): {', '.join(same)}" if same else ""),
-               flagged=sorted(got), slowed=slower, step_time_before_s={j: before.get(j) for j in got},
+               + (f"; not slower (its traffic over {leaf} hides behind compute): {', '.join(same)}" if same else "")
+               + ("; communication times from the job twin's own estimate for " + ", ".join(j for j in sorted(got)
+                                                                                             if own[j])
+                  if any(own.values()) else "; communication times from the fabric twin"),
+               flagged=sorted(got), communication=source, slowed=slower, step_time_before_s={j: before.get(j) for j in got},
                step_time_after_s=after, step_time_rise=pct, slowdown_fraction=flag)
     run.state.update(link=link, before={j: before[j] for j in expect})
 
