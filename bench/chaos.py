@@ -1,13 +1,17 @@
 """Fault-injection run, longer than the test: `python -m bench chaos` (`make chaos`) -> bench/results/chaos.json.
 
 The same machinery as tests/chaos (tests/chaos/chaos_support.py; its docstring lists the faults and
-the checks), with more of everything: a longer simulator run, several SIGKILLs of ingest and of
-fabric at random moments, PostgreSQL taken away for 30 s, a burst of 500 bad records, over
-several seeds. Everything on loopback: its own Tansu broker and its own embedded PostgreSQL per run.
+the checks), with more of everything: a longer simulator run, several SIGKILLs of ingest, fabric and
+the power, cooling and jobs twins at random moments, PostgreSQL taken away for 30 s, a burst of 500
+bad records, over several seeds. Everything on loopback: its own Tansu broker and its own embedded
+PostgreSQL per run.
 
 Result keys: faults_injected, records_lost, records_duplicated, max_recovery_s (the longest time
 from a fault ending, i.e. a restart or the database coming back, to the service making progress
-again), dlq_missing, fabric_converged, stuck_consumers, problems; per-run details under "runs".
+again), dlq_missing, fabric_converged, twins_converged, stuck_consumers, problems; "services": per
+service (ingest, fabric, power, cooling, jobs) faults (SIGKILLs), restarts, max_recovery_s, and for
+ingest and the twins lost / duplicated (tests/chaos/twins_check.py defines them per twin); per-run
+details under "runs".
 
     python -m bench chaos                         # defaults below
     python bench/chaos.py --runs 1 --duration 60  # quicker
@@ -51,6 +55,19 @@ def run(runs: int = 2, duration_s: float = 90.0, kills: int = 3, db_outage_s: fl
                                               "max_recovery_s", "problems")}), flush=True)
         details.append(one)
     recoveries = [d["max_recovery_s"] for d in details if d["max_recovery_s"] is not None]
+    services: dict[str, dict] = {}
+    for d in details:
+        for name, one in d["services"].items():
+            agg = services.setdefault(name, {"faults": 0, "restarts": 0, "max_recovery_s": None})
+            agg["faults"] += one.get("faults", 0)
+            agg["restarts"] += one.get("restarts", 0)
+            if one.get("max_recovery_s") is not None:
+                agg["max_recovery_s"] = max(agg["max_recovery_s"] or 0.0, one["max_recovery_s"])
+            for key in ("lost", "duplicated", "redelivered", "wrong"):
+                if key in one:
+                    agg[key] = agg.get(key, 0) + one[key]
+            if "converged" in one:
+                agg["converged"] = agg.get("converged", True) and one["converged"]
     summary = {
         "benchmark": "chaos",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -65,6 +82,8 @@ def run(runs: int = 2, duration_s: float = 90.0, kills: int = 3, db_outage_s: fl
         "bad_records": sum(d["bad_records"] for d in details),
         "dlq_missing": sum(d["dlq_missing"] for d in details),
         "fabric_converged": all(d["fabric_converged"] for d in details),
+        "twins_converged": all(one.get("converged", True) for one in services.values()),
+        "services": services,
         "stuck_consumers": [d["stuck_consumers"] for d in details if d["stuck_consumers"]],
         "problems": [p for d in details for p in d["problems"]],
         "elapsed_s": round(time.monotonic() - started, 1),

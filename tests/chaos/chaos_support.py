@@ -1,12 +1,14 @@
 """Fault injection against the running services (issue 8 "Fault-injection suite"), loopback only.
 
 One run: a fresh Tansu broker, a DEDICATED embedded PostgreSQL (never the shared server: it is
-stopped and restarted), ingest and fabric as processes (`python -m twin.<service>`), facility-sim
-producing labelled good and bad records. While the simulator runs, a seeded schedule injects:
+stopped and restarted), ingest, fabric and the power, cooling and jobs twins as processes
+(`python -m twin.<service>`), facility-sim producing labelled good and bad records (and its jobs'
+events on jobs.events.v1). While the simulator runs, a seeded schedule injects:
 
-    kill9_ingest / kill9_fabric   SIGKILL at a random moment; the supervisor below restarts the
-                                  service after a random delay (and restarts any service that exits
-                                  on its own, e.g. one started while PostgreSQL is away)
+    kill9_<service>               SIGKILL of ingest, fabric, power, cooling, jobs at random moments;
+                                  the supervisor below restarts the service after a random delay
+                                  (and restarts any service that exits on its own, e.g. one started
+                                  while PostgreSQL is away)
     db_outage                     the PostgreSQL server is shut down for `db_outage_s`, then started
                                   again on the same port and data directory
     bad_burst                     a burst of undecodable and invalid records straight onto
@@ -17,7 +19,9 @@ producing labelled good and bad records. While the simulator runs, a seeded sche
 Afterwards `verify()` checks: every good batch of the simulator stored exactly once (no loss, no
 duplicate rows), every bad record (simulator's and the burst's) in facility.telemetry.v1.dlq with a
 reason, fabric's GetFabricState equal to the state the events define (what a run without faults
-answers), and no stuck consumer (each group's committed offsets reach the topic's end offsets).
+answers), each twin's state equal to what a run without faults computes from the same inputs
+(twins_check.py: power's rack rows and site total, cooling's plant state for the last tick, jobs'
+state of every job), and no stuck consumer (each group's committed offsets reach the topic's end).
 
 Used by tests/chaos/test_chaos.py (short) and bench/chaos.py (`make chaos`, longer, JSON result).
 """
@@ -51,13 +55,22 @@ from twin.fabric.v1 import fabric_pb2 as pb  # noqa: E402
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc  # noqa: E402
 from twin.telemetry.v1 import telemetry_pb2 as tpb  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import twins_check  # noqa: E402
+
 SRC = topics.FACILITY_TELEMETRY
 EVENTS = topics.FABRIC_EVENTS
 SAMPLES = topics.TELEMETRY_SAMPLES
 FACILITY = "dgx-h100-su"
 RACKS = 8
-# consumer group -> topic (the services' defaults: group = service name; fabric's counters a 2nd group)
+# consumer group -> topic (the services' defaults: group = service name, extra inputs `<name>-<input>`).
+# Topics written all the time (fabric.state.v1 every second) are left out: their lag is never settled.
 GROUPS = {"ingest": SRC, "fabric": EVENTS, "fabric-telemetry": SAMPLES}
+TWIN_GROUPS = {"power": SAMPLES, "power-site": topics.POWER_RACKS, "power-grid": topics.GRID_EVENTS,
+               "cooling": topics.POWER_STATE, "cooling-telemetry": SAMPLES, "cooling-events": topics.COOLING_EVENTS,
+               "jobs": topics.JOBS_EVENTS}
+SERVICES = ("ingest", "fabric")
+TWINS = ("power", "cooling", "jobs")
 
 
 @dataclass
@@ -70,6 +83,7 @@ class ChaosConfig:
     db_outage_s: float = 6.0
     burst: int = 60  # bad records in the burst
     settle_timeout_s: float = 120.0  # after the simulator: how long convergence may take
+    twins: bool = True  # also run (and kill) the power, cooling and jobs twins
 
 
 @dataclass
@@ -94,6 +108,7 @@ class ChaosResult:
     fabric_converged: bool = False
     fabric_diff: str = ""
     stuck_consumers: dict[str, int] = field(default_factory=dict)  # group -> lag
+    twins: dict[str, twins_check.TwinCheck] = field(default_factory=dict)  # power / cooling / jobs
     restarts: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -118,14 +133,35 @@ class ChaosResult:
             out.append(f"fabric state did not converge: {self.fabric_diff}")
         if self.stuck_consumers:
             out.append(f"consumers with lag after settling: {self.stuck_consumers}")
+        for name, check in self.twins.items():
+            if not check.converged:
+                out.append(f"{name} did not converge: {check.diff}")
         unrecovered = [f"{f.kind}@{f.at_s:.1f}s" for f in self.faults if f.recovered_after_s is None]
         if unrecovered:
             out.append(f"faults without recovery: {unrecovered}")
         return out
 
+    def per_service(self) -> dict[str, dict]:
+        """service -> faults injected (SIGKILLs), restarts, max recovery s; the twins' lost / duplicated too."""
+        out: dict[str, dict] = {}
+        for f in self.faults:
+            if f.kind.startswith("kill9_"):
+                one = out.setdefault(f.kind.removeprefix("kill9_"), {"faults": 0, "max_recovery_s": None})
+                one["faults"] += 1
+                if f.recovered_after_s is not None:
+                    one["max_recovery_s"] = max(one["max_recovery_s"] or 0.0, f.recovered_after_s)
+        for name, one in out.items():
+            one["restarts"] = self.restarts.get(name, 0)
+        if "ingest" in out:
+            out["ingest"].update(lost=self.records_lost, duplicated=self.records_duplicated)
+        for name, check in self.twins.items():
+            out.setdefault(name, {"faults": 0, "max_recovery_s": None}).update(check.as_json())
+        return out
+
     def as_json(self) -> dict:
         return {
             "faults_injected": len(self.faults),
+            "services": self.per_service(),
             "faults": [f.__dict__ for f in self.faults],
             "good_batches": self.good, "stored_batches": self.stored,
             "records_lost": self.records_lost, "records_duplicated": self.records_duplicated,
@@ -244,13 +280,16 @@ async def _true_ends(bootstrap: str, topic: topics.Topic) -> dict[TopicPartition
     return ends
 
 
-def consumer_lag(bootstrap: str) -> dict[str, int]:
+def consumer_lag(bootstrap: str, groups: dict[str, topics.Topic] = GROUPS) -> dict[str, int]:
     """group -> records of its topic not yet committed (sum over partitions)."""
 
     async def run():
         out = {}
-        for group, topic in GROUPS.items():
-            ends = await _true_ends(bootstrap, topic)
+        ends_of: dict[str, dict] = {}
+        for group, topic in groups.items():
+            if topic.name not in ends_of:
+                ends_of[topic.name] = await _true_ends(bootstrap, topic)
+            ends = ends_of[topic.name]
             consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
             await consumer.start()
             try:
@@ -273,6 +312,28 @@ def fabric_state(port: int) -> pb.FabricState | None:
                 pb.GetFabricStateRequest(), timeout=5).state
     except grpc.RpcError:
         return None
+
+
+def twin_answers(name: str, port: int) -> bool:
+    """The twin's gRPC service answers (a state, or "no state yet": FAILED_PRECONDITION)."""
+    from twin.cooling.v1 import cooling_pb2 as cpb
+    from twin.cooling.v1 import cooling_pb2_grpc as cpb_grpc
+    from twin.jobs.v1 import jobs_pb2 as jpb
+    from twin.jobs.v1 import jobs_pb2_grpc as jpb_grpc
+    from twin.power.v1 import power_pb2 as ppb
+    from twin.power.v1 import power_pb2_grpc as ppb_grpc
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            if name == "power":
+                ppb_grpc.PowerServiceStub(channel).GetSiteState(ppb.GetSiteStateRequest(), timeout=5)
+            elif name == "cooling":
+                cpb_grpc.CoolingServiceStub(channel).GetState(cpb.GetStateRequest(), timeout=5)
+            else:
+                jpb_grpc.JobServiceStub(channel).ListJobs(jpb.ListJobsRequest(), timeout=5)
+        return True
+    except grpc.RpcError as exc:
+        return exc.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -322,31 +383,40 @@ class ChaosRun:
         for k in ("OTEL_EXPORTER_OTLP_ENDPOINT", "TWIN_KAFKA_BOOTSTRAP", "TWIN_DATABASE_URL"):
             env.pop(k, None)
         self.port = free_port()
+        self.ports = {name: free_port() for name in TWINS}
         env.update({
             "TWIN_KAFKA_BOOTSTRAP": bootstrap, "TWIN_DATABASE_URL": db, "TWIN_FACILITY": FACILITY,
             "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "PYTHONUNBUFFERED": "1",
             "INGEST_SESSION_TIMEOUT_MS": "3000", "INGEST_STATUS_INTERVAL_S": "1", "INGEST_HTTP_PORT": "0",
             "FABRIC_SESSION_TIMEOUT_MS": "3000", "FABRIC_GRPC_HOST": "127.0.0.1", "FABRIC_GRPC_PORT": str(self.port),
             "FABRIC_PUBLISH_INTERVAL_S": "1",
+            "POWER_GRPC_PORT": str(self.ports["power"]), "POWER_HTTP_PORT": "0", "POWER_SESSION_TIMEOUT_MS": "3000",
+            "POWER_STATUS_INTERVAL_S": "1",
+            "COOLING_GRPC_PORT": str(self.ports["cooling"]), "COOLING_SESSION_TIMEOUT_MS": "3000",
+            "COOLING_STATUS_INTERVAL_S": "1", "COOLING_MIN_CHANGE_W": "0.001",  # every change of heat published
+            "JOBS_GRPC_PORT": str(self.ports["jobs"]), "JOBS_FABRIC_TARGET": f"127.0.0.1:{self.port}",
+            "JOBS_SESSION_TIMEOUT_MS": "3000", "JOBS_STATUS_INTERVAL_S": "1", "JOBS_TICK_S": "0.5",
         })
         procs = self._procs = Procs(self.tmp, env)
-        self.services = {"ingest": procs.start("ingest", "twin.ingest"), "fabric": procs.start("fabric", "twin.fabric")}
-        self._wait(lambda: fabric_state(self.port) is not None, 60, "fabric answering gRPC")
+        names = SERVICES + (TWINS if self.cfg.twins else ())
+        self.services = {name: procs.start(name, f"twin.{name}") for name in names}
+        self._wait(lambda: fabric_state(self.port) is not None, 90, "fabric answering gRPC")
+        for name in names[2:]:
+            self._wait(lambda name=name: twin_answers(name, self.ports[name]), 120, f"{name} answering gRPC")
         self._wait(lambda: scalar(db, "SELECT count(*) FROM telemetry_batches") >= 0, 60, "ingest migrated")
         c = self.cfg
         self.sim = procs.start(
             "facility-sim", "twin.facility_sim", "--facility", FACILITY, "--rate-hz", str(c.rate_hz),
             "--racks", str(RACKS), "--duration", str(c.duration_s), "--bad-fraction", str(c.bad_fraction),
             "--seed", str(c.seed), "--metrics-port", "-1", "--bad-log", str(self.tmp / "bad.jsonl"),
-            "--good-log", str(self.tmp / "good.jsonl"))
+            "--good-log", str(self.tmp / "good.jsonl"), "--jobs-progress-s", "2")
         self.sim_started = self.now()
         return procs
 
     def _schedule(self) -> list[tuple[float, str]]:
         c, rng = self.cfg, self.rng
         span = max(4.0, c.duration_s - 4.0)
-        plan = [(rng.uniform(1.0, span), "kill9_ingest") for _ in range(c.kills_per_service)]
-        plan += [(rng.uniform(1.0, span), "kill9_fabric") for _ in range(c.kills_per_service)]
+        plan = [(rng.uniform(1.0, span), f"kill9_{name}") for name in self.services for _ in range(c.kills_per_service)]
         if c.db_outage_s > 0:
             plan.append((rng.uniform(2.0, max(2.5, span - c.db_outage_s)), "db_outage"))
         if c.burst:
@@ -422,6 +492,8 @@ class ChaosRun:
         db = self.pg.url
         if name == "fabric":
             return lambda: self.services["fabric"].alive() and fabric_state(self.port) is not None
+        if name in TWINS:
+            return lambda: self.services[name].alive() and twin_answers(name, self.ports[name])
         before = {"n": None}
 
         def ingest_progress() -> bool:
@@ -446,7 +518,7 @@ class ChaosRun:
             if proc.alive() or (due is not None and self.now() < due):
                 continue
             restart_at.pop(name, None)
-            env = {"FABRIC_GRPC_PORT": str(self.port)} if name == "fabric" else None
+            env = None  # ports and settings are in the base environment: a restart serves the same port
             if self.now() - self.last_start.get(name, -99.0) < 2.0:
                 continue  # backoff: one that dies at once (database away) is not restarted in a loop
             self.last_start[name] = self.now()
@@ -511,12 +583,46 @@ class ChaosRun:
             return have == want_links
 
         r.fabric_converged = bool(self._wait(converged, 60, "fabric state converged", fail=False))
+        if self.cfg.twins:
+            self._settle_twins()
         lag = {}
         try:
-            lag = consumer_lag(self.bootstrap)
+            lag = consumer_lag(self.bootstrap, {**GROUPS, **(TWIN_GROUPS if self.cfg.twins else {})})
         except Exception as exc:  # noqa: BLE001
             lag = {"error": str(exc)}
         r.stuck_consumers = {g: n for g, n in lag.items() if n}
+
+    def _settle_twins(self) -> None:
+        """Wait (bounded) for the twins' consumers to reach the end of their inputs, then for their state to
+        equal the fault-free answer (twins_check); the last comparison is the result."""
+        r, db = self.result, self.pg.url
+
+        def caught_up() -> bool:
+            self._supervise({})
+            try:
+                return sum(consumer_lag(self.bootstrap, TWIN_GROUPS).values()) == 0
+            except Exception:  # noqa: BLE001 - a restarting broker client
+                return False
+
+        self._wait(caught_up, 120, "twins caught up", fail=False)
+        samples = read_all(self.bootstrap, SAMPLES.name, SAMPLES.partitions)
+        events = read_all(self.bootstrap, topics.JOBS_EVENTS.name, topics.JOBS_EVENTS.partitions)
+        site_id = build_inventory(load_facility_spec(FACILITY)).spec.site_id
+
+        def converged() -> bool:
+            self._supervise({})
+            try:
+                power_states = read_all(self.bootstrap, topics.POWER_STATE.name, topics.POWER_STATE.partitions)
+                cooling_states = read_all(self.bootstrap, topics.COOLING_STATE.name, topics.COOLING_STATE.partitions)
+                r.twins = {"power": twins_check.check_power(db, FACILITY, samples, power_states),
+                           "cooling": twins_check.check_cooling(db, site_id, RACKS, cooling_states),
+                           "jobs": twins_check.check_jobs(db, FACILITY, events)}
+            except Exception as exc:  # noqa: BLE001 - tables not there yet, the database coming back
+                r.twins = {n: twins_check.TwinCheck(diff=f"check failed: {exc!r}") for n in TWINS}
+                return False
+            return all(c.converged for c in r.twins.values())
+
+        self._wait(converged, 90, "twins converged", fail=False)
 
     def _wait(self, predicate, timeout_s: float, what: str, *, fail: bool = True):
         deadline = time.monotonic() + timeout_s

@@ -1,7 +1,9 @@
-"""Fault injection, short version (bounded, loopback only): kill -9 ingest and fabric at random
-moments, take the dedicated PostgreSQL away and bring it back, a burst of bad records, while the
-simulator produces. Then: every good batch stored exactly once, every bad record in the DLQ with a
-reason, fabric's state equal to what its link events define, no consumer left behind.
+"""Fault injection, short version (bounded, loopback only): kill -9 ingest, fabric and the power, cooling and
+jobs twins at random moments, take the dedicated PostgreSQL away and bring it back, a burst of bad records,
+while the simulator produces. Then: every good batch stored exactly once, every bad record in the DLQ with a
+reason, fabric's state equal to what its link events define, each twin's state equal to what a run without
+faults computes from the same inputs (power's rack rows and site total, cooling's plant state for the last
+tick, jobs' state of every job), no consumer left behind.
 The longer run is bench/chaos.py (`make chaos`), which writes bench/results/chaos.json.
 """
 
@@ -12,7 +14,7 @@ import os
 import pytest
 from chaos_support import ChaosConfig, run_chaos
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(900)
 
 
 def test_services_recover_from_kills_database_outage_and_bad_burst(tmp_path):
@@ -22,7 +24,11 @@ def test_services_recover_from_kills_database_outage_and_bad_burst(tmp_path):
     result, logs = run_chaos(cfg, tmp_path)
     print(result.as_json())
     kinds = sorted(f.kind for f in result.faults)
-    assert kinds == ["bad_burst", "db_outage", "kill9_fabric", "kill9_ingest"], kinds
+    assert kinds == ["bad_burst", "db_outage", "kill9_cooling", "kill9_fabric", "kill9_ingest", "kill9_jobs",
+                     "kill9_power"], kinds
     assert result.good > 0 and result.bad_expected >= cfg.burst
     assert result.problems() == [], f"{result.as_json()}\n{logs}"
     assert result.stored == result.good
+    twins = result.twins
+    assert twins["power"].detail["rack_ticks"] > 0 and twins["jobs"].detail["jobs"] > 0
+    assert twins["cooling"].detail["plant_rows"] > 0
