@@ -647,7 +647,8 @@ async def spine_failure(run: Run) -> None:
 
     def rose(recs: list[jpb.JobState]):
         got = slowed(recs)
-        return got if got and any(got[j].predicted_step_time_s > before.get(j, math.inf) for j in expect) else None
+        return got if got and any(f.slowdown_fraction > 0 for j in expect for f in got[j].risk_flags
+                                  if f.kind == jpb.RISK_KIND_DEGRADED_LINK) else None
 
     # every crossing job flagged (one whose traffic hides behind compute keeps its step time: said so)
     got = (await run.watch.until(topics.JOBS_STATE, rose, min(w, 10.0))
@@ -658,7 +659,7 @@ async def spine_failure(run: Run) -> None:
     pct = {j: after[j] / before[j] - 1 if before.get(j) else None for j in got}
     flag = {j: next(f.slowdown_fraction for f in s.risk_flags if f.kind == jpb.RISK_KIND_DEGRADED_LINK)
             for j, s in got.items()}
-    slower = sorted(j for j in got if after[j] > before.get(j, math.inf))
+    slower = sorted(j for j in got if flag[j] > 0)  # the twin's stated slowdown for the link (not other causes)
     same = sorted(set(got) - set(slower))
     # where the communication time came from: the fabric twin, or the job twin's own estimate (stated in a flag)
     own = {j: next((f.detail for f in st.risk_flags if f.entity_id == "fabric"), "") for j, st in got.items()}
@@ -666,7 +667,7 @@ async def spine_failure(run: Run) -> None:
     run.record("jobs", True, f"jobs.state.v1: {len(got)} job(s) flagged degraded link {leaf}; {len(slower)} slower: "
                + ", ".join(f"{j} +{flag[j]:.1%} ({before[j] * 1e3:.1f} -> {after[j] * 1e3:.1f} ms/step)"
                            for j in slower)
-               + (f"; not slower (its traffic over {leaf} hides behind compute): {', '.join(same)}" if same else "")
+               + (f"; no slowdown stated for {', '.join(same)} (its collectives' time did not change)" if same else "")
                + ("; communication times from the job twin's own estimate for " + ", ".join(j for j in sorted(got)
                                                                                              if own[j])
                   if any(own.values()) else "; communication times from the fabric twin"),
