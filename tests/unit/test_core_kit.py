@@ -102,3 +102,11 @@ def test_kafka_security_settings_become_aiokafka_options(tmp_path):
         load_config(DemoConfig, "demo-svc", {"TWIN_KAFKA_SECURITY_PROTOCOL": "TLS"}).kafka_options()
     text = describe(DemoConfig, "demo-svc", {"TWIN_KAFKA_SASL_PASSWORD": "pw-secret"})
     assert "pw-secret" not in text
+
+
+def test_stack_docstring_names_every_service_of_the_table_in_start_order():
+    from twin.core import stack
+    from twin.core.stack_services import STACK_SERVICES
+
+    listed = ", ".join(s.name for s in STACK_SERVICES)
+    assert listed in " ".join(stack.__doc__.split()), f"stack.py's docstring must list: {listed}"

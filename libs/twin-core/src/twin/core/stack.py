@@ -2,7 +2,8 @@
 
 Starts a Kafka-protocol broker (Tansu) unless TWIN_KAFKA_BOOTSTRAP is set, PostgreSQL (embedded)
 unless TWIN_DATABASE_URL is set, creates every topic, then runs every service of `STACK_SERVICES`
-(twin.core.stack_services) as a child process, supervises them (a child that dies is restarted with
+(twin.core.stack_services: ingest, fabric, power, cooling, jobs, console, facility-sim, started in
+that order) as a child process, supervises them (a child that dies is restarted with
 backoff, and the stack says so) and prints a status line until Ctrl-C or --duration.
 
 Services are started as processes (`python -m twin.<pkg>`), never imported: the stack knows them
