@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from twin.core.kafka import ConsumerStats, EventProducer, Handler, run_consumer
-from twin.core.settings import ServiceConfig, setting
+from twin.core.settings import LOOPBACK, ServiceConfig, setting
 from twin.core.topics import Topic
 
 log = logging.getLogger("twin.core.service")
@@ -46,6 +46,27 @@ class StreamConfig(ServiceConfig):
     db_pool_size: int = setting(4, "PostgreSQL connections")
     status_interval_s: float = setting(10.0, "seconds between status log lines")
     grace_s: float = setting(5.0, "seconds running requests get to finish on stop")
+
+
+@dataclass(frozen=True)
+class GrpcServiceConfig(StreamConfig):
+    """A stream service that also answers gRPC: bind address, port, token and TLS, declared once.
+    A service sets its own port by redefining `grpc_port` with its default."""
+
+    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+    grpc_port: int = setting(0, "gRPC port (0: any free port)")
+    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
+    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
+    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
+    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
+
+    def grpc_options(self):
+        """twin.core.grpc_server.GrpcOptions from these settings."""
+        from twin.core.grpc_server import GrpcOptions
+
+        return GrpcOptions(host=self.grpc_host, port=self.grpc_port, token=self.grpc_token,
+                           tls_cert_file=self.grpc_tls_cert_file, tls_key_file=self.grpc_tls_key_file,
+                           tls_client_ca_file=self.grpc_tls_client_ca_file)
 
 
 class _Server:

@@ -37,10 +37,9 @@ from twin.cooling.site import CoolingSite, build_cooling_site
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.facility import load_facility_spec
-from twin.core.grpc_server import GrpcOptions
 from twin.core.kafka import ConsumerStats
-from twin.core.service import ServiceRuntime, StreamConfig
-from twin.core.settings import LOOPBACK, setting
+from twin.core.service import GrpcServiceConfig, ServiceRuntime
+from twin.core.settings import setting
 from twin.core.topics import Topic
 
 SERVICE = "cooling"
@@ -48,13 +47,8 @@ log = logging.getLogger("twin.cooling")
 
 
 @dataclass(frozen=True)
-class CoolingConfig(StreamConfig):
-    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+class CoolingConfig(GrpcServiceConfig):
     grpc_port: int = setting(50055, "gRPC port (0: any free port)")
-    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
-    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
-    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
-    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
     consume: bool = setting(
         True, "consume power states, telemetry and events (0: gRPC only, no Kafka/database)"
     )
@@ -85,16 +79,6 @@ class CoolingConfig(StreamConfig):
     events_topic: Topic = topics.COOLING_EVENTS
     state_topic: Topic = topics.COOLING_STATE
     alerts_topic: Topic = topics.COOLING_ALERTS
-
-    def grpc_options(self) -> GrpcOptions:
-        return GrpcOptions(
-            host=self.grpc_host,
-            port=self.grpc_port,
-            token=self.grpc_token,
-            tls_cert_file=self.grpc_tls_cert_file,
-            tls_key_file=self.grpc_tls_key_file,
-            tls_client_ca_file=self.grpc_tls_client_ca_file,
-        )
 
 
 @dataclass

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.facility import Inventory, build_inventory, load_facility_spec
-from twin.core.grpc_server import GrpcOptions, GrpcServer
+from twin.core.grpc_server import GrpcServer
 from twin.core.kafka import ConsumerStats
-from twin.core.service import ServiceRuntime, StreamConfig
-from twin.core.settings import LOOPBACK, setting
+from twin.core.service import GrpcServiceConfig, ServiceRuntime
+from twin.core.settings import setting
 from twin.core.topics import Topic
 from twin.fabric.adapters.grpc_api import FabricSimulationServicer, fabric_grpc_server
 from twin.fabric.adapters.repository import FabricStateRepository, InMemoryStateStore
@@ -43,13 +43,8 @@ log = logging.getLogger("twin.fabric")
 
 
 @dataclass(frozen=True)
-class FabricConfig(StreamConfig):
-    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+class FabricConfig(GrpcServiceConfig):
     grpc_port: int = setting(50053, "gRPC port (0: any free port)")
-    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
-    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
-    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
-    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
     consume: bool = setting(True, "consume link events and counters (0: gRPC only, no Kafka/database)")
     jobs_file: str | None = setting(None, "JSON/YAML {job_id: [gpu ids or 'a-b' ranges]} for job placements")
     publish_interval_s: float = setting(10.0, "seconds between fabric.state.v1 publications")
@@ -58,11 +53,6 @@ class FabricConfig(StreamConfig):
     events_topic: Topic = topics.FABRIC_EVENTS
     samples_topic: Topic = topics.TELEMETRY_SAMPLES
     state_topic: Topic = topics.FABRIC_STATE
-
-    def grpc_options(self) -> GrpcOptions:
-        return GrpcOptions(host=self.grpc_host, port=self.grpc_port, token=self.grpc_token,
-                           tls_cert_file=self.grpc_tls_cert_file, tls_key_file=self.grpc_tls_key_file,
-                           tls_client_ca_file=self.grpc_tls_client_ca_file)
 
 
 @dataclass

@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.facility import load_facility_spec
-from twin.core.grpc_server import GrpcOptions
 from twin.core.kafka import ConsumerStats, EventProducer
-from twin.core.service import ServiceRuntime, StreamConfig
-from twin.core.settings import LOOPBACK, setting
+from twin.core.service import GrpcServiceConfig, ServiceRuntime
+from twin.core.settings import setting
 from twin.core.topics import Topic
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.fabric_client import FabricComm
@@ -58,13 +57,8 @@ COOLING_ALERTS: Topic | None = getattr(topics, "COOLING_ALERTS", None)  # the co
 
 
 @dataclass(frozen=True)
-class JobsConfig(StreamConfig):
-    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+class JobsConfig(GrpcServiceConfig):
     grpc_port: int = setting(50056, "gRPC port (0: any free port)")
-    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
-    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
-    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
-    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
     consume: bool = setting(True, "consume events and the other twins' outputs (0: gRPC only, no Kafka/database)")
     fabric_target: str | None = setting("127.0.0.1:50053", "fabric twin gRPC host:port (unset: own estimate only)")
     fabric_token: str | None = setting(None, "bearer token for the fabric twin's gRPC", secret=True)
@@ -96,10 +90,6 @@ class JobsConfig(StreamConfig):
     power_plans_topic: Topic = topics.POWER_PLANS
     cooling_alerts_topic: Topic | None = COOLING_ALERTS
 
-    def grpc_options(self) -> GrpcOptions:
-        return GrpcOptions(host=self.grpc_host, port=self.grpc_port, token=self.grpc_token,
-                           tls_cert_file=self.grpc_tls_cert_file, tls_key_file=self.grpc_tls_key_file,
-                           tls_client_ca_file=self.grpc_tls_client_ca_file)
 
     def twin_settings(self) -> TwinSettings:
         return TwinSettings(throttle_clock_fraction=self.throttle_clock_fraction, margin=self.slower_margin,

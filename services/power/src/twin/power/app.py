@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.facility import load_facility_spec
-from twin.core.grpc_server import GrpcOptions
 from twin.core.http import HttpOptions, HttpReceiver
 from twin.core.kafka import ConsumerStats, EventProducer, dlq_headers
-from twin.core.service import ServiceRuntime, StreamConfig
+from twin.core.service import GrpcServiceConfig, ServiceRuntime
 from twin.core.settings import LOOPBACK, setting
 from twin.core.topics import Topic
 from twin.power import whatif
@@ -57,13 +56,8 @@ log = logging.getLogger("twin.power")
 
 
 @dataclass(frozen=True)
-class PowerConfig(StreamConfig):
-    grpc_host: str = setting(LOOPBACK, "gRPC bind address (0.0.0.0: every interface)")
+class PowerConfig(GrpcServiceConfig):
     grpc_port: int = setting(50054, "gRPC port (0: any free port)")
-    grpc_token: str | None = setting(None, "bearer token gRPC clients must send (unset: none)", secret=True)
-    grpc_tls_cert_file: str | None = setting(None, "PEM server certificate (enables TLS)")
-    grpc_tls_key_file: str | None = setting(None, "PEM server private key")
-    grpc_tls_client_ca_file: str | None = setting(None, "PEM CA for client certificates (mutual TLS)")
     http_host: str = setting(LOOPBACK, "OpenADR 3 HTTP bind address (0.0.0.0: every interface)")
     http_port: int = setting(8082, "OpenADR 3 HTTP port (0: any free port; needs POWER_OPENADR_TOKEN)")
     http_tls_cert_file: str | None = setting(None, "PEM certificate: serve HTTPS")
@@ -85,10 +79,6 @@ class PowerConfig(StreamConfig):
     jobs_topic: Topic = topics.JOBS_STATE
     cooling_topic: Topic = topics.COOLING_STATE
 
-    def grpc_options(self) -> GrpcOptions:
-        return GrpcOptions(host=self.grpc_host, port=self.grpc_port, token=self.grpc_token,
-                           tls_cert_file=self.grpc_tls_cert_file, tls_key_file=self.grpc_tls_key_file,
-                           tls_client_ca_file=self.grpc_tls_client_ca_file)
 
     def http_options(self) -> HttpOptions:
         return HttpOptions(host=self.http_host, port=self.http_port, tls_cert_file=self.http_tls_cert_file,
