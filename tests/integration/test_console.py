@@ -277,3 +277,115 @@ async def test_page_layout_and_headers(config: ConsoleConfig) -> None:
     racks = [r for hall in layout["halls"] for row in hall["rows"] for r in row["racks"]]
     assert racks == [r.rack_id for r in inventory.racks] and layout["n_racks"] == 8
     assert layout["rack_types"] == {"dgx4": {"nameplate_w": 4 * 10200.0}}
+
+
+# -- scenario buttons (demo mode) -----------------------------------------------------------------------
+
+OPERATOR_TOKEN = "operator-test-token"
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """A TCP listener that accepts and never answers: a gRPC call to it waits out its deadline."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        with contextlib.suppress(Exception):
+            while await reader.read(65536):
+                pass
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+
+
+async def test_scenario_endpoint_is_absent_outside_demo_mode(config: ConsoleConfig) -> None:
+    async with running(replace(config, topics=config.topics[:1])) as app, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{app.http_port}"
+        async with http.get(f"{base}/api/scenarios") as resp:
+            assert resp.status == 200 and await resp.json() == {"demo": False, "scenarios": [], "current": None,
+                                                                 "last_report": None}
+        for path in ("/api/scenarios/cdu-failure", "/api/scenarios/cdu-failure/restore"):
+            async with http.post(base + path, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as resp:
+                assert resp.status == 404, path
+                assert "demo mode" in (await resp.json())["error"]
+    assert app.scenarios is None
+
+
+def test_demo_mode_needs_an_operator_token(config: ConsoleConfig) -> None:
+    with pytest.raises(ValueError, match="CONSOLE_OPERATOR_TOKEN"):
+        replace(config, demo=True, operator_token=None)
+
+
+async def test_scenario_endpoint_error_codes_and_steps_on_the_event_stream(config: ConsoleConfig) -> None:
+    async with silent_server() as silent:
+        cfg = replace(config, demo=True, operator_token=OPERATOR_TOKEN, scenario_jobs_target=silent,
+                      scenario_step_timeout_s=3.0)
+        async with running(cfg) as app, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{app.http_port}"
+            auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+            async with http.get(f"{base}/api/scenarios") as resp:
+                listing = await resp.json()
+            assert listing["demo"] is True and OPERATOR_TOKEN not in json.dumps(listing)
+            assert [s["name"] for s in listing["scenarios"]] == ["cdu-failure", "grid-curtailment", "spine-failure",
+                                                                  "job-landing"]
+            async with http.get(base + "/") as resp:
+                assert OPERATOR_TOKEN not in await resp.text()
+
+            async def post(path: str, **kw) -> tuple[int, dict]:
+                async with http.post(base + path, **kw) as resp:
+                    return resp.status, await resp.json()
+
+            assert (await post("/api/scenarios/job-landing"))[0] == 401
+            status, body = await post("/api/scenarios/job-landing", headers={"Authorization": "Bearer wrong"})
+            assert status == 401 and "token" in body["error"]
+            status, body = await post("/api/scenarios/no-such-thing", headers=auth)
+            assert status == 400 and "unknown scenario" in body["error"]
+            for bad, why in ((b"not json", "not JSON"), (b'{"action": "explode"}', "action must be"),
+                             (b'{"restore": true}', "at most the key"), (b"[1]", "at most the key"),
+                             (b'{"action": {"a": {"b": 1}}}', "nested deeper")):
+                status, body = await post("/api/scenarios/job-landing", headers=auth, data=bad)
+                assert status == 400 and why in body["error"], (bad, body)
+            status, body = await post("/api/scenarios/job-landing/restore", headers=auth, data=b'{"action": "run"}')
+            assert status == 400 and "contradicts" in body["error"]
+            status, body = await post("/api/scenarios/job-landing", headers=auth, data=b" " * 2000)
+            assert status == 413 and "limit" in body["error"]
+            assert app.scenarios.runs == 0   # nothing refused has started anything
+
+            async with http.get(f"{base}/api/events") as events:
+                frames = sse_frames(events)
+                event, snap = await next_frame(frames)
+                assert event == "snapshot" and snap["scenario"] is None
+                status, run = await post("/api/scenarios/job-landing", headers=auth, data=b'{"action": "run"}')
+                assert status == 202 and run["name"] == "job-landing" and run["status"] == "running"
+                # the job twin (the silent listener) keeps the first run busy for its 3 s step timeout
+                status, body = await post("/api/scenarios/cdu-failure", headers=auth)
+                assert status == 409 and body["current"]["id"] == run["id"]
+                seen: list[dict] = []
+                while not seen or seen[-1]["status"] == "running":
+                    event, frame = await next_frame(frames)
+                    if "scenario" in frame:
+                        assert frame["scenario"]["id"] == run["id"]
+                        seen.append(frame["scenario"])
+            final = seen[-1]
+            assert seen[0]["status"] == "running" and final["status"] == "failed"
+            # the scenario's own report of the unanswered job twin, with timestamps, on the stream; a button run
+            # keeps its effect (no restore step: that is the restore button's)
+            assert [s["name"] for s in final["steps"]] == ["failed"]
+            failed = final["steps"][0]
+            assert not failed["ok"] and silent in failed["summary"] and "DEADLINE_EXCEEDED" in failed["summary"]
+            assert failed["at"].endswith("Z") and failed["elapsed_s"] >= 3.0
+            assert app.scenarios.last_report["scenario"] == "job-landing" and not app.scenarios.last_report["ok"]
+
+            # not busy any more: the restore button's route starts a run
+            status, run2 = await post("/api/scenarios/job-landing/restore", headers=auth)
+            assert status == 202 and run2["action"] == "restore" and run2["id"] != run["id"]
+            await asyncio.wait_for(app.scenarios.task, WAIT_S)
+            async with http.get(f"{base}/api/scenarios") as resp:
+                current = (await resp.json())["current"]
+            assert current["status"] == "ok" and [s["name"] for s in current["steps"]] == ["restore"]

@@ -228,6 +228,34 @@ def _fabric_banner(ctx: StackContext) -> list[str]:
             f"--ranks {min(ctx.inventory.n_gpus, 256)}"]
 
 
+def demo_mode(ctx: StackContext) -> bool:
+    """The stack runs against the facility simulator: the console shows the scenario buttons."""
+    return "facility-sim" in ctx.ports
+
+
+def _console_env(ctx: StackContext) -> dict[str, str]:
+    """Demo mode (facility-sim started): the scenario buttons, with the stack's token and the twins' addresses."""
+    if not demo_mode(ctx):
+        return {"CONSOLE_DEMO": "0"}
+    env = {"CONSOLE_DEMO": "1", "CONSOLE_OPERATOR_TOKEN": ctx.token}
+    for twin, setting in (("power", "POWER_GRPC_PORT"), ("cooling", "COOLING_GRPC_PORT"), ("jobs", "JOBS_GRPC_PORT"),
+                          ("fabric", "FABRIC_GRPC_PORT")):
+        if twin in ctx.ports:
+            env[f"CONSOLE_SCENARIO_{twin.upper()}_TARGET"] = f"127.0.0.1:{ctx.port(twin, setting)}"
+    if "power" in ctx.ports:
+        env["CONSOLE_SCENARIO_POWER_HTTP"] = f"http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}"
+    return env
+
+
+def _console_banner(ctx: StackContext) -> list[str]:
+    url = f"http://127.0.0.1:{ctx.port('console', 'CONSOLE_HTTP_PORT')}/"
+    lines = [f"console {url}   (live floor plan, power chain, cooling, jobs, alerts; site power and PUE history)"]
+    if demo_mode(ctx):
+        lines.append(f"scenarios {url}#token={ctx.token}   (demo mode: scenario buttons; the fragment stays in "
+                     f"the browser)")
+    return lines
+
+
 def _sim_args(ctx: StackContext) -> list[str]:
     a = ctx.args
     return ["--rate-hz", str(a.rate_hz), "--racks", str(a.racks), "--bad-fraction", str(a.bad_fraction)]
@@ -269,10 +297,9 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f"jobs --target 127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')} list"],
         status=_jobs_status),
     # the console: the live web page (read-only; latest-only tails, so its start order does not matter)
+    # demo mode (with facility-sim): scenario buttons, needing the stack's token
     StackService(
-        "console", "twin.console", ports={"CONSOLE_HTTP_PORT": 8080},
-        banner=lambda ctx: [f"console http://127.0.0.1:{ctx.port('console', 'CONSOLE_HTTP_PORT')}/   (live floor plan, "
-                            f"power chain, cooling, jobs, alerts; site power and PUE history)"]),
+        "console", "twin.console", ports={"CONSOLE_HTTP_PORT": 8080}, env=_console_env, banner=_console_banner),
     # the simulator last: started after the twins, stopped first so they drain what it produced
     StackService(
         "facility-sim", "twin.facility_sim", ports={"FACILITY_SIM_METRICS_PORT": 9400}, args=_sim_args,

@@ -6,11 +6,17 @@
     power.alerts.v1, power.plans.v1, cooling.alerts.v1, jobs.recommendations.v1 ─▶ LiveState events
     LiveState ─Hub (every CONSOLE_FLUSH_INTERVAL_S)─▶ SSE to every browser       GET /api/events
     power_state (database) ─▶ site power and PUE over the last hour             GET /api/history
+    demo mode only: scenario buttons ─▶ twin.core.scenarios ─steps─▶ LiveState  POST /api/scenarios/{name}
 
 One latest-only consumer per topic in the process (no consumer group, no commits, seek to the end at
 start: a restart never replays history), fanned out to any number of browsers. Topics that the
 registry does not (yet) declare are left out and said so in the log. The HTTP server starts after
 every tail has resolved its end offsets, so a page that loads misses no event produced after.
+
+Demo mode (CONSOLE_DEMO=1, which `make run` sets when it runs the facility simulator) adds the scenario
+buttons: they need CONSOLE_OPERATOR_TOKEN (the stack passes its TWIN_STACK_TOKEN) and the twins' addresses
+(CONSOLE_SCENARIO_*); the page never carries the token, the operator types it or opens the page with
+`#token=...` in the URL fragment (which browsers never send to the server).
 
 Settings: `python -m twin.console --help`.
 """
@@ -26,12 +32,14 @@ from twin.console.adapters import codec
 from twin.console.adapters.history import History
 from twin.console.adapters.http import ConsoleRoutes, make_console_app
 from twin.console.adapters.hub import Hub
+from twin.console.adapters.scenarios import ScenarioRunner
 from twin.console.adapters.stream import TailStats, tail_latest
 from twin.console.domain.floor import floor_plan
 from twin.console.domain.live import LiveState
 from twin.core import topics
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.http import HttpOptions, HttpReceiver
+from twin.core.scenarios import Targets
 from twin.core.service import ServiceRuntime, StreamConfig
 from twin.core.settings import LOOPBACK, setting
 from twin.core.topics import Topic
@@ -59,7 +67,29 @@ class ConsoleConfig(StreamConfig):
     max_events: int = setting(200, "alerts, plans and recommendations kept for new browsers")
     max_browsers: int = setting(100, "concurrent event streams (one per browser tab)")
     seed_from_database: bool = setting(True, "show the stored last states (power, cooling, jobs) at start")
+    demo: bool = setting(False, "demo mode (against the facility simulator): scenario buttons on the page")
+    operator_token: str | None = setting(None, "bearer token the scenario buttons need (demo mode)", secret=True)
+    scenario_power_target: str = setting(Targets.power, "power twin gRPC host:port (scenarios)")
+    scenario_power_http: str = setting(Targets.power_http, "power twin's OpenADR 3 receiver URL (scenarios)")
+    scenario_cooling_target: str = setting(Targets.cooling, "cooling twin gRPC host:port (scenarios)")
+    scenario_jobs_target: str = setting(Targets.jobs, "job twin gRPC host:port (scenarios)")
+    scenario_fabric_target: str = setting(Targets.fabric, "fabric twin gRPC host:port (scenarios)")
+    scenario_step_timeout_s: float = setting(60.0, "seconds one scenario step may wait")
     topics: tuple[Topic, ...] = field(default_factory=registry_topics)
+
+    def __post_init__(self) -> None:
+        if self.demo and not self.operator_token:
+            raise ValueError("CONSOLE_DEMO needs CONSOLE_OPERATOR_TOKEN (the scenario buttons are for the operator)")
+        if self.scenario_step_timeout_s <= 0:
+            raise ValueError("CONSOLE_SCENARIO_STEP_TIMEOUT_S must be > 0")
+
+    def scenario_targets(self) -> Targets:
+        """Where the scenarios inject and look: the stack's broker and twins, with the operator token."""
+        return Targets(bootstrap=self.kafka_bootstrap, power=self.scenario_power_target,
+                       power_http=self.scenario_power_http, cooling=self.scenario_cooling_target,
+                       jobs=self.scenario_jobs_target, fabric=self.scenario_fabric_target,
+                       token=self.operator_token or "", facility=self.facility,
+                       step_timeout_s=self.scenario_step_timeout_s)
 
     def http_options(self) -> HttpOptions:
         return HttpOptions(host=self.http_host, port=self.http_port, tls_cert_file=self.http_tls_cert_file,
@@ -81,6 +111,7 @@ class ConsoleApp:
     hub: Hub | None = None
     tails: dict[str, TailStats] = field(default_factory=dict)
     http_port: int = 0
+    scenarios: ScenarioRunner | None = None
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         cfg = self.config
@@ -106,14 +137,18 @@ class ConsoleApp:
             await rt.ensure_topics(*cfg.topics)
             await self._start_tails(rt, state, site_id)
             rt.spawn(hub.run(rt.stop_event), "fan-out")
+            if cfg.demo:
+                self.scenarios = ScenarioRunner(state, cfg.scenario_targets())
             routes = ConsoleRoutes(hub=hub, layout=layout, static=load_static(), history=history.site_power,
-                                   history_minutes=cfg.history_minutes, info=self.info)
+                                   history_minutes=cfg.history_minutes, info=self.info, scenarios=self.scenarios,
+                                   operator_token=cfg.operator_token if cfg.demo else None)
             self.http_port = await rt.serve_http(HttpReceiver(make_console_app(routes), cfg.http_options()))
             release()
             rt.status(self.status_line)
             host = "127.0.0.1" if cfg.http_host in ("0.0.0.0", "") else cfg.http_host
-            log.info("console for %s (%d racks) on http://%s:%d/ reading %s", site_id, layout["n_racks"], host,
-                     self.http_port, ", ".join(t.name for t in cfg.topics))
+            log.info("console for %s (%d racks) on http://%s:%d/ reading %s%s", site_id, layout["n_racks"], host,
+                     self.http_port, ", ".join(t.name for t in cfg.topics),
+                     "; demo mode: scenario buttons (operator token needed)" if cfg.demo else "")
             await rt.run()
 
     async def _start_tails(self, rt: ServiceRuntime, state: LiveState, site_id: str) -> None:

@@ -6,6 +6,7 @@
   const S = {
     power: new Map(), cooling: new Map(), jobs: new Map(), events: [], mode: "power",
     rackEls: new Map(), nameplate: new Map(), updates: 0, dirty: new Set(), layout: null,
+    scenario: null, demo: false, token: "",
   };
   const MAX_EVENTS = 100, MAX_ROWS = 14, SCOPES = ["feed", "transformer", "ups", "ups_group", "pdu"];
 
@@ -223,6 +224,7 @@
       }
       if (states.length) markDirty(section);
     }
+    if (msg.scenario !== undefined) { S.scenario = msg.scenario; renderScenario(); }
     if (msg.events?.length) { S.events.push(...msg.events); S.events = S.events.slice(-MAX_EVENTS); markDirty("events"); }
     for (const id of touched) paintRack(id);
     S.updates += 1;
@@ -248,6 +250,66 @@
     });
     es.addEventListener("update", (ev) => apply(JSON.parse(ev.data), true));
     es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn off"; };
+  }
+
+  // -- scenario buttons (demo mode) ------------------------------------------------------------------
+  // The operator token is typed into the page or given as /#token=...: a URL fragment never reaches the
+  // server; it is read once, dropped from the address bar, and kept in this tab's memory only.
+  function takeTokenFromFragment() {
+    const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+    if (!m) return;
+    S.token = decodeURIComponent(m[1]);
+    $("token").value = S.token;
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  function renderScenario() {
+    const sc = S.scenario, busy = sc?.status === "running";
+    for (const b of $("scenario-buttons").querySelectorAll("button")) b.disabled = busy;
+    document.body.dataset.scenarioStatus = sc ? sc.status : "";
+    if (!sc) return;
+    const what = sc.action === "restore" ? `restore ${sc.name}` : sc.name;
+    const st = $("scenario-status");
+    st.textContent = `${what}: ${sc.status}` + (sc.error ? ` (${sc.error})` : "") + ` · started ${sc.started_at}`
+      + (sc.duration_s != null ? ` · ${sc.duration_s.toFixed(1)} s` : "");
+    st.className = sc.status === "failed" ? "sev-critical" : sc.status === "ok" ? "ok" : "muted";
+    st.dataset.scenario = sc.name; st.dataset.action = sc.action; st.dataset.status = sc.status;
+    $("scenario-steps").replaceChildren(...sc.steps.map((x) => h("li", {class: x.ok ? "" : "sev-critical", "data-step": x.name},
+      h("span", {class: "time"}, `${x.at.slice(11, 23)} +${x.elapsed_s.toFixed(2)} s`),
+      h("b", {}, (x.ok ? "" : "!! ") + x.name), " ", x.summary)));
+  }
+  async function startScenario(name, action) {
+    const st = $("scenario-status");
+    S.token = $("token").value.trim();
+    if (!S.token) { st.textContent = "type the operator token first (the stack prints it)"; st.className = "sev-warning"; return; }
+    try {
+      const r = await fetch(`/api/scenarios/${encodeURIComponent(name)}` + (action === "restore" ? "/restore" : ""),
+        {method: "POST", headers: {"Authorization": "Bearer " + S.token}});
+      if (r.status !== 202) {
+        const body = await r.json().catch(() => ({}));
+        st.textContent = `${name}: refused (${r.status}) ${body.error || ""}`; st.className = "sev-critical";
+        st.dataset.refused = String(r.status);
+      }
+    } catch (err) { st.textContent = `${name}: ${err}`; st.className = "sev-critical"; }
+  }
+  async function loadScenarios() {
+    const r = await fetch("/api/scenarios");
+    if (!r.ok) return;
+    const info = await r.json();
+    S.demo = info.demo;
+    if (!info.demo) return;
+    $("scenarios").hidden = false;
+    takeTokenFromFragment();
+    $("scenario-auth").addEventListener("submit", (ev) => ev.preventDefault());
+    $("scenario-buttons").replaceChildren(...info.scenarios.map((x) => {
+      const run = h("button", {type: "button", "data-scenario": x.name, title: x.description}, x.name);
+      const undo = h("button", {type: "button", "data-restore": x.name, title: "undo what " + x.name + " left in place"}, "restore");
+      run.addEventListener("click", () => startScenario(x.name, "run"));
+      undo.addEventListener("click", () => startScenario(x.name, "restore"));
+      return h("span", {class: "sc"}, run, undo);
+    }));
+    if (S.scenario === null && info.current) S.scenario = info.current;
+    renderScenario();
+    document.body.dataset.demo = "1";
   }
 
   // -- charts -----------------------------------------------------------------------------------------
@@ -302,6 +364,7 @@
     select.addEventListener("change", () => setMode(select.value));
     setMode(select.value);
     markDirty("power", "cooling", "jobs", "events");
+    await loadScenarios().catch(() => {});
     connect();
     loadHistory();
     setInterval(loadHistory, 30000);
