@@ -158,7 +158,8 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
         # the rejected DEGRADED did not touch the live state
         assert (await stub.EstimateCollective(REQUEST)) == healthy
 
-        # link counters from telemetry: NIC port counters become NIC and uplink utilization
+        # link counters from telemetry: NIC port counters set NIC utilization (not the uplinks': that traffic is the
+        # jobs' own, which the collective model already routes over the uplinks)
         def samples(t: float, tx: int) -> tpb.TelemetrySamples:
             msg = tpb.TelemetrySamples()
             b = msg.batch
@@ -176,15 +177,16 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
                            lambda r: any(link.link_id == "su1-0000-n00/nic0" for link in r.state.links))
         util = {link.link_id: link.utilization for link in state.state.links}
         assert util["su1-0000-n00/nic0"] == pytest.approx(0.5)
-        assert util["leaf-r0-g0/spine0"] > 0  # part of the NIC's traffic leaves its leaf
+        assert "leaf-r0-g0/spine0" not in util  # the uplinks stay as they were (healthy, idle)
+        assert (await stub.EstimateCollective(REQUEST)) == healthy  # a job's own traffic does not slow it
         assert app.live.stats.unknown_ports == 2  # once per batch
 
     # fabric_state rows: the DOWN and the UP of the uplink, and the counter-derived utilization
     with psycopg.connect(fresh_database) as conn:
         rows = conn.execute("SELECT capacity_fraction, utilization > 0, flapping, site_id FROM fabric_state"
                             " WHERE link_id = %s ORDER BY time", (UPLINK,)).fetchall()
-        # DOWN, UP, then the utilization the NIC counters put on the leaf's uplinks
-        assert [(r[0], r[1], r[2]) for r in rows] == [(0.0, False, False), (1.0, False, False), (1.0, True, False)]
+        # DOWN, UP (NIC counters put nothing on the leaf's uplinks)
+        assert [(r[0], r[1], r[2]) for r in rows] == [(0.0, False, False), (1.0, False, False)]
         assert {r[3] for r in rows} == {"it-fabric"}
         nic = conn.execute("SELECT utilization FROM fabric_state WHERE link_id = 'su1-0000-n00/nic0'").fetchall()
         assert [round(r[0], 6) for r in nic] == [0.5]

@@ -9,8 +9,8 @@ Event ids may also name a switch: a leaf (`leaf-r<rail>-g<group>`: all its uplin
 (`spine<S>`: that spine's uplink from every leaf).
 
 Counter ports: `<node>/nic<K>` is a NIC port, `<leaf>/spine<S>` a leaf's uplink port (switch
-counters). NIC traffic is mapped onto its leaf's uplinks with a uniform-traffic assumption: the share
-of a NIC's bytes that leaves its leaf is (same-rail NICs on other leaves) / (same-rail NICs - 1).
+counters). Each port's counters set its own link's utilization (NIC traffic is not spread onto the
+uplinks: it is the jobs' own traffic, see twin.fabric.domain.link_health.utilization_from_rates).
 """
 
 from __future__ import annotations
@@ -156,20 +156,10 @@ class LinkIndex:
         raise UnknownLink(f"unknown link id {link_id!r}")
 
     # -- link-state layout ----------------------------------------------------------------------
-    @cached_property
-    def leaf_remote_fraction(self) -> np.ndarray:
-        on_leaf = np.bincount(self.nic_leaf[self.nic_exists], minlength=self.n_leaves).astype(np.float64)
-        rail_of_leaf = np.arange(self.n_leaves) % self.rails
-        per_rail = np.bincount(rail_of_leaf, weights=on_leaf, minlength=self.rails)[rail_of_leaf]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(per_rail > 1, (per_rail - on_leaf) / (per_rail - 1), 0.0)
-        return np.clip(frac, 0.0, 1.0)
-
     def layout(self) -> LinkLayout:
         f = self.inventory.spec.fabric
         return LinkLayout(
             n_uplinks=self.n_uplinks, n_nics=self.n_nics, uplink_leaf=self.uplink_leaf, nic_leaf=self.nic_leaf,
-            leaf_remote_fraction=self.leaf_remote_fraction, uplinks_per_leaf=self.spines,
             uplink_bytes_per_s=f.leaf_uplink_gbps * GBPS_TO_BYTES_PER_S,
             nic_bytes_per_s=f.nic_gbps * GBPS_TO_BYTES_PER_S,
         )

@@ -15,7 +15,10 @@ events never roll state back. A flapping link keeps `FLAP_CAPACITY_FACTOR` of it
 (traffic stalls while it retrains; adaptive routing moves part of the load elsewhere).
 
 Utilization comes from cumulative port byte counters: rate = Δbytes / Δt, utilization = rate /
-port speed (max of the tx and rx directions), see `utilization_from_counters`.
+port speed (max of the tx and rx directions), see `utilization_from_rates`. A port's counters set that
+port's own utilization only: NIC counters are never spread onto the leaf's uplinks as "other
+traffic" (they are the running jobs' own collectives, which the collective model already routes over
+the uplinks for the job it times; see `utilization_from_rates`).
 """
 
 from __future__ import annotations
@@ -222,8 +225,6 @@ class LinkLayout:
     n_nics: int
     uplink_leaf: np.ndarray  # (n_uplinks,) leaf index of each uplink
     nic_leaf: np.ndarray  # (n_nics,) leaf index each NIC is cabled to
-    leaf_remote_fraction: np.ndarray  # (n_leaves,) share of a NIC's traffic leaving its leaf
-    uplinks_per_leaf: int
     uplink_bytes_per_s: float
     nic_bytes_per_s: float
 
@@ -236,42 +237,25 @@ def utilization_from_rates(layout: LinkLayout, port_slot: np.ndarray, tx_Bps: np
                            rx_Bps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Utilization per link slot from port rates: returns (slots, utilization 0..1).
 
-    - A port that is an uplink (switch port counters) measures that uplink directly.
-    - A NIC port measures the NIC; the NIC's traffic that leaves its leaf (uniform-traffic
-      assumption: `leaf_remote_fraction`) is spread evenly over that leaf's uplinks (ECMP /
-      adaptive routing). Uplink direction: up = Σ tx · f, down = Σ rx · f over the leaf's NICs.
-    - A direct uplink measurement wins over the NIC-based estimate for the same uplink.
-    Utilization of a direction = rate / port speed; a link's utilization is its busier direction.
+    Each port measures its own link: a NIC port its NIC, a leaf uplink port (switch counters) that
+    uplink. Utilization of a direction = rate / port speed; a link's utilization is its busier direction.
+
+    NIC counters are NOT turned into uplink utilization. The core reads uplink utilization as traffic
+    of *other* jobs competing with the one it times, but the bytes a NIC moves are the running jobs'
+    own collectives, whose spine crossings the collective model already charges to the uplinks. Spreading
+    them onto the leaf's uplinks counted a job against itself, and because a counter rate covers one
+    sampling interval, the answer depended on the phase that interval caught: a communication phase
+    (NICs near line rate) under a 4:1 oversubscribed leaf estimated the uplinks >100 % busy, clipped to
+    1, and the core answered "no bandwidth left" (infinite time) even with every link healthy; a compute
+    phase left them nearly idle. One uplink down then gave a finite slowdown or infinity from run to run.
     """
     slot = np.asarray(port_slot, dtype=np.int64)
     tx = np.asarray(tx_Bps, dtype=np.float64)
     rx = np.asarray(rx_Bps, dtype=np.float64)
-    is_up = slot < layout.n_uplinks
-    out_slots: list[np.ndarray] = []
-    out_util: list[np.ndarray] = []
-
-    nic = ~is_up
-    if nic.any():
-        nic_pos = slot[nic] - layout.n_uplinks
-        out_slots.append(slot[nic])
-        out_util.append(np.maximum(tx[nic], rx[nic]) / layout.nic_bytes_per_s)
-        leaf = layout.nic_leaf[nic_pos]
-        n_leaves = layout.leaf_remote_fraction.shape[0]
-        up = np.bincount(leaf, weights=tx[nic], minlength=n_leaves) * layout.leaf_remote_fraction
-        down = np.bincount(leaf, weights=rx[nic], minlength=n_leaves) * layout.leaf_remote_fraction
-        seen = np.bincount(leaf, minlength=n_leaves) > 0
-        per_uplink = np.maximum(up, down) / (layout.uplinks_per_leaf * layout.uplink_bytes_per_s)
-        est_slots = np.flatnonzero(seen[layout.uplink_leaf])
-        direct = np.unique(slot[is_up])
-        est_slots = est_slots[~np.isin(est_slots, direct)]
-        out_slots.append(est_slots)
-        out_util.append(per_uplink[layout.uplink_leaf[est_slots]])
-    if is_up.any():
-        out_slots.append(slot[is_up])
-        out_util.append(np.maximum(tx[is_up], rx[is_up]) / layout.uplink_bytes_per_s)
-    if not out_slots:
+    if slot.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    return np.concatenate(out_slots), np.clip(np.concatenate(out_util), 0.0, 1.0)
+    speed = np.where(slot < layout.n_uplinks, layout.uplink_bytes_per_s, layout.nic_bytes_per_s)
+    return slot, np.clip(np.maximum(tx, rx) / speed, 0.0, 1.0)
 
 
 def apply_utilization(state: LinkHealth, slots: np.ndarray, utilization: np.ndarray, time_s: float,
