@@ -32,7 +32,7 @@ from twin.cooling.adapters.stream import (
 )
 from twin.cooling.domain.alerts import SENSOR_ABS_TOL_W, SENSOR_REL_TOL
 from twin.cooling.domain.whatif import HORIZON_S
-from twin.cooling.live import CoolingLive
+from twin.cooling.live import MEASURED_MAX_AGE_S, CoolingLive
 from twin.cooling.site import CoolingSite, build_cooling_site
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
@@ -74,6 +74,11 @@ class CoolingConfig(GrpcServiceConfig):
         "seconds of sample time between a rack's calibration steps (0: every sample; ~2 ms per 72-GPU rack, "
         "so a 100k-GPU site at 1 Hz needs ~10)",
     )
+    measured_max_age_s: float = setting(
+        MEASURED_MAX_AGE_S,
+        "a measured plant / CDU reading older than this (s of sample time) expires: the value falls back to "
+        "the event's or the spec's",
+    )
     power_topic: Topic = topics.POWER_STATE
     samples_topic: Topic = topics.TELEMETRY_SAMPLES
     events_topic: Topic = topics.COOLING_EVENTS
@@ -109,6 +114,7 @@ class CoolingApp:
             sensor_abs_tol_w=cfg.sensor_abs_tolerance_w,
             min_calibration_samples=cfg.min_calibration_samples,
             calibrate_interval_s=cfg.calibrate_interval_s,
+            measured_max_age_s=cfg.measured_max_age_s,
         )
         async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
             rt.ready = self.ready
@@ -176,5 +182,6 @@ class CoolingApp:
             f"dlq={self.telemetry_stats.dlq_sent} calibration samples={s.calibration_samples}, "
             f"events={s.events_applied} dlq={self.event_stats.dlq_sent}, evaluations={s.evaluations} "
             f"states={s.states_published} alerts={s.alerts_published} rows={s.rows_written}, "
-            f"cooling={s.last_cooling_w / 1e3:.0f} kW PUE(cooling)={s.last_pue_cooling:.3f}"
+            f"cooling={s.last_cooling_w / 1e3:.0f} kW PUE(cooling)="
+            f"{'n/a' if s.last_pue_cooling is None else f'{s.last_pue_cooling:.3f}'}"
         )

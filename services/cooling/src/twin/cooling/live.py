@@ -12,6 +12,12 @@ Inputs, each applied as it arrives:
   flow, supply and return give ṁ·c_p·ΔT, which is checked against the model's liquid heat.
 - equipment events (``apply_event``): failures, repairs, setpoints, ambient -> ``Conditions``
   (``EventRejected`` for the DLQ: unknown ids, absurd values, events older than the entity's last).
+- equipment telemetry (``apply_equipment``): CDU secondary supply / flow / heat / dp, CRAH return air, and
+  the plant's outdoor dry bulb, wet bulb, tower and chiller power. Measured beats assumed: each tick runs
+  on ``conditions_at(t)``, the event conditions with every reading younger than ``measured_max_age_s``
+  laid over them (a loop's supply and flow from its CDUs, the ambient, the plant's fan and compressor
+  power); an older reading expires and the value falls back to the event's or the spec's. The source of
+  each value is in ``Evaluation.sources`` (and the published loop and plant states).
 
 ``evaluate(time_s)`` runs one ``cooling_tick`` with all of it: every GPU's thermal state advanced
 from the previous evaluation, temperatures, time-to-throttle under the present conditions, the
@@ -34,7 +40,7 @@ from twin.cooling.domain.alerts import (
     suspect_heat_sensors,
 )
 from twin.cooling.domain.events import EquipmentEvent, apply_event
-from twin.cooling.domain.network import Conditions, design_conditions, evaluate
+from twin.cooling.domain.network import Conditions, design_conditions, evaluate, keep_measured
 from twin.cooling.domain.thermal import (
     Calibration,
     CoolantPath,
@@ -79,13 +85,39 @@ class EquipmentReading:
     cdu_return_c: np.ndarray
     cdu_dp_kpa: np.ndarray
     crah_return_air_c: np.ndarray
+    # the plant (NaN: not reported)
+    dry_bulb_c: float = math.nan
+    wet_bulb_c: float = math.nan
+    tower_power_w: float = math.nan
+    chiller_power_w: float = math.nan
+
+
+#: A measured condition older than this expires (back to the event's or the spec's value): equipment is
+#: polled every 10-60 s (Redfish / BMS polling, DESIGN §8), so 300 s is five missed polls of the slowest
+#: (assumption, stated; setting ``measured_max_age_s``).
+MEASURED_MAX_AGE_S = 300.0
+SPEC, EVENT, MEASURED = "spec", "event", "measured"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where each condition of an evaluation comes from."""
+
+    dry_bulb: str = SPEC  # spec | event | measured
+    wet_bulb: str = SPEC
+    facility_setpoint: str = SPEC  # spec | event
+    loop_supply_measured: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    loop_flow_measured: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    fan_power_measured: bool = False
+    compressor_power_measured: bool = False
 
 
 @dataclass
 class Evaluation:
     time_s: float
     tick: CoolingTick
-    cond: Conditions
+    cond: Conditions  # what the tick ran on: the event conditions with fresh measurements laid over them
+    sources: Sources = field(default_factory=Sources)
     sensor_alerts: list[CoolingAlert] = field(default_factory=list)
     sensor_values: dict[str, tuple[float, float]] = field(default_factory=dict)  # rack -> (measured, model) W
 
@@ -100,6 +132,7 @@ class CoolingLive:
         sensor_abs_tol_w: float = SENSOR_ABS_TOL_W,
         min_calibration_samples: int = 5,
         calibrate_interval_s: float = 0.0,
+        measured_max_age_s: float = MEASURED_MAX_AGE_S,
     ) -> None:
         self.site = site
         net = site.network
@@ -108,6 +141,7 @@ class CoolingLive:
         self.sensor_rel_tol, self.sensor_abs_tol_w = sensor_rel_tol, sensor_abs_tol_w
         self.min_calibration_samples = min_calibration_samples
         self.calibrate_interval_s = calibrate_interval_s
+        self.measured_max_age_s = measured_max_age_s
         n_racks, n_gpus = net.n_racks, len(site.gpus.gpu_rack)
         self.rack_it_w = np.full(n_racks, np.nan)
         self.rack_time = np.full(n_racks, -np.inf)
@@ -129,6 +163,9 @@ class CoolingLive:
         self.cdu_meas = {k: np.full(n_cdu, np.nan) for k in ("heat", "flow", "supply", "return", "dp")}
         self.cdu_meas_time = np.full(n_cdu, -np.inf)
         self.crah_return_air = np.full(n_crah, np.nan)
+        # plant readings, each with its own time (a sample may carry only some of them)
+        self.plant_meas = {k: math.nan for k in ("dry_bulb", "wet_bulb", "tower", "chiller")}
+        self.plant_meas_time = dict.fromkeys(self.plant_meas, -math.inf)
         self.thermal: ThermalState | None = None
         self.last: Evaluation | None = None
         gr = site.gpus.gpu_rack
@@ -242,7 +279,78 @@ class CoolingLive:
             n += int(newer.sum())
             ok = np.isfinite(r.crah_return_air_c)
             self.crah_return_air[ok] = r.crah_return_air_c[ok]
+            for key, v in (
+                ("dry_bulb", r.dry_bulb_c),
+                ("wet_bulb", r.wet_bulb_c),
+                ("tower", r.tower_power_w),
+                ("chiller", r.chiller_power_w),
+            ):
+                if math.isfinite(v) and r.time_s >= self.plant_meas_time[key]:
+                    self.plant_meas[key], self.plant_meas_time[key] = float(v), r.time_s
         return n
+
+    def conditions_at(self, time_s: float) -> tuple[Conditions, Sources]:
+        """The event conditions with the readings no older than ``measured_max_age_s`` at ``time_s`` laid
+        over them, and where each value comes from. A loop's measured supply is the flow-weighted mean of its
+        healthy CDUs' fresh secondary supply readings (any of them); its measured flow the sum of their fresh
+        flow readings, only when every healthy CDU of the loop reports one (a partial sum is not the loop's)."""
+        net, cond, age = self.net, self.cond, self.measured_max_age_s
+        n_loops = len(net.loop_ids)
+
+        def fresh(t: float) -> bool:
+            return time_s - t <= age
+
+        ok = cond.cdu_up & (time_s - self.cdu_meas_time <= age) & (net.cdu_loop >= 0)
+        loop = np.where(ok, net.cdu_loop, 0)
+        supply, flow = self.cdu_meas["supply"], self.cdu_meas["flow"]
+        s_ok = ok & np.isfinite(supply)
+        weight = np.where(np.isfinite(flow) & (flow > 0), flow, net.cdu_flow_lpm)
+        w_sum = np.bincount(loop[s_ok], weights=weight[s_ok], minlength=n_loops)
+        t_sum = np.bincount(loop[s_ok], weights=(weight * supply)[s_ok], minlength=n_loops)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loop_supply = np.where(w_sum > 0, t_sum / np.where(w_sum > 0, w_sum, 1.0), np.nan)
+        up = cond.cdu_up & (net.cdu_loop >= 0)
+        f_ok = ok & np.isfinite(flow) & (flow >= 0)
+        n_up = np.bincount(net.cdu_loop[up], minlength=n_loops)
+        n_rep = np.bincount(loop[f_ok], minlength=n_loops)
+        f_sum = np.bincount(loop[f_ok], weights=flow[f_ok], minlength=n_loops)
+        loop_flow = np.where((n_up > 0) & (n_rep == n_up), f_sum, np.nan)
+        m, mt = self.plant_meas, self.plant_meas_time
+
+        def ambient(key: str, event_value: float, design: float) -> tuple[float, str]:
+            if fresh(mt[key]):
+                return m[key], MEASURED
+            return event_value, SPEC if event_value == design else EVENT
+
+        dry, dry_src = ambient("dry_bulb", cond.dry_bulb_c, net.design_dry_bulb_c)
+        wet, wet_src = ambient("wet_bulb", cond.wet_bulb_c, net.design_wet_bulb_c)
+        if wet > dry:  # one fresh, the other not: a wet bulb never exceeds its dry bulb
+            wet = dry
+        fan = m["tower"] if fresh(mt["tower"]) else math.nan
+        comp = m["chiller"] if fresh(mt["chiller"]) else math.nan
+        eff = cond.with_(
+            dry_bulb_c=dry,
+            wet_bulb_c=wet,
+            loop_supply_meas_c=loop_supply,
+            loop_flow_meas_lpm=loop_flow,
+            plant_fan_meas_w=fan,
+            plant_compressor_meas_w=comp,
+        )
+        src = Sources(
+            dry_bulb=dry_src,
+            wet_bulb=wet_src,
+            facility_setpoint=SPEC if cond.facility_supply_c == net.facility_supply_c else EVENT,
+            loop_supply_measured=np.isfinite(loop_supply),
+            loop_flow_measured=np.isfinite(loop_flow),
+            fan_power_measured=math.isfinite(fan),
+            compressor_power_measured=math.isfinite(comp),
+        )
+        return eff, src
+
+    def present_conditions(self) -> Conditions:
+        """The event conditions in force with the readings fresh at the last evaluation's time: the base of a
+        what-if (before any evaluation, no reading counts)."""
+        return self.conditions_at(-math.inf if self.last is None else self.last.time_s)[0]
 
     def _coolant_of(self, idx: np.ndarray) -> np.ndarray:
         if self.last is None:
@@ -262,12 +370,13 @@ class CoolingLive:
         prev = self.last
         dt = 0.0 if prev is None else max(time_s - prev.time_s, 0.0)
         board = np.where(self.gpu_time > -np.inf, self.board_w, np.nan)
+        cond, sources = self.conditions_at(time_s)
         tick = cooling_tick(
             self.net,
             self.site.gpus,
             self.params,
             self.thermal,
-            self.cond,
+            cond,
             self.current_rack_it_w(),
             dt,
             board_w=board,
@@ -275,7 +384,7 @@ class CoolingLive:
             horizon_s=self.horizon_s,
         )
         self.thermal = tick.thermal
-        ev = Evaluation(time_s=time_s, tick=tick, cond=self.cond)
+        ev = Evaluation(time_s=time_s, tick=tick, cond=cond, sources=sources)
         self._sensor_checks(ev)
         self.last = ev
         return ev
@@ -354,15 +463,21 @@ class CoolingLive:
             )
 
     # -- what-ifs ---------------------------------------------------------------------------------
-    def what_if(self, cond_after: Conditions, horizon_s: float) -> ThrottleForecast:
+    def what_if(
+        self, cond_after: Conditions, horizon_s: float, before: Conditions | None = None
+    ) -> ThrottleForecast:
         """Time-to-throttle of every GPU with its present power held, from its present thermal state, after the
         change (numpy reads of the live arrays only: safe in a worker thread). Racks that have no flow now
-        (their coolant undefined) start from the coolant their GPUs last saw, as in the tick."""
+        (their coolant undefined) start from the coolant their GPUs last saw, as in the tick. The present
+        runs on the measured conditions of the last evaluation; the change keeps a measurement only where it
+        leaves that measurement's inputs alone (``network.keep_measured``)."""
         gpus, net = self.site.gpus, self.net
         rack_w = self.current_rack_it_w()
         board, _ = gpu_power(gpus, rack_w, np.where(self.gpu_time > -np.inf, self.board_w, np.nan))
         core, hbm = split_power(board, self.mem_act, gpus.hbm_peak_TBps)
-        before = evaluate(net, rack_w, self.cond)
+        now = self.present_conditions() if before is None else before
+        cond_after = keep_measured(net, now, cond_after)
+        before = evaluate(net, rack_w, now)
         after = evaluate(net, rack_w, cond_after)
         state = self.thermal
         if state is None:

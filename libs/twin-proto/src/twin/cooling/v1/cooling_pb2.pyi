@@ -27,6 +27,13 @@ class ValueSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALUE_SOURCE_MODELLED: _ClassVar[ValueSource]
     VALUE_SOURCE_MIXED: _ClassVar[ValueSource]
 
+class ConditionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONDITION_SOURCE_UNSPECIFIED: _ClassVar[ConditionSource]
+    CONDITION_SOURCE_SPEC: _ClassVar[ConditionSource]
+    CONDITION_SOURCE_EVENT: _ClassVar[ConditionSource]
+    CONDITION_SOURCE_MEASURED: _ClassVar[ConditionSource]
+
 class Redundancy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REDUNDANCY_UNSPECIFIED: _ClassVar[Redundancy]
@@ -73,6 +80,10 @@ VALUE_SOURCE_UNSPECIFIED: ValueSource
 VALUE_SOURCE_MEASURED: ValueSource
 VALUE_SOURCE_MODELLED: ValueSource
 VALUE_SOURCE_MIXED: ValueSource
+CONDITION_SOURCE_UNSPECIFIED: ConditionSource
+CONDITION_SOURCE_SPEC: ConditionSource
+CONDITION_SOURCE_EVENT: ConditionSource
+CONDITION_SOURCE_MEASURED: ConditionSource
 REDUNDANCY_UNSPECIFIED: Redundancy
 REDUNDANCY_N: Redundancy
 REDUNDANCY_N_PLUS_1: Redundancy
@@ -159,7 +170,7 @@ class CduDetail(_message.Message):
     def __init__(self, loop_id: _Optional[str] = ..., up: _Optional[bool] = ..., heat_removed_w: _Optional[float] = ..., load_fraction: _Optional[float] = ..., flow_lpm: _Optional[float] = ..., pump_speed_fraction: _Optional[float] = ..., pump_power_w: _Optional[float] = ..., supply_temp_c: _Optional[float] = ..., return_temp_c: _Optional[float] = ..., differential_pressure_kpa: _Optional[float] = ...) -> None: ...
 
 class LoopDetail(_message.Message):
-    __slots__ = ("redundancy", "cdu_ids", "heat_w", "capacity_w", "capacity_if_one_fails_w", "flow_lpm", "flow_demand_lpm", "supply_temp_c", "return_temp_c", "carries", "survives_one_more")
+    __slots__ = ("redundancy", "cdu_ids", "heat_w", "capacity_w", "capacity_if_one_fails_w", "flow_lpm", "flow_demand_lpm", "supply_temp_c", "return_temp_c", "carries", "survives_one_more", "supply_temp_source", "flow_source")
     REDUNDANCY_FIELD_NUMBER: _ClassVar[int]
     CDU_IDS_FIELD_NUMBER: _ClassVar[int]
     HEAT_W_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +182,8 @@ class LoopDetail(_message.Message):
     RETURN_TEMP_C_FIELD_NUMBER: _ClassVar[int]
     CARRIES_FIELD_NUMBER: _ClassVar[int]
     SURVIVES_ONE_MORE_FIELD_NUMBER: _ClassVar[int]
+    SUPPLY_TEMP_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_SOURCE_FIELD_NUMBER: _ClassVar[int]
     redundancy: Redundancy
     cdu_ids: _containers.RepeatedScalarFieldContainer[str]
     heat_w: float
@@ -182,7 +195,9 @@ class LoopDetail(_message.Message):
     return_temp_c: float
     carries: bool
     survives_one_more: bool
-    def __init__(self, redundancy: _Optional[_Union[Redundancy, str]] = ..., cdu_ids: _Optional[_Iterable[str]] = ..., heat_w: _Optional[float] = ..., capacity_w: _Optional[float] = ..., capacity_if_one_fails_w: _Optional[float] = ..., flow_lpm: _Optional[float] = ..., flow_demand_lpm: _Optional[float] = ..., supply_temp_c: _Optional[float] = ..., return_temp_c: _Optional[float] = ..., carries: _Optional[bool] = ..., survives_one_more: _Optional[bool] = ...) -> None: ...
+    supply_temp_source: ValueSource
+    flow_source: ValueSource
+    def __init__(self, redundancy: _Optional[_Union[Redundancy, str]] = ..., cdu_ids: _Optional[_Iterable[str]] = ..., heat_w: _Optional[float] = ..., capacity_w: _Optional[float] = ..., capacity_if_one_fails_w: _Optional[float] = ..., flow_lpm: _Optional[float] = ..., flow_demand_lpm: _Optional[float] = ..., supply_temp_c: _Optional[float] = ..., return_temp_c: _Optional[float] = ..., carries: _Optional[bool] = ..., survives_one_more: _Optional[bool] = ..., supply_temp_source: _Optional[_Union[ValueSource, str]] = ..., flow_source: _Optional[_Union[ValueSource, str]] = ...) -> None: ...
 
 class CrahDetail(_message.Message):
     __slots__ = ("air_group_id", "up", "heat_removed_w", "load_fraction", "fan_power_w", "supply_air_temp_c", "return_air_temp_c")
@@ -223,7 +238,7 @@ class AirGroupDetail(_message.Message):
     def __init__(self, redundancy: _Optional[_Union[Redundancy, str]] = ..., crah_ids: _Optional[_Iterable[str]] = ..., heat_w: _Optional[float] = ..., capacity_w: _Optional[float] = ..., capacity_if_one_fails_w: _Optional[float] = ..., inlet_rise_k: _Optional[float] = ..., carries: _Optional[bool] = ..., survives_one_more: _Optional[bool] = ...) -> None: ...
 
 class PlantDetail(_message.Message):
-    __slots__ = ("heat_load_w", "capacity_w", "plant_power_w", "fan_power_w", "compressor_power_w", "facility_pump_power_w", "cooling_power_w", "it_power_w", "pue_cooling", "facility_supply_temp_c", "facility_supply_setpoint_c", "dry_bulb_temp_c", "wet_bulb_temp_c")
+    __slots__ = ("heat_load_w", "capacity_w", "plant_power_w", "fan_power_w", "compressor_power_w", "facility_pump_power_w", "cooling_power_w", "it_power_w", "pue_cooling", "facility_supply_temp_c", "facility_supply_setpoint_c", "dry_bulb_temp_c", "wet_bulb_temp_c", "dry_bulb_source", "wet_bulb_source", "facility_supply_setpoint_source", "fan_power_source", "compressor_power_source")
     HEAT_LOAD_W_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_W_FIELD_NUMBER: _ClassVar[int]
     PLANT_POWER_W_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +252,11 @@ class PlantDetail(_message.Message):
     FACILITY_SUPPLY_SETPOINT_C_FIELD_NUMBER: _ClassVar[int]
     DRY_BULB_TEMP_C_FIELD_NUMBER: _ClassVar[int]
     WET_BULB_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    DRY_BULB_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    WET_BULB_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FACILITY_SUPPLY_SETPOINT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FAN_POWER_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSOR_POWER_SOURCE_FIELD_NUMBER: _ClassVar[int]
     heat_load_w: float
     capacity_w: float
     plant_power_w: float
@@ -250,7 +270,12 @@ class PlantDetail(_message.Message):
     facility_supply_setpoint_c: float
     dry_bulb_temp_c: float
     wet_bulb_temp_c: float
-    def __init__(self, heat_load_w: _Optional[float] = ..., capacity_w: _Optional[float] = ..., plant_power_w: _Optional[float] = ..., fan_power_w: _Optional[float] = ..., compressor_power_w: _Optional[float] = ..., facility_pump_power_w: _Optional[float] = ..., cooling_power_w: _Optional[float] = ..., it_power_w: _Optional[float] = ..., pue_cooling: _Optional[float] = ..., facility_supply_temp_c: _Optional[float] = ..., facility_supply_setpoint_c: _Optional[float] = ..., dry_bulb_temp_c: _Optional[float] = ..., wet_bulb_temp_c: _Optional[float] = ...) -> None: ...
+    dry_bulb_source: ConditionSource
+    wet_bulb_source: ConditionSource
+    facility_supply_setpoint_source: ConditionSource
+    fan_power_source: ValueSource
+    compressor_power_source: ValueSource
+    def __init__(self, heat_load_w: _Optional[float] = ..., capacity_w: _Optional[float] = ..., plant_power_w: _Optional[float] = ..., fan_power_w: _Optional[float] = ..., compressor_power_w: _Optional[float] = ..., facility_pump_power_w: _Optional[float] = ..., cooling_power_w: _Optional[float] = ..., it_power_w: _Optional[float] = ..., pue_cooling: _Optional[float] = ..., facility_supply_temp_c: _Optional[float] = ..., facility_supply_setpoint_c: _Optional[float] = ..., dry_bulb_temp_c: _Optional[float] = ..., wet_bulb_temp_c: _Optional[float] = ..., dry_bulb_source: _Optional[_Union[ConditionSource, str]] = ..., wet_bulb_source: _Optional[_Union[ConditionSource, str]] = ..., facility_supply_setpoint_source: _Optional[_Union[ConditionSource, str]] = ..., fan_power_source: _Optional[_Union[ValueSource, str]] = ..., compressor_power_source: _Optional[_Union[ValueSource, str]] = ...) -> None: ...
 
 class CoolingState(_message.Message):
     __slots__ = ("site_id", "entity_id", "scope", "state_time", "source", "rack", "cdu", "loop", "crah", "air_group", "plant")

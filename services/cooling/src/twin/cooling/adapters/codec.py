@@ -20,10 +20,16 @@ from twin.cooling.domain.events import KINDS as EVENT_KINDS
 from twin.cooling.domain.events import EquipmentEvent
 from twin.cooling.domain.network import Conditions, CoolingNetwork, CoolingState
 from twin.cooling.domain.whatif import HORIZON_S, ThrottleForecast, what_if
+from twin.cooling.live import EVENT, SPEC, Sources
 from twin.cooling.v1 import cooling_pb2 as pb
 
 _NS = uuid.UUID("5b7e2f0c-9a41-4c8e-8d2b-3f6a1c0e7d94")
 MEASURED, MODELLED, MIXED = "measured", "modelled", "mixed"
+_CONDITION_SOURCE = {
+    SPEC: pb.CONDITION_SOURCE_SPEC,
+    EVENT: pb.CONDITION_SOURCE_EVENT,
+    MEASURED: pb.CONDITION_SOURCE_MEASURED,
+}
 _SOURCE = {
     MEASURED: pb.VALUE_SOURCE_MEASURED,
     MODELLED: pb.VALUE_SOURCE_MODELLED,
@@ -88,8 +94,14 @@ def states(
     rack_max_gpu_c: np.ndarray | None = None,
     rack_max_hbm_c: np.ndarray | None = None,
     fc: ThrottleForecast | None = None,
+    sources: Sources | None = None,
 ) -> list[pb.CoolingState]:
-    """Every entity's state for one tick: racks, CDUs, loops, CRAHs, air groups, the plant."""
+    """Every entity's state for one tick: racks, CDUs, loops, CRAHs, air groups, the plant. ``sources``: where
+    the conditions came from (measured loop supply / flow, ambient, plant power); None: all modelled / spec."""
+    srcs = Sources() if sources is None else sources
+    n_loops = len(net.loop_ids)
+    loop_sup_meas = srcs.loop_supply_measured if len(srcs.loop_supply_measured) else np.zeros(n_loops, bool)
+    loop_flow_meas = srcs.loop_flow_measured if len(srcs.loop_flow_measured) else np.zeros(n_loops, bool)
     ts = timestamp(time_s)
     src = _SOURCE[source]
     out: list[pb.CoolingState] = []
@@ -144,6 +156,10 @@ def states(
         d.flow_lpm, d.flow_demand_lpm = _f(st.loop_flow_lpm[g]), _f(st.loop_flow_demand_lpm[g])
         d.supply_temp_c, d.return_temp_c = _f(st.loop_supply_c[g]), _f(st.loop_return_c[g])
         d.carries, d.survives_one_more = bool(st.loop_carries[g]), bool(st.loop_survives_one_more[g])
+        d.supply_temp_source = pb.VALUE_SOURCE_MEASURED if loop_sup_meas[g] else pb.VALUE_SOURCE_MODELLED
+        d.flow_source = pb.VALUE_SOURCE_MEASURED if loop_flow_meas[g] else pb.VALUE_SOURCE_MODELLED
+        if loop_sup_meas[g] or loop_flow_meas[g]:
+            m.source = pb.VALUE_SOURCE_MIXED
         out.append(m)
     for i, cid in enumerate(net.crah_ids):
         m = head(cid, pb.COOLING_SCOPE_CRAH)
@@ -175,12 +191,27 @@ def states(
     )
     p.fan_power_w, p.compressor_power_w = _f(st.plant_fan_w.sum()), _f(st.plant_compressor_w.sum())
     p.facility_pump_power_w, p.cooling_power_w = _f(st.facility_pump_w), _f(st.cooling_power_w)
-    p.it_power_w, p.pue_cooling = _f(st.it_power_w), _f(st.pue_cooling_part)
+    p.it_power_w = _f(st.it_power_w)
+    pue = st.pue_cooling_part
+    if pue is not None:
+        p.pue_cooling = pue
     p.facility_supply_temp_c, p.facility_supply_setpoint_c = (
         _f(st.facility_supply_c),
         _f(cond.facility_supply_c),
     )
     p.dry_bulb_temp_c, p.wet_bulb_temp_c = _f(cond.dry_bulb_c), _f(cond.wet_bulb_c)
+    p.dry_bulb_source, p.wet_bulb_source = _CONDITION_SOURCE[srcs.dry_bulb], _CONDITION_SOURCE[srcs.wet_bulb]
+    p.facility_supply_setpoint_source = _CONDITION_SOURCE[srcs.facility_setpoint]
+    p.fan_power_source = pb.VALUE_SOURCE_MEASURED if srcs.fan_power_measured else pb.VALUE_SOURCE_MODELLED
+    p.compressor_power_source = (
+        pb.VALUE_SOURCE_MEASURED if srcs.compressor_power_measured else pb.VALUE_SOURCE_MODELLED
+    )
+    if (
+        MEASURED in (srcs.dry_bulb, srcs.wet_bulb)
+        or srcs.fan_power_measured
+        or srcs.compressor_power_measured
+    ):
+        m.source = pb.VALUE_SOURCE_MIXED
     out.append(m)
     return out
 
@@ -332,10 +363,12 @@ def what_if_outcome(net: CoolingNetwork, fc: ThrottleForecast) -> pb.WhatIfOutco
         plant_power_after_w=a.plant_power_w,
         cooling_power_before_w=b.cooling_power_w,
         cooling_power_after_w=a.cooling_power_w,
-        pue_cooling_before=b.pue_cooling_part,
-        pue_cooling_after=a.pue_cooling_part,
         facility_supply_temp_after_c=a.facility_supply_c,
     )
+    if b.pue_cooling_part is not None:
+        out.pue_cooling_before = b.pue_cooling_part
+    if a.pue_cooling_part is not None:
+        out.pue_cooling_after = a.pue_cooling_part
     out.loops_not_carrying.extend(net.loop_ids[i] for i in np.flatnonzero(~a.loop_carries))
     out.air_groups_not_carrying.extend(net.air_group_ids[i] for i in np.flatnonzero(~a.air_carries))
     out.redundancy_carries = bool(a.loop_carries.all() and a.air_carries.all())

@@ -79,11 +79,7 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
             if not request.HasField("start_time"):
                 raise InvalidArgument("start_time", "required")
             start = _time(request.start_time, "start_time")
-            end = (
-                _time(request.end_time, "end_time")
-                if request.HasField("end_time")
-                else self.clock.now()
-            )
+            end = _time(request.end_time, "end_time") if request.HasField("end_time") else self.clock.now()
             if end <= start:
                 raise InvalidArgument("end_time", "must be after start_time")
             if request.max_points > MAX_HISTORY_POINTS:
@@ -94,7 +90,9 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
         return pb.GetHistoryResponse(states=await self.store.history(request.entity_id, start, end, n))
 
     async def WhatIfFailure(self, request: pb.WhatIfFailureRequest, context) -> pb.WhatIfFailureResponse:
-        cond = self.live.cond  # read on the event loop, where events change it
+        # read on the event loop, where events and equipment telemetry change it: the event conditions with
+        # the fresh measurements over them (a what-if changes the present the twin runs on)
+        cond = self.live.present_conditions()
 
         def work(_: Deadline) -> pb.WhatIfFailureResponse:
             if not (
@@ -110,13 +108,13 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
             except CodecError as exc:
                 raise _request_error(exc) from None
             return pb.WhatIfFailureResponse(
-                outcome=codec.what_if_outcome(self.net, self.live.what_if(after, horizon))
+                outcome=codec.what_if_outcome(self.net, self.live.what_if(after, horizon, before=cond))
             )
 
         return await _rpc.run("WhatIfFailure", context, work, heavy=True)
 
     async def WhatIfSetpoint(self, request: pb.WhatIfSetpointRequest, context) -> pb.WhatIfSetpointResponse:
-        cond = self.live.cond
+        cond = self.live.present_conditions()
 
         def work(_: Deadline) -> pb.WhatIfSetpointResponse:
             if not any(
@@ -132,7 +130,7 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
             except CodecError as exc:
                 raise _request_error(exc) from None
             return pb.WhatIfSetpointResponse(
-                outcome=codec.what_if_outcome(self.net, self.live.what_if(after, horizon))
+                outcome=codec.what_if_outcome(self.net, self.live.what_if(after, horizon, before=cond))
             )
 
         return await _rpc.run("WhatIfSetpoint", context, work, heavy=True)

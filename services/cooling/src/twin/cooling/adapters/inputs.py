@@ -5,7 +5,8 @@ other components (PDU ... site) are not inputs and are skipped, not rejected.
 telemetry.samples.v1: GPU board power, temperatures and memory activity of one rack, and the rack's
 coolant flow / supply / return when its sensors report them (proto3 zero = not reported); or an
 equipment batch (``batch.equipment``: CDU heat removed, secondary flow and temperatures, differential
-pressure; CRAH return air), NaN = not reported.
+pressure; CRAH return air; the plant's outdoor dry and wet bulb, tower and chiller power), NaN = not
+reported. A plant value outside its range (or a wet bulb above the dry bulb) rejects the batch (DLQ).
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def gpu_reading(msg: tpb.TelemetrySamples, inv: Inventory, site_id: str) -> GpuR
     )
 
 
+#: Outdoor air -60..60 °C: recorded extremes are -68 / +57 °C (WMO); the events' ambient range.
+OUTDOOR_RANGE_C = (-60.0, 60.0)
+
+
 def is_equipment(msg: tpb.TelemetrySamples) -> bool:
     return msg.batch.HasField("equipment")
 
@@ -132,6 +137,26 @@ def equipment_reading(msg: tpb.TelemetrySamples, net: CoolingNetwork, site_id: s
         if i is None:
             raise CodecError(f"batch.equipment.crahs[{j}].crah_id", f"unknown CRAH {c.crah_id!r}")
         ret_air[i] = c.return_air_temp_c if math.isfinite(c.return_air_temp_c) else math.nan
+    plant = dict.fromkeys(("dry_bulb_c", "wet_bulb_c", "tower_power_w", "chiller_power_w"), math.nan)
+    if b.equipment.HasField("plant"):
+        pl = b.equipment.plant
+        for key, name, lo, hi, unit in (
+            ("dry_bulb_c", "outdoor_temp_c", *OUTDOOR_RANGE_C, "°C"),
+            ("wet_bulb_c", "wet_bulb_temp_c", *OUTDOOR_RANGE_C, "°C"),
+            ("tower_power_w", "tower_power_w", 0.0, math.inf, "W"),
+            ("chiller_power_w", "chiller_power_w", 0.0, math.inf, "W"),
+        ):
+            v = getattr(pl, name)
+            if math.isnan(v):
+                continue  # NaN: not measured (telemetry.proto PlantSample)
+            if not (math.isfinite(v) and lo <= v <= hi):
+                raise CodecError(f"batch.equipment.plant.{name}", f"{v} outside {lo}..{hi} {unit}")
+            plant[key] = float(v)
+        if plant["wet_bulb_c"] > plant["dry_bulb_c"]:
+            raise CodecError(
+                "batch.equipment.plant.wet_bulb_temp_c",
+                f"{plant['wet_bulb_c']} above the dry bulb {plant['dry_bulb_c']} (a wet bulb never exceeds it)",
+            )
     return EquipmentReading(
         time_s=seconds(b.sample_time),
         cdu_heat_w=cols["heat"],
@@ -140,4 +165,5 @@ def equipment_reading(msg: tpb.TelemetrySamples, net: CoolingNetwork, site_id: s
         cdu_return_c=cols["return"],
         cdu_dp_kpa=cols["dp"],
         crah_return_air_c=ret_air,
+        **plant,
     )

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from opentelemetry import trace
 
 from twin.cooling.adapters import codec
 from twin.cooling.adapters.codec import CodecError
@@ -50,9 +51,11 @@ from twin.cooling.domain.events import EventRejected
 from twin.cooling.live import CoolingLive, Evaluation
 from twin.cooling.v1 import cooling_pb2 as pb
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 
 log = logging.getLogger("twin.cooling.stream")
+_tracer = trace.get_tracer("twin.cooling")
 _NS = uuid.UUID("0c2d7d4e-3b8a-4f61-a1c5-7e9d2f4b6a83")
 
 
@@ -73,7 +76,7 @@ class StreamStats:
     rows_written: int = 0
     restored_racks: int = 0
     last_cooling_w: float = 0.0
-    last_pue_cooling: float = 0.0
+    last_pue_cooling: float | None = None  # None: no IT power (PUE undefined)
 
 
 def _resolution(name: str, min_change_w: float) -> float:
@@ -146,6 +149,7 @@ class CoolingPipeline:
     floor_s: float = -math.inf  # the newest stored / evaluated state time
     pending_since: float | None = None  # monotonic time of the first rack state not evaluated yet
     last_plant: pb.CoolingState | None = None  # the plant state last published (what the power twin adds)
+    causes: Causes = field(default_factory=Causes)  # rack states / events since the last tick (trace context)
 
     @property
     def site_id(self) -> str:
@@ -222,9 +226,13 @@ class CoolingPipeline:
 
     async def _evaluate(self, time_s: float) -> Evaluation:
         live = self.live
-        ev = await asyncio.to_thread(live.evaluate, time_s)
+        # the tick runs in the trace of the input that completed it (the newest cause), linked to the others
+        span = self.causes.span(_tracer, "cooling evaluate", attributes={"twin.site_id": self.site_id,
+                                                                         "twin.tick.time_s": time_s})
         try:
-            await self._emit(ev, time_s)
+            with span:
+                ev = await asyncio.to_thread(live.evaluate, time_s)
+                await self._emit(ev, time_s)
         except BaseException:
             # the batch is redelivered but brings nothing new: evaluate this tick again then (dt = 0)
             self.pending_since = self.monotonic()
@@ -243,6 +251,7 @@ class CoolingPipeline:
             rack_max_gpu_c=tick.rack_max_gpu_c,
             rack_max_hbm_c=tick.rack_max_hbm_c,
             fc=tick.forecast,
+            sources=ev.sources,
         )
         self._measured(states)
         moved = [s for s in states if changed(self.published.get(s.entity_id), s, self.min_change_w)]
@@ -253,7 +262,8 @@ class CoolingPipeline:
             for s in moved
         ]
         futures += [
-            await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id) for a in alerts
+            await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id, traced=True)
+            for a in alerts
         ]
         if futures:
             await asyncio.gather(*futures)
@@ -268,7 +278,7 @@ class CoolingPipeline:
         self.stats.alerts_published += len(alerts)
         self.stats.last_cooling_w, self.stats.last_pue_cooling = (
             float(st.cooling_power_w),
-            float(st.pue_cooling_part),
+            st.pue_cooling_part,
         )
 
     def _measured(self, states: list[pb.CoolingState]) -> None:
@@ -327,6 +337,7 @@ class PowerHandler:
                 continue
             if u is not None:
                 updates.append(u)
+                p.causes.add((rec,))
         async with p.lock:
             if p.live.apply_power(updates) and p.pending_since is None:
                 p.pending_since = p.monotonic()
@@ -388,6 +399,7 @@ class EventHandler:
                     rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
                     continue
                 latest = max(latest, ev.time_s)
+                p.causes.add((rec,))
                 p.stats.events_applied += 1
                 log.info(
                     "cooling event %s %s at %.3f applied",

@@ -13,6 +13,11 @@ dry coolers, where the speed needed grows as the ambient eats the approach; chil
 by the Carnot ratio to their rating, with free cooling when the ambient allows. A plant that cannot
 hold the setpoint lets the facility supply rise.
 
+Measured beats assumed: where ``Conditions`` carries a measured loop supply or flow (from its CDUs'
+telemetry) or the plant's measured fan / compressor power, that value replaces the model's (the rest of
+the chain follows from it: rack flows, returns, GPU coolant, cooling power). Measured ambient arrives as
+the conditions' dry and wet bulb.
+
 Everything is a ``np.bincount`` or an index over these arrays, so a tick is a few vector operations.
 """
 
@@ -108,9 +113,83 @@ class Conditions:
     crah_supply_c: np.ndarray  # supply air setpoint per CRAH
     plant_up: np.ndarray  # bool per plant unit
     rack_flow_factor: np.ndarray  # valve / blockage per rack (0..1)
+    # measured values that replace the model's where finite (measured beats assumed; NaN / None: not measured).
+    # The live twin sets them from fresh equipment telemetry (``CoolingLive.conditions_at``).
+    loop_supply_meas_c: np.ndarray | None = None  # secondary supply per loop
+    loop_flow_meas_lpm: np.ndarray | None = None  # secondary flow per loop (its healthy CDUs' pumps)
+    plant_fan_meas_w: float = float("nan")  # towers / dry coolers, site total
+    plant_compressor_meas_w: float = float("nan")  # chillers, site total
+
+    @property
+    def measured(self) -> bool:
+        return (
+            _any_finite(self.loop_supply_meas_c)
+            or _any_finite(self.loop_flow_meas_lpm)
+            or np.isfinite(self.plant_fan_meas_w)
+            or np.isfinite(self.plant_compressor_meas_w)
+        )
+
+    def without_measurements(self) -> Conditions:
+        return replace(
+            self,
+            loop_supply_meas_c=None,
+            loop_flow_meas_lpm=None,
+            plant_fan_meas_w=float("nan"),
+            plant_compressor_meas_w=float("nan"),
+        )
 
     def with_(self, **changes) -> Conditions:
         return replace(self, **changes)
+
+
+def _any_finite(a: np.ndarray | None) -> bool:
+    return a is not None and bool(np.isfinite(a).any())
+
+
+def _measured_or(meas: np.ndarray | None, model: np.ndarray) -> np.ndarray:
+    return model if meas is None else np.where(np.isfinite(meas), meas, model)
+
+
+def keep_measured(net: CoolingNetwork, before: Conditions, after: Conditions) -> Conditions:
+    """A what-if's conditions with the measurements kept only where the change leaves their inputs alone: a
+    loop's measured supply and flow while none of its CDUs changed (health, flow) and the facility supply
+    setpoint did not move; the plant's measured power while the plant's units, ambient and setpoint did not
+    change. Everything the what-if touches is the model's (a measurement describes now, not the change)."""
+    if not before.measured:
+        return after.without_measurements()
+    cdu_same = (before.cdu_up == after.cdu_up) & (before.cdu_flow_factor == after.cdu_flow_factor)
+    n_loops = len(net.loop_ids)
+    changed = _bincount(net.cdu_loop, (~cdu_same).astype(float), n_loops) > 0
+    if after.facility_supply_c != before.facility_supply_c:
+        changed[:] = True
+    plant_same = (
+        bool(np.array_equal(before.plant_up, after.plant_up))
+        and after.dry_bulb_c == before.dry_bulb_c
+        and after.wet_bulb_c == before.wet_bulb_c
+        and after.facility_supply_c == before.facility_supply_c
+    )
+
+    def loops(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.where(changed, np.nan, a)
+
+    return replace(
+        after,
+        loop_supply_meas_c=loops(before.loop_supply_meas_c),
+        loop_flow_meas_lpm=loops(before.loop_flow_meas_lpm),
+        plant_fan_meas_w=before.plant_fan_meas_w if plant_same else float("nan"),
+        plant_compressor_meas_w=before.plant_compressor_meas_w if plant_same else float("nan"),
+    )
+
+
+def _spread(total: float, model: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """A measured site total over units: in proportion to the model's per-unit values, else to ``weight``."""
+    if not np.isfinite(total):
+        return model
+    for w in (model, weight):
+        s = float(np.sum(w))
+        if s > 0:
+            return total * w / s
+    return np.zeros_like(model)
 
 
 def design_conditions(
@@ -179,13 +258,12 @@ class CoolingState:
     it_power_w: float
 
     @property
-    def pue_cooling_part(self) -> float:
-        """(IT + cooling) / IT: the cooling share of PUE (the power twin adds chain losses)."""
-        return (
-            (self.it_power_w + self.cooling_power_w) / self.it_power_w
-            if self.it_power_w > 0
-            else float("nan")
-        )
+    def pue_cooling_part(self) -> float | None:
+        """(IT + cooling) / IT: the cooling share of PUE (the power twin adds chain losses). None when the IT
+        power is 0: PUE is undefined there (The Green Grid, WP#49: PUE = total facility / IT energy), never NaN."""
+        if not self.it_power_w > 0:
+            return None
+        return (self.it_power_w + self.cooling_power_w) / self.it_power_w
 
 
 def _bincount(idx: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
@@ -318,6 +396,7 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     loop_avail = _bincount(net.cdu_loop, cdu_avail, n_loops)
     demand = _bincount(net.rack_loop, net.rack_flow_lpm, n_loops)
     loop_flow = np.minimum(loop_avail, demand)  # pumps slow down to the racks' design flow
+    loop_flow = np.maximum(_measured_or(cond.loop_flow_meas_lpm, loop_flow), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(demand > 0, loop_flow / np.where(demand > 0, demand, 1.0), 0.0)
         run = np.where(loop_avail > 0, loop_flow / np.where(loop_avail > 0, loop_avail, 1.0), 0.0)
@@ -385,10 +464,16 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     # --- plant
     load = float(it.sum() + cdu_pump.sum() + crah_fan.sum())
     unit_heat, fans, comp, pumps, fac_supply, plant_cap = plant_power(net, cond, load)
+    chiller = net.plant_kind == CHILLER
+    fans = _spread(cond.plant_fan_meas_w, fans, np.where(cond.plant_up & ~chiller, unit_heat + 1.0, 0.0))
+    comp = _spread(
+        cond.plant_compressor_meas_w, comp, np.where(cond.plant_up & chiller, unit_heat + 1.0, 0.0)
+    )
     # --- temperatures
     # a CDU holds its secondary setpoint while its heat exchanger's approach allows, else supply + approach
     loop_supply = np.fmax(fac_supply + loop_rise, net.loop_setpoint_c)
     loop_supply = np.where(np.isnan(loop_rise), np.nan, loop_supply)
+    loop_supply = _measured_or(cond.loop_supply_meas_c, loop_supply)
     loop_rate = net.secondary_coolant.capacity_rate_w_per_k(loop_flow, loop_supply)
     with np.errstate(divide="ignore", invalid="ignore"):
         loop_return = loop_supply + np.where(
