@@ -9,6 +9,7 @@ from .collectives import (
     collective_codes,
     estimate,
 )
+from .moe import MOE_KERNELS, MoeEstimate, moe_errors, moe_times
 from .placement import Placement, packed_gpu_ids, placement_arrays, placement_from_gpu_ids, placement_packed
 from .state import LinkState
 from .systems import GPUS, SYSTEMS, place_row
@@ -28,7 +29,7 @@ from .topology import (
 from .training import CommOp, ModelSpec, Parallelism, StepCommEstimate, training_step_comm
 
 __all__ = [
-    "ALGORITHMS", "COLLECTIVES", "GPUS", "SYSTEMS", "place_row", "CommOp", "ModelSpec", "Parallelism", "StepCommEstimate", "training_step_comm", "PROTOCOLS", "PRESETS", "Estimate", "FabricTopology", "LinkState", "Placement",
+    "ALGORITHMS", "COLLECTIVES", "MOE_KERNELS", "MoeEstimate", "moe_errors", "moe_times", "GPUS", "SYSTEMS", "place_row", "CommOp", "ModelSpec", "Parallelism", "StepCommEstimate", "training_step_comm", "PROTOCOLS", "PRESETS", "Estimate", "FabricTopology", "LinkState", "Placement",
     "ScaleOut", "ScaleUp", "bus_factor", "collective_codes", "efa", "estimate", "hgx_cluster", "infiniband",
     "nvl72_cluster", "nvlink", "packed_gpu_ids", "placement_arrays", "placement_from_gpu_ids", "placement_packed",
     "preset", "roce",
