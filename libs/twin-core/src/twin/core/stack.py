@@ -4,7 +4,10 @@ Starts a Kafka-protocol broker (Tansu) unless TWIN_KAFKA_BOOTSTRAP is set, Postg
 unless TWIN_DATABASE_URL is set, creates every topic, then runs every service of `STACK_SERVICES`
 (twin.core.stack_services: ingest, fabric, power, cooling, jobs, console, facility-sim, started in
 that order) as a child process, supervises them (a child that dies is restarted with
-backoff, and the stack says so) and prints a status line until Ctrl-C or --duration.
+backoff, and the stack says so) and shows its state until Ctrl-C or --duration: on a terminal, one
+screen redrawn in place (where to look: console URL, gRPC ports, database, Kafka; per service
+records/s, consumer lag and DLQ; the twins' one-line answers; the last alerts; twin.core.stack_screen),
+otherwise plain periodic lines (the status line, a rates line, each new alert).
 
 Services are started as processes (`python -m twin.<pkg>`), never imported: the stack knows them
 only through their table entry, exactly as docker-compose does. Stop order: children in reverse
@@ -19,6 +22,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +33,15 @@ from pathlib import Path
 
 from twin.core import topics
 from twin.core.settings import DEFAULT_FACILITY
-from twin.core.stack_services import STACK_SERVICES, StackContext, StackService
+from twin.core.stack_screen import CLEAR, Offsets, Screen, ServiceRow, plain_rates, rates, render_screen
+from twin.core.stack_services import (
+    STACK_SERVICES,
+    AlertTail,
+    GroupOffsets,
+    StackContext,
+    StackService,
+    demo_mode,
+)
 from twin.core.topics_admin import ensure_topics
 
 STATE_DIR = Path(os.environ.get("TWIN_STATE_DIR", ".twin"))
@@ -140,6 +152,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--status-interval", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: Ctrl-C)")
     p.add_argument("--only", default="", help="comma-separated services to start (default: all)")
+    p.add_argument("--screen", choices=("auto", "on", "off"), default="auto",
+                   help="one screen redrawn in place (auto: when stdout is a terminal) or plain lines")
     return p.parse_args(argv)
 
 
@@ -166,6 +180,97 @@ async def _status_line(status: Status, services: list[StackService], ctx: StackC
     return f"[{time.monotonic() - status.started:6.0f}s] " + " | ".join(parts)
 
 
+def where_to_look(ctx: StackContext, services: list[StackService], logs: Path, embedded: bool) -> list[tuple[str, str]]:
+    """The screen's "where to look" rows, from the chosen ports (pure)."""
+    out = []
+    if "console" in ctx.ports:
+        url = f"http://127.0.0.1:{ctx.port('console', 'CONSOLE_HTTP_PORT')}/"
+        out.append(("console", url + (f"#token={ctx.token}  (demo)" if demo_mode(ctx) else "")))
+    grpc = [f"{s.name} {ctx.port(s.name, s.grpc_port)}" for s in services if s.grpc_port and s.name in ctx.ports]
+    if grpc:
+        out.append(("gRPC", "127.0.0.1: " + ", ".join(grpc)))
+    http = [(name, svc, setting) for name, svc, setting in (("redfish", "ingest", "INGEST_HTTP_PORT"),
+                                                            ("openadr3", "power", "POWER_HTTP_PORT"),
+                                                            ("dcgm", "facility-sim", "FACILITY_SIM_METRICS_PORT"))
+            if svc in ctx.ports]
+    if http:
+        out.append(("HTTP", "127.0.0.1: " + ", ".join(f"{n} {ctx.port(svc, st)}" for n, svc, st in http)))
+    out.append(("database", ctx.database_url))
+    out.append(("kafka", ctx.bootstrap + ("  (embedded Tansu)" if embedded else "")))
+    out.append(("token", f"TWINCTL_TOKEN={ctx.token}  (logs: {logs}/)"))
+    return out
+
+
+class Board:
+    """What the screen (or the plain lines) shows, refreshed every --status-interval."""
+
+    def __init__(self, ctx: StackContext, services: list[StackService], children: list[Child], title: str,
+                 where: list[tuple[str, str]], screen: bool) -> None:
+        self.ctx, self.services, self.children, self.title, self.where = ctx, services, children, title, where
+        self.screen = screen
+        self.offsets = GroupOffsets(ctx.bootstrap)
+        self.alerts = AlertTail(ctx.bootstrap)
+        self.last: dict[str, Offsets] = {}
+        self.message = ""
+        self.alerts_printed = 0
+
+    async def rows(self) -> list[ServiceRow]:
+        out = []
+        by_name = {c.name: c for c in self.children}
+        for svc in self.services:
+            child = by_name[svc.name]
+            state = "up" if child.running() else "restarting" if child.restart_at is not None else "down"
+            rate = lag = dlq = None
+            note = ""
+            if svc.consumes:
+                try:
+                    consumed, lag, dlq = await asyncio.wait_for(self.offsets.read(svc.consumes), 5)
+                    now = Offsets(time.monotonic(), consumed, lag, dlq)
+                    rate = rates(self.last.get(svc.name), now)
+                    self.last[svc.name] = now
+                except Exception as exc:  # noqa: BLE001 - the screen reports, never raises
+                    note = exc.__class__.__name__
+            out.append(ServiceRow(svc.name, state, child.restarts, rate, lag, dlq, note))
+        return out
+
+    async def site(self) -> list[str]:
+        lines = []
+        for svc in self.services:
+            if svc.status is None or svc.name not in ("power", "cooling", "jobs"):
+                continue
+            try:
+                lines.append(await asyncio.wait_for(svc.status(self.ctx), 5))
+            except Exception as exc:  # noqa: BLE001
+                lines.append(f"{svc.name}: {exc.__class__.__name__}")
+        return lines
+
+    async def show(self, status: Status) -> None:
+        rows = await self.rows()
+        if self.screen:
+            size = shutil.get_terminal_size((80, 24))
+            up = time.monotonic() - status.started
+            screen = Screen(f"{self.title} · up {int(up // 3600)}:{int(up % 3600 // 60):02d}:{int(up % 60):02d}"
+                            f" · Ctrl-C stops", self.where, rows, await self.site(), list(self.alerts.lines),
+                            self.ctx.offsets_are_lower_bounds, self.message)
+            print(CLEAR + "\n".join(render_screen(screen, size.columns, size.lines - 1)), flush=True)
+            return
+        print(await _status_line(status, self.services, self.ctx), flush=True)
+        print(f"[{time.monotonic() - status.started:6.0f}s] "
+              + plain_rates(rows, self.ctx.offsets_are_lower_bounds), flush=True)
+        new = self.alerts.seen - self.alerts_printed
+        for line in reversed(self.alerts.lines[:min(new, len(self.alerts.lines))]):
+            print(f"alert       {line}", flush=True)
+        self.alerts_printed = self.alerts.seen
+
+    def note(self, message: str) -> None:
+        self.message = message.splitlines()[0]
+        if not self.screen:
+            print(message, flush=True)
+
+    async def close(self) -> None:
+        await self.offsets.close()
+
+
 async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from twin.core.embedded.kafka import TansuBroker
     from twin.core.embedded.postgres import EmbeddedPostgres
@@ -182,6 +287,8 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     broker = pg = None
     children: list[Child] = []
+    board: Board | None = None
+    board_tasks: list[asyncio.Task] = []
     try:
         bootstrap = os.environ.get("TWIN_KAFKA_BOOTSTRAP")
         if not bootstrap:
@@ -217,6 +324,11 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         print(f"SQL         psql {database_url}\n"
               f"Status line: one part per service; `lag>=`/`dlq>=` are lower bounds on the embedded broker "
               f"(see README, Operating it).\nCtrl-C stops everything.\n", flush=True)
+        screen = args.screen == "on" or (args.screen == "auto" and sys.stdout.isatty())
+        board = Board(ctx, services, children,
+                      f"AI Factory Twin · {inventory.spec.site_id}: {len(inventory.racks)} racks, {inventory.n_gpus:,} GPUs",
+                      where_to_look(ctx, services, logs, broker is not None), screen)
+        board_tasks.append(asyncio.create_task(board.alerts.run(stop), name="alerts"))
         status = Status()
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
         next_status = time.monotonic() + args.status_interval
@@ -234,15 +346,20 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             for child in children:
                 message = child.supervise(now)
                 if message:
-                    print(message, flush=True)
+                    board.note(message)
             if now >= next_status:
-                print(await _status_line(status, services, ctx), flush=True)
+                await board.show(status)
                 next_status = time.monotonic() + args.status_interval
             if deadline is not None and time.monotonic() >= deadline:
-                print(await _status_line(status, services, ctx), flush=True)
+                await board.show(status)
                 break
         return 1 if any(c.restarts for c in children) else 0
     finally:
+        for task in board_tasks:
+            task.cancel()
+        await asyncio.gather(*board_tasks, return_exceptions=True)
+        if board is not None:
+            await board.close()
         print("stopping ...", flush=True)
         for child in reversed(children):  # simulator first, so ingest drains what was produced
             await asyncio.to_thread(child.stop)

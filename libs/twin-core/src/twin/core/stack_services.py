@@ -49,6 +49,9 @@ class StackService:
     args: Callable[[StackContext], list[str]] | None = None
     banner: Callable[[StackContext], list[str]] = lambda ctx: []
     status: Status | None = None
+    # (consumer group, topic) pairs whose committed offsets give the screen's records/s, lag and DLQ
+    consumes: tuple[tuple[str, topics.Topic], ...] = ()
+    grpc_port: str | None = None                      # the setting holding its gRPC port (the screen lists it)
 
     def env_for(self, ctx: StackContext) -> dict[str, str]:
         return self.env(ctx) if self.env else {}
@@ -80,6 +83,104 @@ async def consumer_figures(bootstrap: str, topic: topics.Topic, group: str) -> t
         return lag, sum(ends[tp] for tp in dlq)
     finally:
         await consumer.stop()
+
+
+class GroupOffsets:
+    """Committed offsets, end offsets and DLQ ends of (group, topic) pairs, one consumer per group kept
+    open between readings (a consumer that does not subscribe joins no group: it only asks the
+    coordinator for the group's committed offsets). Same lower-bound caveat on Tansu as above."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._consumers: dict[str, Any] = {}
+
+    async def _consumer(self, group: str | None):
+        from aiokafka import AIOKafkaConsumer
+
+        key = group or ""
+        if key not in self._consumers:
+            c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False)
+            await c.start()
+            self._consumers[key] = c
+        return self._consumers[key]
+
+    async def read(self, pairs: tuple[tuple[str, topics.Topic], ...]) -> tuple[int, int, int]:
+        """(records consumed = sum of committed offsets, lag, DLQ records) over `pairs`."""
+        from aiokafka import TopicPartition
+
+        plain = await self._consumer(None)
+        consumed = lag = dead = 0
+        for group, topic in pairs:
+            tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+            dlq = [TopicPartition(topic.dlq, p) for p in range(topic.partitions)]
+            ends = await plain.end_offsets(tps + dlq)
+            c = await self._consumer(group)
+            for tp in tps:
+                committed = await c.committed(tp) or 0
+                consumed += committed
+                lag += max(ends[tp] - committed, 0)
+            dead += sum(ends[tp] for tp in dlq)
+        return consumed, lag, dead
+
+    async def close(self) -> None:
+        for c in self._consumers.values():
+            try:
+                await c.stop()
+            except Exception:  # noqa: BLE001 - closing on the way out
+                pass
+        self._consumers.clear()
+
+
+class AlertTail:
+    """The newest alerts and recommendations (power, cooling, jobs) from the end of their topics, as
+    one-line texts for the screen; `lines` is newest first, at most `keep`."""
+
+    TOPICS = ("POWER_ALERTS", "COOLING_ALERTS", "JOBS_RECOMMENDATIONS")
+
+    def __init__(self, bootstrap: str, keep: int = 8) -> None:
+        self.bootstrap, self.keep = bootstrap, keep
+        self.lines: list[str] = []
+        self.seen = 0
+
+    @staticmethod
+    def describe(topic: topics.Topic, msg: Any) -> str:
+        fields = msg.DESCRIPTOR.fields_by_name
+        stamp = next((getattr(msg, f) for f in ("alert_time", "recommendation_time")
+                      if f in fields and msg.HasField(f)), None)
+        when = time.strftime("%H:%M:%S", time.localtime(stamp.seconds if stamp is not None else time.time()))
+        who = getattr(msg, "entity_id", "") or getattr(msg, "job_id", "")
+        severity = ""
+        if hasattr(msg, "severity"):
+            severity = type(msg).DESCRIPTOR.fields_by_name["severity"].enum_type.values_by_number.get(msg.severity)
+            severity = severity.name.removeprefix("SEVERITY_").lower() if severity else ""
+        text = getattr(msg, "message", "") or ""
+        return f"{when} {topic.name.split('.')[0]:<7} {severity + ' ' if severity else ''}{who}: {text}".rstrip()
+
+    async def run(self, stop: Any) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        watched = [t for name in self.TOPICS if (t := getattr(topics, name, None)) is not None]
+        by_name = {t.name: t for t in watched}
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t.name, p) for t in watched for p in range(t.partitions)]
+            consumer.assign(tps)
+            for tp, end in (await consumer.end_offsets(tps)).items():
+                consumer.seek(tp, end)
+            while not stop.is_set():
+                got = await consumer.getmany(timeout_ms=500)
+                for tp, records in got.items():
+                    for r in records:
+                        try:
+                            msg = by_name[tp.topic].decode(r.value)
+                        except Exception:  # noqa: BLE001 - a record we cannot read is not shown
+                            continue
+                        self.seen += 1
+                        self.lines.insert(0, self.describe(by_name[tp.topic], msg))
+                del self.lines[self.keep:]
+        finally:
+            await consumer.stop()
 
 
 def _count_rows(database_url: str, tables: tuple[str, ...]) -> list[int] | None:
@@ -265,11 +366,12 @@ STACK_SERVICES: tuple[StackService, ...] = (
     StackService(
         "ingest", "twin.ingest", ports={"INGEST_HTTP_PORT": 8081},
         env=lambda ctx: {"INGEST_REDFISH_TOKEN": ctx.token},
-        banner=_ingest_banner, status=_ingest_status),
+        banner=_ingest_banner, status=_ingest_status, consumes=(("ingest", topics.FACILITY_TELEMETRY),)),
     StackService(
         "fabric", "twin.fabric", ports={"FABRIC_GRPC_PORT": 50053},
         env=lambda ctx: {"FABRIC_GRPC_TOKEN": ctx.token},
-        banner=_fabric_banner, status=_fabric_status_safe),
+        banner=_fabric_banner, status=_fabric_status_safe, grpc_port="FABRIC_GRPC_PORT",
+        consumes=(("fabric", topics.FABRIC_EVENTS), ("fabric-telemetry", topics.TELEMETRY_SAMPLES))),
     StackService(
         "power", "twin.power", ports={"POWER_GRPC_PORT": 50054, "POWER_HTTP_PORT": 8082},
         env=lambda ctx: {"POWER_GRPC_TOKEN": ctx.token, "POWER_OPENADR_TOKEN": ctx.token},
@@ -278,7 +380,9 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f"power --target 127.0.0.1:{ctx.port('power', 'POWER_GRPC_PORT')} state --components",
             f"OpenADR 3 POST http://127.0.0.1:{ctx.port('power', 'POWER_HTTP_PORT')}/openadr3/events "
             f"(Authorization: Bearer {ctx.token})"],
-        status=_power_status),
+        status=_power_status, grpc_port="POWER_GRPC_PORT",
+        consumes=(("power", topics.TELEMETRY_SAMPLES), ("power-site", topics.POWER_RACKS),
+                  ("power-grid", topics.GRID_EVENTS))),
     # the cooling twin: heat from power.state.v1, plant cooling power back to the power twin for PUE
     StackService(
         "cooling", "twin.cooling", ports={"COOLING_GRPC_PORT": 50055},
@@ -286,7 +390,9 @@ STACK_SERVICES: tuple[StackService, ...] = (
         banner=lambda ctx: [
             f"gRPC 127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')}   try: TWINCTL_TOKEN={ctx.token} "
             f".venv/bin/twinctl cooling --target 127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')} state"],
-        status=_cooling_status),
+        status=_cooling_status, grpc_port="COOLING_GRPC_PORT",
+        consumes=(("cooling", topics.POWER_STATE), ("cooling-telemetry", topics.TELEMETRY_SAMPLES),
+                  ("cooling-events", topics.COOLING_EVENTS))),
     # the job twin: after fabric (it asks the fabric twin's gRPC for collective times, with that port and token)
     StackService(
         "jobs", "twin.jobs", ports={"JOBS_GRPC_PORT": 50056},
@@ -295,7 +401,10 @@ STACK_SERVICES: tuple[StackService, ...] = (
         banner=lambda ctx: [
             f"gRPC 127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')}   try: TWINCTL_TOKEN={ctx.token} .venv/bin/twinctl "
             f"jobs --target 127.0.0.1:{ctx.port('jobs', 'JOBS_GRPC_PORT')} list"],
-        status=_jobs_status),
+        status=_jobs_status, grpc_port="JOBS_GRPC_PORT",
+        consumes=(("jobs", topics.JOBS_EVENTS), ("jobs-fabric", topics.FABRIC_STATE),
+                  ("jobs-power-plans", topics.POWER_PLANS), ("jobs-power-alerts", topics.POWER_ALERTS),
+                  ("jobs-cooling", topics.COOLING_ALERTS))),
     # the console: the live web page (read-only; latest-only tails, so its start order does not matter)
     # demo mode (with facility-sim): scenario buttons, needing the stack's token
     StackService(
