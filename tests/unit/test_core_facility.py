@@ -212,7 +212,7 @@ def test_count_presets_get_a_generated_cooling_topology():
     assert [(g.id, g.redundancy, len(g.members), g.racks) for g in topo.cdu_groups] == [
         ("loop-a", "N+1", 2, ["row:a"]), ("loop-b", "N+1", 2, ["row:b"])]
     assert topo.rack_cooling["nvl72"].flow_lpm == 250.0          # 2,000 L/min CDU over 8 racks
-    assert [u.kind for u in topo.plant] == ["dry_cooler"] * 4
+    assert [u.kind for u in topo.plant] == ["cooling_tower"] * 4      # W32: towers (see the preset)
     assert sum(u.capacity_kw for u in topo.plant) == pytest.approx(2400.0)
     air = resolved_cooling(load_facility_spec("site-100k"))
     assert not air.cdus and len(air.crah_groups) == 5            # rear-door racks: all heat to air, per hall
