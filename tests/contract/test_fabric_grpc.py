@@ -250,6 +250,24 @@ INVALID = [
     ("EstimateTrainingStep", pb.EstimateTrainingStepRequest(
         model=pb.ModelSpec(parameters=1e9, layers=8, hidden_size=8, sequence_length=8),
         parallelism=pb.Parallelism(data_parallel=8), placement=ranks(16)), "placement"),
+    ("EstimateMoe", pb.EstimateMoeRequest(placement=ranks(64)), "cases"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(tokens_per_rank=1, hidden_size=8, top_k=1,
+                                                            num_experts=64)], placement=ranks(64)), "cases[0].kernel"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(kernel=1, tokens_per_rank=1, hidden_size=8, top_k=1,
+                                                            num_experts=64), pb.MoeCase(kernel=2, hidden_size=8, top_k=1,
+                                                            num_experts=64)], placement=ranks(64)),
+     "cases[1].tokens_per_rank"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(kernel=1, tokens_per_rank=1, hidden_size=8, top_k=65,
+                                                            num_experts=128)], placement=ranks(64)), "cases[0].top_k"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(kernel=1, tokens_per_rank=1, hidden_size=8, top_k=8,
+                                                            num_experts=100)], placement=ranks(64)),
+     "cases[0].num_experts"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(kernel=3, tokens_per_rank=1, hidden_size=8, top_k=8,
+                                                            num_experts=256, combine_precision=pb.MOE_PRECISION_FP8)],
+                                          placement=ranks(64)), "cases[0].combine_precision"),
+    ("EstimateMoe", pb.EstimateMoeRequest(cases=[pb.MoeCase(kernel=1, tokens_per_rank=1, hidden_size=8, top_k=1,
+                                                            num_experts=8)], placement=ranks(0)),
+     "placement.ranks.n_ranks"),
 ]
 
 
@@ -347,3 +365,39 @@ async def test_nccl_version_selects_the_algorithms_that_version_has(stub):
         await stub.EstimateCollective(req("latest"), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details().startswith("nccl_version:")
+
+
+# -- MoE dispatch / combine ----------------------------------------------------------------------------
+
+def _moe(kernel, tokens=4096, **kw):
+    return pb.MoeCase(kernel=kernel, tokens_per_rank=tokens, hidden_size=7168, top_k=8, num_experts=256,
+                      dispatch_precision=kw.pop("dispatch", pb.MOE_PRECISION_FP8), max_nodes_per_token=4, **kw)
+
+
+async def test_moe_answers_every_case_in_order_and_equals_the_core(stub, server):
+    from twin.fabric.domain.moe import moe_times
+
+    kernels = (pb.MOE_KERNEL_NCCL_ALLTOALL, pb.MOE_KERNEL_DEEPEP_NORMAL, pb.MOE_KERNEL_DEEPEP_LOW_LATENCY)
+    resp = await stub.EstimateMoe(pb.EstimateMoeRequest(cases=[_moe(k) for k in kernels], placement=ranks(64)))
+    assert (resp.ep_ranks, resp.n_nodes, resp.n_domains) == (64, 8, 8)
+    topo = server.simulator.topology
+    for k, name, e in zip(kernels, ("nccl_alltoall", "deepep_normal", "deepep_low_latency"), resp.estimates,
+                          strict=True):
+        core = moe_times(topo, name, 4096, 7168, 8, 256, 64, dispatch="fp8", combine="bf16", max_nodes_per_token=4)
+        assert e.dispatch_time_s == pytest.approx(float(core.dispatch_s), rel=1e-12), k
+        assert e.combine_time_s == pytest.approx(float(core.combine_s), rel=1e-12), k
+        assert e.dispatch_network_bytes == round(float(core.dispatch_network_bytes))
+    nccl, normal, ll = resp.estimates
+    # DeepEP's normal kernels send a token once per remote node: fewer network bytes and less time than alltoall
+    assert normal.dispatch_network_bytes < nccl.dispatch_network_bytes
+    assert normal.dispatch_time_s < nccl.dispatch_time_s
+    assert 1 < normal.domains_per_token <= 4 and 1 < normal.ranks_per_token <= 8
+
+
+async def test_moe_job_placement_and_unknown_job(stub):
+    resp = await stub.EstimateMoe(pb.EstimateMoeRequest(cases=[_moe(pb.MOE_KERNEL_DEEPEP_NORMAL)],
+                                                        placement=pb.Placement(job_id="job-range")))
+    assert resp.ep_ranks == 16 and resp.n_nodes == 2
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.EstimateMoe(pb.EstimateMoeRequest(cases=[_moe(1)], placement=pb.Placement(job_id="nope")))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -29,9 +29,12 @@ from twin.fabric.domain import (
     FabricTopology,
     LinkState,
     ModelSpec,
+    MoeEstimate,
     Parallelism,
     Placement,
     estimate,
+    moe_errors,
+    moe_times,
     packed_gpu_ids,
     placement_from_gpu_ids,
     training_step_comm,
@@ -100,6 +103,32 @@ class EstimateTable:
 
     def __len__(self) -> int:
         return int(self.size_bytes.shape[0])
+
+
+@dataclass(frozen=True)
+class MoeRequest:
+    """Columns of MoE cases (one entry per case; codec fills them from MoeCase messages)."""
+
+    kernel: np.ndarray  # str: one of MOE_KERNELS (or anything else: invalid)
+    tokens_per_rank: np.ndarray
+    hidden_size: np.ndarray
+    top_k: np.ndarray
+    num_experts: np.ndarray
+    dispatch: np.ndarray  # "fp8" | "bf16"
+    combine: np.ndarray
+    max_nodes_per_token: np.ndarray
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.tokens_per_rank).shape[0])
+
+
+@dataclass(frozen=True)
+class MoeAnswer:
+    result: MoeEstimate
+    ep_ranks: int
+    n_nodes: int
+    n_domains: int
+    state_version: int
 
 
 @dataclass(frozen=True)
@@ -330,6 +359,45 @@ class FabricSimulator:
             if len(self._answers) > self._answer_cache_size:
                 self._answers.popitem(last=False)
         return table
+
+    def moe(self, req: MoeRequest, placement_req: PlacementRequest, deadline: Deadline | None = None,
+            field: str = "cases") -> MoeAnswer:
+        """Dispatch/combine times of every MoE case on one EP group (the placement), with the live link state."""
+        deadline = deadline or Deadline(None)
+        n = len(req)
+        if n == 0:
+            raise InvalidArgument(field, "no cases")
+        if n > MAX_BATCH_ENTRIES:
+            raise InvalidArgument(field, f"{n} cases exceed the limit of {MAX_BATCH_ENTRIES}")
+        placement, view = self.placement(placement_req)
+        ep = int(placement.n_ranks)
+        cols = (req.kernel, req.tokens_per_rank, req.hidden_size, req.top_k, req.num_experts, ep, req.dispatch,
+                req.combine, req.max_nodes_per_token)
+        errs = moe_errors(*cols)
+        if errs:
+            name, why = errs[0]
+            arg = {"kernel": 0, "tokens_per_rank": 1, "hidden_size": 2, "top_k": 3, "num_experts": 4,
+                   "dispatch_precision": 6, "combine_precision": 7, "max_nodes_per_token": 8}[name]
+            for i in range(n):  # the first offending case, named like the proto field
+                one = [c if np.ndim(c) == 0 else np.asarray(c)[i] for c in cols]
+                if any(f == name for f, _ in moe_errors(*one)):
+                    bad = np.asarray(cols[arg])[i] if arg != 5 else ep
+                    raise InvalidArgument(f"{field}[{i}].{name}", f"{bad!r}: {why}" if arg in (0, 6, 7) else why)
+            raise InvalidArgument(field, why)
+        deadline.check()
+        parts: list[MoeEstimate] = []
+        for start in range(0, n, self.chunk_entries):
+            if start:
+                deadline.check()
+            sl = slice(start, min(n, start + self.chunk_entries))
+            parts.append(moe_times(self.topology, req.kernel[sl], req.tokens_per_rank[sl], req.hidden_size[sl],
+                                   req.top_k[sl], req.num_experts[sl], dispatch=req.dispatch[sl],
+                                   combine=req.combine[sl], max_nodes_per_token=req.max_nodes_per_token[sl],
+                                   placement=placement))
+            self.entries_estimated += sl.stop - sl.start
+        result = parts[0] if len(parts) == 1 else MoeEstimate(*(
+            np.concatenate([getattr(p, f) for p in parts]) for f in MoeEstimate.__dataclass_fields__))
+        return MoeAnswer(result, ep, int(placement.n_nodes), int(placement.n_domains), view.version)
 
     @staticmethod
     def sweep_sizes(min_bytes: int, max_bytes: int, steps_per_doubling: int, field: str = "") -> np.ndarray:

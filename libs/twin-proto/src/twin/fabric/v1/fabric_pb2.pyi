@@ -34,6 +34,19 @@ class LinkEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LINK_EVENT_KIND_UP: _ClassVar[LinkEventKind]
     LINK_EVENT_KIND_FLAPPING: _ClassVar[LinkEventKind]
     LINK_EVENT_KIND_DEGRADED: _ClassVar[LinkEventKind]
+
+class MoeKernel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MOE_KERNEL_UNSPECIFIED: _ClassVar[MoeKernel]
+    MOE_KERNEL_NCCL_ALLTOALL: _ClassVar[MoeKernel]
+    MOE_KERNEL_DEEPEP_NORMAL: _ClassVar[MoeKernel]
+    MOE_KERNEL_DEEPEP_LOW_LATENCY: _ClassVar[MoeKernel]
+
+class MoePrecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MOE_PRECISION_UNSPECIFIED: _ClassVar[MoePrecision]
+    MOE_PRECISION_FP8: _ClassVar[MoePrecision]
+    MOE_PRECISION_BF16: _ClassVar[MoePrecision]
 COLLECTIVE_UNSPECIFIED: Collective
 COLLECTIVE_ALL_REDUCE: Collective
 COLLECTIVE_ALL_GATHER: Collective
@@ -50,6 +63,13 @@ LINK_EVENT_KIND_DOWN: LinkEventKind
 LINK_EVENT_KIND_UP: LinkEventKind
 LINK_EVENT_KIND_FLAPPING: LinkEventKind
 LINK_EVENT_KIND_DEGRADED: LinkEventKind
+MOE_KERNEL_UNSPECIFIED: MoeKernel
+MOE_KERNEL_NCCL_ALLTOALL: MoeKernel
+MOE_KERNEL_DEEPEP_NORMAL: MoeKernel
+MOE_KERNEL_DEEPEP_LOW_LATENCY: MoeKernel
+MOE_PRECISION_UNSPECIFIED: MoePrecision
+MOE_PRECISION_FP8: MoePrecision
+MOE_PRECISION_BF16: MoePrecision
 
 class LinkEvent(_message.Message):
     __slots__ = ("link_id", "kind", "capacity_fraction", "event_time", "reason")
@@ -298,6 +318,66 @@ class EstimateTrainingStepResponse(_message.Message):
     n_ranks: int
     n_nodes: int
     def __init__(self, comm_time_s: _Optional[float] = ..., breakdown: _Optional[_Iterable[_Union[CommBreakdown, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
+
+class MoeCase(_message.Message):
+    __slots__ = ("kernel", "tokens_per_rank", "hidden_size", "top_k", "num_experts", "dispatch_precision", "combine_precision", "max_nodes_per_token")
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_RANK_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    NUM_EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    kernel: MoeKernel
+    tokens_per_rank: int
+    hidden_size: int
+    top_k: int
+    num_experts: int
+    dispatch_precision: MoePrecision
+    combine_precision: MoePrecision
+    max_nodes_per_token: int
+    def __init__(self, kernel: _Optional[_Union[MoeKernel, str]] = ..., tokens_per_rank: _Optional[int] = ..., hidden_size: _Optional[int] = ..., top_k: _Optional[int] = ..., num_experts: _Optional[int] = ..., dispatch_precision: _Optional[_Union[MoePrecision, str]] = ..., combine_precision: _Optional[_Union[MoePrecision, str]] = ..., max_nodes_per_token: _Optional[int] = ...) -> None: ...
+
+class MoeEstimate(_message.Message):
+    __slots__ = ("dispatch_time_s", "combine_time_s", "dispatch_nvlink_bytes", "dispatch_network_bytes", "combine_nvlink_bytes", "combine_network_bytes", "domains_per_token", "ranks_per_token")
+    DISPATCH_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_NVLINK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DISPATCH_NETWORK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_NVLINK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMBINE_NETWORK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RANKS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    dispatch_time_s: float
+    combine_time_s: float
+    dispatch_nvlink_bytes: int
+    dispatch_network_bytes: int
+    combine_nvlink_bytes: int
+    combine_network_bytes: int
+    domains_per_token: float
+    ranks_per_token: float
+    def __init__(self, dispatch_time_s: _Optional[float] = ..., combine_time_s: _Optional[float] = ..., dispatch_nvlink_bytes: _Optional[int] = ..., dispatch_network_bytes: _Optional[int] = ..., combine_nvlink_bytes: _Optional[int] = ..., combine_network_bytes: _Optional[int] = ..., domains_per_token: _Optional[float] = ..., ranks_per_token: _Optional[float] = ...) -> None: ...
+
+class EstimateMoeRequest(_message.Message):
+    __slots__ = ("cases", "placement")
+    CASES_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    cases: _containers.RepeatedCompositeFieldContainer[MoeCase]
+    placement: Placement
+    def __init__(self, cases: _Optional[_Iterable[_Union[MoeCase, _Mapping]]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+
+class EstimateMoeResponse(_message.Message):
+    __slots__ = ("estimates", "ep_ranks", "n_nodes", "n_domains")
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    EP_RANKS_FIELD_NUMBER: _ClassVar[int]
+    N_NODES_FIELD_NUMBER: _ClassVar[int]
+    N_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    estimates: _containers.RepeatedCompositeFieldContainer[MoeEstimate]
+    ep_ranks: int
+    n_nodes: int
+    n_domains: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[MoeEstimate, _Mapping]]] = ..., ep_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ..., n_domains: _Optional[int] = ...) -> None: ...
 
 class GetFabricStateRequest(_message.Message):
     __slots__ = ("include_healthy",)

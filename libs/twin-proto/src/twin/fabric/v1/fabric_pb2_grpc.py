@@ -57,6 +57,11 @@ class FabricSimulationServiceStub:
                 request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.SerializeToString,
                 response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.FromString,
                 _registered_method=True)
+        self.EstimateMoe = channel.unary_unary(
+                '/twin.fabric.v1.FabricSimulationService/EstimateMoe',
+                request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeRequest.SerializeToString,
+                response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeResponse.FromString,
+                _registered_method=True)
         self.GetFabricState = channel.unary_unary(
                 '/twin.fabric.v1.FabricSimulationService/GetFabricState',
                 request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.GetFabricStateRequest.SerializeToString,
@@ -94,6 +99,13 @@ class FabricSimulationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateMoe(self, request, context):
+        """MoE expert-parallel dispatch and combine times of an EP group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFabricState(self, request, context):
         """The live link state the estimates use.
         """
@@ -123,6 +135,11 @@ def add_FabricSimulationServiceServicer_to_server(servicer, server):
                     servicer.EstimateTrainingStep,
                     request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.FromString,
                     response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.SerializeToString,
+            ),
+            'EstimateMoe': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateMoe,
+                    request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeRequest.FromString,
+                    response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeResponse.SerializeToString,
             ),
             'GetFabricState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFabricState,
@@ -241,6 +258,33 @@ class FabricSimulationService:
             '/twin.fabric.v1.FabricSimulationService/EstimateTrainingStep',
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepRequest.SerializeToString,
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateTrainingStepResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateMoe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fabric.v1.FabricSimulationService/EstimateMoe',
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeRequest.SerializeToString,
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateMoeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,6 +18,8 @@ from twin.fabric.simulation import (
     EstimateTable,
     InvalidArgument,
     ModelRequest,
+    MoeAnswer,
+    MoeRequest,
     ParallelRequest,
     PlacementRequest,
     TrainingStepAnswer,
@@ -135,6 +137,46 @@ def estimate_batch_request(req: pb.EstimateBatchRequest, max_entries: int):
     codes = collective_codes(np.fromiter(req.collectives, dtype=np.int64, count=n_c))
     sizes = np.fromiter(req.size_bytes, dtype=np.uint64, count=n_s)
     return codes, sizes, placement_request(req.placement)
+
+
+_MOE_KERNEL = {pb.MOE_KERNEL_NCCL_ALLTOALL: "nccl_alltoall", pb.MOE_KERNEL_DEEPEP_NORMAL: "deepep_normal",
+               pb.MOE_KERNEL_DEEPEP_LOW_LATENCY: "deepep_low_latency"}
+_MOE_PRECISION = {pb.MOE_PRECISION_UNSPECIFIED: "bf16", pb.MOE_PRECISION_FP8: "fp8", pb.MOE_PRECISION_BF16: "bf16"}
+
+
+def moe_request(req: pb.EstimateMoeRequest) -> tuple[MoeRequest, PlacementRequest]:
+    """Columns of the request's cases (values checked by the simulator: errors name cases[i].<field>)."""
+    cases = req.cases
+    for i, c in enumerate(cases):
+        if c.kernel not in _MOE_KERNEL:
+            raise InvalidArgument(f"cases[{i}].kernel", f"{c.kernel} is not a MoE kernel (UNSPECIFIED or unknown)")
+        for name in ("dispatch_precision", "combine_precision"):
+            if getattr(c, name) not in _MOE_PRECISION:
+                raise InvalidArgument(f"cases[{i}].{name}", f"unknown precision {getattr(c, name)}")
+    moe = MoeRequest(
+        kernel=np.array([_MOE_KERNEL[c.kernel] for c in cases], dtype=object),
+        tokens_per_rank=np.array([c.tokens_per_rank for c in cases], dtype=np.int64),
+        hidden_size=np.array([c.hidden_size for c in cases], dtype=np.int64),
+        top_k=np.array([c.top_k for c in cases], dtype=np.int64),
+        num_experts=np.array([c.num_experts for c in cases], dtype=np.int64),
+        dispatch=np.array([_MOE_PRECISION[c.dispatch_precision] for c in cases], dtype=object),
+        combine=np.array([_MOE_PRECISION[c.combine_precision] for c in cases], dtype=object),
+        max_nodes_per_token=np.array([c.max_nodes_per_token for c in cases], dtype=np.int64),
+    )
+    return moe, placement_request(req.placement)
+
+
+def moe_response(ans: MoeAnswer) -> pb.EstimateMoeResponse:
+    resp = pb.EstimateMoeResponse(ep_ranks=ans.ep_ranks, n_nodes=ans.n_nodes, n_domains=ans.n_domains)
+    r = ans.result
+    cols = (r.dispatch_s, r.combine_s, r.dispatch_nvlink_bytes, r.dispatch_network_bytes, r.combine_nvlink_bytes,
+            r.combine_network_bytes, r.domains_per_token, r.ranks_per_token)
+    add = resp.estimates.add
+    for d, c, dn, dw, cn, cw, dom, rk in zip(*(np.asarray(x).reshape(-1).tolist() for x in cols), strict=True):
+        add(dispatch_time_s=d, combine_time_s=c, dispatch_nvlink_bytes=round(dn), dispatch_network_bytes=round(dw),
+            combine_nvlink_bytes=round(cn), combine_network_bytes=round(cw), domains_per_token=dom,
+            ranks_per_token=rk)
+    return resp
 
 
 def model_request(m: pb.ModelSpec) -> ModelRequest:

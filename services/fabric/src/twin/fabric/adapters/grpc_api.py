@@ -81,6 +81,15 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
 
         return await self._run("EstimateTrainingStep", context, work, heavy=False)
 
+    async def EstimateMoe(self, request: pb.EstimateMoeRequest, context) -> pb.EstimateMoeResponse:
+        def work(deadline: Deadline) -> pb.EstimateMoeResponse:
+            moe, placement = codec.moe_request(request)
+            answer = self.sim.moe(moe, placement, deadline)
+            deadline.check()
+            return codec.moe_response(answer)
+
+        return await self._run("EstimateMoe", context, work, heavy=len(request.cases) > self.inline_entries)
+
     async def GetFabricState(self, request: pb.GetFabricStateRequest, context) -> pb.GetFabricStateResponse:
         def work(deadline: Deadline) -> pb.GetFabricStateResponse:
             site_id, state_time_s, health, link_id = self.state()
