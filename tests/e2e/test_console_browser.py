@@ -8,6 +8,12 @@ colour) and no other, a cooling.state.v1 event recolours it by temperature, a PD
 alert appear in their panels (pointing at the job outlines its racks), and the history chart draws the
 stored site rows.
 
+The second test runs the stack as `make run` does (python -m twin.core.stack: every twin, the console and
+the facility simulator, so the console is in demo mode) on the GB200 NVL72 hall, opens the page with the
+stack's token in the URL fragment, clicks the cdu-failure button and checks that exactly the racks the
+cooling twin now predicts to throttle (on the failed CDUs' loop) change on the floor plan, then that the
+restore button brings them back.
+
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages `chromium` and `chromium-driver`);
 skipped, saying so, only when chromium is not installed.
 """
@@ -16,18 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
+import grpc
 import pytest
 from e2e_support import Procs, wait_until
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from twin.cooling.v1 import cooling_pb2 as cpb
+from twin.cooling.v1 import cooling_pb2_grpc as cpb_grpc
 from twin.core import db, topics
+from twin.core.embedded.kafka import TansuBroker
 from twin.core.facility import build_inventory, load_facility_spec
 from twin.core.kafka import EventProducer
 from twin.jobs.v1 import jobs_pb2 as jpb
@@ -204,3 +219,148 @@ def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_data
     pue = browser.find_element(By.CSS_SELECTOR, '#chart-pue polyline[data-series="pue"]')
     assert len(pue.get_attribute("points").split()) == 3
     assert console.alive(), console.log()
+
+
+# -- the scenario buttons, on the real stack -------------------------------------------------------------
+
+HALL = "hall-gb200"
+STACK_TOKEN = "console-browser-e2e-token"
+
+
+def _banner(out: Path, pattern: str, timeout_s: float = 120.0) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        m = re.search(pattern, out.read_text(errors="replace"), re.M)
+        if m:
+            return m
+        time.sleep(0.5)
+    raise AssertionError(f"the stack printed no line matching {pattern!r}:\n{out.read_text()[-3000:]}")
+
+
+class Cooling:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def states(self, scope: int) -> list[cpb.CoolingState]:
+        try:
+            with grpc.insecure_channel(self.target) as ch:
+                return list(cpb_grpc.CoolingServiceStub(ch).GetState(
+                    cpb.GetStateRequest(scope=scope), timeout=10,
+                    metadata=(("authorization", f"Bearer {STACK_TOKEN}"),)).states)
+        except grpc.RpcError:
+            return []
+
+    def throttling(self) -> set[str]:
+        return {s.entity_id for s in self.states(cpb.COOLING_SCOPE_RACK) if s.rack.HasField("time_to_throttle_s")}
+
+
+def running_jobs(target: str) -> int:
+    from twin.jobs.v1 import jobs_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(target) as ch:
+            return len(jobs_pb2_grpc.JobServiceStub(ch).ListJobs(
+                jpb.ListJobsRequest(status=jpb.JOB_STATUS_RUNNING, page_size=1000), timeout=10,
+                metadata=(("authorization", f"Bearer {STACK_TOKEN}"),)).jobs)
+    except grpc.RpcError:
+        return 0
+
+
+@pytest.fixture
+def demo_stack(tmp_path: Path, database_url: str) -> Iterator[tuple[str, Cooling]]:
+    """(console URL with the token fragment, the cooling twin's gRPC) of a `make run` stack on the GB200 hall."""
+    from twin.core.embedded import postgres
+
+    with TansuBroker() as broker, postgres.isolated_database(database_url) as db:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TWINCTL_", "OTEL_EXPORTER", "CONSOLE_"))}
+        env.update(TWIN_KAFKA_BOOTSTRAP=broker.bootstrap, TWIN_DATABASE_URL=db, TWIN_STACK_TOKEN=STACK_TOKEN,
+                   TWIN_STATE_DIR=str(tmp_path / ".twin"), PYTHONUNBUFFERED="1", OTEL_TRACES_EXPORTER="none",
+                   OTEL_METRICS_EXPORTER="none")
+        out = tmp_path / "stack.out"
+        with open(out, "wb") as f:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "twin.core.stack", "--facility", "gb200-nvl72-hall", "--status-interval", "10",
+                 "--bad-fraction", "0"],
+                env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            url = _banner(out, r"^console\s+scenarios (http://127\.0\.0\.1:\d+/#token=\S+)").group(1)
+            cooling = Cooling("127.0.0.1:" + _banner(out, r"^cooling\s+gRPC 127\.0\.0\.1:(\d+)").group(1))
+            jobs = "127.0.0.1:" + _banner(out, r"^jobs\s+gRPC 127\.0\.0\.1:(\d+)").group(1)
+            wait_until(lambda: len(cooling.states(cpb.COOLING_SCOPE_RACK)) == 16, 150, "the cooling twin's rack states")
+            wait_until(lambda: running_jobs(jobs) >= 10, 150, "facility-sim's jobs running in the job twin")
+
+            async def mild_day() -> None:   # the preset's 38 degC design day already throttles racks
+                async with EventProducer(broker.bootstrap, source="test") as producer:
+                    ev = cpb.CoolingEvent(event_id=str(uuid.uuid4()), site_id=HALL, entity_id=HALL,
+                                          kind=cpb.COOLING_EVENT_KIND_AMBIENT_CHANGE, dry_bulb_temp_c=18.0,
+                                          wet_bulb_temp_c=12.0)
+                    ev.event_time.FromNanoseconds(time.time_ns())
+                    await producer.send(topics.COOLING_EVENTS, HALL, ev)
+
+            asyncio.run(mild_day())
+            wait_until(lambda: not cooling.throttling(), 90, "no rack throttling at 18 degC outside")
+            yield url, cooling
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(90)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+            print(out.read_text(errors="replace")[-4000:])
+
+
+@pytest.mark.timeout(600)
+def test_cdu_failure_button_recolours_the_racks_the_cooling_twin_says_will_throttle(demo_stack, browser) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, cooling = demo_stack
+    browser.get(url)
+    wait = WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,))
+    body = lambda d: d.find_element(By.TAG_NAME, "body")  # noqa: E731
+    wait.until(lambda d: body(d).get_attribute("data-live") == "1" and body(d).get_attribute("data-demo") == "1")
+    # the token left the address bar and is not in the page's markup
+    assert "token" not in browser.current_url and STACK_TOKEN not in browser.page_source
+    Select(browser.find_element(By.ID, "mode")).select_by_value("ttt")
+    racks = {e.get_attribute("data-rack"): e for e in browser.find_elements(By.CSS_SELECTOR, "[data-rack]")}
+    assert len(racks) == 16
+    # every rack has its cooling state and none is predicted to throttle: one colour ("none")
+    wait.until(lambda d: all(e.get_attribute("data-ttt-s") == "" for e in racks.values()))
+    before = {r: e.value_of_css_property("background-color") for r, e in racks.items()}
+    assert len(set(before.values())) == 1
+
+    browser.find_element(By.CSS_SELECTOR, 'button[data-scenario="cdu-failure"]').click()
+    status = lambda d: d.find_element(By.ID, "scenario-status").get_attribute("data-status")  # noqa: E731
+    WebDriverWait(browser, 420).until(lambda d: status(d) in ("ok", "failed"))
+    steps = [e.get_attribute("data-step") for e in browser.find_elements(By.CSS_SELECTOR, "#scenario-steps li")]
+    assert status(browser) == "ok", browser.find_element(By.ID, "scenario-steps").text
+    assert steps == ["choose", "inject", "cooling", "jobs", "power"]
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{3} \+\d+\.\d\d s", browser.find_element(
+        By.CSS_SELECTOR, "#scenario-steps li .time").text)
+
+    # which racks should change: the cooling twin's answer, not the page's
+    down = {s.entity_id for s in cooling.states(cpb.COOLING_SCOPE_CDU) if not s.cdu.up}
+    assert down, "the scenario left no CDU down"
+    loops = [s for s in cooling.states(cpb.COOLING_SCOPE_LOOP) if down & set(s.loop.cdu_ids)]
+    loop_racks = {s.entity_id for s in cooling.states(cpb.COOLING_SCOPE_RACK) if s.rack.loop_id in {x.entity_id for x in loops}}
+
+    def page_throttling() -> set[str]:
+        return {r for r, e in racks.items() if e.get_attribute("data-ttt-s") not in ("", None)}
+
+    wait.until(lambda d: page_throttling() and page_throttling() == cooling.throttling())
+    hot = page_throttling()
+    assert hot <= loop_racks, (hot, loop_racks)
+    for r, e in racks.items():
+        colour = e.value_of_css_property("background-color")
+        assert (colour != before[r]) == (r in hot), (r, colour, before[r])
+
+    browser.find_element(By.CSS_SELECTOR, 'button[data-restore="cdu-failure"]').click()
+    WebDriverWait(browser, 180).until(lambda d: browser.find_element(By.ID, "scenario-status").get_attribute(
+        "data-action") == "restore" and status(d) in ("ok", "failed"))
+    assert status(browser) == "ok", browser.find_element(By.ID, "scenario-steps").text
+    WebDriverWait(browser, 120, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: not page_throttling())
+    assert all(e.value_of_css_property("background-color") == before[r] for r, e in racks.items())
