@@ -58,6 +58,9 @@ DRAIN_TIMEOUT_S = 20.0
 MAX_KEPT_UP_P99_S = 5.0          # "kept up" also needs freshness p99 within this
 SWEEP_BUDGET_S = 170.0            # no new sweep size after this (the whole benchmark stays < 5 min)
 TARGETS = {"samples_per_s": 1_000_000, "ratio_to_copy": 0.5, "freshness_p99_s": 2.0}
+# BENCH_INGEST_STAGES_ONLY=<fraction of the site>: only the in-process stages + COPY baseline at that size
+# (no broker, no subprocesses; ~20 s), printed, nothing written to bench/results. For iterating on the code.
+STAGES_ONLY = os.environ.get("BENCH_INGEST_STAGES_ONLY")
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -347,11 +350,11 @@ def _one_tick(racks: int):
 
 
 async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, dict]:
-    from twin.core.db import copy_columns, open_pool
+    from twin.core.db import open_pool
     from twin.core.facility import build_inventory
     from twin.ingest.adapters.codec import decode_batch, samples_message
-    from twin.ingest.adapters.repository import GPU_TYPES, LINK_TYPES, RACK_TYPES, copy_table
-    from twin.ingest.domain.rows import gpu_columns, link_columns, rack_columns
+    from twin.ingest.adapters.repository import GPU_TYPES, LINK_SAMPLE_TYPES, RACK_TYPES, PortKeys, copy_table
+    from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import limits_from_inventory, validate_batch
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -372,42 +375,66 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     assert not any(problems), problems[:1]
     gpu = timed("rows_gpu", lambda: gpu_columns(batches))
     rack = timed("rows_rack", lambda: rack_columns(batches))
-    link = timed("rows_link", lambda: link_columns(batches))
     timed("normalized", lambda: [samples_message(m, now).SerializeToString() for m in msgs])
     pool = await open_pool(url, min_size=1, max_size=1, name="bench")
     try:
         async with pool.connection() as conn:
-            await conn.execute("DROP TABLE IF EXISTS telemetry_gpu_copybench")
-            await conn.execute("CREATE TABLE telemetry_gpu_copybench (LIKE telemetry_gpu INCLUDING ALL)")
-            for name, table, data, types in (("copy_gpu", "telemetry_gpu", gpu, GPU_TYPES),
-                                             ("copy_rack", "telemetry_rack", rack, RACK_TYPES),
-                                             ("copy_link", "telemetry_link", link, LINK_TYPES)):
+            ports = PortKeys()
+            c = time.perf_counter()
+            await ports.resolve(conn, ports.missing(batches))   # first sight of these ports: once per process
+            st["port_keys_first"] = time.perf_counter() - c
+            link = timed("rows_link", lambda: link_sample_columns(batches, [ports.of(b) for b in batches]))
+            tables = (("gpu", "telemetry_gpu", gpu, GPU_TYPES), ("rack", "telemetry_rack", rack, RACK_TYPES),
+                      ("link", "telemetry_link_sample", link, LINK_SAMPLE_TYPES))
+            for _, table, _, _ in tables:
+                await conn.execute(f"DROP TABLE IF EXISTS {table}_copybench")
+                await conn.execute(f"CREATE TABLE {table}_copybench (LIKE {table} INCLUDING ALL)")
+            for name, table, data, types in tables:
                 c = time.perf_counter()
                 async with conn.transaction():
-                    await copy_table(conn, table + ("_copybench" if table == "telemetry_gpu" else ""), data, types)
-                st[name] = time.perf_counter() - c
-            await conn.execute("DELETE FROM telemetry_rack WHERE time = %s", (t,))
-            await conn.execute("DELETE FROM telemetry_link WHERE time = %s", (t,))
-            await conn.execute("TRUNCATE telemetry_gpu_copybench")
-            # Raw COPY baseline: the same columns and values, as many rows as the live run stored.
-            names = list(gpu.columns)
-            arrays = [gpu.columns[n] for n in names]
-            n_tick = len(arrays[0])
+                    await copy_table(conn, table + "_copybench", data, types)
+                st["copy_" + name] = time.perf_counter() - c
+            # Bytes on disk per stored sample (tables + indexes), this layout, one tick.
+            sizes = {}
+            for _, table, _, _ in tables:
+                cur = await conn.execute("SELECT pg_total_relation_size(%s)", (table + "_copybench",))
+                sizes[table] = int((await cur.fetchone())[0])
+            n_tick = len(gpu)
+            samples_tick = (n_tick * SAMPLES_PER_GPU_ROW + len(rack) * 9 + len(link) * 5)
+            disk = {"bytes": sizes, "samples": samples_tick, "bytes_per_sample": sum(sizes.values()) / samples_tick}
+            for _, table, _, _ in tables:
+                await conn.execute(f"TRUNCATE {table}_copybench")
+            # Raw COPY baseline: the rows the pipeline writes for a tick (GPU, rack and link rows, this
+            # layout), same values, into copies of the same tables (same indexes), one transaction per
+            # tick, as many ticks as the live run stored GPU rows. Also GPU rows alone (the old baseline).
             reps = max(1, -(-copy_rows // n_tick))
-            c = time.perf_counter()
-            copied = 0
-            for k in range(reps):
-                arrays[0] = np.full(n_tick, np.datetime64(t.replace(tzinfo=None) + timedelta(seconds=k + 1), "us"))
-                async with conn.transaction():
-                    copied += await copy_columns(conn, "telemetry_gpu_copybench", names, GPU_TYPES, arrays)
-            copy_s = time.perf_counter() - c
-            await conn.execute("DROP TABLE telemetry_gpu_copybench")
+
+            async def copy_ticks(which: tuple) -> tuple[int, float]:
+                copied, c0 = 0, time.perf_counter()
+                for k in range(reps):
+                    t_k = np.datetime64(t.replace(tzinfo=None) + timedelta(seconds=k + 1), "us")
+                    async with conn.transaction():
+                        for name, table, data, types in which:
+                            cols = dict(data.columns)
+                            cols["time"] = np.full(len(data), t_k)
+                            n = await copy_table(conn, table + "_copybench", type(data)(cols), types)
+                            copied += n if name == "gpu" else 0
+                return copied, time.perf_counter() - c0
+
+            copied, copy_s = await copy_ticks(tables)
+            await conn.execute("TRUNCATE telemetry_gpu_copybench")
+            gpu_only, gpu_only_s = await copy_ticks(tables[:1])
+            for _, table, _, _ in tables:
+                await conn.execute(f"DROP TABLE {table}_copybench")
     finally:
         await pool.close()
-    stages = {"racks": racks, "gpu_rows": n_tick, "seconds_per_tick": st,
-              "ingest_total_s": sum(v for k, v in st.items() if k != "sim_encode")}
+    stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": len(link),
+              "seconds_per_tick": st, "disk": disk,
+              "ingest_total_s": sum(v for k, v in st.items() if k not in ("sim_encode", "port_keys_first"))}
     copy = {"rows": copied, "seconds": copy_s, "gpu_rows_per_s": copied / copy_s,
-            "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps}
+            "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps,
+            "tables": ["telemetry_gpu", "telemetry_rack", "telemetry_link_sample"],
+            "gpu_only_seconds": gpu_only_s, "gpu_only_samples_per_s": gpu_only * SAMPLES_PER_GPU_ROW / gpu_only_s}
     return stages, copy
 
 
@@ -428,7 +455,33 @@ def _sweep(bootstrap: str, url: str, ingest: Ingest, sweep: list[dict], started:
 
 # -- main ----------------------------------------------------------------------------------------
 
+def stages_only(fraction: float) -> dict:
+    """The stages and copy phases alone, in a fresh database with ingest's migrations applied."""
+    from twin.core.db import apply_migrations, open_pool
+    from twin.core.embedded.postgres import database_url, isolated_database
+    from twin.ingest.adapters.repository import MIGRATIONS_DIR
+
+    async def migrate(url: str) -> None:
+        pool = await open_pool(url, min_size=1, max_size=1, name="bench")
+        try:
+            await apply_migrations(pool, "ingest", MIGRATIONS_DIR)
+        finally:
+            await pool.close()
+
+    racks = max(1, round(SITE_RACKS * fraction))
+    with isolated_database(database_url()) as url:
+        asyncio.run(migrate(url))
+        stages, copy = asyncio.run(_stages_and_copy(url, racks, 4 * racks * GPUS_PER_RACK))
+    st = stages["seconds_per_tick"]
+    print(f"stages at {racks * GPUS_PER_RACK:,} GPUs, per tick (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in st.items())
+          + f"; ingest total {stages['ingest_total_s'] * 1e3:.0f} ms")
+    print("copy baseline: " + json.dumps(copy))
+    return {"stages": stages, "copy": copy}
+
+
 def main() -> dict:
+    if STAGES_ONLY:
+        return stages_only(float(STAGES_ONLY))
     from twin.core.embedded.kafka import TansuBroker
     from twin.core.embedded.postgres import database_url, isolated_database
 

@@ -3,8 +3,12 @@
 One transaction per poll:
   1. insert one ledger row per batch into `telemetry_batches` (natural key rack_id, sample_time,
      sequence) with ON CONFLICT DO NOTHING RETURNING → which batches are new;
-  2. binary COPY the sample rows of the new batches only into telemetry_gpu / _rack / _link;
+  2. binary COPY the sample rows of the new batches only into telemetry_gpu / _rack / _link_sample;
   3. commit.
+Link rows carry an integer port key (migration 007): the (rack_id, port_id) → port_key map of
+telemetry_port_entity is cached in the process; unseen ports are added in their own short transaction
+before the batch transaction (ON CONFLICT DO NOTHING, sorted: concurrent ingest processes agree on the
+key and never deadlock). The view telemetry_link still answers with the old columns.
 A batch redelivered after a crash (or re-sent by the source) finds its ledger row and is not stored
 again. Conflicting batches are told apart: same ce_id as the ledger row → a redelivery of the stored
 record (its normalized record may not have been published yet, so the caller re-publishes it under
@@ -28,13 +32,14 @@ from psycopg_pool import AsyncConnectionPool
 from twin.core.db import copy_columns
 from twin.ingest.domain.equipment import COLUMNS as EQUIPMENT_COLUMNS
 from twin.ingest.domain.model import BatchKey, RackBatch
-from twin.ingest.domain.rows import TableColumns, gpu_columns, link_columns, rack_columns
+from twin.ingest.domain.rows import TableColumns, gpu_columns, link_sample_columns, rack_columns
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # package data: same path installed or editable
 
 GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3
 RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9
-LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]
+LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]   # the telemetry_link view's columns
+LINK_SAMPLE_TYPES = ["timestamptz", "int4"] + ["int8"] * 4 + ["int2"]
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,52 @@ class StoreOutcome:
     seconds: float = 0.0
 
 
+class PortKeys:
+    """(rack_id, port_id) → telemetry_port_entity.port_key, cached; one key array per rack's port list."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], int] = {}
+        self._by_rack: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+
+    def missing(self, batches: Sequence[RackBatch]) -> list[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for b in batches:
+            ports = b.links.port_id
+            hit = self._by_rack.get(b.rack_id)
+            if hit is not None and hit[0] == ports:
+                continue
+            out.update((b.rack_id, p) for p in ports if (b.rack_id, p) not in self.keys)
+        return sorted(out)
+
+    async def resolve(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
+        """Create the entity rows of `pairs` that do not exist yet and learn every key (own transaction)."""
+        if not pairs:
+            return
+        racks, ports = [r for r, _ in pairs], [p for _, p in pairs]
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
+                "ORDER BY 1, 2 ON CONFLICT (rack_id, port_id) DO NOTHING", (racks, ports))
+            cur = await conn.execute(
+                "SELECT e.rack_id, e.port_id, e.port_key FROM telemetry_port_entity e "
+                "JOIN unnest(%s::text[], %s::text[]) AS k(rack_id, port_id) USING (rack_id, port_id)", (racks, ports))
+            for rack_id, port_id, key in await cur.fetchall():
+                self.keys[(rack_id, port_id)] = key
+
+    def of(self, batch: RackBatch) -> np.ndarray:
+        ports = batch.links.port_id
+        hit = self._by_rack.get(batch.rack_id)
+        if hit is not None and hit[0] == ports:
+            return hit[1]
+        keys = np.array([self.keys[(batch.rack_id, p)] for p in ports], dtype=np.int32)
+        self._by_rack[batch.rack_id] = (ports, keys)
+        return keys
+
+
 class TelemetryRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        self.port_keys = PortKeys()
 
     async def store(self, items: Sequence[StoreItem]) -> StoreOutcome:
         """Store the new batches among `items` in one transaction (keys must be unique in `items`)."""
@@ -69,6 +117,8 @@ class TelemetryRepository:
         if not items:
             return out
         keys = [it.batch.key for it in items]
+        async with self.pool.connection() as conn:
+            await self.port_keys.resolve(conn, self.port_keys.missing([it.batch for it in items]))
         async with self.pool.connection() as conn, conn.transaction():
             inserted = await _insert_ledger(conn, items)
             clashes = [i for i, k in enumerate(keys) if k not in inserted]
@@ -88,7 +138,8 @@ class TelemetryRepository:
             if batches:
                 out.rows["telemetry_gpu"] = await copy_table(conn, "telemetry_gpu", gpu_columns(batches), GPU_TYPES)
                 out.rows["telemetry_rack"] = await copy_table(conn, "telemetry_rack", rack_columns(batches), RACK_TYPES)
-                out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link", link_columns(batches), LINK_TYPES)
+                links = link_sample_columns(batches, [self.port_keys.of(b) for b in batches])
+                out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link_sample", links, LINK_SAMPLE_TYPES)
         out.seconds = time.perf_counter() - started
         return out
 

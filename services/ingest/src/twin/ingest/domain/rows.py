@@ -19,6 +19,8 @@ RACK_COLUMNS: tuple[str, ...] = (
     "pdu_input_power_w",
 )
 LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIELDS + ("link_state",)
+# telemetry_link_sample (migration 007): the port's names are in telemetry_port_entity, rows carry its key.
+LINK_SAMPLE_COLUMNS: tuple[str, ...] = ("time", "port_key") + LINK_COUNT_FIELDS + ("link_state",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +108,35 @@ def link_columns(batches: Sequence[RackBatch]) -> TableColumns:
         "time": _cat(times, "datetime64[us]"),
         "rack_id": _cat(racks, object),
         "port_id": _cat(ports, object),
+    }
+    for f in LINK_COUNT_FIELDS:
+        cols[f] = _cat(counters[f], np.int64)
+    cols["link_state"] = _cat(states, np.int16)
+    return TableColumns(cols)
+
+
+def link_sample_columns(batches: Sequence[RackBatch], port_keys: Sequence[np.ndarray]) -> TableColumns:
+    """Rows of telemetry_link_sample: `port_keys[i]` holds the entity key of each port of `batches[i]`
+    (same order as its port_id), as resolved by the repository."""
+    times, keys, states = [], [], []
+    counters: dict[str, list[np.ndarray]] = {f: [] for f in LINK_COUNT_FIELDS}
+    items = list(counters.items())
+    for b, k in zip(batches, port_keys, strict=True):
+        n = len(b.links.port_id)
+        if not n:
+            continue
+        if len(k) != n:
+            raise ValueError(f"rack {b.rack_id}: {len(k)} port keys for {n} ports")
+        times.append(_time64(b))
+        keys.append(k)
+        states.append(b.links.link_state)
+        c = b.links.counters
+        for f, parts in items:
+            parts.append(c[f])
+    repeats = np.array([len(k) for k in keys], dtype=np.intp)
+    cols: dict[str, np.ndarray] = {
+        "time": np.repeat(np.array(times, dtype="datetime64[us]"), repeats),
+        "port_key": _cat(keys, np.int32),
     }
     for f in LINK_COUNT_FIELDS:
         cols[f] = _cat(counters[f], np.int64)

@@ -1,0 +1,123 @@
+"""Ingest's storage layout (issue 13): link samples keyed by integer port keys, the old query surface kept.
+
+Against real PostgreSQL (a fresh database per test): migration 007 moves rows already stored in the
+old `telemetry_link` table into `telemetry_link_sample` + `telemetry_port_entity`; the view
+`telemetry_link` answers the old columns (and takes INSERTs); the repository writes link rows that
+read back through the view exactly as sent; two repositories (two ingest processes) agree on keys;
+history by (port, time) is served by the (port_key, time) index.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from ingest_factory import inventory, rack_batch
+
+from twin.core.db import apply_migrations, open_pool
+from twin.ingest.adapters.codec import decode_batch
+from twin.ingest.adapters.repository import MIGRATIONS_DIR, StoreItem, TelemetryRepository
+
+pytestmark = pytest.mark.timeout(120)
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def rows(url: str, query: str, params=()):
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+async def migrated(url: str, upto: str | None = None, tmp: Path | None = None):
+    """Apply ingest's migrations (only those named < `upto` when given, from a copy in `tmp`)."""
+    folder = MIGRATIONS_DIR
+    if upto is not None:
+        assert tmp is not None
+        folder = tmp / "migrations"
+        folder.mkdir()
+        for f in MIGRATIONS_DIR.glob("*.sql"):
+            if f.name < upto:
+                shutil.copy(f, folder / f.name)
+    pool = await open_pool(url, min_size=1, max_size=2)
+    try:
+        return await apply_migrations(pool, "ingest", folder)
+    finally:
+        await pool.close()
+
+
+async def test_migration_moves_old_link_rows_and_the_view_answers_the_old_columns(fresh_database, tmp_path):
+    applied = await migrated(fresh_database, upto="007", tmp=tmp_path)
+    assert applied and all(name < "007" for name in applied)
+    old = [(T0 + timedelta(seconds=s), "r1", f"r1-n0{p}/nic0", 10**12 + s, 5, 0, p, 1) for s in range(3) for p in range(2)]
+    old.append((T0, "r2", "leaf-1/7", 1, 2, 3, 4, 3))
+    with psycopg.connect(fresh_database) as conn:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO telemetry_link VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", old)
+    applied = await migrated(fresh_database)
+    assert [n for n in applied if n.startswith("007")] == ["007_link_entity_keys.sql"]
+    assert rows(fresh_database, "SELECT relkind FROM pg_class WHERE relname = 'telemetry_link'") == [("v",)]
+    back = rows(fresh_database, "SELECT time, rack_id, port_id, tx_bytes, rx_bytes, tx_errors, rx_errors, link_state "
+                                "FROM telemetry_link ORDER BY time, rack_id, port_id")
+    assert back == sorted(old)
+    # one entity per (rack, port), the samples carry its key
+    assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_entity") == [(3,)]
+    assert rows(fresh_database, "SELECT count(*), count(DISTINCT port_key) FROM telemetry_link_sample") == [(7, 3)]
+    # writers of the old table keep working through the view (a new port gets a key, a known one keeps it)
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute("INSERT INTO telemetry_link (time, rack_id, port_id, tx_bytes, rx_bytes, tx_errors, rx_errors,"
+                     " link_state) VALUES (%s, 'r1', 'r1-n00/nic0', 9, 9, 9, 9, 2), (%s, 'r3', 'r3-n00/nic1', 1, 1, 1, 1, 1)",
+                     (T0 + timedelta(seconds=9), T0 + timedelta(seconds=9)))
+    assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_entity") == [(4,)]
+    assert rows(fresh_database, "SELECT tx_bytes, link_state FROM telemetry_link WHERE port_id = 'r1-n00/nic0' "
+                                "ORDER BY time DESC LIMIT 1") == [(9, 2)]
+
+
+async def test_repository_writes_link_rows_by_port_key_and_processes_agree_on_keys(fresh_database):
+    await migrated(fresh_database)
+    inv = inventory()
+    msgs = [rack_batch(inv, r, T0 + timedelta(seconds=s), s + 1) for s in range(2) for r in range(3)]
+    batches = [decode_batch(m) for m in msgs]
+    items = [StoreItem(b, f"ce-{i}", "t", 0, i) for i, b in enumerate(batches)]
+    pool_a = await open_pool(fresh_database, min_size=1, max_size=2)
+    pool_b = await open_pool(fresh_database, min_size=1, max_size=2)
+    try:
+        a, b = TelemetryRepository(pool_a), TelemetryRepository(pool_b)
+        out_a = await a.store(items[:3])     # first tick through one process
+        out_b = await b.store(items[3:])     # second tick through another: same ports, keys learned from the table
+        assert len(out_a.new) == len(out_b.new) == 3
+        assert out_a.rows["telemetry_link"] == out_b.rows["telemetry_link"] == 3 * 4
+        assert a.port_keys.keys == b.port_keys.keys and len(a.port_keys.keys) == 12
+        again = await b.store(items[:3])    # a redelivery writes nothing
+        assert again.new == [] and again.rows == {}
+    finally:
+        await pool_a.close()
+        await pool_b.close()
+    want = sorted((T0 + timedelta(seconds=s), m.rack_id, p, tx, rx, te, re_, st)
+                  for s, m in ((m.sample_time.seconds - int(T0.timestamp()), m) for m in msgs)
+                  for p, tx, rx, te, re_, st in zip(m.links.port_id, m.links.tx_bytes, m.links.rx_bytes,
+                                                     m.links.tx_errors, m.links.rx_errors, m.links.link_state,
+                                                     strict=True))
+    got = rows(fresh_database, "SELECT time, rack_id, port_id, tx_bytes, rx_bytes, tx_errors, rx_errors, link_state "
+                               "FROM telemetry_link ORDER BY time, rack_id, port_id")
+    assert got == want
+    assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_entity") == [(12,)]
+
+
+async def test_history_of_one_port_uses_the_port_time_index(fresh_database):
+    await migrated(fresh_database)
+    with psycopg.connect(fresh_database) as conn:
+        conn.execute("INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT 'r' || (g / 8), 'r' || (g / 8) || "
+                     "'-n0/nic' || (g % 8) FROM generate_series(0, 4999) g")
+        conn.execute("INSERT INTO telemetry_link_sample SELECT %s::timestamptz + s * interval '1 second', k, s, s, 0, 0, 1 "
+                     "FROM generate_series(1, 5000) k, generate_series(0, 19) s", (T0,))
+        conn.execute("ANALYZE telemetry_link_sample")
+        conn.execute("ANALYZE telemetry_port_entity")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT time, tx_bytes FROM telemetry_link WHERE port_id = 'r7-n0/nic3' "
+            "AND time > %s ORDER BY time DESC", (T0 + timedelta(seconds=5),)).fetchall())
+    assert "telemetry_link_sample_port_time" in plan, plan
+    assert "telemetry_port_entity_port" in plan, plan
+    assert "Seq Scan on telemetry_link_sample" not in plan, plan
