@@ -48,6 +48,11 @@ HINTS = {
     F + "Parallelism.tensor_parallel": st.integers(0, 16),
     F + "Parallelism.pipeline_parallel": st.integers(0, 16),
     F + "Parallelism.expert_parallel": st.integers(0, 16),
+    F + "MoeCase.tokens_per_rank": st.integers(0, 1 << 25),
+    F + "MoeCase.hidden_size": st.integers(0, 1 << 21),
+    F + "MoeCase.top_k": st.integers(0, 80),
+    F + "MoeCase.num_experts": st.integers(0, 1024),
+    F + "MoeCase.max_nodes_per_token": st.integers(0, 64),
 }
 OK_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
             grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -101,6 +106,7 @@ RPCS = {
     "SweepSizes": pb.SweepSizesRequest,
     "EstimateTrainingStep": pb.EstimateTrainingStepRequest,
     "GetFabricState": pb.GetFabricStateRequest,
+    "EstimateMoe": pb.EstimateMoeRequest,
 }
 
 
@@ -157,6 +163,14 @@ def valid_ish(draw, method: str):
         if draw(st.booleans()):
             req.placement.CopyFrom(draw(placements()))
         return req
+    if method == "EstimateMoe":
+        cases = [pb.MoeCase(kernel=draw(st.integers(0, 4)), tokens_per_rank=draw(st.integers(0, 1 << 20)),
+                            hidden_size=draw(st.sampled_from([0, 1, 127, 128, 4096, 7168])),
+                            top_k=draw(st.integers(0, 66)), num_experts=draw(st.sampled_from([0, 1, 8, 64, 256, 288])),
+                            dispatch_precision=draw(st.integers(0, 3)), combine_precision=draw(st.integers(0, 3)),
+                            max_nodes_per_token=draw(st.integers(0, 40)))
+                 for _ in range(draw(st.integers(0, 4)))]
+        return pb.EstimateMoeRequest(cases=cases, placement=draw(placements()))
     return pb.GetFabricStateRequest(include_healthy=draw(st.booleans()))
 
 

@@ -84,3 +84,34 @@ async def test_moe_follows_the_live_nic_state(kafka_bootstrap, fresh_database, u
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+
+
+async def test_twinctl_fabric_moe_table_and_json(capsys):
+    import json
+
+    from twinctl.__main__ import main as twinctl_main
+
+    cfg = FabricConfig(kafka_bootstrap="unused:1", database_url="unused", facility="dgx-h100-su",
+                       grpc_host="127.0.0.1", grpc_port=0, consume=False)
+    app = FabricApp(cfg)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    try:
+        await asyncio.wait_for(app.ready.wait(), 30)
+        base = ["fabric", "--target", f"127.0.0.1:{app.port}"]
+        args = ["moe", "--tokens", "4096", "--hidden", "7168", "--top-k", "8", "--experts", "256", "--ranks", "64",
+                "--max-nodes", "4"]
+        capsys.readouterr()
+        assert await asyncio.to_thread(twinctl_main, [*base, *args]) == 0
+        table = capsys.readouterr().out
+        assert "EP group of 64 ranks on 8 nodes" in table
+        assert [ln.split()[0] for ln in table.splitlines()[2:]] == ["nccl", "deepep-normal", "deepep-ll"], table
+        assert await asyncio.to_thread(twinctl_main, [*base, "--json", *args, "--kernel", "deepep-normal"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert len(doc["estimates"]) == 1 and doc["epRanks"] == 64
+        # invalid input: the server's INVALID_ARGUMENT, a non-zero exit
+        assert await asyncio.to_thread(twinctl_main, [*base, "moe", "--tokens", "8", "--hidden", "8", "--top-k", "8",
+                                                      "--experts", "100", "--ranks", "64"]) != 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

@@ -6,6 +6,7 @@
   twinctl fabric sweep --collective all_reduce --min 8 --max 1GiB [--steps 2] --ranks 64
   twinctl fabric step --params 70e9 --layers 80 --hidden 8192 --seq 4096 --dp 4 --tp 8 --pp 8 [--ranks/--gpus/--job]
   twinctl fabric links [--all]
+  twinctl fabric moe --tokens 4096 --hidden 7168 --top-k 8 --experts 256 --ranks 64 [--max-nodes 4] [--kernel ...]
   twinctl power state [--components | --rack ID | --component ID]      site, rack, component power
   twinctl power plan --limit-kw 250 [--deadline-s 600] [--duration-s 1800]
   twinctl power whatif-cap --cap-w 400 (--gpus 0-63 | --racks A,B | --job ID)
@@ -37,7 +38,7 @@ from twin.core import limits
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 from twinctl import cooling as cooling_cli
-from twinctl import dlq
+from twinctl import dlq, fabric_moe
 from twinctl import jobs as jobs_cli
 from twinctl import power as power_cli
 from twinctl import scenario as scenario_cli
@@ -171,6 +172,8 @@ def run_fabric(args: argparse.Namespace, stub: pb_grpc.FabricSimulationServiceSt
                          f"{b.calls:6d} {b.size_bytes:12d} {_fmt_time(b.time_per_call_s):>12} "
                          f"{_fmt_time(b.time_s):>12} {b.group_ranks:6d} {b.algorithm:<10} {b.protocol:<6}")
         return "\n".join(lines)
+    if args.cmd == "moe":
+        return fabric_moe.run(args, stub, placement(args), _fmt_time)
     if args.cmd == "links":
         resp = stub.GetFabricState(pb.GetFabricStateRequest(include_healthy=args.all), timeout=t)
         if args.json:
@@ -237,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ln = cmds.add_parser("links", help="live link state the estimates use")
     ln.add_argument("--all", action="store_true", help="include healthy, idle links")
+    fabric_moe.add_parser(cmds, _add_placement)
     return parser
 
 
