@@ -9,7 +9,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 # Every library and service is its own distribution; a new services/<name>/pyproject.toml joins here.
 MEMBERS := libs/twin-proto libs/twin-core libs/twinctl $(patsubst %/pyproject.toml,%,$(sort $(wildcard services/*/pyproject.toml)))
 
-.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-moe validate-power validate-training validate-cooling fuzz chaos up down clean
+.PHONY: install run test test-unit lint proto proto-check bench validate-collectives validate-holdout validate-moe validate-scale validate-power validate-training validate-cooling fuzz chaos up down clean
 
 $(STAMP): pyproject.toml requirements.lock $(addsuffix /pyproject.toml,$(MEMBERS))
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ validate-holdout: $(STAMP)
 
 validate-moe: $(STAMP)
 	$(PY) -m twin.fabric.validate_moe $(ARGS)
+
+validate-scale: $(STAMP)
+	$(PY) -m twin.fabric.validate_scale $(ARGS)
 
 validate-power: $(STAMP)
 	$(PY) -m twin.power.validate $(CSV)
