@@ -22,7 +22,16 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services" / "fabric" / "src"))
 
-from twin.fabric.domain import COLLECTIVES, estimate, placement_from_gpu_ids, placement_packed, preset  # noqa: E402
+from twin.fabric.domain import (  # noqa: E402
+    COLLECTIVES,
+    MOE_KERNELS,
+    estimate,
+    moe_times,
+    placement_arrays,
+    placement_from_gpu_ids,
+    placement_packed,
+    preset,
+)
 
 RESULTS = ROOT / "bench" / "results" / "fabric_core.json"
 
@@ -58,7 +67,16 @@ def main() -> dict:
 
     t_ar = _best_of(lambda: one("all_reduce"), repeat=5)
     t_a2a = _best_of(lambda: one("alltoall"), repeat=5)
+    # MoE dispatch + combine: kernels x tokens-per-rank x EP group sizes, one vectorized call
+    tokens = np.unique(np.logspace(0, 15, 20_000, base=2.0).astype(np.int64))
+    ep = placement_arrays(topo, np.array([8, 16, 32, 64, 128, 256, 512, 1024]))
+    kern = np.array(MOE_KERNELS)[:, None, None]
+    n_moe = len(MOE_KERNELS) * tokens.size * ep.shape[0]
+    t_moe = _best_of(lambda: moe_times(topo, kern, tokens[None, :, None], 7168, 8, 1024,
+                                       placement=ep.reshape(1, 1, -1), max_nodes_per_token=4))
     result = {
+        "moe_cases": n_moe,
+        "moe_cases_per_s": n_moe / t_moe,
         "evaluations": n_eval,
         "estimates_per_s": n_eval / t_batch,
         "batch_s": t_batch,
@@ -74,7 +92,7 @@ def main() -> dict:
     print(f"fabric_core: {n_eval:,} estimates in {t_batch * 1e3:.1f} ms = {result['estimates_per_s']:,.0f}/s "
           f"(numpy a*b+c baseline {result['baseline_numpy_ops_per_s']:,.0f}/s, ratio {result['ratio_to_numpy_baseline']:.4f}); "
           f"100k-GPU all_reduce {result['allreduce_100k_gpu_ms']:.2f} ms, alltoall {result['alltoall_100k_gpu_ms']:.2f} ms "
-          f"(targets: >= 1,000,000/s, <= 10 ms)")
+          f"(targets: >= 1,000,000/s, <= 10 ms); MoE dispatch+combine {result['moe_cases_per_s']:,.0f} cases/s")
     return result
 
 
