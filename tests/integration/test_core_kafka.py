@@ -127,7 +127,7 @@ async def test_produce_consume_commit_with_envelope_and_trace(kafka_bootstrap):
             seqs = [r.message.sequence for r in collector.seen if r.key == rack]
             assert seqs == sorted(seqs)
 
-        batch_spans = [s for s in spans.get_finished_spans() if s.name == f"{t.name} process"]
+        batch_spans = [s for s in spans.get_finished_spans() if s.name == f"process {t.name}"]
         assert batch_spans and all(s.kind == trace.SpanKind.CONSUMER for s in batch_spans)
         linked = {link.context.trace_id for s in batch_spans for link in s.links}
         assert parent.get_span_context().trace_id in linked

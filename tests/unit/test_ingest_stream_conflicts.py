@@ -46,7 +46,7 @@ class Repo:
 
 
 class Publisher:
-    async def enqueue(self, topic, key, message, *, ce_id=None, time=None):
+    async def enqueue(self, topic, key, message, *, ce_id=None, time=None, cause=None):
         fut = asyncio.get_running_loop().create_future()
         fut.set_result(None)
         return fut

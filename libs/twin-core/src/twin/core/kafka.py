@@ -1,7 +1,14 @@
 """Kafka producer and at-least-once consumer loop (aiokafka) shared by every service (DESIGN §4).
 
 Producer: `EventProducer(bootstrap, source)` sends one protobuf message per call with the CloudEvents
-binary-mode headers (twin.core.envelope) and the W3C trace context of the current span.
+binary-mode headers (twin.core.envelope) and the W3C trace context of the current span. With
+`cause=record` (or `traced=True`) and tracing on, the message gets its own PRODUCER span
+"send <topic>" (OTel messaging semantic conventions) whose parent is the cause's creation context (or
+the current span), linked to the current span: its context is what the headers carry.
+
+Tracing: each polled batch is processed in a CONSUMER span "process <topic>" (messaging.operation.type
+= process), a new root LINKED to every record's creation context (the conventions' batch consumer);
+handlers keep a record's trace going with `cause=` / twin.core.telemetry.caused_span.
 
 Consumer: `run_consumer(...)` polls a batch, decodes each record (protobuf + envelope), hands the good
 ones to `handle_batch` and sends every undecodable or rejected record to `<topic>.dlq` with its
@@ -68,7 +75,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from twin.core import limits
 from twin.core.envelope import Envelope, EnvelopeError, Headers, new_envelope
-from twin.core.telemetry import inject_headers, span_context_from_headers
+from twin.core.telemetry import MAX_LINKS, inject_headers, span_context_from_headers, tracing_enabled
 from twin.core.topics import Topic
 
 log = logging.getLogger("twin.core.kafka")
@@ -214,6 +221,28 @@ def oversized_reason(raw: ConsumerRecord) -> str | None:
 # -- producer -----------------------------------------------------------------------------------
 
 
+def send_span(destination: str, key: str | None, message_id: str | None,
+              cause: Record | trace.SpanContext | None = None) -> Any:
+    """The PRODUCER span "send <destination>" of one message (messaging semantic conventions), current
+    while it is used as a context manager. Parent: `cause`'s creation context when it has a valid one,
+    else the current span; linked to the current span when that is in another trace."""
+    ctx = cause if isinstance(cause, trace.SpanContext) or cause is None else span_context_from_headers(cause.headers)
+    attrs: dict[str, Any] = {"messaging.system": "kafka", "messaging.destination.name": destination,
+                             "messaging.operation.type": "send", "messaging.operation.name": "send"}
+    if key is not None:
+        attrs["messaging.kafka.message.key"] = key
+    if message_id:
+        attrs["messaging.message.id"] = message_id
+    if ctx is None or not ctx.is_valid:
+        return _tracer.start_as_current_span(f"send {destination}", kind=trace.SpanKind.PRODUCER, attributes=attrs)
+    current = trace.get_current_span().get_span_context()
+    links = [trace.Link(current, {"twin.link": "batch"})] if current.is_valid and current.trace_id != ctx.trace_id else []
+    return _tracer.start_as_current_span(
+        f"send {destination}", context=trace.set_span_in_context(trace.NonRecordingSpan(ctx)),
+        kind=trace.SpanKind.PRODUCER, links=links, attributes=attrs)
+
+
+
 class EventProducer:
     """Protobuf events with CloudEvents headers and W3C trace context. Use as `async with`."""
 
@@ -244,17 +273,30 @@ class EventProducer:
         return inject_headers(envelope.to_headers())
 
     async def enqueue(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
-                      time: datetime | None = None) -> asyncio.Future:
-        """Put one event in the send buffer; await the returned future for the broker's ack."""
+                      time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
+                      traced: bool = False) -> asyncio.Future:
+        """Put one event in the send buffer; await the returned future for the broker's ack.
+
+        `cause`: the input record (or span context) this event follows from; with tracing on, the event is
+        sent from a "send <topic>" PRODUCER span in the cause's trace (see the module docstring).
+        `traced=True` without a cause: the same span as a child of the current one."""
         if not isinstance(message, topic.message_type):
             raise TypeError(f"{topic.name} carries {topic.ce_type}, got {type(message).__name__}")
-        headers = self.headers_for(topic, ce_id=ce_id, time=time)
-        return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(), headers=headers)
+        if (cause is None and not traced) or not tracing_enabled():
+            headers = self.headers_for(topic, ce_id=ce_id, time=time)
+            return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(),
+                                             headers=headers)
+        envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
+        with send_span(topic.name, key, envelope.id, cause):
+            headers = inject_headers(envelope.to_headers())
+            return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(),
+                                             headers=headers)
 
     async def send(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
-                   time: datetime | None = None):
+                   time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
+                   traced: bool = False):
         """Send one event and wait until the broker acknowledged it (returns RecordMetadata)."""
-        return await (await self.enqueue(topic, key, message, ce_id=ce_id, time=time))
+        return await (await self.enqueue(topic, key, message, ce_id=ce_id, time=time, cause=cause, traced=traced))
 
     async def enqueue_raw(self, topic_name: str, key: bytes | None, value: bytes | None,
                           headers: Sequence[tuple[str, bytes]] = ()) -> asyncio.Future:
@@ -338,6 +380,7 @@ async def run_consumer(
     return stats
 
 
+_BATCH_LINKS = 4 * MAX_LINKS  # links of a batch's process span to its records' creation contexts
 STOP_GRACE_S = 2.0  # after stop_event, how long an in-flight DLQ send may still complete
 
 
@@ -411,12 +454,20 @@ class _Loop:
             except ValueError as exc:
                 reason = str(exc)
                 pending.append(_Pending(raw, reason, reason.split(":", 1)[0]))
-        links = [trace.Link(ctx) for r in good[:128] if (ctx := span_context_from_headers(r.headers))]
+        links = [trace.Link(ctx, {"messaging.destination.partition.id": str(r.partition),
+                                  "messaging.kafka.offset": r.offset})
+                 for r in (good[:_BATCH_LINKS] if tracing_enabled() else ())
+                 if (ctx := span_context_from_headers(r.headers))]
+        attrs = {"messaging.system": "kafka", "messaging.destination.name": self.topic.name,
+                 "messaging.operation.type": "process", "messaging.operation.name": "process",
+                 "messaging.consumer.group.name": self.group_id, "messaging.batch.message_count": len(raws)}
+        if len(raws) == 1:
+            attrs["messaging.destination.partition.id"] = str(raws[0].partition)
+            attrs["messaging.kafka.offset"] = raws[0].offset
+            if raws[0].key is not None:
+                attrs["messaging.kafka.message.key"] = raws[0].key.decode("utf-8", "replace")
         with _tracer.start_as_current_span(
-            f"{self.topic.name} process", kind=trace.SpanKind.CONSUMER, links=links,
-            attributes={"messaging.system": "kafka", "messaging.destination.name": self.topic.name,
-                        "messaging.consumer.group.name": self.group_id,
-                        "messaging.batch.message_count": len(raws)},
+            f"process {self.topic.name}", kind=trace.SpanKind.CONSUMER, links=links, attributes=attrs,
         ) as span:
             if good:
                 started = time.perf_counter()

@@ -11,7 +11,18 @@
 With no endpoint and no exporter variables nothing is exported, so tests and embedded runs need no
 collector; spans and metrics are still recorded by the SDK (tests can add their own readers).
 Resource attributes: service.name, service.instance.id (host-pid-random unless OTEL_RESOURCE_ATTRIBUTES
-sets it).
+sets it). The SDK also reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (e.g. parentbased_traceidratio
+with 0.01 on a 100k-GPU site) and OTEL_BSP_SCHEDULE_DELAY (how often spans are exported).
+
+Traces across Kafka (DESIGN §4, README "Observability"): every record carries the W3C `traceparent` of
+its creation context. A twin that turns one input record into outputs publishes each output from a
+PRODUCER span "send <topic>" whose PARENT is that input's creation context (`EventProducer.enqueue(...,
+cause=record)`), so the output stays in the input's trace. A twin that aggregates many inputs into one
+evaluation (cooling's tick, jobs' refresh) collects the inputs' contexts in `Causes` and runs the
+evaluation in `caused_span(...)`: a span whose parent is the NEWEST cause (the record that triggered
+it) and which LINKS to the other causes (at most MAX_LINKS) and to the consumer's batch span. Per-message
+spans are only made while some span processor records them (`tracing_enabled()`): a span costs
+tens of microseconds, too much per record when nothing is exported.
 """
 
 from __future__ import annotations
@@ -19,8 +30,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
@@ -167,3 +181,97 @@ def span_context_from_headers(headers: Iterable[tuple[str, bytes]] | None) -> tr
     """The remote producer's span context, or None when the headers carry no valid traceparent."""
     ctx = trace.get_current_span(extract_context(headers)).get_span_context()
     return ctx if ctx.is_valid else None
+
+
+# -- causes: one trace through aggregating twins ----------------------------------------------------
+
+MAX_LINKS = 32  # span links per aggregating span (the newest causes are kept; `twin.causes.dropped` counts the rest)
+
+
+def tracing_enabled() -> bool:
+    """Whether spans made now are recorded by some span processor (an exporter or a test's reader)."""
+    provider = trace.get_tracer_provider()
+    processors = getattr(getattr(provider, "_active_span_processor", None), "_span_processors", None)
+    if processors is None:  # not the SDK: a no-op/proxy provider records nothing, any other one may
+        return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+    return bool(processors)
+
+
+@dataclass
+class Causes:
+    """The creation contexts of the input records an aggregating evaluation has not consumed yet.
+
+    `add(records)` (anything with `.headers`, or SpanContexts) keeps the newest `limit`; `take()` returns
+    them oldest first and starts over. Nothing is collected while tracing is off (`tracing_enabled()`).
+    """
+
+    limit: int = MAX_LINKS + 1
+    items: deque = field(default_factory=deque)
+    dropped: int = 0
+
+    def add(self, causes: Iterable[Any]) -> None:
+        if not tracing_enabled():
+            return
+        for cause in causes:
+            ctx = cause if isinstance(cause, trace.SpanContext) else span_context_from_headers(cause.headers)
+            if ctx is None:
+                continue
+            self.items.append(ctx)
+            if len(self.items) > self.limit:
+                self.items.popleft()
+                self.dropped += 1
+
+    def take(self) -> tuple[list[trace.SpanContext], int]:
+        """(the causes oldest first, how many older ones were dropped), and start over."""
+        out, dropped = list(self.items), self.dropped
+        self.items.clear()
+        self.dropped = 0
+        return out, dropped
+
+    def span(self, tracer: trace.Tracer, name: str, **kwargs: Any) -> _Scope:
+        """`caused_span` over the causes taken now (see `take`); usable in `with` and `async with`."""
+        causes, dropped = self.take()
+        return _Scope(caused_span(tracer, name, causes, dropped=dropped, **kwargs))
+
+
+class _Scope:
+    """A span context manager that also works in `async with` (next to an asyncio.Lock, say)."""
+
+    def __init__(self, cm: Any) -> None:
+        self._cm = cm
+
+    def __enter__(self) -> trace.Span:
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+    async def __aenter__(self) -> trace.Span:
+        return self._cm.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+
+@contextmanager
+def caused_span(tracer: trace.Tracer, name: str, causes: Sequence[trace.SpanContext], *,
+                kind: trace.SpanKind = trace.SpanKind.INTERNAL, dropped: int = 0,
+                attributes: Mapping[str, Any] | None = None) -> Iterator[trace.Span]:
+    """A current span in the trace of the newest cause (its parent), linked to the other causes and to the
+    span current now (the consumer's batch span). Without causes: a child of the current span."""
+    attrs = dict(attributes or {})
+    current = trace.get_current_span().get_span_context()
+    if not causes:
+        with tracer.start_as_current_span(name, kind=kind, attributes=attrs) as span:
+            yield span
+        return
+    parent = causes[-1]
+    links = [trace.Link(c, {"twin.link": "cause"}) for c in causes[-1 - MAX_LINKS:-1]]
+    if current.is_valid and current.trace_id != parent.trace_id:
+        links.append(trace.Link(current, {"twin.link": "batch"}))
+    attrs["twin.causes"] = len(causes) + dropped
+    if dropped or len(causes) - 1 > MAX_LINKS:
+        attrs["twin.causes.dropped"] = dropped + max(0, len(causes) - 1 - MAX_LINKS)
+    ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    with tracer.start_as_current_span(name, context=ctx, kind=kind, links=links, attributes=attrs) as span:
+        yield span

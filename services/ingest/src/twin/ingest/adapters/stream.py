@@ -46,8 +46,8 @@ class Repository(Protocol):
 
 
 class Publisher(Protocol):
-    async def enqueue(self, topic: Topic, key: str, message, *, ce_id: str | None = None, time=None
-                      ) -> asyncio.Future: ...
+    async def enqueue(self, topic: Topic, key: str, message, *, ce_id: str | None = None, time=None,
+                      cause: Record | None = None) -> asyncio.Future: ...
 
 
 @dataclass
@@ -109,7 +109,8 @@ class IngestHandler:
             rec = good[first[i]][0]
             key = items[i].batch.key
             msg = samples_message(rec.message, ingested)
-            futures.append(await self.publisher.enqueue(self.samples_topic, key.rack_id, msg, ce_id=samples_ce_id(key)))
+            futures.append(await self.publisher.enqueue(self.samples_topic, key.rack_id, msg, ce_id=samples_ce_id(key),
+                                                        cause=rec))  # the batch's trace goes on
         if futures:
             await asyncio.gather(*futures)
 
@@ -169,7 +170,7 @@ class IngestHandler:
             self.stats.rows["telemetry_equipment"] = self.stats.rows.get("telemetry_equipment", 0) + n
             ingested = self.clock.now()
             futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_message(rec.message, ingested),
-                                                    ce_id=equipment_ce_id(b)) for rec, b in good]
+                                                    ce_id=equipment_ce_id(b), cause=rec) for rec, b in good]
             await asyncio.gather(*futures)
             self.stats.equipment_batches += len(good)
             self.stats.published += len(futures)

@@ -31,10 +31,11 @@ import uuid
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
 
 from twin.core.clock import Clock, SystemClock
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.codec import InvalidMessage
@@ -45,6 +46,7 @@ from twin.jobs.live import JobTwin
 
 log = logging.getLogger("twin.jobs.stream")
 _meter = metrics.get_meter("twin.jobs")
+_tracer = trace.get_tracer("twin.jobs")
 _error_ratio = _meter.create_histogram("twin.jobs.step_time_error_ratio", unit="1",
                                        description="measured / predicted step time per progress report")
 _NS = uuid.UUID("9b2e4c6a-1f3d-4e8b-a7c5-2d0f6e9a8b31")
@@ -72,6 +74,7 @@ class Engine:
         self.stats = stats or EngineStats()
         self._lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(concurrency)
+        self.causes = Causes()  # the input records since the last refresh (its span's parent and links)
 
     def now_s(self) -> float:
         return self.clock.now().timestamp()
@@ -93,7 +96,7 @@ class Engine:
 
     async def refresh(self) -> None:
         """Predict the jobs whose inputs changed, then store and publish what changed (see module docstring)."""
-        async with self._lock:
+        async with self._lock, self.causes.span(_tracer, "jobs refresh"):
             now = self.now_s()
             twin = self.twin
             twin.expire(now)
@@ -130,7 +133,7 @@ class Engine:
             futures.append(await self.producer.enqueue(self.state_topic, st.job_id, st, ce_id=ce))
         for r in recs:
             futures.append(await self.producer.enqueue(self.recommendations_topic, r.job_id, r,
-                                                       ce_id=r.recommendation_id))
+                                                       ce_id=r.recommendation_id, traced=True))
         if futures:
             await asyncio.gather(*futures)
         self.stats.states_published += len(states)
@@ -165,6 +168,7 @@ class EventsHandler:
         rejected: list[Rejected] = []
         twin = self.engine.twin
         progressed: set[str] = set()
+        self.engine.causes.add(records)
         for rec in records:
             try:
                 ev, gpus = codec.job_event(rec.message)
@@ -197,6 +201,7 @@ class FabricHandler:
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
         latest = None
+        self.engine.causes.add(records)
         for rec in records:
             if rec.message.site_id != self.site_id:
                 rejected.append(Rejected(rec, f"validation: site_id: {rec.message.site_id!r} is not this twin's "
@@ -220,6 +225,7 @@ class PlansHandler:
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
+        self.engine.causes.add(records)
         for rec in records:
             try:
                 self.engine.twin.add_plan(codec.cap_plan(rec.message))
@@ -238,6 +244,7 @@ class AlertsHandler:
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
         now = self.engine.now_s()
+        self.engine.causes.add(records)
         for rec in records:
             try:
                 alert = self.decode(rec.message, now)

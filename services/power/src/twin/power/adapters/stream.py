@@ -38,8 +38,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from opentelemetry import trace
+
 from twin.core import topics
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 from twin.power.adapters import codec
 from twin.power.adapters.codec import CodecError, SiteIndex
@@ -48,6 +51,7 @@ from twin.power.live import RackStage, SiteStage, suspect_alert
 from twin.power.v1 import power_pb2 as pb
 
 log = logging.getLogger("twin.power.stream")
+_tracer = trace.get_tracer("twin.power")
 
 #: stage 2's input: every rack's PowerState, keyed by site (kit change proposed: register it in twin.core.topics)
 RACK_CONTRIBUTIONS = topics.POWER_RACKS  # declared in the registry like every topic
@@ -97,11 +101,13 @@ class RackHandler:
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
         readings = []
+        cause: dict[str, Record] = {}  # rack -> its newest record: the trace its outputs go on in
         for rec in records:
             if rec.message.batch.HasField("equipment"):
                 continue  # cooling equipment readings (CDU, CRAH, plant): the cooling twin's, not a rack's power
             try:
                 readings.append(codec.rack_reading(rec.message, self.index))
+                cause[rec.message.batch.rack_id] = rec
             except CodecError as exc:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
         results = self.stage.apply(readings)
@@ -110,12 +116,14 @@ class RackHandler:
         futures = []
         for s in states:
             futures.append(await self.producer.enqueue(self.state_topic, s.entity_id, s,
-                                                       ce_id=ce_id(self.state_topic, s)))
-            futures.append(await self.producer.enqueue(self.racks_topic, s.site_id, s, ce_id=ce_id(self.racks_topic, s)))
+                                                       ce_id=ce_id(self.state_topic, s), cause=cause.get(s.entity_id)))
+            futures.append(await self.producer.enqueue(self.racks_topic, s.site_id, s, ce_id=ce_id(self.racks_topic, s),
+                                                       cause=cause.get(s.entity_id)))
         for r in results:
             if r.suspect and r.rack_id not in self.suspect:
                 a = codec.alert(suspect_alert(r, self.stage.sensor_tolerance), r.site_id, r.time_s)
-                futures.append(await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id))
+                futures.append(await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id,
+                                                           cause=cause.get(r.rack_id)))
                 self.stats.alerts_published += 1
             (self.suspect.add if r.suspect else self.suspect.discard)(r.rack_id)
         await _gather(futures)
@@ -175,8 +183,11 @@ class SiteHandler:
         res = self.stage.apply(updates)
         if res is None:
             return BatchResult(rejected)
+        causes = Causes()
+        causes.add(records)  # the site's evaluation: in the newest rack state's trace, linked to the others
         try:
-            await self._emit(res)
+            with causes.span(_tracer, "power site evaluate", attributes={"twin.site_id": self.index.site_id}):
+                await self._emit(res)
         except BaseException:
             # the batch will be redelivered: its updates are merged already, so evaluate again then
             self.stage.active, self.stage.dirty = active_before, True
