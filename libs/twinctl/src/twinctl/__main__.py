@@ -17,11 +17,16 @@
   twinctl scenario list | run NAME [--keep] [--json] | restore NAME   scenarios against the running twin
   twinctl dlq list [--topic facility.telemetry.v1] [--reason TEXT]      dead letters and why
   twinctl dlq replay --topic facility.telemetry.v1 [--reason TEXT]      re-publish after a fix
+  twinctl power history ID | cooling history ID | cooling sweep --dry-bulb-c 20:45:5   [--plot out.png]
+  twinctl fabric sweep ... --plot out.png                               time and bus bandwidth vs size
+  twinctl completion bash|zsh                                           shell completion script
 
 Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053 (power:
 TWINCTL_POWER_TARGET, else 127.0.0.1:50054). Access: --token (or
 TWINCTL_TOKEN) sends a bearer token; --tls-ca [--tls-cert --tls-key] use TLS / mutual TLS. --json prints the
-protobuf answer as JSON. Exit codes: 0 ok, 2 bad arguments / INVALID_ARGUMENT, 3 NOT_FOUND, 1 other errors.
+protobuf answer as JSON; it is accepted after the subcommand too (`twinctl power state --json`). --plot OUT.png
+draws time series and sweeps (matplotlib). A progress bar goes to stderr on long operations when it is a
+terminal. Exit codes: 0 ok, 2 bad arguments / INVALID_ARGUMENT, 3 NOT_FOUND, 1 other errors.
 """
 
 from __future__ import annotations
@@ -37,11 +42,12 @@ from google.protobuf.json_format import MessageToJson
 from twin.core import limits
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
+from twinctl import completion, dlq, fabric_moe
 from twinctl import cooling as cooling_cli
-from twinctl import dlq, fabric_moe
 from twinctl import jobs as jobs_cli
 from twinctl import power as power_cli
 from twinctl import scenario as scenario_cli
+from twinctl.errors import exit_code, explain
 
 DEFAULT_FABRIC_TARGET = "127.0.0.1:50053"
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -148,6 +154,8 @@ def run_fabric(args: argparse.Namespace, stub: pb_grpc.FabricSimulationServiceSt
         resp = stub.SweepSizes(pb.SweepSizesRequest(collective=args.collective, min_bytes=args.min, max_bytes=args.max,
                                                     steps_per_doubling=args.steps, placement=placement(args),
                                                     nccl_version=args.nccl_version), timeout=t)
+        if getattr(args, "plot", None):
+            sweep_plot(resp, args.plot)
         if args.json:
             return MessageToJson(resp)
         return f"{resp.n_ranks} ranks on {resp.n_nodes} nodes\n" + _table(resp.estimates)
@@ -186,6 +194,29 @@ def run_fabric(args: argparse.Namespace, stub: pb_grpc.FabricSimulationServiceSt
                          f"{link.utilization:5.2f}{'  FLAPPING' if link.flapping else ''}")
         return "\n".join(lines)
     raise SystemExit(f"unknown command {args.cmd!r}")
+
+
+def sweep_plot(resp: pb.SweepSizesResponse, out: str):
+    """Time (log-log) and bus bandwidth against message size, nccl-tests style."""
+    from twinctl.plot import Series, plot
+
+    xs = [e.size_bytes for e in resp.estimates]
+    name = pb.Collective.Name(resp.estimates[0].collective).removeprefix("COLLECTIVE_").lower() if xs else "sweep"
+    return plot([Series("time (us)", xs, [e.time_s * 1e6 for e in resp.estimates], marker="."),
+                 Series("bus bandwidth (GB/s)", xs, [e.busbw_gbps for e in resp.estimates], axis="right", marker=".")],
+                out, title=f"{name} on {resp.n_ranks} ranks / {resp.n_nodes} nodes (fabric twin)",
+                xlabel="message size (bytes)", ylabel="time (us)", ylabel_right="GB/s", xlog=True, ylog=True, xbase=2)
+
+
+def add_json_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Every leaf subcommand also takes --json after its name (its parent's --json stays as it was)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                add_json_everywhere(child)
+            return
+    if not any("--json" in a.option_strings for a in parser._actions):
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the answer as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ln = cmds.add_parser("links", help="live link state the estimates use")
     ln.add_argument("--all", action="store_true", help="include healthy, idle links")
+    sw.add_argument("--plot", metavar="OUT.png", default=None, help="also draw time and bus bandwidth vs size (PNG)")
     fabric_moe.add_parser(cmds, _add_placement)
+    completion.add_parser(sub)
     return parser
 
 
@@ -281,7 +314,11 @@ def open_channel(target: str, args: argparse.Namespace) -> grpc.Channel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    add_json_everywhere(parser)
+    args = parser.parse_args(argv)
+    if args.service == "completion":
+        return completion.run(args, parser)
     if args.service == "dlq":
         return dlq.run(args)
     if args.service == "scenario":
@@ -297,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(run_fabric(args, pb_grpc.FabricSimulationServiceStub(channel)))
         except grpc.RpcError as exc:
-            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+            print(explain(exc, "fabric", target, "TWINCTL_FABRIC_TARGET", args.timeout), file=sys.stderr)
+            return exit_code(exc)
+        except ValueError as exc:   # e.g. nothing to plot
+            print(f"twinctl: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -5,6 +5,8 @@
                                    [--rack-flow RACK=0.3 ...] [--horizon-s 3600]
     twinctl cooling whatif-setpoint [--facility-supply-c 40] [--supply-air-c 27] [--dry-bulb-c 42]
                                     [--wet-bulb-c 26] [--horizon-s 3600]
+    twinctl cooling sweep --dry-bulb-c 20:45:5 [--wet-bulb-c 24] [--plot out.png]   time-to-throttle vs a setting
+    twinctl cooling history a-0003 [--minutes 60] [--plot out.png]     stored states of one rack / CDU / loop / plant
 
 A what-if answers per rack the time-to-throttle and the GPUs affected, whether the redundant equipment
 carries the load, and the plant's power and PUE (cooling part) before and after. Nothing is published.
@@ -16,6 +18,7 @@ Target: --target HOST:PORT, else env TWINCTL_COOLING_TARGET, else 127.0.0.1:5005
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -26,6 +29,14 @@ from google.protobuf.json_format import MessageToJson
 
 from twin.cooling.v1 import cooling_pb2 as pb
 from twin.cooling.v1 import cooling_pb2_grpc as pb_grpc
+from twinctl import series
+from twinctl.errors import exit_code, explain
+from twinctl.plot import Series, plot
+from twinctl.progress import Progress
+
+SWEEP_SETTINGS = {"dry_bulb_c": "dry_bulb_temp_c", "wet_bulb_c": "wet_bulb_temp_c",
+                  "facility_supply_c": "facility_supply_temp_c", "supply_air_c": "supply_air_temp_c"}
+MAX_SWEEP_POINTS = 200
 
 DEFAULT_COOLING_TARGET = "127.0.0.1:50055"
 _SCOPES = {k.removeprefix("COOLING_SCOPE_").lower(): v for k, v in pb.CoolingScope.items() if v}
@@ -78,6 +89,18 @@ def add_parser(sub) -> None:
     s.add_argument("--dry-bulb-c", type=float, default=None, help="outdoor dry bulb")
     s.add_argument("--wet-bulb-c", type=float, default=None, help="outdoor wet bulb")
     s.add_argument("--horizon-s", type=float, default=0.0, help="forecast horizon (0: the server's, 3600 s)")
+    sw = cmds.add_parser("sweep", help="a what-if per value of one setting: time to throttle, GPUs, plant power")
+    g = sw.add_mutually_exclusive_group(required=True)
+    for flag, what in (("dry-bulb-c", "outdoor dry bulb"), ("wet-bulb-c", "outdoor wet bulb"),
+                       ("facility-supply-c", "facility water supply setpoint"), ("supply-air-c", "CRAH supply air")):
+        g.add_argument(f"--{flag}", dest=f"sweep_{flag.replace('-', '_')}", type=value_range, metavar="FROM:TO:STEP",
+                       help=f"sweep the {what}, °C")
+    for flag in ("dry-bulb-c", "wet-bulb-c", "facility-supply-c", "supply-air-c"):
+        sw.add_argument(f"--fixed-{flag}", type=float, default=None, help=f"hold {flag} at this value meanwhile")
+    sw.add_argument("--horizon-s", type=float, default=0.0, help="forecast horizon (0: the server's, 3600 s)")
+    sw.add_argument("--plot", metavar="OUT.png", default=None, help="also draw the sweep into a PNG file")
+    h = cmds.add_parser("history", help="stored cooling states of one entity over time (table, --plot PNG)")
+    series.add_history_args(h, "rack, CDU, loop, CRAH, air group or site id")
 
 
 def _kw(w: float) -> str:
@@ -167,6 +190,64 @@ def render_outcome(what: str, o: pb.WhatIfOutcome) -> str:
     return "\n".join(lines)
 
 
+def value_range(text: str) -> list[float]:
+    """'20:45:5' -> [20, 25, ..., 45] (FROM:TO:STEP, both ends included)."""
+    try:
+        lo, hi, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not FROM:TO:STEP: {text!r} (e.g. 20:45:5)") from None
+    if step <= 0 or hi < lo:
+        raise argparse.ArgumentTypeError(f"{text!r}: need FROM <= TO and STEP > 0")
+    n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    if n > MAX_SWEEP_POINTS:
+        raise argparse.ArgumentTypeError(f"{text!r} is {n} points; at most {MAX_SWEEP_POINTS}")
+    return [round(lo + i * step, 9) for i in range(n)]
+
+
+def sweep_rows(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> tuple[str, list[dict]]:
+    """(the swept setting, one row per value: first time to throttle, GPUs affected, plant power, PUE part)."""
+    name = next(k for k in SWEEP_SETTINGS if getattr(args, f"sweep_{k}") is not None)
+    values = getattr(args, f"sweep_{name}")
+    fixed = {SWEEP_SETTINGS[k]: getattr(args, f"fixed_{k}") for k in SWEEP_SETTINGS
+             if k != name and getattr(args, f"fixed_{k}") is not None}
+    rows = []
+    with Progress(len(values), f"sweep {name}") as bar:
+        for v in values:
+            req = pb.WhatIfSetpointRequest(horizon_s=args.horizon_s, **fixed)
+            setattr(req, SWEEP_SETTINGS[name], v)
+            o = stub.WhatIfSetpoint(req, timeout=args.timeout).outcome
+            ttts = [r.time_to_throttle_s for r in o.racks if r.HasField("time_to_throttle_s")]
+            rows.append({name: v, "first_throttle_s": min(ttts) if ttts else None, "racks_throttling": len(ttts),
+                         "gpus_affected": o.gpus_affected, "plant_power_w": o.plant_power_after_w,
+                         "cooling_power_w": o.cooling_power_after_w, "pue_cooling": o.pue_cooling_after,
+                         "redundancy_carries": o.redundancy_carries, "horizon_s": o.horizon_s})
+            bar.step(f"{name} {v:g}")
+    return name, rows
+
+
+def sweep_table(name: str, rows: list[dict]) -> str:
+    lines = [f"{name:>18} {'first throttle':>14} {'racks':>6} {'GPUs':>6} {'plant kW':>9} {'cooling kW':>10} "
+             f"{'PUE part':>8} {'carries':>7}"]
+    for r in rows:
+        lines.append(f"{r[name]:18g} {_ttt(r['first_throttle_s']):>14} {r['racks_throttling']:6d} "
+                     f"{r['gpus_affected']:6d} {r['plant_power_w'] / 1e3:9.1f} {r['cooling_power_w'] / 1e3:10.1f} "
+                     f"{r['pue_cooling']:8.3f} {'yes' if r['redundancy_carries'] else 'NO':>7}")
+    return "\n".join(lines)
+
+
+def sweep_plot(name: str, rows: list[dict], out: str):
+    xs = [r[name] for r in rows]
+    horizon = max((r["horizon_s"] for r in rows), default=0.0)
+    return plot([Series("first rack throttles in (min)", xs,
+                        [None if r["first_throttle_s"] is None else r["first_throttle_s"] / 60 for r in rows],
+                        marker="o"),
+                 Series("GPUs throttling within the horizon", xs, [r["gpus_affected"] for r in rows], axis="right",
+                        marker="s")],
+                out, title=f"cooling what-if: {name.replace('_', ' ')} sweep (horizon {horizon / 60:.0f} min; "
+                           "no point: nothing throttles)",
+                xlabel=name.replace("_c", " (°C)").replace("_", " "), ylabel="minutes", ylabel_right="GPUs")
+
+
 def run_cooling(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> str:
     t = args.timeout
     if args.cmd == "state":
@@ -191,6 +272,21 @@ def run_cooling(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> s
                 changes.append(f"{name} {value:g}")
         resp = stub.WhatIfSetpoint(req, timeout=t)
         return MessageToJson(resp) if args.json else render_outcome(", ".join(changes) or "no change", resp.outcome)
+    if args.cmd == "sweep":
+        name, rows = sweep_rows(args, stub)
+        if args.plot:
+            sweep_plot(name, rows, args.plot)
+        if args.json:
+            return json.dumps({"setting": name, "points": rows})
+        return sweep_table(name, rows) + (f"\nplot: {args.plot}" if args.plot else "")
+    if args.cmd == "history":
+        resp = stub.GetHistory(series.window(args, pb.GetHistoryRequest), timeout=t)
+        states = list(resp.states)
+        if args.plot:
+            series.history_plot(args.entity, "cooling", states, args.plot)
+        if args.json:
+            return MessageToJson(resp)
+        return series.history_table(args.entity, states) + (f"\nplot: {args.plot}" if args.plot else "")
     raise SystemExit(f"unknown command {args.cmd!r}")
 
 
@@ -200,6 +296,9 @@ def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespac
         try:
             print(run_cooling(args, pb_grpc.CoolingServiceStub(channel)))
         except grpc.RpcError as exc:
-            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+            print(explain(exc, "cooling", target, "TWINCTL_COOLING_TARGET", args.timeout), file=sys.stderr)
+            return exit_code(exc)
+        except ValueError as exc:   # e.g. nothing to plot
+            print(f"twinctl: {exc}", file=sys.stderr)
+            return 1
     return 0

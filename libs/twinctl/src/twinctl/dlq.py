@@ -1,7 +1,7 @@
 """`twinctl dlq`: look at dead-lettered records and re-publish them once the cause is fixed.
 
     twinctl dlq list   [--topic facility.telemetry.v1] [--reason TEXT] [--limit 20] [--json]
-    twinctl dlq replay  --topic facility.telemetry.v1  [--reason TEXT] [--limit N] [--dry-run]
+    twinctl dlq replay  --topic facility.telemetry.v1  [--reason TEXT] [--limit N] [--dry-run] [--json]
 
 `list` reads `<topic>.dlq` from the beginning (it joins no group and commits nothing) and prints each
 record's DLQ offset, time, source (topic, partition, offset or the feed), size and reason. `replay`
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 from twin.core import topics
@@ -70,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--json", action="store_true", help="one JSON object per record")
         else:
             p.add_argument("--dry-run", action="store_true", help="say what would be replayed, send nothing")
+            p.add_argument("--json", action="store_true", help="the outcome as one JSON object")
 
 
 async def read_dead_letters(bootstrap: str, topic: topics.Topic, reason: str = "", limit: int = 0,
@@ -78,7 +80,11 @@ async def read_dead_letters(bootstrap: str, topic: topics.Topic, reason: str = "
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     try:
         parts = consumer.partitions_for_topic(topic.dlq) or set(range(topic.partitions))
         tps = [TopicPartition(topic.dlq, p) for p in sorted(parts)]
@@ -110,8 +116,11 @@ async def read_dead_letters(bootstrap: str, topic: topics.Topic, reason: str = "
 
 
 async def replay(bootstrap: str, topic: topics.Topic, letters: list[DeadLetter]) -> tuple[int, int]:
-    """Re-publish replayable letters to `topic`; returns (sent, skipped as references)."""
+    """Re-publish replayable letters to `topic`; returns (sent, skipped as references). A progress bar on
+    stderr (a terminal only) counts the acknowledged records."""
     from aiokafka import AIOKafkaProducer
+
+    from twinctl.progress import Progress
 
     sendable = [d for d in letters if not d.is_reference and d.value is not None]
     if not sendable:
@@ -119,11 +128,14 @@ async def replay(bootstrap: str, topic: topics.Topic, letters: list[DeadLetter])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="twinctl-dlq-replay")
     await producer.start()
     try:
-        futures = []
-        for d in sendable:
-            headers = [(k, v) for k, v in d.headers if not k.startswith("dlq_")]
-            futures.append(await producer.send(topic.name, d.value, key=d.key, headers=headers))
-        await asyncio.gather(*futures)
+        with Progress(len(sendable), f"replay to {topic.name}") as bar:
+            futures = []
+            for d in sendable:
+                headers = [(k, v) for k, v in d.headers if not k.startswith("dlq_")]
+                fut = await producer.send(topic.name, d.value, key=d.key, headers=headers)
+                fut.add_done_callback(lambda _: bar.step())
+                futures.append(fut)
+            await asyncio.gather(*futures)
     finally:
         await producer.stop()
     return len(sendable), len(letters) - len(sendable)
@@ -131,6 +143,18 @@ async def replay(bootstrap: str, topic: topics.Topic, letters: list[DeadLetter])
 
 def run(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap or os.environ.get("TWIN_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
+    try:
+        return _run(args, bootstrap)
+    except Exception as exc:  # noqa: BLE001 - aiokafka's connection errors: say what to fix
+        if exc.__class__.__module__.startswith("aiokafka") or isinstance(exc, OSError):
+            print(f"twinctl: cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}: {exc}). Is the stack "
+                  f"running? Pass --bootstrap HOST:PORT (before the subcommand) or set TWIN_KAFKA_BOOTSTRAP; "
+                  f"`make run` prints the broker's address.", file=sys.stderr)
+            return 1
+        raise
+
+
+def _run(args: argparse.Namespace, bootstrap: str) -> int:
     topic = topics.BY_NAME[args.topic]
     letters = asyncio.run(read_dead_letters(bootstrap, topic, args.reason, args.limit))
     if args.cmd == "list":
@@ -149,8 +173,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         refs = sum(d.is_reference for d in letters)
-        print(f"would replay {len(letters) - refs} record(s) to {topic.name}; {refs} reference(s) cannot be replayed")
+        if args.json:
+            print(json.dumps({"topic": topic.name, "dry_run": True, "would_replay": len(letters) - refs,
+                              "references": refs}))
+        else:
+            print(f"would replay {len(letters) - refs} record(s) to {topic.name}; {refs} reference(s) cannot be "
+                  f"replayed")
         return 0
     sent, skipped = asyncio.run(replay(bootstrap, topic, letters))
-    print(f"replayed {sent} record(s) to {topic.name}; skipped {skipped} reference(s) (payload not kept)")
+    if args.json:
+        print(json.dumps({"topic": topic.name, "dry_run": False, "replayed": sent, "skipped_references": skipped}))
+    else:
+        print(f"replayed {sent} record(s) to {topic.name}; skipped {skipped} reference(s) (payload not kept)")
     return 0

@@ -23,6 +23,7 @@ from google.protobuf.json_format import MessageToJson, Parse, ParseError
 
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
+from twinctl.errors import exit_code, explain
 
 DEFAULT_JOBS_TARGET = "127.0.0.1:50056"
 _NODE = re.compile(r"-n\d+$")  # node ids are "<rack>-nNN" (twin.core.facility naming)
@@ -162,6 +163,6 @@ def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespac
         try:
             print(run_jobs(args, pb_grpc.JobServiceStub(channel)))
         except grpc.RpcError as exc:
-            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+            print(explain(exc, "job", target, "TWINCTL_JOBS_TARGET", args.timeout), file=sys.stderr)
+            return exit_code(exc)
     return 0

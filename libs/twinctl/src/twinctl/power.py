@@ -6,6 +6,7 @@
     twinctl power plan --limit-kw 250 [--deadline-s 600] [--duration-s 1800]     curtailment what-if
     twinctl power whatif-cap --cap-w 400 (--gpus 0-63 | --racks su1-0000,su1-0001 | --job JOB)
     twinctl power whatif-failure ups-1 [tx-2 ...]      loads that move, components over rating, racks lost
+    twinctl power history su-h100 [--minutes 60] [--plot out.png]   stored states of the site / a rack / a component
 
 Target: --target HOST:PORT, else env TWINCTL_POWER_TARGET, else 127.0.0.1:50054. --token / TWINCTL_TOKEN,
 --tls-ca [--tls-cert --tls-key] and --json as for `twinctl fabric`.
@@ -23,6 +24,8 @@ from google.protobuf.json_format import MessageToJson
 
 from twin.power.v1 import power_pb2 as pb
 from twin.power.v1 import power_pb2_grpc as pb_grpc
+from twinctl import series
+from twinctl.errors import exit_code, explain
 
 DEFAULT_POWER_TARGET = "127.0.0.1:50054"
 
@@ -70,6 +73,8 @@ def add_parser(sub) -> None:
     t.add_argument("--job", help="a job id")
     fail = cmds.add_parser("whatif-failure", help="components fail: loads that move, overloads, racks lost")
     fail.add_argument("component_ids", nargs="+", help="PDU, UPS group, UPS, transformer or feed ids")
+    hist = cmds.add_parser("history", help="stored power states of one entity over time (table, --plot PNG)")
+    series.add_history_args(hist, "site, rack or component id")
 
 
 def _kw(w: float) -> str:
@@ -187,6 +192,14 @@ def run_power(args: argparse.Namespace, stub: pb_grpc.PowerServiceStub) -> str:
         lines.append("over rating: " + (", ".join(r.over_rating_ids) or "none"))
         lines.append("racks without power: " + (", ".join(r.unpowered_rack_ids) or "none"))
         return "\n".join(lines)
+    if args.cmd == "history":
+        resp = stub.GetHistory(series.window(args, pb.GetHistoryRequest), timeout=t)
+        states = list(resp.states)
+        if args.plot:
+            series.history_plot(args.entity, "power", states, args.plot)
+        if args.json:
+            return MessageToJson(resp)
+        return series.history_table(args.entity, states) + (f"\nplot: {args.plot}" if args.plot else "")
     raise SystemExit(f"unknown command {args.cmd!r}")
 
 
@@ -196,6 +209,9 @@ def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespac
         try:
             print(run_power(args, pb_grpc.PowerServiceStub(channel)))
         except grpc.RpcError as exc:
-            print(f"twinctl: {exc.code().name}: {exc.details()}", file=sys.stderr)
-            return {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}.get(exc.code(), 1)
+            print(explain(exc, "power", target, "TWINCTL_POWER_TARGET", args.timeout), file=sys.stderr)
+            return exit_code(exc)
+        except ValueError as exc:   # e.g. nothing to plot
+            print(f"twinctl: {exc}", file=sys.stderr)
+            return 1
     return 0

@@ -1,0 +1,168 @@
+"""twinctl's command tree: shell completion generated from it (run in a real bash), --json accepted by
+every subcommand, errors that name what to fix, and `power history --json --plot` end to end against an
+in-process gRPC PowerService that answers GetHistory with fixed states (the CLI is what is tested)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import subprocess
+from concurrent import futures
+from datetime import UTC, datetime
+
+import grpc
+import pytest
+
+from twin.power.v1 import power_pb2 as ppb
+from twin.power.v1 import power_pb2_grpc as ppb_grpc
+from twinctl.__main__ import add_json_everywhere, build_parser, main
+from twinctl.completion import bash_script, command_tree
+
+
+def parser() -> argparse.ArgumentParser:
+    p = build_parser()
+    add_json_everywhere(p)
+    return p
+
+
+def leaves(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [(path, p)]
+    return [leaf for a in subs for name, child in a.choices.items() for leaf in leaves(child, (*path, name))]
+
+
+def complete(script: str, *words: str) -> list[str]:
+    """What bash offers after `twinctl WORDS...` (the last word is the one being completed)."""
+    line = " ".join(["twinctl", *words])
+    cmd = (f"{script}\nCOMP_WORDS=({line}); COMP_CWORD={len(words)}\n"
+           + ("" if words and words[-1] else "COMP_WORDS+=(''); ") + "_twinctl; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True, timeout=30)
+    return sorted(x for x in out.stdout.splitlines() if x)
+
+
+bash_missing = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+
+
+def test_the_bash_script_lists_every_subcommand_of_the_tree() -> None:
+    p = parser()
+    script = bash_script(p)
+    tree = command_tree(p)
+    expected_paths = {"twinctl"} | {"twinctl " + " ".join(path[:i]) for path, _ in leaves(p)
+                                    for i in range(1, len(path) + 1)}
+    assert set(tree) == expected_paths
+    for path, (subs, _) in tree.items():
+        assert f"_twinctl_subs['{path}']='{' '.join(subs)}'" in script
+    top = {name for a in p._actions if isinstance(a, argparse._SubParsersAction) for name in a.choices}
+    assert top == {"fabric", "dlq", "power", "cooling", "jobs", "scenario", "completion"}
+    for leaf, _ in leaves(p):   # every leaf is offered under its parent
+        assert leaf[-1] in tree["twinctl " + " ".join(leaf[:-1]) if len(leaf) > 1 else "twinctl"][0]
+
+
+@bash_missing
+def test_bash_completes_commands_options_and_choices() -> None:
+    script = bash_script(parser())
+    assert complete(script, "po") == ["power"]
+    assert complete(script, "") == sorted(["fabric", "dlq", "power", "cooling", "jobs", "scenario", "completion",
+                                           "--help"])
+    assert "history" in complete(script, "power", "")
+    assert complete(script, "power", "--target", "127.0.0.1:1", "hi") == ["history"]   # an option's value is skipped
+    assert complete(script, "cooling", "sweep", "--dry") == ["--dry-bulb-c"]
+    assert complete(script, "scenario", "run", "cdu") == ["cdu-failure"]
+    assert complete(script, "fabric", "sweep", "--pl") == ["--plot"]
+
+
+def test_every_subcommand_takes_json_after_its_name() -> None:
+    p = parser()
+    for path, leaf in leaves(p):
+        if path[0] == "completion":
+            continue
+        assert any("--json" in a.option_strings for a in leaf._actions), path
+    # after the subcommand, or before it (the group's own flag): the same answer
+    assert p.parse_args(["power", "state", "--json"]).json is True
+    assert p.parse_args(["power", "--json", "state"]).json is True
+    assert p.parse_args(["power", "state"]).json is False
+    assert p.parse_args(["fabric", "links", "--json"]).json is True
+    assert p.parse_args(["dlq", "replay", "--json"]).json is True
+
+
+def test_completion_command_prints_the_scripts(capsys) -> None:
+    assert main(["completion", "bash"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# twinctl bash completion") and "complete -F _twinctl twinctl" in out
+    assert main(["completion", "zsh"]) == 0
+    assert "bashcompinit" in capsys.readouterr().out
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("argv", "env"), [(["power", "state"], "TWINCTL_POWER_TARGET"),
+                                            (["cooling", "state"], "TWINCTL_COOLING_TARGET"),
+                                            (["jobs", "list"], "TWINCTL_JOBS_TARGET"),
+                                            (["fabric", "links"], "TWINCTL_FABRIC_TARGET")])
+def test_connection_refused_names_the_address_and_how_to_change_it(argv, env, capsys) -> None:
+    port = closed_port()
+    assert main([argv[0], "--target", f"127.0.0.1:{port}", "--timeout", "5", *argv[1:]]) == 1
+    err = capsys.readouterr().err
+    twin = {"power": "power", "cooling": "cooling", "jobs": "job", "fabric": "fabric"}[argv[0]]
+    assert f"cannot reach the {twin} twin at 127.0.0.1:{port}" in err
+    assert f"127.0.0.1:{port}" in err and env in err and "--target" in err and "make run" in err
+
+
+class History(ppb_grpc.PowerServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[ppb.GetHistoryRequest] = []
+
+    def GetHistory(self, request, context):  # noqa: N802 - gRPC method name
+        self.requests.append(request)
+        if request.entity_id != "su-h100":
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no entity {request.entity_id}")
+        out = ppb.GetHistoryResponse()
+        for i in range(6):
+            s = out.states.add(entity_id="su-h100", scope=ppb.POWER_SCOPE_SITE, input_power_w=1.2e6 + i * 1e4,
+                               output_power_w=1.0e6, rating_w=5e6, headroom_w=3.8e6 - i * 1e4)
+            s.state_time.FromDatetime(datetime.fromtimestamp(1.7e9 + 60 * i, UTC))
+        return out
+
+
+@pytest.fixture
+def power_server():
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = History()
+    ppb_grpc.add_PowerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        server.stop(None)
+
+
+def test_power_history_json_and_plot_through_the_cli(power_server, tmp_path, capsys) -> None:
+    target, servicer = power_server
+    out = tmp_path / "site.png"
+    assert main(["power", "--target", target, "history", "su-h100", "--minutes", "30", "--json", "--plot",
+                 str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [s["inputPowerW"] for s in doc["states"]] == [1.2e6 + i * 1e4 for i in range(6)]
+    assert out.read_bytes().startswith(b"\x89PNG")
+    req = servicer.requests[-1]
+    span = req.end_time.ToDatetime() - req.start_time.ToDatetime()
+    assert req.entity_id == "su-h100" and span.total_seconds() == pytest.approx(1800, abs=1)
+
+    assert main(["power", "--target", target, "history", "su-h100"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("su-h100: 6 states") and len(table) == 2 + 6
+    assert table[1].split() == ["time", "(UTC)", "headroom", "kW", "input_power", "kW", "output_power", "kW",
+                                "rating", "kW"]
+
+    assert main(["power", "--target", target, "history", "nowhere"]) == 3   # NOT_FOUND
+    assert "no entity nowhere" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["power", "history", "su-h100", "--minutes", "0"])
