@@ -355,7 +355,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     from twin.ingest.adapters.codec import decode_batch, samples_message
     from twin.ingest.adapters.repository import GPU_TYPES, LINK_SAMPLE_TYPES, RACK_TYPES, PortKeys, copy_table
     from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
-    from twin.ingest.domain.validation import limits_from_inventory, validate_batch
+    from twin.ingest.domain.validation import limits_from_inventory, validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
     spec, t, values, encode_s = _one_tick(racks)
@@ -371,7 +371,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
 
     msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
     batches = timed("decode", lambda: [decode_batch(m) for m in msgs])
-    problems = timed("validate", lambda: [validate_batch(b, limits, now) for b in batches])
+    problems = timed("validate", lambda: validate_batches(batches, limits, now))
     assert not any(problems), problems[:1]
     gpu = timed("rows_gpu", lambda: gpu_columns(batches))
     rack = timed("rows_rack", lambda: rack_columns(batches))

@@ -1,5 +1,6 @@
 """Fuzz: Kafka record → protobuf + envelope decode (twin.core.kafka.decode_record) → ingest domain
-(codec.decode_batch) → validation (twin.ingest.domain.validation.validate_batch).
+(codec.decode_batch) → validation (twin.ingest.domain.validation.validate_batch, and validate_batches,
+the handler's whole-poll path, which must give the same problems).
 
 Documented rejections: decode_record raises ValueError (the reason that goes to the DLQ); after it,
 decode_batch + validate_batch never raise: an invalid batch is a non-empty list of Problems. (An
@@ -20,7 +21,7 @@ from twin.core import topics
 from twin.core.envelope import new_envelope
 from twin.core.kafka import decode_record
 from twin.ingest.adapters.codec import decode_batch
-from twin.ingest.domain.validation import Problem, limits_from_inventory, validate_batch
+from twin.ingest.domain.validation import Problem, limits_from_inventory, validate_batch, validate_batches
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
 from ._support import FUZZ, messages, mutated, tried
@@ -33,6 +34,7 @@ RACK_IDS = [r.rack_id for r in INV.racks[:3]]
 NODE_IDS = [n for r in INV.racks[:2] for n in INV.node_ids(r)[:3]]
 PORT_IDS = [p for r in INV.racks[:2] for p in INV.nic_ids(r)[:3]]
 GOOD = [rack_batch(INV, i, NOW - timedelta(seconds=5), i + 1).SerializeToString() for i in range(2)]
+GOOD_BATCH = decode_batch(rack_batch(INV, 2, NOW - timedelta(seconds=5), 1))
 
 B = "twin.telemetry.v1."
 small_ints = st.integers(0, 9)
@@ -89,6 +91,8 @@ def check(value: bytes | None, headers) -> None:
         return
     problems = validate_batch(batch, LIMITS, NOW)
     assert isinstance(problems, list) and all(isinstance(p, Problem) and p.text for p in problems)
+    # the handler validates whole polls: the same problems, in the same words, next to valid batches
+    assert validate_batches([GOOD_BATCH, batch, GOOD_BATCH], LIMITS, NOW) == [[], problems, []]
 
 
 @FUZZ

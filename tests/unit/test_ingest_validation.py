@@ -1,4 +1,8 @@
-"""Validation rules of the ingest domain: one test per rule, with the exact reason text."""
+"""Validation rules of the ingest domain: one test per rule, with the exact reason text.
+
+Every rule is checked through both entry points: `validate_batch` (one batch) and `validate_batches`
+(a whole poll, the handler's path), which must find the same problems in the same words, also when
+the batch sits between valid ones."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 from ingest_factory import inventory, rack_batch
 
 from twin.ingest.adapters.codec import decode_batch
-from twin.ingest.domain.validation import limits_from_inventory, validate_batch
+from twin.ingest.domain.validation import limits_from_inventory, validate_batch, validate_batches
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 INV = inventory()
@@ -20,12 +24,23 @@ def msg(rack=0, seq=1, t=NOW - timedelta(seconds=5)):
     return rack_batch(INV, rack, t, seq)
 
 
+def problems(m, now=NOW):
+    batch = decode_batch(m)
+    one = validate_batch(batch, LIMITS, now)
+    neighbours = [decode_batch(rack_batch(INV, 1, now - timedelta(seconds=3), 7)),
+                  decode_batch(rack_batch(INV, 2, now - timedelta(seconds=3), 7))]
+    polled = validate_batches([neighbours[0], batch, neighbours[1]], LIMITS, now)
+    assert polled == [[], one, []]
+    assert validate_batches([batch], LIMITS, now) == [one]
+    return one
+
+
 def reasons(m, now=NOW):
-    return [p.text for p in validate_batch(decode_batch(m), LIMITS, now)]
+    return [p.text for p in problems(m, now)]
 
 
 def kinds(m, now=NOW):
-    return [p.kind for p in validate_batch(decode_batch(m), LIMITS, now)]
+    return [p.kind for p in problems(m, now)]
 
 
 def test_valid_batch_has_no_problems():

@@ -32,7 +32,7 @@ from twin.ingest.adapters.codec import (
 from twin.ingest.adapters.repository import StoreItem, StoreOutcome
 from twin.ingest.domain import equipment as eq
 from twin.ingest.domain.dedupe import split_duplicates
-from twin.ingest.domain.validation import Limits, validate_batch
+from twin.ingest.domain.validation import Limits, validate_batches
 
 log = logging.getLogger("twin.ingest.stream")
 _meter = metrics.get_meter("twin.ingest")
@@ -79,13 +79,15 @@ class IngestHandler:
             rejected += await self._equipment(equipment, now)
             records = [rec for rec in records if not is_equipment(rec.message)]
         good: list[tuple[Record, object]] = []
+        decoded: list[tuple[Record, object]] = []
         for rec in records:
             try:
-                batch = decode_batch(rec.message)
+                decoded.append((rec, decode_batch(rec.message)))
             except (ValueError, OverflowError) as exc:  # a field no datetime/array can hold
                 rejected.append(Rejected(rec, f"decode: {exc}", kind="decode"))
-                continue
-            problems = validate_batch(batch, self.limits, now)
+        # The whole poll at once: the same problems as validate_batch per batch, one numpy pass per check.
+        for (rec, batch), problems in zip(decoded, validate_batches([b for _, b in decoded], self.limits, now),
+                                          strict=True):
             if problems:
                 reason = "validation: " + "; ".join(p.text for p in problems)
                 rejected.append(Rejected(rec, reason, kind=f"validation.{problems[0].kind}"))
