@@ -33,12 +33,12 @@ from twin.fabric.domain import (
     Parallelism,
     Placement,
     estimate,
-    moe_errors,
     moe_times,
     packed_gpu_ids,
     placement_from_gpu_ids,
     training_step_comm,
 )
+from twin.fabric.domain.moe import moe_checks
 
 MAX_BATCH_ENTRIES = 100_000
 MAX_SWEEP_POINTS = 10_000
@@ -373,17 +373,14 @@ class FabricSimulator:
         ep = int(placement.n_ranks)
         cols = (req.kernel, req.tokens_per_rank, req.hidden_size, req.top_k, req.num_experts, ep, req.dispatch,
                 req.combine, req.max_nodes_per_token)
-        errs = moe_errors(*cols)
-        if errs:
-            name, why = errs[0]
-            arg = {"kernel": 0, "tokens_per_rank": 1, "hidden_size": 2, "top_k": 3, "num_experts": 4,
-                   "dispatch_precision": 6, "combine_precision": 7, "max_nodes_per_token": 8}[name]
-            for i in range(n):  # the first offending case, named like the proto field
-                one = [c if np.ndim(c) == 0 else np.asarray(c)[i] for c in cols]
-                if any(f == name for f, _ in moe_errors(*one)):
-                    bad = np.asarray(cols[arg])[i] if arg != 5 else ep
-                    raise InvalidArgument(f"{field}[{i}].{name}", f"{bad!r}: {why}" if arg in (0, 6, 7) else why)
-            raise InvalidArgument(field, why)
+        checks = moe_checks(*cols)
+        if checks:  # the first offending case, named like the proto field
+            first = min(checks, key=lambda c: int(np.flatnonzero(np.broadcast_to(c[2], (n,)))[0]))
+            name, why, bad = first
+            i = int(np.flatnonzero(np.broadcast_to(bad, (n,)))[0])
+            value = {"kernel": req.kernel, "dispatch_precision": req.dispatch, "combine_precision": req.combine}
+            shown = f"{np.asarray(value[name])[i]!r}: " if name in value else ""
+            raise InvalidArgument(f"{field}[{i}].{name}", shown + why)
         deadline.check()
         parts: list[MoeEstimate] = []
         for start in range(0, n, self.chunk_entries):

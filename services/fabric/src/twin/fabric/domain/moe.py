@@ -84,8 +84,9 @@ class MoeEstimate:
     ranks_per_token: np.ndarray  # expected ranks holding a token's experts (own included)
 
 
-def moe_errors(kernel, tokens, hidden, top_k, n_experts, ep_ranks, dispatch, combine, max_nodes) -> list[tuple[str, str]]:
-    """(field, reason) of the first invalid input of every kind (empty: valid). Inputs broadcast together."""
+def moe_checks(kernel, tokens, hidden, top_k, n_experts, ep_ranks, dispatch, combine,
+               max_nodes) -> list[tuple[str, str, np.ndarray]]:
+    """(field, reason, mask of the offending cases) for every failed check (empty: valid). Inputs broadcast."""
     k_ = np.asarray(kernel)
     checks = [
         ("kernel", ~np.isin(k_, MOE_KERNELS), f"must be one of {', '.join(MOE_KERNELS)}"),
@@ -104,7 +105,13 @@ def moe_errors(kernel, tokens, hidden, top_k, n_experts, ep_ranks, dispatch, com
          "DeepEP combines in BF16 only"),
         ("max_nodes_per_token", np.asarray(max_nodes) < 0, "must be >= 0 (0 = no node limit)"),
     ]
-    return [(f, why) for f, bad, why in checks if np.any(bad)]
+    return [(f, why, np.asarray(bad)) for f, bad, why in checks if np.any(bad)]
+
+
+def moe_errors(kernel, tokens, hidden, top_k, n_experts, ep_ranks, dispatch, combine, max_nodes) -> list[tuple[str, str]]:
+    """(field, reason) of every failed check (empty: valid). Inputs broadcast together."""
+    return [(f, why) for f, why, _ in moe_checks(kernel, tokens, hidden, top_k, n_experts, ep_ranks, dispatch,
+                                                  combine, max_nodes)]
 
 
 def moe_times(topology: FabricTopology, kernel, tokens, hidden, top_k, n_experts, ep_ranks=None, *,
