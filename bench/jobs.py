@@ -9,7 +9,9 @@ On the 100,000-GPU preset (`site-100k`), in one process, one thread, no broker, 
   (progress, checkpoints) through `EventsHandler` and one `Engine.refresh` (the service's 1 s tick:
   expiry, stale check of every running job, energy, publish what changed, at least every 30 s per
   job), CPU time per simulated second = share of one core. Two progress rates: every 10 s per job
-  (the simulator's default) and every 1 s per job (every job's state changes every second);
+  (the simulator's default) and every 1 s per job (each report's step time moved by a random 1 %, so every
+  report changes what the job's state shows), the latter also with progress coalescing off
+  (``progress_publish_s`` 0: every report republishes its job's state) as the same-run baseline;
 - a condition change: a leaf's uplinks degraded (fabric.state.v1) -> the jobs crossing them predicted again;
 - a what-if placement (`whatif.placement`, what gRPC `WhatIfPlacement` runs) of a 64-GPU 70B job over
   100 candidates of 2 racks each (half on free racks, half on racks running jobs: some do not fit);
@@ -32,6 +34,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
@@ -63,6 +66,9 @@ SECONDS = int(os.environ.get("BENCH_JOBS_SECONDS", "60"))
 SECONDS_1S = max(3, SECONDS // 6)  # every job reporting every second costs more per simulated second
 BATCH = 500  # records per handler call (a consumer poll)
 TARGETS = {"core_share": 0.10, "what_if_placement_s": 1.0}
+#: step-to-step variation of a training job's measured step time, ~1 % (assumption, stated: data loading,
+#: collectives and GC move a step by about a percent); applied in the 1 s progress phase
+STEP_JITTER = 0.01
 #: 1-8-node training jobs on nearly every node: more than 2,000 blocks on 12,500 nodes; the first 2,000 run
 MIX = WorkloadMix(idle=0.04, training=0.9, memory_bound=0.06, job_nodes=(1, 2, 4, 8))
 
@@ -91,13 +97,21 @@ async def _feed(handler: EventsHandler, events) -> int:
 
 
 async def _run_seconds(engine: Engine, handler: EventsHandler, feed: JobFeed, clock: FixedClock, t0: datetime,
-                       start_s: float, seconds: int) -> dict:
-    """One simulated second at a time: that second's events through the handler, then the 1 s tick."""
+                       start_s: float, seconds: int, jitter: np.random.Generator | None = None) -> dict:
+    """One simulated second at a time: that second's events through the handler, then the 1 s tick. ``jitter``:
+    every progress report's step time and tokens/s moved by a random ``STEP_JITTER`` (so every report changes
+    what the job's state shows, as a real framework's do)."""
     cpu, wall, events, published = [], [], 0, engine.stats.states_published
     for k in range(seconds):
         t = start_s + k
         clock.advance(1.0)
         evs = feed.events(t, clock.now())
+        if jitter is not None:
+            for _, m in evs:
+                if m.measured_step_time_s:
+                    f = 1.0 + jitter.normal(0.0, STEP_JITTER)
+                    m.measured_step_time_s *= f
+                    m.measured_tokens_per_s /= f
         c0, w0 = time.process_time(), time.perf_counter()
         await _feed(handler, evs)
         await engine.refresh()
@@ -145,7 +159,14 @@ async def _bench() -> dict:
     steady_10 = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0, SECONDS)
     feed.progress_every_s = 1.0
     feed.next_progress_s = 0.0  # due at once, then every second
-    steady_1 = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0 + SECONDS, SECONDS_1S)
+    jitter = np.random.default_rng(1)
+    steady_1 = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0 + SECONDS, SECONDS_1S, jitter=jitter)
+    # the same without coalescing progress (every report republishes its job's state: what the twin did before)
+    coalesce = twin.settings
+    twin.settings = replace(coalesce, progress_publish_s=0.0)
+    steady_1_every = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0 + SECONDS + SECONDS_1S,
+                                        SECONDS_1S, jitter=jitter)
+    twin.settings = coalesce
 
     # -- where a second goes: one refresh with nothing new (the walk over every job), and one progress event
     #    through decode and the book
@@ -233,7 +254,10 @@ async def _bench() -> dict:
         "start_events": len(first), "start_cpu_s": start_cpu_s, "start_wall_s": start_wall_s,
         "start_jobs_per_s": N_JOBS / start_wall_s,
         "steady_progress_10s": steady_10, "steady_progress_1s": steady_1,
+        "steady_progress_1s_every_report": steady_1_every, "progress_publish_s": coalesce.progress_publish_s,
         "core_share": core_share, "core_share_progress_10s": steady_10["core_share_mean"],
+        "core_share_every_report": steady_1_every["core_share_mean"],
+        "ratio_core_share_to_every_report": core_share / steady_1_every["core_share_mean"],
         "refresh_quiet_ms": min(quiet) * 1e3, "refresh_quiet_median_ms": statistics.median(quiet) * 1e3,
         "progress_event_decode_us": decode_s / max(len(progress), 1) * 1e6,
         "progress_event_apply_us": apply_s / max(len(progress), 1) * 1e6,

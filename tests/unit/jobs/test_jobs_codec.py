@@ -67,3 +67,25 @@ def test_state_carries_prediction_breakdown_and_phases() -> None:
     assert back.power_w == pytest.approx(pred.mean_power_w * 16)
     assert {p.name for p in back.phases} >= {"gemm", "attention", "communication"}
     assert back.breakdown.exposed_tp_s == pytest.approx(pred.exposed_comm_s["tp"])
+
+
+@pytest.mark.parametrize("fields", [
+    {"step": 12, "measured_step_time_s": 1.5},
+    {"step": 0, "measured_tokens_per_s": 2.5e5, "source": "sim", "cluster": "c", "user": "u", "reason": "r"},
+    {"step": 7, "measured_step_time_s": 0.9, "measured_tokens_per_s": 1e5, "attributes": {"k": "v"}},
+])
+def test_progress_fast_path_builds_the_same_event_as_the_constructor(fields) -> None:
+    """A PROGRESS report without spec or placement skips the dataclass constructor: the event it gives is equal,
+    field by field, to the one ``JobEvent(...)`` builds, and the same bad report is refused the same way."""
+    msg = pb.JobEvent(job_id="j1", kind=pb.JOB_EVENT_KIND_PROGRESS, **fields)
+    msg.event_time.FromSeconds(1_800_000_000)
+    ev = event_from_proto(msg)
+    want = JobEvent("j1", EventKind.PROGRESS, 1_800_000_000.0, source=msg.source, cluster=msg.cluster,
+                    user=msg.user, reason=msg.reason, attributes=dict(msg.attributes), step=msg.step,
+                    step_time_s=msg.measured_step_time_s, tokens_per_s=msg.measured_tokens_per_s)
+    assert ev == want and vars(ev) == vars(want)
+    bad = pb.JobEvent(job_id="j1", kind=pb.JOB_EVENT_KIND_PROGRESS, step=1)
+    bad.event_time.FromSeconds(1_800_000_000)
+    with pytest.raises(InvalidMessage) as err:
+        event_from_proto(bad)
+    assert err.value.field == "measured_step_time_s"

@@ -82,6 +82,8 @@ class JobsConfig(GrpcServiceConfig):
     tariff_usd_per_kwh: float = setting(0.08, "electricity tariff, USD per kWh")
     carbon_kg_per_kwh: float = setting(0.4, "grid carbon intensity, kg CO2 per kWh")
     alert_ttl_s: float = setting(600.0, "seconds a power/cooling alert stays in force")
+    progress_publish_s: float = setting(
+        5.0, "a job's state changed by progress reports alone is republished at most this often (s; 0: every report)")
     events_topic: Topic = topics.JOBS_EVENTS
     state_topic: Topic = topics.JOBS_STATE
     recommendations_topic: Topic = topics.JOBS_RECOMMENDATIONS
@@ -96,7 +98,7 @@ class JobsConfig(GrpcServiceConfig):
                             recommend_margin=self.recommend_margin, gpu_mtbf_h=self.gpu_mtbf_h,
                             checkpoint_s=self.checkpoint_s, restart_s=self.restart_s, pue=self.pue,
                             tariff_usd_per_kwh=self.tariff_usd_per_kwh, carbon_kg_per_kwh=self.carbon_kg_per_kwh,
-                            alert_ttl_s=self.alert_ttl_s)
+                            alert_ttl_s=self.alert_ttl_s, progress_publish_s=self.progress_publish_s)
 
 
 @dataclass

@@ -71,6 +71,10 @@ class TwinSettings:
     tariff_usd_per_kwh: float = 0.08
     carbon_kg_per_kwh: float = 0.4
     alert_ttl_s: float = 600.0             # alerts carry no "cleared": they lapse after this
+    #: a change that is only progress (measured step time / tokens, running error) republishes a job's state at
+    #: most this often; status, placement, prediction, flags and goodput publish at once, and so does a job's
+    #: first measurement (assumption, stated: dashboards refresh every 5-15 s, e.g. Grafana's 5 s minimum)
+    progress_publish_s: float = 5.0
     nic_gbps: float | None = None          # per-GPU scale-out line rate for the own estimate (None: GPU default)
 
 
@@ -172,6 +176,7 @@ class JobLive:
     energy_j: float = 0.0
     accrued_s: float | None = None
     published_key: tuple | None = None
+    published_progress: tuple | None = None
     published_s: float = 0.0
 
     @property
@@ -223,6 +228,8 @@ class JobTwin:
         self._links_all: list[str] = []
         self._scope_groups: dict[str, frozenset[int]] = {}
         self._timed_state: dict[tuple[str, str], tuple] = {}
+        self._accrued_all_s = -math.inf        # the instant of the last full ``accrue``
+        self._accrue_new = False               # a job started, stopped or was recomputed since then
 
     # -- events -----------------------------------------------------------------------------------
     def apply(self, ev: JobEvent, gpu_ids: tuple[int, ...] = ()) -> bool:
@@ -257,8 +264,23 @@ class JobTwin:
             self._reindex(ev.job_id)
         if ev.kind not in (EventKind.PROGRESS, EventKind.CHECKPOINTED):  # those change no input of the job
             self._dirty.add(ev.job_id)
-        self._touched.add(ev.job_id)
+            self._accrue_new = True  # it may start or stop integrating energy
+        if ev.kind == EventKind.PROGRESS:
+            self._progress_due(ev.job_id, live)
+        else:
+            self._touched.add(ev.job_id)
         return True
+
+    def _progress_due(self, job_id: str, live: JobLive) -> None:
+        """A progress report: the job's first measurement is published at once (touched); a later one when its
+        coalescing window ends (``changed`` decides then, with the values of that moment)."""
+        old = live.published_progress
+        if old is None or not (old[0] or old[1]):
+            self._touched.add(job_id)
+            return
+        at = live.published_s + self.settings.progress_publish_s
+        if self._due_at.get(job_id, math.inf) > at:
+            self._schedule(job_id, at)
 
     # -- what a refresh visits ------------------------------------------------------------------------
     def touch(self, job_id: str) -> None:
@@ -671,6 +693,7 @@ class JobTwin:
                                        f"goodput {live.goodput:.1%} -> {best:.1%}", gain=best - live.goodput))
 
         live.inputs, live.prediction, live.comm = inp, pred, comm
+        self._accrue_new = True
         live.flags = tuple(flags)
         live.recommendations = tuple(recs)
         self._measure(rec, live)
@@ -709,13 +732,22 @@ class JobTwin:
         rec = self.book.jobs.get(job_id)
         live = self.jobs.get(job_id)
         if rec is not None and live is not None:
+            flags = live.flags
             self._measure(rec, live)
-            self._touched.add(job_id)
+            if len(flags) != len(live.flags) or any(
+                    (a.kind, a.entity_id) != (b.kind, b.entity_id) for a, b in zip(flags, live.flags, strict=True)):
+                self._touched.add(job_id)  # a flag raised or cleared: published at once
+            else:
+                self._progress_due(job_id, live)
 
     # -- energy and outputs -------------------------------------------------------------------------------
     def accrue(self, now_s: float, only: str | None = None) -> None:
         s = self.settings
         if only is None:  # the running jobs and those still integrating (no other job's accrued_s changes)
+            if now_s == self._accrued_all_s and not self._accrue_new:
+                return  # already integrated to this instant (several refreshes within one clock reading)
+            self._accrued_all_s = now_s
+            self._accrue_new = False
             ids = [j for j in self.book.running_ids() if j not in self._accruing]
             ids.extend(self._accruing)
         else:
@@ -756,22 +788,35 @@ class JobTwin:
         return [v for v in (self.view(j) for j in sorted(self.book.jobs)) if v is not None]
 
     def changed(self, job_id: str, now_s: float, republish_s: float) -> bool:
-        """Whether the job's published state is out of date (then marks it published)."""
+        """Whether the job's published state is out of date (then marks it published): what it shows changed
+        (status, spec, placement, prediction, a flag raised or cleared, goodput: at once; progress alone --
+        measured step time and tokens/s, running error, a flag's slowdown -- at most every
+        ``progress_publish_s``, the first measurement at once), or the periodic republish is due (energy grows)."""
         rec = self.book.jobs.get(job_id)
         if rec is None:
             return False
         live = self.jobs.setdefault(job_id, JobLive())
-        p = live.prediction if rec.status == JobStatus.RUNNING else None
-        key = (rec.status, rec.last_event_s, _sig(p.step_time_s) if p else 0.0, rec.measured_step_time_s,
-               round(live.error_ratio, 4), tuple((f.kind, f.entity_id, round(f.slowdown, 3)) for f in live.flags),
-               round(live.goodput, 4))
         running = rec.status == JobStatus.RUNNING
-        due = running and now_s - live.published_s >= republish_s
-        if key == live.published_key and not due:
-            if running:
-                self._schedule(job_id, live.published_s + republish_s)
-            return False
-        live.published_key, live.published_s = key, now_s
+        p = live.prediction if running else None
+        key = (rec.status, rec.spec, rec.attributes, rec.nodes, rec.n_gpus, self.gpu_ids(rec),
+               _sig(p.step_time_s) if p else 0.0,
+               tuple((f.kind, f.entity_id) for f in live.flags), round(live.goodput, 4))
+        # a flag's slowdown moves with the prediction (in the key) or with the measurement (progress)
+        progress = (rec.measured_step_time_s, rec.measured_tokens_per_s, round(live.error_ratio, 4),
+                    tuple(round(f.slowdown, 3) for f in live.flags))
+        since = now_s - live.published_s
+        old = live.published_progress
+        if key == live.published_key and not (running and since >= republish_s):
+            if progress == old:
+                if running:
+                    self._schedule(job_id, live.published_s + republish_s)
+                return False
+            first = old is None or not (old[0] or old[1])
+            wait = self.settings.progress_publish_s
+            if not first and since < wait:
+                self._schedule(job_id, live.published_s + wait)  # coalesced: published then with the latest
+                return False
+        live.published_key, live.published_progress, live.published_s = key, progress, now_s
         if running:
             self._schedule(job_id, now_s + republish_s)
         return True

@@ -160,6 +160,8 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
         cause = _CAUSE_BACK[msg.failure_cause]
     if kind == EventKind.FAILED and cause is None:
         raise InvalidMessage("failure_cause", "a FAILED event needs a cause")
+    if kind == EventKind.PROGRESS and not msg.HasField("spec") and not msg.HasField("placement"):
+        return _progress_event(msg, kind, cause)
     spec = spec_from_proto(msg.spec) if msg.HasField("spec") else None
     pl = msg.placement
     try:
@@ -174,6 +176,27 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
     except ValueError as exc:
         raise InvalidMessage("measured_step_time_s" if kind == EventKind.PROGRESS else "job_event", str(exc)) \
             from None
+
+
+#: the fields a PROGRESS event without spec or placement leaves at their defaults (see ``_progress_event``)
+_PROGRESS_DEFAULTS = {"nodes": (), "n_nodes": 0, "n_gpus": 0, "exit_code": None, "signal": None, "spec": None}
+
+
+def _progress_event(msg: pb.JobEvent, kind: EventKind, cause) -> JobEvent:
+    """The same JobEvent ``event_from_proto`` builds for a PROGRESS report with no spec or placement, without
+    the dataclass constructor (every job may report every second: this is the job twin's hottest decode);
+    ``JobEvent.__post_init__``'s one check that applies is made here."""
+    step_time, tokens = msg.measured_step_time_s, msg.measured_tokens_per_s
+    if not (step_time > 0 or tokens > 0):
+        raise InvalidMessage("measured_step_time_s", "a PROGRESS event needs step_time_s or tokens_per_s > 0")
+    ev = object.__new__(JobEvent)
+    d = ev.__dict__
+    d.update(_PROGRESS_DEFAULTS)
+    d.update(job_id=msg.job_id, kind=kind, time_s=msg.event_time.ToNanoseconds() / 1e9, source=msg.source,
+             cluster=msg.cluster, user=msg.user, account=msg.account, partition=msg.partition, name=msg.name,
+             cause=cause, reason=msg.reason, attributes=dict(msg.attributes) if msg.attributes else {},
+             step=msg.step, step_time_s=step_time, tokens_per_s=tokens)
+    return ev
 
 
 def state_to_proto(rec: JobRecord, prediction: StepPrediction | None, state_time_s: float, *,
