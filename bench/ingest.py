@@ -29,6 +29,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -70,18 +71,29 @@ def _env(bootstrap: str, url: str, **extra: str) -> dict[str, str]:
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     env.update(TWIN_KAFKA_BOOTSTRAP=bootstrap, TWIN_DATABASE_URL=url, TWIN_FACILITY=FACILITY,
                INGEST_HTTP_PORT="0", INGEST_STATUS_INTERVAL_S="5", INGEST_MAX_RECORDS=MAX_RECORDS, OTEL_TRACES_EXPORTER="none",
-               OTEL_METRICS_EXPORTER="none", **extra)
+               OTEL_METRICS_EXPORTER="none")
+    env.update(extra)
     return env
 
 
 class Ingest:
     """INGEST_PROCESSES `python -m twin.ingest` processes in one consumer group (they share the partitions)."""
 
-    def __init__(self, bootstrap: str, url: str, log_dir: Path, name: str) -> None:
-        self.logs = [open(log_dir / f"ingest-{name}-{i}.log", "wb") for i in range(INGEST_PROCESSES)]  # noqa: SIM115
-        self.procs = [subprocess.Popen([sys.executable, "-m", "twin.ingest"], env=_env(bootstrap, url),
+    def __init__(self, bootstrap: str, url: str, log_dir: Path, name: str, processes: int = INGEST_PROCESSES,
+                 **env: str) -> None:
+        self.paths = [log_dir / f"ingest-{name}-{i}.log" for i in range(processes)]
+        self.logs = [open(path, "wb") for path in self.paths]  # noqa: SIM115
+        self.procs = [subprocess.Popen([sys.executable, "-m", "twin.ingest"], env=_env(bootstrap, url, **env),
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
                       for log in self.logs]
+
+    def stored_batches(self) -> list[int]:
+        """Batches each process stored, from its last status line (a lower bound for a killed process)."""
+        out = []
+        for path in self.paths:
+            found = re.findall(rb"stored_batches=(\d+)", path.read_bytes())
+            out.append(int(found[-1]) if found else 0)
+        return out
 
     @property
     def pids(self) -> list[int]:
@@ -329,6 +341,59 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int) -> dict:
             "gpu_rows_per_s": rate, "samples_per_s": rate * SAMPLES_PER_GPU_ROW, "cpu_cores": cpu}
 
 
+def kill_run(log_dir: Path, racks: int) -> dict:
+    """Two ingest processes drain a backlog; one is SIGKILLed mid-stream, the other takes over its
+    partitions (consumer group). Exactly-once holds when every produced batch has exactly one ledger
+    row and the sample tables hold exactly its rows (none lost, none stored twice). Own broker and
+    database, so nothing left from the other phases is counted."""
+    from twin.core.embedded.kafka import TansuBroker
+    from twin.core.embedded.postgres import database_url, isolated_database
+
+    gpus = racks * GPUS_PER_RACK
+    ticks = int(min(20, max(4, BACKLOG_GPU_ROWS // 2 // gpus)))
+    killed_at = None
+    with TansuBroker() as broker, isolated_database(database_url()) as url:
+        stats = _sim_stats(_sim(broker.bootstrap, url, racks, 100.0, ticks / 100.0))
+        produced = int(stats.get("good", 0))
+        ingest = Ingest(broker.bootstrap, url, log_dir, f"kill-{racks}", processes=2, INGEST_STATUS_INTERVAL_S="1")
+        try:
+            _wait_tables(url)
+            watch = LedgerWatch(url, racks, datetime(2000, 1, 1, tzinfo=UTC))
+            deadline = time.monotonic() + 120.0
+            while watch.batches < produced and time.monotonic() < deadline:
+                _sleep_until(time.monotonic() + POLL_S)
+                watch.poll()
+                split = ingest.stored_batches()
+                if killed_at is None and watch.batches >= produced // 3 and min(split) > 0:
+                    ingest.procs[0].send_signal(signal.SIGKILL)   # mid-stream: a transaction may be open
+                    killed_at = (watch.batches, split)
+            time.sleep(2.0)   # a late duplicate would show up now
+            watch.close()
+            final_split = ingest.stored_batches()
+        finally:
+            ingest.stop()
+        with psycopg.connect(url, autocommit=True) as conn:
+            def q(sql: str) -> int:
+                return int(conn.execute(sql).fetchone()[0])
+            ledger = q("SELECT count(*) FROM telemetry_batches")
+            ledger_gpu_rows = q("SELECT coalesce(sum(gpu_rows), 0) FROM telemetry_batches")
+            gpu_rows = q("SELECT count(*) FROM telemetry_gpu")
+            dup_gpu = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_gpu GROUP BY node_id, gpu_index, time "
+                        "HAVING count(*) > 1) d")
+            link_rows = q("SELECT count(*) FROM telemetry_link_sample")
+            dup_link = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_link_sample GROUP BY port_key, time "
+                         "HAVING count(*) > 1) d")
+            rack_rows = q("SELECT count(*) FROM telemetry_rack")
+    exactly_once = (killed_at is not None and ledger == produced == rack_rows and dup_gpu == 0 and dup_link == 0
+                    and gpu_rows == ledger_gpu_rows == produced * GPUS_PER_RACK)
+    return {"racks": racks, "gpus": gpus, "backlog_ticks": ticks, "batches_produced": produced,
+            "killed_after_batches": killed_at[0] if killed_at else None,
+            "stored_by_process_at_kill": killed_at[1] if killed_at else None,
+            "stored_by_process_end": final_split, "ledger_batches": ledger, "rack_rows": rack_rows,
+            "gpu_rows": gpu_rows, "gpu_rows_expected": produced * GPUS_PER_RACK, "duplicate_gpu_rows": dup_gpu,
+            "link_rows": link_rows, "duplicate_link_rows": dup_link, "exactly_once": exactly_once}
+
+
 def _one_tick(racks: int):
     """One tick of the first `racks` racks, encoded exactly as facility-sim sends it."""
     from twin.core.facility.spec import load_facility_spec
@@ -482,6 +547,11 @@ def stages_only(fraction: float) -> dict:
 def main() -> dict:
     if STAGES_ONLY:
         return stages_only(float(STAGES_ONLY))
+    if os.environ.get("BENCH_INGEST_KILL_ONLY"):   # =<fraction>: the kill phase alone, printed
+        result = kill_run(Path(tempfile.mkdtemp(prefix="bench-ingest-")),
+                          max(1, round(SITE_RACKS * float(os.environ["BENCH_INGEST_KILL_ONLY"]))))
+        print(json.dumps(result))
+        return result
     from twin.core.embedded.kafka import TansuBroker
     from twin.core.embedded.postgres import database_url, isolated_database
 
@@ -496,11 +566,18 @@ def main() -> dict:
             _sweep(broker.bootstrap, url, ingest, sweep, started)
         finally:
             ingest.stop()
+        live_split = ingest.stored_batches()   # batches each ingest process stored over the whole sweep
         kept = [r for r in sweep if r["ingest_kept_up"] and r["producer_kept_up"]]
         best = kept[-1] if kept else sweep[0]
         capacity = capacity_run(broker.bootstrap, url, log_dir, best["racks"])
         print(f"  capacity at {capacity['gpus']:,} GPUs: {capacity['samples_per_s']:,.0f} samples/s draining a "
               f"{capacity['backlog_gpu_rows']:,}-row backlog", flush=True)
+        kill = kill_run(log_dir, best["racks"])
+        print(f"  kill: 2 ingest processes, one SIGKILLed after {kill['killed_after_batches']} of "
+              f"{kill['batches_produced']} batches (split then {kill['stored_by_process_at_kill']}); ledger "
+              f"{kill['ledger_batches']} batches, GPU rows {kill['gpu_rows']:,}/{kill['gpu_rows_expected']:,}, duplicates "
+              f"{kill['duplicate_gpu_rows'] + kill['duplicate_link_rows']}: "
+              f"exactly-once {'holds' if kill['exactly_once'] else 'BROKEN'}", flush=True)
         stages, copy = asyncio.run(_stages_and_copy(url, best["racks"], best["gpu_rows_stored"]))
     headline = best
     result = {
@@ -536,6 +613,9 @@ def main() -> dict:
                               and (headline["freshness_p99_s"] or 1e9) < TARGETS["freshness_p99_s"]),
         "sweep": sweep,
         "capacity": capacity,
+        "kill": kill,
+        "exactly_once_under_sigkill": kill["exactly_once"],
+        "live_split_by_process": live_split,
         "copy": copy,
         "stages": stages,
         "bench_s": time.monotonic() - started,
