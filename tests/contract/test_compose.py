@@ -197,6 +197,26 @@ def test_otel_collector_config():
     assert col["image"].startswith("otel/opentelemetry-collector-contrib")
     assert any(v.startswith("./deploy/otel-collector.yaml:") for v in col["volumes"])
     assert {4317, 4318} <= _container_ports("otel-collector")
+    # the services' traces (OTLP) reach a trace store: every otlp exporter of the traces pipeline points at a
+    # compose service that is started before the collector
+    traces = cfg["service"]["pipelines"]["traces"]
+    assert "otlp" in traces["receivers"]
+    forwards = [e for e in traces["exporters"] if e.split("/")[0] == "otlp"]
+    assert forwards, "traces only go to the debug exporter"
+    for exporter in forwards:
+        host = cfg["exporters"][exporter]["endpoint"].split("://")[-1].split(":")[0]
+        assert host in SERVICES, f"{exporter} sends to {host}, which is not a compose service"
+        assert col.get("depends_on", {}).get(host, {}).get("condition") == "service_started"
+
+
+def test_every_service_exports_traces_with_head_sampling():
+    """Each twin exports to the collector; ingest's root decides sampling and the later hops follow it."""
+    for service in BUILT:
+        env = _env(service)
+        assert env.get("OTEL_TRACES_SAMPLER") == "parentbased_traceidratio", service
+        ratio = env.get("OTEL_TRACES_SAMPLER_ARG", "")
+        default = ratio.split(":-")[-1].rstrip("}") if ratio.startswith("${") else ratio
+        assert 0.0 <= float(default) <= 1.0, (service, ratio)
 
 
 def test_dockerfile_is_parameterized():

@@ -129,3 +129,48 @@ async def test_producer_sends_from_a_span_in_the_cause_trace(spans):
     assert send[0].attributes["messaging.message.id"] == "id-1"
     assert second is None, "no current span, no cause: no trace context (as before)"
     assert dict(sent[0][2])["ce_id"] == b"id-1"
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize("headers", [
+    [("traceparent", f"00-{TRACE}-{SPAN}-01".encode())],
+    [("traceparent", f"00-{TRACE}-{SPAN}-00".encode())],
+    [("traceparent", f"00-{TRACE}-{SPAN}-01".encode()), ("tracestate", b"congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")],
+    [("traceparent", f"00-{TRACE}-{SPAN}-01".encode()), ("traceparent", f"00-{'1' * 32}-{SPAN}-01".encode())],
+    [("traceparent", f"01-{TRACE}-{SPAN}-01-future".encode())],      # a later version may add fields
+    [("traceparent", f"00-{TRACE}-{SPAN}-01-extra".encode())],       # version 00 may not
+    [("traceparent", f"ff-{TRACE}-{SPAN}-01".encode())],
+    [("traceparent", f"00-{'0' * 32}-{SPAN}-01".encode())],
+    [("traceparent", f"00-{TRACE}-{'0' * 16}-01".encode())],
+    [("traceparent", f"00-{TRACE.upper()}-{SPAN}-01".encode())],
+    [("traceparent", b"00-garbage")],
+    [("traceparent", b"")],
+    [("ce_id", b"1")],
+    [],
+])
+def test_traceparent_parser_agrees_with_the_w3c_propagator(headers):
+    from twin.core.telemetry import extract_context
+
+    want = trace.get_current_span(extract_context(headers)).get_span_context()
+    got = span_context_from_headers(headers)
+    if not want.is_valid:
+        assert got is None
+    else:
+        assert got is not None and got.is_remote
+        assert (got.trace_id, got.span_id, got.trace_flags, dict(got.trace_state or {})) == \
+            (want.trace_id, want.span_id, want.trace_flags, dict(want.trace_state or {}))
+
+
+def test_send_span_passes_an_unsampled_trace_on_without_a_span(spans):
+    tracer = trace.get_tracer("tests")
+    headers = [("traceparent", f"00-{TRACE}-{SPAN}-00".encode())]
+    before = len(spans.get_finished_spans())
+    with send_span("t", "k", "id", SimpleNamespace(headers=headers)):
+        out = inject_headers([])
+    with tracer.start_as_current_span("x"):
+        pass
+    assert len(spans.get_finished_spans()) == before + 1, "no span recorded for the dropped trace"
+    assert dict(out)["traceparent"] == f"00-{TRACE}-{SPAN}-00".encode(), "the head sampler's decision goes on"

@@ -235,6 +235,10 @@ def send_span(destination: str, key: str | None, message_id: str | None,
         attrs["messaging.message.id"] = message_id
     if ctx is None or not ctx.is_valid:
         return _tracer.start_as_current_span(f"send {destination}", kind=trace.SpanKind.PRODUCER, attributes=attrs)
+    if not ctx.trace_flags.sampled:
+        # a trace the head sampler dropped: pass its context on unchanged (downstream stays unsampled, as a
+        # parent-based sampler decides) without paying for a span nobody records
+        return trace.use_span(trace.NonRecordingSpan(ctx), end_on_exit=False)
     current = trace.get_current_span().get_span_context()
     links = [trace.Link(current, {"twin.link": "batch"})] if current.is_valid and current.trace_id != ctx.trace_id else []
     return _tracer.start_as_current_span(
