@@ -314,6 +314,14 @@ def open_channel(target: str, args: argparse.Namespace) -> grpc.Channel:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:   # `twinctl ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     add_json_everywhere(parser)
     args = parser.parse_args(argv)

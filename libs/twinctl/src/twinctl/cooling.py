@@ -190,6 +190,10 @@ def render_outcome(what: str, o: pb.WhatIfOutcome) -> str:
     return "\n".join(lines)
 
 
+class SweepRefused(ValueError):
+    """A sweep point the twin calls invalid (exit code 2, like INVALID_ARGUMENT)."""
+
+
 def value_range(text: str) -> list[float]:
     """'20:45:5' -> [20, 25, ..., 45] (FROM:TO:STEP, both ends included)."""
     try:
@@ -215,7 +219,14 @@ def sweep_rows(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> tu
         for v in values:
             req = pb.WhatIfSetpointRequest(horizon_s=args.horizon_s, **fixed)
             setattr(req, SWEEP_SETTINGS[name], v)
-            o = stub.WhatIfSetpoint(req, timeout=args.timeout).outcome
+            try:
+                o = stub.WhatIfSetpoint(req, timeout=args.timeout).outcome
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                others = ", ".join(f"--fixed-{k.replace('_', '-')}" for k in SWEEP_SETTINGS if k != name)
+                raise SweepRefused(f"the cooling twin refused {name} = {v:g} °C: {exc.details()}; hold the other "
+                                   f"settings with {others} (e.g. a wet bulb below the lowest dry bulb)") from None
             ttts = [r.time_to_throttle_s for r in o.racks if r.HasField("time_to_throttle_s")]
             rows.append({name: v, "first_throttle_s": min(ttts) if ttts else None, "racks_throttling": len(ttts),
                          "gpus_affected": o.gpus_affected, "plant_power_w": o.plant_power_after_w,
@@ -298,7 +309,7 @@ def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespac
         except grpc.RpcError as exc:
             print(explain(exc, "cooling", target, "TWINCTL_COOLING_TARGET", args.timeout), file=sys.stderr)
             return exit_code(exc)
-        except ValueError as exc:   # e.g. nothing to plot
+        except ValueError as exc:   # a refused sweep point, or nothing to plot
             print(f"twinctl: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, SweepRefused) else 1
     return 0

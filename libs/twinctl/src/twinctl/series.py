@@ -67,10 +67,11 @@ def history_table(entity: str, states: list[Any]) -> str:
     if not times:
         return f"{entity}: no stored states in this window"
     names = list(cols)
-    head = f"{'time (UTC)':<20}" + "".join(f"{_label(n):>16}" for n in names)
+    widths = {n: max(12, len(_label(n)) + 2) for n in names}
+    head = f"{'time (UTC)':<20}" + "".join(f"{_label(n):>{widths[n]}}" for n in names)
     lines = [f"{entity}: {len(times)} states from {times[0]:%Y-%m-%d %H:%M:%S} to {times[-1]:%H:%M:%S} UTC", head]
     for i, t in enumerate(times):
-        cells = "".join(f"{_value(n, cols[n][i]):>16}" for n in names)
+        cells = "".join(f"{_value(n, cols[n][i]):>{widths[n]}}" for n in names)
         lines.append(f"{t:%Y-%m-%d %H:%M:%S} " + cells)
     return "\n".join(lines)
 
