@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
+from twin.cooling.v1 import cooling_pb2 as cpb
+from twin.cooling.v1 import cooling_pb2_grpc as cpb_grpc
 from twin.power.v1 import power_pb2 as ppb
 from twin.power.v1 import power_pb2_grpc as ppb_grpc
 from twinctl.__main__ import add_json_everywhere, build_parser, main
@@ -166,3 +168,54 @@ def test_power_history_json_and_plot_through_the_cli(power_server, tmp_path, cap
     assert "no entity nowhere" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["power", "history", "su-h100", "--minutes", "0"])
+
+
+class Setpoints(cpb_grpc.CoolingServiceServicer):
+    """Answers WhatIfSetpoint like the twin's validation would: a wet bulb above the dry bulb is refused."""
+
+    def WhatIfSetpoint(self, request, context):  # noqa: N802 - gRPC method name
+        if request.HasField("wet_bulb_temp_c") and request.HasField("dry_bulb_temp_c") \
+                and request.wet_bulb_temp_c > request.dry_bulb_temp_c:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "wet_bulb_temp_c: above the dry bulb")
+        hot = max(request.dry_bulb_temp_c - 30.0, 0.0)
+        out = cpb.WhatIfSetpointResponse()
+        out.outcome.gpus_affected = int(hot * 10)
+        if hot:
+            out.outcome.racks.add(rack_id="a-0000", time_to_throttle_s=3600.0 / hot)
+        return out
+
+
+def test_cooling_sweep_through_the_cli_and_a_refused_point(tmp_path, capsys) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    cpb_grpc.add_CoolingServiceServicer_to_server(Setpoints(), server)
+    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    try:
+        assert main(["cooling", "--target", target, "sweep", "--dry-bulb-c", "25:40:5", "--fixed-wet-bulb-c", "20",
+                     "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["setting"] == "dry_bulb_c"
+        assert [(p["dry_bulb_c"], p["gpus_affected"], p["first_throttle_s"]) for p in doc["points"]] == [
+            (25, 0, None), (30, 0, None), (35, 50, 720.0), (40, 100, 360.0)]
+        assert main(["cooling", "--target", target, "sweep", "--dry-bulb-c", "15:40:5", "--fixed-wet-bulb-c",
+                     "20"]) == 2
+        err = capsys.readouterr().err
+        assert "refused dry_bulb_c = 15" in err and "--fixed-wet-bulb-c" in err
+    finally:
+        server.stop(None)
+
+
+def test_progress_bar_draws_only_on_a_terminal() -> None:
+    import io
+
+    from twinctl.progress import Progress
+
+    buf = io.StringIO()   # not a terminal: nothing
+    with Progress(3, "sweep", stream=buf) as bar:
+        bar.step()
+    assert buf.getvalue() == ""
+    buf = io.StringIO()
+    with Progress(4, "sweep", stream=buf, enabled=True) as bar:
+        bar.step("a")
+        bar.step("b")
+    assert "sweep [" in buf.getvalue() and "2/4" in buf.getvalue() and "#" * 14 in buf.getvalue()
