@@ -375,7 +375,8 @@ async def cdu_failure(run: Run) -> None:
     def throttled(recs: list[cpb.CoolingAlert]):
         got: dict[str, cpb.CoolingAlert] = {}
         for a in recs:  # the first alert per rack (a later one may follow as the rack gets closer)
-            if (a.kind == cpb.ALERT_KIND_THROTTLE_PREDICTED and a.entity_id in set(loop_racks) | set(expect_racks)
+            if (a.kind == cpb.ALERT_KIND_THROTTLE_PREDICTED and not a.cleared
+                    and a.entity_id in set(loop_racks) | set(expect_racks)
                     and _secs(a.alert_time) >= t_inject - 5):
                 got.setdefault(a.entity_id, a)
         return got if set(expect_racks) <= set(got) else None
@@ -384,7 +385,7 @@ async def cdu_failure(run: Run) -> None:
     if not alerts:
         raise StepFailed(f"no throttle alert for every rack of {loop_id} on {topics.COOLING_ALERTS.name} within {w:.0f} s")
     others = sorted({a.entity_id for a in run.watch.seen[topics.COOLING_ALERTS.name]
-                     if a.kind == cpb.ALERT_KIND_THROTTLE_PREDICTED} - set(alerts))
+                     if a.kind == cpb.ALERT_KIND_THROTTLE_PREDICTED and not a.cleared} - set(alerts))
     ttt = {r: alerts[r].time_to_throttle_s for r in sorted(alerts)}
     run.record("cooling", True, f"cooling.alerts.v1: throttle predicted on {len(alerts)} rack(s) "
                f"({', '.join(sorted(alerts))}), {sum(len(a.gpu_ids) for a in alerts.values())} GPUs, time to "

@@ -304,7 +304,7 @@ class CoolingState(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[CoolingScope, str]] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[_Union[ValueSource, str]] = ..., rack: _Optional[_Union[RackCoolingDetail, _Mapping]] = ..., cdu: _Optional[_Union[CduDetail, _Mapping]] = ..., loop: _Optional[_Union[LoopDetail, _Mapping]] = ..., crah: _Optional[_Union[CrahDetail, _Mapping]] = ..., air_group: _Optional[_Union[AirGroupDetail, _Mapping]] = ..., plant: _Optional[_Union[PlantDetail, _Mapping]] = ...) -> None: ...
 
 class CoolingAlert(_message.Message):
-    __slots__ = ("alert_id", "site_id", "entity_id", "scope", "kind", "severity", "alert_time", "time_to_throttle_s", "gpu_ids", "suspect_sensor_id", "measured_value", "model_value", "value", "threshold", "message")
+    __slots__ = ("alert_id", "site_id", "entity_id", "scope", "kind", "severity", "alert_time", "time_to_throttle_s", "gpu_ids", "suspect_sensor_id", "measured_value", "model_value", "value", "threshold", "message", "cleared")
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +320,7 @@ class CoolingAlert(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
     alert_id: str
     site_id: str
     entity_id: str
@@ -335,7 +336,8 @@ class CoolingAlert(_message.Message):
     value: float
     threshold: float
     message: str
-    def __init__(self, alert_id: _Optional[str] = ..., site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[CoolingScope, str]] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., alert_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_to_throttle_s: _Optional[float] = ..., gpu_ids: _Optional[_Iterable[int]] = ..., suspect_sensor_id: _Optional[str] = ..., measured_value: _Optional[float] = ..., model_value: _Optional[float] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    cleared: bool
+    def __init__(self, alert_id: _Optional[str] = ..., site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[CoolingScope, str]] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., alert_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_to_throttle_s: _Optional[float] = ..., gpu_ids: _Optional[_Iterable[int]] = ..., suspect_sensor_id: _Optional[str] = ..., measured_value: _Optional[float] = ..., model_value: _Optional[float] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ..., cleared: _Optional[bool] = ...) -> None: ...
 
 class CoolingEvent(_message.Message):
     __slots__ = ("event_id", "site_id", "entity_id", "kind", "event_time", "flow_fraction", "facility_supply_temp_c", "supply_air_temp_c", "dry_bulb_temp_c", "wet_bulb_temp_c", "note")

@@ -236,6 +236,23 @@ def alert(net: CoolingNetwork, a: CoolingAlert, time_s: float) -> pb.CoolingAler
     return m
 
 
+def cleared_alert(net: CoolingNetwork, entity_id: str, kind: str, severity: str, time_s: float) -> pb.CoolingAlert:
+    """The clear of an alert whose condition ended (``cleared`` set; deterministic id like ``alert``)."""
+    aid = uuid.uuid5(_NS, f"{net.site_id}|{entity_id}|{kind}|{time_s:.3f}|cleared")
+    return pb.CoolingAlert(
+        alert_id=str(aid),
+        site_id=net.site_id,
+        entity_id=entity_id,
+        scope=scope_of(net, entity_id),
+        kind=_ALERT_KIND[kind],
+        severity=_SEVERITY[severity],
+        alert_time=timestamp(time_s),
+        value=math.nan,
+        message=f"{kind.replace('_', ' ')} on {entity_id} cleared",
+        cleared=True,
+    )
+
+
 def event(msg: pb.CoolingEvent) -> EquipmentEvent:
     """A cooling.events.v1 record as a domain event (ranges and ids are checked by ``apply_event``)."""
     if msg.kind not in _EVENT_KIND_BACK:

@@ -316,6 +316,12 @@ class CoolingPipeline:
             elif a.kind == "throttle_predicted":
                 m.threshold = live.horizon_s
             out.append(m)
+        # conditions that ended: one clear per entity and kind no longer in force at any severity
+        still = {(e, k) for e, k, _ in keys}
+        for e, k, sev in sorted(self.active - keys):
+            if (e, k) not in still:
+                still.add((e, k))
+                out.append(codec.cleared_alert(live.net, e, k, sev, time_s))
         return out, keys
 
 
