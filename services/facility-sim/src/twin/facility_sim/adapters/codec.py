@@ -1,12 +1,16 @@
 """Tick arrays ⇄ RackTelemetryBatch protobufs (the one place that knows the wire format).
 
-Encoding cost dominates a large site (3,125 racks × 4 nodes × 14 packed fields per tick), so each
-per-GPU array is converted to a Python list once per tick and nodes take slices of it with
-`.extend()`; no per-value Python work happens.
+Encoding cost dominates a large site (3,125 racks × 4 nodes × 14 packed fields per tick). The
+default path writes the protobuf wire bytes of every rack straight from the tick's numpy arrays
+(packed doubles are the arrays' little-endian bytes, packed varints are encoded for the whole tick
+in one numpy pass, ids and other constant parts are framed once per encoder) and parses them into
+the message once: about 3× less CPU than filling the message field by field. The field-by-field
+path (`encode_fields`) is kept as the reference; tests check both give equal messages.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -76,8 +80,67 @@ class TickEncoder:
             lo, hi = int(first_nic[n0]), int(first_nic[n1 - 1] + a.node_nics[n1 - 1])
             self._rack_nics.append((lo, hi, layout.nic_ids[lo:hi], [pb.LINK_STATE_UP] * (hi - lo)))
 
+        self._wire: _WireFrames | None = None
+
     def encode(self, tick: Tick, sample_time: datetime, sequence: int, racks: range | None = None) -> list[EncodedRack]:
-        """One RackTelemetryBatch per rack (default: every simulated rack), all with `sequence`."""
+        """One RackTelemetryBatch per rack (default: every simulated rack), all with `sequence`: built as
+        wire bytes from the arrays and parsed once (the same messages as `encode_fields`)."""
+        if self._wire is None:
+            self._wire = _WireFrames(self.layout, self._rack_nodes, self._rack_nics)
+        wire = self._wire
+        a = self.layout.arrays
+        ts = _timestamp(sample_time).SerializeToString()
+        head = b"\x1a" + _varint(len(ts)) + ts + (b"\x20" + _varint(sequence) if sequence else b"")
+        floats = [getattr(tick, attr) for f, attr in GPU_FIELDS if f not in UINT_FIELDS]
+        counts = [getattr(tick, attr) for f, attr in GPU_FIELDS if f in UINT_FIELDS]
+        node_floats = wire.float_sections(floats)   # per node: its 10 packed double fields, framed
+        node_counts = wire.count_sections(counts)   # per node: its 3 packed varint fields (None: per-slice path)
+        if node_counts is None:
+            count_bufs = [(buf, off.tolist()) for buf, off in map(_packed_varints, counts)]
+        # link counters: each field's varints for the whole tick, cut per rack at its NIC range
+        links = []
+        for attr in ("tx_bytes", "rx_bytes", "tx_errors", "rx_errors"):
+            buf, off = _packed_varints(getattr(tick, attr))
+            links.append((buf, off[wire.nic_lo].tolist(), off[wire.nic_hi].tolist()))
+        pdu = tick.pdu_phase_w.astype("<f8", copy=False)
+        phases = a.rack_phases.tolist()
+        scalars = np.stack([tick.inlet_air_c, tick.outlet_air_c, tick.coolant_supply_c, tick.coolant_return_c,
+                            tick.coolant_flow_lpm], axis=1).tolist()
+        count_tags = wire.count_tags
+        out: list[EncodedRack] = []
+        for r in racks if racks is not None else range(a.n_racks):
+            gpus, rows = [], 0
+            for node_head, g0, g1, n in wire.rack_nodes[r]:
+                if node_counts is not None:
+                    gpus.append(node_head + node_floats[n] + node_counts[n])
+                else:
+                    body = [node_head, node_floats[n]]
+                    for tag, (buf, off) in zip(count_tags, count_bufs, strict=True):
+                        payload = buf[off[g0]:off[g1]]
+                        body += (tag, _vlen(len(payload)), payload)
+                    gpus.append(b"".join(body))
+                rows += g1 - g0
+            p = phases[r]
+            env = (_PDU_HEADS[p] + pdu[r, :p].tobytes() if p else b"") + _RACK_SCALARS.pack(
+                *(x for pair in zip(_RACK_SCALAR_TAGS, scalars[r], strict=True) for x in pair))
+            parts = [wire.rack_head[r], head, _frame_nodes(wire.node_prefix[r], gpus), b"\x32", _vlen(len(env)), env]
+            lo, hi = wire.rack_nic_range[r]
+            if hi > lo:
+                lk = [wire.port_fields[r]]
+                for tag, (buf, start, stop) in zip(_LINK_TAGS, links, strict=True):
+                    payload = buf[start[r]:stop[r]]
+                    lk += (tag, _vlen(len(payload)), payload)
+                lk.append(wire.link_state_field[r])
+                body = b"".join(lk)
+                parts += (b"\x3a", _vlen(len(body)), body)
+            parts.append(wire.source_field)
+            msg = pb.RackTelemetryBatch.FromString(b"".join(parts))
+            out.append(EncodedRack(r, self.layout.rack_ids[r], sequence, msg, rows))
+        return out
+
+    def encode_fields(self, tick: Tick, sample_time: datetime, sequence: int, racks: range | None = None
+                      ) -> list[EncodedRack]:
+        """The reference encoder: the same messages as `encode`, filled field by field with `.extend()`."""
         layout, a = self.layout, self.layout.arrays
         cols = {f: _as_list(getattr(tick, attr), f in UINT_FIELDS) for f, attr in GPU_FIELDS}
         col_items = list(cols.items())
@@ -118,6 +181,151 @@ class TickEncoder:
                 ln.link_state.extend(states)
             out.append(EncodedRack(r, layout.rack_ids[r], sequence, msg, rows))
         return out
+
+
+# -- wire-format helpers of the default encoder ----------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_varint(n) for n in range(1 << 14)]   # every 1- and 2-byte varint
+
+
+def _vlen(n: int) -> bytes:
+    return _SMALL_VARINTS[n] if n < 16384 else _varint(n)
+
+
+_PDU_HEADS = [b"\x0a" + _varint(8 * p) for p in range(16)]   # RackSamples.pdu_input_power_w, p phases
+
+
+def _str_field(number: int, text: str) -> bytes:
+    raw = text.encode()
+    return bytes([(number << 3) | 2]) + _varint(len(raw)) + raw
+
+
+_VARINT_GROUPS = np.arange(10, dtype=np.uint64)
+
+
+def _packed_varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Every value as a base-128 varint (uint64, like protobuf's uint64/enum), concatenated in order,
+    and the byte offset where value i starts (len(values) + 1 entries)."""
+    v = np.asarray(values).astype(np.uint64)
+    if not v.size or int(v.max()) < 0x80:
+        return v.astype(np.uint8).tobytes(), np.arange(len(v) + 1)
+    lens = np.ones(len(v), dtype=np.int64)
+    for k in range(1, 10):
+        lens += v >= np.uint64(1) << np.uint64(7 * k)
+    groups = ((v[:, None] >> (np.uint64(7) * _VARINT_GROUPS)) & np.uint64(0x7F)).astype(np.uint8)
+    k = np.arange(10)
+    groups |= ((k[None, :] < (lens - 1)[:, None]).astype(np.uint8) << 7)
+    buf = groups[k[None, :] < lens[:, None]].tobytes()
+    return buf, np.concatenate(([0], np.cumsum(lens)))
+
+
+def _frame_nodes(prefixes: list[bytes], gpus: list[bytes]) -> bytes:
+    """The `nodes` field (5) of a rack: NodeSamples {node_id, gpus} per node."""
+    out = []
+    for prefix, body in zip(prefixes, gpus, strict=True):
+        node = prefix + b"\x12" + _vlen(len(body)) + body
+        out += (b"\x2a", _vlen(len(node)), node)
+    return b"".join(out)
+
+
+# RackSamples fields 2..6 (doubles, wire type 1), in order.
+_RACK_SCALARS = struct.Struct("<" + "Bd" * 5)
+_RACK_SCALAR_TAGS = tuple((n << 3) | 1 for n in range(2, 7))
+_LINK_TAGS = tuple(bytes([(n << 3) | 2]) for n in range(2, 6))   # LinkSamples tx/rx bytes, tx/rx errors
+
+
+class _WireFrames:
+    """The constant parts of every rack's wire bytes (ids, gpu_index, port ids, link states), framed once."""
+
+    def __init__(self, layout: SiteLayout, rack_nodes: list, rack_nics: list) -> None:
+        numbers = {f.name: f.number for f in pb.GpuSamples.DESCRIPTOR.fields}
+        self.float_tags = tuple(bytes([(numbers[f] << 3) | 2]) for f, _ in GPU_FIELDS if f not in UINT_FIELDS)
+        self.count_tags = tuple(bytes([(numbers[f] << 3) | 2]) for f, _ in GPU_FIELDS if f in UINT_FIELDS)
+        a = layout.arrays
+        gidx = a.gpu_local_index.astype(np.uint64)
+        site = _str_field(1, layout.site_id)
+        self.source_field = _str_field(8, SOURCE)
+        self.rack_head = [site + _str_field(2, rid) for rid in layout.rack_ids]
+        self.rack_nodes: list[list[tuple[bytes, int, int, int]]] = []
+        self.node_prefix: list[list[bytes]] = []
+        starts: list[int] = []
+        self.node_slices: list[tuple[int, int]] = []
+        for nodes in rack_nodes:
+            heads, prefixes = [], []
+            for node_id, g0, g1 in nodes:
+                idx, _ = _packed_varints(gidx[g0:g1])
+                heads.append((b"\x0a" + _varint(len(idx)) + idx if g1 > g0 else b"", g0, g1, len(starts)))
+                prefixes.append(_str_field(1, node_id))
+                starts.append(g0)
+                self.node_slices.append((g0, g1))
+            self.rack_nodes.append(heads)
+            self.node_prefix.append(prefixes)
+        # GPU g of node n sits at first[n] + g; when every node has the same GPU count the fields of all
+        # nodes are framed with one numpy pass (a (nodes, fields, head + payload) byte matrix).
+        g = self.node_slices[0][1] - self.node_slices[0][0] if self.node_slices else 0
+        regular = g > 0 and all(s == (n * g, (n + 1) * g) for n, s in enumerate(self.node_slices))
+        self.node_gpus = g if regular and len(self.node_slices) * g == int(a.n_gpus) else 0
+        self.rack_nic_range = [(lo, hi) for lo, hi, _, _ in rack_nics]
+        self.nic_lo = np.array([lo for lo, _ in self.rack_nic_range], dtype=np.intp)
+        self.nic_hi = np.array([hi for _, hi in self.rack_nic_range], dtype=np.intp)
+        self.port_fields = [b"".join(_str_field(1, p) for p in ports) for _, _, ports, _ in rack_nics]
+        self.link_state_field = []
+        for _, _, _, states in rack_nics:
+            buf, _ = _packed_varints(np.array(states, dtype=np.uint64))
+            self.link_state_field.append(b"\x32" + _varint(len(buf)) + buf)
+
+    def float_sections(self, floats: list[np.ndarray]) -> list[bytes]:
+        """Per simulated node: its packed double fields (GpuSamples 2..11) in wire form."""
+        cols = [np.ascontiguousarray(f, dtype="<f8").view(np.uint8) for f in floats]
+        if self.node_gpus:
+            return _framed(self.float_tags, cols, 8 * self.node_gpus)
+        return _sections_per_slice(self.float_tags, [c.tobytes() for c in cols], 8, self.node_slices)
+
+    def count_sections(self, counts: list[np.ndarray]) -> list[bytes] | None:
+        """Per simulated node: its packed counter fields (GpuSamples 12..14) when every value fits one
+        varint byte (the usual case); None otherwise (the caller slices the tick's encoded varints)."""
+        values = [np.asarray(c).astype(np.uint64) for c in counts]
+        if any(v.size and int(v.max()) >= 0x80 for v in values):
+            return None
+        cols = [v.astype(np.uint8) for v in values]
+        if self.node_gpus:
+            return _framed(self.count_tags, cols, self.node_gpus)
+        return _sections_per_slice(self.count_tags, [c.tobytes() for c in cols], 1, self.node_slices)
+
+
+
+def _framed(tags: tuple[bytes, ...], columns: list[np.ndarray], per_node: int) -> list[bytes]:
+    """Per node: for each column, tag + payload length + the node's `per_node` payload bytes (columns are
+    (n_nodes * per_node) byte matrices already in wire form, e.g. doubles' little-endian bytes)."""
+    n_nodes = columns[0].shape[0] // per_node if columns else 0
+    head = [t + _varint(per_node) for t in tags]
+    width = len(head[0]) + per_node
+    block = np.empty((n_nodes, len(columns), width), dtype=np.uint8)
+    for f, (h, col) in enumerate(zip(head, columns, strict=True)):
+        block[:, f, :len(h)] = np.frombuffer(h, dtype=np.uint8)
+        block[:, f, len(h):] = col.reshape(n_nodes, per_node)
+    raw = block.tobytes()
+    step = len(columns) * width
+    return [raw[i:i + step] for i in range(0, len(raw), step)]
+
+
+def _sections_per_slice(tags: tuple[bytes, ...], bufs: list[bytes], itemsize: int,
+                        slices: list[tuple[int, int]]) -> list[bytes]:
+    out = []
+    for g0, g1 in slices:
+        n = _vlen(itemsize * (g1 - g0))
+        out.append(b"".join(x for tag, buf in zip(tags, bufs, strict=True)
+                            for x in (tag, n, buf[itemsize * g0:itemsize * g1])))
+    return out
 
 
 # -- decoding (tests, tools): one batch back into flat arrays --------------------------------------
