@@ -84,3 +84,14 @@ def test_plain_line_and_cut() -> None:
     assert line == "rates: ingest 12/s lag>=4 dlq>=0 (1 restarts) | console up"
     assert plain_rates([ServiceRow("ingest", "up", 0, 0.5, 4, 0)]) == "rates: ingest 0.5/s lag=4 dlq=0"
     assert cut("abcdef", 4) == "abc…" and cut("ab\ncd", 10) == "ab cd"
+
+
+def test_the_console_is_in_demo_mode_only_with_the_simulator() -> None:
+    from twin.core.stack_services import _console_env
+
+    env = _console_env(ctx())
+    assert env["CONSOLE_DEMO"] == "1" and env["CONSOLE_OPERATOR_TOKEN"] == "tok-123"
+    assert env["CONSOLE_SCENARIO_COOLING_TARGET"] == "127.0.0.1:50056"   # the port the stack chose for cooling
+    assert env["CONSOLE_SCENARIO_POWER_HTTP"] == "http://127.0.0.1:8083"
+    no_sim = [s for s in STACK_SERVICES if s.name != "facility-sim"]
+    assert _console_env(ctx(no_sim)) == {"CONSOLE_DEMO": "0"}   # no token handed out either
