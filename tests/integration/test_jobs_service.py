@@ -93,7 +93,8 @@ def jobs_config(bootstrap: str, db: str, facility: Path, unique_topic, fabric_ta
                       fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
                       power_alerts_topic=unique_topic(topics.POWER_ALERTS),
                       power_plans_topic=unique_topic(topics.POWER_PLANS),
-                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS))
+                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
+                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES))
 
 
 async def poll(fn, until, timeout_s: float = WAIT_S, every_s: float = 0.1):
@@ -377,6 +378,43 @@ async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_b
         ckpt = next(m for m in (pb.JobRecommendation.FromString(r.value) for r in recs) if m.entity_id == "su1-0002")
         assert ckpt.kind == pb.RECOMMENDATION_KIND_CHECKPOINT_NOW and 200 < ckpt.deadline_s <= 240
         assert ckpt.message.startswith("checkpoint now: rack su1-0002 is predicted to throttle in")
+        # the cooling twin's clear: the thermal flag goes, as a published state change
+        clear = cpb.CoolingAlert(alert_id="cool-1-clear", site_id=SITE, entity_id="su1-0002",
+                                 kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_WARNING, cleared=True)
+        clear.alert_time.FromNanoseconds(int(time.time() * 1e9))
+        await producer.send(cfg.cooling_alerts_topic, clear.entity_id, clear)
+        await poll(job, lambda j: not any(f.kind == pb.RISK_KIND_THERMAL_THROTTLE for f in j.risk_flags))
+
+        # GPU telemetry (telemetry.samples.v1) of the job's GPUs: measured energy, then an XID on one of them
+        from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+        def samples(t: float, xid_gpu: int | None = None) -> list[tuple[str, tpb.TelemetrySamples]]:
+            out = []
+            for rack in sorted({n.rsplit("-n", 1)[0] for n in NODES}):
+                msg = tpb.TelemetrySamples()
+                b = msg.batch
+                b.site_id, b.rack_id = SITE, rack
+                b.sample_time.FromNanoseconds(int(t * 1e9))
+                for node in (n for n in NODES if n.startswith(rack + "-n")):
+                    g = b.nodes.add(node_id=node).gpus
+                    g.gpu_index.extend(range(8))
+                    g.power_w.extend([600.0] * 8)
+                    g.sm_active.extend([0.8] * 8)
+                    g.xid_errors.extend([79 if (xid_gpu is not None and node == NODES[0] and i == xid_gpu) else 0
+                                         for i in range(8)])
+                out.append((rack, msg))
+            return out
+
+        ts = time.time()
+        for k in range(3):
+            for rack, msg in samples(ts + k, xid_gpu=2 if k == 2 else None):
+                await producer.send(cfg.samples_topic, rack, msg)
+        measured = await poll(job, lambda j: j.measured_gpu_energy_j >= 32 * 600.0 * 2 * 0.999
+                              and any(f.kind == pb.RISK_KIND_GPU_ERRORS for f in j.risk_flags))
+        assert measured.measured_gpu_energy_j == pytest.approx(32 * 600.0 * 2)
+        assert measured.measured_energy_j > measured.measured_gpu_energy_j and measured.measured_cost_usd > 0
+        gpu_flag = next(f for f in measured.risk_flags if f.kind == pb.RISK_KIND_GPU_ERRORS)
+        assert gpu_flag.entity_id == NODES[0] and "XID 79" in gpu_flag.detail
 
         gpus = list(base.placement.gpu_ids)
         plan = ppb.CurtailmentPlan(plan_id="plan-1", site_id=SITE, event_id="grid-1", duration_s=3600,

@@ -86,3 +86,43 @@ def test_a_zero_coalescing_window_publishes_every_progress():
     for k in range(4):
         _progress(twin, "m", clock.t + 0.5, 1.0 + 0.01 * k, k + 1)  # (flagged slower: the slowdown moves too)
         assert "m" in _published(eng, clock)
+
+
+def test_a_cooling_clear_unflags_the_job_at_once_and_an_older_clear_does_not():
+    from twin.cooling.v1 import cooling_pb2 as cpb
+    from twin.jobs.adapters.codec import thermal_alert
+    from twin.jobs.live import ThermalClear
+
+    twin, eng, clock, _ = setup()
+    now = clock.t
+    raise_msg = cpb.CoolingAlert(alert_id="a1", entity_id="su1-0004", kind=cpb.ALERT_KIND_THROTTLE_PREDICTED,
+                                 time_to_throttle_s=0.0)
+    raise_msg.alert_time.FromSeconds(int(now))
+    twin.add_thermal(thermal_alert(raise_msg, now))
+    assert _published(eng, clock) == ["k"]
+    assert [f.kind for f in twin.jobs["k"].flags] == ["thermal_throttle"]
+    # a clear older than the alert (out of order) changes nothing
+    twin.add_thermal(ThermalClear("su1-0004", now - 10))
+    assert _published(eng, clock) == [] and twin.jobs["k"].flags
+    clear = cpb.CoolingAlert(alert_id="c1", entity_id="su1-0004", kind=cpb.ALERT_KIND_THROTTLE_PREDICTED,
+                             cleared=True)
+    clear.alert_time.FromSeconds(int(clock.t))
+    decoded = thermal_alert(clear, clock.t)
+    assert decoded == ThermalClear("su1-0004", float(int(clock.t)))
+    twin.add_thermal(decoded)
+    assert _published(eng, clock) == ["k"]                     # the state change: the flag is gone, within 1 s
+    assert not twin.jobs["k"].flags and "su1-0004" not in twin.thermal
+
+
+def test_the_slower_flag_clears_when_the_measurement_comes_back():
+    twin, eng, clock, _ = setup()
+    pred = twin.jobs["m"].prediction.step_time_s
+    twin.apply(JobEvent("m", EventKind.PROGRESS, clock.t + 0.5, step=1, step_time_s=2.0 * pred))
+    twin.progress("m")
+    assert _published(eng, clock) == ["m"]
+    assert [f.kind for f in twin.jobs["m"].flags] == ["slower_than_predicted"]
+    # the running mean of measured / predicted stays high, but the flag follows the latest report
+    twin.apply(JobEvent("m", EventKind.PROGRESS, clock.t + 0.5, step=2, step_time_s=pred))
+    twin.progress("m")
+    assert _published(eng, clock) == ["m"]                     # published at once, not after the 5 s window
+    assert not twin.jobs["m"].flags

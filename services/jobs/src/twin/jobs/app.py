@@ -44,6 +44,7 @@ from twin.jobs.adapters.stream import (
     EventsHandler,
     FabricHandler,
     PlansHandler,
+    TelemetryHandler,
     restore_accounts,
     restore_book,
 )
@@ -91,6 +92,7 @@ class JobsConfig(GrpcServiceConfig):
     power_alerts_topic: Topic = topics.POWER_ALERTS
     power_plans_topic: Topic = topics.POWER_PLANS
     cooling_alerts_topic: Topic | None = COOLING_ALERTS
+    samples_topic: Topic | None = topics.TELEMETRY_SAMPLES   # measured energy, GPU errors, stragglers
 
 
     def twin_settings(self) -> TwinSettings:
@@ -117,6 +119,7 @@ class JobsApp:
     plans_stats: ConsumerStats = field(default_factory=ConsumerStats)
     power_alerts_stats: ConsumerStats = field(default_factory=ConsumerStats)
     cooling_stats: ConsumerStats = field(default_factory=ConsumerStats)
+    telemetry_stats: ConsumerStats = field(default_factory=ConsumerStats)
     twin: JobTwin | None = None
     engine: Engine | None = None
     slurm: SlurmPublisher | None = None
@@ -142,7 +145,8 @@ class JobsApp:
             if cfg.consume:
                 wanted = [cfg.events_topic, cfg.state_topic, cfg.recommendations_topic, cfg.fabric_topic,
                           cfg.power_alerts_topic, cfg.power_plans_topic]
-                await rt.ensure_topics(*wanted, *([cfg.cooling_alerts_topic] if cfg.cooling_alerts_topic else []))
+                wanted += [t for t in (cfg.cooling_alerts_topic, cfg.samples_topic) if t is not None]
+                await rt.ensure_topics(*wanted)
                 producer = await rt.producer()
             self.engine = engine = Engine(twin, fabric, producer, store, state_topic=cfg.state_topic,
                                           recommendations_topic=cfg.recommendations_topic, clock=self.clock,
@@ -187,6 +191,9 @@ class JobsApp:
         if cfg.cooling_alerts_topic is not None:
             rt.consume(cfg.cooling_alerts_topic, AlertsHandler(engine, codec.thermal_alert, twin.add_thermal),
                        group_id=f"{group}-cooling", stats=self.cooling_stats)
+        if cfg.samples_topic is not None:
+            self.telemetry = TelemetryHandler(engine)
+            rt.consume(cfg.samples_topic, self.telemetry, group_id=f"{group}-telemetry", stats=self.telemetry_stats)
 
     def _start_slurmrestd(self, rt: ServiceRuntime, producer: EventProducer) -> None:
         from twin.core.polling import poll_loop

@@ -17,7 +17,14 @@ estimate (proposed proto change: a ``comm_source`` field on JobState).
 
 Energy: the predicted GPU power plus the node's CPU/platform share per GPU (facility spec), times a PUE for
 conversion and cooling overhead, integrated over wall time while the job runs; cost and CO2 from a tariff and a
-grid carbon intensity. (Measured GPU power from telemetry is not consumed yet.)
+grid carbon intensity. Measured energy (``apply_telemetry``, from telemetry.samples.v1): each of the job's GPUs'
+DCGM board power integrated between its samples, plus the node platform share over the same seconds, times the
+same PUE (the power and cooling twins' live PUE is not read: see ``TwinSettings.pue``).
+
+Telemetry also names GPU errors and stragglers (``domain.gpu_meter``, only for GPUs of running jobs): a GPU with
+a new XID code or a growing double-bit ECC count raises a ``gpu_errors`` flag on its job at once; a node whose
+GPU power and SM activity both lag the job's median node raises ``straggler`` (checked at most every
+``health_interval_s`` per job). A job slower than predicted names them first as its likeliest cause.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from twin.jobs.domain.book import ENDED, EventRejected, JobBook, JobRecord, JobStatus, plan_event
 from twin.jobs.domain.comm import CollectiveCall, LinkModel
@@ -38,6 +47,7 @@ from twin.jobs.domain.goodput import (
     goodput_fraction,
     job_mtbf_s,
 )
+from twin.jobs.domain.gpu_meter import GpuMeter, stragglers
 from twin.jobs.domain.hardware import gpu_spec
 from twin.jobs.domain.spec import JobSpec
 from twin.jobs.domain.step import Conditions, StepPrediction, predict_step
@@ -70,11 +80,16 @@ class TwinSettings:
     pue: float = 1.3
     tariff_usd_per_kwh: float = 0.08
     carbon_kg_per_kwh: float = 0.4
-    alert_ttl_s: float = 600.0             # alerts carry no "cleared": they lapse after this
+    #: a power alert (power.alerts.v1 carries no clear and is not repeated while in force) lapses this long after it
+    #: was received; a cooling throttle alert is removed at once by the cooling twin's clear, and lapses after this
+    #: too when none comes (a cooling twin restarted while it was in force sends none)
+    alert_ttl_s: float = 600.0
     #: a change that is only progress (measured step time / tokens, running error) republishes a job's state at
     #: most this often; status, placement, prediction, flags and goodput publish at once, and so does a job's
     #: first measurement (assumption, stated: dashboards refresh every 5-15 s, e.g. Grafana's 5 s minimum)
     progress_publish_s: float = 5.0
+    #: a job's straggler check from telemetry runs at most this often (GPU errors are checked when they change)
+    health_interval_s: float = 10.0
     nic_gbps: float | None = None          # per-GPU scale-out line rate for the own estimate (None: GPU default)
 
 
@@ -102,6 +117,15 @@ class ThermalAlert:
     gpu_ids: frozenset[int]
     throttle_at_s: float
     received_s: float
+    raised_s: float = -math.inf    # the alert's own time (a clear older than it does not remove it)
+
+
+@dataclass(frozen=True)
+class ThermalClear:
+    """cooling.alerts.v1 ``cleared``: no throttle alert on the entity is in force since ``at_s``."""
+
+    entity_id: str
+    at_s: float
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,10 @@ class JobLive:
     accrued_s: float | None = None
     published_key: tuple | None = None
     published_progress: tuple | None = None
+    health: tuple[Flag, ...] = ()                # from telemetry: gpu_errors, straggler
+    health_checked_s: float = -math.inf
+    measured_gpu_j: float = 0.0                  # its GPUs' measured board energy
+    measured_platform_j: float = 0.0             # the node platform share over the measured seconds
     published_s: float = 0.0
 
     @property
@@ -192,6 +220,10 @@ class JobView:
 
     def energy_kwh(self) -> float:
         return self.live.energy_j / 3.6e6
+
+    def measured_energy_j(self, pue: float) -> float:
+        """Measured GPU energy plus the node platform share, with the conversion and cooling overhead."""
+        return (self.live.measured_gpu_j + self.live.measured_platform_j) * pue
 
 
 class JobTwin:
@@ -229,6 +261,14 @@ class JobTwin:
         self._scope_groups: dict[str, frozenset[int]] = {}
         self._timed_state: dict[tuple[str, str], tuple] = {}
         self._accrued_all_s = -math.inf        # the instant of the last full ``accrue``
+        n_gpus = site.inventory.n_gpus
+        self.meter = GpuMeter.of(n_gpus)
+        self._gpu_slot = np.full(n_gpus, -1, np.int64)   # running job per GPU (slot), -1: none
+        self._slot_job: list[str | None] = []
+        self._job_slot: dict[str, int] = {}
+        self._free_slots: list[int] = []
+        self._health_due: set[str] = set()     # telemetry came for these jobs since the last health check
+        self._health_now: set[str] = set()     # ... with a GPU error change: checked at the next refresh
         self._accrue_new = False               # a job started, stopped or was recomputed since then
 
     # -- events -----------------------------------------------------------------------------------
@@ -290,6 +330,14 @@ class JobTwin:
     def _reindex(self, job_id: str) -> None:
         """The running job's placement in the node / leaf group / rack / GPU indexes (removed when it stops)."""
         old = self._place.pop(job_id, None)
+        slot = self._job_slot.pop(job_id, None)
+        if slot is not None:
+            held = self._gpu_slot
+            if old is not None and old[3]:
+                g = np.fromiter(old[3], np.int64)
+                held[g[held[g] == slot]] = -1
+            self._slot_job[slot] = None
+            self._free_slots.append(slot)
         if old is not None:
             nodes, groups, racks, gpus = old
             for index, keys in ((self._by_node, nodes), (self._by_group, groups), (self._by_rack, racks),
@@ -310,6 +358,15 @@ class JobTwin:
         groups = frozenset(site.leaf_groups(nodes))
         racks = frozenset(site.rack_of_node[n] for n in nodes)
         self._place[job_id] = (nodes, groups, racks, gpus)
+        if self._free_slots:
+            slot = self._free_slots.pop()
+            self._slot_job[slot] = job_id
+        else:
+            slot = len(self._slot_job)
+            self._slot_job.append(job_id)
+        self._job_slot[job_id] = slot
+        if gpus:
+            self._gpu_slot[np.fromiter(gpus, np.int64)] = slot
         for index, keys in ((self._by_node, nodes), (self._by_group, groups), (self._by_rack, racks),
                             (self._by_gpu, gpus)):
             for k in keys:
@@ -381,8 +438,6 @@ class JobTwin:
         this placement would put its per-layer collectives on the network (where the domain is small: HGX nodes)."""
         if not gpus or spec.parallel.tp <= 1:
             return
-        import numpy as np
-
         _, counts = np.unique(self.site.inventory.gpu_nvlink_domain[np.asarray(gpus)], return_counts=True)
         if spec.parallel.tp > int(counts.max()):
             raise EventRejected(f"parallel.tp = {spec.parallel.tp} is larger than the NVLink domain on this placement "
@@ -429,12 +484,25 @@ class JobTwin:
         self.plans[plan.key] = plan
         self._dirty |= self._plan_jobs(plan)
 
-    def add_thermal(self, alert: ThermalAlert) -> None:
+    def add_thermal(self, alert: ThermalAlert | ThermalClear) -> None:
+        if isinstance(alert, ThermalClear):
+            self.clear_thermal(alert)
+            return
         old = self.thermal.get(alert.entity_id)
         if old is not None:
             self._dirty |= self._thermal_jobs(old)
         self.thermal[alert.entity_id] = alert
         self._dirty |= self._thermal_jobs(alert)
+
+    def clear_thermal(self, clear: ThermalClear) -> None:
+        """The cooling twin's clear: the entity's throttle alert (raised no later than the clear) is removed and
+        the jobs under it are predicted again (their thermal flag and slowdown go, published at once)."""
+        old = self.thermal.get(clear.entity_id)
+        if old is None or old.raised_s > clear.at_s:
+            return
+        del self.thermal[clear.entity_id]
+        self._timed_state.pop(("thermal", clear.entity_id), None)
+        self._dirty |= self._thermal_jobs(old)
 
     def add_rack_alert(self, alert: RackAlert) -> None:
         self.rack_alerts[f"{alert.entity_id}/{alert.kind}"] = alert
@@ -717,10 +785,13 @@ class JobTwin:
             live.error_n += 1
             live.last_ratio = ratio
             live.counted_step = rec.step
-        flags = [f for f in live.flags if f.kind != SLOWER]
+        flags = [f for f in live.flags if f.kind not in (SLOWER, GPU_ERRORS, STRAGGLER)] + list(live.health)
         if live.last_ratio > 1.0 + self.settings.margin:
+            # what telemetry sees on the job's own GPUs first (errors, then a lagging node), else the largest
+            # slowdown the twin predicts from a cause (cap, throttling, a degraded link)
+            seen = [f for f in flags if f.kind == GPU_ERRORS] or [f for f in flags if f.kind == STRAGGLER]
             causes = [f for f in flags if f.kind not in (UNSPECIFIED, SLOWER) and f.slowdown > 0]
-            cause = max(causes, key=lambda f: f.slowdown) if causes else None
+            cause = seen[0] if seen else (max(causes, key=lambda f: f.slowdown) if causes else None)
             why = (f"likeliest cause: {cause.kind.replace('_', ' ')} on {cause.entity_id} ({cause.detail})" if cause
                    else "no cause the twin can see (a straggler node, software or input pipeline)")
             flags.append(Flag(SLOWER, cause.entity_id if cause else rec.job_id, live.last_ratio - 1.0,
@@ -739,6 +810,82 @@ class JobTwin:
                 self._touched.add(job_id)  # a flag raised or cleared: published at once
             else:
                 self._progress_due(job_id, live)
+
+    # -- telemetry: measured energy, GPU errors, stragglers ------------------------------------------------------
+    def apply_telemetry(self, time_s: float, gpu: np.ndarray, power_w: np.ndarray, sm_active: np.ndarray,
+                        xid: np.ndarray, ecc_dbe: np.ndarray) -> int:
+        """One batch of GPU samples (global ids; NaN = not reported): only the GPUs of running jobs are kept.
+        Adds each job's measured energy, marks its health check due. Returns the GPUs used."""
+        gpu = np.asarray(gpu, np.int64)
+        slot = self._gpu_slot[gpu]
+        sel = slot >= 0
+        if not sel.any():
+            return 0
+        g, s = gpu[sel], slot[sel]
+        e, dt, changed = self.meter.update(time_s, g, np.asarray(power_w, float)[sel],
+                                           np.asarray(sm_active, float)[sel], np.asarray(xid)[sel],
+                                           np.asarray(ecc_dbe, float)[sel])
+        n = len(self._slot_job)
+        gpu_j = np.bincount(s, weights=e, minlength=n)
+        plat_j = np.bincount(s, weights=self.site._platform_array()[self.site.inventory.gpu_node[g]] * dt, minlength=n)
+        jobs, names = self.jobs, self._slot_job
+        for k in np.flatnonzero((gpu_j > 0) | (plat_j > 0)):
+            live = jobs.get(names[k])
+            if live is not None:
+                live.measured_gpu_j += float(gpu_j[k])
+                live.measured_platform_j += float(plat_j[k])
+        for k in np.unique(s).tolist():
+            if names[k] is not None:
+                self._health_due.add(names[k])
+        if changed.any():
+            for k in np.unique(s[changed]).tolist():
+                if names[k] is not None:
+                    self._health_now.add(names[k])
+        return int(sel.sum())
+
+    def check_health(self, now_s: float) -> list[str]:
+        """GPU error and straggler flags of the jobs telemetry came for (an error change: at once; else at most
+        every ``health_interval_s``) and of the jobs flagged (so a flag clears when its cause is gone). Returns the
+        jobs whose flags changed (touched: published at once)."""
+        every = self.settings.health_interval_s
+        out = []
+        flagged = [j for j, live in self.jobs.items() if live.health]
+        for job_id in self._health_now | self._health_due | set(flagged):
+            live = self.jobs.get(job_id)
+            rec = self.book.jobs.get(job_id)
+            if live is None or rec is None:
+                continue
+            if job_id not in self._health_now and now_s - live.health_checked_s < every:
+                continue
+            self._health_due.discard(job_id)
+            before = live.health
+            live.health = self._health_flags(job_id, now_s) if rec.status == JobStatus.RUNNING else ()
+            live.health_checked_s = now_s
+            if [(f.kind, f.entity_id) for f in before] != [(f.kind, f.entity_id) for f in live.health]:
+                self._measure(rec, live)
+                self._touched.add(job_id)
+                out.append(job_id)
+        self._health_now = set()
+        return out
+
+    def _health_flags(self, job_id: str, now_s: float) -> tuple[Flag, ...]:
+        place = self._place.get(job_id)
+        if place is None or not place[3]:
+            return ()
+        gpus = np.fromiter(place[3], np.int64)
+        inv, node_ids = self.site.inventory, self.site.node_ids
+        flags = []
+        errors = self.meter.errors(gpus, now_s)
+        if errors:
+            node = node_ids[int(inv.gpu_node[errors[0][0]])]
+            shown = "; ".join(f"GPU {g} ({node_ids[int(inv.gpu_node[g])]}): {what}" for g, what in errors[:3])
+            flags.append(Flag(GPU_ERRORS, node, 0.0, shown + (" ..." if len(errors) > 3 else "")))
+        lag = stragglers(self.meter, gpus, inv.gpu_node[gpus], now_s)
+        if lag is not None:
+            flags.append(Flag(STRAGGLER, node_ids[lag.node], 0.0,
+                              f"node {node_ids[lag.node]}: GPU power {lag.power_ratio:.0%} and SM activity "
+                              f"{lag.activity_ratio:.0%} of the job's median node"))
+        return tuple(flags)
 
     # -- energy and outputs -------------------------------------------------------------------------------
     def accrue(self, now_s: float, only: str | None = None) -> None:
@@ -890,4 +1037,5 @@ def _duration(s: float) -> str:
 
 
 __all__ = ["CapPlan", "CommAnswer", "EventRejected", "Flag", "JobInputs", "JobLive", "JobTwin", "JobView",
-           "LinkHealth", "RackAlert", "Recommendation", "ThermalAlert", "TwinSettings", "call_key"]
+           "LinkHealth", "RackAlert", "Recommendation", "ThermalAlert", "ThermalClear", "TwinSettings",
+           "call_key"]

@@ -337,7 +337,7 @@ class RiskFlag(_message.Message):
     def __init__(self, kind: _Optional[_Union[RiskKind, str]] = ..., entity_id: _Optional[str] = ..., slowdown_fraction: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class JobState(_message.Message):
-    __slots__ = ("job_id", "state_time", "status", "spec", "placement", "predicted_step_time_s", "measured_step_time_s", "step_time_error_ratio", "predicted_tokens_per_s", "measured_tokens_per_s", "mfu", "power_w", "phases", "goodput_fraction", "optimal_checkpoint_interval_s", "failures_per_day", "clock_fraction", "breakdown", "risk_flags", "energy_j", "cost_usd", "co2_kg")
+    __slots__ = ("job_id", "state_time", "status", "spec", "placement", "predicted_step_time_s", "measured_step_time_s", "step_time_error_ratio", "predicted_tokens_per_s", "measured_tokens_per_s", "mfu", "power_w", "phases", "goodput_fraction", "optimal_checkpoint_interval_s", "failures_per_day", "clock_fraction", "breakdown", "risk_flags", "energy_j", "cost_usd", "co2_kg", "measured_energy_j", "measured_gpu_energy_j", "measured_cost_usd", "measured_co2_kg")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +360,10 @@ class JobState(_message.Message):
     ENERGY_J_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     CO2_KG_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_GPU_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_CO2_KG_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state_time: _timestamp_pb2.Timestamp
     status: JobStatus
@@ -382,7 +386,11 @@ class JobState(_message.Message):
     energy_j: float
     cost_usd: float
     co2_kg: float
-    def __init__(self, job_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., predicted_step_time_s: _Optional[float] = ..., measured_step_time_s: _Optional[float] = ..., step_time_error_ratio: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., measured_tokens_per_s: _Optional[float] = ..., mfu: _Optional[float] = ..., power_w: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[PowerPhase, _Mapping]]] = ..., goodput_fraction: _Optional[float] = ..., optimal_checkpoint_interval_s: _Optional[float] = ..., failures_per_day: _Optional[float] = ..., clock_fraction: _Optional[float] = ..., breakdown: _Optional[_Union[StepBreakdown, _Mapping]] = ..., risk_flags: _Optional[_Iterable[_Union[RiskFlag, _Mapping]]] = ..., energy_j: _Optional[float] = ..., cost_usd: _Optional[float] = ..., co2_kg: _Optional[float] = ...) -> None: ...
+    measured_energy_j: float
+    measured_gpu_energy_j: float
+    measured_cost_usd: float
+    measured_co2_kg: float
+    def __init__(self, job_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., predicted_step_time_s: _Optional[float] = ..., measured_step_time_s: _Optional[float] = ..., step_time_error_ratio: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., measured_tokens_per_s: _Optional[float] = ..., mfu: _Optional[float] = ..., power_w: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[PowerPhase, _Mapping]]] = ..., goodput_fraction: _Optional[float] = ..., optimal_checkpoint_interval_s: _Optional[float] = ..., failures_per_day: _Optional[float] = ..., clock_fraction: _Optional[float] = ..., breakdown: _Optional[_Union[StepBreakdown, _Mapping]] = ..., risk_flags: _Optional[_Iterable[_Union[RiskFlag, _Mapping]]] = ..., energy_j: _Optional[float] = ..., cost_usd: _Optional[float] = ..., co2_kg: _Optional[float] = ..., measured_energy_j: _Optional[float] = ..., measured_gpu_energy_j: _Optional[float] = ..., measured_cost_usd: _Optional[float] = ..., measured_co2_kg: _Optional[float] = ...) -> None: ...
 
 class JobRecommendation(_message.Message):
     __slots__ = ("recommendation_id", "job_id", "recommendation_time", "kind", "entity_id", "message", "deadline_s", "expected_gain_fraction")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from twin.cooling.v1 import cooling_pb2
@@ -22,6 +23,7 @@ from twin.jobs.domain.spec import JobSpec, JobSpecError, ModelShape, Parallelism
 from twin.jobs.domain.step import StepPrediction
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.power.v1 import power_pb2
+from twin.telemetry.v1 import telemetry_pb2
 
 
 class InvalidMessage(ValueError):
@@ -282,7 +284,8 @@ def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tup
     return msg
 
 
-def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
+def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float,
+                  pue: float = 1.0) -> pb.JobState:
     """``jobs.state.v1`` for a ``twin.jobs.live.JobView``."""
     rec, live = view.rec, view.live
     running = rec.status == JobStatus.RUNNING
@@ -297,6 +300,11 @@ def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbo
                                           detail=f.detail) for f in live.flags)
     kwh = live.energy_j / 3.6e6
     msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
+    if live.measured_gpu_j or live.measured_platform_j:
+        e = (live.measured_gpu_j + live.measured_platform_j) * pue
+        kwh = e / 3.6e6
+        msg.measured_energy_j, msg.measured_gpu_energy_j = e, live.measured_gpu_j
+        msg.measured_cost_usd, msg.measured_co2_kg = kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
     return msg
 
 
@@ -304,6 +312,36 @@ def recommendation_to_proto(r, time_s: float) -> pb.JobRecommendation:
     return pb.JobRecommendation(recommendation_id=r.recommendation_id, job_id=r.job_id, recommendation_time=_ts(time_s),
                                 kind=_RECOMMENDATION[r.kind], entity_id=r.entity_id, message=r.message,
                                 deadline_s=r.deadline_s, expected_gain_fraction=r.gain)
+
+
+def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
+    """telemetry.samples.v1 -> (sample time s, global GPU ids, power W, SM activity, last XID, ECC DBE total) of
+    the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent), or None for what the job twin does not
+    read: equipment batches, racks of other sites, nodes it does not know (ingest validated the batch; this twin
+    only reads it, so it skips rather than dead-letters)."""
+    b = msg.batch
+    if b.HasField("equipment") or not b.nodes or not b.HasField("sample_time"):
+        return None
+    inv = site.inventory
+    index = site.node_index
+    gpus, cols = [], ([], [], [], [])
+    for node in b.nodes:
+        n = index.get(node.node_id)
+        if n is None:
+            continue
+        g = node.gpus
+        local = np.asarray(g.gpu_index, np.int64)
+        k = len(local)
+        if not k or local.max() >= inv.node_gpus[n]:
+            continue
+        gpus.append(inv.node_first_gpu[n] + local)
+        for col, values, fill in ((cols[0], g.power_w, np.nan), (cols[1], g.sm_active, np.nan),
+                                  (cols[2], g.xid_errors, 0), (cols[3], g.ecc_dbe_total, np.nan)):
+            col.append(np.asarray(values, float) if len(values) == k else np.full(k, fill, float))
+    if not gpus:
+        return None
+    return (seconds(b.sample_time), np.concatenate(gpus), np.concatenate(cols[0]), np.concatenate(cols[1]),
+            np.concatenate(cols[2]).astype(np.int64), np.concatenate(cols[3]))
 
 
 def record_from_state(msg: pb.JobState) -> tuple[float, float, int]:
@@ -343,19 +381,22 @@ def cap_plan(msg: power_pb2.CurtailmentPlan):
 
 
 def thermal_alert(msg: cooling_pb2.CoolingAlert, received_s: float):
-    """cooling.alerts.v1 THROTTLE_PREDICTED -> ThermalAlert (other kinds: None)."""
-    from twin.jobs.live import ThermalAlert
+    """cooling.alerts.v1 THROTTLE_PREDICTED -> ThermalAlert, or ThermalClear when it is the clear of one (other
+    kinds: None)."""
+    from twin.jobs.live import ThermalAlert, ThermalClear
 
     if msg.kind != cooling_pb2.ALERT_KIND_THROTTLE_PREDICTED:
         return None
     if not msg.entity_id:
         raise InvalidMessage("entity_id", "empty")
+    if msg.cleared:
+        return ThermalClear(msg.entity_id, seconds(msg.alert_time) if msg.HasField("alert_time") else received_s)
     ttt = msg.time_to_throttle_s if msg.HasField("time_to_throttle_s") else 0.0
     if not math.isfinite(ttt):
         raise InvalidMessage("time_to_throttle_s", "not a number")
     at = seconds(msg.alert_time) if msg.HasField("alert_time") else received_s
     return ThermalAlert(msg.alert_id or msg.entity_id, msg.entity_id, frozenset(int(g) for g in msg.gpu_ids),
-                        at + max(ttt, 0.0), received_s)
+                        at + max(ttt, 0.0), received_s, raised_s=at)
 
 
 def rack_alert(msg: power_pb2.PowerAlert, received_s: float):

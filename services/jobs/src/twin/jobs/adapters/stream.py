@@ -4,7 +4,8 @@
     fabric.state.v1 (key site) ─FabricHandler──┤  impaired links
     power.plans.v1 (key site) ──PlansHandler───┤  GPU caps in force, paused jobs          ┌▶ jobs.state.v1
     power.alerts.v1 ────────────PowerAlerts────┤  rack alerts                   Engine ───┼▶ jobs.recommendations.v1
-    cooling.alerts.v1 ──────────CoolingAlerts──┘  predicted throttling          .refresh  └▶ job_state (PostgreSQL)
+    cooling.alerts.v1 ──────────CoolingAlerts──┤  predicted throttling (and its clear) .refresh └▶ job_state
+    telemetry.samples.v1 ───────TelemetryHandler┘  GPU power / activity / XID / ECC of running jobs' GPUs
     tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
 
 Every handler updates the twin, then ``Engine.refresh``: the running jobs whose inputs changed are predicted
@@ -12,8 +13,8 @@ again (the twin marks them as events, conditions in their scope and time-driven 
 only those, and only the jobs touched since or due for republishing are checked for publishing) (communication from the fabric twin over gRPC, see ``fabric_client``), their states are written to
 job_state and published, new recommendations published, and only then the handler returns, so
 ``run_consumer`` commits the offsets after the side effects (at-least-once). A job's state is published when
-it changes (status, prediction, measured step, running error, flags, goodput) and at least every
-``republish_s`` while it runs (energy, cost and CO2 grow with time). Output events carry ``ce_id`` derived
+it changes (status, prediction, flags, goodput at once; measured step and running error at most every
+``progress_publish_s``) and at least every ``republish_s`` while it runs (energy, cost and CO2 grow with time). Output events carry ``ce_id`` derived
 from (job, time), so replays repeat their ids and the table keeps one row per (job_id, time).
 
 One process holds the whole book: at start it is rebuilt from jobs.events.v1 itself (read from the beginning,
@@ -100,6 +101,7 @@ class Engine:
             now = self.now_s()
             twin = self.twin
             twin.expire(now)
+            twin.check_health(now)
             twin.fabric_up = self.fabric.up
             stale = twin.stale(now)
             if stale:
@@ -114,7 +116,7 @@ class Engine:
                 if twin.changed(job_id, now, self.republish_s):
                     view = twin.view(job_id)
                     states.append(codec.view_to_proto(view, now, tariff_usd_per_kwh=s.tariff_usd_per_kwh,
-                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh))
+                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh, pue=s.pue))
                 recs.extend(codec.recommendation_to_proto(r, now) for r in twin.new_recommendations(job_id))
             await self._emit(states, recs)
 
@@ -217,6 +219,32 @@ class FabricHandler:
         return BatchResult(rejected)
 
 
+class TelemetryHandler:
+    """telemetry.samples.v1 -> measured energy, GPU errors and stragglers of the running jobs (only their GPUs
+    are kept); what the twin does not read (equipment batches, unknown nodes) is skipped, not dead-lettered:
+    ingest validated the batch, and the cooling twin reads the same topic."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.gpus_used = 0
+        self.batches_skipped = 0
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        twin = self.engine.twin
+        racks = twin._by_rack
+        for rec in records:
+            b = rec.message.batch
+            if b.rack_id and b.rack_id not in racks:  # no running job on the rack: nothing to read
+                self.batches_skipped += 1
+                continue
+            got = codec.gpu_samples(rec.message, twin.site)
+            if got is None:
+                self.batches_skipped += 1
+                continue
+            self.gpus_used += twin.apply_telemetry(*got)
+        return BatchResult([])
+
+
 class PlansHandler:
     """power.plans.v1 -> GPU caps in force (from each plan's deadline for its duration) and paused jobs."""
 
@@ -306,6 +334,10 @@ async def restore_accounts(store, twin: JobTwin) -> int:
             continue
         live = twin.jobs.setdefault(st.job_id, JobLive())
         live.energy_j = max(live.energy_j, st.energy_j)
+        if st.measured_gpu_energy_j and not (live.measured_gpu_j or live.measured_platform_j):
+            pue = twin.settings.pue or 1.0
+            live.measured_gpu_j = st.measured_gpu_energy_j
+            live.measured_platform_j = max(st.measured_energy_j / pue - st.measured_gpu_energy_j, 0.0)
         if st.step_time_error_ratio and not live.error_n:
             live.error_sum, live.error_n = st.step_time_error_ratio, 1
         twin.touch(st.job_id)

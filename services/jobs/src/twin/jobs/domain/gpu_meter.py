@@ -1,0 +1,145 @@
+"""What the job twin reads of GPU telemetry (pure numpy): measured energy, XID / ECC errors, stragglers.
+
+``GpuMeter`` keeps, per GPU of the site, the latest DCGM board power (DCGM_FI_DEV_POWER_USAGE), SM activity
+(DCGM_FI_PROF_SM_ACTIVE), last XID code (DCGM_FI_DEV_XID_ERRORS) and volatile double-bit ECC count
+(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL). ``update`` takes one batch (global GPU ids, NaN = not reported) and returns
+each sample's energy since the GPU's previous sample (trapezoid of the two powers over the gap; a gap longer
+than ``MAX_GAP_S`` or a GPU never seen before adds nothing) and which GPUs' error state changed. The caller
+passes only GPUs of running jobs (the rest cost nothing).
+
+``stragglers`` aggregates a job's GPUs per node (mean power and SM activity of the node's fresh samples) and
+names the node whose power AND activity both lag the job's median node by more than ``STRAGGLER_MARGIN``:
+the one node the others wait for at every collective (issue 11: "one node whose power and activity lag the
+others").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: A GPU's energy integrates across gaps up to this between two samples; a longer gap (telemetry lost) adds
+#: nothing rather than guess (assumption, stated: DCGM exporters are scraped every 1-30 s; 60 s is two missed
+#: scrapes of the slowest).
+MAX_GAP_S = 60.0
+#: A node straggles when its mean GPU power and SM activity are both this far below the job's median node
+#: (assumption, stated: in data-parallel training all nodes run the same kernels, so a healthy node sits within
+#: a few percent of the others; 20 % is well outside that spread).
+STRAGGLER_MARGIN = 0.2
+#: Samples older than this do not count for the straggler check (assumption, stated: as ``MAX_GAP_S``).
+FRESH_S = MAX_GAP_S
+#: An error seen this recently flags the job (assumption, stated: long enough for the slowed steps it causes to
+#: be reported; a job restarted on other GPUs leaves it behind with the placement).
+ERROR_RECENT_S = 600.0
+
+
+@dataclass
+class GpuMeter:
+    power_w: np.ndarray
+    sm_active: np.ndarray
+    time_s: np.ndarray
+    xid: np.ndarray  # last non-zero XID code seen (0: none)
+    xid_time_s: np.ndarray
+    dbe: np.ndarray  # last volatile DBE total (NaN: never reported)
+    dbe_time_s: np.ndarray  # when it last grew
+
+    @classmethod
+    def of(cls, n_gpus: int) -> GpuMeter:
+        return cls(
+            power_w=np.full(n_gpus, np.nan),
+            sm_active=np.full(n_gpus, np.nan),
+            time_s=np.full(n_gpus, -np.inf),
+            xid=np.zeros(n_gpus, np.int64),
+            xid_time_s=np.full(n_gpus, -np.inf),
+            dbe=np.full(n_gpus, np.nan),
+            dbe_time_s=np.full(n_gpus, -np.inf),
+        )
+
+    def update(
+        self,
+        time_s: float,
+        gpu: np.ndarray,
+        power_w: np.ndarray,
+        sm_active: np.ndarray,
+        xid: np.ndarray,
+        ecc_dbe: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One batch (NaN: not reported; a sample older than the GPU's latest is ignored). Returns the energy of
+        each sample since its GPU's previous one (J), the seconds it covers (0: not integrated) and the mask of
+        GPUs whose error state changed (a new XID code, the DBE count grew)."""
+        gpu = np.asarray(gpu, np.int64)
+        newer = time_s > self.time_s[gpu]
+        e = np.zeros(len(gpu))
+        covered = np.zeros(len(gpu))
+        changed = np.zeros(len(gpu), bool)
+        if not newer.any():
+            return e, covered, changed
+        g = gpu[newer]
+        p = np.asarray(power_w, float)[newer]
+        ok = np.isfinite(p) & (p >= 0)
+        dt = time_s - self.time_s[g]
+        prev = self.power_w[g]
+        use = ok & np.isfinite(prev) & (dt > 0) & (dt <= MAX_GAP_S)
+        at = np.flatnonzero(newer)[use]
+        e[at] = 0.5 * (prev[use] + p[use]) * dt[use]
+        covered[at] = dt[use]
+        self.power_w[g[ok]] = p[ok]
+        self.power_w[g[~ok]] = np.nan  # not reported now: the next sample does not integrate across it
+        sm = np.asarray(sm_active, float)[newer]
+        self.sm_active[g] = np.where(np.isfinite(sm), np.clip(sm, 0.0, 1.0), np.nan)
+        self.time_s[g] = time_s
+        x = np.asarray(xid, np.int64)[newer]
+        new_xid = (x > 0) & (x != self.xid[g])
+        self.xid[g[new_xid]] = x[new_xid]
+        self.xid_time_s[g[new_xid]] = time_s
+        d = np.asarray(ecc_dbe, float)[newer]
+        known = np.isfinite(d)
+        grew = known & np.isfinite(self.dbe[g]) & (d > self.dbe[g])
+        self.dbe[g[known]] = d[known]
+        self.dbe_time_s[g[grew]] = time_s
+        changed[np.flatnonzero(newer)] = new_xid | grew
+        return e, covered, changed
+
+    def errors(self, gpus: np.ndarray, now_s: float) -> list[tuple[int, str]]:
+        """(GPU, what) for the GPUs with an XID or a DBE growth within ``ERROR_RECENT_S`` of ``now_s``."""
+        out = []
+        for g in gpus[(now_s - self.xid_time_s[gpus] <= ERROR_RECENT_S)]:
+            out.append((int(g), f"XID {int(self.xid[g])}"))
+        for g in gpus[(now_s - self.dbe_time_s[gpus] <= ERROR_RECENT_S)]:
+            out.append((int(g), f"ECC double-bit errors (volatile total {int(self.dbe[g])})"))
+        return sorted(out)
+
+
+@dataclass(frozen=True)
+class Straggler:
+    node: int  # node index (inventory order)
+    power_ratio: float  # its mean GPU power / the job's median node's
+    activity_ratio: float
+
+
+def stragglers(
+    meter: GpuMeter, gpus: np.ndarray, node_of: np.ndarray, now_s: float, margin: float = STRAGGLER_MARGIN
+) -> Straggler | None:
+    """The node of this job lagging its median node in both GPU power and SM activity by more than ``margin``
+    (the worst such node), or None. Needs fresh samples from at least two nodes of the job."""
+    fresh = now_s - meter.time_s[gpus] <= FRESH_S
+    p, a = meter.power_w[gpus], meter.sm_active[gpus]
+    ok = fresh & np.isfinite(p) & np.isfinite(a)
+    if not ok.any():
+        return None
+    nodes, inv = np.unique(node_of[ok], return_inverse=True)
+    if len(nodes) < 2:
+        return None
+    n = np.bincount(inv, minlength=len(nodes))
+    node_p = np.bincount(inv, weights=p[ok], minlength=len(nodes)) / n
+    node_a = np.bincount(inv, weights=a[ok], minlength=len(nodes)) / n
+    ref_p, ref_a = float(np.median(node_p)), float(np.median(node_a))
+    if not (ref_p > 0 and ref_a > 0):
+        return None
+    rp, ra = node_p / ref_p, node_a / ref_a
+    lag = (rp < 1.0 - margin) & (ra < 1.0 - margin)
+    if not lag.any():
+        return None
+    worst = int(np.flatnonzero(lag)[np.argmin(rp[lag] + ra[lag])])
+    return Straggler(int(nodes[worst]), float(rp[worst]), float(ra[worst]))
