@@ -174,3 +174,19 @@ def test_send_span_passes_an_unsampled_trace_on_without_a_span(spans):
         pass
     assert len(spans.get_finished_spans()) == before + 1, "no span recorded for the dropped trace"
     assert dict(out)["traceparent"] == f"00-{TRACE}-{SPAN}-00".encode(), "the head sampler's decision goes on"
+
+
+def test_caused_span_makes_no_span_while_tracing_is_off(spans, monkeypatch):
+    import twin.core.telemetry as telemetry
+
+    tracer = trace.get_tracer("tests")
+    rec, cause = _record(tracer, "send in")
+    before = len(spans.get_finished_spans())
+    monkeypatch.setattr(telemetry, "tracing_enabled", lambda: False)
+    causes = Causes()
+    causes.add([rec])
+    assert causes.take() == ([], 0), "nothing collected while tracing is off"
+    with tracer.start_as_current_span("process t") as batch:
+        with caused_span(tracer, "evaluate", [cause]) as span:
+            assert span is batch and trace.get_current_span() is batch
+    assert [s.name for s in spans.get_finished_spans()[before:]] == ["process t"]

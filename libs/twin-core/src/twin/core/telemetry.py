@@ -285,7 +285,11 @@ def caused_span(tracer: trace.Tracer, name: str, causes: Sequence[trace.SpanCont
                 kind: trace.SpanKind = trace.SpanKind.INTERNAL, dropped: int = 0,
                 attributes: Mapping[str, Any] | None = None) -> Iterator[trace.Span]:
     """A current span in the trace of the newest cause (its parent), linked to the other causes and to the
-    span current now (the consumer's batch span). Without causes: a child of the current span."""
+    span current now (the consumer's batch span). Without causes: a child of the current span. While
+    tracing is off (`tracing_enabled()`), no span: the current span is yielded and stays current."""
+    if not tracing_enabled():  # nothing records it: no span (the current one stays current)
+        yield trace.get_current_span()
+        return
     attrs = dict(attributes or {})
     current = trace.get_current_span().get_span_context()
     if not causes:
