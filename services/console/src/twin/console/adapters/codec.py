@@ -128,7 +128,7 @@ def cooling_alert(m: cpb.CoolingAlert) -> dict[str, Any]:
             "scope": _enum(cpb.CoolingScope, m.scope, "COOLING_SCOPE_"),
             "kind": _enum(cpb.AlertKind, m.kind, "ALERT_KIND_"), "severity": _enum(cpb.Severity, m.severity, "SEVERITY_"),
             "ttt_s": _opt(m, "time_to_throttle_s"), "gpus": len(m.gpu_ids), "value": num(m.value),
-            "threshold": num(m.threshold), "message": m.message}
+            "threshold": num(m.threshold), "message": m.message, "cleared": bool(m.cleared)}
 
 
 # -- jobs --------------------------------------------------------------------------------------------

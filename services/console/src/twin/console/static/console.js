@@ -184,9 +184,10 @@
   }
   function renderEvents() {
     const items = S.events.slice(-MAX_EVENTS).reverse();
-    $("events").replaceChildren(...items.map((e) => h("li", {class: "sev-" + (e.severity || "info"), "data-event": e.type},
-      h("span", {class: "time"}, time(e.t)), h("span", {class: "tag"}, `${e.src} ${e.type}`),
-      h("span", {}, `${e.entity || e.job || ""}: ${e.message || e.kind || ""}`))));
+    $("events").replaceChildren(...items.map((e) => h("li", {class: "sev-" + (e.cleared ? "cleared" : e.severity || "info"),
+      "data-event": e.type}, h("span", {class: "time"}, time(e.t)),
+      h("span", {class: "tag"}, `${e.src} ${e.cleared ? "cleared" : e.type}`),
+      h("span", {}, `${e.entity || e.job || ""}: ${e.cleared ? "no longer: " : ""}${e.message || e.kind || ""}`))));
     $("events-note").textContent = items.length ? "" : "None yet.";
   }
   function highlightJob(ev, on) {

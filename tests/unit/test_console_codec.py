@@ -1,0 +1,26 @@
+"""The console's alert events say when a cooling alert clears (cooling.alerts.v1 sends `cleared` once)."""
+
+from __future__ import annotations
+
+from twin.console.adapters import codec
+from twin.cooling.v1 import cooling_pb2 as cpb
+from twin.core import topics
+from twin.core.stack_services import AlertTail
+
+
+def alert(cleared: bool) -> cpb.CoolingAlert:
+    a = cpb.CoolingAlert(alert_id="c-1", site_id="hall", entity_id="a-0003", scope=cpb.COOLING_SCOPE_RACK,
+                         kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_CRITICAL, cleared=cleared,
+                         time_to_throttle_s=120.0, message="8 GPUs throttle in 2 min")
+    a.alert_time.FromSeconds(1_790_000_000)
+    return a
+
+
+def test_a_cleared_alert_is_marked_on_the_page_and_on_the_stack_screen() -> None:
+    assert codec.cooling_alert(alert(False))["cleared"] is False
+    event = codec.cooling_alert(alert(True))
+    assert event["cleared"] is True and event["entity"] == "a-0003" and event["severity"] == "critical"
+    live = AlertTail.describe(topics.COOLING_ALERTS, alert(False))
+    gone = AlertTail.describe(topics.COOLING_ALERTS, alert(True))
+    assert live.endswith("cooling critical a-0003: 8 GPUs throttle in 2 min")
+    assert gone.endswith("cooling cleared a-0003: no longer: 8 GPUs throttle in 2 min")
