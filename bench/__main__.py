@@ -1,4 +1,4 @@
-"""Run every benchmark, or the ones named: `python -m bench [fabric_core fabric_grpc ingest power cooling jobs]`.
+"""Run every benchmark, or the ones named: `python -m bench [fabric_core fabric_grpc ingest power cooling jobs otel]`.
 
 Each benchmark is a module in this folder with `main() -> dict` that writes its own JSON result.
 """
@@ -9,7 +9,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("fabric", "ingest", "power", "cooling", "jobs")  # fabric runs fabric_core + fabric_grpc
+BENCHMARKS = ("fabric", "ingest", "power", "cooling", "jobs", "otel")  # fabric runs fabric_core + fabric_grpc
 
 
 def main(argv: list[str]) -> int:
