@@ -330,3 +330,11 @@ def test_rack_map_prefixes_and_callables():
     result = parse_redfish(doc, rack_of_resource=lambda rid: "r5-0000" if rid.endswith("/A1") else None,
                            received_time=RECEIVED)
     assert_rows(rows(result), [row("r5-0000", R, [197.4])])  # a callable answers per id: explicit
+
+
+def test_circuit_type_that_is_not_a_string_is_rejected():   # fuzz find: a list crashed the parser
+    doc = {"@odata.type": "#Circuit.v1_9_0.Circuit", "@odata.id": "/redfish/v1/PowerEquipment/RackPDUs/1",
+           "CircuitType": [], "PowerWatts": {"Reading": 3000}}
+    result = parse_redfish(doc, rack_of_resource=RACKS, received_time=RECEIVED)
+    assert result.rack_batches == []
+    assert [r.reason for r in result.rejections] == ["CircuitType must be a string, got list"]

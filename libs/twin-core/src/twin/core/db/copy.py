@@ -131,7 +131,32 @@ def _prepare_timestamp(values: Any, n: int) -> _Column:
     return _Column(data, lengths, False)
 
 
+def _fixed_width_text(values: np.ndarray) -> _Column | None:
+    """Fast path for text ids of one width (rack, node, port ids usually are): ASCII values, no NULL,
+    all the same length: written as a fixed-width field, no per-row encoding or padding mask. None
+    when the values do not qualify (the general path then handles them, with the same result)."""
+    if values.dtype.kind == "O":
+        if np.equal(values, None).any():
+            return None
+        try:
+            data = values.astype("S")
+        except (UnicodeEncodeError, TypeError, ValueError):
+            return None
+    elif values.dtype.kind == "S":
+        data = values
+    else:
+        return None
+    width = data.dtype.itemsize
+    if not len(data) or width == 0 or not (np.char.str_len(data) == width).all():
+        return None
+    return _Column(data, None, False)
+
+
 def _prepare_text(values: Any, n: int) -> _Column:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "OS":
+        fast = _fixed_width_text(values)
+        if fast is not None:
+            return fast
     items = values.tolist() if isinstance(values, np.ndarray) else list(values)
     has_null = None in items
     try:

@@ -69,6 +69,9 @@ def _outlet(doc: Mapping[str, Any], ctx: _Ctx) -> None:
 
 def _circuit(doc: Mapping[str, Any], ctx: _Ctx) -> None:
     ctype = doc.get("CircuitType")
+    if ctype is not None and not isinstance(ctype, str):   # Redfish: an enum string (fuzz find: a list crashed)
+        ctx.reject(ctx.result.odata_id, f"CircuitType must be a string, got {type(ctype).__name__}")
+        return
     _power_resource(doc, ctx, load=ctype not in _FEED_CIRCUITS)
 
 
