@@ -1,7 +1,7 @@
 """Benchmark of the cooling twin: `python -m bench cooling` -> bench/results/cooling.json.
 
 On the 100,000-GPU preset (`site-100k`: 3,125 air-cooled DGX H100 racks, 5 halls of CRAHs in N+1
-groups, a cooling-tower plant; arrays in memory, one thread, no broker or database):
+groups, a chiller plant with economizers; arrays in memory, one thread, no broker or database):
 - one live cooling tick (`CoolingLive.evaluate`: network, every GPU's thermal state advanced,
   time-to-throttle under the present conditions, alerts, sensor checks) on a healthy site, and where
   its time goes (each domain part alone), against a same-run baseline: the floor of touching every
@@ -28,6 +28,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -48,6 +49,7 @@ from twin.cooling.domain import (  # noqa: E402
     time_to_throttle,
     what_if,
 )
+from twin.cooling.domain import thermal as thermal_mod  # noqa: E402
 from twin.cooling.live import CoolingLive, GpuReading  # noqa: E402
 from twin.cooling.site import build_cooling_site  # noqa: E402
 from twin.core.facility import load_facility_spec  # noqa: E402
@@ -115,9 +117,71 @@ def _parts(live: CoolingLive, t: float) -> dict:
         "coolant_paths": _times(lambda: coolant_paths(net, gpus, st, st)),
         "time_to_throttle": _times(lambda: time_to_throttle(params, th, core, hbm, path, gpus.slowdown_c,
                                                             gpus.hbm_max_c, HORIZON_S)),
-        "alerts": _times(lambda: cooling_alerts(net, last.state, gpus, last.forecast)),
+        # a fresh forecast each time: its GPUs-by-rack sort is cached per forecast, as in a tick
+        "alerts": _times(lambda: cooling_alerts(net, last.state, gpus, replace(last.forecast))),
     }
     return {k: min(v) * 1e3 for k, v in parts.items()}
+
+
+def _levers(live: CoolingLive) -> dict:
+    """The three changes to the forecast's hot spots, each against the code it replaced, in this run (on the
+    stressed site: 20,000 GPUs heading for throttling), best of REPEAT, ms; plus how far the fewer bisection
+    steps move the answers."""
+    net, gpus, params = live.net, live.site.gpus, live.params
+    fc = live.last.tick.forecast
+    racks = fc.racks_affected
+    t, gr = fc.gpu_time_s, fc.gpu_rack
+
+    def scan():  # before: one pass over every GPU per affected rack
+        return [np.flatnonzero(np.isfinite(t) & (gr == r)) for r in racks]
+
+    def sort():  # after: one sort of the affected GPUs by rack (a fresh forecast: nothing cached)
+        f = replace(fc)
+        return [f.gpus_of_rack(int(r)) for r in racks]
+
+    same = all(np.array_equal(a, b) for a, b in zip(scan(), sort(), strict=True))
+    st, r = fc.after, gpus.gpu_rack
+    coolant = net.secondary_coolant
+
+    def props_per_gpu():  # before: density and c_p interpolated per GPU
+        now = np.nan_to_num(st.rack_coolant_c[r])
+        return net.rack_coolant_l[r] / 1000.0 * coolant.density(now) * coolant.cp(now)
+
+    def props_per_rack():  # after: per rack, then indexed
+        now = np.nan_to_num(st.rack_coolant_c)
+        return (net.rack_coolant_l / 1000.0 * coolant.density(now) * coolant.cp(now))[r]
+
+    rack_w = live.current_rack_it_w()
+    board, _ = gpu_power(gpus, st.rack_it_w, np.where(live.gpu_time > -np.inf, live.board_w, np.nan))
+    core, hbm = split_power(board, live.mem_act, gpus.hbm_peak_TBps)
+    st0 = evaluate(net, rack_w, live.cond)
+    p0 = coolant_paths(net, gpus, st0, st0)
+    th = live.thermal
+    path = CoolantPath(now_c=np.where(np.isfinite(p0.now_c), p0.now_c, th.coolant_c),
+                       final_c=np.where(np.isfinite(p0.final_c), p0.final_c, p0.now_c), tau_s=p0.tau_s,
+                       ramp_k_per_s=p0.ramp_k_per_s)
+    ttt = {}
+    answers = {}
+    kept = thermal_mod.BISECTIONS
+    try:
+        for steps in (24, kept):
+            thermal_mod.BISECTIONS = steps
+            answers[steps] = time_to_throttle(params, th, core, hbm, path, gpus.slowdown_c, gpus.hbm_max_c,
+                                              HORIZON_S)[0]
+            ttt[steps] = _times(lambda: time_to_throttle(params, th, core, hbm, path, gpus.slowdown_c,
+                                                         gpus.hbm_max_c, HORIZON_S))
+    finally:
+        thermal_mod.BISECTIONS = kept
+    fin = np.isfinite(answers[24])
+    diff = np.abs(answers[24][fin] - answers[kept][fin]) if fin.any() else np.zeros(1)
+    ms = {k: min(v) * 1e3 for k, v in {"gpus_of_rack_scan": _times(scan), "gpus_of_rack_sort": _times(sort),
+                                       "coolant_props_per_gpu": _times(props_per_gpu),
+                                       "coolant_props_per_rack": _times(props_per_rack),
+                                       "time_to_throttle_24_bisections": ttt[24],
+                                       f"time_to_throttle_{kept}_bisections": ttt[kept]}.items()}
+    return {**ms, "racks": int(len(racks)), "gpus_of_rack_same": bool(same),
+            "bisection_max_abs_diff_s": float(diff.max()),
+            "bisection_max_rel_diff": float((diff / np.maximum(answers[24][fin], 1e-9)).max()) if fin.any() else 0.0}
 
 
 def _what_ifs(live: CoolingLive, cases: dict) -> dict:
@@ -238,6 +302,7 @@ def main() -> dict:
     sev = stressed_tick()
     stressed_s = _times(stressed_tick, 7)
     stressed_parts = _parts(stressed, sclock[0])
+    levers = _levers(stressed)
 
     liquid = _liquid_variant(spec, rack_w, board, dram)
 
@@ -261,6 +326,7 @@ def main() -> dict:
         "stressed_tick_parts_ms": stressed_parts,
         "stressed_tick_alerts": len(sev.tick.alerts),
         "stressed_tick_gpus_throttling": int(len(sev.tick.forecast.gpus_affected)),
+        "stressed_levers_ms": levers,
         "liquid_variant": liquid,
         "targets": TARGETS,
         "meets_targets": bool(best * 1e3 <= TARGETS["tick_ms"]
@@ -281,6 +347,13 @@ def main() -> dict:
           f"best, {result['power_and_cooling_tick_median_ms']:.1f} median (power alone "
           f"{result['power_tick_ms']:.1f}); hall without CRAHs: tick {result['stressed_tick_ms']:.0f} ms "
           f"({result['stressed_tick_gpus_throttling']} GPUs throttling)")
+    lv = levers
+    print(f"cooling levers (same run, stressed site): GPUs of {lv['racks']} racks {lv['gpus_of_rack_scan']:.1f} -> "
+          f"{lv['gpus_of_rack_sort']:.1f} ms; coolant properties {lv['coolant_props_per_gpu']:.2f} -> "
+          f"{lv['coolant_props_per_rack']:.2f} ms; time-to-throttle 24 -> {thermal_mod.BISECTIONS} bisections "
+          f"{lv['time_to_throttle_24_bisections']:.0f} -> "
+          f"{lv[f'time_to_throttle_{thermal_mod.BISECTIONS}_bisections']:.0f} ms "
+          f"(answers within {lv['bisection_max_abs_diff_s']:.3f} s)")
     print("cooling what-ifs: " + "; ".join(
         f"{k} {w['best_ms']:.0f} ms best / {w['median_ms']:.0f} median ({w['racks_affected']} racks, "
         f"{w['gpus_affected']} GPUs)" for k, w in whatifs.items())

@@ -236,7 +236,9 @@ def alert(net: CoolingNetwork, a: CoolingAlert, time_s: float) -> pb.CoolingAler
     return m
 
 
-def cleared_alert(net: CoolingNetwork, entity_id: str, kind: str, severity: str, time_s: float) -> pb.CoolingAlert:
+def cleared_alert(
+    net: CoolingNetwork, entity_id: str, kind: str, severity: str, time_s: float
+) -> pb.CoolingAlert:
     """The clear of an alert whose condition ended (``cleared`` set; deterministic id like ``alert``)."""
     aid = uuid.uuid5(_NS, f"{net.site_id}|{entity_id}|{kind}|{time_s:.3f}|cleared")
     return pb.CoolingAlert(
