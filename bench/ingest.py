@@ -2,18 +2,21 @@
 
 One run, everything on this machine (own Tansu broker, own isolated PostgreSQL database):
 
-1. stages   - the ingest code path in this process, one tick of the chosen site size, single thread:
-              parse protobuf -> decode -> validate -> build COPY columns -> COPY (3 tables) -> normalized
-              record (build + serialize). Tells where the time goes per tick.
-2. live     - facility-sim (subprocess, site-100k preset, first N racks) at 1 Hz for LIVE_S seconds and the
-              ingest service (subprocess, `python -m twin.ingest`). Sizes are swept (25 %, 50 %, 100 % of
-              the site) and the sweep stops at the first size where the pipeline falls behind. Freshness
-              of every batch = (first poll that sees its ledger row) - sample_time, polled every POLL_S.
-3. capacity - at the largest size that kept up: ingest stopped, facility-sim pre-loads a backlog as fast
-              as it can, ingest restarted; drain rate (first to last new row) = what ingest can sustain.
-4. copy     - raw binary COPY (twin.core.db.copy_columns) of as many GPU rows as the live run stored,
-              same columns, same values, into `telemetry_gpu_copybench` (LIKE telemetry_gpu INCLUDING ALL:
-              same indexes), one transaction per tick, nothing else running.
+1. live     - facility-sim (subprocess, site-100k preset, first N racks) at 1 Hz for LIVE_S seconds and the
+              ingest service (BENCH_INGEST_PROCESSES subprocesses, `python -m twin.ingest`, one consumer group).
+              Sizes are swept (10 % .. 100 % of the site) and the sweep stops at the first size where the
+              pipeline falls behind. Freshness of every batch = (first poll that sees its ledger row) - sample_time,
+              polled every POLL_S.
+2. capacity - at the largest size that kept up: ingest stopped, facility-sim pre-loads a backlog as fast as it
+              can, ingest restarted; drain rate (first to last new row) = what ingest can sustain.
+3. kill     - own broker and database: two ingest processes drain a backlog, one is SIGKILLed mid-stream;
+              exactly-once is checked on the ledger and every sample table.
+4. stages   - the ingest code path in this process, one tick of that size, single thread: parse protobuf ->
+              decode -> validate (whole tick) -> COPY columns -> COPY (3 tables) -> normalized record. Where
+              the time goes per tick; bytes on disk per sample.
+5. copy     - raw binary COPY (twin.core.db.copy_columns) of the rows a tick writes (GPU, rack and link rows of
+              the current layout) into copies of the same tables (same indexes), one transaction per tick, as
+              many ticks as the live run stored; interleaved with a GPU-rows-only copy (the old baseline).
 
 A "sample" is one metric value: a telemetry_gpu row holds 13 (10 float gauges + 3 counters).
 Key meanings: bench/README.md.
@@ -350,7 +353,7 @@ def kill_run(log_dir: Path, racks: int) -> dict:
     from twin.core.embedded.postgres import database_url, isolated_database
 
     gpus = racks * GPUS_PER_RACK
-    ticks = int(min(20, max(4, BACKLOG_GPU_ROWS // 2 // gpus)))
+    ticks = int(min(20, max(4, BACKLOG_GPU_ROWS // 4 // gpus)))
     killed_at = None
     with TansuBroker() as broker, isolated_database(database_url()) as url:
         stats = _sim_stats(_sim(broker.bootstrap, url, racks, 100.0, ticks / 100.0))
@@ -408,11 +411,10 @@ def _one_tick(racks: int):
     t = datetime.now(UTC).replace(microsecond=0)
     enc = TickEncoder(layout)
     enc.encode(tick, t, sequence=0)   # facility-sim's encoder is warm after its first tick (ids framed once)
-    c0 = time.perf_counter()
+    c0, p0 = time.perf_counter(), time.process_time()
     encoded = enc.encode(tick, t, sequence=1)
     values = [e.message.SerializeToString() for e in encoded]
-    encode_s = time.perf_counter() - c0
-    return spec, t, values, encode_s
+    return spec, t, values, time.perf_counter() - c0, time.process_time() - p0
 
 
 async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, dict]:
@@ -424,15 +426,17 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     from twin.ingest.domain.validation import limits_from_inventory, validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
-    spec, t, values, encode_s = _one_tick(racks)
+    spec, t, values, encode_s, encode_cpu_s = _one_tick(racks)
     limits = limits_from_inventory(build_inventory(spec))
     now = datetime.now(UTC)
     st: dict[str, float] = {"sim_encode": encode_s}
+    cpu: dict[str, float] = {"sim_encode": encode_cpu_s}   # this process's CPU time: robust to other load
 
     def timed(name, fn):
-        c = time.perf_counter()
+        c, p = time.perf_counter(), time.process_time()
         out = fn()
         st[name] = time.perf_counter() - c
+        cpu[name] = time.process_time() - p
         return out
 
     msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
@@ -498,7 +502,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     finally:
         await pool.close()
     stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": len(link),
-              "seconds_per_tick": st, "disk": disk,
+              "seconds_per_tick": st, "cpu_seconds_per_tick": cpu, "disk": disk,
               "ingest_total_s": sum(v for k, v in st.items() if k not in ("sim_encode", "port_keys_first"))}
     copy = {"rows": copied, "seconds": copy_s, "gpu_rows_per_s": copied / copy_s,
             "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps,
@@ -544,6 +548,8 @@ def stages_only(fraction: float) -> dict:
     st = stages["seconds_per_tick"]
     print(f"stages at {racks * GPUS_PER_RACK:,} GPUs, per tick (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in st.items())
           + f"; ingest total {stages['ingest_total_s'] * 1e3:.0f} ms")
+    print("  CPU of this process (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in stages["cpu_seconds_per_tick"].items()))
+    print("  disk: " + json.dumps(stages["disk"]))
     print("copy baseline: " + json.dumps(copy))
     return {"stages": stages, "copy": copy}
 
@@ -638,6 +644,9 @@ def main() -> dict:
           f"Targets: >= 1,000,000 samples/s, ratio >= 0.5, p99 < 2 s: {'met' if result['meets_targets'] else 'NOT met'}")
     print("  per tick of " + f"{stages['gpu_rows']:,} GPU rows (ms): " +
           ", ".join(f"{k} {v * 1e3:.0f}" for k, v in st.items()))
+    print("  CPU of the stages process (ms): " +
+          ", ".join(f"{k} {v * 1e3:.0f}" for k, v in stages["cpu_seconds_per_tick"].items()) +
+          f"; disk {stages['disk']['bytes_per_sample']:.1f} bytes/sample")
     return result
 
 

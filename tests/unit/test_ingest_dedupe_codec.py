@@ -64,3 +64,38 @@ def test_columns_for_tables():
     assert len(rack) == 2 and rack.columns["pdu_l2_power_w"][1] == 9101.0
     links = link_columns(batches)
     assert len(links) == 8 and links.columns["link_state"].tolist()[:4] == [1, 1, 1, 3]
+
+
+def _same_batches(a, b) -> None:
+    assert (a.key, a.site_id, a.source, a.links.port_id) == (b.key, b.site_id, b.source, b.links.port_id)
+    assert [n.node_id for n in a.nodes] == [n.node_id for n in b.nodes]
+    for x, y in zip(a.nodes, b.nodes, strict=True):
+        assert x.gpu_index.dtype == y.gpu_index.dtype and np.array_equal(x.gpu_index, y.gpu_index)
+        assert x.values.keys() == y.values.keys()
+        for f in x.values:
+            assert x.values[f].dtype == y.values[f].dtype
+            assert np.array_equal(x.values[f], y.values[f], equal_nan=True), f
+
+
+def test_wire_fast_path_decodes_like_the_containers(monkeypatch):
+    """decode_batch reads packed GPU fields from the wire bytes, cutting nodes of a layout seen before
+    with cached offsets; it must give what the protobuf containers give, also when a later node has
+    the same length but another layout (a field one byte longer, the next one byte shorter)."""
+    import twin.ingest.adapters.codec as codec
+
+    inv = inventory()
+    msgs = [rack_batch(inv, r, T, 1) for r in range(3)]
+    odd = pb.RackTelemetryBatch()
+    odd.CopyFrom(msgs[0])
+    g = odd.nodes[1].gpus
+    del g.power_w[-1]                      # 8 bytes shorter ...
+    g.ecc_sbe_total.extend([0] * 8)        # ... and 8 bytes longer: same serialized length
+    big = pb.RackTelemetryBatch()
+    big.CopyFrom(msgs[1])
+    big.nodes[0].gpus.ecc_sbe_total[2] = 300   # a two-byte varint: the container path
+    msgs += [odd, big]
+    fast = [decode_batch(m) for m in msgs]
+    monkeypatch.setattr(codec, "_gpu_arrays_from_wire", lambda gpus: None)
+    slow = [decode_batch(m) for m in msgs]
+    for a, b in zip(fast, slow, strict=True):
+        _same_batches(a, b)
