@@ -54,9 +54,10 @@ from twin.facility_sim.layout import build_layout  # noqa: E402
 from twin.jobs import whatif  # noqa: E402
 from twin.jobs.adapters import codec  # noqa: E402
 from twin.jobs.adapters.fabric_client import FabricComm  # noqa: E402
-from twin.jobs.adapters.stream import Engine, EventsHandler  # noqa: E402
+from twin.jobs.adapters.stream import Engine, EventsHandler, TelemetryHandler  # noqa: E402
 from twin.jobs.live import JobTwin, LinkHealth  # noqa: E402
 from twin.jobs.site import build_site_map  # noqa: E402
+from twin.telemetry.v1 import telemetry_pb2 as tpb  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "jobs.json"
 PRESET = "site-100k"
@@ -65,6 +66,7 @@ N_CANDIDATES = 100
 SECONDS = int(os.environ.get("BENCH_JOBS_SECONDS", "60"))
 SECONDS_1S = max(3, SECONDS // 6)  # every job reporting every second costs more per simulated second
 BATCH = 500  # records per handler call (a consumer poll)
+TELEMETRY_SECONDS = 20  # whole-site GPU telemetry at 1 Hz: four of the service's 5 s read intervals per rack
 TARGETS = {"core_share": 0.10, "what_if_placement_s": 1.0}
 #: step-to-step variation of a training job's measured step time, ~1 % (assumption, stated: data loading,
 #: collectives and GC move a step by about a percent); applied in the 1 s progress phase
@@ -126,6 +128,50 @@ async def _run_seconds(engine: Engine, handler: EventsHandler, feed: JobFeed, cl
     }
 
 
+def _telemetry_records(site, rng: np.random.Generator) -> list:
+    """One telemetry.samples.v1 batch per rack of the site (every GPU: power, SM activity, XID 0, DBE 0)."""
+    out = []
+    inv = site.inventory
+    for rack in inv.racks:
+        msg = tpb.TelemetrySamples()
+        b = msg.batch
+        b.site_id, b.rack_id = site.site_id, rack.rack_id
+        for node in site.nodes_of_rack(rack.rack_id):
+            k = int(inv.node_gpus[site.node_index[node]])
+            g = b.nodes.add(node_id=node).gpus
+            g.gpu_index.extend(range(k))
+            g.power_w.extend((600.0 + 50.0 * rng.standard_normal(k)).tolist())
+            g.sm_active.extend(np.clip(0.8 + 0.05 * rng.standard_normal(k), 0, 1).tolist())
+            g.xid_errors.extend([0] * k)
+            g.ecc_dbe_total.extend([0] * k)
+        out.append(SimpleNamespace(key=rack.rack_id, message=msg))
+    return out
+
+
+async def _telemetry_seconds(engine: Engine, records: list, clock: FixedClock, seconds: int,
+                             interval_s: float = 5.0) -> dict:
+    """Each simulated second: every rack's batch (its sample time moved on) through ``TelemetryHandler`` (a
+    rack read at most every ``interval_s``; the service's default is 5 s) in batches of BATCH, then the 1 s
+    refresh (health checks); CPU per second = share of one core."""
+    handler = TelemetryHandler(engine, interval_s)
+    cpu = []
+    for _ in range(seconds):
+        clock.advance(1.0)
+        ts = clock.now()
+        for r in records:
+            r.message.batch.sample_time.FromDatetime(ts)
+        c0 = time.process_time()
+        for i in range(0, len(records), BATCH):
+            await handler(records[i:i + BATCH])
+        await engine.refresh()
+        cpu.append(time.process_time() - c0)
+    return {"seconds": seconds, "read_interval_s": handler.interval_s, "batches_per_s": len(records),
+            "gpus_used_per_s": handler.gpus_used / seconds,
+            "batches_skipped_per_s": handler.batches_skipped / seconds,
+            "core_share_mean": sum(cpu) / seconds, "core_share_median": statistics.median(cpu),
+            "us_per_batch": sum(cpu) / seconds / len(records) * 1e6}
+
+
 async def _bench() -> dict:
     started_all = time.perf_counter()
     spec = load_facility_spec(PRESET)
@@ -167,6 +213,12 @@ async def _bench() -> dict:
     steady_1_every = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0 + SECONDS + SECONDS_1S,
                                         SECONDS_1S, jitter=jitter)
     twin.settings = coalesce
+
+    # -- GPU telemetry of the whole site at 1 Hz (measured energy, errors, stragglers of the running jobs' GPUs)
+    telemetry = await _telemetry_seconds(engine, _telemetry_records(site, np.random.default_rng(2)), clock,
+                                         TELEMETRY_SECONDS)
+    telemetry_every = await _telemetry_seconds(engine, _telemetry_records(site, np.random.default_rng(3)), clock,
+                                               max(3, TELEMETRY_SECONDS // 4), interval_s=0.0)
 
     # -- where a second goes: one refresh with nothing new (the walk over every job), and one progress event
     #    through decode and the book
@@ -257,6 +309,8 @@ async def _bench() -> dict:
         "steady_progress_1s_every_report": steady_1_every, "progress_publish_s": coalesce.progress_publish_s,
         "core_share": core_share, "core_share_progress_10s": steady_10["core_share_mean"],
         "core_share_every_report": steady_1_every["core_share_mean"],
+        "telemetry_1hz": telemetry, "core_share_telemetry": telemetry["core_share_mean"],
+        "telemetry_1hz_every_batch": telemetry_every,
         "ratio_core_share_to_every_report": core_share / steady_1_every["core_share_mean"],
         "refresh_quiet_ms": min(quiet) * 1e3, "refresh_quiet_median_ms": statistics.median(quiet) * 1e3,
         "progress_event_decode_us": decode_s / max(len(progress), 1) * 1e6,

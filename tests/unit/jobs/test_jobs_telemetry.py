@@ -180,3 +180,37 @@ def test_telemetry_samples_decode_for_the_job_twin():
     eq.batch.equipment.cdus.add(cdu_id="x")
     eq.batch.sample_time.FromSeconds(1)
     assert codec.gpu_samples(eq, twin.site) is None
+
+
+def test_the_handler_reads_a_rack_at_most_every_interval_and_skips_racks_without_jobs():
+    from types import SimpleNamespace
+
+    from twin.jobs.adapters.stream import TelemetryHandler
+
+    twin, eng, clock, _ = setup()
+
+    def batch(rack: str, t_s: float):
+        msg = tpb.TelemetrySamples()
+        b = msg.batch
+        b.rack_id = rack
+        b.sample_time.FromSeconds(int(t_s))
+        for node in twin.site.nodes_of_rack(rack):
+            g = b.nodes.add(node_id=node).gpus
+            g.gpu_index.extend(range(8))
+            g.power_w.extend([500.0] * 8)
+        return SimpleNamespace(key=rack, message=msg)
+
+    h = TelemetryHandler(eng, interval_s=5.0)
+    t0 = int(clock.t)
+    read = []
+    for k in range(12):
+        before = h.gpus_used
+        asyncio.run(h([batch("su1-0004", t0 + k), batch("su1-0007", t0 + k)]))  # su1-0007: no running job
+        read.append(h.gpus_used > before)
+    at = np.flatnonzero(read)
+    assert at[0] == 0 and 1 <= at[1] <= 5                           # the first read sets the rack's phase ...
+    assert (np.diff(at[1:]) == 5).all() and len(at) >= 3            # ... then once per 5 s of sample time
+    assert h.batches_skipped == 12 + 12 - sum(read)
+    every = TelemetryHandler(eng, interval_s=0.0)
+    asyncio.run(every([batch("su1-0004", t0 + 20), batch("su1-0004", t0 + 21)]))
+    assert every.gpus_used == 2 * 32                               # interval 0: every batch (k's 32 GPUs)

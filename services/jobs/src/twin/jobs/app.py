@@ -83,6 +83,9 @@ class JobsConfig(GrpcServiceConfig):
     tariff_usd_per_kwh: float = setting(0.08, "electricity tariff, USD per kWh")
     carbon_kg_per_kwh: float = setting(0.4, "grid carbon intensity, kg CO2 per kWh")
     alert_ttl_s: float = setting(600.0, "seconds a power/cooling alert stays in force")
+    telemetry_interval_s: float = setting(
+        5.0, "a rack's GPU telemetry is read at most this often, s of sample time (0: every batch): measured "
+        "energy integrates over it, XID/ECC and stragglers are seen within it")
     progress_publish_s: float = setting(
         5.0, "a job's state changed by progress reports alone is republished at most this often (s; 0: every report)")
     events_topic: Topic = topics.JOBS_EVENTS
@@ -192,7 +195,7 @@ class JobsApp:
             rt.consume(cfg.cooling_alerts_topic, AlertsHandler(engine, codec.thermal_alert, twin.add_thermal),
                        group_id=f"{group}-cooling", stats=self.cooling_stats)
         if cfg.samples_topic is not None:
-            self.telemetry = TelemetryHandler(engine)
+            self.telemetry = TelemetryHandler(engine, cfg.telemetry_interval_s)
             rt.consume(cfg.samples_topic, self.telemetry, group_id=f"{group}-telemetry", stats=self.telemetry_stats)
 
     def _start_slurmrestd(self, rt: ServiceRuntime, producer: EventProducer) -> None:

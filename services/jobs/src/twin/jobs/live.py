@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import math
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -855,12 +856,14 @@ class JobTwin:
             rec = self.book.jobs.get(job_id)
             if live is None or rec is None:
                 continue
+            first = live.health_checked_s == -math.inf
             if job_id not in self._health_now and now_s - live.health_checked_s < every:
                 continue
             self._health_due.discard(job_id)
             before = live.health
             live.health = self._health_flags(job_id, now_s) if rec.status == JobStatus.RUNNING else ()
-            live.health_checked_s = now_s
+            # after a job's first check, its next ones are spread over the interval (not every job in one second)
+            live.health_checked_s = now_s - (every * (zlib.crc32(job_id.encode()) % 1000) / 1000.0 if first else 0.0)
             if [(f.kind, f.entity_id) for f in before] != [(f.kind, f.entity_id) for f in live.health]:
                 self._measure(rec, live)
                 self._touched.add(job_id)

@@ -319,29 +319,48 @@ def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
     the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent), or None for what the job twin does not
     read: equipment batches, racks of other sites, nodes it does not know (ingest validated the batch; this twin
     only reads it, so it skips rather than dead-letters)."""
-    b = msg.batch
-    if b.HasField("equipment") or not b.nodes or not b.HasField("sample_time"):
-        return None
+    got = gpu_samples_many([msg], site)
+    return next(iter(got), None)
+
+
+def gpu_samples_many(msgs, site) -> list[tuple]:
+    """``gpu_samples`` of many batches at once, one tuple per distinct sample time (a consumer poll of a tick
+    is one or two): the per-node fields are gathered as lists and turned into arrays once."""
     inv = site.inventory
-    index = site.node_index
-    gpus, cols = [], ([], [], [], [])
-    for node in b.nodes:
-        n = index.get(node.node_id)
-        if n is None:
+    index, first_gpu, node_gpus = site.node_index, inv.node_first_gpu, inv.node_gpus
+    by_time: dict[int, tuple[list, ...]] = {}
+    nan = math.nan
+    for msg in msgs:
+        b = msg.batch
+        if b.HasField("equipment") or not b.nodes or not b.HasField("sample_time"):
             continue
-        g = node.gpus
-        local = np.asarray(g.gpu_index, np.int64)
-        k = len(local)
-        if not k or local.max() >= inv.node_gpus[n]:
-            continue
-        gpus.append(inv.node_first_gpu[n] + local)
-        for col, values, fill in ((cols[0], g.power_w, np.nan), (cols[1], g.sm_active, np.nan),
-                                  (cols[2], g.xid_errors, 0), (cols[3], g.ecc_dbe_total, np.nan)):
-            col.append(np.asarray(values, float) if len(values) == k else np.full(k, fill, float))
-    if not gpus:
-        return None
-    return (seconds(b.sample_time), np.concatenate(gpus), np.concatenate(cols[0]), np.concatenate(cols[1]),
-            np.concatenate(cols[2]).astype(np.int64), np.concatenate(cols[3]))
+        cols = by_time.get(b.sample_time.ToNanoseconds())
+        if cols is None:
+            cols = by_time[b.sample_time.ToNanoseconds()] = ([], [], [], [], [])
+        gpu_c, p_c, a_c, x_c, d_c = cols
+        for node in b.nodes:
+            n = index.get(node.node_id)
+            if n is None:
+                continue
+            g = node.gpus
+            local = g.gpu_index
+            k = len(local)
+            if not k or max(local) >= node_gpus[n]:
+                continue
+            base = int(first_gpu[n])
+            gpu_c.extend([base + i for i in local])
+            for col, values, fill in ((p_c, g.power_w, nan), (a_c, g.sm_active, nan), (x_c, g.xid_errors, 0),
+                                      (d_c, g.ecc_dbe_total, nan)):
+                if len(values) == k:
+                    col.extend(values)
+                else:
+                    col.extend([fill] * k)
+    out = []
+    for t_ns, (gpu_c, p_c, a_c, x_c, d_c) in sorted(by_time.items()):
+        if gpu_c:
+            out.append((t_ns / 1e9, np.array(gpu_c, np.int64), np.array(p_c, float), np.array(a_c, float),
+                        np.array(x_c, np.int64), np.array(d_c, float)))
+    return out
 
 
 def record_from_state(msg: pb.JobState) -> tuple[float, float, int]:

@@ -29,6 +29,7 @@ import asyncio
 import logging
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -222,25 +223,40 @@ class FabricHandler:
 class TelemetryHandler:
     """telemetry.samples.v1 -> measured energy, GPU errors and stragglers of the running jobs (only their GPUs
     are kept); what the twin does not read (equipment batches, unknown nodes) is skipped, not dead-lettered:
-    ingest validated the batch, and the cooling twin reads the same topic."""
+    ingest validated the batch, and the cooling twin reads the same topic. A rack's batch is read at most every
+    ``interval_s`` of sample time (energy then integrates over that gap; the last XID code and the cumulative
+    DBE count are not lost by skipping samples): a 100,000-GPU site at 1 Hz costs ~15 % of a core to decode
+    every batch, a fifth of that at 5 s (``python -m bench jobs``: ``telemetry_1hz``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, interval_s: float = 5.0) -> None:
         self.engine = engine
+        self.interval_s = interval_s
         self.gpus_used = 0
         self.batches_skipped = 0
+        self._rack_read_ns: dict[str, int] = {}
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         twin = self.engine.twin
         racks = twin._by_rack
+        last = self._rack_read_ns
+        every_ns = int(self.interval_s * 1e9)
+        keep = []
         for rec in records:
             b = rec.message.batch
-            if b.rack_id and b.rack_id not in racks:  # no running job on the rack: nothing to read
+            rack = b.rack_id
+            if rack and rack not in racks:  # no running job on the rack: nothing to read
                 self.batches_skipped += 1
                 continue
-            got = codec.gpu_samples(rec.message, twin.site)
-            if got is None:
-                self.batches_skipped += 1
-                continue
+            if rack and every_ns > 0:  # a rack's batch at most every interval_s of sample time
+                t_ns = b.sample_time.ToNanoseconds()
+                prev = last.get(rack)
+                if prev is not None and t_ns - prev < every_ns:
+                    self.batches_skipped += 1
+                    continue
+                # the first read of a rack sets its phase: the racks' reads spread over the interval
+                last[rack] = t_ns if prev is not None else t_ns - every_ns * (zlib.crc32(rack.encode()) % 1000) // 1000
+            keep.append(rec.message)
+        for got in codec.gpu_samples_many(keep, twin.site):  # one array per field and sample time
             self.gpus_used += twin.apply_telemetry(*got)
         return BatchResult([])
 
