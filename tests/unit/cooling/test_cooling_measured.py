@@ -192,3 +192,29 @@ def test_plant_readings_decode_with_nan_as_not_measured_and_reject_absurd_values
         with pytest.raises(CodecError) as err:
             equipment_reading(_equipment_msg(net, **full), net, net.site_id)
         assert err.value.field == field
+
+
+def test_a_reading_older_than_an_event_on_its_loop_does_not_count(hall):
+    """A CDU fails after its loop's last reading: the reading describes the loop before the failure (its flow
+    shared by both CDUs), so the loop is the model's until a newer reading comes; other loops keep theirs."""
+    net = hall.network
+    live = CoolingLive(hall)
+    live.apply_power([(r, 0.0, 110e3) for r in range(net.n_racks)])
+    model = live.evaluate(0.0).tick.state
+    n = len(net.cdu_ids)
+    supply = np.full(n, float(model.loop_supply_c[0]) + 1.0)
+    flow = np.array([model.loop_flow_lpm[net.cdu_loop[i]] / np.sum(net.cdu_loop == net.cdu_loop[i])
+                     for i in range(n)])
+    live.apply_equipment([_reading(net, 1.0, cdu_supply_c=supply, cdu_flow_lpm=flow, tower_power_w=5e4)])
+    ev = live.evaluate(2.0)
+    assert ev.sources.loop_flow_measured.all() and ev.sources.fan_power_measured
+    cdu = int(np.flatnonzero(net.cdu_loop == 0)[0])
+    live.apply_event(EquipmentEvent("cdu_failure", net.cdu_ids[cdu], 3.0))
+    ev = live.evaluate(4.0)
+    assert not ev.sources.loop_flow_measured[0] and not ev.sources.loop_supply_measured[0]
+    assert ev.sources.loop_flow_measured[1:].all() and ev.sources.fan_power_measured
+    live.apply_equipment([_reading(net, 5.0, cdu_supply_c=supply, cdu_flow_lpm=flow)])
+    ev = live.evaluate(6.0)
+    assert ev.sources.loop_flow_measured[0] and ev.sources.loop_supply_measured[0]    # the surviving CDU's
+    live.apply_event(EquipmentEvent("plant_unit_failure", net.plant_ids[0], 7.0))
+    assert not live.evaluate(8.0).sources.fan_power_measured                          # plant power too

@@ -293,14 +293,29 @@ class CoolingLive:
         """The event conditions with the readings no older than ``measured_max_age_s`` at ``time_s`` laid
         over them, and where each value comes from. A loop's measured supply is the flow-weighted mean of its
         healthy CDUs' fresh secondary supply readings (any of them); its measured flow the sum of their fresh
-        flow readings, only when every healthy CDU of the loop reports one (a partial sum is not the loop's)."""
+        flow readings, only when every healthy CDU of the loop reports one (a partial sum is not the loop's).
+        A CDU reading older than the last event on its loop or the site (failure, repair, setpoint), and plant
+        power older than the last plant-unit or site event, do not count (they describe the plant before it)."""
         net, cond, age = self.net, self.cond, self.measured_max_age_s
         n_loops = len(net.loop_ids)
 
         def fresh(t: float) -> bool:
             return time_s - t <= age
 
-        ok = cond.cdu_up & (time_s - self.cdu_meas_time <= age) & (net.cdu_loop >= 0)
+        # a reading taken before the last event on its loop (a CDU failed or was repaired, a pump slowed) or before
+        # a facility setpoint change describes the loop as it was, not as it is: it does not count
+        ev = self.event_time
+        site_t = ev.get(net.site_id, -math.inf)
+        cdu_ev = (
+            np.array([ev.get(c, -math.inf) for c in net.cdu_ids])
+            if ev
+            else np.full(len(net.cdu_ids), -np.inf)
+        )
+        loop_ev = np.full(n_loops, site_t)
+        if len(net.cdu_ids):
+            np.maximum.at(loop_ev, np.maximum(net.cdu_loop, 0), np.where(net.cdu_loop >= 0, cdu_ev, -np.inf))
+        after_ev = self.cdu_meas_time >= loop_ev[np.maximum(net.cdu_loop, 0)]
+        ok = cond.cdu_up & (time_s - self.cdu_meas_time <= age) & (net.cdu_loop >= 0) & after_ev
         loop = np.where(ok, net.cdu_loop, 0)
         supply, flow = self.cdu_meas["supply"], self.cdu_meas["flow"]
         s_ok = ok & np.isfinite(supply)
@@ -326,8 +341,10 @@ class CoolingLive:
         wet, wet_src = ambient("wet_bulb", cond.wet_bulb_c, net.design_wet_bulb_c)
         if wet > dry:  # one fresh, the other not: a wet bulb never exceeds its dry bulb
             wet = dry
-        fan = m["tower"] if fresh(mt["tower"]) else math.nan
-        comp = m["chiller"] if fresh(mt["chiller"]) else math.nan
+        # plant power read before the last plant-unit event or setpoint change no longer describes the plant
+        plant_ev = max([ev.get(u, -math.inf) for u in net.plant_ids] + [site_t])
+        fan = m["tower"] if fresh(mt["tower"]) and mt["tower"] >= plant_ev else math.nan
+        comp = m["chiller"] if fresh(mt["chiller"]) and mt["chiller"] >= plant_ev else math.nan
         eff = cond.with_(
             dry_bulb_c=dry,
             wet_bulb_c=wet,
