@@ -84,16 +84,24 @@ class PortKeys:
         """Create the entity rows of `pairs` that do not exist yet and learn every key (own transaction)."""
         if not pairs:
             return
-        racks, ports = [r for r, _ in pairs], [p for _, p in pairs]
+        # Known ports (after a restart or a rebalance: most of them) are only looked up.
+        await self._learn(conn, pairs)
+        new = [pair for pair in pairs if pair not in self.keys]
+        if not new:
+            return
         async with conn.transaction():
             await conn.execute(
                 "INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT * FROM unnest(%s::text[], %s::text[]) "
-                "ORDER BY 1, 2 ON CONFLICT (rack_id, port_id) DO NOTHING", (racks, ports))
-            cur = await conn.execute(
-                "SELECT e.rack_id, e.port_id, e.port_key FROM telemetry_port_entity e "
-                "JOIN unnest(%s::text[], %s::text[]) AS k(rack_id, port_id) USING (rack_id, port_id)", (racks, ports))
-            for rack_id, port_id, key in await cur.fetchall():
-                self.keys[(rack_id, port_id)] = key
+                "ORDER BY 1, 2 ON CONFLICT (rack_id, port_id) DO NOTHING", ([r for r, _ in new], [p for _, p in new]))
+        await self._learn(conn, new)
+
+    async def _learn(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
+        cur = await conn.execute(
+            "SELECT e.rack_id, e.port_id, e.port_key FROM telemetry_port_entity e "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(rack_id, port_id) USING (rack_id, port_id)",
+            ([r for r, _ in pairs], [p for _, p in pairs]))
+        for rack_id, port_id, key in await cur.fetchall():
+            self.keys[(rack_id, port_id)] = key
 
     def of(self, batch: RackBatch) -> np.ndarray:
         ports = batch.links.port_id
