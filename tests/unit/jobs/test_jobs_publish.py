@@ -126,3 +126,21 @@ def test_the_slower_flag_clears_when_the_measurement_comes_back():
     twin.progress("m")
     assert _published(eng, clock) == ["m"]                     # published at once, not after the 5 s window
     assert not twin.jobs["m"].flags
+
+
+def test_cap_and_link_flags_clear_with_their_cause_as_published_state_changes():
+    from twin.jobs.live import CapPlan, LinkHealth
+
+    twin, eng, clock, _ = setup()
+    m_gpus = sorted(twin._place["m"][3])
+    twin.add_plan(CapPlan("p1", "ev1", clock.t, clock.t + 5, {g: 300.0 for g in m_gpus}))
+    assert _published(eng, clock) == ["m"]
+    assert "power_cap" in {f.kind for f in twin.jobs["m"].flags}
+    assert _published(eng, clock, 5.0) == ["m"]                # the plan ended: flag gone, published at once
+    assert "power_cap" not in {f.kind for f in twin.jobs["m"].flags}
+    twin.set_links({"leaf-r0-g2/spine0": LinkHealth(0.5)})
+    assert "m" in _published(eng, clock)
+    assert "degraded_link" in {f.kind for f in twin.jobs["m"].flags}
+    twin.set_links({})                                          # repaired (fabric.state.v1 lists it healthy)
+    assert "m" in _published(eng, clock)
+    assert "degraded_link" not in {f.kind for f in twin.jobs["m"].flags}
