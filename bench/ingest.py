@@ -353,12 +353,13 @@ def kill_run(log_dir: Path, racks: int) -> dict:
     from twin.core.embedded.postgres import database_url, isolated_database
 
     gpus = racks * GPUS_PER_RACK
-    ticks = int(min(20, max(4, BACKLOG_GPU_ROWS // 4 // gpus)))
+    ticks = int(min(20, max(6, BACKLOG_GPU_ROWS // 2 // gpus)))
     killed_at = None
     with TansuBroker() as broker, isolated_database(database_url()) as url:
         stats = _sim_stats(_sim(broker.bootstrap, url, racks, 100.0, ticks / 100.0))
         produced = int(stats.get("good", 0))
-        ingest = Ingest(broker.bootstrap, url, log_dir, f"kill-{racks}", processes=2, INGEST_STATUS_INTERVAL_S="1")
+        ingest = Ingest(broker.bootstrap, url, log_dir, f"kill-{racks}", processes=2,
+                        INGEST_STATUS_INTERVAL_S="0.5")
         try:
             _wait_tables(url)
             watch = LedgerWatch(url, racks, datetime(2000, 1, 1, tzinfo=UTC))
@@ -367,7 +368,7 @@ def kill_run(log_dir: Path, racks: int) -> dict:
                 _sleep_until(time.monotonic() + POLL_S)
                 watch.poll()
                 split = ingest.stored_batches()
-                if killed_at is None and watch.batches >= produced // 3 and min(split) > 0:
+                if killed_at is None and watch.batches >= produced // 4 and min(split) > 0:
                     ingest.procs[0].send_signal(signal.SIGKILL)   # mid-stream: a transaction may be open
                     killed_at = (watch.batches, split)
             time.sleep(2.0)   # a late duplicate would show up now
