@@ -297,7 +297,7 @@ class JobTwin:
         if ev.job_id not in self._seq:
             self._seq[ev.job_id] = len(self._seq)
         self.book.commit(change)
-        live = self.jobs.setdefault(ev.job_id, JobLive())
+        live = self._live(ev.job_id)
         if placing:
             live.gpu_override = tuple(gpu_ids)
             live.healthy_comm = None
@@ -322,6 +322,13 @@ class JobTwin:
         at = live.published_s + self.settings.progress_publish_s
         if self._due_at.get(job_id, math.inf) > at:
             self._schedule(job_id, at)
+
+    def _live(self, job_id: str) -> JobLive:
+        """The job's live record, made on first use (not built on every call as ``setdefault``'s argument)."""
+        live = self.jobs.get(job_id)
+        if live is None:
+            live = self.jobs[job_id] = JobLive()
+        return live
 
     # -- what a refresh visits ------------------------------------------------------------------------
     def touch(self, job_id: str) -> None:
@@ -622,7 +629,7 @@ class JobTwin:
                 self._dirty.discard(job_id)
                 self._retry.discard(job_id)
                 continue
-            live = self.jobs.setdefault(job_id, JobLive())
+            live = self._live(job_id)
             retry = live.comm is not None and live.comm.retry and self.fabric_up
             if inp != live.inputs or live.prediction is None or retry:
                 out.append((job_id, inp))
@@ -664,7 +671,7 @@ class JobTwin:
 
     def compute(self, job_id: str, inp: JobInputs, comm: CommAnswer, now_s: float) -> JobLive:
         rec = self.book.jobs[job_id]
-        live = self.jobs.setdefault(job_id, JobLive())
+        live = self._live(job_id)
         s = self.settings
         self.accrue(now_s, only=job_id)
         own = comm.source != "fabric"
@@ -931,7 +938,7 @@ class JobTwin:
         rec = self.book.jobs.get(job_id)
         if rec is None:
             return None
-        live = self.jobs.setdefault(job_id, JobLive())
+        live = self._live(job_id)
         return JobView(rec, live, self.gpu_ids(rec))
 
     def views(self) -> list[JobView]:
@@ -945,7 +952,7 @@ class JobTwin:
         rec = self.book.jobs.get(job_id)
         if rec is None:
             return False
-        live = self.jobs.setdefault(job_id, JobLive())
+        live = self._live(job_id)
         running = rec.status == JobStatus.RUNNING
         p = live.prediction if running else None
         key = (rec.status, rec.spec, rec.attributes, rec.nodes, rec.n_gpus, self.gpu_ids(rec),
