@@ -270,6 +270,7 @@ class JobTwin:
         self._free_slots: list[int] = []
         self._health_due: set[str] = set()     # telemetry came for these jobs since the last health check
         self._health_now: set[str] = set()     # ... with a GPU error change: checked at the next refresh
+        self._health_flagged: set[str] = set()  # jobs with a telemetry flag (checked until it clears)
         self._accrue_new = False               # a job started, stopped or was recomputed since then
 
     # -- events -----------------------------------------------------------------------------------
@@ -851,14 +852,17 @@ class JobTwin:
                     self._health_now.add(names[k])
         return int(sel.sum())
 
+    def runs_on_rack(self, rack_id: str) -> bool:
+        """Whether a running job holds GPUs of this rack (telemetry of other racks is not read)."""
+        return rack_id in self._by_rack
+
     def check_health(self, now_s: float) -> list[str]:
         """GPU error and straggler flags of the jobs telemetry came for (an error change: at once; else at most
         every ``health_interval_s``) and of the jobs flagged (so a flag clears when its cause is gone). Returns the
         jobs whose flags changed (touched: published at once)."""
         every = self.settings.health_interval_s
         out = []
-        flagged = [j for j, live in self.jobs.items() if live.health]
-        for job_id in self._health_now | self._health_due | set(flagged):
+        for job_id in self._health_now | self._health_due | self._health_flagged:
             live = self.jobs.get(job_id)
             rec = self.book.jobs.get(job_id)
             if live is None or rec is None:
@@ -869,6 +873,10 @@ class JobTwin:
             self._health_due.discard(job_id)
             before = live.health
             live.health = self._health_flags(job_id, now_s) if rec.status == JobStatus.RUNNING else ()
+            if live.health:
+                self._health_flagged.add(job_id)
+            else:
+                self._health_flagged.discard(job_id)
             # after a job's first check, its next ones are spread over the interval (not every job in one second)
             live.health_checked_s = now_s - (every * (zlib.crc32(job_id.encode()) % 1000) / 1000.0 if first else 0.0)
             if [(f.kind, f.entity_id) for f in before] != [(f.kind, f.entity_id) for f in live.health]:

@@ -237,14 +237,13 @@ class TelemetryHandler:
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         twin = self.engine.twin
-        racks = twin._by_rack
         last = self._rack_read_ns
         every_ns = int(self.interval_s * 1e9)
         keep = []
         for rec in records:
             b = rec.message.batch
             rack = b.rack_id
-            if rack and rack not in racks:  # no running job on the rack: nothing to read
+            if rack and not twin.runs_on_rack(rack):  # no running job on the rack: nothing to read
                 self.batches_skipped += 1
                 continue
             if rack and every_ns > 0:  # a rack's batch at most every interval_s of sample time
