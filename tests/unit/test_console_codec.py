@@ -24,3 +24,17 @@ def test_a_cleared_alert_is_marked_on_the_page_and_on_the_stack_screen() -> None
     gone = AlertTail.describe(topics.COOLING_ALERTS, alert(True))
     assert live.endswith("cooling critical a-0003: 8 GPUs throttle in 2 min")
     assert gone.endswith("cooling cleared a-0003: no longer: 8 GPUs throttle in 2 min")
+
+
+def test_pue_at_zero_it_power_is_shown_as_absent_never_as_zero_or_nan() -> None:
+    from twinctl.cooling import pue_text
+
+    idle = cpb.CoolingState(site_id="hall", entity_id="hall")
+    idle.plant.cooling_power_w = 12_000.0  # fans and pumps run, no IT load: the cooling twin leaves PUE unset
+    busy = cpb.CoolingState(site_id="hall", entity_id="hall")
+    busy.plant.it_power_w = 1e6
+    busy.plant.pue_cooling = 1.0625
+    assert codec.cooling_state(idle)["pue_cooling"] is None
+    assert codec.cooling_state(busy)["pue_cooling"] == 1.0625
+    assert pue_text(idle.plant, "pue_cooling") == "n/a (no IT load)"
+    assert pue_text(busy.plant, "pue_cooling") == "1.062"

@@ -42,6 +42,11 @@ DEFAULT_COOLING_TARGET = "127.0.0.1:50055"
 _SCOPES = {k.removeprefix("COOLING_SCOPE_").lower(): v for k, v in pb.CoolingScope.items() if v}
 
 
+
+def pue_text(msg, field: str) -> str:
+    """A PUE field (proto3 `optional`, absent when there is no IT load to divide by) for a table."""
+    return f"{getattr(msg, field):.3f}" if msg.HasField(field) else "n/a (no IT load)"
+
 def _ids(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
@@ -128,7 +133,8 @@ def render_state(resp: pb.GetStateResponse) -> str:
         p = s.plant
         out.append(f"plant {s.entity_id} at {s.state_time.ToDatetime().isoformat(timespec='seconds')}Z: "
                    f"cooling {p.cooling_power_w / 1e3:.1f} kW for {p.heat_load_w / 1e6:.3f} MW of heat "
-                   f"(capacity {p.capacity_w / 1e6:.2f} MW), PUE cooling part {p.pue_cooling:.3f}, facility supply "
+                   f"(capacity {p.capacity_w / 1e6:.2f} MW), PUE cooling part "
+                   f"{pue_text(p, 'pue_cooling')}, facility supply "
                    f"{p.facility_supply_temp_c:.1f} °C (setpoint {p.facility_supply_setpoint_c:.1f}), "
                    f"ambient {p.dry_bulb_temp_c:.1f} / {p.wet_bulb_temp_c:.1f} °C wet bulb")
     if by.get("loop"):
@@ -178,7 +184,7 @@ def render_outcome(what: str, o: pb.WhatIfOutcome) -> str:
                 if o.air_groups_not_carrying else ""),
              f"plant power {o.plant_power_before_w / 1e3:.1f} -> {o.plant_power_after_w / 1e3:.1f} kW, cooling power "
              f"{o.cooling_power_before_w / 1e3:.1f} -> {o.cooling_power_after_w / 1e3:.1f} kW, PUE cooling part "
-             f"{o.pue_cooling_before:.3f} -> {o.pue_cooling_after:.3f}, facility supply after "
+             f"{pue_text(o, 'pue_cooling_before')} -> {pue_text(o, 'pue_cooling_after')}, facility supply after "
              f"{o.facility_supply_temp_after_c:.1f} °C",
              f"GPUs throttling within the horizon: {o.gpus_affected}"]
     if o.racks:
@@ -230,7 +236,8 @@ def sweep_rows(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> tu
             ttts = [r.time_to_throttle_s for r in o.racks if r.HasField("time_to_throttle_s")]
             rows.append({name: v, "first_throttle_s": min(ttts) if ttts else None, "racks_throttling": len(ttts),
                          "gpus_affected": o.gpus_affected, "plant_power_w": o.plant_power_after_w,
-                         "cooling_power_w": o.cooling_power_after_w, "pue_cooling": o.pue_cooling_after,
+                         "cooling_power_w": o.cooling_power_after_w, "pue_cooling": (o.pue_cooling_after if o.HasField("pue_cooling_after")
+                                                                        else None),
                          "redundancy_carries": o.redundancy_carries, "horizon_s": o.horizon_s})
             bar.step(f"{name} {v:g}")
     return name, rows
@@ -242,7 +249,8 @@ def sweep_table(name: str, rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"{r[name]:18g} {_ttt(r['first_throttle_s']):>14} {r['racks_throttling']:6d} "
                      f"{r['gpus_affected']:6d} {r['plant_power_w'] / 1e3:9.1f} {r['cooling_power_w'] / 1e3:10.1f} "
-                     f"{r['pue_cooling']:8.3f} {'yes' if r['redundancy_carries'] else 'NO':>7}")
+                     f"{'-' if r['pue_cooling'] is None else format(r['pue_cooling'], '.3f'):>8} "
+                     f"{'yes' if r['redundancy_carries'] else 'NO':>7}")
     return "\n".join(lines)
 
 

@@ -289,8 +289,9 @@ async def _cooling_status(ctx: StackContext) -> str:
     if not reply.states:
         return "cooling: no power state yet"
     p = reply.states[0].plant
+    pue = f"{p.pue_cooling:.3f}" if p.HasField("pue_cooling") else "n/a, no IT load"  # absent, never NaN
     return (f"cooling: {p.cooling_power_w / 1e3:.0f} kW for {p.heat_load_w / 1e6:.3f} MW of heat "
-            f"(PUE cooling part {p.pue_cooling:.3f}, facility supply {p.facility_supply_temp_c:.1f} °C)")
+            f"(PUE cooling part {pue}, facility supply {p.facility_supply_temp_c:.1f} °C)")
 
 
 async def _jobs_status(ctx: StackContext) -> str:

@@ -117,7 +117,7 @@ def cooling_state(m: cpb.CoolingState) -> dict[str, Any]:
     elif which == "plant":
         p = m.plant
         out.update(heat_w=num(p.heat_load_w), capacity_w=num(p.capacity_w), plant_w=num(p.plant_power_w),
-                   cooling_w=num(p.cooling_power_w), it_w=num(p.it_power_w), pue_cooling=num(p.pue_cooling),
+                   cooling_w=num(p.cooling_power_w), it_w=num(p.it_power_w), pue_cooling=_opt(p, "pue_cooling"),
                    supply_c=num(p.facility_supply_temp_c), setpoint_c=num(p.facility_supply_setpoint_c),
                    dry_bulb_c=num(p.dry_bulb_temp_c), wet_bulb_c=num(p.wet_bulb_temp_c))
     return out
