@@ -388,14 +388,48 @@ def kill_run(log_dir: Path, racks: int) -> dict:
             dup_link = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_link_sample GROUP BY port_key, time "
                          "HAVING count(*) > 1) d")
             rack_rows = q("SELECT count(*) FROM telemetry_rack")
+            ledger_ids = {r[0] for r in conn.execute("SELECT ce_id FROM telemetry_batches").fetchall()}
+        published, published_ids = asyncio.run(_published(broker.bootstrap))
+    # every stored batch published for the twins (a redelivery re-publishes under the same ce_id)
+    published_all = len(published_ids) == produced and len(ledger_ids) == produced
     exactly_once = (killed_at is not None and ledger == produced == rack_rows and dup_gpu == 0 and dup_link == 0
-                    and gpu_rows == ledger_gpu_rows == produced * GPUS_PER_RACK)
+                    and gpu_rows == ledger_gpu_rows == produced * GPUS_PER_RACK and published_all)
     return {"racks": racks, "gpus": gpus, "backlog_ticks": ticks, "batches_produced": produced,
             "killed_after_batches": killed_at[0] if killed_at else None,
             "stored_by_process_at_kill": killed_at[1] if killed_at else None,
             "stored_by_process_end": final_split, "ledger_batches": ledger, "rack_rows": rack_rows,
             "gpu_rows": gpu_rows, "gpu_rows_expected": produced * GPUS_PER_RACK, "duplicate_gpu_rows": dup_gpu,
-            "link_rows": link_rows, "duplicate_link_rows": dup_link, "exactly_once": exactly_once}
+            "link_rows": link_rows, "duplicate_link_rows": dup_link, "samples_published": published,
+            "samples_published_distinct": len(published_ids), "exactly_once": exactly_once}
+
+
+async def _published(bootstrap: str) -> tuple[int, set[str]]:
+    """Records on telemetry.samples.v1 and their distinct ce_ids (read from the start, no group)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from twin.core import topics
+    from twin.core.envelope import header
+
+    topic = topics.TELEMETRY_SAMPLES
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        count, ids = 0, set()
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                for rec in recs:
+                    count += 1
+                    ce_id = header(rec.headers, "ce_id")
+                    if ce_id:
+                        ids.add(ce_id.decode())
+        return count, ids
+    finally:
+        await consumer.stop()
 
 
 def _one_tick(racks: int):
@@ -587,7 +621,8 @@ def main() -> dict:
         print(f"  kill: 2 ingest processes, one SIGKILLed after {kill['killed_after_batches']} of "
               f"{kill['batches_produced']} batches (split then {kill['stored_by_process_at_kill']}); ledger "
               f"{kill['ledger_batches']} batches, GPU rows {kill['gpu_rows']:,}/{kill['gpu_rows_expected']:,}, duplicates "
-              f"{kill['duplicate_gpu_rows'] + kill['duplicate_link_rows']}: "
+              f"{kill['duplicate_gpu_rows'] + kill['duplicate_link_rows']}, samples published "
+              f"{kill['samples_published_distinct']:,} distinct of {kill['samples_published']:,}: "
               f"exactly-once {'holds' if kill['exactly_once'] else 'BROKEN'}", flush=True)
         stages, copy = asyncio.run(_stages_and_copy(url, best["racks"], best["gpu_rows_stored"]))
     headline = best
