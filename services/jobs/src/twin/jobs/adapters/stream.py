@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
-import zlib
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -226,18 +226,24 @@ class TelemetryHandler:
     ingest validated the batch, and the cooling twin reads the same topic. A rack's batch is read at most every
     ``interval_s`` of sample time (energy then integrates over that gap; the last XID code and the cumulative
     DBE count are not lost by skipping samples): a 100,000-GPU site at 1 Hz costs ~15 % of a core to decode
-    every batch, a fifth of that at 5 s (``python -m bench jobs``: ``telemetry_1hz``)."""
+    every batch, a fifth of that at 5 s (``python -m bench jobs``: ``telemetry_1hz``).
 
-    def __init__(self, engine: Engine, interval_s: float = 5.0) -> None:
+    The gap to a rack's next read is drawn uniformly from 0.5-1.5 × ``interval_s`` (mean ``interval_s``, same
+    cost): reads at a fixed period would lock onto the phase of a job whose step time is a multiple of it
+    (a 10 s step read every 5 s shows a rack the same phase forever), and the straggler check's time averages
+    would then compare phases, not nodes. Random sampling instants make those averages unbiased."""
+
+    def __init__(self, engine: Engine, interval_s: float = 5.0, seed: int | None = None) -> None:
         self.engine = engine
         self.interval_s = interval_s
         self.gpus_used = 0
         self.batches_skipped = 0
-        self._rack_read_ns: dict[str, int] = {}
+        self._rack_due_ns: dict[str, int] = {}
+        self._rng = random.Random(seed)
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         twin = self.engine.twin
-        last = self._rack_read_ns
+        due = self._rack_due_ns
         every_ns = int(self.interval_s * 1e9)
         keep = []
         for rec in records:
@@ -248,12 +254,13 @@ class TelemetryHandler:
                 continue
             if rack and every_ns > 0:  # a rack's batch at most every interval_s of sample time
                 t_ns = b.sample_time.ToNanoseconds()
-                prev = last.get(rack)
-                if prev is not None and t_ns - prev < every_ns:
+                next_ns = due.get(rack)
+                if next_ns is not None and t_ns < next_ns:
                     self.batches_skipped += 1
                     continue
-                # the first read of a rack sets its phase: the racks' reads spread over the interval
-                last[rack] = t_ns if prev is not None else t_ns - every_ns * (zlib.crc32(rack.encode()) % 1000) // 1000
+                # the first read of a rack is followed by one within [0, interval): the racks' reads spread
+                due[rack] = t_ns + int(every_ns * (self._rng.uniform(0.5, 1.5) if next_ns is not None
+                                                   else self._rng.random()))
             keep.append(rec.message)
         for got in codec.gpu_samples_many(keep, twin.site):  # one array per field and sample time
             self.gpus_used += twin.apply_telemetry(*got)

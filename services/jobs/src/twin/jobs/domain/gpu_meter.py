@@ -7,10 +7,13 @@ each sample's energy since the GPU's previous sample (trapezoid of the two power
 than ``MAX_GAP_S`` or a GPU never seen before adds nothing) and which GPUs' error state changed. The caller
 passes only GPUs of running jobs (the rest cost nothing).
 
-``stragglers`` aggregates a job's GPUs per node (mean power and SM activity of the node's fresh samples) and
-names the node whose power AND activity both lag the job's median node by more than ``STRAGGLER_MARGIN``:
-the one node the others wait for at every collective (issue 11: "one node whose power and activity lag the
-others").
+``stragglers`` aggregates a job's GPUs per node and names the node whose power AND activity both lag the job's
+median node by more than ``STRAGGLER_MARGIN``: the one node the others wait for at every collective (issue 11:
+"one node whose power and activity lag the others"). It compares time averages (``AVERAGE_S``), never the
+latest samples: racks are read at different instants, a training step swings between compute and
+communication within seconds, and pipeline stages are in different phases at the same instant, so one node's
+latest sample can be a communication phase while its peers' are compute (a false straggler on a healthy job).
+Over many steps every node of a balanced job does the same work, so the averages agree unless one lags.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ MAX_GAP_S = 60.0
 STRAGGLER_MARGIN = 0.2
 #: Samples older than this do not count for the straggler check (assumption, stated: as ``MAX_GAP_S``).
 FRESH_S = MAX_GAP_S
+#: Time constant of the per-GPU averages the straggler check compares, and the history a GPU needs before it is
+#: judged (assumption, stated: ten steps of the longest common step times, 1-12 s; the residual ripple of a
+#: periodic compute/communication swing of period T is about T / (2 pi AVERAGE_S) of the swing, < 2 % here).
+AVERAGE_S = 120.0
 #: An error seen this recently flags the job (assumption, stated: long enough for the slowed steps it causes to
 #: be reported; a job restarted on other GPUs leaves it behind with the placement).
 ERROR_RECENT_S = 600.0
@@ -39,6 +46,9 @@ class GpuMeter:
     power_w: np.ndarray
     sm_active: np.ndarray
     time_s: np.ndarray
+    power_avg_w: np.ndarray  # exponential time averages (time constant AVERAGE_S) of the two above
+    sm_active_avg: np.ndarray
+    averaged_s: np.ndarray  # seconds of contiguous history behind the averages (0: restarted)
     xid: np.ndarray  # last non-zero XID code seen (0: none)
     xid_time_s: np.ndarray
     dbe: np.ndarray  # last volatile DBE total (NaN: never reported)
@@ -50,6 +60,9 @@ class GpuMeter:
             power_w=np.full(n_gpus, np.nan),
             sm_active=np.full(n_gpus, np.nan),
             time_s=np.full(n_gpus, -np.inf),
+            power_avg_w=np.full(n_gpus, np.nan),
+            sm_active_avg=np.full(n_gpus, np.nan),
+            averaged_s=np.zeros(n_gpus),
             xid=np.zeros(n_gpus, np.int64),
             xid_time_s=np.full(n_gpus, -np.inf),
             dbe=np.full(n_gpus, np.nan),
@@ -87,7 +100,9 @@ class GpuMeter:
         self.power_w[g[ok]] = p[ok]
         self.power_w[g[~ok]] = np.nan  # not reported now: the next sample does not integrate across it
         sm = np.asarray(sm_active, float)[newer]
-        self.sm_active[g] = np.where(np.isfinite(sm), np.clip(sm, 0.0, 1.0), np.nan)
+        sm = np.where(np.isfinite(sm), np.clip(sm, 0.0, 1.0), np.nan)
+        self.sm_active[g] = sm
+        self._average(g, dt, p, sm, ok & np.isfinite(sm))
         self.time_s[g] = time_s
         x = np.asarray(xid, np.int64)[newer]
         new_xid = (x > 0) & (x != self.xid[g])
@@ -100,6 +115,17 @@ class GpuMeter:
         self.dbe_time_s[g[grew]] = time_s
         changed[np.flatnonzero(newer)] = new_xid | grew
         return e, covered, changed
+
+    def _average(self, g: np.ndarray, dt: np.ndarray, p: np.ndarray, sm: np.ndarray, ok: np.ndarray) -> None:
+        """Exponential time averages with weight 1 - exp(-dt / AVERAGE_S) for a sample dt after the previous one
+        (the sample stands for the gap before it); a gap over ``MAX_GAP_S`` or a missing value restarts them."""
+        prev_p, prev_a = self.power_avg_w[g], self.sm_active_avg[g]
+        cont = ok & np.isfinite(prev_p) & np.isfinite(prev_a) & (dt > 0) & (dt <= MAX_GAP_S)
+        gap = np.where(cont, dt, 0.0)
+        w = np.where(cont, -np.expm1(-gap / AVERAGE_S), 1.0)  # 1: restart from this sample
+        self.power_avg_w[g] = np.where(ok, np.where(cont, prev_p, 0.0) * (1.0 - w) + w * p, np.nan)
+        self.sm_active_avg[g] = np.where(ok, np.where(cont, prev_a, 0.0) * (1.0 - w) + w * sm, np.nan)
+        self.averaged_s[g] = np.where(cont, self.averaged_s[g] + gap, 0.0)
 
     def errors(self, gpus: np.ndarray, now_s: float) -> list[tuple[int, str]]:
         """(GPU, what) for the GPUs with an XID or a DBE growth within ``ERROR_RECENT_S`` of ``now_s``."""
@@ -121,11 +147,12 @@ class Straggler:
 def stragglers(
     meter: GpuMeter, gpus: np.ndarray, node_of: np.ndarray, now_s: float, margin: float = STRAGGLER_MARGIN
 ) -> Straggler | None:
-    """The node of this job lagging its median node in both GPU power and SM activity by more than ``margin``
-    (the worst such node), or None. Needs fresh samples from at least two nodes of the job."""
+    """The node of this job lagging its median node in both time-averaged GPU power and SM activity by more than
+    ``margin`` (the worst such node), or None. Judges only GPUs with fresh samples and ``AVERAGE_S`` of history
+    behind their averages; needs two such nodes."""
     fresh = now_s - meter.time_s[gpus] <= FRESH_S
-    p, a = meter.power_w[gpus], meter.sm_active[gpus]
-    ok = fresh & np.isfinite(p) & np.isfinite(a)
+    p, a = meter.power_avg_w[gpus], meter.sm_active_avg[gpus]
+    ok = fresh & (meter.averaged_s[gpus] >= AVERAGE_S) & np.isfinite(p) & np.isfinite(a)
     if not ok.any():
         return None
     nodes, inv = np.unique(node_of[ok], return_inverse=True)
