@@ -645,6 +645,8 @@ def main() -> dict:
         "copy_gpu_rows_per_s": copy["gpu_rows_per_s"],
         "ratio_to_copy": headline["samples_per_s"] / copy["samples_per_s"],
         "capacity_ratio_to_copy": capacity["samples_per_s"] / copy["samples_per_s"],
+        # the ratio as measured before issue 13 (baseline: GPU rows alone), for comparison across sessions
+        "ratio_to_gpu_only_copy": headline["samples_per_s"] / copy["gpu_only_samples_per_s"],
         "freshness_p50_s": headline["freshness_p50_s"],
         "freshness_p99_s": headline["freshness_p99_s"],
         "producer_kept_up": headline["producer_kept_up"],
