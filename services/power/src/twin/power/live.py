@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from twin.core.alert_state import AlertKey, transitions
 from twin.power.domain.alerts import DEFAULT_THRESHOLD, Alert, power_alerts
 from twin.power.domain.gpu import gpu_power
 from twin.power.domain.network import KINDS, ChainState, evaluate
@@ -200,6 +201,8 @@ class SiteResult:
     reported_racks: int
     cooling_w: float = 0.0
     cooling_source: int = 0
+    #: alerts whose condition ended at this evaluation (one per entity and kind, the last alert raised)
+    cleared_alerts: list[Alert] = field(default_factory=list)
 
 
 @dataclass
@@ -214,7 +217,7 @@ class SiteStage:
     idle_rack_w: np.ndarray = field(init=False)
     prev_site_w: float | None = None
     prev_time_s: float | None = None
-    active: set[tuple[str, str]] = field(default_factory=set)
+    active: dict[AlertKey, Alert] = field(default_factory=dict)   # (entity, kind, severity) -> alert in force
     dirty: bool = False              # restored values (or a new cooling power) not yet evaluated
     cooling_w: float = 0.0           # cooling power on the site bus (cooling twin's plant), W
     cooling_source: int = 0          # 0 = no cooling state; else MEASURED / MODELLED / MIXED
@@ -273,10 +276,13 @@ class SiteStage:
             prev_w, interval = self.prev_site_w, time_s - self.prev_time_s
             ramp = (chain.site_w - self.prev_site_w) / interval
         alerts = power_alerts(net, chain, threshold=self.threshold, previous_site_w=prev_w, interval_s=interval)
-        keys = {(a.entity_id, a.kind) for a in alerts}
-        new = [a for a in alerts if (a.entity_id, a.kind) not in self.active]
-        # the ramp alert is about one step: it stays "active" only while the ramp lasts
-        self.active = keys if interval is not None else keys | {k for k in self.active if k[1] == "ramp_too_fast"}
+        current = {(a.entity_id, a.kind, a.severity): a for a in alerts}
+        if interval is None:
+            # the ramp alert is about one step: it stays in force while the ramp lasts, and a re-evaluation of
+            # the same tick (more racks, no interval) cannot judge it, so it keeps what the tick's ramp said
+            current.update({k: a for k, a in self.active.items() if k[1] == "ramp_too_fast"})
+        new, cleared = transitions(self.active, current)
+        self.active = current
         if interval is not None:
             self.prev_site_w, self.prev_time_s = chain.site_w, time_s
         elif self.prev_time_s is None:
@@ -288,7 +294,7 @@ class SiteStage:
         comp_source = _component_sources(self.model, measured, modelled)
         site_source = MEASURED if measured.all() else MODELLED if modelled.all() else MIXED
         return SiteResult(time_s=time_s, chain=chain, rack_w=rack_w, comp_source=comp_source, site_source=site_source,
-                          ramp_w_per_s=float(ramp), new_alerts=new,
+                          ramp_w_per_s=float(ramp), new_alerts=new, cleared_alerts=cleared,
                           reported_racks=int((~np.isnan(self.rack_w)).sum()), cooling_w=self.cooling_w,
                           cooling_source=self.cooling_source)
 

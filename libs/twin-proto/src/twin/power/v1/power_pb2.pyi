@@ -163,7 +163,7 @@ class PowerState(_message.Message):
     def __init__(self, site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[PowerScope, str]] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., input_power_w: _Optional[float] = ..., output_power_w: _Optional[float] = ..., loss_w: _Optional[float] = ..., rating_w: _Optional[float] = ..., headroom_w: _Optional[float] = ..., utilization: _Optional[float] = ..., load_if_partner_fails_w: _Optional[float] = ..., powered: _Optional[bool] = ..., source: _Optional[_Union[ValueSource, str]] = ..., rack: _Optional[_Union[RackPowerDetail, _Mapping]] = ..., site: _Optional[_Union[SitePowerDetail, _Mapping]] = ...) -> None: ...
 
 class PowerAlert(_message.Message):
-    __slots__ = ("alert_id", "site_id", "entity_id", "scope", "kind", "severity", "alert_time", "value", "threshold", "message")
+    __slots__ = ("alert_id", "site_id", "entity_id", "scope", "kind", "severity", "alert_time", "value", "threshold", "message", "cleared")
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class PowerAlert(_message.Message):
     VALUE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
     alert_id: str
     site_id: str
     entity_id: str
@@ -184,7 +185,8 @@ class PowerAlert(_message.Message):
     value: float
     threshold: float
     message: str
-    def __init__(self, alert_id: _Optional[str] = ..., site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[PowerScope, str]] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., alert_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    cleared: bool
+    def __init__(self, alert_id: _Optional[str] = ..., site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., scope: _Optional[_Union[PowerScope, str]] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., alert_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., threshold: _Optional[float] = ..., message: _Optional[str] = ..., cleared: _Optional[bool] = ...) -> None: ...
 
 class SourceDispatch(_message.Message):
     __slots__ = ("source_id", "kind", "power_w", "start_offset_s")

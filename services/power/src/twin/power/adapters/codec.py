@@ -210,6 +210,16 @@ def alert(a: Alert, site_id: str, time_s: float) -> pb.PowerAlert:
         alert_time=timestamp(time_s), value=_f(a.value), threshold=_f(a.threshold), message=a.message)
 
 
+def cleared_alert(a: Alert, site_id: str, time_s: float) -> pb.PowerAlert:
+    """The clear of alert ``a`` (its condition ended at ``time_s``): same entity, scope, kind and severity,
+    ``cleared`` set, value 0; deterministic id like ``alert``'s, distinct from the raise at the same time."""
+    return pb.PowerAlert(
+        alert_id=str(uuid.uuid5(_NS, f"{site_id}/{a.entity_id}/{a.kind}/{time_s:.6f}/cleared")), site_id=site_id,
+        entity_id=a.entity_id, scope=_SCOPE_NAME[a.scope], kind=_ALERT_KIND[a.kind], severity=_SEVERITY[a.severity],
+        alert_time=timestamp(time_s), threshold=_f(a.threshold),
+        message=f"{a.kind.replace('_', ' ')} on {a.entity_id} cleared", cleared=True)
+
+
 # -- plans ---------------------------------------------------------------------------------------
 
 

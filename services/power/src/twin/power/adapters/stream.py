@@ -3,10 +3,11 @@ committed only after a handler returned, i.e. after its rows were written and it
 
     telemetry.samples.v1 (key rack) ──RackHandler──▶ power.state.v1   rack states (key rack)
                                         │          ├▶ power.racks.v1   the same state, key site (stage 2 input)
-                                        │          ├▶ power.alerts.v1  suspect sensor
+                                        │          ├▶ power.alerts.v1  suspect sensor (raised, cleared)
                                         │          └▶ power_state      rack rows
     power.racks.v1 (key site) ──────SiteHandler──▶ power.state.v1   PDU, UPS group, UPS, transformer, feed, site
                                                    ├▶ power.alerts.v1  over threshold, redundancy, ramp, unpowered
+                                                   │                   (raised, and once ``cleared`` when they end)
                                                    └▶ power_state      aggregate rows
     grid.events.v1 (key event) ─────GridHandler──▶ power.plans.v1   a CurtailmentPlan per curtailment (key site)
 
@@ -46,6 +47,7 @@ from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 from twin.power.adapters import codec
 from twin.power.adapters.codec import CodecError, SiteIndex
+from twin.power.domain.alerts import Alert
 from twin.power.domain.grid import GridEvent, import_limit_at, upsert
 from twin.power.live import RackStage, SiteStage, suspect_alert
 from twin.power.v1 import power_pb2 as pb
@@ -96,7 +98,7 @@ class RackHandler:
         self.index, self.stage, self.producer, self.store = index, stage, producer, store
         self.state_topic, self.racks_topic, self.alerts_topic = state_topic, racks_topic, alerts_topic
         self.stats = stats
-        self.suspect: set[str] = set()
+        self.suspect: dict[str, Alert] = {}   # rack -> its suspect-sensor alert in force (cleared when it ends)
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
@@ -120,12 +122,16 @@ class RackHandler:
             futures.append(await self.producer.enqueue(self.racks_topic, s.site_id, s, ce_id=ce_id(self.racks_topic, s),
                                                        cause=cause.get(s.entity_id)))
         for r in results:
-            if r.suspect and r.rack_id not in self.suspect:
-                a = codec.alert(suspect_alert(r, self.stage.sensor_tolerance), r.site_id, r.time_s)
-                futures.append(await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id,
-                                                           cause=cause.get(r.rack_id)))
-                self.stats.alerts_published += 1
-            (self.suspect.add if r.suspect else self.suspect.discard)(r.rack_id)
+            if r.suspect == (r.rack_id in self.suspect):
+                continue
+            if r.suspect:
+                raised = self.suspect[r.rack_id] = suspect_alert(r, self.stage.sensor_tolerance)
+                a = codec.alert(raised, r.site_id, r.time_s)
+            else:                                # the PDU agrees with the model again: the clear, once
+                a = codec.cleared_alert(self.suspect.pop(r.rack_id), r.site_id, r.time_s)
+            futures.append(await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id,
+                                                       cause=cause.get(r.rack_id)))
+            self.stats.alerts_published += 1
         await _gather(futures)
         self.stats.racks += len(results)
         self.stats.states_published += len(states)
@@ -179,7 +185,7 @@ class SiteHandler:
         self.last_batch = now
         if self.cooling is not None:
             self.stage.set_cooling(*self.cooling())
-        active_before = set(self.stage.active)
+        active_before = dict(self.stage.active)
         res = self.stage.apply(updates)
         if res is None:
             return BatchResult(rejected)
@@ -201,6 +207,7 @@ class SiteHandler:
                   if abs(s.output_power_w - self.published.get(s.entity_id, -1e300)) >= self.min_change_w
                   or s.entity_id not in self.published] + [site]
         alerts = [codec.alert(a, net.site_id, res.time_s) for a in res.new_alerts]
+        alerts += [codec.cleared_alert(a, net.site_id, res.time_s) for a in res.cleared_alerts]
         self.stats.rows_written += await self.store.write(states)
         futures = [await self.producer.enqueue(self.state_topic, s.entity_id, s, ce_id=ce_id(self.state_topic, s))
                    for s in states]

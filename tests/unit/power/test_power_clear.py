@@ -1,0 +1,181 @@
+"""Power alerts that clear: an alert goes out when its condition starts and once more, ``cleared``, when it
+ends (twin.core.alert_state.transitions, SiteStage, the codec and both stream stages, without a broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from twin.core import topics
+from twin.core.alert_state import transitions
+from twin.core.facility import load_facility_spec
+from twin.power.adapters import codec
+from twin.power.adapters.codec import SiteIndex
+from twin.power.domain.alerts import Alert
+from twin.power.live import MEASURED, RackStage, RackUpdate, SiteStage
+from twin.power.site import build_site_model
+from twin.power.v1 import power_pb2 as pb
+
+
+@pytest.fixture(scope="module")
+def su():
+    return build_site_model(load_facility_spec("dgx-h100-su"))
+
+
+def test_transitions_raise_clear_once_and_raise_again():
+    w = {("pdu-1", "over_threshold", "warning"): "w"}
+    c = {("pdu-1", "over_threshold", "critical"): "c"}
+    assert transitions({}, w) == (["w"], [])                     # raised
+    assert transitions(w, w) == ([], [])                          # still in force: nothing
+    assert transitions(w, {}) == ([], ["w"])                      # ended: one clear, with what was raised
+    assert transitions({}, {}) == ([], [])                        # ... and not again
+    assert transitions({}, w) == (["w"], [])                      # the condition comes back: raised again
+    # a warning that became critical is raised again, and is no clear (the entity and kind stay in force)
+    assert transitions(w, c) == (["c"], [])
+    # two severities of one entity and kind at once: one clear when both end, none when only one does
+    both = w | c
+    assert transitions(both, w) == ([], [])
+    assert transitions(both, {}) == ([], ["c"])
+    # other entities and kinds are independent
+    other = {("ups-1", "redundancy_lost", "warning"): "u"}
+    assert transitions(both | other, other) == ([], ["c"])
+    assert transitions(both | other, w) == ([], ["u"])
+
+
+def updates(su, t: float, rack0_w: float) -> list[RackUpdate]:
+    return [RackUpdate(r, t, rack0_w if r == 0 else 30e3, MEASURED) for r in range(su.network.n_racks)]
+
+
+def keys(alerts: list[Alert]) -> list[tuple[str, str, str]]:
+    return sorted((a.entity_id, a.kind, a.severity) for a in alerts)
+
+
+def test_site_stage_clears_a_pdu_back_under_its_threshold(su):
+    stage = SiteStage(su)
+    assert keys(stage.apply(updates(su, 1.0, 30e3)).new_alerts) == []
+    res = stage.apply(updates(su, 2.0, 45e3))                     # pdu-1 at 90 % of its rating
+    assert ("pdu-1", "over_threshold", "warning") in keys(res.new_alerts) and res.cleared_alerts == []
+    res = stage.apply(updates(su, 3.0, 46e3))                     # still over: nothing new, nothing cleared
+    assert (res.new_alerts, res.cleared_alerts) == ([], [])
+    res = stage.apply(updates(su, 4.0, 30e3))                     # back under: cleared once
+    assert res.new_alerts == [] and keys(res.cleared_alerts) == [("pdu-1", "over_threshold", "warning")]
+    assert res.cleared_alerts[0].scope == "pdu"
+    res = stage.apply(updates(su, 5.0, 31e3))                     # ... and not again
+    assert (res.new_alerts, res.cleared_alerts) == ([], [])
+    res = stage.apply(updates(su, 6.0, 45e3))                     # re-raised after the clear
+    assert ("pdu-1", "over_threshold", "warning") in keys(res.new_alerts)
+    res = stage.apply(updates(su, 7.0, 55e3))                     # escalates: critical raised, no clear
+    assert ("pdu-1", "over_threshold", "critical") in keys(res.new_alerts) and res.cleared_alerts == []
+    res = stage.apply(updates(su, 8.0, 30e3))                     # ends: one clear, at the last severity
+    assert keys(res.cleared_alerts) == [("pdu-1", "over_threshold", "critical")]
+
+
+def test_a_ramp_alert_clears_when_the_ramp_ends_not_on_a_same_tick_reevaluation(su):
+    ramp = replace(su, network=replace(su.network, feed_max_ramp_w_per_s=np.array([1e3, 1e3])))
+    stage = SiteStage(ramp)
+    stage.apply(updates(ramp, 1.0, 30e3))
+    res = stage.apply(updates(ramp, 2.0, 35e3))                   # +5 kW in 1 s, feeds allow 2 kW/s
+    assert [a.kind for a in res.new_alerts] == ["ramp_too_fast"]
+    res = stage.apply([RackUpdate(0, 2.0, 35.5e3, MEASURED)])     # same tick, another value: no interval to judge
+    assert (res.new_alerts, res.cleared_alerts) == ([], [])
+    res = stage.apply(updates(ramp, 10.0, 35.5e3))                # steady: the ramp ended
+    assert [(a.entity_id, a.kind) for a in res.cleared_alerts] == [(ramp.network.site_id, "ramp_too_fast")]
+
+
+def test_cleared_alert_on_the_wire_matches_the_alert_it_clears():
+    a = Alert("su1-0002", "rack", "unpowered", "critical", 0.0, 0.0, "rack su1-0002 has no healthy power path")
+    raised = codec.alert(a, "su-h100", 12.0)
+    clear = codec.cleared_alert(a, "su-h100", 12.0)
+    assert (clear.entity_id, clear.scope, clear.kind, clear.severity, clear.site_id) == (
+        raised.entity_id, raised.scope, raised.kind, raised.severity, raised.site_id)
+    assert clear.cleared and not raised.cleared
+    assert clear.alert_id != raised.alert_id                      # a raise and a clear at one time stay distinct
+    assert clear.alert_id == codec.cleared_alert(a, "su-h100", 12.0).alert_id   # a replay repeats the id
+    assert clear.message == "unpowered on su1-0002 cleared"
+    assert pb.PowerAlert.FromString(clear.SerializeToString()).cleared
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    async def enqueue(self, topic, key, msg, **kw):
+        self.sent.append((topic, msg))
+        f = asyncio.get_running_loop().create_future()
+        f.set_result(None)
+        return f
+
+    def alerts(self) -> list[tuple[str, str, bool]]:
+        return [(m.entity_id, pb.AlertKind.Name(m.kind), m.cleared) for t, m in self.sent if t == topics.POWER_ALERTS]
+
+
+class _Store:
+    async def write(self, states):
+        return len(states)
+
+    async def latest(self, site_id, scope):
+        return []
+
+
+async def test_site_handler_publishes_the_clear_once(su):
+    from twin.power.adapters.stream import SiteHandler, StreamStats
+
+    prod = _Producer()
+    index = SiteIndex.of(su.inventory)
+    h = SiteHandler(index, SiteStage(su), prod, _Store(), state_topic=topics.POWER_STATE, alerts_topic=topics.POWER_ALERTS,
+                    stats=StreamStats())
+
+    def batch(t: float, rack0_w: float) -> list:
+        out = []
+        for u in updates(su, t, rack0_w):
+            s = pb.PowerState(site_id=index.site_id, entity_id=su.network.rack_ids[u.rack], scope=pb.POWER_SCOPE_RACK,
+                              input_power_w=u.input_w, source=pb.VALUE_SOURCE_MEASURED)
+            s.state_time.FromSeconds(int(t))
+            out.append(SimpleNamespace(key=index.site_id, message=s))
+        return out
+
+    for t, w in ((1, 30e3), (2, 45e3), (3, 30e3), (4, 30e3), (5, 45e3)):
+        await h(batch(t, w))
+    pdu = [a for a in prod.alerts() if a[0] == "pdu-1"]
+    assert pdu == [("pdu-1", "ALERT_KIND_OVER_THRESHOLD", False), ("pdu-1", "ALERT_KIND_OVER_THRESHOLD", True),
+                   ("pdu-1", "ALERT_KIND_OVER_THRESHOLD", False)]
+    assert h.stats.alerts_published == len(prod.alerts())
+
+
+async def test_rack_handler_clears_a_suspect_sensor_once(su):
+    from twin.power.adapters.stream import RackHandler, StreamStats
+    from twin.telemetry.v1 import telemetry_pb2 as tpb
+
+    prod = _Producer()
+    stage = RackStage(su)
+    index = SiteIndex.of(su.inventory)
+    h = RackHandler(index, stage, prod, _Store(), state_topic=topics.POWER_STATE, racks_topic=topics.POWER_RACKS,
+                    alerts_topic=topics.POWER_ALERTS,
+                    stats=StreamStats())
+    inv = su.inventory
+    rack = inv.racks[3]
+
+    def rec(t: int, pdu_w: float | None) -> SimpleNamespace:
+        b = tpb.RackTelemetryBatch(site_id=index.site_id, rack_id=rack.rack_id, sequence=t, source="test")
+        b.sample_time.FromSeconds(t)
+        for j, node_id in enumerate(inv.node_ids(rack)):
+            n = int(inv.node_gpus[rack.first_node + j])
+            gs = b.nodes.add(node_id=node_id).gpus
+            gs.gpu_index.extend(range(n))
+            gs.tensor_active.extend([0.9] * n)
+            gs.sm_active.extend([0.95] * n)
+            gs.dram_active.extend([0.3] * n)
+        if pdu_w is not None:
+            b.rack.pdu_input_power_w.extend([pdu_w / 3] * 3)
+        return SimpleNamespace(message=tpb.TelemetrySamples(batch=b))
+
+    assert (await h([rec(1, None)])).rejected == []                        # no PDU reading: the model only
+    model = float(stage.modelled_rack_input_w()[3])
+    for t, f in ((2, 1.0), (3, 1.5), (4, 1.5), (5, 1.0), (6, 1.0), (7, 1.5)):
+        assert (await h([rec(t, model * f)])).rejected == []
+    assert [a[2] for a in prod.alerts()] == [False, True, False]           # raised, cleared once, raised again
+    assert {a[:2] for a in prod.alerts()} == {(rack.rack_id, "ALERT_KIND_SUSPECT_SENSOR")}
