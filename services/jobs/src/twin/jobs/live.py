@@ -137,6 +137,16 @@ class RackAlert:
     critical: bool
     received_s: float
     message: str = ""
+    raised_s: float = -math.inf    # the alert's own time (a clear older than it does not remove it)
+
+
+@dataclass(frozen=True)
+class RackClear:
+    """power.alerts.v1 ``cleared``: no alert of this kind on the rack is in force since ``at_s``."""
+
+    entity_id: str
+    kind: str
+    at_s: float
 
 
 @dataclass(frozen=True)
@@ -513,9 +523,22 @@ class JobTwin:
         self._timed_state.pop(("thermal", clear.entity_id), None)
         self._dirty |= self._thermal_jobs(old)
 
-    def add_rack_alert(self, alert: RackAlert) -> None:
+    def add_rack_alert(self, alert: RackAlert | RackClear) -> None:
+        if isinstance(alert, RackClear):
+            self.clear_rack_alert(alert)
+            return
         self.rack_alerts[f"{alert.entity_id}/{alert.kind}"] = alert
         self._dirty |= self._jobs_on(self._by_rack, (alert.entity_id,))
+
+    def clear_rack_alert(self, clear: RackClear) -> None:
+        """The power twin's clear: the rack's alert of that kind (raised no later than the clear) is removed and
+        the jobs on the rack are evaluated again (their power flag goes, published at once)."""
+        key = f"{clear.entity_id}/{clear.kind}"
+        old = self.rack_alerts.get(key)
+        if old is None or old.raised_s > clear.at_s:
+            return
+        del self.rack_alerts[key]
+        self._dirty |= self._jobs_on(self._by_rack, (clear.entity_id,))
 
     def expire(self, now_s: float) -> None:
         ttl = self.settings.alert_ttl_s
@@ -1055,5 +1078,5 @@ def _duration(s: float) -> str:
 
 
 __all__ = ["CapPlan", "CommAnswer", "EventRejected", "Flag", "JobInputs", "JobLive", "JobTwin", "JobView",
-           "LinkHealth", "RackAlert", "Recommendation", "ThermalAlert", "ThermalClear", "TwinSettings",
+           "LinkHealth", "RackAlert", "RackClear", "Recommendation", "ThermalAlert", "ThermalClear", "TwinSettings",
            "call_key"]

@@ -419,9 +419,9 @@ def thermal_alert(msg: cooling_pb2.CoolingAlert, received_s: float):
 
 
 def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
-    """power.alerts.v1 on a rack -> RackAlert (alerts on PDUs, UPSs ... : None; the power twin's plans carry
-    what they mean for GPUs)."""
-    from twin.jobs.live import RackAlert
+    """power.alerts.v1 on a rack -> RackAlert, or RackClear when it is the clear of one (alerts on PDUs, UPSs
+    ... : None; the power twin's plans carry what they mean for GPUs)."""
+    from twin.jobs.live import RackAlert, RackClear
 
     if msg.scope != power_pb2.POWER_SCOPE_RACK or msg.kind == power_pb2.ALERT_KIND_SUSPECT_SENSOR:
         return None
@@ -429,5 +429,8 @@ def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
         raise InvalidMessage("entity_id", "empty")
     kind = power_pb2.AlertKind.Name(msg.kind).removeprefix("ALERT_KIND_").lower() \
         if msg.kind in power_pb2.AlertKind.values() else str(msg.kind)
+    at = seconds(msg.alert_time) if msg.HasField("alert_time") else received_s
+    if msg.cleared:
+        return RackClear(msg.entity_id, kind, at)
     return RackAlert(msg.alert_id or f"{msg.entity_id}/{kind}", msg.entity_id, kind,
-                     msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message)
+                     msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message, raised_s=at)
