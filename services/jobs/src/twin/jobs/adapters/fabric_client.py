@@ -8,6 +8,11 @@ fastest, then CP, then DP, then PP) over the job's GPU ids in ascending order; a
 impaired link first, then evenly spread ones; a synchronous step waits for the slowest instance, so each
 collective's time is the maximum over the instances asked.
 
+MoE expert-parallel dispatch and combine (``moe_dispatch`` / ``moe_combine`` calls, which carry a ``MoeTraffic``)
+are asked of ``EstimateMoe`` instead: one request per chosen EP-group instance (the same choice of instances), one
+case per distinct MoE traffic, the placement being that instance's GPU ids; the fabric twin answers with its MoE
+model (kernel, precision and node-limited routing as the call states) on its live link state.
+
 Failure handling: every RPC has ``timeout_s``; an answer is cached per (GPUs, crossed impaired links, calls) so an
 unchanged job never asks again; when the fabric twin cannot answer (unreachable, deadline, error) the answer is
 ``source="local"`` (the caller falls back to the job twin's own estimate and says so in the state) and the fabric
@@ -28,7 +33,7 @@ import grpc
 
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
-from twin.jobs.domain.comm import CollectiveCall
+from twin.jobs.domain.comm import MOE_COLLECTIVES, CollectiveCall
 from twin.jobs.domain.spec import JobSpec
 from twin.jobs.live import CommAnswer, JobInputs, LinkHealth, call_key
 
@@ -37,6 +42,22 @@ log = logging.getLogger("twin.jobs.fabric")
 _COLLECTIVE = {"all_reduce": fpb.COLLECTIVE_ALL_REDUCE, "all_gather": fpb.COLLECTIVE_ALL_GATHER,
                "reduce_scatter": fpb.COLLECTIVE_REDUCE_SCATTER, "alltoall": fpb.COLLECTIVE_ALLTOALL,
                "send_recv": fpb.COLLECTIVE_SEND_RECV}
+_MOE_KERNEL = {"nccl_alltoall": fpb.MOE_KERNEL_NCCL_ALLTOALL, "deepep_normal": fpb.MOE_KERNEL_DEEPEP_NORMAL,
+               "deepep_low_latency": fpb.MOE_KERNEL_DEEPEP_LOW_LATENCY}
+_MOE_PRECISION = {"fp8": fpb.MOE_PRECISION_FP8, "bf16": fpb.MOE_PRECISION_BF16}
+
+
+def moe_case(call: CollectiveCall) -> fpb.MoeCase:
+    """The ``EstimateMoe`` case of a ``moe_dispatch`` / ``moe_combine`` call: its traffic at its own precision
+    on the phase it times (the other phase at BF16, which every kernel accepts)."""
+    m = call.moe
+    if m is None:
+        raise ValueError(f"{call.collective} is not a MoE call")
+    disp = m.precision if call.collective == "moe_dispatch" else "bf16"
+    comb = m.precision if call.collective == "moe_combine" else "bf16"
+    return fpb.MoeCase(kernel=_MOE_KERNEL[m.kernel], tokens_per_rank=m.tokens, hidden_size=m.hidden, top_k=m.top_k,
+                       num_experts=m.experts, dispatch_precision=_MOE_PRECISION[disp],
+                       combine_precision=_MOE_PRECISION[comb], max_nodes_per_token=m.max_nodes)
 
 
 def stride_of(spec: JobSpec, call: CollectiveCall) -> int:
@@ -145,7 +166,7 @@ class FabricComm:
             return CommAnswer({}, "fabric", "no communication")
         if len(gpus) != world:
             return CommAnswer({}, "local", f"placement has {len(gpus)} known GPU ids for {world} ranks")
-        key = (tuple(gpus), inp.links, tuple(sorted(call_key(c) for c in calls)))
+        key = (tuple(gpus), inp.links, tuple(sorted((call_key(c), c.moe or ()) for c in calls)))
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
@@ -154,35 +175,65 @@ class FabricComm:
         if not self.up:
             return CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
         hot = set(hot_gpus)
-        by_geometry: dict[tuple[int, int], list[CollectiveCall]] = {}
+        by_geometry: dict[tuple[int, int, bool], list[CollectiveCall]] = {}
         for c in calls:
-            by_geometry.setdefault((c.group.n_ranks, stride_of(inp.spec, c)), []).append(c)
-        requests: list[tuple[list[CollectiveCall], fpb.EstimateBatchRequest]] = []
-        for (n, stride), group_calls in by_geometry.items():
+            moe = c.collective in MOE_COLLECTIVES
+            by_geometry.setdefault((c.group.n_ranks, stride_of(inp.spec, c), moe), []).append(c)
+        # (calls, request, time of each call from the response)
+        requests: list[tuple[list[CollectiveCall], object, object]] = []
+        for (n, stride, moe), group_calls in by_geometry.items():
             for ranks in choose(group_instances(world, n, stride), gpus, hot, self.max_groups):
-                requests.append((group_calls, fpb.EstimateBatchRequest(
-                    collectives=[_COLLECTIVE[c.collective] for c in group_calls],
-                    size_bytes=[max(1, int(math.ceil(c.size_bytes))) for c in group_calls],
-                    placement=fpb.Placement(gpus=fpb.GpuList(gpu_ids=[gpus[r] for r in ranks])))))
+                placement = fpb.Placement(gpus=fpb.GpuList(gpu_ids=[gpus[r] for r in ranks]))
+                if moe:
+                    cases = [moe_case(c) for c in group_calls]
+                    requests.append((group_calls, fpb.EstimateMoeRequest(cases=cases, placement=placement),
+                                     _moe_times(group_calls)))
+                else:
+                    requests.append((group_calls, fpb.EstimateBatchRequest(
+                        collectives=[_COLLECTIVE[c.collective] for c in group_calls],
+                        size_bytes=[max(1, int(math.ceil(c.size_bytes))) for c in group_calls],
+                        placement=placement), _batch_times))
         stub = self.stub()
+
+        def rpc(req):
+            method = stub.EstimateMoe if isinstance(req, fpb.EstimateMoeRequest) else stub.EstimateBatch
+            return method(req, timeout=self.timeout_s, metadata=self._metadata())
+
         try:
-            responses = await asyncio.wait_for(asyncio.gather(*(
-                stub.EstimateBatch(req, timeout=self.timeout_s, metadata=self._metadata()) for _, req in requests)),
-                self.timeout_s * 1.5)
+            responses = await asyncio.wait_for(asyncio.gather(*(rpc(req) for _, req, _ in requests)),
+                                               self.timeout_s * 1.5)
         except (TimeoutError, grpc.aio.AioRpcError, OSError) as exc:
             self._failed(exc)
             return CommAnswer({}, "local", self.last_error, retry=True)
         self.calls += len(requests)
         table: dict = {}
-        for (group_calls, _), resp in zip(requests, responses, strict=True):
-            for c, est in zip(group_calls, resp.estimates, strict=True):
-                if not math.isfinite(est.time_s):  # no bandwidth left on a crossed link: not a step time
+        for (group_calls, _, times_of), resp in zip(requests, responses, strict=True):
+            times = times_of(resp)
+            if len(times) != len(group_calls):
+                return CommAnswer({}, "local", f"the fabric twin answered {len(times)} estimates for "
+                                  f"{len(group_calls)} questions")
+            for c, time_s in zip(group_calls, times, strict=True):
+                if not math.isfinite(time_s):  # no bandwidth left on a crossed link: not a step time
                     return CommAnswer({}, "local", f"the fabric twin answered a non-finite time for {c.collective} "
                                       f"over {c.group.n_ranks} ranks (no bandwidth left on a crossed link)")
                 k = call_key(c)
-                table[k] = max(table.get(k, 0.0), est.time_s)
+                table[k] = max(table.get(k, 0.0), time_s)
         answer = CommAnswer(table, "fabric", f"{len(requests)} communicator(s) timed by the fabric twin")
         self._cache[key] = answer
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return answer
+
+
+def _batch_times(resp: fpb.EstimateBatchResponse) -> list[float]:
+    return [est.time_s for est in resp.estimates]
+
+
+def _moe_times(group_calls: list[CollectiveCall]):
+    """Each MoE call's time from an ``EstimateMoe`` answer: a dispatch call reads its case's dispatch time, a
+    combine call its case's combine time (one case per call, so every call's own precision is asked)."""
+    def times(resp: fpb.EstimateMoeResponse) -> list[float]:
+        return [est.dispatch_time_s if c.collective == "moe_dispatch" else est.combine_time_s
+                for c, est in zip(group_calls, resp.estimates, strict=False)]
+
+    return times

@@ -34,7 +34,8 @@ A comment with no known key is free text, not a spec. Keys:
 * parallelism: ``tp pp dp cp ep vp sequence_parallel (sp) data_parallel`` (ddp | zero1 | fsdp); ``dp``
   defaults to n_gpus / (tp pp cp)
 * training: ``micro_batch (mbs) global_batch (gbs) precision`` (bf16 | fp8) ``recompute`` (none | selective | op
-  | full) ``attention_kernel`` (flash2 | cudnn | unfused) ``kernels`` (fused | eager)
+  | full) ``attention_kernel`` (flash2 | cudnn | unfused) ``kernels`` (fused | eager) ``moe_kernel``
+  (nccl_alltoall | deepep_normal | deepep_low_latency)
 * placement: ``gpu`` (H100-SXM, A100-80GB, H200, H800, B200, GB200, GB300 ...) ``n_gpus``
 * attributes (kept as text on the events): ``priority owner checkpoint_interval_s checkpoint_bytes
   checkpoint_s restart_s framework model``
@@ -81,12 +82,12 @@ PARALLEL_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "cp": "cp", "ep": "ep", "vp
                  "data_parallel": "data_parallel"}
 TRAINING_KEYS = {"micro_batch": "micro_batch", "mbs": "micro_batch", "global_batch": "global_batch",
                  "gbs": "global_batch", "precision": "precision", "recompute": "recompute",
-                 "attention_kernel": "attention_kernel", "kernels": "kernels"}
+                 "attention_kernel": "attention_kernel", "kernels": "kernels", "moe_kernel": "moe_kernel"}
 PLACEMENT_KEYS = ("gpu", "n_gpus")
 ATTRIBUTE_KEYS = ("priority", "owner", "checkpoint_interval_s", "checkpoint_bytes", "checkpoint_s", "restart_s",
                   "framework", "model")
 _BOOL_FIELDS = {"gated_ffn", "sequence_parallel"}
-_STR_FIELDS = {"data_parallel", "precision", "recompute", "attention_kernel", "kernels"}
+_STR_FIELDS = {"data_parallel", "precision", "recompute", "attention_kernel", "kernels", "moe_kernel"}
 _REQUIRED_MODEL = ("layers", "hidden", "ffn_hidden", "heads", "vocab", "seq_len")
 
 _STATE_EVENTS = {

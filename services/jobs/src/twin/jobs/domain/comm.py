@@ -24,6 +24,14 @@ Built-in estimate (``LinkModel``), per GPU and direction, NCCL's algorithms redu
 * latency: NCCL's Simple-protocol base (8.4 us, tuning.cc) plus, across domains, 2 log2(domains) network steps
   of 14 us (NCCL tree/NVLS-tree network latency, tuning.cc hwLat NET Simple).
 
+MoE expert-parallel traffic (``moe_dispatch`` / ``moe_combine`` calls, each carrying its ``MoeTraffic``): the live
+service asks the fabric twin's ``EstimateMoe`` for the job's EP group (NCCL all-to-all, DeepEP normal or
+low-latency kernels, node-limited routing). The built-in fallback times every kernel as NCCL's all-to-all of the
+per-(token, expert) copies, ``size_bytes`` = tokens x top-k x bytes per token (what Megatron's all-to-all
+dispatcher and DeepEP's low-latency kernels send; DeepEP's normal kernels send a token once per remote NVLink
+domain, so for them the fallback is an upper bound -- the fabric twin models the de-duplication, the job twin's
+own estimate does not).
+
 ``degrade`` (0..1] scales the network bandwidth: a failed or congested uplink on the job's path, as the fabric
 twin reports it; 1 = healthy.
 """
@@ -35,9 +43,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .hardware import GpuSpec
+from .spec import MOE_KERNELS
 
-COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "send_recv")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall", "send_recv", "moe_dispatch", "moe_combine")
+MOE_COLLECTIVES = ("moe_dispatch", "moe_combine")
 KINDS = ("tp", "cp", "dp", "ep", "pp")
+#: FP8 activations carry one FP32 scale per 128-element block (DeepSeek-V3 technical report, arXiv 2412.19437,
+#: sec. 3.3: 1x128 activation tiles; DeepEP passes FP8 as data + scale factors)
+FP8_SCALE_BLOCK = 128
+FP8_SCALE_BYTES = 4.0
 
 #: NCCL Simple-protocol base latency, us (src/graph/tuning.cc baseLat, ring/tree Simple)
 BASE_LATENCY_US = 8.4
@@ -65,6 +79,45 @@ class CommGroup:
         return -(-self.n_ranks // self.ranks_per_domain)
 
 
+def moe_bytes_per_token(hidden: int, precision: str) -> float:
+    """Bytes of one token's hidden vector on the wire: BF16 2 per element; FP8 1 per element + its scales."""
+    if precision == "fp8":
+        return float(hidden) + FP8_SCALE_BYTES * math.ceil(hidden / FP8_SCALE_BLOCK)
+    return 2.0 * hidden
+
+
+@dataclass(frozen=True)
+class MoeTraffic:
+    """One MoE dispatch or combine of an EP group: ``tokens`` per rank, hidden size, top-k of ``experts`` routed
+    experts over the group, wire precision, kernel, and node-limited routing (``max_nodes`` per token, 0 = none)."""
+
+    kernel: str
+    tokens: int
+    hidden: int
+    top_k: int
+    experts: int
+    precision: str = "bf16"
+    max_nodes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kernel not in MOE_KERNELS:
+            raise ValueError(f"kernel must be one of {MOE_KERNELS}, got {self.kernel!r}")
+        if self.precision not in ("bf16", "fp8"):
+            raise ValueError(f"precision must be bf16 or fp8, got {self.precision!r}")
+        for name in ("tokens", "hidden", "top_k", "experts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.top_k > self.experts:
+            raise ValueError(f"top_k={self.top_k} exceeds experts={self.experts}")
+        if self.max_nodes < 0:
+            raise ValueError("max_nodes must be >= 0")
+
+    @property
+    def logical_bytes(self) -> float:
+        """tokens x top-k x bytes per token: the per-(token, expert) copies a rank sends."""
+        return float(self.tokens) * self.top_k * moe_bytes_per_token(self.hidden, self.precision)
+
+
 @dataclass(frozen=True)
 class CollectiveCall:
     """One collective of a step: ``kind`` (tp/cp/dp/ep/pp), NCCL collective, buffer bytes (nccl-tests "size"
@@ -75,8 +128,11 @@ class CollectiveCall:
     collective: str
     size_bytes: float
     group: CommGroup
+    moe: MoeTraffic | None = None  # set exactly for moe_dispatch / moe_combine
 
     def __post_init__(self) -> None:
+        if (self.moe is not None) != (self.collective in MOE_COLLECTIVES):
+            raise ValueError(f"{self.collective}: a MoeTraffic is required for, and only for, {MOE_COLLECTIVES}")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.collective not in COLLECTIVES:
@@ -137,7 +193,7 @@ class LinkModel:
                 bw_s = min(s * (n + 1.0) / n / (nvl * self.nvls_efficiency), 2.0 * frac * s / nvl)
             else:
                 bw_s = (2.0 if c == "all_reduce" else 1.0) * frac * s / nvl
-        elif c == "alltoall":
+        elif c in ("alltoall", "moe_dispatch", "moe_combine"):
             bw_s = max(s * (r - 1.0) / n / (nvl * P2P_EFFICIENCY), s * (n - r) / n / nic if multi else 0.0)
             if multi:
                 lat += (n - r) * 1e-6  # NCCL proxy post per remote peer (tuning.cc getNetOverhead, 1 us)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 RECOMPUTE_MODES = ("none", "selective", "op", "full")
 #: attention kernels the step model knows (efficiencies in ``step.ATTENTION_EFFICIENCY``)
 ATTENTION_KERNELS = ("flash2", "cudnn", "unfused")
+#: MoE token dispatch/combine kernels (the fabric twin's EstimateMoe kernels; see ``comm.MoeTraffic``)
+MOE_KERNELS = ("nccl_alltoall", "deepep_normal", "deepep_low_latency")
 
 
 class JobSpecError(ValueError):
@@ -156,9 +158,14 @@ class TrainingSetup:
     #: fraction of GEMM FLOPs run in FP8 when precision == "fp8" (the LM head stays in BF16 in Transformer
     #: Engine and torchao float8; set below 1 to keep more layers in BF16)
     fp8_gemm_share: float = 1.0
+    #: MoE expert-parallel dispatch/combine kernel: Megatron-Core's all-to-all token dispatcher over NCCL (the one
+    #: its MoE guide recommends with expert parallelism) unless the job says DeepEP (the "flex" dispatcher)
+    moe_kernel: str = "nccl_alltoall"
 
     def __post_init__(self) -> None:
         _positive(self, ("micro_batch", "global_batch"))
+        if self.moe_kernel not in MOE_KERNELS:
+            raise JobSpecError("moe_kernel", f"must be one of {MOE_KERNELS}, got {self.moe_kernel!r}")
         if self.precision not in ("bf16", "fp8"):
             raise JobSpecError("precision", f"must be bf16 or fp8, got {self.precision!r}")
         if self.recompute not in RECOMPUTE_MODES:

@@ -27,7 +27,8 @@ with m = micro-batches per pipeline per step. Compute per micro-batch on one GPU
   which recomputes attention in its backward anyway.
 
 Communication: the collectives of ``comm`` per micro-batch (TP all-gather/reduce-scatter or all-reduce per
-layer, CP key/value exchange, EP all-to-all dispatch/combine, PP send/recv) and per step (DP gradient
+layer, CP key/value exchange, EP dispatch + combine per MoE layer (``moe_calls``: forward pair, repeated by
+the backward and a full recomputation; tokens per rank, precision and kernel as stated there), PP send/recv) and per step (DP gradient
 reduce-scatter / all-reduce and parameter all-gather; FSDP gathers parameters for forward and backward of
 every micro-batch), each timed by the injected ``CommTimer``. Exposed = raw - min(raw x overlap, window),
 where ``overlap`` is the framework's stated overlap fraction (``spec.Overlap``) and the window is the compute
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .comm import CollectiveCall, CommTimer, LinkModel, group_for
+from .comm import CollectiveCall, CommTimer, LinkModel, MoeTraffic, group_for
 from .flops import model_flops_per_token
 from .hardware import (
     HBM_EFFICIENCY,
@@ -233,6 +234,43 @@ def gemm_time_s(gpu: GpuSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray, fp8: 
     return np.maximum(t_compute, t_memory)
 
 
+def moe_tokens_per_rank(job: JobSpec) -> int:
+    """Tokens one EP rank routes per micro-batch: micro_batch x seq_len / (tp x cp) with sequence parallelism
+    (Megatron-Core's token dispatcher notation: num_local_tokens = S/TP x B, the MoE layer's input being the
+    sequence-parallel shard; Megatron-LM requires sequence parallelism for MoE with TP > 1), micro_batch x
+    seq_len / cp without it (each TP rank then holds the whole CP shard). Rounded up, at least 1."""
+    p = job.parallel
+    shard = p.cp * (p.tp if (p.tp > 1 and p.sequence_parallel) else 1)
+    return max(1, -(-job.training.micro_batch * job.model.seq_len // shard))
+
+
+def moe_calls(job: JobSpec, gpus_per_domain: int) -> tuple[CollectiveCall, CollectiveCall]:
+    """The forward dispatch and combine of one MoE layer for one micro-batch, over the EP group (``ep`` ranks
+    ``tp`` apart). Dispatch precision: FP8 when the job trains in FP8 (DeepSeek-V3 sec. 3.3.4 quantizes the
+    activations before the MoE up-projections to FP8 for dispatch), else BF16; combine always BF16 (DeepSeek-V3
+    keeps combine in BF16; DeepEP combines in BF16 only)."""
+    m, p = job.model, job.parallel
+    group = group_for(p.ep, p.tp, gpus_per_domain)
+    tokens = moe_tokens_per_rank(job)
+    kernel = job.training.moe_kernel
+    disp = MoeTraffic(kernel, tokens, m.hidden, m.moe_topk, m.moe_experts,
+                      "fp8" if job.training.precision == "fp8" else "bf16")
+    comb = MoeTraffic(kernel, tokens, m.hidden, m.moe_topk, m.moe_experts, "bf16")
+    return (CollectiveCall("ep", "moe_dispatch", disp.logical_bytes, group, disp),
+            CollectiveCall("ep", "moe_combine", comb.logical_bytes, group, comb))
+
+
+def ep_layer_s(job: JobSpec, comm_time: CommTimer, gpus_per_domain: int) -> float:
+    """Dispatch + combine of one MoE layer's forward for one micro-batch (0 without expert parallelism). The
+    backward runs the same pair again on the gradients (the combine's gradient travels the dispatch's way, in FP8
+    under the FP8 recipe -- DeepSeek-V3 sec. 3.3.4 quantizes the activation gradient before the down-projection --
+    and the dispatch's gradient travels back in BF16), and a full recomputation repeats the forward pair: the
+    step model multiplies this by 2 (+1)."""
+    if not job.model.is_moe or job.parallel.ep <= 1:
+        return 0.0
+    return float(sum(comm_time(c) for c in moe_calls(job, gpus_per_domain)))
+
+
 def _exposed(raw: float, overlap: float, window: float) -> float:
     return raw - min(raw * overlap, max(window, 0.0))
 
@@ -359,8 +397,7 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         raw["cp"] = layers * (3.0 + full) * timed("cp", "all_gather", kv_chunk * cp, cp, tp)
         exposed["cp"] = _exposed(raw["cp"], ov.cp, attn_mb)
     if m_.is_moe and ep > 1:
-        dispatch = tok * k_top * h * ACT_BYTES / (tp if p.sequence_parallel else 1)
-        raw["ep"] = layers * 2.0 * (2.0 + full) * timed("ep", "alltoall", dispatch, ep, tp)
+        raw["ep"] = layers * (2.0 + full) * ep_layer_s(job, comm_time, dom)
         exposed["ep"] = _exposed(raw["ep"], ov.ep, layers * expert_gemm_fwd * 3.0)
     t_mb = gemm_mb + attn_mb + mem_mb + exposed["tp"] + exposed["cp"] + exposed["ep"]
 
