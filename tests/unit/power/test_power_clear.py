@@ -179,3 +179,19 @@ async def test_rack_handler_clears_a_suspect_sensor_once(su):
         assert (await h([rec(t, model * f)])).rejected == []
     assert [a[2] for a in prod.alerts()] == [False, True, False]           # raised, cleared once, raised again
     assert {a[:2] for a in prod.alerts()} == {(rack.rack_id, "ALERT_KIND_SUSPECT_SENSOR")}
+
+
+def test_the_console_and_the_stack_screen_show_a_power_clear_as_cleared():
+    from twin.console.adapters import codec as console
+    from twin.core.stack_services import AlertTail
+
+    a = Alert("pdu-1", "pdu", "over_threshold", "warning", 45e3, 40e3, "pdu-1 carries 45.0 kW, 90% of its rating")
+    raised, clear = codec.alert(a, "su-h100", 1_790_000_000.0), codec.cleared_alert(a, "su-h100", 1_790_000_060.0)
+    assert console.power_alert(raised)["cleared"] is False
+    event = console.power_alert(clear)
+    assert event["cleared"] is True and (event["entity"], event["kind"], event["severity"]) == (
+        "pdu-1", "over_threshold", "warning")
+    assert AlertTail.describe(topics.POWER_ALERTS, raised).endswith(
+        "power   warning pdu-1: pdu-1 carries 45.0 kW, 90% of its rating")
+    assert AlertTail.describe(topics.POWER_ALERTS, clear).endswith(
+        "power   cleared pdu-1: over threshold on pdu-1 cleared")

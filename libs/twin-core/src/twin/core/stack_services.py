@@ -154,8 +154,9 @@ class AlertTail:
             severity = type(msg).DESCRIPTOR.fields_by_name["severity"].enum_type.values_by_number.get(msg.severity)
             severity = severity.name.removeprefix("SEVERITY_").lower() if severity else ""
         text = getattr(msg, "message", "") or ""
-        if getattr(msg, "cleared", False):   # the condition ended (cooling.alerts.v1 sends it once)
-            severity, text = "cleared", f"no longer: {text}"
+        if getattr(msg, "cleared", False):   # the condition ended (cooling and power alerts send it once)
+            severity = "cleared"
+            text = text if text.endswith(" cleared") else f"no longer: {text}"
         return f"{when} {topic.name.split('.')[0]:<7} {severity + ' ' if severity else ''}{who}: {text}".rstrip()
 
     async def run(self, stop: Any) -> None:

@@ -66,7 +66,7 @@ def power_alert(m: ppb.PowerAlert) -> dict[str, Any]:
     return {"type": "alert", "src": "power", "id": m.alert_id, "t": _t(m.alert_time), "entity": m.entity_id,
             "scope": _enum(ppb.PowerScope, m.scope, "POWER_SCOPE_"), "kind": _enum(ppb.AlertKind, m.kind, "ALERT_KIND_"),
             "severity": _enum(ppb.Severity, m.severity, "SEVERITY_"), "value": num(m.value),
-            "threshold": num(m.threshold), "message": m.message}
+            "threshold": num(m.threshold), "message": m.message, "cleared": bool(m.cleared)}
 
 
 def power_plan(m: ppb.CurtailmentPlan) -> dict[str, Any]:
