@@ -33,6 +33,11 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   by their published NICs; otherwise the GPU's reference design (one 400 Gb/s NIC per GPU; 200 Gb/s on A100),
   listed as an assumption.
 
+* MoE: the EP dispatcher from the note ("DeepEP" -> DeepEP's normal kernels, "low-latency" -> its low-latency
+  ones), else NCCL all-to-all (Megatron-Core's alltoall dispatcher), listed as an assumption. Offline the EP
+  term is the job twin's own estimate (NCCL all-to-all of the per-(token, expert) copies): the fabric twin's MoE
+  model answers only over gRPC in the live service (``twin.core.importrules`` forbids importing it here).
+
 Every assumption a row needed is printed with it.
 """
 
@@ -241,10 +246,18 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
                 assumptions.append("activation recompute not stated: none (Megatron-Core/NeMo default)")
         else:
             return None, f"framework {row.get('framework')!r} not recognised (its software facts are unknown)"
+        moe_kernel = "nccl_alltoall"
+        if ep > 1:
+            if "deepep" in low:
+                moe_kernel = "deepep_low_latency" if "low-latency" in low or "low latency" in low else "deepep_normal"
+            else:
+                assumptions.append("EP dispatcher not stated: NCCL all-to-all (Megatron-Core alltoall dispatcher)")
+            assumptions.append("EP dispatch/combine from the job twin's own estimate (the fabric twin's MoE model "
+                               "is asked online only: services do not import each other)")
         par = Parallelism(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vp=vp, **par_kw)
         training = TrainingSetup(micro_batch=mb, global_batch=gbs, precision=precision, recompute=recompute,
                                  attention_kernel=kernel, overlap=overlap, kernels=kernels,
-                                 sequence_first=sequence_first)
+                                 sequence_first=sequence_first, moe_kernel=moe_kernel)
         job = JobSpec(shape, par, training, gpu=gpu.key, n_gpus=n_gpus)
     except (JobSpecError, ValueError) as exc:
         return None, f"cannot build the job: {exc}"
@@ -316,6 +329,7 @@ def summarize(rows: Iterable[dict[str, str]]) -> dict:
         p = job.parallel
         results.append({
             "row": i, "model": case["model"], "family": case["family"], "gpu": case["gpu"],
+            "kind": "moe" if job.model.is_moe else "dense",
             "framework": case["framework"], "n_gpus": job.n_gpus, "precision": job.training.precision,
             "layout": f"tp{p.tp} pp{p.pp} dp{p.dp} cp{p.cp} ep{p.ep} vp{p.vp}",
             "metric": case["metric"], "measured": case["measured"], "predicted": value,
@@ -336,7 +350,7 @@ def summarize(rows: Iterable[dict[str, str]]) -> dict:
             "median_abs_pct_error": overall["median_abs_pct_error"],
             "p90_abs_pct_error": overall["p90_abs_pct_error"], "worst_ratio": overall["worst_ratio"],
             "by_gpu": grouped("gpu"), "by_family": grouped("family"), "by_framework": grouped("framework"),
-            "by_metric": grouped("metric"), "results": results}
+            "by_metric": grouped("metric"), "by_kind": grouped("kind"), "results": results}
 
 
 def format_report(report: dict) -> str:
@@ -353,7 +367,7 @@ def format_report(report: dict) -> str:
                  f"{report['median_abs_pct_error']:.1f} %  p90 |err| {report['p90_abs_pct_error']:.1f} %  "
                  f"worst ratio {report['worst_ratio']:.2f}x")
     for title, key in (("by GPU", "by_gpu"), ("by model family", "by_family"), ("by framework", "by_framework"),
-                       ("by metric", "by_metric")):
+                       ("by metric", "by_metric"), ("by model kind (dense / MoE)", "by_kind")):
         lines.append(title + ":")
         for name, st in report[key].items():
             lines.append(f"  {name:<22} n={st['n']:<3} median {st['median_abs_pct_error']:6.1f} %  "
