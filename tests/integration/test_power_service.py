@@ -346,6 +346,63 @@ async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_what
         assert cap.mean_sm_clock_after_mhz < cap.mean_sm_clock_before_mhz
 
 
+async def test_alerts_clear_once_when_their_condition_ends(kafka_bootstrap, fresh_database, facility_file,
+                                                          unique_topic):
+    """A full-load tick raises alerts (PDUs and UPSs above 80 % of their rating, the UPS bus without a spare,
+    rack 3's PDU disagreeing with the model); an idle tick after it ends every one of them: each entity and
+    kind gets exactly one clear (``cleared``, same scope, kind and a severity it was raised with)."""
+    from twin.power.domain.alerts import power_alerts
+
+    cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"power-it-{uuid.uuid4().hex[:8]}")
+    await ensure(cfg, kafka_bootstrap)
+    busy = Load(facility_file, t=time.time())
+    idle = Load(facility_file, t=busy.t + 1)
+    for a in (idle.tensor, idle.sm, idle.dram):
+        a[:] = 0.0
+    idle.measured_gpu[:] = np.nan
+    idle.pdu[:] = np.nan                         # no PDU readings: nothing for a sensor to disagree with
+    m = idle.model
+    idle.tick = site_tick(m.gpu, m.layout, m.network, tensor_active=idle.tensor, sm_active=idle.sm,
+                          dram_active=idle.dram)
+    net = m.network
+    raised_by_domain = {(a.entity_id, a.kind) for a in power_alerts(net, busy.tick.chain)}
+    assert {("ups-1", "over_threshold"), ("pdu-3", "over_threshold")} <= raised_by_domain   # what the test relies on
+    assert power_alerts(net, idle.tick.chain) == []                                          # idle: nothing in force
+    expected = raised_by_domain | {("su1-0003", "suspect_sensor")}
+
+    def alerts(recs) -> list[pb.PowerAlert]:
+        return [pb.PowerAlert.FromString(r.value) for r in recs]
+
+    def key(a: pb.PowerAlert) -> tuple[str, str]:
+        return a.entity_id, pb.AlertKind.Name(a.kind).removeprefix("ALERT_KIND_").lower()
+
+    async with Running(PowerApp(cfg)):
+        await send_load(kafka_bootstrap, cfg, busy)
+        await read_until(kafka_bootstrap, cfg.alerts_topic,
+                         lambda rs: {key(a) for a in alerts(rs) if not a.cleared} >= expected)
+        await send_load(kafka_bootstrap, cfg, idle)
+        await read_until(kafka_bootstrap, cfg.state_topic, lambda rs: any(
+            s.scope == pb.POWER_SCOPE_SITE and s.input_power_w == pytest.approx(idle.tick.chain.site_w, rel=1e-9)
+            for s in states(rs)))
+        recs = await read_until(kafka_bootstrap, cfg.alerts_topic,
+                                lambda rs: {key(a) for a in alerts(rs) if a.cleared} >= expected)
+        await asyncio.sleep(1.0)                 # anything sent twice would be there by now
+        got = alerts(await read_to_end(kafka_bootstrap, cfg.alerts_topic))
+    raised = [a for a in got if not a.cleared]
+    cleared = [a for a in got if a.cleared]
+    assert {key(a) for a in raised} == {key(a) for a in cleared} == expected
+    assert sorted(key(a) for a in cleared) == sorted(expected)                  # one clear each, none twice
+    by_key = {}
+    for a in raised:
+        by_key.setdefault(key(a), set()).add((a.scope, a.severity))
+    for c in cleared:
+        assert (c.scope, c.severity) in by_key[key(c)], c
+        assert c.alert_time.ToNanoseconds() == int(idle.t * 1e9) and c.message.endswith(" cleared")
+    assert len({a.alert_id for a in got}) == len(got)
+    assert [r.key.decode() for r in recs if pb.PowerAlert.FromString(r.value).cleared] == [
+        c.entity_id for c in alerts(recs) if c.cleared]                      # keyed by entity, like the alert
+
+
 def _ts(t: float):
     from google.protobuf.timestamp_pb2 import Timestamp
 
