@@ -187,3 +187,25 @@ def test_without_the_fabric_twin_the_ep_term_falls_back_to_the_own_estimate() ->
     d, c = moe_calls(job, 8)
     expect = job.micro_batches * job.model.layers * 2.0 * (own(job)(d) + own(job)(c))
     assert live.prediction.raw_comm_s["ep"] == pytest.approx(expect)
+
+
+# -- validation: --fabric asks a running fabric twin for the MoE rows on its hardware ----------------------------
+def test_validate_takes_moe_rows_from_the_fabric_twin_only_on_its_hardware() -> None:
+    from twin.jobs.validate import FabricMoe, default_csv_path, load_rows, summarize
+
+    rows = [r for r in load_rows(default_csv_path()) if (r.get("ep") or "1") not in ("", "1")]
+    assert rows, "the public CSV has MoE rows"
+    a100 = dict(rows[0], gpu="A100-80GB", precision="bf16")  # same row on other hardware: own estimate
+
+    async def body(target: str):
+        return await asyncio.to_thread(summarize, rows + [a100], FabricMoe(target, "dgx-h100-su"))
+
+    with_fabric = asyncio.run(_with_fabric(body))
+    own_only = summarize(rows + [a100])
+    for got, ref in zip(with_fabric["results"], own_only["results"], strict=True):
+        from_fabric = any("fabric twin's EstimateMoe" in a for a in got["assumptions"])
+        assert from_fabric == (got["gpu"] == "H100-SXM"), got["assumptions"]
+        if from_fabric:  # the fabric twin's NCCL model differs from the own estimate: the EP term changed
+            assert got["exposed_comm_s"]["ep"] != pytest.approx(ref["exposed_comm_s"]["ep"], rel=1e-6)
+        else:
+            assert got["exposed_comm_s"]["ep"] == pytest.approx(ref["exposed_comm_s"]["ep"])

@@ -1,6 +1,6 @@
 """Accuracy report of the step-time model against published training throughputs.
 
-    python -m twin.jobs.validate [CSV] [--json]
+    python -m twin.jobs.validate [CSV] [--json] [--fabric HOST:PORT [--fabric-facility NAME]]
 
 Default CSV: ``training_public.csv`` in the shared validation folder (``twin.core.validation_data``). Any CSV
 with the same columns works. ``--json`` prints ``{rows, skipped, median_abs_pct_error, p90_abs_pct_error,
@@ -33,6 +33,11 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   by their published NICs; otherwise the GPU's reference design (one 400 Gb/s NIC per GPU; 200 Gb/s on A100),
   listed as an assumption.
 
+* ``--fabric HOST:PORT``: MoE rows whose GPU model and per-GPU NIC rate match the fabric twin's facility
+  (``--fabric-facility``, default dgx-h100-su; e.g. a gRPC-only fabric twin: ``FABRIC_CONSUME=0 python -m
+  twin.fabric``) take their EP dispatch/combine from its ``EstimateMoe`` (EP group = ``ep`` ranks ``tp`` apart
+  from GPU 0 of the healthy fabric); every other collective and every other row stay on the own estimate, and
+  each row says which it used.
 * MoE: the EP dispatcher from the note ("DeepEP" -> DeepEP's normal kernels, "low-latency" -> its low-latency
   ones), else NCCL all-to-all (Megatron-Core's alltoall dispatcher), listed as an assumption. Offline the EP
   term is the job twin's own estimate (NCCL all-to-all of the per-(token, expert) copies): the fabric twin's MoE
@@ -50,6 +55,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 from twin.core.validation_data import validation_dir
@@ -282,9 +288,56 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             "framework": fw, "model": name, "assumptions": assumptions}, None
 
 
-def predicted_metric(case: dict) -> tuple[float, object]:
+class FabricMoe:
+    """EP dispatch/combine of a row from a running fabric twin's ``EstimateMoe`` (gRPC), for rows on its hardware."""
+
+    def __init__(self, target: str, facility: str = "dgx-h100-su", timeout_s: float = 10.0) -> None:
+        from twin.core.facility import load_facility_spec
+
+        spec = load_facility_spec(facility)
+        node = next(iter(spec.node_types.values()))
+        self.gpu = gpu_spec(node.gpu_model).key
+        self.nic_Gbps = spec.fabric.nic_gbps * node.nics / node.gpus
+        self.domain = node.nvlink_domain_gpus
+        self.target, self.facility, self.timeout_s = target, facility, timeout_s
+
+    def matches(self, case: dict) -> bool:
+        job: JobSpec = case["job"]
+        nic = case["nic_Gbps"] if case["nic_Gbps"] is not None else gpu_spec(job.gpu).nic_Gbps
+        return job.model.is_moe and job.parallel.ep > 1 and job.gpu == self.gpu and abs(nic - self.nic_Gbps) < 1e-6
+
+    def timer(self, case: dict):
+        """A CommTimer: the fabric twin's answer for the row's MoE calls, the own estimate for the rest."""
+        from twin.fabric.v1 import fabric_pb2 as fpb
+        from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
+        from twin.jobs.adapters.fabric_client import moe_case
+        from twin.jobs.domain.comm import LinkModel
+        from twin.jobs.domain.step import moe_calls
+
+        job: JobSpec = case["job"]
+        p = job.parallel
+        calls = moe_calls(job, self.domain)
+        with grpc.insecure_channel(self.target) as channel:
+            resp = fpb_grpc.FabricSimulationServiceStub(channel).EstimateMoe(fpb.EstimateMoeRequest(
+                cases=[moe_case(c) for c in calls],
+                placement=fpb.Placement(gpus=fpb.GpuList(gpu_ids=[p.tp * r for r in range(p.ep)]))),
+                timeout=self.timeout_s)
+        table = {(c.collective, c.size_bytes): (e.dispatch_time_s if c.collective == "moe_dispatch"
+                                                else e.combine_time_s)
+                 for c, e in zip(calls, resp.estimates, strict=True)}
+        own = LinkModel.for_gpu(gpu_spec(job.gpu), case["nic_Gbps"]).time_s
+
+        def timer(call) -> float:
+            t = table.get((call.collective, call.size_bytes)) if call.moe is not None else None
+            return own(call) if t is None else t
+
+        return timer
+
+
+def predicted_metric(case: dict, fabric: FabricMoe | None = None) -> tuple[float, object]:
     job: JobSpec = case["job"]
-    pred = predict_step(job, nic_Gbps=case["nic_Gbps"])
+    timer = fabric.timer(case) if fabric is not None and fabric.matches(case) else None
+    pred = predict_step(job, timer, nic_Gbps=case["nic_Gbps"])
     if case["metric"] == "tokens_per_s_per_gpu":
         return pred.tokens_per_s_per_gpu, pred
     if case["convention"] == "llm_foundry" and case["params"]:
@@ -311,16 +364,25 @@ def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[s
             "p90_abs_pct_error": float(np.percentile(ape, 90)), "worst_ratio": float(np.max(np.maximum(p / m, m / p)))}
 
 
-def summarize(rows: Iterable[dict[str, str]]) -> dict:
+def summarize(rows: Iterable[dict[str, str]], fabric: FabricMoe | None = None) -> dict:
     results, skipped = [], []
     for i, row in enumerate(rows):
         case, reason = row_job(row)
+        if case is not None and fabric is not None and case["job"].model.is_moe and case["job"].parallel.ep > 1:
+            own_note = [a for a in case["assumptions"] if a.startswith("EP dispatch/combine from")]
+            if fabric.matches(case):
+                for a in own_note:
+                    case["assumptions"].remove(a)
+                case["assumptions"].append(f"EP dispatch/combine from the fabric twin's EstimateMoe at "
+                                           f"{fabric.target} ({fabric.facility})")
+            else:
+                case["assumptions"].append(f"fabric twin's facility {fabric.facility} is other hardware: own estimate")
         if case is None:
             skipped.append({"row": i, "model": row.get("model"), "gpu": row.get("gpu"),
                             "n_gpus": row.get("n_gpus"), "reason": reason})
             continue
         try:
-            value, pred = predicted_metric(case)
+            value, pred = predicted_metric(case, fabric)
         except ValueError as exc:
             skipped.append({"row": i, "model": row.get("model"), "gpu": row.get("gpu"),
                             "n_gpus": row.get("n_gpus"), "reason": f"model cannot predict it: {exc}"})
@@ -377,11 +439,29 @@ def format_report(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m twin.jobs.validate [CSV] [--json] [--fabric HOST:PORT [--fabric-facility NAME]]"
+    options: dict[str, str] = {}
+    for opt in ("--fabric", "--fabric-facility"):
+        if opt in args:
+            i = args.index(opt)
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                print(usage, file=sys.stderr)
+                return 2
+            options[opt] = args[i + 1]
+            del args[i:i + 2]
     as_json = "--json" in args
     paths = [a for a in args if a != "--json"]
-    if any(a.startswith("-") for a in paths) or len(paths) > 1:
-        print("usage: python -m twin.jobs.validate [CSV] [--json]", file=sys.stderr)
+    if any(a.startswith("-") for a in paths) or len(paths) > 1 or ("--fabric-facility" in options
+                                                                    and "--fabric" not in options):
+        print(usage, file=sys.stderr)
         return 2
+    fabric = None
+    if "--fabric" in options:
+        try:
+            fabric = FabricMoe(options["--fabric"], options.get("--fabric-facility", "dgx-h100-su"))
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            print(f"--fabric-facility: {exc}", file=sys.stderr)
+            return 2
     try:
         path = Path(paths[0]) if paths else default_csv_path()
     except FileNotFoundError as exc:
@@ -390,7 +470,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not path.exists():
         print(f"validation CSV not found: {path} (set TWIN_VALIDATION_DIR or pass a path)", file=sys.stderr)
         return 2
-    report = summarize(load_rows(path))
+    try:
+        report = summarize(load_rows(path), fabric)
+    except grpc.RpcError as exc:  # only asked with --fabric
+        print(f"the fabric twin at {fabric.target} did not answer: {exc}", file=sys.stderr)
+        return 1
     report["csv"] = str(path)
     print(json.dumps(report) if as_json else format_report(report))
     return 0
