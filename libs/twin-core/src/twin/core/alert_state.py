@@ -30,9 +30,12 @@ def transitions(active: Mapping[AlertKey, T], current: Mapping[AlertKey, T]) -> 
     value of ``active`` for each entity and kind that ended, sorted by key. The caller keeps ``current``
     as the next ``active``."""
     raised = [v for k, v in current.items() if k not in active]
-    still = {(e, k) for e, k, _ in current}
+    gone = [k for k in active if k not in current]
+    if not gone:
+        return raised, []
+    still = {k[:2] for k in current}
     cleared = []
-    for key in sorted(set(active) - set(current)):
+    for key in sorted(gone):
         ek = key[:2]
         if ek not in still:
             still.add(ek)
