@@ -102,8 +102,12 @@ def test_cleared_alert_on_the_wire_matches_the_alert_it_clears():
 class _Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, object]] = []
+        self.fail_alerts = 0             # refuse this many alert sends (a broker error: the batch is redelivered)
 
     async def enqueue(self, topic, key, msg, **kw):
+        if topic == topics.POWER_ALERTS and self.fail_alerts:
+            self.fail_alerts -= 1
+            raise ConnectionError("broker unavailable")
         self.sent.append((topic, msg))
         f = asyncio.get_running_loop().create_future()
         f.set_result(None)
@@ -139,6 +143,10 @@ async def test_site_handler_publishes_the_clear_once(su):
         return out
 
     for t, w in ((1, 30e3), (2, 45e3), (3, 30e3), (4, 30e3), (5, 45e3)):
+        if t == 3:                       # the clear's send fails once: the redelivered batch sends it
+            prod.fail_alerts = 1
+            with pytest.raises(ConnectionError):
+                await h(batch(t, w))
         await h(batch(t, w))
     pdu = [a for a in prod.alerts() if a[0] == "pdu-1"]
     assert pdu == [("pdu-1", "ALERT_KIND_OVER_THRESHOLD", False), ("pdu-1", "ALERT_KIND_OVER_THRESHOLD", True),
@@ -176,9 +184,14 @@ async def test_rack_handler_clears_a_suspect_sensor_once(su):
     assert (await h([rec(1, None)])).rejected == []                        # no PDU reading: the model only
     model = float(stage.modelled_rack_input_w()[3])
     for t, f in ((2, 1.0), (3, 1.5), (4, 1.5), (5, 1.0), (6, 1.0), (7, 1.5)):
+        if t in (3, 5):                  # the raise's and the clear's sends fail once: redelivery sends them
+            prod.fail_alerts = 1
+            with pytest.raises(ConnectionError):
+                await h([rec(t, model * f)])
         assert (await h([rec(t, model * f)])).rejected == []
     assert [a[2] for a in prod.alerts()] == [False, True, False]           # raised, cleared once, raised again
     assert {a[:2] for a in prod.alerts()} == {(rack.rack_id, "ALERT_KIND_SUSPECT_SENSOR")}
+    assert h.stats.alerts_published == 3
 
 
 def test_the_console_and_the_stack_screen_show_a_power_clear_as_cleared():

@@ -114,6 +114,18 @@ class RackHandler:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
         results = self.stage.apply(readings)
         states = [codec.rack_state(r) for r in results]
+        suspect_before = dict(self.suspect)
+        try:
+            await self._emit(results, states, cause)
+        except BaseException:
+            # the batch will be redelivered: its alerts and clears must go out then, so forget having sent them
+            self.suspect = suspect_before
+            raise
+        self.stats.racks += len(results)
+        self.stats.states_published += len(states)
+        return BatchResult(rejected)
+
+    async def _emit(self, results: list, states: list[pb.PowerState], cause: dict[str, Record]) -> None:
         self.stats.rows_written += await self.store.write(states)
         futures = []
         for s in states:
@@ -121,6 +133,7 @@ class RackHandler:
                                                        ce_id=ce_id(self.state_topic, s), cause=cause.get(s.entity_id)))
             futures.append(await self.producer.enqueue(self.racks_topic, s.site_id, s, ce_id=ce_id(self.racks_topic, s),
                                                        cause=cause.get(s.entity_id)))
+        alerts = 0
         for r in results:
             if r.suspect == (r.rack_id in self.suspect):
                 continue
@@ -131,11 +144,9 @@ class RackHandler:
                 a = codec.cleared_alert(self.suspect.pop(r.rack_id), r.site_id, r.time_s)
             futures.append(await self.producer.enqueue(self.alerts_topic, a.entity_id, a, ce_id=a.alert_id,
                                                        cause=cause.get(r.rack_id)))
-            self.stats.alerts_published += 1
+            alerts += 1
         await _gather(futures)
-        self.stats.racks += len(results)
-        self.stats.states_published += len(states)
-        return BatchResult(rejected)
+        self.stats.alerts_published += alerts
 
 
 class SiteHandler:
