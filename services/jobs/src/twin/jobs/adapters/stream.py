@@ -3,7 +3,7 @@
     jobs.events.v1 (key job) ───EventsHandler──┐  book (lifecycle, bad input -> jobs.events.v1.dlq + reason)
     fabric.state.v1 (key site) ─FabricHandler──┤  impaired links
     power.plans.v1 (key site) ──PlansHandler───┤  GPU caps in force, paused jobs          ┌▶ jobs.state.v1
-    power.alerts.v1 ────────────PowerAlerts────┤  rack alerts                   Engine ───┼▶ jobs.recommendations.v1
+    power.alerts.v1 ────────────PowerAlerts────┤  rack alerts (and their clears) Engine ──┼▶ jobs.recommendations.v1
     cooling.alerts.v1 ──────────CoolingAlerts──┤  predicted throttling (and its clear) .refresh └▶ job_state
     telemetry.samples.v1 ───────TelemetryHandler┘  GPU power / activity / XID / ECC of running jobs' GPUs
     tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
