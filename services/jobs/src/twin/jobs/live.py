@@ -81,9 +81,9 @@ class TwinSettings:
     pue: float = 1.3
     tariff_usd_per_kwh: float = 0.08
     carbon_kg_per_kwh: float = 0.4
-    #: a power alert (power.alerts.v1 carries no clear and is not repeated while in force) lapses this long after it
-    #: was received; a cooling throttle alert is removed at once by the cooling twin's clear, and lapses after this
-    #: too when none comes (a cooling twin restarted while it was in force sends none)
+    #: a power or cooling alert is removed at once by its twin's clear (power.alerts.v1 / cooling.alerts.v1
+    #: ``cleared``; neither repeats an alert while it is in force) and lapses this long after it was received when
+    #: none comes (a twin restarted while it was in force sends none)
     alert_ttl_s: float = 600.0
     #: a change that is only progress (measured step time / tokens, running error) republishes a job's state at
     #: most this often; status, placement, prediction, flags and goodput publish at once, and so does a job's
