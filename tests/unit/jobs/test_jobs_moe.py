@@ -209,3 +209,27 @@ def test_validate_takes_moe_rows_from_the_fabric_twin_only_on_its_hardware() -> 
             assert got["exposed_comm_s"]["ep"] != pytest.approx(ref["exposed_comm_s"]["ep"], rel=1e-6)
         else:
             assert got["exposed_comm_s"]["ep"] == pytest.approx(ref["exposed_comm_s"]["ep"])
+
+
+# -- the kernel travels from the scheduler to the service ---------------------------------------------------------
+def test_moe_kernel_from_a_slurm_comment_survives_jobs_events_v1() -> None:
+    from twin.jobs.adapters import codec
+    from twin.jobs.adapters.slurm import SlurmRecordRejected, job_spec_from
+    from twin.jobs.v1 import jobs_pb2 as jpb
+
+    comment = ("layers=4 hidden=2048 ffn_hidden=768 heads=16 kv_heads=4 vocab=32000 seq_len=4096 moe_experts=64 "
+               "moe_topk=8 gated=1 ep=16 mbs=1 gbs=64 gpu=H100-SXM moe_kernel=deepep_normal")
+    spec, _ = job_spec_from(comment, allocated_gpus=32)
+    assert spec is not None and spec.training.moe_kernel == "deepep_normal"
+    back = codec.spec_from_proto(jpb.JobSpec.FromString(codec.spec_to_proto(spec).SerializeToString()))
+    assert back.training.moe_kernel == "deepep_normal" and back == spec
+    unset = codec.spec_to_proto(spec)
+    unset.ClearField("moe_dispatcher")
+    assert codec.spec_from_proto(unset).training.moe_kernel == "nccl_alltoall"  # the stated default
+    bad = codec.spec_to_proto(spec)
+    bad.moe_dispatcher = 99
+    with pytest.raises(codec.InvalidMessage) as err:
+        codec.spec_from_proto(bad)
+    assert err.value.field == "spec.moe_dispatcher"
+    with pytest.raises(SlurmRecordRejected, match="moe_kernel"):
+        job_spec_from(comment.replace("deepep_normal", "deepep_turbo"), allocated_gpus=32)

@@ -40,6 +40,13 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRECISION_BF16: _ClassVar[Precision]
     PRECISION_FP8: _ClassVar[Precision]
 
+class MoeDispatcher(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MOE_DISPATCHER_UNSPECIFIED: _ClassVar[MoeDispatcher]
+    MOE_DISPATCHER_NCCL_ALLTOALL: _ClassVar[MoeDispatcher]
+    MOE_DISPATCHER_DEEPEP_NORMAL: _ClassVar[MoeDispatcher]
+    MOE_DISPATCHER_DEEPEP_LOW_LATENCY: _ClassVar[MoeDispatcher]
+
 class Recompute(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RECOMPUTE_UNSPECIFIED: _ClassVar[Recompute]
@@ -112,6 +119,10 @@ FAILURE_CAUSE_UNKNOWN: FailureCause
 PRECISION_UNSPECIFIED: Precision
 PRECISION_BF16: Precision
 PRECISION_FP8: Precision
+MOE_DISPATCHER_UNSPECIFIED: MoeDispatcher
+MOE_DISPATCHER_NCCL_ALLTOALL: MoeDispatcher
+MOE_DISPATCHER_DEEPEP_NORMAL: MoeDispatcher
+MOE_DISPATCHER_DEEPEP_LOW_LATENCY: MoeDispatcher
 RECOMPUTE_UNSPECIFIED: Recompute
 RECOMPUTE_NONE: Recompute
 RECOMPUTE_SELECTIVE: Recompute
@@ -198,7 +209,7 @@ class Parallelism(_message.Message):
     def __init__(self, tp: _Optional[int] = ..., pp: _Optional[int] = ..., dp: _Optional[int] = ..., cp: _Optional[int] = ..., ep: _Optional[int] = ..., vp: _Optional[int] = ..., sequence_parallel: _Optional[bool] = ..., data_parallel: _Optional[_Union[DataParallel, str]] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("model", "parallel", "micro_batch_sequences", "global_batch_sequences", "precision", "recompute", "gpu_model", "n_gpus", "priority", "checkpoint_interval_s", "checkpoint_bytes", "checkpoint_write_s", "restart_s", "owner")
+    __slots__ = ("model", "parallel", "micro_batch_sequences", "global_batch_sequences", "precision", "recompute", "gpu_model", "n_gpus", "priority", "checkpoint_interval_s", "checkpoint_bytes", "checkpoint_write_s", "restart_s", "owner", "moe_dispatcher")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PARALLEL_FIELD_NUMBER: _ClassVar[int]
     MICRO_BATCH_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +224,7 @@ class JobSpec(_message.Message):
     CHECKPOINT_WRITE_S_FIELD_NUMBER: _ClassVar[int]
     RESTART_S_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    MOE_DISPATCHER_FIELD_NUMBER: _ClassVar[int]
     model: ModelShape
     parallel: Parallelism
     micro_batch_sequences: int
@@ -227,7 +239,8 @@ class JobSpec(_message.Message):
     checkpoint_write_s: float
     restart_s: float
     owner: str
-    def __init__(self, model: _Optional[_Union[ModelShape, _Mapping]] = ..., parallel: _Optional[_Union[Parallelism, _Mapping]] = ..., micro_batch_sequences: _Optional[int] = ..., global_batch_sequences: _Optional[int] = ..., precision: _Optional[_Union[Precision, str]] = ..., recompute: _Optional[_Union[Recompute, str]] = ..., gpu_model: _Optional[str] = ..., n_gpus: _Optional[int] = ..., priority: _Optional[int] = ..., checkpoint_interval_s: _Optional[float] = ..., checkpoint_bytes: _Optional[int] = ..., checkpoint_write_s: _Optional[float] = ..., restart_s: _Optional[float] = ..., owner: _Optional[str] = ...) -> None: ...
+    moe_dispatcher: MoeDispatcher
+    def __init__(self, model: _Optional[_Union[ModelShape, _Mapping]] = ..., parallel: _Optional[_Union[Parallelism, _Mapping]] = ..., micro_batch_sequences: _Optional[int] = ..., global_batch_sequences: _Optional[int] = ..., precision: _Optional[_Union[Precision, str]] = ..., recompute: _Optional[_Union[Recompute, str]] = ..., gpu_model: _Optional[str] = ..., n_gpus: _Optional[int] = ..., priority: _Optional[int] = ..., checkpoint_interval_s: _Optional[float] = ..., checkpoint_bytes: _Optional[int] = ..., checkpoint_write_s: _Optional[float] = ..., restart_s: _Optional[float] = ..., owner: _Optional[str] = ..., moe_dispatcher: _Optional[_Union[MoeDispatcher, str]] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("node_ids", "gpu_ids", "n_nodes", "n_gpus")

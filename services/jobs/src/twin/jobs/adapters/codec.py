@@ -53,6 +53,9 @@ _CAUSE = {
 _CAUSE_BACK = {v: k for k, v in _CAUSE.items()}
 _PRECISION = {"bf16": pb.PRECISION_BF16, "fp8": pb.PRECISION_FP8}
 _PRECISION_BACK = {pb.PRECISION_UNSPECIFIED: "bf16", pb.PRECISION_BF16: "bf16", pb.PRECISION_FP8: "fp8"}
+_MOE = {"nccl_alltoall": pb.MOE_DISPATCHER_NCCL_ALLTOALL, "deepep_normal": pb.MOE_DISPATCHER_DEEPEP_NORMAL,
+        "deepep_low_latency": pb.MOE_DISPATCHER_DEEPEP_LOW_LATENCY}
+_MOE_BACK = {pb.MOE_DISPATCHER_UNSPECIFIED: "nccl_alltoall", **{v: k for k, v in _MOE.items()}}
 _RECOMPUTE = {"none": pb.RECOMPUTE_NONE, "selective": pb.RECOMPUTE_SELECTIVE, "op": pb.RECOMPUTE_OP,
               "full": pb.RECOMPUTE_FULL}
 _RECOMPUTE_BACK = {pb.RECOMPUTE_UNSPECIFIED: "none"} | {v: k for k, v in _RECOMPUTE.items()}
@@ -84,7 +87,7 @@ def spec_to_proto(spec: JobSpec, attributes: dict[str, str] | None = None) -> pb
         parallel=pb.Parallelism(tp=p.tp, pp=p.pp, dp=p.dp, cp=p.cp, ep=p.ep, vp=p.vp,
                                 sequence_parallel=p.sequence_parallel, data_parallel=_DP[p.data_parallel]),
         micro_batch_sequences=t.micro_batch, global_batch_sequences=t.global_batch,
-        precision=_PRECISION[t.precision], recompute=_RECOMPUTE[t.recompute],
+        precision=_PRECISION[t.precision], recompute=_RECOMPUTE[t.recompute], moe_dispatcher=_MOE[t.moe_kernel],
         gpu_model=_GPU_NAME.get(spec.gpu, spec.gpu), n_gpus=spec.n_gpus, owner=attrs.get("owner", ""))
     for key, field in (("priority", "priority"), ("checkpoint_interval_s", "checkpoint_interval_s"),
                        ("checkpoint_bytes", "checkpoint_bytes"), ("checkpoint_s", "checkpoint_write_s"),
@@ -113,8 +116,11 @@ def spec_from_proto(msg: pb.JobSpec, field: str = "spec") -> JobSpec:
             raise InvalidMessage(f"{field}.precision", f"unknown value {msg.precision}")
         if msg.recompute not in _RECOMPUTE_BACK:
             raise InvalidMessage(f"{field}.recompute", f"unknown value {msg.recompute}")
+        if msg.moe_dispatcher not in _MOE_BACK:
+            raise InvalidMessage(f"{field}.moe_dispatcher", f"unknown value {msg.moe_dispatcher}")
         training = TrainingSetup(micro_batch=msg.micro_batch_sequences or 1, global_batch=msg.global_batch_sequences,
-                                 precision=_PRECISION_BACK[msg.precision], recompute=_RECOMPUTE_BACK[msg.recompute])
+                                 precision=_PRECISION_BACK[msg.precision], recompute=_RECOMPUTE_BACK[msg.recompute],
+                                 moe_kernel=_MOE_BACK[msg.moe_dispatcher])
         if not msg.gpu_model:
             raise InvalidMessage(f"{field}.gpu_model", "missing")
         try:
