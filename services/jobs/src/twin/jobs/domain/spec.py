@@ -158,8 +158,10 @@ class TrainingSetup:
     #: fraction of GEMM FLOPs run in FP8 when precision == "fp8" (the LM head stays in BF16 in Transformer
     #: Engine and torchao float8; set below 1 to keep more layers in BF16)
     fp8_gemm_share: float = 1.0
-    #: MoE expert-parallel dispatch/combine kernel: Megatron-Core's all-to-all token dispatcher over NCCL (the one
-    #: its MoE guide recommends with expert parallelism) unless the job says DeepEP (the "flex" dispatcher)
+    #: MoE expert-parallel dispatch/combine kernel: Megatron-Core's all-to-all token dispatcher over NCCL unless the
+    #: job says DeepEP (Megatron's "flex" dispatcher). Megatron-Core's MoE README (megatron/core/transformer/moe,
+    #: ``--moe-token-dispatcher-type``): the default is "allgather", "alltoall" is the one recommended with expert
+    #: parallelism -- the twin assumes a job with ep > 1 follows that advice
     moe_kernel: str = "nccl_alltoall"
 
     def __post_init__(self) -> None:
