@@ -11,7 +11,7 @@ more, marked ``cleared``, when it ends. An alert is keyed by ``(entity_id, kind,
   entity and kind stays in force clears nothing.
 
 The cooling twin's ``cooling.alerts.v1`` and the power twin's ``power.alerts.v1`` follow these rules
-(the power twin through this helper).
+(both through this helper).
 """
 
 from __future__ import annotations

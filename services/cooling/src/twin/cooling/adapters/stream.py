@@ -18,7 +18,8 @@ next tick.
 Publish on change: an entity's state is published (and stored) when one of its numbers moved by its
 resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 for fractions) since the last
 state published for it, or a flag changed (``changed``); alerts when they become active (entity, kind,
-severity). A batch whose outputs fail is evaluated again when it is redelivered.
+severity), and once more, cleared, when their condition ends (the kit's ``alert_state.transitions``). A batch
+whose outputs fail is evaluated again when it is redelivered.
 
 Scale-out: the network couples every rack of a site (loops, air groups, the plant), so one process
 holds the whole site and its consumer group should have one member per site (the 100k-GPU site's
@@ -50,6 +51,7 @@ from twin.cooling.domain.alerts import CoolingAlert
 from twin.cooling.domain.events import EventRejected
 from twin.cooling.live import CoolingLive, Evaluation
 from twin.cooling.v1 import cooling_pb2 as pb
+from twin.core.alert_state import AlertKey, transitions
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
 from twin.core.telemetry import Causes
 from twin.core.topics import Topic
@@ -145,7 +147,7 @@ class CoolingPipeline:
     monotonic: Callable[[], float] = time.monotonic
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     published: dict[str, pb.CoolingState] = field(default_factory=dict)
-    active: set[tuple[str, str, str]] = field(default_factory=set)
+    active: dict[AlertKey, CoolingAlert] = field(default_factory=dict)  # in force at the last evaluation
     floor_s: float = -math.inf  # the newest stored / evaluated state time
     pending_since: float | None = None  # monotonic time of the first rack state not evaluated yet
     last_plant: pb.CoolingState | None = None  # the plant state last published (what the power twin adds)
@@ -299,13 +301,16 @@ class CoolingPipeline:
 
     def _new_alerts(
         self, alerts: list[CoolingAlert], ev: Evaluation, time_s: float
-    ) -> tuple[list[pb.CoolingAlert], set[tuple[str, str, str]]]:
-        keys = {(a.entity_id, a.kind, a.severity) for a in alerts}
+    ) -> tuple[list[pb.CoolingAlert], dict[AlertKey, CoolingAlert]]:
+        """The alerts to send (new conditions, then one clear per entity and kind that ended: the kit's
+        ``alert_state.transitions`` rule) and the alerts in force now (the next ``active``)."""
+        current: dict[AlertKey, CoolingAlert] = {}
+        for a in alerts:
+            current.setdefault((a.entity_id, a.kind, a.severity), a)
+        raised, cleared = transitions(self.active, current)
         out = []
         live = self.live
-        for a in alerts:
-            if (a.entity_id, a.kind, a.severity) in self.active:
-                continue
+        for a in raised:
             m = codec.alert(live.net, a, time_s)
             if a.kind == "suspect_sensor" and a.entity_id in ev.sensor_values:
                 measured, model = ev.sensor_values[a.entity_id]
@@ -316,13 +321,8 @@ class CoolingPipeline:
             elif a.kind == "throttle_predicted":
                 m.threshold = live.horizon_s
             out.append(m)
-        # conditions that ended: one clear per entity and kind no longer in force at any severity
-        still = {(e, k) for e, k, _ in keys}
-        for e, k, sev in sorted(self.active - keys):
-            if (e, k) not in still:
-                still.add((e, k))
-                out.append(codec.cleared_alert(live.net, e, k, sev, time_s))
-        return out, keys
+        out += [codec.cleared_alert(live.net, a.entity_id, a.kind, a.severity, time_s) for a in cleared]
+        return out, current
 
 
 class PowerHandler:
