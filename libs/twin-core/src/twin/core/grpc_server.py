@@ -31,6 +31,7 @@ protos differ only in their package, so one servicer answers both).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -48,12 +49,19 @@ from opentelemetry import metrics, trace
 
 from twin.core import limits
 from twin.core.rpc import Deadline, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
+from twin.core.telemetry import tracing_enabled
 
 log = logging.getLogger("twin.core.grpc")
 _tracer = trace.get_tracer("twin.core.grpc")
 _meter = metrics.get_meter("twin.core.grpc")
-# OpenTelemetry RPC semantic conventions: server call duration in seconds.
-_duration = _meter.create_histogram("rpc.server.call.duration", unit="s", description="server time per RPC")
+
+
+def _duration_histogram(meter: metrics.Meter) -> metrics.Histogram:
+    # OpenTelemetry RPC semantic conventions: server call duration in seconds.
+    return meter.create_histogram("rpc.server.call.duration", unit="s", description="server time per RPC")
+
+
+_duration = _duration_histogram(_meter)
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 REFLECTION_V1ALPHA = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].full_name
@@ -126,10 +134,37 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 class RpcHandler:
-    """Deadline, thread offload, span, duration metric and error mapping for one gRPC service."""
+    """Deadline, thread offload, span, duration metric and error mapping for one gRPC service.
 
-    def __init__(self, service_name: str) -> None:
+    The SERVER span is made only while some span processor records it and the duration only while some
+    metric reader collects it (an SDK provider without processors/readers keeps nothing, and a span
+    costs tens of microseconds per RPC); attribute dicts are built once per method and status code.
+    `tracer_provider`/`meter_provider` default to the global ones (looked up per call, so a processor or
+    provider installed later counts); tests pass their own."""
+
+    def __init__(self, service_name: str, *, tracer_provider: trace.TracerProvider | None = None,
+                 meter_provider: metrics.MeterProvider | None = None) -> None:
         self.service_name = service_name
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._tracer = tracer_provider.get_tracer("twin.core.grpc") if tracer_provider else _tracer
+        self._duration = (_duration_histogram(meter_provider.get_meter("twin.core.grpc")) if meter_provider
+                          else _duration)
+        self._span_attrs: dict[str, dict[str, Any]] = {}
+        self._metric_attrs: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def _attrs(self, method: str) -> dict[str, Any]:
+        attrs = self._span_attrs.get(method)
+        if attrs is None:
+            attrs = self._span_attrs[method] = {"rpc.system": "grpc", "rpc.service": self.service_name,
+                                                "rpc.method": method}
+        return attrs
+
+    def _metric_attributes(self, method: str, code: int) -> dict[str, Any]:
+        attrs = self._metric_attrs.get((method, code))
+        if attrs is None:
+            attrs = self._metric_attrs[(method, code)] = {**self._attrs(method), "rpc.grpc.status_code": code}
+        return attrs
 
     async def run(self, method: str, context: grpc.aio.ServicerContext, work: Callable[[Deadline], Any], *,
                   heavy: bool = False) -> Any:
@@ -137,9 +172,12 @@ class RpcHandler:
         remaining = context.time_remaining()
         deadline = Deadline(remaining)
         code = grpc.StatusCode.OK
-        attrs = {"rpc.system": "grpc", "rpc.service": self.service_name, "rpc.method": method}
-        with _tracer.start_as_current_span(f"{self.service_name}/{method}", kind=trace.SpanKind.SERVER,
-                                           attributes=attrs) as span:
+        if _records_spans(self._tracer_provider):
+            scope = self._tracer.start_as_current_span(f"{self.service_name}/{method}", kind=trace.SpanKind.SERVER,
+                                                       attributes=self._attrs(method))
+        else:  # nothing would record the span: the current (non-recording) span stays current
+            scope = _NO_SPAN
+        with scope as span:
             try:
                 if not heavy:
                     return work(deadline)
@@ -156,10 +194,30 @@ class RpcHandler:
                 if code is grpc.StatusCode.INTERNAL:
                     log.exception("%s/%s failed", self.service_name, method)
             finally:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
-                _duration.record(time.perf_counter() - started, {**attrs, "rpc.grpc.status_code": code.value[0]})
+                status = code.value[0]
+                span.set_attribute("rpc.grpc.status_code", status)
+                if _records_metrics(self._meter_provider):
+                    self._duration.record(time.perf_counter() - started, self._metric_attributes(method, status))
             span.set_status(trace.Status(trace.StatusCode.ERROR, details))
             await context.abort(code, details)
+
+
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def _records_spans(provider: trace.TracerProvider | None) -> bool:
+    """Whether a span started now would be recorded (by the given provider, or the global one)."""
+    if provider is None:
+        return tracing_enabled()
+    return bool(getattr(getattr(provider, "_active_span_processor", None), "_span_processors", True))
+
+
+def _records_metrics(provider: metrics.MeterProvider | None) -> bool:
+    """False only for an SDK meter provider without metric readers (nothing can ever collect from it:
+    the SDK takes its readers at construction); any other provider records (no-op ones cheaply)."""
+    provider = provider or metrics.get_meter_provider()
+    readers = getattr(provider, "_metric_readers", None)
+    return readers is None or bool(readers)
 
 
 def _status_of(exc: Exception) -> tuple[grpc.StatusCode, str]:
