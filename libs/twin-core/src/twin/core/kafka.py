@@ -45,6 +45,19 @@ loop:
 - any other error is retried `max_attempts` times, then the batch is split in halves until the
   failing record is isolated; that record goes to the DLQ with the exception as reason and the rest
   of the batch proceeds. A poison record never blocks its partition.
+
+Pipelined mode (opt-in, `pipelined(handler)`): a handler with `pipeline = True` and two phases,
+`prepare(records) -> prepared` (CPU only: parse, validate, build rows; no side effects) and
+`async write(prepared) -> BatchResult` (the I/O: transaction, publishing), plus the plain
+`__call__(records)` (= write(prepare(records))). While write N runs in the event loop, the loop polls
+poll N+1 and decodes and prepares it in a worker thread (so `prepare` must only read handler state that
+`write` does not change). Offsets are still committed strictly in order, each
+only after its write and its DLQ acks succeeded. Prepared-but-unwritten work is discarded when
+- write N raised: N goes through the plain path (retries, bisection of a poison record, as above) and
+  the partitions of N+1 are re-seeked to N+1's first offsets (re-polled, prepared again);
+- partitions were revoked since N+1 was polled (rebalance listener): N+1 is dropped unwritten and the
+  new assignment's positions (the committed offsets) decide what is read next.
+A handler without the two phases (or with `pipeline` false) runs exactly as described above.
 """
 
 from __future__ import annotations
@@ -57,7 +70,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -142,6 +161,12 @@ class BatchResult:
 Handler = Callable[[list[Record]], Awaitable[BatchResult]]
 
 
+def pipelined(handler: Any) -> bool:
+    """Does `handler` opt in to the pipelined loop (`pipeline` true, `prepare` and `write` present)?"""
+    return bool(getattr(handler, "pipeline", False)) and callable(getattr(handler, "prepare", None)) \
+        and callable(getattr(handler, "write", None))
+
+
 @dataclass
 class ConsumerStats:
     """Plain counters for the operator's status line (OTel carries the same numbers as metrics)."""
@@ -156,6 +181,7 @@ class ConsumerStats:
     dlq_references: int = 0  # dead-lettered as a reference (dlq_payload=prefix|none), not in full
     dlq_failed: int = 0  # could never be dead-lettered (non-retriable send error): logged, then committed
     dlq_retries: int = 0  # DLQ send attempts that failed with a retriable error
+    discarded: int = 0  # pipelined mode: prepared polls dropped unwritten (write failure, rebalance)
     lag: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -356,21 +382,25 @@ async def run_consumer(
     stats = stats or ConsumerStats()
     consumer_kwargs.setdefault("fetch_max_bytes", limits.CONSUMER_FETCH_MAX_BYTES)
     consumer_kwargs.setdefault("max_partition_fetch_bytes", limits.CONSUMER_MAX_PARTITION_FETCH_BYTES)
+    pipeline = pipelined(handle_batch)
     consumer = AIOKafkaConsumer(
-        topic.name, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
+        *(() if pipeline else (topic.name,)), bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
         auto_offset_reset=auto_offset_reset, session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 3), max_poll_records=max_records,
         client_id=f"twin-{group_id}", **consumer_kwargs)
+    loop = _Loop(consumer, group_id, topic, handle_batch, dlq_producer, is_transient, max_attempts,
+                 backoff_s, max_backoff_s, stats, stop_event)
+    if pipeline:
+        consumer.subscribe([topic.name], listener=_Revocations(loop))
     await consumer.start()
     if on_started is not None:
         on_started()
-    loop = _Loop(consumer, group_id, topic, handle_batch, dlq_producer, is_transient, max_attempts,
-                 backoff_s, max_backoff_s, stats, stop_event)
+    step = loop.pipelined_step if pipeline else loop.poll_once
     lag_checked = 0.0
     try:
         while not stop_event.is_set():
             try:
-                await loop.poll_once(poll_timeout_ms, max_records)
+                await step(poll_timeout_ms, max_records)
                 if time.monotonic() - lag_checked >= 1.0:
                     await loop.update_lag()
                     lag_checked = time.monotonic()
@@ -410,6 +440,31 @@ class _DlqMessage:
     payload: str  # "full" | "prefix" | "none"
 
 
+class _Revocations(ConsumerRebalanceListener):
+    """Counts revocations: work prepared before one is stale (its partitions may have a new owner)."""
+
+    def __init__(self, loop: _Loop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.loop.epoch += 1
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.loop.epoch += 1
+
+
+@dataclass
+class _Prepared:
+    """One poll, decoded and prepared (pipelined mode), not yet written."""
+
+    polled: dict[TopicPartition, list[ConsumerRecord]]
+    good: list[Record]
+    pending: list[_Pending]
+    epoch: int
+    prepared: Any = None
+    error: BaseException | None = None  # prepare raised: the write goes through the plain path
+
+
 class _Loop:
     def __init__(self, consumer: AIOKafkaConsumer, group_id: str, topic: Topic, handler: Handler,
                  dlq: EventProducer, is_transient: Callable[[BaseException], bool], max_attempts: int,
@@ -419,6 +474,8 @@ class _Loop:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.stats, self.stop_event = stats, stop_event
         self.attrs = {"topic": topic.name, "group": group_id}
+        self.epoch = 0  # pipelined mode: +1 per revocation/assignment (_Revocations)
+        self.ahead: _Prepared | None = None  # pipelined mode: the next poll, prepared while the last was written
 
     async def update_lag(self) -> None:
         for tp in self.consumer.assignment():
@@ -443,7 +500,7 @@ class _Loop:
         if polled:
             await self.process(polled)
 
-    async def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    def _decode(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> tuple[list[Record], list[_Pending]]:
         raws = [r for recs in polled.values() for r in recs]
         self.stats.consumed += len(raws)
         _consumed.add(len(raws), self.attrs)
@@ -458,6 +515,11 @@ class _Loop:
             except ValueError as exc:
                 reason = str(exc)
                 pending.append(_Pending(raw, reason, reason.split(":", 1)[0]))
+        return good, pending
+
+    def _span(self, polled: dict[TopicPartition, list[ConsumerRecord]], good: list[Record]) -> Any:
+        """The CONSUMER span "process <topic>" of one poll (see the module docstring)."""
+        raws = [r for recs in polled.values() for r in recs]
         links = [trace.Link(ctx, {"messaging.destination.partition.id": str(r.partition),
                                   "messaging.kafka.offset": r.offset})
                  for r in (good[:_BATCH_LINKS] if tracing_enabled() else ())
@@ -470,9 +532,12 @@ class _Loop:
             attrs["messaging.kafka.offset"] = raws[0].offset
             if raws[0].key is not None:
                 attrs["messaging.kafka.message.key"] = raws[0].key.decode("utf-8", "replace")
-        with _tracer.start_as_current_span(
-            f"process {self.topic.name}", kind=trace.SpanKind.CONSUMER, links=links, attributes=attrs,
-        ) as span:
+        return _tracer.start_as_current_span(
+            f"process {self.topic.name}", kind=trace.SpanKind.CONSUMER, links=links, attributes=attrs)
+
+    async def process(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        good, pending = self._decode(polled)
+        with self._span(polled, good) as span:
             if good:
                 started = time.perf_counter()
                 rejected = await self._handle(good)
@@ -483,6 +548,103 @@ class _Loop:
             span.set_attribute("twin.records.rejected", len(pending))
             await self._commit(polled)
         self.stats.batches += 1
+
+    # -- pipelined mode ---------------------------------------------------------------------
+
+    async def _poll_prepared(self, timeout_ms: int, max_records: int) -> _Prepared | None:
+        """Poll, decode and prepare one batch (no side effects but the consumer's position)."""
+        try:
+            polled = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except RecordTooLargeError as exc:
+            await self.unfetchable(exc)
+            return None
+        if not polled:
+            return None
+        # Taken after the poll: these records are of the assignment current now. A rebalance after this
+        # point starts the new assignment at the committed offsets, at or before these records.
+        epoch = self.epoch
+        # In a worker thread: the event loop keeps driving write N (its COPY chunks, its round trips) meanwhile.
+        return await asyncio.to_thread(self._prepare, polled, epoch)
+
+    def _prepare(self, polled: dict[TopicPartition, list[ConsumerRecord]], epoch: int) -> _Prepared:
+        good, pending = self._decode(polled)
+        batch = _Prepared(polled, good, pending, epoch)
+        if good:
+            try:
+                batch.prepared = self.handler.prepare(good)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - the plain path retries/bisects it
+                batch.error = exc
+        return batch
+
+    async def pipelined_step(self, timeout_ms: int, max_records: int) -> None:
+        """Write the prepared batch N while polling and preparing N+1; then DLQ and commit N."""
+        batch, self.ahead = self.ahead, None
+        if batch is None:
+            batch = await self._poll_prepared(timeout_ms, max_records)
+            if batch is None:
+                return
+        if batch.epoch != self.epoch:
+            # A rebalance since it was polled: its partitions may belong to another consumer now, and the
+            # new assignment starts from the committed offsets. Nothing of it was written or committed.
+            self.stats.discarded += 1
+            log.info("rebalance: dropping a prepared, unwritten batch of %d records (re-read from the commit)",
+                     sum(len(v) for v in batch.polled.values()))
+            return
+        with self._span(batch.polled, batch.good) as span:
+            write = asyncio.ensure_future(self._write(batch))
+            try:
+                nxt = await self._poll_prepared(timeout_ms, max_records)  # while write N awaits the database
+                rejected = await write
+            except BaseException:
+                write.cancel()
+                await asyncio.gather(write, return_exceptions=True)
+                raise
+            if rejected is None:  # write N failed: discard N+1, run N through the plain path
+                if nxt is not None:
+                    self._rewind(nxt)
+                    nxt = None
+                rejected = await self._handle(batch.good)
+            self.stats.handled += len(batch.good) - len(rejected)
+            pending = batch.pending + [_Pending(_raw_of(r.record), r.reason, r.kind) for r in rejected]
+            await self._dead_letter(pending)
+            span.set_attribute("twin.records.rejected", len(pending))
+            await self._commit(batch.polled)
+        self.stats.batches += 1
+        self.ahead = nxt
+
+    async def _write(self, batch: _Prepared) -> list[Rejected] | None:
+        """write(prepared) once; None when it (or prepare) failed: the caller falls back to the plain path."""
+        if not batch.good:
+            return []
+        if batch.error is not None:
+            exc: BaseException = batch.error
+        else:
+            started = time.perf_counter()
+            try:
+                result = await self.handler.write(batch.prepared)  # type: ignore[attr-defined]
+                _batch_latency.record(time.perf_counter() - started, self.attrs)
+                return list(result.rejected)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - the plain path retries / bisects
+                exc = err
+        self.stats.retries += 1
+        _retries.add(1, self.attrs)
+        log.warning("pipelined write failed (%d records), prepared next poll discarded, "
+                    "retrying on the plain path: %r", len(batch.good), exc)
+        return None
+
+    def _rewind(self, batch: _Prepared) -> None:
+        """Forget a prepared, unwritten batch: seek its partitions back to its first offsets so the next
+        polls return it again. After a rebalance since its poll the new assignment's positions (the
+        committed offsets) already point at or before it: leave them."""
+        self.stats.discarded += 1
+        if batch.epoch != self.epoch:
+            return
+        assigned = self.consumer.assignment()
+        for tp, recs in batch.polled.items():
+            if recs and tp in assigned:
+                self.consumer.seek(tp, recs[0].offset)
 
     async def _handle(self, records: list[Record]) -> list[Rejected]:
         """Run the handler; on non-transient failure isolate the poison record(s) by bisection."""

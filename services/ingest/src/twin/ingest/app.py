@@ -59,6 +59,8 @@ class IngestConfig(StreamConfig):
     redfish_token: str | None = setting(None, "bearer token Redfish senders must present (required for HTTP)",
                                         secret=True)
     redfish_map: str | None = setting(None, "JSON/YAML file {odata_id_prefix: rack id | [rack ids]}")
+    pipeline: bool = setting(False, "decode and validate the next poll while the last one's transaction runs "
+                                    "(offsets still committed in order, each after its write)")
     source_topic: Topic = topics.FACILITY_TELEMETRY
     samples_topic: Topic = topics.TELEMETRY_SAMPLES
 
@@ -115,7 +117,8 @@ class IngestApp:
             producer = await rt.producer()
             handler = IngestHandler(repository, self.publisher or producer, limits, self.clock,
                                     cfg.samples_topic, self.ingest_stats,
-                                    equipment_limits=equipment_limits_from_spec(inventory.spec))
+                                    equipment_limits=equipment_limits_from_spec(inventory.spec),
+                                    pipeline=cfg.pipeline)
             rt.consume(cfg.source_topic, handler, stats=self.consumer_stats)
             await self._start_feeds(rt, producer, inventory)
             rt.status(self.status_line)

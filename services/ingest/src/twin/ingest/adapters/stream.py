@@ -62,21 +62,46 @@ class IngestStats:
     equipment_batches: int = 0   # equipment batches accepted (stored or already stored) and published
 
 
+@dataclass
+class _Prepared:
+    """One poll after IngestHandler.prepare: what write() needs, nothing written yet."""
+
+    equipment_rejected: list[Rejected]
+    equipment_good: list[tuple[Record, object]]
+    rejected: list[Rejected]             # telemetry batches that failed decoding or validation
+    good: list[tuple[Record, object]]    # (record, RackBatch) that passed
+    first: list[int]                     # indexes into good: first occurrence of each batch key in the poll
+    repeats: list[int]                   # indexes into good: later occurrences
+    digests: list[str]                   # per good record
+    items: list[StoreItem]               # one per `first`
+
+
 class IngestHandler:
+    """`await handler(records)`; or the two phases `prepare` (CPU) and `write` (I/O), which the consumer
+    loop overlaps across polls when `pipeline` is true (INGEST_PIPELINE; twin.core.kafka, pipelined mode)."""
+
     def __init__(self, repository: Repository, publisher: Publisher, limits: Limits, clock: Clock,
                  samples_topic: Topic, stats: IngestStats | None = None,
-                 equipment_limits: eq.EquipmentLimits | None = None) -> None:
+                 equipment_limits: eq.EquipmentLimits | None = None, *, pipeline: bool = False) -> None:
+        self.pipeline = pipeline
         self.repository, self.publisher, self.limits, self.clock = repository, publisher, limits, clock
         self.samples_topic = samples_topic
         self.stats = stats or IngestStats()
         self.equipment_limits = equipment_limits   # None: equipment batches are rejected (no topology given)
 
     async def __call__(self, records: list[Record]) -> BatchResult:
+        return await self.write(self.prepare(records))
+
+    def prepare(self, records: list[Record]) -> _Prepared:
+        """The CPU half of a poll (no I/O, no side effects): decode, validate, dedupe inside the poll, digest.
+        With `pipeline` on, the consumer loop runs it for poll N+1 while write(N) awaits the database."""
         now = self.clock.now()
         rejected: list[Rejected] = []
         equipment = [rec for rec in records if is_equipment(rec.message)]
+        equipment_good: list[tuple[Record, object]] = []
+        equipment_rejected: list[Rejected] = []
         if equipment:
-            rejected += await self._equipment(equipment, now)
+            equipment_good, equipment_rejected = self._equipment_checked(equipment, now)
             records = [rec for rec in records if not is_equipment(rec.message)]
         good: list[tuple[Record, object]] = []
         decoded: list[tuple[Record, object]] = []
@@ -97,6 +122,17 @@ class IngestHandler:
         digests = [_digest(rec.value) for rec, _ in good]
         items = [StoreItem(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition,
                            good[i][0].offset, digests[i]) for i in first]
+        return _Prepared(equipment_rejected, equipment_good, rejected, good, first, repeats, digests, items)
+
+    async def write(self, prepared: _Prepared) -> BatchResult:
+        """The I/O half: equipment rows, the batch transaction (ledger + COPY), publishing; the rejects."""
+        p = prepared
+        rejected = list(p.equipment_rejected)
+        if p.equipment_good:
+            await self._equipment_store(p.equipment_good)
+        self.stats.invalid += len(p.equipment_rejected)
+        rejected += p.rejected
+        good, first, repeats, digests, items = p.good, p.first, p.repeats, p.digests, p.items
         outcome = await self.repository.store(items)
         _write_latency.record(outcome.seconds)
         for table, n in outcome.rows.items():
@@ -136,18 +172,18 @@ class IngestHandler:
         self.stats.stored_batches += len(outcome.new)
         self.stats.redelivered += len(outcome.redelivered)
         self.stats.duplicates += duplicates
-        self.stats.invalid += len(rejected) - conflicts
+        invalid = len(rejected) - conflicts
+        self.stats.invalid += invalid
         self.stats.conflicts += conflicts
         self.stats.published += len(futures)
         for name, n in (("stored", len(outcome.new)), ("redelivered", len(outcome.redelivered)),
-                        ("duplicate", duplicates), ("conflict", conflicts), ("invalid", len(rejected) - conflicts)):
+                        ("duplicate", duplicates), ("conflict", conflicts), ("invalid", invalid)):
             if n:
                 _batches.add(n, {"outcome": name})
         return BatchResult(rejected=rejected)
 
-    async def _equipment(self, records: list[Record], now) -> list[Rejected]:
-        """CDU / CRAH / plant batches: validate against the cooling topology, store (natural key, ON CONFLICT
-        DO NOTHING), publish to telemetry.samples.v1 keyed by site (deterministic ce_id: a redelivery repeats it)."""
+    def _equipment_checked(self, records: list[Record], now) -> tuple[list[tuple[Record, object]], list[Rejected]]:
+        """CDU / CRAH / plant batches: decode and validate against the cooling topology (no I/O)."""
         rejected: list[Rejected] = []
         good = []
         for rec in records:
@@ -165,20 +201,21 @@ class IngestHandler:
                 rejected.append(Rejected(rec, "validation: " + "; ".join(problems), kind="validation.equipment"))
             else:
                 good.append((rec, batch))
-        if good:
-            rows = [r for _, b in good for r in eq.rows(b)]
-            n = await self.repository.store_equipment(rows)
-            _rows.add(n, {"table": "telemetry_equipment"})
-            self.stats.rows["telemetry_equipment"] = self.stats.rows.get("telemetry_equipment", 0) + n
-            ingested = self.clock.now()
-            futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_message(rec.message, ingested),
-                                                    ce_id=equipment_ce_id(b), cause=rec) for rec, b in good]
-            await asyncio.gather(*futures)
-            self.stats.equipment_batches += len(good)
-            self.stats.published += len(futures)
-        self.stats.invalid += len(rejected)
-        return rejected
+        return good, rejected
 
+    async def _equipment_store(self, good: list[tuple[Record, object]]) -> None:
+        """Store the valid equipment batches (natural key, ON CONFLICT DO NOTHING) and publish them to
+        telemetry.samples.v1 keyed by site (deterministic ce_id: a redelivery repeats it)."""
+        rows = [r for _, b in good for r in eq.rows(b)]
+        n = await self.repository.store_equipment(rows)
+        _rows.add(n, {"table": "telemetry_equipment"})
+        self.stats.rows["telemetry_equipment"] = self.stats.rows.get("telemetry_equipment", 0) + n
+        ingested = self.clock.now()
+        futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_message(rec.message, ingested),
+                                                ce_id=equipment_ce_id(b), cause=rec) for rec, b in good]
+        await asyncio.gather(*futures)
+        self.stats.equipment_batches += len(good)
+        self.stats.published += len(futures)
 
 
 def _digest(value: bytes) -> str:
