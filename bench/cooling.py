@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for _svc in ("cooling", "power"):
     sys.path.insert(0, str(ROOT / "services" / _svc / "src"))
 
+from twin.cooling import live as live_mod  # noqa: E402
 from twin.cooling.domain import (  # noqa: E402
     CoolantPath,
     coolant_paths,
@@ -202,6 +203,58 @@ def _what_ifs(live: CoolingLive, cases: dict) -> dict:
     return out
 
 
+def _what_if_levers(live: CoolingLive, change: dict, repeat: int = 9) -> dict:
+    """One what-if (a hall's CRAHs lost: 20,000 GPUs heading for throttling) with the fast time-to-throttle
+    against the straightforward one (`thermal.time_to_throttle_direct`: every grid and bisection point through
+    `temperatures_at` in float64), alternated in the same run; and the time-to-throttle search alone on the
+    what-if's inputs; whether the answers are identical; how many GPUs the float32 grid screen sent to float64."""
+    after = what_if(live.net, live.cond, **change)
+    fast_fn = live_mod.time_to_throttle
+    grabbed: list[tuple] = []
+
+    def grab(*a):
+        grabbed.append(a)
+        return fast_fn(*a)
+
+    def run(fn):
+        live_mod.time_to_throttle = fn
+        try:
+            return live.what_if(after, HORIZON_S)
+        finally:
+            live_mod.time_to_throttle = fast_fn
+
+    fc_fast = run(grab)
+    fc_direct = run(thermal_mod.time_to_throttle_direct)
+    fast, direct = [], []
+    for _ in range(repeat):
+        fast += _times(lambda: run(fast_fn), 1)
+        direct += _times(lambda: run(thermal_mod.time_to_throttle_direct), 1)
+    args = grabbed[0]
+    search_fast = _times(lambda: thermal_mod.time_to_throttle(*args), repeat)
+    search_direct = _times(lambda: thermal_mod.time_to_throttle_direct(*args), repeat)
+    p, s, core, hbm, path, slowdown, hbm_max, horizon = args
+    tot = core + hbm
+    cool_max = np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c) + np.maximum(path.ramp_k_per_s, 0) * horizon
+    g_max = (cool_max + p.offset_c + p.r_slow_k_per_w * np.maximum(s.z_slow, tot)
+             + p.r_fast_k_per_w * np.maximum(s.z_fast, core))
+    h_max = (cool_max + p.hbm_offset_c + p.hbm_slow_k_per_w * np.maximum(s.z_slow, tot)
+             + p.hbm_core_k_per_w * np.maximum(s.z_fast, core) + p.hbm_self_k_per_w * np.maximum(s.z_hbm, hbm))
+    cand = np.flatnonzero(~((g_max < slowdown) & (h_max < hbm_max)))
+    sub = [np.asarray(x)[cand] for x in (core, hbm, slowdown, hbm_max)]
+    mm = thermal_mod._Margins(p.take(cand), type(s)(*(np.asarray(v)[cand] for v in vars(s).values())), sub[0],
+                              sub[1], type(path)(*(np.asarray(v)[cand] for v in vars(path).values())), sub[2], sub[3])
+    _, doubt = mm.grid32(np.concatenate([[0.0], np.geomspace(0.25, horizon, 32)]), horizon)
+    return {
+        "what_if_best_ms": min(fast) * 1e3, "what_if_median_ms": statistics.median(fast) * 1e3,
+        "what_if_direct_best_ms": min(direct) * 1e3, "what_if_direct_median_ms": statistics.median(direct) * 1e3,
+        "ratio_direct_to_fast": min(direct) / min(fast),
+        "time_to_throttle_ms": min(search_fast) * 1e3, "time_to_throttle_direct_ms": min(search_direct) * 1e3,
+        "gpus_searched": int(cand.size), "gpus_float64_grid": int(doubt.sum()),
+        "identical": bool(np.array_equal(fc_fast.gpu_time_s, fc_direct.gpu_time_s)
+                          and np.array_equal(fc_fast.gpu_which, fc_direct.gpu_which)),
+    }
+
+
 def _liquid_variant(spec, rack_w: np.ndarray, board: np.ndarray, dram: np.ndarray) -> dict:
     """The same site with its racks on direct liquid cooling (the preset is air-cooled: its CDU paths would go
     unmeasured): generated CDU loops, one CDU down (its N+1 loop carries it), a whole loop's CDUs down, the
@@ -289,6 +342,7 @@ def main() -> dict:
         "dry_bulb_40c": {"dry_bulb_c": 40.0, "wet_bulb_c": 28.0},
     }
     whatifs = _what_ifs(live, cases)
+    whatif_levers = _what_if_levers(live, cases["hall_crahs_down"])
 
     # -- a tick with a hall's CRAHs lost (the forecast and alerts on 20,000 GPUs) -----------------------
     stressed = _live(site, rack_w, board, dram)
@@ -322,6 +376,7 @@ def main() -> dict:
         "what_if_ms": whatifs["hall_crahs_down"]["best_ms"],
         "what_if_median_ms": whatifs["hall_crahs_down"]["median_ms"],
         "what_ifs": whatifs,
+        "what_if_levers": whatif_levers,
         "stressed_tick_ms": min(stressed_s) * 1e3, "stressed_tick_median_ms": statistics.median(stressed_s) * 1e3,
         "stressed_tick_parts_ms": stressed_parts,
         "stressed_tick_alerts": len(sev.tick.alerts),
@@ -354,6 +409,13 @@ def main() -> dict:
           f"{lv['time_to_throttle_24_bisections']:.0f} -> "
           f"{lv[f'time_to_throttle_{thermal_mod.BISECTIONS}_bisections']:.0f} ms "
           f"(answers within {lv['bisection_max_abs_diff_s']:.3f} s)")
+    wl = whatif_levers
+    print(f"cooling hall what-if (same run, alternated): straightforward time-to-throttle "
+          f"{wl['what_if_direct_best_ms']:.0f} ms best / {wl['what_if_direct_median_ms']:.0f} median -> fast "
+          f"{wl['what_if_best_ms']:.0f} / {wl['what_if_median_ms']:.0f} (x{wl['ratio_direct_to_fast']:.1f}; the search "
+          f"alone {wl['time_to_throttle_direct_ms']:.0f} -> {wl['time_to_throttle_ms']:.0f} ms over "
+          f"{wl['gpus_searched']} GPUs, {wl['gpus_float64_grid']} on the float64 grid; identical answers: "
+          f"{wl['identical']})")
     print("cooling what-ifs: " + "; ".join(
         f"{k} {w['best_ms']:.0f} ms best / {w['median_ms']:.0f} median ({w['racks_affected']} racks, "
         f"{w['gpus_affected']} GPUs)" for k, w in whatifs.items())
