@@ -313,6 +313,13 @@ class FabricSimulator:
     @staticmethod
     def check_sizes(sizes: np.ndarray, field: str) -> np.ndarray:
         sizes = np.asarray(sizes, dtype=np.uint64)
+        if sizes.size == 1:  # one size (every EstimateCollective): Python int compares, not 4 array reductions
+            v = int(sizes.reshape(-1)[0])
+            if v == 0:
+                raise InvalidArgument(field, "must be > 0")
+            if v > MAX_SIZE_BYTES:
+                raise InvalidArgument(field, f"{v} exceeds the limit of 2^50 bytes")
+            return sizes
         if sizes.size and (sizes == 0).any():
             i = int(np.flatnonzero(sizes == 0)[0])
             raise InvalidArgument(field if sizes.size == 1 else f"{field}[{i}]", "must be > 0")
@@ -346,13 +353,14 @@ class FabricSimulator:
             if start:
                 deadline.check()
             stop = min(sizes.size, start + self.chunk_entries)
-            c = coll if coll.size == 1 else coll[start:stop]
+            # one collective goes to the core as an int (an array is validated element-wise there)
+            c = int(coll.reshape(-1)[0]) if coll.size == 1 else coll[start:stop]
             parts.append(estimate(self.topology, c, sizes[start:stop].astype(np.float64), placement,
                                   nccl_version=nccl_version))
             self.entries_estimated += stop - start
         result = parts[0] if len(parts) == 1 else Estimate(*(
             np.concatenate([getattr(p, f) for p in parts]) for f in Estimate.__dataclass_fields__))
-        coll_full = np.broadcast_to(coll, sizes.shape)
+        coll_full = coll if coll.shape == sizes.shape else np.broadcast_to(coll, sizes.shape)
         table = EstimateTable(coll_full, sizes, result, int(placement.n_ranks), int(placement.n_nodes), view.version)
         if single_key is not None:
             self._answers[single_key] = table

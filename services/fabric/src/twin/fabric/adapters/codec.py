@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from twin.fabric.domain import COLLECTIVES
+from twin.fabric.domain import ALGORITHMS, COLLECTIVES, PROTOCOLS
 from twin.fabric.domain import link_health as lh
 from twin.fabric.simulation import (
     EstimateTable,
@@ -44,6 +44,9 @@ _COLLECTIVE_LUT = np.full(max(_COLLECTIVE_TO_CODE) + 1, -1, dtype=np.int64)
 for _k, _v in _COLLECTIVE_TO_CODE.items():
     _COLLECTIVE_LUT[_k] = _v
 _CODE_LUT = np.array([_CODE_TO_COLLECTIVE[i] for i in range(len(COLLECTIVES))], dtype=np.int64)
+# names by code as Estimate.algorithm_names()/protocol_names() give them (NO_ALGORITHM = -1 -> "none")
+_ALGORITHM_NAMES = (*ALGORITHMS, "none")
+_PROTOCOL_NAMES = (*PROTOCOLS, "none")
 
 _POLICY = {pb.PACKING_POLICY_UNSPECIFIED: "pack", pb.PACKING_POLICY_PACK: "pack", pb.PACKING_POLICY_SPREAD: "spread"}
 
@@ -214,19 +217,13 @@ def estimates_to_proto(table: EstimateTable, out) -> None:
 
 
 def estimate_collective_response(table: EstimateTable) -> pb.EstimateCollectiveResponse:
-    resp = pb.EstimateCollectiveResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes)
+    # Python scalars straight from the 1-entry columns (`item(0)`), names by tuple index: this runs per RPC
     r = table.result
-    e = resp.estimate
-    e.collective = int(_CODE_LUT[int(table.collective[0])])
-    e.size_bytes = int(table.size_bytes[0])
-    e.time_s = float(r.time_s[0])
-    e.algorithm = str(r.algorithm_names()[0])
-    e.protocol = str(r.protocol_names()[0])
-    e.algbw_gbps = float(r.algbw_GBps[0])
-    e.busbw_gbps = float(r.busbw_GBps[0])
-    e.latency_s = float(r.latency_s[0])
-    e.bandwidth_s = float(r.bandwidth_s[0])
-    return resp
+    return pb.EstimateCollectiveResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes, estimate=pb.CollectiveEstimate(
+        collective=_CODE_TO_COLLECTIVE[table.collective.item(0)], size_bytes=table.size_bytes.item(0),
+        time_s=r.time_s.item(0), algorithm=_ALGORITHM_NAMES[r.algorithm.item(0)],
+        protocol=_PROTOCOL_NAMES[r.protocol.item(0)], algbw_gbps=r.algbw_GBps.item(0),
+        busbw_gbps=r.busbw_GBps.item(0), latency_s=r.latency_s.item(0), bandwidth_s=r.bandwidth_s.item(0)))
 
 
 def training_step_response(ans: TrainingStepAnswer) -> pb.EstimateTrainingStepResponse:
