@@ -75,3 +75,35 @@ def test_a_repaired_loop_clears_its_racks_throttle_alerts(hall):
         assert prod.alerts() == []                              # a clear is sent once
 
     asyncio.run(run())
+
+
+def test_severity_changes_follow_the_kits_rule(hall):
+    """Through ``alert_state.transitions``: warning -> critical is raised again and clears nothing; critical
+    dropping while the warning stays clears nothing; the rack's condition ending clears it once, at the most
+    severe key it held; a duplicate of an alert in one evaluation is sent once."""
+    from types import SimpleNamespace
+
+    from twin.cooling.domain.alerts import CoolingAlert
+
+    net = hall.network
+    live = CoolingLive(hall)
+    pipe = CoolingPipeline(live, Producer(), InMemoryCoolingStore(), topics.COOLING_STATE, topics.COOLING_ALERTS)
+    ev = SimpleNamespace(sensor_values={})
+    rack, other = net.rack_ids[0], net.rack_ids[1]
+
+    def alert(entity, severity):
+        return CoolingAlert("throttle_predicted", severity, entity, f"{entity} {severity}", 120.0, (0, 1))
+
+    def step(alerts, t):
+        out, pipe.active = pipe._new_alerts(alerts, ev, t)
+        return [(m.entity_id, m.severity, m.cleared) for m in out]
+
+    W, C = pb.SEVERITY_WARNING, pb.SEVERITY_CRITICAL
+    assert step([alert(rack, "warning"), alert(rack, "warning")], 1.0) == [(rack, W, False)]
+    assert step([alert(rack, "warning"), alert(rack, "critical"), alert(other, "warning")], 2.0) == [
+        (rack, C, False), (other, W, False)]
+    assert step([alert(rack, "warning"), alert(other, "warning")], 3.0) == []     # critical dropped, warning stays
+    assert step([alert(rack, "critical"), alert(rack, "warning"), alert(other, "warning")], 4.0) == [(rack, C, False)]
+    assert step([alert(other, "warning")], 5.0) == [(rack, C, True)]             # one clear, the critical key
+    assert step([], 6.0) == [(other, W, True)]
+    assert step([], 7.0) == []
