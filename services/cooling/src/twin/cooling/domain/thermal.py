@@ -32,7 +32,9 @@ candidate with the best predictive (prequential) score wins. Vectorized over GPU
 Time-to-throttle. With power held and the coolant following ``T_c(t) = final + (now - final)·e^(-t/τ_loop)
 + ramp·t`` (a what-if's new steady state, reached at the loop's pace; a ramp when the flow stops), every
 lag has a closed-form answer; the first time the die reaches its slowdown temperature or the HBM its
-limit is found on a log time grid and refined by bisection.
+limit is found on a log time grid and refined by bisection. GPUs whose bound stays below both limits skip the
+search; the grid is screened in float32 and decided in float64 wherever float32 could err (the answers are the
+all-float64 ones, bit for bit: ``time_to_throttle_direct`` is the reference).
 """
 
 from __future__ import annotations
