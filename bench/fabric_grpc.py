@@ -5,8 +5,8 @@ waits for SERVING, then issues sequential unary calls from this process (sync st
 a warm-up, then in interleaved rounds (so all see the same machine state): N EstimateCollective calls
 that the server must compute (a 256-rank spread all-reduce, each with a size not asked before), N
 repeats of one request (answered from the server's exact answer cache) and N health Check calls.
-Then, with the server stopped, the same two request kinds are awaited directly on the servicer built in
-this process like the server builds it (FabricApp, FABRIC_CONSUME=0, telemetry from the same OTEL_*
+Then, with the server stopped, the same two request kinds are awaited directly on the servicer built in a
+fresh process like the server builds it (FabricApp, FABRIC_CONSUME=0, telemetry from the same OTEL_*
 settings): the handler's own time without gRPC transport, so the gap to the loopback figures is gRPC's.
 Writes bench/results/fabric_grpc.json. Targets: p50 <= 1 ms, p99 <= 5 ms.
 """
@@ -51,7 +51,17 @@ class _Context:
         raise RuntimeError(f"{code}: {details}")
 
 
-def _in_process(env: dict[str, str], req: pb.EstimateCollectiveRequest, requests: int) -> tuple[list, list]:
+def _in_process(env: dict[str, str], requests: int) -> tuple[list, list]:
+    """(computed, cached) handler times in s, measured in a fresh process (`--handler`): telemetry is
+    set up there globally like the server does, without touching this process's providers (the other
+    benchmarks of a `python -m bench` run set their own)."""
+    out = subprocess.run([sys.executable, "-m", "bench.fabric_grpc", "--handler", str(requests)], env=env,
+                         cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600, check=True)
+    samples = json.loads(out.stdout.strip().splitlines()[-1])
+    return samples["computed"], samples["cached"]
+
+
+def _handler_main(env: dict[str, str], req: pb.EstimateCollectiveRequest, requests: int) -> tuple[list, list]:
     """(computed, cached) handler times in s: the servicer awaited directly, no transport."""
     from twin.core.settings import load_config
     from twin.core.telemetry import setup_telemetry
@@ -107,9 +117,7 @@ def main(requests: int = REQUESTS) -> dict:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"fabric server did not start: {proc.stderr.read().decode()[-2000:]}") from None
                 time.sleep(0.1)
-        req = pb.EstimateCollectiveRequest(
-            collective=pb.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30,
-            placement=pb.Placement(ranks=pb.RankCount(n_ranks=256, policy=pb.PACKING_POLICY_SPREAD)))
+        req = _request()
         hreq = health_pb2.HealthCheckRequest(service="twin.fabric.v1.FabricSimulationService")
         for _ in range(WARMUP):
             stub.EstimateCollective(req, timeout=5)
@@ -148,7 +156,7 @@ def main(requests: int = REQUESTS) -> dict:
     p50, p99 = _percentiles(est)
     h50, h99 = _percentiles(chk)
     c50, c99 = _percentiles(cached)
-    in_est, in_cached = _in_process(env, req, requests)
+    in_est, in_cached = _in_process(env, requests)
     i50, i99 = _percentiles(in_est)
     ic50, _ = _percentiles(in_cached)
     result = {
@@ -167,7 +175,7 @@ def main(requests: int = REQUESTS) -> dict:
         "grpc_minus_handler_p50_ms": round(p50 - i50, 4),
         "note": "grpc_unary_* = computed answers (unique size per request, numpy core runs every time); "
                 "grpc_unary_cached_* = the same request repeated (exact answer cache keyed by live-state version); "
-                "handler_* = the servicer awaited in-process (no gRPC transport), same request kinds",
+                "handler_* = the servicer awaited directly in a fresh process (no gRPC transport), same request kinds",
         "targets": {"grpc_unary_p50_ms": 1.0, "grpc_unary_p99_ms": 5.0},
         "meets_targets": bool(p50 <= 1.0 and p99 <= 5.0),
         "request": "EstimateCollective all_reduce 1 GiB, 256 ranks spread (dgx-h100-su)",
@@ -186,5 +194,15 @@ def main(requests: int = REQUESTS) -> dict:
     return result
 
 
+def _request() -> pb.EstimateCollectiveRequest:
+    return pb.EstimateCollectiveRequest(
+        collective=pb.COLLECTIVE_ALL_REDUCE, size_bytes=1 << 30,
+        placement=pb.Placement(ranks=pb.RankCount(n_ranks=256, policy=pb.PACKING_POLICY_SPREAD)))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--handler"]:
+        computed, cached = _handler_main(dict(os.environ), _request(), int(sys.argv[2]))
+        print(json.dumps({"computed": computed, "cached": cached}))
+    else:
+        main()
