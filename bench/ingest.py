@@ -65,6 +65,10 @@ TARGETS = {"samples_per_s": 1_000_000, "ratio_to_copy": 0.5, "freshness_p99_s": 
 # BENCH_INGEST_STAGES_ONLY=<fraction of the site>: only the in-process stages + COPY baseline at that size
 # (no broker, no subprocesses; ~20 s), printed, nothing written to bench/results. For iterating on the code.
 STAGES_ONLY = os.environ.get("BENCH_INGEST_STAGES_ONLY")
+# BENCH_INGEST_PIPELINE_ONLY=<fraction of the site>: only the pipeline comparison (capacity with INGEST_PIPELINE
+# 0 and 1, own broker and database), printed, nothing written. BENCH_INGEST_PIPELINE_REPEATS: pairs of runs.
+PIPELINE_ONLY = os.environ.get("BENCH_INGEST_PIPELINE_ONLY")
+PIPELINE_REPEATS = int(os.environ.get("BENCH_INGEST_PIPELINE_REPEATS", "1"))
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -310,7 +314,7 @@ def live_run(bootstrap: str, url: str, ingest: Ingest, racks: int) -> dict:
     }
 
 
-def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int) -> dict:
+def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str = "", **env: str) -> dict:
     """Backlog first (ingest stopped), then drain: the rate ingest sustains when never starved."""
     gpus = racks * GPUS_PER_RACK
     ticks = int(min(40, max(5, BACKLOG_GPU_ROWS // gpus)))
@@ -321,7 +325,7 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int) -> dict:
     produce_s = time.monotonic() - t0
     produced = int(stats.get("good", 0))
     watch = LedgerWatch(url, racks, since - timedelta(seconds=1))
-    ingest = Ingest(bootstrap, url, log_dir, f"capacity-{racks}")
+    ingest = Ingest(bootstrap, url, log_dir, f"capacity-{racks}{name}", **env)
     try:
         deadline = time.monotonic() + 120.0
         first = cpu_first = cpu_last = None
@@ -342,6 +346,31 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int) -> dict:
     return {"racks": racks, "gpus": gpus, "backlog_ticks": ticks, "backlog_gpu_rows": produced * GPUS_PER_RACK,
             "backlog_produce_s": produce_s, "drained_batches": watch.batches, "drain_s": last[0] - first[0] if first else None,
             "gpu_rows_per_s": rate, "samples_per_s": rate * SAMPLES_PER_GPU_ROW, "cpu_cores": cpu}
+
+
+def pipeline_runs(log_dir: Path, racks: int) -> dict:
+    """Capacity (backlog drain) with INGEST_PIPELINE=0 and =1, alternated PIPELINE_REPEATS times: the pipelined
+    consumer loop (twin.core.kafka) against the plain one in the same run. Each drain on its own broker and
+    database (Tansu does not re-form a group that two members just left: the next pair never syncs)."""
+    from twin.core.embedded.kafka import TansuBroker
+    from twin.core.embedded.postgres import database_url, isolated_database
+
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for i in range(PIPELINE_REPEATS):
+        for mode, flag in (("off", "0"), ("on", "1")):
+            with TansuBroker() as broker, isolated_database(database_url()) as url:
+                migrate = Ingest(broker.bootstrap, url, log_dir, f"migrate-{mode}{i}", processes=1)
+                try:
+                    _wait_tables(url)
+                finally:
+                    migrate.stop()
+                run = capacity_run(broker.bootstrap, url, log_dir, racks, f"-pipeline-{mode}{i}", INGEST_PIPELINE=flag)
+            runs[mode].append(run)
+            print(f"  capacity pipeline {mode} at {run['gpus']:,} GPUs: {run['samples_per_s']:,.0f} samples/s", flush=True)
+    best = {mode: max(r["samples_per_s"] for r in rs) for mode, rs in runs.items()}
+    return {"racks": racks, "gpus": racks * GPUS_PER_RACK, "repeats": PIPELINE_REPEATS,
+            "off_samples_per_s": best["off"], "on_samples_per_s": best["on"],
+            "ratio_on_to_off": best["on"] / best["off"] if best["off"] else None, "runs": runs}
 
 
 def kill_run(log_dir: Path, racks: int) -> dict:
@@ -592,6 +621,11 @@ def stages_only(fraction: float) -> dict:
 def main() -> dict:
     if STAGES_ONLY:
         return stages_only(float(STAGES_ONLY))
+    if PIPELINE_ONLY:
+        result = pipeline_runs(Path(tempfile.mkdtemp(prefix="bench-ingest-")),
+                               max(1, round(SITE_RACKS * float(PIPELINE_ONLY))))
+        print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
+        return result
     if os.environ.get("BENCH_INGEST_KILL_ONLY"):   # =<fraction>: the kill phase alone, printed
         result = kill_run(Path(tempfile.mkdtemp(prefix="bench-ingest-")),
                           max(1, round(SITE_RACKS * float(os.environ["BENCH_INGEST_KILL_ONLY"]))))
@@ -625,6 +659,9 @@ def main() -> dict:
               f"{kill['samples_published_distinct']:,} distinct of {kill['samples_published']:,}: "
               f"exactly-once {'holds' if kill['exactly_once'] else 'BROKEN'}", flush=True)
         stages, copy = asyncio.run(_stages_and_copy(url, best["racks"], best["gpu_rows_stored"]))
+    pipe = pipeline_runs(log_dir, best["racks"])
+    print(f"  pipeline (capacity, own broker+db per run) at {pipe['gpus']:,} GPUs: off {pipe['off_samples_per_s']:,.0f}, "
+          f"on {pipe['on_samples_per_s']:,.0f} samples/s (on/off {pipe['ratio_on_to_off'] or 0:.2f})", flush=True)
     headline = best
     result = {
         "benchmark": "ingest",
@@ -636,6 +673,7 @@ def main() -> dict:
         "samples_per_gpu_row": SAMPLES_PER_GPU_ROW,
         "ingest_max_records": int(MAX_RECORDS),
         "ingest_processes": INGEST_PROCESSES,
+        "ingest_pipeline": os.environ.get("INGEST_PIPELINE", "0").strip().lower() in ("1", "true", "yes", "on"),
         "samples_per_s": headline["samples_per_s"],
         "gpu_rows_per_s": headline["gpu_rows_per_s"],
         "offered_samples_per_s": headline["offered_samples_per_s"],
@@ -663,6 +701,10 @@ def main() -> dict:
         "capacity": capacity,
         "kill": kill,
         "exactly_once_under_sigkill": kill["exactly_once"],
+        "pipeline_off_samples_per_s": pipe["off_samples_per_s"],
+        "pipeline_on_samples_per_s": pipe["on_samples_per_s"],
+        "pipeline_ratio_on_to_off": pipe["ratio_on_to_off"],
+        "pipeline": pipe,
         "live_split_by_process": live_split,
         "copy": copy,
         "stages": stages,

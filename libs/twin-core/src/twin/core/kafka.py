@@ -392,6 +392,7 @@ async def run_consumer(
                  backoff_s, max_backoff_s, stats, stop_event)
     if pipeline:
         consumer.subscribe([topic.name], listener=_Revocations(loop))
+        log.info("%s (group %s): pipelined consumer loop (poll N+1 prepared while N is written)", topic.name, group_id)
     await consumer.start()
     if on_started is not None:
         on_started()
