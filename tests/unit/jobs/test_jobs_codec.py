@@ -89,3 +89,15 @@ def test_progress_fast_path_builds_the_same_event_as_the_constructor(fields) -> 
     with pytest.raises(InvalidMessage) as err:
         event_from_proto(bad)
     assert err.value.field == "measured_step_time_s"
+
+
+@pytest.mark.parametrize("seconds,nanos", [(1_795_952_404, -1), (-62_135_596_801, 0), (253_402_300_800, 0)])
+@pytest.mark.parametrize("kind", [pb.JOB_EVENT_KIND_PROGRESS, pb.JOB_EVENT_KIND_STARTED])
+def test_an_event_time_protobuf_cannot_represent_is_rejected_naming_event_time(kind, seconds, nanos):
+    """Found by the jobs fuzzer: the PROGRESS fast path raised protobuf's ValueError (a consumer crash, not a
+    DLQ reason) for a Timestamp with negative nanos."""
+    msg = pb.JobEvent(job_id="j", kind=kind, source="test", measured_step_time_s=1.0)
+    msg.event_time.seconds, msg.event_time.nanos = seconds, nanos
+    with pytest.raises(InvalidMessage) as err:
+        event_from_proto(msg)
+    assert err.value.field == "event_time"

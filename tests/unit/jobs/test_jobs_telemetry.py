@@ -252,7 +252,7 @@ def test_the_handler_reads_a_rack_at_most_every_interval_and_skips_racks_without
             g = b.nodes.add(node_id=node).gpus
             g.gpu_index.extend(range(8))
             g.power_w.extend([500.0] * 8)
-        return SimpleNamespace(key=rack, message=msg)
+        return SimpleNamespace(key=rack, message=msg, headers=[])
 
     h = TelemetryHandler(eng, interval_s=5.0, seed=1)
     t0 = int(clock.t)

@@ -139,7 +139,7 @@ async def test_site_handler_publishes_the_clear_once(su):
             s = pb.PowerState(site_id=index.site_id, entity_id=su.network.rack_ids[u.rack], scope=pb.POWER_SCOPE_RACK,
                               input_power_w=u.input_w, source=pb.VALUE_SOURCE_MEASURED)
             s.state_time.FromSeconds(int(t))
-            out.append(SimpleNamespace(key=index.site_id, message=s))
+            out.append(SimpleNamespace(key=index.site_id, message=s, headers=[]))  # as a Record
         return out
 
     for t, w in ((1, 30e3), (2, 45e3), (3, 30e3), (4, 30e3), (5, 45e3)):

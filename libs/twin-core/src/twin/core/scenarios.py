@@ -441,7 +441,9 @@ async def cdu_failure(run: Run) -> None:
     if site_state is None:
         raise StepFailed(f"no power.state.v1 site state carrying the plant's new cooling power within {w:.0f} s",
                          {"cdu_states_down": t_fail is not None, "plant_states_after": bool(plants)})
-    plant = plants[round(site_state.site.cooling_power_w, 3)]
+    # power_sees matched against every plant state seen so far, which may be newer than `plants` (taken
+    # when the first one arrived): look the matching one up in the same set
+    plant = (plant_after(run.watch.seen[topics.COOLING_STATE.name]) or plants)[round(site_state.site.cooling_power_w, 3)]
     d = site_state.site
     run.record("power", True, f"power.state.v1 site {site}: cooling {before_cooling_w / 1e3:.1f} -> "
                f"{d.cooling_power_w / 1e3:.1f} kW (the plant's, after the failure; what-if said "

@@ -160,6 +160,10 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
         raise InvalidMessage("kind", f"{name} is not an event kind")
     if not msg.HasField("event_time"):
         raise InvalidMessage("event_time", "missing")
+    try:  # negative nanos or a second outside 0001..9999 (protobuf's Timestamp range) is not a time
+        time_s = msg.event_time.ToNanoseconds() / 1e9
+    except ValueError as exc:
+        raise InvalidMessage("event_time", str(exc)) from None
     kind = _KIND_BACK[msg.kind]
     cause = None
     if msg.failure_cause != pb.FAILURE_CAUSE_UNSPECIFIED:
@@ -169,11 +173,11 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
     if kind == EventKind.FAILED and cause is None:
         raise InvalidMessage("failure_cause", "a FAILED event needs a cause")
     if kind == EventKind.PROGRESS and not msg.HasField("spec") and not msg.HasField("placement"):
-        return _progress_event(msg, kind, cause)
+        return _progress_event(msg, kind, cause, time_s)
     spec = spec_from_proto(msg.spec) if msg.HasField("spec") else None
     pl = msg.placement
     try:
-        return JobEvent(job_id=msg.job_id, kind=kind, time_s=msg.event_time.ToNanoseconds() / 1e9, source=msg.source,
+        return JobEvent(job_id=msg.job_id, kind=kind, time_s=time_s, source=msg.source,
                         cluster=msg.cluster, user=msg.user, account=msg.account, partition=msg.partition,
                         name=msg.name, nodes=tuple(pl.node_ids), n_nodes=pl.n_nodes or len(pl.node_ids),
                         n_gpus=pl.n_gpus, cause=cause,
@@ -190,7 +194,7 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
 _PROGRESS_DEFAULTS = {"nodes": (), "n_nodes": 0, "n_gpus": 0, "exit_code": None, "signal": None, "spec": None}
 
 
-def _progress_event(msg: pb.JobEvent, kind: EventKind, cause) -> JobEvent:
+def _progress_event(msg: pb.JobEvent, kind: EventKind, cause, time_s: float) -> JobEvent:
     """The same JobEvent ``event_from_proto`` builds for a PROGRESS report with no spec or placement, without
     the dataclass constructor (every job may report every second: this is the job twin's hottest decode);
     ``JobEvent.__post_init__``'s one check that applies is made here."""
@@ -200,7 +204,7 @@ def _progress_event(msg: pb.JobEvent, kind: EventKind, cause) -> JobEvent:
     ev = object.__new__(JobEvent)
     d = ev.__dict__
     d.update(_PROGRESS_DEFAULTS)
-    d.update(job_id=msg.job_id, kind=kind, time_s=msg.event_time.ToNanoseconds() / 1e9, source=msg.source,
+    d.update(job_id=msg.job_id, kind=kind, time_s=time_s, source=msg.source,
              cluster=msg.cluster, user=msg.user, account=msg.account, partition=msg.partition, name=msg.name,
              cause=cause, reason=msg.reason, attributes=dict(msg.attributes) if msg.attributes else {},
              step=msg.step, step_time_s=step_time, tokens_per_s=tokens)
