@@ -485,7 +485,9 @@ class _Loop:
                 continue
             try:
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
-            except (IllegalStateError, TimeoutError):
+            except (IllegalStateError, TimeoutError, AssertionError):
+                # AssertionError: aiokafka's "Partition is not assigned" when a rebalance revoked `tp` while
+                # position() awaited; lag is a best-effort figure, never a reason to stop consuming
                 continue
             if position is not None:
                 lag = max(0, high - position)
