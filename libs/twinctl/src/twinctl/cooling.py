@@ -299,13 +299,7 @@ def run_cooling(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> s
             return json.dumps({"setting": name, "points": rows})
         return sweep_table(name, rows) + (f"\nplot: {args.plot}" if args.plot else "")
     if args.cmd == "history":
-        resp = stub.GetHistory(series.window(args, pb.GetHistoryRequest), timeout=t)
-        states = list(resp.states)
-        if args.plot:
-            series.history_plot(args.entity, "cooling", states, args.plot)
-        if args.json:
-            return MessageToJson(resp)
-        return series.history_table(args.entity, states) + (f"\nplot: {args.plot}" if args.plot else "")
+        return series.history_command(args, stub, pb.GetHistoryRequest, "cooling", t)
     raise SystemExit(f"unknown command {args.cmd!r}")
 
 

@@ -193,13 +193,7 @@ def run_power(args: argparse.Namespace, stub: pb_grpc.PowerServiceStub) -> str:
         lines.append("racks without power: " + (", ".join(r.unpowered_rack_ids) or "none"))
         return "\n".join(lines)
     if args.cmd == "history":
-        resp = stub.GetHistory(series.window(args, pb.GetHistoryRequest), timeout=t)
-        states = list(resp.states)
-        if args.plot:
-            series.history_plot(args.entity, "power", states, args.plot)
-        if args.json:
-            return MessageToJson(resp)
-        return series.history_table(args.entity, states) + (f"\nplot: {args.plot}" if args.plot else "")
+        return series.history_command(args, stub, pb.GetHistoryRequest, "power", t)
     raise SystemExit(f"unknown command {args.cmd!r}")
 
 

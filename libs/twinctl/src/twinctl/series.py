@@ -93,3 +93,16 @@ def history_plot(entity: str, twin: str, states: list[Any], out: str):
     has_temp = any(s.axis == "right" for s in series)
     return plot(series, out, title=f"{twin} history of {entity}", xlabel="time (UTC)", ylabel="kW",
                 ylabel_right="°C" if has_temp else "")
+
+
+def history_command(args: argparse.Namespace, stub: Any, request_cls: type, twin: str, timeout: float) -> str:
+    """`twinctl <twin> history`: GetHistory over the window, then a table, JSON and/or a plot."""
+    from google.protobuf.json_format import MessageToJson
+
+    resp = stub.GetHistory(window(args, request_cls), timeout=timeout)
+    states = list(resp.states)
+    if args.plot:
+        history_plot(args.entity, twin, states, args.plot)
+    if args.json:
+        return MessageToJson(resp)
+    return history_table(args.entity, states) + (f"\nplot: {args.plot}" if args.plot else "")
