@@ -479,15 +479,16 @@ class _Loop:
         self.ahead: _Prepared | None = None  # pipelined mode: the next poll, prepared while the last was written
 
     async def update_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
+        for tp in list(self.consumer.assignment()):
             try:
+                high = self.consumer.highwater(tp)
+                if high is None:
+                    continue
                 position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
             except (IllegalStateError, TimeoutError, AssertionError):
-                # AssertionError: aiokafka's "Partition is not assigned" when a rebalance revoked `tp` while
-                # position() awaited; lag is a best-effort figure, never a reason to stop consuming
+                # AssertionError: aiokafka's "Partition is not assigned" when a rebalance revoked `tp` while an
+                # earlier partition's position() awaited (highwater) or while this one's did (position); lag is
+                # a best-effort figure, never a reason to stop consuming
                 continue
             if position is not None:
                 lag = max(0, high - position)

@@ -315,7 +315,8 @@ class CoolingLive:
         if len(net.cdu_ids):
             np.maximum.at(loop_ev, np.maximum(net.cdu_loop, 0), np.where(net.cdu_loop >= 0, cdu_ev, -np.inf))
         after_ev = self.cdu_meas_time >= loop_ev[np.maximum(net.cdu_loop, 0)]
-        ok = cond.cdu_up & (time_s - self.cdu_meas_time <= age) & (net.cdu_loop >= 0) & after_ev
+        with np.errstate(invalid="ignore"):  # never-read CDUs sit at -inf: their age is inf or nan, never fresh
+            ok = cond.cdu_up & (time_s - self.cdu_meas_time <= age) & (net.cdu_loop >= 0) & after_ev
         loop = np.where(ok, net.cdu_loop, 0)
         supply, flow = self.cdu_meas["supply"], self.cdu_meas["flow"]
         s_ok = ok & np.isfinite(supply)
