@@ -15,7 +15,8 @@ A servicer method stays a few lines long by handing its work to `RpcHandler.run`
         return await rpc.run("EstimateCollective", context, lambda deadline: ..., heavy=False)
 
 `run` takes the caller's deadline, runs heavy work in a worker thread bounded by it (the worker
-checks `Deadline` between chunks), opens a SERVER span, records `rpc.server.call.duration` and maps
+checks `Deadline` between chunks), opens a SERVER span (a child of the caller's span when the call's
+metadata carries a W3C `traceparent`, as `twin.core.grpc_client` channels send it), records `rpc.server.call.duration` and maps
 `twin.core.rpc` errors to status codes: InvalidArgument → INVALID_ARGUMENT, NotFound → NOT_FOUND,
 FailedPrecondition → FAILED_PRECONDITION, DeadlineExceeded → DEADLINE_EXCEEDED; details start with
 the offending field. Anything else is INTERNAL with a generic message (the traceback goes to the log,
@@ -49,7 +50,7 @@ from opentelemetry import metrics, trace
 
 from twin.core import limits
 from twin.core.rpc import Deadline, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound
-from twin.core.telemetry import tracing_enabled
+from twin.core.telemetry import extract_metadata, tracing_enabled
 
 log = logging.getLogger("twin.core.grpc")
 _tracer = trace.get_tracer("twin.core.grpc")
@@ -173,8 +174,10 @@ class RpcHandler:
         deadline = Deadline(remaining)
         code = grpc.StatusCode.OK
         if _records_spans(self._tracer_provider):
-            scope = self._tracer.start_as_current_span(f"{self.service_name}/{method}", kind=trace.SpanKind.SERVER,
-                                                       attributes=self._attrs(method))
+            # the caller's trace context (twin.core.grpc_client sends it): the SERVER span is its child
+            parent = _caller_context(context)
+            scope = self._tracer.start_as_current_span(f"{self.service_name}/{method}", context=parent,
+                                                       kind=trace.SpanKind.SERVER, attributes=self._attrs(method))
         else:  # nothing would record the span: the current (non-recording) span stays current
             scope = _NO_SPAN
         with scope as span:
@@ -203,6 +206,13 @@ class RpcHandler:
 
 
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def _caller_context(context: Any) -> Any:
+    """The trace context in the call's metadata (None without one; a duck-typed context without
+    `invocation_metadata`, as tests pass, has none)."""
+    metadata = getattr(context, "invocation_metadata", None)
+    return extract_metadata(metadata()) if metadata is not None else None
 
 
 def _records_spans(provider: trace.TracerProvider | None) -> bool:

@@ -23,6 +23,9 @@ evaluation in `caused_span(...)`: a span whose parent is the NEWEST cause (the r
 it) and which LINKS to the other causes (at most MAX_LINKS) and to the consumer's batch span. Per-message
 spans are only made while some span processor records them (`tracing_enabled()`): a span costs
 tens of microseconds, too much per record when nothing is exported.
+
+Traces across gRPC: `inject_metadata` / `extract_metadata` carry the same W3C context in call metadata
+(twin.core.grpc_client sends it from a CLIENT span, twin.core.grpc_server's SERVER span continues it).
 """
 
 from __future__ import annotations
@@ -176,6 +179,46 @@ def inject_headers(headers: KafkaHeaders | None = None, context: Context | None 
 def extract_context(headers: Iterable[tuple[str, bytes]] | None) -> Context:
     """The trace context carried in Kafka headers (an empty context when there is none)."""
     return _W3C.extract(list(headers or []), getter=_GETTER)
+
+
+# -- W3C trace context <-> gRPC metadata (twin.core.grpc_client / grpc_server) ----------------------
+
+GrpcMetadata = list[tuple[str, str | bytes]]
+
+
+class _MetadataSetter(Setter[GrpcMetadata]):
+    def set(self, carrier: GrpcMetadata, key: str, value: str) -> None:
+        carrier[:] = [(k, v) for k, v in carrier if k != key]
+        carrier.append((key, value))
+
+
+class _MetadataGetter(Getter[Iterable[tuple[str, Any]]]):
+    def get(self, carrier: Iterable[tuple[str, Any]], key: str) -> list[str] | None:
+        found = [v.decode("latin-1") if isinstance(v, bytes) else v for k, v in carrier or () if k == key]
+        return found or None
+
+    def keys(self, carrier: Iterable[tuple[str, Any]]) -> list[str]:
+        return [k for k, _ in carrier or ()]
+
+
+_MD_SETTER = _MetadataSetter()
+_MD_GETTER = _MetadataGetter()
+
+
+def inject_metadata(metadata: Iterable[tuple[str, str | bytes]] = (), context: Context | None = None) -> GrpcMetadata:
+    """gRPC metadata plus `traceparent` (+ `tracestate`) of the current (or given) span context (the W3C
+    propagator: nothing is added for an invalid context)."""
+    carrier: GrpcMetadata = list(metadata)
+    _W3C.inject(carrier, context=context, setter=_MD_SETTER)
+    return carrier
+
+
+def extract_metadata(metadata: Iterable[tuple[str, Any]] | None) -> Context | None:
+    """The caller's trace context from gRPC invocation metadata, or None when it carries no `traceparent`."""
+    md = list(metadata or ())
+    if not any(k == "traceparent" for k, _ in md):
+        return None
+    return _W3C.extract(md, getter=_MD_GETTER)
 
 
 # W3C Trace Context §3.2 traceparent: version-trace_id-parent_id-flags (lower-case hex); a future version may

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import grpc
 
+from twin.core import grpc_client
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
 from twin.jobs.domain.comm import MOE_COLLECTIVES, CollectiveCall
@@ -118,11 +119,9 @@ class FabricComm:
     def stub(self) -> fpb_grpc.FabricSimulationServiceStub:
         if self._stub is None:
             options = [("grpc.max_receive_message_length", 64 << 20)]
-            if self.tls_ca_file:
-                creds = grpc.ssl_channel_credentials(Path(self.tls_ca_file).read_bytes())
-                self._channel = grpc.aio.secure_channel(self.target, creds, options=options)
-            else:
-                self._channel = grpc.aio.insecure_channel(self.target, options=options)
+            creds = grpc.ssl_channel_credentials(Path(self.tls_ca_file).read_bytes()) if self.tls_ca_file else None
+            # the kit's channel: calls made while tracing carry the trace context (fabric's span joins the trace)
+            self._channel = grpc_client.channel(self.target, credentials=creds, options=options)
             self._stub = fpb_grpc.FabricSimulationServiceStub(self._channel)
         return self._stub
 
