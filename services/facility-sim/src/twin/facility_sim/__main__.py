@@ -53,13 +53,25 @@ def parse_args(argv: list[str] | None = None, environ: Mapping[str, str] | None 
                    help="do not publish cooling equipment readings (CDUs, CRAHs, plant)")
     p.add_argument("--equipment-every", type=int, default=d["equipment_every"],
                    help="ticks between two equipment batches (1: every tick)")
+    p.add_argument("--straggler-node", default=d["straggler_node"], help="node id or 'auto': a straggler node")
+    p.add_argument("--straggler-factor", type=float, default=d["straggler_factor"],
+                   help="its job's step time x this (> 1)")
+    p.add_argument("--straggler-cause", choices=("host", "power"), default=d["straggler_cause"],
+                   help="host: its GPUs wait for a slow host; power: its GPUs run at a lowered clock")
+    p.add_argument("--sick-gpu", default=d["sick_gpu"], help="'<node id>/gpu<k>' or 'auto': a GPU reporting an XID")
+    p.add_argument("--sick-gpu-xid", type=int, choices=(92, 48, 94, 79), default=d["sick_gpu_xid"],
+                   help="92: high SBE rate (runs on); 48/94: uncorrectable ECC (job fails); 79: off the bus (hangs)")
+    p.add_argument("--faults-at", type=float, default=d["faults_at_s"],
+                   help="seconds after start when the straggler / sick GPU begin")
     a = p.parse_args(argv)
     return dataclasses.replace(
         env_config, facility=a.facility, kafka_bootstrap=a.bootstrap, rate_hz=a.rate_hz, racks=a.racks,
         duration_s=a.duration, bad_fraction=a.bad_fraction, seed=a.seed, metrics_port=a.metrics_port,
         metrics_host=a.metrics_host, metrics_racks=a.metrics_racks, bad_log=a.bad_log, good_log=a.good_log,
         dry_run=a.dry_run, create_topics=not a.no_create_topics, jobs=not a.no_jobs, jobs_progress_s=a.jobs_progress_s,
-        equipment=not a.no_equipment, equipment_every=a.equipment_every)
+        equipment=not a.no_equipment, equipment_every=a.equipment_every, straggler_node=a.straggler_node or None,
+        straggler_factor=a.straggler_factor, straggler_cause=a.straggler_cause, sick_gpu=a.sick_gpu or None,
+        sick_gpu_xid=a.sick_gpu_xid, faults_at_s=a.faults_at)
 
 
 async def amain(config: SimConfig, stop: asyncio.Event | None = None) -> dict:

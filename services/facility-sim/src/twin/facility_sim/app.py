@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import IO
 
+import numpy as np
+
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
 from twin.core.envelope import new_envelope
@@ -26,6 +28,7 @@ from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
 from twin.facility_sim.adapters.jobs import JobFeed
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
 from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher
+from twin.facility_sim.domain.faults import CAUSES, SUPPORTED_XIDS, Faults, pick_sick_gpu, pick_straggler
 from twin.facility_sim.domain.model import FacilityModel, Tick
 from twin.facility_sim.layout import SiteLayout, build_layout
 
@@ -53,10 +56,28 @@ class SimConfig(ServiceConfig):
     jobs_progress_s: float = setting(10.0, "seconds between a job's progress events")
     equipment: bool = setting(True, "publish cooling equipment readings (CDUs, CRAHs, plant) on facility.telemetry.v1")
     equipment_every: int = setting(1, "ticks between two equipment batches (1: one per tick for the site)")
+    straggler_node: str | None = setting(
+        None, "a straggler node: a node id of a multi-node training job, or 'auto' (unset: none)")
+    straggler_factor: float = setting(1.5, "the straggler's job runs this many times its healthy step time (> 1)")
+    straggler_cause: str = setting(
+        "host", "'host' (its GPUs idle waiting for a slow host) or 'power' (its GPUs at a lowered SM clock)")
+    sick_gpu: str | None = setting(None, "a sick GPU: '<node id>/gpu<k>' or 'auto' (unset: none)")
+    sick_gpu_xid: int = setting(
+        94, "the XID it reports: 92 (high single-bit ECC rate, job runs on), 48 (double-bit ECC) or 94 (contained "
+        "ECC error): job fails; 79 (fallen off the bus): job hangs until the NCCL timeout, then fails")
+    faults_at_s: float = setting(0.0, "seconds after the simulation starts when the straggler / sick GPU begin")
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
             raise ValueError("rate_hz must be > 0")
+        if self.straggler_node and not self.straggler_factor > 1.0:
+            raise ValueError("straggler_factor must be > 1")
+        if self.straggler_cause not in CAUSES:
+            raise ValueError(f"straggler_cause must be one of {', '.join(CAUSES)}")
+        if self.sick_gpu_xid not in SUPPORTED_XIDS:
+            raise ValueError(f"sick_gpu_xid must be one of {', '.join(map(str, SUPPORTED_XIDS))}")
+        if self.faults_at_s < 0:
+            raise ValueError("faults_at_s must be >= 0")
         if self.equipment_every < 1:
             raise ValueError("equipment_every must be >= 1")
         # 0 means "all racks" / "until stopped" / "no endpoint" from the environment and the CLI alike
@@ -97,6 +118,7 @@ class FacilitySim:
         self.layout = layout or build_layout(load_facility_spec(config.facility), racks=config.racks,
                                              seed=config.seed)
         self.model = FacilityModel(self.layout.arrays, seed=config.seed)
+        self.model.set_faults(requested_faults(config, self.layout, self.model))
         self.encoder = TickEncoder(self.layout)
         self.injector = FaultInjector(config.bad_fraction, seed=config.seed)
         self.renderer = DcgmRenderer(self.layout, racks=config.metrics_racks)
@@ -228,6 +250,23 @@ class FacilitySim:
         return self.stats
 
 
+def requested_faults(config: SimConfig, layout: SiteLayout, model: FacilityModel) -> Faults:
+    """The straggler node and sick GPU the settings ask for, resolved on this layout and workload (ValueError
+    naming the setting when a requested id is not simulated or runs no training job)."""
+    a, w = layout.arrays, model.workloads
+    straggler = sick = None
+    if config.straggler_node:
+        uncapped = np.bincount(a.gpu_node, weights=(a.gpu_cap_w < a.gpu_max_w), minlength=a.n_nodes) == 0
+        straggler = pick_straggler(w, layout.node_ids, uncapped, config.straggler_node,
+                                   factor=config.straggler_factor, cause=config.straggler_cause,
+                                   start_s=config.faults_at_s)
+    if config.sick_gpu:
+        sick = pick_sick_gpu(w, layout.node_ids, a.node_first_gpu, a.node_gpus, config.sick_gpu,
+                             xid=config.sick_gpu_xid, start_s=config.faults_at_s,
+                             avoid_job=straggler.job if straggler is not None else -1)
+    return Faults(straggler, sick)
+
+
 async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySim:
     """Real wiring: Kafka publisher (topics created if missing) or an in-memory sink for --dry-run."""
     if config.dry_run:
@@ -236,7 +275,8 @@ async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySi
         await ensure_topics(config.kafka_bootstrap, [topics.FACILITY_TELEMETRY, topics.JOBS_EVENTS])
     sim = FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)
     if config.jobs:
-        sim.jobs = JobFeed(sim.layout, sim.model.workloads, progress_every_s=config.jobs_progress_s)
+        sim.jobs = JobFeed(sim.layout, sim.model.workloads, progress_every_s=config.jobs_progress_s,
+                           faults=sim.model.faults)
     if config.equipment:
         sim.equipment = EquipmentFeed(sim.layout, every_ticks=config.equipment_every, source=SOURCE)
     return sim

@@ -3,8 +3,10 @@
 Every training block of the workload (contiguous nodes sharing a job index, ``domain.workload``) is one job,
 id ``sim-<site>-<NNNN>``: SUBMITTED and STARTED (its nodes and GPUs) on the first tick, CHECKPOINTED each time
 its checkpoint phase begins, and PROGRESS every ``progress_every_s`` with the step count and the step time the
-workload runs (its iteration period; tokens/s = tokens per step / period). Only events, no physics: the model
-files are untouched.
+workload runs (its iteration period; tokens/s = tokens per step / period). Only events, no physics: the requested
+faults (``domain.faults``) say how a job's steps go: a straggler stretches its step time from its start, a fallen
+GPU (XID 79) stops its progress until the NCCL watchdog fails it, an uncorrectable ECC error (XID 48 / 94) fails
+it a few seconds later (FAILED, cause GPU XID, the XID and GPU in ``reason``); a failed job reports nothing more.
 
 Spec (a Llama-3-shaped model sized to the job, in the job spec's own terms): up to 4 nodes an 8B model (TP 1,
 DP = GPUs); 8 nodes and more a 70B model (TP 8 inside the node, PP 2, DP the rest); sequence length 8192, BF16,
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from twin.facility_sim.domain.faults import Faults
 from twin.jobs.v1 import jobs_pb2 as pb
 
 LLAMA_8B = dict(layers=32, hidden=4096, ffn_hidden=14336, heads=32, kv_heads=8, vocab=128256, seq_len_tokens=8192,
@@ -31,9 +34,11 @@ LLAMA_70B = dict(layers=80, hidden=8192, ffn_hidden=28672, heads=64, kv_heads=8,
 
 
 class JobFeed:
-    def __init__(self, layout, workloads, *, progress_every_s: float = 10.0) -> None:
+    def __init__(self, layout, workloads, *, progress_every_s: float = 10.0, faults: Faults | None = None) -> None:
         self.layout = layout
         self.w = workloads
+        self.faults = faults or Faults()
+        self.failed: set[str] = set()
         self.progress_every_s = progress_every_s
         self.jobs: list[tuple[str, np.ndarray]] = []   # (job id, node indices)
         for j in np.unique(workloads.job[workloads.job >= 0]):
@@ -80,8 +85,16 @@ class JobFeed:
                 out.append((job_id, _event(job_id, pb.JOB_EVENT_KIND_SUBMITTED, at - timedelta(seconds=2), spec=spec)))
                 out.append((job_id, _event(job_id, pb.JOB_EVENT_KIND_STARTED, at - timedelta(seconds=1), spec=spec,
                                            placement=placement)))
+        faults = self.faults
         for job_id, nodes in self.jobs:
             n0 = int(nodes[0])
+            job = int(w.job[n0])
+            fail_s = faults.failed_s(job)
+            if job_id not in self.failed and fail_s is not None and t_s >= fail_s:
+                self.failed.add(job_id)
+                out.append((job_id, self._failed(job_id, nodes, at)))
+            if job_id in self.failed or faults.hung(job, t_s):
+                continue
             count = math.floor((t_s + w.checkpoint_offset_s[n0]) / w.checkpoint_every_s[n0])
             if self.checkpoints[job_id] is not None and count > self.checkpoints[job_id]:
                 out.append((job_id, _event(job_id, pb.JOB_EVENT_KIND_CHECKPOINTED, at)))
@@ -90,13 +103,28 @@ class JobFeed:
             self.next_progress_s = t_s + self.progress_every_s
             for job_id, nodes in self.jobs:
                 n0 = int(nodes[0])
-                period = float(w.iteration_s[n0])
+                if job_id in self.failed or faults.hung(int(w.job[n0]), t_s):
+                    continue  # a hung job's framework logs no step
+                period = faults.period_s(w, n0, t_s)
+                steps = (faults.iterations(w, n0, t_s) if faults else
+                         (t_s + w.phase_offset_s[n0]) // period)
                 spec = self.spec(nodes)
                 tokens = spec.global_batch_sequences * spec.model.seq_len_tokens
                 out.append((job_id, _event(job_id, pb.JOB_EVENT_KIND_PROGRESS, at + timedelta(microseconds=1),
-                                           step=int((t_s + w.phase_offset_s[n0]) // period),
+                                           step=int(math.floor(steps)),
                                            measured_step_time_s=period, measured_tokens_per_s=tokens / period)))
         return out
+
+    def _failed(self, job_id: str, nodes: np.ndarray, at: datetime) -> pb.JobEvent:
+        sick = self.faults.sick
+        assert sick is not None
+        gpu = f"{self.layout.node_ids[sick.node]}/gpu{int(self.layout.arrays.gpu_local_index[sick.gpu])}"
+        how = "NCCL watchdog timeout after the GPU fell off the bus" if sick.xid == 79 else "CUDA error"
+        spec = self.spec(nodes)
+        placement = pb.Placement(node_ids=[self.layout.node_ids[int(n)] for n in nodes], n_nodes=len(nodes),
+                                 n_gpus=spec.n_gpus)
+        return _event(job_id, pb.JOB_EVENT_KIND_FAILED, at, failure_cause=pb.FAILURE_CAUSE_GPU_XID,
+                      reason=f"XID {sick.xid} on {gpu} ({how})", placement=placement)
 
 
 def _event(job_id: str, kind: int, at: datetime, **fields) -> pb.JobEvent:

@@ -11,8 +11,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from twin.facility_sim.domain import gpu, rack
+from twin.facility_sim.domain.faults import Faults
 from twin.facility_sim.domain.site import SiteArrays
 from twin.facility_sim.domain.workload import (
+    PH_DENSE,
+    PHASE_ACTIVITY,
     NodeWorkloads,
     WorkloadMix,
     assign_workloads,
@@ -97,6 +100,24 @@ class FacilityModel:
         self.gpu_r = np.where(liquid[gpu_rack], gpu.R_GPU_LIQUID_K_PER_W, gpu.R_GPU_AIR_K_PER_W)
         self.gpu_efficiency = 1.0 + 0.02 * setup.standard_normal(site.n_gpus)   # silicon lottery ±2 %
         self.rack_rated_w = np.bincount(site.node_rack, weights=site.node_max_w, minlength=site.n_racks)
+        self.faults = Faults()
+        self._fault_cap_w: np.ndarray | None = None
+
+    def set_faults(self, faults: Faults) -> None:
+        """Play these requested faults from their start times (``domain.faults``). A power-limited straggler's
+        GPUs get the power at which a dense phase runs at the clock its slowdown implies (the same P(f) as
+        every GPU, so the lowered clock comes out of ``capped_clock_and_power``)."""
+        self.faults = faults
+        self._fault_cap_w = None
+        ratio = faults.straggler_clock_ratio(self.workloads)
+        if ratio is not None and faults.straggler is not None:
+            s = self.site
+            g = np.flatnonzero(s.gpu_node == faults.straggler.node)
+            dense = PHASE_ACTIVITY[PH_DENSE]
+            d = gpu.dynamic_activity(dense[0], dense[1], dense[2]) * self.gpu_efficiency[g]
+            cap = s.gpu_cap_w.copy()
+            cap[g] = np.minimum(cap[g], gpu.power_w(s.gpu_idle_w[g], s.gpu_max_w[g], d, np.full(len(g), ratio)))
+            self._fault_cap_w = cap
 
     def initial_state(self) -> SimState:
         s = self.site
@@ -109,11 +130,21 @@ class FacilityModel:
         """Advance by `dt_s` to simulation time `t_s` (seconds since start) and report that instant."""
         s = self.site
         rng = np.random.default_rng([self.seed, state.tick + 1])
+        faults = self.faults
         phase = node_phases(self.workloads, t_s)
+        if faults:
+            phase = faults.phases(self.workloads, phase, t_s)
         act = gpu_activity(phase, s.gpu_node, self.mix.activity_jitter, rng)
+        fallen = faults.fallen_gpu(t_s)
+        if fallen is not None:  # off the bus: no kernels run on it
+            for arr in (act.tensor_active, act.sm_active, act.dram_active, act.util_gpu_pct):
+                arr[fallen] = 0.0
+            act.busy[fallen] = False
         activity = gpu.dynamic_activity(act.tensor_active, act.sm_active, act.dram_active) * self.gpu_efficiency
+        straggling = self._fault_cap_w is not None and faults.straggler is not None and t_s >= faults.straggler.start_s
+        cap_w = self._fault_cap_w if straggling else s.gpu_cap_w
         clock, power = gpu.capped_clock_and_power(
-            s.gpu_idle_w, s.gpu_max_w, s.gpu_cap_w, s.gpu_max_sm_clock_mhz, activity, act.busy)
+            s.gpu_idle_w, s.gpu_max_w, cap_w, s.gpu_max_sm_clock_mhz, activity, act.busy)
         die_ss, hbm_ss = gpu.steady_temps_c(self.gpu_ref_c, self.gpu_r, power)
         gpu_temp = gpu.rc_step(state.gpu_temp_c, die_ss, dt_s, gpu.TAU_GPU_S)
         mem_temp = gpu.rc_step(state.mem_temp_c, hbm_ss, dt_s, gpu.TAU_HBM_S)
@@ -123,6 +154,8 @@ class FacilityModel:
         dbe_new = rng.random(s.n_gpus) < P_ECC_DBE_PER_TICK
         dbe = state.ecc_dbe_total + dbe_new.astype(np.uint64)
         xid = np.where(dbe_new, np.uint64(XID_DBE), state.xid_last)
+        if faults.sick is not None:
+            sbe, dbe, xid = faults.gpu_errors(t_s, dt_s, sbe, dbe, xid)
 
         # Power chain.
         gpu_load = np.clip((power - s.gpu_idle_w) / (s.gpu_max_w - s.gpu_idle_w), 0.0, 1.0)
