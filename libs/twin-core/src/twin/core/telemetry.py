@@ -26,6 +26,7 @@ tens of microseconds, too much per record when nothing is exported.
 
 Traces across gRPC: `inject_metadata` / `extract_metadata` carry the same W3C context in call metadata
 (twin.core.grpc_client sends it from a CLIENT span, twin.core.grpc_server's SERVER span continues it).
+HTTP receivers (ingest's Redfish endpoint) continue a caller's `traceparent` header with `server_span`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -219,6 +221,35 @@ def extract_metadata(metadata: Iterable[tuple[str, Any]] | None) -> Context | No
     if not any(k == "traceparent" for k, _ in md):
         return None
     return _W3C.extract(md, getter=_MD_GETTER)
+
+
+def extract_http_headers(headers: Mapping[str, str] | None) -> Context | None:
+    """The caller's trace context from HTTP request headers (W3C Trace Context §3: `traceparent`,
+    `tracestate`; a case-insensitive mapping such as aiohttp's), or None when there is no `traceparent`."""
+    if not headers or "traceparent" not in headers:
+        return None
+    return _W3C.extract(headers)
+
+
+@contextmanager
+def server_span(tracer: trace.Tracer, name: str, parent: Context | None, *,
+                attributes: Mapping[str, Any] | None = None) -> Iterator[trace.Span]:
+    """A current SERVER span continuing the caller's context `parent` (a root when None) while tracing is on
+    (`tracing_enabled()`). While it is off, no span: `parent` (when given) is made current as it is, so what
+    is published meanwhile still carries the caller's traceparent; the yielded span records nothing."""
+    if tracing_enabled():
+        with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.SERVER,
+                                          attributes=attributes) as span:
+            yield span
+        return
+    if parent is None:
+        yield trace.get_current_span()
+        return
+    token = otel_context.attach(parent)
+    try:
+        yield trace.get_current_span()
+    finally:
+        otel_context.detach(token)
 
 
 # W3C Trace Context §3.2 traceparent: version-trace_id-parent_id-flags (lower-case hex); a future version may

@@ -38,6 +38,12 @@ already stored with other values (a re-sent report with a corrected value) is de
 too, with a ``conflict:`` reason, rather than silently dropped (see ``stream.py``).
 
 ``source`` given to ``dead_letter`` is ``"redfish-http:<path>"``.
+
+Tracing: a request with a W3C ``traceparent`` header (a traced relay or client) is continued, so the
+batches it publishes carry the caller's trace and ingest's "send telemetry.samples.v1" span joins it.
+While spans are recorded, each authenticated POST runs in a SERVER span "POST <route>" (HTTP semantic
+conventions: http.request.method, http.route, url.path, http.response.status_code; a child of the
+caller's span, or a root); while they are not, the caller's context is passed on unchanged, no span.
 """
 
 from __future__ import annotations
@@ -48,14 +54,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from opentelemetry import trace
 
 from twin.core import limits
 from twin.core.clock import Clock
 from twin.core.http import BodyRejected, make_app, read_json
+from twin.core.telemetry import extract_http_headers, server_span
 from twin.ingest.adapters import codec
 from twin.ingest.adapters.redfish import RackOfResource, RedfishResult, Rejection, as_rack_map, parse_redfish
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("twin.ingest.http")
 
 METRIC_REPORTS_PATH = "/redfish/v1/TelemetryService/MetricReports"
 INGEST_PATH = "/redfish/v1/ingest"
@@ -155,11 +164,22 @@ def make_http_app(
                    "Twin-Outcome": OUTCOME}
         return web.json_response(body, status=202, headers=headers)
 
+    async def traced(request: web.Request, route: str, only_type: str | None) -> web.Response:
+        # W3C trace context: the batches published here carry the caller's trace (see the module docstring)
+        with server_span(_tracer, f"POST {route}", extract_http_headers(request.headers),
+                         attributes={"http.request.method": "POST", "http.route": route,
+                                     "url.path": request.path}) as span:
+            response = await handle(request, only_type=only_type)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(response.status)))
+            return response
+
     async def metric_reports(request: web.Request) -> web.Response:
-        return await handle(request, only_type="MetricReport")
+        return await traced(request, METRIC_REPORTS_PATH, "MetricReport")
 
     async def ingest(request: web.Request) -> web.Response:
-        return await handle(request, only_type=None)
+        return await traced(request, INGEST_PATH, None)
 
     app.router.add_post(METRIC_REPORTS_PATH, metric_reports)
     app.router.add_post(INGEST_PATH, ingest)
