@@ -29,6 +29,7 @@ jobs.recommendations.v1 3
 cooling.state.v1 12
 cooling.alerts.v1 3
 cooling.events.v1 3
+cooling.racks.v1 6
 facility.telemetry.v1.dlq 12
 telemetry.samples.v1.dlq 12
 fabric.events.v1.dlq 3
@@ -44,6 +45,7 @@ jobs.recommendations.v1.dlq 3
 cooling.state.v1.dlq 12
 cooling.alerts.v1.dlq 3
 cooling.events.v1.dlq 3
+cooling.racks.v1.dlq 6
 # END TOPICS
 "
 

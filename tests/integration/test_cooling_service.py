@@ -54,7 +54,7 @@ def cooling_config(bootstrap: str, db: str, unique_topic, group: str, **kw) -> C
     topics_kw = {name: unique_topic(default) for name, default in (
         ("power_topic", topics.POWER_STATE), ("samples_topic", topics.TELEMETRY_SAMPLES),
         ("events_topic", topics.COOLING_EVENTS), ("state_topic", topics.COOLING_STATE),
-        ("alerts_topic", topics.COOLING_ALERTS))}
+        ("alerts_topic", topics.COOLING_ALERTS), ("racks_topic", topics.COOLING_RACKS))}
     topics_kw.update(kw)
     return CoolingConfig(kafka_bootstrap=bootstrap, database_url=db, facility=FACILITY, grpc_host="127.0.0.1",
                          grpc_port=0, group_id=group, **topics_kw)

@@ -63,10 +63,14 @@ JOBS_RECOMMENDATIONS = Topic("jobs.recommendations.v1", jobs_pb2.JobRecommendati
 COOLING_STATE = Topic("cooling.state.v1", cooling_pb2.CoolingState, key="entity_id", partitions=12)
 COOLING_ALERTS = Topic("cooling.alerts.v1", cooling_pb2.CoolingAlert, key="entity_id", partitions=3)
 COOLING_EVENTS = Topic("cooling.events.v1", cooling_pb2.CoolingEvent, key="entity_id", partitions=3)
+# The cooling twin's second stage: rack heat, rack GPU telemetry (after calibration), equipment batches and
+# validated events re-keyed by site, so one process owns a site's network (CDU, loop, plant totals).
+COOLING_RACKS = Topic("cooling.racks.v1", cooling_pb2.CoolingStageInput, key="site_id", partitions=6)
 
 ALL: tuple[Topic, ...] = (
     FACILITY_TELEMETRY, TELEMETRY_SAMPLES, FABRIC_EVENTS, FABRIC_STATE, POWER_STATE, POWER_ALERTS, POWER_PLANS,
     GRID_EVENTS, POWER_RACKS, JOBS_EVENTS, JOBS_STATE, JOBS_RECOMMENDATIONS, COOLING_STATE, COOLING_ALERTS, COOLING_EVENTS,
+    COOLING_RACKS,
 )
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
 

@@ -1,15 +1,21 @@
 """Composition root of the cooling service: real adapters by default, fakes injectable for tests.
 
     facility spec ─▶ CoolingSite (network, GPU thermal defaults and layout)
-    power.state.v1 (rack states) ─run_consumer─▶ PowerHandler ─┐
-    telemetry.samples.v1 ─────────run_consumer─▶ TelemetryHandler ─┼─▶ CoolingPipeline ─▶ cooling.state.v1
-    cooling.events.v1 ────────────run_consumer─▶ EventHandler ─┘      (CoolingLive)      ├▶ cooling.alerts.v1
-                                                                                         └▶ cooling_state
-    gRPC CoolingService ◀─ cooling_state_latest / history, the live twin (what-ifs)
+    stage 1 (keyed by rack / entity; any number of processes in one group share it):
+    power.state.v1 (rack states) ─run_consumer─▶ PowerHandler ─────┐ IT power
+    telemetry.samples.v1 ─────────run_consumer─▶ TelemetryHandler ─┼▶ calibration, measured GPU power ─▶ cooling.racks.v1
+    cooling.events.v1 ────────────run_consumer─▶ EventHandler ─────┘ validated events, equipment batches   (key site)
+    stage 2 (keyed by site: one process holds a site's network):
+    cooling.racks.v1 ─────────────run_consumer─▶ SiteHandler ─▶ CoolingPipeline (CoolingLive) ─▶ cooling.state.v1
+                                                                                            ├▶ cooling.alerts.v1
+                                                                                            └▶ cooling_state
+    gRPC CoolingService ◀─ cooling_state_latest / history, stage 2's live twin (what-ifs)
 
-Consumer groups: `<group>` reads power.state.v1, `<group>-telemetry` telemetry.samples.v1 and
-`<group>-events` cooling.events.v1 (separate groups: a rebalance of the busy telemetry stream never
-pauses heat or events). One process per site (see adapters/stream.py on scale-out).
+Consumer groups: `<group>` reads power.state.v1, `<group>-telemetry` telemetry.samples.v1, `<group>-events`
+cooling.events.v1 and `<group>-site` cooling.racks.v1 (separate groups: a rebalance of the busy telemetry
+stream never pauses heat, events or the site). Several processes with one COOLING_GROUP_ID share the racks;
+the site's CDU, loop and plant totals come from whichever owns its partition of cooling.racks.v1 (see
+adapters/stream.py on scale-out).
 
 Settings: `python -m twin.cooling --help` lists them all (CoolingConfig below is the one place they
 are declared). COOLING_CONSUME=0 runs gRPC without consumers or a database.
@@ -27,6 +33,8 @@ from twin.cooling.adapters.stream import (
     CoolingPipeline,
     EventHandler,
     PowerHandler,
+    RackStage,
+    SiteHandler,
     StreamStats,
     TelemetryHandler,
 )
@@ -79,11 +87,20 @@ class CoolingConfig(GrpcServiceConfig):
         "a measured plant / CDU reading older than this (s of sample time) expires: the value falls back to "
         "the event's or the spec's",
     )
+    restore_after_s: float = setting(
+        30.0, "seconds without a cooling.racks.v1 batch after which stage 2 re-reads stored heat and conditions"
+    )
+    view_refresh_s: float = setting(
+        10.0,
+        "seconds between stage 1's reads of the stored rack states (IT power, coolant) its calibration uses "
+        "when this process's stage 2 does not hold the site",
+    )
     power_topic: Topic = topics.POWER_STATE
     samples_topic: Topic = topics.TELEMETRY_SAMPLES
     events_topic: Topic = topics.COOLING_EVENTS
     state_topic: Topic = topics.COOLING_STATE
     alerts_topic: Topic = topics.COOLING_ALERTS
+    racks_topic: Topic = topics.COOLING_RACKS
 
 
 @dataclass
@@ -99,7 +116,9 @@ class CoolingApp:
     power_stats: ConsumerStats = field(default_factory=ConsumerStats)
     telemetry_stats: ConsumerStats = field(default_factory=ConsumerStats)
     event_stats: ConsumerStats = field(default_factory=ConsumerStats)
-    live: CoolingLive | None = None
+    site_stats: ConsumerStats = field(default_factory=ConsumerStats)
+    live: CoolingLive | None = None  # stage 2's (the site's network, every GPU's thermal state)
+    racks: RackStage | None = None  # stage 1
     pipeline: CoolingPipeline | None = None
     grpc_port: int = 0
 
@@ -107,15 +126,18 @@ class CoolingApp:
         cfg = self.config
         site = self.site or build_cooling_site(load_facility_spec(cfg.facility))
         self.site = site
-        self.live = live = CoolingLive(
-            site,
-            horizon_s=cfg.horizon_s,
-            sensor_rel_tol=cfg.sensor_rel_tolerance,
-            sensor_abs_tol_w=cfg.sensor_abs_tolerance_w,
-            min_calibration_samples=cfg.min_calibration_samples,
-            calibrate_interval_s=cfg.calibrate_interval_s,
-            measured_max_age_s=cfg.measured_max_age_s,
-        )
+        def live_twin() -> CoolingLive:
+            return CoolingLive(
+                site,
+                horizon_s=cfg.horizon_s,
+                sensor_rel_tol=cfg.sensor_rel_tolerance,
+                sensor_abs_tol_w=cfg.sensor_abs_tolerance_w,
+                min_calibration_samples=cfg.min_calibration_samples,
+                calibrate_interval_s=cfg.calibrate_interval_s,
+                measured_max_age_s=cfg.measured_max_age_s,
+            )
+
+        self.live = live = live_twin()
         async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
             rt.ready = self.ready
             store = self.store
@@ -128,7 +150,12 @@ class CoolingApp:
             self.store = store
             if cfg.consume:
                 await rt.ensure_topics(
-                    cfg.power_topic, cfg.samples_topic, cfg.events_topic, cfg.state_topic, cfg.alerts_topic
+                    cfg.power_topic,
+                    cfg.samples_topic,
+                    cfg.events_topic,
+                    cfg.racks_topic,
+                    cfg.state_topic,
+                    cfg.alerts_topic,
                 )
                 producer = await rt.producer()
                 self.pipeline = p = CoolingPipeline(
@@ -141,21 +168,37 @@ class CoolingApp:
                     min_change_w=cfg.min_change_w,
                     settle_s=cfg.settle_s,
                 )
-                await p.restore()  # before the consumers start: heat and conditions as stored
-                rt.consume(cfg.power_topic, PowerHandler(p), stats=self.power_stats)
+                self.racks = racks = RackStage(
+                    live_twin(),
+                    producer,
+                    store,
+                    cfg.racks_topic,
+                    stats=self.stats,
+                    site=p,
+                    view_refresh_s=cfg.view_refresh_s,
+                )
+                site_handler = SiteHandler(p, restore_after_s=cfg.restore_after_s)
+                # before the consumers start: heat and conditions as stored (stage 2), the event book (stage 1)
+                await p.restore()
+                site_handler.restored()
+                await racks.restore()
+                rt.consume(cfg.power_topic, PowerHandler(racks), stats=self.power_stats)
                 rt.consume(
                     cfg.samples_topic,
-                    TelemetryHandler(p),
+                    TelemetryHandler(racks),
                     group_id=f"{rt.group_id}-telemetry",
                     stats=self.telemetry_stats,
                 )
                 rt.consume(
                     cfg.events_topic,
                     EventHandler(
-                        p, now=lambda: self.clock.now().timestamp(), max_future_s=cfg.max_event_future_s
+                        racks, now=lambda: self.clock.now().timestamp(), max_future_s=cfg.max_event_future_s
                     ),
                     group_id=f"{rt.group_id}-events",
                     stats=self.event_stats,
+                )
+                rt.consume(
+                    cfg.racks_topic, site_handler, group_id=f"{rt.group_id}-site", stats=self.site_stats
                 )
                 rt.spawn(p.settle(rt.stop_event), "settle")
             servicer = CoolingServicer(live, store, clock=self.clock)
@@ -180,7 +223,8 @@ class CoolingApp:
         return (
             f"power states={s.power_states} dlq={self.power_stats.dlq_sent}, telemetry={s.telemetry_batches} "
             f"dlq={self.telemetry_stats.dlq_sent} calibration samples={s.calibration_samples}, "
-            f"events={s.events_applied} dlq={self.event_stats.dlq_sent}, evaluations={s.evaluations} "
+            f"events in={self.event_stats.consumed} dlq={self.event_stats.dlq_sent}, site records={s.site_records} "
+            f"dlq={self.site_stats.dlq_sent} events applied={s.events_applied}, evaluations={s.evaluations} "
             f"states={s.states_published} alerts={s.alerts_published} rows={s.rows_written}, "
             f"cooling={s.last_cooling_w / 1e3:.0f} kW PUE(cooling)="
             f"{'n/a' if s.last_pue_cooling is None else f'{s.last_pue_cooling:.3f}'}"

@@ -22,6 +22,12 @@ Inputs, each applied as it arrives:
 ``evaluate(time_s)`` runs one ``cooling_tick`` with all of it: every GPU's thermal state advanced
 from the previous evaluation, temperatures, time-to-throttle under the present conditions, the
 network (loops, CRAHs, plant power for the power twin) and the alerts.
+
+Two stages (adapters/stream.py): a stage-1 instance sees only the telemetry of its racks; it calibrates
+them with the racks' IT power and coolant from ``set_rack_view`` (the site owner's last evaluation or
+the stored rack states) and reports what it fitted (``apply_telemetry(..., fitted=[...])``). The
+stage-2 instance (the site's) takes those as ``apply_rack_gpus``: the same measured values and the
+calibrated parameters, without calibrating again.
 """
 
 from __future__ import annotations
@@ -72,6 +78,16 @@ class GpuReading:
     coolant_flow_lpm: float = math.nan  # the rack's measured secondary flow (NaN: not reported)
     coolant_supply_c: float = math.nan
     coolant_return_c: float = math.nan
+
+
+@dataclass(frozen=True)
+class RackGpus:
+    """One rack's telemetry batch after stage 1: its measured values (``reading``, temperatures not needed) and
+    the calibrated parameters of the rack's GPUs that have enough samples (``gpus`` global, may be empty)."""
+
+    reading: GpuReading
+    gpus: np.ndarray
+    params: GpuThermal | None = None
 
 
 @dataclass(frozen=True)
@@ -154,8 +170,12 @@ class CoolingLive:
             **{f.name: np.array(getattr(site.gpu, f.name), dtype=float) for f in fields(site.gpu)}
         )
         self.calibrated_gpus = np.zeros(n_gpus, dtype=bool)
+        self.params_time = np.full(n_racks, -np.inf)  # sample time of each rack's latest calibrated parameters
         self.cal: dict[int, Calibration] = {}
         self.cal_time: dict[int, float] = {}
+        # stage 1: the racks' IT power and coolant its calibration uses (None: this instance's own)
+        self.view_it_w: np.ndarray | None = None
+        self.view_coolant_c: np.ndarray | None = None
         self.rack_flow = np.full(n_racks, np.nan)
         self.rack_supply = np.full(n_racks, np.nan)
         self.rack_return = np.full(n_racks, np.nan)
@@ -202,61 +222,103 @@ class CoolingLive:
     def gpus_of(self, rack: int) -> np.ndarray:
         return self._rack_gpus[rack]
 
-    def apply_telemetry(self, readings: list[GpuReading]) -> int:
-        """Measured power and activity for the next ticks; calibrate each rack's GPUs (per rack, in order).
-        Returns the number of GPU temperature samples used."""
-        used = 0
-        gpus = self.site.gpus
-        for r in sorted(readings, key=lambda x: x.time_s):
-            if np.isfinite(r.coolant_flow_lpm):
-                self.rack_flow[r.rack], self.rack_supply[r.rack] = r.coolant_flow_lpm, r.coolant_supply_c
-                self.rack_return[r.rack] = r.coolant_return_c
-            g = r.gpu
-            newer = r.time_s >= self.gpu_time[g]
-            g = g[newer]
-            if not len(g):
-                continue
-            p, gt, ht, act = r.power_w[newer], r.gpu_temp_c[newer], r.hbm_temp_c[newer], r.dram_active[newer]
+    def set_rack_view(self, it_w: np.ndarray | None, coolant_c: np.ndarray | None) -> None:
+        """Stage 1: every rack's IT power (W) and GPU coolant (°C, NaN: unknown) for the calibration, from
+        the stage that holds the site; None: this instance's own (one live twin doing both)."""
+        self.view_it_w, self.view_coolant_c = it_w, coolant_c
+
+    def _apply_measured(self, r: GpuReading) -> np.ndarray:
+        """A reading's rack sensors, measured power and memory activity; the mask of its GPUs it moved forward."""
+        if np.isfinite(r.coolant_flow_lpm):
+            self.rack_flow[r.rack], self.rack_supply[r.rack] = r.coolant_flow_lpm, r.coolant_supply_c
+            self.rack_return[r.rack] = r.coolant_return_c
+        newer = r.time_s >= self.gpu_time[r.gpu]
+        g = r.gpu[newer]
+        if len(g):
+            p, act = r.power_w[newer], r.dram_active[newer]
             ok = np.isfinite(p) & (p >= 0)
             self.board_w[g[ok]] = p[ok]
             a_ok = np.isfinite(act)
             self.mem_act[g[a_ok]] = np.clip(act[a_ok], 0.0, 1.0)
             self.gpu_time[g] = r.time_s
-            if not np.isfinite(gt).any():
+        return newer
+
+    def apply_rack_gpus(self, records: list[RackGpus]) -> int:
+        """Stage 2: what stage 1 made of racks' telemetry (measured values, calibrated parameters; a rack's
+        parameters are replaced only by newer ones). Returns the number of GPUs whose parameters changed."""
+        n = 0
+        for rec in sorted(records, key=lambda x: x.reading.time_s):
+            r = rec.reading
+            self._apply_measured(r)
+            if rec.params is None or not len(rec.gpus) or r.time_s < self.params_time[r.rack]:
                 continue
-            # calibration over the rack's GPUs: this sample's values where the batch has them, NaN elsewhere
-            idx = self.gpus_of(r.rack)
-            pos = np.searchsorted(idx, g)
-            n = len(idx)
-            board = np.full(n, np.nan)
-            temp = np.full(n, np.nan)
-            htemp = np.full(n, np.nan)
-            board[pos] = np.where(ok, p, np.nan)
-            temp[pos], htemp[pos] = gt, ht
-            fill, _ = gpu_power(gpus, np.nan_to_num(self.rack_it_w), None)
-            board = np.where(np.isfinite(board), board, fill[idx])
-            core, hbm = split_power(board, self.mem_act[idx], gpus.hbm_peak_TBps[idx])
-            coolant = self._coolant_of(idx)
-            cal = self.cal.get(r.rack)
-            if cal is not None and r.time_s - self.cal_time[r.rack] < self.calibrate_interval_s:
-                continue  # calibrated recently: this sample only updates the measured power
-            if cal is None:
-                prior = self.site.gpu.take(idx)
-                self.cal[r.rack] = start_calibration(prior, core, hbm, coolant)
-                self.cal_time[r.rack] = r.time_s
-                cal = self.cal[r.rack]
-            dt = max(r.time_s - self.cal_time[r.rack], 0.0)
-            cal = calibrate_step(cal, dt, core, hbm, coolant, temp, htemp)
-            self.cal[r.rack], self.cal_time[r.rack] = cal, r.time_s
-            used += int(np.isfinite(temp).sum())
-            ready = cal.samples >= self.min_calibration_samples
-            if ready.any():
-                fitted, _ = calibrated(cal)
-                sel = idx[ready]
-                for f in fields(self.params):
-                    getattr(self.params, f.name)[sel] = np.asarray(getattr(fitted, f.name))[ready]
-                self.calibrated_gpus[sel] = True
+            for f in fields(self.params):
+                getattr(self.params, f.name)[rec.gpus] = np.asarray(getattr(rec.params, f.name))
+            self.calibrated_gpus[rec.gpus] = True
+            self.params_time[r.rack] = r.time_s
+            n += len(rec.gpus)
+        return n
+
+    def apply_telemetry(self, readings: list[GpuReading], fitted: list[RackGpus] | None = None) -> int:
+        """Measured power and activity for the next ticks; calibrate each rack's GPUs (per rack, in order).
+        Returns the number of GPU temperature samples used. ``fitted``: one ``RackGpus`` per reading is
+        appended (the reading and the GPUs it calibrated to ready, with their parameters), for stage 2."""
+        used = 0
+        none = np.zeros(0, dtype=np.int64)
+        for r in sorted(readings, key=lambda x: x.time_s):
+            sel, params = none, None
+            newer = self._apply_measured(r)
+            if newer.any() and np.isfinite(r.gpu_temp_c[newer]).any():
+                n, sel, params = self._calibrate(r, newer)
+                used += n
+            if fitted is not None:
+                fitted.append(RackGpus(r, sel, params))
         return used
+
+    def _calibrate(self, r: GpuReading, newer: np.ndarray) -> tuple[int, np.ndarray, GpuThermal | None]:
+        """One calibration step over the reading's rack: this sample's values where the batch has them, NaN
+        elsewhere. (temperature samples used, GPUs whose calibrated model is now used, their parameters)."""
+        gpus = self.site.gpus
+        g = r.gpu[newer]
+        p, gt, ht = r.power_w[newer], r.gpu_temp_c[newer], r.hbm_temp_c[newer]
+        ok = np.isfinite(p) & (p >= 0)
+        idx = self.gpus_of(r.rack)
+        pos = np.searchsorted(idx, g)
+        n = len(idx)
+        board = np.full(n, np.nan)
+        temp = np.full(n, np.nan)
+        htemp = np.full(n, np.nan)
+        board[pos] = np.where(ok, p, np.nan)
+        temp[pos], htemp[pos] = gt, ht
+        it_w = self.rack_it_w if self.view_it_w is None else self.view_it_w
+        fill, _ = gpu_power(gpus, np.nan_to_num(it_w), None)
+        board = np.where(np.isfinite(board), board, fill[idx])
+        core, hbm = split_power(board, self.mem_act[idx], gpus.hbm_peak_TBps[idx])
+        coolant = self._coolant_of(idx)
+        none = np.zeros(0, dtype=np.int64)
+        cal = self.cal.get(r.rack)
+        if cal is not None and r.time_s - self.cal_time[r.rack] < self.calibrate_interval_s:
+            return 0, none, None  # calibrated recently: this sample only updates the measured power
+        if cal is None:
+            prior = self.site.gpu.take(idx)
+            self.cal[r.rack] = start_calibration(prior, core, hbm, coolant)
+            self.cal_time[r.rack] = r.time_s
+            cal = self.cal[r.rack]
+        dt = max(r.time_s - self.cal_time[r.rack], 0.0)
+        cal = calibrate_step(cal, dt, core, hbm, coolant, temp, htemp)
+        self.cal[r.rack], self.cal_time[r.rack] = cal, r.time_s
+        used = int(np.isfinite(temp).sum())
+        ready = cal.samples >= self.min_calibration_samples
+        if not ready.any():
+            return used, none, None
+        fitted, _ = calibrated(cal)
+        sel = idx[ready]
+        params = fitted.take(np.flatnonzero(ready))
+        for f in fields(self.params):
+            getattr(self.params, f.name)[sel] = np.asarray(getattr(params, f.name))
+        self.calibrated_gpus[sel] = True
+        self.params_time[r.rack] = max(self.params_time[r.rack], r.time_s)
+        return used, sel, params
 
     def apply_equipment(self, readings: list[EquipmentReading]) -> int:
         """The latest measured CDU / CRAH values (a value is replaced only by a newer reading); returns the
@@ -371,6 +433,9 @@ class CoolingLive:
         return self.conditions_at(-math.inf if self.last is None else self.last.time_s)[0]
 
     def _coolant_of(self, idx: np.ndarray) -> np.ndarray:
+        if self.view_coolant_c is not None:
+            c = self.view_coolant_c[self.site.gpus.gpu_rack[idx]]
+            return np.where(np.isfinite(c), c, self.cond.facility_supply_c)
         if self.last is None:
             return np.full(len(idx), self.cond.facility_supply_c)
         c = self.last.tick.state.rack_coolant_c[self.site.gpus.gpu_rack[idx]]

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from twin.telemetry.v1 import telemetry_pb2 as _telemetry_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -364,6 +365,76 @@ class CoolingEvent(_message.Message):
     wet_bulb_temp_c: float
     note: str
     def __init__(self, event_id: _Optional[str] = ..., site_id: _Optional[str] = ..., entity_id: _Optional[str] = ..., kind: _Optional[_Union[CoolingEventKind, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flow_fraction: _Optional[float] = ..., facility_supply_temp_c: _Optional[float] = ..., supply_air_temp_c: _Optional[float] = ..., dry_bulb_temp_c: _Optional[float] = ..., wet_bulb_temp_c: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
+
+class CoolingStageInput(_message.Message):
+    __slots__ = ("site_id", "heat", "gpus", "equipment", "event")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    HEAT_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    EQUIPMENT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    heat: RackHeat
+    gpus: RackGpus
+    equipment: _telemetry_pb2.TelemetrySamples
+    event: CoolingEvent
+    def __init__(self, site_id: _Optional[str] = ..., heat: _Optional[_Union[RackHeat, _Mapping]] = ..., gpus: _Optional[_Union[RackGpus, _Mapping]] = ..., equipment: _Optional[_Union[_telemetry_pb2.TelemetrySamples, _Mapping]] = ..., event: _Optional[_Union[CoolingEvent, _Mapping]] = ...) -> None: ...
+
+class RackHeat(_message.Message):
+    __slots__ = ("rack_id", "state_time", "it_power_w")
+    RACK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    IT_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    rack_id: str
+    state_time: _timestamp_pb2.Timestamp
+    it_power_w: float
+    def __init__(self, rack_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., it_power_w: _Optional[float] = ...) -> None: ...
+
+class GpuThermalParams(_message.Message):
+    __slots__ = ("r_slow_k_per_w", "r_fast_k_per_w", "tau_slow_s", "tau_fast_s", "offset_c", "hbm_offset_c", "hbm_slow_k_per_w", "hbm_core_k_per_w", "hbm_self_k_per_w")
+    R_SLOW_K_PER_W_FIELD_NUMBER: _ClassVar[int]
+    R_FAST_K_PER_W_FIELD_NUMBER: _ClassVar[int]
+    TAU_SLOW_S_FIELD_NUMBER: _ClassVar[int]
+    TAU_FAST_S_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_C_FIELD_NUMBER: _ClassVar[int]
+    HBM_OFFSET_C_FIELD_NUMBER: _ClassVar[int]
+    HBM_SLOW_K_PER_W_FIELD_NUMBER: _ClassVar[int]
+    HBM_CORE_K_PER_W_FIELD_NUMBER: _ClassVar[int]
+    HBM_SELF_K_PER_W_FIELD_NUMBER: _ClassVar[int]
+    r_slow_k_per_w: _containers.RepeatedScalarFieldContainer[float]
+    r_fast_k_per_w: _containers.RepeatedScalarFieldContainer[float]
+    tau_slow_s: _containers.RepeatedScalarFieldContainer[float]
+    tau_fast_s: _containers.RepeatedScalarFieldContainer[float]
+    offset_c: _containers.RepeatedScalarFieldContainer[float]
+    hbm_offset_c: _containers.RepeatedScalarFieldContainer[float]
+    hbm_slow_k_per_w: _containers.RepeatedScalarFieldContainer[float]
+    hbm_core_k_per_w: _containers.RepeatedScalarFieldContainer[float]
+    hbm_self_k_per_w: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, r_slow_k_per_w: _Optional[_Iterable[float]] = ..., r_fast_k_per_w: _Optional[_Iterable[float]] = ..., tau_slow_s: _Optional[_Iterable[float]] = ..., tau_fast_s: _Optional[_Iterable[float]] = ..., offset_c: _Optional[_Iterable[float]] = ..., hbm_offset_c: _Optional[_Iterable[float]] = ..., hbm_slow_k_per_w: _Optional[_Iterable[float]] = ..., hbm_core_k_per_w: _Optional[_Iterable[float]] = ..., hbm_self_k_per_w: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class RackGpus(_message.Message):
+    __slots__ = ("rack_id", "sample_time", "gpu_ids", "power_w", "dram_active", "coolant_flow_lpm", "coolant_supply_temp_c", "coolant_return_temp_c", "calibrated_gpu_ids", "calibrated")
+    RACK_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GPU_IDS_FIELD_NUMBER: _ClassVar[int]
+    POWER_W_FIELD_NUMBER: _ClassVar[int]
+    DRAM_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    COOLANT_FLOW_LPM_FIELD_NUMBER: _ClassVar[int]
+    COOLANT_SUPPLY_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    COOLANT_RETURN_TEMP_C_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_GPU_IDS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    rack_id: str
+    sample_time: _timestamp_pb2.Timestamp
+    gpu_ids: _containers.RepeatedScalarFieldContainer[int]
+    power_w: _containers.RepeatedScalarFieldContainer[float]
+    dram_active: _containers.RepeatedScalarFieldContainer[float]
+    coolant_flow_lpm: float
+    coolant_supply_temp_c: float
+    coolant_return_temp_c: float
+    calibrated_gpu_ids: _containers.RepeatedScalarFieldContainer[int]
+    calibrated: GpuThermalParams
+    def __init__(self, rack_id: _Optional[str] = ..., sample_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gpu_ids: _Optional[_Iterable[int]] = ..., power_w: _Optional[_Iterable[float]] = ..., dram_active: _Optional[_Iterable[float]] = ..., coolant_flow_lpm: _Optional[float] = ..., coolant_supply_temp_c: _Optional[float] = ..., coolant_return_temp_c: _Optional[float] = ..., calibrated_gpu_ids: _Optional[_Iterable[int]] = ..., calibrated: _Optional[_Union[GpuThermalParams, _Mapping]] = ...) -> None: ...
 
 class GetStateRequest(_message.Message):
     __slots__ = ("scope", "entity_ids")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import fields
 
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,8 +20,9 @@ from twin.cooling.domain.alerts import CoolingAlert
 from twin.cooling.domain.events import KINDS as EVENT_KINDS
 from twin.cooling.domain.events import EquipmentEvent
 from twin.cooling.domain.network import Conditions, CoolingNetwork, CoolingState
+from twin.cooling.domain.thermal import GpuThermal
 from twin.cooling.domain.whatif import HORIZON_S, ThrottleForecast, what_if
-from twin.cooling.live import EVENT, SPEC, Sources
+from twin.cooling.live import EVENT, SPEC, GpuReading, RackGpus, Sources
 from twin.cooling.v1 import cooling_pb2 as pb
 
 _NS = uuid.UUID("5b7e2f0c-9a41-4c8e-8d2b-3f6a1c0e7d94")
@@ -400,3 +402,80 @@ def what_if_outcome(net: CoolingNetwork, fc: ThrottleForecast) -> pb.WhatIfOutco
         rt.time_to_throttle_s = _f(fc.rack_time_s[r])
         rt.gpu_ids.extend(int(i) for i in fc.gpus_of_rack(int(r)))
     return out
+
+
+# -- cooling.racks.v1: stage 1 -> stage 2 ------------------------------------------------------------
+
+
+def heat_input(site_id: str, rack_id: str, time_s: float, it_power_w: float) -> pb.CoolingStageInput:
+    return pb.CoolingStageInput(
+        site_id=site_id,
+        heat=pb.RackHeat(rack_id=rack_id, state_time=timestamp(time_s), it_power_w=it_power_w),
+    )
+
+
+def gpus_input(site_id: str, rack_ids: tuple[str, ...], rec: RackGpus) -> pb.CoolingStageInput:
+    r = rec.reading
+    m = pb.RackGpus(
+        rack_id=rack_ids[r.rack],
+        sample_time=timestamp(r.time_s),
+        gpu_ids=r.gpu.tolist(),
+        power_w=r.power_w.tolist(),
+        dram_active=r.dram_active.tolist(),
+        coolant_flow_lpm=r.coolant_flow_lpm,
+        coolant_supply_temp_c=r.coolant_supply_c,
+        coolant_return_temp_c=r.coolant_return_c,
+    )
+    if rec.params is not None and len(rec.gpus):
+        m.calibrated_gpu_ids.extend(rec.gpus.tolist())
+        for f in fields(rec.params):
+            getattr(m.calibrated, f.name).extend(np.asarray(getattr(rec.params, f.name), dtype=float).tolist())
+    return pb.CoolingStageInput(site_id=site_id, gpus=m)
+
+
+def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) -> RackGpus:
+    """A stage-1 RackGpus record -> the domain's (CodecError naming the field: unknown rack, a GPU of another
+    rack, parallel lists of different lengths, a parameter that is not finite)."""
+    rack = rack_index.get(m.rack_id)
+    if rack is None:
+        raise CodecError("gpus.rack_id", f"unknown rack {m.rack_id!r}")
+    if not m.HasField("sample_time"):
+        raise CodecError("gpus.sample_time", "required")
+
+    def gpu_ids(values, name: str) -> np.ndarray:
+        g = np.asarray(values, dtype=np.int64)
+        if len(g) and (g.max() >= len(gpu_rack) or (gpu_rack[g] != rack).any()):
+            raise CodecError(f"gpus.{name}", f"a GPU that is not in rack {m.rack_id}")
+        return g
+
+    g = gpu_ids(m.gpu_ids, "gpu_ids")
+    cols = []
+    for name in ("power_w", "dram_active"):
+        v = np.asarray(getattr(m, name), dtype=float)
+        if len(v) != len(g):
+            raise CodecError(f"gpus.{name}", f"{len(v)} values for {len(g)} GPUs (parallel with gpu_ids)")
+        cols.append(v)
+    nan = np.full(len(g), np.nan)
+    reading = GpuReading(
+        rack=rack,
+        time_s=seconds(m.sample_time),
+        gpu=g,
+        power_w=cols[0],
+        gpu_temp_c=nan,
+        hbm_temp_c=nan,
+        dram_active=cols[1],
+        coolant_flow_lpm=m.coolant_flow_lpm,
+        coolant_supply_c=m.coolant_supply_temp_c,
+        coolant_return_c=m.coolant_return_temp_c,
+    )
+    cal = gpu_ids(m.calibrated_gpu_ids, "calibrated_gpu_ids")
+    params = None
+    if len(cal):
+        values = {}
+        for f in fields(GpuThermal):
+            v = np.asarray(getattr(m.calibrated, f.name), dtype=float)
+            if len(v) != len(cal) or not np.isfinite(v).all():
+                raise CodecError(f"gpus.calibrated.{f.name}", f"needs {len(cal)} finite values")
+            values[f.name] = v
+        params = GpuThermal(**values)
+    return RackGpus(reading, cal, params)

@@ -49,7 +49,7 @@ from twin.cooling.adapters.inputs import equipment_reading, gpu_reading, is_equi
 from twin.cooling.adapters.repository import conditions_from_json
 from twin.cooling.domain.alerts import CoolingAlert
 from twin.cooling.domain.events import EventRejected
-from twin.cooling.live import CoolingLive, Evaluation
+from twin.cooling.live import CoolingLive, Evaluation, RackGpus
 from twin.cooling.v1 import cooling_pb2 as pb
 from twin.core.alert_state import AlertKey, transitions
 from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
@@ -77,6 +77,8 @@ class StreamStats:
     alerts_published: int = 0
     rows_written: int = 0
     restored_racks: int = 0
+    site_records: int = 0  # cooling.racks.v1 records stage 2 took
+    calibrated_params: int = 0  # GPUs whose calibrated parameters stage 2 took
     last_cooling_w: float = 0.0
     last_pue_cooling: float | None = None  # None: no IT power (PUE undefined)
 
@@ -325,96 +327,241 @@ class CoolingPipeline:
         return out, current
 
 
-class PowerHandler:
-    """power.state.v1 -> every rack's IT power (heat); evaluates the tick once it is complete."""
+# -- stage 1 (keyed by rack / entity) ------------------------------------------------------------------
 
-    def __init__(self, pipeline: CoolingPipeline) -> None:
-        self.p = pipeline
+
+@dataclass
+class RackStage:
+    """Stage 1 of one process: its own live twin for the calibration banks of the racks whose telemetry it
+    reads (and the event book of the entities whose events it reads), forwarding to ``racks_topic`` (key
+    site). The racks' IT power and coolant its calibration needs come from this process's stage 2 when that
+    evaluated last (it owns the site), else from the stored rack states (``cooling_state_latest``, re-read
+    at most every ``view_refresh_s``): whichever is newer."""
+
+    live: CoolingLive
+    producer: EventProducer
+    store: Store
+    racks_topic: Topic
+    stats: StreamStats = field(default_factory=StreamStats)
+    site: CoolingPipeline | None = None  # this process's stage 2
+    view_refresh_s: float = 10.0
+    monotonic: Callable[[], float] = time.monotonic
+    stored_view: tuple[float, np.ndarray, np.ndarray] | None = None  # (newest state time, IT W, coolant °C)
+    view_read_at: float | None = None
+
+    @property
+    def site_id(self) -> str:
+        return self.live.net.site_id
+
+    async def restore(self) -> None:
+        """The event book (conditions and each entity's last event time) as stored by stage 2."""
+        stored = await self.store.load_conditions(self.site_id)
+        if stored is not None:
+            self.live.restore([], conditions_from_json(stored[0], self.live.cond), stored[1])
+
+    async def refresh_view(self) -> None:
+        now = self.monotonic()
+        if self.view_read_at is None or now - self.view_read_at >= self.view_refresh_s:
+            self.view_read_at = now
+            rows = await self.store.latest(self.site_id, pb.COOLING_SCOPE_RACK)
+            n = self.live.net.n_racks
+            it_w, coolant = np.full(n, np.nan), np.full(n, np.nan)
+            newest = -math.inf
+            index = self.live.site.inventory.rack_index
+            for s in rows:
+                r = index.get(s.entity_id)
+                if r is None or s.WhichOneof("detail") != "rack":
+                    continue
+                it_w[r], coolant[r] = s.rack.it_power_w, s.rack.coolant_temp_c
+                newest = max(newest, codec.seconds(s.state_time))
+            if rows:
+                self.stored_view = (newest, it_w, coolant)
+        local = self.site.live.last if self.site is not None else None
+        stored = self.stored_view
+        if local is not None and (stored is None or local.time_s >= stored[0]):
+            self.live.set_rack_view(self.site.live.current_rack_it_w(), local.tick.state.rack_coolant_c)
+        elif stored is not None:
+            self.live.set_rack_view(stored[1], stored[2])
+        else:
+            self.live.set_rack_view(np.zeros(self.live.net.n_racks), None)  # nothing known: idle, facility supply
+
+    async def forward(self, messages: list[tuple[pb.CoolingStageInput, Record | None]]) -> None:
+        futures = [
+            await self.producer.enqueue(self.racks_topic, m.site_id, m, cause=rec) for m, rec in messages
+        ]
+        if futures:
+            await asyncio.gather(*futures)
+
+
+class PowerHandler:
+    """Stage 1: power.state.v1 rack states -> each rack's IT power on cooling.racks.v1 (key site)."""
+
+    def __init__(self, stage: RackStage) -> None:
+        self.stage = stage
 
     async def __call__(self, records: list[Record]) -> BatchResult:
-        p = self.p
+        st = self.stage
         rejected: list[Rejected] = []
-        updates = []
+        out = []
+        ids = st.live.net.rack_ids
         for rec in records:
             try:
-                u = power_update(rec.message, p.live.site.inventory, p.site_id)
+                u = power_update(rec.message, st.live.site.inventory, st.site_id)
             except CodecError as exc:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
                 continue
             if u is not None:
-                updates.append(u)
-                p.causes.add((rec,))
-        async with p.lock:
-            if p.live.apply_power(updates) and p.pending_since is None:
-                p.pending_since = p.monotonic()
-        p.stats.power_states += len(updates)
-        await p.maybe_evaluate()
+                out.append((codec.heat_input(st.site_id, ids[u[0]], u[1], u[2]), rec))
+        await st.forward(out)
+        st.stats.power_states += len(out)
         return BatchResult(rejected)
 
 
 class TelemetryHandler:
-    """telemetry.samples.v1 -> measured GPU power and activity, online calibration, rack coolant sensors."""
+    """Stage 1: telemetry.samples.v1 -> each rack's measured GPU power and activity, online calibration and
+    coolant sensors on cooling.racks.v1; equipment batches (keyed by site) validated and passed on."""
 
-    def __init__(self, pipeline: CoolingPipeline) -> None:
-        self.p = pipeline
+    def __init__(self, stage: RackStage) -> None:
+        self.stage = stage
 
     async def __call__(self, records: list[Record]) -> BatchResult:
-        p = self.p
+        st = self.stage
         rejected: list[Rejected] = []
-        readings, equipment = [], []
+        readings, cause, out = [], {}, []
         for rec in records:
             try:
                 if is_equipment(rec.message):
-                    equipment.append(equipment_reading(rec.message, p.live.net, p.site_id))
+                    equipment_reading(rec.message, st.live.net, st.site_id)  # validates (DLQ here)
+                    out.append((pb.CoolingStageInput(site_id=st.site_id, equipment=rec.message), rec))
                 else:
-                    readings.append(gpu_reading(rec.message, p.live.site.inventory, p.site_id))
+                    r = gpu_reading(rec.message, st.live.site.inventory, st.site_id)
+                    readings.append(r)
+                    cause[r.rack] = rec
             except CodecError as exc:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
-        if readings or equipment:
-            async with p.lock:
-                if readings:
-                    p.stats.calibration_samples += await asyncio.to_thread(p.live.apply_telemetry, readings)
-                p.stats.equipment_readings += p.live.apply_equipment(equipment)
-        p.stats.telemetry_batches += len(readings)
+        fitted: list[RackGpus] = []
+        if readings:
+            await st.refresh_view()
+            st.stats.calibration_samples += await asyncio.to_thread(st.live.apply_telemetry, readings, fitted)
+        ids = st.live.net.rack_ids
+        out += [(codec.gpus_input(st.site_id, ids, f), cause.get(f.reading.rack)) for f in fitted]
+        await st.forward(out)
+        st.stats.telemetry_batches += len(readings)
         return BatchResult(rejected)
 
 
 class EventHandler:
-    """cooling.events.v1 -> the conditions (failures, repairs, setpoints, ambient); bad events to the DLQ."""
+    """Stage 1: cooling.events.v1 (key entity: one entity's events stay in order in one partition) ->
+    validated against this process's event book (unknown ids, absurd values, wet bulb above dry bulb, the
+    entity's past, too far ahead of the clock: DLQ) -> cooling.racks.v1 for the site's stage 2."""
 
     def __init__(
-        self, pipeline: CoolingPipeline, *, now: Callable[[], float] = time.time, max_future_s: float = 300.0
+        self, stage: RackStage, *, now: Callable[[], float] = time.time, max_future_s: float = 300.0
     ) -> None:
-        self.p, self.now, self.max_future_s = pipeline, now, max_future_s
+        self.stage, self.now, self.max_future_s = stage, now, max_future_s
+
+    async def __call__(self, records: list[Record]) -> BatchResult:
+        st = self.stage
+        rejected: list[Rejected] = []
+        out = []
+        for rec in records:
+            msg = rec.message
+            try:
+                if msg.site_id and msg.site_id != st.site_id:
+                    raise CodecError("site_id", f"{msg.site_id!r} is not this twin's site {st.site_id!r}")
+                ev = codec.event(msg)
+                if ev.time_s > self.now() + self.max_future_s:
+                    raise CodecError("event_time", f"more than {self.max_future_s:.0f} s in the future")
+                st.live.apply_event(ev)
+            except (CodecError, EventRejected) as exc:
+                rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
+                continue
+            out.append((pb.CoolingStageInput(site_id=st.site_id, event=msg), rec))
+        await st.forward(out)
+        return BatchResult(rejected)
+
+
+# -- stage 2 (keyed by site) ------------------------------------------------------------------------
+
+
+class SiteHandler:
+    """Stage 2: cooling.racks.v1 (key site) -> the site's live twin (heat, GPU telemetry and calibrated
+    parameters, equipment readings, events) -> one evaluation per tick, as ``CoolingPipeline`` decides.
+    The first batch (and one after ``restore_after_s`` without any: the site may have been elsewhere
+    meanwhile) first re-reads the stored rack heat and conditions."""
+
+    def __init__(
+        self,
+        pipeline: CoolingPipeline,
+        *,
+        restore_after_s: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.p, self.restore_after_s, self.monotonic = pipeline, restore_after_s, monotonic
+        self.last_batch: float | None = None
+
+    def restored(self) -> None:
+        """The pipeline was restored just now (at start-up)."""
+        self.last_batch = self.monotonic()
 
     async def __call__(self, records: list[Record]) -> BatchResult:
         p = self.p
+        live = p.live
+        now = self.monotonic()
+        if self.last_batch is None or now - self.last_batch > self.restore_after_s:
+            await p.restore()
+        self.last_batch = now
         rejected: list[Rejected] = []
+        heat, gpus, equipment, events = [], [], [], []
+        index = live.site.inventory.rack_index
+        for rec in records:
+            m = rec.message
+            try:
+                if m.site_id != p.site_id:
+                    raise CodecError("site_id", f"{m.site_id!r} is not this twin's site {p.site_id!r}")
+                which = m.WhichOneof("input")
+                if which == "heat":
+                    h = m.heat
+                    r = index.get(h.rack_id)
+                    if r is None:
+                        raise CodecError("heat.rack_id", f"unknown rack {h.rack_id!r}")
+                    if not math.isfinite(h.it_power_w) or h.it_power_w < 0:
+                        raise CodecError("heat.it_power_w", f"must be a finite number >= 0, got {h.it_power_w}")
+                    heat.append((r, codec.seconds(h.state_time), float(h.it_power_w)))
+                elif which == "gpus":
+                    gpus.append(codec.rack_gpus(m.gpus, index, live.site.gpus.gpu_rack))
+                elif which == "equipment":
+                    equipment.append(equipment_reading(m.equipment, live.net, p.site_id))
+                elif which == "event":
+                    events.append((codec.event(m.event), rec))
+                else:
+                    raise CodecError("input", "empty")
+            except CodecError as exc:
+                rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
+                continue
+            if which in ("heat", "event"):
+                p.causes.add((rec,))
         latest = -math.inf
         async with p.lock:
-            for rec in records:
-                msg = rec.message
+            if gpus:
+                p.stats.calibrated_params += live.apply_rack_gpus(gpus)
+            p.stats.equipment_readings += live.apply_equipment(equipment)
+            if live.apply_power(heat) and p.pending_since is None:
+                p.pending_since = p.monotonic()
+            for ev, rec in events:
                 try:
-                    if msg.site_id and msg.site_id != p.site_id:
-                        raise CodecError("site_id", f"{msg.site_id!r} is not this twin's site {p.site_id!r}")
-                    ev = codec.event(msg)
-                    if ev.time_s > self.now() + self.max_future_s:
-                        raise CodecError("event_time", f"more than {self.max_future_s:.0f} s in the future")
-                    p.live.apply_event(ev)
-                except (CodecError, EventRejected) as exc:
+                    live.apply_event(ev)
+                except EventRejected as exc:  # stage 1 of another process had an older book of this entity
                     rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
                     continue
                 latest = max(latest, ev.time_s)
-                p.causes.add((rec,))
                 p.stats.events_applied += 1
-                log.info(
-                    "cooling event %s %s at %.3f applied",
-                    pb.CoolingEventKind.Name(msg.kind),
-                    ev.entity_id,
-                    ev.time_s,
-                )
+                log.info("cooling event %s %s at %.3f applied", ev.kind, ev.entity_id, ev.time_s)
             if latest > -math.inf:
-                await p.store.save_conditions(p.site_id, latest, p.live.cond, p.live.event_time)
+                await p.store.save_conditions(p.site_id, latest, live.cond, live.event_time)
+        p.stats.site_records += len(records) - len(rejected)
         if latest > -math.inf:
             await p.evaluate_after_events(latest)
+        else:
+            await p.maybe_evaluate()
         return BatchResult(rejected)
