@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
 from collections.abc import Callable
 
 import grpc
@@ -30,7 +28,7 @@ from google.protobuf.json_format import MessageToJson
 from twin.cooling.v1 import cooling_pb2 as pb
 from twin.cooling.v1 import cooling_pb2_grpc as pb_grpc
 from twinctl import series
-from twinctl.errors import exit_code, explain
+from twinctl.errors import run_against_twin
 from twinctl.plot import Series, plot
 from twinctl.progress import Progress
 
@@ -304,14 +302,6 @@ def run_cooling(args: argparse.Namespace, stub: pb_grpc.CoolingServiceStub) -> s
 
 
 def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel]) -> int:
-    target = args.target or os.environ.get("TWINCTL_COOLING_TARGET") or DEFAULT_COOLING_TARGET
-    with open_channel(target, args) as channel:
-        try:
-            print(run_cooling(args, pb_grpc.CoolingServiceStub(channel)))
-        except grpc.RpcError as exc:
-            print(explain(exc, "cooling", target, "TWINCTL_COOLING_TARGET", args.timeout), file=sys.stderr)
-            return exit_code(exc)
-        except ValueError as exc:   # a refused sweep point, or nothing to plot
-            print(f"twinctl: {exc}", file=sys.stderr)
-            return 2 if isinstance(exc, SweepRefused) else 1
-    return 0
+    return run_against_twin(args, open_channel, twin="cooling", env="TWINCTL_COOLING_TARGET",
+                            default_target=DEFAULT_COOLING_TARGET, stub=pb_grpc.CoolingServiceStub,
+                            command=run_cooling, refused=(SweepRefused,))

@@ -3,6 +3,12 @@ the flag or environment variable that changes it (the stack, `make run`, prints 
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import grpc
 
 EXIT_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 2, grpc.StatusCode.NOT_FOUND: 3}
@@ -30,3 +36,23 @@ def explain(exc: grpc.RpcError, twin: str, target: str, env: str, timeout_s: flo
 
 def exit_code(exc: grpc.RpcError) -> int:
     return EXIT_CODES.get(exc.code(), 1) if hasattr(exc, "code") else 1
+
+
+def run_against_twin(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel], *,
+                     twin: str, env: str, default_target: str, stub: Callable[[grpc.Channel], Any],
+                     command: Callable[[argparse.Namespace, Any], str],
+                     refused: tuple[type[Exception], ...] = ()) -> int:
+    """One twinctl command against a twin's gRPC: the target from --target, then ``env``, then the default;
+    the command's output printed; a gRPC error explained (exit 2 for INVALID_ARGUMENT, 3 NOT_FOUND, else 1);
+    a ValueError (a refused sweep point, nothing to plot) printed as one line (exit 2 for ``refused`` kinds)."""
+    target = args.target or os.environ.get(env) or default_target
+    with open_channel(target, args) as channel:
+        try:
+            print(command(args, stub(channel)))
+        except grpc.RpcError as exc:
+            print(explain(exc, twin, target, env, args.timeout), file=sys.stderr)
+            return exit_code(exc)
+        except ValueError as exc:
+            print(f"twinctl: {exc}", file=sys.stderr)
+            return 2 if isinstance(exc, refused) else 1
+    return 0

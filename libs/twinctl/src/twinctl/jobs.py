@@ -13,9 +13,7 @@ else 127.0.0.1:50056. --token / TWINCTL_TOKEN, --tls-ca [--tls-cert --tls-key] a
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from collections.abc import Callable
 
 import grpc
@@ -23,7 +21,7 @@ from google.protobuf.json_format import MessageToJson, Parse, ParseError
 
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
-from twinctl.errors import exit_code, explain
+from twinctl.errors import run_against_twin
 
 DEFAULT_JOBS_TARGET = "127.0.0.1:50056"
 _NODE = re.compile(r"-n\d+$")  # node ids are "<rack>-nNN" (twin.core.facility naming)
@@ -158,11 +156,5 @@ def run_jobs(args: argparse.Namespace, stub: pb_grpc.JobServiceStub) -> str:
 
 
 def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel]) -> int:
-    target = args.target or os.environ.get("TWINCTL_JOBS_TARGET") or DEFAULT_JOBS_TARGET
-    with open_channel(target, args) as channel:
-        try:
-            print(run_jobs(args, pb_grpc.JobServiceStub(channel)))
-        except grpc.RpcError as exc:
-            print(explain(exc, "job", target, "TWINCTL_JOBS_TARGET", args.timeout), file=sys.stderr)
-            return exit_code(exc)
-    return 0
+    return run_against_twin(args, open_channel, twin="job", env="TWINCTL_JOBS_TARGET",
+                            default_target=DEFAULT_JOBS_TARGET, stub=pb_grpc.JobServiceStub, command=run_jobs)

@@ -15,8 +15,6 @@ Target: --target HOST:PORT, else env TWINCTL_POWER_TARGET, else 127.0.0.1:50054.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Callable
 
 import grpc
@@ -25,7 +23,7 @@ from google.protobuf.json_format import MessageToJson
 from twin.power.v1 import power_pb2 as pb
 from twin.power.v1 import power_pb2_grpc as pb_grpc
 from twinctl import series
-from twinctl.errors import exit_code, explain
+from twinctl.errors import run_against_twin
 
 DEFAULT_POWER_TARGET = "127.0.0.1:50054"
 
@@ -198,14 +196,5 @@ def run_power(args: argparse.Namespace, stub: pb_grpc.PowerServiceStub) -> str:
 
 
 def run(args: argparse.Namespace, open_channel: Callable[[str, argparse.Namespace], grpc.Channel]) -> int:
-    target = args.target or os.environ.get("TWINCTL_POWER_TARGET") or DEFAULT_POWER_TARGET
-    with open_channel(target, args) as channel:
-        try:
-            print(run_power(args, pb_grpc.PowerServiceStub(channel)))
-        except grpc.RpcError as exc:
-            print(explain(exc, "power", target, "TWINCTL_POWER_TARGET", args.timeout), file=sys.stderr)
-            return exit_code(exc)
-        except ValueError as exc:   # e.g. nothing to plot
-            print(f"twinctl: {exc}", file=sys.stderr)
-            return 1
-    return 0
+    return run_against_twin(args, open_channel, twin="power", env="TWINCTL_POWER_TARGET",
+                            default_target=DEFAULT_POWER_TARGET, stub=pb_grpc.PowerServiceStub, command=run_power)
