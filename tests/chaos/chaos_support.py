@@ -68,6 +68,7 @@ RACKS = 8
 GROUPS = {"ingest": SRC, "fabric": EVENTS, "fabric-telemetry": SAMPLES}
 TWIN_GROUPS = {"power": SAMPLES, "power-site": topics.POWER_RACKS, "power-grid": topics.GRID_EVENTS,
                "cooling": topics.POWER_STATE, "cooling-telemetry": SAMPLES, "cooling-events": topics.COOLING_EVENTS,
+               "cooling-site": topics.COOLING_RACKS,
                "jobs": topics.JOBS_EVENTS}
 SERVICES = ("ingest", "fabric")
 TWINS = ("power", "cooling", "jobs")

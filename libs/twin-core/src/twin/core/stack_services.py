@@ -396,7 +396,7 @@ STACK_SERVICES: tuple[StackService, ...] = (
             f".venv/bin/twinctl cooling --target 127.0.0.1:{ctx.port('cooling', 'COOLING_GRPC_PORT')} state"],
         status=_cooling_status, grpc_port="COOLING_GRPC_PORT",
         consumes=(("cooling", topics.POWER_STATE), ("cooling-telemetry", topics.TELEMETRY_SAMPLES),
-                  ("cooling-events", topics.COOLING_EVENTS))),
+                  ("cooling-events", topics.COOLING_EVENTS), ("cooling-site", topics.COOLING_RACKS))),
     # the job twin: after fabric (it asks the fabric twin's gRPC for collective times, with that port and token)
     StackService(
         "jobs", "twin.jobs", ports={"JOBS_GRPC_PORT": 50056},
