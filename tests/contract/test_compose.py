@@ -244,3 +244,16 @@ def test_every_compose_service_is_a_distribution_without_test_tools():
         project = tomllib.loads((member / "pyproject.toml").read_text())["project"]
         names = {re.split(r"[<>=\[ ;]", dep, maxsplit=1)[0].lower() for dep in project["dependencies"]}
         assert not names & dev_only, f"{member.name} depends on {names & dev_only}"
+
+
+def test_console_scenarios_point_at_the_compose_twins():
+    """Compose runs the simulator, so the console is in demo mode: every scenario target is a compose service
+    on the gRPC / HTTP port that service is configured with, and the operator token is the power twin's
+    OpenADR token (a scenario posts to that receiver with it, as make run's one stack token does)."""
+    env = _env("console")
+    assert env["CONSOLE_DEMO"] == "${CONSOLE_DEMO:-1}" and "facility-sim" in SERVICES
+    assert env["CONSOLE_OPERATOR_TOKEN"] == _env("power")["POWER_OPENADR_TOKEN"]
+    for twin in ("power", "cooling", "jobs", "fabric"):
+        host, port = env[f"CONSOLE_SCENARIO_{twin.upper()}_TARGET"].split(":")
+        assert host == twin and int(port) == int(_env(twin)[f"{twin.upper()}_GRPC_PORT"]), twin
+    assert env["CONSOLE_SCENARIO_POWER_HTTP"] == f"http://power:{_env('power')['POWER_HTTP_PORT']}"
