@@ -1,11 +1,13 @@
 """Fuzz: CoolingService request decoding through the real servicer (twin.cooling.adapters.grpc_api.CoolingServicer
-on the gb200-nvl72-hall site: liquid loops, CDUs, CRAHs, an in-memory store, no server) and cooling.events.v1 validation (codec.event, then
-the live twin's apply_event, as the service's EventHandler does).
+on the gb200-nvl72-hall site: liquid loops, CDUs, CRAHs, an in-memory store, no server), cooling.events.v1 validation (codec.event, then
+the live twin's apply_event, as the service's EventHandler does) and cooling.racks.v1, the second stage's input
+(stream.decode_stage_input, then the live twin's apply_* and one evaluation, as the SiteHandler does).
 
 Documented rejections: an undecodable request fails with protobuf's DecodeError; a decoded request is answered or
 refused with INVALID_ARGUMENT (a bad field, named), NOT_FOUND (unknown rack, CDU, loop, CRAH, plant unit or air
 group) or DEADLINE_EXCEEDED; INTERNAL is a crash. A cooling event is applied or rejected with CodecError /
-EventRejected (both name the field: the DLQ reason); any other exception is a crash.
+EventRejected (both name the field: the DLQ reason); any other exception is a crash. The same holds for a
+cooling.racks.v1 record.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from twin.cooling.adapters import codec
 from twin.cooling.adapters.codec import CodecError
 from twin.cooling.adapters.grpc_api import CoolingServicer
 from twin.cooling.adapters.repository import InMemoryCoolingStore
+from twin.cooling.adapters.stream import decode_stage_input
 from twin.cooling.domain.events import EventRejected
-from twin.cooling.live import CoolingLive
+from twin.cooling.live import CoolingLive, GpuReading, RackGpus
 from twin.cooling.site import build_cooling_site
 from twin.cooling.v1 import cooling_pb2 as pb
 from twin.core.facility import load_facility_spec
@@ -158,3 +161,66 @@ def test_cooling_events_are_applied_or_rejected_with_the_documented_reason(event
     if applied:   # the conditions the events left still evaluate
         after = live.what_if(live.cond, 600.0)
         codec.what_if_outcome(NET, after).SerializeToString()
+
+
+N_GPUS = len(SITE.gpus.gpu_rack)
+STAGE_HINTS = {
+    **HINTS,
+    C + "CoolingStageInput.site_id": st.sampled_from([NET.site_id, ""]),
+    C + "RackHeat.rack_id": st.sampled_from(NET.rack_ids),
+    C + "RackGpus.rack_id": st.sampled_from(NET.rack_ids),
+    C + "RackGpus.gpu_ids": st.integers(0, N_GPUS + 2),
+    C + "RackGpus.calibrated_gpu_ids": st.integers(0, N_GPUS + 2),
+    "twin.telemetry.v1.RackTelemetryBatch.site_id": st.sampled_from([NET.site_id, ""]),
+    "twin.telemetry.v1.CduSample.cdu_id": st.sampled_from(NET.cdu_ids),
+}
+VALUE = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 2000))
+
+
+@st.composite
+def valid_ish_rack_gpus(draw) -> pb.CoolingStageInput:
+    """A RackGpus record as stage 1 writes it (one rack's GPUs, parallel lists), with any values."""
+    rack = draw(st.integers(0, NET.n_racks - 1))
+    idx = [int(g) for g in (SITE.gpus.gpu_rack == rack).nonzero()[0]]
+    g = sorted(draw(st.sets(st.sampled_from(idx), min_size=1, max_size=8)))
+    n = len(g)
+    vals = [draw(st.lists(VALUE, min_size=n, max_size=n)) for _ in range(2)]
+    import numpy as np
+
+    nan = np.full(n, np.nan)
+    reading = GpuReading(rack=rack, time_s=float(draw(st.integers(1_700_000_000, 1_800_000_000))),
+                         gpu=np.array(g), power_w=np.array(vals[0]), gpu_temp_c=nan, hbm_temp_c=nan,
+                         dram_active=np.array(vals[1]), coolant_flow_lpm=draw(VALUE))
+    cal = np.array(g[: draw(st.integers(0, n))])
+    params = None
+    if len(cal):
+        base = SITE.gpu.take(cal)
+        params = type(base)(**{k: np.array(draw(st.lists(VALUE, min_size=len(cal), max_size=len(cal))))
+                               for k in base.__dataclass_fields__})
+    return codec.gpus_input(NET.site_id, NET.rack_ids, RackGpus(reading, cal, params))
+
+
+@FUZZ
+@given(st.lists(st.one_of(valid_ish_rack_gpus(), messages(pb.CoolingStageInput.DESCRIPTOR, STAGE_HINTS,
+                                                          max_repeated=4)), min_size=1, max_size=6))
+def test_stage_two_records_are_applied_or_rejected_with_the_documented_reason(records) -> None:
+    live = CoolingLive(SITE)
+    live.apply_power([(r, 1_750_000_000.0, 100e3) for r in range(NET.n_racks)])
+    for msg in records:
+        tried("cooling_stage_input")
+        try:
+            which, value = decode_stage_input(msg, live)
+            if which == "heat":
+                live.apply_power([value])
+            elif which == "gpus":
+                live.apply_rack_gpus([value])
+            elif which == "equipment":
+                live.apply_equipment([value])
+            else:
+                live.apply_event(value)
+        except (CodecError, EventRejected) as exc:
+            assert str(exc)   # the DLQ reason
+            continue
+        tried("cooling_stage_input_applied")
+    ev = live.evaluate(1_750_000_001.0)   # what was applied still evaluates and encodes
+    codec.states(NET, ev.tick.state, ev.cond, time_s=1_750_000_001.0)

@@ -414,6 +414,26 @@ def heat_input(site_id: str, rack_id: str, time_s: float, it_power_w: float) -> 
     )
 
 
+def _required_time(m, name: str, field: str) -> float:
+    if not m.HasField(name):
+        raise CodecError(field, "required")
+    try:
+        return seconds(getattr(m, name))
+    except ValueError as exc:  # protobuf's range check: nanos outside 0..1e9, seconds outside years 1..9999
+        raise CodecError(field, str(exc)) from None
+
+
+def rack_heat(m: pb.RackHeat, rack_index: dict[str, int]) -> tuple[int, float, float]:
+    """A stage-1 RackHeat record -> (rack, state time s, IT W); CodecError naming the field."""
+    rack = rack_index.get(m.rack_id)
+    if rack is None:
+        raise CodecError("heat.rack_id", f"unknown rack {m.rack_id!r}")
+    time_s = _required_time(m, "state_time", "heat.state_time")
+    if not math.isfinite(m.it_power_w) or m.it_power_w < 0:
+        raise CodecError("heat.it_power_w", f"must be a finite number >= 0, got {m.it_power_w}")
+    return rack, time_s, float(m.it_power_w)
+
+
 def gpus_input(site_id: str, rack_ids: tuple[str, ...], rec: RackGpus) -> pb.CoolingStageInput:
     r = rec.reading
     m = pb.RackGpus(
@@ -439,8 +459,7 @@ def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) 
     rack = rack_index.get(m.rack_id)
     if rack is None:
         raise CodecError("gpus.rack_id", f"unknown rack {m.rack_id!r}")
-    if not m.HasField("sample_time"):
-        raise CodecError("gpus.sample_time", "required")
+    time_s = _required_time(m, "sample_time", "gpus.sample_time")
 
     def gpu_ids(values, name: str) -> np.ndarray:
         g = np.asarray(values, dtype=np.int64)
@@ -458,7 +477,7 @@ def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) 
     nan = np.full(len(g), np.nan)
     reading = GpuReading(
         rack=rack,
-        time_s=seconds(m.sample_time),
+        time_s=time_s,
         gpu=g,
         power_w=cols[0],
         gpu_temp_c=nan,
@@ -476,6 +495,11 @@ def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) 
             v = np.asarray(getattr(m.calibrated, f.name), dtype=float)
             if len(v) != len(cal) or not np.isfinite(v).all():
                 raise CodecError(f"gpus.calibrated.{f.name}", f"needs {len(cal)} finite values")
+            # what thermal.calibrated gives: time constants and the die's resistances > 0, HBM terms >= 0
+            positive = f.name.startswith(("tau_", "r_"))
+            if (v <= 0).any() if positive else (f.name.startswith("hbm_") and f.name.endswith("_k_per_w")
+                                                 and (v < 0).any()):
+                raise CodecError(f"gpus.calibrated.{f.name}", "must be > 0" if positive else "must be >= 0")
             values[f.name] = v
         params = GpuThermal(**values)
     return RackGpus(reading, cal, params)

@@ -37,7 +37,20 @@ def power_update(msg: ppb.PowerState, inv: Inventory, site_id: str) -> tuple[int
     w = msg.input_power_w
     if not math.isfinite(w) or w < 0:
         raise CodecError("input_power_w", f"must be a finite number >= 0, got {w}")
-    return rack, seconds(msg.state_time), float(w)
+    try:
+        t = seconds(msg.state_time)
+    except ValueError as exc:  # protobuf's range check
+        raise CodecError("state_time", str(exc)) from None
+    return rack, t, float(w)
+
+
+def _sample_time(b: tpb.RackTelemetryBatch) -> float:
+    if not b.HasField("sample_time"):
+        raise CodecError("batch.sample_time", "required")
+    try:
+        return seconds(b.sample_time)
+    except ValueError as exc:  # protobuf's range check: nanos outside 0..1e9, seconds outside years 1..9999
+        raise CodecError("batch.sample_time", str(exc)) from None
 
 
 def _column(values, n: int, field: str) -> np.ndarray:
@@ -55,8 +68,7 @@ def gpu_reading(msg: tpb.TelemetrySamples, inv: Inventory, site_id: str) -> GpuR
     rack = inv.rack_index.get(b.rack_id)
     if rack is None:
         raise CodecError("batch.rack_id", f"unknown rack {b.rack_id!r}")
-    if not b.HasField("sample_time"):
-        raise CodecError("batch.sample_time", "required")
+    time_s = _sample_time(b)
     gpus: list[np.ndarray] = []
     cols: tuple[list, ...] = ([], [], [], [])
     for i, node in enumerate(b.nodes):
@@ -88,7 +100,7 @@ def gpu_reading(msg: tpb.TelemetrySamples, inv: Inventory, site_id: str) -> GpuR
             flow, supply, ret = rs.coolant_flow_lpm, rs.coolant_supply_temp_c, rs.coolant_return_temp_c
     return GpuReading(
         rack=rack,
-        time_s=seconds(b.sample_time),
+        time_s=time_s,
         gpu=np.concatenate(gpus) if gpus else np.zeros(0, dtype=np.int64),
         power_w=cat[0],
         gpu_temp_c=cat[1],
@@ -113,8 +125,7 @@ def equipment_reading(msg: tpb.TelemetrySamples, net: CoolingNetwork, site_id: s
     b = msg.batch
     if b.site_id != site_id:
         raise CodecError("batch.site_id", f"{b.site_id!r} is not this twin's site {site_id!r}")
-    if not b.HasField("sample_time"):
-        raise CodecError("batch.sample_time", "required")
+    time_s = _sample_time(b)
     cdu_ix = {c: i for i, c in enumerate(net.cdu_ids)}
     crah_ix = {c: i for i, c in enumerate(net.crah_ids)}
     n, m = len(net.cdu_ids), len(net.crah_ids)
@@ -158,7 +169,7 @@ def equipment_reading(msg: tpb.TelemetrySamples, net: CoolingNetwork, site_id: s
                 f"{plant['wet_bulb_c']} above the dry bulb {plant['dry_bulb_c']} (a wet bulb never exceeds it)",
             )
     return EquipmentReading(
-        time_s=seconds(b.sample_time),
+        time_s=time_s,
         cdu_heat_w=cols["heat"],
         cdu_flow_lpm=cols["flow"],
         cdu_supply_c=cols["supply"],

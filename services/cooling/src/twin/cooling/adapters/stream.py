@@ -484,6 +484,25 @@ class EventHandler:
 # -- stage 2 (keyed by site) ------------------------------------------------------------------------
 
 
+def decode_stage_input(m: pb.CoolingStageInput, live: CoolingLive) -> tuple[str, object]:
+    """One cooling.racks.v1 record -> (kind, the live twin's input): heat (rack, time, W), gpus ``RackGpus``,
+    equipment ``EquipmentReading``, event ``EquipmentEvent``. CodecError naming the field otherwise."""
+    site_id = live.net.site_id
+    if m.site_id != site_id:
+        raise CodecError("site_id", f"{m.site_id!r} is not this twin's site {site_id!r}")
+    which = m.WhichOneof("input")
+    index = live.site.inventory.rack_index
+    if which == "heat":
+        return which, codec.rack_heat(m.heat, index)
+    if which == "gpus":
+        return which, codec.rack_gpus(m.gpus, index, live.site.gpus.gpu_rack)
+    if which == "equipment":
+        return which, equipment_reading(m.equipment, live.net, site_id)
+    if which == "event":
+        return which, codec.event(m.event)
+    raise CodecError("input", "empty")
+
+
 class SiteHandler:
     """Stage 2: cooling.racks.v1 (key site) -> the site's live twin (heat, GPU telemetry and calibrated
     parameters, equipment readings, events) -> one evaluation per tick, as ``CoolingPipeline`` decides.
@@ -513,32 +532,15 @@ class SiteHandler:
         self.last_batch = now
         rejected: list[Rejected] = []
         heat, gpus, equipment, events = [], [], [], []
-        index = live.site.inventory.rack_index
         for rec in records:
-            m = rec.message
             try:
-                if m.site_id != p.site_id:
-                    raise CodecError("site_id", f"{m.site_id!r} is not this twin's site {p.site_id!r}")
-                which = m.WhichOneof("input")
-                if which == "heat":
-                    h = m.heat
-                    r = index.get(h.rack_id)
-                    if r is None:
-                        raise CodecError("heat.rack_id", f"unknown rack {h.rack_id!r}")
-                    if not math.isfinite(h.it_power_w) or h.it_power_w < 0:
-                        raise CodecError("heat.it_power_w", f"must be a finite number >= 0, got {h.it_power_w}")
-                    heat.append((r, codec.seconds(h.state_time), float(h.it_power_w)))
-                elif which == "gpus":
-                    gpus.append(codec.rack_gpus(m.gpus, index, live.site.gpus.gpu_rack))
-                elif which == "equipment":
-                    equipment.append(equipment_reading(m.equipment, live.net, p.site_id))
-                elif which == "event":
-                    events.append((codec.event(m.event), rec))
-                else:
-                    raise CodecError("input", "empty")
+                which, value = decode_stage_input(rec.message, live)
             except CodecError as exc:
                 rejected.append(Rejected(rec, f"validation: {exc}", "validation"))
                 continue
+            {"heat": heat, "gpus": gpus, "equipment": equipment, "event": events}[which].append(
+                (value, rec) if which == "event" else value
+            )
             if which in ("heat", "event"):
                 p.causes.add((rec,))
         latest = -math.inf
