@@ -385,6 +385,24 @@ async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_b
         await producer.send(cfg.cooling_alerts_topic, clear.entity_id, clear)
         await poll(job, lambda j: not any(f.kind == pb.RISK_KIND_THERMAL_THROTTLE for f in j.risk_flags))
 
+        # an alert on the PDU of one of its racks (power.alerts.v1, scope PDU; pdu-3 feeds su1-0002): the job's power
+        # path is flagged, naming the PDU and the rack; the power twin's clear lifts it
+        def pdu_alert(cleared: bool) -> ppb.PowerAlert:
+            m = ppb.PowerAlert(alert_id="pdu-3/over", site_id=SITE, entity_id="pdu-3", scope=ppb.POWER_SCOPE_PDU,
+                               kind=ppb.ALERT_KIND_OVER_THRESHOLD, severity=ppb.SEVERITY_WARNING, cleared=cleared,
+                               message="pdu-3 carries 42.0 kW, 84% of its 50.0 kW rating")
+            m.alert_time.FromNanoseconds(int(time.time() * 1e9))
+            return m
+
+        def pdu_flags(j: pb.JobState) -> list[pb.RiskFlag]:
+            return [f for f in j.risk_flags if f.kind == pb.RISK_KIND_POWER_CAP and f.entity_id == "pdu-3"]
+
+        await producer.send(cfg.power_alerts_topic, "pdu-3", pdu_alert(False))
+        (flag,) = pdu_flags(await poll(job, lambda j: bool(pdu_flags(j))))
+        assert "su1-0002" in flag.detail and "su1-0000" not in flag.detail
+        await producer.send(cfg.power_alerts_topic, "pdu-3", pdu_alert(True))
+        await poll(job, lambda j: not any(f.kind == pb.RISK_KIND_POWER_CAP for f in j.risk_flags))
+
         # GPU telemetry (telemetry.samples.v1) of the job's GPUs: measured energy, then an XID on one of them
         from twin.telemetry.v1 import telemetry_pb2 as tpb
 

@@ -50,8 +50,11 @@ def test_decoding_a_power_clear():
     assert clear == RackClear("su1-0004", "redundancy_lost", 1_800_000_100.0)
     raised = rack_alert(_msg(1_800_000_090), 1_800_000_105.0)
     assert isinstance(raised, RackAlert) and raised.raised_s == 1_800_000_090.0 and raised.critical
-    # a PDU's clear concerns no job directly (like its alert): nothing to do
-    assert rack_alert(_msg(1_800_000_100, entity="pdu-1", scope=pb.POWER_SCOPE_PDU, cleared=True), 0.0) is None
+    # a PDU's clear is decoded with its scope (the twin maps the PDU to its racks); a site alert concerns no rack
+    assert rack_alert(_msg(1_800_000_100, entity="pdu-1", scope=pb.POWER_SCOPE_PDU, cleared=True), 0.0) \
+        == RackClear("pdu-1", "redundancy_lost", 1_800_000_100.0, scope="pdu")
+    assert rack_alert(_msg(1_800_000_100, entity="su-h100", scope=pb.POWER_SCOPE_SITE,
+                           kind=pb.ALERT_KIND_RAMP_TOO_FAST), 0.0) is None
 
 
 def test_a_power_clear_unflags_the_job_at_once():

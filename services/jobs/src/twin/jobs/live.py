@@ -21,6 +21,10 @@ grid carbon intensity. Measured energy (``apply_telemetry``, from telemetry.samp
 DCGM board power integrated between its samples, plus the node platform share over the same seconds, times the
 same PUE (the power and cooling twins' live PUE is not read: see ``TwinSettings.pue``).
 
+Power alerts (power.alerts.v1) flag the jobs on their rack, or, for a PDU, UPS bus, UPS, transformer or feed, on
+every rack with a path through it (``power_paths``); a critical one recommends a checkpoint when some of the
+job's racks have no path around the component. The power twin's clear (or the time-to-live) lifts them.
+
 Telemetry also names GPU errors and stragglers (``domain.gpu_meter``, only for GPUs of running jobs): a GPU with
 a new XID code or a growing double-bit ECC count raises a ``gpu_errors`` flag on its job at once; a node whose
 GPU power and SM activity both lag the job's median node raises ``straggler`` (checked at most every
@@ -52,6 +56,7 @@ from twin.jobs.domain.gpu_meter import GpuMeter, stragglers
 from twin.jobs.domain.hardware import gpu_spec
 from twin.jobs.domain.spec import JobSpec
 from twin.jobs.domain.step import Conditions, StepPrediction, predict_step
+from twin.jobs.power_paths import PowerPath, power_paths_of_spec
 from twin.jobs.site import LinkScope, SiteMap
 
 _NS = uuid.UUID("3c1f0a52-7d4e-4b9a-9d61-0f2a8e5b7c14")
@@ -131,6 +136,9 @@ class ThermalClear:
 
 @dataclass(frozen=True)
 class RackAlert:
+    """A power.alerts.v1 alert on a rack, or on a component above racks (``scope``: pdu, ups_group, ups,
+    transformer, feed): it concerns the jobs on the racks below it (``power_paths``)."""
+
     alert_id: str
     entity_id: str
     kind: str
@@ -138,15 +146,17 @@ class RackAlert:
     received_s: float
     message: str = ""
     raised_s: float = -math.inf    # the alert's own time (a clear older than it does not remove it)
+    scope: str = "rack"
 
 
 @dataclass(frozen=True)
 class RackClear:
-    """power.alerts.v1 ``cleared``: no alert of this kind on the rack is in force since ``at_s``."""
+    """power.alerts.v1 ``cleared``: no alert of this kind on the rack (component) is in force since ``at_s``."""
 
     entity_id: str
     kind: str
     at_s: float
+    scope: str = "rack"
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,7 @@ class JobTwin:
         self.plans: dict[str, CapPlan] = {}
         self.thermal: dict[str, ThermalAlert] = {}
         self.rack_alerts: dict[str, RackAlert] = {}
+        self._power_paths: dict[str, PowerPath] | None = None   # component -> racks below (built at first use)
         self._scopes: dict[str, LinkScope | None] = {}
         self.fabric_up = True
         # -- what a refresh visits (see ``stale`` and ``to_publish``): only jobs whose inputs or state may have
@@ -523,22 +534,38 @@ class JobTwin:
         self._timed_state.pop(("thermal", clear.entity_id), None)
         self._dirty |= self._thermal_jobs(old)
 
+    def power_path(self, component: str) -> PowerPath | None:
+        """The racks below a power component of the facility spec (None: not a component of it)."""
+        if self._power_paths is None:
+            try:
+                self._power_paths = power_paths_of_spec(self.site.spec)
+            except (ValueError, AttributeError):  # a spec without a power chain: component alerts concern no rack
+                self._power_paths = {}
+        return self._power_paths.get(component)
+
+    def alert_racks(self, alert: RackAlert | RackClear) -> frozenset[str]:
+        """The racks an alert concerns: its rack, or every rack with a path through its component."""
+        if alert.scope == "rack":
+            return frozenset((alert.entity_id,))
+        path = self.power_path(alert.entity_id)
+        return path.racks if path is not None else frozenset()
+
     def add_rack_alert(self, alert: RackAlert | RackClear) -> None:
         if isinstance(alert, RackClear):
             self.clear_rack_alert(alert)
             return
         self.rack_alerts[f"{alert.entity_id}/{alert.kind}"] = alert
-        self._dirty |= self._jobs_on(self._by_rack, (alert.entity_id,))
+        self._dirty |= self._jobs_on(self._by_rack, self.alert_racks(alert))
 
     def clear_rack_alert(self, clear: RackClear) -> None:
-        """The power twin's clear: the rack's alert of that kind (raised no later than the clear) is removed and
-        the jobs on the rack are evaluated again (their power flag goes, published at once)."""
+        """The power twin's clear: the rack's (component's) alert of that kind (raised no later than the clear) is
+        removed and the jobs on the racks below are evaluated again (their power flag goes, published at once)."""
         key = f"{clear.entity_id}/{clear.kind}"
         old = self.rack_alerts.get(key)
         if old is None or old.raised_s > clear.at_s:
             return
         del self.rack_alerts[key]
-        self._dirty |= self._jobs_on(self._by_rack, (clear.entity_id,))
+        self._dirty |= self._jobs_on(self._by_rack, self.alert_racks(old))
 
     def expire(self, now_s: float) -> None:
         ttl = self.settings.alert_ttl_s
@@ -552,7 +579,7 @@ class JobTwin:
             self._timed_state.pop(("thermal", k), None)
         gone_racks = [k for k, a in self.rack_alerts.items() if not now_s - a.received_s < ttl]
         for k in gone_racks:
-            self._dirty |= self._jobs_on(self._by_rack, (self.rack_alerts.pop(k).entity_id,))
+            self._dirty |= self._jobs_on(self._by_rack, self.alert_racks(self.rack_alerts.pop(k)))
         self._timed(now_s)
 
     def scope(self, link_id: str) -> LinkScope | None:
@@ -619,7 +646,8 @@ class JobTwin:
         if self.thermal or self.rack_alerts or self.plans:
             racks = self.site.racks_of_gpus(gpus)
             alerts = sorted([f"thermal/{a.alert_id}/{a.throttle_at_s}" for a in self.thermal_alerts(gpus)]
-                            + [f"power/{a.alert_id}" for a in self.rack_alerts.values() if a.entity_id in racks]
+                            + [f"power/{a.alert_id}" for a in self.rack_alerts.values()
+                               if not self.alert_racks(a).isdisjoint(racks)]
                             + [f"plan/{p.plan_id}" for p in self.plans.values() if p.end_s > now_s
                                and (p.paused or p.caps.keys() & set(gpus))])
         return JobInputs(spec, tuple(nodes), tuple(gpus), self.crossed_links(node_idx, gpus),
@@ -763,12 +791,30 @@ class JobTwin:
                                            alert.entity_id, f"checkpoint now: {detail}", deadline_s=ttt,
                                            gain=slow / (1.0 + slow)))
         for alert in self.rack_alerts.values():
-            if alert.entity_id in racks:
-                flags.append(Flag(POWER_CAP, alert.entity_id, 0.0, f"power alert {alert.kind}: {alert.message}"))
-                if alert.critical:
-                    recs.append(Recommendation(_rid(job_id, CHECKPOINT_NOW, alert.alert_id), job_id, CHECKPOINT_NOW,
-                                               alert.entity_id, f"checkpoint now: rack {alert.entity_id} has a "
-                                               f"critical power alert ({alert.kind})"))
+            if alert.scope == "rack":
+                if alert.entity_id in racks:
+                    flags.append(Flag(POWER_CAP, alert.entity_id, 0.0, f"power alert {alert.kind}: {alert.message}"))
+                    if alert.critical:
+                        recs.append(Recommendation(_rid(job_id, CHECKPOINT_NOW, alert.alert_id), job_id,
+                                                   CHECKPOINT_NOW, alert.entity_id, f"checkpoint now: rack "
+                                                   f"{alert.entity_id} has a critical power alert ({alert.kind})"))
+                continue
+            # a PDU / UPS / transformer / feed above some of its racks: their power path is capped or at risk
+            path = self.power_path(alert.entity_id)
+            under = sorted(path.racks.intersection(racks)) if path is not None else []
+            if not under:
+                continue
+            sole = [r for r in under if r in path.sole]
+            shown = ", ".join(under[:3]) + (" ..." if len(under) > 3 else "")
+            around = f"no path around it for {', '.join(sole[:3])}" if sole else "a redundant path remains"
+            flags.append(Flag(POWER_CAP, alert.entity_id, 0.0,
+                              f"power alert {alert.kind} on {alert.scope.replace('_', ' ')} {alert.entity_id} "
+                              f"feeding its rack(s) {shown} ({around}): {alert.message}"))
+            if alert.critical and sole:
+                recs.append(Recommendation(_rid(job_id, CHECKPOINT_NOW, alert.alert_id), job_id, CHECKPOINT_NOW,
+                                           alert.entity_id, f"checkpoint now: {alert.scope.replace('_', ' ')} "
+                                           f"{alert.entity_id} has a critical power alert ({alert.kind}) and rack "
+                                           f"{sole[0]} has no power path around it"))
         if own:
             flags.append(Flag(UNSPECIFIED, "fabric", 0.0, f"communication from the job twin's own estimate: "
                                                           f"{comm.detail or 'fabric twin unreachable'}"))

@@ -428,12 +428,20 @@ def thermal_alert(msg: cooling_pb2.CoolingAlert, received_s: float):
                         at + max(ttt, 0.0), received_s, raised_s=at)
 
 
+#: power.alerts.v1 scopes the job twin reads: a rack, or a component of the chain above racks (the twin maps it to
+#: the racks below it); site-wide alerts (ramp) concern no rack, the power twin's plans carry what they mean.
+_POWER_SCOPES = {power_pb2.POWER_SCOPE_RACK: "rack", power_pb2.POWER_SCOPE_PDU: "pdu",
+                 power_pb2.POWER_SCOPE_UPS_GROUP: "ups_group", power_pb2.POWER_SCOPE_UPS: "ups",
+                 power_pb2.POWER_SCOPE_TRANSFORMER: "transformer", power_pb2.POWER_SCOPE_FEED: "feed"}
+
+
 def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
-    """power.alerts.v1 on a rack -> RackAlert, or RackClear when it is the clear of one (alerts on PDUs, UPSs
-    ... : None; the power twin's plans carry what they mean for GPUs)."""
+    """power.alerts.v1 on a rack or a power component (PDU, UPS bus, UPS, transformer, feed) -> RackAlert, or
+    RackClear when it is the clear of one (site alerts and suspect sensors: None)."""
     from twin.jobs.live import RackAlert, RackClear
 
-    if msg.scope != power_pb2.POWER_SCOPE_RACK or msg.kind == power_pb2.ALERT_KIND_SUSPECT_SENSOR:
+    scope = _POWER_SCOPES.get(msg.scope)
+    if scope is None or msg.kind == power_pb2.ALERT_KIND_SUSPECT_SENSOR:
         return None
     if not msg.entity_id:
         raise InvalidMessage("entity_id", "empty")
@@ -441,6 +449,6 @@ def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
         if msg.kind in power_pb2.AlertKind.values() else str(msg.kind)
     at = seconds(msg.alert_time) if msg.HasField("alert_time") else received_s
     if msg.cleared:
-        return RackClear(msg.entity_id, kind, at)
+        return RackClear(msg.entity_id, kind, at, scope=scope)
     return RackAlert(msg.alert_id or f"{msg.entity_id}/{kind}", msg.entity_id, kind,
-                     msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message, raised_s=at)
+                     msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message, raised_s=at, scope=scope)

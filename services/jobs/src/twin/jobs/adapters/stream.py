@@ -3,7 +3,7 @@
     jobs.events.v1 (key job) ───EventsHandler──┐  book (lifecycle, bad input -> jobs.events.v1.dlq + reason)
     fabric.state.v1 (key site) ─FabricHandler──┤  impaired links
     power.plans.v1 (key site) ──PlansHandler───┤  GPU caps in force, paused jobs          ┌▶ jobs.state.v1
-    power.alerts.v1 ────────────PowerAlerts────┤  rack alerts (and their clears) Engine ──┼▶ jobs.recommendations.v1
+    power.alerts.v1 ────────────PowerAlerts────┤  rack / PDU / UPS alerts, clears  Engine ──┼▶ jobs.recommendations.v1
     cooling.alerts.v1 ──────────CoolingAlerts──┤  predicted throttling (and its clear) .refresh └▶ job_state
     telemetry.samples.v1 ───────TelemetryHandler┘  GPU power / activity / XID / ECC of running jobs' GPUs
     tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
@@ -286,7 +286,8 @@ class PlansHandler:
 
 
 class AlertsHandler:
-    """power.alerts.v1 (rack alerts) or cooling.alerts.v1 (predicted throttling) -> conditions."""
+    """power.alerts.v1 (alerts on racks and on the components above them: PDUs, UPS buses, UPSs, transformers,
+    feeds, mapped to their racks by the twin) or cooling.alerts.v1 (predicted throttling) -> conditions."""
 
     def __init__(self, engine: Engine, decode, add) -> None:
         self.engine, self.decode, self.add = engine, decode, add
