@@ -56,6 +56,9 @@ Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.
 
 * Host CPU: the proxy thread's post overhead per network step (1 us Intel, 2 us AMD) floors every ring step
   of a multi-node ring and is paid per remote peer of an alltoall; the LL caps across nodes depend on it too.
+* Credit window: a network connection has NCCL_STEPS = 8 slots, and a slot returns to the sender only after
+  the receiver's re-post crossed the network, so every step of a multi-node LL/LL128 ring also takes at least
+  2 x the network step latency / 8 (``CREDIT_WINDOW_STEPS``): ~6 us on EFA, below the other floors on IB.
 * Transport: LL/LL128 only where the network delivers 128-byte stores in order (``ScaleOut.ll_over_net``;
   EFA on p4d runs Simple only). Trees over 2 domains carry each byte across the NICs once per direction.
 * Choice vs time: NCCL picks the (algorithm, protocol) by its own estimate, in which every network step
@@ -108,6 +111,20 @@ LL_MAX_BW_MULTI_BY_CPU = {"intel": (39.0, 20.4), "amd": (22.5, 19.0), "arm": (39
 #: NCCL's "plateau effect of ring" (tuning.cc ncclTopoGetAlgoTime, NCCL 2.12+): a multi-node Simple ring
 #: all-reduce whose per-channel per-rank slice is >= 64 B pays 1.4x its latency (compute capability >= 8.0).
 RING_PLATEAU_FACTOR = 1.4
+#: Credit window of a network connection (NCCL 2.28.7 src/include/device.h NCCL_STEPS = 8). A connection has
+#: NCCL_STEPS buffer slots; the receiving proxy posts a receive for a slot only after its GPU consumed the slot's
+#: previous step (src/transport/net.cc recvProxyProgress: no post while posted >= done + min(NCCL_STEPS, ..)), and
+#: the sender may send into it only once that post has crossed the network back to it (src/transport/net_ib.cc
+#: ncclIbIsend: "Wait for the receiver to have posted the corresponding receive"; aws-ofi-nccl v1.16.3 RDMA
+#: protocol: the receiver's control message, for every message above eager_max_size = 8 KiB). LL/LL128 send one
+#: message per step (src/enqueue.cc: chunkSteps = sliceSteps = 1 unless Simple ring), so a ring cannot turn its
+#: steps over faster than NCCL_STEPS per round trip (data one way + the post back = 2 x the per-step network
+#: latency): every step of a multi-node LL/LL128 ring takes >= 2 x net latency / NCCL_STEPS, entered like NCCL's
+#: own per-step proxy floor (tuning.cc: intraLat = max(intraLat, netOverhead)). ~1 us on InfiniBand (under the
+#: NVLink step and NCCL's 1-2 us floor: no change), ~6 us on EFA (20 us more per message). Not applied to Simple
+#: (2 slices per step, 4 in flight; its slices are large enough to overlap the round trip) nor to trees (NCCL has
+#: no per-step floor there; a tree channel's messages are its chunks, few per call).
+CREDIT_WINDOW_STEPS = 8.0
 #: NVLS-tree heads per NVLink domain (NCCL_MAX_NVLS_ARITY, src/include/device.h)
 NVLS_MAX_HEADS = 32.0
 #: NCCL versions that introduced algorithms (NCCL release notes): NVLS 2.17, NVLS-tree 2.18.
@@ -483,9 +500,15 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         charged = channel_limited_GB(CHANNEL_MIN_BYTES[p])
         # ring LL threshold scales with nRanks
         ring_charged = channel_limited_GB(CHANNEL_MIN_BYTES[p] * n) if p == LL else charged
+        ring_net_us = net_lat(RING, p)
         intra = k.nvl_step_us[RING][p]
-        intra = ops.where(multi, max(intra, net_oh * (3.0 if p == SIMPLE else 1.0)), intra)
-        steps_us = (nsteps - ninter) * intra + ninter * net_lat(RING, p)
+        # every step of a ring that crosses the network is floored by the network's per-step cost: NCCL's proxy
+        # overhead (x3 Simple) and, for LL/LL128 (one message per step), the credit window (CREDIT_WINDOW_STEPS)
+        floor = net_oh * (3.0 if p == SIMPLE else 1.0)
+        if p != SIMPLE:
+            floor = ops.maximum(floor, 2.0 * ring_net_us / CREDIT_WINDOW_STEPS)
+        intra = ops.where(multi, ops.maximum(intra, floor), intra)
+        steps_us = (nsteps - ninter) * intra + ninter * ring_net_us
         lat = k.base_us[RING][p] + steps_us
         if p == SIMPLE and any_multi:  # NCCL's ring plateau: multi-node all-reduce, >= 64 B per channel and rank
             lat = ops.where(is_ar & multi & (size >= 64.0 * k.n_channels * n), RING_PLATEAU_FACTOR * lat, lat)
