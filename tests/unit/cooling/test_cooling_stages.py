@@ -233,3 +233,29 @@ def test_stage_two_evaluates_a_complete_tick_and_names_what_it_rejects(hall):
 
     asyncio.run(run())
     assert pipe.stats.evaluations == 2 and pipe.stats.events_applied == 1
+
+
+def test_a_process_not_holding_the_site_reads_stored_heat_and_conditions_before_a_what_if(hall):
+    """The owner stored its racks and a failed CDU; another process (its stage 2 idle) refreshes before answering."""
+    net = hall.network
+    store = InMemoryCoolingStore()
+    owner = CoolingPipeline(CoolingLive(hall), Producer(), store, topics.COOLING_STATE, topics.COOLING_ALERTS)
+    clock = [100.0]
+    other = CoolingPipeline(CoolingLive(hall), Producer(), store, topics.COOLING_STATE, topics.COOLING_ALERTS)
+    idle = SiteHandler(other, restore_after_s=30.0, monotonic=lambda: clock[0])
+
+    async def run():
+        await SiteHandler(owner)([Rec(codec.heat_input(SITE, r, 5.0, 90e3)) for r in net.rack_ids])
+        ev = pb.CoolingEvent(site_id=SITE, entity_id="cdu-b-2", kind=pb.COOLING_EVENT_KIND_CDU_FAILURE)
+        ev.event_time.FromNanoseconds(int(6e9))
+        await SiteHandler(owner)([Rec(pb.CoolingStageInput(site_id=SITE, event=ev))])
+        idle.restored()                      # started (and restored) before the owner wrote anything
+        clock[0] += 10.0
+        await idle.refresh_if_idle()         # within restore_after_s of its last read: nothing re-read
+        assert other.live.current_rack_it_w().sum() == 0
+        clock[0] += 30.0
+        await idle.refresh_if_idle()
+        assert other.live.current_rack_it_w().tolist() == [90e3] * net.n_racks
+        assert not other.live.cond.cdu_up[net.cdu_ids.index("cdu-b-2")]
+
+    asyncio.run(run())

@@ -138,6 +138,7 @@ class CoolingApp:
             )
 
         self.live = live = live_twin()
+        site_handler: SiteHandler | None = None
         async with ServiceRuntime(SERVICE, cfg, stop_event) as rt:
             rt.ready = self.ready
             store = self.store
@@ -201,7 +202,9 @@ class CoolingApp:
                     cfg.racks_topic, site_handler, group_id=f"{rt.group_id}-site", stats=self.site_stats
                 )
                 rt.spawn(p.settle(rt.stop_event), "settle")
-            servicer = CoolingServicer(live, store, clock=self.clock)
+            servicer = CoolingServicer(
+                live, store, clock=self.clock, refresh=None if site_handler is None else site_handler.refresh_if_idle
+            )
             self.grpc_port = await rt.serve_grpc(cooling_grpc_server(servicer, cfg.grpc_options()))
             rt.status(self.status_line)
             net = site.network

@@ -8,6 +8,7 @@ run in a worker thread on the live twin's present heat, GPU power, thermal state
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +36,21 @@ def _request_error(exc: CodecError) -> Exception:
 
 
 class CoolingServicer(pb_grpc.CoolingServiceServicer):
-    def __init__(self, live: CoolingLive, store: Any, *, clock: Clock | None = None) -> None:
+    """``refresh``: awaited before a what-if (the app's: a process whose stage 2 has not held the site lately
+    re-reads the stored heat and conditions first)."""
+
+    def __init__(
+        self,
+        live: CoolingLive,
+        store: Any,
+        *,
+        clock: Clock | None = None,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.live, self.store = live, store
         self.net = live.net
         self.clock = clock or SystemClock()
+        self.refresh = refresh
 
     async def GetState(self, request: pb.GetStateRequest, context) -> pb.GetStateResponse:
         scope = int(request.scope)
@@ -92,6 +104,8 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
     async def WhatIfFailure(self, request: pb.WhatIfFailureRequest, context) -> pb.WhatIfFailureResponse:
         # read on the event loop, where events and equipment telemetry change it: the event conditions with
         # the fresh measurements over them (a what-if changes the present the twin runs on)
+        if self.refresh is not None:
+            await self.refresh()
         cond = self.live.present_conditions()
 
         def work(_: Deadline) -> pb.WhatIfFailureResponse:
@@ -114,6 +128,8 @@ class CoolingServicer(pb_grpc.CoolingServiceServicer):
         return await _rpc.run("WhatIfFailure", context, work, heavy=True)
 
     async def WhatIfSetpoint(self, request: pb.WhatIfSetpointRequest, context) -> pb.WhatIfSetpointResponse:
+        if self.refresh is not None:
+            await self.refresh()
         cond = self.live.present_conditions()
 
         def work(_: Deadline) -> pb.WhatIfSetpointResponse:

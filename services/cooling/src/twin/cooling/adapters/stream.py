@@ -523,6 +523,15 @@ class SiteHandler:
         """The pipeline was restored just now (at start-up)."""
         self.last_batch = self.monotonic()
 
+    async def refresh_if_idle(self) -> None:
+        """Before a what-if: when this process's stage 2 has had no batch for ``restore_after_s`` (another
+        process holds the site, or nothing arrives), re-read the stored heat and conditions. The GPUs' thermal
+        state and calibrated parameters stay what this process last had (the spec's if it never held the site)."""
+        if self.last_batch is not None and self.monotonic() - self.last_batch <= self.restore_after_s:
+            return
+        async with self.p.lock:
+            await self.p.restore()
+
     async def __call__(self, records: list[Record]) -> BatchResult:
         p = self.p
         live = p.live
