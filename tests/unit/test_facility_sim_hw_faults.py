@@ -15,6 +15,10 @@ from twin.facility_sim.domain.faults import FAIL_DETECT_S, NCCL_TIMEOUT_S, Fault
 from twin.facility_sim.domain.model import FacilityModel
 from twin.facility_sim.domain.workload import PH_COMM, PH_DENSE, PH_IDLE
 from twin.facility_sim.layout import build_layout
+from twin.jobs.adapters import codec
+from twin.jobs.domain.book import JobStatus
+from twin.jobs.live import JobTwin
+from twin.jobs.site import build_site_map
 from twin.jobs.v1 import jobs_pb2 as pb
 
 SEED = 1
@@ -124,12 +128,19 @@ def test_an_uncorrectable_ecc_error_fails_the_job(xid: int) -> None:
     job_id = next(j for j, ns in feed.jobs if sick.node in ns)
     feed.events(0.0, T0)
     assert not [m for t in range(1, 35) for _, m in feed.events(float(t), T0) if m.kind == pb.JOB_EVENT_KIND_FAILED]
-    failed = [(k, m) for k, m in feed.events(30.0 + FAIL_DETECT_S, T0) if m.kind == pb.JOB_EVENT_KIND_FAILED]
+    failed = [(k, m) for k, m in feed.events(30.0 + FAIL_DETECT_S, T0 + timedelta(seconds=30.0 + FAIL_DETECT_S))
+              if m.kind == pb.JOB_EVENT_KIND_FAILED]
     assert [k for k, _ in failed] == [job_id]
     msg = failed[0][1]
     gpu_name = f"{layout.node_ids[sick.node]}/gpu{int(model.site.gpu_local_index[sick.gpu])}"
     assert msg.failure_cause == pb.FAILURE_CAUSE_GPU_XID and f"XID {xid}" in msg.reason and gpu_name in msg.reason
     assert not [m for _, m in feed.events(100.0, T0) if m.job_id == job_id], "a failed job reports nothing more"
+    # the job twin's book takes the FAILED event (cause, placement repeated)
+    twin = JobTwin(build_site_map(load_facility_spec("dgx-h100-su")))
+    for _, m in JobFeed(layout, model.workloads, faults=faults).events(0.0, T0):
+        twin.apply(*codec.job_event(m))
+    twin.apply(*codec.job_event(msg))
+    assert twin.book.jobs[job_id].status == JobStatus.FAILED
     phase = model.faults.phases(model.workloads, np.zeros(model.site.n_nodes, np.int8) + 1, 40.0)
     assert (phase[model.workloads.job == sick.job] == PH_IDLE).all(), "its nodes are idle after the failure"
 

@@ -88,13 +88,14 @@ class JobFeed:
         faults = self.faults
         for job_id, nodes in self.jobs:
             n0 = int(nodes[0])
-            job = int(w.job[n0])
-            fail_s = faults.failed_s(job)
-            if job_id not in self.failed and fail_s is not None and t_s >= fail_s:
-                self.failed.add(job_id)
-                out.append((job_id, self._failed(job_id, nodes, at)))
-            if job_id in self.failed or faults.hung(job, t_s):
-                continue
+            if faults:  # a requested sick GPU may fail or hang this job
+                job = int(w.job[n0])
+                fail_s = faults.failed_s(job)
+                if job_id not in self.failed and fail_s is not None and t_s >= fail_s:
+                    self.failed.add(job_id)
+                    out.append((job_id, self._failed(job_id, nodes, at)))
+                if job_id in self.failed or faults.hung(job, t_s):
+                    continue
             count = math.floor((t_s + w.checkpoint_offset_s[n0]) / w.checkpoint_every_s[n0])
             if self.checkpoints[job_id] is not None and count > self.checkpoints[job_id]:
                 out.append((job_id, _event(job_id, pb.JOB_EVENT_KIND_CHECKPOINTED, at)))
@@ -103,8 +104,8 @@ class JobFeed:
             self.next_progress_s = t_s + self.progress_every_s
             for job_id, nodes in self.jobs:
                 n0 = int(nodes[0])
-                if job_id in self.failed or faults.hung(int(w.job[n0]), t_s):
-                    continue  # a hung job's framework logs no step
+                if faults and (job_id in self.failed or faults.hung(int(w.job[n0]), t_s)):
+                    continue  # a failed job reports nothing, a hung job's framework logs no step
                 period = faults.period_s(w, n0, t_s)
                 steps = (faults.iterations(w, n0, t_s) if faults else
                          (t_s + w.phase_offset_s[n0]) // period)
