@@ -1,30 +1,50 @@
-"""The cooling twin's Kafka side: three batch handlers for ``run_consumer`` (at-least-once: offsets are
-committed only after a handler returned, i.e. after its rows were written and its events acknowledged),
-sharing one ``CoolingPipeline`` (the live twin of the site, the publisher, the store).
+"""The cooling twin's Kafka side, in two stages like the power twin's: batch handlers for ``run_consumer``
+(at-least-once: offsets are committed only after a handler returned, i.e. after what it forwarded was
+acknowledged, or its rows were written and its outputs acknowledged).
 
-    power.state.v1 (rack states) ──PowerHandler────┐
-    telemetry.samples.v1 ──────────TelemetryHandler─┼─▶ CoolingLive ─evaluate─▶ cooling.state.v1 (on change)
-    cooling.events.v1 ─────────────EventHandler─────┘        (one tick)      ├▶ cooling.alerts.v1 (new alerts)
-              └▶ cooling_conditions (before commit)                          └▶ cooling_state (rows = published)
+    stage 1, keyed by rack / entity (RackStage: a live twin of its own for the calibration banks and event book)
+    power.state.v1 (rack states, key rack) ──PowerHandler─────┐ RackHeat
+    telemetry.samples.v1 (key rack) ─────────TelemetryHandler─┼ RackGpus (measured power, activity, coolant sensors,
+                         (equipment batches: key site)         │           calibrated parameters), equipment batches
+    cooling.events.v1 (key entity) ──────────EventHandler─────┘ CoolingEvent (validated)
+                                                              └─▶ cooling.racks.v1 (CoolingStageInput, key site)
+    stage 2, keyed by site (CoolingPipeline over the site's CoolingLive)
+    cooling.racks.v1 ──SiteHandler──▶ CoolingLive ─evaluate─▶ cooling.state.v1 (on change)
+          └▶ cooling_conditions (events, before commit)    (one tick) ├▶ cooling.alerts.v1 (new alerts, clears)
+                                                                     └▶ cooling_state (rows = published)
+
+Scale-out: the network couples every rack of a site (loops, air groups, the plant), so stage 2 holds a whole
+site; stage 1 is keyed by rack, so any number of processes in one consumer group share the racks and their
+calibration (~2 ms per 72-GPU rack and step: the costly per-GPU work), and whichever process owns the site's
+partition of cooling.racks.v1 computes its CDU, loop and plant totals from every rack (the same states and
+alerts, byte for byte, as one process: tests/e2e/test_cooling_e2e.py). A rack's IT power is its absolute
+latest value; GPU telemetry and calibrated parameters replace older ones only (by sample time).
+
+Stage 1's calibration needs each rack's IT power (to fill GPUs without a power reading) and the coolant at its
+GPUs: from this process's stage 2 when its last evaluation is the newest (it owns the site; with one process
+that is exactly the single-twin behaviour), else from the stored rack states (cooling_state_latest, re-read at
+most every ``view_refresh_s``). Events: one entity's events stay in order in one partition of
+cooling.events.v1, so the process reading it judges them (unknown ids, absurd values, the entity's past, too
+far ahead: its DLQ) with an event book restored from cooling_conditions at start; stage 2 applies them and
+saves the conditions before its batch is committed (an event older than the entity's last that slipped past a
+stage 1 with an older book goes to cooling.racks.v1.dlq). Equipment batches are keyed by site and validated
+in stage 1. Stage 2 re-reads the stored heat and conditions with its first batch and after
+``restore_after_s`` without one (the site may have been elsewhere meanwhile); a what-if on a process whose
+stage 2 is idle does the same first.
 
 When a tick is evaluated: once every rack of the site has reported the newest state time (the power
 twin publishes every rack per tick), or ``settle_s`` after the first new rack state when some rack
-stays behind (never reported, or late: it counts at its last value); and right after a batch of equipment events (at the latest event's time, or just
-after the last evaluation when the event is older). Each tick is evaluated once, so its rows are
-final: cooling_state is written ON CONFLICT DO NOTHING and a replayed batch writes nothing.
-Telemetry never triggers a tick: it feeds measured GPU power and the online calibration, used by the
-next tick.
+stays behind (never reported, or late: it counts at its last value); and right after a batch of equipment
+events (at the latest event's time, or just after the last evaluation when the event is older). Each tick
+is evaluated once, so its rows are final: cooling_state is written ON CONFLICT DO NOTHING and a replayed
+batch writes nothing. Telemetry never triggers a tick: it feeds measured GPU power and the calibrated
+parameters used by the next tick.
 
 Publish on change: an entity's state is published (and stored) when one of its numbers moved by its
 resolution (``min_change_w`` for watts, 0.1 °C / K, 1 L/min, 1 s, 0.001 for fractions) since the last
 state published for it, or a flag changed (``changed``); alerts when they become active (entity, kind,
 severity), and once more, cleared, when their condition ends (the kit's ``alert_state.transitions``). A batch
 whose outputs fail is evaluated again when it is redelivered.
-
-Scale-out: the network couples every rack of a site (loops, air groups, the plant), so one process
-holds the whole site and its consumer group should have one member per site (the 100k-GPU site's
-tick is 30-40 ms). A second stage keyed by site (like the power twin's power.racks.v1) is what
-several processes per site need; not built yet.
 
 Output events carry ``ce_id`` derived from (topic, entity, state time) (alerts: their deterministic
 alert id), so a replayed batch repeats its ids and idempotent sinks drop the copies.
