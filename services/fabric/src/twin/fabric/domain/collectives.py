@@ -125,6 +125,15 @@ RING_PLATEAU_FACTOR = 1.4
 #: (2 slices per step, 4 in flight; its slices are large enough to overlap the round trip) nor to trees (NCCL has
 #: no per-step floor there; a tree channel's messages are its chunks, few per call).
 CREDIT_WINDOW_STEPS = 8.0
+#: GPU-direct flush of a Simple receive (NCCL 2.28.7 src/graph/paths.cc ncclTopoNeedFlush: "Flush is required on
+#: Ampere and earlier", and forced on C2C (Grace) platforms; src/transport/net.cc flushes Simple receives only). Where
+#: NCCL flushes, a Simple network step pays the transport's per-message latency twice (the plugin's flush is one more
+#: operation through the NIC: aws-ofi-nccl sendrecv_recv_comm_flush issues an RDMA read); on Hopper/Blackwell with
+#: x86 hosts it pays it once (aws-ofi-nccl also sets NCCL_NET_FORCE_FLUSH=0 on p5/p5en/p6, platform-aws.cpp).
+#: NCCL's own estimate counts the plugin's latency twice for every Simple step (tuning.cc); the model's choice adds
+#: the plugin's excess as often as the step physically pays the transport latency, so that choice and time agree
+#: on what a step costs and the chosen time never decreases with size (tests/unit/fabric/test_fabric_fast_path.py).
+GDR_FLUSH_X = 2.0
 #: NVLS-tree heads per NVLink domain (NCCL_MAX_NVLS_ARITY, src/include/device.h)
 NVLS_MAX_HEADS = 32.0
 #: NCCL versions that introduced algorithms (NCCL release notes): NVLS 2.17, NVLS-tree 2.18.
@@ -342,6 +351,7 @@ class _TopoConstants:
     uplink_nom: float
     hop_us: float
     net_extra_us: float
+    simple_extra_x: float  # transport latencies per Simple network step: 2 where NCCL flushes (GDR_FLUSH_X)
     base_us: dict[int, tuple[float, float, float]]  # BASE_LAT_US x gpu_latency_scale
     nvl_step_us: dict[int, tuple[float, float, float]]  # NVLINK_LAT_US x gpu_latency_scale + switch hop
     llmax_single: float
@@ -374,6 +384,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         return cached
     su, so = topology.scale_up, topology.scale_out
     b_nvl = su.nvlink_bw_GBps_per_gpu
+    simple_x = GDR_FLUSH_X if su.arch == "ampere" or topology.host_cpu == "arm" else 1.0
     b_nic_nom = so.bw_GBps_per_gpu if so is not None else 0.0
     consts = _TopoConstants(
         b_nvl=b_nvl,
@@ -382,6 +393,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         uplink_nom=(so.nodes_per_leaf / so.oversubscription if so is not None else 1.0) * b_nic_nom,
         hop_us=so.per_hop_latency_s * 1e6 if so is not None else 0.0,
         net_extra_us=so.base_latency_s * 1e6 if so is not None else 0.0,
+        simple_extra_x=simple_x,
         base_us={a: tuple(v * su.gpu_latency_scale for v in row) for a, row in BASE_LAT_US.items()},
         nvl_step_us={a: tuple(v * su.gpu_latency_scale + su.hop_latency_s * 1e6 for v in row)
                      for a, row in NVLINK_LAT_US.items()},
@@ -427,6 +439,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
 
     hop_us = k.hop_us
     net_extra_us = k.net_extra_us
+    simple_x = k.simple_extra_x
     hops = ops.where(crossing, 3.0, 1.0)
     hop_lat = hops * hop_us
     g_gt1 = g > 1
@@ -478,8 +491,9 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         t = lat_s + bw_s
         if sel_extra_us:
             # NCCL picks by its own estimate, in which each network step costs the latency the net plugin
-            # reports (x2 for Simple, NCCL's flush term) instead of the transport's physical latency
-            best.offer(a, p, valid, t, lat_s, bw_s, t + net_steps * (sel_extra_us * (2e-6 if p == SIMPLE else 1e-6)))
+            # reports instead of the transport's physical latency (per transport latency the step pays: x2 for
+            # Simple where NCCL flushes, see GDR_FLUSH_X)
+            best.offer(a, p, valid, t, lat_s, bw_s, t + net_steps * (sel_extra_us * (simple_x if p == SIMPLE else 1.0)) * 1e-6)
         else:
             best.offer(a, p, valid, t, lat_s, bw_s)
 
@@ -488,7 +502,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
             base = k.nvls_tree_net_us
         else:
             base = NET_LAT_US[a][p] if a != RING else ops.where(g_gt1, NET_LAT_US[RING][p], NET_LAT_US[TREE][p])
-        return base + (net_extra_us * (2.0 if p == SIMPLE else 1.0)) + hop_lat
+        return base + (net_extra_us * (simple_x if p == SIMPLE else 1.0)) + hop_lat
 
     ring_valid = is_ar | is_agrs | is_chain
     tree_valid = is_ar & (n > 1)

@@ -73,7 +73,8 @@ class ScaleOut:
     efficiency: payload fraction of line rate reached by NCCL (headers, encoding, flow control).
     base_latency_s: extra per-message latency of the transport beyond NCCL's network constants
         (~0 for InfiniBand/RoCE verbs, ~20 us for EFA's SRD/libfabric path), added to every
-        network step (twice for the Simple protocol, as NCCL does for its flush).
+        network step (twice for the Simple protocol where NCCL flushes GPU-direct receives: Ampere and earlier,
+        Grace C2C hosts; see ``collectives.GDR_FLUSH_X``).
     per_hop_latency_s: one switch traversal (cut-through): a leaf-local path crosses 1 switch,
         a leaf-spine-leaf path 3.
     nodes_per_leaf: nodes whose rail-r NIC sits on the same rail-r leaf (a "leaf group" or SU).
