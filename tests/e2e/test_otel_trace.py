@@ -171,7 +171,7 @@ def _run(kafka: str, procs: Procs, receiver: Receiver, otlp_port: int) -> None:
         ev.event_time.FromNanoseconds(time.time_ns())
         failures.append((cdu, ev))
     asyncio.run(send(topics.COOLING_EVENTS, failures))
-    wait_until(lambda: all(f"CDU_FAILURE {cdu} at" in cooling.log() for cdu in LOOP_A_CDUS), 120,
+    wait_until(lambda: all(f"cdu_failure {cdu} at" in cooling.log().lower() for cdu in LOOP_A_CDUS), 120,
                "the cooling twin applied both CDU failures", procs)
 
     # 3. one batch per rack, each from its own root span (the batch's creation context)
@@ -207,6 +207,7 @@ def _run(kafka: str, procs: Procs, receiver: Receiver, otlp_port: int) -> None:
     # 5. the whole chain of that trace at the receiver
     chain_names = [("jobs", "send jobs.recommendations.v1"), ("jobs", "jobs refresh"),
                    ("cooling", "send cooling.alerts.v1"), ("cooling", "cooling evaluate"),
+                   ("cooling", "send cooling.racks.v1"),  # cooling's stage 1 forwards the rack to stage 2
                    ("power", "send power.state.v1"), ("ingest", "send telemetry.samples.v1")]
 
     def chain():
@@ -235,11 +236,12 @@ def _run(kafka: str, procs: Procs, receiver: Receiver, otlp_port: int) -> None:
     # the OTLP SpanKind enum is the API's + 1 (0 = unspecified)
     assert kinds["send jobs.recommendations.v1"] == kinds["send cooling.alerts.v1"] == "PRODUCER"
     assert kinds["send power.state.v1"] == kinds["send telemetry.samples.v1"] == "PRODUCER"
+    assert kinds["send cooling.racks.v1"] == "PRODUCER"
     assert kinds["cooling evaluate"] == kinds["jobs refresh"] == "INTERNAL"
 
     # messaging semantic conventions on every send span
-    for name in ("send jobs.recommendations.v1", "send cooling.alerts.v1", "send power.state.v1",
-                 "send telemetry.samples.v1"):
+    for name in ("send jobs.recommendations.v1", "send cooling.alerts.v1", "send cooling.racks.v1",
+                 "send power.state.v1", "send telemetry.samples.v1"):
         a = _attrs(by_name[name])
         assert a["messaging.system"] == "kafka" and a["messaging.operation.type"] == "send", (name, a)
         assert a["messaging.destination.name"] == name.removeprefix("send ")
@@ -268,13 +270,19 @@ def _run(kafka: str, procs: Procs, receiver: Receiver, otlp_port: int) -> None:
 
     linked_process("send telemetry.samples.v1", topics.FACILITY_TELEMETRY.name, "ingest")
     linked_process("send power.state.v1", topics.TELEMETRY_SAMPLES.name, "power")
+    linked_process("send cooling.racks.v1", topics.POWER_STATE.name, "cooling")
     # the aggregating spans: the tick links to the other racks' power states (other batches' traces)
     tick = by_name["cooling evaluate"]
     causes = [link for link in tick.links if dict((a.key, a.value.string_value) for a in link.attributes)
               .get("twin.link") == "cause"]
     other_traces = {f"{s.context.trace_id:032x}" for s in root_of.values()} - {trace_id}
-    assert causes and {link.trace_id.hex() for link in causes} <= other_traces, \
-        "the tick links to the rack states of the other batches"
+    # ... and to the CDU failures, which cooling's stage 1 forwarded from its "process cooling.events.v1" batch
+    # (the test sent them without a trace context, so that batch span's trace is theirs)
+    event_traces = {sp.trace_id.hex() for svc, sp in spans.values()
+                    if svc == "cooling" and sp.name == f"process {topics.COOLING_EVENTS.name}"}
+    linked = {link.trace_id.hex() for link in causes}
+    assert linked & other_traces, "the tick links to the rack states of the other batches"
+    assert linked <= other_traces | event_traces, "the tick links to nothing but racks' states and the CDU events"
     assert _attrs(tick)["twin.causes"] == len(causes) + 1 and _attrs(tick)["twin.site_id"] == SITE
     refresh = by_name["jobs refresh"]
     assert any(spans.get(link.span_id.hex(), ("", None))[1] is not None
