@@ -5,10 +5,11 @@ the test's own thread (its ticks are driven here) so that the twin's 120 s avera
 wait: the first ~150 s of sample time are published as fast as they go (sample times in the recent past, which
 ingest accepts), then ticks follow the wall clock so the twin's latest samples stay fresh.
 
-The straggler is host-bound with a factor of 4: with the twin's rule (a node's averaged GPU power AND SM activity
-both more than 20 % below its job's median node) the simulator's physics put a host-bound straggler's power that
-far below its peers' only from a ~3x slowdown (its peers' wait in the collective draws power too); see the
-facility-sim README."""
+Two stragglers, one run each: host-bound with a factor of 4 (the twin's "idle" rule: a node's averaged GPU power
+AND SM activity both more than 20 % below its job's median node; the simulator's physics put a host-bound
+straggler's power that far below its peers' only from a ~3x slowdown, as its peers' wait in the collective draws
+power too; see the facility-sim README), and power-limited with a factor of 1.5 (the "clock" rule: power more than
+20 % below the median at equal or higher activity)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
 pytestmark = pytest.mark.timeout(420)
 SEED = 1
 BACKFILL_S = 150          # sample time published at once: more than the twin's 120 s averaging history
-FACTOR = 4.0
 
 
 class SimThread(threading.Thread):
@@ -77,9 +77,11 @@ def _flags(state: pb.JobState, kind: int) -> list[pb.RiskFlag]:
     return [f for f in state.risk_flags if f.kind == kind]
 
 
-def test_a_straggler_node_and_a_sick_gpu_flag_exactly_their_jobs(kafka, procs):
+@pytest.mark.parametrize(("cause", "factor", "seen_as"), [("host", 4.0, "waits outside its GPUs"),
+                                                          ("power", 1.5, "busy longer at less power")])
+def test_a_straggler_node_and_a_sick_gpu_flag_exactly_their_jobs(kafka, procs, cause, factor, seen_as):
     config = SimConfig(kafka_bootstrap=kafka, facility="dgx-h100-su", seed=SEED, metrics_port=None, equipment=False,
-                       jobs_progress_s=5.0, straggler_node="auto", straggler_factor=FACTOR, straggler_cause="host",
+                       jobs_progress_s=5.0, straggler_node="auto", straggler_factor=factor, straggler_cause=cause,
                        sick_gpu="auto", sick_gpu_xid=92)
     jobs_port = free_port()
     procs.start("ingest", "twin.ingest")
@@ -124,7 +126,7 @@ def test_a_straggler_node_and_a_sick_gpu_flag_exactly_their_jobs(kafka, procs):
             sim.join(30)
     assert sim.error is None, sim.error
     (lag,) = _flags(states[straggler_job], pb.RISK_KIND_STRAGGLER)
-    assert lag.entity_id == straggler_node and "of the job's median node" in lag.detail
+    assert lag.entity_id == straggler_node and "of the job's median node" in lag.detail and seen_as in lag.detail
     (err,) = _flags(states[sick_job], pb.RISK_KIND_GPU_ERRORS)
     assert err.entity_id == sick_node and f"GPU {faults.sick.gpu} ({sick_node}): XID 92" in err.detail
     others = {j: s for j, s in states.items() if j not in (straggler_job, sick_job)}
@@ -134,5 +136,5 @@ def test_a_straggler_node_and_a_sick_gpu_flag_exactly_their_jobs(kafka, procs):
     assert not _flags(states[sick_job], pb.RISK_KIND_STRAGGLER)
     # the straggler's job reports the stretched step time the slowest node sets
     period = float(sim.sim.model.workloads.iteration_s[faults.straggler.node])
-    assert states[straggler_job].measured_step_time_s == pytest.approx(FACTOR * period)
+    assert states[straggler_job].measured_step_time_s == pytest.approx(factor * period)
     assert jobs.alive(), jobs.log()[-3000:]

@@ -84,9 +84,18 @@ def test_straggler_is_the_node_lagging_in_both_power_and_activity():
     t = _feed(m, g, t + 15, t + 6 * AVERAGE_S, power, act)                          # it persists
     s = stragglers(m, g, node, t)
     assert s is not None and s.node == 2 and s.power_ratio == pytest.approx(0.64, abs=0.01) and s.activity_ratio < 0.8
-    act[16:24] = 0.8                                               # low power alone (e.g. a capped node): no
+    assert s.kind == "idle"
+    act[16:24] = 0.8 * (1 - STRAGGLER_MARGIN / 2)                  # low power, activity a little low: neither kind
     t = _feed(m, g, t + 5, t + 6 * AVERAGE_S, power, act)
     assert stragglers(m, g, node, t) is None
+    act[16:24] = 0.8 * 1.3                                         # low power, busy longer: a lower clock (capped)
+    t = _feed(m, g, t + 5, t + 6 * AVERAGE_S, power, act)
+    s = stragglers(m, g, node, t)
+    assert s is not None and s.node == 2 and s.kind == "clock" and s.activity_ratio > 1.0
+    power[16:24], act[16:24] = 650.0, 0.8 * 1.3                    # busy longer at full power: not slower, no flag
+    t = _feed(m, g, t + 5, t + 6 * AVERAGE_S, power, act)
+    assert stragglers(m, g, node, t) is None
+    power[16:24], act[16:24] = 650.0 * (1 - STRAGGLER_MARGIN) * 0.8, 0.8 * 1.3
     assert stragglers(m, g[:8], node[:8], t) is None               # one node: nothing to compare with
     assert stragglers(m, g, node, t + 3600.0) is None              # stale samples do not count
     fresh = GpuMeter.of(32)                                        # too little history behind the averages

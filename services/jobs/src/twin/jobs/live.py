@@ -969,9 +969,11 @@ class JobTwin:
             flags.append(Flag(GPU_ERRORS, node, 0.0, shown + (" ..." if len(errors) > 3 else "")))
         lag = stragglers(self.meter, gpus, inv.gpu_node[gpus], now_s)
         if lag is not None:
+            why = ("waits outside its GPUs: host, input or network" if lag.kind == "idle"
+                   else "busy longer at less power: a lower clock (power cap or brake, thermal slowdown)")
             flags.append(Flag(STRAGGLER, node_ids[lag.node], 0.0,
                               f"node {node_ids[lag.node]}: GPU power {lag.power_ratio:.0%} and SM activity "
-                              f"{lag.activity_ratio:.0%} of the job's median node"))
+                              f"{lag.activity_ratio:.0%} of the job's median node ({why})"))
         return tuple(flags)
 
     # -- energy and outputs -------------------------------------------------------------------------------

@@ -7,9 +7,16 @@ each sample's energy since the GPU's previous sample (trapezoid of the two power
 than ``MAX_GAP_S`` or a GPU never seen before adds nothing) and which GPUs' error state changed. The caller
 passes only GPUs of running jobs (the rest cost nothing).
 
-``stragglers`` aggregates a job's GPUs per node and names the node whose power AND activity both lag the job's
-median node by more than ``STRAGGLER_MARGIN``: the one node the others wait for at every collective (issue 11:
-"one node whose power and activity lag the others"). It compares time averages (``AVERAGE_S``), never the
+``stragglers`` aggregates a job's GPUs per node and names the node the others wait for at every collective, by
+either of the two signatures synchronous training gives a slow node (every node runs the same kernels per step):
+- **idle**: its power AND activity both lag the job's median node by more than ``STRAGGLER_MARGIN`` (issue 11:
+  "one node whose power and activity lag the others"): its GPUs wait for something outside them (host, input
+  pipeline, a slow NIC) while the peers wait inside NCCL kernels, which keep SMs active and draw power;
+- **clock**: its power lags by more than ``STRAGGLER_MARGIN`` while its activity is at or above the median: it
+  runs the same kernels at a lower clock (a power cap or power brake, thermal slowdown), so it is busy longer
+  at less power while its peers wait. A node that is merely idle more (lower activity) at lower power is the
+  first kind; lower power at equal activity cannot be a faster node.
+It compares time averages (``AVERAGE_S``), never the
 latest samples: racks are read at different instants, a training step swings between compute and
 communication within seconds, and pipeline stages are in different phases at the same instant, so one node's
 latest sample can be a communication phase while its peers' are compute (a false straggler on a healthy job).
@@ -142,13 +149,15 @@ class Straggler:
     node: int  # node index (inventory order)
     power_ratio: float  # its mean GPU power / the job's median node's
     activity_ratio: float
+    kind: str = "idle"  # "idle" (power and activity lag) | "clock" (power lags at equal or higher activity)
 
 
 def stragglers(
     meter: GpuMeter, gpus: np.ndarray, node_of: np.ndarray, now_s: float, margin: float = STRAGGLER_MARGIN
 ) -> Straggler | None:
-    """The node of this job lagging its median node in both time-averaged GPU power and SM activity by more than
-    ``margin`` (the worst such node), or None. Judges only GPUs with fresh samples and ``AVERAGE_S`` of history
+    """The node of this job its peers wait for (module docstring: power and SM activity both lag the median node
+    by more than ``margin``, or power lags by more than ``margin`` at equal or higher activity), the lowest-power
+    such node, or None. Judges only GPUs with fresh samples and ``AVERAGE_S`` of history
     behind their averages; needs two such nodes."""
     fresh = now_s - meter.time_s[gpus] <= FRESH_S
     p, a = meter.power_avg_w[gpus], meter.sm_active_avg[gpus]
@@ -165,8 +174,10 @@ def stragglers(
     if not (ref_p > 0 and ref_a > 0):
         return None
     rp, ra = node_p / ref_p, node_a / ref_a
-    lag = (rp < 1.0 - margin) & (ra < 1.0 - margin)
+    low_power = rp < 1.0 - margin
+    idle, clock = low_power & (ra < 1.0 - margin), low_power & (ra >= 1.0)
+    lag = idle | clock
     if not lag.any():
         return None
-    worst = int(np.flatnonzero(lag)[np.argmin(rp[lag] + ra[lag])])
-    return Straggler(int(nodes[worst]), float(rp[worst]), float(ra[worst]))
+    worst = int(np.flatnonzero(lag)[np.argmin(rp[lag])])
+    return Straggler(int(nodes[worst]), float(rp[worst]), float(ra[worst]), "clock" if clock[worst] else "idle")
