@@ -12,7 +12,10 @@ groups, a chiller plant with economizers; arrays in memory, one thread, no broke
 - what-if failures (`CoolingLive.what_if`, what the gRPC `WhatIfFailure` runs): one CRAH down (its
   N+1 group carries it), every CRAH of one hall down, supply air +5 K, a 40 °C day;
 - the same site with its racks on direct liquid cooling (liquid fraction 0.8, generated CDU loops): its
-  tick and CDU what-ifs (one CDU down, a whole loop's CDUs down, facility water +5 K).
+  tick and CDU what-ifs (one CDU down, a whole loop's CDUs down, facility water +5 K);
+- the hop between the service's two stages (scale-out): one telemetry batch per rack as stage 1 writes it to
+  cooling.racks.v1 (measured power and activity, and the calibrated parameters of every GPU: the largest a
+  record gets), serialized, then parsed, decoded and applied by stage 2, for the whole site.
 Medians and best-of are both reported: the machine is shared.
 """
 
@@ -38,6 +41,7 @@ for _svc in ("cooling", "power"):
     sys.path.insert(0, str(ROOT / "services" / _svc / "src"))
 
 from twin.cooling import live as live_mod  # noqa: E402
+from twin.cooling.adapters import codec as cooling_codec  # noqa: E402
 from twin.cooling.domain import (  # noqa: E402
     CoolantPath,
     coolant_paths,
@@ -51,8 +55,9 @@ from twin.cooling.domain import (  # noqa: E402
     what_if,
 )
 from twin.cooling.domain import thermal as thermal_mod  # noqa: E402
-from twin.cooling.live import CoolingLive, GpuReading  # noqa: E402
+from twin.cooling.live import CoolingLive, GpuReading, RackGpus  # noqa: E402
 from twin.cooling.site import build_cooling_site  # noqa: E402
+from twin.cooling.v1 import cooling_pb2 as cooling_pb  # noqa: E402
 from twin.core.facility import load_facility_spec  # noqa: E402
 from twin.power.domain import site_tick  # noqa: E402
 from twin.power.site import build_site_model  # noqa: E402
@@ -93,6 +98,41 @@ def _live(site, rack_w: np.ndarray, board: np.ndarray, dram: np.ndarray) -> Cool
         ]
     )
     return live
+
+
+def _stage_hop(live: CoolingLive, repeat: int = 5) -> dict:
+    """Stage 1 -> stage 2 for one telemetry batch per rack (every GPU's power, activity and calibrated
+    parameters): encode + serialize (stage 1), parse + decode + apply (stage 2), best and median, ms."""
+    site, net = live.site, live.net
+    nan = np.full(len(live.board_w), np.nan)
+    fitted = [RackGpus(GpuReading(rack=r, time_s=2.0, gpu=g, power_w=live.board_w[g], gpu_temp_c=nan[g],
+                                  hbm_temp_c=nan[g], dram_active=live.mem_act[g]), g, live.params.take(g))
+              for r in range(net.n_racks) for g in [live.gpus_of(r)]]
+    wire: list[bytes] = []
+
+    def encode():
+        wire[:] = [cooling_codec.gpus_input(net.site_id, net.rack_ids, f).SerializeToString() for f in fitted]
+
+    target = CoolingLive(site)
+    index, gpu_rack = site.inventory.rack_index, site.gpus.gpu_rack
+
+    def decode_apply():
+        recs = [cooling_codec.rack_gpus(cooling_pb.CoolingStageInput.FromString(b).gpus, index, gpu_rack)
+                for b in wire]
+        target.params_time[:] = -np.inf
+        target.gpu_time[:] = -np.inf
+        target.apply_rack_gpus(recs)
+
+    enc, dec = _times(encode, repeat), _times(decode_apply, repeat)
+    size = int(np.mean([len(b) for b in wire]))
+    equal = all(np.array_equal(getattr(target.params, k), getattr(live.params, k))
+                for k in live.params.__dataclass_fields__)
+    fitted = [RackGpus(f.reading, f.gpus[:0]) for f in fitted]  # between calibration steps: no parameters
+    encode()
+    bare = _times(decode_apply, repeat)
+    return {"racks": net.n_racks, "bytes_per_rack": size, "bytes_per_rack_no_params": int(np.mean([len(b) for b in wire])),
+            "encode_ms": _ms(enc), "decode_apply_ms": _ms(dec), "decode_apply_no_params_ms": _ms(bare),
+            "parameters_equal": equal}
 
 
 def _parts(live: CoolingLive, t: float) -> dict:
@@ -359,6 +399,7 @@ def main() -> dict:
     levers = _levers(stressed)
 
     liquid = _liquid_variant(spec, rack_w, board, dram)
+    hop = _stage_hop(live)
 
     best, worst_whatif = min(tick_s), max(w["best_ms"] for w in whatifs.values())
     result = {
@@ -383,6 +424,7 @@ def main() -> dict:
         "stressed_tick_gpus_throttling": int(len(sev.tick.forecast.gpus_affected)),
         "stressed_levers_ms": levers,
         "liquid_variant": liquid,
+        "stage_hop": hop,
         "targets": TARGETS,
         "meets_targets": bool(best * 1e3 <= TARGETS["tick_ms"]
                               and min(both_s) * 1e3 <= TARGETS["power_and_cooling_tick_ms"]
@@ -424,6 +466,11 @@ def main() -> dict:
             f"{k} {w['best_ms']:.0f} ms ({w['gpus_affected']} GPUs)" for k, w in liquid["what_ifs"].items())
         + f" (targets: tick <= {TARGETS['tick_ms']:.0f} ms, what-if <= {TARGETS['what_if_ms']:.0f} ms; "
         f"load average {result['load_average_1m']:.1f})")
+    print(f"cooling stage hop ({hop['racks']} rack records, every GPU's parameters, {hop['bytes_per_rack']} B each): "
+          f"stage 1 encode {hop['encode_ms']['best_ms']:.0f} ms best / {hop['encode_ms']['median_ms']:.0f} median, "
+          f"stage 2 decode + apply {hop['decode_apply_ms']['best_ms']:.0f} / {hop['decode_apply_ms']['median_ms']:.0f}"
+          f" ({hop['decode_apply_no_params_ms']['best_ms']:.0f} / {hop['decode_apply_no_params_ms']['median_ms']:.0f}"
+          f" without parameters, {hop['bytes_per_rack_no_params']} B); parameters equal: {hop['parameters_equal']}")
     return result
 
 

@@ -453,32 +453,38 @@ def gpus_input(site_id: str, rack_ids: tuple[str, ...], rec: RackGpus) -> pb.Coo
     return pb.CoolingStageInput(site_id=site_id, gpus=m)
 
 
+_PARAMS = tuple(f.name for f in fields(GpuThermal))
+# what thermal.calibrated gives: time constants and the die's resistances > 0, the HBM resistances >= 0
+_PARAM_POSITIVE = np.array([n.startswith(("tau_", "r_")) for n in _PARAMS])
+_PARAM_NONNEGATIVE = np.array([n.startswith("hbm_") and n.endswith("_k_per_w") for n in _PARAMS])
+
+
 def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) -> RackGpus:
     """A stage-1 RackGpus record -> the domain's (CodecError naming the field: unknown rack, a GPU of another
-    rack, parallel lists of different lengths, a parameter that is not finite)."""
+    rack, parallel lists of different lengths, a parameter not finite or of the wrong sign). Whole arrays at
+    once: stage 2 decodes one record per rack and telemetry batch."""
     rack = rack_index.get(m.rack_id)
     if rack is None:
         raise CodecError("gpus.rack_id", f"unknown rack {m.rack_id!r}")
     time_s = _required_time(m, "sample_time", "gpus.sample_time")
-
-    def gpu_ids(values, name: str) -> np.ndarray:
-        g = np.asarray(values, dtype=np.int64)
-        if len(g) and (g.max() >= len(gpu_rack) or (gpu_rack[g] != rack).any()):
-            raise CodecError(f"gpus.{name}", f"a GPU that is not in rack {m.rack_id}")
-        return g
-
-    g = gpu_ids(m.gpu_ids, "gpu_ids")
-    cols = []
+    n, k = len(m.gpu_ids), len(m.calibrated_gpu_ids)
     for name in ("power_w", "dram_active"):
-        v = np.asarray(getattr(m, name), dtype=float)
-        if len(v) != len(g):
-            raise CodecError(f"gpus.{name}", f"{len(v)} values for {len(g)} GPUs (parallel with gpu_ids)")
-        cols.append(v)
-    nan = np.full(len(g), np.nan)
+        if len(getattr(m, name)) != n:
+            raise CodecError(f"gpus.{name}", f"{len(getattr(m, name))} values for {n} GPUs (parallel with gpu_ids)")
+    ids = np.empty(n + k, dtype=np.int64)  # fromiter: protobuf's repeated fields to numpy at half np.array's cost
+    ids[:n] = np.fromiter(m.gpu_ids, np.int64, n)
+    ids[n:] = np.fromiter(m.calibrated_gpu_ids, np.int64, k)
+    if len(ids) and (ids.max() >= len(gpu_rack) or (gpu_rack[ids] != rack).any()):
+        bad = ids[(ids >= len(gpu_rack)) | (gpu_rack[np.minimum(ids, len(gpu_rack) - 1)] != rack)][0]
+        name = "gpu_ids" if bad in ids[:n] else "calibrated_gpu_ids"
+        raise CodecError(f"gpus.{name}", f"GPU {bad} is not in rack {m.rack_id}")
+    cols = np.empty((2, n))
+    cols[0], cols[1] = np.fromiter(m.power_w, float, n), np.fromiter(m.dram_active, float, n)
+    nan = np.full(n, np.nan)
     reading = GpuReading(
         rack=rack,
         time_s=time_s,
-        gpu=g,
+        gpu=ids[:n],
         power_w=cols[0],
         gpu_temp_c=nan,
         hbm_temp_c=nan,
@@ -487,19 +493,19 @@ def rack_gpus(m: pb.RackGpus, rack_index: dict[str, int], gpu_rack: np.ndarray) 
         coolant_supply_c=m.coolant_supply_temp_c,
         coolant_return_c=m.coolant_return_temp_c,
     )
-    cal = gpu_ids(m.calibrated_gpu_ids, "calibrated_gpu_ids")
-    params = None
-    if len(cal):
-        values = {}
-        for f in fields(GpuThermal):
-            v = np.asarray(getattr(m.calibrated, f.name), dtype=float)
-            if len(v) != len(cal) or not np.isfinite(v).all():
-                raise CodecError(f"gpus.calibrated.{f.name}", f"needs {len(cal)} finite values")
-            # what thermal.calibrated gives: time constants and the die's resistances > 0, HBM terms >= 0
-            positive = f.name.startswith(("tau_", "r_"))
-            if (v <= 0).any() if positive else (f.name.startswith("hbm_") and f.name.endswith("_k_per_w")
-                                                 and (v < 0).any()):
-                raise CodecError(f"gpus.calibrated.{f.name}", "must be > 0" if positive else "must be >= 0")
-            values[f.name] = v
-        params = GpuThermal(**values)
-    return RackGpus(reading, cal, params)
+    if not k:
+        return RackGpus(reading, ids[n:], None)
+    c = m.calibrated
+    for name in _PARAMS:
+        if len(getattr(c, name)) != k:
+            raise CodecError(f"gpus.calibrated.{name}", f"needs {k} finite values")
+    v = np.empty((len(_PARAMS), k))
+    for i, name in enumerate(_PARAMS):
+        v[i] = np.fromiter(getattr(c, name), float, k)
+    bad = ~np.isfinite(v).all(1) | (_PARAM_POSITIVE & (v <= 0).any(1)) | (_PARAM_NONNEGATIVE & (v < 0).any(1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        why = (f"needs {k} finite values" if not np.isfinite(v[i]).all()
+               else "must be > 0" if _PARAM_POSITIVE[i] else "must be >= 0")
+        raise CodecError(f"gpus.calibrated.{_PARAMS[i]}", why)
+    return RackGpus(reading, ids[n:], GpuThermal(**dict(zip(_PARAMS, v, strict=True))))
