@@ -361,6 +361,8 @@ def test_cdu_failure_button_recolours_the_racks_the_cooling_twin_says_will_throt
     for r, e in racks.items():
         colour = e.value_of_css_property("background-color")
         assert (colour != before[r]) == (r in hot), (r, colour, before[r])
+    if shot := os.environ.get("TWIN_CONSOLE_SCREENSHOT"):  # docs/console-scenario.png is made this way
+        browser.save_screenshot(shot)
 
     browser.find_element(By.CSS_SELECTOR, 'button[data-restore="cdu-failure"]').click()
     WebDriverWait(browser, 180).until(lambda d: browser.find_element(By.ID, "scenario-status").get_attribute(
