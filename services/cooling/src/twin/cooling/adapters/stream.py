@@ -557,7 +557,8 @@ class SiteHandler:
         live = p.live
         now = self.monotonic()
         if self.last_batch is None or now - self.last_batch > self.restore_after_s:
-            await p.restore()
+            async with p.lock:  # the settle task may be evaluating
+                await p.restore()
         self.last_batch = now
         rejected: list[Rejected] = []
         heat, gpus, equipment, events = [], [], [], []
