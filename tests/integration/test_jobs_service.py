@@ -94,7 +94,8 @@ def jobs_config(bootstrap: str, db: str, facility: Path, unique_topic, fabric_ta
                       power_alerts_topic=unique_topic(topics.POWER_ALERTS),
                       power_plans_topic=unique_topic(topics.POWER_PLANS),
                       cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
-                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES))
+                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                      power_state_topic=unique_topic(topics.POWER_STATE))
 
 
 async def poll(fn, until, timeout_s: float = WAIT_S, every_s: float = 0.1):

@@ -151,13 +151,13 @@ def test_measured_energy_counts_only_running_jobs_gpus():
     assert live.measured_platform_j == pytest.approx(platform * 2)
     assert twin.jobs["j"].measured_gpu_j == 0.0
     pue = twin.settings.pue
-    state = codec.view_to_proto(twin.view("k"), clock.t + 2, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.5, pue=pue)
+    state = codec.view_to_proto(twin.view("k"), clock.t + 2, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.5)
     want = (live.measured_gpu_j + live.measured_platform_j) * pue
     assert state.measured_energy_j == pytest.approx(want) and state.measured_gpu_energy_j == live.measured_gpu_j
     assert state.measured_cost_usd == pytest.approx(want / 3.6e6 * 0.1)
     assert state.measured_co2_kg == pytest.approx(want / 3.6e6 * 0.5)
-    assert codec.view_to_proto(twin.view("j"), clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.5,
-                               pue=pue).measured_energy_j == 0.0
+    assert codec.view_to_proto(twin.view("j"), clock.t, tariff_usd_per_kwh=0.1,
+                               carbon_kg_per_kwh=0.5).measured_energy_j == 0.0
 
 
 def test_an_xid_flags_its_job_at_once_and_is_named_as_the_cause_of_a_slow_job():
@@ -234,7 +234,7 @@ def test_telemetry_samples_decode_for_the_job_twin():
     node.gpus.power_w.extend([600.0, 610.0, 620.0])
     node.gpus.xid_errors.extend([0, 48, 0])
     b.nodes.add(node_id="not-a-node").gpus.gpu_index.append(0)      # skipped, not rejected
-    t, gpu, power, sm, xid, dbe = codec.gpu_samples(msg, twin.site)
+    t, gpu, power, sm, xid, dbe, *_ = codec.gpu_samples(msg, twin.site)
     first = int(twin.site.inventory.node_first_gpu[twin.site.node_index["su1-0004-n01"]])
     assert t == float(int(clock.t)) and gpu.tolist() == [first, first + 1, first + 2]
     assert power.tolist() == [600.0, 610.0, 620.0] and xid.tolist() == [0, 48, 0]

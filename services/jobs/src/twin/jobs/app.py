@@ -5,14 +5,17 @@
     fabric.state.v1 ──run_consumer─▶ FabricHandler ─┤                      ┌▶ jobs.state.v1, job_state
     power.plans.v1 ───run_consumer─▶ PlansHandler ──┼─▶ JobTwin ─ Engine ──┤
     power.alerts.v1 ──run_consumer─▶ AlertsHandler ─┤     ▲                └▶ jobs.recommendations.v1
-    cooling.alerts.v1 run_consumer─▶ AlertsHandler ─┘     │ comm times per collective on the job's GPUs
+    cooling.alerts.v1 run_consumer─▶ AlertsHandler ─┤     │ comm times per collective on the job's GPUs
+    telemetry.samples.v1 ──────────▶ TelemetryHandler┤     │
+    power.state.v1 (site's partition, no group) ─▶ SitePowerReader (facility / IT: energy overhead)
     tick (JOBS_TICK_S) ─────────────────────────────────  └── gRPC FabricSimulationService (JOBS_FABRIC_TARGET)
     slurmrestd (JOBS_SLURMRESTD_URL, polled) ─▶ jobs.events.v1 (parser rejects ─▶ jobs.events.v1.dlq)
     gRPC JobService ◀─ the twin (what-ifs), job_state_latest for jobs this process does not hold
 
 Consumer groups: `<group>` reads jobs.events.v1, `<group>-fabric` fabric.state.v1, `<group>-power`
 power.alerts.v1 and power.plans.v1 (one group each: `<group>-power-alerts`, `<group>-power-plans`) and
-`<group>-cooling` cooling.alerts.v1 (when twin.core.topics has it), so a rebalance of one input never pauses
+`<group>-cooling` cooling.alerts.v1 (when twin.core.topics has it), `<group>-telemetry` telemetry.samples.v1;
+power.state.v1 is read with no group (every process needs the site state: only the site key's partition), so a rebalance of one input never pauses
 another. At start the job book is rebuilt from jobs.events.v1 and the link state asked of the fabric twin.
 
 Settings: `python -m twin.jobs --help` lists them all (JobsConfig below is the one place they are declared).
@@ -44,11 +47,13 @@ from twin.jobs.adapters.stream import (
     EventsHandler,
     FabricHandler,
     PlansHandler,
+    SitePowerReader,
     TelemetryHandler,
     restore_accounts,
     restore_book,
 )
 from twin.jobs.domain.goodput import DEFAULT_GPU_MTBF_H
+from twin.jobs.domain.overhead import FRESH_S as OVERHEAD_FRESH_S
 from twin.jobs.live import JobTwin, TwinSettings
 from twin.jobs.site import SiteMap, build_site_map
 
@@ -79,7 +84,11 @@ class JobsConfig(GrpcServiceConfig):
     gpu_mtbf_h: float = setting(DEFAULT_GPU_MTBF_H, "per-GPU mean time between job interruptions, hours")
     checkpoint_s: float = setting(60.0, "checkpoint write time when the job states none, s")
     restart_s: float = setting(300.0, "restart time when the job states none, s")
-    pue: float = setting(1.3, "facility power / IT power (conversion and cooling share of a job's energy)")
+    pue: float = setting(1.3, "facility power / IT power (conversion and cooling share of a job's energy) used "
+                         "while no fresh site state of the power twin is held (power.state.v1)")
+    overhead_fresh_s: float = setting(
+        OVERHEAD_FRESH_S, "the power twin's site state (facility / IT power) counts this long after it was "
+        "produced, s; then JOBS_PUE stands in")
     tariff_usd_per_kwh: float = setting(0.08, "electricity tariff, USD per kWh")
     carbon_kg_per_kwh: float = setting(0.4, "grid carbon intensity, kg CO2 per kWh")
     alert_ttl_s: float = setting(600.0, "seconds a power/cooling alert stays in force")
@@ -96,6 +105,7 @@ class JobsConfig(GrpcServiceConfig):
     power_plans_topic: Topic = topics.POWER_PLANS
     cooling_alerts_topic: Topic | None = COOLING_ALERTS
     samples_topic: Topic | None = topics.TELEMETRY_SAMPLES   # measured energy, GPU errors, stragglers
+    power_state_topic: Topic | None = topics.POWER_STATE     # the site's facility / IT power (energy overhead)
 
 
     def twin_settings(self) -> TwinSettings:
@@ -103,7 +113,8 @@ class JobsConfig(GrpcServiceConfig):
                             recommend_margin=self.recommend_margin, gpu_mtbf_h=self.gpu_mtbf_h,
                             checkpoint_s=self.checkpoint_s, restart_s=self.restart_s, pue=self.pue,
                             tariff_usd_per_kwh=self.tariff_usd_per_kwh, carbon_kg_per_kwh=self.carbon_kg_per_kwh,
-                            alert_ttl_s=self.alert_ttl_s, progress_publish_s=self.progress_publish_s)
+                            alert_ttl_s=self.alert_ttl_s, progress_publish_s=self.progress_publish_s,
+                            overhead_fresh_s=self.overhead_fresh_s)
 
 
 @dataclass
@@ -126,6 +137,7 @@ class JobsApp:
     twin: JobTwin | None = None
     engine: Engine | None = None
     slurm: SlurmPublisher | None = None
+    site_power: SitePowerReader | None = None
     grpc_port: int = 0
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
@@ -148,7 +160,8 @@ class JobsApp:
             if cfg.consume:
                 wanted = [cfg.events_topic, cfg.state_topic, cfg.recommendations_topic, cfg.fabric_topic,
                           cfg.power_alerts_topic, cfg.power_plans_topic]
-                wanted += [t for t in (cfg.cooling_alerts_topic, cfg.samples_topic) if t is not None]
+                wanted += [t for t in (cfg.cooling_alerts_topic, cfg.samples_topic, cfg.power_state_topic)
+                           if t is not None]
                 await rt.ensure_topics(*wanted)
                 producer = await rt.producer()
             self.engine = engine = Engine(twin, fabric, producer, store, state_topic=cfg.state_topic,
@@ -197,6 +210,9 @@ class JobsApp:
         if cfg.samples_topic is not None:
             self.telemetry = TelemetryHandler(engine, cfg.telemetry_interval_s)
             rt.consume(cfg.samples_topic, self.telemetry, group_id=f"{group}-telemetry", stats=self.telemetry_stats)
+        if cfg.power_state_topic is not None:
+            self.site_power = SitePowerReader(engine, site.site_id, cfg.power_state_topic)
+            rt.spawn(self.site_power.run(cfg.kafka_bootstrap, rt.stop_event, **cfg.kafka_options()), "power-site")
 
     def _start_slurmrestd(self, rt: ServiceRuntime, producer: EventProducer) -> None:
         from twin.core.polling import poll_loop
@@ -208,6 +224,17 @@ class JobsApp:
         rt.spawn(poll_loop(poller, interval_s=cfg.slurmrestd_interval_s, stop=rt.stop_event, name="slurmrestd"),
                  "slurmrestd")
 
+    def overhead_line(self) -> str:
+        """Which energy overhead factor is in force (the power twin's site facility / IT, or JOBS_PUE)."""
+        twin = self.twin
+        if twin is None:
+            return "energy overhead: -"
+        factor, source = twin.overhead.current(self.engine.now_s() if self.engine else twin.overhead.produced_s)
+        meas, spec = twin.platform_gpu_samples
+        return (f"energy overhead {factor:.3f} ({'site state' if source == 'site' else 'JOBS_PUE'}; site states "
+                f"{self.stats.site_states} taken, {self.stats.site_states_refused} refused), platform share "
+                f"measured for {meas} of {meas + spec} GPU samples")
+
     def status_line(self) -> str:
         s = self.stats
         twin = self.twin
@@ -215,5 +242,5 @@ class JobsApp:
         fabric = self.fabric
         return (f"events consumed={self.events_stats.consumed} dlq={self.events_stats.dlq_sent}, jobs running={running}, "
                 f"recomputed={s.recomputed} (fabric fallbacks={s.fabric_fallbacks}), states={s.states_published} "
-                f"recommendations={s.recommendations_published} rows={s.rows_written}, fabric "
+                f"recommendations={s.recommendations_published} rows={s.rows_written}, {self.overhead_line()}, fabric "
                 f"{'up' if fabric and fabric.up else 'DOWN: ' + (fabric.last_error if fabric else '')}")

@@ -15,11 +15,16 @@ own estimate's ratio when none is known), slower than predicted (measured / pred
 the likeliest visible cause). ``RISK_KIND_UNSPECIFIED`` with entity ``fabric`` states a fallback communication
 estimate (proposed proto change: a ``comm_source`` field on JobState).
 
-Energy: the predicted GPU power plus the node's CPU/platform share per GPU (facility spec), times a PUE for
-conversion and cooling overhead, integrated over wall time while the job runs; cost and CO2 from a tariff and a
-grid carbon intensity. Measured energy (``apply_telemetry``, from telemetry.samples.v1): each of the job's GPUs'
-DCGM board power integrated between its samples, plus the node platform share over the same seconds, times the
-same PUE (the power and cooling twins' live PUE is not read: see ``TwinSettings.pue``).
+Energy (``domain.overhead``): the predicted GPU power plus the node's CPU/platform share per GPU (facility spec),
+times the overhead factor for conversion and cooling, integrated over wall time while the job runs; cost and CO2
+from a tariff and a grid carbon intensity. Measured energy (``apply_telemetry``, from telemetry.samples.v1): each
+of the job's GPUs' DCGM board power integrated between its samples, plus its node platform share over the same
+seconds -- measured where its rack's batch carries the rack's PDU input power (rack PDU - the rack's GPU power,
+an equal share per GPU of the rack), the facility spec's figure where that is missing or implausible -- each
+sample times the overhead factor in force when it is read. The overhead factor is the power twin's site state
+(power.state.v1, ``set_site_power``): facility / IT power, which includes the cooling twin's plant power; while
+none is fresh (``TwinSettings.overhead_fresh_s``) or the last one was implausible, ``TwinSettings.pue`` stands in
+(``overhead.current`` says which).
 
 Power alerts (power.alerts.v1) flag the jobs on their rack, or, for a PDU, UPS bus, UPS, transformer or feed, on
 every rack with a path through it (``power_paths``); a critical one recommends a checkpoint when some of the
@@ -54,6 +59,8 @@ from twin.jobs.domain.goodput import (
 )
 from twin.jobs.domain.gpu_meter import GpuMeter, stragglers
 from twin.jobs.domain.hardware import gpu_spec
+from twin.jobs.domain.overhead import FRESH_S as OVERHEAD_FRESH_S
+from twin.jobs.domain.overhead import SiteOverhead, rack_platform_w
 from twin.jobs.domain.spec import JobSpec
 from twin.jobs.domain.step import Conditions, StepPrediction, predict_step
 from twin.jobs.power_paths import PowerPath, power_paths_of_spec
@@ -83,7 +90,10 @@ class TwinSettings:
     gpu_mtbf_h: float = DEFAULT_GPU_MTBF_H
     checkpoint_s: float = 60.0             # when the job states none
     restart_s: float = 300.0
+    #: facility / IT power used when no fresh site state of the power twin is held (``domain.overhead``)
     pue: float = 1.3
+    #: a site state of the power twin counts this long after it was produced (``domain.overhead.FRESH_S``)
+    overhead_fresh_s: float = OVERHEAD_FRESH_S
     tariff_usd_per_kwh: float = 0.08
     carbon_kg_per_kwh: float = 0.4
     #: a power or cooling alert is removed at once by its twin's clear (power.alerts.v1 / cooling.alerts.v1
@@ -226,6 +236,7 @@ class JobLive:
     health_checked_s: float = -math.inf
     measured_gpu_j: float = 0.0                  # its GPUs' measured board energy
     measured_platform_j: float = 0.0             # the node platform share over the measured seconds
+    measured_j: float = 0.0                      # both, times the site overhead factor in force at each sample
     published_s: float = 0.0
 
     @property
@@ -242,9 +253,9 @@ class JobView:
     def energy_kwh(self) -> float:
         return self.live.energy_j / 3.6e6
 
-    def measured_energy_j(self, pue: float) -> float:
+    def measured_energy_j(self) -> float:
         """Measured GPU energy plus the node platform share, with the conversion and cooling overhead."""
-        return (self.live.measured_gpu_j + self.live.measured_platform_j) * pue
+        return self.live.measured_j
 
 
 class JobTwin:
@@ -293,6 +304,8 @@ class JobTwin:
         self._health_now: set[str] = set()     # ... with a GPU error change: checked at the next refresh
         self._health_flagged: set[str] = set()  # jobs with a telemetry flag (checked until it clears)
         self._accrue_new = False               # a job started, stopped or was recomputed since then
+        self.overhead = SiteOverhead(self.settings.pue, self.settings.overhead_fresh_s)  # facility / IT
+        self.platform_gpu_samples = [0, 0]     # GPU samples whose platform share was [measured, from the spec]
 
     # -- events -----------------------------------------------------------------------------------
     def apply(self, ev: JobEvent, gpu_ids: tuple[int, ...] = ()) -> bool:
@@ -891,9 +904,14 @@ class JobTwin:
 
     # -- telemetry: measured energy, GPU errors, stragglers ------------------------------------------------------
     def apply_telemetry(self, time_s: float, gpu: np.ndarray, power_w: np.ndarray, sm_active: np.ndarray,
-                        xid: np.ndarray, ecc_dbe: np.ndarray) -> int:
+                        xid: np.ndarray, ecc_dbe: np.ndarray, bounds: np.ndarray | None = None,
+                        rack_pdu_w: np.ndarray | None = None, rack_gpus: np.ndarray | None = None, *,
+                        now_s: float | None = None) -> int:
         """One batch of GPU samples (global ids; NaN = not reported): only the GPUs of running jobs are kept.
-        Adds each job's measured energy, marks its health check due. Returns the GPUs used."""
+        Adds each job's measured energy: its GPUs' energy and their node platform share over the same seconds
+        (measured from the rack's PDU power where ``bounds``, ``rack_pdu_w``, ``rack_gpus`` give a usable figure,
+        see ``domain.overhead.rack_platform_w``; else the facility spec's), times the overhead factor in force at
+        ``now_s`` (default ``time_s``). Marks its health check due. Returns the GPUs used."""
         gpu = np.asarray(gpu, np.int64)
         slot = self._gpu_slot[gpu]
         sel = slot >= 0
@@ -904,14 +922,26 @@ class JobTwin:
                                            np.asarray(sm_active, float)[sel], np.asarray(xid)[sel],
                                            np.asarray(ecc_dbe, float)[sel])
         n = len(self._slot_job)
+        plat_w = self.site._platform_array()[self.site.inventory.gpu_node[g]]
+        if bounds is not None and rack_pdu_w is not None and rack_gpus is not None:
+            measured = rack_platform_w(bounds, power_w, rack_pdu_w, rack_gpus)[sel]
+            use = np.isfinite(measured)
+            plat_w = np.where(use, measured, plat_w)
+            k_meas = int(use.sum())
+            self.platform_gpu_samples[0] += k_meas
+            self.platform_gpu_samples[1] += len(g) - k_meas
+        else:
+            self.platform_gpu_samples[1] += len(g)
         gpu_j = np.bincount(s, weights=e, minlength=n)
-        plat_j = np.bincount(s, weights=self.site._platform_array()[self.site.inventory.gpu_node[g]] * dt, minlength=n)
+        plat_j = np.bincount(s, weights=plat_w * dt, minlength=n)
+        factor = self.overhead.current(time_s if now_s is None else now_s)[0]
         jobs, names = self.jobs, self._slot_job
         for k in np.flatnonzero((gpu_j > 0) | (plat_j > 0)):
             live = jobs.get(names[k])
             if live is not None:
                 live.measured_gpu_j += float(gpu_j[k])
                 live.measured_platform_j += float(plat_j[k])
+                live.measured_j += float(gpu_j[k] + plat_j[k]) * factor
         for k in np.unique(s).tolist():
             if names[k] is not None:
                 self._health_due.add(names[k])
@@ -920,6 +950,11 @@ class JobTwin:
                 if names[k] is not None:
                     self._health_now.add(names[k])
         return int(sel.sum())
+
+    def set_site_power(self, state_time_s: float, produced_s: float, facility_w: float, it_w: float) -> bool:
+        """The power twin's site state (facility and IT power): the overhead factor from now on (raises
+        ``domain.overhead.OverheadRefused`` when implausible; False when older than the one held)."""
+        return self.overhead.update(state_time_s, produced_s, facility_w, it_w)
 
     def runs_on_rack(self, rack_id: str) -> bool:
         """Whether a running job holds GPUs of this rack (telemetry of other racks is not read)."""
@@ -978,7 +1013,6 @@ class JobTwin:
 
     # -- energy and outputs -------------------------------------------------------------------------------
     def accrue(self, now_s: float, only: str | None = None) -> None:
-        s = self.settings
         if only is None:  # the running jobs and those still integrating (no other job's accrued_s changes)
             if now_s == self._accrued_all_s and not self._accrue_new:
                 return  # already integrated to this instant (several refreshes within one clock reading)
@@ -989,6 +1023,7 @@ class JobTwin:
         else:
             ids = [only]
         jobs, book, cache = self.jobs, self.book.jobs, self._watts
+        factor = self.overhead.current(now_s)[0]
         for job_id in ids:
             live = jobs.get(job_id)
             if live is None:
@@ -1002,9 +1037,9 @@ class JobTwin:
                     watts = hit[2]
                 else:  # per prediction and placement (hashing the GPU tuple on every refresh costs)
                     platform = self.site.platform_w(inp.gpu_ids) if inp else 0.0
-                    watts = (p.mean_power_w * p.n_gpus + platform) * s.pue
+                    watts = p.mean_power_w * p.n_gpus + platform  # at the racks
                     cache[job_id] = (p, inp, watts)
-                live.energy_j += watts * (now_s - live.accrued_s)
+                live.energy_j += watts * factor * (now_s - live.accrued_s)
             if running:
                 live.accrued_s = now_s
                 self._accruing.add(job_id)

@@ -45,6 +45,7 @@ class SiteMap:
     _placements: dict = field(default_factory=dict, repr=False)
     _gpu_ids: dict = field(default_factory=dict, repr=False)
     _platform_arr: np.ndarray | None = field(default=None, repr=False)   # platform_w_per_gpu as an array
+    _rack_gpus: dict[str, int] | None = field(default=None, repr=False)
 
     @property
     def facility(self) -> Facility:
@@ -52,6 +53,15 @@ class SiteMap:
 
     def racks(self) -> list[str]:
         return [r.rack_id for r in self.inventory.racks]
+
+    def rack_gpus(self, rack_id: str) -> int:
+        """GPUs the rack holds (0: not a rack of this site)."""
+        got = self._rack_gpus
+        if got is None:
+            inv = self.inventory
+            per_rack = np.bincount(inv.node_rack, weights=inv.node_gpus, minlength=len(inv.racks))
+            got = self._rack_gpus = {r.rack_id: int(per_rack[i]) for i, r in enumerate(inv.racks)}
+        return got.get(rack_id, 0)
 
     def nodes_of_rack(self, rack_id: str) -> list[str]:
         rack = self.inventory.racks[self.inventory.rack_index[rack_id]]

@@ -19,6 +19,7 @@ from twin.fabric.v1 import fabric_pb2
 from twin.jobs.domain.book import JobRecord, JobStatus
 from twin.jobs.domain.events import EventKind, FailureCause, JobEvent
 from twin.jobs.domain.hardware import gpu_spec
+from twin.jobs.domain.overhead import pdu_total_w
 from twin.jobs.domain.spec import JobSpec, JobSpecError, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.domain.step import StepPrediction
 from twin.jobs.v1 import jobs_pb2 as pb
@@ -294,8 +295,7 @@ def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tup
     return msg
 
 
-def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float,
-                  pue: float = 1.0) -> pb.JobState:
+def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
     """``jobs.state.v1`` for a ``twin.jobs.live.JobView``."""
     rec, live = view.rec, view.live
     running = rec.status == JobStatus.RUNNING
@@ -310,8 +310,8 @@ def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbo
                                           detail=f.detail) for f in live.flags)
     kwh = live.energy_j / 3.6e6
     msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
-    if live.measured_gpu_j or live.measured_platform_j:
-        e = (live.measured_gpu_j + live.measured_platform_j) * pue
+    if live.measured_j:
+        e = live.measured_j  # GPUs + platform share, times the site overhead factor in force at each sample
         kwh = e / 3.6e6
         msg.measured_energy_j, msg.measured_gpu_energy_j = e, live.measured_gpu_j
         msg.measured_cost_usd, msg.measured_co2_kg = kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
@@ -326,7 +326,8 @@ def recommendation_to_proto(r, time_s: float) -> pb.JobRecommendation:
 
 def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
     """telemetry.samples.v1 -> (sample time s, global GPU ids, power W, SM activity, last XID, ECC DBE total) of
-    the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent), or None for what the job twin does not
+    the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent) and its rack's PDU figures (see
+    ``gpu_samples_many``), or None for what the job twin does not
     read: equipment batches, racks of other sites, nodes it does not know (ingest validated the batch; this twin
     only reads it, so it skips rather than dead-letters)."""
     got = gpu_samples_many([msg], site)
@@ -335,19 +336,23 @@ def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
 
 def gpu_samples_many(msgs, site) -> list[tuple]:
     """``gpu_samples`` of many batches at once, one tuple per distinct sample time (a consumer poll of a tick
-    is one or two): the per-node fields are gathered as lists and turned into arrays once."""
+    is one or two): the per-node fields are gathered as lists and turned into arrays once. Each tuple is
+    (time s, GPU ids, power W, SM activity, XID, DBE, bounds, rack PDU W, rack GPUs): the GPUs of the time's
+    ``b``-th rack batch are ``bounds[b]:bounds[b + 1]``, its rack's PDU input power (phases summed, NaN: not
+    measured) and the GPUs the rack has (``domain.overhead.rack_platform_w`` takes the last three)."""
     inv = site.inventory
     index, first_gpu, node_gpus = site.node_index, inv.node_first_gpu, inv.node_gpus
     by_time: dict[int, tuple[list, ...]] = {}
     nan = math.nan
+    rack_gpus = site.rack_gpus
     for msg in msgs:
         b = msg.batch
         if b.HasField("equipment") or not b.nodes or not b.HasField("sample_time"):
             continue
         cols = by_time.get(b.sample_time.ToNanoseconds())
         if cols is None:
-            cols = by_time[b.sample_time.ToNanoseconds()] = ([], [], [], [], [])
-        gpu_c, p_c, a_c, x_c, d_c = cols
+            cols = by_time[b.sample_time.ToNanoseconds()] = ([], [], [], [], [], [0], [], [])
+        gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c = cols
         for node in b.nodes:
             n = index.get(node.node_id)
             if n is None:
@@ -365,11 +370,16 @@ def gpu_samples_many(msgs, site) -> list[tuple]:
                     col.extend(values)
                 else:
                     col.extend([fill] * k)
+        if len(gpu_c) > bounds[-1]:
+            bounds.append(len(gpu_c))
+            pdu_c.append(pdu_total_w(b.rack.pdu_input_power_w) if b.HasField("rack") else nan)
+            rg_c.append(rack_gpus(b.rack_id) if b.rack_id else 0)
     out = []
-    for t_ns, (gpu_c, p_c, a_c, x_c, d_c) in sorted(by_time.items()):
+    for t_ns, (gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c) in sorted(by_time.items()):
         if gpu_c:
             out.append((t_ns / 1e9, np.array(gpu_c, np.int64), np.array(p_c, float), np.array(a_c, float),
-                        np.array(x_c, np.int64), np.array(d_c, float)))
+                        np.array(x_c, np.int64), np.array(d_c, float), np.array(bounds, np.int64),
+                        np.array(pdu_c, float), np.array(rg_c, np.int64)))
     return out
 
 
@@ -389,6 +399,16 @@ def link_health(msg: fabric_pb2.FabricState) -> dict:
             raise InvalidMessage("links.capacity_fraction", f"{link.link_id!r}: {cap} is not in 0..1")
         out[link.link_id] = LinkHealth(cap, link.utilization, link.flapping)
     return out
+
+
+def site_power(msg: power_pb2.PowerState, site_id: str) -> tuple[float, float, float] | None:
+    """power.state.v1 -> (state time s, facility W, IT W) of this site's ``POWER_SCOPE_SITE`` state, None for
+    every other state (racks, components, other sites: not this twin's input)."""
+    if msg.scope != power_pb2.POWER_SCOPE_SITE or msg.entity_id != site_id or msg.site_id != site_id:
+        return None
+    if not msg.HasField("state_time"):
+        raise InvalidMessage("state_time", "missing")
+    return msg.state_time.ToNanoseconds() / 1e9, msg.input_power_w, msg.output_power_w
 
 
 def cap_plan(msg: power_pb2.CurtailmentPlan):

@@ -43,7 +43,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             return None
         s = self.twin.settings
         return codec.view_to_proto(view, self.now_s(), tariff_usd_per_kwh=s.tariff_usd_per_kwh,
-                                   carbon_kg_per_kwh=s.carbon_kg_per_kwh, pue=s.pue)
+                                   carbon_kg_per_kwh=s.carbon_kg_per_kwh)
 
     async def GetJob(self, request: pb.GetJobRequest, context) -> pb.GetJobResponse:
         state = self._state(request.job_id) if request.job_id else None

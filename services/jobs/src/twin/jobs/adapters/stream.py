@@ -5,7 +5,8 @@
     power.plans.v1 (key site) ──PlansHandler───┤  GPU caps in force, paused jobs          ┌▶ jobs.state.v1
     power.alerts.v1 ────────────PowerAlerts────┤  rack / PDU / UPS alerts, clears  Engine ──┼▶ jobs.recommendations.v1
     cooling.alerts.v1 ──────────CoolingAlerts──┤  predicted throttling (and its clear) .refresh └▶ job_state
-    telemetry.samples.v1 ───────TelemetryHandler┘  GPU power / activity / XID / ECC of running jobs' GPUs
+    telemetry.samples.v1 ───────TelemetryHandler┤  GPU power / activity / XID / ECC, rack PDU power (platform share)
+    power.state.v1 (site key) ──SitePowerReader─┘  facility / IT power of the site (energy overhead factor)
     tick (every tick_s) ──────────────────────────  time-driven changes (a plan starts, a throttle time comes)
 
 Every handler updates the twin, then ``Engine.refresh``: the running jobs whose inputs changed are predicted
@@ -44,6 +45,7 @@ from twin.jobs.adapters.codec import InvalidMessage
 from twin.jobs.adapters.fabric_client import FabricComm
 from twin.jobs.domain.book import ENDED, EventRejected
 from twin.jobs.domain.events import EventKind
+from twin.jobs.domain.overhead import OverheadRefused
 from twin.jobs.live import JobTwin
 
 log = logging.getLogger("twin.jobs.stream")
@@ -63,6 +65,8 @@ class EngineStats:
     rows_written: int = 0
     fabric_fallbacks: int = 0
     ticks: int = 0
+    site_states: int = 0           # power.state.v1 site states taken (energy overhead factor)
+    site_states_refused: int = 0   # ... refused (facility / IT not finite or outside [1, 3]; undecodable)
 
 
 class Engine:
@@ -117,7 +121,7 @@ class Engine:
                 if twin.changed(job_id, now, self.republish_s):
                     view = twin.view(job_id)
                     states.append(codec.view_to_proto(view, now, tariff_usd_per_kwh=s.tariff_usd_per_kwh,
-                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh, pue=s.pue))
+                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh))
                 recs.extend(codec.recommendation_to_proto(r, now) for r in twin.new_recommendations(job_id))
             await self._emit(states, recs)
 
@@ -221,8 +225,8 @@ class FabricHandler:
 
 
 class TelemetryHandler:
-    """telemetry.samples.v1 -> measured energy, GPU errors and stragglers of the running jobs (only their GPUs
-    are kept); what the twin does not read (equipment batches, unknown nodes) is skipped, not dead-lettered:
+    """telemetry.samples.v1 -> measured energy (GPU power, and the rack's PDU power for the node platform share),
+    GPU errors and stragglers of the running jobs (only their GPUs are kept); what the twin does not read (equipment batches, unknown nodes) is skipped, not dead-lettered:
     ingest validated the batch, and the cooling twin reads the same topic. A rack's batch is read at most every
     ``interval_s`` of sample time (energy then integrates over that gap; the last XID code and the cumulative
     DBE count are not lost by skipping samples): a 100,000-GPU site at 1 Hz costs ~15 % of a core to decode
@@ -262,8 +266,9 @@ class TelemetryHandler:
                 due[rack] = t_ns + int(every_ns * (self._rng.uniform(0.5, 1.5) if next_ns is not None
                                                    else self._rng.random()))
             keep.append(rec.message)
+        now = self.engine.now_s()
         for got in codec.gpu_samples_many(keep, twin.site):  # one array per field and sample time
-            self.gpus_used += twin.apply_telemetry(*got)
+            self.gpus_used += twin.apply_telemetry(*got, now_s=now)
         return BatchResult([])
 
 
@@ -306,6 +311,80 @@ class AlertsHandler:
                 self.add(alert)
         await self.engine.refresh()
         return BatchResult(rejected)
+
+
+def site_partition(site_id: str, partitions: int) -> int:
+    """The power.state.v1 partition of the site's key: the producers' default partitioner (aiokafka's
+    ``DefaultPartitioner``, Kafka's Java client's: murmur2 of the key bytes, sign bit cleared, modulo the
+    partition count)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(site_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class SitePowerReader:
+    """power.state.v1 -> the site's facility / IT power (the energy overhead factor, ``domain.overhead``).
+
+    A broadcast input every jobs process needs, not work to share: a plain consumer (no group, nothing
+    committed) assigned only the partition of the site's key (``site_partition``), started ``LOOKBACK``
+    records before that partition's end so the latest site state is found at once; records of other keys
+    (racks and components hashed to the same partition) are skipped before decoding. A state counts while
+    its record is at most ``TwinSettings.overhead_fresh_s`` old (its Kafka timestamp: when the power twin
+    produced it), so an old state read back at start does not pass for a live one."""
+
+    #: Records read back from the end of the site's partition at start (assumption, stated: the partition holds
+    #: ~1/12 of the rack and component states of each evaluation, about 130 on the 100,000-GPU preset, so this
+    #: covers dozens of evaluations; older ones would be stale anyway).
+    LOOKBACK = 5000
+
+    def __init__(self, engine: Engine, site_id: str, topic: Topic) -> None:
+        self.engine, self.site_id, self.topic = engine, site_id, topic
+        self._key = site_id.encode()
+        self.partition: int | None = None
+        self._refused_logged = ""
+
+    def apply(self, key: bytes | None, value: bytes, timestamp_ms: int) -> bool:
+        """One record: True when it was this site's state and taken."""
+        if key != self._key:
+            return False
+        stats = self.engine.stats
+        try:
+            got = codec.site_power(self.topic.decode(value), self.site_id)
+            if got is None:
+                return False
+            t, facility_w, it_w = got
+            taken = self.engine.twin.set_site_power(t, timestamp_ms / 1e3, facility_w, it_w)
+        except (DecodeError, InvalidMessage, OverheadRefused) as exc:
+            stats.site_states_refused += 1
+            if str(exc) != self._refused_logged:  # once per distinct reason, not every evaluation
+                self._refused_logged = str(exc)
+                log.warning("power.state.v1 site state of %s not used for the energy overhead (%s): JOBS_PUE "
+                            "stands in once the last good one is older than %.0f s", self.site_id, exc,
+                            self.engine.twin.settings.overhead_fresh_s)
+            return False
+        stats.site_states += taken
+        return taken
+
+    async def run(self, bootstrap: str, stop: asyncio.Event, **client_options) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                    **client_options)
+        await consumer.start()
+        try:
+            await consumer.topics()  # metadata: the real partition count (the key's partition depends on it)
+            partitions = consumer.partitions_for_topic(self.topic.name) or set(range(self.topic.partitions))
+            tp = TopicPartition(self.topic.name, site_partition(self.site_id, len(partitions)))
+            self.partition = tp.partition
+            consumer.assign([tp])
+            begin, end = (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
+            consumer.seek(tp, max(begin, end - self.LOOKBACK))
+            while not stop.is_set():
+                for records in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
+                    for raw in records:
+                        self.apply(raw.key, raw.value, raw.timestamp)
+        finally:
+            await consumer.stop()
 
 
 async def restore_book(bootstrap: str, topic: Topic, twin: JobTwin, *, timeout_s: float = 60.0,
@@ -357,10 +436,9 @@ async def restore_accounts(store, twin: JobTwin) -> int:
             continue
         live = twin.jobs.setdefault(st.job_id, JobLive())
         live.energy_j = max(live.energy_j, st.energy_j)
-        if st.measured_gpu_energy_j and not (live.measured_gpu_j or live.measured_platform_j):
-            pue = twin.settings.pue or 1.0
+        if st.measured_energy_j and not live.measured_j:
+            live.measured_j = st.measured_energy_j
             live.measured_gpu_j = st.measured_gpu_energy_j
-            live.measured_platform_j = max(st.measured_energy_j / pue - st.measured_gpu_energy_j, 0.0)
         if st.step_time_error_ratio and not live.error_n:
             live.error_sum, live.error_n = st.step_time_error_ratio, 1
         twin.touch(st.job_id)
