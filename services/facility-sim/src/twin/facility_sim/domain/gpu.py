@@ -34,6 +34,11 @@ IDLE_CLOCK_RATIO = 0.175          # H100: ~345 MHz of 1980 MHz when idle
 # Thermal constants (K/W and s). Air: 25 °C inlet + 0.075·700 W ≈ 78 °C at TDP; liquid: cold plates.
 R_GPU_AIR_K_PER_W = 0.075
 R_GPU_LIQUID_K_PER_W = 0.045
+# A cold plate is designed for its GPU: vendors rate direct liquid cooling by the coolant temperature at which
+# the GPU at TDP stays below its limits, so the junction-to-coolant rise at TDP, not the K/W, carries across
+# GPU generations (a 1,200 W two-die B200 has about twice an H100's 814 mm² of die to spread the heat over).
+# The H100 figure above (0.045 K/W x 700 W = 31.5 K) is that rise; R = rise / TDP for liquid-cooled GPUs.
+LIQUID_RISE_AT_TDP_K = R_GPU_LIQUID_K_PER_W * 700.0
 HBM_R_RATIO = 0.85                # HBM sees ~85 % of the die's thermal rise ...
 HBM_OFFSET_K = 4.0                # ... plus its own dissipation
 TAU_GPU_S = 25.0

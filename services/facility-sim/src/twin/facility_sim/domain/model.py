@@ -97,7 +97,7 @@ class FacilityModel:
         gpu_rack = site.node_rack[site.gpu_node]
         # GPUs further back in the chassis run a little warmer: +0..3 K, fixed per GPU.
         self.gpu_ref_c = rack_ref[gpu_rack] + setup.uniform(0.0, 3.0, site.n_gpus)
-        self.gpu_r = np.where(liquid[gpu_rack], gpu.R_GPU_LIQUID_K_PER_W, gpu.R_GPU_AIR_K_PER_W)
+        self.gpu_r = np.where(liquid[gpu_rack], gpu.LIQUID_RISE_AT_TDP_K / site.gpu_max_w, gpu.R_GPU_AIR_K_PER_W)
         self.gpu_efficiency = 1.0 + 0.02 * setup.standard_normal(site.n_gpus)   # silicon lottery ±2 %
         self.rack_rated_w = np.bincount(site.node_rack, weights=site.node_max_w, minlength=site.n_racks)
         self.faults = Faults()
