@@ -86,6 +86,12 @@ UNFUSED_SCORE_PASSES = 8.0
 ATTENTION_RAMP_TOKENS = 256.0
 #: output tile of the tensor-core GEMM kernels (M x N), for wave quantization
 GEMM_TILE = (128, 256)
+#: MoE expert GEMMs: Transformer Engine's GroupedLinear (what Megatron-Core's ``--moe-grouped-gemm`` uses: "launch
+#: multiple local GEMM kernels in multiple streams", megatron/core/transformer/moe/README.md) runs one cuBLAS GEMM
+#: per local expert on TE's compute streams, 4 of them (transformer_engine/common/util/multi_stream:
+#: ``num_compute_streams = 4``): at most 4 experts' tiles share a wave, and each expert's M is rounded to whole
+#: tiles on its own.
+GROUPED_GEMM_STREAMS = 4.0
 #: GEMM throughput vs the reduction length K as K / (K + K0): XLA's measured sm_90 BF16 table
 #: (openxla xla/service/gpu/model/matmul_interpolator_data.h: 4096 x 4096 at K = 256 / 512 / 1024 / 4096 runs at
 #: 504 / 620 / 680 / 783 TFLOP/s) gives K0 ~ 144 (prologue/epilogue of each output tile); normalised to the
@@ -117,6 +123,11 @@ ACT_BYTES = 2.0
 #: write), un-permute after combine (read, write), probability-weighted sum (read) = 5 (Megatron-Core
 #: moe_utils permute/unpermute); backward streams twice that
 MOE_PERMUTE_ELEMENTS = 5.0
+#: MoE router after its GEMM, per token and routed expert logit, forward: the scores in FP32 (Megatron-Core
+#: ``--moe-router-dtype fp32``, the precision its MoE recipes route in) written by the upcast (4), softmax read and
+#: written (8), top-k selection read (4) = 16 bytes; the load-balancing statistics add reads of the same order
+#: (not counted). Backward streams twice the forward like every element-wise term.
+ROUTER_BYTES_PER_LOGIT = 16.0
 #: FP8 cast traffic per GEMM input element: read BF16 (2) + write FP8 (1)
 FP8_CAST_BYTES = 3.0
 #: cross-entropy over the logits, bytes per logit element, counted from Megatron-LM's vocab-parallel cross
@@ -214,23 +225,32 @@ class StepPrediction:
 
 
 def gemm_time_s(gpu: GpuSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray, fp8: np.ndarray,
-                clock: float) -> np.ndarray:
-    """Forward time of GEMMs (M x K) @ (K x N), vectorized over the arrays."""
+                clock: float, groups: np.ndarray | float = 1.0) -> np.ndarray:
+    """Forward time of GEMMs (M x K) @ (K x N), vectorized over the arrays. ``groups``: how many independent GEMMs
+    of that shape run as one grouped GEMM (MoE local experts), ``GROUPED_GEMM_STREAMS`` at a time: each GEMM
+    rounds its own M up to whole tiles, and only the tiles of concurrently running GEMMs share waves. One group is
+    a plain GEMM."""
     m, n, k = (np.maximum(np.asarray(a, dtype=np.float64), 1.0) for a in (m, n, k))
+    g = np.maximum(np.asarray(groups, dtype=np.float64), 1.0) * np.ones_like(m)
     fp8 = np.asarray(fp8, dtype=bool)
     peak = np.where(fp8, gpu.peak_tflops.get("fp8", 0.0) * gpu.gemm_fraction.get("fp8", 0.0),
                     gpu.peak_tflops["bf16"] * gpu.gemm_fraction["bf16"]) * 1e12
-    tiles = np.ceil(m / GEMM_TILE[0]) * np.ceil(n / GEMM_TILE[1])
-    waves = np.ceil(tiles / gpu.sms)
-    wave_eff = tiles / (waves * gpu.sms)
+    tiles = np.ceil(m / GEMM_TILE[0]) * np.ceil(n / GEMM_TILE[1])          # per GEMM of the group
+    conc = np.minimum(g, GROUPED_GEMM_STREAMS)
+    full_rounds, rest = np.floor(g / conc), g - np.floor(g / conc) * conc
+    waves = full_rounds * np.ceil(conc * tiles / gpu.sms) + np.ceil(rest * tiles / gpu.sms)
+    wave_eff = g * tiles / (waves * gpu.sms)
     if gpu.arch == "hopper":
         # the Hopper fractions come from the 8192^3 capture, whose own wave quantization is already in them
         t_anchor = math.ceil(GEMM_ANCHOR_K / GEMM_TILE[0]) * math.ceil(GEMM_ANCHOR_K / GEMM_TILE[1])
         wave_eff = wave_eff / (t_anchor / (math.ceil(t_anchor / gpu.sms) * gpu.sms))
     k_eff = (k / (k + GEMM_K0)) / (GEMM_ANCHOR_K / (GEMM_ANCHOR_K + GEMM_K0))
-    t_compute = 2.0 * m * n * k / (peak * np.minimum(wave_eff, 1.0) * np.minimum(k_eff, 1.0) * clock)
+    # tile quantization: a partial tile costs a whole one (NVIDIA Deep Learning Performance guide, "Matrix
+    # Multiplication Background", tile and wave quantization) -- useful share of the tiles' rows x columns
+    pad = (m / (np.ceil(m / GEMM_TILE[0]) * GEMM_TILE[0])) * (n / (np.ceil(n / GEMM_TILE[1]) * GEMM_TILE[1]))
+    t_compute = 2.0 * g * m * n * k / (peak * np.minimum(wave_eff, 1.0) * pad * np.minimum(k_eff, 1.0) * clock)
     in_bytes = np.where(fp8, 1.0, 2.0)
-    t_memory = (in_bytes * (m * k + k * n) + 2.0 * m * n) / (gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY)
+    t_memory = g * (in_bytes * (m * k + k * n) + 2.0 * m * n) / (gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY)
     return np.maximum(t_compute, t_memory)
 
 
@@ -304,23 +324,25 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     mats = 3 if m_.gated_ffn else 2
     k_top = m_.moe_topk if m_.is_moe else 1
 
-    # --- GEMMs of one layer (forward): rows (M, N, K, count, fp8) --------------------------------------------
-    rows = [(tok, (q + 2 * kv) / tp, h, 1, fp8), (tok, h, q / tp, 1, fp8)]
+    # --- GEMMs of one layer (forward): rows (M, N, K, count, fp8, groups) ------------------------------------
+    rows = [(tok, (q + 2 * kv) / tp, h, 1, fp8, 1), (tok, h, q / tp, 1, fp8, 1)]
     if m_.is_moe:
-        local_experts = m_.moe_experts / ep
+        local_experts = max(1.0, m_.moe_experts / ep)
+        # rows per local expert: the EP group's tokens x top-k spread evenly over the experts (the validation
+        # benchmarks force-balance the routing; imbalance is not modelled)
         m_e = tok * k_top * ep / m_.moe_experts
-        # one grouped GEMM over the local experts (Megatron-Core/TE grouped GEMM): the experts' tiles share the
-        # waves, so the rows of all local experts form one M dimension
-        rows += [(m_e * local_experts, (mats - 1) * f / tp, h, 1, fp8), (m_e * local_experts, h, f / tp, 1, fp8),
-                 (tok, m_.moe_experts, h, 1, False)]
+        # one GEMM per local expert, run as a grouped GEMM (``gemm_time_s`` groups, ``GROUPED_GEMM_STREAMS``)
+        rows += [(m_e, (mats - 1) * f / tp, h, 1, fp8, local_experts), (m_e, h, f / tp, 1, fp8, local_experts),
+                 (tok, m_.moe_experts, h, 1, False, 1)]
         n_expert_rows = (2, 3)
     else:
-        rows += [(tok, (mats - 1) * f / tp, h, 1, fp8), (tok, h, f / tp, 1, fp8)]
+        rows += [(tok, (mats - 1) * f / tp, h, 1, fp8, 1), (tok, h, f / tp, 1, fp8, 1)]
         n_expert_rows = (2, 2)
-    rows.append((tok, V / tp, h, 1, False))  # the LM head (last stage), once per micro-batch, BF16
+    rows.append((tok, V / tp, h, 1, False, 1))  # the LM head (last stage), once per micro-batch, BF16
     arr = np.array([r[:4] for r in rows], dtype=np.float64)
     is_fp8 = np.array([r[4] for r in rows], dtype=bool)
-    per_gemm = gemm_time_s(gpu, arr[:, 0], arr[:, 1], arr[:, 2], is_fp8, clock) * arr[:, 3]
+    n_groups = np.array([r[5] for r in rows], dtype=np.float64)
+    per_gemm = gemm_time_s(gpu, arr[:, 0], arr[:, 1], arr[:, 2], is_fp8, clock, n_groups) * arr[:, 3]
     logits_fwd = float(per_gemm[-1])
     layer_gemm_fwd = float(per_gemm[:-1].sum())
     expert_gemm_fwd = float(per_gemm[n_expert_rows[0]:n_expert_rows[1]].sum()) if m_.is_moe else 0.0
@@ -360,10 +382,15 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         # (after all-gather) or split (before reduce-scatter) with a full copy, read + write, for each of the
         # layer's 2 all-gathers and 2 reduce-scatters (DTensor Shard(1) redistribution)
         ew_fwd += 4.0 * 2.0 * tok * h * ACT_BYTES / hbm
+    moe_tokens = tok / (tp if p.sequence_parallel else 1)  # the MoE layer's input: the sequence-parallel shard
     if m_.is_moe:
-        ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * tok * k_top * h / (tp if p.sequence_parallel else 1) / hbm
+        ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * moe_tokens * k_top * h / hbm
+        ew_fwd += ROUTER_BYTES_PER_LOGIT * moe_tokens * m_.moe_experts / hbm
     if fp8:
-        ew_fwd += FP8_CAST_BYTES * tok * (2 * h + q / tp + k_top * f / tp) / hbm
+        # casts of each FP8 GEMM's activation input: QKV (h), output projection (q), FFN up (h, once per routed
+        # copy: the grouped GEMM's input is the permuted tokens x top-k), FFN down (f per copy)
+        fc1_in = k_top * h * (moe_tokens / tok) if m_.is_moe else h
+        ew_fwd += FP8_CAST_BYTES * tok * (h + fc1_in + q / tp + k_top * f / tp) / hbm
     logits_mem = LOGITS_BYTES_PER_ELEMENT * tok * V / tp / hbm
 
     recompute_fwd_share = {"none": 0.0, "selective": 0.0, "op": 0.5, "full": 1.0}[t.recompute]

@@ -1,0 +1,103 @@
+"""MoE layer costs beyond the all-to-all, and GEMM tile quantization (issue 11 validation): expert GEMMs as
+Transformer Engine's GroupedLinear runs them (one GEMM per local expert, a few streams at a time), the FP8 cast of
+every routed copy, and the router's FP32 softmax/top-k traffic."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from twin.jobs.domain import JobSpec, ModelShape, Parallelism, TrainingSetup, gpu_spec, predict_step
+from twin.jobs.domain.hardware import HBM_EFFICIENCY
+from twin.jobs.domain.step import (
+    FP8_CAST_BYTES,
+    GEMM_TILE,
+    GROUPED_GEMM_STREAMS,
+    ROUTER_BYTES_PER_LOGIT,
+    gemm_time_s,
+)
+
+H100 = gpu_spec("H100-SXM")
+QWEN_MOE = ModelShape(layers=48, hidden=2048, ffn_hidden=768, heads=32, kv_heads=4, vocab=151936, seq_len=4096,
+                      head_dim=128, moe_experts=128, moe_topk=8, gated_ffn=True)
+
+
+def _t(m, n, k, groups=1.0, fp8=False) -> float:
+    return float(gemm_time_s(H100, np.array([m]), np.array([n]), np.array([k]), np.array([fp8]), 1.0,
+                             np.array([groups]))[0])
+
+
+def test_a_partial_tile_costs_a_whole_tile() -> None:
+    # compute-bound shapes (K x N weights far smaller in time than the math): one row past a tile boundary
+    # costs the next whole tile, and every M inside the same tiles costs the same
+    rows = GEMM_TILE[0]
+    assert _t(8 * rows + 1, 8192, 8192) == pytest.approx(_t(9 * rows, 8192, 8192), rel=1e-12)
+    assert _t(8 * rows + 1, 8192, 8192) > _t(8 * rows, 8192, 8192) * 1.05
+    # and the same along N
+    cols = GEMM_TILE[1]
+    assert _t(4096, 16 * cols + 1, 8192) == pytest.approx(_t(4096, 17 * cols, 8192), rel=1e-12)
+
+
+def test_one_group_is_the_plain_gemm() -> None:
+    m, n, k = np.array([4096.0, 300.0]), np.array([12288.0, 5000.0]), np.array([4096.0, 2048.0])
+    fp8 = np.array([False, True])
+    plain = gemm_time_s(H100, m, n, k, fp8, 0.8)
+    assert np.allclose(plain, gemm_time_s(H100, m, n, k, fp8, 0.8, np.ones(2)))
+
+
+def test_small_experts_cost_more_than_one_gemm_of_all_their_rows() -> None:
+    # 16 local experts of 64 rows: each rounds to a 128-row tile and at most GROUPED_GEMM_STREAMS share a wave,
+    # so the grouped GEMM is slower than a single GEMM over the 1024 rows; large experts cost about the same
+    small = _t(64, 1536, 2048, groups=16)
+    assert small > 1.5 * _t(16 * 64, 1536, 2048)
+    large = _t(8192, 1536, 2048, groups=16)
+    assert large == pytest.approx(_t(16 * 8192, 1536, 2048), rel=0.05)
+
+
+def test_grouped_gemm_time_is_monotone_in_experts_and_rows() -> None:
+    # 512 x 1536 is 24 tiles: up to 4 concurrent experts fit one wave of 132 SMs (same time), a 5th needs a
+    # second round
+    per_expert = [_t(512, 1536, 2048, groups=g) for g in (1, 2, 4, 5, 8, 16, 32)]
+    assert all(b >= a * (1 - 1e-12) for a, b in zip(per_expert, per_expert[1:], strict=False))
+    assert per_expert[0] == pytest.approx(per_expert[2], rel=1e-12)
+    assert per_expert[3] > 1.5 * per_expert[2]
+    assert per_expert[-1] == pytest.approx(4 * per_expert[3], rel=1e-12)  # 8 rounds vs 2
+    rows = [_t(m, 1536, 2048, groups=16) for m in (128, 256, 1024, 4096)]
+    # 128 and 256 rows: 4 concurrent experts fill under one wave either way (an underfilled GPU)
+    assert all(b >= a * (1 - 1e-12) for a, b in zip(rows, rows[1:], strict=False))
+    assert rows[-1] > 4 * rows[0]
+    assert GROUPED_GEMM_STREAMS >= 1
+
+
+def _moe_job(precision: str = "bf16", experts: int = 128, tp: int = 1) -> JobSpec:
+    shape = dataclasses.replace(QWEN_MOE, moe_experts=experts)
+    return JobSpec(shape, Parallelism(tp=tp, pp=1, dp=16 // tp, ep=8),
+                   TrainingSetup(micro_batch=1, global_batch=64, precision=precision), gpu="H100-SXM")
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_fp8_casts_every_routed_copy_of_the_expert_input(tp: int) -> None:
+    """The memory-bound difference between an FP8 and a BF16 MoE job is exactly the casts of each FP8 GEMM's
+    input: QKV (h), projection (q), expert up-projection on every routed copy (top-k x h) and down-projection
+    (top-k x f), forward and twice in backward."""
+    bf16, fp8 = predict_step(_moe_job("bf16", tp=tp)), predict_step(_moe_job("fp8", tp=tp))
+    job = _moe_job("fp8", tp=tp)
+    m = job.model
+    tok = job.training.micro_batch * m.seq_len
+    moe_tok = tok / tp  # sequence parallel: the MoE layer sees the shard
+    per_layer = FP8_CAST_BYTES * (tok * (m.hidden + m.q_dim / tp + m.moe_topk * m.ffn_hidden / tp)
+                                  + moe_tok * m.moe_topk * m.hidden)
+    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    expected = job.micro_batches * m.layers * 3.0 * per_layer / hbm
+    assert fp8.memory_s - bf16.memory_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_router_softmax_and_top_k_stream_fp32_scores_per_expert() -> None:
+    a, b = predict_step(_moe_job(experts=128)), predict_step(_moe_job(experts=256))
+    job = _moe_job()
+    tok = job.training.micro_batch * job.model.seq_len
+    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    expected = job.micro_batches * job.model.layers * 3.0 * ROUTER_BYTES_PER_LOGIT * tok * 128 / hbm
+    assert b.memory_s - a.memory_s == pytest.approx(expected, rel=1e-9)
