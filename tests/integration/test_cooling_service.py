@@ -341,7 +341,7 @@ async def test_power_and_cooling_loop_converges_within_a_tick_of_a_load_step(
     """power.state.v1 (rack heat) -> cooling -> cooling.state.v1 (plant cooling power) -> power's site total
     and PUE, both apps in this process, coupled through the broker only. Cooling power depends on the racks'
     heat (IT power), never on the site total, so the loop has no gain: after a load step the site power
-    settles one tick later (the cooling state of the previous tick) and then stays put."""
+    settles at most one tick later (the cooling state of the previous tick) and then stays put."""
     from twin.power.adapters.stream import RACK_CONTRIBUTIONS
     from twin.power.app import PowerApp, PowerConfig
     from twin.power.domain import evaluate as power_evaluate
@@ -402,13 +402,16 @@ async def test_power_and_cooling_loop_converges_within_a_tick_of_a_load_step(
         assert site.site.pue == pytest.approx(site.input_power_w / site.output_power_w, rel=1e-9)
         site_w.append(site.input_power_w)
         cooling_w.append((site.site.cooling_power_w, want_cooling))
-    # ticks 1-2: the cooling of this load; tick 3: the new load with the old cooling (one tick behind);
-    # ticks 4-5: the new fixed point, and it holds (no oscillation, no run-away)
+    # ticks 1-2: the cooling of this load; tick 3: the new load with the old cooling (one tick behind), or already
+    # with the new one (power's site stage and cooling read the same rack states in parallel: cooling's answer can
+    # reach power before the site is evaluated); ticks 4-5: the new fixed point, and it holds (no oscillation, no
+    # run-away)
     for k in (1, 2, 4, 5):
         assert cooling_w[k][0] == pytest.approx(cooling_w[k][1], rel=1e-9), k
-    assert cooling_w[3][0] == pytest.approx(cooling_w[2][1], rel=1e-9)
+    behind = cooling_w[3][0] == pytest.approx(cooling_w[2][1], rel=1e-9)
+    assert behind or cooling_w[3][0] == pytest.approx(cooling_w[3][1], rel=1e-9), cooling_w[3]
     assert site_w[1] == site_w[2] and site_w[4] == site_w[5]
-    assert site_w[4] > site_w[3] > site_w[2]
+    assert site_w[4] > site_w[3] > site_w[2] if behind else site_w[4] == site_w[3] > site_w[2]
     assert cooling_w[4][0] > cooling_w[2][0]
 
 
