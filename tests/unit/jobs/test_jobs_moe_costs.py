@@ -101,3 +101,22 @@ def test_router_softmax_and_top_k_stream_fp32_scores_per_expert() -> None:
     hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
     expected = job.micro_batches * job.model.layers * 3.0 * ROUTER_BYTES_PER_LOGIT * tok * 128 / hbm
     assert b.memory_s - a.memory_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_causal_backward_pays_the_forwards_causal_penalty() -> None:
+    """FA3's backward figures are non-causal: the causal fwd+bwd mix takes the backward at the forward's
+    causal/non-causal ratio, so it lands below the plain causal-fwd / non-causal-bwd mix and above the causal
+    forward's share alone."""
+    from twin.jobs.domain.step import _FA3_H100, ATTENTION_EFFICIENCY
+
+    for kernel in ("flash2", "cudnn"):
+        fwd_c, fwd_full, bwd_full = _FA3_H100[kernel]
+        naive = 3.5 / (1.0 / fwd_c + 2.5 / bwd_full) / 989.4
+        eff = ATTENTION_EFFICIENCY[("hopper", kernel)]
+        ratio = fwd_c / fwd_full
+        assert 0.8 < ratio < 0.95
+        assert eff < naive
+        # the whole slowdown sits in the backward's 2.5/3.5 share of the work
+        assert 1.0 / eff - 1.0 / naive == pytest.approx(2.5 / 3.5 * 989.4 / bwd_full * (1.0 / ratio - 1.0),
+                                                        rel=1e-9)
+    assert ATTENTION_EFFICIENCY[("hopper", "cudnn")] > ATTENTION_EFFICIENCY[("hopper", "flash2")]

@@ -12,15 +12,18 @@ with m = micro-batches per pipeline per step. Compute per micro-batch on one GPU
   (micro_batch x seq_len / cp), N split by TP: time = max(FLOPs / (peak x gemm_fraction x wave efficiency x
   clock), bytes / HBM). ``gemm_fraction`` is the sustained large-GEMM throughput of the GPU and precision
   (``hardware``); wave efficiency = tiles / (waves x SMs) for 128 x 256 output tiles (CUTLASS/cuBLAS Hopper
-  and Blackwell default tile; also used on Ampere), the GPU-side cost of small or ragged GEMMs. Backward =
+  and Blackwell default tile; also used on Ampere) times the tile quantization (a partial tile costs a whole
+  one), the GPU-side cost of small or ragged GEMMs. MoE experts: one GEMM per local expert with its own tile
+  rounding, ``GROUPED_GEMM_STREAMS`` of them sharing waves (Transformer Engine's GroupedLinear). Backward =
   2 x forward (dgrad + wgrad). FP8 jobs run their linear layers in FP8 except the LM head and router
   (Transformer Engine and torchao float8 keep those in BF16).
 * Attention core: flash attention executes the causal half of QK^T/AV (context seq_len/2, or the window on
   sliding-window layers); its backward costs 2.5 forwards (5 GEMMs vs 2, the recomputation of S included:
-  Dao 2023, FlashAttention-2, sec. 3.1). Throughput = BF16 peak x ``ATTENTION_EFFICIENCY`` x s/(s + 256) x
-  clock (attention stays in BF16 in both FP8 recipes).
-* Memory-bound element-wise work (norms, residuals, rotary, activation function, FP8 casts, cross-entropy)
-  from the bytes it streams (``ELEMENTWISE_*``) at the achieved HBM bandwidth; unaffected by SM clock.
+  Dao 2023, FlashAttention-2, sec. 3.1). Throughput = BF16 peak x ``ATTENTION_EFFICIENCY`` (causal forward and
+  backward) x s/(s + 256) x clock (attention stays in BF16 in both FP8 recipes).
+* Memory-bound element-wise work (norms, residuals, rotary, activation function, FP8 casts -- of every routed
+  copy for MoE experts --, MoE permutation and router softmax/top-k, cross-entropy) from the bytes it streams
+  (``ELEMENTWISE_*`` and the MoE terms) at the achieved HBM bandwidth; unaffected by SM clock.
 * Activation recomputation: "full" repeats the forward of every layer (GEMMs, attention, element-wise, TP
   communication); "op" (torchtitan per-op selective AC: every second matmul output is not saved) repeats half
   the forward GEMMs; "selective" (Megatron: core attention only) costs nothing extra with flash attention,
@@ -62,18 +65,34 @@ from .spec import JobSpec
 
 #: flash-attention forward+backward throughput / dense BF16 peak at long sequences, head dim 128, causal, as
 #: 3.5 / (1/fwd + 2.5/bwd) (backward = 2.5 forward FLOPs). Hopper, from the H100 SXM5 benchmarks of Shah et al.
-#: 2024, FlashAttention-3 (figs. "attention forward speed, head dim 128, causal" and "backward speed, head dim
-#: 128"; 4k-8k tokens): FA2 fwd ~325, bwd ~314 -> 317 TFLOP/s = 0.32; cuDNN fwd ~523, bwd ~508 -> 512 = 0.52.
-#: Those are burst benchmarks: under sustained load at the power limit the tensor throughput scales by the
-#: architecture's ``SUSTAINED_FRACTION`` ([CAPTURE] Hopper, [HPL] Ampere in ``hardware``), applied as for GEMMs
-#: in ``predict_step``. Ampere: FA2 on A100 fwd ~195, bwd ~175 of 312 (Dao 2023, FlashAttention-2, figs. 4-5)
-#: -> 0.58. Blackwell assumed at the Hopper burst fractions of its own peak (no published fwd+bwd figure read).
-#: Head dim 64 runs at ``HEAD_DIM_64_FACTOR`` of that (FA3 paper hdim-64 vs hdim-128 panels: cuDNN fwd 408 vs
-#: ~600, bwd ~395 vs ~465; FA2 fwd 321 vs 370).
+#: 2024, FlashAttention-3 (4k-8k tokens): the causal forward (fig. "attention forward speed, head dim 128, causal")
+#: FA2 ~325, cuDNN ~523 TFLOP/s; the backward is published without the causal mask only (fig. "attention backward
+#: speed, head dim 128": FA2 ~314, cuDNN ~508), so the causal backward is taken at the forward's causal/non-causal
+#: ratio at the same lengths (non-causal forward FA2 368/370, cuDNN 609/600 at 4k/8k: 0.88 and 0.87 -- the
+#: diagonal blocks and the uneven work per query block are the same in both passes): FA2 -> 290 TFLOP/s = 0.293,
+#: cuDNN -> 461 = 0.465 of 989.4. Those are burst benchmarks: under sustained load at the power limit the tensor
+#: throughput scales by the architecture's ``SUSTAINED_FRACTION`` ([CAPTURE] Hopper, [HPL] Ampere in
+#: ``hardware``), applied as for GEMMs in ``predict_step``. Ampere: FA2 on A100 fwd ~195, bwd ~175 of 312 (Dao
+#: 2023, FlashAttention-2, figs. 4-5) -> 0.58. Blackwell assumed at the Hopper fractions of its own peak (no
+#: published fwd+bwd figure read). Head dim 64 runs at ``HEAD_DIM_64_FACTOR`` of that (FA3 paper hdim-64 vs
+#: hdim-128 panels: cuDNN fwd 408 vs ~600, bwd ~395 vs ~465; FA2 fwd 321 vs 370).
+_FA3_H100 = {  # (causal fwd, non-causal fwd, non-causal bwd), TFLOP/s at 4k-8k tokens, head dim 128
+    "flash2": (325.0, (368.0 + 370.0) / 2.0, (310.0 + 318.0) / 2.0),
+    "cudnn": (523.0, (609.0 + 600.0) / 2.0, (499.0 + 518.0) / 2.0),
+}
+
+
+def _causal_fwd_bwd_fraction(fwd_causal: float, fwd_full: float, bwd_full: float, peak: float = 989.4) -> float:
+    bwd_causal = bwd_full * fwd_causal / fwd_full
+    return 3.5 / (1.0 / fwd_causal + 2.5 / bwd_causal) / peak
+
+
 ATTENTION_EFFICIENCY: dict[tuple[str, str], float] = {
     ("ampere", "flash2"): 0.58, ("ampere", "cudnn"): 0.58,
-    ("hopper", "flash2"): 0.32, ("hopper", "cudnn"): 0.52,
-    ("blackwell", "flash2"): 0.32, ("blackwell", "cudnn"): 0.52,
+    ("hopper", "flash2"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
+    ("hopper", "cudnn"): _causal_fwd_bwd_fraction(*_FA3_H100["cudnn"]),
+    ("blackwell", "flash2"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
+    ("blackwell", "cudnn"): _causal_fwd_bwd_fraction(*_FA3_H100["cudnn"]),
 }
 HEAD_DIM_64_FACTOR = 0.75
 #: "unfused" attention (Megatron-LM before flash attention, 2021): QK^T and AV as batched GEMMs over the full
