@@ -120,3 +120,25 @@ def test_causal_backward_pays_the_forwards_causal_penalty() -> None:
         assert 1.0 / eff - 1.0 / naive == pytest.approx(2.5 / 3.5 * 989.4 / bwd_full * (1.0 / ratio - 1.0),
                                                         rel=1e-9)
     assert ATTENTION_EFFICIENCY[("hopper", "cudnn")] > ATTENTION_EFFICIENCY[("hopper", "flash2")]
+
+
+@pytest.mark.parametrize("recompute", ["none", "full"])
+def test_varlen_attention_adds_its_unpad_and_pad_copies(recompute: str) -> None:
+    """LLM Foundry's MPT flash path gathers q, k, v into unpadded rows and scatters the output back into a zeroed
+    tensor: 5 q + 4 kv elements per token forward, streamed again by the backward and a full recomputation."""
+    from twin.jobs.domain.step import ACT_BYTES, VARLEN_COPY_ELEMENTS
+
+    shape = ModelShape(layers=32, hidden=4096, ffn_hidden=16384, heads=32, kv_heads=8, vocab=50368, seq_len=2048)
+
+    def job(kernels: str) -> JobSpec:
+        return JobSpec(shape, Parallelism(tp=1, pp=1, dp=8, data_parallel="fsdp"),
+                       TrainingSetup(micro_batch=6, global_batch=48, kernels=kernels, attention_kernel="flash2",
+                                     recompute=recompute), gpu="H100-SXM")
+
+    eager, varlen = predict_step(job("eager")), predict_step(job("eager_varlen"))
+    tok = 6 * 2048
+    passes = 3.0 + (1.0 if recompute == "full" else 0.0)
+    per_layer = ACT_BYTES * tok * (VARLEN_COPY_ELEMENTS[0] * shape.q_dim + VARLEN_COPY_ELEMENTS[1] * shape.kv_dim)
+    expected = shape.layers * passes * per_layer / (H100.hbm_TBps * 1e12 * HBM_EFFICIENCY)
+    assert varlen.memory_s - eager.memory_s == pytest.approx(expected, rel=1e-9)
+    assert varlen.gemm_s == pytest.approx(eager.gemm_s) and varlen.attention_s == pytest.approx(eager.attention_s)

@@ -27,7 +27,9 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   PyTorch SDPA (FlashAttention-2) attention, batch-first DTensor activations (a copy around each sequence-
   parallel collective), TP overlapped only with "async TP", the local batch split into
   one micro-batch per pipeline stage and 2 stages per rank for "interleaved" schedules (its defaults), fused
-  element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2. Recomputation from the note ("full" /
+  element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2
+  through flash-attn's varlen API (MPT's ``flash_attn_fn`` unpads q/k/v and pads the output: eager kernels plus
+  those copies). Recomputation from the note ("full" /
   "activation checkpointing True" -> full; torchtitan "selective" -> per-op; otherwise none).
 * network: "N Gbps node-node" (per 8-GPU node) or "N Gb/s/GPU" from the note; DGX H100 / Selene (DGX A100)
   by their published NICs; otherwise the GPU's reference design (one 400 Gb/s NIC per GPU; 200 Gb/s on A100),
@@ -238,7 +240,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
         elif fw == "llm_foundry":
             recompute = "full" if "activation checkpointing true" in low else "none"
             overlap, par_kw, kernel = OVERLAP_FSDP, {"data_parallel": "fsdp", "sequence_parallel": False}, "flash2"
-            kernels = "eager"
+            kernels = "eager_varlen"  # MPT's flash path: flash-attn varlen with unpad/pad copies
         elif fw == "megatron2021":
             recompute = "full"  # the paper's runs use activation recomputation (sec. 5.1)
             overlap, par_kw, kernel = OVERLAP_NONE, {"data_parallel": "ddp", "sequence_parallel": False}, "unfused"

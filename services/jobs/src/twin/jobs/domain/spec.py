@@ -148,7 +148,8 @@ class TrainingSetup:
     recompute: str = "none"
     attention_kernel: str = "cudnn"
     #: element-wise kernels: "fused" (Transformer Engine, torch.compile, Megatron fused kernels), "eager" (one
-    #: kernel per op) or "eager_fp32" (eager with FP32 norms and rotary, as torchtitan's Llama)
+    #: kernel per op), "eager_fp32" (eager with FP32 norms and rotary, as torchtitan's Llama) or "eager_varlen"
+    #: (eager, attention through flash-attn's varlen API with unpad/pad copies, as LLM Foundry's MPT)
     kernels: str = "fused"
     overlap: Overlap = field(default_factory=Overlap)
     #: activations laid out sequence-first ([s, b, h], Megatron) so sequence-parallel gathers and scatters are
@@ -174,8 +175,8 @@ class TrainingSetup:
             raise JobSpecError("recompute", f"must be one of {RECOMPUTE_MODES}, got {self.recompute!r}")
         if self.attention_kernel not in ATTENTION_KERNELS:
             raise JobSpecError("attention_kernel", f"must be one of {ATTENTION_KERNELS}, got {self.attention_kernel!r}")
-        if self.kernels not in ("fused", "eager", "eager_fp32"):
-            raise JobSpecError("kernels", f"must be fused, eager or eager_fp32, got {self.kernels!r}")
+        if self.kernels not in ("fused", "eager", "eager_fp32", "eager_varlen"):
+            raise JobSpecError("kernels", f"must be fused, eager, eager_fp32 or eager_varlen, got {self.kernels!r}")
         if not 0.0 <= self.fp8_gemm_share <= 1.0:
             raise JobSpecError("fp8_gemm_share", "must be in [0, 1]")
 

@@ -132,10 +132,17 @@ NCCL_CHANNELS = 16
 #:   RMSNorm on x.float() -- upcast, square, mean, scale, downcast, weight: ~36 bytes per element, twice = 72;
 #:   complex rotary on q and k upcast to FP32 -- ~20 bytes per element on h + kv ~ 25; residual adds 12; output
 #:   layout copy 4) = 113 bytes; SiLU then multiply in separate kernels: 10 bytes per f element.
+#: * "eager_varlen" (eager, attention through flash-attn's varlen API as LLM Foundry's MPT does at the benchmark
+#:   commit: llmfoundry/models/layers/attention.py ``flash_attn_fn`` gathers q, k and v into unpadded rows with
+#:   ``bert_padding.index_first_axis`` and scatters the output back with ``pad_input``): eager plus
+#:   ``VARLEN_COPY_ELEMENTS`` per token.
 #: Backward streams twice the forward (gradient and saved input read, gradient written).
 ELEMENTWISE_H_BYTES = {"fused": 16.0, "eager": 36.0, "eager_fp32": 113.0}
 ELEMENTWISE_F_BYTES = {("fused", True): 6.0, ("fused", False): 4.0, ("eager", True): 6.0, ("eager", False): 4.0,
                        ("eager_fp32", True): 10.0, ("eager_fp32", False): 6.0}
+#: varlen attention copies per token, forward, in elements of the q and kv widths: gather q (read, write: 2 q), k and
+#: v (2 kv each), output scattered into a zero-filled tensor (write zeros, read, write: 3 q) -> 5 q + 4 kv
+VARLEN_COPY_ELEMENTS = (5.0, 4.0)
 #: activation element size, bytes (BF16)
 ACT_BYTES = 2.0
 #: MoE token permutation per token-expert pair, forward, in h-sized elements: permute before dispatch (read,
@@ -394,8 +401,11 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
 
     # --- memory-bound element-wise -----------------------------------------------------------------------
     h_tokens = tok / tp if (tp > 1 and p.sequence_parallel) else tok
-    ew_fwd = attn_mem_fwd + (ELEMENTWISE_H_BYTES[t.kernels] * h_tokens * h
-                             + ELEMENTWISE_F_BYTES[(t.kernels, m_.gated_ffn)] * tok * k_top * f / tp) / hbm
+    kernels = "eager" if t.kernels == "eager_varlen" else t.kernels
+    ew_fwd = attn_mem_fwd + (ELEMENTWISE_H_BYTES[kernels] * h_tokens * h
+                             + ELEMENTWISE_F_BYTES[(kernels, m_.gated_ffn)] * tok * k_top * f / tp) / hbm
+    if t.kernels == "eager_varlen":
+        ew_fwd += ACT_BYTES * tok * (VARLEN_COPY_ELEMENTS[0] * q + VARLEN_COPY_ELEMENTS[1] * kv) / tp / hbm
     if tp > 1 and p.sequence_parallel and not t.sequence_first and t.micro_batch > 1:
         # NCCL gathers/scatters along dim 0: a batch-first [b, s, h] activation sharded on s is concatenated
         # (after all-gather) or split (before reduce-scatter) with a full copy, read + write, for each of the
