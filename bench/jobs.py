@@ -129,21 +129,27 @@ async def _run_seconds(engine: Engine, handler: EventsHandler, feed: JobFeed, cl
 
 
 def _telemetry_records(site, rng: np.random.Generator) -> list:
-    """One telemetry.samples.v1 batch per rack of the site (every GPU: power, SM activity, XID 0, DBE 0)."""
+    """One telemetry.samples.v1 batch per rack of the site (every GPU: power, SM activity, XID 0, DBE 0; the
+    rack's PDU input power over three phases: its GPUs plus the spec's platform power, as facility-sim sends)."""
     out = []
     inv = site.inventory
     for rack in inv.racks:
         msg = tpb.TelemetrySamples()
         b = msg.batch
         b.site_id, b.rack_id = site.site_id, rack.rack_id
+        rack_w = 0.0
         for node in site.nodes_of_rack(rack.rack_id):
-            k = int(inv.node_gpus[site.node_index[node]])
+            n = site.node_index[node]
+            k = int(inv.node_gpus[n])
             g = b.nodes.add(node_id=node).gpus
             g.gpu_index.extend(range(k))
-            g.power_w.extend((600.0 + 50.0 * rng.standard_normal(k)).tolist())
+            power = 600.0 + 50.0 * rng.standard_normal(k)
+            g.power_w.extend(power.tolist())
             g.sm_active.extend(np.clip(0.8 + 0.05 * rng.standard_normal(k), 0, 1).tolist())
             g.xid_errors.extend([0] * k)
             g.ecc_dbe_total.extend([0] * k)
+            rack_w += float(power.sum()) + site.platform_w_per_gpu[n] * k
+        b.rack.pdu_input_power_w.extend([rack_w / 3] * 3)
         out.append(SimpleNamespace(key=rack.rack_id, message=msg))
     return out
 
