@@ -71,25 +71,32 @@ def test_grouped_gemm_time_is_monotone_in_experts_and_rows() -> None:
     assert GROUPED_GEMM_STREAMS >= 1
 
 
-def _moe_job(precision: str = "bf16", experts: int = 128, tp: int = 1) -> JobSpec:
+def _moe_job(precision: str = "bf16", experts: int = 128, tp: int = 1, gpu: str = "H100-SXM") -> JobSpec:
     shape = dataclasses.replace(QWEN_MOE, moe_experts=experts)
     return JobSpec(shape, Parallelism(tp=tp, pp=1, dp=16 // tp, ep=8),
-                   TrainingSetup(micro_batch=1, global_batch=64, precision=precision), gpu="H100-SXM")
+                   TrainingSetup(micro_batch=1, global_batch=64, precision=precision), gpu=gpu)
 
 
+@pytest.mark.parametrize("gpu", ["H100-SXM", "B200"])
 @pytest.mark.parametrize("tp", [1, 2])
-def test_fp8_casts_every_routed_copy_of_the_expert_input(tp: int) -> None:
+def test_fp8_casts_every_routed_copy_of_the_expert_input(tp: int, gpu: str) -> None:
     """The memory-bound difference between an FP8 and a BF16 MoE job is exactly the casts of each FP8 GEMM's
     input: QKV (h), projection (q), expert up-projection on every routed copy (top-k x h) and down-projection
-    (top-k x f), forward and twice in backward."""
-    bf16, fp8 = predict_step(_moe_job("bf16", tp=tp)), predict_step(_moe_job("fp8", tp=tp))
-    job = _moe_job("fp8", tp=tp)
+    (top-k x f), forward and twice in backward; on Hopper each cast also writes the column-wise copy its TN-only
+    FP8 GEMMs need."""
+    from twin.jobs.domain.step import FP8_TRANSPOSE_BYTES
+
+    bf16, fp8 = predict_step(_moe_job("bf16", tp=tp, gpu=gpu)), predict_step(_moe_job("fp8", tp=tp, gpu=gpu))
+    job = _moe_job("fp8", tp=tp, gpu=gpu)
+    spec = gpu_spec(gpu)
     m = job.model
     tok = job.training.micro_batch * m.seq_len
     moe_tok = tok / tp  # sequence parallel: the MoE layer sees the shard
-    per_layer = FP8_CAST_BYTES * (tok * (m.hidden + m.q_dim / tp + m.moe_topk * m.ffn_hidden / tp)
-                                  + moe_tok * m.moe_topk * m.hidden)
-    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    cast = FP8_CAST_BYTES + (1.0 if spec.arch == "hopper" else 0.0)
+    assert FP8_TRANSPOSE_BYTES.get(spec.arch, 0.0) == cast - FP8_CAST_BYTES
+    per_layer = cast * (tok * (m.hidden + m.q_dim / tp + m.moe_topk * m.ffn_hidden / tp)
+                        + moe_tok * m.moe_topk * m.hidden)
+    hbm = spec.hbm_TBps * 1e12 * HBM_EFFICIENCY
     expected = job.micro_batches * m.layers * 3.0 * per_layer / hbm
     assert fp8.memory_s - bf16.memory_s == pytest.approx(expected, rel=1e-9)
 

@@ -156,6 +156,12 @@ MOE_PERMUTE_ELEMENTS = 5.0
 ROUTER_BYTES_PER_LOGIT = 16.0
 #: FP8 cast traffic per GEMM input element: read BF16 (2) + write FP8 (1)
 FP8_CAST_BYTES = 3.0
+#: Hopper's FP8 tensor-core GEMMs take only the "TN" layout (cuBLASLt ``cublasLtMatmul`` FP8 requirements; Transformer
+#: Engine, common/gemm/cublaslt_gemm.cu: "Hopper only supports TN GEMMs for FP8. Column-wise data is transpose of
+#: data", and its "Performance considerations" guide, "Handling transposes"), so every cast tensor that feeds both
+#: a forward/dgrad GEMM and a wgrad GEMM is written twice, row-wise and column-wise (+1 byte per element);
+#: Blackwell runs FP8 GEMMs in any layout
+FP8_TRANSPOSE_BYTES = {"hopper": 1.0}
 #: cross-entropy over the logits, bytes per logit element, counted from Megatron-LM's vocab-parallel cross
 #: entropy (megatron/core/tensor_parallel/cross_entropy.py, called on ``output.float()``): forward upcast
 #: (read 2, write 4), max (read 4), subtract (read 4, write 4), exp (read 4, write 4), sum (read 4), normalise
@@ -419,7 +425,8 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         # casts of each FP8 GEMM's activation input: QKV (h), output projection (q), FFN up (h, once per routed
         # copy: the grouped GEMM's input is the permuted tokens x top-k), FFN down (f per copy)
         fc1_in = k_top * h * (moe_tokens / tok) if m_.is_moe else h
-        ew_fwd += FP8_CAST_BYTES * tok * (h + fc1_in + q / tp + k_top * f / tp) / hbm
+        cast_bytes = FP8_CAST_BYTES + FP8_TRANSPOSE_BYTES.get(gpu.arch, 0.0)
+        ew_fwd += cast_bytes * tok * (h + fc1_in + q / tp + k_top * f / tp) / hbm
     logits_mem = LOGITS_BYTES_PER_ELEMENT * tok * V / tp / hbm
 
     recompute_fwd_share = {"none": 0.0, "selective": 0.0, "op": 0.5, "full": 1.0}[t.recompute]
