@@ -333,8 +333,8 @@ class SitePowerReader:
     produced it), so an old state read back at start does not pass for a live one."""
 
     #: Records read back from the end of the site's partition at start (assumption, stated: the partition holds
-    #: ~1/12 of the rack and component states of each evaluation, about 130 on the 100,000-GPU preset, so this
-    #: covers dozens of evaluations; older ones would be stale anyway).
+    #: ~1/12 of the rack and component states of each evaluation, about 270 on the 100,000-GPU preset's 3,125
+    #: racks, so this covers over a dozen evaluations, seconds apart; older ones would be stale anyway).
     LOOKBACK = 5000
 
     def __init__(self, engine: Engine, site_id: str, topic: Topic) -> None:
