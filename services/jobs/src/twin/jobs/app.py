@@ -1,22 +1,23 @@
 """Composition root of the jobs service: real adapters by default, fakes injectable for tests.
 
     facility spec ─▶ SiteMap (nodes, GPU ids, leaf groups, cooling groups, UPS racks)
-    jobs.events.v1 ───run_consumer─▶ EventsHandler ─┐
-    fabric.state.v1 ──run_consumer─▶ FabricHandler ─┤                      ┌▶ jobs.state.v1, job_state
-    power.plans.v1 ───run_consumer─▶ PlansHandler ──┼─▶ JobTwin ─ Engine ──┤
-    power.alerts.v1 ──run_consumer─▶ AlertsHandler ─┤     ▲                └▶ jobs.recommendations.v1
-    cooling.alerts.v1 run_consumer─▶ AlertsHandler ─┤     │ comm times per collective on the job's GPUs
-    telemetry.samples.v1 ──────────▶ TelemetryHandler┤     │
-    power.state.v1 (site's partition, no group) ─▶ SitePowerReader (facility / IT: energy overhead)
+    jobs.events.v1 ───run_consumer─▶ EventsHandler ───┐
+    fabric.state.v1 ──run_consumer─▶ FabricHandler ───┤                      ┌▶ jobs.state.v1, job_state
+    power.plans.v1 ───run_consumer─▶ PlansHandler ────┼─▶ JobTwin ─ Engine ──┤
+    power.alerts.v1 ──run_consumer─▶ AlertsHandler ───┤     ▲                └▶ jobs.recommendations.v1
+    cooling.alerts.v1 run_consumer─▶ AlertsHandler ───┤     │ comm times per collective on the job's GPUs
+    telemetry.samples.v1 ──────────▶ TelemetryHandler ┤     │
+    power.state.v1 (site key, no group) SitePowerReader┘     │ (facility / IT power: the energy overhead)
     tick (JOBS_TICK_S) ─────────────────────────────────  └── gRPC FabricSimulationService (JOBS_FABRIC_TARGET)
     slurmrestd (JOBS_SLURMRESTD_URL, polled) ─▶ jobs.events.v1 (parser rejects ─▶ jobs.events.v1.dlq)
     gRPC JobService ◀─ the twin (what-ifs), job_state_latest for jobs this process does not hold
 
 Consumer groups: `<group>` reads jobs.events.v1, `<group>-fabric` fabric.state.v1, `<group>-power`
 power.alerts.v1 and power.plans.v1 (one group each: `<group>-power-alerts`, `<group>-power-plans`) and
-`<group>-cooling` cooling.alerts.v1 (when twin.core.topics has it), `<group>-telemetry` telemetry.samples.v1;
-power.state.v1 is read with no group (every process needs the site state: only the site key's partition), so a rebalance of one input never pauses
-another. At start the job book is rebuilt from jobs.events.v1 and the link state asked of the fabric twin.
+`<group>-cooling` cooling.alerts.v1 (when twin.core.topics has it), `<group>-telemetry` telemetry.samples.v1, so
+a rebalance of one input never pauses another; power.state.v1 is read with no group (every process needs the
+site state: only the partition of the site id's key). At start the job book is rebuilt from jobs.events.v1 and
+the link state asked of the fabric twin.
 
 Settings: `python -m twin.jobs --help` lists them all (JobsConfig below is the one place they are declared).
 JOBS_CONSUME=0 runs gRPC only: no Kafka, no database.
