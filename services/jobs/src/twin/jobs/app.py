@@ -7,8 +7,8 @@
     power.alerts.v1 ──run_consumer─▶ AlertsHandler ───┤     ▲                └▶ jobs.recommendations.v1
     cooling.alerts.v1 run_consumer─▶ AlertsHandler ───┤     │ comm times per collective on the job's GPUs
     telemetry.samples.v1 ──────────▶ TelemetryHandler ┤     │
-    power.state.v1 (site key, no group) SitePowerReader┘     │ (facility / IT power: the energy overhead)
-    tick (JOBS_TICK_S) ─────────────────────────────────  └── gRPC FabricSimulationService (JOBS_FABRIC_TARGET)
+    power.state.v1 (site key, no group) SitePowerReader┘    │ (facility / IT power: the energy overhead)
+    tick (JOBS_TICK_S) ───────────────────────────────────  └── gRPC FabricSimulationService (JOBS_FABRIC_TARGET)
     slurmrestd (JOBS_SLURMRESTD_URL, polled) ─▶ jobs.events.v1 (parser rejects ─▶ jobs.events.v1.dlq)
     gRPC JobService ◀─ the twin (what-ifs), job_state_latest for jobs this process does not hold
 
