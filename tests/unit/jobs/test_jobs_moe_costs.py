@@ -149,3 +149,19 @@ def test_varlen_attention_adds_its_unpad_and_pad_copies(recompute: str) -> None:
     expected = shape.layers * passes * per_layer / (H100.hbm_TBps * 1e12 * HBM_EFFICIENCY)
     assert varlen.memory_s - eager.memory_s == pytest.approx(expected, rel=1e-9)
     assert varlen.gemm_s == pytest.approx(eager.gemm_s) and varlen.attention_s == pytest.approx(eager.attention_s)
+
+
+def test_expert_optimizer_state_is_sharded_over_the_expert_data_parallel_group() -> None:
+    """ZeRO-1 shards expert parameters over DP x CP / EP ranks (where their gradients are reduced), not over all
+    DP x CP ranks: doubling EP at fixed DP doubles each GPU's expert optimizer work per expert parameter."""
+    from twin.jobs.domain.step import OPTIMIZER_BYTES_PER_PARAM
+
+    job = _moe_job()  # dp 16, ep 8 -> expert DP 2
+    m = job.model
+    pred = predict_step(job)
+    mats = 3
+    expert_local = mats * m.hidden * m.ffn_hidden * m.moe_experts * m.layers / 8
+    dense_local = m.params - mats * m.hidden * m.ffn_hidden * m.moe_experts * m.layers
+    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    expected = OPTIMIZER_BYTES_PER_PARAM * (dense_local / 16 + expert_local / 2) / hbm
+    assert pred.optimizer_s == pytest.approx(expected, rel=1e-9)

@@ -510,8 +510,11 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
             raw["dp"] = ar
             exposed["dp"] = _exposed(ar, ov.dp, t_bwd)
 
-    shard = dpcp if p.data_parallel in ("zero1", "fsdp") else 1
-    optimizer = OPTIMIZER_BYTES_PER_PARAM * (dense_local + expert_local) / shard / hbm
+    # the distributed optimizer / FSDP shards dense parameters over DP x CP and expert parameters over the expert
+    # data-parallel group (DP x CP / EP), the groups their gradients are reduced in
+    sharded = p.data_parallel in ("zero1", "fsdp")
+    shard, eshard = (dpcp, max(edp, 1)) if sharded else (1, 1)
+    optimizer = OPTIMIZER_BYTES_PER_PARAM * (dense_local / shard + expert_local / eshard) / hbm
 
     # hidden communication still occupies NCCL's SMs: the overlapped compute loses that share meanwhile
     sm_share = NCCL_CHANNELS / gpu.sms
