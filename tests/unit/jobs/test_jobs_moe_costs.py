@@ -165,3 +165,21 @@ def test_expert_optimizer_state_is_sharded_over_the_expert_data_parallel_group()
     hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
     expected = OPTIMIZER_BYTES_PER_PARAM * (dense_local / 16 + expert_local / 2) / hbm
     assert pred.optimizer_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_megatron_all_to_all_dispatcher_sorts_tokens_by_local_expert() -> None:
+    """With several local experts, Megatron-Core's all-to-all dispatcher re-sorts the received tokens by local
+    expert and back (a read and a write each way per routed copy); DeepEP's dispatcher is not charged for it."""
+    from twin.jobs.domain.step import ACT_BYTES, MOE_SORT_CHUNKS_ELEMENTS
+
+    def job(kernel: str, ep: int) -> JobSpec:
+        return JobSpec(QWEN_MOE, Parallelism(tp=1, pp=1, dp=16, ep=ep),
+                       TrainingSetup(micro_batch=1, global_batch=64, moe_kernel=kernel), gpu="H100-SXM")
+
+    a2a, deepep = predict_step(job("nccl_alltoall", 8)), predict_step(job("deepep_normal", 8))
+    m = QWEN_MOE
+    tok = m.seq_len
+    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    expected = job("nccl_alltoall", 8).micro_batches * m.layers * 3.0 * ACT_BYTES * MOE_SORT_CHUNKS_ELEMENTS \
+        * tok * m.moe_topk * m.hidden / hbm
+    assert a2a.memory_s - deepep.memory_s == pytest.approx(expected, rel=1e-9)

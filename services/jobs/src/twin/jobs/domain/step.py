@@ -149,6 +149,11 @@ ACT_BYTES = 2.0
 #: write), un-permute after combine (read, write), probability-weighted sum (read) = 5 (Megatron-Core
 #: moe_utils permute/unpermute); backward streams twice that
 MOE_PERMUTE_ELEMENTS = 5.0
+#: Megatron-Core's all-to-all dispatcher with more than one local expert also sorts the received tokens by local
+#: expert after the dispatch ("permutation 2") and back before the combine ("unpermutation 2"),
+#: ``sort_chunks_by_idxs`` in megatron/core/transformer/moe/token_dispatcher.py: a read and a write each, per
+#: token-expert pair, in h-sized elements
+MOE_SORT_CHUNKS_ELEMENTS = 4.0
 #: MoE router after its GEMM, per token and routed expert logit, forward: the scores in FP32 (Megatron-Core
 #: ``--moe-router-dtype fp32``, the precision its MoE recipes route in) written by the upcast (4), softmax read and
 #: written (8), top-k selection read (4) = 16 bytes; the load-balancing statistics add reads of the same order
@@ -419,7 +424,10 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         ew_fwd += 4.0 * 2.0 * tok * h * ACT_BYTES / hbm
     moe_tokens = tok / (tp if p.sequence_parallel else 1)  # the MoE layer's input: the sequence-parallel shard
     if m_.is_moe:
-        ew_fwd += ACT_BYTES * MOE_PERMUTE_ELEMENTS * moe_tokens * k_top * h / hbm
+        permute = MOE_PERMUTE_ELEMENTS
+        if t.moe_kernel == "nccl_alltoall" and m_.moe_experts / max(ep, 1) > 1:
+            permute += MOE_SORT_CHUNKS_ELEMENTS
+        ew_fwd += ACT_BYTES * permute * moe_tokens * k_top * h / hbm
         ew_fwd += ROUTER_BYTES_PER_LOGIT * moe_tokens * m_.moe_experts / hbm
     if fp8:
         # casts of each FP8 GEMM's activation input: QKV (h), output projection (q), FFN up (h, once per routed
