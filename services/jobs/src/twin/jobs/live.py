@@ -47,7 +47,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from twin.jobs.domain.book import ENDED, EventRejected, JobBook, JobRecord, JobStatus, plan_event
+from twin.jobs.domain.book import (
+    ENDED,
+    EventRejected,
+    JobBook,
+    JobRecord,
+    JobStatus,
+    plan_event,
+    plan_progress,
+)
 from twin.jobs.domain.comm import CollectiveCall, LinkModel
 from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.goodput import (
@@ -345,6 +353,21 @@ class JobTwin:
             self._progress_due(ev.job_id, live)
         else:
             self._touched.add(ev.job_id)
+        return True
+
+    def apply_progress(self, job_id: str, time_s: float, step: int, step_time_s: float, tokens_per_s: float) -> bool:
+        """``apply`` of a PROGRESS event without spec or placement, from its fields (``codec.progress_report``; the
+        handler's path for the hottest event): the same book change, the same rejections, no ``JobEvent`` built."""
+        rec = self.book.jobs.get(job_id)
+        if rec is None:
+            raise EventRejected(f"progress event for unknown job {job_id!r}")
+        new = plan_progress(rec, time_s, step, step_time_s, tokens_per_s)
+        if new is None:
+            return False
+        if job_id not in self._seq:
+            self._seq[job_id] = len(self._seq)
+        self.book.commit((new, None))
+        self._progress_due(job_id, self._live(job_id))
         return True
 
     def _progress_due(self, job_id: str, live: JobLive) -> None:

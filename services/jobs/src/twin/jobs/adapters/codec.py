@@ -191,6 +191,29 @@ def event_from_proto(msg: pb.JobEvent) -> JobEvent:
             from None
 
 
+_PROGRESS = pb.JOB_EVENT_KIND_PROGRESS
+#: protobuf's Timestamp range (0001-01-01 .. 9999-12-31), as ``Timestamp.ToNanoseconds`` checks it
+_TS_MIN_S, _TS_MAX_S = -62135596800, 253402300799
+
+
+def progress_report(msg: pb.JobEvent) -> tuple[str, float, int, float, float] | None:
+    """(job_id, time_s, step, step_time_s, tokens_per_s) of a PROGRESS event without spec or placement that
+    ``event_from_proto`` accepts, with the same values it would give (``JobTwin.apply_progress`` takes them);
+    None for any other event, or one it would refuse (the general path then decodes it and says why)."""
+    if msg.kind != _PROGRESS or not msg.job_id or msg.HasField("spec") or msg.HasField("placement"):
+        return None
+    if not msg.HasField("event_time") or (msg.failure_cause and msg.failure_cause not in _CAUSE_BACK):
+        return None
+    ts = msg.event_time
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (0 <= nanos <= 999_999_999 and _TS_MIN_S <= seconds <= _TS_MAX_S):
+        return None
+    step_time, tokens = msg.measured_step_time_s, msg.measured_tokens_per_s
+    if not (step_time > 0 or tokens > 0):
+        return None
+    return msg.job_id, (seconds * 1_000_000_000 + nanos) / 1e9, msg.step, step_time, tokens
+
+
 #: the fields a PROGRESS event without spec or placement leaves at their defaults (see ``_progress_event``)
 _PROGRESS_DEFAULTS = {"nodes": (), "n_nodes": 0, "n_gpus": 0, "exit_code": None, "signal": None, "spec": None}
 

@@ -178,16 +178,23 @@ class EventsHandler:
         self.engine.causes.add(records)
         for rec in records:
             try:
-                ev, gpus = codec.job_event(rec.message)
-                if rec.key is not None and rec.key != ev.job_id:
-                    raise InvalidMessage("job_id", f"{ev.job_id!r} differs from the record key {rec.key!r}")
-                twin.apply(ev, gpus)
+                report = codec.progress_report(rec.message)  # the hottest event, without building a JobEvent
+                job_id = report[0] if report is not None else None
+                if report is None:
+                    ev, gpus = codec.job_event(rec.message)
+                    job_id = ev.job_id
+                if rec.key is not None and rec.key != job_id:
+                    raise InvalidMessage("job_id", f"{job_id!r} differs from the record key {rec.key!r}")
+                if report is not None:
+                    twin.apply_progress(*report)
+                else:
+                    twin.apply(ev, gpus)
             except (InvalidMessage, EventRejected) as exc:
                 rejected.append(_reject(rec, exc))
                 continue
             self.engine.stats.events += 1
-            if ev.kind == EventKind.PROGRESS:
-                progressed.add(ev.job_id)
+            if report is not None or ev.kind == EventKind.PROGRESS:
+                progressed.add(job_id)
         before = {j: twin.jobs[j].error_n for j in progressed if j in twin.jobs}
         for job_id in progressed:
             twin.progress(job_id)

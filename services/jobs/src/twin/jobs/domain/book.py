@@ -195,6 +195,9 @@ def plan_event(book: JobBook, ev: JobEvent, facility: Facility | None = None
                          attributes=dict(ev.attributes)), None
     if rec is None:
         raise EventRejected(f"{ev.kind.value} event for unknown job {ev.job_id!r}")
+    if ev.kind == EventKind.PROGRESS:
+        new = plan_progress(rec, ev.time_s, ev.step, ev.step_time_s, ev.tokens_per_s)
+        return None if new is None else (new, None)
     if rec.status in ENDED:
         if ev.kind == rec.last_kind and ev.time_s <= rec.last_event_s:
             return None  # replay of the final event
@@ -213,13 +216,6 @@ def plan_event(book: JobBook, ev: JobEvent, facility: Facility | None = None
                       started_s=rec.started_s or ev.time_s, last_event_s=ev.time_s, last_kind=ev.kind,
                       restarts=restarts)
         return new, _split(n_gpus, ev.nodes)
-    if ev.kind == EventKind.PROGRESS:
-        if rec.status != JobStatus.RUNNING:
-            raise EventRejected(f"progress for job {ev.job_id!r} that is {rec.status.value}")
-        new = _evolve(rec, step=max(rec.step, ev.step), last_event_s=ev.time_s, last_kind=ev.kind,
-                      measured_step_time_s=ev.step_time_s or rec.measured_step_time_s,
-                      measured_tokens_per_s=ev.tokens_per_s or rec.measured_tokens_per_s)
-        return new, None
     if ev.kind == EventKind.CHECKPOINTED:
         if rec.status != JobStatus.RUNNING:
             raise EventRejected(f"checkpoint for job {ev.job_id!r} that is {rec.status.value}")
@@ -231,6 +227,24 @@ def plan_event(book: JobBook, ev: JobEvent, facility: Facility | None = None
     new = _evolve(rec, status=status, ended_s=ev.time_s, last_event_s=ev.time_s, last_kind=ev.kind,
                   failure_cause=ev.cause, spec=spec)
     return new, {}
+
+
+def plan_progress(rec: JobRecord, time_s: float, step: int, step_time_s: float, tokens_per_s: float
+                  ) -> JobRecord | None:
+    """``plan_event`` for a PROGRESS event of the known job ``rec`` (the hottest event: every job may report every
+    second, so the job twin's handler also calls this directly, without building a ``JobEvent``): the job's new
+    record, None for a replay; raises ``EventRejected``."""
+    if rec.status in ENDED:
+        if rec.last_kind == EventKind.PROGRESS and time_s <= rec.last_event_s:
+            return None  # replay of the final event
+        raise EventRejected(f"progress event for job {rec.job_id!r} that already {rec.status.value}")
+    if time_s < rec.last_event_s or (time_s == rec.last_event_s and rec.last_kind == EventKind.PROGRESS):
+        return None  # older than what the book holds: a replay
+    if rec.status != JobStatus.RUNNING:
+        raise EventRejected(f"progress for job {rec.job_id!r} that is {rec.status.value}")
+    return _evolve(rec, step=max(rec.step, step), last_event_s=time_s, last_kind=EventKind.PROGRESS,
+                   measured_step_time_s=step_time_s or rec.measured_step_time_s,
+                   measured_tokens_per_s=tokens_per_s or rec.measured_tokens_per_s)
 
 
 def apply_event(book: JobBook, ev: JobEvent, facility: Facility | None = None) -> JobBook:
