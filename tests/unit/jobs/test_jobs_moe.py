@@ -81,13 +81,22 @@ def test_forward_backward_and_recompute_repeat_dispatch_and_combine() -> None:
     assert full.raw_comm_s["ep"] == pytest.approx(job.micro_batches * job.model.layers * 3.0 * per_layer)
 
 
-def test_fp8_jobs_dispatch_in_fp8_with_scales_and_combine_in_bf16() -> None:
-    d8, c8 = moe_calls(moe_job(precision="fp8"), 8)
-    d16, c16 = moe_calls(moe_job(precision="bf16"), 8)
+def test_fp8_jobs_dispatch_in_fp8_with_scales_on_deepep_and_combine_in_bf16() -> None:
+    d8, c8 = moe_calls(moe_job(precision="fp8", kernel="deepep_normal"), 8)
+    d16, c16 = moe_calls(moe_job(precision="bf16", kernel="deepep_normal"), 8)
     assert d8.moe.precision == "fp8" and c8.moe.precision == "bf16" and d16.moe.precision == "bf16"
     assert moe_bytes_per_token(2048, "fp8") == 2048 + 4 * 16  # one FP32 scale per 128 elements
     assert d8.size_bytes == 4096 * 8 * (2048 + 64) and c8.size_bytes == d16.size_bytes == 4096 * 8 * 2 * 2048
     assert own(moe_job())(d8) < own(moe_job())(d16)
+
+
+def test_megatrons_all_to_all_dispatcher_sends_bf16_even_for_fp8_jobs() -> None:
+    # Megatron-Core dispatches the permuted BF16 tokens (moe_dispatch_fwd_dtype defaults to bf16); the expert
+    # GEMMs quantize after the dispatch
+    d8, c8 = moe_calls(moe_job(precision="fp8"), 8)
+    d16, _ = moe_calls(moe_job(precision="bf16"), 8)
+    assert d8.moe.precision == "bf16" and c8.moe.precision == "bf16"
+    assert d8.size_bytes == d16.size_bytes == 4096 * 8 * 2 * 2048
 
 
 def test_moe_calls_need_their_traffic_and_bad_kernels_are_refused() -> None:

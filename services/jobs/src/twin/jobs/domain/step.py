@@ -303,15 +303,18 @@ def moe_tokens_per_rank(job: JobSpec) -> int:
 
 def moe_calls(job: JobSpec, gpus_per_domain: int) -> tuple[CollectiveCall, CollectiveCall]:
     """The forward dispatch and combine of one MoE layer for one micro-batch, over the EP group (``ep`` ranks
-    ``tp`` apart). Dispatch precision: FP8 when the job trains in FP8 (DeepSeek-V3 sec. 3.3.4 quantizes the
-    activations before the MoE up-projections to FP8 for dispatch), else BF16; combine always BF16 (DeepSeek-V3
-    keeps combine in BF16; DeepEP combines in BF16 only)."""
+    ``tp`` apart). Dispatch precision: FP8 when an FP8 job dispatches with DeepEP (DeepSeek-V3 sec. 3.3.4 quantizes
+    the activations before the MoE up-projections to FP8 for dispatch; DeepEP takes FP8 with scales), else BF16:
+    Megatron-Core's all-to-all dispatcher sends the permuted BF16 tokens and its expert GEMMs quantize after the
+    dispatch (megatron/core/transformer/transformer_config.py ``moe_dispatch_fwd_dtype`` defaults to 'bf16', the
+    only other choice being Blackwell's MXFP8; HybridEP, moe/fused_a2a.py: "we do not support fp8 dispatch").
+    Combine always BF16 (DeepSeek-V3 keeps combine in BF16; DeepEP combines in BF16 only)."""
     m, p = job.model, job.parallel
     group = group_for(p.ep, p.tp, gpus_per_domain)
     tokens = moe_tokens_per_rank(job)
     kernel = job.training.moe_kernel
-    disp = MoeTraffic(kernel, tokens, m.hidden, m.moe_topk, m.moe_experts,
-                      "fp8" if job.training.precision == "fp8" else "bf16")
+    fp8_dispatch = job.training.precision == "fp8" and kernel.startswith("deepep")
+    disp = MoeTraffic(kernel, tokens, m.hidden, m.moe_topk, m.moe_experts, "fp8" if fp8_dispatch else "bf16")
     comb = MoeTraffic(kernel, tokens, m.hidden, m.moe_topk, m.moe_experts, "bf16")
     return (CollectiveCall("ep", "moe_dispatch", disp.logical_bytes, group, disp),
             CollectiveCall("ep", "moe_combine", comb.logical_bytes, group, comb))
@@ -320,8 +323,8 @@ def moe_calls(job: JobSpec, gpus_per_domain: int) -> tuple[CollectiveCall, Colle
 def ep_layer_s(job: JobSpec, comm_time: CommTimer, gpus_per_domain: int) -> float:
     """Dispatch + combine of one MoE layer's forward for one micro-batch (0 without expert parallelism). The
     backward runs the same pair again on the gradients (the combine's gradient travels the dispatch's way, in FP8
-    under the FP8 recipe -- DeepSeek-V3 sec. 3.3.4 quantizes the activation gradient before the down-projection --
-    and the dispatch's gradient travels back in BF16), and a full recomputation repeats the forward pair: the
+    where the dispatch is -- DeepSeek-V3 sec. 3.3.4 quantizes the activation gradient before the down-projection
+    -- and the dispatch's gradient travels back in BF16), and a full recomputation repeats the forward pair: the
     step model multiplies this by 2 (+1)."""
     if not job.model.is_moe or job.parallel.ep <= 1:
         return 0.0
