@@ -1,6 +1,7 @@
-"""MoE layer costs beyond the all-to-all, and GEMM tile quantization (issue 11 validation): expert GEMMs as
-Transformer Engine's GroupedLinear runs them (one GEMM per local expert, a few streams at a time), the FP8 cast of
-every routed copy, and the router's FP32 softmax/top-k traffic."""
+"""Mechanisms of the issue-11 validation pass (step model): GEMM tile quantization; MoE costs beyond the all-to-all
+(expert GEMMs as Transformer Engine's GroupedLinear runs them, the FP8 cast of every routed copy, the router's FP32
+softmax/top-k traffic, Megatron's re-sort by local expert, expert optimizer sharding); the causal flash-attention
+backward; LLM Foundry's varlen copies and its FlashAttention-1 tables."""
 
 from __future__ import annotations
 
@@ -183,3 +184,34 @@ def test_megatron_all_to_all_dispatcher_sorts_tokens_by_local_expert() -> None:
     expected = job("nccl_alltoall", 8).micro_batches * m.layers * 3.0 * ACT_BYTES * MOE_SORT_CHUNKS_ELEMENTS \
         * tok * m.moe_topk * m.hidden / hbm
     assert a2a.memory_s - deepep.memory_s == pytest.approx(expected, rel=1e-9)
+
+
+def test_flash_attention_1_runs_at_half_fa2_on_ampere_and_is_not_guessed_elsewhere() -> None:
+    shape = ModelShape(layers=24, hidden=2048, ffn_hidden=8192, heads=16, kv_heads=16, vocab=50368, seq_len=16384)
+
+    def attn(kernel: str, gpu: str) -> float:
+        job = JobSpec(shape, Parallelism(tp=1, pp=1, dp=8, data_parallel="fsdp"),
+                      TrainingSetup(micro_batch=1, global_batch=8, attention_kernel=kernel, kernels="eager_varlen"),
+                      gpu=gpu)
+        return predict_step(job).attention_s
+
+    assert attn("flash1", "A100-80GB") == pytest.approx(2.0 * attn("flash2", "A100-80GB"), rel=1e-12)
+    assert attn("flash1", "H100-SXM") == pytest.approx(attn("flash2", "H100-SXM"), rel=1e-12)
+
+
+def test_validate_reads_llm_foundrys_flash_attention_version_from_the_table() -> None:
+    from twin.jobs.validate import row_job
+
+    base = {"model": "MPT-7b", "params_b": "6.659", "layers": "32", "hidden": "4096", "ffn_hidden": "16384",
+            "heads": "32", "seq_len": "2048", "vocab": "50368", "precision": "bf16", "gpu": "A100-80GB",
+            "n_gpus": "8", "tp": "1", "pp": "1", "dp": "8", "cp": "1", "micro_batch": "6", "global_batch": "48",
+            "tokens_per_s_per_gpu": "4641", "framework": "LLM Foundry / Composer (PyTorch FSDP)"}
+    old, _ = row_job(base | {"note": "section 'A100 80GB with 1600 Gbps node-node interconnect (RoCE)'"})
+    new, why = row_job(base | {"gpu": "H100-SXM", "n_gpus": "128", "dp": "128", "global_batch": "768",
+                             "note": "section 'H100 80GB BF16 (Large Scale, >= 128 GPUs)'"})
+    unknown, _ = row_job(base | {"note": "no table named"})
+    assert old["job"].training.attention_kernel == "flash1"
+    assert any("FlashAttention-1" in a for a in old["assumptions"])
+    assert new is not None, why
+    assert new["job"].training.attention_kernel == "flash2"
+    assert unknown["job"].training.attention_kernel == "flash2"

@@ -27,9 +27,11 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   PyTorch SDPA (FlashAttention-2) attention, batch-first DTensor activations (a copy around each sequence-
   parallel collective), TP overlapped only with "async TP", the local batch split into
   one micro-batch per pipeline stage and 2 stages per rank for "interleaved" schedules (its defaults), fused
-  element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, FlashAttention-2
+  element-wise kernels only with torch.compile (eager: FP32 norms and rotary, its Llama code); LLM Foundry = FSDP FULL_SHARD, flash attention
   through flash-attn's varlen API (MPT's ``flash_attn_fn`` unpads q/k/v and pads the output: eager kernels plus
-  those copies). Recomputation from the note ("full" /
+  those copies): FlashAttention-2 for its ">= 128 GPUs" table (2024-01, ``.[gpu-flash2]``), FlashAttention-1 for
+  the older tables (flash-attn 1.0.x, by the benchmark script's install at the time; read from the note's
+  section). Recomputation from the note ("full" /
   "activation checkpointing True" -> full; torchtitan "selective" -> per-op; otherwise none).
 * network: "N Gbps node-node" (per 8-GPU node) or "N Gb/s/GPU" from the note; DGX H100 / Selene (DGX A100)
   by their published NICs; otherwise the GPU's reference design (one 400 Gb/s NIC per GPU; 200 Gb/s on A100),
@@ -241,6 +243,15 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             recompute = "full" if "activation checkpointing true" in low else "none"
             overlap, par_kw, kernel = OVERLAP_FSDP, {"data_parallel": "fsdp", "sequence_parallel": False}, "flash2"
             kernels = "eager_varlen"  # MPT's flash path: flash-attn varlen with unpad/pad copies
+            if "section" in low and "large scale" not in low:
+                # the benchmark README's tables older than 2024-01 were run with flash-attn 1.0.x: the A100 40 GB
+                # table predates FlashAttention-2; scripts/train/benchmarking/submit_benchmarks.py at b2a43a147
+                # (2023-10, the A100 80 GB and H100 8-GPU tables) installs llm-foundry v0.3.0 ``.[gpu]`` =
+                # flash-attn==1.0.9 (FP8: 1.0.7); the ">= 128 GPUs" table (2024-01) installs ``.[gpu-flash2]``
+                kernel = "flash1"
+                assumptions.append("LLM Foundry table older than 2024-01: FlashAttention-1 (flash-attn 1.0.x)"
+                                   + ("; no Hopper FlashAttention-1 figure read: taken at FlashAttention-2's"
+                                      if gpu.arch != "ampere" else ""))
         elif fw == "megatron2021":
             recompute = "full"  # the paper's runs use activation recomputation (sec. 5.1)
             overlap, par_kw, kernel = OVERLAP_NONE, {"data_parallel": "ddp", "sequence_parallel": False}, "unfused"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 RECOMPUTE_MODES = ("none", "selective", "op", "full")
 #: attention kernels the step model knows (efficiencies in ``step.ATTENTION_EFFICIENCY``)
-ATTENTION_KERNELS = ("flash2", "cudnn", "unfused")
+ATTENTION_KERNELS = ("flash2", "flash1", "cudnn", "unfused")
 #: MoE token dispatch/combine kernels (the fabric twin's EstimateMoe kernels; see ``comm.MoeTraffic``)
 MOE_KERNELS = ("nccl_alltoall", "deepep_normal", "deepep_low_latency")
 

@@ -87,8 +87,16 @@ def _causal_fwd_bwd_fraction(fwd_causal: float, fwd_full: float, bwd_full: float
     return 3.5 / (1.0 / fwd_causal + 2.5 / bwd_causal) / peak
 
 
+#: FlashAttention-1 (flash-attn 1.0.x): on Ampere half of FlashAttention-2 (Dao 2023, FlashAttention-2, abstract:
+#: "around 2x speedup compared to FlashAttention", which reached "only 25-40% of the theoretical maximum FLOPs/s"
+#: on A100 -- 0.29 is inside that range). No Hopper or Blackwell FlashAttention-1 figure was read: there it is
+#: taken at FlashAttention-2's efficiency (an assumption; validation states it on the rows it touches).
+FLASH1_VS_FLASH2_AMPERE = 0.5
 ATTENTION_EFFICIENCY: dict[tuple[str, str], float] = {
     ("ampere", "flash2"): 0.58, ("ampere", "cudnn"): 0.58,
+    ("ampere", "flash1"): 0.58 * FLASH1_VS_FLASH2_AMPERE,
+    ("hopper", "flash1"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
+    ("blackwell", "flash1"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
     ("hopper", "flash2"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
     ("hopper", "cudnn"): _causal_fwd_bwd_fraction(*_FA3_H100["cudnn"]),
     ("blackwell", "flash2"): _causal_fwd_bwd_fraction(*_FA3_H100["flash2"]),
