@@ -215,3 +215,24 @@ def test_validate_reads_llm_foundrys_flash_attention_version_from_the_table() ->
     assert new is not None, why
     assert new["job"].training.attention_kernel == "flash2"
     assert unknown["job"].training.attention_kernel == "flash2"
+
+
+def test_overlapped_ep_traffic_hides_behind_both_expert_gemms() -> None:
+    """With EP overlap allowed, the dispatch/combine hides behind the expert up- AND down-projections (forward and
+    backward), no more."""
+    from twin.jobs.domain import Overlap
+    from twin.jobs.domain.comm import LinkModel
+
+    m = QWEN_MOE
+    job = JobSpec(m, Parallelism(tp=1, pp=1, dp=16, ep=16),
+                  TrainingSetup(micro_batch=1, global_batch=16, overlap=Overlap(ep=1.0)), gpu="H100-SXM")
+    slow = LinkModel.for_gpu(H100, 400.0, degrade=0.02).time_s  # a crawling network: the window is the limit
+    pred = predict_step(job, slow)
+    tok, le = m.seq_len, m.moe_experts / 16
+    m_e = tok * m.moe_topk * 16 / m.moe_experts
+    t = gemm_time_s(H100, np.array([m_e, m_e]), np.array([2 * m.ffn_hidden, m.hidden]),
+                    np.array([m.hidden, m.ffn_hidden]), np.array([False, False]), pred.clock_fraction,
+                    np.array([le, le]))
+    window = m.layers * 3.0 * float(t.sum())
+    assert pred.raw_comm_s["ep"] > window
+    assert pred.raw_comm_s["ep"] - pred.exposed_comm_s["ep"] == pytest.approx(window, rel=1e-9)

@@ -382,7 +382,7 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         # one GEMM per local expert, run as a grouped GEMM (``gemm_time_s`` groups, ``GROUPED_GEMM_STREAMS``)
         rows += [(m_e, (mats - 1) * f / tp, h, 1, fp8, local_experts), (m_e, h, f / tp, 1, fp8, local_experts),
                  (tok, m_.moe_experts, h, 1, False, 1)]
-        n_expert_rows = (2, 3)
+        n_expert_rows = (2, 4)  # the expert up- and down-projections
     else:
         rows += [(tok, (mats - 1) * f / tp, h, 1, fp8, 1), (tok, h, f / tp, 1, fp8, 1)]
         n_expert_rows = (2, 2)
