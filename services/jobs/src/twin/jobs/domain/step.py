@@ -280,10 +280,11 @@ def gemm_time_s(gpu: GpuSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray, fp8: 
     fp8 = np.asarray(fp8, dtype=bool)
     peak = np.where(fp8, gpu.peak_tflops.get("fp8", 0.0) * gpu.gemm_fraction.get("fp8", 0.0),
                     gpu.peak_tflops["bf16"] * gpu.gemm_fraction["bf16"]) * 1e12
-    tiles = np.ceil(m / GEMM_TILE[0]) * np.ceil(n / GEMM_TILE[1])          # per GEMM of the group
+    m_tiles, n_tiles = np.ceil(m / GEMM_TILE[0]), np.ceil(n / GEMM_TILE[1])
+    tiles = m_tiles * n_tiles                                               # per GEMM of the group
     conc = np.minimum(g, GROUPED_GEMM_STREAMS)
-    full_rounds, rest = np.floor(g / conc), g - np.floor(g / conc) * conc
-    waves = full_rounds * np.ceil(conc * tiles / gpu.sms) + np.ceil(rest * tiles / gpu.sms)
+    full_rounds = np.floor(g / conc)
+    waves = full_rounds * np.ceil(conc * tiles / gpu.sms) + np.ceil((g - full_rounds * conc) * tiles / gpu.sms)
     wave_eff = g * tiles / (waves * gpu.sms)
     if gpu.arch == "hopper":
         # the Hopper fractions come from the 8192^3 capture, whose own wave quantization is already in them
@@ -292,7 +293,7 @@ def gemm_time_s(gpu: GpuSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray, fp8: 
     k_eff = (k / (k + GEMM_K0)) / (GEMM_ANCHOR_K / (GEMM_ANCHOR_K + GEMM_K0))
     # tile quantization: a partial tile costs a whole one (NVIDIA Deep Learning Performance guide, "Matrix
     # Multiplication Background", tile and wave quantization) -- useful share of the tiles' rows x columns
-    pad = (m / (np.ceil(m / GEMM_TILE[0]) * GEMM_TILE[0])) * (n / (np.ceil(n / GEMM_TILE[1]) * GEMM_TILE[1]))
+    pad = m * n / (tiles * (GEMM_TILE[0] * GEMM_TILE[1]))
     t_compute = 2.0 * g * m * n * k / (peak * np.minimum(wave_eff, 1.0) * pad * np.minimum(k_eff, 1.0) * clock)
     in_bytes = np.where(fp8, 1.0, 2.0)
     t_memory = g * (in_bytes * (m * k + k * n) + 2.0 * m * n) / (gpu.hbm_TBps * 1e12 * HBM_EFFICIENCY)
