@@ -5,6 +5,8 @@ Untraced calls (no span processor) carry no trace metadata and make no span."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from opentelemetry import trace
@@ -69,6 +71,16 @@ def _only(exporter: InMemorySpanExporter, kind: trace.SpanKind):
     return spans[0]
 
 
+async def _ended(exporter: InMemorySpanExporter, kind: trace.SpanKind, timeout_s: float = 10.0):
+    """The one span of `kind`, once it has ended: grpc.aio runs a client interceptor in a task of its own, and the
+    caller can see a failed call's error before that task has ended its span (bounded wait, polled)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not any(s.kind == kind for s in exporter.get_finished_spans()) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return _only(exporter, kind)
+
+
 async def test_server_span_is_a_child_of_the_client_span_in_the_callers_trace(served):
     server, servicer, server_spans = served
     client_provider, client_spans = _provider(recording=True)
@@ -80,8 +92,8 @@ async def test_server_span_is_a_child_of_the_client_span_in_the_callers_trace(se
             resp = await stub.EstimateCollective(pb.EstimateCollectiveRequest(size_bytes=8), timeout=5,
                                                  metadata=(("authorization", "Bearer x"),))
     assert resp.n_ranks == 8
-    client = _only(client_spans, trace.SpanKind.CLIENT)
-    srv = _only(server_spans, trace.SpanKind.SERVER)
+    client = await _ended(client_spans, trace.SpanKind.CLIENT)
+    srv = await _ended(server_spans, trace.SpanKind.SERVER)
     assert client.parent.span_id == outer.get_span_context().span_id
     assert client.context.trace_id == outer.get_span_context().trace_id
     assert srv.context.trace_id == client.context.trace_id
@@ -105,11 +117,11 @@ async def test_a_failed_call_ends_its_client_span_with_the_status_code(served):
             await pb_grpc.FabricSimulationServiceStub(ch).EstimateCollective(
                 pb.EstimateCollectiveRequest(size_bytes=0), timeout=5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    client = _only(client_spans, trace.SpanKind.CLIENT)
+    client = await _ended(client_spans, trace.SpanKind.CLIENT)
     code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert client.attributes["rpc.grpc.status_code"] == code
     assert client.status.status_code == trace.StatusCode.ERROR and "INVALID_ARGUMENT" in client.status.description
-    srv = _only(server_spans, trace.SpanKind.SERVER)
+    srv = await _ended(server_spans, trace.SpanKind.SERVER)
     assert srv.parent.span_id == client.context.span_id and srv.attributes["rpc.grpc.status_code"] == code
 
 
@@ -124,7 +136,7 @@ async def test_untraced_calls_send_no_trace_metadata_and_make_no_span(served):
     assert resp.n_ranks == 8
     assert "traceparent" not in servicer.metadata[-1] and "tracestate" not in servicer.metadata[-1]
     assert client_spans.get_finished_spans() == ()
-    srv = _only(server_spans, trace.SpanKind.SERVER)
+    srv = await _ended(server_spans, trace.SpanKind.SERVER)
     assert srv.parent is None, "no context sent: the server span starts its own trace"
 
 
@@ -140,9 +152,9 @@ async def test_the_kits_channel_traces_with_the_global_provider(served):
         with trace.get_tracer("tests").start_as_current_span("caller") as outer:
             await pb_grpc.FabricSimulationServiceStub(ch).EstimateCollective(
                 pb.EstimateCollectiveRequest(size_bytes=8), timeout=5)
-    client = next(s for s in exported.get_finished_spans() if s.kind == trace.SpanKind.CLIENT)
+    client = await _ended(exported, trace.SpanKind.CLIENT)
     assert client.parent.span_id == outer.get_span_context().span_id
-    srv = _only(server_spans, trace.SpanKind.SERVER)
+    srv = await _ended(server_spans, trace.SpanKind.SERVER)
     assert srv.parent.span_id == client.context.span_id and srv.context.trace_id == outer.get_span_context().trace_id
 
 
