@@ -228,9 +228,35 @@ def test_a_state_from_the_cached_static_part_is_the_message_state_to_proto_build
         if running:
             msg.risk_flags.extend(pb.RiskFlag(kind=codec._RISK[f.kind], entity_id=f.entity_id,
                                               slowdown_fraction=f.slowdown, detail=f.detail) for f in live.flags)
+            if live.prediction is not None and live.comm is not None:
+                msg.comm_source = {"fabric": pb.COMM_SOURCE_FABRIC_TWIN,
+                                   "local": pb.COMM_SOURCE_OWN_ESTIMATE}[live.comm.source]
+                msg.comm_source_detail = live.comm_detail
         kwh = live.energy_j / 3.6e6
         msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * 0.1, kwh * 0.2
+        if live.overhead_source:
+            msg.energy_overhead_factor = live.overhead_factor
+            msg.energy_overhead_source = {"site": pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE,
+                                          "setting": pb.ENERGY_OVERHEAD_SOURCE_SETTING}[live.overhead_source]
         return msg
+
+    class Unreachable:
+        up = True
+
+        async def answer(self, inp, calls, hot_gpus=()) -> CommAnswer:
+            return CommAnswer({}, "local", "fabric twin unreachable: UNAVAILABLE (test)", retry=True)
+
+    def same(twin, clock) -> dict:
+        out = {}
+        for _ in range(2):  # built, then from the cache
+            for job_id in JOBS:
+                view = twin.view(job_id)
+                got = codec.view_to_proto(view, clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.2)
+                assert got == plain(view, clock.t)
+                assert got.SerializeToString(deterministic=True) == plain(view, clock.t).SerializeToString(
+                    deterministic=True)
+                out[job_id] = got
+        return out
 
     twin, eng, clock, rec = setup()
     twin.set_links({"leaf-r0-g0/spine1": LinkHealth(0.5)})
@@ -238,10 +264,54 @@ def test_a_state_from_the_cached_static_part_is_the_message_state_to_proto_build
     twin.apply(JobEvent("k", EventKind.PROGRESS, clock.t, step=10, step_time_s=2.0))
     twin.apply(JobEvent("m", EventKind.FINISHED, clock.t))
     refresh(eng, clock)
-    for _ in range(2):  # built, then from the cache
-        for job_id in JOBS:
-            view = twin.view(job_id)
-            got = codec.view_to_proto(view, clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.2)
-            assert got == plain(view, clock.t)
-            assert got.SerializeToString(deterministic=True) == plain(view, clock.t).SerializeToString(
-                deterministic=True)
+    got = same(twin, clock)
+    assert got["j"].comm_source == pb.COMM_SOURCE_FABRIC_TWIN and got["j"].comm_source_detail == "test"
+    assert got["m"].comm_source == pb.COMM_SOURCE_UNSPECIFIED  # finished: no prediction
+    assert got["k"].energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SETTING
+    assert got["k"].energy_overhead_factor == twin.settings.pue
+    # provenance changes without a new prediction: the cached static part is reused, the fields are not frozen
+    statics = {j: codec._STATIC[j][1] for j in ("j", "k")}
+    twin.set_site_power(clock.t, clock.t, 1.25e6, 1.0e6)
+    refresh(eng, clock)
+    got = same(twin, clock)
+    assert all(codec._STATIC[j][1] is statics[j] for j in statics)
+    assert got["k"].energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE
+    assert got["k"].energy_overhead_factor == pytest.approx(1.25)
+    # the fabric twin stops answering: the next prediction states the own estimate and why
+    eng.fabric = Unreachable()
+    twin.set_links({"leaf-r0-g0/spine1": LinkHealth(0.5), "su1-0004-n00/nic0": LinkHealth(0.5)})  # j and k again
+    refresh(eng, clock)
+    got = same(twin, clock)
+    assert got["k"].comm_source == pb.COMM_SOURCE_OWN_ESTIMATE
+    assert got["k"].comm_source_detail == "fabric twin unreachable: UNAVAILABLE (test)"
+    assert not [f for f in got["k"].risk_flags if f.kind == pb.RISK_KIND_UNSPECIFIED]  # provenance, not a risk
+
+
+def test_the_communication_source_follows_the_answer_and_its_change_republishes() -> None:
+    from twin.jobs.adapters import codec
+    from twin.jobs.v1 import jobs_pb2 as pb
+
+    twin, eng, clock, rec = setup()
+    live = twin.jobs["k"]
+    inp, step = live.inputs, live.prediction.step_time_s
+    assert live.comm_source == "fabric" and not twin.changed("k", clock.t, eng.republish_s)
+    # the fallback on a job crossing no impaired link: same step time (the own estimate without degradation and
+    # the fabric's empty table both time with the LinkModel), only the provenance differs -- published at once
+    twin.compute("k", inp, CommAnswer({}, "local", "fabric twin unreachable: UNAVAILABLE (test)", retry=True), clock.t)
+    assert live.prediction.step_time_s == step and live.comm_source == "local"
+    assert twin.changed("k", clock.t, eng.republish_s)
+    state = codec.view_to_proto(twin.view("k"), clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.2)
+    assert state.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE and "UNAVAILABLE" in state.comm_source_detail
+    # the fabric twin is back: the job waiting for it is asked again at the next refresh and says so
+    assert [j for j, _ in twin.stale(clock.t)] == ["k"]
+    published = eng.stats.states_published
+    rec.take()
+    refresh(eng, clock)
+    assert rec.take()[0] == ["k"] and live.comm_source == "fabric" and live.comm_detail == "test"
+    assert eng.stats.states_published == published + 1
+    state = asyncio.run(eng.store.latest_of("k"))
+    assert state.comm_source == pb.COMM_SOURCE_FABRIC_TWIN and state.comm_source_detail == "test"
+    twin.set_links({}, truncated=True)  # noted in the detail at the next prediction
+    twin.compute("k", inp, CommAnswer({}, "fabric", "test"), clock.t)
+    assert live.comm_detail == "test; fabric state truncated: some impaired links unseen"
+    assert not [f for f in live.flags if f.kind == "unspecified"]

@@ -256,8 +256,11 @@ def test_unreachable_fabric_falls_back_and_is_not_asked_again_meanwhile() -> Non
     assert first.source == "local" and "UNAVAILABLE" in first.detail
     assert second.source == "local" and fabric.failures == 1 and not fabric.up
     twin.compute("j", inp, first, T0 + 10)
-    flag = [f for f in twin.jobs["j"].flags if f.entity_id == "fabric"]
-    assert flag and "own estimate" in flag[0].detail and "UNAVAILABLE" in flag[0].detail
+    live = twin.jobs["j"]
+    assert live.comm_source == "local" and "UNAVAILABLE" in live.comm_detail
+    assert not [f for f in live.flags if f.entity_id == "fabric"]  # provenance is no risk flag
+    state = codec.view_to_proto(twin.view("j"), T0 + 10, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.5)
+    assert state.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE and "UNAVAILABLE" in state.comm_source_detail
     assert grpc.StatusCode.UNAVAILABLE.name in fabric.last_error
 
 

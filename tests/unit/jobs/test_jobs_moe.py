@@ -170,7 +170,7 @@ def test_the_ep_term_comes_from_the_fabric_twins_estimate_moe() -> None:
             pred = twin.jobs["j"].prediction
             per_layer = sum(answer.table[call_key(c)] for c in moe)
             assert pred.raw_comm_s["ep"] == pytest.approx(job.micro_batches * job.model.layers * 2.0 * per_layer)
-            assert not [f for f in twin.jobs["j"].flags if f.entity_id == "fabric"], "no fallback stated"
+            assert twin.jobs["j"].comm_source == "fabric", "no fallback stated"
             out[kernel] = per_layer
             await fabric.close()
         return out
@@ -192,7 +192,7 @@ def test_without_the_fabric_twin_the_ep_term_falls_back_to_the_own_estimate() ->
     assert answer.source == "local" and answer.retry and not fabric.up
     twin.compute("j", inp, answer, T0 + 10)
     live = twin.jobs["j"]
-    assert [f for f in live.flags if f.entity_id == "fabric"], "the fallback is stated"
+    assert live.comm_source == "local" and live.comm_detail, "the fallback is stated"
     d, c = moe_calls(job, 8)
     expect = job.micro_batches * job.model.layers * 2.0 * (own(job)(d) + own(job)(c))
     assert live.prediction.raw_comm_s["ep"] == pytest.approx(expect)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from test_jobs_dirty import SITE, T0, setup  # same directory (rootdir-relative import)
+from test_jobs_dirty import JOBS, SITE, T0, setup  # same directory (rootdir-relative import)
 
 from twin.core import topics
 from twin.jobs.adapters import codec
@@ -23,6 +23,7 @@ from twin.jobs.domain.overhead import (
     pdu_total_w,
     rack_platform_w,
 )
+from twin.jobs.v1 import jobs_pb2 as jpb
 from twin.power.v1 import power_pb2 as ppb
 from twin.telemetry.v1 import telemetry_pb2 as tpb
 
@@ -124,11 +125,13 @@ def test_measured_energy_uses_the_site_factor_while_it_is_fresh_then_jobs_pue():
     k = twin.jobs["k"]
     at_site = (32 * 700.0 + 32 * 300.0) * 2
     assert k.measured_j == pytest.approx(at_site * 1.25)
+    assert (k.overhead_factor, k.overhead_source) == (pytest.approx(1.25), "site")
     # the site state goes stale: the next seconds count with JOBS_PUE
     later = t + FRESH_S + 10.0
     for dt in (0.0, 2.0):
         _feed(twin, [_rack_batch(twin, "su1-0004", later + dt, 700.0, rack_w)], later + dt)
     assert k.measured_j == pytest.approx(at_site * 1.25 + at_site * twin.settings.pue)
+    assert (k.overhead_factor, k.overhead_source) == (twin.settings.pue, "setting")  # the latest sample's
 
 
 def test_predicted_energy_accrues_with_the_factor_in_force():
@@ -145,6 +148,63 @@ def test_predicted_energy_accrues_with_the_factor_in_force():
     clock.t += 10.0
     asyncio.run(eng.refresh())
     assert live.energy_j - e1 == pytest.approx(watts * 1.1 * 10.0)
+
+
+def test_the_factor_and_its_source_ride_on_the_state_and_a_new_source_is_published_at_once():
+    twin, eng, clock, _ = setup()
+    running = len(twin.book.running_ids())
+
+    async def latest(job_id: str):
+        return await eng.store.latest_of(job_id)
+
+    def refresh(dt: float) -> int:
+        before = eng.stats.states_published
+        clock.t += dt
+        asyncio.run(eng.refresh())
+        return eng.stats.states_published - before
+
+    st = asyncio.run(latest("k"))
+    assert st.energy_overhead_source == jpb.ENERGY_OVERHEAD_SOURCE_SETTING
+    assert st.energy_overhead_factor == twin.settings.pue
+    # a fresh site state: every running job's state says so at once (no periodic republish is due yet)
+    assert eng.republish_s > 2.0
+    twin.set_site_power(clock.t, clock.t, 1.25e6, 1.0e6)
+    assert refresh(1.0) == running
+    st = asyncio.run(latest("k"))
+    assert st.energy_overhead_source == jpb.ENERGY_OVERHEAD_SOURCE_SITE_STATE
+    assert st.energy_overhead_factor == pytest.approx(1.25)
+    # a new factor from the same source is applied at once, published with the next periodic republish
+    twin.set_site_power(clock.t, clock.t, 1.2e6, 1.0e6)
+    assert refresh(1.0) == 0
+    assert twin.jobs["k"].overhead_factor == pytest.approx(1.2)
+    assert refresh(eng.republish_s) == running
+    assert asyncio.run(latest("k")).energy_overhead_factor == pytest.approx(1.2)
+    # the site state goes stale: JOBS_PUE, published at once
+    clock.t = twin.overhead.produced_s + FRESH_S + 1.0
+    assert refresh(0.0) == running
+    st = asyncio.run(latest("k"))
+    assert st.energy_overhead_source == jpb.ENERGY_OVERHEAD_SOURCE_SETTING
+    assert st.energy_overhead_factor == twin.settings.pue
+
+
+def test_the_provenance_fields_survive_the_wire_and_a_restart():
+    from twin.jobs.adapters.stream import restore_accounts
+
+    twin, eng, clock, _ = setup()
+    twin.set_site_power(clock.t, clock.t, 1.25e6, 1.0e6)
+    clock.t += 1.0
+    asyncio.run(eng.refresh())
+    msg = codec.view_to_proto(twin.view("k"), clock.t, tariff_usd_per_kwh=0.1, carbon_kg_per_kwh=0.5)
+    back = jpb.JobState.FromString(msg.SerializeToString())
+    assert (back.comm_source, back.comm_source_detail) == (jpb.COMM_SOURCE_FABRIC_TWIN, "test")
+    assert (back.energy_overhead_source, back.energy_overhead_factor) == (jpb.ENERGY_OVERHEAD_SOURCE_SITE_STATE,
+                                                                          pytest.approx(1.25))
+    # a restarted process takes the last applied factor back with the energy (until it applies its own)
+    again, _, _, _ = setup()
+    for live in again.jobs.values():
+        live.overhead_factor, live.overhead_source = 0.0, ""
+    assert asyncio.run(restore_accounts(eng.store, again)) == len(JOBS)
+    assert (again.jobs["k"].overhead_factor, again.jobs["k"].overhead_source) == (pytest.approx(1.25), "site")
 
 
 # -- the power.state.v1 reader ---------------------------------------------------------------------------------

@@ -664,8 +664,9 @@ async def spine_failure(run: Run) -> None:
             for j, s in got.items()}
     slower = sorted(j for j in got if flag[j] > 0)  # the twin's stated slowdown for the link (not other causes)
     same = sorted(set(got) - set(slower))
-    # where the communication time came from: the fabric twin, or the job twin's own estimate (stated in a flag)
-    own = {j: next((f.detail for f in st.risk_flags if f.entity_id == "fabric"), "") for j, st in got.items()}
+    # where the communication time came from: the fabric twin, or the job twin's own estimate (JobState.comm_source)
+    own = {j: (st.comm_source_detail or "fabric twin unreachable")
+           if st.comm_source == jpb.COMM_SOURCE_OWN_ESTIMATE else "" for j, st in got.items()}
     source = {j: ("own estimate: " + d) if d else "fabric twin" for j, d in own.items()}
     run.record("jobs", True, f"jobs.state.v1: {len(got)} job(s) flagged degraded link {leaf}; {len(slower)} slower: "
                + ", ".join(f"{j} +{flag[j]:.1%} ({before[j] * 1e3:.1f} -> {after[j] * 1e3:.1f} ms/step)"

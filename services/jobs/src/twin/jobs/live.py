@@ -7,13 +7,14 @@ the thermal clock fraction (``throttle_clock_fraction`` once a cooling alert's p
 one of its GPUs or racks). A job is recomputed only when these change (or when its communication came from the
 fallback and the fabric twin is back). Communication comes from a ``CommAnswer``: the fabric twin's time for each
 collective on the job's real GPUs, or the job twin's own ``LinkModel`` estimate (network bandwidth scaled by the
-impaired links' capacity) when the fabric twin cannot answer -- the state says which (a risk flag, see below).
+impaired links' capacity) when the fabric twin cannot answer -- the state says which (``JobLive.comm_source``:
+jobs.state.v1 ``comm_source`` and ``comm_source_detail``, with the fallback's reason; a truncated fabric.state.v1 is
+noted in the detail). That is the prediction's provenance, not a risk to the job, so it is no risk flag.
 
 Risk flags and their slowdowns compare the prediction with the same prediction without the cause: power cap
 (uncapped), thermal (unthrottled), degraded link (the job's last communication answer with healthy links, or the
 own estimate's ratio when none is known), slower than predicted (measured / predicted - 1 beyond ``margin``, with
-the likeliest visible cause). ``RISK_KIND_UNSPECIFIED`` with entity ``fabric`` states a fallback communication
-estimate (proposed proto change: a ``comm_source`` field on JobState).
+the likeliest visible cause). No flag is raised with ``RISK_KIND_UNSPECIFIED``.
 
 Energy (``domain.overhead``): the predicted GPU power plus the node's CPU/platform share per GPU (facility spec),
 times the overhead factor for conversion and cooling, integrated over wall time while the job runs; cost and CO2
@@ -24,7 +25,10 @@ an equal share per GPU of the rack), the facility spec's figure where that is mi
 sample times the overhead factor in force when it is read. The overhead factor is the power twin's site state
 (power.state.v1, ``set_site_power``): facility / IT power, which includes the cooling twin's plant power; while
 none is fresh (``TwinSettings.overhead_fresh_s``) or the last one was implausible, ``TwinSettings.pue`` stands in
-(``overhead.current`` says which).
+(``overhead.current`` says which). The factor last applied to a job's energy and its source ("site" / "setting")
+are kept per job (``JobLive.overhead_factor`` / ``overhead_source``, jobs.state.v1 ``energy_overhead_factor`` /
+``energy_overhead_source``); a change of source republishes the job's state at once, a new factor from the same
+source rides the next periodic republish (the energy it multiplies grows on that cadence too).
 
 Power alerts (power.alerts.v1) flag the jobs on their rack, or, for a PDU, UPS bus, UPS, transformer or feed, on
 every rack with a path through it (``power_paths``); a critical one recommends a checkpoint when some of the
@@ -245,7 +249,15 @@ class JobLive:
     measured_gpu_j: float = 0.0                  # its GPUs' measured board energy
     measured_platform_j: float = 0.0             # the node platform share over the measured seconds
     measured_j: float = 0.0                      # both, times the site overhead factor in force at each sample
+    overhead_factor: float = 0.0                 # facility / IT factor last applied to its energy (0: none yet)
+    overhead_source: str = ""                    # "site" | "setting" (``SiteOverhead.current``), "" none yet
+    comm_detail: str = ""                        # the communication answer's detail (+ truncated fabric state)
     published_s: float = 0.0
+
+    @property
+    def comm_source(self) -> str:
+        """"fabric" (the fabric twin timed the collectives), "local" (own estimate), "" (no prediction)."""
+        return self.comm.source if self.comm is not None and self.prediction is not None else ""
 
     @property
     def error_ratio(self) -> float:
@@ -851,11 +863,11 @@ class JobTwin:
                                            alert.entity_id, f"checkpoint now: {alert.scope.replace('_', ' ')} "
                                            f"{alert.entity_id} has a critical power alert ({alert.kind}) and rack "
                                            f"{sole[0]} has no power path around it"))
-        if own:
-            flags.append(Flag(UNSPECIFIED, "fabric", 0.0, f"communication from the job twin's own estimate: "
-                                                          f"{comm.detail or 'fabric twin unreachable'}"))
+        # where the communication came from is the prediction's provenance (``JobLive.comm_source``), not a flag
+        detail = comm.detail or ("fabric twin unreachable" if own else "")
         if self.links_truncated:
-            flags.append(Flag(UNSPECIFIED, "fabric", 0.0, "fabric state truncated: some impaired links unseen"))
+            detail += ("; " if detail else "") + "fabric state truncated: some impaired links unseen"
+        live.comm_detail = detail
 
         # goodput and checkpoint interval
         attrs = rec.attributes
@@ -957,7 +969,7 @@ class JobTwin:
             self.platform_gpu_samples[1] += len(g)
         gpu_j = np.bincount(s, weights=e, minlength=n)
         plat_j = np.bincount(s, weights=plat_w * dt, minlength=n)
-        factor = self.overhead.current(time_s if now_s is None else now_s)[0]
+        factor, source = self.overhead.current(time_s if now_s is None else now_s)
         jobs, names = self.jobs, self._slot_job
         for k in np.flatnonzero((gpu_j > 0) | (plat_j > 0)):
             live = jobs.get(names[k])
@@ -965,6 +977,7 @@ class JobTwin:
                 live.measured_gpu_j += float(gpu_j[k])
                 live.measured_platform_j += float(plat_j[k])
                 live.measured_j += float(gpu_j[k] + plat_j[k]) * factor
+                self._overhead_applied(names[k], live, factor, source)
         for k in np.unique(s).tolist():
             if names[k] is not None:
                 self._health_due.add(names[k])
@@ -973,6 +986,12 @@ class JobTwin:
                 if names[k] is not None:
                     self._health_now.add(names[k])
         return int(sel.sum())
+
+    def _overhead_applied(self, job_id: str, live: JobLive, factor: float, source: str) -> None:
+        """The overhead factor just applied to the job's energy; a new source is published at once (touched)."""
+        if source != live.overhead_source:
+            self._touched.add(job_id)
+        live.overhead_factor, live.overhead_source = factor, source
 
     def set_site_power(self, state_time_s: float, produced_s: float, facility_w: float, it_w: float) -> bool:
         """The power twin's site state (facility and IT power): the overhead factor from now on (raises
@@ -1046,7 +1065,7 @@ class JobTwin:
         else:
             ids = [only]
         jobs, book, cache = self.jobs, self.book.jobs, self._watts
-        factor = self.overhead.current(now_s)[0]
+        factor, source = self.overhead.current(now_s)
         for job_id in ids:
             live = jobs.get(job_id)
             if live is None:
@@ -1064,6 +1083,7 @@ class JobTwin:
                     cache[job_id] = (p, inp, watts)
                 live.energy_j += watts * factor * (now_s - live.accrued_s)
             if running:
+                self._overhead_applied(job_id, live, factor, source)
                 live.accrued_s = now_s
                 self._accruing.add(job_id)
             else:
@@ -1083,7 +1103,8 @@ class JobTwin:
 
     def changed(self, job_id: str, now_s: float, republish_s: float) -> bool:
         """Whether the job's published state is out of date (then marks it published): what it shows changed
-        (status, spec, placement, prediction, a flag raised or cleared, goodput: at once; progress alone --
+        (status, spec, placement, prediction, a flag raised or cleared, goodput, the communication or energy
+        overhead source: at once; progress alone --
         measured step time and tokens/s, running error, a flag's slowdown -- at most every
         ``progress_publish_s``, the first measurement at once), or the periodic republish is due (energy grows)."""
         rec = self.book.jobs.get(job_id)
@@ -1094,7 +1115,8 @@ class JobTwin:
         p = live.prediction if running else None
         key = (rec.status, rec.spec, rec.attributes, rec.nodes, rec.n_gpus, self.gpu_ids(rec),
                _sig(p.step_time_s) if p else 0.0,
-               tuple((f.kind, f.entity_id) for f in live.flags), round(live.goodput, 4))
+               tuple((f.kind, f.entity_id) for f in live.flags), round(live.goodput, 4),
+               live.comm_source if running else "", live.overhead_source)
         # a flag's slowdown moves with the prediction (in the key) or with the measurement (progress)
         progress = (rec.measured_step_time_s, rec.measured_tokens_per_s, round(live.error_ratio, 4),
                     tuple(round(f.slowdown, 3) for f in live.flags))

@@ -82,6 +82,18 @@ class RiskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RISK_KIND_STRAGGLER: _ClassVar[RiskKind]
     RISK_KIND_SLOWER_THAN_PREDICTED: _ClassVar[RiskKind]
 
+class CommSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMM_SOURCE_UNSPECIFIED: _ClassVar[CommSource]
+    COMM_SOURCE_FABRIC_TWIN: _ClassVar[CommSource]
+    COMM_SOURCE_OWN_ESTIMATE: _ClassVar[CommSource]
+
+class EnergyOverheadSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENERGY_OVERHEAD_SOURCE_UNSPECIFIED: _ClassVar[EnergyOverheadSource]
+    ENERGY_OVERHEAD_SOURCE_SITE_STATE: _ClassVar[EnergyOverheadSource]
+    ENERGY_OVERHEAD_SOURCE_SETTING: _ClassVar[EnergyOverheadSource]
+
 class RecommendationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RECOMMENDATION_KIND_UNSPECIFIED: _ClassVar[RecommendationKind]
@@ -146,6 +158,12 @@ RISK_KIND_DEGRADED_LINK: RiskKind
 RISK_KIND_GPU_ERRORS: RiskKind
 RISK_KIND_STRAGGLER: RiskKind
 RISK_KIND_SLOWER_THAN_PREDICTED: RiskKind
+COMM_SOURCE_UNSPECIFIED: CommSource
+COMM_SOURCE_FABRIC_TWIN: CommSource
+COMM_SOURCE_OWN_ESTIMATE: CommSource
+ENERGY_OVERHEAD_SOURCE_UNSPECIFIED: EnergyOverheadSource
+ENERGY_OVERHEAD_SOURCE_SITE_STATE: EnergyOverheadSource
+ENERGY_OVERHEAD_SOURCE_SETTING: EnergyOverheadSource
 RECOMMENDATION_KIND_UNSPECIFIED: RecommendationKind
 RECOMMENDATION_KIND_CHECKPOINT_NOW: RecommendationKind
 RECOMMENDATION_KIND_MOVE_JOB: RecommendationKind
@@ -350,7 +368,7 @@ class RiskFlag(_message.Message):
     def __init__(self, kind: _Optional[_Union[RiskKind, str]] = ..., entity_id: _Optional[str] = ..., slowdown_fraction: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class JobState(_message.Message):
-    __slots__ = ("job_id", "state_time", "status", "spec", "placement", "predicted_step_time_s", "measured_step_time_s", "step_time_error_ratio", "predicted_tokens_per_s", "measured_tokens_per_s", "mfu", "power_w", "phases", "goodput_fraction", "optimal_checkpoint_interval_s", "failures_per_day", "clock_fraction", "breakdown", "risk_flags", "energy_j", "cost_usd", "co2_kg", "measured_energy_j", "measured_gpu_energy_j", "measured_cost_usd", "measured_co2_kg")
+    __slots__ = ("job_id", "state_time", "status", "spec", "placement", "predicted_step_time_s", "measured_step_time_s", "step_time_error_ratio", "predicted_tokens_per_s", "measured_tokens_per_s", "mfu", "power_w", "phases", "goodput_fraction", "optimal_checkpoint_interval_s", "failures_per_day", "clock_fraction", "breakdown", "risk_flags", "energy_j", "cost_usd", "co2_kg", "measured_energy_j", "measured_gpu_energy_j", "measured_cost_usd", "measured_co2_kg", "comm_source", "comm_source_detail", "energy_overhead_factor", "energy_overhead_source")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -377,6 +395,10 @@ class JobState(_message.Message):
     MEASURED_GPU_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
     MEASURED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     MEASURED_CO2_KG_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_OVERHEAD_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_OVERHEAD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state_time: _timestamp_pb2.Timestamp
     status: JobStatus
@@ -403,7 +425,11 @@ class JobState(_message.Message):
     measured_gpu_energy_j: float
     measured_cost_usd: float
     measured_co2_kg: float
-    def __init__(self, job_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., predicted_step_time_s: _Optional[float] = ..., measured_step_time_s: _Optional[float] = ..., step_time_error_ratio: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., measured_tokens_per_s: _Optional[float] = ..., mfu: _Optional[float] = ..., power_w: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[PowerPhase, _Mapping]]] = ..., goodput_fraction: _Optional[float] = ..., optimal_checkpoint_interval_s: _Optional[float] = ..., failures_per_day: _Optional[float] = ..., clock_fraction: _Optional[float] = ..., breakdown: _Optional[_Union[StepBreakdown, _Mapping]] = ..., risk_flags: _Optional[_Iterable[_Union[RiskFlag, _Mapping]]] = ..., energy_j: _Optional[float] = ..., cost_usd: _Optional[float] = ..., co2_kg: _Optional[float] = ..., measured_energy_j: _Optional[float] = ..., measured_gpu_energy_j: _Optional[float] = ..., measured_cost_usd: _Optional[float] = ..., measured_co2_kg: _Optional[float] = ...) -> None: ...
+    comm_source: CommSource
+    comm_source_detail: str
+    energy_overhead_factor: float
+    energy_overhead_source: EnergyOverheadSource
+    def __init__(self, job_id: _Optional[str] = ..., state_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[JobStatus, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., predicted_step_time_s: _Optional[float] = ..., measured_step_time_s: _Optional[float] = ..., step_time_error_ratio: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., measured_tokens_per_s: _Optional[float] = ..., mfu: _Optional[float] = ..., power_w: _Optional[float] = ..., phases: _Optional[_Iterable[_Union[PowerPhase, _Mapping]]] = ..., goodput_fraction: _Optional[float] = ..., optimal_checkpoint_interval_s: _Optional[float] = ..., failures_per_day: _Optional[float] = ..., clock_fraction: _Optional[float] = ..., breakdown: _Optional[_Union[StepBreakdown, _Mapping]] = ..., risk_flags: _Optional[_Iterable[_Union[RiskFlag, _Mapping]]] = ..., energy_j: _Optional[float] = ..., cost_usd: _Optional[float] = ..., co2_kg: _Optional[float] = ..., measured_energy_j: _Optional[float] = ..., measured_gpu_energy_j: _Optional[float] = ..., measured_cost_usd: _Optional[float] = ..., measured_co2_kg: _Optional[float] = ..., comm_source: _Optional[_Union[CommSource, str]] = ..., comm_source_detail: _Optional[str] = ..., energy_overhead_factor: _Optional[float] = ..., energy_overhead_source: _Optional[_Union[EnergyOverheadSource, str]] = ...) -> None: ...
 
 class JobRecommendation(_message.Message):
     __slots__ = ("recommendation_id", "job_id", "recommendation_time", "kind", "entity_id", "message", "deadline_s", "expected_gain_fraction")

@@ -273,6 +273,12 @@ _RISK = {"unspecified": pb.RISK_KIND_UNSPECIFIED, "thermal_throttle": pb.RISK_KI
 _RECOMMENDATION = {"checkpoint_now": pb.RECOMMENDATION_KIND_CHECKPOINT_NOW, "move_job": pb.RECOMMENDATION_KIND_MOVE_JOB,
                    "change_checkpoint_interval": pb.RECOMMENDATION_KIND_CHANGE_CHECKPOINT_INTERVAL,
                    "drain_node": pb.RECOMMENDATION_KIND_DRAIN_NODE, "cap_power": pb.RECOMMENDATION_KIND_CAP_POWER}
+#: ``JobLive.comm_source`` / ``overhead_source`` (``live.py``) -> the proto's provenance enums ("" -> UNSPECIFIED)
+_COMM_SOURCE = {"": pb.COMM_SOURCE_UNSPECIFIED, "fabric": pb.COMM_SOURCE_FABRIC_TWIN,
+                "local": pb.COMM_SOURCE_OWN_ESTIMATE}
+_OVERHEAD_SOURCE = {"": pb.ENERGY_OVERHEAD_SOURCE_UNSPECIFIED, "site": pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE,
+                    "setting": pb.ENERGY_OVERHEAD_SOURCE_SETTING}
+OVERHEAD_SOURCE_BACK = {v: k for k, v in _OVERHEAD_SOURCE.items()}
 _SPEC_ATTRIBUTES = (("priority", "priority"), ("checkpoint_interval_s", "checkpoint_interval_s"),
                     ("checkpoint_bytes", "checkpoint_bytes"), ("checkpoint_write_s", "checkpoint_s"),
                     ("restart_s", "restart_s"))
@@ -319,7 +325,9 @@ def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tup
 
 
 def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
-    """``jobs.state.v1`` for a ``twin.jobs.live.JobView``."""
+    """``jobs.state.v1`` for a ``twin.jobs.live.JobView``. The provenance fields (communication source, energy
+    overhead factor and source) change without a new prediction, so they are set here, never in the cached
+    static part."""
     rec, live = view.rec, view.live
     running = rec.status == JobStatus.RUNNING
     msg = pb.JobState(job_id=rec.job_id, state_time=_ts(state_time_s), status=_STATUS[rec.status],
@@ -331,6 +339,12 @@ def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbo
     if running:
         msg.risk_flags.extend(pb.RiskFlag(kind=_RISK[f.kind], entity_id=f.entity_id, slowdown_fraction=f.slowdown,
                                           detail=f.detail) for f in live.flags)
+        source = live.comm_source
+        if source:
+            msg.comm_source, msg.comm_source_detail = _COMM_SOURCE[source], live.comm_detail
+    if live.overhead_source:
+        msg.energy_overhead_factor = live.overhead_factor
+        msg.energy_overhead_source = _OVERHEAD_SOURCE[live.overhead_source]
     kwh = live.energy_j / 3.6e6
     msg.energy_j, msg.cost_usd, msg.co2_kg = live.energy_j, kwh * tariff_usd_per_kwh, kwh * carbon_kg_per_kwh
     if live.measured_j:

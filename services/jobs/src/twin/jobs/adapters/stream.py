@@ -433,8 +433,8 @@ async def restore_book(bootstrap: str, topic: Topic, twin: JobTwin, *, timeout_s
 
 
 async def restore_accounts(store, twin: JobTwin) -> int:
-    """Energy and running error of the jobs from their latest stored state (a restarted process goes on
-    counting where the last one stopped)."""
+    """Energy (with the overhead factor last applied and its source) and running error of the jobs from their
+    latest stored state (a restarted process goes on counting where the last one stopped)."""
     from twin.jobs.live import JobLive
 
     n = 0
@@ -446,6 +446,9 @@ async def restore_accounts(store, twin: JobTwin) -> int:
         if st.measured_energy_j and not live.measured_j:
             live.measured_j = st.measured_energy_j
             live.measured_gpu_j = st.measured_gpu_energy_j
+        if st.energy_overhead_source and not live.overhead_source:
+            live.overhead_factor = st.energy_overhead_factor
+            live.overhead_source = codec.OVERHEAD_SOURCE_BACK.get(st.energy_overhead_source, "")
         if st.step_time_error_ratio and not live.error_n:
             live.error_sum, live.error_n = st.step_time_error_ratio, 1
         twin.touch(st.job_id)
