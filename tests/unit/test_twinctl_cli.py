@@ -219,3 +219,32 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
         bar.step("a")
         bar.step("b")
     assert "sweep [" in buf.getvalue() and "2/4" in buf.getvalue() and "#" * 14 in buf.getvalue()
+
+
+def test_jobs_list_and_show_state_where_the_communication_and_the_energy_overhead_came_from() -> None:
+    from twin.jobs.v1 import jobs_pb2 as jpb
+    from twinctl.jobs import render_job, render_list
+
+    def state(job_id: str, comm: int, detail: str, source: int, factor: float) -> jpb.JobState:
+        return jpb.JobState(job_id=job_id, status=jpb.JOB_STATUS_RUNNING, predicted_step_time_s=1.5,
+                            placement=jpb.Placement(n_gpus=32), comm_source=comm, comm_source_detail=detail,
+                            energy_overhead_source=source, energy_overhead_factor=factor)
+
+    fabric = state("a", jpb.COMM_SOURCE_FABRIC_TWIN, "3 communicator(s) timed by the fabric twin",
+                   jpb.ENERGY_OVERHEAD_SOURCE_SITE_STATE, 1.25)
+    own = state("b", jpb.COMM_SOURCE_OWN_ESTIMATE, "UNAVAILABLE: connection refused", jpb.ENERGY_OVERHEAD_SOURCE_SETTING,
+                1.3)
+    pending = jpb.JobState(job_id="c", status=jpb.JOB_STATUS_PENDING)
+    rows = render_list([fabric, own, pending]).splitlines()
+    assert rows[0].split()[-2:] == ["ovh", "risks"]
+    assert "1500.0 " in rows[1] and rows[1].split()[-3:] == ["1.25", "s", "-"]
+    assert "1500.0*" in rows[2] and rows[2].split()[-3:] == ["1.30", "p", "-"]
+    assert rows[3].split()[-2:] == ["-", "-"]
+    assert rows[-1].startswith("* communication from the job twin's own estimate")
+    assert not render_list([fabric]).splitlines()[-1].startswith("*")  # no footnote without a starred row
+    shown = render_job(own)
+    assert "comm      job twin's own estimate: UNAVAILABLE: connection refused" in shown
+    assert "overhead factor 1.300 (JOBS_PUE setting)" in shown
+    shown = render_job(fabric)
+    assert "comm      fabric twin (3 communicator(s) timed by the fabric twin)" in shown
+    assert "overhead factor 1.250 (power twin site state)" in shown

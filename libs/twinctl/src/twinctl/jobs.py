@@ -1,7 +1,10 @@
 """`twinctl jobs`: the job twin's JobService from the terminal, as readable tables.
 
     twinctl jobs list [--status running]                 every job: status, GPUs, predicted / measured step, risks
-    twinctl jobs show JOB                                one job: prediction, breakdown, power phases, risks, goodput
+                                                         (pred ms marked * when from the own estimate; the energy
+                                                         overhead factor: "s" site state, "p" JOBS_PUE)
+    twinctl jobs show JOB                                one job: prediction, breakdown, power phases, risks, goodput,
+                                                         where its communication and energy overhead came from
     twinctl jobs whatif-placement (--job JOB | --spec JSON) --candidate su1-0000,su1-0001 [--candidate ...]
                                                          candidates ranked (rack ids, or node ids: "<rack>-nNN")
 
@@ -70,16 +73,42 @@ def _ms(s: float) -> str:
     return f"{s * 1e3:10.1f}" if s else f"{'-':>10}"
 
 
+def _own(j: pb.JobState) -> bool:
+    return j.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE
+
+
+def _overhead(j: pb.JobState, long: bool = False) -> str:
+    """The energy overhead factor and its source: "1.25 s" / "1.30 p" (list), "1.250 (site state)" (show)."""
+    if j.energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_UNSPECIFIED:
+        return "-"
+    site = j.energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE
+    if long:
+        return f"{j.energy_overhead_factor:.3f} ({'power twin site state' if site else 'JOBS_PUE setting'})"
+    return f"{j.energy_overhead_factor:.2f} {'s' if site else 'p'}"
+
+
+def _comm(j: pb.JobState) -> str:
+    if j.comm_source == pb.COMM_SOURCE_FABRIC_TWIN:
+        return "fabric twin" + (f" ({j.comm_source_detail})" if j.comm_source_detail else "")
+    if _own(j):
+        return "job twin's own estimate: " + (j.comm_source_detail or "fabric twin unreachable")
+    return "-"
+
+
 def render_list(jobs: list[pb.JobState]) -> str:
-    lines = [f"{'job':<16} {'status':<10} {'GPUs':>5} {'pred ms':>10} {'meas ms':>10} {'err':>6} {'tok/s':>11} "
-             f"{'MFU':>6} {'kW':>7} {'goodput':>8}  risks"]
+    lines = [f"{'job':<16} {'status':<10} {'GPUs':>5} {'pred ms':>10}  {'meas ms':>10} {'err':>6} {'tok/s':>11} "
+             f"{'MFU':>6} {'kW':>7} {'goodput':>8} {'ovh':>6}  risks"]
     for j in jobs:
         status = pb.JobStatus.Name(j.status).removeprefix("JOB_STATUS_").lower()
-        lines.append(f"{j.job_id:<16} {status:<10} {j.placement.n_gpus:>5} {_ms(j.predicted_step_time_s)} "
-                     f"{_ms(j.measured_step_time_s)} {j.step_time_error_ratio:>6.2f} {j.predicted_tokens_per_s:>11,.0f} "
-                     f"{j.mfu:>6.1%} {j.power_w / 1e3:>7.1f} {j.goodput_fraction:>8.1%}  {_risks(j)}")
+        lines.append(f"{j.job_id:<16} {status:<10} {j.placement.n_gpus:>5} {_ms(j.predicted_step_time_s)}"
+                     f"{'*' if _own(j) else ' '} {_ms(j.measured_step_time_s)} {j.step_time_error_ratio:>6.2f} "
+                     f"{j.predicted_tokens_per_s:>11,.0f} {j.mfu:>6.1%} {j.power_w / 1e3:>7.1f} "
+                     f"{j.goodput_fraction:>8.1%} {_overhead(j):>6}  {_risks(j)}")
     if not jobs:
         lines.append("(no jobs)")
+    elif any(map(_own, jobs)):
+        lines.append("* communication from the job twin's own estimate, not the fabric twin (`twinctl jobs show "
+                     "JOB` says why)")
     return "\n".join(lines)
 
 
@@ -107,7 +136,10 @@ def render_job(j: pb.JobState) -> str:
             f"{p.name} {p.duration_s * 1e3:.0f} ms @ {p.gpu_power_w:.0f} W" for p in j.phases if p.duration_s),
         f"  goodput   {j.goodput_fraction:.1%}; {j.failures_per_day:.2f} failures/day; optimal checkpoint every "
         f"{j.optimal_checkpoint_interval_s / 60:.0f} min",
-        f"  energy    {j.energy_j / 3.6e6:.2f} kWh, {j.cost_usd:.2f} USD, {j.co2_kg:.1f} kg CO2",
+        f"  energy    {j.energy_j / 3.6e6:.2f} kWh, {j.cost_usd:.2f} USD, {j.co2_kg:.1f} kg CO2"
+        + (f"; measured {j.measured_energy_j / 3.6e6:.2f} kWh" if j.measured_energy_j else "")
+        + f"; overhead factor {_overhead(j, long=True)}",
+        f"  comm      {_comm(j)}",
     ]
     for f in j.risk_flags:
         kind = pb.RiskKind.Name(f.kind).removeprefix("RISK_KIND_").lower()
