@@ -188,7 +188,8 @@ def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_data
                 cdu=cpb.CduDetail(up=False, heat_removed_w=0.0, supply_temp_c=21.0))),
             (topics.JOBS_STATE, "job-7", jpb.JobState(
                 job_id="job-7", state_time=ts(t), status=jpb.JOB_STATUS_RUNNING, mfu=0.412, goodput_fraction=0.93,
-                predicted_step_time_s=2.4, placement=jpb.Placement(node_ids=["su1-0003-n00", "su1-0006-n01"], n_gpus=16))),
+                predicted_step_time_s=2.4, placement=jpb.Placement(node_ids=["su1-0003-n00", "su1-0006-n01"], n_gpus=16),
+                comm_source=jpb.COMM_SOURCE_OWN_ESTIMATE, comm_source_detail="fabric twin unreachable: test")),
             (topics.COOLING_ALERTS, "su1-0003", cpb.CoolingAlert(
                 alert_id="c-1", site_id=SITE, entity_id="su1-0003", scope=cpb.COOLING_SCOPE_RACK,
                 kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_CRITICAL, alert_time=ts(t),
@@ -203,6 +204,9 @@ def test_floor_plan_in_a_real_browser_follows_published_events(kafka, fresh_data
     assert "DOWN" in text_of('#cooling tr[data-entity="cdu-su1-1"]')
     job = text_of('#jobs tr[data-job="job-7"]')
     assert "41.2 %" in job and "93.0 %" in job
+    marked = steady.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#jobs tr[data-job="job-7"] sup.own'))
+    assert marked[0].text == "*" and marked[0].find_element(By.XPATH, "..").get_attribute("title") == (
+        "communication from the job twin's own estimate: fabric twin unreachable: test")
 
     def hover_job(d) -> bool:
         ActionChains(d).move_to_element(d.find_element(By.CSS_SELECTOR, '#jobs tr[data-job="job-7"]')).perform()

@@ -175,6 +175,7 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
                 await producer.send(topic_of(config, topics.JOBS_STATE), "job-7", jpb.JobState(
                     job_id="job-7", state_time=ts(now), status=jpb.JOB_STATUS_RUNNING, mfu=0.41, goodput_fraction=0.93,
                     measured_step_time_s=2.5, predicted_step_time_s=2.4,
+                    comm_source=jpb.COMM_SOURCE_OWN_ESTIMATE, comm_source_detail="fabric twin unreachable: test",
                     placement=jpb.Placement(node_ids=["su1-0001-n00", "su1-0002-n03"], n_gpus=16)))
 
                 power: dict[str, dict] = {}
@@ -196,6 +197,7 @@ async def test_event_stream_carries_published_states_and_a_restart_replays_nothi
         assert power["su1-0002"]["gpu_w"] == pytest.approx(23_500.0 * 0.6)
         assert cooling["su1-0002"]["gpu_c"] == 71.5 and cooling["su1-0002"]["ttt_s"] == 240.0
         assert jobs["job-7"]["racks"] == ["su1-0001", "su1-0002"] and jobs["job-7"]["mfu"] == 0.41
+        assert jobs["job-7"]["own"] == "fabric twin unreachable: test"
         assert [(e["type"], e["src"], e["entity"], e["severity"]) for e in events] == [
             ("alert", "power", "pdu-1", "warning")]
 

@@ -38,3 +38,14 @@ def test_pue_at_zero_it_power_is_shown_as_absent_never_as_zero_or_nan() -> None:
     assert codec.cooling_state(busy)["pue_cooling"] == 1.0625
     assert pue_text(idle.plant, "pue_cooling") == "n/a (no IT load)"
     assert pue_text(busy.plant, "pue_cooling") == "1.062"
+
+
+def test_a_job_row_says_when_its_communication_came_from_the_own_estimate_and_why() -> None:
+    from twin.jobs.v1 import jobs_pb2 as jpb
+
+    own = codec.job_state(jpb.JobState(job_id="j", comm_source=jpb.COMM_SOURCE_OWN_ESTIMATE,
+                                       comm_source_detail="UNAVAILABLE: connection refused"))
+    assert own["own"] == "UNAVAILABLE: connection refused"
+    assert codec.job_state(jpb.JobState(job_id="j", comm_source=jpb.COMM_SOURCE_OWN_ESTIMATE))["own"]
+    for source in (jpb.COMM_SOURCE_FABRIC_TWIN, jpb.COMM_SOURCE_UNSPECIFIED):   # nothing sent: the row stays small
+        assert "own" not in codec.job_state(jpb.JobState(job_id="j", comm_source=source, comm_source_detail="x"))

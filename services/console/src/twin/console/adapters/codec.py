@@ -141,8 +141,9 @@ def rack_of_node(node_id: str) -> str:
 
 
 def job_state(m: jpb.JobState) -> dict[str, Any]:
+    """A job's row; ``own`` (the reason) only when its communication came from the job twin's own estimate."""
     racks = sorted({rack_of_node(n) for n in m.placement.node_ids})
-    return {"id": m.job_id, "t": _t(m.state_time), "status": _enum(jpb.JobStatus, m.status, "JOB_STATUS_"),
+    row = {"id": m.job_id, "t": _t(m.state_time), "status": _enum(jpb.JobStatus, m.status, "JOB_STATUS_"),
             "gpus": m.placement.n_gpus or m.spec.n_gpus or len(m.placement.gpu_ids), "racks": racks,
             "owner": m.spec.owner, "gpu_model": m.spec.gpu_model,
             "step_s": num(m.measured_step_time_s) or None, "pred_step_s": num(m.predicted_step_time_s),
@@ -150,6 +151,9 @@ def job_state(m: jpb.JobState) -> dict[str, Any]:
             "clock": num(m.clock_fraction), "tokens_per_s": num(m.measured_tokens_per_s or m.predicted_tokens_per_s),
             "risks": [{"kind": _enum(jpb.RiskKind, f.kind, "RISK_KIND_"), "entity": f.entity_id,
                        "slowdown": num(f.slowdown_fraction)} for f in m.risk_flags]}
+    if m.comm_source == jpb.COMM_SOURCE_OWN_ESTIMATE:
+        row["own"] = m.comm_source_detail or "fabric twin unreachable"
+    return row
 
 
 def job_recommendation(m: jpb.JobRecommendation) -> dict[str, Any]:

@@ -177,7 +177,8 @@
     const jobs = [...S.jobs.values()].sort((a, b) => (a.status === "running" ? 0 : 1) - (b.status === "running" ? 0 : 1) || (a.id < b.id ? -1 : 1));
     $("jobs").tBodies[0].replaceChildren(...jobs.slice(0, 50).map((j) => h("tr", {"data-job": j.id},
       h("td", {}, j.id), h("td", {}, j.status), h("td", {}, j.gpus), h("td", {title: j.racks.join(" ")}, j.racks.length),
-      h("td", {}, fmtS(j.step_s)), h("td", {}, fmtS(j.pred_step_s)), h("td", {}, pct(j.mfu)), h("td", {}, pct(j.goodput)),
+      h("td", {}, fmtS(j.step_s)), h("td", j.own ? {title: "communication from the job twin's own estimate: " + j.own} : {}, fmtS(j.pred_step_s),
+        j.own ? h("sup", {class: "own sev-warning"}, "*") : null), h("td", {}, pct(j.mfu)), h("td", {}, pct(j.goodput)),
       h("td", {}, fmtW(j.power_w)), h("td", {class: j.risks.length ? "sev-warning" : ""},
         j.risks.map((r) => `${r.kind.replace(/_/g, " ")} ${r.entity} +${pct(r.slowdown)}`).join("; ") || "–"))));
     $("jobs-note").textContent = jobs.length ? (jobs.length > 50 ? `${jobs.length - 50} more` : "") : "No jobs.state.v1 yet.";
