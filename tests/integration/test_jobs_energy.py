@@ -15,7 +15,17 @@ from dataclasses import replace
 
 import grpc
 import pytest
-from test_jobs_service import NODES, SITE, SPEC, Running, facility_file, job_event, jobs_config, poll  # noqa: F401
+from test_jobs_service import (  # noqa: F401
+    NODES,
+    SITE,
+    SPEC,
+    Running,
+    facility_file,
+    job_event,
+    jobs_config,
+    poll,
+    read_until,
+)
 
 from twin.core import topics
 from twin.core.kafka import EventProducer
@@ -98,6 +108,10 @@ async def test_measured_energy_uses_rack_pdu_power_and_the_power_twins_site_over
         platform_j = gpu_j / (32 * JOB_W) * (16 * PLATFORM_W + 16 * SPEC_PLATFORM_W)
         assert first.measured_energy_j == pytest.approx((gpu_j + platform_j) * 1.3, rel=1e-9)
         assert "JOBS_PUE" in app.status_line()
+        # the state says which factor and where from; no fabric twin configured: the own estimate, and why
+        assert (first.energy_overhead_source, first.energy_overhead_factor) == (pb.ENERGY_OVERHEAD_SOURCE_SETTING, 1.3)
+        assert first.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE and first.comm_source_detail
+        assert not [f for f in first.risk_flags if f.kind == pb.RISK_KIND_UNSPECIFIED]
 
         # 2. the power twin's site state (facility / IT = 1.25), among states of other entities on its partition
         #    and an implausible one (facility / IT = 4: refused, counted)
@@ -110,6 +124,15 @@ async def test_measured_energy_uses_rack_pdu_power_and_the_power_twins_site_over
         assert app.stats.site_states == 1 and app.stats.site_states_refused == 1
         assert app.twin.overhead.current(time.time())[1] == "site"
         assert "energy overhead 1.250 (site state" in app.status_line()
+        # the change of source is published on jobs.state.v1 (and stored) with the factor
+        def site_sourced(recs) -> list[pb.JobState]:
+            states = [pb.JobState.FromString(r.value) for r in recs]
+            return [st for st in states if st.energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE]
+
+        recs = await read_until(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions, site_sourced)
+        published = site_sourced(recs)[0]
+        assert published.job_id == "j" and published.energy_overhead_factor == pytest.approx(1.25)
+        assert published.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE
 
         # 3. both racks measured now: the job's share is 16 GPUs x 250 W on each, times 1.25 (sample times two
         #    minutes on: the gap to the first part's samples is longer than the meter integrates across)
@@ -119,3 +142,5 @@ async def test_measured_energy_uses_rack_pdu_power_and_the_power_twins_site_over
         d_energy = second.measured_energy_j - first.measured_energy_j
         assert d_energy == pytest.approx(d_gpu * (JOB_W + PLATFORM_W) / JOB_W * 1.25, rel=1e-9)
         assert second.measured_cost_usd == pytest.approx(second.measured_energy_j / 3.6e6 * cfg.tariff_usd_per_kwh)
+        assert (second.energy_overhead_source, second.energy_overhead_factor) == (
+            pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE, pytest.approx(1.25))

@@ -164,7 +164,10 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
 
             healthy = await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
             assert list(healthy.placement.node_ids) == list(NODES) and len(healthy.placement.gpu_ids) == 32
-            assert not [f for f in healthy.risk_flags if f.entity_id == "fabric"], "fabric answered: no fallback flag"
+            assert healthy.comm_source == pb.COMM_SOURCE_FABRIC_TWIN, "fabric answered: no fallback"
+            assert "timed by the fabric twin" in healthy.comm_source_detail
+            assert healthy.energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SETTING  # no power twin here
+            assert healthy.energy_overhead_factor == cfg.pue
             assert app.fabric.calls > 0 and healthy.mfu > 0 and healthy.power_w > 0 and 0 < healthy.goodput_fraction < 1
 
             await producer.send(fcfg.events_topic, UPLINK, link_event(fpb.LINK_EVENT_KIND_DOWN, t0 + 2))
@@ -240,6 +243,7 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
             assert await asyncio.to_thread(twinctl_main, [*target, "show", "j1"]) == 0
             shown = capsys.readouterr().out
             assert shown.startswith("job j1  running  owner ml") and f"{restored.predicted_step_time_s * 1e3:.1f} ms" in shown
+            assert "comm      fabric twin (" in shown and "overhead factor 1.300 (JOBS_PUE setting)" in shown
             assert await asyncio.to_thread(twinctl_main, [*target, "whatif-placement", "--job", "j1", "--candidate",
                                                           "su1-0000", "--candidate", "su1-0004"]) == 0
             ranked = capsys.readouterr().out.splitlines()
@@ -297,8 +301,8 @@ async def test_bad_events_go_to_the_dlq_with_a_reason(kafka_bootstrap, fresh_dat
 
         state = await poll(job, lambda j: j.measured_step_time_s == 9.0)
         assert state.step_time_error_ratio == pytest.approx(9.0 / state.predicted_step_time_s)
-        fallback = [f for f in state.risk_flags if f.entity_id == "fabric"]
-        assert fallback and "own estimate" in fallback[0].detail
+        assert state.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE and state.comm_source_detail  # the reason
+        assert not [f for f in state.risk_flags if f.kind == pb.RISK_KIND_UNSPECIFIED]  # provenance is no risk
         slower = [f for f in state.risk_flags if f.kind == pb.RISK_KIND_SLOWER_THAN_PREDICTED]
         assert state.step_time_error_ratio > 1.15 and slower and "no cause the twin can see" in slower[0].detail
         with pytest.raises(grpc.aio.AioRpcError) as err:
