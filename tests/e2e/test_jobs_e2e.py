@@ -56,7 +56,7 @@ def test_simulated_jobs_are_tracked_predicted_and_stored(kafka, fresh_database, 
             assert state.predicted_step_time_s > 0 and state.measured_step_time_s == pytest.approx(period)
             assert state.step_time_error_ratio == pytest.approx(period / state.predicted_step_time_s, rel=1e-6)
             assert 0 < state.mfu < 1 and state.power_w > 0
-            assert not [f for f in state.risk_flags if f.entity_id == "fabric"], "the fabric twin answered"
+            assert state.comm_source == pb.COMM_SOURCE_FABRIC_TWIN, ("the fabric twin answered", state.comm_source_detail)
     assert sim.wait(60) == 0
     wait_until(lambda: scalar(fresh_database, "SELECT count(DISTINCT job_id) FROM job_state_latest") == len(want), 30,
                "every job stored", procs)
