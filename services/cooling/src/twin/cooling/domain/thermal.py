@@ -575,39 +575,42 @@ class _Margins:
         farther than GRID32_GUARD·scale from zero has the same sign in both."""
         p = self.p
         f32 = np.float32
-        a_r = self.a - self.r * self.ts
-        g0 = a_r + p.offset_c + p.r_slow_k_per_w * self.tot + p.r_fast_k_per_w * self.core - self.sl
-        h0 = (a_r + p.hbm_offset_c + p.hbm_slow_k_per_w * self.tot + p.hbm_core_k_per_w * self.core
-              + p.hbm_self_k_per_w * self.hbm - self.hm)
-        gs = self.cc + p.r_slow_k_per_w * self.dz_slow
-        hs = self.cc + p.hbm_slow_k_per_w * self.dz_slow
-        gf = p.r_fast_k_per_w * self.dz_fast
-        hf = p.hbm_core_k_per_w * self.dz_fast + p.hbm_self_k_per_w * self.dz_hbm
-        shared = (np.abs(self.a) + np.abs(self.r) * (self.ts + horizon_s) + 2 * np.abs(self.kk)
-                  + 2 * np.abs(self.cc) + np.abs(self.tot) + np.abs(self.core) + np.abs(self.hbm)
-                  + np.abs(self.dz_slow) + np.abs(self.dz_fast) + np.abs(self.dz_hbm))
-        r_sum = (np.abs(p.r_slow_k_per_w) + np.abs(p.r_fast_k_per_w) + np.abs(p.hbm_slow_k_per_w)
-                 + np.abs(p.hbm_core_k_per_w) + np.abs(p.hbm_self_k_per_w) + 1.0)
-        scale = (shared * r_sum + np.abs(p.offset_c) + np.abs(p.hbm_offset_c) + np.abs(self.sl) + np.abs(self.hm)
-                 + np.abs(g0) + np.abs(h0) + np.abs(gs) + np.abs(hs) + np.abs(gf) + np.abs(hf))
-        guard = (GRID32_GUARD * scale).astype(f32)[:, None]
-        tt = np.asarray(t, f32)[None, :]
-        es, ef, el = (_decay32(tt, tau) for tau in (self.ts, self.tf, self.tl))
-        common = self.r.astype(f32)[:, None] * tt
-        common += self.kk.astype(f32)[:, None] * el
-        mg = common + g0.astype(f32)[:, None]
-        mg += gs.astype(f32)[:, None] * es
-        mg += gf.astype(f32)[:, None] * ef
-        mh = common
-        mh += h0.astype(f32)[:, None]
-        mh += hs.astype(f32)[:, None] * es
-        mh += hf.astype(f32)[:, None] * ef
-        hit = (mg >= 0) | (mh >= 0)
-        m = hit.shape[1]
-        first = np.where(hit.any(axis=1), hit.argmax(axis=1), m)
-        near = (np.abs(mg) <= guard) | (np.abs(mh) <= guard)
-        near &= np.arange(m)[None, :] <= first[:, None]
-        doubt = near.any(axis=1) | ~np.isfinite(scale)
+        # absurd inputs (fuzzed what-ifs) can overflow float64 here or float32 in the casts: such a row's scale is
+        # inf or NaN or beyond float32, and the row goes to the float64 path (doubt), which handles it
+        with np.errstate(over="ignore", invalid="ignore"):
+            a_r = self.a - self.r * self.ts
+            g0 = a_r + p.offset_c + p.r_slow_k_per_w * self.tot + p.r_fast_k_per_w * self.core - self.sl
+            h0 = (a_r + p.hbm_offset_c + p.hbm_slow_k_per_w * self.tot + p.hbm_core_k_per_w * self.core
+                  + p.hbm_self_k_per_w * self.hbm - self.hm)
+            gs = self.cc + p.r_slow_k_per_w * self.dz_slow
+            hs = self.cc + p.hbm_slow_k_per_w * self.dz_slow
+            gf = p.r_fast_k_per_w * self.dz_fast
+            hf = p.hbm_core_k_per_w * self.dz_fast + p.hbm_self_k_per_w * self.dz_hbm
+            shared = (np.abs(self.a) + np.abs(self.r) * (self.ts + horizon_s) + 2 * np.abs(self.kk)
+                      + 2 * np.abs(self.cc) + np.abs(self.tot) + np.abs(self.core) + np.abs(self.hbm)
+                      + np.abs(self.dz_slow) + np.abs(self.dz_fast) + np.abs(self.dz_hbm))
+            r_sum = (np.abs(p.r_slow_k_per_w) + np.abs(p.r_fast_k_per_w) + np.abs(p.hbm_slow_k_per_w)
+                     + np.abs(p.hbm_core_k_per_w) + np.abs(p.hbm_self_k_per_w) + 1.0)
+            scale = (shared * r_sum + np.abs(p.offset_c) + np.abs(p.hbm_offset_c) + np.abs(self.sl) + np.abs(self.hm)
+                     + np.abs(g0) + np.abs(h0) + np.abs(gs) + np.abs(hs) + np.abs(gf) + np.abs(hf))
+            guard = (GRID32_GUARD * scale).astype(f32)[:, None]
+            tt = np.asarray(t, f32)[None, :]
+            es, ef, el = (_decay32(tt, tau) for tau in (self.ts, self.tf, self.tl))
+            common = self.r.astype(f32)[:, None] * tt
+            common += self.kk.astype(f32)[:, None] * el
+            mg = common + g0.astype(f32)[:, None]
+            mg += gs.astype(f32)[:, None] * es
+            mg += gf.astype(f32)[:, None] * ef
+            mh = common
+            mh += h0.astype(f32)[:, None]
+            mh += hs.astype(f32)[:, None] * es
+            mh += hf.astype(f32)[:, None] * ef
+            hit = (mg >= 0) | (mh >= 0)
+            m = hit.shape[1]
+            first = np.where(hit.any(axis=1), hit.argmax(axis=1), m)
+            near = (np.abs(mg) <= guard) | (np.abs(mh) <= guard)
+            near &= np.arange(m)[None, :] <= first[:, None]
+            doubt = near.any(axis=1) | ~(scale < np.finfo(f32).max)  # NaN / inf / beyond float32: the float64 path
         return first, doubt
 
 
@@ -617,11 +620,17 @@ def _decay32(tt: np.ndarray, tau: np.ndarray) -> np.ndarray:
     for τ_loop), or (1, m) when all are the same."""
     tau = np.asarray(tau, float)
     if tau.size and (tau == tau[0]).all():
-        return np.exp(tt * np.float32(-1.0 / tau[0]))
+        return np.exp(tt * _rate32(tau[:1])[0])
     u, inv = np.unique(tau, return_inverse=True)
     if 8 * len(u) <= len(tau):
-        return np.exp(tt * (np.float32(-1.0) / u.astype(np.float32))[:, None])[inv]
-    return np.exp(tt * (np.float32(-1.0) / tau.astype(np.float32))[:, None])
+        return np.exp(tt * _rate32(u)[:, None])[inv]
+    return np.exp(tt * _rate32(tau)[:, None])
+
+
+def _rate32(tau: np.ndarray) -> np.ndarray:
+    """-1/τ in float32, divided in float64 and held inside float32's range: a τ too small for float32 (> 0, as
+    validated) decays at once, e^(0·rate) = 1 and e^(-t·huge) = 0, instead of 0/0 at t = 0."""
+    return np.maximum(-1.0 / tau, -np.finfo(np.float32).max).astype(np.float32)
 
 
 #: the float32 grid screen's trust band, relative to each GPU's scale of its margin's terms: 1e-5 is ~170
