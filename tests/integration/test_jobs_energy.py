@@ -25,12 +25,12 @@ from test_jobs_service import (  # noqa: F401
     jobs_config,
     poll,
     read_until,
+    start_job_j,
 )
 
 from twin.core import topics
 from twin.core.kafka import EventProducer
 from twin.jobs.app import JobsApp
-from twin.jobs.domain.events import EventKind
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
 from twin.power.v1 import power_pb2 as ppb
@@ -75,20 +75,10 @@ async def test_measured_energy_uses_rack_pdu_power_and_the_power_twins_site_over
     cfg = replace(jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None),
                   telemetry_interval_s=0.0, pue=1.3)
     assert cfg.power_state_topic is not None and cfg.power_state_topic.name != topics.POWER_STATE.name
-    t0 = time.time()
     async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         stub = pb_grpc.JobServiceStub(channel)
-        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.SUBMITTED, t0, spec=SPEC))
-        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.STARTED, t0 + 1, nodes=NODES, n_gpus=32))
-
-        async def job() -> pb.JobState:
-            try:
-                return (await stub.GetJob(pb.GetJobRequest(job_id="j"))).job
-            except grpc.aio.AioRpcError:
-                return pb.JobState()
-
-        await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
+        job, _ = await start_job_j(cfg, producer, stub)
 
         async def run_seconds(start: float, pdu_on_0002: bool, gpu_j_before: float) -> pb.JobState:
             for k in range(SECONDS):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -128,6 +129,21 @@ async def read_until(bootstrap: str, name: str, partitions: int, want, timeout_s
 
 def job_event(job_id: str, kind: EventKind, t: float, **kw) -> pb.JobEvent:
     return codec.event_to_proto(JobEvent(job_id=job_id, kind=kind, time_s=t, source="test", **kw))
+
+
+async def start_job_j(cfg, producer: EventProducer, stub) -> tuple[Callable[[], Awaitable[pb.JobState]], pb.JobState]:
+    """Submit and start job "j" (SPEC on NODES, 32 GPUs) now; (its GetJob reader, its first running state)."""
+    t0 = time.time()
+    await producer.send(cfg.events_topic, "j", job_event("j", EventKind.SUBMITTED, t0, spec=SPEC))
+    await producer.send(cfg.events_topic, "j", job_event("j", EventKind.STARTED, t0 + 1, nodes=NODES, n_gpus=32))
+
+    async def job() -> pb.JobState:
+        try:
+            return (await stub.GetJob(pb.GetJobRequest(job_id="j"))).job
+        except grpc.aio.AioRpcError:
+            return pb.JobState()
+
+    return job, await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
 
 
 def link_event(kind: int, t: float) -> fpb.LinkEvent:
@@ -357,20 +373,10 @@ async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_b
     from twin.power.v1 import power_pb2 as ppb
 
     cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
-    t0 = time.time()
     async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         stub = pb_grpc.JobServiceStub(channel)
-        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.SUBMITTED, t0, spec=SPEC))
-        await producer.send(cfg.events_topic, "j", job_event("j", EventKind.STARTED, t0 + 1, nodes=NODES, n_gpus=32))
-
-        async def job() -> pb.JobState:
-            try:
-                return (await stub.GetJob(pb.GetJobRequest(job_id="j"))).job
-            except grpc.aio.AioRpcError:
-                return pb.JobState()
-
-        base = await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
+        job, base = await start_job_j(cfg, producer, stub)
         alert = cpb.CoolingAlert(alert_id="cool-1", site_id=SITE, entity_id="su1-0002", kind=cpb.ALERT_KIND_THROTTLE_PREDICTED,
                                  severity=cpb.SEVERITY_WARNING, time_to_throttle_s=240.0)
         alert.alert_time.FromNanoseconds(int(time.time() * 1e9))
