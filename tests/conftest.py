@@ -62,3 +62,22 @@ def unique_topic():
         return replace(topic, name=f"{topic.name}.t{uuid.uuid4().hex[:10]}")
 
     return make
+
+
+@pytest.fixture
+def spans():
+    """An in-memory exporter on the global SDK tracer provider (set up unless another test set it first): the
+    spans the code under test records from now on."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from twin.core.telemetry import setup_telemetry
+
+    setup_telemetry("twin-tests")
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

@@ -20,8 +20,6 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_ingest_http_api import AUTH, RACKS, T0, TOKEN, feed
 
@@ -29,7 +27,7 @@ from twin.core import topics
 from twin.core.clock import FixedClock
 from twin.core.envelope import header
 from twin.core.kafka import EventProducer
-from twin.core.telemetry import setup_telemetry, tracing_enabled
+from twin.core.telemetry import tracing_enabled
 from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher
 from twin.facility_sim.app import FacilitySim, SimConfig
 from twin.ingest.adapters.http_api import METRIC_REPORTS_PATH, make_http_app
@@ -60,16 +58,6 @@ class StubKafka:
 
     async def flush(self):
         return None
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    setup_telemetry("twin-tests")  # the global SDK provider (no exporter) unless another test set it first
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 @pytest.fixture

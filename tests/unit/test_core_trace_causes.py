@@ -8,9 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from twin.core import topics
 from twin.core.kafka import EventProducer, send_span
@@ -19,21 +16,10 @@ from twin.core.telemetry import (
     Causes,
     caused_span,
     inject_headers,
-    setup_telemetry,
     span_context_from_headers,
     tracing_enabled,
 )
 from twin.telemetry.v1 import telemetry_pb2 as tpb
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    setup_telemetry("twin-tests")  # the global SDK provider (no exporter) unless another test set it first
-    provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 def _record(tracer, name: str):

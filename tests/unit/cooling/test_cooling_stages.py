@@ -11,6 +11,7 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
+from test_cooling_alert_clear import Producer as RecordingProducer  # same directory (rootdir-relative import)
 
 from twin.cooling.adapters import codec
 from twin.cooling.adapters.codec import CodecError
@@ -40,16 +41,7 @@ def hall():
     return build_cooling_site(load_facility_spec("gb200-nvl72-hall"))
 
 
-class Producer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, object]] = []
-
-    async def enqueue(self, topic, key, message, **_):
-        self.sent.append((topic.name, key, message))
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
+class Producer(RecordingProducer):
     def on(self, topic: topics.Topic) -> list:
         return [m for t, _, m in self.sent if t == topic.name]
 
