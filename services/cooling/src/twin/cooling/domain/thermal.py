@@ -640,6 +640,36 @@ def _rate32(tau: np.ndarray) -> np.ndarray:
 GRID32_GUARD = 1e-5
 
 
+def _may_reach_a_limit(
+    p: GpuThermal,
+    s: ThermalState,
+    core_w: np.ndarray,
+    hbm_w: np.ndarray,
+    path: CoolantPath,
+    slowdown_c: np.ndarray,
+    hbm_max_c: np.ndarray,
+    horizon_s: float,
+) -> np.ndarray:
+    """Indexes of the GPUs that may reach a limit within the horizon. A lag's output never exceeds the larger
+    of its start and its input's bound, so a GPU whose bound stays below both limits skips the grid (most of
+    them, on a healthy site)."""
+    tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
+    cool_max = (
+        np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c)
+        + np.maximum(path.ramp_k_per_s, 0) * horizon_s
+    )
+    zs, zf, zh = np.maximum(s.z_slow, tot), np.maximum(s.z_fast, core_w), np.maximum(s.z_hbm, hbm_w)
+    g_max = cool_max + p.offset_c + p.r_slow_k_per_w * zs + p.r_fast_k_per_w * zf
+    h_max = (
+        cool_max
+        + p.hbm_offset_c
+        + p.hbm_slow_k_per_w * zs
+        + p.hbm_core_k_per_w * zf
+        + p.hbm_self_k_per_w * zh
+    )
+    return np.flatnonzero(~((g_max < slowdown_c) & (h_max < hbm_max_c)))
+
+
 def time_to_throttle(
     p: GpuThermal,
     s: ThermalState,
@@ -659,23 +689,7 @@ def time_to_throttle(
     float64, see ``_Margins.grid32``), the bisection in float64 with the same operations."""
     n = len(np.asarray(slowdown_c))
     times = np.concatenate([[0.0], np.geomspace(0.25, horizon_s, grid)])
-    # screen: a lag's output never exceeds the larger of its start and its input's bound, so GPUs whose
-    # bound stays below both limits over the horizon skip the grid (most of them, on a healthy site)
-    tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
-    cool_max = (
-        np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c)
-        + np.maximum(path.ramp_k_per_s, 0) * horizon_s
-    )
-    zs, zf, zh = np.maximum(s.z_slow, tot), np.maximum(s.z_fast, core_w), np.maximum(s.z_hbm, hbm_w)
-    g_max = cool_max + p.offset_c + p.r_slow_k_per_w * zs + p.r_fast_k_per_w * zf
-    h_max = (
-        cool_max
-        + p.hbm_offset_c
-        + p.hbm_slow_k_per_w * zs
-        + p.hbm_core_k_per_w * zf
-        + p.hbm_self_k_per_w * zh
-    )
-    cand = np.flatnonzero(~((g_max < slowdown_c) & (h_max < hbm_max_c)))
+    cand = _may_reach_a_limit(p, s, core_w, hbm_w, path, slowdown_c, hbm_max_c, horizon_s)
     out = np.full(n, np.inf)
     which = np.full(n, THROTTLE_NONE)
     if cand.size == 0:
@@ -749,23 +763,7 @@ def time_to_throttle_direct(
         g, hb = temperatures_at(sp, st, c, h, cp, tt)
         return g - sl, hb - hm
 
-    # screen: a lag's output never exceeds the larger of its start and its input's bound, so GPUs whose
-    # bound stays below both limits over the horizon skip the grid (most of them, on a healthy site)
-    tot = np.asarray(core_w, float) + np.asarray(hbm_w, float)
-    cool_max = (
-        np.maximum(np.maximum(path.now_c, path.final_c), s.coolant_c)
-        + np.maximum(path.ramp_k_per_s, 0) * horizon_s
-    )
-    zs, zf, zh = np.maximum(s.z_slow, tot), np.maximum(s.z_fast, core_w), np.maximum(s.z_hbm, hbm_w)
-    g_max = cool_max + p.offset_c + p.r_slow_k_per_w * zs + p.r_fast_k_per_w * zf
-    h_max = (
-        cool_max
-        + p.hbm_offset_c
-        + p.hbm_slow_k_per_w * zs
-        + p.hbm_core_k_per_w * zf
-        + p.hbm_self_k_per_w * zh
-    )
-    cand = np.flatnonzero(~((g_max < slowdown_c) & (h_max < hbm_max_c)))
+    cand = _may_reach_a_limit(p, s, core_w, hbm_w, path, slowdown_c, hbm_max_c, horizon_s)
     out = np.full(n, np.inf)
     which = np.full(n, THROTTLE_NONE)
     if cand.size == 0:
