@@ -17,8 +17,8 @@ import grpc
 import numpy as np
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.timestamp_pb2 import Timestamp
+from service_harness import WAIT_S, Running, read_to_end, read_until
 
 from twin.cooling.adapters.codec import setpoint_request
 from twin.cooling.app import CoolingApp, CoolingConfig
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.timeout(300)
 
 FACILITY = "gb200-nvl72-hall"
 SITE = "hall-gb200"
-WAIT_S = 60.0
 ROW_A = [f"a-{i:04d}" for i in range(8)]
 RACKS = ROW_A + [f"b-{i:04d}" for i in range(8)]
 
@@ -58,44 +57,6 @@ def cooling_config(bootstrap: str, db: str, unique_topic, group: str, **kw) -> C
     topics_kw.update(kw)
     return CoolingConfig(kafka_bootstrap=bootstrap, database_url=db, facility=FACILITY, grpc_host="127.0.0.1",
                          grpc_port=0, group_id=group, **topics_kw)
-
-
-class Running:
-    def __init__(self, app) -> None:
-        self.app, self.stop, self.task = app, asyncio.Event(), None
-
-    async def __aenter__(self):
-        self.task = asyncio.create_task(self.app.run(self.stop))
-        ready = asyncio.create_task(self.app.ready.wait())
-        await asyncio.wait([ready, self.task], timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done():
-            self.task.result()
-        assert self.app.ready.is_set(), f"{type(self.app).__name__} did not become ready"
-        return self.app
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, WAIT_S)
-
-
-async def read_until(bootstrap: str, topic: topics.Topic, want, dlq: bool = False) -> list:
-    """Records of `topic` (or its DLQ) until want(records) holds (bounded)."""
-    name = topic.dlq if dlq else topic.name
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list = []
-        deadline = time.monotonic() + WAIT_S
-        while not want(records) and time.monotonic() < deadline:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        assert want(records), f"{name}: condition not met with {len(records)} records"
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def wait_for(condition, what: str) -> None:
@@ -315,25 +276,6 @@ def telemetry_tick(inv, t: float, tensor: float) -> list[tuple[str, tpb.Telemetr
             gs.dram_active.extend([0.3] * n)
         out.append((rack.rack_id, tpb.TelemetrySamples(batch=b)))
     return out
-
-
-async def read_to_end(bootstrap: str, topic: topics.Topic) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list = []
-        deadline = time.monotonic() + WAIT_S
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"{topic.name}: not read to its end within {WAIT_S}s"
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def test_power_and_cooling_loop_converges_within_a_tick_of_a_load_step(

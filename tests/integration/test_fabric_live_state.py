@@ -8,7 +8,6 @@ the job's collectives; restoring it gives back the healthy answer exactly.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ import grpc
 import psycopg
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from service_harness import Running, poll, read_until
 
 from twin.core import topics
 from twin.core.envelope import header
@@ -54,61 +53,10 @@ def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: s
         publish_interval_s=1.0)
 
 
-class Running:
-    def __init__(self, app: FabricApp) -> None:
-        self.app = app
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task | None = None
-
-    async def __aenter__(self) -> FabricApp:
-        self.task = asyncio.create_task(self.app.run(self.stop))
-        ready = asyncio.create_task(self.app.ready.wait())
-        await asyncio.wait([ready, self.task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done():
-            self.task.result()
-        assert self.app.ready.is_set(), "fabric app did not become ready"
-        return self.app
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 60)
-
-
-async def poll(fn, until, timeout_s: float = 30.0, every_s: float = 0.1):
-    """Call async fn until until(result) holds; returns the last result (asserted)."""
-    deadline = time.monotonic() + timeout_s
-    result = await fn()
-    while not until(result) and time.monotonic() < deadline:
-        await asyncio.sleep(every_s)
-        result = await fn()
-    assert until(result), f"condition not met within {timeout_s}s; last result: {result}"
-    return result
-
-
 def event(link_id: str, kind: int, capacity: float = 0.0, t: float | None = None) -> pb.LinkEvent:
     msg = pb.LinkEvent(link_id=link_id, kind=kind, capacity_fraction=capacity, reason="integration test")
     msg.event_time.FromNanoseconds(int((t if t is not None else time.time()) * 1e9))
     return msg
-
-
-async def read_all(bootstrap: str, name: str, partitions: int, want, timeout_s: float = 30.0):
-    """Records of topic `name` until want(records) holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(name, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records = []
-        deadline = time.monotonic() + timeout_s
-        while not want(records) and time.monotonic() < deadline:
-            polled = await consumer.getmany(timeout_ms=200)
-            for recs in polled.values():
-                records.extend(recs)
-        assert want(records), f"{name}: got {len(records)} records"
-        return records
-    finally:
-        await consumer.stop()
 
 
 async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fresh_database, facility_file,
@@ -133,7 +81,7 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
         # the state the estimates use, through the API and on fabric.state.v1
         state = (await stub.GetFabricState(pb.GetFabricStateRequest())).state
         assert state.links_down == 1 and [link.link_id for link in state.links] == [UPLINK]
-        published = await read_all(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions,
+        published = await read_until(kafka_bootstrap, cfg.state_topic,
                                    lambda recs: any(pb.FabricState.FromString(r.value).links_down == 1 for r in recs))
         assert all(r.key == b"it-fabric" for r in published)
 
@@ -149,8 +97,7 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
         # invalid events go to the DLQ with a reason; the partition keeps flowing
         await producer.send(cfg.events_topic, "leaf-r0-g9/spine0", event("leaf-r0-g9/spine0", pb.LINK_EVENT_KIND_DOWN))
         await producer.send(cfg.events_topic, UPLINK, event(UPLINK, pb.LINK_EVENT_KIND_DEGRADED, capacity=1.5))
-        dlq = await read_all(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions,
-                             lambda recs: len(recs) >= 2)
+        dlq = await read_until(kafka_bootstrap, cfg.events_topic, lambda recs: len(recs) >= 2, dlq=True)
         reasons = sorted(header(list(r.headers), "dlq_reason").decode() for r in dlq)
         assert any("link_id" in r and "leaf-r0-g9/spine0" in r for r in reasons), reasons
         assert any("capacity_fraction" in r and "1.5" in r for r in reasons), reasons

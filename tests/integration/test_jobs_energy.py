@@ -15,16 +15,14 @@ from dataclasses import replace
 
 import grpc
 import pytest
+from service_harness import Running, poll, read_until
 from test_jobs_service import (  # noqa: F401
     NODES,
     SITE,
     SPEC,
-    Running,
     facility_file,
     job_event,
     jobs_config,
-    poll,
-    read_until,
     start_job_j,
 )
 
@@ -119,7 +117,7 @@ async def test_measured_energy_uses_rack_pdu_power_and_the_power_twins_site_over
             states = [pb.JobState.FromString(r.value) for r in recs]
             return [st for st in states if st.energy_overhead_source == pb.ENERGY_OVERHEAD_SOURCE_SITE_STATE]
 
-        recs = await read_until(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions, site_sourced)
+        recs = await read_until(kafka_bootstrap, cfg.state_topic, site_sourced)
         published = site_sourced(recs)[0]
         assert published.job_id == "j" and published.energy_overhead_factor == pytest.approx(1.25)
         assert published.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE

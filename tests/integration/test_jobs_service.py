@@ -19,7 +19,7 @@ import grpc
 import psycopg
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from service_harness import Running, poll, read_until
 
 from twin.core import topics
 from twin.core.facility.spec import PRESETS_DIR
@@ -39,7 +39,6 @@ from twinctl.__main__ import main as twinctl_main
 pytestmark = pytest.mark.timeout(240)
 
 SITE = "it-jobs"
-WAIT_S = 60.0
 UPLINK = "leaf-r0-g0/spine1"
 # nodes 0, 1 (leaf group 0) and 8, 9 (leaf group 1): 4 DGX H100, 32 GPUs
 NODES = ("su1-0000-n00", "su1-0000-n01", "su1-0002-n00", "su1-0002-n01")
@@ -56,24 +55,6 @@ def facility_file(tmp_path: Path) -> Path:
     path = tmp_path / "facility.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-class Running:
-    def __init__(self, app) -> None:
-        self.app, self.stop, self.task = app, asyncio.Event(), None
-
-    async def __aenter__(self):
-        self.task = asyncio.create_task(self.app.run(self.stop))
-        ready = asyncio.create_task(self.app.ready.wait())
-        await asyncio.wait([ready, self.task], timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done():
-            self.task.result()
-        assert self.app.ready.is_set(), f"{type(self.app).__name__} did not become ready"
-        return self.app
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, WAIT_S)
 
 
 def fabric_config(bootstrap: str, db: str, facility: Path, unique_topic) -> FabricConfig:
@@ -97,34 +78,6 @@ def jobs_config(bootstrap: str, db: str, facility: Path, unique_topic, fabric_ta
                       cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
                       samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
                       power_state_topic=unique_topic(topics.POWER_STATE))
-
-
-async def poll(fn, until, timeout_s: float = WAIT_S, every_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    result = await fn()
-    while not until(result) and time.monotonic() < deadline:
-        await asyncio.sleep(every_s)
-        result = await fn()
-    assert until(result), f"condition not met within {timeout_s}s; last result: {result}"
-    return result
-
-
-async def read_until(bootstrap: str, name: str, partitions: int, want, timeout_s: float = WAIT_S) -> list:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(name, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while not want(records) and time.monotonic() < deadline:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        assert want(records), f"{name}: condition not met with {len(records)} records"
-        return records
-    finally:
-        await consumer.stop()
 
 
 def job_event(job_id: str, kind: EventKind, t: float, **kw) -> pb.JobEvent:
@@ -217,10 +170,10 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
                 return out
 
             want = [healthy.predicted_step_time_s, slowed.predicted_step_time_s, restored.predicted_step_time_s]
-            recs = await read_until(kafka_bootstrap, cfg.state_topic.name, cfg.state_topic.partitions,
+            recs = await read_until(kafka_bootstrap, cfg.state_topic,
                                     lambda rs: seen(rs)[-3:] == want)
             assert all(r.key == b"j1" for r in recs)
-            moves = await read_until(kafka_bootstrap, cfg.recommendations_topic.name, cfg.recommendations_topic.partitions,
+            moves = await read_until(kafka_bootstrap, cfg.recommendations_topic,
                                      lambda rs: any(pb.JobRecommendation.FromString(r.value).kind ==
                                                     pb.RECOMMENDATION_KIND_MOVE_JOB for r in rs))
             move = next(m for m in map(lambda r: pb.JobRecommendation.FromString(r.value), moves)
@@ -306,7 +259,7 @@ async def test_bad_events_go_to_the_dlq_with_a_reason(kafka_bootstrap, fresh_dat
         # a good progress report after all of them: the partition keeps flowing
         await send(cfg.events_topic, "a", job_event("a", EventKind.PROGRESS, t0 + 6, step=10, step_time_s=9.0))
 
-        dlq = await read_until(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions, lambda rs: len(rs) >= 5)
+        dlq = await read_until(kafka_bootstrap, cfg.events_topic, lambda rs: len(rs) >= 5, dlq=True)
         reasons = sorted(reason(r) for r in dlq)
         assert len(reasons) == 5
         assert any("unknown job 'ghost'" in r for r in reasons)
@@ -346,7 +299,7 @@ async def test_sacct_replay_produces_the_expected_event_sequence(kafka_bootstrap
         again = await replay_sacct(SACCT, publisher)  # a re-export: nothing published twice
         assert len(again) == 6 and publisher.stats.published == 6 and publisher.stats.duplicates == 6
 
-        recs = await read_until(kafka_bootstrap, cfg.events_topic.name, cfg.events_topic.partitions,
+        recs = await read_until(kafka_bootstrap, cfg.events_topic,
                                 lambda rs: len(rs) >= 6)
         by_job: dict[str, list[int]] = {}
         for r in sorted(recs, key=lambda r: (r.partition, r.offset)):
@@ -355,7 +308,7 @@ async def test_sacct_replay_produces_the_expected_event_sequence(kafka_bootstrap
             by_job.setdefault(msg.job_id, []).append(msg.kind)
         assert by_job == {"101": [pb.JOB_EVENT_KIND_SUBMITTED, pb.JOB_EVENT_KIND_STARTED, pb.JOB_EVENT_KIND_FINISHED],
                           "102": [pb.JOB_EVENT_KIND_SUBMITTED, pb.JOB_EVENT_KIND_STARTED, pb.JOB_EVENT_KIND_FAILED]}
-        dlq = await read_until(kafka_bootstrap, cfg.events_topic.dlq, cfg.events_topic.partitions, lambda rs: len(rs) >= 1)
+        dlq = await read_until(kafka_bootstrap, cfg.events_topic, lambda rs: len(rs) >= 1, dlq=True)
         assert reason(dlq[0]).startswith("slurm: ") and b"103" in dlq[0].value
 
         async def statuses():
@@ -383,7 +336,7 @@ async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_b
         await producer.send(cfg.cooling_alerts_topic, alert.entity_id, alert)
         flagged = await poll(job, lambda j: any(f.kind == pb.RISK_KIND_THERMAL_THROTTLE for f in j.risk_flags))
         assert flagged.predicted_step_time_s == base.predicted_step_time_s  # predicted, not yet throttling
-        recs = await read_until(kafka_bootstrap, cfg.recommendations_topic.name, cfg.recommendations_topic.partitions,
+        recs = await read_until(kafka_bootstrap, cfg.recommendations_topic,
                                 lambda rs: any(pb.JobRecommendation.FromString(r.value).entity_id == "su1-0002"
                                                for r in rs))
         ckpt = next(m for m in (pb.JobRecommendation.FromString(r.value) for r in recs) if m.entity_id == "su1-0002")

@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from service_harness import WAIT_S, Running, read_to_end, read_until
 
 from twin.cooling.v1 import cooling_pb2 as cpb
 from twin.core import topics
@@ -43,7 +43,6 @@ pytestmark = pytest.mark.timeout(240)
 
 SITE = "it-power"
 TOKEN = "openadr-test-token"
-WAIT_S = 60.0
 UPS_EFF = {"name": "double-conversion", "kind": "loss_polynomial", "rated_w": 120000,
            "loss_coefficients": [0.012371, 0.012371, 0.0061856]}
 
@@ -78,64 +77,6 @@ def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: s
         racks_topic=unique_topic(RACK_CONTRIBUTIONS), alerts_topic=unique_topic(topics.POWER_ALERTS),
         plans_topic=unique_topic(topics.POWER_PLANS), grid_topic=unique_topic(topics.GRID_EVENTS),
         jobs_topic=unique_topic(topics.JOBS_STATE), cooling_topic=unique_topic(topics.COOLING_STATE), **kw)
-
-
-class Running:
-    def __init__(self, app: PowerApp) -> None:
-        self.app, self.stop, self.task = app, asyncio.Event(), None
-
-    async def __aenter__(self) -> PowerApp:
-        self.task = asyncio.create_task(self.app.run(self.stop))
-        ready = asyncio.create_task(self.app.ready.wait())
-        await asyncio.wait([ready, self.task], timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done():
-            self.task.result()
-        assert self.app.ready.is_set(), "power app did not become ready"
-        return self.app
-
-    async def __aexit__(self, *exc) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, WAIT_S)
-
-
-async def read_until(bootstrap: str, topic: topics.Topic, want, timeout_s: float = WAIT_S, dlq: bool = False):
-    """Records of `topic` (or its DLQ) until want(records) holds (bounded)."""
-    name = topic.dlq if dlq else topic.name
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while not want(records) and time.monotonic() < deadline:
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        assert want(records), f"{name}: condition not met with {len(records)} records"
-        return records
-    finally:
-        await consumer.stop()
-
-
-async def read_to_end(bootstrap: str, topic: topics.Topic) -> list:
-    """Every record of `topic` up to its end offsets at the time of the call."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list = []
-        deadline = time.monotonic() + WAIT_S
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"{topic.name}: not read to its end within {WAIT_S}s"
-            for recs in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(recs)
-        return records
-    finally:
-        await consumer.stop()
 
 
 def states(records) -> list[pb.PowerState]:
