@@ -1,7 +1,7 @@
 """Mechanisms of the issue-11 validation pass (step model): GEMM tile quantization; MoE costs beyond the all-to-all
 (expert GEMMs as Transformer Engine's GroupedLinear runs them, the FP8 cast of every routed copy, the router's FP32
 softmax/top-k traffic, Megatron's re-sort by local expert, expert optimizer sharding); the causal flash-attention
-backward; LLM Foundry's varlen copies and its FlashAttention-1 tables."""
+backward; LLM Foundry's varlen copies and its FlashAttention-1 tables; FP8 current scaling's separate amax pass."""
 
 from __future__ import annotations
 
@@ -236,3 +236,66 @@ def test_overlapped_ep_traffic_hides_behind_both_expert_gemms() -> None:
     window = m.layers * 3.0 * float(t.sum())
     assert pred.raw_comm_s["ep"] > window
     assert pred.raw_comm_s["ep"] - pred.exposed_comm_s["ep"] == pytest.approx(window, rel=1e-9)
+
+
+@pytest.mark.parametrize("moe", [True, False])
+@pytest.mark.parametrize("tp", [1, 2])
+def test_fp8_current_scaling_reads_each_unfused_cast_input_once_more(moe: bool, tp: int) -> None:
+    """Transformer Engine's current scaling computes a tensor's amax in its own pass before the cast: one more BF16
+    read of the GEMM inputs no TE norm/activation kernel writes -- the attention output, and in a MoE layer every
+    routed copy of the expert input and of the SwiGLU output -- forward and twice in backward. Delayed scaling
+    (the default) is unchanged."""
+    from twin.jobs.domain.step import FP8_CURRENT_SCALING_AMAX_BYTES
+
+    shape = QWEN_MOE if moe else dataclasses.replace(QWEN_MOE, moe_experts=0, moe_topk=0, ffn_hidden=6144)
+    par = Parallelism(tp=tp, pp=1, dp=16 // tp, ep=8 if moe else 1)
+
+    def job(**kw) -> JobSpec:
+        return JobSpec(shape, par, TrainingSetup(micro_batch=1, global_batch=64, precision="fp8", **kw),
+                       gpu="H100-SXM")
+
+    default, delayed, current = (predict_step(job()), predict_step(job(fp8_recipe="delayed")),
+                                 predict_step(job(fp8_recipe="current")))
+    assert default.step_time_s == delayed.step_time_s
+    m = shape
+    tok = float(m.seq_len)
+    moe_tok = tok / tp
+    separate = tok * m.q_dim / tp
+    if moe:
+        separate += moe_tok * m.moe_topk * m.hidden + tok * m.moe_topk * m.ffn_hidden / tp
+    hbm = H100.hbm_TBps * 1e12 * HBM_EFFICIENCY
+    expected = job().micro_batches * m.layers * 3.0 * FP8_CURRENT_SCALING_AMAX_BYTES * separate / hbm
+    assert current.memory_s - delayed.memory_s == pytest.approx(expected, rel=1e-9)
+    assert current.gemm_s == delayed.gemm_s and current.attention_s == delayed.attention_s
+
+
+def test_fp8_recipe_is_checked_and_a_bf16_job_ignores_it() -> None:
+    from twin.jobs.domain import JobSpecError
+
+    with pytest.raises(JobSpecError) as err:
+        TrainingSetup(micro_batch=1, global_batch=8, precision="fp8", fp8_recipe="mxfp8")
+    assert err.value.field == "fp8_recipe"
+    bf16 = [predict_step(JobSpec(QWEN_MOE, Parallelism(dp=16, ep=8),
+                                 TrainingSetup(micro_batch=1, global_batch=64, fp8_recipe=r), gpu="H100-SXM"))
+            for r in ("delayed", "current")]
+    assert bf16[0].step_time_s == bf16[1].step_time_s
+
+
+def test_validate_reads_the_fp8_recipe_only_where_a_megatron_row_states_it() -> None:
+    from twin.jobs.validate import row_job
+
+    base = {"model": "Qwen3-30B-A3B", "params_b": "30", "layers": "48", "hidden": "2048", "ffn_hidden": "768",
+            "heads": "32", "kv_heads": "4", "seq_len": "4096", "vocab": "151936", "moe_experts": "128",
+            "moe_topk": "8", "precision": "fp8", "gpu": "H100-SXM", "n_gpus": "16", "tp": "1", "pp": "1",
+            "dp": "16", "ep": "8", "micro_batch": "1", "global_batch": "64", "tokens_per_s_per_gpu": "5000",
+            "framework": "Megatron-Bridge (NeMo 25.11 container)"}
+    cs, _ = row_job(base | {"note": "25.11 container, DGX-H100, FP8-CS (current scaling)"})
+    cs_short, _ = row_job(base | {"note": "DGX-H100, FP8-CS, GA 4"})
+    plain, _ = row_job(base | {"note": "26.04.01 container, DGX-H100, FP8"})
+    bf16, _ = row_job(base | {"precision": "bf16", "note": "BF16"})
+    assert cs["job"].training.fp8_recipe == "current" == cs_short["job"].training.fp8_recipe
+    assert not any("FP8 recipe" in a for a in cs["assumptions"])
+    assert plain["job"].training.fp8_recipe == "delayed"
+    assert any("FP8 recipe not stated: delayed" in a for a in plain["assumptions"])
+    assert bf16["job"].training.fp8_recipe == "delayed"
+    assert not any("FP8 recipe" in a for a in bf16["assumptions"])

@@ -230,6 +230,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
 
         low = note.lower()
         sequence_first = True
+        fp8_recipe = "delayed"
         if fw == "torchtitan":
             recompute = "full" if re.search(r"full (activation checkpointing|ac)\b", low) else (
                 "op" if "selective" in low else "none")
@@ -263,6 +264,15 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
             kernels = "fused"
             if recompute == "none":
                 assumptions.append("activation recompute not stated: none (Megatron-Core/NeMo default)")
+            if precision == "fp8":
+                # Transformer Engine's per-tensor recipes: current scaling where the row says so ("FP8-CS", the
+                # Megatron-Bridge tables' name for Float8CurrentScaling), else delayed scaling, TE's and
+                # Megatron-Core's default (``--fp8-recipe delayed``)
+                if re.search(r"fp8-cs\b|current scaling", low):
+                    fp8_recipe = "current"
+                else:
+                    assumptions.append("FP8 recipe not stated: delayed scaling (Transformer Engine / Megatron-Core "
+                                       "default)")
         else:
             return None, f"framework {row.get('framework')!r} not recognised (its software facts are unknown)"
         moe_kernel = "nccl_alltoall"
@@ -276,7 +286,7 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
         par = Parallelism(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vp=vp, **par_kw)
         training = TrainingSetup(micro_batch=mb, global_batch=gbs, precision=precision, recompute=recompute,
                                  attention_kernel=kernel, overlap=overlap, kernels=kernels,
-                                 sequence_first=sequence_first, moe_kernel=moe_kernel)
+                                 sequence_first=sequence_first, moe_kernel=moe_kernel, fp8_recipe=fp8_recipe)
         job = JobSpec(shape, par, training, gpu=gpu.key, n_gpus=n_gpus)
     except (JobSpecError, ValueError) as exc:
         return None, f"cannot build the job: {exc}"

@@ -15,6 +15,8 @@ RECOMPUTE_MODES = ("none", "selective", "op", "full")
 ATTENTION_KERNELS = ("flash2", "flash1", "cudnn", "unfused")
 #: MoE token dispatch/combine kernels (the fabric twin's EstimateMoe kernels; see ``comm.MoeTraffic``)
 MOE_KERNELS = ("nccl_alltoall", "deepep_normal", "deepep_low_latency")
+#: per-tensor FP8 scaling recipes (``TrainingSetup.fp8_recipe``)
+FP8_RECIPES = ("delayed", "current")
 
 
 class JobSpecError(ValueError):
@@ -159,6 +161,12 @@ class TrainingSetup:
     #: fraction of GEMM FLOPs run in FP8 when precision == "fp8" (the LM head stays in BF16 in Transformer
     #: Engine and torchao float8; set below 1 to keep more layers in BF16)
     fp8_gemm_share: float = 1.0
+    #: per-tensor FP8 scaling recipe when precision == "fp8", as Transformer Engine names them: "delayed"
+    #: (DelayedScaling: the scale comes from the amax history and the cast kernel records the new amax as it goes;
+    #: TE's and Megatron-Core's default ``--fp8-recipe delayed``) or "current" (Float8CurrentScaling, Megatron-Core
+    #: ``--fp8-recipe tensorwise``, megatron/core/fp8_utils.py ``get_fp8_recipe``: each tensor's amax is computed
+    #: before it is cast -- priced in ``step.FP8_CURRENT_SCALING_AMAX_BYTES``)
+    fp8_recipe: str = "delayed"
     #: MoE expert-parallel dispatch/combine kernel: Megatron-Core's all-to-all token dispatcher over NCCL unless the
     #: job says DeepEP (Megatron's "flex" dispatcher). Megatron-Core's MoE README (megatron/core/transformer/moe,
     #: ``--moe-token-dispatcher-type``): the default is "allgather", "alltoall" is the one recommended with expert
@@ -179,6 +187,8 @@ class TrainingSetup:
             raise JobSpecError("kernels", f"must be fused, eager, eager_fp32 or eager_varlen, got {self.kernels!r}")
         if not 0.0 <= self.fp8_gemm_share <= 1.0:
             raise JobSpecError("fp8_gemm_share", "must be in [0, 1]")
+        if self.fp8_recipe not in FP8_RECIPES:
+            raise JobSpecError("fp8_recipe", f"must be one of {FP8_RECIPES}, got {self.fp8_recipe!r}")
 
 
 @dataclass(frozen=True)

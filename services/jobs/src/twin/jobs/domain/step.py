@@ -23,7 +23,8 @@ with m = micro-batches per pipeline per step. Compute per micro-batch on one GPU
   backward) x s/(s + 256) x clock (attention stays in BF16 in both FP8 recipes).
 * Memory-bound element-wise work (norms, residuals, rotary, activation function, FP8 casts -- of every routed
   copy for MoE experts --, MoE permutation and router softmax/top-k, cross-entropy) from the bytes it streams
-  (``ELEMENTWISE_*`` and the MoE terms) at the achieved HBM bandwidth; unaffected by SM clock.
+  (``ELEMENTWISE_*`` and the MoE terms) at the achieved HBM bandwidth; unaffected by SM clock. FP8 current
+  scaling adds the separate amax read of each cast input no fused norm/activation kernel wrote.
 * Activation recomputation: "full" repeats the forward of every layer (GEMMs, attention, element-wise, TP
   communication); "op" (torchtitan per-op selective AC: every second matmul output is not saved) repeats half
   the forward GEMMs; "selective" (Megatron: core attention only) costs nothing extra with flash attention,
@@ -175,6 +176,17 @@ FP8_CAST_BYTES = 3.0
 #: a forward/dgrad GEMM and a wgrad GEMM is written twice, row-wise and column-wise (+1 byte per element);
 #: Blackwell runs FP8 GEMMs in any layout
 FP8_TRANSPOSE_BYTES = {"hopper": 1.0}
+#: FP8 current scaling (``TrainingSetup.fp8_recipe == "current"``): Transformer Engine's
+#: ``Float8CurrentScalingQuantizer::quantize_impl`` (transformer_engine/pytorch/csrc/quantizer.cpp) runs
+#: ``nvte_compute_amax`` over the whole input, then ``nvte_compute_scale_from_amax``, then the cast
+#: (``nvte_quantize_v2``): one more read of the BF16 input, 2 bytes per element, than delayed scaling, whose cast
+#: records the amax as it goes. TE's fused norm and activation kernels compute the amax while they write their BF16
+#: output (the current-scaling branches of its normalization and activation extensions), which the cast then reads
+#: -- the unfused cast priced above -- so the extra pass falls on the GEMM inputs no TE norm or activation writes:
+#: the attention output (projection input) and, in Megatron-Core's MoE layer, the permuted tokens (grouped expert
+#: up-projection input) and the output of Megatron's own SwiGLU (down-projection input). Dense FFN inputs come
+#: from TE's LayerNormMLP (its norm and activation): no extra pass.
+FP8_CURRENT_SCALING_AMAX_BYTES = 2.0
 #: cross-entropy over the logits, bytes per logit element, counted from Megatron-LM's vocab-parallel cross
 #: entropy (megatron/core/tensor_parallel/cross_entropy.py, called on ``output.float()``): forward upcast
 #: (read 2, write 4), max (read 4), subtract (read 4, write 4), exp (read 4, write 4), sum (read 4), normalise
@@ -447,6 +459,9 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         fc1_in = k_top * h * (moe_tokens / tok) if m_.is_moe else h
         cast_bytes = FP8_CAST_BYTES + FP8_TRANSPOSE_BYTES.get(gpu.arch, 0.0)
         ew_fwd += cast_bytes * tok * (h + fc1_in + q / tp + k_top * f / tp) / hbm
+        if t.fp8_recipe == "current":
+            separate_amax = q / tp + ((fc1_in + k_top * f / tp) if m_.is_moe else 0.0)
+            ew_fwd += FP8_CURRENT_SCALING_AMAX_BYTES * tok * separate_amax / hbm
     logits_mem = LOGITS_BYTES_PER_ELEMENT * tok * V / tp / hbm
 
     recompute_fwd_share = {"none": 0.0, "selective": 0.0, "op": 0.5, "full": 1.0}[t.recompute]
