@@ -22,7 +22,8 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   first and PP takes the rest (the Megatron-LM layout rule, TP inside a node); a row stating no layout at all is
   skipped. Empty micro_batch -> 1. Empty precision -> bf16.
 * framework facts: Megatron-Core / NeMo / Megatron-Bridge = distributed optimizer (ZeRO-1), sequence parallel,
-  cuDNN (Transformer Engine) attention, DP and TP communication overlapped; Megatron-LM 2021 = plain DDP, no
+  cuDNN (Transformer Engine) attention, DP and TP communication overlapped, FP8 in Transformer Engine's delayed
+  scaling unless the note says "FP8-CS" / "current scaling" (then current scaling); Megatron-LM 2021 = plain DDP, no
   sequence parallelism, unfused attention, nothing overlapped (all three arrived later); torchtitan = FSDP2,
   PyTorch SDPA (FlashAttention-2) attention, batch-first DTensor activations (a copy around each sequence-
   parallel collective), TP overlapped only with "async TP", the local batch split into
