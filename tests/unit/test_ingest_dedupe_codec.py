@@ -9,6 +9,7 @@ from ingest_factory import inventory, rack_batch
 
 from twin.ingest.adapters.codec import decode_batch, encode_batch, samples_ce_id, samples_message
 from twin.ingest.domain.dedupe import split_duplicates
+from twin.ingest.domain.model import GPU_FIELDS, GpuColumns, NodeGpus, node_rows
 from twin.ingest.domain.rows import GPU_COLUMNS, gpu_columns, link_columns, rack_columns
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -99,3 +100,29 @@ def test_wire_fast_path_decodes_like_the_containers(monkeypatch):
     slow = [decode_batch(m) for m in msgs]
     for a, b in zip(fast, slow, strict=True):
         _same_batches(a, b)
+
+
+def test_gpu_columns_from_nodes_and_back():
+    """Feed adapters build batches from per-node samples; the flat columns keep every node's arrays
+    (also ragged ones, which validation must still see per node) and give them back as node views."""
+    batch = decode_batch(rack_batch(inventory(), 1, T, 3))
+    again = GpuColumns.from_nodes(batch.nodes)
+    assert again.value_offsets is None and again.node_ids == batch.gpus.node_ids
+    assert np.array_equal(again.node_offsets, [0, 8, 16, 24, 32])
+    for f in GPU_FIELDS:
+        assert np.array_equal(again.values[f], batch.gpus.values[f], equal_nan=True)
+    short = NodeGpus("n0", np.array([0, 1], np.uint32), {f: np.arange(2 if f != "power_w" else 1) for f in GPU_FIELDS})
+    ragged = GpuColumns.from_nodes([short, batch.nodes[0]])
+    assert ragged.value_offsets is not None and ragged.value_offsets["power_w"].tolist() == [0, 1, 9]
+    views = ragged.nodes
+    assert [len(n.values["power_w"]) for n in views] == [1, 8] and [len(n.gpu_index) for n in views] == [2, 8]
+    assert views[0].values["xid_errors"].dtype == np.uint64 and views[1].values["power_w"][3] == \
+        batch.nodes[0].values["power_w"][3]
+    assert GpuColumns.from_nodes([]).nodes == () and len(GpuColumns.empty().gpu_index) == 0
+
+
+def test_node_rows_over_batches():
+    inv = inventory()
+    cols = [decode_batch(rack_batch(inv, r, T, 1)).gpus for r in range(2)]
+    cols.insert(1, GpuColumns.empty())
+    assert node_rows(cols).tolist() == [8] * 8 and node_rows([]).tolist() == []

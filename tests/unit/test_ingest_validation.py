@@ -84,6 +84,20 @@ def test_array_length_mismatch():
     assert kinds(m) == ["schema"]
 
 
+def test_lengths_that_differ_per_node_but_sum_up_are_still_mismatches():
+    m = msg()
+    del m.nodes[0].gpus.tensor_active[-1]
+    m.nodes[1].gpus.tensor_active.append(0.5)   # the batch's tensor_active column has the right total length
+    assert reasons(m) == ["node su1-0000-n00: tensor_active has 7 values for 8 gpu_index entries",
+                          "node su1-0000-n01: tensor_active has 9 values for 8 gpu_index entries"]
+
+
+def test_duplicate_gpu_index_alone():
+    m = msg()
+    m.nodes[3].gpus.gpu_index[7] = 6        # every index in range: only the repeat is wrong
+    assert reasons(m) == ["node su1-0000-n03: gpu_index has duplicates [0, 1, 2, 3, 4, 5, 6, 6]"]
+
+
 def test_duplicate_gpu_index_and_node():
     m = msg()
     m.nodes[0].gpus.gpu_index[1] = 0

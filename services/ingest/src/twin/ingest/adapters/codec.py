@@ -21,8 +21,8 @@ from twin.ingest.domain.model import (
     GPU_FLOAT_FIELDS,
     LINK_COUNT_FIELDS,
     BatchKey,
+    GpuColumns,
     Links,
-    NodeGpus,
     RackBatch,
     RackEnv,
 )
@@ -181,27 +181,17 @@ def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
     """Domain form of one batch; arrays keep their received lengths (validation checks them).
 
     Cost matters (one call per rack per tick): each packed field of every node is gathered into one
-    flat array per dtype with a single conversion, and the nodes' arrays are views into it.
+    flat array per dtype with a single conversion, and the batch's columns are views into it.
     """
     pb_nodes = msg.nodes
     gpus = [n.gpus for n in pb_nodes]
-    k = len(gpus)
     wire = _gpu_arrays_from_wire(gpus)
-    if wire is not None:
-        floats, f_off, counts, c_off, index, i_off = wire
-    else:
+    if wire is None:
         floats, f_off = _flat([getattr(g, f) for f in GPU_FLOAT_FIELDS for g in gpus], np.float64)
         counts, c_off = _flat([getattr(g, f) for f in GPU_COUNT_FIELDS for g in gpus], np.uint64)
         index, i_off = _flat([g.gpu_index for g in gpus], np.uint32)
-    nodes = []
-    nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
-    for j, n in enumerate(pb_nodes):
-        # field m of node j is part m * k + j: its bounds are f_off[m * k + j] and the next entry
-        values = dict(zip(GPU_FLOAT_FIELDS, map(floats.__getitem__, map(
-            slice, f_off[j:nf * k:k], f_off[j + 1:nf * k + 1:k])), strict=True))
-        values.update(zip(GPU_COUNT_FIELDS, map(counts.__getitem__, map(
-            slice, c_off[j:nc * k:k], c_off[j + 1:nc * k + 1:k])), strict=True))
-        nodes.append(NodeGpus(n.node_id, index[i_off[j]:i_off[j + 1]], values))
+        wire = floats, f_off, counts, c_off, index, i_off
+    columns = _gpu_columns(tuple(n.node_id for n in pb_nodes), *wire)
     rack = None
     if msg.HasField("rack"):
         r = msg.rack
@@ -209,7 +199,30 @@ def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
                        r.coolant_supply_temp_c, r.coolant_return_temp_c, r.coolant_flow_lpm)
     links = decode_links(msg.links)
     sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
-    return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, tuple(nodes), rack, links)
+    return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, columns, rack, links)
+
+
+def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int], counts: np.ndarray,
+                 c_off: list[int], index: np.ndarray, i_off: list[int]) -> GpuColumns:
+    """GpuColumns of the flat field-major arrays (field m of node j is part m * k + j; its bounds are
+    the offsets' entries m * k + j and the next), each field one slice."""
+    k, total = len(node_ids), i_off[-1]
+    nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
+    # Aligned (every field of every node has as many values as its gpu_index): field m's offsets are
+    # i_off shifted by m * total, checked on the whole offset lists at once.
+    aligned = (f_off == [m * total + x for m in range(nf) for x in i_off[:-1]] + [nf * total]
+               and c_off == [m * total + x for m in range(nc) for x in i_off[:-1]] + [nc * total])
+    if aligned:   # each dtype's flat array is field-major rows of `total` values
+        values = dict(zip(GPU_FLOAT_FIELDS, floats.reshape(nf, total), strict=True))
+        values.update(zip(GPU_COUNT_FIELDS, counts.reshape(nc, total), strict=True))
+        return GpuColumns(node_ids, np.array(i_off, np.intp), index, values)
+    values, offsets = {}, {}
+    for fields, flat, off in ((GPU_FLOAT_FIELDS, floats, f_off), (GPU_COUNT_FIELDS, counts, c_off)):
+        for m, f in enumerate(fields):
+            start = off[m * k]
+            values[f] = flat[start:off[m * k + k]]
+            offsets[f] = np.array(off[m * k:m * k + k + 1], np.intp) - start
+    return GpuColumns(node_ids, np.array(i_off, np.intp), index, values, offsets)
 
 
 def encode_batch(batch: RackBatch) -> pb.RackTelemetryBatch:

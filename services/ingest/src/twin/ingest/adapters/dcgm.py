@@ -75,7 +75,7 @@ from twin.core.clock import Clock
 from twin.core.polling import PollStats, poll_loop
 from twin.ingest.adapters import codec
 from twin.ingest.adapters.prometheus_text import Exposition, ExpositionError, Sample, parse_exposition
-from twin.ingest.domain.model import NodeGpus, RackBatch
+from twin.ingest.domain.model import GpuColumns, NodeGpus, RackBatch
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,8 @@ def dcgm_to_batches(
         by_rack[acc.placement.rack_id].append(node)
     for rack_id in sorted(by_rack):
         seq = sequence.get(rack_id, 0) if isinstance(sequence, Mapping) else int(sequence)
-        result.rack_batches.append(RackBatch(site_id, rack_id, sample_time, seq, source, tuple(by_rack[rack_id]),
+        result.rack_batches.append(RackBatch(site_id, rack_id, sample_time, seq, source,
+                                             GpuColumns.from_nodes(by_rack[rack_id]),
                                              None, codec.no_links()))
     return result
 

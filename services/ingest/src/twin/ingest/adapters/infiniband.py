@@ -24,7 +24,7 @@ import numpy as np
 
 from twin.ingest.adapters import codec
 from twin.ingest.adapters.prometheus_text import Exposition, Sample, parse_exposition
-from twin.ingest.domain.model import LINK_COUNT_FIELDS, Links, RackBatch
+from twin.ingest.domain.model import LINK_COUNT_FIELDS, GpuColumns, Links, RackBatch
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def link_rack_batches(
         idx = np.array(per_rack[rack], dtype=np.intp)
         part = Links(tuple(links.port_id[i] for i in idx), {f: links.counters[f][idx] for f in LINK_COUNT_FIELDS},
                      links.link_state[idx])
-        batches.append(RackBatch(site_id, rack, sample_time, sequence, source, (), None, part))
+        batches.append(RackBatch(site_id, rack, sample_time, sequence, source, GpuColumns.empty(), None, part))
     return batches, unknown
 
 

@@ -175,7 +175,7 @@ def _key_arrays(keys: Sequence[BatchKey]) -> tuple[list[str], list[datetime], li
 
 async def _insert_ledger(conn: AsyncConnection, items: Sequence[StoreItem]) -> set[BatchKey]:
     racks, times, seqs = _key_arrays([it.batch.key for it in items])
-    gpu_rows = [sum(len(n.gpu_index) for n in it.batch.nodes) for it in items]
+    gpu_rows = [len(it.batch.gpus.gpu_index) for it in items]
     cur = await conn.execute(
         """
         INSERT INTO telemetry_batches

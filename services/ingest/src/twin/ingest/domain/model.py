@@ -6,8 +6,11 @@ Units are in the names: watts, °C, MHz, percent, ratios 0..1, bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
+from itertools import accumulate
 
 import numpy as np
 
@@ -28,9 +31,72 @@ RACK_SCALAR_FIELDS: tuple[str, ...] = (
 
 @dataclass(frozen=True, eq=False)
 class NodeGpus:
+    """The GPUs of one node (the per-node form feed adapters build; `GpuColumns.from_nodes` joins them)."""
+
     node_id: str
     gpu_index: np.ndarray           # uint32
     values: dict[str, np.ndarray]   # GPU_FIELDS -> array (float64 or uint64), lengths as received
+
+
+@dataclass(frozen=True, eq=False)
+class GpuColumns:
+    """The GPU samples of one batch as flat columns: the nodes' rows one after another, as received.
+
+    Flat so that decode, validation and row building touch each field once per batch, not once per
+    node. Node j's gpu_index entries are rows node_offsets[j]:node_offsets[j + 1]. A field whose
+    per-node lengths all match gpu_index is aligned with those rows; when any field of any node
+    differs (validation rejects that), `value_offsets` holds every field's own per-node offsets.
+    """
+
+    node_ids: tuple[str, ...]
+    node_offsets: np.ndarray         # intp, len(node_ids) + 1, starts at 0
+    gpu_index: np.ndarray            # uint32, one per row
+    values: dict[str, np.ndarray]    # GPU_FIELDS -> flat float64 / uint64 array
+    value_offsets: dict[str, np.ndarray] | None = None   # per field, like node_offsets; None: all aligned
+
+    @classmethod
+    def empty(cls) -> GpuColumns:
+        return cls((), np.zeros(1, np.intp), np.empty(0, np.uint32),
+                   {f: np.empty(0, np.float64 if f in GPU_FLOAT_FIELDS else np.uint64) for f in GPU_FIELDS})
+
+    @classmethod
+    def from_nodes(cls, nodes: Sequence[NodeGpus]) -> GpuColumns:
+        """The flat form of per-node samples (values cast to float64 / uint64 like the wire types)."""
+        if not nodes:
+            return cls.empty()
+        rows = [len(n.gpu_index) for n in nodes]
+        values: dict[str, np.ndarray] = {}
+        offsets: dict[str, np.ndarray] = {}
+        aligned = True
+        for f in GPU_FIELDS:
+            parts = [n.values[f] for n in nodes]
+            dtype = np.float64 if f in GPU_FLOAT_FIELDS else np.uint64
+            values[f] = np.concatenate(parts, dtype=dtype, casting="unsafe")
+            lengths = [len(p) for p in parts]
+            aligned &= lengths == rows
+            offsets[f] = np.fromiter(accumulate(lengths, initial=0), np.intp, len(parts) + 1)
+        return cls(tuple(n.node_id for n in nodes), np.fromiter(accumulate(rows, initial=0), np.intp, len(rows) + 1),
+                   np.concatenate([n.gpu_index for n in nodes], dtype=np.uint32, casting="unsafe"), values,
+                   None if aligned else offsets)
+
+    @cached_property
+    def nodes(self) -> tuple[NodeGpus, ...]:
+        """Per-node views of the columns (for the code paths that word problems node by node)."""
+        o = self.node_offsets.tolist()
+        vo = {f: o if self.value_offsets is None else self.value_offsets[f].tolist() for f in self.values}
+        return tuple(NodeGpus(node_id, self.gpu_index[o[j]:o[j + 1]],
+                              {f: v[vo[f][j]:vo[f][j + 1]] for f, v in self.values.items()})
+                     for j, node_id in enumerate(self.node_ids))
+
+
+def node_rows(columns: Sequence[GpuColumns]) -> np.ndarray:
+    """GPU rows of every node of `columns`, in order (one numpy pass for the whole list)."""
+    if not columns:
+        return np.empty(0, np.intp)
+    rows = np.diff(np.concatenate([c.node_offsets for c in columns]))
+    # drop the steps between one batch's last offset and the next batch's first (0)
+    seams = np.fromiter(accumulate(len(c.node_offsets) for c in columns[:-1]), np.intp, len(columns) - 1) - 1
+    return np.delete(rows, seams)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,9 +123,13 @@ class RackBatch:
     sample_time: datetime | None     # None when the source did not set it
     sequence: int
     source: str
-    nodes: tuple[NodeGpus, ...]
+    gpus: GpuColumns
     rack: RackEnv | None             # None when the batch carries no rack-level samples
     links: Links
+
+    @property
+    def nodes(self) -> tuple[NodeGpus, ...]:
+        return self.gpus.nodes
 
     @property
     def key(self) -> BatchKey:

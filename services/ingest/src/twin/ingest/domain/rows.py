@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FLOAT_FIELDS, LINK_COUNT_FIELDS, RackBatch
+from twin.ingest.domain.model import (
+    GPU_COUNT_FIELDS,
+    GPU_FLOAT_FIELDS,
+    LINK_COUNT_FIELDS,
+    RackBatch,
+    node_rows,
+)
 
 GPU_COLUMNS: tuple[str, ...] = ("time", "rack_id", "node_id", "gpu_index") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
 RACK_COLUMNS: tuple[str, ...] = (
@@ -39,33 +45,21 @@ def _time64(batch: RackBatch) -> np.datetime64:
 
 
 def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
-    # One entry per node for the per-row constants (time, rack, node), expanded with one np.repeat
-    # each; per-GPU values are concatenated once per column. Keeps the cost per node small.
-    times, racks, nodes, counts, index = [], [], [], [], []
-    values: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS}
-    items = list(values.items())
-    for b in batches:
-        t = _time64(b)
-        for node in b.nodes:
-            times.append(t)
-            racks.append(b.rack_id)
-            nodes.append(node.node_id)
-            counts.append(len(node.gpu_index))
-            index.append(node.gpu_index)
-            node_values = node.values
-            for f, parts in items:
-                parts.append(node_values[f])
-    repeats = np.array(counts, dtype=np.intp)
+    # One entry per batch for time and rack and one per node for node_id, expanded with np.repeat;
+    # each field is one concatenation of the batches' flat columns.
+    gpus = [b.gpus for b in batches]
+    rows = np.array([len(g.gpu_index) for g in gpus], dtype=np.intp)
     cols: dict[str, np.ndarray] = {
-        "time": np.repeat(np.array(times, dtype="datetime64[us]"), repeats),
-        "rack_id": np.repeat(np.array(racks, dtype=object), repeats),
-        "node_id": np.repeat(np.array(nodes, dtype=object), repeats),
-        "gpu_index": _cat(index, np.int16),
+        "time": np.repeat(np.array([_time64(b) for b in batches], dtype="datetime64[us]"), rows),
+        "rack_id": np.repeat(np.array([b.rack_id for b in batches], dtype=object), rows),
+        "node_id": np.repeat(np.array([n for g in gpus for n in g.node_ids], dtype=object), node_rows(gpus)),
+        "gpu_index": _cat([g.gpu_index for g in gpus], np.int16),
     }
+    values = [g.values for g in gpus]
     for f in GPU_FLOAT_FIELDS:
-        cols[f] = _cat(values[f], np.float64)
+        cols[f] = _cat([v[f] for v in values], np.float64)
     for f in GPU_COUNT_FIELDS:
-        cols[f] = _cat(values[f], np.int64)
+        cols[f] = _cat([v[f] for v in values], np.int64)
     return TableColumns(cols)
 
 

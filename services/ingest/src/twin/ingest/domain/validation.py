@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, LINK_COUNT_FIELDS, RackBatch
+from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, LINK_COUNT_FIELDS, RackBatch, node_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from twin.core.facility.inventory import Inventory
@@ -156,7 +156,7 @@ def validate_batch(batch: RackBatch, limits: Limits, now: datetime) -> list[Prob
         if batch.sample_time < now - limits.max_age:
             found.add("time", f"sample_time {batch.sample_time.isoformat()} is more than "
                               f"{limits.max_age.days} days before now {now.isoformat()}")
-    if not batch.nodes and batch.rack is None and not batch.links.port_id:
+    if not batch.gpus.node_ids and batch.rack is None and not batch.links.port_id:
         found.add("schema", "batch carries no samples (no nodes, rack or links)")
     _check_gpus(batch, rack, found)
     _check_rack_env(batch, rack, found)
@@ -203,6 +203,7 @@ def _ranges_and_bounds(rack: RackLimits | None) -> tuple[dict, tuple[np.ndarray,
 
 
 def _check_gpus(batch: RackBatch, rack: RackLimits | None, found: _Found) -> None:
+    # Node by node (the per-node views of the columns): this path words the problems of rejected batches.
     seen_nodes: set[str] = set()
     checked: list[tuple[str, list[int]]] = []   # (node id, gpu indexes) of nodes whose values are range-checked
     columns: dict[str, list[np.ndarray]] = {f: [] for f in GPU_FIELDS}
@@ -339,17 +340,15 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
     """`validate_batch` of every batch of a poll: the same problems, in the same words, found faster.
 
     The per-batch work is cut to the checks Python does well (ids, shapes, time, the rack's scalars);
-    the per-value checks (ranges, counter widths, gpu_index bounds, link states) run once over the
-    values of all batches together. A batch that fails anything, or that these quick checks cannot
-    clear, is handed to `validate_batch` for the full list of worded problems."""
+    the per-value checks (ranges, counter widths, gpu_index bounds and uniqueness, link states) run once
+    over the flat GPU columns of all batches together. A batch that fails anything, or that these quick
+    checks cannot clear, is handed to `validate_batch` for the full list of worded problems."""
     out: list[list[Problem] | None] = [None] * len(batches)
     clear: list[int] = []                  # batches whose per-value checks run together
     gpu_rows: list[int] = []               # per clear batch: GPU rows
     bounds: list[tuple[float, float, float]] = []
-    node_rows: list[int] = []              # per node of clear batches: GPU rows, GPUs in the node
-    node_gpus: list[int] = []
-    values: list[dict[str, np.ndarray]] = []   # per node of clear batches
-    index: list[np.ndarray] = []
+    node_gpus: list[int] = []              # per node of clear batches: GPUs in the node
+    columns = []                           # per clear batch: its GpuColumns
     link_counts: list[np.ndarray] = []
     link_states: list[np.ndarray] = []
     link_rows: list[int] = []
@@ -362,7 +361,9 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
         links = b.links
         ports = links.port_id
         n_ports = len(ports)
-        if not (b.nodes or b.rack is not None or n_ports):
+        gpus = b.gpus
+        node_ids = gpus.node_ids
+        if not (node_ids or b.rack is not None or n_ports):
             continue
         if (links.counters.keys() != _LINK_COUNT_SET or len(links.link_state) != n_ports
                 or not set(map(len, links.counters.values())) <= {n_ports}):
@@ -373,35 +374,24 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
             if not rack.nic_ids.issuperset(ports) and not all(
                     p in rack.nic_ids or p.split("/", 1)[0] in limits.switch_ids for p in ports):
                 continue
-        node_ids = [node.node_id for node in b.nodes]
-        if len(set(node_ids)) != len(node_ids):
+        rows = len(gpus.gpu_index)
+        if (gpus.value_offsets is not None or gpus.values.keys() != _GPU_FIELD_SET
+                or not set(map(len, gpus.values.values())) <= {rows} or gpus.node_offsets[-1] != rows
+                or len(gpus.node_offsets) != len(node_ids) + 1 or len(set(node_ids)) != len(node_ids)):
             continue
-        ok, rows = True, 0
-        for node in b.nodes:
-            n = len(node.gpu_index)
-            gpus = rack.node_gpus.get(node.node_id)
-            if gpus is None or node.values.keys() != _GPU_FIELD_SET or set(map(len, node.values.values())) != {n} \
-                    or len(set(node.gpu_index.tolist())) != n:
-                ok = False
-                break
-            rows += n
-        if not ok:
+        in_node = list(map(rack.node_gpus.get, node_ids))
+        if None in in_node:
             continue
         clear.append(i)
         gpu_rows.append(rows)
         bounds.append((rack.gpu_max_w, rack.max_sm_clock_mhz, rack.max_mem_clock_mhz))
-        for node in b.nodes:
-            node_rows.append(len(node.gpu_index))
-            node_gpus.append(rack.node_gpus[node.node_id])
-            index.append(node.gpu_index)
-            values.append(node.values)
+        node_gpus += in_node
+        columns.append(gpus)
         if n_ports:
             link_counts += links.counters.values()
             link_states.append(links.link_state)
         link_rows.append(n_ports)
-    floats = {f: list(map(operator.itemgetter(f), values)) for f in GPU_FIELDS}
-    bad = _bad_values(clear, gpu_rows, bounds, node_rows, node_gpus, floats, index, link_counts, link_states,
-                      link_rows)
+    bad = _bad_values(clear, gpu_rows, bounds, node_gpus, columns, link_counts, link_states, link_rows)
     for i in clear:
         if i not in bad:
             out[i] = []
@@ -419,8 +409,7 @@ def _quick_env_ok(batch: RackBatch, rack: RackLimits) -> bool:
 
 
 def _bad_values(clear: list[int], gpu_rows: list[int], bounds: list[tuple[float, float, float]],
-                node_rows: list[int], node_gpus: list[int], floats: dict[str, list[np.ndarray]],
-                index: list[np.ndarray], link_counts: list[np.ndarray], link_states: list[np.ndarray],
+                node_gpus: list[int], columns: list, link_counts: list[np.ndarray], link_states: list[np.ndarray],
                 link_rows: list[int]) -> set[int]:
     """Indexes (into the poll) of the clear batches with an out-of-range value: one numpy pass per kind."""
     if not clear:
@@ -429,8 +418,10 @@ def _bad_values(clear: list[int], gpu_rows: list[int], bounds: list[tuple[float,
     if bad_rows.size:
         per_batch = np.array(gpu_rows, dtype=np.intp)
         lim = np.repeat(np.array(bounds, dtype=np.float64), per_batch, axis=0)
+        values = [c.values for c in columns]
         with np.errstate(invalid="ignore"):
-            for f, parts in floats.items():
+            for f in GPU_FIELDS:
+                parts = list(map(operator.itemgetter(f), values))
                 if f in GPU_COUNT_FIELDS:
                     v = np.concatenate(parts, dtype=np.uint64, casting="unsafe")
                     bad_rows |= v > BIGINT_MAX
@@ -445,8 +436,17 @@ def _bad_values(clear: list[int], gpu_rows: list[int], bounds: list[tuple[float,
                 else:
                     lo, hi = FIXED_RANGES[f][:2]
                 bad_rows |= ~((v >= lo) & (v <= hi)) & ~np.isnan(v)
-        idx = np.concatenate(index).astype(np.int64)
-        bad_rows |= idx >= np.repeat(np.array(node_gpus, dtype=np.int64), np.array(node_rows, dtype=np.intp))
+        # gpu_index: below the node's GPU count and unique within the node. Node n owns the slots
+        # first[n] .. first[n] + gpus[n] - 1; a row takes slot first + index (clipped into its own node's
+        # slots, an index out of range being flagged already), and a slot taken twice is a duplicate.
+        idx = np.concatenate([c.gpu_index for c in columns]).astype(np.int64)
+        gpus = np.array(node_gpus, dtype=np.int64)
+        rows_per_node = node_rows(columns)
+        row_gpus = np.repeat(gpus, rows_per_node)
+        bad_rows |= idx >= row_gpus
+        first = np.repeat(np.cumsum(gpus) - gpus, rows_per_node)
+        slot = first + np.clip(idx, 0, np.maximum(row_gpus - 1, 0))
+        bad_rows |= np.bincount(slot, minlength=int(gpus.sum()) + 1)[slot] > 1
     batch_of_row = np.repeat(np.arange(len(clear)), np.array(gpu_rows, dtype=np.intp))
     bad = set(batch_of_row[bad_rows].tolist())
     if link_states:

@@ -12,7 +12,7 @@ import numpy as np
 
 from twin.ingest.adapters import codec
 from twin.ingest.adapters.redfish.results import RedfishResult, Rejection
-from twin.ingest.domain.model import RackBatch, RackEnv
+from twin.ingest.domain.model import GpuColumns, RackBatch, RackEnv
 
 SOURCE = "redfish"
 
@@ -64,7 +64,7 @@ class _Ctx:
             env = RackEnv(np.array(_sum_power(acc.power), dtype=np.float64),
                           *(acc.scalars.get(name, math.nan) for name in _SCALARS))
             self.result.rack_batches.append(
-                RackBatch(self.site_id, rack, when, 0, SOURCE, (), env, codec.no_links()))
+                RackBatch(self.site_id, rack, when, 0, SOURCE, GpuColumns.empty(), env, codec.no_links()))
 
 
 def _sum_power(entries: list[list[float]]) -> list[float]:
