@@ -112,31 +112,36 @@ def _gpu_field_numbers() -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
 _GPU_NUMBERS = _gpu_field_numbers()
 
 
-_NODE_LAYOUTS: dict[int, tuple] = {}   # serialized GpuSamples length -> (header getter, header bytes, parts getter)
+# serialized GpuSamples length -> (header getter, header bytes, parts getter, aligned)
+_NODE_LAYOUTS: dict[int, tuple] = {}
 
 
-def _node_parts(raw: bytes) -> tuple[bytes, ...] | None:
-    """(gpu_index, float fields..., count fields...) packed payloads of one serialized GpuSamples; None:
-    not the all-packed layout (or a double field whose length is not a multiple of 8).
+def _node_parts(raw: bytes) -> tuple[tuple[bytes, ...], bool] | None:
+    """(gpu_index, float fields..., count fields...) packed payloads of one serialized GpuSamples, and
+    whether every field holds one value per gpu_index entry when all varints are one byte (the only
+    case the wire path keeps); None: not the all-packed layout (or a double field whose length is not
+    a multiple of 8).
 
     Nodes of one source serialize alike: a layout seen before (same length, and the same tag and
     length bytes at the same places, which fixes where every field starts and ends) is cut with two
     C calls (operator.itemgetter) instead of walking the bytes in Python."""
     hit = _NODE_LAYOUTS.get(len(raw))
     if hit is not None and hit[0](raw) == hit[1]:
-        return hit[2](raw)
+        return hit[2](raw), hit[3]
     spans = _packed_spans(raw)
     if spans is None or _GPU_NUMBERS is None:
         return None
     index_no, float_nos, count_nos = _GPU_NUMBERS
     if any(spans.get(no, (0, 0))[1] & 7 for no in float_nos):
         return None
+    lengths = [spans.get(no, (0, 0))[1] for no in (index_no, *float_nos, *count_nos)]
+    aligned = lengths[1:] == [8 * lengths[0]] * len(float_nos) + [lengths[0]] * len(count_nos)
     cuts = [slice(p, p + n) for p, n in (spans.get(no, (0, 0)) for no in (index_no, *float_nos, *count_nos))]
     header = sorted(i for p, n in spans.values() for i in range(p - 1 - _varint_size(n), p))
     if len(header) >= 2 and len(_NODE_LAYOUTS) < 256:
         get_header = operator.itemgetter(*header)
-        _NODE_LAYOUTS[len(raw)] = (get_header, get_header(raw), operator.itemgetter(*cuts))
-    return tuple(raw[c] for c in cuts)
+        _NODE_LAYOUTS[len(raw)] = (get_header, get_header(raw), operator.itemgetter(*cuts), aligned)
+    return tuple(raw[c] for c in cuts), aligned
 
 
 def _varint_size(n: int) -> int:
@@ -150,7 +155,8 @@ def _varint_size(n: int) -> int:
 def _gpu_arrays_from_wire(gpus: list) -> tuple | None:
     """The packed GPU fields of every node read straight from the wire bytes (doubles are copied as
     they are; varints taken bytewise when every value fits in 7 bits, which also covers indexes and
-    the usual zero counters). Same values and dtypes as the container path; None: use that path."""
+    the usual zero counters). Same values and dtypes as the container path; None: use that path.
+    The field offsets are None when every field of every node is aligned with gpu_index."""
     if _GPU_NUMBERS is None:
         return None
     nf, nc = len(_GPU_NUMBERS[1]), len(_GPU_NUMBERS[2])
@@ -158,22 +164,27 @@ def _gpu_arrays_from_wire(gpus: list) -> tuple | None:
     float_parts: list[bytes] = [b""] * (nf * k)
     count_parts: list[bytes] = [b""] * (nc * k)
     index_parts: list[bytes] = []
+    aligned = True
     for j, g in enumerate(gpus):
-        parts = _node_parts(g.SerializeToString())
-        if parts is None:
+        cut = _node_parts(g.SerializeToString())
+        if cut is None:
             return None
+        parts, node_aligned = cut
+        aligned &= node_aligned
         index_parts.append(parts[0])
         float_parts[j::k] = parts[1:1 + nf]      # field-major: field m of node j at m * k + j
         count_parts[j::k] = parts[1 + nf:]
     counts_raw, index_raw = b"".join(count_parts), b"".join(index_parts)
     if not (counts_raw.isascii() and index_raw.isascii()):
         return None
-    f_off = [n >> 3 for n in accumulate(map(len, float_parts), initial=0)]
-    c_off = list(accumulate(map(len, count_parts), initial=0))
     i_off = list(accumulate(map(len, index_parts), initial=0))
     floats = np.frombuffer(b"".join(float_parts), dtype="<f8").astype(np.float64)
     counts = np.frombuffer(counts_raw, dtype=np.uint8).astype(np.uint64)
     index = np.frombuffer(index_raw, dtype=np.uint8).astype(np.uint32)
+    if aligned:
+        return floats, None, counts, None, index, i_off
+    f_off = [n >> 3 for n in accumulate(map(len, float_parts), initial=0)]
+    c_off = list(accumulate(map(len, count_parts), initial=0))
     return floats, f_off, counts, c_off, index, i_off
 
 
@@ -202,16 +213,18 @@ def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
     return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, columns, rack, links)
 
 
-def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int], counts: np.ndarray,
-                 c_off: list[int], index: np.ndarray, i_off: list[int]) -> GpuColumns:
+def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int] | None, counts: np.ndarray,
+                 c_off: list[int] | None, index: np.ndarray, i_off: list[int]) -> GpuColumns:
     """GpuColumns of the flat field-major arrays (field m of node j is part m * k + j; its bounds are
-    the offsets' entries m * k + j and the next), each field one slice."""
+    the offsets' entries m * k + j and the next), each field one slice. f_off / c_off None: known to
+    be aligned with gpu_index."""
     k, total = len(node_ids), i_off[-1]
     nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
     # Aligned (every field of every node has as many values as its gpu_index): field m's offsets are
     # i_off shifted by m * total, checked on the whole offset lists at once.
-    aligned = (f_off == [m * total + x for m in range(nf) for x in i_off[:-1]] + [nf * total]
-               and c_off == [m * total + x for m in range(nc) for x in i_off[:-1]] + [nc * total])
+    aligned = f_off is None or (
+        f_off == [m * total + x for m in range(nf) for x in i_off[:-1]] + [nf * total]
+        and c_off == [m * total + x for m in range(nc) for x in i_off[:-1]] + [nc * total])
     if aligned:   # each dtype's flat array is field-major rows of `total` values
         values = dict(zip(GPU_FLOAT_FIELDS, floats.reshape(nf, total), strict=True))
         values.update(zip(GPU_COUNT_FIELDS, counts.reshape(nc, total), strict=True))
