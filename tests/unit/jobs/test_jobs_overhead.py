@@ -253,7 +253,7 @@ def test_the_decoder_gathers_each_racks_pdu_power_and_gpu_count():
     twin, _, clock, _ = setup()
     a = _rack_batch(twin, "su1-0004", clock.t, 700.0, 3000.0)
     b = _rack_batch(twin, "su1-0005", clock.t, 700.0, None)
-    (t, gpu, power, _, _, _, bounds, pdu, rack_gpus), = codec.gpu_samples_many([a, b], twin.site)
+    (t, gpu, power, _, _, _, bounds, pdu, rack_gpus, _), = codec.gpu_samples_many([a, b], twin.site)
     assert bounds.tolist() == [0, 32, 64] and rack_gpus.tolist() == [32, 32]
     assert pdu[0] == pytest.approx(3000.0) and math.isnan(pdu[1])
     assert len(gpu) == len(power) == 64

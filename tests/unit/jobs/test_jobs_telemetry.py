@@ -60,15 +60,50 @@ def test_meter_sees_new_xid_codes_and_growing_dbe_counts():
     assert m.errors(g, 3.0 + 3600.0) == []
 
 
-def _feed(m: GpuMeter, g: np.ndarray, t0: float, t1: float, power, act, every: float = 5.0) -> float:
-    """Samples every `every` s from t0 up to t1 (power/act: arrays or functions of time); returns the last time."""
+def _feed(m: GpuMeter, g: np.ndarray, t0: float, t1: float, power, act, every: float = 5.0, util=None) -> float:
+    """Samples every `every` s from t0 up to t1 (power/act: arrays or functions of time; util: GPU utilization %,
+    None: not reported); returns the last time."""
     t = t0
     while t <= t1:
         p = power(t) if callable(power) else power
         a = act(t) if callable(act) else act
-        m.update(t, g, p, a, np.zeros(len(g)), np.full(len(g), np.nan))
+        m.update(t, g, p, a, np.zeros(len(g)), np.full(len(g), np.nan), util)
         last, t = t, t + every
     return last
+
+
+def test_a_host_bound_straggler_shows_in_gpu_utilization_long_before_power():
+    """A node whose host stalls makes a 1.5x slower job: its GPUs run kernels 1/1.5 of the time, its peers ~all
+    the time (their wait is NCCL's spin in the collective), while power and SM activity differ little (95 %, 85 %
+    of the peers': the simulator's host straggler at 1.5x). Without utilization that is no straggler; with it, one."""
+    g = np.arange(32)
+    node = g // 8
+    power, act = np.full(32, 650.0), np.full(32, 0.8)
+    power[16:24], act[16:24] = 650.0 * 0.95, 0.8 * 0.85
+    util = np.full(32, 100.0)
+    util[16:24] = 100.0 / 1.5
+    blind = GpuMeter.of(32)
+    assert stragglers(blind, g, node, _feed(blind, g, 0.0, 3 * AVERAGE_S, power, act)) is None
+    m = GpuMeter.of(32)
+    s = stragglers(m, g, node, _feed(m, g, 0.0, 3 * AVERAGE_S, power, act, util=util))
+    assert s is not None and s.node == 2 and s.kind == "idle" and s.util_ratio == pytest.approx(2 / 3, abs=0.01)
+    util[16:24] = 100.0 * (1 - STRAGGLER_MARGIN / 2)               # a little less kernel time: within the margin
+    assert stragglers(m, g, node, _feed(m, g, 3 * AVERAGE_S, 9 * AVERAGE_S, power, act, util=util)) is None
+    util[16:24] = 100.0                                             # utilization stops: the averages restart
+    half = GpuMeter.of(32)
+    t = _feed(half, g, 0.0, 3 * AVERAGE_S, power, act, util=np.where(node == 2, 60.0, 100.0))
+    t = _feed(half, g, t + 5, t + 30, power, act)                   # a feed without utilization for 30 s
+    assert np.isnan(half.util_avg).all() and stragglers(half, g, node, t) is None
+
+
+def test_a_power_capped_node_at_full_utilization_is_still_a_clock_straggler():
+    g = np.arange(32)
+    node = g // 8
+    power, act, util = np.full(32, 650.0), np.full(32, 0.8), np.full(32, 100.0)
+    power[8:16], act[8:16] = 650.0 * 0.57, 0.8 * 1.37                # the simulator's power-limited 1.5x straggler
+    m = GpuMeter.of(32)
+    s = stragglers(m, g, node, _feed(m, g, 0.0, 3 * AVERAGE_S, power, act, util=util))
+    assert s is not None and s.node == 1 and s.kind == "clock" and s.util_ratio == pytest.approx(1.0)
 
 
 def test_straggler_is_the_node_lagging_in_both_power_and_activity():

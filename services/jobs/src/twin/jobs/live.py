@@ -36,7 +36,8 @@ job's racks have no path around the component. The power twin's clear (or the ti
 
 Telemetry also names GPU errors and stragglers (``domain.gpu_meter``, only for GPUs of running jobs): a GPU with
 a new XID code or a growing double-bit ECC count raises a ``gpu_errors`` flag on its job at once; a node whose
-GPU power and SM activity both lag the job's median node raises ``straggler`` (checked at most every
+GPU utilization, or GPU power and SM activity both, lag the job's median node raises ``straggler`` (or whose power
+lags at equal or higher activity: a lower clock; checked at most every
 ``health_interval_s`` per job). A job slower than predicted names them first as its likeliest cause.
 """
 
@@ -940,8 +941,8 @@ class JobTwin:
     # -- telemetry: measured energy, GPU errors, stragglers ------------------------------------------------------
     def apply_telemetry(self, time_s: float, gpu: np.ndarray, power_w: np.ndarray, sm_active: np.ndarray,
                         xid: np.ndarray, ecc_dbe: np.ndarray, bounds: np.ndarray | None = None,
-                        rack_pdu_w: np.ndarray | None = None, rack_gpus: np.ndarray | None = None, *,
-                        now_s: float | None = None) -> int:
+                        rack_pdu_w: np.ndarray | None = None, rack_gpus: np.ndarray | None = None,
+                        util_gpu_pct: np.ndarray | None = None, *, now_s: float | None = None) -> int:
         """One batch of GPU samples (global ids; NaN = not reported): only the GPUs of running jobs are kept.
         Adds each job's measured energy: its GPUs' energy and their node platform share over the same seconds
         (measured from the rack's PDU power where ``bounds``, ``rack_pdu_w``, ``rack_gpus`` give a usable figure,
@@ -955,7 +956,8 @@ class JobTwin:
         g, s = gpu[sel], slot[sel]
         e, dt, changed = self.meter.update(time_s, g, np.asarray(power_w, float)[sel],
                                            np.asarray(sm_active, float)[sel], np.asarray(xid)[sel],
-                                           np.asarray(ecc_dbe, float)[sel])
+                                           np.asarray(ecc_dbe, float)[sel],
+                                           None if util_gpu_pct is None else np.asarray(util_gpu_pct, float)[sel])
         n = len(self._slot_job)
         plat_w = self.site._platform_array()[self.site.inventory.gpu_node[g]]
         if bounds is not None and rack_pdu_w is not None and rack_gpus is not None:
@@ -1048,9 +1050,10 @@ class JobTwin:
         if lag is not None:
             why = ("waits outside its GPUs: host, input or network" if lag.kind == "idle"
                    else "busy longer at less power: a lower clock (power cap or brake, thermal slowdown)")
+            util = "" if math.isnan(lag.util_ratio) else f", GPU utilization {lag.util_ratio:.0%}"
             flags.append(Flag(STRAGGLER, node_ids[lag.node], 0.0,
-                              f"node {node_ids[lag.node]}: GPU power {lag.power_ratio:.0%} and SM activity "
-                              f"{lag.activity_ratio:.0%} of the job's median node ({why})"))
+                              f"node {node_ids[lag.node]}: GPU power {lag.power_ratio:.0%}, SM activity "
+                              f"{lag.activity_ratio:.0%}{util} of the job's median node ({why})"))
         return tuple(flags)
 
     # -- energy and outputs -------------------------------------------------------------------------------

@@ -363,8 +363,8 @@ def recommendation_to_proto(r, time_s: float) -> pb.JobRecommendation:
 
 def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
     """telemetry.samples.v1 -> (sample time s, global GPU ids, power W, SM activity, last XID, ECC DBE total) of
-    the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent) and its rack's PDU figures (see
-    ``gpu_samples_many``), or None for what the job twin does not
+    the batch's GPUs (NaN: not reported; XID 0 and DBE NaN where absent), its rack's PDU figures and the GPUs'
+    utilization (see ``gpu_samples_many``), or None for what the job twin does not
     read: equipment batches, racks of other sites, nodes it does not know (ingest validated the batch; this twin
     only reads it, so it skips rather than dead-letters)."""
     got = gpu_samples_many([msg], site)
@@ -374,9 +374,9 @@ def gpu_samples(msg: telemetry_pb2.TelemetrySamples, site) -> tuple | None:
 def gpu_samples_many(msgs, site) -> list[tuple]:
     """``gpu_samples`` of many batches at once, one tuple per distinct sample time (a consumer poll of a tick
     is one or two): the per-node fields are gathered as lists and turned into arrays once. Each tuple is
-    (time s, GPU ids, power W, SM activity, XID, DBE, bounds, rack PDU W, rack GPUs): the GPUs of the time's
-    ``b``-th rack batch are ``bounds[b]:bounds[b + 1]``, its rack's PDU input power (phases summed, NaN: not
-    measured) and the GPUs the rack has (``domain.overhead.rack_platform_w`` takes the last three)."""
+    (time s, GPU ids, power W, SM activity, XID, DBE, bounds, rack PDU W, rack GPUs, GPU utilization %): the GPUs
+    of the time's ``b``-th rack batch are ``bounds[b]:bounds[b + 1]``, its rack's PDU input power (phases summed,
+    NaN: not measured) and the GPUs the rack has (``domain.overhead.rack_platform_w`` takes these three)."""
     inv = site.inventory
     index, first_gpu, node_gpus = site.node_index, inv.node_first_gpu, inv.node_gpus
     by_time: dict[int, tuple[list, ...]] = {}
@@ -388,8 +388,8 @@ def gpu_samples_many(msgs, site) -> list[tuple]:
             continue
         cols = by_time.get(b.sample_time.ToNanoseconds())
         if cols is None:
-            cols = by_time[b.sample_time.ToNanoseconds()] = ([], [], [], [], [], [0], [], [])
-        gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c = cols
+            cols = by_time[b.sample_time.ToNanoseconds()] = ([], [], [], [], [], [0], [], [], [])
+        gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c, u_c = cols
         for node in b.nodes:
             n = index.get(node.node_id)
             if n is None:
@@ -402,7 +402,7 @@ def gpu_samples_many(msgs, site) -> list[tuple]:
             base = int(first_gpu[n])
             gpu_c.extend([base + i for i in local])
             for col, values, fill in ((p_c, g.power_w, nan), (a_c, g.sm_active, nan), (x_c, g.xid_errors, 0),
-                                      (d_c, g.ecc_dbe_total, nan)):
+                                      (d_c, g.ecc_dbe_total, nan), (u_c, g.util_gpu_pct, nan)):
                 if len(values) == k:
                     col.extend(values)
                 else:
@@ -412,11 +412,11 @@ def gpu_samples_many(msgs, site) -> list[tuple]:
             pdu_c.append(pdu_total_w(b.rack.pdu_input_power_w) if b.HasField("rack") else nan)
             rg_c.append(rack_gpus(b.rack_id) if b.rack_id else 0)
     out = []
-    for t_ns, (gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c) in sorted(by_time.items()):
+    for t_ns, (gpu_c, p_c, a_c, x_c, d_c, bounds, pdu_c, rg_c, u_c) in sorted(by_time.items()):
         if gpu_c:
             out.append((t_ns / 1e9, np.array(gpu_c, np.int64), np.array(p_c, float), np.array(a_c, float),
                         np.array(x_c, np.int64), np.array(d_c, float), np.array(bounds, np.int64),
-                        np.array(pdu_c, float), np.array(rg_c, np.int64)))
+                        np.array(pdu_c, float), np.array(rg_c, np.int64), np.array(u_c, float)))
     return out
 
 

@@ -8,10 +8,15 @@ than ``MAX_GAP_S`` or a GPU never seen before adds nothing) and which GPUs' erro
 passes only GPUs of running jobs (the rest cost nothing).
 
 ``stragglers`` aggregates a job's GPUs per node and names the node the others wait for at every collective, by
-either of the two signatures synchronous training gives a slow node (every node runs the same kernels per step):
-- **idle**: its power AND activity both lag the job's median node by more than ``STRAGGLER_MARGIN`` (issue 11:
-  "one node whose power and activity lag the others"): its GPUs wait for something outside them (host, input
-  pipeline, a slow NIC) while the peers wait inside NCCL kernels, which keep SMs active and draw power;
+the signatures synchronous training gives a slow node (every node runs the same kernels per step):
+- **idle**: its GPUs wait for something outside them (host, input pipeline, a slow NIC) while the peers wait
+  inside NCCL kernels. Seen two ways: its GPU utilization (DCGM_FI_DEV_GPU_UTIL, NVML's "percent of time over
+  the past sample period during which one or more kernels was executing on the GPU", nvmlUtilization_t) lags
+  the job's median node by more than ``STRAGGLER_MARGIN`` -- the peers' waits are kernels (NCCL's spin in the
+  collective), its own are not, so a slowdown s shows as utilization ~1/s of the peers' (1.5x: 67 %) while
+  power barely differs (the spinning peers draw power too); or, where utilization is not reported, its power
+  AND SM activity both lag by more than the margin (issue 11: "one node whose power and activity lag the
+  others"), which the waiting peers' power hides until a ~3x slowdown;
 - **clock**: its power lags by more than ``STRAGGLER_MARGIN`` while its activity is at or above the median: it
   runs the same kernels at a lower clock (a power cap or power brake, thermal slowdown), so it is busy longer
   at less power while its peers wait. A node that is merely idle more (lower activity) at lower power is the
@@ -56,6 +61,8 @@ class GpuMeter:
     power_avg_w: np.ndarray  # exponential time averages (time constant AVERAGE_S) of the two above
     sm_active_avg: np.ndarray
     averaged_s: np.ndarray  # seconds of contiguous history behind the averages (0: restarted)
+    util_avg: np.ndarray  # time average of GPU utilization (0..1; NaN: not reported)
+    util_averaged_s: np.ndarray  # its history (utilization may come and go apart from power)
     xid: np.ndarray  # last non-zero XID code seen (0: none)
     xid_time_s: np.ndarray
     dbe: np.ndarray  # last volatile DBE total (NaN: never reported)
@@ -70,6 +77,8 @@ class GpuMeter:
             power_avg_w=np.full(n_gpus, np.nan),
             sm_active_avg=np.full(n_gpus, np.nan),
             averaged_s=np.zeros(n_gpus),
+            util_avg=np.full(n_gpus, np.nan),
+            util_averaged_s=np.zeros(n_gpus),
             xid=np.zeros(n_gpus, np.int64),
             xid_time_s=np.full(n_gpus, -np.inf),
             dbe=np.full(n_gpus, np.nan),
@@ -84,8 +93,10 @@ class GpuMeter:
         sm_active: np.ndarray,
         xid: np.ndarray,
         ecc_dbe: np.ndarray,
+        util_gpu_pct: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One batch (NaN: not reported; a sample older than the GPU's latest is ignored). Returns the energy of
+        """One batch (NaN: not reported; a sample older than the GPU's latest is ignored; GPU utilization in
+        percent, None: not in this feed). Returns the energy of
         each sample since its GPU's previous one (J), the seconds it covers (0: not integrated) and the mask of
         GPUs whose error state changed (a new XID code, the DBE count grew)."""
         gpu = np.asarray(gpu, np.int64)
@@ -110,6 +121,8 @@ class GpuMeter:
         sm = np.where(np.isfinite(sm), np.clip(sm, 0.0, 1.0), np.nan)
         self.sm_active[g] = sm
         self._average(g, dt, p, sm, ok & np.isfinite(sm))
+        u = np.full(len(g), np.nan) if util_gpu_pct is None else np.asarray(util_gpu_pct, float)[newer]
+        self._average_util(g, dt, np.where(np.isfinite(u), np.clip(u, 0.0, 100.0) / 100.0, np.nan))
         self.time_s[g] = time_s
         x = np.asarray(xid, np.int64)[newer]
         new_xid = (x > 0) & (x != self.xid[g])
@@ -134,6 +147,16 @@ class GpuMeter:
         self.sm_active_avg[g] = np.where(ok, np.where(cont, prev_a, 0.0) * (1.0 - w) + w * sm, np.nan)
         self.averaged_s[g] = np.where(cont, self.averaged_s[g] + gap, 0.0)
 
+    def _average_util(self, g: np.ndarray, dt: np.ndarray, u: np.ndarray) -> None:
+        """``_average`` for GPU utilization, with its own history: a feed without it leaves it NaN."""
+        prev = self.util_avg[g]
+        ok = np.isfinite(u)
+        cont = ok & np.isfinite(prev) & (dt > 0) & (dt <= MAX_GAP_S)
+        gap = np.where(cont, dt, 0.0)
+        w = np.where(cont, -np.expm1(-gap / AVERAGE_S), 1.0)
+        self.util_avg[g] = np.where(ok, np.where(cont, prev, 0.0) * (1.0 - w) + w * u, np.nan)
+        self.util_averaged_s[g] = np.where(cont, self.util_averaged_s[g] + gap, 0.0)
+
     def errors(self, gpus: np.ndarray, now_s: float) -> list[tuple[int, str]]:
         """(GPU, what) for the GPUs with an XID or a DBE growth within ``ERROR_RECENT_S`` of ``now_s``."""
         out = []
@@ -149,16 +172,17 @@ class Straggler:
     node: int  # node index (inventory order)
     power_ratio: float  # its mean GPU power / the job's median node's
     activity_ratio: float
-    kind: str = "idle"  # "idle" (power and activity lag) | "clock" (power lags at equal or higher activity)
+    kind: str = "idle"  # "idle" (waits outside its GPUs) | "clock" (power lags at equal or higher activity)
+    util_ratio: float = float("nan")  # its mean GPU utilization / the median node's (NaN: not reported)
 
 
 def stragglers(
     meter: GpuMeter, gpus: np.ndarray, node_of: np.ndarray, now_s: float, margin: float = STRAGGLER_MARGIN
 ) -> Straggler | None:
-    """The node of this job its peers wait for (module docstring: power and SM activity both lag the median node
-    by more than ``margin``, or power lags by more than ``margin`` at equal or higher activity), the lowest-power
-    such node, or None. Judges only GPUs with fresh samples and ``AVERAGE_S`` of history
-    behind their averages; needs two such nodes."""
+    """The node of this job its peers wait for (module docstring: its GPU utilization lags the median node by more
+    than ``margin``; or its power and SM activity both do; or its power does at equal or higher activity), the
+    most lagging such node, or None. Judges only GPUs with fresh samples and ``AVERAGE_S`` of history behind
+    their averages; needs two such nodes (two with utilization for the utilization rule)."""
     fresh = now_s - meter.time_s[gpus] <= FRESH_S
     p, a = meter.power_avg_w[gpus], meter.sm_active_avg[gpus]
     ok = fresh & (meter.averaged_s[gpus] >= AVERAGE_S) & np.isfinite(p) & np.isfinite(a)
@@ -174,10 +198,29 @@ def stragglers(
     if not (ref_p > 0 and ref_a > 0):
         return None
     rp, ra = node_p / ref_p, node_a / ref_a
+    ru = _util_ratios(meter, gpus[ok], inv, len(nodes))
     low_power = rp < 1.0 - margin
-    idle, clock = low_power & (ra < 1.0 - margin), low_power & (ra >= 1.0)
+    idle = (low_power & (ra < 1.0 - margin)) | (ru < 1.0 - margin)   # NaN ratios compare False
+    clock = low_power & (ra >= 1.0) & ~idle
     lag = idle | clock
     if not lag.any():
         return None
-    worst = int(np.flatnonzero(lag)[np.argmin(rp[lag])])
-    return Straggler(int(nodes[worst]), float(rp[worst]), float(ra[worst]), "clock" if clock[worst] else "idle")
+    worst = int(np.flatnonzero(lag)[np.argmin(np.fmin(rp, ru)[lag])])
+    return Straggler(int(nodes[worst]), float(rp[worst]), float(ra[worst]), "clock" if clock[worst] else "idle",
+                     float(ru[worst]))
+
+
+def _util_ratios(meter: GpuMeter, gpus: np.ndarray, inv: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Each node's mean GPU utilization over the median node's (NaN where a node has no averaged utilization, and
+    everywhere when fewer than two nodes have one or the median is 0)."""
+    u = meter.util_avg[gpus]
+    has = np.isfinite(u) & (meter.util_averaged_s[gpus] >= AVERAGE_S)
+    k = np.bincount(inv[has], minlength=n_nodes)
+    out = np.full(n_nodes, np.nan)
+    if (k > 0).sum() < 2:
+        return out
+    node_u = np.bincount(inv[has], weights=u[has], minlength=n_nodes)[k > 0] / k[k > 0]
+    ref = float(np.median(node_u))
+    if ref > 0:
+        out[k > 0] = node_u / ref
+    return out
