@@ -484,7 +484,7 @@ def _one_tick(racks: int):
 async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, dict]:
     from twin.core.db import open_pool
     from twin.core.facility import build_inventory
-    from twin.ingest.adapters.codec import decode_batch, samples_message
+    from twin.ingest.adapters.codec import decode_batches, samples_message
     from twin.ingest.adapters.repository import GPU_TYPES, LINK_SAMPLE_TYPES, RACK_TYPES, PortKeys, copy_table
     from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import limits_from_inventory, validate_batches
@@ -504,7 +504,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
         return out
 
     msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
-    batches = timed("decode", lambda: [decode_batch(m) for m in msgs])
+    batches = timed("decode", lambda: decode_batches(msgs))
     problems = timed("validate", lambda: validate_batches(batches, limits, now))
     assert not any(problems), problems[:1]
     gpu = timed("rows_gpu", lambda: gpu_columns(batches))

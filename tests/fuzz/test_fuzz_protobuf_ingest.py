@@ -1,5 +1,6 @@
 """Fuzz: Kafka record → protobuf + envelope decode (twin.core.kafka.decode_record) → ingest domain
-(codec.decode_batch) → validation (twin.ingest.domain.validation.validate_batch, and validate_batches,
+(codec.decode_batch, and decode_batches, the handler's whole-poll path, which must give the same
+batch whatever its neighbours) → validation (twin.ingest.domain.validation.validate_batch, and validate_batches,
 the handler's whole-poll path, which must give the same problems).
 
 Documented rejections: decode_record raises ValueError (the reason that goes to the DLQ); after it,
@@ -20,7 +21,7 @@ from ingest_factory import inventory, rack_batch
 from twin.core import topics
 from twin.core.envelope import new_envelope
 from twin.core.kafka import decode_record
-from twin.ingest.adapters.codec import decode_batch
+from twin.ingest.adapters.codec import decode_batch, decode_batches, encode_batch
 from twin.ingest.domain.validation import Problem, limits_from_inventory, validate_batch, validate_batches
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -34,7 +35,8 @@ RACK_IDS = [r.rack_id for r in INV.racks[:3]]
 NODE_IDS = [n for r in INV.racks[:2] for n in INV.node_ids(r)[:3]]
 PORT_IDS = [p for r in INV.racks[:2] for p in INV.nic_ids(r)[:3]]
 GOOD = [rack_batch(INV, i, NOW - timedelta(seconds=5), i + 1).SerializeToString() for i in range(2)]
-GOOD_BATCH = decode_batch(rack_batch(INV, 2, NOW - timedelta(seconds=5), 1))
+GOOD_MSG = rack_batch(INV, 2, NOW - timedelta(seconds=5), 1)
+GOOD_BATCH = decode_batch(GOOD_MSG)
 
 B = "twin.telemetry.v1."
 small_ints = st.integers(0, 9)
@@ -84,11 +86,15 @@ def check(value: bytes | None, headers) -> None:
     except ValueError as exc:
         assert str(exc).split(":", 1)[0] in {"decode", "envelope"}, exc
         return
+    polled = decode_batches([GOOD_MSG, rec.message, GOOD_MSG])
+    assert [encode_batch(b).SerializeToString() for b in polled[::2]] == [GOOD_MSG.SerializeToString()] * 2
     try:
         batch = decode_batch(rec.message)
     except ValueError as exc:  # documented: a timestamp no datetime holds (the handler dead-letters "decode: ...")
         assert "outside the Timestamp range" in str(exc), exc
+        assert isinstance(polled[1], ValueError) and str(polled[1]) == str(exc)
         return
+    assert encode_batch(polled[1]).SerializeToString() == encode_batch(batch).SerializeToString()
     problems = validate_batch(batch, LIMITS, NOW)
     assert isinstance(problems, list) and all(isinstance(p, Problem) and p.text for p in problems)
     # the handler validates whole polls: the same problems, in the same words, next to valid batches

@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import numpy as np
 from ingest_factory import inventory, rack_batch
 
-from twin.ingest.adapters.codec import decode_batch, encode_batch, samples_ce_id, samples_message
+from twin.ingest.adapters.codec import (
+    decode_batch,
+    decode_batches,
+    encode_batch,
+    samples_ce_id,
+    samples_message,
+)
 from twin.ingest.domain.dedupe import split_duplicates
 from twin.ingest.domain.model import GPU_FIELDS, GpuColumns, NodeGpus, node_rows
 from twin.ingest.domain.rows import GPU_COLUMNS, gpu_columns, link_columns, rack_columns
@@ -96,10 +102,38 @@ def test_wire_fast_path_decodes_like_the_containers(monkeypatch):
     big.nodes[0].gpus.ecc_sbe_total[2] = 300   # a two-byte varint: the container path
     msgs += [odd, big]
     fast = [decode_batch(m) for m in msgs]
-    monkeypatch.setattr(codec, "_gpu_arrays_from_wire", lambda gpus: None)
+    monkeypatch.setattr(codec, "_gpu_wire_parts", lambda gpus: None)
     slow = [decode_batch(m) for m in msgs]
     for a, b in zip(fast, slow, strict=True):
         _same_batches(a, b)
+
+
+def test_a_poll_decodes_like_its_batches_one_by_one():
+    """decode_batches converts each kind of number once for the whole poll: every batch must still get
+    exactly its own values, whichever path (wire or containers) and shape its neighbours took, and a
+    batch that cannot be decoded gets its error in its place."""
+    inv = inventory()
+    msgs = [rack_batch(inv, r, T, 1) for r in range(3)]
+    ragged, wide, bad_time, empty = (pb.RackTelemetryBatch() for _ in range(4))
+    ragged.CopyFrom(msgs[0])
+    del ragged.nodes[2].gpus.mem_temp_c[0]
+    del ragged.links.tx_errors[1]
+    del ragged.rack.pdu_input_power_w[0]
+    wide.CopyFrom(msgs[1])
+    wide.nodes[3].gpus.xid_errors[5] = 2**40          # the container path for this batch only
+    bad_time.CopyFrom(msgs[2])
+    bad_time.sample_time.seconds = 2**40
+    empty.rack_id = "r"
+    poll = [msgs[0], ragged, wide, bad_time, empty, msgs[1], msgs[2]]
+    polled = decode_batches(poll)
+    assert isinstance(polled[3], ValueError) and "outside the Timestamp range" in str(polled[3])
+    for m, b in zip(poll, polled, strict=True):
+        if m is not bad_time:
+            _same_batches(b, decode_batch(m))
+            assert encode_batch(b) == m
+    assert polled[1].gpus.value_offsets is not None and polled[0].gpus.value_offsets is None
+    assert polled[1].links.counters["tx_errors"].tolist() == list(ragged.links.tx_errors)
+    assert polled[5].rack.pdu_input_power_w.tolist() == list(msgs[1].rack.pdu_input_power_w)
 
 
 def test_gpu_columns_from_nodes_and_back():

@@ -151,6 +151,18 @@ def test_rack_level_checks():
     assert "coolant_flow_lpm=-3.0 outside [0, 900] l/min at rack su1-0000" in r
 
 
+@pytest.mark.parametrize("field,value,expected", [
+    ("coolant_flow_lpm", 901.0, "coolant_flow_lpm=901.0 outside [0, 900] l/min at rack su1-0000"),
+    ("outlet_air_temp_c", float("inf"), "outlet_air_temp_c=inf is not a finite number at rack su1-0000"),
+    ("coolant_return_temp_c", -10.5, "coolant_return_temp_c=-10.5 outside [-10, 100] °C at rack su1-0000"),
+    ("coolant_supply_temp_c", float("nan"), None),   # not measured
+])
+def test_one_rack_scalar(field, value, expected):
+    m = msg()
+    setattr(m.rack, field, value)
+    assert reasons(m) == ([] if expected is None else [expected])
+
+
 def test_pdu_power_may_be_one_rack_total_bounded_by_all_phases():
     m = msg()
     per_phase_max = 1.5 * 50_000  # dgx-h100-su: pdu_kw 50

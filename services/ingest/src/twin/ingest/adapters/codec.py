@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
@@ -152,11 +152,13 @@ def _varint_size(n: int) -> int:
     return size
 
 
-def _gpu_arrays_from_wire(gpus: list) -> tuple | None:
-    """The packed GPU fields of every node read straight from the wire bytes (doubles are copied as
-    they are; varints taken bytewise when every value fits in 7 bits, which also covers indexes and
-    the usual zero counters). Same values and dtypes as the container path; None: use that path.
-    The field offsets are None when every field of every node is aligned with gpu_index."""
+def _gpu_wire_parts(gpus: list) -> tuple | None:
+    """The packed GPU fields of every node cut straight from the wire bytes, field-major (field m of
+    node j is part m * k + j): (doubles bytes, their offsets, counter bytes, their offsets, gpu_index
+    bytes, its offsets), offsets in values. Doubles are taken as they are; varints bytewise, which
+    needs every value to fit in 7 bits (also covers indexes and the usual zero counters). Same values
+    as the container path; None: use that path. The field offsets are None when every field of every
+    node is aligned with gpu_index."""
     if _GPU_NUMBERS is None:
         return None
     nf, nc = len(_GPU_NUMBERS[1]), len(_GPU_NUMBERS[2])
@@ -178,39 +180,114 @@ def _gpu_arrays_from_wire(gpus: list) -> tuple | None:
     if not (counts_raw.isascii() and index_raw.isascii()):
         return None
     i_off = list(accumulate(map(len, index_parts), initial=0))
-    floats = np.frombuffer(b"".join(float_parts), dtype="<f8").astype(np.float64)
-    counts = np.frombuffer(counts_raw, dtype=np.uint8).astype(np.uint64)
-    index = np.frombuffer(index_raw, dtype=np.uint8).astype(np.uint32)
     if aligned:
-        return floats, None, counts, None, index, i_off
+        return b"".join(float_parts), None, counts_raw, None, index_raw, i_off
     f_off = [n >> 3 for n in accumulate(map(len, float_parts), initial=0)]
     c_off = list(accumulate(map(len, count_parts), initial=0))
+    return b"".join(float_parts), f_off, counts_raw, c_off, index_raw, i_off
+
+
+def _gpu_arrays_from_containers(gpus: list) -> tuple:
+    """(floats, their offsets, counters, their offsets, gpu_index, its offsets) read through the
+    protobuf containers, field-major like _gpu_wire_parts (any layout, any varint width)."""
+    floats, f_off = _flat([getattr(g, f) for f in GPU_FLOAT_FIELDS for g in gpus], np.float64)
+    counts, c_off = _flat([getattr(g, f) for f in GPU_COUNT_FIELDS for g in gpus], np.uint64)
+    index, i_off = _flat([g.gpu_index for g in gpus], np.uint32)
     return floats, f_off, counts, c_off, index, i_off
 
 
 def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
     """Domain form of one batch; arrays keep their received lengths (validation checks them).
+    ValueError: a field no datetime can hold."""
+    (out,) = decode_batches([msg])
+    if isinstance(out, ValueError):
+        raise out
+    return out
 
-    Cost matters (one call per rack per tick): each packed field of every node is gathered into one
-    flat array per dtype with a single conversion, and the batch's columns are views into it.
+
+def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | ValueError]:
+    """`decode_batch` of every batch of a poll; a batch that cannot be decoded gets its ValueError in
+    its place, the others are unaffected.
+
+    Cost matters (one batch per rack per tick, ~30 values per field and rack, where numpy's per-call
+    cost dominates): the numbers of each kind (doubles and counters cut from the wire, link counters
+    and states, PDU phases) are converted once for the whole poll, and every batch's columns are
+    views into those arrays.
     """
-    pb_nodes = msg.nodes
-    gpus = [n.gpus for n in pb_nodes]
-    wire = _gpu_arrays_from_wire(gpus)
-    if wire is None:
-        floats, f_off = _flat([getattr(g, f) for f in GPU_FLOAT_FIELDS for g in gpus], np.float64)
-        counts, c_off = _flat([getattr(g, f) for f in GPU_COUNT_FIELDS for g in gpus], np.uint64)
-        index, i_off = _flat([g.gpu_index for g in gpus], np.uint32)
-        wire = floats, f_off, counts, c_off, index, i_off
-    columns = _gpu_columns(tuple(n.node_id for n in pb_nodes), *wire)
-    rack = None
-    if msg.HasField("rack"):
-        r = msg.rack
-        rack = RackEnv(np.array(r.pdu_input_power_w, dtype=np.float64), r.inlet_air_temp_c, r.outlet_air_temp_c,
-                       r.coolant_supply_temp_c, r.coolant_return_temp_c, r.coolant_flow_lpm)
-    links = decode_links(msg.links)
-    sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
-    return RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, columns, rack, links)
+    heads: list = []    # per message: its ValueError, or what its RackBatch needs besides the arrays
+    float_blobs: list[bytes] = []
+    count_blobs: list[bytes] = []
+    index_blobs: list[bytes] = []
+    link_counts: list[int] = []
+    link_states: list[int] = []
+    pdu: list[float] = []
+    f_at = c_at = i_at = 0
+    for msg in msgs:
+        try:
+            sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
+        except ValueError as exc:
+            heads.append(exc)
+            continue
+        pb_nodes = msg.nodes
+        node_ids = tuple(n.node_id for n in pb_nodes)
+        gpus = [n.gpus for n in pb_nodes]
+        wire = _gpu_wire_parts(gpus)
+        if wire is None:
+            gpu = _gpu_columns(node_ids, *_gpu_arrays_from_containers(gpus))
+        else:
+            fb, f_off, cb, c_off, ib, i_off = wire
+            float_blobs.append(fb)
+            count_blobs.append(cb)
+            index_blobs.append(ib)
+            gpu = (node_ids, f_at, f_off, c_at, c_off, i_at, i_off)
+            f_at, c_at, i_at = f_at + (len(fb) >> 3), c_at + len(cb), i_at + len(ib)
+        rack = None
+        if msg.HasField("rack"):
+            r = msg.rack
+            phases = r.pdu_input_power_w[:]
+            rack = (len(pdu), len(phases), r.inlet_air_temp_c, r.outlet_air_temp_c, r.coolant_supply_temp_c,
+                    r.coolant_return_temp_c, r.coolant_flow_lpm)
+            pdu += phases
+        lk = msg.links
+        link_at = len(link_counts)
+        for f in LINK_COUNT_FIELDS:
+            link_counts += getattr(lk, f)[:]
+        state_at = len(link_states)
+        link_states += lk.link_state[:]
+        links = (tuple(lk.port_id), link_at, state_at, len(link_states))
+        heads.append((msg, sample_time, gpu, rack, links))
+    floats = np.frombuffer(b"".join(float_blobs), dtype="<f8").astype(np.float64)
+    counts = np.frombuffer(b"".join(count_blobs), dtype=np.uint8).astype(np.uint64)
+    index = np.frombuffer(b"".join(index_blobs), dtype=np.uint8).astype(np.uint32)
+    link_count_values = np.fromiter(link_counts, np.uint64, len(link_counts))
+    link_state_values = np.fromiter(link_states, np.int64, len(link_states))
+    pdu_values = np.fromiter(pdu, np.float64, len(pdu))
+    out: list[RackBatch | ValueError] = []
+    for head in heads:
+        if isinstance(head, ValueError):
+            out.append(head)
+            continue
+        msg, sample_time, gpu, rack, links = head
+        if not isinstance(gpu, GpuColumns):
+            node_ids, f_at, f_off, c_at, c_off, i_at, i_off = gpu
+            rows = i_off[-1]
+            f_n = len(GPU_FLOAT_FIELDS) * rows if f_off is None else f_off[-1]
+            c_n = len(GPU_COUNT_FIELDS) * rows if c_off is None else c_off[-1]
+            gpu = _gpu_columns(node_ids, floats[f_at:f_at + f_n], f_off, counts[c_at:c_at + c_n], c_off,
+                               index[i_at:i_at + rows], i_off)
+        if rack is not None:
+            at, n, *scalars = rack
+            rack = RackEnv(pdu_values[at:at + n], *scalars)
+        ports, at, state_at, state_end = links
+        lk = msg.links
+        counters = {}
+        for f in LINK_COUNT_FIELDS:   # each field as long as it arrived
+            n = len(getattr(lk, f))
+            counters[f] = link_count_values[at:at + n]
+            at += n
+        out.append(RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack,
+                             Links(ports, counters, link_state_values[state_at:state_end])))
+    return out
 
 
 def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int] | None, counts: np.ndarray,

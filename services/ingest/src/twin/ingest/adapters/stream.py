@@ -22,7 +22,7 @@ from twin.core.clock import Clock
 from twin.core.kafka import BatchResult, Record, Rejected
 from twin.core.topics import Topic
 from twin.ingest.adapters.codec import (
-    decode_batch,
+    decode_batches,
     decode_equipment,
     equipment_ce_id,
     is_equipment,
@@ -105,11 +105,11 @@ class IngestHandler:
             records = [rec for rec in records if not is_equipment(rec.message)]
         good: list[tuple[Record, object]] = []
         decoded: list[tuple[Record, object]] = []
-        for rec in records:
-            try:
-                decoded.append((rec, decode_batch(rec.message)))
-            except (ValueError, OverflowError) as exc:  # a field no datetime/array can hold
-                rejected.append(Rejected(rec, f"decode: {exc}", kind="decode"))
+        for rec, batch in zip(records, decode_batches([rec.message for rec in records]), strict=True):
+            if isinstance(batch, ValueError):   # a field no datetime can hold
+                rejected.append(Rejected(rec, f"decode: {batch}", kind="decode"))
+            else:
+                decoded.append((rec, batch))
         # The whole poll at once: the same problems as validate_batch per batch, one numpy pass per check.
         for (rec, batch), problems in zip(decoded, validate_batches([b for _, b in decoded], self.limits, now),
                                           strict=True):

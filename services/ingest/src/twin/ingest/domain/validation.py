@@ -336,34 +336,53 @@ _GPU_FIELD_SET = frozenset(GPU_FIELDS)
 _LINK_COUNT_SET = frozenset(LINK_COUNT_FIELDS)
 
 
+@dataclass
+class _Poll:
+    """What the whole-poll checks need of the batches that passed the quick per-batch checks."""
+
+    clear: list[int] = field(default_factory=list)        # indexes into the poll
+    gpu_rows: list[int] = field(default_factory=list)     # per clear batch: GPU rows
+    bounds: list[tuple[float, float, float]] = field(default_factory=list)   # per clear batch: power, clocks
+    columns: list = field(default_factory=list)           # per clear batch: its GpuColumns
+    node_gpus: list[int] = field(default_factory=list)    # per node of clear batches: GPUs in the node
+    link_counts: list[np.ndarray] = field(default_factory=list)
+    link_states: list[np.ndarray] = field(default_factory=list)
+    link_rows: list[int] = field(default_factory=list)
+    env_batch: list[int] = field(default_factory=list)    # position in `clear` of each batch with rack samples
+    env_scalars: list[tuple[float, ...]] = field(default_factory=list)   # _ENV_SCALARS of each
+    env_flow_hi: list[float] = field(default_factory=list)
+    pdu: list[np.ndarray] = field(default_factory=list)
+    pdu_hi: list[float] = field(default_factory=list)     # per batch with rack samples: W per value
+
+
+_ENV_SCALARS = ("inlet_air_temp_c", "outlet_air_temp_c", "coolant_supply_temp_c", "coolant_return_temp_c",
+                "coolant_flow_lpm")
+_ENV_LO = np.array([AIR_RANGE[0], AIR_RANGE[0], COOLANT_RANGE[0], COOLANT_RANGE[0], 0.0])
+_ENV_HI = np.array([AIR_RANGE[1], AIR_RANGE[1], COOLANT_RANGE[1], COOLANT_RANGE[1], np.nan])  # flow: per rack
+
+
 def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime) -> list[list[Problem]]:
     """`validate_batch` of every batch of a poll: the same problems, in the same words, found faster.
 
-    The per-batch work is cut to the checks Python does well (ids, shapes, time, the rack's scalars);
-    the per-value checks (ranges, counter widths, gpu_index bounds and uniqueness, link states) run once
-    over the flat GPU columns of all batches together. A batch that fails anything, or that these quick
-    checks cannot clear, is handed to `validate_batch` for the full list of worded problems."""
+    The per-batch work is cut to the checks Python does well (ids, shapes, time); the per-value checks
+    (ranges, counter widths, gpu_index bounds and uniqueness, link states, the rack's scalars and PDU
+    phases) run once over the values of all batches together. A batch that fails anything, or that
+    these quick checks cannot clear, is handed to `validate_batch` for the full list of worded problems."""
     out: list[list[Problem] | None] = [None] * len(batches)
-    clear: list[int] = []                  # batches whose per-value checks run together
-    gpu_rows: list[int] = []               # per clear batch: GPU rows
-    bounds: list[tuple[float, float, float]] = []
-    node_gpus: list[int] = []              # per node of clear batches: GPUs in the node
-    columns = []                           # per clear batch: its GpuColumns
-    link_counts: list[np.ndarray] = []
-    link_states: list[np.ndarray] = []
-    link_rows: list[int] = []
+    poll = _Poll()
     earliest, latest = now - limits.max_age, now + limits.max_future
     for i, b in enumerate(batches):
         rack = limits.racks.get(b.rack_id)
         if (rack is None or b.site_id != limits.site_id or b.sample_time is None
-                or not earliest <= b.sample_time <= latest or not _quick_env_ok(b, rack)):
+                or not earliest <= b.sample_time <= latest):
             continue
         links = b.links
         ports = links.port_id
         n_ports = len(ports)
         gpus = b.gpus
         node_ids = gpus.node_ids
-        if not (node_ids or b.rack is not None or n_ports):
+        env = b.rack
+        if not (node_ids or env is not None or n_ports):
             continue
         if (links.counters.keys() != _LINK_COUNT_SET or len(links.link_state) != n_ports
                 or not set(map(len, links.counters.values())) <= {n_ports}):
@@ -382,17 +401,30 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
         in_node = list(map(rack.node_gpus.get, node_ids))
         if None in in_node:
             continue
-        clear.append(i)
-        gpu_rows.append(rows)
-        bounds.append((rack.gpu_max_w, rack.max_sm_clock_mhz, rack.max_mem_clock_mhz))
-        node_gpus += in_node
-        columns.append(gpus)
+        if env is not None:
+            pdu = env.pdu_input_power_w
+            scalars = tuple(getattr(env, name) for name in _ENV_SCALARS)
+            if (isinstance(pdu, np.ndarray) and pdu.dtype == np.float64 and pdu.ndim == 1
+                    and len(pdu) in (0, 1, rack.pdu_phases) and all(type(v) is float for v in scalars)):
+                poll.env_batch.append(len(poll.clear))
+                poll.env_scalars.append(scalars)
+                poll.env_flow_hi.append(rack.max_flow_lpm)
+                poll.pdu.append(pdu)
+                # one value = the rack's total input over all phases (see _check_rack_env)
+                poll.pdu_hi.append(rack.pdu_phase_max_w * (rack.pdu_phases if len(pdu) == 1 else 1))
+            elif not _quick_env_ok(b, rack):
+                continue
+        poll.clear.append(i)
+        poll.gpu_rows.append(rows)
+        poll.bounds.append((rack.gpu_max_w, rack.max_sm_clock_mhz, rack.max_mem_clock_mhz))
+        poll.node_gpus += in_node
+        poll.columns.append(gpus)
         if n_ports:
-            link_counts += links.counters.values()
-            link_states.append(links.link_state)
-        link_rows.append(n_ports)
-    bad = _bad_values(clear, gpu_rows, bounds, node_gpus, columns, link_counts, link_states, link_rows)
-    for i in clear:
+            poll.link_counts += links.counters.values()
+            poll.link_states.append(links.link_state)
+        poll.link_rows.append(n_ports)
+    bad = _bad_values(poll)
+    for i in poll.clear:
         if i not in bad:
             out[i] = []
     return [validate_batch(b, limits, now) if found is None else found for b, found in zip(batches, out, strict=True)]
@@ -408,10 +440,10 @@ def _quick_env_ok(batch: RackBatch, rack: RackLimits) -> bool:
     return not found.problems and not found.dropped
 
 
-def _bad_values(clear: list[int], gpu_rows: list[int], bounds: list[tuple[float, float, float]],
-                node_gpus: list[int], columns: list, link_counts: list[np.ndarray], link_states: list[np.ndarray],
-                link_rows: list[int]) -> set[int]:
+def _bad_values(poll: _Poll) -> set[int]:
     """Indexes (into the poll) of the clear batches with an out-of-range value: one numpy pass per kind."""
+    clear, gpu_rows, bounds, node_gpus, columns = poll.clear, poll.gpu_rows, poll.bounds, poll.node_gpus, poll.columns
+    link_counts, link_states, link_rows = poll.link_counts, poll.link_states, poll.link_rows
     if not clear:
         return set()
     bad_rows = np.zeros(sum(gpu_rows), dtype=bool)
@@ -458,4 +490,16 @@ def _bad_values(clear: list[int], gpu_rows: list[int], bounds: list[tuple[float,
             bad_links |= np.concatenate(link_counts[m::n_fields], dtype=np.uint64, casting="unsafe") > BIGINT_MAX
         link_batch = np.repeat(np.arange(len(clear)), per_batch)
         bad |= set(link_batch[bad_links].tolist())
+    if poll.env_batch:   # the rack's scalars and PDU values, as _check_rack_env bounds them (NaN = missing)
+        env_batch = np.array(poll.env_batch, dtype=np.intp)
+        scalars = np.array(poll.env_scalars, dtype=np.float64)
+        hi = np.repeat(_ENV_HI[None, :], len(scalars), axis=0)
+        hi[:, -1] = poll.env_flow_hi
+        with np.errstate(invalid="ignore"):
+            bad_env = (~((scalars >= _ENV_LO) & (scalars <= hi)) & ~np.isnan(scalars)).any(axis=1)
+            per_batch = np.array([len(p) for p in poll.pdu], dtype=np.intp)
+            pdu = np.concatenate(poll.pdu)
+            bad_pdu = ~((pdu >= 0.0) & (pdu <= np.repeat(poll.pdu_hi, per_batch))) & ~np.isnan(pdu)
+        bad |= set(env_batch[bad_env].tolist())
+        bad |= set(np.repeat(env_batch, per_batch)[bad_pdu].tolist())
     return {clear[k] for k in bad}
