@@ -509,7 +509,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     assert not any(problems), problems[:1]
     gpu = timed("rows_gpu", lambda: gpu_columns(batches))
     rack = timed("rows_rack", lambda: rack_columns(batches))
-    timed("normalized", lambda: [samples_message(m, now).SerializeToString() for m in msgs])
+    timed("normalized", lambda: [samples_message(v, now).SerializeToString() for v in values])
     pool = await open_pool(url, min_size=1, max_size=1, name="bench")
     try:
         async with pool.connection() as conn:

@@ -59,6 +59,22 @@ def test_samples_message_and_deterministic_ce_id():
     assert samples_ce_id(key) != samples_ce_id(decode_batch(rack_batch(inventory(), 0, T, 2)).key)
 
 
+def test_samples_message_frames_the_received_bytes_like_a_copy():
+    """The handler frames the record's bytes as received; the record must be the one CopyFrom builds,
+    byte for byte (lengths of 1-, 2- and 3-byte varints, and an empty batch)."""
+    big = rack_batch(inventory(), 0, T, 1)
+    big.source = "x" * 2**14
+    for msg in (rack_batch(inventory(), 0, T, 1), big, pb.RackTelemetryBatch(rack_id="r"), pb.RackTelemetryBatch()):
+        for rejected in (0, 3):
+            copied = pb.TelemetrySamples(rejected_values=rejected)
+            copied.batch.CopyFrom(msg)
+            copied.ingested_time.FromDatetime(T)
+            framed = samples_message(msg.SerializeToString(), T, rejected_values=rejected)
+            assert framed.SerializeToString() == copied.SerializeToString()
+            assert samples_message(msg, T, rejected).SerializeToString() == copied.SerializeToString()
+    assert len(big.SerializeToString()) >= 2**14
+
+
 def test_columns_for_tables():
     inv = inventory()
     batches = [decode_batch(rack_batch(inv, r, T, 1)) for r in range(2)]

@@ -7,6 +7,7 @@ callback type they hand encoded batches to, and the LINK_STATE_* values are the 
 
 from __future__ import annotations
 
+import functools
 import operator
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -142,6 +143,16 @@ def _node_parts(raw: bytes) -> tuple[tuple[bytes, ...], bool] | None:
         get_header = operator.itemgetter(*header)
         _NODE_LAYOUTS[len(raw)] = (get_header, get_header(raw), operator.itemgetter(*cuts), aligned)
     return tuple(raw[c] for c in cuts), aligned
+
+
+def _varint(n: int) -> bytes:
+    """Base-128 varint of a non-negative int (protobuf encoding spec)."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _varint_size(n: int) -> int:
@@ -363,13 +374,29 @@ def _fill_links(msg: pb.LinkSamples, lk: Links) -> None:
     msg.link_state.extend(lk.link_state.tolist())
 
 
-def samples_message(source: pb.RackTelemetryBatch, ingested_time: datetime, rejected_values: int = 0
+def samples_message(source: pb.RackTelemetryBatch | bytes, ingested_time: datetime, rejected_values: int = 0
                     ) -> pb.TelemetrySamples:
-    """The normalized record for telemetry.samples.v1 (whole-batch validation: the batch as received)."""
+    """The normalized record for telemetry.samples.v1 (whole-batch validation: the batch as received).
+
+    `source` is best the record's bytes as received: an embedded message field is its tag, its length
+    and the message's bytes (protobuf encoding spec, "Length-Delimited Records" / "Embedded messages"),
+    so the batch is framed as it arrived and the record parsed once, instead of copied field by field
+    (CopyFrom). Same record, byte for byte, as building it from the parsed batch."""
+    raw = source if isinstance(source, bytes) else source.SerializeToString()
+    return pb.TelemetrySamples.FromString(
+        _SAMPLES_BATCH_TAG + _varint(len(raw)) + raw + _samples_tail(ingested_time, rejected_values))
+
+
+# TelemetrySamples.batch as a length-delimited field (wire type 2), for the framing above.
+_SAMPLES_BATCH_TAG = _varint(pb.TelemetrySamples.DESCRIPTOR.fields_by_name["batch"].number << 3 | 2)
+
+
+@functools.lru_cache(maxsize=8)   # one poll publishes many batches with the same ingested time
+def _samples_tail(ingested_time: datetime, rejected_values: int) -> bytes:
+    """The TelemetrySamples fields after `batch` (ingested_time, rejected_values), serialized."""
     out = pb.TelemetrySamples(rejected_values=rejected_values)
-    out.batch.CopyFrom(source)
     out.ingested_time.CopyFrom(datetime_to_timestamp(ingested_time))
-    return out
+    return out.SerializeToString()
 
 
 def samples_ce_id(key: BatchKey) -> str:
