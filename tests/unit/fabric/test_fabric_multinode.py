@@ -110,3 +110,27 @@ def test_efa_choice_uses_the_plugins_reported_latency_but_times_physically():
     chosen = estimate(topo, "all_reduce", sizes, pl).time_s
     best = estimate(physical, "all_reduce", sizes, pl).time_s
     assert np.all(chosen >= best) and np.any(chosen > best)
+
+
+def test_gb200_nvls_tree_crosses_domains_on_nccl_inter_domain_nics_only():
+    """NCCL uses 16 NICs per GB200 NVL72 domain between MNNVL domains (2.27.3 release notes): across > 2 domains the
+    NVLS-tree's NIC stage carries 2 x size / 16 NICs per domain, whatever the domain's GPU count."""
+    from twin.fabric.domain import nvl72_cluster
+    from twin.fabric.domain.topology import MNNVL_GB200_INTER_DOMAIN_NICS
+
+    topo = nvl72_cluster(72 * 4)
+    assert topo.scale_up.inter_domain_nics == MNNVL_GB200_INTER_DOMAIN_NICS
+    size = 2.0**34
+    est = estimate(topo, "all_reduce", size, placement_packed(topo, 72 * 4), algorithms=("nvls_tree",))
+    nic_bound = MNNVL_GB200_INTER_DOMAIN_NICS * topo.scale_out.bw_GBps_per_gpu / 2.0  # algbw, GB/s
+    assert float(est.algbw_GBps) <= nic_bound * (1 + 1e-9)
+    assert size / float(est.bandwidth_s) * 1e-9 == pytest.approx(nic_bound)  # the NIC stage binds at this size
+    uncapped = replace(topo, scale_up=replace(topo.scale_up, inter_domain_nics=None))
+    free = estimate(uncapped, "all_reduce", size, placement_packed(uncapped, 72 * 4), algorithms=("nvls_tree",))
+    assert size / float(free.bandwidth_s) * 1e-9 > 1.2 * nic_bound  # 32 heads: the NVLink stage binds instead
+    two = estimate(topo, "all_reduce", size, placement_packed(topo, 72 * 2), algorithms=("nvls_tree",))
+    assert size / float(two.bandwidth_s) * 1e-9 > 1.2 * nic_bound  # 2 domains: each byte crosses once
+    hgx, _ = place_row("4x HGX H100", "InfiniBand 8x400G", 32, 4)
+    assert hgx.topology.scale_up.inter_domain_nics is None
+    with pytest.raises(ValueError):
+        replace(topo.scale_up, inter_domain_nics=0)

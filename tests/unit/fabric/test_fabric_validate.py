@@ -133,3 +133,45 @@ def test_known_shape_with_unmodelled_transport_is_skipped_not_approximated():
     assert placed is None and "no model" in reason
     single, _ = place_row("GCP a3-megagpu-8g (8xH100)", "NVLink4", 8, 1)
     assert single.system == "gcp-a3-mega"  # inside one node the NVLink side is known
+
+
+def test_stated_nccl_algo_and_proto_restrict_the_candidates():
+    assert validate.forced_algorithms("NCCL_ALGO=Ring NCCL_MIN_CTAS=24", "all_reduce") == ("ring", "pairwise")
+    excl = validate.forced_algorithms("NCCL_ALGO=^NVLS,NVLSTree", "all_reduce")
+    assert set(excl) == {"ring", "tree", "pairwise"}
+    per_func = "NCCL_ALGO=allreduce:tree;allgather:ring"
+    assert validate.forced_algorithms(per_func, "all_reduce") == ("tree", "pairwise")
+    assert validate.forced_algorithms(per_func, "all_gather") == ("ring", "pairwise")
+    assert validate.forced_algorithms(per_func, "reduce_scatter") is None  # not named: NCCL keeps every choice
+    assert validate.forced_algorithms("NCCL_ALGO=PAT", "all_gather") is None  # no model for PAT: not applied
+    assert validate.forced_algorithms("default NCCL settings", "all_reduce") is None
+    assert validate.forced_protocols("NCCL_PROTO=Simple", "all_reduce") == ("Simple",)
+    assert set(validate.forced_protocols("NCCL_PROTO=^LL128", "all_reduce")) == {"LL", "Simple"}
+
+    def row(note: str, size: str) -> dict[str, str]:
+        return {"collective": "all_reduce", "n_gpus": "16", "n_nodes": "2", "system": "2x HGX H100",
+                "fabric": "InfiniBand 8x400G", "size_bytes": size, "time_us": "100", "note": note}
+
+    free = validate.summarize([row("", "8"), row("", str(2**33))])["results"]
+    ring = validate.summarize([row("NCCL_ALGO=Ring", "8"), row("NCCL_ALGO=Ring NCCL_PROTO=Simple", str(2**33))])["results"]
+    assert {r["algorithm"] for r in free} != {"ring"}  # the restriction matters on these rows
+    assert [r["algorithm"] for r in ring] == ["ring", "ring"] and ring[1]["protocol"] == "Simple"
+    assert ring[0]["predicted_us"] > free[0]["predicted_us"]  # a forced choice is never faster than the free one
+
+
+def test_oci_shapes_are_placed_with_their_published_networks():
+    from twin.fabric.domain.systems import place_row
+
+    gb300, _ = place_row("32x OCI BM.GPU.GB300.4 (4xGB300 each)", "MNNVL + RoCE 8x400G per host", 128, 32)
+    assert gb300.system == "oci-gb300" and gb300.topology.host_cpu == "arm"
+    so = gb300.topology.scale_out
+    assert so.kind == "roce" and so.nic_bw_Gbps == 400.0 and so.nics_per_gpu == 2.0
+    b300, _ = place_row("2x OCI BM.GPU.B300.8 (8xB300 each)", "RoCE 16x400G", 16, 2)
+    assert b300.system == "oci-bm-gpu-b300" and b300.topology.host_cpu == "intel"
+    assert b300.topology.scale_out.nics_per_gpu == 2.0
+    v34, _ = place_row("32x OCI BM.GPU.GB200-v3.4 (4xGB200 each)", "MNNVL + OCI RDMA (NICs not stated)", 128, 32)
+    assert v34.system == "oci-gb200-v3" and v34.topology.scale_out.nics_per_gpu == 2.0
+    gb200, _ = place_row("OCI BM.GPU.GB200.4", "RoCE", 128, 32)
+    assert gb200.system == "oci-gb200" and gb200.topology.scale_out.nics_per_gpu == 1.0
+    _, reason = place_row("OCI BM.GPU.GB300.4", "RoCE 4x400G", 128, 32)
+    assert "4x400G" in reason  # stated NICs contradict the shape's: not placed

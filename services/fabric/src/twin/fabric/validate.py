@@ -12,7 +12,8 @@ unknown, GPU contradicting the named shape, a multi-node row whose network is no
 make are printed with the row.
 
 Notes honoured: "NCCL_NVLS_ENABLE=0" / "NVLS disabled" removes the NVLS algorithms; "IB disabled" requires the
-ranks to sit in one NVLink domain. The ``nccl`` column, when it holds a version (e.g. 2.27.3), is passed to the
+ranks to sit in one NVLink domain; ``NCCL_ALGO=...`` / ``NCCL_PROTO=...`` stated in the row restrict the model's
+candidates as they restrict NCCL's (``forced_algorithms`` / ``forced_protocols``). The ``nccl`` column, when it holds a version (e.g. 2.27.3), is passed to the
 model (version-dependent algorithm availability and constants). Placement: n_gpus / n_nodes GPUs on each of
 n_nodes consecutive nodes.
 
@@ -68,6 +69,49 @@ def harness_exclusion(note: str) -> str | None:
     return None
 
 
+#: NCCL_ALGO names (NCCL src/graph/tuning.cc ncclAlgoStr, matched case-insensitively by parseList) -> the model's
+#: algorithms. CollNet and PAT have no model here: a list naming only those leaves nothing and is not applied.
+_NCCL_ALGO_NAMES = {"ring": "ring", "tree": "tree", "nvls": "nvls", "nvlstree": "nvls_tree"}
+#: NCCL_PROTO names (ncclProtoStr) -> the model's protocols.
+_NCCL_PROTO_NAMES = {"ll": "LL", "ll128": "LL128", "simple": "Simple"}
+
+
+def _env_list(note: str, var: str, names: dict[str, str], collective: str) -> tuple[str, ...] | None:
+    """The model names a row's ``VAR=list`` allows, or None when the row sets no such variable.
+
+    NCCL's syntax (docs "Environment Variables", NCCL_ALGO / NCCL_PROTO; tuning.cc parseList): a comma-separated
+    list, a leading ``^`` excludes the listed names instead, and from 2.24 ``func:list;func:list`` gives one list
+    per collective (a function not named keeps every choice)."""
+    m = re.search(rf"\b{var}=([^\s\"']+)", note, flags=re.IGNORECASE)
+    if not m:
+        return None
+    value = m.group(1).strip().rstrip(".,;)").lower()
+    if ":" in value:  # per-function form
+        func = collective.replace("_", "")
+        chosen = [part.split(":", 1)[1] for part in value.split(";") if ":" in part
+                  and part.split(":", 1)[0].replace("_", "") == func]
+        if not chosen:
+            return None
+        value = chosen[0]
+    exclude = value.startswith("^")
+    listed = {n.strip() for n in value.lstrip("^").split(",") if n.strip()}
+    known = {names[n] for n in listed if n in names}
+    allowed = tuple(v for v in names.values() if (v not in known) == exclude)
+    return allowed or None
+
+
+def forced_algorithms(note: str, collective: str) -> tuple[str, ...] | None:
+    """Algorithms a row's stated NCCL_ALGO leaves to NCCL (None = not set). Point-to-point collectives (alltoall,
+    send/recv) do not go through NCCL's algorithm selection, so ``pairwise`` always stays."""
+    allowed = _env_list(note, "NCCL_ALGO", _NCCL_ALGO_NAMES, collective)
+    return None if allowed is None else allowed + ("pairwise",)
+
+
+def forced_protocols(note: str, collective: str) -> tuple[str, ...] | None:
+    """Protocols a row's stated NCCL_PROTO leaves to NCCL (None = not set)."""
+    return _env_list(note, "NCCL_PROTO", _NCCL_PROTO_NAMES, collective)
+
+
 def parse_nccl_version(text: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) from the ``nccl`` column ("2.27.3", "v2.19.3-1"); None if it holds no version."""
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
@@ -107,12 +151,14 @@ def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
     ids = (np.arange(n_nodes)[:, None] * topo.gpus_per_node + np.arange(ppn)).reshape(-1)
     placement = placement_from_gpu_ids(topo, ids)
     text = " ".join(row.get(k, "") for k in ("fabric", "note", "system")).lower()
-    algorithms = None
+    note = row.get("note", "")
+    algorithms = forced_algorithms(note, COLLECTIVES[code])
     if "nvls_enable=0" in text or "nvls disabled" in text:
-        algorithms = ("ring", "tree", "pairwise")
+        algorithms = tuple(a for a in (algorithms or ("ring", "tree", "pairwise")) if a not in ("nvls", "nvls_tree"))
     gpu = gpu_of(f"{row.get('system', '')} {row.get('fabric', '')}") or "?"
     return {"system": placed.system, "family": gpu.upper(), "topology": topo, "placement": placement,
             "collective": code, "size_bytes": size, "measured_us": measured_us, "algorithms": algorithms,
+            "protocols": forced_protocols(note, COLLECTIVES[code]),
             "nccl_version": parse_nccl_version(row.get("nccl", "")),
             "assumptions": list(placed.assumptions), "harness_us": harness_overhead_us(row.get("note", "")),
             "excluded": harness_exclusion(row.get("note", ""))}, None
@@ -138,7 +184,7 @@ def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[s
 
 
 def _predict(case: dict, core_only: bool) -> tuple[dict, float]:
-    kw = {"algorithms": case["algorithms"]}
+    kw = {"algorithms": case["algorithms"], "protocols": case["protocols"]}
     if case["nccl_version"] is not None:
         kw["nccl_version"] = case["nccl_version"]
     est = estimate(case["topology"], case["collective"], case["size_bytes"], case["placement"], **kw)

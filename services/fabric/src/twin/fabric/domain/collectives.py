@@ -65,7 +65,8 @@ Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.
   costs the latency the net plugin reports (75 us for aws-ofi-nccl on p4d/p5); the time returned is the
   physical one of that choice. NCCL's ring "plateau" (x1.4 latency, multi-node Simple all-reduce) applies.
 * ``nccl_version``: which algorithms exist (NVLS 2.17+, NVLS-tree 2.18+) and NVLS-tree's network latency.
-* NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY).
+* NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY), 16 on GB200
+  multi-node NVLink (``ScaleUp.inter_domain_nics``, NCCL 2.27.3 release notes).
 """
 
 from __future__ import annotations
@@ -365,6 +366,7 @@ class _TopoConstants:
     net_ll: bool  # LL/LL128 may cross the scale-out network
     nvls_tree_net_us: float  # NVLS-tree network latency per step, Simple (NCCL version)
     sel_extra_us: float  # net plugin's reported latency minus the transport's physical extra (NCCL's choice)
+    nvls_heads: float  # NVLS-tree heads (NICs crossing between domains) per NVLink domain, at most
 
 
 def _nvls_tree_net_us(version: tuple[int, int, int] | None) -> float:
@@ -409,6 +411,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         nvls_tree_net_us=_nvls_tree_net_us(key),
         sel_extra_us=(so.reported_latency_s - so.base_latency_s) * 1e6
         if so is not None and so.reported_latency_s is not None else 0.0,
+        nvls_heads=min(NVLS_MAX_HEADS, float(su.inter_domain_nics)) if su.inter_domain_nics else NVLS_MAX_HEADS,
     )
     cache[key] = consts
     return consts
@@ -547,8 +550,9 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
         if k.has_scale_out:
             # each NVLS head carries 1/heads of the data over its NIC; NCCL has at most NCCL_MAX_NVLS_ARITY = 32
-            # heads per node / NVLink clique (src/include/device.h; search.cc maxChannels = min(32, nGPUs))
-            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(ops.minimum(g, NVLS_MAX_HEADS) * tree_net, 1e-300)
+            # heads per node / NVLink clique (src/include/device.h; search.cc maxChannels = min(32, nGPUs)), and on
+            # GB200 multi-node NVLink it uses 16 NICs between domains (ScaleUp.inter_domain_nics)
+            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(ops.minimum(g, k.nvls_heads) * tree_net, 1e-300)
             c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
             net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
             lat = k.nvl_step_us[NVLS_TREE][SIMPLE] + net_steps

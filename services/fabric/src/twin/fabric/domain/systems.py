@@ -38,6 +38,11 @@ Sources (vendor datasheets / cloud documentation, read 2024-2026):
 * [OCI]  Oracle Cloud bare-metal GPU shapes: BM.GPU4.8 / BM.GPU.B4.8 / BM.GPU.A100-v2.8 8x A100, 1,600 Gb/s
   RDMA (16x 100 Gb/s RoCEv2); BM.GPU.H100.8 / BM.GPU.H200.8 8x H100/H200, 3,200 Gb/s (16x 200 Gb/s RoCEv2);
   BM.GPU.GB200.4 4x GB200, 4x 400 Gb/s RoCEv2.
+* [OCIQS] oracle-quickstart/oci-gpu-quickstarts at commit 6a0abdc7, hardware tables: nvidia/GB200/README-GB200.md
+  BM.GPU.GB200-v3.4 4x B200 (GB200), Arm Neoverse V2 host, "RoCEv2 L3, 8 x 400 Gbps RDMA"; nvidia/GB300/README-GB300.md
+  BM.GPU.GB300.4 4x GB300 per host in NVL72 racks of up to 18 hosts, Arm Neoverse V2 host, RDMA (RoCE) NICs
+  "8 x 400 Gbps"; nvidia/B300/README-B300.md BM.GPU.B300.8 8x B300, 2x Intel Xeon Platinum 8592+, RDMA (RoCE)
+  "8 x 2 x 400 Gb/s = 6.4 Tb/s".
 * [DSV3] DeepSeek-V3 technical report (arXiv 2412.19437) section 3.2.2: H800 nodes, 8 GPUs on NVLink/NVSwitch,
   one 400 Gb/s InfiniBand NIC per GPU.
 """
@@ -48,6 +53,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .topology import (
+    MNNVL_GB200_INTER_DOMAIN_NICS,
     NVLINK_PAYLOAD_EFFICIENCY,
     FabricTopology,
     ScaleOut,
@@ -155,6 +161,12 @@ SYSTEMS: tuple[SystemSpec, ...] = (
                (r"\bbm\.gpu\.h100\.8\b",), "[OCI]"),
     SystemSpec("oci-bm-gpu-h200", "h200", 8, 8, Network(16, 200.0, "roce", source="[OCI] 16x200G RoCEv2"),
                (r"\bbm\.gpu\.h200\.8\b",), "[OCI]"),
+    SystemSpec("oci-gb200-v3", "gb200", 4, 72, Network(8, 400.0, "roce", source="[OCIQS] BM.GPU.GB200-v3.4 8x400G RoCEv2"),
+               (r"\bbm\.gpu\.gb200-v3\.4\b",), "[OCIQS] [GB200]"),
+    SystemSpec("oci-gb300", "gb300", 4, 72, Network(8, 400.0, "roce", source="[OCIQS] BM.GPU.GB300.4 8x400G RoCE"),
+               (r"\bbm\.gpu\.gb300\.4\b", r"\boci\b.*\bgb300\b"), "[OCIQS] [GB300]"),
+    SystemSpec("oci-bm-gpu-b300", "b300", 8, 8, Network(16, 400.0, "roce", source="[OCIQS] BM.GPU.B300.8 16x400G RoCE"),
+               (r"\bbm\.gpu\.b300\.8\b",), "[OCIQS]"),
     SystemSpec("oci-gb200", "gb200", 4, 72, Network(4, 400.0, "roce", source="[OCI] BM.GPU.GB200.4 4x400G RoCEv2"),
                (r"\boci\b.*\bgb200\b", r"\bbm\.gpu\.gb200"), "[OCI] [GB200]"),
     # --- NVIDIA reference systems -----------------------------------------------------------------
@@ -209,6 +221,9 @@ HOST_CPU: dict[str, tuple[str, str]] = {
     "oci-bm-gpu-h100": ("intel", "[OCI] Intel Xeon 8480+"),
     "oci-bm-gpu-h200": ("intel", "[OCI] Intel Xeon 8480+"),
     "oci-gb200": ("arm", "[GB200] Grace"),
+    "oci-gb200-v3": ("arm", "[OCIQS] Arm Neoverse V2 (Grace)"),
+    "oci-gb300": ("arm", "[OCIQS] Arm Neoverse V2 (Grace)"),
+    "oci-bm-gpu-b300": ("intel", "[OCIQS] Intel Xeon Platinum 8592+"),
     "dgx-a100": ("amd", "[DGXA100] AMD EPYC 7742"),
     "dgx-h100": ("intel", "[DGXH100] Intel Xeon 8480C"),
     "dgx-h200": ("intel", "[DGXH100] Intel Xeon 8480C"),
@@ -313,6 +328,8 @@ def build_topology(spec: SystemSpec, n_nodes: int, network: Network | None, *, n
     up = nvlink(gpu.nvlink_generation, spec.gpus_per_domain,
                 nvls=nvls if nvls is not None else spec.nvls)
     up = replace(up, nvlink_bw_GBps_per_gpu=gpu.nvlink_raw_GBps * NVLINK_PAYLOAD_EFFICIENCY)
+    if spec.gpu == "gb200" and spec.gpus_per_domain > spec.gpus_per_node:  # multi-node NVLink (MNNVL) rack
+        up = replace(up, inter_domain_nics=MNNVL_GB200_INTER_DOMAIN_NICS)
     n_gpus = n_nodes * spec.gpus_per_node
     unit = max(spec.gpus_per_node, spec.gpus_per_domain) if n_gpus > spec.gpus_per_domain else spec.gpus_per_node
     n_gpus = -(-n_gpus // unit) * unit

@@ -41,6 +41,9 @@ class ScaleUp:
         baseboard; multi-node NVLink goes through the same switch trays, so 0 by default too).
     gpu_latency_scale: GPU-side latency of NCCL's kernels (base and per-NVLink-step constants)
         relative to the Ampere/Hopper parts those constants were tuned on (see ``nvlink``).
+    inter_domain_nics: NICs per NVLink domain that NCCL uses to talk to other domains, where NCCL caps it below
+        one per head GPU (multi-node NVLink: ``MNNVL_GB200_INTER_DOMAIN_NICS``); None = no cap beyond
+        NCCL_MAX_NVLS_ARITY.
     """
 
     gpus_per_domain: int
@@ -50,6 +53,7 @@ class ScaleUp:
     nvls_efficiency: float = 0.85
     hop_latency_s: float = 0.0
     gpu_latency_scale: float = 1.0
+    inter_domain_nics: int | None = None
 
     def __post_init__(self) -> None:
         if not self.gpu_latency_scale > 0:
@@ -62,6 +66,8 @@ class ScaleUp:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if not 0 < self.nvls_efficiency <= 1:
             raise ValueError(f"nvls_efficiency must be in (0, 1], got {self.nvls_efficiency}")
+        if self.inter_domain_nics is not None and self.inter_domain_nics < 1:
+            raise ValueError(f"inter_domain_nics must be >= 1 or None, got {self.inter_domain_nics}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +275,17 @@ def hgx_cluster(n_gpus: int, *, nvlink_generation: int = 4, scale_out: ScaleOut 
                           scale_up=nvlink(nvlink_generation, 8), scale_out=so)
 
 
+#: NICs per GB200 NVL72 domain NCCL uses between multi-node-NVLink domains: 16 (NCCL 2.27.3 release notes, "MNNVL
+#: improvements": "Increase to 16 the number of NICs used to communicate between MNNVL domains on GB200 systems").
+#: Earlier releases used fewer (number not published); 16 is used for every version.
+MNNVL_GB200_INTER_DOMAIN_NICS = 16
+
+
+def gb200_nvlink_domain(gpus_per_domain: int = 72) -> ScaleUp:
+    """NVLink 5 scale-up of a GB200 NVL72 rack (multi-node NVLink), with NCCL's inter-domain NIC count."""
+    return replace(nvlink(5, gpus_per_domain), inter_domain_nics=MNNVL_GB200_INTER_DOMAIN_NICS)
+
+
 def nvl72_cluster(n_gpus: int, *, gpus_per_domain: int = 72, scale_out: ScaleOut | None = None,
                   name: str | None = None) -> FabricTopology:
     """GB200 NVL72-style cluster: trays of 4 GPUs, 72 GPUs (18 trays) per multi-node NVLink domain,
@@ -276,7 +293,7 @@ def nvl72_cluster(n_gpus: int, *, gpus_per_domain: int = 72, scale_out: ScaleOut
     16 compute trays populated."""
     so = scale_out if scale_out is not None else infiniband(400.0, nodes_per_leaf=18)
     return FabricTopology(name=name or f"nvl72-{n_gpus}", n_gpus=int(n_gpus), gpus_per_node=4,
-                          scale_up=nvlink(5, gpus_per_domain), scale_out=so, host_cpu="arm")
+                          scale_up=gb200_nvlink_domain(gpus_per_domain), scale_out=so, host_cpu="arm")
 
 
 def _presets() -> dict[str, FabricTopology]:
@@ -295,7 +312,7 @@ def _presets() -> dict[str, FabricTopology]:
                                      notes="p5.48xlarge: 32x100G EFAv2 per node (3.2 Tb/s)", host_cpu="amd"),
         "oci-a100-roce": FabricTopology("oci-a100-roce", 8 * 32, 8, nvlink(3, 8), roce(100.0, 2.0),
                                         notes="OCI BM.GPU.B4.8: 16x100G RoCEv2 per node", host_cpu="amd"),
-        "gb200-nvl72": FabricTopology("gb200-nvl72", 72 * 8, 4, nvlink(5, 72), infiniband(400.0, nodes_per_leaf=18),
+        "gb200-nvl72": FabricTopology("gb200-nvl72", 72 * 8, 4, gb200_nvlink_domain(72), infiniband(400.0, nodes_per_leaf=18),
                                       notes="GB200 NVL72: 18 trays x 4 GPUs per NVLink domain, 400G NIC per GPU",
                                       host_cpu="arm"),
     }
