@@ -518,6 +518,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
             await ports.resolve(conn, ports.missing(batches))   # first sight of these ports: once per process
             st["port_keys_first"] = time.perf_counter() - c
             link = timed("rows_link", lambda: link_sample_columns(batches, [ports.of(b) for b in batches]))
+            warm = _warm_stages(values, limits, now, ports)
             tables = (("gpu", "telemetry_gpu", gpu, GPU_TYPES), ("rack", "telemetry_rack", rack, RACK_TYPES),
                       ("link", "telemetry_link_sample", link, LINK_SAMPLE_TYPES))
             for _, table, _, _ in tables:
@@ -566,13 +567,45 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     finally:
         await pool.close()
     stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": len(link),
-              "seconds_per_tick": st, "cpu_seconds_per_tick": cpu, "disk": disk,
+              "seconds_per_tick": st, "cpu_seconds_per_tick": cpu, "cpu_seconds_per_tick_warm": warm, "disk": disk,
               "ingest_total_s": sum(v for k, v in st.items() if k not in ("sim_encode", "port_keys_first"))}
     copy = {"rows": copied, "seconds": copy_s, "gpu_rows_per_s": copied / copy_s,
             "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps,
             "tables": ["telemetry_gpu", "telemetry_rack", "telemetry_link_sample"],
             "gpu_only_seconds": gpu_only_s, "gpu_only_samples_per_s": gpu_only * SAMPLES_PER_GPU_ROW / gpu_only_s}
     return stages, copy
+
+
+WARM_PASSES = 3
+
+
+def _warm_stages(values: list[bytes], limits, now: datetime, ports) -> dict[str, float]:
+    """This process's CPU time per stage for the same tick run WARM_PASSES more times (best pass per
+    stage). The live service handles tick after tick; the first pass also pays first-touch costs (the
+    heap growing to a tick's objects) that a running process has behind it."""
+    from twin.ingest.adapters.codec import decode_batches, samples_message
+    from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
+    from twin.ingest.domain.validation import validate_batches
+    from twin.telemetry.v1 import telemetry_pb2 as pb
+
+    best: dict[str, float] = {}
+
+    def timed(name, fn, *args):
+        p = time.process_time()
+        out = fn(*args)
+        best[name] = min(best.get(name, float("inf")), time.process_time() - p)
+        return out
+
+    for _ in range(WARM_PASSES):
+        msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
+        batches = timed("decode", decode_batches, msgs)
+        timed("validate", validate_batches, batches, limits, now)
+        timed("rows_gpu", gpu_columns, batches)
+        timed("rows_rack", rack_columns, batches)
+        timed("normalized", lambda: [samples_message(v, now).SerializeToString() for v in values])
+        timed("rows_link", lambda b: link_sample_columns(b, [ports.of(x) for x in b]), batches)
+        del msgs, batches
+    return best
 
 
 def _sweep(bootstrap: str, url: str, ingest: Ingest, sweep: list[dict], started: float) -> None:
@@ -613,6 +646,9 @@ def stages_only(fraction: float) -> dict:
     print(f"stages at {racks * GPUS_PER_RACK:,} GPUs, per tick (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in st.items())
           + f"; ingest total {stages['ingest_total_s'] * 1e3:.0f} ms")
     print("  CPU of this process (ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in stages["cpu_seconds_per_tick"].items()))
+    warm = stages["cpu_seconds_per_tick_warm"]
+    print(f"  warm, best of {WARM_PASSES} more passes (CPU ms): " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in warm.items())
+          + f"; total {sum(warm.values()) * 1e3:.0f} ms")
     print("  disk: " + json.dumps(stages["disk"]))
     print("copy baseline: " + json.dumps(copy))
     return {"stages": stages, "copy": copy}

@@ -5,18 +5,27 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 from ingest_factory import inventory, rack_batch
 
 from twin.ingest.adapters.codec import (
     decode_batch,
     decode_batches,
     encode_batch,
+    no_links,
     samples_ce_id,
     samples_message,
 )
 from twin.ingest.domain.dedupe import split_duplicates
-from twin.ingest.domain.model import GPU_FIELDS, GpuColumns, NodeGpus, node_rows
-from twin.ingest.domain.rows import GPU_COLUMNS, gpu_columns, link_columns, rack_columns
+from twin.ingest.domain.model import GPU_FIELDS, GpuColumns, NodeGpus, RackBatch, RackEnv, node_rows
+from twin.ingest.domain.rows import (
+    GPU_COLUMNS,
+    LINK_SAMPLE_COLUMNS,
+    gpu_columns,
+    link_columns,
+    link_sample_columns,
+    rack_columns,
+)
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
 T = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -87,6 +96,42 @@ def test_columns_for_tables():
     assert len(rack) == 2 and rack.columns["pdu_l2_power_w"][1] == 9101.0
     links = link_columns(batches)
     assert len(links) == 8 and links.columns["link_state"].tolist()[:4] == [1, 1, 1, 3]
+
+
+def test_rack_rows_split_phases_from_one_total():
+    """PDU values per rack: none, one total (phases unknown), or phases summed into the total (a phase
+    not measured leaves no partial total); past the third phase nothing is stored."""
+    nan = float("nan")
+    pdus = [[], [30_000.0], [10.0, 20.0], [1.0, 2.0, 3.0], [1.0, nan, 3.0], [1.0, 2.0, 3.0, 4.0]]
+    batches = [RackBatch("s", f"r{i}", T, 1, "test", GpuColumns.empty(),
+                         RackEnv(np.array(p), 20.0 + i, 30.0, 25.0, 35.0, float(i)), no_links())
+               for i, p in enumerate(pdus)]
+    batches.insert(2, RackBatch("s", "no-rack", T, 1, "test", GpuColumns.empty(), None, no_links()))
+    cols = rack_columns(batches).columns
+    phases = np.stack([cols["pdu_l1_power_w"], cols["pdu_l2_power_w"], cols["pdu_l3_power_w"]], axis=1)
+    expected = [[nan] * 3, [nan] * 3, [10.0, 20.0, nan], [1.0, 2.0, 3.0], [1.0, nan, 3.0], [1.0, 2.0, 3.0]]
+    assert np.array_equal(phases, expected, equal_nan=True)
+    assert np.array_equal(cols["pdu_input_power_w"], [nan, 30_000.0, 30.0, 6.0, nan, 6.0], equal_nan=True)
+    assert cols["rack_id"].tolist() == [f"r{i}" for i in range(6)]
+    assert cols["inlet_air_temp_c"].tolist() == [20.0 + i for i in range(6)]
+    assert cols["coolant_flow_lpm"].tolist() == [float(i) for i in range(6)]
+    assert (cols["time"] == np.datetime64("2025-06-01T12:00:00.123456")).all()
+    assert len(rack_columns([])) == 0
+
+
+def test_link_sample_rows_carry_the_port_keys():
+    inv = inventory()
+    batches = [decode_batch(rack_batch(inv, r, T, 1)) for r in range(2)]
+    batches.insert(1, RackBatch("s", "r", T, 1, "test", GpuColumns.empty(), None, no_links()))
+    keys = [np.array([10, 11, 12, 13]), np.empty(0, np.int32), np.array([20, 21, 22, 23])]
+    cols = link_sample_columns(batches, keys).columns
+    assert tuple(cols) == LINK_SAMPLE_COLUMNS and cols["port_key"].tolist() == [10, 11, 12, 13, 20, 21, 22, 23]
+    assert cols["tx_bytes"].tolist() == batches[0].links.counters["tx_bytes"].tolist() + \
+        batches[2].links.counters["tx_bytes"].tolist()
+    assert cols["link_state"].tolist()[:4] == [1, 1, 1, 3] and cols["link_state"].dtype == np.int16
+    assert (cols["time"] == np.datetime64("2025-06-01T12:00:00.123456")).all() and len(cols["time"]) == 8
+    with pytest.raises(ValueError, match="rack su1-0001: 3 port keys for 4 ports"):
+        link_sample_columns(batches, [keys[0], keys[1], keys[2][:3]])
 
 
 def _same_batches(a, b) -> None:

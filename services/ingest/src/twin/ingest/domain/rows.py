@@ -44,13 +44,26 @@ def _time64(batch: RackBatch) -> np.datetime64:
     return np.datetime64(batch.sample_time.replace(tzinfo=None), "us")
 
 
+def _times64(batches: Sequence[RackBatch]) -> np.ndarray:
+    """_time64 of every batch; a poll's batches share a few sample times, each converted once."""
+    seen: dict[tuple, np.datetime64] = {}
+    out = []
+    for b in batches:
+        key = (b.sample_time, b.sample_time.tzinfo if b.sample_time is not None else None)
+        t = seen.get(key)
+        if t is None:
+            t = seen[key] = _time64(b)
+        out.append(t)
+    return np.array(out, dtype="datetime64[us]")
+
+
 def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
     # One entry per batch for time and rack and one per node for node_id, expanded with np.repeat;
     # each field is one concatenation of the batches' flat columns.
     gpus = [b.gpus for b in batches]
     rows = np.array([len(g.gpu_index) for g in gpus], dtype=np.intp)
     cols: dict[str, np.ndarray] = {
-        "time": np.repeat(np.array([_time64(b) for b in batches], dtype="datetime64[us]"), rows),
+        "time": np.repeat(_times64(batches), rows),
         "rack_id": np.repeat(np.array([b.rack_id for b in batches], dtype=object), rows),
         "node_id": np.repeat(np.array([n for g in gpus for n in g.node_ids], dtype=object), node_rows(gpus)),
         "gpu_index": _cat([g.gpu_index for g in gpus], np.int16),
@@ -65,22 +78,33 @@ def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
 
 def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
     rows = [b for b in batches if b.rack is not None]
-    pdu = np.full((len(rows), 3), np.nan)
-    total = np.full(len(rows), np.nan)
-    for i, b in enumerate(rows):
-        p = np.asarray(b.rack.pdu_input_power_w, dtype=np.float64)[:3]
-        if len(p) == 1:  # one value = the rack's total input, phase split unknown (telemetry.proto)
-            total[i] = p[0]
-        elif len(p):
-            pdu[i, : len(p)] = p
-            total[i] = p.sum()  # NaN when a phase was not measured: no partial totals
+    envs = [b.rack for b in rows]
+    n = len(rows)
+    # PDU values: up to three phases per rack; one value = the rack's total input, phase split unknown
+    # (telemetry.proto); several = phases, their sum the total (NaN when a phase was not measured: no
+    # partial totals). Done for all racks at once: each value's rack and position.
+    parts = [e.pdu_input_power_w for e in envs]
+    lengths = np.array([len(p) for p in parts], dtype=np.intp)
+    flat = _cat([np.asarray(p, dtype=np.float64) for p in parts], np.float64)
+    rack_of = np.repeat(np.arange(n), lengths)
+    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    phases = (position < 3) & (np.minimum(lengths, 3)[rack_of] >= 2)
+    pdu = np.full((n, 3), np.nan)
+    pdu[rack_of[phases], position[phases]] = flat[phases]
+    total = np.full(n, np.nan)
+    several = np.minimum(lengths, 3) >= 2
+    total[several] = np.where(np.arange(3) < lengths[several, None], pdu[several], 0.0).sum(axis=1)
+    single = lengths == 1
+    total[single] = flat[(np.cumsum(lengths) - lengths)[single]]
+    scalars = np.array([tuple(getattr(e, f) for f in RACK_COLUMNS[5:-1]) for e in envs],
+                       dtype=np.float64).reshape(n, len(RACK_COLUMNS[5:-1]))
     cols: dict[str, np.ndarray] = {
-        "time": np.array([_time64(b) for b in rows], dtype="datetime64[us]"),
+        "time": _times64(rows),
         "rack_id": np.array([b.rack_id for b in rows], dtype=object),
         "pdu_l1_power_w": pdu[:, 0], "pdu_l2_power_w": pdu[:, 1], "pdu_l3_power_w": pdu[:, 2],
     }
-    for f in RACK_COLUMNS[5:-1]:
-        cols[f] = np.array([getattr(b.rack, f) for b in rows], dtype=np.float64)
+    for i, f in enumerate(RACK_COLUMNS[5:-1]):
+        cols[f] = scalars[:, i]
     cols["pdu_input_power_w"] = total
     return TableColumns(cols)
 
@@ -112,29 +136,23 @@ def link_columns(batches: Sequence[RackBatch]) -> TableColumns:
 def link_sample_columns(batches: Sequence[RackBatch], port_keys: Sequence[np.ndarray]) -> TableColumns:
     """Rows of telemetry_link_sample: `port_keys[i]` holds the entity key of each port of `batches[i]`
     (same order as its port_id), as resolved by the repository."""
-    times, keys, states = [], [], []
-    counters: dict[str, list[np.ndarray]] = {f: [] for f in LINK_COUNT_FIELDS}
-    items = list(counters.items())
+    kept, keys = [], []
     for b, k in zip(batches, port_keys, strict=True):
         n = len(b.links.port_id)
         if not n:
             continue
         if len(k) != n:
             raise ValueError(f"rack {b.rack_id}: {len(k)} port keys for {n} ports")
-        times.append(_time64(b))
+        kept.append(b)
         keys.append(k)
-        states.append(b.links.link_state)
-        c = b.links.counters
-        for f, parts in items:
-            parts.append(c[f])
-    repeats = np.array([len(k) for k in keys], dtype=np.intp)
+    links = [b.links for b in kept]
     cols: dict[str, np.ndarray] = {
-        "time": np.repeat(np.array(times, dtype="datetime64[us]"), repeats),
+        "time": np.repeat(_times64(kept), np.array([len(k) for k in keys], dtype=np.intp)),
         "port_key": _cat(keys, np.int32),
     }
     for f in LINK_COUNT_FIELDS:
-        cols[f] = _cat(counters[f], np.int64)
-    cols["link_state"] = _cat(states, np.int16)
+        cols[f] = _cat([lk.counters[f] for lk in links], np.int64)
+    cols["link_state"] = _cat([lk.link_state for lk in links], np.int16)
     return TableColumns(cols)
 
 
