@@ -13,13 +13,23 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 from ingest_factory import inventory, rack_batch
 
 from twin.core.db import apply_migrations, open_pool
-from twin.ingest.adapters.codec import decode_batch
-from twin.ingest.adapters.repository import MIGRATIONS_DIR, StoreItem, TelemetryRepository
+from twin.ingest.adapters.codec import decode_batch, no_links
+from twin.ingest.adapters.repository import (
+    GPU_TYPES,
+    MIGRATIONS_DIR,
+    RACK_TYPES,
+    StoreItem,
+    TelemetryRepository,
+    copy_table,
+)
+from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, GpuColumns, NodeGpus, RackBatch, RackEnv
+from twin.ingest.domain.rows import gpu_columns, rack_columns
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -121,3 +131,33 @@ async def test_history_of_one_port_uses_the_port_time_index(fresh_database):
     assert "telemetry_link_sample_port_time" in plan, plan
     assert "telemetry_port_entity_port" in plan, plan
     assert "Seq Scan on telemetry_link_sample" not in plan, plan
+
+
+async def test_gpu_and_rack_rows_keep_their_text_ids(fresh_database):
+    """The id columns go to COPY as UTF-8 bytes: ids of one width (the fast path), of several widths and
+    non-ASCII ones must all read back as sent."""
+    await migrated(fresh_database)
+    values = {f: np.arange(2, dtype=np.uint64 if f in GPU_COUNT_FIELDS else np.float64) for f in GPU_FIELDS}
+    env = RackEnv(np.array([1.0, 2.0, 3.0]), 20.0, 30.0, 25.0, 35.0, 100.0)
+
+    def batch(rack_id: str, node_ids: list[str]) -> RackBatch:
+        nodes = GpuColumns.from_nodes([NodeGpus(n, np.array([0, 1], np.uint32), values) for n in node_ids])
+        return RackBatch("s", rack_id, T0, 1, "test", nodes, env, no_links())
+
+    sets = [[batch("r1", ["r1-n0", "r1-n1"]), batch("r2", ["r2-n0"])],
+            [batch("räck-é", ["nœud-1", "n2"]), batch("r3", ["r3-node-long"])]]
+    pool = await open_pool(fresh_database, min_size=1, max_size=1)
+    try:
+        for batches in sets:
+            async with pool.connection() as conn, conn.transaction():
+                await copy_table(conn, "telemetry_gpu", gpu_columns(batches), GPU_TYPES)
+                await copy_table(conn, "telemetry_rack", rack_columns(batches), RACK_TYPES)
+    finally:
+        await pool.close()
+    got = rows(fresh_database, "SELECT rack_id, node_id, gpu_index, power_w FROM telemetry_gpu ORDER BY 1, 2, 3")
+    want = [(r, n, g, float(g)) for r, ns in (("r1", ["r1-n0", "r1-n1"]), ("r2", ["r2-n0"]),
+                                              ("räck-é", ["nœud-1", "n2"]), ("r3", ["r3-node-long"]))
+            for n in ns for g in (0, 1)]
+    assert got == sorted(want)
+    assert rows(fresh_database, "SELECT rack_id, pdu_input_power_w FROM telemetry_rack ORDER BY 1") == [
+        ("r1", 6.0), ("r2", 6.0), ("r3", 6.0), ("räck-é", 6.0)]

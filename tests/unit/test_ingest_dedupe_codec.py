@@ -89,7 +89,8 @@ def test_columns_for_tables():
     batches = [decode_batch(rack_batch(inv, r, T, 1)) for r in range(2)]
     gpu = gpu_columns(batches)
     assert tuple(gpu.columns) == GPU_COLUMNS and len(gpu) == 64
-    assert gpu.columns["node_id"][8] == "su1-0000-n01" and gpu.columns["gpu_index"][8] == 0
+    assert gpu.columns["node_id"][8] == b"su1-0000-n01" and gpu.columns["gpu_index"][8] == 0
+    assert gpu.columns["rack_id"][40] == b"su1-0001"   # ids as UTF-8 bytes: COPY takes them as they are
     assert gpu.columns["power_w"][40] == batches[1].nodes[1].values["power_w"][0]
     assert gpu.columns["time"][0] == np.datetime64("2025-06-01T12:00:00.123456")
     rack = rack_columns(batches)
@@ -112,7 +113,7 @@ def test_rack_rows_split_phases_from_one_total():
     expected = [[nan] * 3, [nan] * 3, [10.0, 20.0, nan], [1.0, 2.0, 3.0], [1.0, nan, 3.0], [1.0, 2.0, 3.0]]
     assert np.array_equal(phases, expected, equal_nan=True)
     assert np.array_equal(cols["pdu_input_power_w"], [nan, 30_000.0, 30.0, 6.0, nan, 6.0], equal_nan=True)
-    assert cols["rack_id"].tolist() == [f"r{i}" for i in range(6)]
+    assert cols["rack_id"].tolist() == [f"r{i}".encode() for i in range(6)]
     assert cols["inlet_air_temp_c"].tolist() == [20.0 + i for i in range(6)]
     assert cols["coolant_flow_lpm"].tolist() == [float(i) for i in range(6)]
     assert (cols["time"] == np.datetime64("2025-06-01T12:00:00.123456")).all()
