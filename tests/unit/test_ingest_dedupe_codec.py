@@ -17,7 +17,15 @@ from twin.ingest.adapters.codec import (
     samples_message,
 )
 from twin.ingest.domain.dedupe import split_duplicates
-from twin.ingest.domain.model import GPU_FIELDS, GpuColumns, NodeGpus, RackBatch, RackEnv, node_rows
+from twin.ingest.domain.model import (
+    GPU_FIELDS,
+    GPU_FLOAT_FIELDS,
+    GpuColumns,
+    NodeGpus,
+    RackBatch,
+    RackEnv,
+    node_rows,
+)
 from twin.ingest.domain.rows import (
     GPU_COLUMNS,
     LINK_SAMPLE_COLUMNS,
@@ -214,7 +222,12 @@ def test_gpu_columns_from_nodes_and_back():
     assert [len(n.values["power_w"]) for n in views] == [1, 8] and [len(n.gpu_index) for n in views] == [2, 8]
     assert views[0].values["xid_errors"].dtype == np.uint64 and views[1].values["power_w"][3] == \
         batch.nodes[0].values["power_w"][3]
+    with pytest.raises(ValueError, match="not aligned"):   # no (fields, rows) view of ragged columns
+        ragged.float_block()
+    assert again.float_block().shape == (len(GPU_FLOAT_FIELDS), 32) and again.count_block()[2, 5] == \
+        batch.nodes[0].values["ecc_dbe_total"][5]
     assert GpuColumns.from_nodes([]).nodes == () and len(GpuColumns.empty().gpu_index) == 0
+    assert GpuColumns.empty().float_block().shape == (len(GPU_FLOAT_FIELDS), 0)
 
 
 def test_node_rows_over_batches():

@@ -304,8 +304,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | Va
 def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int] | None, counts: np.ndarray,
                  c_off: list[int] | None, index: np.ndarray, i_off: list[int]) -> GpuColumns:
     """GpuColumns of the flat field-major arrays (field m of node j is part m * k + j; its bounds are
-    the offsets' entries m * k + j and the next), each field one slice. f_off / c_off None: known to
-    be aligned with gpu_index."""
+    the offsets' entries m * k + j and the next). f_off / c_off None: known to be aligned with gpu_index."""
     k, total = len(node_ids), i_off[-1]
     nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
     # Aligned (every field of every node has as many values as its gpu_index): field m's offsets are
@@ -313,17 +312,13 @@ def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int]
     aligned = f_off is None or (
         f_off == [m * total + x for m in range(nf) for x in i_off[:-1]] + [nf * total]
         and c_off == [m * total + x for m in range(nc) for x in i_off[:-1]] + [nc * total])
-    if aligned:   # each dtype's flat array is field-major rows of `total` values
-        values = dict(zip(GPU_FLOAT_FIELDS, floats.reshape(nf, total), strict=True))
-        values.update(zip(GPU_COUNT_FIELDS, counts.reshape(nc, total), strict=True))
-        return GpuColumns(node_ids, np.array(i_off, np.intp), index, values)
-    values, offsets = {}, {}
-    for fields, flat, off in ((GPU_FLOAT_FIELDS, floats, f_off), (GPU_COUNT_FIELDS, counts, c_off)):
-        for m, f in enumerate(fields):
-            start = off[m * k]
-            values[f] = flat[start:off[m * k + k]]
-            offsets[f] = np.array(off[m * k:m * k + k + 1], np.intp) - start
-    return GpuColumns(node_ids, np.array(i_off, np.intp), index, values, offsets)
+    offsets = None
+    if not aligned:
+        offsets = {}
+        for fields, off in ((GPU_FLOAT_FIELDS, f_off), (GPU_COUNT_FIELDS, c_off)):
+            for m, f in enumerate(fields):
+                offsets[f] = np.array(off[m * k:m * k + k + 1], np.intp) - off[m * k]
+    return GpuColumns(node_ids, np.array(i_off, np.intp), index, floats, counts, offsets)
 
 
 def encode_batch(batch: RackBatch) -> pb.RackTelemetryBatch:

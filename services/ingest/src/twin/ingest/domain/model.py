@@ -43,21 +43,25 @@ class GpuColumns:
     """The GPU samples of one batch as flat columns: the nodes' rows one after another, as received.
 
     Flat so that decode, validation and row building touch each field once per batch, not once per
-    node. Node j's gpu_index entries are rows node_offsets[j]:node_offsets[j + 1]. A field whose
-    per-node lengths all match gpu_index is aligned with those rows; when any field of any node
-    differs (validation rejects that), `value_offsets` holds every field's own per-node offsets.
+    node. Node j's gpu_index entries are rows node_offsets[j]:node_offsets[j + 1]. The values are one
+    array per wire type, field-major: the GPU_FLOAT_FIELDS one after another in `floats`, the
+    GPU_COUNT_FIELDS in `counts`, each field the nodes' values in node order (as the wire packs them).
+    Aligned (every field of every node has one value per gpu_index entry; `value_offsets` is None):
+    field m is rows m * n:(m + 1) * n, and `float_block()` / `count_block()` view them as (fields, rows).
+    When any field of any node arrived with another length (validation rejects that), `value_offsets`
+    holds each field's per-node offsets within its own part; the parts follow each other.
     """
 
     node_ids: tuple[str, ...]
     node_offsets: np.ndarray         # intp, len(node_ids) + 1, starts at 0
     gpu_index: np.ndarray            # uint32, one per row
-    values: dict[str, np.ndarray]    # GPU_FIELDS -> flat float64 / uint64 array
-    value_offsets: dict[str, np.ndarray] | None = None   # per field, like node_offsets; None: all aligned
+    floats: np.ndarray               # float64, GPU_FLOAT_FIELDS one after another
+    counts: np.ndarray               # uint64, GPU_COUNT_FIELDS one after another
+    value_offsets: dict[str, np.ndarray] | None = None   # per field, like node_offsets; None: aligned
 
     @classmethod
     def empty(cls) -> GpuColumns:
-        return cls((), np.zeros(1, np.intp), np.empty(0, np.uint32),
-                   {f: np.empty(0, np.float64 if f in GPU_FLOAT_FIELDS else np.uint64) for f in GPU_FIELDS})
+        return cls((), np.zeros(1, np.intp), np.empty(0, np.uint32), np.empty(0, np.float64), np.empty(0, np.uint64))
 
     @classmethod
     def from_nodes(cls, nodes: Sequence[NodeGpus]) -> GpuColumns:
@@ -65,19 +69,45 @@ class GpuColumns:
         if not nodes:
             return cls.empty()
         rows = [len(n.gpu_index) for n in nodes]
-        values: dict[str, np.ndarray] = {}
         offsets: dict[str, np.ndarray] = {}
         aligned = True
         for f in GPU_FIELDS:
-            parts = [n.values[f] for n in nodes]
-            dtype = np.float64 if f in GPU_FLOAT_FIELDS else np.uint64
-            values[f] = np.concatenate(parts, dtype=dtype, casting="unsafe")
-            lengths = [len(p) for p in parts]
+            lengths = [len(n.values[f]) for n in nodes]
             aligned &= lengths == rows
-            offsets[f] = np.fromiter(accumulate(lengths, initial=0), np.intp, len(parts) + 1)
+            offsets[f] = np.fromiter(accumulate(lengths, initial=0), np.intp, len(nodes) + 1)
+        floats = np.concatenate([n.values[f] for f in GPU_FLOAT_FIELDS for n in nodes], dtype=np.float64,
+                                casting="unsafe")
+        counts = np.concatenate([n.values[f] for f in GPU_COUNT_FIELDS for n in nodes], dtype=np.uint64,
+                                casting="unsafe")
         return cls(tuple(n.node_id for n in nodes), np.fromiter(accumulate(rows, initial=0), np.intp, len(rows) + 1),
-                   np.concatenate([n.gpu_index for n in nodes], dtype=np.uint32, casting="unsafe"), values,
+                   np.concatenate([n.gpu_index for n in nodes], dtype=np.uint32, casting="unsafe"), floats, counts,
                    None if aligned else offsets)
+
+    def float_block(self) -> np.ndarray:
+        """(len(GPU_FLOAT_FIELDS), rows) view of the float fields; aligned columns only."""
+        return self._block(self.floats, len(GPU_FLOAT_FIELDS))
+
+    def count_block(self) -> np.ndarray:
+        """(len(GPU_COUNT_FIELDS), rows) view of the counters; aligned columns only."""
+        return self._block(self.counts, len(GPU_COUNT_FIELDS))
+
+    def _block(self, flat: np.ndarray, fields: int) -> np.ndarray:
+        rows = len(self.gpu_index)
+        if self.value_offsets is not None or len(flat) != fields * rows:
+            raise ValueError("the GPU columns are not aligned with gpu_index")
+        return flat.reshape(fields, rows)
+
+    @cached_property
+    def values(self) -> dict[str, np.ndarray]:
+        """GPU_FIELDS -> that field's values (views), nodes in order, lengths as received."""
+        out: dict[str, np.ndarray] = {}
+        for fields, flat in ((GPU_FLOAT_FIELDS, self.floats), (GPU_COUNT_FIELDS, self.counts)):
+            at = 0
+            for f in fields:
+                n = len(self.gpu_index) if self.value_offsets is None else int(self.value_offsets[f][-1])
+                out[f] = flat[at:at + n]
+                at += n
+        return out
 
     @cached_property
     def nodes(self) -> tuple[NodeGpus, ...]:

@@ -78,11 +78,10 @@ def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
         "node_id": np.repeat(_utf8([n for g in gpus for n in g.node_ids]), node_rows(gpus)),
         "gpu_index": _cat([g.gpu_index for g in gpus], np.int16),
     }
-    values = [g.values for g in gpus]
-    for f in GPU_FLOAT_FIELDS:
-        cols[f] = _cat([v[f] for v in values], np.float64)
-    for f in GPU_COUNT_FIELDS:
-        cols[f] = _cat([v[f] for v in values], np.int64)
+    floats = _cat_blocks([g.float_block() for g in gpus], len(GPU_FLOAT_FIELDS), np.float64)
+    counts = _cat_blocks([g.count_block() for g in gpus], len(GPU_COUNT_FIELDS), np.int64)
+    cols.update(zip(GPU_FLOAT_FIELDS, floats, strict=True))
+    cols.update(zip(GPU_COUNT_FIELDS, counts, strict=True))
     return TableColumns(cols)
 
 
@@ -164,6 +163,13 @@ def link_sample_columns(batches: Sequence[RackBatch], port_keys: Sequence[np.nda
         cols[f] = _cat([lk.counters[f] for lk in links], np.int64)
     cols["link_state"] = _cat([lk.link_state for lk in links], np.int16)
     return TableColumns(cols)
+
+
+def _cat_blocks(blocks: list[np.ndarray], fields: int, dtype) -> np.ndarray:
+    """(fields, rows) blocks side by side: one (fields, all rows) array, each field a contiguous row."""
+    if not blocks:
+        return np.empty((fields, 0), dtype=dtype)
+    return np.concatenate(blocks, axis=1, dtype=dtype, casting="unsafe")
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:

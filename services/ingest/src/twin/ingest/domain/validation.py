@@ -25,7 +25,6 @@ Rules (value ranges are inclusive):
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +32,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, LINK_COUNT_FIELDS, RackBatch, node_rows
+from twin.ingest.domain.model import (
+    GPU_COUNT_FIELDS,
+    GPU_FIELDS,
+    GPU_FLOAT_FIELDS,
+    LINK_COUNT_FIELDS,
+    RackBatch,
+    node_rows,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from twin.core.facility.inventory import Inventory
@@ -332,7 +338,7 @@ def _check_links(batch: RackBatch, rack: RackLimits | None, limits: Limits, foun
                                    f"at port {links.port_id[i]}")
 
 
-_GPU_FIELD_SET = frozenset(GPU_FIELDS)
+_N_FLOATS, _N_COUNTS = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
 _LINK_COUNT_SET = frozenset(LINK_COUNT_FIELDS)
 
 
@@ -394,8 +400,8 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
                     p in rack.nic_ids or p.split("/", 1)[0] in limits.switch_ids for p in ports):
                 continue
         rows = len(gpus.gpu_index)
-        if (gpus.value_offsets is not None or gpus.values.keys() != _GPU_FIELD_SET
-                or not set(map(len, gpus.values.values())) <= {rows} or gpus.node_offsets[-1] != rows
+        if (gpus.value_offsets is not None or len(gpus.floats) != _N_FLOATS * rows
+                or len(gpus.counts) != _N_COUNTS * rows or gpus.node_offsets[-1] != rows
                 or len(gpus.node_offsets) != len(node_ids) + 1 or len(set(node_ids)) != len(node_ids)):
             continue
         in_node = list(map(rack.node_gpus.get, node_ids))
@@ -450,15 +456,12 @@ def _bad_values(poll: _Poll) -> set[int]:
     if bad_rows.size:
         per_batch = np.array(gpu_rows, dtype=np.intp)
         lim = np.repeat(np.array(bounds, dtype=np.float64), per_batch, axis=0)
-        values = [c.values for c in columns]
+        # (fields, rows) blocks of all clear batches: one concatenation per wire type
+        floats = np.concatenate([c.float_block() for c in columns], axis=1, dtype=np.float64, casting="unsafe")
+        counts = np.concatenate([c.count_block() for c in columns], axis=1, dtype=np.uint64, casting="unsafe")
+        bad_rows |= (counts > BIGINT_MAX).any(axis=0)
         with np.errstate(invalid="ignore"):
-            for f in GPU_FIELDS:
-                parts = list(map(operator.itemgetter(f), values))
-                if f in GPU_COUNT_FIELDS:
-                    v = np.concatenate(parts, dtype=np.uint64, casting="unsafe")
-                    bad_rows |= v > BIGINT_MAX
-                    continue
-                v = np.concatenate(parts, dtype=np.float64, casting="unsafe")
+            for f, v in zip(GPU_FLOAT_FIELDS, floats, strict=True):
                 if f == "power_w":
                     lo, hi = 0.0, lim[:, 0]
                 elif f == "sm_clock_mhz":
