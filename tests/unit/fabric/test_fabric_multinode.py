@@ -134,3 +134,14 @@ def test_gb200_nvls_tree_crosses_domains_on_nccl_inter_domain_nics_only():
     assert hgx.topology.scale_up.inter_domain_nics is None
     with pytest.raises(ValueError):
         replace(topo.scale_up, inter_domain_nics=0)
+
+
+def test_a_facility_of_gb200_racks_carries_nccl_inter_domain_nic_cap_and_an_hgx_facility_none():
+    from twin.core.facility import build_inventory, load_facility_spec
+    from twin.fabric.adapters.topology import fabric_topology
+    from twin.fabric.domain.topology import MNNVL_GB200_INTER_DOMAIN_NICS
+
+    gb200 = fabric_topology(build_inventory(load_facility_spec("gb200-nvl72-hall")))
+    assert gb200.scale_up.inter_domain_nics == MNNVL_GB200_INTER_DOMAIN_NICS
+    h100 = fabric_topology(build_inventory(load_facility_spec("dgx-h100-su")))
+    assert h100.scale_up.inter_domain_nics is None

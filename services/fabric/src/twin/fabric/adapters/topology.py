@@ -190,6 +190,7 @@ def fabric_topology(inventory: Inventory):
         FabricTopology,
         efa,
         infiniband,
+        inter_domain_nics,
         nvlink,
         roce,
     )
@@ -204,14 +205,15 @@ def fabric_topology(inventory: Inventory):
     if nt.nics and nt.nics % nt.gpus and nt.gpus % nt.nics:
         raise UnsupportedFacility(f"nics={nt.nics} per node must be a multiple or divisor of gpus={nt.gpus}")
     up = nvlink(gpu.nvlink_generation if gpu.nvlink_generation <= 5 else 5, nt.nvlink_domain_gpus, nvls=nt.nvls)
-    up = replace(up, nvlink_bw_GBps_per_gpu=gpu.nvlink_bw_GBps * NVLINK_PAYLOAD_EFFICIENCY)
+    family = gpu_of(nt.gpu_model)
+    up = replace(up, nvlink_bw_GBps_per_gpu=gpu.nvlink_bw_GBps * NVLINK_PAYLOAD_EFFICIENCY,
+                 inter_domain_nics=inter_domain_nics(family or "", nt.nvlink_domain_gpus, nt.gpus))
     f = spec.fabric
     builder = {"infiniband": infiniband, "roce": roce, "efa": efa}[f.kind]
     out = builder(f.nic_gbps, nt.nics / nt.gpus if nt.nics else 1.0, nodes_per_leaf=f.nodes_per_leaf,
                   n_spines=f.spines, oversubscription=f.oversubscription, per_hop_latency_s=f.switch_latency_s)
     # Grace-Blackwell superchips (GB200/GB300) run NCCL's proxy on the Grace (Arm) host; the facility spec has no
     # CPU field otherwise, so other nodes take NCCL's default (Intel-equivalent) proxy overhead.
-    family = gpu_of(nt.gpu_model)
     host_cpu = "arm" if family in ("gb200", "gb300") else "intel"
     return FabricTopology(name=spec.site_id, n_gpus=inventory.n_gpus, gpus_per_node=nt.gpus, scale_up=up,
                           scale_out=out, notes=spec.description, host_cpu=host_cpu)

@@ -53,12 +53,12 @@ import re
 from dataclasses import dataclass, field, replace
 
 from .topology import (
-    MNNVL_GB200_INTER_DOMAIN_NICS,
     NVLINK_PAYLOAD_EFFICIENCY,
     FabricTopology,
     ScaleOut,
     efa,
     infiniband,
+    inter_domain_nics,
     nvlink,
     roce,
 )
@@ -328,8 +328,7 @@ def build_topology(spec: SystemSpec, n_nodes: int, network: Network | None, *, n
     up = nvlink(gpu.nvlink_generation, spec.gpus_per_domain,
                 nvls=nvls if nvls is not None else spec.nvls)
     up = replace(up, nvlink_bw_GBps_per_gpu=gpu.nvlink_raw_GBps * NVLINK_PAYLOAD_EFFICIENCY)
-    if spec.gpu == "gb200" and spec.gpus_per_domain > spec.gpus_per_node:  # multi-node NVLink (MNNVL) rack
-        up = replace(up, inter_domain_nics=MNNVL_GB200_INTER_DOMAIN_NICS)
+    up = replace(up, inter_domain_nics=inter_domain_nics(spec.gpu, spec.gpus_per_domain, spec.gpus_per_node))
     n_gpus = n_nodes * spec.gpus_per_node
     unit = max(spec.gpus_per_node, spec.gpus_per_domain) if n_gpus > spec.gpus_per_domain else spec.gpus_per_node
     n_gpus = -(-n_gpus // unit) * unit

@@ -281,6 +281,14 @@ def hgx_cluster(n_gpus: int, *, nvlink_generation: int = 4, scale_out: ScaleOut 
 MNNVL_GB200_INTER_DOMAIN_NICS = 16
 
 
+def inter_domain_nics(gpu_family: str, gpus_per_domain: int, gpus_per_node: int) -> int | None:
+    """NCCL's cap on the NICs per NVLink domain used between domains: GB200 racks whose NVLink domain spans nodes
+    (multi-node NVLink) take ``MNNVL_GB200_INTER_DOMAIN_NICS``; None (no cap) elsewhere."""
+    if gpu_family == "gb200" and gpus_per_domain > gpus_per_node:
+        return MNNVL_GB200_INTER_DOMAIN_NICS
+    return None
+
+
 def gb200_nvlink_domain(gpus_per_domain: int = 72) -> ScaleUp:
     """NVLink 5 scale-up of a GB200 NVL72 rack (multi-node NVLink), with NCCL's inter-domain NIC count."""
     return replace(nvlink(5, gpus_per_domain), inter_domain_nics=MNNVL_GB200_INTER_DOMAIN_NICS)
