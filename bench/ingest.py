@@ -69,6 +69,9 @@ STAGES_ONLY = os.environ.get("BENCH_INGEST_STAGES_ONLY")
 # 0 and 1, own broker and database), printed, nothing written. BENCH_INGEST_PIPELINE_REPEATS: pairs of runs.
 PIPELINE_ONLY = os.environ.get("BENCH_INGEST_PIPELINE_ONLY")
 PIPELINE_REPEATS = int(os.environ.get("BENCH_INGEST_PIPELINE_REPEATS", "1"))
+# BENCH_INGEST_PROFILE=<directory>: run every ingest process under cProfile (stats written there when it
+# stops; slows it down, so the figures of that run do not count). To see where ingest's CPU goes.
+PROFILE_DIR = os.environ.get("BENCH_INGEST_PROFILE")
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -90,9 +93,15 @@ class Ingest:
                  **env: str) -> None:
         self.paths = [log_dir / f"ingest-{name}-{i}.log" for i in range(processes)]
         self.logs = [open(path, "wb") for path in self.paths]  # noqa: SIM115
-        self.procs = [subprocess.Popen([sys.executable, "-m", "twin.ingest"], env=_env(bootstrap, url, **env),
+        def command(i: int) -> list[str]:
+            if not PROFILE_DIR:
+                return [sys.executable, "-m", "twin.ingest"]
+            out = Path(PROFILE_DIR) / f"ingest-{name}-{i}.prof"   # written when the process exits (SIGTERM)
+            return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "twin.ingest"]
+
+        self.procs = [subprocess.Popen(command(i), env=_env(bootstrap, url, **env),
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                      for log in self.logs]
+                      for i, log in enumerate(self.logs)]
 
     def stored_batches(self) -> list[int]:
         """Batches each process stored, from its last status line (a lower bound for a killed process)."""

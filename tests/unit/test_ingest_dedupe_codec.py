@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from ingest_factory import inventory, rack_batch
 
 from twin.ingest.adapters.codec import (
+    SAMPLES_NAMESPACE,
     decode_batch,
     decode_batches,
     encode_batch,
@@ -20,6 +22,7 @@ from twin.ingest.domain.dedupe import split_duplicates
 from twin.ingest.domain.model import (
     GPU_FIELDS,
     GPU_FLOAT_FIELDS,
+    BatchKey,
     GpuColumns,
     NodeGpus,
     RackBatch,
@@ -74,6 +77,13 @@ def test_samples_message_and_deterministic_ce_id():
     key = decode_batch(msg).key
     assert samples_ce_id(key) == samples_ce_id(decode_batch(pb.RackTelemetryBatch.FromString(msg.SerializeToString())).key)
     assert samples_ce_id(key) != samples_ce_id(decode_batch(rack_batch(inventory(), 0, T, 2)).key)
+
+
+def test_samples_ce_id_is_uuid5_of_the_batch_key():
+    """Sinks dedupe on ce_id across restarts and versions: it stays uuid5(SAMPLES_NAMESPACE, key)."""
+    for key in (BatchKey("su1-0001", T, 17), BatchKey("räck-é", T.replace(microsecond=0), 0), BatchKey("r", None, 2**40)):
+        t = key.sample_time.isoformat() if key.sample_time else "-"
+        assert samples_ce_id(key) == str(uuid.uuid5(SAMPLES_NAMESPACE, f"{key.rack_id}|{t}|{key.sequence}"))
 
 
 def test_samples_message_frames_the_received_bytes_like_a_copy():

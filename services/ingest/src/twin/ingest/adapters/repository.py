@@ -174,6 +174,8 @@ def _key_arrays(keys: Sequence[BatchKey]) -> tuple[list[str], list[datetime], li
 
 
 async def _insert_ledger(conn: AsyncConnection, items: Sequence[StoreItem]) -> set[BatchKey]:
+    # Binary parameters (%b): psycopg's text format escapes every array element through a regex; the
+    # binary format does not (one poll of 1,562 batches: client CPU 16-26 -> 5-8 ms, insert 37-44 -> 23-25 ms).
     racks, times, seqs = _key_arrays([it.batch.key for it in items])
     gpu_rows = [len(it.batch.gpus.gpu_index) for it in items]
     cur = await conn.execute(
@@ -181,8 +183,8 @@ async def _insert_ledger(conn: AsyncConnection, items: Sequence[StoreItem]) -> s
         INSERT INTO telemetry_batches
             (rack_id, sample_time, sequence, ce_id, source_topic, source_partition, source_offset, gpu_rows,
              content_digest)
-        SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[], %s::text[], %s::text[],
-                             %s::integer[], %s::bigint[], %s::integer[], %s::text[])
+        SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::bigint[], %b::text[], %b::text[],
+                             %b::integer[], %b::bigint[], %b::integer[], %b::text[])
         ON CONFLICT (rack_id, sample_time, sequence) DO NOTHING
         RETURNING rack_id, sample_time, sequence
         """,
@@ -198,7 +200,7 @@ async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dic
         """
         SELECT b.rack_id, b.sample_time, b.sequence, b.ce_id, b.content_digest
         FROM telemetry_batches b
-        JOIN unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS k(rack_id, sample_time, sequence)
+        JOIN unnest(%b::text[], %b::timestamptz[], %b::bigint[]) AS k(rack_id, sample_time, sequence)
           USING (rack_id, sample_time, sequence)
         """,
         (racks, times, seqs),

@@ -161,7 +161,7 @@ class RackBatch:
     def nodes(self) -> tuple[NodeGpus, ...]:
         return self.gpus.nodes
 
-    @property
+    @cached_property   # the handler and the repository ask for it several times per batch
     def key(self) -> BatchKey:
         return BatchKey(self.rack_id, self.sample_time, self.sequence)
 
