@@ -73,3 +73,28 @@ async def test_conflicts_in_one_poll_and_across_polls_are_rejected_with_a_reason
     assert "in the database" in result.rejected[0].reason
     assert (handler.stats.stored_batches, handler.stats.duplicates, handler.stats.conflicts) == (1, 2, 2)
     assert handler.stats.invalid == 0
+
+
+async def test_an_undecodable_batch_in_a_poll_is_dead_lettered_and_its_neighbours_stored():
+    """The handler decodes a poll at once: a sample_time no datetime holds rejects that record alone
+    ("decode: ..."), the batches around it are stored and published (their bytes framed as received)."""
+    inv = inventory()
+    t = NOW - timedelta(seconds=30)
+    good = [rack_batch(inv, r, t, 1) for r in range(3)]
+    bad = rack_batch(inv, 3, t, 1)
+    bad.sample_time.seconds = 2**40
+    published = []
+
+    class Recording(Publisher):
+        async def enqueue(self, topic, key, message, *, ce_id=None, time=None, cause=None):
+            published.append((key, message))
+            return await super().enqueue(topic, key, message, ce_id=ce_id, time=time, cause=cause)
+
+    handler = IngestHandler(Repo(), Recording(), limits_from_inventory(inv), FixedClock(NOW),
+                            topics.TELEMETRY_SAMPLES)
+    result = await handler([record(good[0], 0), record(bad, 1), record(good[1], 2), record(good[2], 3)])
+    [rej] = result.rejected
+    assert rej.record.offset == 1 and rej.kind == "decode"
+    assert rej.reason.startswith("decode: timestamp seconds=1099511627776") and "outside the Timestamp range" in rej.reason
+    assert handler.stats.stored_batches == 3
+    assert [(k, m.batch) for k, m in published] == [(m.rack_id, m) for m in good]

@@ -208,25 +208,29 @@ def _gpu_arrays_from_containers(gpus: list) -> tuple:
     return floats, f_off, counts, c_off, index, i_off
 
 
+# What decoding a record may raise: a field no datetime or array can hold (the handler dead-letters it).
+DECODE_ERRORS = (ValueError, OverflowError)
+
+
 def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
     """Domain form of one batch; arrays keep their received lengths (validation checks them).
-    ValueError: a field no datetime can hold."""
+    ValueError (or OverflowError): a field no datetime or array can hold."""
     (out,) = decode_batches([msg])
-    if isinstance(out, ValueError):
+    if isinstance(out, DECODE_ERRORS):
         raise out
     return out
 
 
-def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | ValueError]:
-    """`decode_batch` of every batch of a poll; a batch that cannot be decoded gets its ValueError in
-    its place, the others are unaffected.
+def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | ValueError | OverflowError]:
+    """`decode_batch` of every batch of a poll; a batch that cannot be decoded gets its error (one of
+    DECODE_ERRORS) in its place, the others are unaffected.
 
     Cost matters (one batch per rack per tick, ~30 values per field and rack, where numpy's per-call
     cost dominates): the numbers of each kind (doubles and counters cut from the wire, link counters
     and states, PDU phases) are converted once for the whole poll, and every batch's columns are
     views into those arrays.
     """
-    heads: list = []    # per message: its ValueError, or what its RackBatch needs besides the arrays
+    heads: list = []    # per message: its decode error, or what its RackBatch needs besides the arrays
     float_blobs: list[bytes] = []
     count_blobs: list[bytes] = []
     index_blobs: list[bytes] = []
@@ -237,7 +241,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | Va
     for msg in msgs:
         try:
             sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
-        except ValueError as exc:
+        except DECODE_ERRORS as exc:
             heads.append(exc)
             continue
         pb_nodes = msg.nodes
@@ -274,9 +278,9 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | Va
     link_count_values = np.fromiter(link_counts, np.uint64, len(link_counts))
     link_state_values = np.fromiter(link_states, np.int64, len(link_states))
     pdu_values = np.fromiter(pdu, np.float64, len(pdu))
-    out: list[RackBatch | ValueError] = []
+    out: list[RackBatch | ValueError | OverflowError] = []
     for head in heads:
-        if isinstance(head, ValueError):
+        if isinstance(head, DECODE_ERRORS):
             out.append(head)
             continue
         msg, sample_time, gpu, rack, links = head

@@ -22,6 +22,7 @@ from twin.core.clock import Clock
 from twin.core.kafka import BatchResult, Record, Rejected
 from twin.core.topics import Topic
 from twin.ingest.adapters.codec import (
+    DECODE_ERRORS,
     decode_batches,
     decode_equipment,
     equipment_ce_id,
@@ -106,7 +107,7 @@ class IngestHandler:
         good: list[tuple[Record, object]] = []
         decoded: list[tuple[Record, object]] = []
         for rec, batch in zip(records, decode_batches([rec.message for rec in records]), strict=True):
-            if isinstance(batch, ValueError):   # a field no datetime can hold
+            if isinstance(batch, DECODE_ERRORS):   # a field no datetime or array can hold
                 rejected.append(Rejected(rec, f"decode: {batch}", kind="decode"))
             else:
                 decoded.append((rec, batch))
