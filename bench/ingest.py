@@ -493,7 +493,7 @@ def _one_tick(racks: int):
 async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, dict]:
     from twin.core.db import open_pool
     from twin.core.facility import build_inventory
-    from twin.ingest.adapters.codec import decode_batches, samples_message
+    from twin.ingest.adapters.codec import decode_batches, samples_record
     from twin.ingest.adapters.repository import GPU_TYPES, LINK_SAMPLE_TYPES, RACK_TYPES, PortKeys, copy_table
     from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import limits_from_inventory, validate_batches
@@ -518,7 +518,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     assert not any(problems), problems[:1]
     gpu = timed("rows_gpu", lambda: gpu_columns(batches))
     rack = timed("rows_rack", lambda: rack_columns(batches))
-    timed("normalized", lambda: [samples_message(v, now).SerializeToString() for v in values])
+    timed("normalized", lambda: [samples_record(v, now) for v in values])
     pool = await open_pool(url, min_size=1, max_size=1, name="bench")
     try:
         async with pool.connection() as conn:
@@ -592,7 +592,7 @@ def _warm_stages(values: list[bytes], limits, now: datetime, ports) -> dict[str,
     """This process's CPU time per stage for the same tick run WARM_PASSES more times (best pass per
     stage). The live service handles tick after tick; the first pass also pays first-touch costs (the
     heap growing to a tick's objects) that a running process has behind it."""
-    from twin.ingest.adapters.codec import decode_batches, samples_message
+    from twin.ingest.adapters.codec import decode_batches, samples_record
     from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
@@ -611,7 +611,7 @@ def _warm_stages(values: list[bytes], limits, now: datetime, ports) -> dict[str,
         timed("validate", validate_batches, batches, limits, now)
         timed("rows_gpu", gpu_columns, batches)
         timed("rows_rack", rack_columns, batches)
-        timed("normalized", lambda: [samples_message(v, now).SerializeToString() for v in values])
+        timed("normalized", lambda: [samples_record(v, now) for v in values])
         timed("rows_link", lambda b: link_sample_columns(b, [ports.of(x) for x in b]), batches)
         del msgs, batches
     return best

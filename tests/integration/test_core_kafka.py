@@ -250,3 +250,22 @@ async def test_faust_agent_receives_protobuf_from_event_producer(kafka_bootstrap
         assert isinstance(value, pb.RackTelemetryBatch) and value == sent
     finally:
         await app.stop()
+
+
+async def test_an_already_serialized_event_is_sent_as_given_with_its_envelope(kafka_bootstrap):
+    """enqueue/send take a message or its serialized bytes (ingest frames its normalized record from the bytes it
+    received): the consumer decodes both alike, each with the topic's envelope; anything else is a TypeError."""
+    t = small_topic(1)
+    await ensure_topics(kafka_bootstrap, [t])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    async with EventProducer(kafka_bootstrap, source="tests") as producer:
+        await producer.send(t, "rack-0", batch("rack-0", 0), ce_id="as-message")
+        await producer.send(t, "rack-0", batch("rack-0", 1).SerializeToString(), ce_id="as-bytes")
+        with pytest.raises(TypeError, match="carries twin.telemetry.v1.RackTelemetryBatch"):
+            await producer.send(t, "rack-0", pb.TelemetrySamples())
+        collector = Collector()
+        await consume_until(kafka_bootstrap, group, t, collector, producer, lambda s: s.handled == 2 and s.commits > 0)
+    got = sorted(collector.seen, key=lambda r: r.message.sequence)
+    assert [(r.message, r.envelope.id) for r in got] == [(batch("rack-0", 0), "as-message"),
+                                                         (batch("rack-0", 1), "as-bytes")]
+    assert all(r.envelope.type == "twin.telemetry.v1.RackTelemetryBatch" for r in got)

@@ -15,6 +15,7 @@ from twin.core.kafka import Record
 from twin.ingest.adapters.repository import StoreOutcome
 from twin.ingest.adapters.stream import IngestHandler
 from twin.ingest.domain.validation import limits_from_inventory
+from twin.telemetry.v1 import telemetry_pb2 as pb
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -97,4 +98,4 @@ async def test_an_undecodable_batch_in_a_poll_is_dead_lettered_and_its_neighbour
     assert rej.record.offset == 1 and rej.kind == "decode"
     assert rej.reason.startswith("decode: timestamp seconds=1099511627776") and "outside the Timestamp range" in rej.reason
     assert handler.stats.stored_batches == 3
-    assert [(k, m.batch) for k, m in published] == [(m.rack_id, m) for m in good]
+    assert [(k, pb.TelemetrySamples.FromString(m).batch) for k, m in published] == [(m.rack_id, m) for m in good]

@@ -302,27 +302,32 @@ class EventProducer:
         envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
         return inject_headers(envelope.to_headers())
 
-    async def enqueue(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
+    async def enqueue(self, topic: Topic, key: str, message: Message | bytes, *, ce_id: str | None = None,
                       time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
                       traced: bool = False) -> asyncio.Future:
         """Put one event in the send buffer; await the returned future for the broker's ack.
 
+        `message`: a `topic.message_type`, or one already serialized (bytes: the caller vouches for its type,
+        e.g. ingest's normalized record framed from the bytes it received, which saves a parse and a
+        serialization per record).
         `cause`: the input record (or span context) this event follows from; with tracing on, the event is
         sent from a "send <topic>" PRODUCER span in the cause's trace (see the module docstring).
         `traced=True` without a cause: the same span as a child of the current one."""
-        if not isinstance(message, topic.message_type):
+        if isinstance(message, bytes):
+            value = message
+        elif isinstance(message, topic.message_type):
+            value = message.SerializeToString()
+        else:
             raise TypeError(f"{topic.name} carries {topic.ce_type}, got {type(message).__name__}")
         if (cause is None and not traced) or not tracing_enabled():
             headers = self.headers_for(topic, ce_id=ce_id, time=time)
-            return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(),
-                                             headers=headers)
+            return await self._producer.send(topic.name, value, key=key.encode(), headers=headers)
         envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
         with send_span(topic.name, key, envelope.id, cause):
             headers = inject_headers(envelope.to_headers())
-            return await self._producer.send(topic.name, message.SerializeToString(), key=key.encode(),
-                                             headers=headers)
+            return await self._producer.send(topic.name, value, key=key.encode(), headers=headers)
 
-    async def send(self, topic: Topic, key: str, message: Message, *, ce_id: str | None = None,
+    async def send(self, topic: Topic, key: str, message: Message | bytes, *, ce_id: str | None = None,
                    time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
                    traced: bool = False):
         """Send one event and wait until the broker acknowledged it (returns RecordMetadata)."""

@@ -374,17 +374,20 @@ def _fill_links(msg: pb.LinkSamples, lk: Links) -> None:
     msg.link_state.extend(lk.link_state.tolist())
 
 
+def samples_record(raw: bytes, ingested_time: datetime, rejected_values: int = 0) -> bytes:
+    """The normalized record for telemetry.samples.v1, serialized, from the batch's bytes as received (whole-batch
+    validation: the batch as received). An embedded message field is its tag, its length and the message's
+    bytes (protobuf encoding spec, "Length-Delimited Records" / "Embedded messages"), so the batch is framed as
+    it arrived: no copy field by field (CopyFrom), no parse, no serialization. Byte for byte the record that
+    building it from the parsed batch gives (tested)."""
+    return _SAMPLES_BATCH_TAG + _varint(len(raw)) + raw + _samples_tail(ingested_time, rejected_values)
+
+
 def samples_message(source: pb.RackTelemetryBatch | bytes, ingested_time: datetime, rejected_values: int = 0
                     ) -> pb.TelemetrySamples:
-    """The normalized record for telemetry.samples.v1 (whole-batch validation: the batch as received).
-
-    `source` is best the record's bytes as received: an embedded message field is its tag, its length
-    and the message's bytes (protobuf encoding spec, "Length-Delimited Records" / "Embedded messages"),
-    so the batch is framed as it arrived and the record parsed once, instead of copied field by field
-    (CopyFrom). Same record, byte for byte, as building it from the parsed batch."""
+    """``samples_record`` as a message (a parsed batch is serialized first)."""
     raw = source if isinstance(source, bytes) else source.SerializeToString()
-    return pb.TelemetrySamples.FromString(
-        _SAMPLES_BATCH_TAG + _varint(len(raw)) + raw + _samples_tail(ingested_time, rejected_values))
+    return pb.TelemetrySamples.FromString(samples_record(raw, ingested_time, rejected_values))
 
 
 # TelemetrySamples.batch as a length-delimited field (wire type 2), for the framing above.

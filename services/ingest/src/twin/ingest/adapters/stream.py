@@ -28,7 +28,7 @@ from twin.ingest.adapters.codec import (
     equipment_ce_id,
     is_equipment,
     samples_ce_id,
-    samples_message,
+    samples_record,
 )
 from twin.ingest.adapters.repository import StoreItem, StoreOutcome
 from twin.ingest.domain import equipment as eq
@@ -147,7 +147,7 @@ class IngestHandler:
         for i in outcome.new + outcome.redelivered:
             rec = good[first[i]][0]
             key = items[i].batch.key
-            msg = samples_message(rec.value, ingested)   # the batch's bytes as received
+            msg = samples_record(rec.value, ingested)   # framed from the batch's bytes as received
             futures.append(await self.publisher.enqueue(self.samples_topic, key.rack_id, msg, ce_id=samples_ce_id(key),
                                                         cause=rec))  # the batch's trace goes on
         if futures:
@@ -212,7 +212,7 @@ class IngestHandler:
         _rows.add(n, {"table": "telemetry_equipment"})
         self.stats.rows["telemetry_equipment"] = self.stats.rows.get("telemetry_equipment", 0) + n
         ingested = self.clock.now()
-        futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_message(rec.value, ingested),
+        futures = [await self.publisher.enqueue(self.samples_topic, b.site_id, samples_record(rec.value, ingested),
                                                 ce_id=equipment_ce_id(b), cause=rec) for rec, b in good]
         await asyncio.gather(*futures)
         self.stats.equipment_batches += len(good)
