@@ -61,6 +61,36 @@ def _port(preferred: int) -> int:
             return s.getsockname()[1]
 
 
+class PortReservations:
+    """Holds each chosen service port bound (not listening) for the stack's lifetime.
+
+    The default ports (50051-50056, 8080-8082, 9400) lie inside Linux's ephemeral range (32768-60999), so
+    between choosing a port and a child binding it (seconds later; again after every restart) any outgoing
+    connection on the machine could be given it. Linux never hands out a port for connect() that has a bound
+    socket (`__inet_hash_connect` skips ports with an owner), and a child can still bind and listen there
+    because both sockets set SO_REUSEADDR and this one never listens (the servers used here, gRPC core and
+    asyncio's create_server, set SO_REUSEADDR on Linux).
+    """
+
+    def __init__(self) -> None:
+        self._held: list[socket.socket] = []
+
+    def take(self, preferred: int) -> int:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        self._held.append(s)
+        return s.getsockname()[1]
+
+    def release(self) -> None:
+        for s in self._held:
+            s.close()
+        self._held.clear()
+
+
 @dataclass
 class Child:
     """One supervised service process; its log starts empty for each stack run."""
@@ -287,6 +317,7 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     broker = pg = None
     children: list[Child] = []
+    reservations = PortReservations()
     board: Board | None = None
     board_tasks: list[asyncio.Task] = []
     try:
@@ -307,7 +338,7 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         ctx = StackContext(
             bootstrap=bootstrap, database_url=database_url, inventory=inventory, args=args,
             token=os.environ.get("TWIN_STACK_TOKEN") or secrets.token_urlsafe(16),
-            ports={s.name: {var: _port(p) for var, p in s.ports.items()} for s in services},
+            ports={s.name: {var: reservations.take(p) for var, p in s.ports.items()} for s in services},
             offsets_are_lower_bounds=broker is not None,
         )
         base = dict(os.environ, TWIN_KAFKA_BOOTSTRAP=bootstrap, TWIN_DATABASE_URL=database_url,
@@ -369,6 +400,7 @@ async def _run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             await asyncio.to_thread(pg.stop)
         if broker is not None:
             broker.stop()
+        reservations.release()
         print("stopped.", flush=True)
 
 
