@@ -145,3 +145,20 @@ def test_a_facility_of_gb200_racks_carries_nccl_inter_domain_nic_cap_and_an_hgx_
     assert gb200.scale_up.inter_domain_nics == MNNVL_GB200_INTER_DOMAIN_NICS
     h100 = fabric_topology(build_inventory(load_facility_spec("dgx-h100-su")))
     assert h100.scale_up.inter_domain_nics is None
+
+
+def test_tree_chain_latency_counts_nccl_ranks_per_node_not_the_smallest_domain():
+    """NCCL's tree latency runs a chain of nRanks/nNodes - 1 NVLink hops through each domain (tuning.cc); a 128-rank
+    job on two NVL72 domains filled 72 + 56 has the same chain as one filled 64 + 64, and a shorter one than 72 + 72."""
+    from twin.fabric.domain import nvl72_cluster
+
+    topo = nvl72_cluster(72 * 2)
+    uneven = placement_arrays(topo, 128, n_nodes=32, n_domains=2, ranks_per_domain=56)
+    even = placement_arrays(topo, 128, n_nodes=32, n_domains=2, ranks_per_domain=64)
+    full = placement_arrays(topo, 144, n_nodes=36, n_domains=2, ranks_per_domain=72)
+    lat = {name: float(estimate(topo, "all_reduce", 8.0, pl, algorithms=("tree",), protocols=("LL",)).latency_s)
+           for name, pl in (("uneven", uneven), ("even", even), ("full", full))}
+    assert lat["uneven"] == lat["even"] < lat["full"]
+    # one more NVLink hop per direction per rank added to each domain's chain (NCCL's NVLink tree/LL step x Blackwell)
+    hop = 2.0 * 0.6e-6 * topo.scale_up.gpu_latency_scale
+    assert lat["full"] - lat["even"] == pytest.approx(8 * hop)

@@ -21,8 +21,8 @@ g = ranks per NVLink domain, d = domains, n = ranks):
   NICs (rail-optimized), so ring bus bandwidth = min(B_nvl, g x B_nic) (x 0.92 LL128, x 0.5 LL capped
   by NCCL's llMaxBw). Steps: 2(n-1) for all-reduce, n-1 for all-gather / reduce-scatter, of which
   2(d-1) resp. d-1 cross the network.
-* Tree (all-reduce): bus bandwidth x 0.92, algbw = bus/2, latency 2 x ((g-1) intra + log2(d) inter)
-  steps (NCCL's double binary tree).
+* Tree (all-reduce): bus bandwidth x 0.92, algbw = bus/2, latency 2 x ((n/d - 1) intra + log2(d) inter)
+  steps (NCCL's double binary tree: a chain through each domain's ranks, NCCL's nRanks/nNodes).
 * NVLS (all-reduce inside one domain with NVLink SHARP): each GPU pushes its buffer into the switch
   once (multimem reduce-load of its 1/n slice, multicast store of the result): S (1 + 1/n) bytes per
   direction -> algbw = B_nvl x eff_nvls x n/(n+1).
@@ -510,6 +510,11 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     ring_valid = is_ar | is_agrs | is_chain
     tree_valid = is_ar & (n > 1)
     log2d = ops.log2i(d)
+    # NVLink hops of the tree's chain inside a domain: nRanks / nNodes - 1, as NCCL's own latency (tuning.cc, 2.19 ..
+    # 2.29.2: 2 x ((nRanks/nNodes - 1) x intraLat + log2i(nNodes) x interLat); on multi-node NVLink nNodes counts
+    # cliques, init.cc) -- the mean domain share, not the smallest one (``g``), which sets the NIC bandwidth only.
+    # Equal to g - 1 wherever the ranks fill their domains evenly.
+    tree_chain = ops.floor(n / d) - 1.0
     tree_x = ops.tree_x(size)
     for p in (LL, LL128, SIMPLE):
         # --- ring (all collectives except alltoall / send-recv) ----------------------------------
@@ -535,7 +540,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
-        steps_us = 2.0 * ((g - 1.0) * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
+        steps_us = 2.0 * (tree_chain * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
         t_ok = tree_valid if p == SIMPLE or k.net_ll else tree_valid & ll_ok
         consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, tree_x)),
                  steps_us, charged, 2.0 * log2d)
