@@ -175,7 +175,7 @@ class JobsApp:
                 rt.spawn(engine.run_ticks(rt.stop_event, cfg.tick_s), "tick")
                 if cfg.slurmrestd_url:
                     self._start_slurmrestd(rt, producer)
-            servicer = JobServicer(twin, store, clock=self.clock)
+            servicer = JobServicer(twin, store, clock=self.clock, fabric=fabric)
             self.grpc_port = await rt.serve_grpc(jobs_grpc_server(servicer, cfg.grpc_options()))
             rt.status(self.status_line)
             log.info("job twin for %s: %d nodes, %d GPUs; fabric %s; gRPC :%d", site.site_id, len(site.node_ids),

@@ -703,6 +703,12 @@ class JobTwin:
                          min(caps) if caps else None,
                          self.settings.throttle_clock_fraction if self.throttled(gpus, now_s) else 1.0, tuple(alerts))
 
+    def hot_gpus(self, inp: JobInputs) -> set[int]:
+        """The job's GPUs on the nodes of the impaired links it crosses (their communicators are asked first)."""
+        node_of = self.site.inventory.gpu_node
+        return {g for link_id, _, _ in inp.links for g in inp.gpu_ids
+                if (scope := self.scope(link_id)) is not None and int(node_of[g]) in scope.nodes}
+
     def thermal_alerts(self, gpus: tuple[int, ...]) -> list[ThermalAlert]:
         """Cooling alerts on these GPUs or their racks."""
         if not self.thermal:

@@ -2,9 +2,13 @@
 
 Placement: a candidate's nodes (given, or a rack's nodes) in order; whole free nodes are taken until the job's
 GPUs fit (a node holding another running job's GPUs is skipped). The job is predicted on them under the
-conditions in force (impaired links it would cross, caps, throttling) with the job twin's own communication
-estimate (the network bandwidth scaled by the crossed links' capacity; asking the fabric twin per candidate
-would not fit 100 candidates in a second). Risks: thermal = 1 when a rack of the candidate throttles now, else
+conditions in force (impaired links it would cross, caps, throttling) with each candidate's communication from the
+fabric twin (``prepare`` lists the candidates' inputs, the caller asks the fabric twin for all of them at once --
+``FabricComm.answer_many``, the live path's communicators per candidate -- and ``rank`` predicts and ranks them);
+a candidate the fabric twin could not answer for is predicted with the job twin's own estimate (the network
+bandwidth scaled by the crossed links' capacity), as the live path does, and its outcome says so
+(``Outcome.comm_source`` "local" with the reason in ``comm_detail``). ``placement`` is the own estimate for
+every candidate (no fabric twin). Risks: thermal = 1 when a rack of the candidate throttles now, else
 1 - time to throttle / ``THERMAL_HORIZON_S`` for a predicted throttle (0 without an alert); network = 1 - the
 bandwidth share left on the worst crossed path (at least 0.5 while a crossed link flaps). Ranked: candidates
 that fit first, by predicted step time x (1 + thermal risk x the throttle slowdown), then by network risk.
@@ -19,13 +23,14 @@ loses duration x (1 - before / after) on all its GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from twin.core.rpc import InvalidArgument, NotFound
+from twin.jobs.domain.comm import CollectiveCall
 from twin.jobs.domain.spec import JobSpec
 from twin.jobs.domain.step import StepPrediction
-from twin.jobs.live import JobTwin, attr_float
+from twin.jobs.live import CommAnswer, JobInputs, JobTwin, attr_float
 
 THERMAL_HORIZON_S = 3600.0
 
@@ -40,6 +45,8 @@ class Outcome:
     thermal_risk: float
     network_risk: float
     detail: str
+    comm_source: str = ""   # "fabric" | "local" (own estimate) for a candidate that fits, "" for one that does not
+    comm_detail: str = ""   # what the fabric twin timed, or why the own estimate was used
 
 
 @dataclass(frozen=True)
@@ -74,50 +81,104 @@ def candidate_nodes(site, rack_ids: list[str], node_ids: list[str], field: str) 
     return nodes
 
 
-def placement(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
-              check: Callable[[], None] = lambda: None) -> list[Outcome]:
+@dataclass(frozen=True)
+class Prepared:
+    """A candidate's nodes taken for the job and its inputs under the conditions in force (None: it does not fit,
+    ``detail`` says why)."""
+
+    candidate_id: str
+    chosen: tuple[str, ...]
+    inputs: JobInputs | None
+    detail: str = ""
+
+
+def prepare(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
+            check: Callable[[], None] = lambda: None) -> list[Prepared]:
+    """Each candidate's whole free nodes (in order, until the job's GPUs fit) and the job's inputs on them."""
     site = twin.site
     held = twin.book.holders
-    scored: list[tuple[tuple, Outcome]] = []
+    out: list[Prepared] = []
     for cid, nodes in candidates:
         check()
-        free = [n for n in nodes if not held.get(n)]
         chosen: list[str] = []
         have = 0
-        for n in free:
+        for n in nodes:
             if have >= spec.n_gpus:
                 break
+            if held.get(n):
+                continue
             chosen.append(n)
             have += int(site.inventory.node_gpus[site.node_index[n]])
         if have < spec.n_gpus:
-            out = Outcome(cid, 0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                          f"does not fit: {spec.n_gpus} GPUs needed, {have} free on the candidate's nodes")
-            scored.append(((1, 0.0, 0.0), out))
+            out.append(Prepared(cid, tuple(chosen), None,
+                                f"does not fit: {spec.n_gpus} GPUs needed, {have} free on the candidate's nodes"))
             continue
         gpus = site.gpu_ids(chosen, spec.n_gpus)
-        inp = twin.inputs_for(spec, tuple(chosen), gpus, now_s)
-        pred = twin.predict_what_if(inp, None)
+        out.append(Prepared(cid, tuple(chosen), twin.inputs_for(spec, tuple(chosen), gpus, now_s)))
+    return out
+
+
+def rank(twin: JobTwin, prepared: list[Prepared], comms: list[CommAnswer | None], now_s: float,
+         check: Callable[[], None] = lambda: None) -> list[Outcome]:
+    """Predict each fitting candidate with its communication answer (None or a "local" answer: the own estimate)
+    and rank them (see the module docstring)."""
+    site = twin.site
+    scored: list[tuple[tuple, Outcome]] = []
+    for p, comm in zip(prepared, comms, strict=True):
+        check()
+        inp = p.inputs
+        if inp is None:
+            scored.append(((1, 0.0, 0.0), Outcome(p.candidate_id, 0, 0.0, 0.0, 0.0, 0.0, 0.0, p.detail)))
+            continue
+        fabric = comm is not None and comm.source == "fabric"
+        pred = twin.predict_what_if(inp, comm)
         frac = twin.network_fraction(inp.links)
         net = 1.0 - frac
         if any(flap for _, _, flap in inp.links):
             net = max(net, 0.5)
         thermal, throttle_slow = 0.0, 0.0
-        alerts = twin.thermal_alerts(gpus)
+        alerts = twin.thermal_alerts(inp.gpu_ids)
         if alerts:
             ttt = min(a.throttle_at_s for a in alerts) - now_s
             thermal = 1.0 if ttt <= 0 else max(0.0, 1.0 - ttt / THERMAL_HORIZON_S)
-            hot = twin.predict_what_if(inp, None, thermal=twin.settings.throttle_clock_fraction)
+            hot = twin.predict_what_if(inp, comm, thermal=twin.settings.throttle_clock_fraction)
             throttle_slow = max(hot.step_time_s / pred.step_time_s - 1.0, 0.0)
-        racks = sorted(site.racks_of_gpus(gpus))
-        detail = (f"{len(chosen)} node(s) on rack(s) {', '.join(racks[:4])}{' ...' if len(racks) > 4 else ''}; "
-                  f"{len(inp.links)} impaired link(s) crossed; communication: the job twin's own estimate")
+        racks = sorted(site.racks_of_gpus(inp.gpu_ids))
+        said = comm.detail if comm is not None else "no fabric twin asked"
+        source = "fabric" if fabric else "local"
+        why = f"the fabric twin ({said})" if fabric else f"the job twin's own estimate ({said})"
+        detail = (f"{len(p.chosen)} node(s) on rack(s) {', '.join(racks[:4])}{' ...' if len(racks) > 4 else ''}; "
+                  f"{len(inp.links)} impaired link(s) crossed; communication: {why}")
         if inp.cap_w is not None:
             detail += f"; capped at {inp.cap_w:.0f} W by a curtailment plan"
-        out = Outcome(cid, 0, pred.step_time_s, pred.tokens_per_s, pred.mean_power_w * pred.n_gpus, thermal, net,
-                      detail)
+        out = Outcome(p.candidate_id, 0, pred.step_time_s, pred.tokens_per_s, pred.mean_power_w * pred.n_gpus,
+                      thermal, net, detail, source, said)
         scored.append(((0, pred.step_time_s * (1.0 + thermal * throttle_slow), net), out))
     scored.sort(key=lambda x: x[0])
     return [replace(o, rank=i + 1) for i, (_, o) in enumerate(scored)]
+
+
+def placement(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
+              check: Callable[[], None] = lambda: None) -> list[Outcome]:
+    """The placement what-if with the job twin's own communication estimate for every candidate."""
+    prepared = prepare(twin, spec, candidates, now_s, check)
+    return rank(twin, prepared, [None] * len(prepared), now_s, check)
+
+
+#: asks the fabric twin for many jobs' communication at once: [(inputs, calls, hot GPUs)] -> answers in order
+#: (``FabricComm.answer_many``)
+AskFabric = Callable[[list[tuple[JobInputs, list[CollectiveCall], set[int]]]], Awaitable[list[CommAnswer]]]
+
+
+async def placement_asking(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
+                           ask: AskFabric, check: Callable[[], None] = lambda: None) -> list[Outcome]:
+    """The placement what-if with every fitting candidate's communication asked of the fabric twin in one
+    exchange (``ask``), then ranked; a candidate without a fabric answer falls back to the own estimate."""
+    prepared = prepare(twin, spec, candidates, now_s, check)
+    fits = [p.inputs for p in prepared if p.inputs is not None]
+    answers = iter(await ask([(inp, twin.calls(inp), twin.hot_gpus(inp)) for inp in fits]) if fits else [])
+    comms = [next(answers) if p.inputs is not None else None for p in prepared]
+    return rank(twin, prepared, comms, now_s, check)
 
 
 def _running(twin: JobTwin, now_s: float):

@@ -500,7 +500,7 @@ class WhatIfPlacementRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[PlacementCandidate, _Mapping]]] = ...) -> None: ...
 
 class PlacementOutcome(_message.Message):
-    __slots__ = ("candidate_id", "rank", "predicted_step_time_s", "predicted_tokens_per_s", "power_w", "thermal_risk", "network_risk", "detail")
+    __slots__ = ("candidate_id", "rank", "predicted_step_time_s", "predicted_tokens_per_s", "power_w", "thermal_risk", "network_risk", "detail", "comm_source", "comm_source_detail")
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_STEP_TIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -509,6 +509,8 @@ class PlacementOutcome(_message.Message):
     THERMAL_RISK_FIELD_NUMBER: _ClassVar[int]
     NETWORK_RISK_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     candidate_id: str
     rank: int
     predicted_step_time_s: float
@@ -517,7 +519,9 @@ class PlacementOutcome(_message.Message):
     thermal_risk: float
     network_risk: float
     detail: str
-    def __init__(self, candidate_id: _Optional[str] = ..., rank: _Optional[int] = ..., predicted_step_time_s: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., power_w: _Optional[float] = ..., thermal_risk: _Optional[float] = ..., network_risk: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+    comm_source: CommSource
+    comm_source_detail: str
+    def __init__(self, candidate_id: _Optional[str] = ..., rank: _Optional[int] = ..., predicted_step_time_s: _Optional[float] = ..., predicted_tokens_per_s: _Optional[float] = ..., power_w: _Optional[float] = ..., thermal_risk: _Optional[float] = ..., network_risk: _Optional[float] = ..., detail: _Optional[str] = ..., comm_source: _Optional[_Union[CommSource, str]] = ..., comm_source_detail: _Optional[str] = ...) -> None: ...
 
 class WhatIfPlacementResponse(_message.Message):
     __slots__ = ("outcomes",)

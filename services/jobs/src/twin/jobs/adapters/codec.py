@@ -509,3 +509,11 @@ def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
         return RackClear(msg.entity_id, kind, at, scope=scope)
     return RackAlert(msg.alert_id or f"{msg.entity_id}/{kind}", msg.entity_id, kind,
                      msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message, raised_s=at, scope=scope)
+
+
+def placement_outcome(o) -> pb.PlacementOutcome:
+    """A ``whatif.Outcome`` -> PlacementOutcome (communication source "" for a candidate that does not fit)."""
+    return pb.PlacementOutcome(candidate_id=o.candidate_id, rank=o.rank, predicted_step_time_s=o.step_time_s,
+                               predicted_tokens_per_s=o.tokens_per_s, power_w=o.power_w, thermal_risk=o.thermal_risk,
+                               network_risk=o.network_risk, detail=o.detail, comm_source=_COMM_SOURCE[o.comm_source],
+                               comm_source_detail=o.comm_detail)

@@ -13,6 +13,12 @@ are asked of ``EstimateMoe`` instead: one request per chosen EP-group instance (
 case per distinct MoE traffic, the placement being that instance's GPU ids; the fabric twin answers with its MoE
 model (kernel, precision and node-limited routing as the call states) on its live link state.
 
+Many jobs at once (``answer_many``: the what-if placement's candidates): every job's communicators are gathered
+first, equal questions (same GPUs, or with ``shape`` the same ``communicator_shape`` for communicators holding no
+GPU under an impaired link) are asked once, and all requests go out together, at most ``CONCURRENCY`` in flight.
+``EstimateBatch`` takes one placement per request, so a question is one RPC (split at the fabric's 100,000-entry
+limit); the requests of several placements cannot share one RPC.
+
 Failure handling: every RPC has ``timeout_s``; an answer is cached per (GPUs, crossed impaired links, calls) so an
 unchanged job never asks again; when the fabric twin cannot answer (unreachable, deadline, error) the answer is
 ``source="local"`` (the caller falls back to the job twin's own estimate and says so in the state) and the fabric
@@ -26,10 +32,12 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from twin.core import grpc_client
 from twin.fabric.v1 import fabric_pb2 as fpb
@@ -46,6 +54,12 @@ _COLLECTIVE = {"all_reduce": fpb.COLLECTIVE_ALL_REDUCE, "all_gather": fpb.COLLEC
 _MOE_KERNEL = {"nccl_alltoall": fpb.MOE_KERNEL_NCCL_ALLTOALL, "deepep_normal": fpb.MOE_KERNEL_DEEPEP_NORMAL,
                "deepep_low_latency": fpb.MOE_KERNEL_DEEPEP_LOW_LATENCY}
 _MOE_PRECISION = {"fp8": fpb.MOE_PRECISION_FP8, "bf16": fpb.MOE_PRECISION_BF16}
+#: at most 100,000 entries per EstimateBatch and cases per EstimateMoe (protos/twin/fabric/v1/fabric.proto,
+#: MAX_BATCH_ENTRIES of the fabric service); a longer question is split into several requests
+MAX_BATCH_ENTRIES = 100_000
+MAX_MOE_CASES = 100_000
+#: RPCs in flight at once per exchange (a what-if asks hundreds; the fabric twin estimates them on its event loop)
+CONCURRENCY = 32
 
 
 def moe_case(call: CollectiveCall) -> fpb.MoeCase:
@@ -158,81 +172,215 @@ class FabricComm:
 
     async def answer(self, inp: JobInputs, calls: list[CollectiveCall], hot_gpus: Iterable[int] = ()) -> CommAnswer:
         """Seconds per collective of the job on its GPUs (see the module docstring)."""
-        gpus = sorted(inp.gpu_ids)
-        world = inp.spec.n_gpus
-        calls = [c for c in calls if c.group.n_ranks > 1 and c.size_bytes > 0]
-        if not calls:
-            return CommAnswer({}, "fabric", "no communication")
-        if len(gpus) != world:
-            return CommAnswer({}, "local", f"placement has {len(gpus)} known GPU ids for {world} ranks")
-        key = (tuple(gpus), inp.links, tuple(sorted((call_key(c), c.moe or ()) for c in calls)))
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            self.cache_hits += 1
-            return hit
-        if not self.up:
-            return CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
-        hot = set(hot_gpus)
-        by_geometry: dict[tuple[int, int, bool], list[CollectiveCall]] = {}
-        for c in calls:
-            moe = c.collective in MOE_COLLECTIVES
-            by_geometry.setdefault((c.group.n_ranks, stride_of(inp.spec, c), moe), []).append(c)
-        # (calls, request, time of each call from the response)
-        requests: list[tuple[list[CollectiveCall], object, object]] = []
-        for (n, stride, moe), group_calls in by_geometry.items():
-            for ranks in choose(group_instances(world, n, stride), gpus, hot, self.max_groups):
-                placement = fpb.Placement(gpus=fpb.GpuList(gpu_ids=[gpus[r] for r in ranks]))
-                if moe:
-                    cases = [moe_case(c) for c in group_calls]
-                    requests.append((group_calls, fpb.EstimateMoeRequest(cases=cases, placement=placement),
-                                     _moe_times(group_calls)))
-                else:
-                    requests.append((group_calls, fpb.EstimateBatchRequest(
-                        collectives=[_COLLECTIVE[c.collective] for c in group_calls],
-                        size_bytes=[max(1, int(math.ceil(c.size_bytes))) for c in group_calls],
-                        placement=placement), _batch_times))
-        stub = self.stub()
+        return (await self.answer_many([(inp, calls, hot_gpus)]))[0]
 
-        def rpc(req):
-            method = stub.EstimateMoe if isinstance(req, fpb.EstimateMoeRequest) else stub.EstimateBatch
-            return method(req, timeout=self.timeout_s, metadata=self._metadata())
-
+    async def answer_many(self, jobs: list[tuple[JobInputs, list[CollectiveCall], Iterable[int]]], *,
+                          shape: Callable[[np.ndarray], list[bytes]] | None = None, max_groups: int | None = None,
+                          timeout_s: float | None = None) -> list[CommAnswer]:
+        """``answer`` for several jobs (or what-if candidates) at once: every communicator of every job is gathered
+        first, equal questions are asked once, then all RPCs go out together (``gather_requests``); each job's
+        answer is its own communicators' maximum. ``shape`` (communicators' GPU ids [k, n] -> each one's shape, see
+        ``communicator_shape``) lets communicators holding no GPU under an impaired link share one question with
+        every communicator of the same shape; ``max_groups`` overrides the instances timed per geometry;
+        ``timeout_s`` bounds the whole exchange (default: ``timeout_s`` per RPC, 1.5x for all)."""
+        out: list[CommAnswer | None] = [None] * len(jobs)
+        # per job: (index, cache key, [(calls of a geometry, their keys, [question key per instance])], shared)
+        pending: list[tuple[int, tuple, list[tuple[list[CollectiveCall], list, list[tuple]]], int]] = []
+        questions: dict[tuple, Question] = {}
+        limit = self.max_groups if max_groups is None else max_groups
+        for i, (inp, calls, hot_gpus) in enumerate(jobs):
+            gpus = sorted(inp.gpu_ids)
+            world = inp.spec.n_gpus
+            calls = [c for c in calls if c.group.n_ranks > 1 and c.size_bytes > 0]
+            if not calls:
+                out[i] = CommAnswer({}, "fabric", "no communication")
+                continue
+            if len(gpus) != world:
+                out[i] = CommAnswer({}, "local", f"placement has {len(gpus)} known GPU ids for {world} ranks")
+                continue
+            key = (tuple(gpus), inp.links, tuple(sorted((call_key(c), c.moe or ()) for c in calls)))
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.cache_hits += 1
+                out[i] = hit
+                continue
+            if not self.up:
+                out[i] = CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
+                continue
+            asked = []
+            shared = 0
+            hot = set(hot_gpus)
+            for group_calls, moe, ids in communicators(inp.spec, gpus, calls, hot, limit):
+                keys = [call_key(c) for c in group_calls]
+                what = (moe, tuple(zip(keys, (c.moe or () for c in group_calls), strict=True)))
+                cold = [k for k, row in enumerate(ids) if hot.isdisjoint(row)] if shape is not None else []
+                where: list = [tuple(row) for row in ids]
+                if cold:
+                    for k, sh in zip(cold, shape(np.asarray([ids[k] for k in cold], np.int64)), strict=True):
+                        where[k] = sh
+                qkeys = []
+                for row, w in zip(ids, where, strict=True):
+                    q = (what, w)
+                    first = questions.get(q)
+                    if first is None:
+                        questions[q] = Question(tuple(row), moe, tuple(group_calls))
+                    elif first.gpus != tuple(row):
+                        shared += 1
+                    qkeys.append(q)
+                asked.append((group_calls, keys, qkeys))
+            pending.append((i, key, asked, shared))
+        if not pending:
+            return _all(out)
+        qs = list(questions.values())
         try:
-            responses = await asyncio.wait_for(asyncio.gather(*(rpc(req) for _, req, _ in requests)),
-                                               self.timeout_s * 1.5)
-        except (TimeoutError, grpc.aio.AioRpcError, OSError) as exc:
+            times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
+                                          total_s=timeout_s)
+        except TimeoutError as exc:
+            if timeout_s is not None and timeout_s < self.timeout_s * 1.5:
+                # the caller's own deadline ran out first: not the fabric twin's failure (it stays up)
+                for i, _, _, _ in pending:
+                    out[i] = CommAnswer({}, "local", f"the caller's deadline left {timeout_s:.3f} s for "
+                                        f"{len(qs)} fabric question(s); not answered in time")
+                return _all(out)
             self._failed(exc)
-            return CommAnswer({}, "local", self.last_error, retry=True)
-        self.calls += len(requests)
+            for i, _, _, _ in pending:
+                out[i] = CommAnswer({}, "local", self.last_error, retry=True)
+            return _all(out)
+        except (grpc.aio.AioRpcError, OSError) as exc:
+            self._failed(exc)
+            for i, _, _, _ in pending:
+                out[i] = CommAnswer({}, "local", self.last_error, retry=True)
+            return _all(out)
+        self.calls += sum(len(q.requests()) for q in qs)
+        answer_of = dict(zip(questions, times, strict=True))
+        for i, key, asked, shared in pending:
+            out[i] = self._job_answer(key, asked, answer_of, shared)
+        return _all(out)
+
+    def _job_answer(self, key: tuple, asked, answer_of: dict, shared: int) -> CommAnswer:
+        """A job's table: per collective the slowest of its communicators' answers (or the reason there is none)."""
         table: dict = {}
-        for (group_calls, _, times_of), resp in zip(requests, responses, strict=True):
-            times = times_of(resp)
-            if len(times) != len(group_calls):
-                return CommAnswer({}, "local", f"the fabric twin answered {len(times)} estimates for "
-                                  f"{len(group_calls)} questions")
-            for c, time_s in zip(group_calls, times, strict=True):
-                if not math.isfinite(time_s):  # no bandwidth left on a crossed link: not a step time
-                    return CommAnswer({}, "local", f"the fabric twin answered a non-finite time for {c.collective} "
-                                      f"over {c.group.n_ranks} ranks (no bandwidth left on a crossed link)")
-                k = call_key(c)
-                table[k] = max(table.get(k, 0.0), time_s)
-        answer = CommAnswer(table, "fabric", f"{len(requests)} communicator(s) timed by the fabric twin")
+        n = 0
+        for group_calls, keys, qkeys in asked:
+            n += len(qkeys)
+            for q in qkeys:
+                times = answer_of[q]
+                if len(times) != len(group_calls):
+                    return CommAnswer({}, "local", f"the fabric twin answered {len(times)} estimates for "
+                                      f"{len(group_calls)} questions")
+                for c, k, time_s in zip(group_calls, keys, times, strict=True):
+                    if not math.isfinite(time_s):  # no bandwidth left on a crossed link: not a step time
+                        return CommAnswer({}, "local", f"the fabric twin answered a non-finite time for "
+                                          f"{c.collective} over {c.group.n_ranks} ranks (no bandwidth left on a "
+                                          f"crossed link)")
+                    if time_s > table.get(k, -1.0):
+                        table[k] = time_s
+        answer = CommAnswer(table, "fabric", f"{n} communicator(s) timed by the fabric twin"
+                            + (f", {shared} through an equal-shaped communicator's answer" if shared else ""))
         self._cache[key] = answer
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return answer
 
 
-def _batch_times(resp: fpb.EstimateBatchResponse) -> list[float]:
-    return [est.time_s for est in resp.estimates]
+def _all(out: list[CommAnswer | None]) -> list[CommAnswer]:
+    missing = [i for i, a in enumerate(out) if a is None]
+    if missing:
+        raise AssertionError(f"no answer for jobs {missing}")
+    return [a for a in out if a is not None]
 
 
-def _moe_times(group_calls: list[CollectiveCall]):
-    """Each MoE call's time from an ``EstimateMoe`` answer: a dispatch call reads its case's dispatch time, a
-    combine call its case's combine time (one case per call, so every call's own precision is asked)."""
-    def times(resp: fpb.EstimateMoeResponse) -> list[float]:
-        return [est.dispatch_time_s if c.collective == "moe_dispatch" else est.combine_time_s
-                for c, est in zip(group_calls, resp.estimates, strict=False)]
+@dataclass(frozen=True)
+class Question:
+    """One communicator's collectives for the fabric twin: an ``EstimateBatch`` (or, for MoE dispatch/combine,
+    an ``EstimateMoe``) on its GPU ids, split into requests of at most the fabric's limit (``requests``)."""
 
-    return times
+    gpus: tuple[int, ...]
+    moe: bool
+    calls: tuple[CollectiveCall, ...]
+
+    def requests(self) -> list:
+        placement = fpb.Placement(gpus=fpb.GpuList(gpu_ids=list(self.gpus)))
+        if self.moe:
+            cases = [moe_case(c) for c in self.calls]
+            return [fpb.EstimateMoeRequest(cases=cases[k:k + MAX_MOE_CASES], placement=placement)
+                    for k in range(0, len(cases), MAX_MOE_CASES)]
+        colls = [_COLLECTIVE[c.collective] for c in self.calls]
+        sizes = [max(1, int(math.ceil(c.size_bytes))) for c in self.calls]
+        return [fpb.EstimateBatchRequest(collectives=colls[k:k + MAX_BATCH_ENTRIES],
+                                         size_bytes=sizes[k:k + MAX_BATCH_ENTRIES], placement=placement)
+                for k in range(0, len(colls), MAX_BATCH_ENTRIES)]
+
+    def times(self, responses: list) -> list[float]:
+        """Each call's seconds from this question's responses (in request order)."""
+        if self.moe:
+            ests = [e for r in responses for e in r.estimates]
+            return [e.dispatch_time_s if c.collective == "moe_dispatch" else e.combine_time_s
+                    for c, e in zip(self.calls, ests, strict=False)]
+        return [e.time_s for r in responses for e in r.estimates]
+
+
+def communicators(spec: JobSpec, gpus: list[int], calls: list[CollectiveCall], hot: set[int],
+                  limit: int) -> list[tuple[list[CollectiveCall], bool, list[list[int]]]]:
+    """The communicators asked for a job: per geometry (ranks, stride, MoE or not) its calls, whether they are MoE,
+    and up to ``limit`` instances (``choose``) as GPU ids."""
+    by_geometry: dict[tuple[int, int, bool], list[CollectiveCall]] = {}
+    for c in calls:
+        by_geometry.setdefault((c.group.n_ranks, stride_of(spec, c), c.collective in MOE_COLLECTIVES), []).append(c)
+    world = len(gpus)
+    return [(group_calls, moe, [[gpus[r] for r in ranks]
+                                for ranks in choose(group_instances(world, n, stride), gpus, hot, limit)])
+            for (n, stride, moe), group_calls in by_geometry.items()]
+
+
+def communicator_shape(inventory) -> Callable[[np.ndarray], list[bytes]]:
+    """Communicators' GPU ids [k, n] (each ascending) -> what the fabric twin's answer for each depends on when
+    none of its GPUs is under an impaired link: which of its GPUs share a node, an NVLink domain and a leaf group
+    (relabelled in order), each GPU's index in its node (its rail) and its node's GPU count, and -- when it spans
+    leaf groups, so its traffic crosses the uplinks of those leaves, whose background utilization the fabric twin
+    knows and this twin does not -- the absolute leaf groups. (The fabric twin summarises a placement by its nodes,
+    domains, leaf groups with their uplinks, and its GPUs' NIC health: twin.fabric.domain.placement
+    .placement_from_gpu_ids; tests/integration/test_jobs_whatif_fabric.py checks that communicators of one shape
+    get one answer from the real service.)"""
+    inv = inventory
+    node_of, domain_of, local_of = inv.gpu_node, inv.gpu_nvlink_domain, inv.gpu_local_index
+    group_of, node_gpus = inv.node_leaf_group, inv.node_gpus
+
+    def relabel(a: np.ndarray) -> np.ndarray:
+        """Per row, each value's rank among the row's distinct values (0, 1, ...)."""
+        d = np.diff(a, axis=1)
+        if (d >= 0).all():  # ascending rows (GPU ids ascending: nodes, domains and groups too)
+            return np.concatenate([np.zeros((a.shape[0], 1), np.int64), np.cumsum(d != 0, axis=1)], axis=1)
+        return np.stack([np.unique(row, return_inverse=True)[1].reshape(-1) for row in a])
+
+    def shape(ids: np.ndarray) -> list[bytes]:
+        g = np.asarray(ids, np.int64).reshape(len(ids), -1)
+        nodes = node_of[g]
+        groups = group_of[nodes].astype(np.int64)
+        spans = (groups != groups[:, :1]).any(axis=1, keepdims=True)
+        where = np.where(spans, groups, relabel(groups))
+        flag = spans.astype(np.int64)
+        m = np.concatenate([flag, relabel(nodes), relabel(domain_of[g]), local_of[g], node_gpus[nodes], where],
+                           axis=1).astype(np.int64)
+        return [row.tobytes() for row in m]
+
+    return shape
+
+
+async def gather_requests(stub, questions: list[Question], *, timeout_s: float, metadata=(),
+                          concurrency: int = CONCURRENCY, total_s: float | None = None) -> list[list[float]]:
+    """Every question's requests at once (at most ``concurrency`` in flight), each with ``timeout_s``, all within
+    ``total_s`` (default 1.5 x ``timeout_s``); per question the times of its calls. Raises what an RPC raised."""
+    sem = asyncio.Semaphore(concurrency)
+
+    async def rpc(req):
+        method = stub.EstimateMoe if isinstance(req, fpb.EstimateMoeRequest) else stub.EstimateBatch
+        async with sem:
+            return await method(req, timeout=timeout_s, metadata=metadata)
+
+    async def ask(q: Question) -> list[float]:
+        return q.times(list(await asyncio.gather(*(rpc(r) for r in q.requests()))))
+
+    return list(await asyncio.wait_for(asyncio.gather(*(ask(q) for q in questions)),
+                                       timeout_s * 1.5 if total_s is None else total_s))

@@ -2,7 +2,9 @@
 
 Every RPC: check the request (INVALID_ARGUMENT naming the field, NOT_FOUND for unknown jobs, nodes, links,
 CDUs or UPSs) -> the live twin (``twin.jobs.whatif``) -> encode (codec), through the shared ``RpcHandler``
-(deadline, span, duration metric, error -> status). Jobs come from this process's twin; a job it does not hold
+(deadline, span, duration metric, error -> status). WhatIfPlacement first asks the fabric twin for every
+candidate's communication in one exchange (``FabricComm.answer_many``), awaited before the handler's synchronous
+part (its span and duration metric cover the ranking, not the fabric exchange). Jobs come from this process's twin; a job it does not hold
 is looked up in job_state_latest (the latest state any process stored).
 """
 
@@ -16,7 +18,8 @@ from twin.core.rpc import Deadline, FailedPrecondition, InvalidArgument, NotFoun
 from twin.jobs import whatif
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.codec import InvalidMessage
-from twin.jobs.live import JobTwin
+from twin.jobs.adapters.fabric_client import FabricComm, communicator_shape
+from twin.jobs.live import CommAnswer, JobTwin
 from twin.jobs.v1 import jobs_pb2 as pb
 from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
 
@@ -30,9 +33,11 @@ _FAILURE_KINDS = {pb.FAILURE_TARGET_KIND_NODE: "node", pb.FAILURE_TARGET_KIND_LI
 
 
 class JobServicer(pb_grpc.JobServiceServicer):
-    def __init__(self, twin: JobTwin, store, *, clock: Clock | None = None) -> None:
+    def __init__(self, twin: JobTwin, store, *, clock: Clock | None = None, fabric: FabricComm | None = None) -> None:
         self.twin, self.store = twin, store
         self.clock = clock or SystemClock()
+        self.fabric = fabric  # None: WhatIfPlacement uses the own estimate (and says so)
+        self._shape = communicator_shape(twin.site.inventory)
 
     def now_s(self) -> float:
         return self.clock.now().timestamp()
@@ -79,29 +84,59 @@ class JobServicer(pb_grpc.JobServiceServicer):
 
         return await _rpc.run("ListJobs", context, work)
 
+    def _placement_request(self, request: pb.WhatIfPlacementRequest):
+        if not request.HasField("spec"):
+            raise InvalidArgument("spec", "required")
+        try:
+            spec = codec.spec_from_proto(request.spec, "spec")
+        except InvalidMessage as exc:
+            raise InvalidArgument(exc.field, exc.reason) from None
+        if not request.candidates:
+            raise InvalidArgument("candidates", "at least one candidate")
+        if len(request.candidates) > MAX_CANDIDATES:
+            raise InvalidArgument("candidates", f"at most {MAX_CANDIDATES}")
+        candidates = []
+        for i, c in enumerate(request.candidates):
+            nodes = whatif.candidate_nodes(self.twin.site, list(c.rack_ids), list(c.node_ids), f"candidates[{i}]")
+            candidates.append((c.candidate_id or f"candidate-{i}", nodes))
+        return spec, candidates
+
     async def WhatIfPlacement(self, request: pb.WhatIfPlacementRequest, context) -> pb.WhatIfPlacementResponse:
-        def work(deadline: Deadline) -> pb.WhatIfPlacementResponse:
-            if not request.HasField("spec"):
-                raise InvalidArgument("spec", "required")
-            try:
-                spec = codec.spec_from_proto(request.spec, "spec")
-            except InvalidMessage as exc:
-                raise InvalidArgument(exc.field, exc.reason) from None
-            if not request.candidates:
-                raise InvalidArgument("candidates", "at least one candidate")
-            if len(request.candidates) > MAX_CANDIDATES:
-                raise InvalidArgument("candidates", f"at most {MAX_CANDIDATES}")
-            candidates = []
-            for i, c in enumerate(request.candidates):
-                nodes = whatif.candidate_nodes(self.twin.site, list(c.rack_ids), list(c.node_ids), f"candidates[{i}]")
-                candidates.append((c.candidate_id or f"candidate-{i}", nodes))
-            outcomes = whatif.placement(self.twin, spec, candidates, self.now_s(), check=deadline.check)
-            return pb.WhatIfPlacementResponse(outcomes=[pb.PlacementOutcome(
-                candidate_id=o.candidate_id, rank=o.rank, predicted_step_time_s=o.step_time_s,
-                predicted_tokens_per_s=o.tokens_per_s, power_w=o.power_w, thermal_risk=o.thermal_risk,
-                network_risk=o.network_risk, detail=o.detail) for o in outcomes])
+        # the fabric twin is asked (awaited) before the shared handler's synchronous part, which then raises what
+        # the request check or the what-if raised (mapped to a status there) or encodes the outcomes
+        outcomes, error = None, None
+        deadline = Deadline(context.time_remaining())
+        try:
+            spec, candidates = self._placement_request(request)
+            outcomes = await whatif.placement_asking(self.twin, spec, candidates, self.now_s(),
+                                                     self._ask_fabric(deadline), check=deadline.check)
+        except Exception as exc:  # noqa: BLE001 -- re-raised inside the handler (status mapping, no traceback leak)
+            error = exc
+
+        def work(_: Deadline) -> pb.WhatIfPlacementResponse:
+            if error is not None:
+                raise error
+            assert outcomes is not None
+            return pb.WhatIfPlacementResponse(outcomes=[codec.placement_outcome(o) for o in outcomes])
 
         return await _rpc.run("WhatIfPlacement", context, work)
+
+    def _ask_fabric(self, deadline: Deadline) -> whatif.AskFabric:
+        """Every candidate's communicators in one exchange with the fabric twin (``FabricComm.answer_many``, equal
+        communicators of equal shape asked once unless the fabric state was truncated), within the caller's
+        deadline; without a fabric client every candidate gets the own estimate, saying so."""
+        fabric = self.fabric
+        twin = self.twin
+
+        async def ask(jobs):
+            if fabric is None:
+                return [CommAnswer({}, "local", "no fabric twin configured (JOBS_FABRIC_TARGET)") for _ in jobs]
+            left = deadline.remaining()
+            total = fabric.timeout_s * 1.5 if left is None else max(0.0, min(fabric.timeout_s * 1.5, left * 0.8))
+            shape = None if twin.links_truncated else self._shape
+            return await fabric.answer_many(jobs, shape=shape, timeout_s=total)
+
+        return ask
 
     async def WhatIfFailure(self, request: pb.WhatIfFailureRequest, context) -> pb.WhatIfFailureResponse:
         def work(_: Deadline) -> pb.WhatIfFailureResponse:

@@ -1,0 +1,143 @@
+"""WhatIfPlacement on the live job twin asks a running fabric twin (FabricApp in-process, real gRPC over loopback
+both ways, real broker and PostgreSQL) for every candidate's collectives in one exchange.
+
+Facility: the DGX H100 SU re-cabled into 4 leaf groups of 8 nodes (as test_jobs_service.py). Two candidates of the
+same shape, each two nodes in one leaf group and two in the next: "degraded" on groups 0 and 1, whose rail-0 leaf
+in group 0 has an uplink the fabric twin knows is degraded (fabric.events.v1), and "clean" on groups 2 and 3.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import yaml
+from service_harness import Running, poll
+
+from twin.core import topics
+from twin.core.facility.spec import PRESETS_DIR
+from twin.core.kafka import EventProducer
+from twin.core.topics_admin import ensure_topics
+from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.v1 import fabric_pb2 as fpb
+from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
+from twin.jobs.adapters import codec
+from twin.jobs.adapters.fabric_client import _COLLECTIVE, communicator_shape, communicators
+from twin.jobs.app import JobsApp, JobsConfig
+from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
+from twin.jobs.live import CommAnswer, call_key
+from twin.jobs.v1 import jobs_pb2 as pb
+from twin.jobs.v1 import jobs_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.timeout(240)
+
+SITE = "it-jobs-whatif"
+UPLINK = "leaf-r0-g0/spine1"
+SPEC = JobSpec(ModelShape(layers=32, hidden=4096, ffn_hidden=14336, heads=32, kv_heads=8, vocab=128256, seq_len=8192,
+                          gated_ffn=True),
+               Parallelism(tp=8, dp=4), TrainingSetup(micro_batch=1, global_batch=4), gpu="h100-sxm")
+DEGRADED = ("su1-0000-n00", "su1-0000-n01", "su1-0002-n00", "su1-0002-n01")   # leaf groups 0 and 1
+CLEAN = ("su1-0004-n00", "su1-0004-n01", "su1-0006-n00", "su1-0006-n01")      # leaf groups 2 and 3
+
+
+@pytest.fixture
+def facility_file(tmp_path: Path) -> Path:
+    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
+    spec["site_id"] = SITE
+    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
+    path = tmp_path / "facility.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+async def _fabric_time(stub, gpus: list[int], calls) -> list[float]:
+    resp = await stub.EstimateBatch(fpb.EstimateBatchRequest(
+        collectives=[_COLLECTIVE[c.collective] for c in calls],
+        size_bytes=[max(1, int(np.ceil(c.size_bytes))) for c in calls],
+        placement=fpb.Placement(gpus=fpb.GpuList(gpu_ids=gpus))), timeout=10)
+    return [e.time_s for e in resp.estimates]
+
+
+async def test_a_candidate_crossing_a_degraded_link_ranks_below_an_equal_clean_one(
+        kafka_bootstrap, fresh_database, facility_file, unique_topic):
+    fcfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
+                        grpc_host="127.0.0.1", grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
+                        events_topic=unique_topic(topics.FABRIC_EVENTS),
+                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    async with Running(FabricApp(fcfg)) as fabric:
+        cfg = JobsConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
+                         grpc_host="127.0.0.1", grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}",
+                         fabric_target=f"127.0.0.1:{fabric.port}", fabric_timeout_s=5.0, tick_s=0.2,
+                         events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
+                         recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
+                         fabric_topic=fcfg.state_topic, power_alerts_topic=unique_topic(topics.POWER_ALERTS),
+                         power_plans_topic=unique_topic(topics.POWER_PLANS),
+                         cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
+                         samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                         power_state_topic=unique_topic(topics.POWER_STATE))
+        async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{fabric.port}") as fchannel:
+            stub = pb_grpc.JobServiceStub(channel)
+            fstub = fpb_grpc.FabricSimulationServiceStub(fchannel)
+            twin = app.twin
+            request = pb.WhatIfPlacementRequest(spec=codec.spec_to_proto(SPEC), candidates=[
+                pb.PlacementCandidate(candidate_id="degraded", node_ids=DEGRADED),
+                pb.PlacementCandidate(candidate_id="clean", node_ids=CLEAN)])
+
+            # healthy fabric: the two candidates are one shape and get the same step time from the fabric twin
+            healthy = {o.candidate_id: o for o in (await stub.WhatIfPlacement(request, timeout=30)).outcomes}
+            assert {o.comm_source for o in healthy.values()} == {pb.COMM_SOURCE_FABRIC_TWIN}
+            assert healthy["degraded"].predicted_step_time_s == healthy["clean"].predicted_step_time_s
+
+            msg = fpb.LinkEvent(link_id=UPLINK, kind=fpb.LINK_EVENT_KIND_DEGRADED, capacity_fraction=0.25,
+                                reason="integration test")
+            msg.event_time.FromNanoseconds(int(time.time() * 1e9))
+            await producer.send(fcfg.events_topic, UPLINK, msg)
+            await poll(lambda: _links(twin), lambda links: UPLINK in links)  # fabric.state.v1 reached the job twin
+
+            resp = await stub.WhatIfPlacement(request, timeout=30)
+            out = {o.candidate_id: o for o in resp.outcomes}
+            assert [o.candidate_id for o in resp.outcomes] == ["clean", "degraded"]
+            assert [o.rank for o in resp.outcomes] == [1, 2]
+            bad, good = out["degraded"], out["clean"]
+            assert bad.comm_source == good.comm_source == pb.COMM_SOURCE_FABRIC_TWIN
+            assert "timed by the fabric twin" in bad.comm_source_detail
+            assert bad.predicted_step_time_s > good.predicted_step_time_s
+            assert good.predicted_step_time_s == healthy["clean"].predicted_step_time_s
+            assert bad.network_risk > 0 and good.network_risk == 0
+
+            # the degraded candidate's step time is the fabric twin's answer for its communicators, asked directly
+            now = time.time()
+            inp = twin.inputs_for(SPEC, DEGRADED, twin.site.gpu_ids(list(DEGRADED), SPEC.n_gpus), now)
+            calls = twin.calls(inp)
+            table: dict = {}
+            for group_calls, _, ids in communicators(SPEC, sorted(inp.gpu_ids), calls, set(), 10**6):
+                for row in ids:
+                    for c, t in zip(group_calls, await _fabric_time(fstub, row, group_calls), strict=True):
+                        table[call_key(c)] = max(table.get(call_key(c), 0.0), t)
+            direct = twin.predict_what_if(inp, CommAnswer(table, "fabric", "direct")).step_time_s
+            assert bad.predicted_step_time_s == pytest.approx(direct, rel=1e-12)
+            own = twin.predict_what_if(inp, None).step_time_s
+            assert direct != pytest.approx(own, rel=1e-6), "not the job twin's own estimate"
+
+            # communicators of one shape (and no impaired link) get one answer from the real fabric twin
+            shape = communicator_shape(twin.site.inventory)
+            gpus = twin.site.gpu_ids
+            a = gpus(["su1-0004-n00", "su1-0004-n01", "su1-0005-n00", "su1-0005-n01"], 32)
+            b = gpus(["su1-0006-n00", "su1-0006-n01", "su1-0007-n00", "su1-0007-n01"], 32)
+            dp = [c for c in calls if c.kind == "dp"]
+            for rail in (0, 5):
+                ra, rb = list(a[rail::8]), list(b[rail::8])
+                assert shape(np.asarray([ra, rb]))[0] == shape(np.asarray([ra, rb]))[1]
+                assert await _fabric_time(fstub, ra, dp) == await _fabric_time(fstub, rb, dp)
+
+
+async def _links(twin) -> dict:
+    return dict(twin.links)
