@@ -354,7 +354,9 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str 
     rate = (last[2] - first[2]) / (last[0] - first[0]) if first and last[0] > first[0] else 0.0
     return {"racks": racks, "gpus": gpus, "backlog_ticks": ticks, "backlog_gpu_rows": produced * GPUS_PER_RACK,
             "backlog_produce_s": produce_s, "drained_batches": watch.batches, "drain_s": last[0] - first[0] if first else None,
-            "gpu_rows_per_s": rate, "samples_per_s": rate * SAMPLES_PER_GPU_ROW, "cpu_cores": cpu}
+            "gpu_rows_per_s": rate, "samples_per_s": rate * SAMPLES_PER_GPU_ROW, "cpu_cores": cpu,
+            # CPU seconds each process group spends per tick of this size while draining (cores / ticks per s)
+            "cpu_seconds_per_tick": {k: v * gpus / rate for k, v in cpu.items()} if rate else {}}
 
 
 def pipeline_runs(log_dir: Path, racks: int) -> dict:
@@ -375,7 +377,8 @@ def pipeline_runs(log_dir: Path, racks: int) -> dict:
                     migrate.stop()
                 run = capacity_run(broker.bootstrap, url, log_dir, racks, f"-pipeline-{mode}{i}", INGEST_PIPELINE=flag)
             runs[mode].append(run)
-            print(f"  capacity pipeline {mode} at {run['gpus']:,} GPUs: {run['samples_per_s']:,.0f} samples/s", flush=True)
+            print(f"  capacity pipeline {mode} at {run['gpus']:,} GPUs: {run['samples_per_s']:,.0f} samples/s; CPU s per "
+                  "tick: " + ", ".join(f"{k} {v:.3f}" for k, v in run["cpu_seconds_per_tick"].items()), flush=True)
     best = {mode: max(r["samples_per_s"] for r in rs) for mode, rs in runs.items()}
     return {"racks": racks, "gpus": racks * GPUS_PER_RACK, "repeats": PIPELINE_REPEATS,
             "off_samples_per_s": best["off"], "on_samples_per_s": best["on"],

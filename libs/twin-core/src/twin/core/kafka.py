@@ -273,6 +273,16 @@ def send_span(destination: str, key: str | None, message_id: str | None,
 
 
 
+# Bytes of records the producer gathers per partition before a send (aiokafka `max_batch_size`, default 16 KiB).
+# aiokafka keeps one produce request in flight per broker and takes one batch per partition into it, and
+# `send()` WAITS while its partition's batch is full: with 16 KiB and ~8-10 KiB records (ingest's normalized
+# rack batches) every request carried about one record per partition, so publishing a tick was one broker
+# round trip per ~6 records, in series (profile of a 50k-GPU drain, 2026-11-29). A batch is one record batch
+# on the broker, so it must stay under its message.max.bytes (limits.BROKER_MAX_MESSAGE_BYTES); half of it
+# leaves room for a record that does not fit any more (a batch is closed before it would overflow).
+PRODUCER_MAX_BATCH_BYTES = limits.BROKER_MAX_MESSAGE_BYTES // 2
+
+
 class EventProducer:
     """Protobuf events with CloudEvents headers and W3C trace context. Use as `async with`."""
 
@@ -280,6 +290,7 @@ class EventProducer:
                  client_id: str | None = None, **producer_kwargs: Any) -> None:
         self.source = source
         producer_kwargs.setdefault("max_request_size", limits.PRODUCER_MAX_REQUEST_BYTES)
+        producer_kwargs.setdefault("max_batch_size", PRODUCER_MAX_BATCH_BYTES)
         self.max_request_size: int = producer_kwargs["max_request_size"]
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, linger_ms=linger_ms, acks=acks,
