@@ -288,6 +288,7 @@ class JobTwin:
         self.jobs: dict[str, JobLive] = {}
         self.links: dict[str, LinkHealth] = {}         # impaired / busy links from fabric.state.v1
         self.links_truncated = False
+        self.impaired_links_complete = True    # every impaired link of the fabric is in ``links`` (see set_links)
         self.plans: dict[str, CapPlan] = {}
         self.thermal: dict[str, ThermalAlert] = {}
         self.rack_alerts: dict[str, RackAlert] = {}
@@ -533,6 +534,9 @@ class JobTwin:
         old = self.links
         self.links = {k: v for k, v in links.items() if v.capacity < 1.0 or v.flapping}
         self.links_truncated = truncated
+        # fabric.state.v1 lists down, degraded and flapping links first, then the busiest: a truncated snapshot that
+        # still carries a merely busy link holds every impaired one (twin.fabric.adapters.codec.fabric_state)
+        self.impaired_links_complete = not truncated or len(self.links) < len(links)
         # the jobs a changed link may concern are checked again (what a job's inputs hold of a link)
         for link_id in old.keys() | self.links.keys():
             a, b = old.get(link_id), self.links.get(link_id)
@@ -760,6 +764,10 @@ class JobTwin:
     def _gpd(self, inp: JobInputs) -> int:
         dom = gpu_spec(inp.spec.gpu).nvlink_domain
         return max(1, min(dom, self.site.gpus_per_domain(inp.gpu_ids)))
+
+    def gpus_per_domain(self, inp: JobInputs) -> int:
+        """The job's GPUs per NVLink domain as the step model takes it (``calls`` depends on it and the spec)."""
+        return self._gpd(inp)
 
     def _timer(self, inp: JobInputs, comm: CommAnswer | None, degrade: float) -> Callable[[CollectiveCall], float]:
         local = LinkModel.for_gpu(gpu_spec(inp.spec.gpu), self.settings.nic_gbps, degrade=degrade).time_s

@@ -176,7 +176,14 @@ async def placement_asking(twin: JobTwin, spec: JobSpec, candidates: list[tuple[
     exchange (``ask``), then ranked; a candidate without a fabric answer falls back to the own estimate."""
     prepared = prepare(twin, spec, candidates, now_s, check)
     fits = [p.inputs for p in prepared if p.inputs is not None]
-    answers = iter(await ask([(inp, twin.calls(inp), twin.hot_gpus(inp)) for inp in fits]) if fits else [])
+    calls: dict[int, list[CollectiveCall]] = {}  # the step's collectives depend on the spec and GPUs per domain
+    jobs = []
+    for inp in fits:
+        gpd = twin.gpus_per_domain(inp)
+        if gpd not in calls:
+            calls[gpd] = twin.calls(inp)
+        jobs.append((inp, calls[gpd], twin.hot_gpus(inp)))
+    answers = iter(await ask(jobs) if jobs else [])
     comms = [next(answers) if p.inputs is not None else None for p in prepared]
     return rank(twin, prepared, comms, now_s, check)
 

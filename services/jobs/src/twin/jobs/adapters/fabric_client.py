@@ -237,11 +237,12 @@ class FabricComm:
             times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
                                           total_s=timeout_s)
         except TimeoutError as exc:
-            if timeout_s is not None and timeout_s < self.timeout_s * 1.5:
-                # the caller's own deadline ran out first: not the fabric twin's failure (it stays up)
+            if timeout_s is not None:
+                # the caller's budget for the whole exchange ran out: not the fabric twin's failure (it stays up;
+                # an RPC the fabric twin did not answer in ``self.timeout_s`` raises DEADLINE_EXCEEDED instead)
                 for i, _, _, _ in pending:
-                    out[i] = CommAnswer({}, "local", f"the caller's deadline left {timeout_s:.3f} s for "
-                                        f"{len(qs)} fabric question(s); not answered in time")
+                    out[i] = CommAnswer({}, "local", f"{len(qs)} fabric question(s) not answered within the "
+                                        f"{timeout_s:.3f} s left for them")
                 return _all(out)
             self._failed(exc)
             for i, _, _, _ in pending:

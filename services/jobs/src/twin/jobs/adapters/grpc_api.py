@@ -123,7 +123,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
 
     def _ask_fabric(self, deadline: Deadline) -> whatif.AskFabric:
         """Every candidate's communicators in one exchange with the fabric twin (``FabricComm.answer_many``, equal
-        communicators of equal shape asked once unless the fabric state was truncated), within the caller's
+        communicators of equal shape asked once unless fabric.state.v1 left impaired links out), within the caller's
         deadline; without a fabric client every candidate gets the own estimate, saying so."""
         fabric = self.fabric
         twin = self.twin
@@ -133,7 +133,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
                 return [CommAnswer({}, "local", "no fabric twin configured (JOBS_FABRIC_TARGET)") for _ in jobs]
             left = deadline.remaining()
             total = fabric.timeout_s * 1.5 if left is None else max(0.0, min(fabric.timeout_s * 1.5, left * 0.8))
-            shape = None if twin.links_truncated else self._shape
+            shape = self._shape if twin.impaired_links_complete else None  # an unseen one: exact GPUs only
             return await fabric.answer_many(jobs, shape=shape, timeout_s=total)
 
         return ask
