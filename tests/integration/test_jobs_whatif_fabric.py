@@ -113,19 +113,22 @@ async def test_a_candidate_crossing_a_degraded_link_ranks_below_an_equal_clean_o
             assert good.predicted_step_time_s == healthy["clean"].predicted_step_time_s
             assert bad.network_risk > 0 and good.network_risk == 0
 
-            # the degraded candidate's step time is the fabric twin's answer for its communicators, asked directly
+            # each candidate's step time is the fabric twin's answer for every one of its communicators, asked
+            # directly (the clean one's TP groups were answered through the degraded one's equal-shaped ones)
+            assert "through an equal-shaped communicator's answer" in good.comm_source_detail
             now = time.time()
-            inp = twin.inputs_for(SPEC, DEGRADED, twin.site.gpu_ids(list(DEGRADED), SPEC.n_gpus), now)
-            calls = twin.calls(inp)
-            table: dict = {}
-            for group_calls, _, ids in communicators(SPEC, sorted(inp.gpu_ids), calls, set(), 10**6):
-                for row in ids:
-                    for c, t in zip(group_calls, await _fabric_time(fstub, row, group_calls), strict=True):
-                        table[call_key(c)] = max(table.get(call_key(c), 0.0), t)
-            direct = twin.predict_what_if(inp, CommAnswer(table, "fabric", "direct")).step_time_s
-            assert bad.predicted_step_time_s == pytest.approx(direct, rel=1e-12)
-            own = twin.predict_what_if(inp, None).step_time_s
-            assert direct != pytest.approx(own, rel=1e-6), "not the job twin's own estimate"
+            for nodes, outcome in ((DEGRADED, bad), (CLEAN, good)):
+                inp = twin.inputs_for(SPEC, nodes, twin.site.gpu_ids(list(nodes), SPEC.n_gpus), now)
+                calls = twin.calls(inp)
+                table: dict = {}
+                for group_calls, _, ids in communicators(SPEC, sorted(inp.gpu_ids), calls, set(), 10**6):
+                    for row in ids:
+                        for c, t in zip(group_calls, await _fabric_time(fstub, row, group_calls), strict=True):
+                            table[call_key(c)] = max(table.get(call_key(c), 0.0), t)
+                direct = twin.predict_what_if(inp, CommAnswer(table, "fabric", "direct")).step_time_s
+                assert outcome.predicted_step_time_s == pytest.approx(direct, rel=1e-12)
+                own = twin.predict_what_if(inp, None).step_time_s
+                assert direct != pytest.approx(own, rel=1e-6), "not the job twin's own estimate"
 
             # communicators of one shape (and no impaired link) get one answer from the real fabric twin
             shape = communicator_shape(twin.site.inventory)

@@ -206,3 +206,29 @@ def test_equal_shapes_share_answers_only_while_every_impaired_link_is_known(site
     assert not twin.impaired_links_complete
     twin.set_links({}, truncated=False)
     assert twin.impaired_links_complete
+
+
+def test_moe_candidates_ask_estimate_moe_once_per_shape(site) -> None:
+    shape = ModelShape(layers=4, hidden=2048, ffn_hidden=768, heads=16, kv_heads=4, vocab=32000, seq_len=4096,
+                       moe_experts=64, moe_topk=8, gated_ffn=True)
+    moe = JobSpec(shape, Parallelism(dp=32, ep=16), TrainingSetup(micro_batch=1, global_batch=64))
+
+    class _MoeStub(_Stub):
+        async def EstimateMoe(self, req, timeout=None, metadata=None):  # noqa: N802
+            self.requests.append(req)
+            first = req.placement.gpus.gpu_ids[0]
+            return fpb.EstimateMoeResponse(estimates=[
+                fpb.MoeEstimate(dispatch_time_s=2e-3 + 1e-6 * first, combine_time_s=3e-3 + 1e-6 * first)
+                for _ in req.cases])
+
+    twin = JobTwin(site)
+    stub = _MoeStub()
+    fabric = _Fabric(stub)
+    ask = lambda j: fabric.answer_many(j, shape=communicator_shape(site.inventory))  # noqa: E731
+    out = asyncio.run(whatif.placement_asking(twin, moe, [("a", INSIDE_A), ("b", INSIDE_B)], T0, ask))
+    assert [o.comm_source for o in out] == ["fabric", "fabric"]
+    moe_reqs = [r for r in stub.requests if isinstance(r, fpb.EstimateMoeRequest)]
+    # 2 EP groups of 16 (two nodes each) per candidate, one shape: one EstimateMoe for all four
+    assert len(moe_reqs) == 1 and len(moe_reqs[0].placement.gpus.gpu_ids) == 16
+    assert {len(r.cases) for r in moe_reqs} == {2}  # the dispatch and the combine case
+    assert out[0].step_time_s == out[1].step_time_s
