@@ -1,7 +1,7 @@
-"""One EstimateCollective answer (the per-RPC fast path: scalar size check, the collective handed to the
-core as an int, the response built from Python scalars) equals the batch path's entry for the same
-(collective, size, placement), field by field, including single-rank/zero-traffic answers ("none"), and
-rejects the same sizes with the same field-named errors."""
+"""One EstimateCollective answer (the per-RPC path: `estimate_one` with a scalar size check, the core's
+scalar path, the response built from Python scalars) equals the batch path's entry for the same
+(collective, size, placement), field by field, including single-rank/zero-traffic answers ("none"), as
+does a batch of one entry; both reject the same sizes with the same field-named errors."""
 
 from __future__ import annotations
 
@@ -38,12 +38,18 @@ def test_single_answer_equals_batch_entry(sim, n_ranks, policy):
     for enum in enums:
         for size in SIZES:
             req = pb.EstimateCollectiveRequest(collective=enum, size_bytes=size, placement=placement)
-            c, s, p = codec.estimate_collective_request(req)
-            one = sim.estimate(c, sim.check_sizes(s, "size_bytes"), p)
-            assert one.collective.shape == one.size_bytes.shape == (1,)
-            resp = codec.estimate_collective_response(one)
+            c, s, p = codec.estimate_collective_one(req)
+            resp = codec.one_estimate_response(sim.estimate_one(c, sim.check_size(s, "size_bytes"), p))
             assert resp.estimate == expected.estimates[i], (enum, size)
             assert (resp.n_ranks, resp.n_nodes) == (table.n_ranks, table.n_nodes)
+            # a batch of one entry goes through the same scalar path and answers the same
+            c1, s1, p1 = codec.estimate_batch_request(pb.EstimateBatchRequest(
+                placement=placement, collectives=[enum], size_bytes=[size]), 10_000)
+            one = sim.estimate(c1, sim.check_sizes(s1, "size_bytes"), p1)
+            assert one.collective.shape == one.size_bytes.shape == one.result.time_s.shape == (1,)
+            single = pb.EstimateBatchResponse()
+            codec.estimates_to_proto(one, single.estimates)
+            assert single.estimates[0] == expected.estimates[i], (enum, size)
             i += 1
     if n_ranks == 1:
         assert {e.algorithm for e in expected.estimates} == {"none"}
@@ -54,6 +60,9 @@ def test_single_answer_equals_batch_entry(sim, n_ranks, policy):
 @pytest.mark.parametrize("size,message", [(0, "size_bytes: must be > 0"),
                                           (MAX_SIZE_BYTES + 1, f"size_bytes: {MAX_SIZE_BYTES + 1} exceeds")])
 def test_single_size_rejected_like_a_batch_entry(size, message):
+    with pytest.raises(InvalidArgument) as one:
+        FabricSimulator.check_size(size, "size_bytes")
+    assert str(one.value).startswith(message)
     with pytest.raises(InvalidArgument) as one:
         FabricSimulator.check_sizes(np.array([size], dtype=np.uint64), "size_bytes")
     assert str(one.value).startswith(message)

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -103,6 +104,24 @@ class EstimateTable:
 
     def __len__(self) -> int:
         return int(self.size_bytes.shape[0])
+
+
+class OneEstimate(NamedTuple):
+    """One (collective, size) answer as Python scalars: EstimateCollective's per-RPC path
+    (`FabricSimulator.estimate_one`), the same numbers as the matching `EstimateTable` entry."""
+
+    collective: int  # code into COLLECTIVES
+    size_bytes: int
+    time_s: float
+    latency_s: float
+    bandwidth_s: float
+    algorithm: int  # code into ALGORITHMS (-1 = nothing to do)
+    protocol: int
+    algbw_GBps: float
+    busbw_GBps: float
+    n_ranks: int
+    n_nodes: int
+    state_version: int
 
 
 @dataclass(frozen=True)
@@ -250,9 +269,9 @@ class FabricSimulator:
         self.chunk_entries = chunk_entries
         self.entries_estimated = 0  # running total (tests and metrics read it)
         self._ids_cache: dict[tuple[int, str], np.ndarray] = {}
-        self._placements: OrderedDict[tuple, tuple[Placement, int]] = OrderedDict()
+        self._placements: OrderedDict[tuple, Placement] = OrderedDict()
         self._cache_size = cache_size
-        self._answers: OrderedDict[tuple, EstimateTable] = OrderedDict()
+        self._answers: OrderedDict[tuple, OneEstimate] = OrderedDict()
         self._answer_cache_size = answer_cache_size
         self.cache_hits = 0
 
@@ -298,27 +317,37 @@ class FabricSimulator:
     def placement(self, req: PlacementRequest, view: LiveView | None = None) -> tuple[Placement, LiveView]:
         view = view or self.live()
         key, ids = self.gpu_ids(req)
+        return self._placement(view, key, ids), view
+
+    def _placement(self, view: LiveView, key: tuple, ids: np.ndarray) -> Placement:
+        """The placement of `ids` (cache key `key`) under the live link state of `view`: cached per
+        (state version, key), since the live state enters the placement (failed NICs/uplinks, load)."""
         ck = (view.version, key)
         hit = self._placements.get(ck)
         if hit is not None:
             self._placements.move_to_end(ck)
-            return hit[0], view
+            return hit
         pl = placement_from_gpu_ids(self.topology, ids, view.link_state)
-        self._placements[ck] = (pl, int(pl.n_nodes))
+        self._placements[ck] = pl
         if len(self._placements) > self._cache_size:
             self._placements.popitem(last=False)
-        return pl, view
+        return pl
 
     # -- collectives ----------------------------------------------------------------------------
     @staticmethod
+    def check_size(size: int, field: str) -> int:
+        """One size (EstimateCollective's `size_bytes`), rejected like a batch entry."""
+        if size <= 0:
+            raise InvalidArgument(field, "must be > 0")
+        if size > MAX_SIZE_BYTES:
+            raise InvalidArgument(field, f"{size} exceeds the limit of 2^50 bytes")
+        return size
+
+    @staticmethod
     def check_sizes(sizes: np.ndarray, field: str) -> np.ndarray:
         sizes = np.asarray(sizes, dtype=np.uint64)
-        if sizes.size == 1:  # one size (every EstimateCollective): Python int compares, not 4 array reductions
-            v = int(sizes.reshape(-1)[0])
-            if v == 0:
-                raise InvalidArgument(field, "must be > 0")
-            if v > MAX_SIZE_BYTES:
-                raise InvalidArgument(field, f"{v} exceeds the limit of 2^50 bytes")
+        if sizes.size == 1:  # one size: Python int compares, not 4 array reductions
+            FabricSimulator.check_size(int(sizes.reshape(-1)[0]), field)
             return sizes
         if sizes.size and (sizes == 0).any():
             i = int(np.flatnonzero(sizes == 0)[0])
@@ -336,18 +365,17 @@ class FabricSimulator:
         deadline = deadline or Deadline(None)
         coll = np.asarray(collective, dtype=np.int64)
         sizes = np.asarray(size_bytes, dtype=np.uint64)
+        if sizes.size == 1 and coll.size == 1:  # one entry: the scalar path and its answer cache
+            one = self.estimate_one(int(coll.reshape(-1)[0]), int(sizes.reshape(-1)[0]), req, deadline, nccl_version)
+            f64 = np.float64
+            result = Estimate(np.array([one.time_s], f64), np.array([one.latency_s], f64),
+                              np.array([one.bandwidth_s], f64), np.array([one.algorithm], np.int8),
+                              np.array([one.protocol], np.int8), np.array([one.algbw_GBps], f64),
+                              np.array([one.busbw_GBps], f64))
+            return EstimateTable(coll.reshape(1), sizes.reshape(1), result, one.n_ranks, one.n_nodes,
+                                 one.state_version)
         placement, view = self.placement(req)
         deadline.check()
-        single_key = None
-        if sizes.size == 1 and coll.size == 1:
-            # exact answer cache for repeated single queries (dashboards, ops scripts): the core is
-            # deterministic in (topology, live state version, placement, collective, size)
-            single_key = (view.version, self.gpu_ids(req)[0], int(coll.reshape(-1)[0]), int(sizes.reshape(-1)[0]),
-                          nccl_version)
-            hit = self._answers.get(single_key)
-            if hit is not None:
-                self.cache_hits += 1
-                return hit
         parts: list[Estimate] = []
         for start in range(0, max(1, sizes.size), self.chunk_entries):
             if start:
@@ -361,12 +389,33 @@ class FabricSimulator:
         result = parts[0] if len(parts) == 1 else Estimate(*(
             np.concatenate([getattr(p, f) for p in parts]) for f in Estimate.__dataclass_fields__))
         coll_full = coll if coll.shape == sizes.shape else np.broadcast_to(coll, sizes.shape)
-        table = EstimateTable(coll_full, sizes, result, int(placement.n_ranks), int(placement.n_nodes), view.version)
-        if single_key is not None:
-            self._answers[single_key] = table
-            if len(self._answers) > self._answer_cache_size:
-                self._answers.popitem(last=False)
-        return table
+        return EstimateTable(coll_full, sizes, result, int(placement.n_ranks), int(placement.n_nodes), view.version)
+
+    def estimate_one(self, collective: int, size_bytes: int, req: PlacementRequest, deadline: Deadline | None = None,
+                     nccl_version: tuple[int, int, int] | None = None) -> OneEstimate:
+        """One (collective code, size) on one placement: the core's scalar path (Python floats, no
+        arrays), and an exact answer cache for repeated queries (dashboards, ops scripts) -- the core is
+        deterministic in (topology, live state version, placement, collective, size, NCCL version), and
+        the live state version changes whenever the link state the placement carries changes."""
+        view = self.live()
+        key, ids = self.gpu_ids(req)
+        answer_key = (view.version, key, collective, size_bytes, nccl_version)
+        hit = self._answers.get(answer_key)
+        if hit is not None:
+            self.cache_hits += 1
+            return hit
+        placement = self._placement(view, key, ids)
+        if deadline is not None:
+            deadline.check()
+        r = estimate(self.topology, collective, float(size_bytes), placement, nccl_version=nccl_version)
+        self.entries_estimated += 1
+        one = OneEstimate(collective, size_bytes, r.time_s.item(), r.latency_s.item(), r.bandwidth_s.item(),
+                          r.algorithm.item(), r.protocol.item(), r.algbw_GBps.item(), r.busbw_GBps.item(),
+                          placement.n_ranks.item(), placement.n_nodes.item(), view.version)
+        self._answers[answer_key] = one
+        if len(self._answers) > self._answer_cache_size:
+            self._answers.popitem(last=False)
+        return one
 
     def moe(self, req: MoeRequest, placement_req: PlacementRequest, deadline: Deadline | None = None,
             field: str = "cases") -> MoeAnswer:

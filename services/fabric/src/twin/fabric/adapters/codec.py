@@ -20,6 +20,7 @@ from twin.fabric.simulation import (
     ModelRequest,
     MoeAnswer,
     MoeRequest,
+    OneEstimate,
     ParallelRequest,
     PlacementRequest,
     TrainingStepAnswer,
@@ -124,9 +125,10 @@ def nccl_version(text: str) -> tuple[int, int, int] | None:
     return 2, int(m.group(2)), int(m.group(3) or 0)
 
 
-def estimate_collective_request(req: pb.EstimateCollectiveRequest) -> tuple[np.ndarray, np.ndarray, PlacementRequest]:
-    code = collective_code(req.collective)
-    return np.array([code]), np.array([req.size_bytes], dtype=np.uint64), placement_request(req.placement)
+def estimate_collective_one(req: pb.EstimateCollectiveRequest) -> tuple[int, int, PlacementRequest]:
+    """(collective code, size, placement) of one EstimateCollective as Python scalars (the per-RPC path;
+    the size is checked by `FabricSimulator.check_size`)."""
+    return collective_code(req.collective), req.size_bytes, placement_request(req.placement)
 
 
 def estimate_batch_request(req: pb.EstimateBatchRequest, max_entries: int):
@@ -216,14 +218,13 @@ def estimates_to_proto(table: EstimateTable, out) -> None:
             algbw_gbps=algbw, busbw_gbps=busbw, latency_s=lat, bandwidth_s=bw)
 
 
-def estimate_collective_response(table: EstimateTable) -> pb.EstimateCollectiveResponse:
-    # Python scalars straight from the 1-entry columns (`item(0)`), names by tuple index: this runs per RPC
-    r = table.result
-    return pb.EstimateCollectiveResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes, estimate=pb.CollectiveEstimate(
-        collective=_CODE_TO_COLLECTIVE[table.collective.item(0)], size_bytes=table.size_bytes.item(0),
-        time_s=r.time_s.item(0), algorithm=_ALGORITHM_NAMES[r.algorithm.item(0)],
-        protocol=_PROTOCOL_NAMES[r.protocol.item(0)], algbw_gbps=r.algbw_GBps.item(0),
-        busbw_gbps=r.busbw_GBps.item(0), latency_s=r.latency_s.item(0), bandwidth_s=r.bandwidth_s.item(0)))
+def one_estimate_response(one: OneEstimate) -> pb.EstimateCollectiveResponse:
+    """EstimateCollectiveResponse of `FabricSimulator.estimate_one`'s answer (Python scalars already)."""
+    return pb.EstimateCollectiveResponse(n_ranks=one.n_ranks, n_nodes=one.n_nodes, estimate=pb.CollectiveEstimate(
+        collective=_CODE_TO_COLLECTIVE[one.collective], size_bytes=one.size_bytes, time_s=one.time_s,
+        algorithm=_ALGORITHM_NAMES[one.algorithm], protocol=_PROTOCOL_NAMES[one.protocol],
+        algbw_gbps=one.algbw_GBps, busbw_gbps=one.busbw_GBps, latency_s=one.latency_s,
+        bandwidth_s=one.bandwidth_s))
 
 
 def training_step_response(ans: TrainingStepAnswer) -> pb.EstimateTrainingStepResponse:

@@ -37,10 +37,10 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
     # -- RPCs -----------------------------------------------------------------------------------
     async def EstimateCollective(self, request: pb.EstimateCollectiveRequest, context) -> pb.EstimateCollectiveResponse:
         def work(deadline: Deadline) -> pb.EstimateCollectiveResponse:
-            coll, sizes, placement = codec.estimate_collective_request(request)
-            sizes = self.sim.check_sizes(sizes, "size_bytes")
+            code, size, placement = codec.estimate_collective_one(request)
+            size = self.sim.check_size(size, "size_bytes")
             nccl = codec.nccl_version(request.nccl_version)
-            return codec.estimate_collective_response(self.sim.estimate(coll, sizes, placement, deadline, nccl))
+            return codec.one_estimate_response(self.sim.estimate_one(code, size, placement, deadline, nccl))
 
         return await self._run("EstimateCollective", context, work, heavy=False)
 
