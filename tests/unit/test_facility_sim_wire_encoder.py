@@ -1,6 +1,6 @@
 """facility-sim's default encoder (wire bytes built from the tick arrays) against the reference
-field-by-field encoder: the same RackTelemetryBatch messages, and the same bytes once serialized,
-for every preset, for counters of every varint width and for a subset of racks."""
+field-by-field encoder: the same RackTelemetryBatch messages, and the bytes it publishes are the
+reference message's serialization, for every preset, for counters of every varint width and for a subset of racks."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def _same(a, b) -> None:
         [(e.rack_index, e.rack_id, e.sequence, e.n_gpu_rows) for e in b]
     for x, y in zip(a, b, strict=True):
         assert x.message == y.message
-        assert x.message.SerializeToString() == y.message.SerializeToString()
+        # the bytes the simulator publishes are protobuf's own serialization of the reference message
+        assert x.value == y.message.SerializeToString() == y.value
 
 
 @pytest.mark.parametrize(("preset", "racks"), [("dgx-h100-su", None), ("gb200-nvl72-hall", 3), ("site-100k", 6)])
@@ -72,5 +73,17 @@ def test_nodes_of_different_sizes_take_the_per_node_path():
     enc = TickEncoder(layout)
     enc.encode(tick, T, 1)
     assert enc._wire is not None and enc._wire.node_gpus == 8   # the one-pass framing applies here
-    enc._wire.node_gpus = 0                                      # as for a layout with mixed node sizes
+    assert enc._wire.node_rows is not None                       # and so does the whole-tick node matrix
+    enc._wire.node_rows = None                                   # as for node ids of different lengths
     _same(enc.encode(tick, T, 2), enc.encode_fields(tick, T, 2))
+    enc._wire.node_gpus = 0                                      # as for a layout with mixed node sizes
+    _same(enc.encode(tick, T, 3), enc.encode_fields(tick, T, 3))
+
+
+def test_zero_rack_scalars_are_left_out_as_protobuf_does():
+    layout, tick = _tick("dgx-h100-su", 2)
+    zeroed = dataclasses.replace(tick, coolant_flow_lpm=np.zeros_like(tick.coolant_flow_lpm),
+                                 coolant_return_c=np.where(np.arange(len(tick.coolant_return_c)) == 0, -0.0,
+                                                           tick.coolant_return_c))
+    enc = TickEncoder(layout)
+    _same(enc.encode(zeroed, T, 4), enc.encode_fields(zeroed, T, 4))

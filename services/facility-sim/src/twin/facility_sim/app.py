@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -18,16 +19,22 @@ import numpy as np
 
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
-from twin.core.envelope import new_envelope
+from twin.core.envelope import Headers, new_envelope
 from twin.core.facility.spec import load_facility_spec
 from twin.core.settings import LOOPBACK, ServiceConfig, setting
 from twin.core.topics_admin import ensure_topics
-from twin.facility_sim.adapters.codec import SOURCE, TickEncoder
+from twin.facility_sim.adapters.codec import SOURCE, EncodedRack, TickEncoder
 from twin.facility_sim.adapters.equipment import EquipmentFeed
 from twin.facility_sim.adapters.faults import DLQ_KINDS, FaultInjector
 from twin.facility_sim.adapters.jobs import JobFeed
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
-from twin.facility_sim.adapters.publisher import KafkaPublisher, MemoryPublisher, Publisher
+from twin.facility_sim.adapters.publisher import (
+    BATCH_BYTES,
+    KafkaPublisher,
+    MemoryPublisher,
+    Publisher,
+    Record,
+)
 from twin.facility_sim.domain.faults import CAUSES, SUPPORTED_XIDS, Faults, pick_sick_gpu, pick_straggler
 from twin.facility_sim.domain.model import FacilityModel, Tick
 from twin.facility_sim.layout import SiteLayout, build_layout
@@ -66,6 +73,9 @@ class SimConfig(ServiceConfig):
         94, "the XID it reports: 92 (high single-bit ECC rate, job runs on), 48 (double-bit ECC) or 94 (contained "
         "ECC error): job fails; 79 (fallen off the bus): job hangs until the NCCL timeout, then fails")
     faults_at_s: float = setting(0.0, "seconds after the simulation starts when the straggler / sick GPU begin")
+    batch_bytes: int = setting(
+        BATCH_BYTES, "bytes of rack records per Kafka record batch (one batch per partition and tick when they fit; "
+        "0: one producer send per record, aiokafka's 16 KiB batches)")
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0:
@@ -166,11 +176,12 @@ class FacilitySim:
         self.state, tick = self.model.step(self.state, k * dt, dt)
         c1 = time.perf_counter()
         encoded = self.encoder.encode(tick, sample_time, sequence=k + 1)
-        values = [e.message.SerializeToString() for e in encoded]
         c2 = time.perf_counter()
-        futures = []
-        for enc, value in zip(encoded, values, strict=True):
-            futures += await self._emit(enc.rack_id, enc.sequence, enc.n_gpu_rows, enc.message, value, sample_time)
+        records: list[Record] = []
+        headers = new_envelope(self._ce_type, SOURCE, time=sample_time).to_headers()   # this tick's, ce_id aside
+        for enc, ce_id in zip(encoded, uuid4_strings(len(encoded)), strict=True):
+            self._emit(records, enc, headers, ce_id)
+        futures = await self.publisher.send_many(self._topic, records)
         if self.jobs is not None:
             for key, msg in self.jobs.events(k * dt, sample_time):
                 headers = new_envelope(topics.JOBS_EVENTS.ce_type, SOURCE, time=sample_time).to_headers()
@@ -193,33 +204,34 @@ class FacilitySim:
         s.publish_s += c3 - c2
         return tick
 
-    async def _emit(self, rack_id, sequence, n_rows, msg, value, sample_time) -> list:
-        env = new_envelope(self._ce_type, SOURCE, time=sample_time)
-        headers = env.to_headers()
+    def _emit(self, records: list[Record], enc: EncodedRack, tick_headers: Headers, ce_id: str) -> None:
+        """Append one rack's record(s) to `records`: the good one and / or the injected fault. Its headers are
+        the tick's with its own ce_id (a CloudEvents id is unique per record; a duplicate repeats its record)."""
+        raw_id = ce_id.encode()
+        headers = [(k, raw_id if k == "ce_id" else v) for k, v in tick_headers]
         kind = self.injector.pick()
-        key = rack_id.encode()
-        futs = []
+        key = enc.rack_id.encode()
+        value = enc.value
         if kind is None or kind == "duplicate":
-            futs.append(await self.publisher.send(self._topic, key, value, headers))
+            records.append((key, value, headers))
             self.stats.messages += 1
             self.stats.good += 1
-            self.stats.good_gpu_rows += n_rows
-            self._log(self._good_log, {"rack_id": rack_id, "sequence": sequence, "ce_id": env.id,
-                                       "n_gpu_rows": n_rows})
+            self.stats.good_gpu_rows += enc.n_gpu_rows
+            self._log(self._good_log, {"rack_id": enc.rack_id, "sequence": enc.sequence, "ce_id": ce_id,
+                                       "n_gpu_rows": enc.n_gpu_rows})
         if kind is None:
-            return futs
-        fault = self.injector.apply(kind, msg)
+            return
+        fault = self.injector.apply(kind, enc.message)
         if kind in DLQ_KINDS:
             assert fault.value is not None
             value = fault.value
             if fault.rack_id is not None:
                 key = fault.rack_id.encode()
-        futs.append(await self.publisher.send(self._topic, key, value, headers))
+        records.append((key, value, headers))
         self.stats.messages += 1
         self.stats.bad[kind] += 1
-        self._log(self._bad_log, {"kind": kind, "rack_id": key.decode(), "sequence": sequence, "ce_id": env.id,
+        self._log(self._bad_log, {"kind": kind, "rack_id": key.decode(), "sequence": enc.sequence, "ce_id": ce_id,
                                   "detail": fault.detail})
-        return futs
 
     @staticmethod
     def _log(f: IO[str] | None, row: dict) -> None:
@@ -250,6 +262,17 @@ class FacilitySim:
         return self.stats
 
 
+def uuid4_strings(n: int) -> list[str]:
+    """n random (version 4, RFC 4122 variant) UUIDs in their canonical text form, as `str(uuid.uuid4())` gives
+    them (the same 122 random bits from os.urandom), drawn in one call: ~5x less CPU for a tick's records."""
+    raw = np.frombuffer(os.urandom(16 * n), dtype=np.uint8).reshape(n, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40    # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80    # variant 10 (RFC 4122)
+    h = raw.tobytes().hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, 32 * n, 32)]
+
+
 def requested_faults(config: SimConfig, layout: SiteLayout, model: FacilityModel) -> Faults:
     """The straggler node and sick GPU the settings ask for, resolved on this layout and workload (ValueError
     naming the setting when a requested id is not simulated or runs no training job)."""
@@ -273,7 +296,7 @@ async def build_sim(config: SimConfig, clock: Clock | None = None) -> FacilitySi
         return FacilitySim(config, MemoryPublisher(keep=False), clock)
     if config.create_topics:
         await ensure_topics(config.kafka_bootstrap, [topics.FACILITY_TELEMETRY, topics.JOBS_EVENTS])
-    sim = FacilitySim(config, KafkaPublisher(config.kafka_bootstrap), clock)
+    sim = FacilitySim(config, KafkaPublisher(config.kafka_bootstrap, batch_bytes=config.batch_bytes), clock)
     if config.jobs:
         sim.jobs = JobFeed(sim.layout, sim.model.workloads, progress_every_s=config.jobs_progress_s,
                            faults=sim.model.faults)

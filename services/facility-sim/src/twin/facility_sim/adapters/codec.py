@@ -3,14 +3,16 @@
 Encoding cost dominates a large site (3,125 racks × 4 nodes × 14 packed fields per tick). The
 default path writes the protobuf wire bytes of every rack straight from the tick's numpy arrays
 (packed doubles are the arrays' little-endian bytes, packed varints are encoded for the whole tick
-in one numpy pass, ids and other constant parts are framed once per encoder) and parses them into
-the message once: about 3× less CPU than filling the message field by field. The field-by-field
-path (`encode_fields`) is kept as the reference; tests check both give equal messages.
+in one numpy pass, ids and other constant parts are framed once per encoder): about 3× less CPU than
+filling the message field by field. Those bytes are the record value as they are (protobuf's own
+serialization of the message, byte for byte: fields in number order, proto3 scalars equal to +0.0
+left out), so a tick is never parsed nor re-serialized; `EncodedRack.message` parses a rack's bytes
+only when asked (fault injection, tests). The field-by-field path (`encode_fields`) is kept as the
+reference; tests check both give equal messages and the same bytes.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,13 +44,32 @@ GPU_FIELDS: tuple[tuple[str, str], ...] = (
 UINT_FIELDS = frozenset({"xid_errors", "ecc_sbe_total", "ecc_dbe_total"})
 
 
-@dataclass(frozen=True)
 class EncodedRack:
-    rack_index: int
-    rack_id: str
-    sequence: int
-    message: pb.RackTelemetryBatch
-    n_gpu_rows: int
+    """One rack's RackTelemetryBatch of a tick: its serialized `value` (what is published) and, parsed from it
+    on first use, its `message`; either may be given."""
+
+    __slots__ = ("rack_index", "rack_id", "sequence", "n_gpu_rows", "_value", "_message")
+
+    def __init__(self, rack_index: int, rack_id: str, sequence: int, n_gpu_rows: int, *,
+                 value: bytes | None = None, message: pb.RackTelemetryBatch | None = None) -> None:
+        if value is None and message is None:
+            raise ValueError("EncodedRack needs its value or its message")
+        self.rack_index, self.rack_id, self.sequence, self.n_gpu_rows = rack_index, rack_id, sequence, n_gpu_rows
+        self._value, self._message = value, message
+
+    @property
+    def value(self) -> bytes:
+        if self._value is None:
+            assert self._message is not None
+            self._value = self._message.SerializeToString()
+        return self._value
+
+    @property
+    def message(self) -> pb.RackTelemetryBatch:
+        if self._message is None:
+            assert self._value is not None
+            self._message = pb.RackTelemetryBatch.FromString(self._value)
+        return self._message
 
 
 def _timestamp(t: datetime) -> Timestamp:
@@ -84,7 +105,7 @@ class TickEncoder:
 
     def encode(self, tick: Tick, sample_time: datetime, sequence: int, racks: range | None = None) -> list[EncodedRack]:
         """One RackTelemetryBatch per rack (default: every simulated rack), all with `sequence`: built as
-        wire bytes from the arrays and parsed once (the same messages as `encode_fields`)."""
+        wire bytes from the arrays, not parsed (the same messages and bytes as `encode_fields`)."""
         if self._wire is None:
             self._wire = _WireFrames(self.layout, self._rack_nodes, self._rack_nics)
         wire = self._wire
@@ -93,10 +114,12 @@ class TickEncoder:
         head = b"\x1a" + _varint(len(ts)) + ts + (b"\x20" + _varint(sequence) if sequence else b"")
         floats = [getattr(tick, attr) for f, attr in GPU_FIELDS if f not in UINT_FIELDS]
         counts = [getattr(tick, attr) for f, attr in GPU_FIELDS if f in UINT_FIELDS]
-        node_floats = wire.float_sections(floats)   # per node: its 10 packed double fields, framed
-        node_counts = wire.count_sections(counts)   # per node: its 3 packed varint fields (None: per-slice path)
-        if node_counts is None:
-            count_bufs = [(buf, off.tolist()) for buf, off in map(_packed_varints, counts)]
+        all_nodes = wire.nodes_fields(floats, counts)   # every node's `nodes` field, framed (None: per node)
+        if all_nodes is None:
+            node_floats = wire.float_sections(floats)   # per node: its 10 packed double fields, framed
+            node_counts = wire.count_sections(counts)   # per node: its 3 packed varint fields (None: per slice)
+            if node_counts is None:
+                count_bufs = [(buf, off.tolist()) for buf, off in map(_packed_varints, counts)]
         # link counters: each field's varints for the whole tick, cut per rack at its NIC range
         links = []
         for attr in ("tx_bytes", "rx_bytes", "tx_errors", "rx_errors"):
@@ -104,26 +127,29 @@ class TickEncoder:
             links.append((buf, off[wire.nic_lo].tolist(), off[wire.nic_hi].tolist()))
         pdu = tick.pdu_phase_w.astype("<f8", copy=False)
         phases = a.rack_phases.tolist()
-        scalars = np.stack([tick.inlet_air_c, tick.outlet_air_c, tick.coolant_supply_c, tick.coolant_return_c,
-                            tick.coolant_flow_lpm], axis=1).tolist()
+        rack_scalars = _rack_scalar_fields(tick)
         count_tags = wire.count_tags
         out: list[EncodedRack] = []
         for r in racks if racks is not None else range(a.n_racks):
-            gpus, rows = [], 0
-            for node_head, g0, g1, n in wire.rack_nodes[r]:
-                if node_counts is not None:
-                    gpus.append(node_head + node_floats[n] + node_counts[n])
-                else:
-                    body = [node_head, node_floats[n]]
-                    for tag, (buf, off) in zip(count_tags, count_bufs, strict=True):
-                        payload = buf[off[g0]:off[g1]]
-                        body += (tag, _vlen(len(payload)), payload)
-                    gpus.append(b"".join(body))
-                rows += g1 - g0
+            if all_nodes is not None:
+                lo, hi = wire.rack_node_bytes[r]
+                nodes, rows = all_nodes[lo:hi], wire.rack_gpus[r]
+            else:
+                gpus, rows = [], 0
+                for node_head, g0, g1, n in wire.rack_nodes[r]:
+                    if node_counts is not None:
+                        gpus.append(node_head + node_floats[n] + node_counts[n])
+                    else:
+                        body = [node_head, node_floats[n]]
+                        for tag, (buf, off) in zip(count_tags, count_bufs, strict=True):
+                            payload = buf[off[g0]:off[g1]]
+                            body += (tag, _vlen(len(payload)), payload)
+                        gpus.append(b"".join(body))
+                    rows += g1 - g0
+                nodes = _frame_nodes(wire.node_prefix[r], gpus)
             p = phases[r]
-            env = (_PDU_HEADS[p] + pdu[r, :p].tobytes() if p else b"") + _RACK_SCALARS.pack(
-                *(x for pair in zip(_RACK_SCALAR_TAGS, scalars[r], strict=True) for x in pair))
-            parts = [wire.rack_head[r], head, _frame_nodes(wire.node_prefix[r], gpus), b"\x32", _vlen(len(env)), env]
+            env = (_PDU_HEADS[p] + pdu[r, :p].tobytes() if p else b"") + rack_scalars[r]
+            parts = [wire.rack_head[r], head, nodes, b"\x32", _vlen(len(env)), env]
             lo, hi = wire.rack_nic_range[r]
             if hi > lo:
                 lk = [wire.port_fields[r]]
@@ -134,8 +160,7 @@ class TickEncoder:
                 body = b"".join(lk)
                 parts += (b"\x3a", _vlen(len(body)), body)
             parts.append(wire.source_field)
-            msg = pb.RackTelemetryBatch.FromString(b"".join(parts))
-            out.append(EncodedRack(r, self.layout.rack_ids[r], sequence, msg, rows))
+            out.append(EncodedRack(r, self.layout.rack_ids[r], sequence, rows, value=b"".join(parts)))
         return out
 
     def encode_fields(self, tick: Tick, sample_time: datetime, sequence: int, racks: range | None = None
@@ -179,7 +204,7 @@ class TickEncoder:
                 ln.tx_errors.extend(txe[lo:hi])
                 ln.rx_errors.extend(rxe[lo:hi])
                 ln.link_state.extend(states)
-            out.append(EncodedRack(r, layout.rack_ids[r], sequence, msg, rows))
+            out.append(EncodedRack(r, layout.rack_ids[r], sequence, rows, message=msg))
         return out
 
 
@@ -216,13 +241,15 @@ def _packed_varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     """Every value as a base-128 varint (uint64, like protobuf's uint64/enum), concatenated in order,
     and the byte offset where value i starts (len(values) + 1 entries)."""
     v = np.asarray(values).astype(np.uint64)
-    if not v.size or int(v.max()) < 0x80:
+    top = int(v.max()) if v.size else 0
+    if top < 0x80:
         return v.astype(np.uint8).tobytes(), np.arange(len(v) + 1)
+    width = (top.bit_length() + 6) // 7      # bytes of the longest varint: only that many groups are cut
     lens = np.ones(len(v), dtype=np.int64)
-    for k in range(1, 10):
+    for k in range(1, width):
         lens += v >= np.uint64(1) << np.uint64(7 * k)
-    groups = ((v[:, None] >> (np.uint64(7) * _VARINT_GROUPS)) & np.uint64(0x7F)).astype(np.uint8)
-    k = np.arange(10)
+    groups = ((v[:, None] >> (np.uint64(7) * _VARINT_GROUPS[:width])) & np.uint64(0x7F)).astype(np.uint8)
+    k = np.arange(width)
     groups |= ((k[None, :] < (lens - 1)[:, None]).astype(np.uint8) << 7)
     buf = groups[k[None, :] < lens[:, None]].tobytes()
     return buf, np.concatenate(([0], np.cumsum(lens)))
@@ -238,8 +265,27 @@ def _frame_nodes(prefixes: list[bytes], gpus: list[bytes]) -> bytes:
 
 
 # RackSamples fields 2..6 (doubles, wire type 1), in order.
-_RACK_SCALARS = struct.Struct("<" + "Bd" * 5)
-_RACK_SCALAR_TAGS = tuple((n << 3) | 1 for n in range(2, 7))
+_RACK_SCALAR_TAGS = np.array([(n << 3) | 1 for n in range(2, 7)], dtype=np.uint8)
+
+
+def _rack_scalar_fields(tick: Tick) -> list[bytes]:
+    """Per rack: its RackSamples fields 2..6 (inlet, outlet, coolant supply / return, flow) in wire form. A
+    proto3 scalar whose bits are all zero (+0.0, e.g. an air rack's coolant flow) is not written, as protobuf
+    serializes it (-0.0 is written)."""
+    values = np.stack([tick.inlet_air_c, tick.outlet_air_c, tick.coolant_supply_c, tick.coolant_return_c,
+                       tick.coolant_flow_lpm], axis=1).astype("<f8")
+    n, k = values.shape
+    block = np.empty((n, k, 9), dtype=np.uint8)
+    block[:, :, 0] = _RACK_SCALAR_TAGS
+    block[:, :, 1:] = values.view(np.uint8).reshape(n, k, 8)
+    raw = block.tobytes()
+    width = 9 * k
+    zero = values.view("<u8") == 0
+    out = [raw[i:i + width] for i in range(0, len(raw), width)]
+    for r in np.flatnonzero(zero.any(axis=1)).tolist():
+        row = out[r]
+        out[r] = b"".join(row[9 * j:9 * j + 9] for j in range(k) if not zero[r, j])
+    return out
 _LINK_TAGS = tuple(bytes([(n << 3) | 2]) for n in range(2, 6))   # LinkSamples tx/rx bytes, tx/rx errors
 
 
@@ -274,6 +320,7 @@ class _WireFrames:
         g = self.node_slices[0][1] - self.node_slices[0][0] if self.node_slices else 0
         regular = g > 0 and all(s == (n * g, (n + 1) * g) for n, s in enumerate(self.node_slices))
         self.node_gpus = g if regular and len(self.node_slices) * g == int(a.n_gpus) else 0
+        self._node_matrix(layout, rack_nodes)
         self.rack_nic_range = [(lo, hi) for lo, hi, _, _ in rack_nics]
         self.nic_lo = np.array([lo for lo, _ in self.rack_nic_range], dtype=np.intp)
         self.nic_hi = np.array([hi for _, hi in self.rack_nic_range], dtype=np.intp)
@@ -282,6 +329,64 @@ class _WireFrames:
         for _, _, _, states in rack_nics:
             buf, _ = _packed_varints(np.array(states, dtype=np.uint64))
             self.link_state_field.append(b"\x32" + _varint(len(buf)) + buf)
+
+    def _node_matrix(self, layout: SiteLayout, rack_nodes: list) -> None:
+        """When every node has `node_gpus` GPUs and every node's framing (field 5 tag and length, node_id,
+        GpuSamples tag and length, gpu_index) has the same byte length: one row of bytes per node, its
+        `nodes` field whole, with everything but the metric payloads written here once. A tick then copies
+        its 13 metric columns into the payload columns (counters when each fits one varint byte) and every
+        rack's `nodes` fields are one slice of the matrix (a rack's nodes are consecutive)."""
+        self.node_rows: np.ndarray | None = None
+        g = self.node_gpus
+        if not g:
+            return
+        fields = [(tag, 8 * g) for tag in self.float_tags] + [(tag, g) for tag in self.count_tags]
+        sections = b"".join(tag + _vlen(n) + bytes(n) for tag, n in fields)   # payloads zero until a tick
+        prefixes = []
+        for nodes in self.rack_nodes:
+            for node_head, _, _, _ in nodes:
+                prefixes.append(node_head)
+        framed = []
+        n = 0
+        for nodes in rack_nodes:
+            for node_id, _, _ in nodes:
+                body = prefixes[n] + sections
+                node = _str_field(1, node_id) + b"\x12" + _vlen(len(body)) + body
+                framed.append(b"\x2a" + _vlen(len(node)) + node)
+                n += 1
+        width = len(framed[0])
+        if any(len(f) != width for f in framed):
+            return
+        self.node_rows = np.frombuffer(b"".join(framed), dtype=np.uint8).reshape(len(framed), width).copy()
+        offsets, at = [], width - len(sections)
+        for tag, n in fields:
+            at += len(tag) + len(_vlen(n))
+            offsets.append((at, n))
+            at += n
+        self.payload_columns = offsets   # (first byte, bytes) of each metric's payload in a row, GPU_FIELDS order
+        self.rack_node_bytes = []
+        self.rack_gpus = []
+        first = 0
+        for nodes in rack_nodes:
+            self.rack_node_bytes.append((first * width, (first + len(nodes)) * width))
+            self.rack_gpus.append(len(nodes) * g)
+            first += len(nodes)
+
+    def nodes_fields(self, floats: list[np.ndarray], counts: list[np.ndarray]) -> bytes | None:
+        """Every simulated node's `nodes` field in rack order (cut per rack at `rack_node_bytes`), or None when
+        the node matrix does not apply (irregular nodes, or a counter above 127 this tick)."""
+        rows = self.node_rows
+        if rows is None:
+            return None
+        values = [np.asarray(c) for c in counts]
+        if any(v.size and (int(v.max()) >= 0x80 or int(v.min()) < 0) for v in values):
+            return None
+        n = rows.shape[0]
+        cols = [np.ascontiguousarray(f, dtype="<f8").view(np.uint8) for f in floats] + \
+            [v.astype(np.uint8) for v in values]
+        for (at, width), col in zip(self.payload_columns, cols, strict=True):
+            rows[:, at:at + width] = col.reshape(n, width)
+        return rows.tobytes()
 
     def float_sections(self, floats: list[np.ndarray]) -> list[bytes]:
         """Per simulated node: its packed double fields (GpuSamples 2..11) in wire form."""
