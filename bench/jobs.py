@@ -18,7 +18,8 @@ On the 100,000-GPU preset (`site-100k`), in one process, one thread, no broker, 
   of a real fabric twin (`FabricApp` on the same preset, gRPC only, started in this process as the integration
   tests do, over loopback gRPC) in one exchange (`JobServicer._ask_fabric` -> `FabricComm.answer_many`), then
   ranked (`whatif.placement_asking`); the client's answer cache is emptied before each run (cold), and the same
-  what-if with the job twin's own estimate (`whatif.placement`) in the same run as the baseline;
+  what-if with the job twin's own estimate (`whatif.placement`) in the same run as the baseline; then again with a
+  leaf's uplinks at half capacity under one candidate, in the fabric twin's live state and the job twin's links;
 Baseline in the same run: serializing one JobState protobuf per job (2,000), the floor of publishing
 every job's state once. The live jobs' communication comes from the job twin's own estimate (no fabric target
 for the engine): the fabric gRPC latency is `bench fabric_grpc`'s subject. Kafka sends and PostgreSQL writes
@@ -54,6 +55,7 @@ from twin.core.clock import FixedClock  # noqa: E402
 from twin.core.facility import load_facility_spec  # noqa: E402
 from twin.core.rpc import Deadline  # noqa: E402
 from twin.fabric.app import FabricApp, FabricConfig  # noqa: E402
+from twin.fabric.domain.link_health import KIND_DEGRADED  # noqa: E402
 from twin.facility_sim.adapters.jobs import JobFeed  # noqa: E402
 from twin.facility_sim.domain.workload import WorkloadMix, assign_workloads  # noqa: E402
 from twin.facility_sim.layout import build_layout  # noqa: E402
@@ -217,6 +219,7 @@ async def _what_if_fabric(twin: JobTwin, spec70, candidates, now: float, own_s: 
             warm.append(time.perf_counter() - w0)
         fits = [o for o in outcomes if o.comm_source]
         comms = sum(int(o.comm_detail.split(" communicator")[0]) for o in fits if o.comm_source == "fabric")
+        degraded = await _what_if_degraded(app, twin, servicer, spec70, candidates, now, outcomes)
     finally:
         await fabric.close()
         stop.set()
@@ -230,7 +233,54 @@ async def _what_if_fabric(twin: JobTwin, spec70, candidates, now: float, own_s: 
         "what_if_fabric_candidates_fabric": sum(1 for o in fits if o.comm_source == "fabric"),
         "what_if_fabric_candidates_own": sum(1 for o in fits if o.comm_source == "local"),
         "what_if_fabric_start_s": start_s,
+        "what_if_fabric_degraded": degraded,
     }
+
+
+async def _what_if_degraded(app: FabricApp, twin: JobTwin, servicer: JobServicer, spec70, candidates, now: float,
+                            healthy) -> dict:
+    """The same what-if with every uplink of the rail-0 leaf of the first fitting candidate spanning leaf groups at
+    half capacity, in the fabric twin (its live state, as a fabric.events.v1 DEGRADED event would set it) and in the
+    job twin (as fabric.state.v1 would tell it): the communicators under it are asked on their own GPUs."""
+    site = twin.site
+    inv = site.inventory
+    fit = {o.candidate_id for o in healthy if o.comm_source == "fabric"}
+    target = None
+    for cid, nodes in candidates:
+        if cid not in fit:
+            continue
+        chosen = whatif.prepare(twin, spec70, [(cid, nodes)], now)[0].chosen
+        groups = sorted({int(inv.node_leaf_group[site.node_index[n]]) for n in chosen})
+        if len(groups) > 1:
+            target = (cid, groups[0])
+            break
+    if target is None:
+        return {"candidate": None}
+    cid, group = target
+    leaf = f"leaf-r0-g{group}"
+    slots = app.live.index.slots(leaf)
+    await app.live.apply_events(slots, np.full(slots.size, KIND_DEGRADED), np.full(slots.size, 0.5),
+                                np.full(slots.size, now))
+    twin.set_links({f"{leaf}/spine{s}": LinkHealth(capacity=0.5) for s in range(site.spec.fabric.spines)})
+    wall, rpcs, outcomes = [], [], []
+    fabric = servicer.fabric
+    try:
+        for _ in range(max(3, WHAT_IF_RUNS // 2)):
+            fabric._cache.clear()
+            calls0 = fabric.calls
+            w0 = time.perf_counter()
+            outcomes = await whatif.placement_asking(twin, spec70, candidates, now, servicer._ask_fabric(Deadline(None)))
+            wall.append(time.perf_counter() - w0)
+            rpcs.append(fabric.calls - calls0)
+    finally:
+        twin.set_links({})
+    before = {o.candidate_id: o for o in healthy}[cid]
+    after = {o.candidate_id: o for o in outcomes}[cid]
+    crossing = sum(1 for o in outcomes if o.comm_source and "0 impaired link(s)" not in o.detail)
+    return {"candidate": cid, "leaf": leaf, "candidates_crossing": crossing,
+            "p50_s": _pct(wall, 50), "p95_s": _pct(wall, 95), "runs": len(wall), "rpcs": statistics.median(rpcs),
+            "rank_before": before.rank, "rank_after": after.rank,
+            "slowdown": after.step_time_s / before.step_time_s - 1.0, "comm_source": after.comm_source}
 
 
 async def _bench() -> dict:
