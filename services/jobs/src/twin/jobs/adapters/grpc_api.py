@@ -4,8 +4,8 @@ Every RPC: check the request (INVALID_ARGUMENT naming the field, NOT_FOUND for u
 CDUs or UPSs) -> the live twin (``twin.jobs.whatif``) -> encode (codec), through the shared ``RpcHandler``
 (deadline, span, duration metric, error -> status). WhatIfPlacement first asks the fabric twin for every
 candidate's communication in one exchange (``FabricComm.answer_many``), awaited before the handler's synchronous
-part (its span and duration metric cover the ranking, not the fabric exchange). Jobs come from this process's twin; a job it does not hold
-is looked up in job_state_latest (the latest state any process stored).
+part (its span and duration metric cover the ranking, not the fabric exchange). Jobs come from this process's
+twin; a job it does not hold is looked up in job_state_latest (the latest state any process stored).
 """
 
 from __future__ import annotations
