@@ -32,7 +32,6 @@ protos differ only in their package, so one servicer answers both).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import time
@@ -46,6 +45,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection_pb2
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 
 from twin.core import limits
@@ -173,14 +173,17 @@ class RpcHandler:
         remaining = context.time_remaining()
         deadline = Deadline(remaining)
         code = grpc.StatusCode.OK
+        span = token = None
         if _records_spans(self._tracer_provider):
-            # the caller's trace context (twin.core.grpc_client sends it): the SERVER span is its child
-            parent = _caller_context(context)
-            scope = self._tracer.start_as_current_span(f"{self.service_name}/{method}", context=parent,
-                                                       kind=trace.SpanKind.SERVER, attributes=self._attrs(method))
-        else:  # nothing would record the span: the current (non-recording) span stays current
-            scope = _NO_SPAN
-        with scope as span:
+            # the caller's trace context (twin.core.grpc_client sends it): the SERVER span is its child.
+            # start_span + attach (not start_as_current_span's three nested context managers): the
+            # same span, current while the work runs, for less per-RPC overhead
+            span = self._tracer.start_span(f"{self.service_name}/{method}", context=_caller_context(context),
+                                           kind=trace.SpanKind.SERVER, attributes=self._attrs(method),
+                                           record_exception=False, set_status_on_exception=False)
+            token = otel_context.attach(trace.set_span_in_context(span))
+        # else nothing would record the span: the current (non-recording) span stays current
+        try:
             try:
                 if not heavy:
                     return work(deadline)
@@ -198,14 +201,21 @@ class RpcHandler:
                     log.exception("%s/%s failed", self.service_name, method)
             finally:
                 status = code.value[0]
-                span.set_attribute("rpc.grpc.status_code", status)
+                if span is not None:
+                    span.set_attribute("rpc.grpc.status_code", status)
                 if _records_metrics(self._meter_provider):
                     self._duration.record(time.perf_counter() - started, self._metric_attributes(method, status))
-            span.set_status(trace.Status(trace.StatusCode.ERROR, details))
+            if span is not None:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, details))
             await context.abort(code, details)
-
-
-_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+        except BaseException as exc:  # the abort above, or the call cancelled (the caller went away)
+            if span is not None and code is grpc.StatusCode.OK:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            if span is not None:
+                otel_context.detach(token)
+                span.end()
 
 
 def _caller_context(context: Any) -> Any:
