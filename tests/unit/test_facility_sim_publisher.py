@@ -42,6 +42,8 @@ async def test_a_tick_publishes_each_racks_encoded_bytes_under_its_own_id():
     assert len({e.id for e in envelopes}) == len(pub.records)
     assert {(e.type, e.source, e.time) for e in envelopes} == {(topics.FACILITY_TELEMETRY.ce_type, "facility-sim", T0)}
     assert all([k for k, _ in h] == [k for k, _ in pub.records[0][3]] for *_, h in pub.records)
+    a = sim.layout.arrays
+    assert (sim.stats.messages, sim.stats.good, sim.stats.good_gpu_rows) == (a.n_racks, a.n_racks, a.n_gpus)
 
 
 async def _consume(bootstrap: str, topic: str, n: int) -> list[tuple[int, bytes, bytes, list]]:

@@ -125,7 +125,8 @@ class TickEncoder:
         for attr in ("tx_bytes", "rx_bytes", "tx_errors", "rx_errors"):
             buf, off = _packed_varints(getattr(tick, attr))
             links.append((buf, off[wire.nic_lo].tolist(), off[wire.nic_hi].tolist()))
-        pdu = tick.pdu_phase_w.astype("<f8", copy=False)
+        pdu = np.ascontiguousarray(tick.pdu_phase_w, dtype="<f8")
+        pdu_raw, pdu_width = pdu.tobytes(), 8 * pdu.shape[1]   # a rack's phases: its row's first 8 x p bytes
         phases = a.rack_phases.tolist()
         rack_scalars = _rack_scalar_fields(tick)
         count_tags = wire.count_tags
@@ -148,7 +149,7 @@ class TickEncoder:
                     rows += g1 - g0
                 nodes = _frame_nodes(wire.node_prefix[r], gpus)
             p = phases[r]
-            env = (_PDU_HEADS[p] + pdu[r, :p].tobytes() if p else b"") + rack_scalars[r]
+            env = (_PDU_HEADS[p] + pdu_raw[r * pdu_width:r * pdu_width + 8 * p] if p else b"") + rack_scalars[r]
             parts = [wire.rack_head[r], head, nodes, b"\x32", _vlen(len(env)), env]
             lo, hi = wire.rack_nic_range[r]
             if hi > lo:

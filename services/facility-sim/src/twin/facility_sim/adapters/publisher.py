@@ -6,11 +6,14 @@ compression. Topics are created with twin.core.topics_admin.ensure_topics.
 
 A tick's rack records go out with `send_many`: the records of each partition (aiokafka's default
 partitioner, the same partition `send` picks for the key) are packed, in order, into record batches of up
-to `batch_bytes` and handed to the producer whole (`send_batch`): one record batch per partition and tick
-instead of one per ~16 KiB (aiokafka's default `max_batch_size`), so the broker stores ~100x fewer
-batches and gets ~10x fewer produce requests per tick, and the simulator skips aiokafka's per-record
-send path. `batch_bytes` stays under the broker's `message.max.bytes` (`limits.BROKER_MAX_MESSAGE_BYTES`:
-a record batch is one message to the broker). batch_bytes=0: one `send` per record (the old path).
+to `batch_bytes` and handed to the producer whole (`send_batch`), a partition's batches in order, every
+partition's k-th batch in the same produce request. At 49,984 GPUs (1,562 ~4 KiB records a tick) that is
+~22 record batches in ~2 produce requests a tick instead of ~400 batches (aiokafka's default 16 KiB
+`max_batch_size`, ~4 records each) in ~170 requests (aiokafka keeps one request in flight per broker):
+the broker's CPU per tick fell to 0.27x and the simulator skips aiokafka's per-record send path
+(bench/README.md "sim_producer", services/facility-sim/README.md). `batch_bytes` stays under the broker's
+`message.max.bytes` (`limits.BROKER_MAX_MESSAGE_BYTES`: a record batch is one message to the broker).
+batch_bytes=0: one `send` per record (the path before, kept for comparison).
 
 Tracing (README "Observability"): while some span processor records spans (`tracing_enabled()`), every
 record (one rack's tick batch, an equipment batch, a job event) is sent from its own PRODUCER span
