@@ -8,6 +8,9 @@ repeats of one request (answered from the server's exact answer cache) and N hea
 Then, with the server stopped, the same two request kinds are awaited directly on the servicer built in a
 fresh process like the server builds it (FabricApp, FABRIC_CONSUME=0, telemetry from the same OTEL_*
 settings): the handler's own time without gRPC transport, so the gap to the loopback figures is gRPC's.
+Once more with telemetry recording (`--traced`): the SDK providers `setup_telemetry` builds, with a
+BatchSpanProcessor and a metric reader whose exporters drop what they get (no collector here), so the
+SERVER span and the `rpc.server.call.duration` point every RPC makes when OTLP export is on are paid.
 Writes bench/results/fabric_grpc.json. Targets: p50 <= 1 ms, p99 <= 5 ms.
 """
 
@@ -51,24 +54,53 @@ class _Context:
         raise RuntimeError(f"{code}: {details}")
 
 
-def _in_process(env: dict[str, str], requests: int) -> tuple[list, list]:
+def _in_process(env: dict[str, str], requests: int, traced: bool = False) -> tuple[list, list]:
     """(computed, cached) handler times in s, measured in a fresh process (`--handler`): telemetry is
     set up there globally like the server does, without touching this process's providers (the other
-    benchmarks of a `python -m bench` run set their own)."""
-    out = subprocess.run([sys.executable, "-m", "bench.fabric_grpc", "--handler", str(requests)], env=env,
+    benchmarks of a `python -m bench` run set their own). `traced`: spans and metrics recorded."""
+    out = subprocess.run([sys.executable, "-m", "bench.fabric_grpc", "--handler", str(requests),
+                          *(["--traced"] if traced else [])], env=env,
                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=600, check=True)
     samples = json.loads(out.stdout.strip().splitlines()[-1])
     return samples["computed"], samples["cached"]
 
 
-def _handler_main(env: dict[str, str], req: pb.EstimateCollectiveRequest, requests: int) -> tuple[list, list]:
+def _recording_telemetry() -> dict:
+    """setup_telemetry's extra processor/reader: what an OTLP setup records, exported to nowhere."""
+    from opentelemetry.sdk.metrics.export import (
+        MetricExporter,
+        MetricExportResult,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DropSpans(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    class DropMetrics(MetricExporter):
+        def export(self, metrics_data, timeout_millis: float = 10_000, **kwargs):
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+            pass
+
+    return {"span_processors": [BatchSpanProcessor(DropSpans())],
+            "metric_readers": [PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=10_000)]}
+
+
+def _handler_main(env: dict[str, str], req: pb.EstimateCollectiveRequest, requests: int,
+                  traced: bool = False) -> tuple[list, list]:
     """(computed, cached) handler times in s: the servicer awaited directly, no transport."""
     from twin.core.settings import load_config
     from twin.core.telemetry import setup_telemetry
     from twin.fabric.adapters.repository import InMemoryStateStore
     from twin.fabric.app import SERVICE, FabricApp, FabricConfig
 
-    setup_telemetry(SERVICE, environ=env)
+    setup_telemetry(SERVICE, environ=env, **(_recording_telemetry() if traced else {}))
     app = FabricApp(load_config(FabricConfig, SERVICE, environ=env))
     app.build(InMemoryStateStore())
     servicer, ctx = app.servicer, _Context()
@@ -159,6 +191,9 @@ def main(requests: int = REQUESTS) -> dict:
     in_est, in_cached = _in_process(env, requests)
     i50, i99 = _percentiles(in_est)
     ic50, _ = _percentiles(in_cached)
+    tr_est, tr_cached = _in_process(env, requests, traced=True)
+    t50, _ = _percentiles(tr_est)
+    tc50, _ = _percentiles(tr_cached)
     result = {
         "benchmark": "fabric_grpc",
         "grpc_requests": len(est),
@@ -173,9 +208,12 @@ def main(requests: int = REQUESTS) -> dict:
         "handler_p99_ms": round(i99, 4),
         "handler_cached_p50_ms": round(ic50, 4),
         "grpc_minus_handler_p50_ms": round(p50 - i50, 4),
+        "handler_traced_p50_ms": round(t50, 4),
+        "handler_traced_cached_p50_ms": round(tc50, 4),
         "note": "grpc_unary_* = computed answers (unique size per request, numpy core runs every time); "
                 "grpc_unary_cached_* = the same request repeated (exact answer cache keyed by live-state version); "
-                "handler_* = the servicer awaited directly in a fresh process (no gRPC transport), same request kinds",
+                "handler_* = the servicer awaited directly in a fresh process (no gRPC transport), same request kinds; "
+                "handler_traced_* = the same with the SERVER span and duration metric recorded (exporters drop)",
         "targets": {"grpc_unary_p50_ms": 1.0, "grpc_unary_p99_ms": 5.0},
         "meets_targets": bool(p50 <= 1.0 and p99 <= 5.0),
         "request": "EstimateCollective all_reduce 1 GiB, 256 ranks spread (dgx-h100-su)",
@@ -190,7 +228,7 @@ def main(requests: int = REQUESTS) -> dict:
     print(f"EstimateCollective p50 {p50:.3f} ms p99 {p99:.3f} ms | health Check p50 {h50:.3f} ms p99 {h99:.3f} ms "
           f"| ratio p50 {p50 / h50:.2f}x over {len(est)} requests (targets p50 <= 1 ms, p99 <= 5 ms); "
           f"repeated (cached) p50 {c50:.3f} ms p99 {c99:.3f} ms | in-process handler p50 {i50:.3f} ms "
-          f"(cached {ic50:.3f} ms)")
+          f"(cached {ic50:.3f} ms); traced {t50:.3f} ms (cached {tc50:.3f} ms)")
     return result
 
 
@@ -202,7 +240,7 @@ def _request() -> pb.EstimateCollectiveRequest:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--handler"]:
-        computed, cached = _handler_main(dict(os.environ), _request(), int(sys.argv[2]))
+        computed, cached = _handler_main(dict(os.environ), _request(), int(sys.argv[2]), "--traced" in sys.argv[3:])
         print(json.dumps({"computed": computed, "cached": cached}))
     else:
         main()
