@@ -85,3 +85,33 @@ def test_the_fast_book_change_and_refusals_are_the_general_ones() -> None:
         slow_twin.book.running_ids())
     assert fast_twin._touched == slow_twin._touched and fast_twin._due_at == slow_twin._due_at
     assert set(JOBS) - {"k"} <= set(fast_twin.book.running_ids())
+
+
+def test_the_slower_than_predicted_flag_from_the_short_path_is_the_general_forms() -> None:
+    """``_measure``'s short path (no flag but this one, no health flag) raises, moves and clears the flag as the
+    general form does; with a health flag the general form names it as the cause."""
+    from twin.jobs.live import SLOWER, STRAGGLER, Flag
+
+    twin, _, _, _ = setup()
+    live = twin.jobs["j"]
+    pred = live.prediction.step_time_s
+    margin = twin.settings.margin
+    for step, ratio in enumerate((1.0, 1.0 + margin * 2, 1.0 + margin * 3, 1.0 + margin / 2, 1.0 + margin * 2), 1):
+        assert twin.apply_progress("j", T0 + 20 + step, step, pred * ratio, 0.0, schedule=False)
+        (_, got_live, n_before), = twin.progress_many(["j"])
+        assert got_live is live and live.error_n == n_before + 1
+        r = live.last_ratio
+        assert r == pytest.approx(ratio)
+        if r > 1.0 + margin:
+            assert live.flags == (Flag(SLOWER, "j", r - 1.0, f"measured {r:.2f}x the predicted step time; no cause "
+                                                             "the twin can see (a straggler node, software or input "
+                                                             "pipeline)"),)
+        else:
+            assert live.flags == ()
+    straggler = Flag(STRAGGLER, "node-x", 0.0, "lags")
+    live.health = (straggler,)
+    assert twin.apply_progress("j", T0 + 40, 40, pred * (1.0 + margin * 2), 0.0)
+    twin.progress("j")
+    r = live.last_ratio
+    assert live.flags == (straggler, Flag(SLOWER, "node-x", r - 1.0, f"measured {r:.2f}x the predicted step time; "
+                                                                    "likeliest cause: straggler on node-x (lags)"))

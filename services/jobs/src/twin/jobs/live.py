@@ -88,6 +88,8 @@ UNSPECIFIED, THERMAL, POWER_CAP, DEGRADED_LINK, GPU_ERRORS, STRAGGLER, SLOWER = 
 CHECKPOINT_NOW, MOVE_JOB, CHANGE_INTERVAL = "checkpoint_now", "move_job", "change_checkpoint_interval"
 
 CallKey = tuple[str, str, int, int, int]
+#: the slower-than-predicted flag's reason when no other flag of the job names a cause
+_NO_CAUSE = "no cause the twin can see (a straggler node, software or input pipeline)"
 
 
 def call_key(call: CollectiveCall) -> CallKey:
@@ -254,6 +256,8 @@ class JobLive:
     overhead_source: str = ""                    # "site" | "setting" (``SiteOverhead.current``), "" none yet
     comm_detail: str = ""                        # the communication answer's detail (+ truncated fabric state)
     published_s: float = 0.0
+    sig_of: StepPrediction | None = None         # the prediction ``sig`` is of (``changed``)
+    sig: float = 0.0                             # its step time to 6 significant digits
 
     @property
     def comm_source(self) -> str:
@@ -369,9 +373,12 @@ class JobTwin:
             self._touched.add(ev.job_id)
         return True
 
-    def apply_progress(self, job_id: str, time_s: float, step: int, step_time_s: float, tokens_per_s: float) -> bool:
+    def apply_progress(self, job_id: str, time_s: float, step: int, step_time_s: float, tokens_per_s: float, *,
+                       schedule: bool = True) -> bool:
         """``apply`` of a PROGRESS event without spec or placement, from its fields (``codec.progress_report``; the
-        handler's path for the hottest event): the same book change, the same rejections, no ``JobEvent`` built."""
+        handler's path for the hottest event): the same book change, the same rejections, no ``JobEvent`` built.
+        ``schedule`` False leaves the job's publishing to ``progress`` / ``progress_many`` (which the handler runs
+        after the batch for every job that reported and which schedules it the same way)."""
         rec = self.book.jobs.get(job_id)
         if rec is None:
             raise EventRejected(f"progress event for unknown job {job_id!r}")
@@ -380,8 +387,12 @@ class JobTwin:
             return False
         if job_id not in self._seq:
             self._seq[job_id] = len(self._seq)
-        self.book.commit((new, None))
-        self._progress_due(job_id, self._live(job_id))
+        self.book.commit_record(new)
+        live = self.jobs.get(job_id)
+        if live is None:
+            live = self.jobs[job_id] = JobLive()
+        if schedule:
+            self._progress_due(job_id, live)
         return True
 
     def _progress_due(self, job_id: str, live: JobLive) -> None:
@@ -926,6 +937,16 @@ class JobTwin:
             live.error_n += 1
             live.last_ratio = ratio
             live.counted_step = rec.step
+        flags0 = live.flags
+        if not live.health and (not flags0 or (len(flags0) == 1 and flags0[0].kind == SLOWER)):
+            # no flag but this one: the general form below with nothing to name as the cause (the common case)
+            r = live.last_ratio
+            if r > 1.0 + self.settings.margin:
+                live.flags = (Flag(SLOWER, rec.job_id, r - 1.0, f"measured {r:.2f}x the predicted step time; "
+                                                                f"{_NO_CAUSE}"),)
+            elif flags0:
+                live.flags = ()
+            return
         flags = [f for f in live.flags if f.kind not in (SLOWER, GPU_ERRORS, STRAGGLER)] + list(live.health)
         if live.last_ratio > 1.0 + self.settings.margin:
             # what telemetry sees on the job's own GPUs first (errors, then a lagging node), else the largest
@@ -934,23 +955,37 @@ class JobTwin:
             causes = [f for f in flags if f.kind not in (UNSPECIFIED, SLOWER) and f.slowdown > 0]
             cause = seen[0] if seen else (max(causes, key=lambda f: f.slowdown) if causes else None)
             why = (f"likeliest cause: {cause.kind.replace('_', ' ')} on {cause.entity_id} ({cause.detail})" if cause
-                   else "no cause the twin can see (a straggler node, software or input pipeline)")
+                   else _NO_CAUSE)
             flags.append(Flag(SLOWER, cause.entity_id if cause else rec.job_id, live.last_ratio - 1.0,
                               f"measured {live.last_ratio:.2f}x the predicted step time; {why}"))
         live.flags = tuple(flags)
 
     def progress(self, job_id: str) -> None:
         """After a PROGRESS event: update the running error against the current prediction."""
-        rec = self.book.jobs.get(job_id)
-        live = self.jobs.get(job_id)
-        if rec is not None and live is not None:
+        self.progress_many((job_id,))
+
+    def progress_many(self, job_ids) -> list[tuple[str, JobLive, int]]:
+        """``progress`` of each job (the events handler's call after a batch, once per job that reported);
+        returns (job, its live record, reports in its running error before) for each job (the handler records
+        ``last_ratio`` as a metric for those whose count grew by the end of its refresh: a job whose prediction
+        comes in that refresh counts its report then)."""
+        book, jobs, touched = self.book.jobs, self.jobs, self._touched
+        out = []
+        for job_id in job_ids:
+            rec = book.get(job_id)
+            live = jobs.get(job_id)
+            if rec is None or live is None:
+                continue
             flags = live.flags
+            out.append((job_id, live, live.error_n))
             self._measure(rec, live)
-            if len(flags) != len(live.flags) or any(
-                    (a.kind, a.entity_id) != (b.kind, b.entity_id) for a, b in zip(flags, live.flags, strict=True)):
-                self._touched.add(job_id)  # a flag raised or cleared: published at once
+            new = live.flags
+            if new is not flags and (len(flags) != len(new) or any(
+                    (a.kind, a.entity_id) != (b.kind, b.entity_id) for a, b in zip(flags, new, strict=True))):
+                touched.add(job_id)  # a flag raised or cleared: published at once
             else:
                 self._progress_due(job_id, live)
+        return out
 
     # -- telemetry: measured energy, GPU errors, stragglers ------------------------------------------------------
     def apply_telemetry(self, time_s: float, gpu: np.ndarray, power_w: np.ndarray, sm_active: np.ndarray,
@@ -1127,16 +1162,26 @@ class JobTwin:
         rec = self.book.jobs.get(job_id)
         if rec is None:
             return False
-        live = self._live(job_id)
+        live = self.jobs.get(job_id) or self._live(job_id)
         running = rec.status == JobStatus.RUNNING
         p = live.prediction if running else None
-        key = (rec.status, rec.spec, rec.attributes, rec.nodes, rec.n_gpus, self.gpu_ids(rec),
-               _sig(p.step_time_s) if p else 0.0,
-               tuple((f.kind, f.entity_id) for f in live.flags), round(live.goodput, 4),
-               live.comm_source if running else "", live.overhead_source)
+        if p is None:
+            sig = 0.0
+        elif live.sig_of is p:  # the prediction's step time to 6 significant digits, once per prediction
+            sig = live.sig
+        else:
+            sig = live.sig = _sig(p.step_time_s)
+            live.sig_of = p
+        flags = live.flags
+        gpus = live.gpu_override or self.site.gpu_ids(rec.nodes, rec.n_gpus)  # ``gpu_ids(rec)``
+        key = (rec.status, rec.spec, rec.attributes, rec.nodes, rec.n_gpus, gpus, sig,
+               tuple([(f.kind, f.entity_id) for f in flags]) if flags else (), round(live.goodput, 4),
+               live.comm.source if running and live.comm is not None and p is not None else "",  # ``comm_source``
+               live.overhead_source)
         # a flag's slowdown moves with the prediction (in the key) or with the measurement (progress)
-        progress = (rec.measured_step_time_s, rec.measured_tokens_per_s, round(live.error_ratio, 4),
-                    tuple(round(f.slowdown, 3) for f in live.flags))
+        progress = (rec.measured_step_time_s, rec.measured_tokens_per_s,
+                    round(live.error_sum / live.error_n if live.error_n else 0.0, 4),  # ``error_ratio``
+                    tuple([round(f.slowdown, 3) for f in flags]) if flags else ())
         since = now_s - live.published_s
         old = live.published_progress
         if key == live.published_key and not (running and since >= republish_s):

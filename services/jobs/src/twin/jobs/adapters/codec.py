@@ -309,10 +309,13 @@ _STATIC: dict[str, tuple[tuple, pb.JobState]] = {}
 
 
 def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tuple[int, ...]) -> pb.JobState:
-    key = (rec.spec, rec.attributes, rec.nodes, rec.n_gpus, prediction, gpu_ids)
     hit = _STATIC.get(rec.job_id)
-    if hit is not None and all(a is b for a, b in zip(hit[0], key, strict=True)):
-        return hit[1]
+    if hit is not None:
+        k = hit[0]  # the same objects (identity, not equality: cheap, and a new one is simply rebuilt)
+        if (k[0] is rec.spec and k[1] is rec.attributes and k[2] is rec.nodes and k[3] == rec.n_gpus
+                and k[4] is prediction and k[5] is gpu_ids):
+            return hit[1]
+    key = (rec.spec, rec.attributes, rec.nodes, rec.n_gpus, prediction, gpu_ids)
     msg = state_to_proto(JobRecord(rec.job_id, JobStatus.PENDING, 0.0, spec=rec.spec, nodes=rec.nodes,
                                    n_gpus=rec.n_gpus, attributes=rec.attributes), prediction, 0.0)
     for name in ("job_id", "state_time", "status"):
@@ -324,21 +327,36 @@ def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tup
     return msg
 
 
+_TS_PARTS: list = [None, (0, 0)]
+
+
+def _ts_parts(seconds: float) -> tuple[int, int]:
+    """(seconds, nanos) of ``_ts(seconds)``; the last instant's kept (every state of a refresh has the same)."""
+    if _TS_PARTS[0] != seconds:
+        ts = _ts(seconds)
+        _TS_PARTS[:] = [seconds, (ts.seconds, ts.nanos)]
+    return _TS_PARTS[1]
+
+
 def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
     """``jobs.state.v1`` for a ``twin.jobs.live.JobView``. The provenance fields (communication source, energy
     overhead factor and source) change without a new prediction, so they are set here, never in the cached
     static part."""
     rec, live = view.rec, view.live
     running = rec.status == JobStatus.RUNNING
-    msg = pb.JobState(job_id=rec.job_id, state_time=_ts(state_time_s), status=_STATUS[rec.status],
+    msg = pb.JobState(job_id=rec.job_id, status=_STATUS[rec.status],
                       measured_step_time_s=rec.measured_step_time_s,
                       measured_tokens_per_s=rec.measured_tokens_per_s, goodput_fraction=live.goodput,
                       optimal_checkpoint_interval_s=live.optimal_interval_s,
                       failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
+    ts = msg.state_time  # ``_ts(state_time_s)``: the same seconds and nanos, once per refresh's instant
+    ts.seconds, ts.nanos = _ts_parts(state_time_s)
     msg.MergeFrom(_static_part(rec, live.prediction if running else None, tuple(view.gpu_ids)))
     if running:
-        msg.risk_flags.extend(pb.RiskFlag(kind=_RISK[f.kind], entity_id=f.entity_id, slowdown_fraction=f.slowdown,
-                                          detail=f.detail) for f in live.flags)
+        if live.flags:
+            add = msg.risk_flags.add
+            for f in live.flags:
+                add(kind=_RISK[f.kind], entity_id=f.entity_id, slowdown_fraction=f.slowdown, detail=f.detail)
         source = live.comm_source
         if source:
             msg.comm_source, msg.comm_source_detail = _COMM_SOURCE[source], live.comm_detail

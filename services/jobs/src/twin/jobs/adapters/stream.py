@@ -174,34 +174,36 @@ class EventsHandler:
     async def __call__(self, records: list[Record]) -> BatchResult:
         rejected: list[Rejected] = []
         twin = self.engine.twin
-        progressed: set[str] = set()
+        progressed: dict[str, None] = {}  # in order of first report (``progress_many`` runs after the batch)
         self.engine.causes.add(records)
+        report_of, apply_progress = codec.progress_report, twin.apply_progress
+        events = 0
         for rec in records:
             try:
-                report = codec.progress_report(rec.message)  # the hottest event, without building a JobEvent
-                job_id = report[0] if report is not None else None
-                if report is None:
+                report = report_of(rec.message)  # the hottest event, without building a JobEvent
+                if report is not None:
+                    job_id = report[0]
+                    if rec.key is not None and rec.key != job_id:
+                        raise InvalidMessage("job_id", f"{job_id!r} differs from the record key {rec.key!r}")
+                    apply_progress(*report, schedule=False)  # progress_many schedules its publishing
+                    progressed[job_id] = None
+                else:
                     ev, gpus = codec.job_event(rec.message)
                     job_id = ev.job_id
-                if rec.key is not None and rec.key != job_id:
-                    raise InvalidMessage("job_id", f"{job_id!r} differs from the record key {rec.key!r}")
-                if report is not None:
-                    twin.apply_progress(*report)
-                else:
+                    if rec.key is not None and rec.key != job_id:
+                        raise InvalidMessage("job_id", f"{job_id!r} differs from the record key {rec.key!r}")
                     twin.apply(ev, gpus)
+                    if ev.kind == EventKind.PROGRESS:
+                        progressed[job_id] = None
             except (InvalidMessage, EventRejected) as exc:
                 rejected.append(_reject(rec, exc))
                 continue
-            self.engine.stats.events += 1
-            if report is not None or ev.kind == EventKind.PROGRESS:
-                progressed.add(job_id)
-        before = {j: twin.jobs[j].error_n for j in progressed if j in twin.jobs}
-        for job_id in progressed:
-            twin.progress(job_id)
+            events += 1
+        self.engine.stats.events += events
+        reported = twin.progress_many(progressed)
         await self.engine.refresh()
-        for job_id in progressed:
-            live = twin.jobs.get(job_id)
-            if live is not None and live.error_n > before.get(job_id, 0):
+        for job_id, live, n in reported:
+            if live.error_n > n and twin.jobs.get(job_id) is live:
                 _error_ratio.record(live.last_ratio, {"job_id": job_id})
         return BatchResult(rejected)
 

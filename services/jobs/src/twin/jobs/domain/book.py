@@ -35,6 +35,7 @@ class JobStatus(StrEnum):
 
 
 ENDED = frozenset({JobStatus.FAILED, JobStatus.FINISHED, JobStatus.CANCELLED})
+_PROGRESS = EventKind.PROGRESS
 _TERMINAL = {EventKind.FAILED: JobStatus.FAILED, EventKind.FINISHED: JobStatus.FINISHED,
              EventKind.CANCELLED: JobStatus.CANCELLED}
 
@@ -148,6 +149,11 @@ class JobBook:
         self.commit(change)
         return change[0]
 
+    def commit_record(self, rec: JobRecord) -> None:
+        """``commit((rec, None))`` for a running job's new record that keeps its status and holding (what
+        ``plan_progress`` returns)."""
+        self.jobs[rec.job_id] = rec
+
     def commit(self, change: tuple[JobRecord, dict[str, int] | None]) -> None:
         """Apply a change ``plan_event`` returned: the new record and, when the job's holding changes, the GPUs
         it holds per node from now on (empty: none)."""
@@ -242,9 +248,18 @@ def plan_progress(rec: JobRecord, time_s: float, step: int, step_time_s: float, 
         return None  # older than what the book holds: a replay
     if rec.status != JobStatus.RUNNING:
         raise EventRejected(f"progress for job {rec.job_id!r} that is {rec.status.value}")
-    return _evolve(rec, step=max(rec.step, step), last_event_s=time_s, last_kind=EventKind.PROGRESS,
-                   measured_step_time_s=step_time_s or rec.measured_step_time_s,
-                   measured_tokens_per_s=tokens_per_s or rec.measured_tokens_per_s)
+    new = object.__new__(JobRecord)  # ``_evolve`` with the four fields set directly (one per report)
+    d = new.__dict__
+    d.update(rec.__dict__)
+    if step > d["step"]:
+        d["step"] = step
+    d["last_event_s"] = time_s
+    d["last_kind"] = _PROGRESS
+    if step_time_s:
+        d["measured_step_time_s"] = step_time_s
+    if tokens_per_s:
+        d["measured_tokens_per_s"] = tokens_per_s
+    return new
 
 
 def apply_event(book: JobBook, ev: JobEvent, facility: Facility | None = None) -> JobBook:
