@@ -379,7 +379,7 @@ def pipeline_runs(log_dir: Path, racks: int) -> dict:
             runs[mode].append(run)
             print(f"  capacity pipeline {mode} at {run['gpus']:,} GPUs: {run['samples_per_s']:,.0f} samples/s; CPU s per "
                   "tick: " + ", ".join(f"{k} {v:.3f}" for k, v in run["cpu_seconds_per_tick"].items()), flush=True)
-    best = {mode: max(r["samples_per_s"] for r in rs) for mode, rs in runs.items()}
+    best = {mode: max((r["samples_per_s"] for r in rs), default=0.0) for mode, rs in runs.items()}
     return {"racks": racks, "gpus": racks * GPUS_PER_RACK, "repeats": PIPELINE_REPEATS,
             "off_samples_per_s": best["off"], "on_samples_per_s": best["on"],
             "ratio_on_to_off": best["on"] / best["off"] if best["off"] else None, "runs": runs}
