@@ -925,11 +925,12 @@ class JobTwin:
         self._touched.add(job_id)
         return live
 
-    def _measure(self, rec: JobRecord, live: JobLive) -> None:
-        """Fold a new progress report into the running error and flag a job slower than predicted."""
+    def _measure(self, rec: JobRecord, live: JobLive) -> bool:
+        """Fold a new progress report into the running error and flag a job slower than predicted; True when a
+        flag was raised or cleared (its kinds and entities changed; not when only a slowdown moved)."""
         pred = live.prediction
         if pred is None:
-            return
+            return False
         if rec.step != live.counted_step and (rec.measured_step_time_s or rec.measured_tokens_per_s):
             ratio = (rec.measured_step_time_s / pred.step_time_s if rec.measured_step_time_s
                      else pred.tokens_per_s / rec.measured_tokens_per_s)
@@ -944,9 +945,11 @@ class JobTwin:
             if r > 1.0 + self.settings.margin:
                 live.flags = (Flag(SLOWER, rec.job_id, r - 1.0, f"measured {r:.2f}x the predicted step time; "
                                                                 f"{_NO_CAUSE}"),)
-            elif flags0:
+                return not flags0 or flags0[0].entity_id != rec.job_id
+            if flags0:
                 live.flags = ()
-            return
+                return True
+            return False
         flags = [f for f in live.flags if f.kind not in (SLOWER, GPU_ERRORS, STRAGGLER)] + list(live.health)
         if live.last_ratio > 1.0 + self.settings.margin:
             # what telemetry sees on the job's own GPUs first (errors, then a lagging node), else the largest
@@ -958,7 +961,9 @@ class JobTwin:
                    else _NO_CAUSE)
             flags.append(Flag(SLOWER, cause.entity_id if cause else rec.job_id, live.last_ratio - 1.0,
                               f"measured {live.last_ratio:.2f}x the predicted step time; {why}"))
-        live.flags = tuple(flags)
+        old, live.flags = flags0, tuple(flags)
+        return len(old) != len(flags) or any(
+            (a.kind, a.entity_id) != (b.kind, b.entity_id) for a, b in zip(old, flags, strict=True))
 
     def progress(self, job_id: str) -> None:
         """After a PROGRESS event: update the running error against the current prediction."""
@@ -976,12 +981,8 @@ class JobTwin:
             live = jobs.get(job_id)
             if rec is None or live is None:
                 continue
-            flags = live.flags
             out.append((job_id, live, live.error_n))
-            self._measure(rec, live)
-            new = live.flags
-            if new is not flags and (len(flags) != len(new) or any(
-                    (a.kind, a.entity_id) != (b.kind, b.entity_id) for a, b in zip(flags, new, strict=True))):
+            if self._measure(rec, live):
                 touched.add(job_id)  # a flag raised or cleared: published at once
             else:
                 self._progress_due(job_id, live)
@@ -1118,26 +1119,31 @@ class JobTwin:
             ids = [only]
         jobs, book, cache = self.jobs, self.book.jobs, self._watts
         factor, source = self.overhead.current(now_s)
+        running_status, accruing, touched = JobStatus.RUNNING, self._accruing, self._touched
         for job_id in ids:
             live = jobs.get(job_id)
             if live is None:
                 continue
             rec = book.get(job_id)
-            running = rec is not None and rec.status == JobStatus.RUNNING and live.prediction is not None
-            if running and live.accrued_s is not None and now_s > live.accrued_s:
-                p, inp = live.prediction, live.inputs
-                hit = cache.get(job_id)
-                if hit is not None and hit[0] is p and hit[1] is inp:
-                    watts = hit[2]
-                else:  # per prediction and placement (hashing the GPU tuple on every refresh costs)
-                    platform = self.site.platform_w(inp.gpu_ids) if inp else 0.0
-                    watts = p.mean_power_w * p.n_gpus + platform  # at the racks
-                    cache[job_id] = (p, inp, watts)
-                live.energy_j += watts * factor * (now_s - live.accrued_s)
+            p = live.prediction
+            running = rec is not None and rec.status == running_status and p is not None
             if running:
-                self._overhead_applied(job_id, live, factor, source)
+                then = live.accrued_s
+                if then is not None and now_s > then:
+                    inp = live.inputs
+                    hit = cache.get(job_id)
+                    if hit is not None and hit[0] is p and hit[1] is inp:
+                        watts = hit[2]
+                    else:  # per prediction and placement (hashing the GPU tuple on every refresh costs)
+                        platform = self.site.platform_w(inp.gpu_ids) if inp else 0.0
+                        watts = p.mean_power_w * p.n_gpus + platform  # at the racks
+                        cache[job_id] = (p, inp, watts)
+                    live.energy_j += watts * factor * (now_s - then)
+                if source != live.overhead_source:  # ``_overhead_applied``: a new source is published at once
+                    touched.add(job_id)
+                live.overhead_factor, live.overhead_source = factor, source
                 live.accrued_s = now_s
-                self._accruing.add(job_id)
+                accruing.add(job_id)
             else:
                 live.accrued_s = None
                 self._accruing.discard(job_id)
@@ -1208,8 +1214,11 @@ class JobTwin:
         live = self.jobs.get(job_id)
         if live is None:
             return []
+        if not live.recommendations:
+            return []
         out = [r for r in live.recommendations if r.recommendation_id not in live.published_recs]
-        live.published_recs.update(r.recommendation_id for r in out)
+        if out:
+            live.published_recs.update(r.recommendation_id for r in out)
         return out
 
     def forget_ended(self, job_id: str) -> None:
