@@ -105,3 +105,27 @@ def test_batch_bytes_must_fit_the_brokers_message_limit():
     with pytest.raises(ValueError, match="batch_bytes"):
         KafkaPublisher("127.0.0.1:1", batch_bytes=-1)
 
+
+
+async def test_batched_records_each_carry_their_own_producer_span(kafka_bootstrap, unique_topic, spans):
+    from opentelemetry import trace
+
+    t = unique_topic(topics.FACILITY_TELEMETRY)
+    await ensure_topics(kafka_bootstrap, [t], with_dlq=False)
+    records = [(f"rack-{i:03d}".encode(), b"v" * 700, [("ce_id", f"id-{i}".encode())]) for i in range(12)]
+    records.append(records[3])   # the fault injector's duplicate: the same headers object, the same record
+    pub = KafkaPublisher(kafka_bootstrap, batch_bytes=2048)
+    await pub.start()
+    try:
+        await asyncio.gather(*await pub.send_many(t.name, records))
+    finally:
+        await pub.stop()
+    produced = {f"{s.context.span_id:016x}": s for s in spans.get_finished_spans()
+                if s.kind == trace.SpanKind.PRODUCER and s.name == f"send {t.name}"}
+    got = await _consume(kafka_bootstrap, t.name, len(records))
+    assert len(produced) == 12
+    for _, key, _, headers in got:
+        h = dict(headers)
+        span = produced[h["traceparent"].decode().split("-")[2]]
+        assert span.attributes["messaging.kafka.message.key"] == key.decode()
+        assert span.attributes["messaging.message.id"] == h["ce_id"].decode()
