@@ -100,10 +100,11 @@ async def test_a_record_above_the_request_limit_is_refused_as_send_refuses_it(ka
 
 
 def test_batch_bytes_must_fit_the_brokers_message_limit():
-    with pytest.raises(ValueError, match="batch_bytes"):
-        KafkaPublisher("127.0.0.1:1", batch_bytes=limits.BROKER_MAX_MESSAGE_BYTES)
-    with pytest.raises(ValueError, match="batch_bytes"):
-        KafkaPublisher("127.0.0.1:1", batch_bytes=-1)
+    for bad in (limits.BROKER_MAX_MESSAGE_BYTES, -1):
+        with pytest.raises(ValueError, match="batch_bytes"):
+            KafkaPublisher("127.0.0.1:1", batch_bytes=bad)
+        with pytest.raises(ValueError, match="batch_bytes"):
+            SimConfig(facility="dgx-h100-su", batch_bytes=bad)
 
 
 

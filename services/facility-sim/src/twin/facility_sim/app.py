@@ -30,6 +30,7 @@ from twin.facility_sim.adapters.jobs import JobFeed
 from twin.facility_sim.adapters.prometheus import DcgmRenderer, MetricsServer
 from twin.facility_sim.adapters.publisher import (
     BATCH_BYTES,
+    MAX_BATCH_BYTES,
     KafkaPublisher,
     MemoryPublisher,
     Publisher,
@@ -90,6 +91,9 @@ class SimConfig(ServiceConfig):
             raise ValueError("faults_at_s must be >= 0")
         if self.equipment_every < 1:
             raise ValueError("equipment_every must be >= 1")
+        if not 0 <= self.batch_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"batch_bytes must be in [0, {MAX_BATCH_BYTES}] (the broker's message.max.bytes less a "
+                             f"record's framing budget)")
         # 0 means "all racks" / "until stopped" / "no endpoint" from the environment and the CLI alike
         if self.racks == 0:
             object.__setattr__(self, "racks", None)

@@ -47,6 +47,7 @@ Record = tuple[bytes, bytes, Headers]   # key, value, headers
 # message.max.bytes, as the kit's producers use (twin.core.kafka): a batch is closed before a record would
 # overflow it, and a 4 KiB record (a 32-GPU rack) leaves plenty of room.
 BATCH_BYTES = limits.BROKER_MAX_MESSAGE_BYTES // 2
+MAX_BATCH_BYTES = limits.BROKER_MAX_MESSAGE_BYTES - limits.RECORD_OVERHEAD_BYTES   # a batch's framing stays within
 
 
 class Publisher(Protocol):
@@ -73,9 +74,9 @@ def traced(topic: str, key: bytes, headers: Headers) -> Iterator[Headers]:
 
 class KafkaPublisher:
     def __init__(self, bootstrap: str, linger_ms: int = 5, batch_bytes: int = BATCH_BYTES) -> None:
-        if not 0 <= batch_bytes <= limits.BROKER_MAX_MESSAGE_BYTES - limits.RECORD_OVERHEAD_BYTES:
-            raise ValueError(f"batch_bytes must be in [0, {limits.BROKER_MAX_MESSAGE_BYTES - limits.RECORD_OVERHEAD_BYTES}]"
-                             f" (the broker's message.max.bytes less a record's framing), got {batch_bytes}")
+        if not 0 <= batch_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"batch_bytes must be in [0, {MAX_BATCH_BYTES}] (the broker's message.max.bytes less a "
+                             f"record's framing budget), got {batch_bytes}")
         self.batch_bytes = batch_bytes
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, client_id="facility-sim", acks="all", enable_idempotence=False,
