@@ -87,3 +87,15 @@ def test_zero_rack_scalars_are_left_out_as_protobuf_does():
                                                            tick.coolant_return_c))
     enc = TickEncoder(layout)
     _same(enc.encode(zeroed, T, 4), enc.encode_fields(zeroed, T, 4))
+
+
+def test_a_rack_with_a_wide_counter_leaves_the_others_on_the_node_matrix():
+    layout, tick = _tick("site-100k", 5)
+    sbe = tick.ecc_sbe_total.copy()
+    sbe[40] = 300                                   # rack 1 (32 GPUs a rack): a sick GPU's rising count
+    wide = dataclasses.replace(tick, ecc_sbe_total=sbe)
+    enc = TickEncoder(layout)
+    _same(enc.encode(wide, T, 6), enc.encode_fields(wide, T, 6))
+    counts = [wide.xid_errors, wide.ecc_sbe_total, wide.ecc_dbe_total]
+    floats = [wide.power_w] * 10
+    assert enc._wire is not None and enc._wire.nodes_fields(floats, counts)[1] == {1}

@@ -114,8 +114,9 @@ class TickEncoder:
         head = b"\x1a" + _varint(len(ts)) + ts + (b"\x20" + _varint(sequence) if sequence else b"")
         floats = [getattr(tick, attr) for f, attr in GPU_FIELDS if f not in UINT_FIELDS]
         counts = [getattr(tick, attr) for f, attr in GPU_FIELDS if f in UINT_FIELDS]
-        all_nodes = wire.nodes_fields(floats, counts)   # every node's `nodes` field, framed (None: per node)
-        if all_nodes is None:
+        # every node's `nodes` field, framed (None: per node), and the racks whose nodes it cannot hold this tick
+        all_nodes, odd_racks = wire.nodes_fields(floats, counts)
+        if all_nodes is None or odd_racks:
             node_floats = wire.float_sections(floats)   # per node: its 10 packed double fields, framed
             node_counts = wire.count_sections(counts)   # per node: its 3 packed varint fields (None: per slice)
             if node_counts is None:
@@ -132,7 +133,7 @@ class TickEncoder:
         count_tags = wire.count_tags
         out: list[EncodedRack] = []
         for r in racks if racks is not None else range(a.n_racks):
-            if all_nodes is not None:
+            if all_nodes is not None and r not in odd_racks:
                 lo, hi = wire.rack_node_bytes[r]
                 nodes, rows = all_nodes[lo:hi], wire.rack_gpus[r]
             else:
@@ -367,27 +368,34 @@ class _WireFrames:
         self.payload_columns = offsets   # (first byte, bytes) of each metric's payload in a row, GPU_FIELDS order
         self.rack_node_bytes = []
         self.rack_gpus = []
+        node_rack = []
         first = 0
-        for nodes in rack_nodes:
+        for r, nodes in enumerate(rack_nodes):
             self.rack_node_bytes.append((first * width, (first + len(nodes)) * width))
             self.rack_gpus.append(len(nodes) * g)
+            node_rack += [r] * len(nodes)
             first += len(nodes)
+        self.node_rack = np.array(node_rack, dtype=np.intp)   # rack index of every node (matrix row)
 
-    def nodes_fields(self, floats: list[np.ndarray], counts: list[np.ndarray]) -> bytes | None:
-        """Every simulated node's `nodes` field in rack order (cut per rack at `rack_node_bytes`), or None when
-        the node matrix does not apply (irregular nodes, or a counter above 127 this tick)."""
+    def nodes_fields(self, floats: list[np.ndarray], counts: list[np.ndarray]) -> tuple[bytes | None, frozenset[int]]:
+        """Every simulated node's `nodes` field in rack order (cut per rack at `rack_node_bytes`), or None when the
+        node matrix does not apply (irregular nodes); and the racks with a GPU counter above 127 this tick (a
+        varint of more than one byte: those racks' slices are not valid, they take the per-node path)."""
         rows = self.node_rows
         if rows is None:
-            return None
-        values = [np.asarray(c) for c in counts]
-        if any(v.size and (int(v.max()) >= 0x80 or int(v.min()) < 0) for v in values):
-            return None
+            return None, frozenset()
+        values = [np.asarray(c).astype(np.uint64) for c in counts]
+        wide = [v >= 0x80 for v in values if v.size and int(v.max()) >= 0x80]
+        odd = frozenset()
+        if wide:
+            gpus = np.logical_or.reduce(wide)
+            odd = frozenset(np.unique(self.node_rack[np.flatnonzero(gpus) // self.node_gpus]).tolist())
         n = rows.shape[0]
         cols = [np.ascontiguousarray(f, dtype="<f8").view(np.uint8) for f in floats] + \
             [v.astype(np.uint8) for v in values]
         for (at, width), col in zip(self.payload_columns, cols, strict=True):
             rows[:, at:at + width] = col.reshape(n, width)
-        return rows.tobytes()
+        return rows.tobytes(), odd
 
     def float_sections(self, floats: list[np.ndarray]) -> list[bytes]:
         """Per simulated node: its packed double fields (GpuSamples 2..11) in wire form."""
