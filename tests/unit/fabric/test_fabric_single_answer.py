@@ -10,7 +10,14 @@ import pytest
 
 from twin.fabric.adapters import codec
 from twin.fabric.domain import COLLECTIVES, LinkState, preset
-from twin.fabric.simulation import MAX_SIZE_BYTES, FabricSimulator, InvalidArgument, JobRegistry, LiveView
+from twin.fabric.simulation import (
+    MAX_SIZE_BYTES,
+    FabricSimulator,
+    InvalidArgument,
+    JobRegistry,
+    LiveView,
+    PlacementRequest,
+)
 from twin.fabric.v1 import fabric_pb2 as pb
 
 SIZES = (1, 8, 4096, 65_537, 1 << 20, (1 << 30) + 3, 1 << 40, MAX_SIZE_BYTES)
@@ -69,3 +76,25 @@ def test_single_size_rejected_like_a_batch_entry(size, message):
     with pytest.raises(InvalidArgument) as many:
         FabricSimulator.check_sizes(np.array([5, size], dtype=np.uint64), "size_bytes")
     assert str(many.value).startswith(message.replace("size_bytes:", "size_bytes[1]:"))
+
+
+def test_repeated_answer_cached_until_the_live_state_changes():
+    """The exact answer cache and the placement cache are keyed by the live state version: a repeated
+    request is answered from the cache; once the link state changes (new version) the answer is the
+    one a fresh simulator computes for the new state, not the cached one."""
+    topo = preset("dgx-h100")
+    healthy = LinkState.healthy(topo)
+    views = [LiveView(0, healthy)]
+    sim = FabricSimulator(topo, lambda: views[-1], JobRegistry(topo.n_gpus))
+    preq = PlacementRequest(n_ranks=256, policy="spread")
+    degraded = healthy.with_failed_nic(int(sim.gpu_ids(preq)[1][0]), 0.5)  # half of one member's NIC lost
+    first = sim.estimate_one(0, 1 << 30, preq)
+    hits = sim.cache_hits
+    assert sim.estimate_one(0, 1 << 30, preq) == first and sim.cache_hits == hits + 1
+    views.append(LiveView(1, degraded))
+    after = sim.estimate_one(0, 1 << 30, preq)
+    fresh = FabricSimulator(topo, lambda: LiveView(0, degraded), JobRegistry(topo.n_gpus))
+    expected = fresh.estimate_one(0, 1 << 30, preq)
+    assert after.time_s > first.time_s  # the slow NIC slows the 256-rank spread all-reduce
+    assert after._replace(state_version=0) == expected and after.state_version == 1
+    assert sim.cache_hits == hits + 1
