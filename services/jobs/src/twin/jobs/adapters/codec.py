@@ -305,16 +305,23 @@ def job_event(msg: pb.JobEvent) -> tuple[JobEvent, tuple[int, ...]]:
 
 #: job -> (the objects its state's static part was built from, that part): spec, placement and prediction change
 #: rarely, a job's state is published every second (the same message as ``state_to_proto`` builds, faster)
-_STATIC: dict[str, tuple[tuple, pb.JobState]] = {}
+#: The part is kept as a message and serialized: a state merges the bytes (``MergeFromString``), which protobuf's
+#: upb runtime does ~4x faster than ``MergeFrom`` of the message (that serializes the message, then parses it).
+_STATIC: dict[str, tuple[tuple, pb.JobState, bytes]] = {}
 
 
 def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tuple[int, ...]) -> pb.JobState:
+    return _static_entry(rec, prediction, gpu_ids)[1]
+
+
+def _static_entry(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tuple[int, ...]
+                  ) -> tuple[tuple, pb.JobState, bytes]:
     hit = _STATIC.get(rec.job_id)
     if hit is not None:
         k = hit[0]  # the same objects (identity, not equality: cheap, and a new one is simply rebuilt)
         if (k[0] is rec.spec and k[1] is rec.attributes and k[2] is rec.nodes and k[3] == rec.n_gpus
                 and k[4] is prediction and k[5] is gpu_ids):
-            return hit[1]
+            return hit
     key = (rec.spec, rec.attributes, rec.nodes, rec.n_gpus, prediction, gpu_ids)
     msg = state_to_proto(JobRecord(rec.job_id, JobStatus.PENDING, 0.0, spec=rec.spec, nodes=rec.nodes,
                                    n_gpus=rec.n_gpus, attributes=rec.attributes), prediction, 0.0)
@@ -323,8 +330,8 @@ def _static_part(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tup
     msg.placement.gpu_ids.extend(gpu_ids)
     if len(_STATIC) > 50_000:
         _STATIC.clear()
-    _STATIC[rec.job_id] = (key, msg)
-    return msg
+    entry = _STATIC[rec.job_id] = (key, msg, msg.SerializeToString())
+    return entry
 
 
 _TS_PARTS: list = [None, (0, 0)]
@@ -351,7 +358,7 @@ def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbo
                       failures_per_day=live.failures_per_day, step_time_error_ratio=live.error_ratio)
     ts = msg.state_time  # ``_ts(state_time_s)``: the same seconds and nanos, once per refresh's instant
     ts.seconds, ts.nanos = _ts_parts(state_time_s)
-    msg.MergeFrom(_static_part(rec, live.prediction if running else None, tuple(view.gpu_ids)))
+    msg.MergeFromString(_static_entry(rec, live.prediction if running else None, tuple(view.gpu_ids))[2])
     if running:
         if live.flags:
             add = msg.risk_flags.add

@@ -114,15 +114,18 @@ class Engine:
             twin.accrue(now)
             states, recs = [], []
             s = twin.settings
-            jobs = twin.book.jobs
+            tariff, carbon = s.tariff_usd_per_kwh, s.carbon_kg_per_kwh
+            jobs, republish_s = twin.book.jobs, self.republish_s
+            changed, view, new_recommendations = twin.changed, twin.view, twin.new_recommendations
+            to_proto = codec.view_to_proto
             for job_id in twin.to_publish(now):  # touched since the last refresh or due for republishing
                 if jobs[job_id].status in ENDED:
                     twin.forget_ended(job_id)
-                if twin.changed(job_id, now, self.republish_s):
-                    view = twin.view(job_id)
-                    states.append(codec.view_to_proto(view, now, tariff_usd_per_kwh=s.tariff_usd_per_kwh,
-                                                      carbon_kg_per_kwh=s.carbon_kg_per_kwh))
-                recs.extend(codec.recommendation_to_proto(r, now) for r in twin.new_recommendations(job_id))
+                if changed(job_id, now, republish_s):
+                    states.append(to_proto(view(job_id), now, tariff_usd_per_kwh=tariff, carbon_kg_per_kwh=carbon))
+                new = new_recommendations(job_id)
+                if new:
+                    recs.extend(codec.recommendation_to_proto(r, now) for r in new)
             await self._emit(states, recs)
 
     async def _emit(self, states, recs) -> None:
