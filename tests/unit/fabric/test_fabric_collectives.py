@@ -207,3 +207,18 @@ def test_100k_gpu_placement_summary():
     assert int(pl.n_ranks) == topo.n_gpus and int(pl.n_domains) == topo.n_gpus // 8
     assert int(pl.n_leaf_groups) == topo.n_leaf_groups
     assert np.isfinite(estimate(topo, "all_reduce", 2**30, pl).time_s)
+
+
+def test_leaf_uplink_available_is_computed_once_per_state_and_read_only():
+    topo = preset("dgx-h100", n_gpus=256)
+    cap = np.ones((topo.n_leaves, topo.n_spines))
+    cap[0, :2] = 0.0
+    util = np.full_like(cap, 0.25)
+    state = LinkState(cap, util, np.ones(topo.n_gpus))
+    first = state.leaf_uplink_available()
+    np.testing.assert_allclose(first, (cap * 0.75).mean(axis=1))
+    assert state.leaf_uplink_available() is first  # the same array: computed once
+    with pytest.raises(ValueError):
+        first[0] = 1.0  # read-only, like the state's own arrays, so the cache cannot be changed under a caller
+    # a what-if state is a new object with its own answer
+    assert state.with_failed_spine(3).leaf_uplink_available()[1] < first[1]

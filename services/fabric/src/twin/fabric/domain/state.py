@@ -49,10 +49,20 @@ class LinkState:
 
     # --- derived, per leaf ----------------------------------------------------------------------
     def leaf_uplink_available(self) -> np.ndarray:
-        """[n_leaves] available fraction of each leaf's nominal uplink bandwidth (capacity x idle share)."""
-        if self.uplink_capacity.size == 0:
-            return np.ones(self.uplink_capacity.shape[0])
-        return (self.uplink_capacity * (1.0 - self.uplink_utilization)).mean(axis=1)
+        """[n_leaves] available fraction of each leaf's nominal uplink bandwidth (capacity x idle share).
+
+        Computed once per state (its arrays are read-only, so it cannot go stale): every estimate on a new
+        placement asks for it, and over a 100k-GPU site's uplinks it costs milliseconds.
+        """
+        cached = self.__dict__.get("_leaf_uplink_available")
+        if cached is None:
+            if self.uplink_capacity.size == 0:
+                cached = np.ones(self.uplink_capacity.shape[0])
+            else:
+                cached = (self.uplink_capacity * (1.0 - self.uplink_utilization)).mean(axis=1)
+            cached.setflags(write=False)
+            object.__setattr__(self, "_leaf_uplink_available", cached)
+        return cached
 
     # --- what-if helpers (return new states) ----------------------------------------------------
     def with_failed_spine(self, spine: int) -> LinkState:
