@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -137,6 +138,9 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 class RpcHandler:
     """Deadline, thread offload, span, duration metric and error mapping for one gRPC service.
 
+    `run`'s work is called with the Deadline; a `heavy` one runs in a worker thread, any other may return an
+    awaitable (async work such as asking another twin), awaited inside the span and the duration.
+
     The SERVER span is made only while some span processor records it and the duration only while some
     metric reader collects it (an SDK provider without processors/readers keeps nothing, and a span
     costs tens of microseconds per RPC); attribute dicts are built once per method and status code.
@@ -186,7 +190,9 @@ class RpcHandler:
         try:
             try:
                 if not heavy:
-                    return work(deadline)
+                    answer = work(deadline)
+                    # async work (e.g. asking another twin first) runs inside the span and the duration too
+                    return await answer if inspect.isawaitable(answer) else answer
                 job = asyncio.to_thread(work, deadline)
                 if remaining is None:
                     return await job

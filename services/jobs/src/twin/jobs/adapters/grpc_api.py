@@ -2,9 +2,9 @@
 
 Every RPC: check the request (INVALID_ARGUMENT naming the field, NOT_FOUND for unknown jobs, nodes, links,
 CDUs or UPSs) -> the live twin (``twin.jobs.whatif``) -> encode (codec), through the shared ``RpcHandler``
-(deadline, span, duration metric, error -> status). WhatIfPlacement first asks the fabric twin for every
-candidate's communication in one exchange (``FabricComm.answer_many``), awaited before the handler's synchronous
-part (its span and duration metric cover the ranking, not the fabric exchange). Jobs come from this process's
+(deadline, span, duration metric, error -> status). WhatIfPlacement asks the fabric twin for every
+candidate's communication in one exchange (``FabricComm.answer_many``) as the handler's async work, so its span and
+duration metric cover the exchange as well as the ranking. Jobs come from this process's
 twin; a job it does not hold is looked up in job_state_latest (the latest state any process stored).
 """
 
@@ -102,21 +102,11 @@ class JobServicer(pb_grpc.JobServiceServicer):
         return spec, candidates
 
     async def WhatIfPlacement(self, request: pb.WhatIfPlacementRequest, context) -> pb.WhatIfPlacementResponse:
-        # the fabric twin is asked (awaited) before the shared handler's synchronous part, which then raises what
-        # the request check or the what-if raised (mapped to a status there) or encodes the outcomes
-        outcomes, error = None, None
-        deadline = Deadline(context.time_remaining())
-        try:
+        # async work: the exchange with the fabric twin runs inside the handler's span and duration
+        async def work(deadline: Deadline) -> pb.WhatIfPlacementResponse:
             spec, candidates = self._placement_request(request)
             outcomes = await whatif.placement_asking(self.twin, spec, candidates, self.now_s(),
                                                      self._ask_fabric(deadline), check=deadline.check)
-        except Exception as exc:  # noqa: BLE001 -- re-raised inside the handler (status mapping, no traceback leak)
-            error = exc
-
-        def work(_: Deadline) -> pb.WhatIfPlacementResponse:
-            if error is not None:
-                raise error
-            assert outcomes is not None
             return pb.WhatIfPlacementResponse(outcomes=[codec.placement_outcome(o) for o in outcomes])
 
         return await _rpc.run("WhatIfPlacement", context, work)
