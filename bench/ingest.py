@@ -489,7 +489,7 @@ def _one_tick(racks: int):
     enc.encode(tick, t, sequence=0)   # facility-sim's encoder is warm after its first tick (ids framed once)
     c0, p0 = time.perf_counter(), time.process_time()
     encoded = enc.encode(tick, t, sequence=1)
-    values = [e.message.SerializeToString() for e in encoded]
+    values = [e.value for e in encoded]  # the published bytes (facility-sim encodes them directly: no message, no re-serialization)
     return spec, t, values, time.perf_counter() - c0, time.process_time() - p0
 
 
