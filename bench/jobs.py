@@ -34,8 +34,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import asyncio  # noqa: E402
+import cProfile  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import pstats  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -78,6 +80,9 @@ BATCH = 500  # records per handler call (a consumer poll)
 TELEMETRY_SECONDS = 20  # whole-site GPU telemetry at 1 Hz: four of the service's 5 s read intervals per rack
 TARGETS = {"core_share": 0.10, "what_if_placement_s": 1.0}
 WHAT_IF_RUNS = 20  # per path (own estimate, fabric twin cold); p50 / p95 over them
+#: ``BENCH_JOBS_PROFILE=N``: cProfile the 1 s progress phase and print its top N functions (by own time) to stderr;
+#: the run's figures then carry the profiler's overhead (``profiled`` in the results says so)
+PROFILE_TOP = int(os.environ.get("BENCH_JOBS_PROFILE", "0") or 0)
 #: step-to-step variation of a training job's measured step time, ~1 % (assumption, stated: data loading,
 #: collectives and GC move a step by about a percent); applied in the 1 s progress phase
 STEP_JITTER = 0.01
@@ -317,7 +322,13 @@ async def _bench() -> dict:
     feed.progress_every_s = 1.0
     feed.next_progress_s = 0.0  # due at once, then every second
     jitter = np.random.default_rng(1)
+    profile = cProfile.Profile() if PROFILE_TOP else None
+    if profile is not None:
+        profile.enable()
     steady_1 = await _run_seconds(engine, handler, feed, clock, clock.now(), 1.0 + SECONDS, SECONDS_1S, jitter=jitter)
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(PROFILE_TOP)
     # the same without coalescing progress (every report republishes its job's state: what the twin did before)
     coalesce = twin.settings
     twin.settings = replace(coalesce, progress_publish_s=0.0)
@@ -441,6 +452,7 @@ async def _bench() -> dict:
         "targets": TARGETS,
         "meets_targets": bool(core_share <= TARGETS["core_share"]
                               and fabric_what_if["what_if_fabric_p95_s"] <= TARGETS["what_if_placement_s"]),
+        "profiled": bool(PROFILE_TOP),
         "bench_s": time.perf_counter() - started_all,
         "load_average_1m": os.getloadavg()[0], "machine": platform.machine(), "cpu_count": os.cpu_count(),
         "threads": 1, "numpy": np.__version__, "python": platform.python_version(),
