@@ -101,3 +101,13 @@ def test_an_event_time_protobuf_cannot_represent_is_rejected_naming_event_time(k
     with pytest.raises(InvalidMessage) as err:
         event_from_proto(msg)
     assert err.value.field == "event_time"
+
+
+def test_the_state_time_parts_are_the_timestamps_for_every_instant_in_any_order() -> None:
+    """``view_to_proto``'s state time (``_ts_parts``, the last instant's kept) is ``_ts`` of each instant."""
+    from twin.jobs.adapters import codec as c
+
+    instants = [1_800_000_000.0, 1_800_000_000.25, 1_800_000_000.0, -1.5, 0.0, 1_799_999_999.999999999, 1e9 + 1e-9]
+    for seconds in instants + instants[::-1]:
+        ts = c._ts(seconds)
+        assert c._ts_parts(seconds) == (ts.seconds, ts.nanos)

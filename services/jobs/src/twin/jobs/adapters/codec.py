@@ -334,15 +334,19 @@ def _static_entry(rec: JobRecord, prediction: StepPrediction | None, gpu_ids: tu
     return entry
 
 
-_TS_PARTS: list = [None, (0, 0)]
+#: the last instant ``_ts_parts`` converted and its parts, replaced as one tuple (read once: no torn pair)
+_TS_LAST: list[tuple[float, tuple[int, int]]] = [(math.nan, (0, 0))]
 
 
 def _ts_parts(seconds: float) -> tuple[int, int]:
     """(seconds, nanos) of ``_ts(seconds)``; the last instant's kept (every state of a refresh has the same)."""
-    if _TS_PARTS[0] != seconds:
-        ts = _ts(seconds)
-        _TS_PARTS[:] = [seconds, (ts.seconds, ts.nanos)]
-    return _TS_PARTS[1]
+    last = _TS_LAST[0]
+    if last[0] == seconds:
+        return last[1]
+    ts = _ts(seconds)
+    parts = (ts.seconds, ts.nanos)
+    _TS_LAST[0] = (seconds, parts)
+    return parts
 
 
 def view_to_proto(view, state_time_s: float, *, tariff_usd_per_kwh: float, carbon_kg_per_kwh: float) -> pb.JobState:
