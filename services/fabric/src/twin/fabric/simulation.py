@@ -42,6 +42,8 @@ from twin.fabric.domain import (
 from twin.fabric.domain.moe import moe_checks
 
 MAX_BATCH_ENTRIES = 100_000
+MAX_PLACEMENT_ENTRIES = 10_000  # EstimatePlacements: entries (placements) per request
+MAX_PLACEMENT_RANKS = 2_000_000  # EstimatePlacements: ranks summed over the entries
 MAX_SWEEP_POINTS = 10_000
 MAX_SIZE_BYTES = 2**50
 CHUNK_ENTRIES = 8_192
@@ -122,6 +124,17 @@ class OneEstimate(NamedTuple):
     n_ranks: int
     n_nodes: int
     state_version: int
+
+
+@dataclass(frozen=True)
+class PlacementQuestion:
+    """One EstimatePlacements entry: an EstimateBatch's (collective codes, sizes) on one placement
+    (`field` names the entry in errors, e.g. "entries[3]")."""
+
+    collective: np.ndarray  # int codes into COLLECTIVES
+    size_bytes: np.ndarray  # uint64
+    placement: PlacementRequest
+    field: str = "entries[0]"
 
 
 @dataclass(frozen=True)
@@ -390,6 +403,69 @@ class FabricSimulator:
             np.concatenate([getattr(p, f) for p in parts]) for f in Estimate.__dataclass_fields__))
         coll_full = coll if coll.shape == sizes.shape else np.broadcast_to(coll, sizes.shape)
         return EstimateTable(coll_full, sizes, result, int(placement.n_ranks), int(placement.n_nodes), view.version)
+
+    def estimate_placements(self, entries: list[PlacementQuestion], deadline: Deadline | None = None,
+                            nccl_version: tuple[int, int, int] | None = None) -> list[EstimateTable]:
+        """Many EstimateBatch questions, each on its own placement, under one live-state snapshot.
+
+        Every entry's answer equals `estimate` of that entry alone (same core, same placement summary,
+        same live state): placements with equal rank counts are summarised together ([P, n] GPU ids in
+        `placement_from_gpu_ids`) and all their (collective, size) pairs estimated in one vectorized
+        call, in chunks of about `chunk_entries` pairs with the deadline checked between chunks."""
+        deadline = deadline or Deadline(None)
+        if not entries:
+            raise InvalidArgument("entries", "no entries")
+        if len(entries) > MAX_PLACEMENT_ENTRIES:
+            raise InvalidArgument("entries", f"{len(entries)} entries exceed the limit of {MAX_PLACEMENT_ENTRIES}")
+        total = sum(int(e.size_bytes.size) for e in entries)
+        if total > MAX_BATCH_ENTRIES:
+            raise InvalidArgument("entries", f"{total} (collective, size) pairs over all entries exceed the "
+                                  f"limit of {MAX_BATCH_ENTRIES}")
+        view = self.live()
+        sizes = [self.check_sizes(e.size_bytes, f"{e.field}.size_bytes") for e in entries]
+        ids: list[np.ndarray] = []
+        ranks = 0
+        for e in entries:
+            _, gids = self.gpu_ids(e.placement)
+            ranks += int(gids.size)
+            if ranks > MAX_PLACEMENT_RANKS:
+                raise InvalidArgument(f"{e.placement.field}", f"the entries up to this one hold {ranks} ranks; "
+                                      f"the limit is {MAX_PLACEMENT_RANKS}")
+            ids.append(gids)
+        deadline.check()
+        out: list[EstimateTable | None] = [None] * len(entries)
+        by_n: dict[int, list[int]] = {}
+        for i, g in enumerate(ids):
+            by_n.setdefault(int(g.size), []).append(i)
+        for n, members in by_n.items():
+            # chunks of placements holding about chunk_entries pairs (and ranks): bounded memory, deadline checks
+            start = 0
+            while start < len(members):
+                stop, pairs = start, 0
+                while stop < len(members) and (stop == start or (
+                        pairs + sizes[members[stop]].size <= self.chunk_entries
+                        and (stop - start + 1) * n <= 16 * self.chunk_entries)):
+                    pairs += sizes[members[stop]].size
+                    stop += 1
+                deadline.check()
+                chunk = members[start:stop]
+                start = stop
+                pl = placement_from_gpu_ids(self.topology, np.stack([ids[i] for i in chunk]), view.link_state)
+                counts = np.array([sizes[i].size for i in chunk])
+                row = np.repeat(np.arange(len(chunk)), counts)
+                coll = np.concatenate([np.broadcast_to(np.asarray(entries[i].collective, np.int64).reshape(-1),
+                                                       sizes[i].shape) for i in chunk])
+                flat = np.concatenate([sizes[i] for i in chunk])
+                # (one pair on one placement takes the core's scalar path, bit-identical to the vectorized one)
+                r = estimate(self.topology, coll, flat.astype(np.float64), pl[row], nccl_version=nccl_version)
+                self.entries_estimated += int(flat.size)
+                bounds = np.concatenate([[0], np.cumsum(counts)])
+                for k, i in enumerate(chunk):
+                    sl = slice(int(bounds[k]), int(bounds[k + 1]))
+                    out[i] = EstimateTable(coll[sl], flat[sl], Estimate(*(
+                        getattr(r, f)[sl] for f in Estimate.__dataclass_fields__)), n, int(pl.n_nodes[k]),
+                        view.version)
+        return [t for t in out if t is not None]
 
     def estimate_one(self, collective: int, size_bytes: int, req: PlacementRequest, deadline: Deadline | None = None,
                      nccl_version: tuple[int, int, int] | None = None) -> OneEstimate:

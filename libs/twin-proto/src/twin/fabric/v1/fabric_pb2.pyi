@@ -207,6 +207,40 @@ class EstimateBatchResponse(_message.Message):
     n_nodes: int
     def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
+class PlacementQuestion(_message.Message):
+    __slots__ = ("placement", "collectives", "size_bytes")
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIVES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    placement: Placement
+    collectives: _containers.RepeatedScalarFieldContainer[Collective]
+    size_bytes: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, placement: _Optional[_Union[Placement, _Mapping]] = ..., collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class EstimatePlacementsRequest(_message.Message):
+    __slots__ = ("entries", "nccl_version")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[PlacementQuestion]
+    nccl_version: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementQuestion, _Mapping]]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
+
+class PlacementAnswer(_message.Message):
+    __slots__ = ("estimates", "n_ranks", "n_nodes")
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    N_RANKS_FIELD_NUMBER: _ClassVar[int]
+    N_NODES_FIELD_NUMBER: _ClassVar[int]
+    estimates: _containers.RepeatedCompositeFieldContainer[CollectiveEstimate]
+    n_ranks: int
+    n_nodes: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
+
+class EstimatePlacementsResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[PlacementAnswer]
+    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementAnswer, _Mapping]]] = ...) -> None: ...
+
 class SweepSizesRequest(_message.Message):
     __slots__ = ("collective", "min_bytes", "max_bytes", "steps_per_doubling", "placement", "nccl_version")
     COLLECTIVE_FIELD_NUMBER: _ClassVar[int]

@@ -47,6 +47,11 @@ class FabricSimulationServiceStub:
                 request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchRequest.SerializeToString,
                 response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchResponse.FromString,
                 _registered_method=True)
+        self.EstimatePlacements = channel.unary_unary(
+                '/twin.fabric.v1.FabricSimulationService/EstimatePlacements',
+                request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsRequest.SerializeToString,
+                response_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsResponse.FromString,
+                _registered_method=True)
         self.SweepSizes = channel.unary_unary(
                 '/twin.fabric.v1.FabricSimulationService/SweepSizes',
                 request_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.SweepSizesRequest.SerializeToString,
@@ -83,6 +88,13 @@ class FabricSimulationServiceServicer:
 
     def EstimateBatch(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstimatePlacements(self, request, context):
+        """EstimateBatch for many placements at once (see EstimatePlacementsRequest).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -125,6 +137,11 @@ def add_FabricSimulationServiceServicer_to_server(servicer, server):
                     servicer.EstimateBatch,
                     request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchRequest.FromString,
                     response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchResponse.SerializeToString,
+            ),
+            'EstimatePlacements': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimatePlacements,
+                    request_deserializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsRequest.FromString,
+                    response_serializer=twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsResponse.SerializeToString,
             ),
             'SweepSizes': grpc.unary_unary_rpc_method_handler(
                     servicer.SweepSizes,
@@ -204,6 +221,33 @@ class FabricSimulationService:
             '/twin.fabric.v1.FabricSimulationService/EstimateBatch',
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchRequest.SerializeToString,
             twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimateBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimatePlacements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twin.fabric.v1.FabricSimulationService/EstimatePlacements',
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsRequest.SerializeToString,
+            twin_dot_fabric_dot_v1_dot_fabric__pb2.EstimatePlacementsResponse.FromString,
             options,
             channel_credentials,
             insecure,

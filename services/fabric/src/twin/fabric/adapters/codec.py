@@ -22,6 +22,7 @@ from twin.fabric.simulation import (
     MoeRequest,
     OneEstimate,
     ParallelRequest,
+    PlacementQuestion,
     PlacementRequest,
     TrainingStepAnswer,
 )
@@ -142,6 +143,36 @@ def estimate_batch_request(req: pb.EstimateBatchRequest, max_entries: int):
     codes = collective_codes(np.fromiter(req.collectives, dtype=np.int64, count=n_c))
     sizes = np.fromiter(req.size_bytes, dtype=np.uint64, count=n_s)
     return codes, sizes, placement_request(req.placement)
+
+
+def estimate_placements_request(req: pb.EstimatePlacementsRequest, max_entries: int) -> list[PlacementQuestion]:
+    """The entries of an EstimatePlacements request (structure checked here with entries[i].<field> names; sizes,
+    placements and the request limits by `FabricSimulator.estimate_placements`)."""
+    out: list[PlacementQuestion] = []
+    total = 0
+    for i, e in enumerate(req.entries):
+        f = f"entries[{i}]"
+        n_c, n_s = len(e.collectives), len(e.size_bytes)
+        if n_s == 0:
+            raise InvalidArgument(f"{f}.size_bytes", "empty entry")
+        if n_c != n_s:
+            raise InvalidArgument(f"{f}.collectives", f"{n_c} collectives for {n_s} size_bytes (must be parallel)")
+        total += n_s
+        if total > max_entries:
+            raise InvalidArgument(f"{f}.size_bytes", f"the entries up to this one hold {total} (collective, size) "
+                                  f"pairs; the limit is {max_entries}")
+        codes = collective_codes(np.fromiter(e.collectives, dtype=np.int64, count=n_c), f"{f}.collectives")
+        sizes = np.fromiter(e.size_bytes, dtype=np.uint64, count=n_s)
+        out.append(PlacementQuestion(codes, sizes, placement_request(e.placement, f"{f}.placement"), f))
+    return out
+
+
+def estimate_placements_response(tables: list[EstimateTable]) -> pb.EstimatePlacementsResponse:
+    resp = pb.EstimatePlacementsResponse()
+    for table in tables:
+        entry = resp.entries.add(n_ranks=table.n_ranks, n_nodes=table.n_nodes)
+        estimates_to_proto(table, entry.estimates)
+    return resp
 
 
 _MOE_KERNEL = {pb.MOE_KERNEL_NCCL_ALLTOALL: "nccl_alltoall", pb.MOE_KERNEL_DEEPEP_NORMAL: "deepep_normal",

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from twin.core.grpc_server import GrpcOptions, GrpcServer, RpcHandler
-from twin.core.rpc import Deadline
+from twin.core.rpc import Deadline, InvalidArgument
 from twin.fabric.adapters import codec
 from twin.fabric.domain.link_health import LinkHealth
-from twin.fabric.simulation import CHUNK_ENTRIES, MAX_BATCH_ENTRIES, FabricSimulator
+from twin.fabric.simulation import CHUNK_ENTRIES, MAX_BATCH_ENTRIES, MAX_PLACEMENT_ENTRIES, FabricSimulator
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -55,6 +55,21 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
             return resp
 
         return await self._run("EstimateBatch", context, work, heavy=len(request.size_bytes) > self.inline_entries)
+
+    async def EstimatePlacements(self, request: pb.EstimatePlacementsRequest,
+                                 context) -> pb.EstimatePlacementsResponse:
+        def work(deadline: Deadline) -> pb.EstimatePlacementsResponse:
+            if len(request.entries) > MAX_PLACEMENT_ENTRIES:  # before decoding any entry
+                raise InvalidArgument("entries", f"{len(request.entries)} entries exceed the limit of "
+                                      f"{MAX_PLACEMENT_ENTRIES}")
+            entries = codec.estimate_placements_request(request, self.max_batch_entries)
+            tables = self.sim.estimate_placements(entries, deadline, codec.nccl_version(request.nccl_version))
+            deadline.check()
+            return codec.estimate_placements_response(tables)
+
+        # inline only when tiny (a few placements): placement summaries cost more than a batch's entries
+        heavy = len(request.entries) > 4 or sum(len(e.size_bytes) for e in request.entries) > self.inline_entries
+        return await self._run("EstimatePlacements", context, work, heavy=heavy)
 
     async def SweepSizes(self, request: pb.SweepSizesRequest, context) -> pb.SweepSizesResponse:
         sizes_hint = self._sweep_points_hint(request)
