@@ -30,6 +30,10 @@ class _Stub:
         return fpb.EstimateBatchResponse(estimates=[fpb.CollectiveEstimate(time_s=self.time_s)
                                                     for _ in req.collectives])
 
+    async def EstimatePlacements(self, req, timeout=None, metadata=None):  # noqa: N802 - what FabricComm asks
+        return fpb.EstimatePlacementsResponse(entries=[fpb.PlacementAnswer(estimates=[
+            fpb.CollectiveEstimate(time_s=self.time_s) for _ in e.collectives]) for e in req.entries])
+
 
 class _Fabric(FabricComm):
     def __init__(self, time_s: float) -> None:

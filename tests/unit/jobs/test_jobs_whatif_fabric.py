@@ -1,14 +1,17 @@
 """The what-if placement asks the fabric twin for every candidate in one exchange (``FabricComm.answer_many``):
 the gathering of communicators into questions (equal questions once, equal-shaped communicators sharing one when
 none of their GPUs is under an impaired link, communicators under one asked on their own GPUs), the split of a
-question at the fabric's entry limit, and the fallback to the own estimate, stated per candidate, when the fabric
-twin cannot answer. The real service: tests/integration/test_jobs_whatif_fabric.py."""
+question at the fabric's entry limit, the collective questions of a what-if as the entries of one
+``EstimatePlacements`` (split only at its limits; one ``EstimateBatch`` per question from a fabric twin without it),
+and the fallback to the own estimate, stated per candidate, when the fabric twin cannot answer. The real service:
+tests/integration/test_jobs_whatif_fabric.py."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import yaml
@@ -40,21 +43,40 @@ def site(tmp_path_factory):
     return build_site_map(load_facility_spec(str(path)))
 
 
-class _Stub:
-    """Answers every collective with a time from the request's GPU ids (so a shared answer is visible) and
-    records the requests."""
+def _answer(gpu_ids, n: int) -> list[fpb.CollectiveEstimate]:
+    first = gpu_ids[0]
+    return [fpb.CollectiveEstimate(time_s=1e-3 * (1 + k) + 1e-6 * first) for k in range(n)]
 
-    def __init__(self, fail: Exception | None = None) -> None:
+
+class _Stub:
+    """Answers every collective with a time from the placement's GPU ids (so a shared answer is visible) and
+    records the requests; ``placements`` False: a fabric twin without EstimatePlacements (UNIMPLEMENTED)."""
+
+    def __init__(self, fail: Exception | None = None, placements: bool = True) -> None:
         self.requests: list = []
         self.fail = fail
+        self.placements = placements
 
     async def EstimateBatch(self, req, timeout=None, metadata=None):  # noqa: N802 - the gRPC method's name
         self.requests.append(req)
         if self.fail is not None:
             raise self.fail
-        first = req.placement.gpus.gpu_ids[0]
-        return fpb.EstimateBatchResponse(estimates=[fpb.CollectiveEstimate(time_s=1e-3 * (1 + k) + 1e-6 * first)
-                                                    for k in range(len(req.collectives))])
+        return fpb.EstimateBatchResponse(estimates=_answer(req.placement.gpus.gpu_ids, len(req.collectives)))
+
+    async def EstimatePlacements(self, req, timeout=None, metadata=None):  # noqa: N802
+        self.requests.append(req)
+        if not self.placements:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNIMPLEMENTED, grpc.aio.Metadata(), grpc.aio.Metadata(),
+                                       details="Method not found!")
+        if self.fail is not None:
+            raise self.fail
+        return fpb.EstimatePlacementsResponse(entries=[fpb.PlacementAnswer(
+            estimates=_answer(e.placement.gpus.gpu_ids, len(e.collectives))) for e in req.entries])
+
+    def asked(self) -> list[tuple[int, ...]]:
+        """GPU ids of every collective question asked (EstimatePlacements entries and EstimateBatch requests)."""
+        return [tuple(e.placement.gpus.gpu_ids) for r in self.requests
+                for e in (r.entries if isinstance(r, fpb.EstimatePlacementsRequest) else [r])]
 
 
 class _Fabric(FabricComm):
@@ -88,15 +110,18 @@ def test_equal_questions_are_asked_once_and_equal_shapes_share_an_answer(site) -
     assert n_comms == 2 * (4 + 8)  # per candidate: 4 TP groups (one per node), 8 DP groups (one per rail)
 
     exact = _Stub()
-    answers = asyncio.run(_Fabric(exact).answer_many(jobs))
-    assert len(exact.requests) == n_comms, "without shapes: each distinct communicator once (the repeat is free)"
+    fabric = _Fabric(exact)
+    answers = asyncio.run(fabric.answer_many(jobs))
+    assert len(exact.asked()) == len(set(exact.asked())) == n_comms, \
+        "without shapes: each distinct communicator once (the repeat is free)"
+    assert len(exact.requests) == 1 == fabric.calls, "all of them in one EstimatePlacements"
     assert answers[0].table == answers[2].table and all(a.source == "fabric" for a in answers)
 
     shared = _Stub()
     fabric = _Fabric(shared)
     answers = asyncio.run(fabric.answer_many(jobs, shape=communicator_shape(site.inventory)))
     # one TP shape (8 GPUs of one node) and one DP shape per rail (4 nodes of one leaf group, GPU r of each)
-    assert len(shared.requests) == 1 + 8 == fabric.calls
+    assert len(shared.asked()) == 1 + 8 and len(shared.requests) == 1 == fabric.calls
     assert answers[1].table == answers[0].table, "candidate B took candidate A's equal-shaped answers"
     assert "12 communicator(s) timed by the fabric twin, 3 through" in answers[0].detail  # its other 3 nodes' TP
     assert "12 communicator(s) timed by the fabric twin, 12 through" in answers[1].detail
@@ -110,7 +135,7 @@ def test_a_communicator_under_an_impaired_link_is_asked_on_its_own_gpus(site) ->
     assert inp.links and jobs[0][2], "the spanning candidate crosses the degraded uplink"
     stub = _Stub()
     asyncio.run(_Fabric(stub).answer_many(jobs, shape=communicator_shape(site.inventory)))
-    asked = {tuple(r.placement.gpus.gpu_ids) for r in stub.requests}
+    asked = set(stub.asked())
     hot = jobs[0][2]
     rows = [row for _, _, ids in communicators(SPEC, sorted(inp.gpu_ids), jobs[0][1], hot, 16) for row in ids]
     under = [row for row in rows if not hot.isdisjoint(row)]
@@ -144,11 +169,57 @@ def test_a_long_question_is_split_at_the_fabric_limit(monkeypatch, site) -> None
     assert [len(r.collectives) for r in reqs] == [3] * (len(q.calls) // 3) + ([len(q.calls) % 3] if len(q.calls) % 3
                                                                               else [])
     assert all(list(r.placement.gpus.gpu_ids) == [0, 8, 16, 24] for r in reqs)
+    expected = [1e-3 * (1 + k) + 1e-6 * 0 for r in reqs for k in range(len(r.collectives))]
     stub = _Stub()
-    times = asyncio.run(fabric_client.gather_requests(stub, [q], timeout_s=1.0))[0]
+    times = asyncio.run(fabric_client.gather_requests(stub, [q], timeout_s=1.0, placements=False))[0]
     assert len(stub.requests) == len(reqs) and len(times) == len(q.calls)
     # each chunk's answers in request order, concatenated
-    assert times == [1e-3 * (1 + k) + 1e-6 * 0 for r in reqs for k in range(len(r.collectives))]
+    assert times == expected
+    # EstimatePlacements: the same chunks as consecutive entries, a new request where the pairs would pass the limit
+    stub = _Stub()
+    sent: list = []
+    times = asyncio.run(fabric_client.gather_requests(stub, [q], timeout_s=1.0, sent=sent))[0]
+    assert sent == stub.requests and len(stub.requests) == len(reqs)
+    assert [[len(e.collectives) for e in r.entries] for r in stub.requests] == [[len(r.collectives)] for r in reqs]
+    assert times == expected
+
+
+def test_estimate_placements_splits_only_at_its_limits_with_the_same_answers(monkeypatch, site) -> None:
+    twin = JobTwin(site)
+    jobs = _jobs(twin, [INSIDE_A, INSIDE_B, SPANNING])
+    one = _Stub()
+    want = asyncio.run(_Fabric(one).answer_many(jobs))
+    n = len(one.asked())
+    assert len(one.requests) == 1 and n == 3 * 12 - 2  # SPANNING shares 2 nodes (their TP groups) with INSIDE_A
+    for name, limit, per_request in (("MAX_PLACEMENT_ENTRIES", 5, 5), ("MAX_PLACEMENT_RANKS", 40, 10)):
+        monkeypatch.setattr(fabric_client, name, limit)  # TP groups of 8 GPUs, DP groups of 4: <= 10 of either
+        stub = _Stub()
+        fabric = _Fabric(stub)
+        got = asyncio.run(fabric.answer_many(jobs))
+        assert [a.table for a in got] == [a.table for a in want]
+        assert sorted(stub.asked()) == sorted(one.asked())
+        assert all(len(r.entries) <= per_request for r in stub.requests)
+        assert all(sum(len(e.placement.gpus.gpu_ids) for e in r.entries) <= limit for r in stub.requests) \
+            or name == "MAX_PLACEMENT_ENTRIES"
+        assert fabric.calls == len(stub.requests) >= -(-n // per_request)
+        monkeypatch.undo()
+
+
+def test_a_fabric_twin_without_estimate_placements_is_asked_per_communicator(site) -> None:
+    twin = JobTwin(site)
+    jobs = _jobs(twin, [INSIDE_A, SPANNING])
+    want = asyncio.run(_Fabric(_Stub()).answer_many(jobs))
+    old = _Stub(placements=False)
+    fabric = _Fabric(old)
+    got = asyncio.run(fabric.answer_many(jobs))
+    assert [a.table for a in got] == [a.table for a in want] and all(a.source == "fabric" for a in got)
+    assert not fabric.placements_rpc and fabric.up and fabric.failures == 0
+    batches = [r for r in old.requests if isinstance(r, fpb.EstimateBatchRequest)]
+    assert len(old.requests) == 1 + len(batches) == fabric.calls and len(batches) == 2 * 12 - 2  # 2 shared TP groups
+    # from then on EstimateBatch only (a new job: not from the answer cache)
+    old.requests.clear()
+    asyncio.run(fabric.answer_many(_jobs(twin, [INSIDE_B])))
+    assert old.requests and all(isinstance(r, fpb.EstimateBatchRequest) for r in old.requests)
 
 
 def test_the_what_if_states_the_fabric_answer_and_the_fallback_per_candidate(site) -> None:
@@ -186,9 +257,9 @@ def test_a_caller_deadline_too_short_for_the_fabric_does_not_mark_it_down(site) 
     twin = JobTwin(site)
 
     class _Slow(_Stub):
-        async def EstimateBatch(self, req, timeout=None, metadata=None):  # noqa: N802
+        async def EstimatePlacements(self, req, timeout=None, metadata=None):  # noqa: N802
             await asyncio.sleep(0.5)
-            return await super().EstimateBatch(req, timeout, metadata)
+            return await super().EstimatePlacements(req, timeout, metadata)
 
     fabric = _Fabric(_Slow())
     answers = asyncio.run(fabric.answer_many(_jobs(twin, [INSIDE_A]), timeout_s=0.01))

@@ -15,9 +15,12 @@ model (kernel, precision and node-limited routing as the call states) on its liv
 
 Many jobs at once (``answer_many``: the what-if placement's candidates): every job's communicators are gathered
 first, equal questions (same GPUs, or with ``shape`` the same ``communicator_shape`` for communicators holding no
-GPU under an impaired link) are asked once, and all requests go out together, at most ``CONCURRENCY`` in flight.
-``EstimateBatch`` takes one placement per request, so a question is one RPC (split at the fabric's 100,000-entry
-limit); the requests of several placements cannot share one RPC.
+GPU under an impaired link) are asked once, and all questions go out together: the collective questions as the
+entries of one ``EstimatePlacements`` (each entry one communicator's GPU ids with its collectives and sizes, the
+same answer as that communicator's ``EstimateBatch``), split into several requests only at the fabric's limits
+(100,000 (collective, size) pairs, 10,000 entries, 2,000,000 ranks per request); the MoE questions one
+``EstimateMoe`` each; at most ``CONCURRENCY`` RPCs in flight. A fabric twin without ``EstimatePlacements``
+(UNIMPLEMENTED) is asked with one ``EstimateBatch`` per question from then on.
 
 Failure handling: every RPC has ``timeout_s``; an answer is cached per (GPUs, crossed impaired links, calls) so an
 unchanged job never asks again; when the fabric twin cannot answer (unreachable, deadline, error) the answer is
@@ -54,10 +57,14 @@ _COLLECTIVE = {"all_reduce": fpb.COLLECTIVE_ALL_REDUCE, "all_gather": fpb.COLLEC
 _MOE_KERNEL = {"nccl_alltoall": fpb.MOE_KERNEL_NCCL_ALLTOALL, "deepep_normal": fpb.MOE_KERNEL_DEEPEP_NORMAL,
                "deepep_low_latency": fpb.MOE_KERNEL_DEEPEP_LOW_LATENCY}
 _MOE_PRECISION = {"fp8": fpb.MOE_PRECISION_FP8, "bf16": fpb.MOE_PRECISION_BF16}
-#: at most 100,000 entries per EstimateBatch and cases per EstimateMoe (protos/twin/fabric/v1/fabric.proto,
-#: MAX_BATCH_ENTRIES of the fabric service); a longer question is split into several requests
+#: at most 100,000 entries per EstimateBatch, (collective, size) pairs per EstimatePlacements and cases per
+#: EstimateMoe (protos/twin/fabric/v1/fabric.proto, MAX_BATCH_ENTRIES of the fabric service); a longer question is
+#: split into several requests
 MAX_BATCH_ENTRIES = 100_000
 MAX_MOE_CASES = 100_000
+#: EstimatePlacements' other limits (fabric.proto; MAX_PLACEMENT_ENTRIES / MAX_PLACEMENT_RANKS of the fabric service)
+MAX_PLACEMENT_ENTRIES = 10_000
+MAX_PLACEMENT_RANKS = 2_000_000
 #: RPCs in flight at once per exchange (a what-if asks hundreds; the fabric twin estimates them on its event loop)
 CONCURRENCY = 32
 
@@ -121,6 +128,8 @@ class FabricComm:
         self.last_error = "" if target else "no fabric target configured (JOBS_FABRIC_TARGET)"
         self.calls = 0
         self.failures = 0
+        #: ask collective questions with EstimatePlacements (False after a fabric twin answered UNIMPLEMENTED)
+        self.placements_rpc = True
         self.cache_hits = 0
 
     @property
@@ -233,9 +242,21 @@ class FabricComm:
         if not pending:
             return _all(out)
         qs = list(questions.values())
+        sent: list = []
         try:
-            times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
-                                          total_s=timeout_s)
+            try:
+                times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
+                                              total_s=timeout_s, placements=self.placements_rpc, sent=sent)
+            except grpc.aio.AioRpcError as exc:
+                if not (self.placements_rpc and exc.code() == grpc.StatusCode.UNIMPLEMENTED):
+                    raise
+                self.placements_rpc = False  # an older fabric twin: one EstimateBatch per question
+                log.warning("fabric twin at %s has no EstimatePlacements (%s); asking EstimateBatch per communicator",
+                            self.target, exc.details())
+                self.calls += len(sent)
+                sent = []
+                times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
+                                              total_s=timeout_s, placements=False, sent=sent)
         except TimeoutError as exc:
             if timeout_s is not None:
                 # the caller's budget for the whole exchange ran out: not the fabric twin's failure (it stays up;
@@ -253,7 +274,7 @@ class FabricComm:
             for i, _, _, _ in pending:
                 out[i] = CommAnswer({}, "local", self.last_error, retry=True)
             return _all(out)
-        self.calls += sum(len(q.requests()) for q in qs)
+        self.calls += len(sent)
         answer_of = dict(zip(questions, times, strict=True))
         for i, key, asked, shared in pending:
             out[i] = self._job_answer(key, asked, answer_of, shared)
@@ -307,11 +328,15 @@ class Question:
             cases = [moe_case(c) for c in self.calls]
             return [fpb.EstimateMoeRequest(cases=cases[k:k + MAX_MOE_CASES], placement=placement)
                     for k in range(0, len(cases), MAX_MOE_CASES)]
-        colls = [_COLLECTIVE[c.collective] for c in self.calls]
-        sizes = [max(1, int(math.ceil(c.size_bytes))) for c in self.calls]
+        colls, sizes = self.columns()
         return [fpb.EstimateBatchRequest(collectives=colls[k:k + MAX_BATCH_ENTRIES],
                                          size_bytes=sizes[k:k + MAX_BATCH_ENTRIES], placement=placement)
                 for k in range(0, len(colls), MAX_BATCH_ENTRIES)]
+
+    def columns(self) -> tuple[list[int], list[int]]:
+        """The collective question's (collective enums, sizes in bytes), parallel, in call order."""
+        return ([_COLLECTIVE[c.collective] for c in self.calls],
+                [max(1, int(math.ceil(c.size_bytes))) for c in self.calls])
 
     def times(self, responses: list) -> list[float]:
         """Each call's seconds from this question's responses (in request order)."""
@@ -369,19 +394,68 @@ def communicator_shape(inventory) -> Callable[[np.ndarray], list[bytes]]:
     return shape
 
 
+def placements_requests(questions: list[Question]) -> list[tuple[fpb.EstimatePlacementsRequest, list[int]]]:
+    """The collective (non-MoE) questions as ``EstimatePlacements`` requests: one entry per question (a question of
+    more than ``MAX_BATCH_ENTRIES`` calls as several consecutive entries), a new request only where the next entry
+    would pass a limit (pairs, entries, ranks); with each request, the question index of each of its entries."""
+    out: list[tuple[fpb.EstimatePlacementsRequest, list[int]]] = []
+    req: fpb.EstimatePlacementsRequest | None = None
+    owners: list[int] = []
+    pairs = ranks = 0
+    for qi, q in enumerate(questions):
+        if q.moe:
+            continue
+        colls, sizes = q.columns()
+        for k in range(0, len(colls), MAX_BATCH_ENTRIES):
+            c, s = colls[k:k + MAX_BATCH_ENTRIES], sizes[k:k + MAX_BATCH_ENTRIES]
+            if (req is None or pairs + len(s) > MAX_BATCH_ENTRIES or len(owners) >= MAX_PLACEMENT_ENTRIES
+                    or ranks + len(q.gpus) > MAX_PLACEMENT_RANKS):
+                req, owners, pairs, ranks = fpb.EstimatePlacementsRequest(), [], 0, 0
+                out.append((req, owners))
+            req.entries.add(placement=fpb.Placement(gpus=fpb.GpuList(gpu_ids=q.gpus)), collectives=c, size_bytes=s)
+            owners.append(qi)
+            pairs += len(s)
+            ranks += len(q.gpus)
+    return out
+
+
 async def gather_requests(stub, questions: list[Question], *, timeout_s: float, metadata=(),
-                          concurrency: int = CONCURRENCY, total_s: float | None = None) -> list[list[float]]:
+                          concurrency: int = CONCURRENCY, total_s: float | None = None, placements: bool = True,
+                          sent: list | None = None) -> list[list[float]]:
     """Every question's requests at once (at most ``concurrency`` in flight), each with ``timeout_s``, all within
-    ``total_s`` (default 1.5 x ``timeout_s``); per question the times of its calls. Raises what an RPC raised."""
+    ``total_s`` (default 1.5 x ``timeout_s``); per question the times of its calls. The collective questions go as
+    ``EstimatePlacements`` (``placements_requests``), or with ``placements`` False one ``EstimateBatch`` (or more,
+    ``Question.requests``) each; MoE questions one ``EstimateMoe`` each. Every request sent is appended to ``sent``.
+    Raises what an RPC raised."""
     sem = asyncio.Semaphore(concurrency)
+    sent = [] if sent is None else sent
 
     async def rpc(req):
-        method = stub.EstimateMoe if isinstance(req, fpb.EstimateMoeRequest) else stub.EstimateBatch
+        if isinstance(req, fpb.EstimatePlacementsRequest):
+            method = stub.EstimatePlacements
+        elif isinstance(req, fpb.EstimateMoeRequest):
+            method = stub.EstimateMoe
+        else:
+            method = stub.EstimateBatch
+        sent.append(req)
         async with sem:
             return await method(req, timeout=timeout_s, metadata=metadata)
 
     async def ask(q: Question) -> list[float]:
         return q.times(list(await asyncio.gather(*(rpc(r) for r in q.requests()))))
 
-    return list(await asyncio.wait_for(asyncio.gather(*(ask(q) for q in questions)),
-                                       timeout_s * 1.5 if total_s is None else total_s))
+    async def ask_all() -> list[list[float]]:
+        alone = [qi for qi, q in enumerate(questions) if q.moe or not placements]
+        packed = placements_requests(questions) if placements else []
+        answers = await asyncio.gather(*(ask(questions[qi]) for qi in alone), *(rpc(r) for r, _ in packed))
+        out: list[list[float]] = [[] for _ in questions]
+        for qi, times in zip(alone, answers, strict=False):
+            out[qi] = times
+        for (_, owners), resp in zip(packed, answers[len(alone):], strict=True):
+            # entries in request order; a question's consecutive entries concatenate (a short answer shows as a
+            # length mismatch in the job's answer)
+            for qi, entry in zip(owners, resp.entries, strict=False):
+                out[qi].extend(e.time_s for e in entry.estimates)
+        return out
+
+    return await asyncio.wait_for(ask_all(), timeout_s * 1.5 if total_s is None else total_s)
