@@ -1,16 +1,31 @@
-"""What the service integration tests share: run an app in-process until it is ready, read a topic from the
-real broker until a condition holds (or to its end), poll a call until its answer holds. Every wait is bounded."""
+"""What the service integration tests share: a small facility file, run an app in-process until it is ready, read a
+topic from the real broker until a condition holds (or to its end), poll a call until its answer holds. Every wait is
+bounded."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from twin.core.facility.spec import PRESETS_DIR
 from twin.core.topics import Topic
 
 WAIT_S = 60.0
+
+
+def small_leaf_facility(tmp_path: Path, site_id: str) -> Path:
+    """The DGX H100 SuperPOD preset with 8 nodes per leaf and 4 spines at 8:1 oversubscription, written to a file:
+    small leaf groups, so a job of a few nodes can cross the spine and a degraded uplink matters."""
+    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
+    spec["site_id"] = site_id
+    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
+    path = tmp_path / "facility.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
 
 
 class Running:

@@ -15,12 +15,10 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-import yaml
-from service_harness import Running, poll, read_until
+from service_harness import Running, poll, read_until, small_leaf_facility
 
 from twin.core import topics
 from twin.core.envelope import header
-from twin.core.facility.spec import PRESETS_DIR
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
@@ -37,12 +35,7 @@ REQUEST = pb.EstimateCollectiveRequest(collective=pb.COLLECTIVE_ALL_REDUCE, size
 
 @pytest.fixture
 def facility_file(tmp_path: Path) -> Path:
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["site_id"] = "it-fabric"
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = tmp_path / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return small_leaf_facility(tmp_path, "it-fabric")
 
 
 def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: str) -> FabricConfig:

@@ -18,11 +18,9 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-import yaml
-from service_harness import Running, poll, read_until
+from service_harness import Running, poll, read_until, small_leaf_facility
 
 from twin.core import topics
-from twin.core.facility.spec import PRESETS_DIR
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
@@ -49,12 +47,7 @@ SPEC = JobSpec(ModelShape(layers=32, hidden=4096, ffn_hidden=14336, heads=32, kv
 
 @pytest.fixture
 def facility_file(tmp_path: Path) -> Path:
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["site_id"] = SITE
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = tmp_path / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return small_leaf_facility(tmp_path, SITE)
 
 
 def fabric_config(bootstrap: str, db: str, facility: Path, unique_topic) -> FabricConfig:
