@@ -196,6 +196,7 @@ class FabricComm:
         # per job: (index, cache key, [(calls of a geometry, their keys, [question key per instance])], shared)
         pending: list[tuple[int, tuple, list[tuple[list[CollectiveCall], list, list[tuple]]], int]] = []
         questions: dict[tuple, Question] = {}
+        cold_rows: dict[int, list[tuple[list, int, list[int]]]] = {}  # width -> (where list, index, GPU ids)
         limit = self.max_groups if max_groups is None else max_groups
         for i, (inp, calls, hot_gpus) in enumerate(jobs):
             gpus = sorted(inp.gpu_ids)
@@ -217,17 +218,25 @@ class FabricComm:
             if not self.up:
                 out[i] = CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
                 continue
-            asked = []
-            shared = 0
+            comms = []
             hot = set(hot_gpus)
             for group_calls, moe, ids in communicators(inp.spec, gpus, calls, hot, limit):
                 keys = [call_key(c) for c in group_calls]
                 what = (moe, tuple(zip(keys, (c.moe or () for c in group_calls), strict=True)))
-                cold = [k for k, row in enumerate(ids) if hot.isdisjoint(row)] if shape is not None else []
                 where: list = [tuple(row) for row in ids]
-                if cold:
-                    for k, sh in zip(cold, shape(np.asarray([ids[k] for k in cold], np.int64)), strict=True):
-                        where[k] = sh
+                if shape is not None:  # shapes of the cold rows, computed below for every job at once
+                    for k, row in enumerate(ids):
+                        if hot.isdisjoint(row):
+                            cold_rows.setdefault(len(row), []).append((where, k, row))
+                comms.append((group_calls, moe, ids, keys, what, where))
+            pending.append((i, key, comms, 0))
+        for rows in cold_rows.values():  # one shape() per communicator width (its rows are independent)
+            for (where, k, _), sh in zip(rows, shape(np.asarray([r for _, _, r in rows], np.int64)), strict=True):
+                where[k] = sh
+        for p, (i, key, comms, _) in enumerate(pending):  # questions in job order: the first asker's GPUs are asked
+            asked = []
+            shared = 0
+            for group_calls, moe, ids, keys, what, where in comms:
                 qkeys = []
                 for row, w in zip(ids, where, strict=True):
                     q = (what, w)
@@ -238,7 +247,7 @@ class FabricComm:
                         shared += 1
                     qkeys.append(q)
                 asked.append((group_calls, keys, qkeys))
-            pending.append((i, key, asked, shared))
+            pending[p] = (i, key, asked, shared)
         if not pending:
             return _all(out)
         qs = list(questions.values())
