@@ -16,7 +16,8 @@ On the 100,000-GPU preset (`site-100k`), in one process, one thread, no broker, 
 - a what-if placement of a 64-GPU 70B job over 100 candidates of 2 racks each (half on free racks, half on
   racks running jobs: some do not fit), as gRPC `WhatIfPlacement` runs it: every candidate's communicators asked
   of a real fabric twin (`FabricApp` on the same preset, gRPC only, started in this process as the integration
-  tests do, over loopback gRPC) in one exchange (`JobServicer._ask_fabric` -> `FabricComm.answer_many`), then
+  tests do, over loopback gRPC) in one exchange (`JobServicer._ask_fabric` -> `FabricComm.answer_many`: one
+  `EstimatePlacements` for every collective question), then
   ranked (`whatif.placement_asking`); the client's answer cache is emptied before each run (cold), and the same
   what-if with the job twin's own estimate (`whatif.placement`) in the same run as the baseline; then again with a
   leaf's uplinks at half capacity under one candidate, in the fabric twin's live state and the job twin's links;

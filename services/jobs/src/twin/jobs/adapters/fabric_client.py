@@ -3,8 +3,9 @@
 For a job the twin first lists the collectives of one step (``JobTwin.calls``: kind, NCCL collective, bytes and
 group geometry). Each geometry is turned into the job's real communicators: ranks laid out Megatron-style (TP
 fastest, then CP, then DP, then PP) over the job's GPU ids in ascending order; a kind's group of ``n`` ranks
-``stride`` apart has ``world / n`` instances. Up to ``max_groups`` instances per geometry are timed with one
-``EstimateBatch`` each (all of that geometry's collectives and sizes), the instances holding GPUs under an
+``stride`` apart has ``world / n`` instances. Up to ``max_groups`` instances per geometry are timed, each one
+``EstimateBatch`` question (all of that geometry's collectives and sizes) sent as an entry of ``EstimatePlacements``
+(below), the instances holding GPUs under an
 impaired link first, then evenly spread ones; a synchronous step waits for the slowest instance, so each
 collective's time is the maximum over the instances asked.
 
