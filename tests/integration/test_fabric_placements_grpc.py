@@ -17,10 +17,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import yaml
+from service_harness import small_leaf_facility
 
 from twin.core import topics
-from twin.core.facility.spec import PRESETS_DIR
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
@@ -36,12 +35,7 @@ COLLS = [pb.COLLECTIVE_ALL_REDUCE, pb.COLLECTIVE_ALL_GATHER, pb.COLLECTIVE_REDUC
 
 @pytest.fixture
 def facility_file(tmp_path: Path) -> Path:
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["site_id"] = "it-fabric-placements"
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = tmp_path / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return small_leaf_facility(tmp_path, "it-fabric-placements")
 
 
 def _request() -> pb.EstimatePlacementsRequest:
