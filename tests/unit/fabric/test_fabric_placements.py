@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from twin.core.rpc import Deadline, DeadlineExceeded
 from twin.fabric.adapters import codec
 from twin.fabric.domain import COLLECTIVES, LinkState, preset
 from twin.fabric.simulation import (
@@ -144,3 +145,17 @@ def test_limits():
     with pytest.raises(NotFound) as err:
         sim.estimate_placements(codec.estimate_placements_request(req, 100_000))
     assert err.value.field == "entries[1].placement.job_id"
+
+
+def test_the_deadline_is_checked_between_chunks():
+    """A deadline that passes during the work stops it between chunks (DeadlineExceeded), not after every chunk."""
+    sim = _sim(chunk_entries=4)
+    req = _request(_placements(sim.topology.n_gpus), np.random.default_rng(2))
+    entries = codec.estimate_placements_request(req, 100_000)
+    ticks = iter(range(10**6))
+    deadline = Deadline(5.0, clock=lambda: float(next(ticks)))  # passes after a few checks
+    before = sim.entries_estimated
+    with pytest.raises(DeadlineExceeded):
+        sim.estimate_placements(entries, deadline)
+    done = sim.entries_estimated - before
+    assert 0 < done < sum(len(e.size_bytes) for e in req.entries)
