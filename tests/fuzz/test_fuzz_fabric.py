@@ -37,6 +37,7 @@ HINTS = {
     F + "Placement.job_id": st.sampled_from(["job-a", "job-range", "nope", ""]),
     F + "EstimateCollectiveRequest.size_bytes": st.integers(0, 1 << 51),
     F + "EstimateBatchRequest.size_bytes": st.integers(0, 1 << 51),
+    F + "PlacementQuestion.size_bytes": st.integers(0, 1 << 51),
     F + "SweepSizesRequest.min_bytes": st.integers(0, 1 << 51),
     F + "SweepSizesRequest.max_bytes": st.integers(0, 1 << 51),
     F + "SweepSizesRequest.steps_per_doubling": st.integers(0, 64),
@@ -103,6 +104,7 @@ def _close_loop():
 RPCS = {
     "EstimateCollective": pb.EstimateCollectiveRequest,
     "EstimateBatch": pb.EstimateBatchRequest,
+    "EstimatePlacements": pb.EstimatePlacementsRequest,
     "SweepSizes": pb.SweepSizesRequest,
     "EstimateTrainingStep": pb.EstimateTrainingStepRequest,
     "GetFabricState": pb.GetFabricStateRequest,
@@ -145,6 +147,14 @@ def valid_ish(draw, method: str):
         return pb.EstimateBatchRequest(collectives=draw(st.lists(COLLECTIVE, min_size=n, max_size=n)),
                                        size_bytes=draw(st.lists(SIZE, min_size=n, max_size=n)),
                                        placement=draw(placements()))
+    if method == "EstimatePlacements":
+        entries = []
+        for _ in range(draw(st.integers(0, 4))):
+            n = draw(st.integers(1, 6))
+            entries.append(pb.PlacementQuestion(placement=draw(placements()),
+                                                collectives=draw(st.lists(COLLECTIVE, min_size=n, max_size=n)),
+                                                size_bytes=draw(st.lists(SIZE, min_size=n, max_size=n))))
+        return pb.EstimatePlacementsRequest(entries=entries, nccl_version=draw(st.sampled_from(["", "2.21.5", "x"])))
     if method == "SweepSizes":
         lo = draw(st.integers(1, 1 << 30))
         return pb.SweepSizesRequest(collective=draw(COLLECTIVE), min_bytes=lo, max_bytes=draw(st.integers(lo, 1 << 50)),
