@@ -175,3 +175,20 @@ def test_oci_shapes_are_placed_with_their_published_networks():
     assert gb200.system == "oci-gb200" and gb200.topology.scale_out.nics_per_gpu == 1.0
     _, reason = place_row("OCI BM.GPU.GB300.4", "RoCE 4x400G", 128, 32)
     assert "4x400G" in reason  # stated NICs contradict the shape's: not placed
+
+
+def test_a_size_slower_than_its_sweeps_larger_message_is_excluded_as_disturbed():
+    base = {"collective": "all_reduce", "n_gpus": "16", "n_nodes": "2",
+            "system": "2x Dell XE9680 HGX H100 (8xH100 each)",
+            "fabric": "NVLink4 + InfiniBand NDR 8x400G ConnectX-7 (3.2 Tb/s/node)",
+            "nccl": "2.26.2", "note": "-g 1", "source": "s"}
+    sweep = [dict(base, size_bytes=str(s), time_us=str(t))
+             for s, t in ((128, 25.7), (256, 94.4), (512, 32.4), (1024, 29.8), (2048, 28.2))]
+    other = dict(base, source="another run", size_bytes="256", time_us="40")  # not the same sweep: compared to nothing
+    assert list(validate.sweep_glitches(sweep + [other])) == [1]
+    # a step from NCCL changing algorithm (1 MiB a little slower than 2 MiB) stays counted
+    steps = [dict(base, size_bytes=str(s), time_us=str(t)) for s, t in ((1 << 20, 127.0), (2 << 20, 125.8))]
+    assert validate.sweep_glitches(steps) == {}
+    report = validate.summarize(sweep)
+    assert report["skipped"] == 0 and report["excluded"] == 1 and report["rows"] == 4
+    assert "disturbed measurement" in report["excluded_rows"][0]["reason"]

@@ -25,6 +25,11 @@ Measurement harness (rules read the row's ``note``, never its index):
 * ``-g N`` with N > 1 (nccl-tests driving N GPUs from one process): every launch is serialized through one
   host thread, an overhead no sourced figure lets us model, so these rows are *excluded* from the statistics;
   they are listed (with their predictions) under ``excluded`` in the text and the JSON.
+* A row measured more than ``GLITCH_FACTOR`` times slower than the next larger message of the same sweep (same
+  collective, GPUs, nodes, system, fabric, NCCL, note and source) is a disturbed measurement, excluded and listed
+  the same way: the larger message does all of the smaller one's work and more, and NCCL picks per size by its
+  own cost model, so a smaller size costs more only through a transient (nccl-tests prints one averaged run per
+  size; e.g. an 8 MiB all-reduce at 889 us between 4 MiB at 181 us and 16 MiB at 511 us).
 """
 
 from __future__ import annotations
@@ -67,6 +72,32 @@ def harness_exclusion(note: str) -> str | None:
         return (f"single-process launch (nccl-tests -g {m.group(1)}): host launch overhead of one thread driving "
                 f"{m.group(1)} GPUs is in the measured time and has no sourced model")
     return None
+
+
+#: A row this many times slower than the next larger size of its own sweep is a disturbed measurement. Steps from
+#: NCCL's algorithm/protocol switches stay well under it (the sweeps here: at most ~1.3x, e.g. LL -> LL128).
+GLITCH_FACTOR = 1.5
+_SWEEP_COLUMNS = ("collective", "n_gpus", "n_nodes", "system", "fabric", "nccl", "note", "source")
+
+
+def sweep_glitches(rows: Sequence[dict[str, str]]) -> dict[int, str]:
+    """Row index -> why it is excluded as a disturbed measurement (see the module docstring). Pure."""
+    sweeps: dict[tuple, list[tuple[float, float, int]]] = {}
+    for i, row in enumerate(rows):
+        try:
+            size, time_us = float(row.get("size_bytes", "")), float(row.get("time_us", ""))
+        except ValueError:
+            continue
+        if size > 0 and time_us > 0:
+            sweeps.setdefault(tuple(row.get(c, "") for c in _SWEEP_COLUMNS), []).append((size, time_us, i))
+    out = {}
+    for points in sweeps.values():
+        points.sort()
+        for (size, time_us, i), (next_size, next_time, _) in zip(points, points[1:], strict=False):
+            if next_size > size and time_us > GLITCH_FACTOR * next_time:
+                out[i] = (f"disturbed measurement: {time_us:g} us, more than {GLITCH_FACTOR:g}x the same sweep's "
+                          f"{next_size:.0f}-byte message ({next_time:g} us)")
+    return out
 
 
 #: NCCL_ALGO names (NCCL src/graph/tuning.cc ncclAlgoStr, matched case-insensitively by parseList) -> the model's
@@ -196,6 +227,8 @@ def _predict(case: dict, core_only: bool) -> tuple[dict, float]:
 def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dict:
     """Predict every placeable row and return the report (one JSON-able dict). Pure apart from the model.
     ``core_only`` leaves out the measurement-harness overhead (see module docstring)."""
+    rows = list(rows)
+    glitches = sweep_glitches(rows)
     results, skipped, excluded = [], [], []
     for i, row in enumerate(rows):
         case, reason = row_case(row)
@@ -217,8 +250,8 @@ def summarize(rows: Iterable[dict[str, str]], *, core_only: bool = False) -> dic
             "family_band": f"{case['family']} {'1 node' if n_nodes == 1 else 'multi-node'} {size_band(case['size_bytes'])}",
             "assumptions": case["assumptions"],
         }
-        if case["excluded"]:
-            rec["reason"] = case["excluded"]
+        if case["excluded"] or i in glitches:
+            rec["reason"] = case["excluded"] or glitches[i]
             excluded.append(rec)
         else:
             results.append(rec)
