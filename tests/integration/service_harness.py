@@ -17,6 +17,19 @@ from twin.core.topics import Topic
 WAIT_S = 60.0
 
 
+def live_fabric_config(bootstrap: str, db: str, facility: str | Path, unique_topic, group: str):
+    """A fabric twin (twin.fabric) on loopback gRPC (any free port) consuming its own unique event, sample and state
+    topics, publishing its state every second."""
+    from twin.core import topics
+    from twin.fabric.app import FabricConfig
+
+    return FabricConfig(
+        kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
+        grpc_port=0, consume=True, group_id=group, events_topic=unique_topic(topics.FABRIC_EVENTS),
+        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.FABRIC_STATE),
+        publish_interval_s=1.0)
+
+
 def small_leaf_facility(tmp_path: Path, site_id: str) -> Path:
     """The DGX H100 SuperPOD preset with 8 nodes per leaf and 4 spines at 8:1 oversubscription, written to a file:
     small leaf groups, so a job of a few nodes can cross the spine and a degraded uplink matters."""

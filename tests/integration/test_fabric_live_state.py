@@ -15,9 +15,8 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from service_harness import Running, poll, read_until, small_leaf_facility
+from service_harness import Running, live_fabric_config, poll, read_until, small_leaf_facility
 
-from twin.core import topics
 from twin.core.envelope import header
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
@@ -38,14 +37,6 @@ def facility_file(tmp_path: Path) -> Path:
     return small_leaf_facility(tmp_path, "it-fabric")
 
 
-def config(kafka_bootstrap: str, db: str, facility: Path, unique_topic, group: str) -> FabricConfig:
-    return FabricConfig(
-        kafka_bootstrap=kafka_bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
-        grpc_port=0, consume=True, group_id=group, events_topic=unique_topic(topics.FABRIC_EVENTS),
-        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.FABRIC_STATE),
-        publish_interval_s=1.0)
-
-
 def event(link_id: str, kind: int, capacity: float = 0.0, t: float | None = None) -> pb.LinkEvent:
     msg = pb.LinkEvent(link_id=link_id, kind=kind, capacity_fraction=capacity, reason="integration test")
     msg.event_time.FromNanoseconds(int((t if t is not None else time.time()) * 1e9))
@@ -54,7 +45,7 @@ def event(link_id: str, kind: int, capacity: float = 0.0, t: float | None = None
 
 async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fresh_database, facility_file,
                                                              unique_topic):
-    cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
+    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
@@ -134,7 +125,7 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
 
 async def test_state_survives_a_restart_and_redelivery_is_idempotent(kafka_bootstrap, fresh_database, facility_file,
                                                                      unique_topic):
-    cfg = config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
+    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
     down = event(UPLINK, pb.LINK_EVENT_KIND_DOWN, t=time.time())
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer:

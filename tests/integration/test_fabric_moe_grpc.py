@@ -13,8 +13,8 @@ import uuid
 
 import grpc
 import pytest
+from service_harness import live_fabric_config
 
-from twin.core import topics
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
@@ -49,11 +49,8 @@ async def _until(fn, ok, timeout_s: float = 30.0):
 
 
 async def test_moe_follows_the_live_nic_state(kafka_bootstrap, fresh_database, unique_topic):
-    cfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility="dgx-h100-su",
-                       grpc_host="127.0.0.1", grpc_port=0, consume=True, group_id=f"fabric-moe-{uuid.uuid4().hex[:8]}",
-                       events_topic=unique_topic(topics.FABRIC_EVENTS),
-                       samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                       state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    cfg = live_fabric_config(kafka_bootstrap, fresh_database, "dgx-h100-su", unique_topic,
+                             f"fabric-moe-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
     app = FabricApp(cfg)
     stop = asyncio.Event()

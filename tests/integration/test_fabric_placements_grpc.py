@@ -17,12 +17,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from service_harness import small_leaf_facility
+from service_harness import live_fabric_config, small_leaf_facility
 
-from twin.core import topics
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
-from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -72,12 +71,8 @@ def _same(many: pb.EstimatePlacementsResponse, batches: list[pb.EstimateBatchRes
 
 async def test_each_entry_equals_estimate_batch_under_the_live_state(kafka_bootstrap, fresh_database, facility_file,
                                                                       unique_topic):
-    cfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
-                       grpc_host="127.0.0.1", grpc_port=0, consume=True,
-                       group_id=f"fabric-placements-{uuid.uuid4().hex[:8]}",
-                       events_topic=unique_topic(topics.FABRIC_EVENTS),
-                       samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                       state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                             f"fabric-placements-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
     app = FabricApp(cfg)
     stop = asyncio.Event()
