@@ -13,7 +13,7 @@ import uuid
 
 import grpc
 import pytest
-from service_harness import live_fabric_config
+from service_harness import Running, live_fabric_config
 
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
@@ -52,35 +52,27 @@ async def test_moe_follows_the_live_nic_state(kafka_bootstrap, fresh_database, u
     cfg = live_fabric_config(kafka_bootstrap, fresh_database, "dgx-h100-su", unique_topic,
                              f"fabric-moe-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
-    app = FabricApp(cfg)
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        await asyncio.wait_for(app.ready.wait(), 60)
-        async with EventProducer(kafka_bootstrap, source="test") as producer, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            stub = pb_grpc.FabricSimulationServiceStub(channel)
+    async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.FabricSimulationServiceStub(channel)
 
-            async def ask():
-                return await stub.EstimateMoe(REQUEST)
+        async def ask():
+            return await stub.EstimateMoe(REQUEST)
 
-            healthy = await ask()
-            assert (healthy.ep_ranks, healthy.n_nodes) == (64, 8)
-            assert all(0 < e.dispatch_time_s < e.combine_time_s for e in healthy.estimates)
+        healthy = await ask()
+        assert (healthy.ep_ranks, healthy.n_nodes) == (64, 8)
+        assert all(0 < e.dispatch_time_s < e.combine_time_s for e in healthy.estimates)
 
-            await producer.send(cfg.events_topic, NIC, _event(pb.LINK_EVENT_KIND_DOWN))
-            down = await _until(ask, lambda r: r.estimates[0].dispatch_time_s > healthy.estimates[0].dispatch_time_s)
-            # node 0 keeps 7 of its 8 NICs: every kernel that crosses nodes is slower (the worst node sets the pace)
-            for h, d in zip(healthy.estimates, down.estimates, strict=True):
-                assert d.dispatch_time_s > h.dispatch_time_s and d.combine_time_s > h.combine_time_s
-                assert d.dispatch_network_bytes == h.dispatch_network_bytes  # the traffic is the same, the path slower
+        await producer.send(cfg.events_topic, NIC, _event(pb.LINK_EVENT_KIND_DOWN))
+        down = await _until(ask, lambda r: r.estimates[0].dispatch_time_s > healthy.estimates[0].dispatch_time_s)
+        # node 0 keeps 7 of its 8 NICs: every kernel that crosses nodes is slower (the worst node sets the pace)
+        for h, d in zip(healthy.estimates, down.estimates, strict=True):
+            assert d.dispatch_time_s > h.dispatch_time_s and d.combine_time_s > h.combine_time_s
+            assert d.dispatch_network_bytes == h.dispatch_network_bytes  # the traffic is the same, the path slower
 
-            await producer.send(cfg.events_topic, NIC, _event(pb.LINK_EVENT_KIND_UP))
-            restored = await _until(ask, lambda r: r.estimates[0].dispatch_time_s == healthy.estimates[0].dispatch_time_s)
-            assert restored == healthy
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+        await producer.send(cfg.events_topic, NIC, _event(pb.LINK_EVENT_KIND_UP))
+        restored = await _until(ask, lambda r: r.estimates[0].dispatch_time_s == healthy.estimates[0].dispatch_time_s)
+        assert restored == healthy
 
 
 async def test_twinctl_fabric_moe_table_and_json(capsys):

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from service_harness import live_fabric_config, small_leaf_facility
+from service_harness import Running, live_fabric_config, small_leaf_facility
 
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
@@ -74,41 +74,33 @@ async def test_each_entry_equals_estimate_batch_under_the_live_state(kafka_boots
     cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
                              f"fabric-placements-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
-    app = FabricApp(cfg)
-    stop = asyncio.Event()
-    task = asyncio.create_task(app.run(stop))
-    try:
-        await asyncio.wait_for(app.ready.wait(), 60)
-        async with EventProducer(kafka_bootstrap, source="test") as producer, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            stub = pb_grpc.FabricSimulationServiceStub(channel)
-            req = _request()
-            healthy = await stub.EstimatePlacements(req, timeout=10)
-            _same(healthy, await _batch_answers(stub, req))
+    async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stub = pb_grpc.FabricSimulationServiceStub(channel)
+        req = _request()
+        healthy = await stub.EstimatePlacements(req, timeout=10)
+        _same(healthy, await _batch_answers(stub, req))
 
-            msg = pb.LinkEvent(link_id=UPLINK, kind=pb.LINK_EVENT_KIND_DEGRADED, capacity_fraction=0.25,
-                               reason="integration test")
-            msg.event_time.FromNanoseconds(time.time_ns())
-            await producer.send(cfg.events_topic, UPLINK, msg)
-            deadline = time.monotonic() + 30
+        msg = pb.LinkEvent(link_id=UPLINK, kind=pb.LINK_EVENT_KIND_DEGRADED, capacity_fraction=0.25,
+                           reason="integration test")
+        msg.event_time.FromNanoseconds(time.time_ns())
+        await producer.send(cfg.events_topic, UPLINK, msg)
+        deadline = time.monotonic() + 30
+        degraded = await stub.EstimatePlacements(req, timeout=10)
+        while degraded == healthy and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
             degraded = await stub.EstimatePlacements(req, timeout=10)
-            while degraded == healthy and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                degraded = await stub.EstimatePlacements(req, timeout=10)
-            assert degraded != healthy, "the degraded uplink never reached the answers"
-            _same(degraded, await _batch_answers(stub, req))
-            # the entry crossing leaf group 0 and 1 on rail 0 is slower; the one inside leaf group 1 is not
-            assert degraded.entries[0].estimates[0].time_s > healthy.entries[0].estimates[0].time_s
-            assert degraded.entries[4].estimates == healthy.entries[4].estimates
+        assert degraded != healthy, "the degraded uplink never reached the answers"
+        _same(degraded, await _batch_answers(stub, req))
+        # the entry crossing leaf group 0 and 1 on rail 0 is slower; the one inside leaf group 1 is not
+        assert degraded.entries[0].estimates[0].time_s > healthy.entries[0].estimates[0].time_s
+        assert degraded.entries[4].estimates == healthy.entries[4].estimates
 
-            bad = pb.EstimatePlacementsRequest()
-            bad.CopyFrom(req)
-            ids = bad.entries[3].placement.gpus.gpu_ids
-            ids.append(ids[0])  # a duplicate id
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.EstimatePlacements(bad, timeout=10)
-            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "entries[3].placement.gpus.gpu_ids" in err.value.details()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 60)
+        bad = pb.EstimatePlacementsRequest()
+        bad.CopyFrom(req)
+        ids = bad.entries[3].placement.gpus.gpu_ids
+        ids.append(ids[0])  # a duplicate id
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.EstimatePlacements(bad, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "entries[3].placement.gpus.gpu_ids" in err.value.details()
