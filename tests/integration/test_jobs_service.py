@@ -405,10 +405,48 @@ async def test_cooling_and_power_inputs_then_a_restart_rebuilds_the_book(kafka_b
         assert capped.predicted_step_time_s > base.predicted_step_time_s and capped.power_w < base.power_w
         assert capped.clock_fraction < base.clock_fraction
         energy = capped.energy_j
+        # a throttle predicted on su1-0000, still in force when the process stops (the plan is too)
+        hot = cpb.CoolingAlert(alert_id="cool-2", site_id=SITE, entity_id="su1-0000",
+                               kind=cpb.ALERT_KIND_THROTTLE_PREDICTED, severity=cpb.SEVERITY_WARNING,
+                               time_to_throttle_s=300.0)
+        hot.alert_time.FromNanoseconds(int(time.time() * 1e9))
+        await producer.send(cfg.cooling_alerts_topic, hot.entity_id, hot)
+        await poll(job, lambda j: any(f.kind == pb.RISK_KIND_THERMAL_THROTTLE and f.entity_id == "su1-0000"
+                                      for f in j.risk_flags))
 
-    # a new process (same group): the book comes back from jobs.events.v1, energy from job_state_latest
+    # The groups committed past the plan and the alert: the new process's consumers never see them again, only
+    # its start-up replay (stream.restore_conditions) does.
+    for topic, group in ((cfg.cooling_alerts_topic, f"{cfg.group_id}-cooling"),
+                         (cfg.power_plans_topic, f"{cfg.group_id}-power-plans")):
+        assert await committed_to_end(kafka_bootstrap, topic, group)
+
+    # a new process (same group): the book comes back from jobs.events.v1, energy from job_state_latest, the plan
+    # and the alert in force from their topics
     async with Running(JobsApp(cfg)) as app2, grpc.aio.insecure_channel(f"127.0.0.1:{app2.grpc_port}") as channel:
         again = (await pb_grpc.JobServiceStub(channel).GetJob(pb.GetJobRequest(job_id="j"))).job
         assert again.status == pb.JOB_STATUS_RUNNING and list(again.placement.node_ids) == list(NODES)
         assert again.energy_j >= energy > 0
         assert app2.twin.book.holders[NODES[0]] == {"j": 8}
+        assert set(app2.twin.plans) and set(app2.twin.thermal) == {"su1-0000"}
+        stub2 = pb_grpc.JobServiceStub(channel)
+
+        async def job2() -> pb.JobState:
+            return (await stub2.GetJob(pb.GetJobRequest(job_id="j"))).job
+
+        kinds = {pb.RISK_KIND_POWER_CAP, pb.RISK_KIND_THERMAL_THROTTLE}
+        back = await poll(job2, lambda j: kinds <= {f.kind for f in j.risk_flags})
+        assert back.predicted_step_time_s == capped.predicted_step_time_s
+
+
+async def committed_to_end(bootstrap: str, topic: topics.Topic, group: str) -> bool:
+    """Whether `group` has committed every partition of `topic` up to its end."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        ends = await consumer.end_offsets(tps)
+        return all([(await consumer.committed(tp) or 0) == ends[tp] for tp in tps])
+    finally:
+        await consumer.stop()

@@ -35,7 +35,7 @@ def _deliver(eng, clock, *msgs: pb.PowerAlert, dt: float = 1.0) -> list[str]:
 
     eng._emit = capture
     handler = AlertsHandler(eng, rack_alert, eng.twin.add_rack_alert)
-    result = asyncio.run(handler([SimpleNamespace(message=m, headers=[]) for m in msgs]))
+    result = asyncio.run(handler([SimpleNamespace(message=m, headers=[], timestamp_ms=int(clock.t * 1000)) for m in msgs]))
     eng._emit = orig
     assert result.rejected == []
     return sorted(out)

@@ -357,6 +357,50 @@ class EventProducer:
 # -- consumer loop ------------------------------------------------------------------------------
 
 
+async def replay_topic(bootstrap: str, topic: Topic, apply: Callable[[ConsumerRecord], object], *,
+                       since_ms: int | None = None, timeout_s: float = 60.0, name: str = "replay",
+                       **client_options) -> int:
+    """Read `topic` from its beginning (or, with `since_ms`, from the first record at or after that epoch time in
+    ms) to its end as it stood when called, with no consumer group and nothing committed, and hand every raw
+    record to `apply` (each fetch in timestamp order across partitions). What a restarted process uses to
+    rebuild state that lives in a topic (a book of events, the alerts in force): its group resumes after its
+    committed offset and would never show it what came before. `apply` handles (or skips) bad records itself:
+    the group's consumer dead-letters them when it reaches them. Stops at `timeout_s` (logged). Returns the
+    records handed to `apply`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **client_options)
+    await consumer.start()
+    handed = 0
+    try:
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        if since_ms is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            for tp in tps:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])   # none that new: nothing to read
+        deadline = time.monotonic() + timeout_s
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            if time.monotonic() > deadline:
+                log.warning("%s: %s not read to its end within %.0f s", name, topic.name, timeout_s)
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            for raw in sorted((r for rs in batches.values() for r in rs), key=lambda r: r.timestamp):
+                if raw.offset < ends[TopicPartition(raw.topic, raw.partition)]:
+                    apply(raw)
+                    handed += 1
+    finally:
+        await consumer.stop()
+    return handed
+
+
 def default_is_transient(exc: BaseException) -> bool:
     """Infrastructure trouble worth retrying forever (never a reason to dead-letter a record)."""
     if isinstance(exc, (ConnectionError, TimeoutError, KafkaConnectionError, KafkaTimeoutError)):

@@ -16,8 +16,8 @@ Consumer groups: `<group>` reads jobs.events.v1, `<group>-fabric` fabric.state.v
 power.alerts.v1 and power.plans.v1 (one group each: `<group>-power-alerts`, `<group>-power-plans`) and
 `<group>-cooling` cooling.alerts.v1 (when twin.core.topics has it), `<group>-telemetry` telemetry.samples.v1, so
 a rebalance of one input never pauses another; power.state.v1 is read with no group (every process needs the
-site state: only the partition of the site id's key). At start the job book is rebuilt from jobs.events.v1 and
-the link state asked of the fabric twin.
+site state: only the partition of the site id's key). At start the job book is rebuilt from jobs.events.v1, the plans and alerts in force
+from power.plans.v1 and the alerts topics (stream.restore_conditions), and the link state asked of the fabric twin.
 
 Settings: `python -m twin.jobs --help` lists them all (JobsConfig below is the one place they are declared).
 JOBS_CONSUME=0 runs gRPC only: no Kafka, no database.
@@ -52,6 +52,7 @@ from twin.jobs.adapters.stream import (
     TelemetryHandler,
     restore_accounts,
     restore_book,
+    restore_conditions,
 )
 from twin.jobs.domain.goodput import DEFAULT_GPU_MTBF_H
 from twin.jobs.domain.overhead import FRESH_S as OVERHEAD_FRESH_S
@@ -189,6 +190,15 @@ class JobsApp:
             log.info("job book restored from %s: %d events, %d jobs (%d running)", cfg.events_topic.name, n,
                      len(twin.book.jobs), len(twin.book.running()))
             await restore_accounts(store, twin)
+        alerts = [(cfg.power_alerts_topic, codec.rack_alert, twin.add_rack_alert)]
+        if cfg.cooling_alerts_topic is not None:
+            alerts.append((cfg.cooling_alerts_topic, codec.thermal_alert, twin.add_thermal))
+        taken = await restore_conditions(cfg.kafka_bootstrap, twin, plans_topic=cfg.power_plans_topic,
+                                         alerts_topics=alerts, now_s=self.clock.now().timestamp(),
+                                         **cfg.kafka_options())
+        if taken:
+            log.info("plans and alerts in force restored: %d plans, %d power and %d cooling alerts", len(twin.plans),
+                     len(twin.rack_alerts), len(twin.thermal))
         assert self.fabric is not None
         links = await self.fabric.link_state()
         if links is not None:

@@ -29,15 +29,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 from opentelemetry import metrics, trace
 
 from twin.core.clock import Clock, SystemClock
-from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.kafka import BatchResult, EventProducer, Record, Rejected, replay_topic
 from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 from twin.jobs.adapters import codec
@@ -315,7 +315,7 @@ class AlertsHandler:
         self.engine.causes.add(records)
         for rec in records:
             try:
-                alert = self.decode(rec.message, now)
+                alert = self.decode(rec.message, record_time_s(rec.timestamp_ms, now))
             except InvalidMessage as exc:
                 rejected.append(_reject(rec, exc))
                 continue
@@ -404,37 +404,65 @@ async def restore_book(bootstrap: str, topic: Topic, twin: JobTwin, *, timeout_s
     """Rebuild the job book from jobs.events.v1 (from the beginning to the current end, no consumer group,
     nothing committed; events the book refuses are skipped: the consumer dead-letters them). Returns the
     events applied."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                **client_options)
-    await consumer.start()
     applied = 0
-    try:
-        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
 
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+    def apply(raw) -> None:
+        nonlocal applied
+        try:
+            ev, gpus = codec.job_event(topic.decode(raw.value))
+            applied += twin.apply(ev, gpus)
+        except (ValueError, DecodeError):
+            pass  # EventRejected and InvalidMessage are ValueErrors
 
-        while await behind():
-            if time.monotonic() > deadline:
-                log.warning("job book: %s not read to its end within %.0f s", topic.name, timeout_s)
-                break
-            batches = await consumer.getmany(timeout_ms=200)
-            records = sorted((r for rs in batches.values() for r in rs), key=lambda r: r.timestamp)
-            for raw in records:
-                try:
-                    ev, gpus = codec.job_event(topic.decode(raw.value))
-                    applied += twin.apply(ev, gpus)
-                except (ValueError, DecodeError):
-                    continue  # EventRejected and InvalidMessage are ValueErrors
-    finally:
-        await consumer.stop()
+    await replay_topic(bootstrap, topic, apply, timeout_s=timeout_s, name="job book", **client_options)
     return applied
+
+
+async def restore_conditions(bootstrap: str, twin: JobTwin, *, plans_topic: Topic, alerts_topics: Sequence[tuple],
+                             now_s: float, timeout_s: float = 30.0, **client_options) -> int:
+    """The curtailment plans and the power and cooling alerts in force when a restarted process comes up: its
+    groups resume after their committed offsets, so without this a plan or alert published before the restart
+    (neither twin repeats one while it is in force) would be unknown until it is cleared or replaced. Plans are
+    read from the beginning (the twin drops those that have ended); alerts from `alert_ttl_s` ago, each counted
+    from its record's time (an alert older than the TTL would lapse anyway). `alerts_topics` holds (topic,
+    decode, add) as AlertsHandler takes them. Bad records are skipped (the consumers dead-letter them).
+    Returns the plans and alerts taken."""
+    taken = 0
+
+    def plan(raw) -> None:
+        nonlocal taken
+        try:
+            twin.add_plan(codec.cap_plan(plans_topic.decode(raw.value)))
+            taken += 1
+        except (ValueError, DecodeError):
+            pass
+
+    await replay_topic(bootstrap, plans_topic, plan, timeout_s=timeout_s, name="plans in force", **client_options)
+    since_ms = int((now_s - twin.settings.alert_ttl_s) * 1000)
+    for topic, decode, add in alerts_topics:
+        def alert(raw, topic=topic, decode=decode, add=add) -> None:
+            nonlocal taken
+            try:
+                got = decode(topic.decode(raw.value), record_time_s(raw.timestamp, now_s))
+            except (ValueError, DecodeError):
+                return
+            if got is not None:
+                add(got)
+                taken += 1
+
+        await replay_topic(bootstrap, topic, alert, since_ms=since_ms, timeout_s=timeout_s, name="alerts in force",
+                           **client_options)
+    twin.expire(now_s)
+    return taken
+
+
+def record_time_s(timestamp_ms: int | None, now_s: float) -> float:
+    """When a record was published (its Kafka timestamp), never later than now; now when it has none (-1).
+    An alert's TTL runs from here: one read late (a backlog, a new group reading from the earliest offset, a
+    restart's replay) has been in force since it was published, not since it was read."""
+    if timestamp_ms is None or timestamp_ms <= 0:
+        return now_s
+    return min(now_s, timestamp_ms / 1000.0)
 
 
 async def restore_accounts(store, twin: JobTwin) -> int:

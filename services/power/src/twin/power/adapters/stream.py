@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 
 from twin.core import topics
-from twin.core.kafka import BatchResult, EventProducer, Record, Rejected
+from twin.core.kafka import BatchResult, EventProducer, Record, Rejected, replay_topic
 from twin.core.telemetry import Causes
 from twin.core.topics import Topic
 from twin.power.adapters import codec
@@ -258,33 +258,15 @@ async def restore_book(bootstrap: str, topic: Topic, book: GridBook, *, now_s: f
     """Rebuild the event book from grid.events.v1 itself (read from the beginning to the current end,
     no consumer group, nothing committed): a restarted process knows the events in force, not only
     those after its committed offset. Expired events are dropped. Returns the events in the book."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                **client_options)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout_s
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+    def apply(raw) -> None:
+        try:
+            msg = topic.decode(raw.value)
+            book.apply(codec.grid_event(msg), msg.cancelled)
+        except (ValueError, CodecError):
+            pass  # the consumer dead-letters it when it reaches it
 
-        while await behind():
-            if time.monotonic() > deadline:
-                log.warning("grid event book: %s not read to its end within %.0f s", topic.name, timeout_s)
-                break
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for raw in records:
-                    try:
-                        msg = topic.decode(raw.value)
-                        book.apply(codec.grid_event(msg), msg.cancelled)
-                    except (ValueError, CodecError):
-                        continue  # the consumer dead-letters it when it reaches it
-    finally:
-        await consumer.stop()
+    await replay_topic(bootstrap, topic, apply, timeout_s=timeout_s, name="grid event book", **client_options)
     book.expire(now_s)
     return len(book.events)
 
