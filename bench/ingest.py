@@ -14,11 +14,13 @@ One run, everything on this machine (own Tansu broker, own isolated PostgreSQL d
 4. stages   - the ingest code path in this process, one tick of that size, single thread: parse protobuf ->
               decode -> validate (whole tick) -> COPY columns -> COPY (3 tables) -> normalized record. Where
               the time goes per tick; bytes on disk per sample.
-5. copy     - raw binary COPY (twin.core.db.copy_columns) of the rows a tick writes (GPU, rack and link rows of
-              the current layout) into copies of the same tables (same indexes), one transaction per tick, as
-              many ticks as the live run stored; interleaved with a GPU-rows-only copy (the old baseline).
+5. copy     - raw binary COPY (twin.core.db.copy_columns) of the rows a tick writes (node rows of per-GPU arrays,
+              rack and link rows: the current layout) into copies of the same tables (same indexes), one
+              transaction per tick, as many ticks as the live run stored; interleaved with a copy of the GPU
+              node rows alone (the baseline before issue 13 counted GPU rows only).
 
-A "sample" is one metric value: a telemetry_gpu row holds 13 (10 float gauges + 3 counters).
+A "sample" is one metric value: one GPU's reading (a row of the telemetry_gpu view) holds 13 (10 float gauges +
+3 counters); telemetry_gpu_node stores a node's readings in one row.
 Key meanings: bench/README.md.
 """
 
@@ -49,7 +51,7 @@ RESULTS = ROOT / "bench" / "results" / "ingest.json"
 FACILITY = "site-100k"
 SITE_RACKS = 3125
 GPUS_PER_RACK = 32
-SAMPLES_PER_GPU_ROW = 13          # metric columns of telemetry_gpu
+SAMPLES_PER_GPU_ROW = 13          # metric columns of the telemetry_gpu view (one GPU reading)
 RATE_HZ = 1.0
 LIVE_S = float(os.environ.get("BENCH_INGEST_LIVE_S", "20"))
 WARMUP_S = 5.0                    # first seconds of a live run left out (consumer join, first polls)
@@ -422,8 +424,8 @@ def kill_run(log_dir: Path, racks: int) -> dict:
                 return int(conn.execute(sql).fetchone()[0])
             ledger = q("SELECT count(*) FROM telemetry_batches")
             ledger_gpu_rows = q("SELECT coalesce(sum(gpu_rows), 0) FROM telemetry_batches")
-            gpu_rows = q("SELECT count(*) FROM telemetry_gpu")
-            dup_gpu = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_gpu GROUP BY node_id, gpu_index, time "
+            gpu_rows = q("SELECT count(*) FROM telemetry_gpu")   # the view: one row per GPU reading
+            dup_gpu = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_gpu_node GROUP BY node_key, time "
                         "HAVING count(*) > 1) d")
             link_rows = q("SELECT count(*) FROM telemetry_link_sample")
             dup_link = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_link_sample GROUP BY port_key, time "
@@ -497,8 +499,15 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     from twin.core.db import open_pool
     from twin.core.facility import build_inventory
     from twin.ingest.adapters.codec import decode_batches, samples_record
-    from twin.ingest.adapters.repository import GPU_TYPES, LINK_SAMPLE_TYPES, RACK_TYPES, PortKeys, copy_table
-    from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
+    from twin.ingest.adapters.repository import (
+        LINK_SAMPLE_TYPES,
+        RACK_TYPES,
+        copy_gpu_nodes,
+        copy_table,
+        node_keys,
+        port_keys,
+    )
+    from twin.ingest.domain.rows import GpuNodeRows, gpu_node_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import limits_from_inventory, validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -519,44 +528,57 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     batches = timed("decode", lambda: decode_batches(msgs))
     problems = timed("validate", lambda: validate_batches(batches, limits, now))
     assert not any(problems), problems[:1]
-    gpu = timed("rows_gpu", lambda: gpu_columns(batches))
     rack = timed("rows_rack", lambda: rack_columns(batches))
     timed("normalized", lambda: [samples_record(v, now) for v in values])
     pool = await open_pool(url, min_size=1, max_size=1, name="bench")
     try:
         async with pool.connection() as conn:
-            ports = PortKeys()
+            ports, nodes = port_keys(), node_keys()
             c = time.perf_counter()
-            await ports.resolve(conn, ports.missing(batches))   # first sight of these ports: once per process
+            for keys in (ports, nodes):   # first sight of these ports and nodes: once per process
+                await keys.resolve(conn, keys.missing(batches))
             st["port_keys_first"] = time.perf_counter() - c
+            gpu = timed("rows_gpu", lambda: gpu_node_columns(batches, [nodes.of(b) for b in batches]))
             link = timed("rows_link", lambda: link_sample_columns(batches, [ports.of(b) for b in batches]))
-            warm = _warm_stages(values, limits, now, ports)
-            tables = (("gpu", "telemetry_gpu", gpu, GPU_TYPES), ("rack", "telemetry_rack", rack, RACK_TYPES),
+            warm = _warm_stages(values, limits, now, ports, nodes)
+            tables = (("gpu", "telemetry_gpu_node", gpu, None), ("rack", "telemetry_rack", rack, RACK_TYPES),
                       ("link", "telemetry_link_sample", link, LINK_SAMPLE_TYPES))
+
+            async def copy_any(table: str, data, types, t_k=None) -> int:
+                """COPY one table's rows of the tick (at time t_k when given); returns the GPU readings or rows."""
+                if isinstance(data, GpuNodeRows):
+                    if t_k is not None:
+                        data = GpuNodeRows({w: {**g, "time": np.full(len(g["time"]), t_k)}
+                                            for w, g in data.groups.items()}, data.readings)
+                    return await copy_gpu_nodes(conn, data, table)
+                if t_k is not None:
+                    data = type(data)({**data.columns, "time": np.full(len(data), t_k)})
+                return await copy_table(conn, table, data, types)
+
             for _, table, _, _ in tables:
                 await conn.execute(f"DROP TABLE IF EXISTS {table}_copybench")
                 await conn.execute(f"CREATE TABLE {table}_copybench (LIKE {table} INCLUDING ALL)")
             for name, table, data, types in tables:
                 c = time.perf_counter()
                 async with conn.transaction():
-                    await copy_table(conn, table + "_copybench", data, types)
+                    await copy_any(table + "_copybench", data, types)
                 st["copy_" + name] = time.perf_counter() - c
             # Bytes on disk per stored sample (tables + indexes), this layout, one tick.
             sizes = {}
             for _, table, _, _ in tables:
                 cur = await conn.execute("SELECT pg_total_relation_size(%s)", (table + "_copybench",))
                 sizes[table] = int((await cur.fetchone())[0])
-            n_tick = len(gpu)
+            n_tick = gpu.readings
             samples_tick = (n_tick * SAMPLES_PER_GPU_ROW + len(rack) * 9 + len(link) * 5)
             disk = {"bytes": sizes, "samples": samples_tick, "bytes_per_sample": sum(sizes.values()) / samples_tick}
             for _, table, _, _ in tables:
                 await conn.execute(f"TRUNCATE {table}_copybench")
-            # Raw COPY baseline: the rows the pipeline writes for a tick (GPU, rack and link rows, this
-            # layout), same values, into copies of the same tables (same indexes), one transaction per
-            # tick, as many ticks as the live run stored GPU rows. Interleaved tick by tick with a copy of
-            # the GPU rows alone into a second GPU table (the baseline before issue 13), so both see the
-            # same machine load.
-            await conn.execute("CREATE TABLE telemetry_gpu_copybench2 (LIKE telemetry_gpu INCLUDING ALL)")
+            # Raw COPY baseline: the rows the pipeline writes for a tick (GPU node rows, rack and link rows,
+            # this layout), same values, into copies of the same tables (same indexes), one transaction per
+            # tick, as many ticks as the live run stored GPU readings. Interleaved tick by tick with a copy of
+            # the GPU node rows alone into a second table (the baseline before issue 13 copied GPU rows
+            # only), so both see the same machine load.
+            await conn.execute("CREATE TABLE telemetry_gpu_node_copybench2 (LIKE telemetry_gpu_node INCLUDING ALL)")
             reps = max(1, -(-copy_rows // n_tick))
             copied = gpu_only = 0
             copy_s = gpu_only_s = 0.0
@@ -566,16 +588,14 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
                     c0 = time.perf_counter()
                     async with conn.transaction():
                         for _, table, data, types in which:
-                            cols = dict(data.columns)
-                            cols["time"] = np.full(len(data), t_k)
-                            n = await copy_table(conn, table + suffix, type(data)(cols), types)
+                            n = await copy_any(table + suffix, data, types, t_k)
                     if suffix == "_copybench":
                         copied, copy_s = copied + n_tick, copy_s + time.perf_counter() - c0
                     else:
                         gpu_only, gpu_only_s = gpu_only + n, gpu_only_s + time.perf_counter() - c0
             for _, table, _, _ in tables:
                 await conn.execute(f"DROP TABLE {table}_copybench")
-            await conn.execute("DROP TABLE telemetry_gpu_copybench2")
+            await conn.execute("DROP TABLE telemetry_gpu_node_copybench2")
     finally:
         await pool.close()
     stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": len(link),
@@ -583,7 +603,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
               "ingest_total_s": sum(v for k, v in st.items() if k not in ("sim_encode", "port_keys_first"))}
     copy = {"rows": copied, "seconds": copy_s, "gpu_rows_per_s": copied / copy_s,
             "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps,
-            "tables": ["telemetry_gpu", "telemetry_rack", "telemetry_link_sample"],
+            "tables": ["telemetry_gpu_node", "telemetry_rack", "telemetry_link_sample"],
             "gpu_only_seconds": gpu_only_s, "gpu_only_samples_per_s": gpu_only * SAMPLES_PER_GPU_ROW / gpu_only_s}
     return stages, copy
 
@@ -591,12 +611,12 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
 WARM_PASSES = 3
 
 
-def _warm_stages(values: list[bytes], limits, now: datetime, ports) -> dict[str, float]:
+def _warm_stages(values: list[bytes], limits, now: datetime, ports, nodes) -> dict[str, float]:
     """This process's CPU time per stage for the same tick run WARM_PASSES more times (best pass per
     stage). The live service handles tick after tick; the first pass also pays first-touch costs (the
     heap growing to a tick's objects) that a running process has behind it."""
     from twin.ingest.adapters.codec import decode_batches, samples_record
-    from twin.ingest.domain.rows import gpu_columns, link_sample_columns, rack_columns
+    from twin.ingest.domain.rows import gpu_node_columns, link_sample_columns, rack_columns
     from twin.ingest.domain.validation import validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -612,7 +632,7 @@ def _warm_stages(values: list[bytes], limits, now: datetime, ports) -> dict[str,
         msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
         batches = timed("decode", decode_batches, msgs)
         timed("validate", validate_batches, batches, limits, now)
-        timed("rows_gpu", gpu_columns, batches)
+        timed("rows_gpu", lambda b: gpu_node_columns(b, [nodes.of(x) for x in b]), batches)
         timed("rows_rack", rack_columns, batches)
         timed("normalized", lambda: [samples_record(v, now) for v in values])
         timed("rows_link", lambda b: link_sample_columns(b, [ports.of(x) for x in b]), batches)

@@ -56,7 +56,9 @@ _TYPE_ALIASES = {
     "character varying": "text", "varchar": "text",
 }
 _FIXED = {"float8": ">f8", "float4": ">f4", "int2": ">i2", "int4": ">i4", "int8": ">i8", "bool": "?"}
-_SUPPORTED = set(_FIXED) | {"text", "timestamptz", "timestamp"}
+# Element type oids of the one-dimensional array columns (`float8[]`, ...): pg_type.dat in PostgreSQL's source.
+_ELEMENT_OID = {"float8": 701, "float4": 700, "int2": 21, "int4": 23, "int8": 20, "bool": 16}
+_SUPPORTED = set(_FIXED) | {"text", "timestamptz", "timestamp"} | {f"{t}[]" for t in _FIXED}
 
 
 @dataclass
@@ -170,7 +172,34 @@ def _prepare_text(values: Any, n: int) -> _Column:
     return _Column(data, lengths, True)
 
 
+def _prepare_array(pgtype: str, values: Any, n: int) -> _Column:
+    """A (rows, width) array as a one-dimensional PostgreSQL array column of fixed width, no NULL elements.
+
+    Each value is laid out as array_send() writes it (src/backend/utils/adt/arrayfuncs.c): ndim, has-null
+    flag, element type oid, (size, lower bound 1), then per element (length, big-endian bytes). NaN floats
+    stay NaN elements; the array itself is never NULL.
+    """
+    element = pgtype[:-2]
+    arr = values if isinstance(values, np.ndarray) and not isinstance(values, np.ma.MaskedArray) else None
+    if arr is None or arr.ndim != 2 or arr.dtype == object:
+        raise ValueError(f"{pgtype} column needs a 2-D numpy array (rows, width) without NULLs")
+    width = arr.shape[1]
+    if width == 0:
+        raise ValueError(f"{pgtype} column needs arrays of at least one element")
+    values_be = _prepare_fixed(element, arr.reshape(-1), arr.size).data.reshape(arr.shape)
+    size = values_be.dtype.itemsize
+    dtype = np.dtype([("nd", ">i4"), ("fl", ">i4"), ("oid", ">u4"), ("dim", ">i4"), ("lb", ">i4"),
+                      ("el", np.dtype([("l", ">i4"), ("v", values_be.dtype)]), (width,))])
+    rec = np.empty(len(arr), dtype=dtype)
+    rec["nd"], rec["fl"], rec["oid"], rec["dim"], rec["lb"] = 1, 0, _ELEMENT_OID[element], width, 1
+    rec["el"]["l"] = size
+    rec["el"]["v"] = values_be
+    return _Column(rec, None, False)
+
+
 def _prepare(pgtype: str, values: Any, n: int) -> _Column:
+    if pgtype.endswith("[]"):
+        return _prepare_array(pgtype, values, n)
     if pgtype in _FIXED:
         return _prepare_fixed(pgtype, values, n)
     if pgtype in ("timestamptz", "timestamp"):
@@ -238,6 +267,14 @@ def encode_binary_rows(
     return memoryview(raw[keep])  # boolean indexing: faster than np.compress(..., out=) here
 
 
+def _pgtype(t: str) -> str:
+    t = t.strip().lower()
+    if t.endswith("[]"):
+        element = t[:-2].strip()
+        return _TYPE_ALIASES.get(element, element) + "[]"
+    return _TYPE_ALIASES.get(t, t)
+
+
 async def copy_columns(
     conn: psycopg.AsyncConnection,
     table: str,
@@ -250,7 +287,9 @@ async def copy_columns(
     """Binary COPY of columnar data (one array per column); returns the row count.
 
     Types: float8/float4, int2/int4/int8, bool, text/varchar, timestamptz/timestamp (aliases such as
-    `double precision`, `bigint` accepted); use `copy_rows` for anything else.
+    `double precision`, `bigint` accepted), and one-dimensional arrays of the numeric ones (`float8[]`,
+    `int8[]`, ...) given as a 2-D (rows, width) array: every row an array of `width` elements, no NULL
+    elements (NaN floats stay NaN); use `copy_rows` for anything else.
     Values: NaN in float columns stays NaN; None (lists / object arrays), masked entries
     (`numpy.ma`) and NaT are NULL. Timestamps are `datetime64` (taken as UTC) or `datetime` objects
     (naive = UTC). Integer columns reject out-of-range or non-integral values instead of wrapping.
@@ -259,7 +298,7 @@ async def copy_columns(
         raise ValueError("columns, types and arrays must have the same length")
     if not columns:
         raise ValueError("copy_columns needs at least one column")
-    pgtypes = [_TYPE_ALIASES.get(t.strip().lower(), t.strip().lower()) for t in types]
+    pgtypes = [_pgtype(t) for t in types]
     unsupported = [t for t in pgtypes if t not in _SUPPORTED]
     if unsupported:
         raise ValueError(f"copy_columns does not support types {unsupported}; use copy_rows")

@@ -3,12 +3,14 @@
 One transaction per poll:
   1. insert one ledger row per batch into `telemetry_batches` (natural key rack_id, sample_time,
      sequence) with ON CONFLICT DO NOTHING RETURNING → which batches are new;
-  2. binary COPY the sample rows of the new batches only into telemetry_gpu / _rack / _link_sample;
+  2. binary COPY the sample rows of the new batches only into telemetry_gpu_node / _rack / _link_sample;
   3. commit.
-Link rows carry an integer port key (migration 007): the (rack_id, port_id) → port_key map of
-telemetry_port_entity is cached in the process; unseen ports are added in their own short transaction
-before the batch transaction (ON CONFLICT DO NOTHING, sorted: concurrent ingest processes agree on the
-key and never deadlock). The view telemetry_link still answers with the old columns.
+Link rows carry an integer port key (migration 007), GPU rows are one row per node with per-GPU arrays and an
+integer node key (009): the (rack_id, port_id) → port_key and (rack_id, node_id) → node_key maps of
+telemetry_port_entity / telemetry_node_entity are cached in the process (EntityKeys); unseen entities are
+added in their own short transaction before the batch transaction (ON CONFLICT DO NOTHING, sorted:
+concurrent ingest processes agree on the key and never deadlock). The views telemetry_link and
+telemetry_gpu still answer with the old columns.
 A batch redelivered after a crash (or re-sent by the source) finds its ledger row and is not stored
 again. Conflicting batches are told apart: same ce_id as the ledger row → a redelivery of the stored
 record (its normalized record may not have been published yet, so the caller re-publishes it under
@@ -20,7 +22,7 @@ values under a stored key (e.g. a corrected Redfish report); the caller dead-let
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,14 +34,22 @@ from psycopg_pool import AsyncConnectionPool
 from twin.core.db import copy_columns
 from twin.ingest.domain.equipment import COLUMNS as EQUIPMENT_COLUMNS
 from twin.ingest.domain.model import BatchKey, RackBatch
-from twin.ingest.domain.rows import TableColumns, gpu_columns, link_sample_columns, rack_columns
+from twin.ingest.domain.rows import (
+    GPU_NODE_COLUMNS,
+    GpuNodeRows,
+    TableColumns,
+    gpu_node_columns,
+    link_sample_columns,
+    rack_columns,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # package data: same path installed or editable
 
-GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3
+GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3   # the telemetry_gpu view's columns
 RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9
 LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]   # the telemetry_link view's columns
 LINK_SAMPLE_TYPES = ["timestamptz", "int4"] + ["int8"] * 4 + ["int2"]
+GPU_NODE_TYPES = ["timestamptz", "int4", "int2"] + ["float8[]"] * 10 + ["int8[]"] * 3
 
 
 @dataclass(frozen=True)
@@ -63,62 +73,76 @@ class StoreOutcome:
     seconds: float = 0.0
 
 
-class PortKeys:
-    """(rack_id, port_id) → telemetry_port_entity.port_key, cached; one key array per rack's port list."""
+class EntityKeys:
+    """(rack_id, name) → the integer key of a dimension table's row, cached; one key array per rack's name list.
 
-    def __init__(self) -> None:
+    One cache per dimension table: telemetry_port_entity (ports, migration 007) and telemetry_node_entity
+    (nodes, 009). `names(batch)` gives the batch's names in row order (its port ids, its node ids).
+    """
+
+    def __init__(self, table: str, name_column: str, key_column: str,
+                 names: Callable[[RackBatch], tuple[str, ...]]) -> None:
         self.keys: dict[tuple[str, str], int] = {}
+        self._names = names
         self._by_rack: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+        self._insert = (f"INSERT INTO {table} (rack_id, {name_column}) SELECT * FROM unnest(%b::text[], %b::text[]) "
+                        f"ORDER BY 1, 2 ON CONFLICT (rack_id, {name_column}) DO NOTHING")
+        self._select = (f"SELECT e.rack_id, e.{name_column}, e.{key_column} FROM {table} e "
+                        f"JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, {name_column}) USING (rack_id, {name_column})")
 
     def missing(self, batches: Sequence[RackBatch]) -> list[tuple[str, str]]:
         out: set[tuple[str, str]] = set()
         for b in batches:
-            ports = b.links.port_id
+            names = self._names(b)
             hit = self._by_rack.get(b.rack_id)
-            if hit is not None and hit[0] == ports:
+            if hit is not None and hit[0] == names:
                 continue
-            out.update((b.rack_id, p) for p in ports if (b.rack_id, p) not in self.keys)
+            out.update((b.rack_id, p) for p in names if (b.rack_id, p) not in self.keys)
         return sorted(out)
 
     async def resolve(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
         """Create the entity rows of `pairs` that do not exist yet and learn every key (own transaction)."""
         if not pairs:
             return
-        # Known ports (after a restart or a rebalance: most of them) are only looked up.
+        # Known entities (after a restart or a rebalance: most of them) are only looked up.
         await self._learn(conn, pairs)
         new = [pair for pair in pairs if pair not in self.keys]
         if not new:
             return
         async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT * FROM unnest(%b::text[], %b::text[]) "
-                "ORDER BY 1, 2 ON CONFLICT (rack_id, port_id) DO NOTHING", ([r for r, _ in new], [p for _, p in new]))
+            await conn.execute(self._insert, ([r for r, _ in new], [p for _, p in new]))
         await self._learn(conn, new)
 
     async def _learn(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
         # Binary parameters (%b), as for the ledger: the text format runs a regex over every element (first
         # sight of a 50k-GPU site's ~50k ports: most of a restarted process's first-tick cost in a profile).
-        cur = await conn.execute(
-            "SELECT e.rack_id, e.port_id, e.port_key FROM telemetry_port_entity e "
-            "JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, port_id) USING (rack_id, port_id)",
-            ([r for r, _ in pairs], [p for _, p in pairs]))
-        for rack_id, port_id, key in await cur.fetchall():
-            self.keys[(rack_id, port_id)] = key
+        cur = await conn.execute(self._select, ([r for r, _ in pairs], [p for _, p in pairs]))
+        for rack_id, name, key in await cur.fetchall():
+            self.keys[(rack_id, name)] = key
 
     def of(self, batch: RackBatch) -> np.ndarray:
-        ports = batch.links.port_id
+        names = self._names(batch)
         hit = self._by_rack.get(batch.rack_id)
-        if hit is not None and hit[0] == ports:
+        if hit is not None and hit[0] == names:
             return hit[1]
-        keys = np.array([self.keys[(batch.rack_id, p)] for p in ports], dtype=np.int32)
-        self._by_rack[batch.rack_id] = (ports, keys)
+        keys = np.array([self.keys[(batch.rack_id, p)] for p in names], dtype=np.int32)
+        self._by_rack[batch.rack_id] = (names, keys)
         return keys
+
+
+def port_keys() -> EntityKeys:
+    return EntityKeys("telemetry_port_entity", "port_id", "port_key", lambda b: b.links.port_id)
+
+
+def node_keys() -> EntityKeys:
+    return EntityKeys("telemetry_node_entity", "node_id", "node_key", lambda b: b.gpus.node_ids)
 
 
 class TelemetryRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
-        self.port_keys = PortKeys()
+        self.port_keys = port_keys()
+        self.node_keys = node_keys()
 
     async def store(self, items: Sequence[StoreItem]) -> StoreOutcome:
         """Store the new batches among `items` in one transaction (keys must be unique in `items`)."""
@@ -128,7 +152,8 @@ class TelemetryRepository:
             return out
         keys = [it.batch.key for it in items]
         async with self.pool.connection() as conn:
-            await self.port_keys.resolve(conn, self.port_keys.missing([it.batch for it in items]))
+            for cache in (self.port_keys, self.node_keys):
+                await cache.resolve(conn, cache.missing([it.batch for it in items]))
         async with self.pool.connection() as conn, conn.transaction():
             inserted = await _insert_ledger(conn, items)
             clashes = [i for i, k in enumerate(keys) if k not in inserted]
@@ -146,7 +171,8 @@ class TelemetryRepository:
                         out.duplicates.append(i)
             batches = [items[i].batch for i in out.new]
             if batches:
-                out.rows["telemetry_gpu"] = await copy_table(conn, "telemetry_gpu", gpu_columns(batches), GPU_TYPES)
+                gpu = gpu_node_columns(batches, [self.node_keys.of(b) for b in batches])
+                out.rows["telemetry_gpu"] = await copy_gpu_nodes(conn, gpu)   # GPU readings, not node rows
                 out.rows["telemetry_rack"] = await copy_table(conn, "telemetry_rack", rack_columns(batches), RACK_TYPES)
                 links = link_sample_columns(batches, [self.port_keys.of(b) for b in batches])
                 out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link_sample", links, LINK_SAMPLE_TYPES)
@@ -208,6 +234,15 @@ async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dic
         (racks, times, seqs),
     )
     return {BatchKey(r, t, s): (ce, digest) for r, t, s, ce, digest in await cur.fetchall()}
+
+
+async def copy_gpu_nodes(conn: AsyncConnection, rows: GpuNodeRows, table: str = "telemetry_gpu_node") -> int:
+    """Binary COPY of telemetry_gpu_node rows, one COPY per array width (a site has a few node types);
+    returns the GPU readings stored."""
+    names = list(GPU_NODE_COLUMNS)
+    for group in rows.groups.values():
+        await copy_columns(conn, table, names, GPU_NODE_TYPES, [group[c] for c in names])
+    return rows.readings
 
 
 async def copy_table(conn: AsyncConnection, table: str, data: TableColumns, types: list[str]) -> int:

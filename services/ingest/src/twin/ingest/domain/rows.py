@@ -29,6 +29,11 @@ LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIEL
 LINK_SAMPLE_COLUMNS: tuple[str, ...] = ("time", "port_key") + LINK_COUNT_FIELDS + ("link_state",)
 
 
+# telemetry_gpu_node (migration 009): one row per node per tick, every metric a per-GPU array.
+GPU_NODE_COLUMNS: tuple[str, ...] = ("time", "node_key", "gpus") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
+ABSENT_COUNT = -1   # counter element of a GPU slot the node did not report (counters are validated >= 0)
+
+
 @dataclass(frozen=True, eq=False)
 class TableColumns:
     """name -> 1-D array, all the same length; `time` is datetime64[us] (UTC); the id columns of the GPU
@@ -83,6 +88,71 @@ def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
     cols.update(zip(GPU_FLOAT_FIELDS, floats, strict=True))
     cols.update(zip(GPU_COUNT_FIELDS, counts, strict=True))
     return TableColumns(cols)
+
+
+@dataclass(frozen=True, eq=False)
+class GpuNodeRows:
+    """Rows of telemetry_gpu_node, one group per array width: `groups[width]` maps GPU_NODE_COLUMNS to
+    arrays (the metric columns 2-D: (nodes, width)); `readings` = GPU readings held (the reported slots)."""
+
+    groups: dict[int, dict[str, np.ndarray]]
+    readings: int
+
+
+def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarray]) -> GpuNodeRows:
+    """One row per node that reported GPUs: `node_keys[i]` holds the telemetry_node_entity key of each node of
+    `batches[i]` (same order as its node_ids), as resolved by the repository.
+
+    Element k of a node's arrays is its gpu_index k; the width is the node's highest gpu_index + 1. A slot the
+    node did not report (a gap in gpu_index) holds NaN floats and ABSENT_COUNT counters; ±inf floats (never
+    past validation) are stored as NaN, which the reader view turns into NULL as the old table stored them.
+    """
+    for b, k in zip(batches, node_keys, strict=True):
+        if len(k) != len(b.gpus.node_ids):
+            raise ValueError(f"rack {b.rack_id}: {len(k)} node keys for {len(b.gpus.node_ids)} nodes")
+    gpus = [b.gpus for b in batches]
+    per_node = node_rows(gpus)                        # GPU rows of every node, in order
+    n_rows = int(per_node.sum())
+    if n_rows == 0:
+        return GpuNodeRows({}, 0)
+    keys = _cat(list(node_keys), np.int32)
+    node_time = np.repeat(_times64(batches), np.array([len(g.node_ids) for g in gpus], dtype=np.intp))
+    idx = _cat([g.gpu_index for g in gpus], np.intp)
+    floats = _cat_blocks([g.float_block() for g in gpus], len(GPU_FLOAT_FIELDS), np.float64)
+    counts = _cat_blocks([g.count_block() for g in gpus], len(GPU_COUNT_FIELDS), np.int64)
+    reporting = per_node > 0
+    starts = (np.cumsum(per_node) - per_node)[reporting]
+    width = np.zeros(len(per_node), dtype=np.intp)
+    width[reporting] = np.maximum.reduceat(idx, starts) + 1
+    row_node = np.repeat(np.arange(len(per_node)), per_node)
+    groups: dict[int, dict[str, np.ndarray]] = {}
+    for w in np.unique(width[reporting]).tolist():
+        nodes = np.flatnonzero(width == w)
+        rank = np.full(len(per_node), -1, dtype=np.intp)
+        rank[nodes] = np.arange(len(nodes))
+        rows = rank[row_node] >= 0
+        every = len(nodes) == len(per_node)
+        slot = idx if every else idx[rows]
+        shape = (len(nodes), w)
+        if len(slot) == len(nodes) * w and np.array_equal(slot.reshape(shape), np.broadcast_to(np.arange(w), shape)):
+            # every node reported gpu_index 0..w-1 in order (the usual case): the columns are the arrays
+            f = (floats if every else floats[:, rows]).reshape(-1, *shape)
+            c = (counts if every else counts[:, rows]).reshape(-1, *shape)
+        else:
+            at = rank[row_node[rows]]
+            f = np.full((len(GPU_FLOAT_FIELDS), *shape), np.nan)
+            c = np.full((len(GPU_COUNT_FIELDS), *shape), ABSENT_COUNT, dtype=np.int64)
+            f[:, at, slot] = floats[:, rows]
+            c[:, at, slot] = counts[:, rows]
+        inf = np.isinf(f)
+        if inf.any():
+            f = np.where(inf, np.nan, f)
+        cols: dict[str, np.ndarray] = {"time": node_time[nodes], "node_key": keys[nodes],
+                                       "gpus": np.full(len(nodes), w, dtype=np.int16)}
+        cols.update(zip(GPU_FLOAT_FIELDS, f, strict=True))
+        cols.update(zip(GPU_COUNT_FIELDS, c, strict=True))
+        groups[w] = cols
+    return GpuNodeRows(groups, n_rows)
 
 
 def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:

@@ -1,0 +1,20 @@
+-- Issue 13, plain PostgreSQL, after 009: time ranges over telemetry_gpu_node use a BRIN on time (as 008 did for
+-- the old table), and the rollups 009 had to drop come back as plain views with 002's columns, now over the
+-- telemetry_gpu view (one row per reported GPU, NULL for a float not measured: the same rows as before).
+CREATE INDEX IF NOT EXISTS telemetry_gpu_node_time_brin ON telemetry_gpu_node USING brin (time);
+
+CREATE OR REPLACE VIEW telemetry_gpu_1m AS
+SELECT date_bin('1 minute', time, TIMESTAMPTZ '2000-01-01') AS bucket, rack_id, node_id, gpu_index,
+       avg(power_w) AS power_w_avg, max(power_w) AS power_w_max,
+       avg(gpu_temp_c) AS gpu_temp_c_avg, max(gpu_temp_c) AS gpu_temp_c_max,
+       max(mem_temp_c) AS mem_temp_c_max, avg(util_gpu_pct) AS util_gpu_pct_avg,
+       avg(tensor_active) AS tensor_active_avg, count(*) AS samples
+FROM telemetry_gpu GROUP BY 1, 2, 3, 4;
+
+CREATE OR REPLACE VIEW telemetry_gpu_1h AS
+SELECT date_bin('1 hour', time, TIMESTAMPTZ '2000-01-01') AS bucket, rack_id, node_id, gpu_index,
+       avg(power_w) AS power_w_avg, max(power_w) AS power_w_max,
+       avg(gpu_temp_c) AS gpu_temp_c_avg, max(gpu_temp_c) AS gpu_temp_c_max,
+       max(mem_temp_c) AS mem_temp_c_max, avg(util_gpu_pct) AS util_gpu_pct_avg,
+       avg(tensor_active) AS tensor_active_avg, count(*) AS samples
+FROM telemetry_gpu GROUP BY 1, 2, 3, 4;
