@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import statistics
-import struct
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,16 +51,6 @@ GPU_SAMPLES = 13              # metric columns of telemetry_gpu (bench/ingest.py
 LINK_SAMPLES = 5              # tx/rx bytes, tx/rx errors, link_state (bench/ingest.py counts len(link) * 5)
 LAYOUTS = ("A", "B", "C", "D")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-# PostgreSQL binary COPY framing and array layout: https://www.postgresql.org/docs/15/sql-copy.html
-# ("Binary Format") and array_send() in src/backend/utils/adt/arrayfuncs.c (ndim, has-null flag,
-# element type oid, then per dimension (size, lower bound), then each element as (length, bytes)).
-PG_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-PG_COPY_TRAILER = struct.pack(">h", -1)
-PG_EPOCH_US = np.datetime64("2000-01-01T00:00:00", "us")
-OID = {"float8": 701, "float4": 700, "int8": 20, "int2": 21}
-NP_BE = {"float8": ">f8", "float4": ">f4", "int8": ">i8", "int2": ">i2"}
-
 
 def _ddl(s: str, gpu_float: list[str], gpu_count: list[str], link_count: list[str]) -> list[str]:
     """Tables and reader views of every layout in schema `s`."""
@@ -178,44 +167,6 @@ class Site:
         return slice(0, g), slice(0, g // self.gpus_per_node * self.nics_per_node)
 
 
-def _array_dtype(name: str, pgtype: str, width: int) -> list:
-    el = np.dtype([("l", ">i4"), ("v", NP_BE[pgtype])])
-    return [(f"{name}_len", ">i4"), (f"{name}_nd", ">i4"), (f"{name}_fl", ">i4"), (f"{name}_oid", ">u4"),
-            (f"{name}_dim", ">i4"), (f"{name}_lb", ">i4"), (f"{name}_el", el, (width,))]
-
-
-def encode_array_rows(times_us: np.ndarray, keys: np.ndarray, arrays: list[tuple[str, str, np.ndarray]]) -> bytes:
-    """Binary COPY rows (time, key, array columns...): every array one dimension of fixed width, no NULLs.
-
-    `arrays` holds (name, pg element type, values (rows, width)). Built as one numpy record array.
-    """
-    n = len(keys)
-    fields = [("nf", ">i2"), ("tl", ">i4"), ("t", ">i8"), ("kl", ">i4"), ("k", ">i4")]
-    for name, pgtype, v in arrays:
-        fields += _array_dtype(name, pgtype, v.shape[1])
-    rec = np.empty(n, dtype=np.dtype(fields))
-    rec["nf"], rec["tl"], rec["t"], rec["kl"], rec["k"] = 2 + len(arrays), 8, times_us, 4, keys
-    for name, pgtype, v in arrays:
-        width = v.shape[1]
-        size = np.dtype(NP_BE[pgtype]).itemsize
-        rec[f"{name}_len"] = 20 + width * (4 + size)
-        rec[f"{name}_nd"], rec[f"{name}_fl"], rec[f"{name}_oid"] = 1, 0, OID[pgtype]
-        rec[f"{name}_dim"], rec[f"{name}_lb"] = width, 1
-        rec[f"{name}_el"]["l"] = size
-        rec[f"{name}_el"]["v"] = v
-    return rec.tobytes()
-
-
-async def copy_bytes(conn, table: str, columns: list[str], body: bytes, chunk: int = 1 << 20) -> None:
-    async with conn.cursor() as cur:
-        async with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            await copy.write(PG_COPY_HEADER)
-            view = memoryview(body)
-            for start in range(0, len(body), chunk):
-                await copy.write(view[start:start + chunk])
-            await copy.write(PG_COPY_TRAILER)
-
-
 def _backend_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime, stime (fields 14, 15 of proc(5))
@@ -261,18 +212,19 @@ class Writer:
             await copy_table(conn, f"{s}.{layout.lower()}_link", TableColumns(link), self.link_types)
             return
         ftype = "float8" if layout == "C" else "float4"
-        t_us = np.full(len(self.node_key), (t - PG_EPOCH_US).astype(np.int64))
+        times = np.full(len(self.node_key), t)
         arrays = ([(c, ftype, self.per_node[c]) for c in site.float_fields]
                   + [(c, "int8", self.per_node[c]) for c in site.count_fields])
         if not all(np.isfinite(v).all() for _, _, v in arrays[:len(site.float_fields)]):
-            raise ValueError("NaN gauges: the array encoder here writes no NULL elements")
-        name = layout.lower()
-        await copy_bytes(conn, f"{s}.{name}_node", ["time", "node_key"] + [a[0] for a in arrays],
-                         encode_array_rows(t_us, self.node_key, arrays))
+            raise ValueError("NaN gauges: the reader views here do not turn NaN elements into NULL")
         links = ([(c, "int8", self.link_per_node[c]) for c in site.link_fields]
                  + [("link_state", "int2", self.link_per_node["link_state"])])
-        await copy_bytes(conn, f"{s}.{name}_link", ["time", "node_key"] + [a[0] for a in links],
-                         encode_array_rows(t_us, self.node_key, links))
+        name = layout.lower()
+        for table, cols in ((f"{s}.{name}_node", arrays), (f"{s}.{name}_link", links)):
+            # twin.core.db.copy_columns writes each (rows, width) array as a one-dimensional array column
+            await copy_columns(conn, table, ["time", "node_key"] + [c[0] for c in cols],
+                               ["timestamptz", "int4"] + [f"{c[1]}[]" for c in cols],
+                               [times, self.node_key] + [c[2] for c in cols])
 
 
 def _tables(s: str, layout: str) -> list[str]:
