@@ -136,6 +136,25 @@ def test_gb200_nvls_tree_crosses_domains_on_nccl_inter_domain_nics_only():
         replace(topo.scale_up, inter_domain_nics=0)
 
 
+def test_nvls_in_one_domain_reduces_on_at_most_32_heads():
+    """Only NVLS heads run the reduce stage, each on 1/heads of the data, and a domain has at most
+    NCCL_MAX_NVLS_ARITY = 32 heads: a head moves S (1 + 1/heads), so beyond 32 GPUs the NVLS bandwidth term stops
+    shrinking with the GPU count (2.28.7 all_reduce.h; search.cc)."""
+    from twin.fabric.domain import nvl72_cluster
+
+    topo = nvl72_cluster(72)
+    size = 2.0**34
+
+    def rel(n):  # bandwidth term relative to 32 GPUs' (whose 32 heads each move S (1 + 1/32))
+        terms = [estimate(topo, "all_reduce", size, placement_packed(topo, m), algorithms=("nvls",)) for m in (n, 32)]
+        assert all(str(t.algorithm_names()) == "nvls" for t in terms)
+        return float(terms[0].bandwidth_s) / float(terms[1].bandwidth_s)
+
+    assert rel(64) == pytest.approx(1.0, rel=1e-12) and rel(72) == pytest.approx(1.0, rel=1e-12)
+    assert rel(8) == pytest.approx((9 / 8) / (33 / 32), rel=1e-12)
+    assert rel(16) == pytest.approx((17 / 16) / (33 / 32), rel=1e-12)
+
+
 def test_a_facility_of_gb200_racks_carries_nccl_inter_domain_nic_cap_and_an_hgx_facility_none():
     from twin.core.facility import build_inventory, load_facility_spec
     from twin.fabric.adapters.topology import fabric_topology

@@ -24,8 +24,8 @@ g = ranks per NVLink domain, d = domains, n = ranks):
 * Tree (all-reduce): bus bandwidth x 0.92, algbw = bus/2, latency 2 x ((n/d - 1) intra + log2(d) inter)
   steps (NCCL's double binary tree: a chain through each domain's ranks, NCCL's nRanks/nNodes).
 * NVLS (all-reduce inside one domain with NVLink SHARP): each GPU pushes its buffer into the switch
-  once (multimem reduce-load of its 1/n slice, multicast store of the result): S (1 + 1/n) bytes per
-  direction -> algbw = B_nvl x eff_nvls x n/(n+1).
+  once and h = min(n, 32) NVLS heads each reduce-load 1/h of it and multicast-store the result: a head
+  moves S (1 + 1/h) bytes per direction -> algbw = B_nvl x eff_nvls x h/(h+1).
 * NVLS-tree (hierarchical all-reduce across domains): NVLS reduce-scatter inside the domain, each
   GPU's NIC carries only its 1/g slice across the network (tree: S/g each way for d <= 2, twice that
   for d > 2), then NVLS all-gather; the stages are pipelined, so time = max(NVLink stage, NIC stage).
@@ -135,7 +135,11 @@ CREDIT_WINDOW_STEPS = 8.0
 #: the plugin's excess as often as the step physically pays the transport latency, so that choice and time agree
 #: on what a step costs and the chosen time never decreases with size (tests/unit/fabric/test_fabric_fast_path.py).
 GDR_FLUSH_X = 2.0
-#: NVLS-tree heads per NVLink domain (NCCL_MAX_NVLS_ARITY, src/include/device.h)
+#: NVLS heads per NVLink domain, at most (NCCL_MAX_NVLS_ARITY, src/include/device.h; the NVLS graph has
+#: min(32, GPUs) channels, one head each: search.cc, connect.cc connectNvls). Only heads run NVLS's reduce stage
+#: (2.28.7 src/device/all_reduce.h, NVLS: "if (... nvls->headRank != -1)"), each on 1/heads of the data, so with
+#: more than 32 GPUs in one domain the heads carry S (1 + 1/32), not S (1 + 1/n); NVLS-tree's heads are the NICs
+#: that cross between domains (``ScaleUp.inter_domain_nics``, 16 on GB200).
 NVLS_MAX_HEADS = 32.0
 #: NCCL versions that introduced algorithms (NCCL release notes): NVLS 2.17, NVLS-tree 2.18.
 ALGORITHM_SINCE = {"nvls": (2, 17, 0), "nvls_tree": (2, 18, 0)}
@@ -551,14 +555,16 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         nvls_ok = (g >= 2) & single
         lat = k.nvl_step_us[NVLS][SIMPLE]
         nvl_step = k.nvl_step_us[RING][SIMPLE]  # reduce stage -> multicast stage
-        consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (n + 1.0) / n / b_nvls, nvl_step)
+        heads = ops.minimum(n, NVLS_MAX_HEADS)  # NVLS_MAX_HEADS: a head moves S (1 + 1/heads)
+        consider(NVLS, SIMPLE, is_ar & nvls_ok, lat, (heads + 1.0) / heads / b_nvls, nvl_step)
         consider(NVLS, SIMPLE, is_agrs & nvls_ok, lat, frac / b_nvls, nvl_step)
         if k.has_scale_out:
             # each NVLS head carries 1/heads of the data over its NIC; NCCL has at most NCCL_MAX_NVLS_ARITY = 32
             # heads per node / NVLink clique (src/include/device.h; search.cc maxChannels = min(32, nGPUs)), and on
             # GB200 multi-node NVLink it uses 16 NICs between domains (ScaleUp.inter_domain_nics)
-            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(ops.minimum(g, k.nvls_heads) * tree_net, 1e-300)
-            c = ops.maximum((g + 1.0) / g / b_nvls, ops.where(tree_net > 0, net_share, inf))
+            heads = ops.minimum(g, k.nvls_heads)  # the same heads run the NVLink stage (NVLS_MAX_HEADS)
+            net_share = ops.where(d <= 2, 1.0, 2.0) / ops.maximum(heads * tree_net, 1e-300)
+            c = ops.maximum((heads + 1.0) / heads / b_nvls, ops.where(tree_net > 0, net_share, inf))
             net_steps = 2.0 * log2d * net_lat(NVLS_TREE, SIMPLE)
             lat = k.nvl_step_us[NVLS_TREE][SIMPLE] + net_steps
             consider(NVLS_TREE, SIMPLE, is_ar & (g >= 2) & multi, lat, c, net_steps + nvl_step, None, 2.0 * log2d)
