@@ -427,8 +427,8 @@ def kill_run(log_dir: Path, racks: int) -> dict:
             gpu_rows = q("SELECT count(*) FROM telemetry_gpu")   # the view: one row per GPU reading
             dup_gpu = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_gpu_node GROUP BY node_key, time "
                         "HAVING count(*) > 1) d")
-            link_rows = q("SELECT count(*) FROM telemetry_link_sample")
-            dup_link = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_link_sample GROUP BY port_key, time "
+            link_rows = q("SELECT coalesce(sum(cardinality(tx_bytes)), 0) FROM telemetry_link_rack")   # port readings
+            dup_link = q("SELECT count(*) FROM (SELECT 1 FROM telemetry_link_rack GROUP BY set_key, time "
                          "HAVING count(*) > 1) d")
             rack_rows = q("SELECT count(*) FROM telemetry_rack")
             ledger_ids = {r[0] for r in conn.execute("SELECT ce_id FROM telemetry_batches").fetchall()}
@@ -500,14 +500,14 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     from twin.core.facility import build_inventory
     from twin.ingest.adapters.codec import decode_batches, samples_record
     from twin.ingest.adapters.repository import (
-        LINK_SAMPLE_TYPES,
         RACK_TYPES,
-        copy_gpu_nodes,
+        copy_array_rows,
         copy_table,
         node_keys,
         port_keys,
+        port_set_keys,
     )
-    from twin.ingest.domain.rows import GpuNodeRows, gpu_node_columns, link_sample_columns, rack_columns
+    from twin.ingest.domain.rows import ArrayRows, gpu_node_columns, link_rack_columns, rack_columns
     from twin.ingest.domain.validation import limits_from_inventory, validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -534,23 +534,24 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
     try:
         async with pool.connection() as conn:
             ports, nodes = port_keys(), node_keys()
+            sets = port_set_keys(ports)
             c = time.perf_counter()
-            for keys in (ports, nodes):   # first sight of these ports and nodes: once per process
+            for keys in (ports, nodes, sets):   # first sight of these ports, nodes, port lists: once per process
                 await keys.resolve(conn, keys.missing(batches))
             st["port_keys_first"] = time.perf_counter() - c
             gpu = timed("rows_gpu", lambda: gpu_node_columns(batches, [nodes.of(b) for b in batches]))
-            link = timed("rows_link", lambda: link_sample_columns(batches, [ports.of(b) for b in batches]))
-            warm = _warm_stages(values, limits, now, ports, nodes)
+            link = timed("rows_link", lambda: link_rack_columns(batches, [sets.of(b) for b in batches]))
+            warm = _warm_stages(values, limits, now, sets, nodes)
             tables = (("gpu", "telemetry_gpu_node", gpu, None), ("rack", "telemetry_rack", rack, RACK_TYPES),
-                      ("link", "telemetry_link_sample", link, LINK_SAMPLE_TYPES))
+                      ("link", "telemetry_link_rack", link, None))
 
             async def copy_any(table: str, data, types, t_k=None) -> int:
-                """COPY one table's rows of the tick (at time t_k when given); returns the GPU readings or rows."""
-                if isinstance(data, GpuNodeRows):
+                """COPY one table's rows of the tick (at time t_k when given); returns the readings or rows."""
+                if isinstance(data, ArrayRows):
                     if t_k is not None:
-                        data = GpuNodeRows({w: {**g, "time": np.full(len(g["time"]), t_k)}
-                                            for w, g in data.groups.items()}, data.readings)
-                    return await copy_gpu_nodes(conn, data, table)
+                        data = ArrayRows({w: {**g, "time": np.full(len(g["time"]), t_k)}
+                                          for w, g in data.groups.items()}, data.readings)
+                    return await copy_array_rows(conn, table, data, like=table.split("_copybench")[0])
                 if t_k is not None:
                     data = type(data)({**data.columns, "time": np.full(len(data), t_k)})
                 return await copy_table(conn, table, data, types)
@@ -569,7 +570,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
                 cur = await conn.execute("SELECT pg_total_relation_size(%s)", (table + "_copybench",))
                 sizes[table] = int((await cur.fetchone())[0])
             n_tick = gpu.readings
-            samples_tick = (n_tick * SAMPLES_PER_GPU_ROW + len(rack) * 9 + len(link) * 5)
+            samples_tick = (n_tick * SAMPLES_PER_GPU_ROW + len(rack) * 9 + link.readings * 5)
             disk = {"bytes": sizes, "samples": samples_tick, "bytes_per_sample": sum(sizes.values()) / samples_tick}
             for _, table, _, _ in tables:
                 await conn.execute(f"TRUNCATE {table}_copybench")
@@ -598,12 +599,12 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
             await conn.execute("DROP TABLE telemetry_gpu_node_copybench2")
     finally:
         await pool.close()
-    stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": len(link),
+    stages = {"racks": racks, "gpu_rows": n_tick, "rack_rows": len(rack), "link_rows": link.readings,
               "seconds_per_tick": st, "cpu_seconds_per_tick": cpu, "cpu_seconds_per_tick_warm": warm, "disk": disk,
               "ingest_total_s": sum(v for k, v in st.items() if k not in ("sim_encode", "port_keys_first"))}
     copy = {"rows": copied, "seconds": copy_s, "gpu_rows_per_s": copied / copy_s,
             "samples_per_s": copied * SAMPLES_PER_GPU_ROW / copy_s, "transactions": reps,
-            "tables": ["telemetry_gpu_node", "telemetry_rack", "telemetry_link_sample"],
+            "tables": ["telemetry_gpu_node", "telemetry_rack", "telemetry_link_rack"],
             "gpu_only_seconds": gpu_only_s, "gpu_only_samples_per_s": gpu_only * SAMPLES_PER_GPU_ROW / gpu_only_s}
     return stages, copy
 
@@ -611,12 +612,12 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
 WARM_PASSES = 3
 
 
-def _warm_stages(values: list[bytes], limits, now: datetime, ports, nodes) -> dict[str, float]:
+def _warm_stages(values: list[bytes], limits, now: datetime, sets, nodes) -> dict[str, float]:
     """This process's CPU time per stage for the same tick run WARM_PASSES more times (best pass per
     stage). The live service handles tick after tick; the first pass also pays first-touch costs (the
     heap growing to a tick's objects) that a running process has behind it."""
     from twin.ingest.adapters.codec import decode_batches, samples_record
-    from twin.ingest.domain.rows import gpu_node_columns, link_sample_columns, rack_columns
+    from twin.ingest.domain.rows import gpu_node_columns, link_rack_columns, rack_columns
     from twin.ingest.domain.validation import validate_batches
     from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -635,7 +636,7 @@ def _warm_stages(values: list[bytes], limits, now: datetime, ports, nodes) -> di
         timed("rows_gpu", lambda b: gpu_node_columns(b, [nodes.of(x) for x in b]), batches)
         timed("rows_rack", rack_columns, batches)
         timed("normalized", lambda: [samples_record(v, now) for v in values])
-        timed("rows_link", lambda b: link_sample_columns(b, [ports.of(x) for x in b]), batches)
+        timed("rows_link", lambda b: link_rack_columns(b, [sets.of(x) for x in b]), batches)
         del msgs, batches
     return best
 

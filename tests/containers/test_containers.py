@@ -74,7 +74,7 @@ async def test_ingest_tables_are_hypertables_on_timescaledb(timescale_url):
         async with pool.connection() as conn:
             cur = await conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables")
             names = {row[0] for row in await cur.fetchall()}
-        # telemetry_link and telemetry_gpu: views (007, 009) over these
-        assert {"telemetry_gpu_node", "telemetry_rack", "telemetry_link_sample"} <= names
+        # telemetry_gpu and telemetry_link: views (009, 011) over these
+        assert {"telemetry_gpu_node", "telemetry_rack", "telemetry_link_rack"} <= names
     finally:
         await pool.close()

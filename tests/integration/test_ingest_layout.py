@@ -1,10 +1,11 @@
-"""Ingest's storage layout (issue 13): link samples keyed by integer port keys, the old query surface kept.
+"""Ingest's storage layout (issue 13): link samples keyed by integer port keys, stored one row per rack with
+per-port arrays (migration 011), the old query surface kept.
 
-Against real PostgreSQL (a fresh database per test): migration 007 moves rows already stored in the
-old `telemetry_link` table into `telemetry_link_sample` + `telemetry_port_entity`; the view
-`telemetry_link` answers the old columns (and takes INSERTs); the repository writes link rows that
-read back through the view exactly as sent; two repositories (two ingest processes) agree on keys;
-history by (port, time) is served by the (port_key, time) index.
+Against real PostgreSQL (a fresh database per test): migrations 007 + 011 move rows already stored in the
+old `telemetry_link` table into `telemetry_link_rack` + `telemetry_port_set(_member)` +
+`telemetry_port_entity`; the view `telemetry_link` answers the old columns (and takes INSERTs); the
+repository writes link rows that read back through the view exactly as sent; two repositories (two ingest
+processes) agree on keys; history by (port, time) is served by the indexes from port id to (set_key, time).
 """
 
 from __future__ import annotations
@@ -72,9 +73,11 @@ async def test_migration_moves_old_link_rows_and_the_view_answers_the_old_column
     back = rows(fresh_database, "SELECT time, rack_id, port_id, tx_bytes, rx_bytes, tx_errors, rx_errors, link_state "
                                 "FROM telemetry_link ORDER BY time, rack_id, port_id")
     assert back == sorted(old)
-    # one entity per (rack, port), the samples carry its key
+    # one entity per (rack, port); one row per (rack, time) holding its ports' samples, one port set per rack
     assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_entity") == [(3,)]
-    assert rows(fresh_database, "SELECT count(*), count(DISTINCT port_key) FROM telemetry_link_sample") == [(7, 3)]
+    assert rows(fresh_database, "SELECT count(*), count(DISTINCT set_key), sum(cardinality(tx_bytes)) "
+                                "FROM telemetry_link_rack") == [(4, 2, 7)]
+    assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_set_member") == [(3,)]
     # writers of the old table keep working through the view (a new port gets a key, a known one keeps it)
     with psycopg.connect(fresh_database) as conn:
         conn.execute("INSERT INTO telemetry_link (time, rack_id, port_id, tx_bytes, rx_bytes, tx_errors, rx_errors,"
@@ -100,6 +103,7 @@ async def test_repository_writes_link_rows_by_port_key_and_processes_agree_on_ke
         assert len(out_a.new) == len(out_b.new) == 3
         assert out_a.rows["telemetry_link"] == out_b.rows["telemetry_link"] == 3 * 4
         assert a.port_keys.keys == b.port_keys.keys and len(a.port_keys.keys) == 12
+        assert a.port_sets.keys == b.port_sets.keys and len(a.port_sets.keys) == 3   # one port list per rack
         again = await b.store(items[:3])    # a redelivery writes nothing
         assert again.new == [] and again.rows == {}
     finally:
@@ -116,21 +120,29 @@ async def test_repository_writes_link_rows_by_port_key_and_processes_agree_on_ke
     assert rows(fresh_database, "SELECT count(*) FROM telemetry_port_entity") == [(12,)]
 
 
-async def test_history_of_one_port_uses_the_port_time_index(fresh_database):
+async def test_history_of_one_port_uses_the_set_time_index(fresh_database):
     await migrated(fresh_database)
     with psycopg.connect(fresh_database) as conn:
         conn.execute("INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT 'r' || (g / 8), 'r' || (g / 8) || "
-                     "'-n0/nic' || (g % 8) FROM generate_series(0, 4999) g")
-        conn.execute("INSERT INTO telemetry_link_sample SELECT %s::timestamptz + s * interval '1 second', k, s, s, 0, 0, 1 "
-                     "FROM generate_series(1, 5000) k, generate_series(0, 19) s", (T0,))
-        conn.execute("ANALYZE telemetry_link_sample")
-        conn.execute("ANALYZE telemetry_port_entity")
-        plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT time, tx_bytes FROM telemetry_link WHERE port_id = 'r7-n0/nic3' "
-            "AND time > %s ORDER BY time DESC", (T0 + timedelta(seconds=5),)).fetchall())
-    assert "telemetry_link_sample_port_time" in plan, plan
+                     "'-n0/nic' || (g % 8) FROM generate_series(0, 15999) g")
+        conn.execute("INSERT INTO telemetry_port_set (rack_id, port_keys) SELECT rack_id, array_agg(port_key ORDER BY "
+                     "port_key) FROM telemetry_port_entity GROUP BY rack_id")
+        conn.execute("INSERT INTO telemetry_port_set_member SELECT p.set_key, u.pos, u.port_key FROM telemetry_port_set p, "
+                     "unnest(p.port_keys) WITH ORDINALITY AS u(port_key, pos)")
+        c8 = "array_fill(s::bigint, ARRAY[8])"
+        conn.execute(f"INSERT INTO telemetry_link_rack SELECT %s::timestamptz + s * interval '1 second', set_key, "
+                     f"{c8}, {c8}, {c8}, {c8}, array_fill(1::smallint, ARRAY[8]) "
+                     "FROM telemetry_port_set, generate_series(0, 59) s", (T0,))
+        for table in ("telemetry_link_rack", "telemetry_port_entity", "telemetry_port_set_member"):
+            conn.execute(f"ANALYZE {table}")
+        query = "SELECT time, tx_bytes FROM telemetry_link WHERE port_id = 'r7-n0/nic3' AND time > %s ORDER BY time DESC"
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + query, (T0 + timedelta(seconds=5),)).fetchall())
+        got = conn.execute(query, (T0 + timedelta(seconds=5),)).fetchall()
+    assert "telemetry_link_rack_set_time" in plan, plan
+    assert "telemetry_port_set_member_port" in plan, plan
     assert "telemetry_port_entity_port" in plan, plan
-    assert "Seq Scan on telemetry_link_sample" not in plan, plan
+    assert "Seq Scan on telemetry_link_rack" not in plan, plan
+    assert [tx for _, tx in got] == list(range(59, 5, -1))
 
 
 async def test_gpu_and_rack_rows_keep_their_text_ids(fresh_database):

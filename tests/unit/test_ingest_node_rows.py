@@ -73,3 +73,27 @@ def test_no_gpus_no_rows_and_key_count_is_checked():
     assert gpu_node_columns([empty], [np.empty(0, np.int32)]).groups == {}
     with pytest.raises(ValueError, match="node keys"):
         gpu_node_columns([batch("r", [node("n", [0], 1.0)])], [np.array([1, 2], np.int32)])
+
+
+def links_batch(rack: str, ports: int, base: int) -> RackBatch:
+    from twin.ingest.domain.model import LINK_COUNT_FIELDS, Links
+
+    counters = {f: np.arange(ports, dtype=np.uint64) + base + 100 * m for m, f in enumerate(LINK_COUNT_FIELDS)}
+    links = Links(tuple(f"{rack}/p{j}" for j in range(ports)), counters, np.full(ports, 1 + base % 3, np.int64))
+    return RackBatch("s", rack, T0, 1, "test", GpuColumns.empty(), None, links)
+
+
+def test_link_rows_are_one_per_rack_grouped_by_port_count():
+    from twin.ingest.domain.rows import link_rack_columns
+
+    b = [links_batch("r1", 4, 1000), links_batch("r2", 2, 2000), batch("r3", []), links_batch("r4", 4, 4000)]
+    out = link_rack_columns(b, [np.array([7], np.int32), np.array([8], np.int32), np.empty(0, np.int32),
+                                np.array([9], np.int32)])
+    assert out.readings == 10 and sorted(out.groups) == [2, 4]
+    four, two = out.groups[4], out.groups[2]
+    assert four["set_key"].tolist() == [7, 9] and two["set_key"].tolist() == [8]
+    assert four["tx_bytes"].tolist() == [[1000, 1001, 1002, 1003], [4000, 4001, 4002, 4003]]
+    assert four["rx_errors"][1].tolist() == [4300, 4301, 4302, 4303]
+    assert two["link_state"].tolist() == [[1 + 2000 % 3] * 2] and two["link_state"].dtype == np.int16
+    with pytest.raises(ValueError, match="port set keys"):
+        link_rack_columns(b[:1], [np.array([1, 2], np.int32)])

@@ -3,14 +3,15 @@
 One transaction per poll:
   1. insert one ledger row per batch into `telemetry_batches` (natural key rack_id, sample_time,
      sequence) with ON CONFLICT DO NOTHING RETURNING → which batches are new;
-  2. binary COPY the sample rows of the new batches only into telemetry_gpu_node / _rack / _link_sample;
+  2. binary COPY the sample rows of the new batches only into telemetry_gpu_node / _rack / _link_rack;
   3. commit.
-Link rows carry an integer port key (migration 007), GPU rows are one row per node with per-GPU arrays and an
-integer node key (009): the (rack_id, port_id) → port_key and (rack_id, node_id) → node_key maps of
-telemetry_port_entity / telemetry_node_entity are cached in the process (EntityKeys); unseen entities are
-added in their own short transaction before the batch transaction (ON CONFLICT DO NOTHING, sorted:
-concurrent ingest processes agree on the key and never deadlock). The views telemetry_link and
-telemetry_gpu still answer with the old columns.
+GPU samples are one row per node with per-GPU arrays and an integer node key (migration 009), link samples
+one row per rack with per-port arrays and the key of the rack's port list (011). The (rack_id, port_id) →
+port_key, (rack_id, node_id) → node_key and (rack_id, port keys) → set_key maps of telemetry_port_entity /
+_node_entity / _port_set are cached in the process (EntityKeys); unseen entities are added in their own
+short transaction before the batch transaction (ON CONFLICT DO NOTHING, sorted: concurrent ingest processes
+agree on the key and never deadlock). The views telemetry_gpu and telemetry_link still answer with the old
+columns.
 A batch redelivered after a crash (or re-sent by the source) finds its ledger row and is not stored
 again. Conflicting batches are told apart: same ce_id as the ledger row → a redelivery of the stored
 record (its normalized record may not have been published yet, so the caller re-publishes it under
@@ -36,10 +37,11 @@ from twin.ingest.domain.equipment import COLUMNS as EQUIPMENT_COLUMNS
 from twin.ingest.domain.model import BatchKey, RackBatch
 from twin.ingest.domain.rows import (
     GPU_NODE_COLUMNS,
-    GpuNodeRows,
+    LINK_RACK_COLUMNS,
+    ArrayRows,
     TableColumns,
     gpu_node_columns,
-    link_sample_columns,
+    link_rack_columns,
     rack_columns,
 )
 
@@ -50,6 +52,7 @@ RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9
 LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]   # the telemetry_link view's columns
 LINK_SAMPLE_TYPES = ["timestamptz", "int4"] + ["int8"] * 4 + ["int2"]
 GPU_NODE_TYPES = ["timestamptz", "int4", "int2"] + ["float8[]"] * 10 + ["int8[]"] * 3
+LINK_RACK_TYPES = ["timestamptz", "int4"] + ["int8[]"] * 4 + ["int2[]"]
 
 
 @dataclass(frozen=True)
@@ -76,28 +79,37 @@ class StoreOutcome:
 class EntityKeys:
     """(rack_id, name) → the integer key of a dimension table's row, cached; one key array per rack's name list.
 
-    One cache per dimension table: telemetry_port_entity (ports, migration 007) and telemetry_node_entity
-    (nodes, 009). `names(batch)` gives the batch's names in row order (its port ids, its node ids).
+    One cache per dimension table: telemetry_port_entity (ports, migration 007), telemetry_node_entity
+    (nodes, 009), telemetry_port_set (a rack's port list, 011: its name is the text of its port-key array,
+    cast with `name_type`). `ident(batch)` is what a rack's cached keys hold for (its port ids, its node ids);
+    `names(batch)` the batch's names in row order (default: `ident`), asked only when the rack's ident changed.
+    `also` (SQL, optional) runs after the insert in its transaction with the same parameters (the set members).
     """
 
-    def __init__(self, table: str, name_column: str, key_column: str,
-                 names: Callable[[RackBatch], tuple[str, ...]]) -> None:
+    def __init__(self, table: str, name_column: str, key_column: str, ident: Callable[[RackBatch], tuple],
+                 names: Callable[[RackBatch], tuple[str, ...]] | None = None, name_type: str = "text",
+                 also: str | None = None) -> None:
         self.keys: dict[tuple[str, str], int] = {}
-        self._names = names
-        self._by_rack: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
-        self._insert = (f"INSERT INTO {table} (rack_id, {name_column}) SELECT * FROM unnest(%b::text[], %b::text[]) "
-                        f"ORDER BY 1, 2 ON CONFLICT (rack_id, {name_column}) DO NOTHING")
-        self._select = (f"SELECT e.rack_id, e.{name_column}, e.{key_column} FROM {table} e "
-                        f"JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, {name_column}) USING (rack_id, {name_column})")
+        self._ident = ident
+        self._names = names or ident
+        self._by_rack: dict[str, tuple[tuple, np.ndarray]] = {}
+        pairs = "unnest(%b::text[], %b::text[]) AS k(rack_id, name)"
+        self._insert = (f"INSERT INTO {table} (rack_id, {name_column}) SELECT k.rack_id, k.name::{name_type} "
+                        f"FROM {pairs} ORDER BY 1, 2 ON CONFLICT (rack_id, {name_column}) DO NOTHING")
+        self._also = also
+        self._select = (f"SELECT k.rack_id, k.name, e.{key_column} FROM {table} e JOIN {pairs} "
+                        f"ON e.rack_id = k.rack_id AND e.{name_column} = k.name::{name_type}")
+
+    def _fresh(self, batch: RackBatch) -> bool:
+        hit = self._by_rack.get(batch.rack_id)
+        return hit is not None and hit[0] == self._ident(batch)
 
     def missing(self, batches: Sequence[RackBatch]) -> list[tuple[str, str]]:
         out: set[tuple[str, str]] = set()
         for b in batches:
-            names = self._names(b)
-            hit = self._by_rack.get(b.rack_id)
-            if hit is not None and hit[0] == names:
+            if self._fresh(b):
                 continue
-            out.update((b.rack_id, p) for p in names if (b.rack_id, p) not in self.keys)
+            out.update((b.rack_id, p) for p in self._names(b) if (b.rack_id, p) not in self.keys)
         return sorted(out)
 
     async def resolve(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
@@ -109,8 +121,11 @@ class EntityKeys:
         new = [pair for pair in pairs if pair not in self.keys]
         if not new:
             return
+        params = ([r for r, _ in new], [p for _, p in new])
         async with conn.transaction():
-            await conn.execute(self._insert, ([r for r, _ in new], [p for _, p in new]))
+            await conn.execute(self._insert, params)
+            if self._also:
+                await conn.execute(self._also, params)
         await self._learn(conn, new)
 
     async def _learn(self, conn: AsyncConnection, pairs: Sequence[tuple[str, str]]) -> None:
@@ -121,12 +136,12 @@ class EntityKeys:
             self.keys[(rack_id, name)] = key
 
     def of(self, batch: RackBatch) -> np.ndarray:
-        names = self._names(batch)
         hit = self._by_rack.get(batch.rack_id)
-        if hit is not None and hit[0] == names:
+        ident = self._ident(batch)
+        if hit is not None and hit[0] == ident:
             return hit[1]
-        keys = np.array([self.keys[(batch.rack_id, p)] for p in names], dtype=np.int32)
-        self._by_rack[batch.rack_id] = (names, keys)
+        keys = np.array([self.keys[(batch.rack_id, p)] for p in self._names(batch)], dtype=np.int32)
+        self._by_rack[batch.rack_id] = (ident, keys)
         return keys
 
 
@@ -138,11 +153,29 @@ def node_keys() -> EntityKeys:
     return EntityKeys("telemetry_node_entity", "node_id", "node_key", lambda b: b.gpus.node_ids)
 
 
+def port_set_keys(ports: EntityKeys) -> EntityKeys:
+    """A rack's port list (in order) → its telemetry_port_set key; `ports` must know the ports' keys."""
+
+    def names(b: RackBatch) -> tuple[str, ...]:
+        keys = ports.of(b)
+        return ("{" + ",".join(map(str, keys.tolist())) + "}",) if len(keys) else ()
+
+    members = ("INSERT INTO telemetry_port_set_member (set_key, pos, port_key) "
+               "SELECT e.set_key, u.pos, u.port_key FROM telemetry_port_set e "
+               "JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, name) "
+               "ON e.rack_id = k.rack_id AND e.port_keys = k.name::integer[] "
+               "CROSS JOIN LATERAL unnest(e.port_keys) WITH ORDINALITY AS u(port_key, pos) "
+               "ORDER BY 1, 2 ON CONFLICT (set_key, pos) DO NOTHING")
+    return EntityKeys("telemetry_port_set", "port_keys", "set_key", lambda b: b.links.port_id, names,
+                      name_type="integer[]", also=members)
+
+
 class TelemetryRepository:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
         self.port_keys = port_keys()
         self.node_keys = node_keys()
+        self.port_sets = port_set_keys(self.port_keys)
 
     async def store(self, items: Sequence[StoreItem]) -> StoreOutcome:
         """Store the new batches among `items` in one transaction (keys must be unique in `items`)."""
@@ -152,7 +185,7 @@ class TelemetryRepository:
             return out
         keys = [it.batch.key for it in items]
         async with self.pool.connection() as conn:
-            for cache in (self.port_keys, self.node_keys):
+            for cache in (self.port_keys, self.node_keys, self.port_sets):   # sets after their ports
                 await cache.resolve(conn, cache.missing([it.batch for it in items]))
         async with self.pool.connection() as conn, conn.transaction():
             inserted = await _insert_ledger(conn, items)
@@ -171,11 +204,12 @@ class TelemetryRepository:
                         out.duplicates.append(i)
             batches = [items[i].batch for i in out.new]
             if batches:
+                # rows counts readings (GPUs, ports), as when the tables had one row per reading
                 gpu = gpu_node_columns(batches, [self.node_keys.of(b) for b in batches])
-                out.rows["telemetry_gpu"] = await copy_gpu_nodes(conn, gpu)   # GPU readings, not node rows
+                out.rows["telemetry_gpu"] = await copy_array_rows(conn, "telemetry_gpu_node", gpu)
                 out.rows["telemetry_rack"] = await copy_table(conn, "telemetry_rack", rack_columns(batches), RACK_TYPES)
-                links = link_sample_columns(batches, [self.port_keys.of(b) for b in batches])
-                out.rows["telemetry_link"] = await copy_table(conn, "telemetry_link_sample", links, LINK_SAMPLE_TYPES)
+                links = link_rack_columns(batches, [self.port_sets.of(b) for b in batches])
+                out.rows["telemetry_link"] = await copy_array_rows(conn, "telemetry_link_rack", links)
         out.seconds = time.perf_counter() - started
         return out
 
@@ -236,12 +270,19 @@ async def _ledger_ce_ids(conn: AsyncConnection, keys: Sequence[BatchKey]) -> dic
     return {BatchKey(r, t, s): (ce, digest) for r, t, s, ce, digest in await cur.fetchall()}
 
 
-async def copy_gpu_nodes(conn: AsyncConnection, rows: GpuNodeRows, table: str = "telemetry_gpu_node") -> int:
-    """Binary COPY of telemetry_gpu_node rows, one COPY per array width (a site has a few node types);
-    returns the GPU readings stored."""
-    names = list(GPU_NODE_COLUMNS)
+ARRAY_TABLES = {   # table -> (columns, COPY types) of the per-entity array tables
+    "telemetry_gpu_node": (GPU_NODE_COLUMNS, GPU_NODE_TYPES),
+    "telemetry_link_rack": (LINK_RACK_COLUMNS, LINK_RACK_TYPES),
+}
+
+
+async def copy_array_rows(conn: AsyncConnection, table: str, rows: ArrayRows, like: str | None = None) -> int:
+    """Binary COPY of per-entity array rows into `table` (columns and types of ARRAY_TABLES[`like` or
+    `table`]), one COPY per array width (a site has a few node types and rack port counts); returns the
+    readings stored."""
+    names, types = ARRAY_TABLES[like or table]
     for group in rows.groups.values():
-        await copy_columns(conn, table, names, GPU_NODE_TYPES, [group[c] for c in names])
+        await copy_columns(conn, table, list(names), types, [group[c] for c in names])
     return rows.readings
 
 

@@ -32,6 +32,8 @@ LINK_SAMPLE_COLUMNS: tuple[str, ...] = ("time", "port_key") + LINK_COUNT_FIELDS 
 # telemetry_gpu_node (migration 009): one row per node per tick, every metric a per-GPU array.
 GPU_NODE_COLUMNS: tuple[str, ...] = ("time", "node_key", "gpus") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
 ABSENT_COUNT = -1   # counter element of a GPU slot the node did not report (counters are validated >= 0)
+# telemetry_link_rack (migration 011): one row per rack per tick, element j = the j-th port of its port set.
+LINK_RACK_COLUMNS: tuple[str, ...] = ("time", "set_key") + LINK_COUNT_FIELDS + ("link_state",)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,15 +93,16 @@ def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
 
 
 @dataclass(frozen=True, eq=False)
-class GpuNodeRows:
-    """Rows of telemetry_gpu_node, one group per array width: `groups[width]` maps GPU_NODE_COLUMNS to
-    arrays (the metric columns 2-D: (nodes, width)); `readings` = GPU readings held (the reported slots)."""
+class ArrayRows:
+    """Rows of a table of per-entity arrays (telemetry_gpu_node, telemetry_link_rack), one group per array
+    width: `groups[width]` maps the table's columns to arrays (the array columns 2-D: (rows, width));
+    `readings` = the entity readings held (reported GPUs, ports)."""
 
     groups: dict[int, dict[str, np.ndarray]]
     readings: int
 
 
-def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarray]) -> GpuNodeRows:
+def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarray]) -> ArrayRows:
     """One row per node that reported GPUs: `node_keys[i]` holds the telemetry_node_entity key of each node of
     `batches[i]` (same order as its node_ids), as resolved by the repository.
 
@@ -114,7 +117,7 @@ def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarra
     per_node = node_rows(gpus)                        # GPU rows of every node, in order
     n_rows = int(per_node.sum())
     if n_rows == 0:
-        return GpuNodeRows({}, 0)
+        return ArrayRows({}, 0)
     keys = _cat(list(node_keys), np.int32)
     node_time = np.repeat(_times64(batches), np.array([len(g.node_ids) for g in gpus], dtype=np.intp))
     idx = _cat([g.gpu_index for g in gpus], np.intp)
@@ -152,7 +155,37 @@ def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarra
         cols.update(zip(GPU_FLOAT_FIELDS, f, strict=True))
         cols.update(zip(GPU_COUNT_FIELDS, c, strict=True))
         groups[w] = cols
-    return GpuNodeRows(groups, n_rows)
+    return ArrayRows(groups, n_rows)
+
+
+def link_rack_columns(batches: Sequence[RackBatch], set_keys: Sequence[np.ndarray]) -> ArrayRows:
+    """One telemetry_link_rack row per batch with ports: `set_keys[i]` holds the telemetry_port_set key of
+    `batches[i]`'s port list (one key; empty for a batch without ports), as resolved by the repository.
+    Element j of the arrays is the batch's j-th port, as the set lists them."""
+    kept = [(b, k) for b, k in zip(batches, set_keys, strict=True) if len(b.links.port_id)]
+    if not kept:
+        return ArrayRows({}, 0)
+    for b, k in kept:
+        if len(k) != 1:
+            raise ValueError(f"rack {b.rack_id}: {len(k)} port set keys for one port list")
+    links = [b.links for b, _ in kept]
+    width = np.array([len(lk.port_id) for lk in links], dtype=np.intp)
+    starts = np.cumsum(width) - width
+    times = _times64([b for b, _ in kept])
+    keys = np.array([int(k[0]) for _, k in kept], dtype=np.int32)
+    flat = {f: _cat([lk.counters[f] for lk in links], np.int64) for f in LINK_COUNT_FIELDS}
+    flat["link_state"] = _cat([lk.link_state for lk in links], np.int16)
+    groups: dict[int, dict[str, np.ndarray]] = {}
+    for w in np.unique(width).tolist():
+        sel = np.flatnonzero(width == w)
+        cols: dict[str, np.ndarray] = {"time": times[sel], "set_key": keys[sel]}
+        if len(sel) == len(kept):
+            cols.update((f, v.reshape(len(sel), w)) for f, v in flat.items())
+        else:
+            at = starts[sel][:, None] + np.arange(w)
+            cols.update((f, v[at]) for f, v in flat.items())
+        groups[w] = cols
+    return ArrayRows(groups, int(width.sum()))
 
 
 def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
