@@ -29,7 +29,15 @@ from twin.ingest.adapters.repository import (
     TelemetryRepository,
     copy_table,
 )
-from twin.ingest.domain.model import GPU_COUNT_FIELDS, GPU_FIELDS, GpuColumns, NodeGpus, RackBatch, RackEnv
+from twin.ingest.domain.model import (
+    GPU_COUNT_FIELDS,
+    GPU_FIELDS,
+    GpuColumns,
+    Links,
+    NodeGpus,
+    RackBatch,
+    RackEnv,
+)
 from twin.ingest.domain.rows import gpu_columns, rack_columns
 
 pytestmark = pytest.mark.timeout(120)
@@ -125,8 +133,9 @@ async def test_history_of_one_port_uses_the_set_time_index(fresh_database):
     with psycopg.connect(fresh_database) as conn:
         conn.execute("INSERT INTO telemetry_port_entity (rack_id, port_id) SELECT 'r' || (g / 8), 'r' || (g / 8) || "
                      "'-n0/nic' || (g % 8) FROM generate_series(0, 15999) g")
-        conn.execute("INSERT INTO telemetry_port_set (rack_id, port_keys) SELECT rack_id, array_agg(port_key ORDER BY "
-                     "port_key) FROM telemetry_port_entity GROUP BY rack_id")
+        conn.execute("INSERT INTO telemetry_port_set (rack_id, port_keys, port_keys_md5) SELECT rack_id, k, "
+                     "md5(k::text)::uuid FROM (SELECT rack_id, array_agg(port_key ORDER BY port_key) k "
+                     "FROM telemetry_port_entity GROUP BY rack_id) s")
         conn.execute("INSERT INTO telemetry_port_set_member SELECT p.set_key, u.pos, u.port_key FROM telemetry_port_set p, "
                      "unnest(p.port_keys) WITH ORDINALITY AS u(port_key, pos)")
         c8 = "array_fill(s::bigint, ARRAY[8])"
@@ -143,6 +152,32 @@ async def test_history_of_one_port_uses_the_set_time_index(fresh_database):
     assert "telemetry_port_entity_port" in plan, plan
     assert "Seq Scan on telemetry_link_rack" not in plan, plan
     assert [tx for _, tx in got] == list(range(59, 5, -1))
+
+
+async def test_a_rack_of_many_ports_and_a_changed_port_list(fresh_database):
+    """A port list too long for a B-tree entry (2,000 switch ports) is keyed by its digest; a rack whose list
+    changes gets a second set, and both ticks read back through the view."""
+    await migrated(fresh_database)
+
+    def links_batch(ports: int, s: int) -> RackBatch:
+        counters = {f: np.arange(ports, dtype=np.uint64) + s for f in ("tx_bytes", "rx_bytes", "tx_errors", "rx_errors")}
+        links = Links(tuple(f"leaf-{j // 64}/{j % 64}" for j in range(ports)), counters, np.full(ports, 1, np.int64))
+        return RackBatch("s", "net1", T0 + timedelta(seconds=s), s + 1, "test", GpuColumns.empty(), None, links)
+
+    pool = await open_pool(fresh_database, min_size=1, max_size=2)
+    try:
+        repo = TelemetryRepository(pool)
+        out = await repo.store([StoreItem(links_batch(2000, 0), "ce-0", "t", 0, 0)])
+        out2 = await repo.store([StoreItem(links_batch(1500, 1), "ce-1", "t", 0, 1)])   # fewer ports now
+        assert out.rows["telemetry_link"] == 2000 and out2.rows["telemetry_link"] == 1500
+    finally:
+        await pool.close()
+    assert rows(fresh_database, "SELECT count(*), sum(cardinality(port_keys)) FROM telemetry_port_set") == [(2, 3500)]
+    got = rows(fresh_database, "SELECT time, count(*), min(tx_bytes), max(tx_bytes) FROM telemetry_link "
+                               "GROUP BY time ORDER BY time")
+    assert got == [(T0, 2000, 0, 1999), (T0 + timedelta(seconds=1), 1500, 1, 1500)]
+    assert rows(fresh_database, "SELECT tx_bytes FROM telemetry_link WHERE port_id = 'leaf-20/10' ORDER BY time") == [
+        (20 * 64 + 10,), (20 * 64 + 10 + 1,)]
 
 
 async def test_gpu_and_rack_rows_keep_their_text_ids(fresh_database):

@@ -80,25 +80,30 @@ class EntityKeys:
     """(rack_id, name) → the integer key of a dimension table's row, cached; one key array per rack's name list.
 
     One cache per dimension table: telemetry_port_entity (ports, migration 007), telemetry_node_entity
-    (nodes, 009), telemetry_port_set (a rack's port list, 011: its name is the text of its port-key array,
-    cast with `name_type`). `ident(batch)` is what a rack's cached keys hold for (its port ids, its node ids);
-    `names(batch)` the batch's names in row order (default: `ident`), asked only when the rack's ident changed.
-    `also` (SQL, optional) runs after the insert in its transaction with the same parameters (the set members).
+    (nodes, 009), telemetry_port_set (a rack's port list, 011: its name is the text of its port-key array).
+    `ident(batch)` is what a rack's cached keys hold for (its port ids, its node ids); `names(batch)` the
+    batch's names in row order (default: `ident`), asked only when the rack's ident changed. The SQL parts
+    see the names as `k(rack_id, name)` (text) and the table as `e`: `values` fill `columns` on insert,
+    `conflict` is the unique key, `match` finds a name's row; `also` (optional) runs after the insert in its
+    transaction with the same parameters (the set members).
     """
 
-    def __init__(self, table: str, name_column: str, key_column: str, ident: Callable[[RackBatch], tuple],
-                 names: Callable[[RackBatch], tuple[str, ...]] | None = None, name_type: str = "text",
+    def __init__(self, table: str, key_column: str, ident: Callable[[RackBatch], tuple],
+                 names: Callable[[RackBatch], tuple[str, ...]] | None = None, *, name_column: str = "",
+                 columns: str = "", values: str = "k.rack_id, k.name", conflict: str = "", match: str = "",
                  also: str | None = None) -> None:
         self.keys: dict[tuple[str, str], int] = {}
         self._ident = ident
         self._names = names or ident
         self._by_rack: dict[str, tuple[tuple, np.ndarray]] = {}
         pairs = "unnest(%b::text[], %b::text[]) AS k(rack_id, name)"
-        self._insert = (f"INSERT INTO {table} (rack_id, {name_column}) SELECT k.rack_id, k.name::{name_type} "
-                        f"FROM {pairs} ORDER BY 1, 2 ON CONFLICT (rack_id, {name_column}) DO NOTHING")
+        columns = columns or f"rack_id, {name_column}"
+        conflict = conflict or f"rack_id, {name_column}"
+        match = match or f"e.rack_id = k.rack_id AND e.{name_column} = k.name"
+        self._insert = (f"INSERT INTO {table} ({columns}) SELECT {values} FROM {pairs} ORDER BY 1, 2 "
+                        f"ON CONFLICT ({conflict}) DO NOTHING")
         self._also = also
-        self._select = (f"SELECT k.rack_id, k.name, e.{key_column} FROM {table} e JOIN {pairs} "
-                        f"ON e.rack_id = k.rack_id AND e.{name_column} = k.name::{name_type}")
+        self._select = f"SELECT k.rack_id, k.name, e.{key_column} FROM {table} e JOIN {pairs} ON {match}"
 
     def _fresh(self, batch: RackBatch) -> bool:
         hit = self._by_rack.get(batch.rack_id)
@@ -146,11 +151,11 @@ class EntityKeys:
 
 
 def port_keys() -> EntityKeys:
-    return EntityKeys("telemetry_port_entity", "port_id", "port_key", lambda b: b.links.port_id)
+    return EntityKeys("telemetry_port_entity", "port_key", lambda b: b.links.port_id, name_column="port_id")
 
 
 def node_keys() -> EntityKeys:
-    return EntityKeys("telemetry_node_entity", "node_id", "node_key", lambda b: b.gpus.node_ids)
+    return EntityKeys("telemetry_node_entity", "node_key", lambda b: b.gpus.node_ids, name_column="node_id")
 
 
 def port_set_keys(ports: EntityKeys) -> EntityKeys:
@@ -160,14 +165,18 @@ def port_set_keys(ports: EntityKeys) -> EntityKeys:
         keys = ports.of(b)
         return ("{" + ",".join(map(str, keys.tolist())) + "}",) if len(keys) else ()
 
+    # unique by the md5 of the list's text form (migration 011); the names are that text, '{k1,k2,...}'
+    match = ("e.rack_id = k.rack_id AND e.port_keys_md5 = md5(k.name)::uuid "
+             "AND e.port_keys = k.name::integer[]")
     members = ("INSERT INTO telemetry_port_set_member (set_key, pos, port_key) "
                "SELECT e.set_key, u.pos, u.port_key FROM telemetry_port_set e "
-               "JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, name) "
-               "ON e.rack_id = k.rack_id AND e.port_keys = k.name::integer[] "
+               f"JOIN unnest(%b::text[], %b::text[]) AS k(rack_id, name) ON {match} "
                "CROSS JOIN LATERAL unnest(e.port_keys) WITH ORDINALITY AS u(port_key, pos) "
                "ORDER BY 1, 2 ON CONFLICT (set_key, pos) DO NOTHING")
-    return EntityKeys("telemetry_port_set", "port_keys", "set_key", lambda b: b.links.port_id, names,
-                      name_type="integer[]", also=members)
+    return EntityKeys("telemetry_port_set", "set_key", lambda b: b.links.port_id, names,
+                      columns="rack_id, port_keys, port_keys_md5",
+                      values="k.rack_id, k.name::integer[], md5(k.name)::uuid",
+                      conflict="rack_id, port_keys_md5", match=match, also=members)
 
 
 class TelemetryRepository:
