@@ -2,7 +2,8 @@
 
 ``estimate`` evaluates one (collective, size, placement) on Python floats and anything larger with
 numpy, through one shared implementation; these tests pin that both give bit-identical answers, that
-predicted time never decreases with size, and the channel-parallelism / tree-correction effects.
+predicted time never decreases with size within one NCCL regime (drops only at NCCL's coded p2p protocol
+threshold), and the channel-parallelism / tree-correction effects.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ import numpy as np
 import pytest
 
 from twin.fabric.domain import COLLECTIVES, PRESETS, estimate, placement_arrays, placement_packed, preset
-from twin.fabric.domain.collectives import CHANNEL_MIN_BYTES, LL, TREE_CORRECTION
+from twin.fabric.domain.collectives import (
+    ALGORITHMS,
+    CHANNEL_MIN_BYTES,
+    LL,
+    PROTOCOLS,
+    TREE_CORRECTION,
+    p2p_ll_threshold_bytes,
+)
 
 FIELDS = ("time_s", "latency_s", "bandwidth_s", "algorithm", "protocol", "algbw_GBps", "busbw_GBps")
 
@@ -56,16 +64,59 @@ def test_scalar_path_honours_restrictions_and_errors():
         estimate(topo, "alltoall", 8, pl, algorithms=("ring",))
 
 
+def _per_peer(c: int, sizes: np.ndarray, n: int) -> np.ndarray:
+    return sizes / n if COLLECTIVES[c] == "alltoall" else sizes
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_time_never_decreases_with_size(name):
+def test_time_never_decreases_with_size_except_at_nccl_thresholds(name):
+    """Predicted time never decreases with size while NCCL's choice (algorithm, protocol) stays the same. It may
+    drop only where NCCL switches by a hard threshold in its code rather than by its cost model: the p2p
+    protocol rule (enqueue.cc addP2pToPlan, LL up to p2pnChannelsPerPeer x 16 KiB per peer, Simple above), which
+    the measured GB300 alltoall sweeps show (512 KiB -> 1 MiB per peer: 236 -> 162 us on 64 GPUs). So every drop
+    must be pairwise LL -> Simple with the model's LL threshold between the two sizes' bytes per peer."""
     topo = preset(name)
     sizes = np.unique(np.round(np.exp2(np.arange(0, 40 * 8) / 8)))
+    drops = 0
     for n in (2, 4, 8, 16, 64, 256):
         for policy in ("pack", "spread"):
             pl = placement_packed(topo, n, policy)
+            thr = float(p2p_ll_threshold_bytes(topo, pl))
             for c in range(len(COLLECTIVES)):
-                t = estimate(topo, c, sizes, pl).time_s
-                assert (np.diff(t) >= 0).all(), (name, n, policy, COLLECTIVES[c])
+                est = estimate(topo, c, sizes, pl)
+                t, a, p = est.time_s, est.algorithm, est.protocol
+                same = (a[1:] == a[:-1]) & (p[1:] == p[:-1])
+                down = np.diff(t) < 0
+                assert not (down & same).any(), (name, n, policy, COLLECTIVES[c], "decrease within one regime")
+                peer = _per_peer(c, sizes, n)
+                for i in np.flatnonzero(down):
+                    drops += 1
+                    where = (name, n, policy, COLLECTIVES[c], sizes[i], sizes[i + 1])
+                    assert (ALGORITHMS[a[i]], PROTOCOLS[p[i]]) == ("pairwise", "LL"), where
+                    assert (ALGORITHMS[a[i + 1]], PROTOCOLS[p[i + 1]]) == ("pairwise", "Simple"), where
+                    assert peer[i] <= thr < peer[i + 1], where
+    assert drops <= 2 * 6 * 2  # at most one per p2p collective and placement
+
+
+def test_p2p_protocol_follows_nccls_threshold_not_cost():
+    """LL up to p2pnChannelsPerPeer x 16 KiB per peer (NCCL 2.22-2.28): 32 channels per NVLink peer on GB300 and
+    H100 (pow2Up of ~18 channels) -> 512 KiB; a network peer gets max(local NICs, 2) channels (1 once 2 x nRanks >
+    4 x p2pnChannels); from 2.29 the op's own channel count -> 16 KiB."""
+    gb300 = PRESETS["gb200-nvl72"]  # GB300 has the same NVLink 5 channel count
+    one = placement_packed(gb300, 8)
+    assert float(p2p_ll_threshold_bytes(gb300, one)) == 512 * 1024
+    assert float(p2p_ll_threshold_bytes(gb300, one, "2.29.2")) == 16 * 1024
+    kib = 1024.0
+    below = estimate(gb300, "alltoall", 8 * 512 * kib, one)
+    above = estimate(gb300, "alltoall", 8 * 1024 * kib, one)
+    assert below.protocol_names() == "LL" and above.protocol_names() == "Simple"
+    assert estimate(gb300, "alltoall", 8 * 1024 * kib, one, nccl_version="2.29.2").protocol_names() == "Simple"
+    assert estimate(gb300, "alltoall", 8 * 8 * kib, one, nccl_version="2.29.2").protocol_names() == "LL"
+    h100 = preset("dgx-h100", 64)
+    multi = placement_packed(h100, 16)
+    assert int(multi.n_domains) == 2
+    assert float(p2p_ll_threshold_bytes(h100, multi)) == 2 * 16 * kib  # 1 NIC per GPU -> 2 channels per peer
+    assert estimate(h100, "alltoall", 16 * 64 * kib, multi).protocol_names() == "Simple"
 
 
 def test_small_messages_run_on_few_channels():

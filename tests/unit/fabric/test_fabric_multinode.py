@@ -83,6 +83,8 @@ def test_scalar_path_bit_identical_with_catalogue_topologies_and_versions(versio
 
 
 def test_time_never_decreases_with_size_on_simple_only_efa():
+    """Strictly monotone: across p4d's EFA every candidate is Simple, so NCCL's one coded drop (the p2p LL -> Simple
+    threshold, see test_fabric_fast_path) cannot occur on a multi-node placement."""
     topo = _p4d(8)
     sizes = np.logspace(0, 11, 400)
     for c in COLLECTIVES:

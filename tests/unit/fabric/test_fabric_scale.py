@@ -2,7 +2,7 @@
 
 * tree depth: NCCL's double binary tree adds one level per doubling of the NVLink domains, so the small-message
   all-reduce time grows by the same step per doubling (log2 of the domains), and no collective gets faster when
-  the same job spans more domains;
+  the same job spans more domains (except where NCCL's p2p byte threshold switches an alltoall between LL and Simple);
 * bus bandwidth is bounded by what the domains' NICs can move: a domain taking part in an all-reduce / all-gather
   / reduce-scatter must send or receive S (d-1)/d bytes (2x for all-reduce, counted in the bus factor), so
   busbw <= g B_nic d (n-1) / (n (d-1)); an alltoall rank sends S (n-g)/n through its NICs, so
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from twin.fabric.domain import estimate, placement_arrays
+from twin.fabric.domain.collectives import PAIRWISE
 from twin.fabric.domain.topology import efa, hgx_cluster, infiniband, nvl72_cluster, roce
 
 N_MAX = 131_072
@@ -40,8 +41,14 @@ def _placements(topo):
 def test_no_collective_gets_faster_on_more_domains(name, collective):
     topo = TOPOLOGIES[name]
     _, pl = _placements(topo)
-    t = estimate(topo, collective, SIZES[None, :], pl.reshape(-1, 1)).time_s
-    assert (np.diff(t, axis=0) >= 0).all()
+    est = estimate(topo, collective, SIZES[None, :], pl.reshape(-1, 1))
+    down = np.diff(est.time_s, axis=0) < 0
+    # the one exception: NCCL's p2p protocol is a byte threshold per peer (enqueue.cc; see test_fabric_fast_path),
+    # and a job on more domains has fewer bytes per peer and a different threshold, so an alltoall may switch
+    # between LL and Simple and take less time; nothing else may get faster
+    pairwise = (est.algorithm[:-1] == PAIRWISE) & (est.algorithm[1:] == PAIRWISE)
+    switch = (est.protocol[:-1] != est.protocol[1:]) & pairwise
+    assert not (down & ~switch).any()
 
 
 @pytest.mark.parametrize("name", ["hgx-h100-ndr", "p5-efa", "a100-roce"])

@@ -30,7 +30,10 @@ g = ranks per NVLink domain, d = domains, n = ranks):
   GPU's NIC carries only its 1/g slice across the network (tree: S/g each way for d <= 2, twice that
   for d > 2), then NVLS all-gather; the stages are pipelined, so time = max(NVLink stage, NIC stage).
 * Alltoall / send-recv (pairwise p2p): a rank sends S (g-1)/n over NVLink and S (n-g)/n over its
-  NICs concurrently; bandwidth = the slower of the two (p2p reaches ``P2P_EFFICIENCY`` of NVLink).
+  NICs concurrently; bandwidth = the slower of the two (p2p reaches ``P2P_EFFICIENCY`` of NVLink). The protocol
+  is NCCL's byte rule, not a cost choice: LL up to ``P2P_LL_THRESHOLD_BYTES`` x p2pnChannelsPerPeer per peer
+  (2.22-2.28; 16 KiB before and after), Simple above. Time is therefore monotone in size only within one
+  protocol: it may drop where the rule switches to Simple, as NCCL's does (GB300 sweeps, validation README).
 * Spine: traffic between leaf groups crosses the leaf->spine uplinks of each rail leaf, whose
   capacity is nodes_per_leaf x B_nic / oversubscription x (available fraction from live state);
   rings/trees put 1-2 flows per rail leaf on them, alltoall puts k x phi (k = job nodes under the
@@ -154,6 +157,21 @@ TREE_LL_FACTOR = 1.0 / 3.8
 #: point-to-point (alltoall / send-recv) runs with fewer channels per peer than rings; it reaches
 #: ~85 % of the usable NVLink bandwidth.
 P2P_EFFICIENCY = 0.85
+#: NCCL's p2p protocol rule (a hard threshold in its code, not its cost model; ``enqueue.cc`` addP2pToPlan):
+#: NCCL_P2P_LL_THRESHOLD = 16 KiB. 2.22.3 .. 2.28.9: a peer's op runs LL while its bytes <= p2pnChannelsPerPeer x
+#: 16 KiB ("thresholdLL = nChannelsMax*ncclParamP2pLLThreshold()"), Simple above. Before 2.22.3 each channel part
+#: of >= p2pChunkSize / 8 (64 KiB on NVLink; scheduleP2pTasksToPlan) ran LL if <= 16 KiB, and from 2.29.2 the
+#: product uses the op's own channel count, grown in parts of the same minimum: LL only up to 16 KiB per peer
+#: (2.18-2.19 across nodes allowed up to nChannelsMin x 16 KiB; not modelled).
+P2P_LL_THRESHOLD_BYTES = 16384.0
+P2P_LL_PER_CHANNELS_VERSIONS = ((2, 22, 3), (2, 29, 0))  # [since, until): threshold x p2pnChannelsPerPeer
+#: p2pnChannelsPerPeer (2.28.7 ``graph/paths.cc`` ncclTopoComputeP2pChannels / ncclTopoGetNchannels): pow2Up of the
+#: minimum over peers of the channels a peer gets, capped by p2pnChannels = pow2Up(comm channels). An NVLink peer gets
+#: 2 x its NVLinks (> the comm's channels, for which the model's ``n_channels``, one per NVLink, stands; so
+#: pow2Up(``n_channels``): 32 on H100 and Blackwell, 16 on A100); a network
+#: peer max(local NICs by bandwidth, 2 halved while 2 x nRanks > 4 x p2pnChannels). Across domains the network peer
+#: is the minimum.
+P2P_NET_PEER_CHANNELS = 2.0
 #: Channel parallelism (NCCL enqueue.cc, topoGetAlgoInfo): a call runs on nc channels (one thread
 #: block each), nc reduced from the communicator's channel count while size < nc x nThreads x
 #: threadThreshold. nThreads: NCCL_LL_MAX_NTHREADS 512, NCCL_LL128_MAX_NTHREADS 640,
@@ -371,6 +389,9 @@ class _TopoConstants:
     nvls_tree_net_us: float  # NVLS-tree network latency per step, Simple (NCCL version)
     sel_extra_us: float  # net plugin's reported latency minus the transport's physical extra (NCCL's choice)
     nvls_heads: float  # NVLS-tree heads (NICs crossing between domains) per NVLink domain, at most
+    p2p_channels: float  # NCCL's p2pnChannels: pow2Up(channels)
+    p2p_ll_single: float  # p2p LL threshold (bytes per peer) inside one NVLink domain (P2P_LL_THRESHOLD_BYTES)
+    p2p_ll_multi: tuple[float, float]  # ... across domains: 2 x nRanks <= / > 4 x p2pnChannels
 
 
 def _nvls_tree_net_us(version: tuple[int, int, int] | None) -> float:
@@ -391,6 +412,20 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
     su, so = topology.scale_up, topology.scale_out
     b_nvl = su.nvlink_bw_GBps_per_gpu
     simple_x = GDR_FLUSH_X if su.arch == "ampere" or topology.host_cpu == "arm" else 1.0
+    n_channels = float(max(1, round(b_nvl / (NVLINK_BW_PER_CHANNEL_GBPS[su.arch] * NVLINK_PAYLOAD_EFFICIENCY))))
+    p2p_channels = float(2 ** math.ceil(math.log2(n_channels)))  # p2pnChannels = pow2Up(channels)
+    since, until = P2P_LL_PER_CHANNELS_VERSIONS
+    if key is not None and not since <= key < until:
+        ll_single = ll_small = ll_large = P2P_LL_THRESHOLD_BYTES
+    else:
+        nics = float(math.ceil(so.nics_per_gpu)) if so is not None else 1.0
+
+        def per_peer(net_channels: float) -> float:
+            return P2P_LL_THRESHOLD_BYTES * min(p2p_channels, float(2 ** math.ceil(math.log2(net_channels))))
+
+        ll_single = P2P_LL_THRESHOLD_BYTES * p2p_channels
+        ll_small = per_peer(max(nics, P2P_NET_PEER_CHANNELS))
+        ll_large = per_peer(max(nics, P2P_NET_PEER_CHANNELS / 2.0))
     b_nic_nom = so.bw_GBps_per_gpu if so is not None else 0.0
     consts = _TopoConstants(
         b_nvl=b_nvl,
@@ -404,7 +439,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         nvl_step_us={a: tuple(v * su.gpu_latency_scale + su.hop_latency_s * 1e6 for v in row)
                      for a, row in NVLINK_LAT_US.items()},
         llmax_single=LL_MAX_BW_SINGLE[su.arch],
-        n_channels=float(max(1, round(b_nvl / (NVLINK_BW_PER_CHANNEL_GBPS[su.arch] * NVLINK_PAYLOAD_EFFICIENCY)))),
+        n_channels=n_channels,
         has_scale_out=so is not None,
         nvls=su.nvls,
         b_nvls=b_nvl * su.nvls_efficiency,
@@ -416,9 +451,27 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         sel_extra_us=(so.reported_latency_s - so.base_latency_s) * 1e6
         if so is not None and so.reported_latency_s is not None else 0.0,
         nvls_heads=min(NVLS_MAX_HEADS, float(su.inter_domain_nics)) if su.inter_domain_nics else NVLS_MAX_HEADS,
+        p2p_channels=p2p_channels,
+        p2p_ll_single=ll_single,
+        p2p_ll_multi=(ll_small, ll_large),
     )
     cache[key] = consts
     return consts
+
+
+def _p2p_ll_threshold(ops, k: _TopoConstants, n, multi):
+    """Bytes per peer up to which NCCL runs a p2p op with LL (P2P_LL_THRESHOLD_BYTES x p2pnChannelsPerPeer)."""
+    return ops.where(multi, ops.where(2.0 * n > 4.0 * k.p2p_channels, k.p2p_ll_multi[1], k.p2p_ll_multi[0]),
+                     k.p2p_ll_single)
+
+
+def p2p_ll_threshold_bytes(topology: FabricTopology, placement: Placement,
+                           nccl_version: tuple[int, ...] | str | None = None) -> np.ndarray:
+    """Per-peer bytes up to which the model (as NCCL's enqueue.cc) runs alltoall / send-recv with LL; Simple above.
+    Where LL cannot cross the network (``ScaleOut.ll_over_net`` False) multi-domain placements run Simple anyway."""
+    k = _topo_constants(topology, _version(nccl_version))
+    with np.errstate(invalid="ignore"):
+        return _p2p_ll_threshold(_VectorOps, k, placement.n_ranks.astype(np.float64), placement.n_domains > 1)
 
 
 def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: frozenset,
@@ -582,11 +635,25 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     c_spine = ops.where(crossing & (net_bytes > 0) & (up_load > 0), net_bytes * up_load * ops.inv(uplink), 0.0)
     c_p2p = ops.maximum(ops.maximum(c_nvl, c_net), c_spine)
     p2p_valid = is_p2p & (n > 1)
+    # NCCL picks the p2p protocol by a byte threshold per peer (P2P_LL_THRESHOLD_BYTES), not by cost: LL at or below
+    # it where LL can run, Simple above -- so the time can drop where the rule switches (twice the bytes at Simple's
+    # bandwidth can take less than the bytes at LL's half rate).
+    ll_region = ops.where(is_a2a, size / n, size) <= _p2p_ll_threshold(ops, k, n, multi)
+    ll_runs = LL in allowed_p and PAIRWISE in allowed_a
     a2a_net_us = ops.where(is_a2a, (n - g) * net_oh, 0.0)
     for p in (LL, SIMPLE):
         lat = (k.base_us[RING][p] + k.nvl_step_us[RING][p]
                + ops.where(multi, net_lat(RING, p) + a2a_net_us, 0.0))
-        p_ok = p2p_valid if p == SIMPLE or k.net_ll else p2p_valid & ll_ok
+        if p == LL:
+            p_ok = p2p_valid & ll_region if k.net_ll else p2p_valid & ll_ok & ll_region
+        else:
+            # Simple wherever LL does not run: above the threshold, LL excluded, or LL unavailable on this network
+            if not ll_runs:
+                p_ok = p2p_valid
+            elif k.net_ll:
+                p_ok = p2p_valid & ops.not_(ll_region)
+            else:
+                p_ok = p2p_valid & (ops.not_(ll_region) | multi)
         consider(PAIRWISE, p, p_ok, lat, c_p2p * (2.0 if p == LL else 1.0),
                  k.nvl_step_us[RING][SIMPLE])
 
