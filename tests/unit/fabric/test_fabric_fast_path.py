@@ -74,7 +74,9 @@ def test_time_never_decreases_with_size_except_at_nccl_thresholds(name):
     drop only where NCCL switches by a hard threshold in its code rather than by its cost model: the p2p
     protocol rule (enqueue.cc addP2pToPlan, LL up to p2pnChannelsPerPeer x 16 KiB per peer, Simple above), which
     the measured GB300 alltoall sweeps show (512 KiB -> 1 MiB per peer: 236 -> 162 us on 64 GPUs). So every drop
-    must be pairwise LL -> Simple with the model's LL threshold between the two sizes' bytes per peer."""
+    must be pairwise LL -> Simple with the model's LL threshold between the two sizes' bytes per peer. Why relaxed:
+    NCCL's own time drops there, so a strictly monotone model would have to run a protocol NCCL does not; choices
+    NCCL makes by cost (ring/tree, LL128/Simple) must stay drop-free, and do."""
     topo = preset(name)
     sizes = np.unique(np.round(np.exp2(np.arange(0, 40 * 8) / 8)))
     drops = 0
