@@ -42,13 +42,19 @@ async def test_migration_moves_old_gpu_rows_and_the_view_answers_the_old_columns
     old = [old_row(T0 + timedelta(seconds=s), "r1", "r1-n0", g, 50.0 + s) for s in range(3) for g in range(4)]
     old += [old_row(T0, "r1", "r1-n1", g, 70.0, missing="mem_temp_c" if g == 5 else None) for g in (0, 2, 5)]
     old.append(old_row(T0, "r2", "r2-n0", 0, 90.0, missing="power_w"))
+    links = [(T0 + timedelta(seconds=t), r, f"{r}-n0/nic{p}", 10**15 + t, p, 0, 1, 1 + p % 2)
+             for t in range(2) for r in ("r1", "r2") for p in range(3 if r == "r1" or t == 0 else 2)]
     with psycopg.connect(fresh_database) as conn:
         with conn.cursor() as cur:
             cols = ", ".join(["%s"] * (4 + len(FIELDS)))
             cur.executemany(f"INSERT INTO telemetry_gpu ({OLD_COLUMNS}) VALUES ({cols})", old + old[:2])  # 2 dups
+            # link rows as 007/008 stored them (through the view's trigger): they move on in 011
+            cur.executemany("INSERT INTO telemetry_link VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", links)
     applied = await migrated(fresh_database)
-    assert [n for n in applied if n.startswith(("009", "010"))] == [
-        "009_gpu_node_arrays.sql", "010_gpu_node_arrays_policies.plain.sql"]
+    assert [n for n in applied if n >= "009"] == [
+        "009_gpu_node_arrays.sql", "010_gpu_node_arrays_policies.plain.sql", "011_link_rack_arrays.sql",
+        "011_link_rack_arrays_policies.plain.sql"]
+    assert rows(fresh_database, "SELECT * FROM telemetry_link ORDER BY time, rack_id, port_id") == sorted(links)
     assert rows(fresh_database, "SELECT relkind FROM pg_class WHERE relname = 'telemetry_gpu'") == [("v",)]
     back = rows(fresh_database, f"SELECT {OLD_COLUMNS} FROM telemetry_gpu ORDER BY time, rack_id, node_id, gpu_index")
     assert back == sorted(old, key=lambda r: r[:4])
