@@ -186,26 +186,24 @@ class AlertTail:
             await consumer.stop()
 
 
-def _count_rows(database_url: str, tables: tuple[str, ...]) -> list[int] | None:
+def _stored_counts(database_url: str) -> tuple[int, int] | None:
+    """(GPU readings, rack batches) stored, from ingest's batch ledger (one row per rack and tick, with its GPU
+    count): counting `telemetry_gpu` itself would expand every node row of the view (migration 009)."""
     import psycopg
-    from psycopg import sql
 
     with psycopg.connect(database_url, connect_timeout=3) as conn:
-        counts = []
-        for table in tables:
-            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-            if not exists or not exists[0]:
-                return None
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-            counts.append(int(row[0]) if row else 0)
-        return counts
+        exists = conn.execute("SELECT to_regclass('telemetry_batches') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return None
+        row = conn.execute("SELECT coalesce(sum(gpu_rows), 0), count(*) FROM telemetry_batches").fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 async def _ingest_status(ctx: StackContext) -> str:
     import asyncio
 
     parts = []
-    counts = await asyncio.to_thread(_count_rows, ctx.database_url, ("telemetry_gpu", "telemetry_batches"))
+    counts = await asyncio.to_thread(_stored_counts, ctx.database_url)
     if counts is None:
         parts.append("stored: tables not created yet")
     else:
