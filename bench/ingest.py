@@ -63,7 +63,7 @@ BACKLOG_GPU_ROWS = int(os.environ.get("BENCH_INGEST_BACKLOG_ROWS", "500000"))
 DRAIN_TIMEOUT_S = 20.0
 MAX_KEPT_UP_P99_S = 5.0          # "kept up" also needs freshness p99 within this
 SWEEP_BUDGET_S = 170.0            # no new sweep size after this (the whole benchmark stays < 5 min)
-TARGETS = {"samples_per_s": 1_000_000, "ratio_to_copy": 0.5, "freshness_p99_s": 2.0}
+TARGETS = {"samples_per_s": 1_300_000, "ratio_to_copy": 0.5, "freshness_p99_s": 2.0}  # issue 13: the whole site-100k at 1 Hz
 # BENCH_INGEST_STAGES_ONLY=<fraction of the site>: only the in-process stages + COPY baseline at that size
 # (no broker, no subprocesses; ~20 s), printed, nothing written to bench/results. For iterating on the code.
 STAGES_ONLY = os.environ.get("BENCH_INGEST_STAGES_ONLY")
@@ -790,7 +790,7 @@ def main() -> dict:
           f"-> ratio {result['ratio_to_copy']:.3f} (capacity {result['capacity_samples_per_s']:,.0f} samples/s, "
           f"ratio {result['capacity_ratio_to_copy']:.3f}); largest site kept up: {result['max_gpus_kept_up']:,} GPUs "
           f"({result['max_gpus_fresh_2s']:,} with p99 < 2 s). "
-          f"Targets: >= 1,000,000 samples/s, ratio >= 0.5, p99 < 2 s: {'met' if result['meets_targets'] else 'NOT met'}")
+          f"Targets: >= 1,300,000 samples/s, ratio >= 0.5, p99 < 2 s: {'met' if result['meets_targets'] else 'NOT met'}")
     print("  per tick of " + f"{stages['gpu_rows']:,} GPU rows (ms): " +
           ", ".join(f"{k} {v * 1e3:.0f}" for k, v in st.items()))
     print("  CPU of the stages process (ms): " +
