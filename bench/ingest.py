@@ -162,6 +162,7 @@ class LedgerWatch:
 
     def __init__(self, url: str, racks: int, since: datetime) -> None:
         self.conn = psycopg.connect(url, autocommit=True)
+        self.backend_pid = self.conn.info.backend_pid   # its CPU is the benchmark's, not ingest's (bench_db)
         self.racks = racks
         self.seen: dict[datetime, int] = {}     # sample_time -> batches visible
         self.lower = since
@@ -223,10 +224,11 @@ def _cpu_snapshot() -> dict[int, tuple[str, float]]:
 
 
 def _cpu_by_process(first: dict, last: dict, seconds: float, names: dict[int, str]) -> dict[str, float]:
-    """Cores used per process group between two snapshots: the services by pid, PostgreSQL and Tansu
-    by command name, everything else as `other`."""
+    """Cores used per process group between two snapshots: the services by pid (and the benchmark's own
+    PostgreSQL backend, polling the ledger, as `bench_db`), PostgreSQL and Tansu by command name, everything else
+    as `other`."""
     out: dict[str, float] = {"ingest": 0.0, "facility_sim": 0.0, "postgres": 0.0, "tansu": 0.0, "bench": 0.0,
-                             "other": 0.0}
+                             "bench_db": 0.0, "other": 0.0}
     for pid, (comm, cpu) in last.items():
         used = cpu - first.get(pid, (comm, 0.0))[1]
         if pid in names:
@@ -284,7 +286,8 @@ def live_run(bootstrap: str, url: str, ingest: Ingest, racks: int) -> dict:
         nxt += POLL_S
         _sleep_until(nxt)
     t_end = time.monotonic()
-    pids = {**dict.fromkeys(ingest.pids, "ingest"), sim.pid: "facility_sim", os.getpid(): "bench"}
+    pids = {**dict.fromkeys(ingest.pids, "ingest"), sim.pid: "facility_sim", os.getpid(): "bench",
+            watch.backend_pid: "bench_db"}
     cpu = (_cpu_by_process(cpu_first, cpu_last, t_cpu1 - t_cpu0, pids)
            if cpu_first and cpu_last and t_cpu1 > t_cpu0 else {})
     stats = _sim_stats(sim)
@@ -328,7 +331,10 @@ def live_run(bootstrap: str, url: str, ingest: Ingest, racks: int) -> dict:
 def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str = "", **env: str) -> dict:
     """Backlog first (ingest stopped), then drain: the rate ingest sustains when never starved."""
     gpus = racks * GPUS_PER_RACK
-    ticks = int(min(40, max(5, BACKLOG_GPU_ROWS // gpus)))
+    # At least 20 ticks: the restarted processes' first sight of every node, port and port set (entity key
+    # lookups, ~0.4 s of PostgreSQL and of ingest CPU per process at 100k GPUs) is a start-up cost, and over a
+    # 5-tick drain it was most of PostgreSQL's CPU per tick (0.34-0.39 s against 0.18 s over 20 ticks).
+    ticks = int(min(40, max(20, BACKLOG_GPU_ROWS // gpus)))
     t0 = time.monotonic()
     since = datetime.now(UTC)
     sim = _sim(bootstrap, url, racks, 100.0, ticks / 100.0)
@@ -349,7 +355,8 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str 
                 cpu_last, t_cpu1 = _cpu_snapshot(), time.monotonic()
         last = watch.timeline[-1]
         watch.close()
-        cpu = (_cpu_by_process(cpu_first, cpu_last, t_cpu1 - first[0], {**dict.fromkeys(ingest.pids, "ingest"), os.getpid(): "bench"})
+        cpu = (_cpu_by_process(cpu_first, cpu_last, t_cpu1 - first[0], {**dict.fromkeys(ingest.pids, "ingest"),
+                                                                          os.getpid(): "bench", watch.backend_pid: "bench_db"})
                if cpu_first and cpu_last else {})
     finally:
         ingest.stop()
