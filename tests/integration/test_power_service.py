@@ -220,6 +220,9 @@ async def test_telemetry_in_state_out_site_total_alerts_history_and_failure_what
              grpc.StatusCode.NOT_FOUND, "component_ids[0]"),
             (stub.PlanCurtailment, pb.PlanCurtailmentRequest(limit_kw=100, duration_s=0),
              grpc.StatusCode.INVALID_ARGUMENT, "duration_s"),
+            # found by tests/fuzz/test_fuzz_power.py: 1.8e305 kW x 1e3 overflowed to inf inside the planner (INTERNAL)
+            (stub.PlanCurtailment, pb.PlanCurtailmentRequest(limit_kw=1.7976931348623159e305, duration_s=1),
+             grpc.StatusCode.INVALID_ARGUMENT, "limit_kw"),
             (stub.WhatIfPowerCap, pb.WhatIfPowerCapRequest(cap_w=300), grpc.StatusCode.INVALID_ARGUMENT, "target"),
             (stub.WhatIfPowerCap, pb.WhatIfPowerCapRequest(gpus=pb.GpuIds(gpu_ids=[9999]), cap_w=300),
              grpc.StatusCode.INVALID_ARGUMENT, "gpus.gpu_ids"),

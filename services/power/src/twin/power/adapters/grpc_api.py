@@ -106,7 +106,7 @@ class PowerServicer(pb_grpc.PowerServiceServicer):
         jobs, cooling_w = self.view.planner_jobs(), self.view.cooling_w   # read on the event loop
 
         def work(_: Deadline) -> pb.PlanCurtailmentResponse:
-            _number(request.limit_kw, "limit_kw", minimum=0.0)
+            _number(request.limit_kw, "limit_kw", minimum=0.0, maximum=MAX_LIMIT_KW)
             _number(request.deadline_s, "deadline_s", minimum=0.0)
             _number(request.duration_s, "duration_s", minimum=0.0, strict=True)
             p = whatif.plan(self.model, self.racks, limit_w=request.limit_kw * 1e3, deadline_s=request.deadline_s,
@@ -176,9 +176,16 @@ def _time(ts, field: str) -> datetime:
         raise InvalidArgument(field, "outside the representable time range") from None
 
 
-def _number(value: float, field: str, *, minimum: float, strict: bool = False) -> None:
-    if not math.isfinite(value) or value < minimum or (strict and value <= minimum):
-        raise InvalidArgument(field, f"must be a finite number {'>' if strict else '>='} {minimum:g}")
+#: A site limit above this is no limit a grid operator can ask for (1 TW: hundreds of today's largest, multi-GW AI
+#: campuses); it also keeps limit_kw x 1e3 finite (a limit of 1.8e305 kW overflowed to inf in the planner).
+MAX_LIMIT_KW = 1e9
+
+
+def _number(value: float, field: str, *, minimum: float, strict: bool = False,
+            maximum: float = math.inf) -> None:
+    if not math.isfinite(value) or value < minimum or (strict and value <= minimum) or value > maximum:
+        bound = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
+        raise InvalidArgument(field, f"must be a finite number {'>' if strict else '>='} {minimum:g}{bound}")
 
 
 def power_grpc_server(servicer: PowerServicer, options: GrpcOptions) -> GrpcServer:
