@@ -68,6 +68,16 @@ async def test_migration_moves_old_gpu_rows_and_the_view_answers_the_old_columns
     assert rows(fresh_database, "SELECT gpu_index, samples, power_w_max FROM telemetry_gpu_1m "
                                 "WHERE node_id = 'r1-n0' ORDER BY gpu_index") == [
         (g, 3, 52.0 + g / 8) for g in range(4)]
+    # the per-position rollup (a continuous aggregate with TimescaleDB, a view here) agrees slot by slot, absent
+    # slots of r1-n1 counting no sample
+    per_slot = rows(fresh_database, "SELECT e.node_id, r.i - 1, r.samples, r.power_w_max, r.mem_temp_c_max "
+                                    "FROM telemetry_gpu_node_1m r JOIN telemetry_node_entity e USING (node_key) "
+                                    "WHERE r.samples > 0 ORDER BY 1, 2")
+    by_gpu = rows(fresh_database, "SELECT node_id, gpu_index, samples, power_w_max, mem_temp_c_max FROM telemetry_gpu_1m "
+                                  "ORDER BY 1, 2")
+    assert per_slot == by_gpu and len(by_gpu) == 4 + 3 + 1
+    assert rows(fresh_database, "SELECT count(*) FROM telemetry_gpu_node_1m r JOIN telemetry_node_entity e "
+                                "USING (node_key) WHERE e.node_id = 'r1-n1' AND r.samples = 0") == [(3,)]
     # writers of the old table keep working through the view
     with psycopg.connect(fresh_database) as conn:
         conn.execute(f"INSERT INTO telemetry_gpu ({OLD_COLUMNS}) VALUES "

@@ -41,17 +41,29 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"--[^\n]*", "", text)
 
 
+# What the files create and drop, in file order: a later migration may drop a relation (ingest 011 drops the
+# telemetry_link_sample table of 007) or replace a table by a view of the same name (ingest 009: telemetry_gpu).
+_STATEMENTS = re.compile(
+    r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<table>\w+)"
+    r"|CREATE\s+MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<cagg>\w+)\s+WITH\s*\(\s*timescaledb\.continuous"
+    r"|CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(?P<view>\w+)"
+    r"|create_hypertable\(\s*'(?P<hypertable>\w+)'"
+    r"|DROP\s+(?:TABLE|VIEW|MATERIALIZED\s+VIEW)\s+(?:IF\s+EXISTS\s+)?(?P<drop>\w+)", re.I)
+
+
 def declared(folder: Path, timescale: bool) -> dict[str, set[str]]:
-    """Names the files of this database's variant create: tables, views, hypertables, continuous aggregates."""
+    """Names the files of this database's variant leave created: tables, views, hypertables, continuous
+    aggregates (a name dropped by a later statement counts only if created again after it)."""
     out: dict[str, set[str]] = {"tables": set(), "views": set(), "hypertables": set(), "caggs": set()}
+    kinds = {"table": "tables", "view": "views", "hypertable": "hypertables", "cagg": "caggs"}
     for mig in db.plan_migrations(folder, timescale):
-        text = _strip_comments(mig.path.read_text(encoding="utf-8"))
-        out["tables"] |= set(re.findall(r"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", text, re.I))
-        out["views"] |= set(re.findall(r"CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+(\w+)", text, re.I))
-        out["hypertables"] |= set(re.findall(r"create_hypertable\(\s*'(\w+)'", text, re.I))
-        out["caggs"] |= set(re.findall(
-            r"CREATE\s+MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)\s+WITH\s*\(\s*timescaledb\.continuous",
-            text, re.I))
+        for m in _STATEMENTS.finditer(_strip_comments(mig.path.read_text(encoding="utf-8"))):
+            if m["drop"]:
+                for names in out.values():
+                    names.discard(m["drop"])
+                continue
+            kind = next(k for k in kinds if m[k])
+            out[kinds[kind]].add(m[kind])
     return out
 
 

@@ -18,3 +18,26 @@ SELECT date_bin('1 hour', time, TIMESTAMPTZ '2000-01-01') AS bucket, rack_id, no
        max(mem_temp_c) AS mem_temp_c_max, avg(util_gpu_pct) AS util_gpu_pct_avg,
        avg(tensor_active) AS tensor_active_avg, count(*) AS samples
 FROM telemetry_gpu GROUP BY 1, 2, 3, 4;
+
+-- The per-position rollups the TimescaleDB variant keeps as continuous aggregates (telemetry_gpu_node_1m/_1h:
+-- bucket, node_key, slot i), here as plain views with the same names and columns, so both variants offer the
+-- same relations (tests/integration/test_migrations_all_services.py).
+CREATE OR REPLACE VIEW telemetry_gpu_node_1m AS
+SELECT date_bin('1 minute', n.time, TIMESTAMPTZ '2000-01-01') AS bucket, n.node_key, s.i,
+       avg(NULLIF(n.power_w[s.i], 'NaN')) AS power_w_avg, max(NULLIF(n.power_w[s.i], 'NaN')) AS power_w_max,
+       avg(NULLIF(n.gpu_temp_c[s.i], 'NaN')) AS gpu_temp_c_avg, max(NULLIF(n.gpu_temp_c[s.i], 'NaN')) AS gpu_temp_c_max,
+       max(NULLIF(n.mem_temp_c[s.i], 'NaN')) AS mem_temp_c_max, avg(NULLIF(n.util_gpu_pct[s.i], 'NaN')) AS util_gpu_pct_avg,
+       avg(NULLIF(n.tensor_active[s.i], 'NaN')) AS tensor_active_avg,
+       count(NULLIF(n.xid_errors[s.i], -1)) AS samples
+FROM telemetry_gpu_node n JOIN telemetry_gpu_slot s ON n.gpus = s.gpus
+GROUP BY 1, 2, 3;
+
+CREATE OR REPLACE VIEW telemetry_gpu_node_1h AS
+SELECT date_bin('1 hour', n.time, TIMESTAMPTZ '2000-01-01') AS bucket, n.node_key, s.i,
+       avg(NULLIF(n.power_w[s.i], 'NaN')) AS power_w_avg, max(NULLIF(n.power_w[s.i], 'NaN')) AS power_w_max,
+       avg(NULLIF(n.gpu_temp_c[s.i], 'NaN')) AS gpu_temp_c_avg, max(NULLIF(n.gpu_temp_c[s.i], 'NaN')) AS gpu_temp_c_max,
+       max(NULLIF(n.mem_temp_c[s.i], 'NaN')) AS mem_temp_c_max, avg(NULLIF(n.util_gpu_pct[s.i], 'NaN')) AS util_gpu_pct_avg,
+       avg(NULLIF(n.tensor_active[s.i], 'NaN')) AS tensor_active_avg,
+       count(NULLIF(n.xid_errors[s.i], -1)) AS samples
+FROM telemetry_gpu_node n JOIN telemetry_gpu_slot s ON n.gpus = s.gpus
+GROUP BY 1, 2, 3;
