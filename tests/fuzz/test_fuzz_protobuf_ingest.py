@@ -1,6 +1,7 @@
 """Fuzz: Kafka record → protobuf + envelope decode (twin.core.kafka.decode_record) → ingest domain
 (codec.decode_batch, and decode_batches, the handler's whole-poll path, which must give the same
-batch whatever its neighbours) → validation (twin.ingest.domain.validation.validate_batch, and validate_batches,
+batch whatever its neighbours, and the same from the record's bytes (its wire path) as from the message
+alone) → validation (twin.ingest.domain.validation.validate_batch, and validate_batches,
 the handler's whole-poll path, which must give the same problems).
 
 Documented rejections: decode_record raises ValueError (the reason that goes to the DLQ); after it,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from aiokafka import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +23,8 @@ from ingest_factory import inventory, rack_batch
 from twin.core import topics
 from twin.core.envelope import new_envelope
 from twin.core.kafka import decode_record
-from twin.ingest.adapters.codec import decode_batch, decode_batches, encode_batch
+from twin.ingest.adapters.codec import DECODE_ERRORS, decode_batch, decode_batches, encode_batch
+from twin.ingest.domain.model import RACK_SCALAR_FIELDS
 from twin.ingest.domain.validation import Problem, limits_from_inventory, validate_batch, validate_batches
 from twin.telemetry.v1 import telemetry_pb2 as pb
 
@@ -36,6 +39,7 @@ NODE_IDS = [n for r in INV.racks[:2] for n in INV.node_ids(r)[:3]]
 PORT_IDS = [p for r in INV.racks[:2] for p in INV.nic_ids(r)[:3]]
 GOOD = [rack_batch(INV, i, NOW - timedelta(seconds=5), i + 1).SerializeToString() for i in range(2)]
 GOOD_MSG = rack_batch(INV, 2, NOW - timedelta(seconds=5), 1)
+GOOD_RAW = GOOD_MSG.SerializeToString()
 GOOD_BATCH = decode_batch(GOOD_MSG)
 
 B = "twin.telemetry.v1."
@@ -88,6 +92,10 @@ def check(value: bytes | None, headers) -> None:
         return
     polled = decode_batches([GOOD_MSG, rec.message, GOOD_MSG])
     assert [encode_batch(b).SerializeToString() for b in polled[::2]] == [GOOD_MSG.SerializeToString()] * 2
+    # the handler's call: with the bytes as received (cut straight from them where the layout allows)
+    for a, b in zip(decode_batches([GOOD_MSG, rec.message, GOOD_MSG], [GOOD_RAW, value, GOOD_RAW]), polled,
+                    strict=True):
+        assert same_batch(a, b)
     try:
         batch = decode_batch(rec.message)
     except ValueError as exc:  # documented: a timestamp no datetime holds (the handler dead-letters "decode: ...")
@@ -99,6 +107,27 @@ def check(value: bytes | None, headers) -> None:
     assert isinstance(problems, list) and all(isinstance(p, Problem) and p.text for p in problems)
     # the handler validates whole polls: the same problems, in the same words, next to valid batches
     assert validate_batches([GOOD_BATCH, batch, GOOD_BATCH], LIMITS, NOW) == [[], problems, []]
+
+
+def same_batch(a, b) -> bool:
+    """Every field of two decoded batches (or errors) equal, arrays with their dtypes and NaN places."""
+    if isinstance(a, DECODE_ERRORS) or isinstance(b, DECODE_ERRORS):
+        return type(a) is type(b) and str(a) == str(b)
+    g, h = a.gpus, b.gpus
+    arrays = [(g.node_offsets, h.node_offsets), (g.gpu_index, h.gpu_index), (g.floats, h.floats),
+              (g.counts, h.counts), (a.links.link_state, b.links.link_state)]
+    arrays += [(a.links.counters[f], b.links.counters.get(f)) for f in a.links.counters]
+    arrays += [(g.value_offsets[f], h.value_offsets[f]) for f in g.value_offsets or ()]
+    if a.rack is not None and b.rack is not None:
+        arrays.append((a.rack.pdu_input_power_w, b.rack.pdu_input_power_w))
+    rack = (a.rack is None) == (b.rack is None) and (a.rack is None or all(
+        np.array_equal(getattr(a.rack, f), getattr(b.rack, f), equal_nan=True) for f in RACK_SCALAR_FIELDS))
+    same_keys = (g.value_offsets is None) == (h.value_offsets is None) and a.links.counters.keys() == \
+        b.links.counters.keys()
+    return (rack and same_keys
+            and (a.site_id, a.rack_id, a.sample_time, a.sequence, a.source, g.node_ids, a.links.port_id)
+            == (b.site_id, b.rack_id, b.sample_time, b.sequence, b.source, h.node_ids, b.links.port_id)
+            and all(x.dtype == y.dtype and np.array_equal(x, y, equal_nan=x.dtype.kind == "f") for x, y in arrays))
 
 
 @FUZZ

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from twin.ingest.domain.model import (
@@ -212,45 +213,362 @@ def _gpu_arrays_from_containers(gpus: list) -> tuple:
 DECODE_ERRORS = (ValueError, OverflowError)
 
 
-def decode_batch(msg: pb.RackTelemetryBatch) -> RackBatch:
+def decode_batch(msg: pb.RackTelemetryBatch, raw: bytes | None = None) -> RackBatch:
     """Domain form of one batch; arrays keep their received lengths (validation checks them).
-    ValueError (or OverflowError): a field no datetime or array can hold."""
-    (out,) = decode_batches([msg])
+    ValueError (or OverflowError): a field no datetime or array can hold. `raw`: as in decode_batches."""
+    (out,) = decode_batches([msg], None if raw is None else [raw])
     if isinstance(out, DECODE_ERRORS):
         raise out
     return out
 
 
-def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | ValueError | OverflowError]:
+def _read_varint(raw: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(value, position after it) of the varint at pos; (-1, end + 1) when it runs past end or over 10 bytes."""
+    value = shift = 0
+    for at in range(pos, min(end, pos + 10)):
+        b = raw[at]
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, at + 1
+        shift += 7
+    return -1, end + 1
+
+
+def _wire_tags() -> tuple | None:
+    """Wire tags (field number << 3 | wire type, protobuf encoding spec) the batch wire path walks:
+    (top-level tag -> field number, nodes tag, links tag, sample_time tag, NodeSamples (node_id, gpus) tags,
+    port_id tag, LinkSamples tag -> index in LINK_COUNT_FIELDS + link_state); None when the proto no
+    longer fits it (one-byte tags; strings, messages and uint64 at the top; these node and link fields)."""
+    fd = FieldDescriptor
+    wire_type = {fd.TYPE_STRING: 2, fd.TYPE_MESSAGE: 2, fd.TYPE_UINT64: 0}
+    batch, node, link = (m.DESCRIPTOR for m in (pb.RackTelemetryBatch, pb.NodeSamples, pb.LinkSamples))
+    b, lk = batch.fields_by_name, link.fields_by_name
+    ok = all(f.number <= 15 and f.type in wire_type for f in batch.fields)
+    ok &= all(f.is_repeated == (f.name == "nodes") for f in batch.fields) and b["links"].type == fd.TYPE_MESSAGE
+    ok &= [(f.name, f.type, f.is_repeated) for f in node.fields] == [("node_id", fd.TYPE_STRING, False),
+                                                                        ("gpus", fd.TYPE_MESSAGE, False)]
+    ok &= [f.name for f in link.fields] == ["port_id", *LINK_COUNT_FIELDS, "link_state"]
+    ok &= all(f.number <= 15 and f.is_repeated for f in link.fields) and lk["port_id"].type == fd.TYPE_STRING
+    ok &= all(lk[f].type == fd.TYPE_UINT64 for f in LINK_COUNT_FIELDS) and lk["link_state"].type == fd.TYPE_ENUM
+    ok &= all(f.number <= 15 for f in node.fields)
+    if not ok or _GPU_NUMBERS is None:
+        return None
+    top = {f.number << 3 | wire_type[f.type]: f.number for f in batch.fields}
+    return (top, b["nodes"].number << 3 | 2, b["links"].number << 3 | 2, b["sample_time"].number << 3 | 2,
+            tuple(f.number << 3 | 2 for f in node.fields), lk["port_id"].number << 3 | 2,
+            {lk[f].number << 3 | 2: i for i, f in enumerate((*LINK_COUNT_FIELDS, "link_state"))})
+
+
+_TAGS = _wire_tags()
+
+
+def _top_fields(raw: bytes, k: int) -> tuple | None:
+    """(GPU parts of the nodes (see _nodes_run) or None, sample_time bytes, links payload start, end)
+    of a serialized batch of k nodes whose top-level fields are all known ones with their wire types,
+    each singular one at most once (nothing merged) and the nodes one run; None otherwise (the message path)."""
+    top, nodes_tag, links_tag, time_tag = _TAGS[0], _TAGS[1], _TAGS[2], _TAGS[3]
+    seen: set[int] = set()
+    pos, end = 0, len(raw)
+    gpu = sample_time = None
+    links_at = links_end = -1
+    while pos < end:
+        tag = raw[pos]
+        number = top.get(tag)
+        if number is None or number in seen:
+            return None
+        seen.add(number)
+        if tag == nodes_tag:      # the whole run at once: its layout knows where it ends
+            run = _nodes_run(raw, pos, k)
+            if run is None:
+                return None
+            gpu, pos = run
+            continue
+        n = raw[pos + 1] if pos + 1 < end else 0x80
+        if n < 0x80:          # the usual one-byte varint (a short field's length, a small sequence)
+            at = pos + 2
+        else:
+            n, at = _read_varint(raw, pos + 1, end)
+        if tag & 7 == 0:      # a varint field (sequence): its value is the message's
+            pos = at
+            continue
+        pos = at + n
+        if n < 0 or pos > end:
+            return None
+        if tag == links_tag:
+            links_at, links_end = at, pos
+        elif tag == time_tag:
+            sample_time = raw[at:pos]
+    if pos != end:
+        return None
+    return gpu, sample_time, links_at, links_end
+
+
+# (node count, the bytes after the run's first tag) -> layout of that run (see _nodes_layout)
+_RUN_LAYOUTS: dict[tuple[int, bytes], tuple] = {}
+
+
+def _nodes_layout(run: bytes, k: int) -> tuple | None:
+    """How to cut the k NodeSamples of a batch (its run of nodes fields, serialized) without walking them:
+    (header getter, header bytes, parts getter (node ids, then the GpuSamples payloads field-major like
+    _gpu_wire_parts), i_off, f_off, c_off, run length); None when a node is not plain (node_id and gpus
+    at most once each, every GpuSamples field packed at most once, doubles a multiple of 8 bytes).
+
+    Runs of one source serialize alike: the same length and the same bytes at every place the walk read
+    (tags and lengths) mean the same walk, so the same cuts."""
+    node_tag = _TAGS[1]
+    id_tag, gpus_tag = _TAGS[4]
+    index_no, float_nos, count_nos = _GPU_NUMBERS
+    order = (index_no, *float_nos, *count_nos)
+    header: list[int] = []
+    ids: list[slice] = []
+    cuts: list[list[slice]] = []
+    pos, end = 0, len(run)
+
+    def field(at: int, stop: int) -> tuple[int, int, int]:
+        """(tag, payload start, end) of the length-delimited field at `at`; the bytes read go to the header."""
+        n, p = _read_varint(run, at + 1, stop)
+        if n < 0 or p + n > stop:
+            raise ValueError
+        header.extend(range(at, p))
+        return run[at], p, p + n
+
+    try:
+        while pos < end:
+            tag, at, node_end = field(pos, end)
+            if tag != node_tag:
+                return None
+            node = {}
+            while at < node_end:
+                tag, p, q = field(at, node_end)
+                if tag not in (id_tag, gpus_tag) or tag in node:
+                    return None
+                node[tag] = (p, q)
+                at = q
+            spans: dict[int, slice] = {}
+            p, q = node.get(gpus_tag, (0, 0))
+            while p < q:
+                tag, a, b = field(p, q)
+                if tag & 7 != 2 or (tag >> 3) not in order or (tag >> 3) in spans:
+                    return None
+                spans[tag >> 3] = slice(a, b)
+                p = b
+            ids.append(slice(*node.get(id_tag, (0, 0))))
+            cuts.append([spans.get(no, slice(0, 0)) for no in order])
+            pos = node_end
+    except ValueError:
+        return None
+    if len(cuts) != k:
+        return None
+    lengths = [[c.stop - c.start for c in node] for node in cuts]
+    if any(n[1 + m] & 7 for n in lengths for m in range(len(float_nos))):
+        return None
+    nf = len(float_nos)
+    parts = [node[m] for m in range(len(order)) for node in cuts]   # field-major: field m of node j at m * k + j
+    i_off = list(accumulate((n[0] for n in lengths), initial=0))
+    aligned = all(n[1:] == [8 * n[0]] * nf + [n[0]] * len(count_nos) for n in lengths)
+    f_off = c_off = None
+    if not aligned:
+        f_off = [x >> 3 for x in accumulate((n[1 + m] for m in range(nf) for n in lengths), initial=0)]
+        c_off = list(accumulate((n[1 + nf + m] for m in range(len(count_nos)) for n in lengths), initial=0))
+    if len(header) < 2:
+        return None
+    get_header = operator.itemgetter(*header)
+    return (get_header, get_header(run), operator.itemgetter(*ids, *parts), i_off, f_off, c_off, len(run),
+            _grid(cuts, lengths, nf) if aligned else None, ids)
+
+
+def _grid(cuts: list[list[slice]], lengths: list[list[int]], nf: int) -> tuple | None:
+    """(gpu_index start, first double, first counter, node stride, double field stride, counter field stride,
+    GPUs per node) when every node of a run has as many GPUs and its fields at the same distances (so the
+    whole poll's runs of that layout are read as strided arrays); None otherwise."""
+    g = lengths[0][0]
+    if not g or any(n[0] != g for n in lengths):
+        return None
+    starts = [[c.start for c in node] for node in cuts]
+    s0 = starts[0]
+    node = starts[1][0] - s0[0] if len(starts) > 1 else 0
+    ff, cf = s0[2] - s0[1], s0[nf + 2] - s0[nf + 1]
+    want = [s0[0]] + [s0[1] + m * ff for m in range(nf)] + [s0[nf + 1] + m * cf for m in range(len(s0) - nf - 1)]
+    if any(starts[j] != [x + j * node for x in want] for j in range(len(starts))):
+        return None
+    return s0[0], s0[1], s0[nf + 1], node, ff, cf, g
+
+
+def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
+    """((node ids, then what _gpu_wire_parts gives) or None, where the run ends) for the run of k nodes
+    fields starting at raw[at], through a cached layout; None: the run does not fit the wire path's
+    layouts (the message path). The GPU parts are None when a counter or an index is over 7 bits (the
+    node by node path). When the run's layout is a grid (see _grid), the GPU parts are (node ids, the layout,
+    the run's bytes) instead."""
+    key = (k, raw[at + 1:at + 4])   # the first node's length (and what follows: a key, checked below)
+    hit = _RUN_LAYOUTS.get(key)
+    run = raw[at:at + hit[6]] if hit is not None else b""
+    if hit is None or len(run) != hit[6] or hit[0](run) != hit[1]:
+        end, n, size = at, 0, -1
+        while n < k and end < len(raw) and raw[end] == _TAGS[1]:   # the run's end: walk it once
+            size, p = _read_varint(raw, end + 1, len(raw))
+            end, n = p + size, n + 1
+        if n != k or size < 0 or end > len(raw):
+            return None
+        run = raw[at:end]
+        hit = _nodes_layout(run, k)
+        if hit is None:
+            return None
+        if len(_RUN_LAYOUTS) >= 1024:
+            _RUN_LAYOUTS.clear()
+        _RUN_LAYOUTS[key] = hit
+    get_parts, size, grid, ids = hit[2], hit[6], hit[7], hit[8]
+    if grid is not None:   # cut after the loop, for every run of this layout at once (decode_batches)
+        try:
+            return (tuple(run[c].decode() for c in ids), hit, run), at + size
+        except UnicodeDecodeError:
+            return None, at + size
+    i_off, f_off, c_off = hit[3], hit[4], hit[5]
+    parts = get_parts(run)
+    nf = len(GPU_FLOAT_FIELDS)
+    index_raw = b"".join(parts[k:2 * k])
+    counts_raw = b"".join(parts[(2 + nf) * k:])
+    if not (counts_raw.isascii() and index_raw.isascii()):
+        return None, at + size
+    try:
+        node_ids = tuple(map(bytes.decode, parts[:k]))
+    except UnicodeDecodeError:
+        return None, at + size
+    return (node_ids, b"".join(parts[2 * k:(2 + nf) * k]), f_off, counts_raw, c_off, index_raw, i_off), at + size
+
+
+# rack_id -> (its port_id fields as serialized, the port ids): a rack sends the same ports tick after tick
+_PORT_RUNS: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+
+
+def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemetryBatch) -> tuple | None:
+    """(port ids, then the packed payloads of LINK_COUNT_FIELDS and link_state) of the LinkSamples
+    serialized at raw[at:end] when it is port_id fields followed by each packed field at most once;
+    None otherwise (the message path). The port ids are the rack's last ones when their bytes are the same."""
+    hit = _PORT_RUNS.get(rack_id)
+    spans = _link_spans(raw, at + len(hit[0]), end) if hit is not None and raw.startswith(hit[0], at) else None
+    if spans is None:
+        ports = tuple(msg.links.port_id)
+        hit = (b"".join(b"%c%s%s" % (_TAGS[5], _varint(len(e)), e) for e in (p.encode() for p in ports)), ports)
+        if not raw.startswith(hit[0], at) or (spans := _link_spans(raw, at + len(hit[0]), end)) is None:
+            return None
+        if len(_PORT_RUNS) >= 65536:
+            _PORT_RUNS.clear()
+        _PORT_RUNS[rack_id] = hit
+    return hit[1], *(raw[a:b] for a, b in spans)
+
+
+def _link_spans(raw: bytes, pos: int, end: int) -> list[tuple[int, int]] | None:
+    """(start, end) of the packed LINK_COUNT_FIELDS and link_state payloads in raw[pos:end], each field at
+    most once and nothing else there; None otherwise. A payload ends with a varint's last byte (a parsed
+    message's always does)."""
+    index = _TAGS[6]
+    spans = [(0, 0)] * len(index)
+    while pos < end:
+        i = index.get(raw[pos])
+        if i is None or spans[i][1]:
+            return None
+        n = raw[pos + 1] if pos + 1 < end else 0x80
+        if n < 0x80:
+            p = pos + 2
+        elif pos + 2 < end and raw[pos + 2] < 0x80:
+            n, p = n & 0x7F | raw[pos + 2] << 7, pos + 3
+        else:
+            n, p = _read_varint(raw, pos + 1, end)
+        pos = p + n
+        if n < 0 or pos > end or (n and raw[pos - 1] & 0x80):
+            return None
+        spans[i] = (p, pos)
+    return spans if pos == end else None
+
+
+def _varints(buf: bytes, bounds: list[int]) -> tuple[np.ndarray, list[int]] | None:
+    """The uint64 values of concatenated base-128 varints (protobuf encoding spec; bits past 64 dropped, as
+    protobuf's parser does) and the value index at each of the byte offsets `bounds` (each where a varint
+    starts, or the end); None when the last varint is cut or one is over 10 bytes (no parsed message has that)."""
+    b = np.frombuffer(buf, np.uint8)
+    last = b < 0x80
+    if last.all():
+        return b.astype(np.uint64), bounds
+    if not last[-1]:
+        return None
+    ends = np.flatnonzero(last)
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    width = ends - starts + 1
+    if width.max() > 10:
+        return None
+    shift = ((np.arange(len(b)) - np.repeat(starts, width)) * 7).astype(np.uint64)
+    values = np.add.reduceat((b & 0x7F).astype(np.uint64) << shift, starts)   # bit groups are disjoint: sum = or
+    return values, np.searchsorted(ends, bounds).tolist()   # values ending before each offset
+
+
+# sample_time as serialized -> its datetime (every batch of a tick has the same one)
+_TIMES: dict[bytes, datetime] = {}
+
+
+def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] | None = None
+                   ) -> list[RackBatch | ValueError | OverflowError]:
     """`decode_batch` of every batch of a poll; a batch that cannot be decoded gets its error (one of
-    DECODE_ERRORS) in its place, the others are unaffected.
+    DECODE_ERRORS) in its place, the others are unaffected. `raws`: the bytes each message was parsed
+    from (the record's value); without them each message is serialized.
 
     Cost matters (one batch per rack per tick, ~30 values per field and rack, where numpy's per-call
     cost dominates): the numbers of each kind (doubles and counters cut from the wire, link counters
     and states, PDU phases) are converted once for the whole poll, and every batch's columns are
-    views into those arrays.
+    views into those arrays. The wire path cuts a batch's GPU fields and link counters straight from
+    its bytes (the nodes through a cached layout of their run, read for all runs of one layout at once;
+    the ports are the rack's last ones when their bytes are; link varints decoded in one numpy pass);
+    what it cannot take exactly (another layout, a field sent twice or not packed, unknown fields, GPU
+    counters over 7 bits) takes the message path, with the same result (tests/unit/test_ingest_wire_decode.py).
     """
     heads: list = []    # per message: its decode error, or what its RackBatch needs besides the arrays
     float_blobs: list[bytes] = []
     count_blobs: list[bytes] = []
     index_blobs: list[bytes] = []
-    link_counts: list[int] = []
-    link_states: list[int] = []
+    link_blobs: list[bytes] = []    # per wire-path batch: LINK_COUNT_FIELDS' payloads
+    state_blobs: list[bytes] = []   # per wire-path batch: link_state's payload
     pdu: list[float] = []
+    grids: dict[int, tuple] = {}    # id of a grid layout -> (the layout, the runs of it in this poll)
     f_at = c_at = i_at = 0
-    for msg in msgs:
+    if raws is None:
+        raws = [msg.SerializeToString() for msg in msgs] if _TAGS is not None else [b""] * len(msgs)
+    for msg, raw in zip(msgs, raws, strict=True):
+        k = len(msg.nodes)
+        top = _top_fields(raw, k) if _TAGS is not None else None
         try:
-            sample_time = timestamp_to_datetime(msg.sample_time) if msg.HasField("sample_time") else None
+            known = _TIMES.get(top[1]) if top is not None and top[1] is not None else None
+            if known is not None:
+                sample_time = known
+            elif msg.HasField("sample_time"):
+                sample_time = timestamp_to_datetime(msg.sample_time)
+                if top is not None and top[1] is not None:
+                    if len(_TIMES) >= 64:
+                        _TIMES.clear()
+                    _TIMES[top[1]] = sample_time
+            else:
+                sample_time = None
         except DECODE_ERRORS as exc:
             heads.append(exc)
             continue
-        pb_nodes = msg.nodes
-        node_ids = tuple(n.node_id for n in pb_nodes)
-        gpus = [n.gpus for n in pb_nodes]
-        wire = _gpu_wire_parts(gpus)
+        wire = top[0] if top is not None else None
+        if wire is not None and len(wire) == 3:   # a grid run: its columns are read after the loop
+            node_ids, layout, run = wire
+            runs = grids.setdefault(id(layout), (layout, []))[1]
+            runs.append(run)
+            gpu = (node_ids, id(layout), len(runs) - 1)
+            wire = ()
+        elif wire is not None:
+            node_ids, *wire = wire
+        else:
+            pb_nodes = msg.nodes
+            node_ids = tuple(n.node_id for n in pb_nodes)
+            gpus = [n.gpus for n in pb_nodes]
+            wire = _gpu_wire_parts(gpus)
         if wire is None:
             gpu = _gpu_columns(node_ids, *_gpu_arrays_from_containers(gpus))
-        else:
+        elif wire:
             fb, f_off, cb, c_off, ib, i_off = wire
             float_blobs.append(fb)
             count_blobs.append(cb)
@@ -264,27 +582,48 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | Va
             rack = (len(pdu), len(phases), r.inlet_air_temp_c, r.outlet_air_temp_c, r.coolant_supply_temp_c,
                     r.coolant_return_temp_c, r.coolant_flow_lpm)
             pdu += phases
-        lk = msg.links
-        link_at = len(link_counts)
-        for f in LINK_COUNT_FIELDS:
-            link_counts += getattr(lk, f)[:]
-        state_at = len(link_states)
-        link_states += lk.link_state[:]
-        links = (tuple(lk.port_id), link_at, state_at, len(link_states))
-        heads.append((msg, sample_time, gpu, rack, links))
+        rack_id = msg.rack_id
+        if top is None:
+            links = decode_links(msg.links)
+        elif top[2] < 0:   # no links field
+            links = ((), len(state_blobs))
+            link_blobs += (b"",) * len(LINK_COUNT_FIELDS)
+            state_blobs.append(b"")
+        else:
+            cut = _link_parts(raw, top[2], top[3], rack_id, msg)
+            if cut is None:
+                links = decode_links(msg.links)
+            else:
+                links = (cut[0], len(state_blobs))
+                link_blobs += cut[1:-1]
+                state_blobs.append(cut[-1])
+        heads.append((msg, rack_id, sample_time, gpu, rack, links))
     floats = np.frombuffer(b"".join(float_blobs), dtype="<f8").astype(np.float64)
     counts = np.frombuffer(b"".join(count_blobs), dtype=np.uint8).astype(np.uint64)
     index = np.frombuffer(b"".join(index_blobs), dtype=np.uint8).astype(np.uint32)
-    link_count_values = np.fromiter(link_counts, np.uint64, len(link_counts))
-    link_state_values = np.fromiter(link_states, np.int64, len(link_states))
+    link_cut = _varints(b"".join(link_blobs), list(accumulate(map(len, link_blobs), initial=0)))
+    state_cut = _varints(b"".join(state_blobs), list(accumulate(map(len, state_blobs), initial=0)))
+    if link_cut is not None and state_cut is not None:
+        link_values, link_bounds = link_cut
+        # LinkState is an enum, an int32 on the wire: its varint's low 32 bits (protobuf encoding spec)
+        state_values, state_bounds = state_cut[0].astype(np.uint32).view(np.int32).astype(np.int64), state_cut[1]
     pdu_values = np.fromiter(pdu, np.float64, len(pdu))
+    grid_columns = {key: _grid_columns(*group) for key, group in grids.items()}
     out: list[RackBatch | ValueError | OverflowError] = []
+    nc = len(LINK_COUNT_FIELDS)
     for head in heads:
         if isinstance(head, DECODE_ERRORS):
             out.append(head)
             continue
-        msg, sample_time, gpu, rack, links = head
-        if not isinstance(gpu, GpuColumns):
+        msg, rack_id, sample_time, gpu, rack, links = head
+        if not isinstance(gpu, GpuColumns) and len(gpu) == 3:
+            node_ids, key, row = gpu
+            g_floats, g_counts, g_index, wide, i_off = grid_columns[key]
+            if wide[row]:   # a counter or index over 7 bits: through the containers (like _gpu_wire_parts)
+                gpu = _gpu_columns(node_ids, *_gpu_arrays_from_containers([n.gpus for n in msg.nodes]))
+            else:
+                gpu = _gpu_columns(node_ids, g_floats[row], None, g_counts[row], None, g_index[row], i_off)
+        elif not isinstance(gpu, GpuColumns):
             node_ids, f_at, f_off, c_at, c_off, i_at, i_off = gpu
             rows = i_off[-1]
             f_n = len(GPU_FLOAT_FIELDS) * rows if f_off is None else f_off[-1]
@@ -294,16 +633,30 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch]) -> list[RackBatch | Va
         if rack is not None:
             at, n, *scalars = rack
             rack = RackEnv(pdu_values[at:at + n], *scalars)
-        ports, at, state_at, state_end = links
-        lk = msg.links
-        counters = {}
-        for f in LINK_COUNT_FIELDS:   # each field as long as it arrived
-            n = len(getattr(lk, f))
-            counters[f] = link_count_values[at:at + n]
-            at += n
-        out.append(RackBatch(msg.site_id, msg.rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack,
-                             Links(ports, counters, link_state_values[state_at:state_end])))
+        if not isinstance(links, Links) and (link_cut is None or state_cut is None):
+            links = decode_links(msg.links)   # not reached for parsed messages (see _varints)
+        elif not isinstance(links, Links):
+            ports, j = links
+            b = link_bounds[j * nc:j * nc + nc + 1]
+            links = Links(ports, {f: link_values[b[m]:b[m + 1]] for m, f in enumerate(LINK_COUNT_FIELDS)},
+                          state_values[state_bounds[j]:state_bounds[j + 1]])
+        out.append(RackBatch(msg.site_id, rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack, links))
     return out
+
+
+def _grid_columns(layout: tuple, runs: list[bytes]) -> tuple:
+    """(doubles, counters, gpu_index: one row per run, field-major; per run whether a counter or an index is
+    over 7 bits; i_off) of a poll's runs of one grid layout: strided views of their bytes, one copy per kind."""
+    i0, f0, c0, node, ff, cf, g = layout[7]
+    size, i_off = layout[6], layout[3]
+    k, b = len(i_off) - 1, len(runs)
+    nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
+    buf = b"".join(runs)
+    floats = np.ndarray((b, nf, k, g), "<f8", buf, f0, (size, ff, node, 8)).reshape(b, -1).astype(np.float64)
+    counts = np.ndarray((b, nc, k, g), np.uint8, buf, c0, (size, cf, node, 1)).reshape(b, -1)
+    index = np.ndarray((b, k, g), np.uint8, buf, i0, (size, node, 1)).reshape(b, -1)
+    wide = ((counts >= 0x80).any(axis=1) | (index >= 0x80).any(axis=1)).tolist()
+    return floats, counts.astype(np.uint64), index.astype(np.uint32), wide, i_off
 
 
 def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int] | None, counts: np.ndarray,

@@ -106,7 +106,9 @@ class IngestHandler:
             records = [rec for rec in records if not is_equipment(rec.message)]
         good: list[tuple[Record, object]] = []
         decoded: list[tuple[Record, object]] = []
-        for rec, batch in zip(records, decode_batches([rec.message for rec in records]), strict=True):
+        # with the bytes as received: decode cuts the GPU fields and link counters straight from them
+        batches = decode_batches([rec.message for rec in records], [rec.value for rec in records])
+        for rec, batch in zip(records, batches, strict=True):
             if isinstance(batch, DECODE_ERRORS):   # a field no datetime or array can hold
                 rejected.append(Rejected(rec, f"decode: {batch}", kind="decode"))
             else:
