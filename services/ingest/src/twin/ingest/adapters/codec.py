@@ -447,11 +447,20 @@ def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemet
     None otherwise (the message path). The port ids are the rack's last ones when their bytes are the same."""
     hit = _PORT_RUNS.get(rack_id)
     spans = _link_spans(raw, at + len(hit[0]), end) if hit is not None and raw.startswith(hit[0], at) else None
-    if spans is None:
-        ports = tuple(msg.links.port_id)
-        hit = (b"".join(b"%c%s%s" % (_TAGS[5], _varint(len(e)), e) for e in (p.encode() for p in ports)), ports)
-        if not raw.startswith(hit[0], at) or (spans := _link_spans(raw, at + len(hit[0]), end)) is None:
+    if spans is None:   # walk the port_id fields once; they are the message's port ids (no more follow)
+        pos, port_tag = at, _TAGS[5]
+        while pos < end and raw[pos] == port_tag:
+            n = raw[pos + 1] if pos + 1 < end else 0x80
+            if n < 0x80:
+                pos += 2 + n
+            else:
+                n, p = _read_varint(raw, pos + 1, end)
+                pos = p + n
+                if n < 0:
+                    return None
+        if pos > end or (spans := _link_spans(raw, pos, end)) is None:
             return None
+        hit = (raw[at:pos], tuple(msg.links.port_id))
         if len(_PORT_RUNS) >= 65536:
             _PORT_RUNS.clear()
         _PORT_RUNS[rack_id] = hit
