@@ -547,7 +547,7 @@ async def _stages_and_copy(url: str, racks: int, copy_rows: int) -> tuple[dict, 
         return out
 
     msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
-    batches = timed("decode", lambda: decode_batches(msgs))
+    batches = timed("decode", lambda: decode_batches(msgs, values))   # as the handler does: with the record bytes
     problems = timed("validate", lambda: validate_batches(batches, limits, now))
     assert not any(problems), problems[:1]
     rack = timed("rows_rack", lambda: rack_columns(batches))
@@ -653,7 +653,7 @@ def _warm_stages(values: list[bytes], limits, now: datetime, sets, nodes) -> dic
 
     for _ in range(WARM_PASSES):
         msgs = timed("parse", lambda: [pb.RackTelemetryBatch.FromString(v) for v in values])
-        batches = timed("decode", decode_batches, msgs)
+        batches = timed("decode", decode_batches, msgs, values)
         timed("validate", validate_batches, batches, limits, now)
         timed("rows_gpu", lambda b: gpu_node_columns(b, [nodes.of(x) for x in b]), batches)
         timed("rows_rack", rack_columns, batches)

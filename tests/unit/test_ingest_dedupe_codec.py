@@ -183,6 +183,7 @@ def test_wire_fast_path_decodes_like_the_containers(monkeypatch):
     msgs += [odd, big]
     fast = [decode_batch(m) for m in msgs]
     monkeypatch.setattr(codec, "_gpu_wire_parts", lambda gpus: None)
+    monkeypatch.setattr(codec, "_TAGS", None)   # and no batch-level wire path: the protobuf containers alone
     slow = [decode_batch(m) for m in msgs]
     for a, b in zip(fast, slow, strict=True):
         _same_batches(a, b)
