@@ -167,6 +167,25 @@ async def test_failing_migration_rolls_back_and_is_not_recorded(pool, tmp_path: 
     assert await fetch(pool, "SELECT to_regclass('half') IS NULL") == [(True,)]
 
 
+async def test_a_migration_that_loses_a_deadlock_runs_again(pool, tmp_path: Path) -> None:
+    """A file aborted by a deadlock (TimescaleDB's background jobs against a file dropping their relation) is
+    rolled back and run again; any other error still fails at once. The sequence counts attempts: nextval is
+    not rolled back."""
+    async with pool.connection() as conn:
+        await conn.execute("CREATE SEQUENCE attempts")
+    lose_twice = ("CREATE TABLE made (x int); DO $$ BEGIN IF nextval('attempts') <= 2 THEN "
+                  "RAISE EXCEPTION 'simulated' USING ERRCODE = 'deadlock_detected'; END IF; END $$;")
+    folder = write_migrations(tmp_path / "m", {"001_made.sql": lose_twice})
+    assert await db.apply_migrations(pool, "svc", folder) == ["001_made.sql"]
+    assert await fetch(pool, "SELECT last_value, to_regclass('made') IS NOT NULL FROM attempts") == [(3, True)]
+    always = ("DO $$ BEGIN PERFORM nextval('attempts'); "
+              "RAISE EXCEPTION 'simulated' USING ERRCODE = 'deadlock_detected'; END $$;")
+    folder = write_migrations(tmp_path / "n", {"001_never.sql": always})
+    with pytest.raises(db.MigrationError, match=r"svc2/001_never\.sql failed: simulated"):
+        await db.apply_migrations(pool, "svc2", folder)
+    assert await fetch(pool, "SELECT last_value FROM attempts") == [(3 + db.migrations.DEADLOCK_ATTEMPTS,)]
+
+
 def test_bad_migration_names_are_rejected(tmp_path: Path) -> None:
     folder = write_migrations(tmp_path / "a", {"init.sql": "SELECT 1;"})
     with pytest.raises(db.MigrationError, match="NNN_name"):

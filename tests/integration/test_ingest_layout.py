@@ -42,7 +42,9 @@ from twin.ingest.domain.rows import gpu_columns, rack_columns
 
 pytestmark = pytest.mark.timeout(120)
 
-T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+# Recent, whole minute: with TimescaleDB the 30-day retention policy (002/008/010) drops older rows at once, and
+# the 1-minute rollups are compared bucket by bucket.
+T0 = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
 
 
 def rows(url: str, query: str, params=()):

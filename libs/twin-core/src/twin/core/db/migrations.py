@@ -6,6 +6,7 @@ whichever variant ran.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -82,40 +83,70 @@ async def apply_migrations(pool: AsyncConnectionPool, service: str, migrations_d
     async with pool.connection() as conn:
         await _ensure_migrations_table(conn)
         for mig in plan:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (service,))
-                cur = await conn.execute(
-                    sql.SQL("SELECT name, checksum FROM {} WHERE service = %s AND name = ANY(%s)").format(
-                        ident(MIGRATIONS_TABLE)
-                    ),
-                    (service, [mig.stem + s for s in (".sql", ".timescale.sql", ".plain.sql")]),
-                )
-                row = await cur.fetchone()
-                if row is not None:
-                    recorded_name, recorded_sum = row
-                    current = mig.variant_checksums.get(recorded_name)
-                    if current is not None and current != recorded_sum:
-                        raise MigrationError(
-                            f"migration {service}/{recorded_name} was applied with checksum {recorded_sum[:12]}… "
-                            f"but {migrations_dir}/{recorded_name} now has {current[:12]}…; applied migrations "
-                            "must not change — add a new migration file instead"
-                        )
-                    if recorded_name != mig.name:
-                        log.info("%s: %s already applied as %s", service, mig.stem, recorded_name)
-                    continue
-                try:
-                    await conn.execute(mig.path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
-                except psycopg.Error as exc:
-                    raise MigrationError(f"migration {service}/{mig.name} failed: {exc}") from exc
-                await conn.execute(
-                    sql.SQL("INSERT INTO {} (service, name, checksum, applied_at) VALUES (%s, %s, %s, now())").format(
-                        ident(MIGRATIONS_TABLE)
-                    ),
-                    (service, mig.name, mig.checksum),
-                )
-            applied.append(mig.name)
-            log.info("%s: applied migration %s", service, mig.name)
+            if await _apply_one(conn, service, migrations_dir, mig):
+                applied.append(mig.name)
+                log.info("%s: applied migration %s", service, mig.name)
     return applied
+
+
+#: A file that loses a deadlock is run again (its transaction rolled back whole, so nothing half-applied stays).
+#: With TimescaleDB the background jobs an earlier file scheduled (retention, compression, continuous aggregate
+#: refresh: they start at once on a fresh database) take their relation's lock and then their job's advisory
+#: lock; a later file that drops or replaces that relation takes them the other way round, and PostgreSQL
+#: aborts one side (seen applying ingest 009/011 to a fresh TimescaleDB 2.25 database). Once the job has ended
+#: or given way, the file's next attempt goes through.
+DEADLOCK_ATTEMPTS = 5
+DEADLOCK_BACKOFF_S = 0.2
+
+
+async def _apply_one(conn: psycopg.AsyncConnection, service: str, migrations_dir: Path, mig: Migration) -> bool:
+    """Apply `mig` unless recorded (then check its checksum); True when applied now."""
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            return await _apply_once(conn, service, migrations_dir, mig)
+        except MigrationError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or attempt == DEADLOCK_ATTEMPTS:
+                raise
+            log.warning("%s: migration %s lost a deadlock (attempt %d of %d), running it again: %s", service,
+                        mig.name, attempt, DEADLOCK_ATTEMPTS, exc.__cause__)
+            await asyncio.sleep(DEADLOCK_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")
+
+
+async def _apply_once(conn: psycopg.AsyncConnection, service: str, migrations_dir: Path, mig: Migration) -> bool:
+    """One attempt: the file and its twin_migrations row in one transaction, under the service's lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (service,))
+        cur = await conn.execute(
+            sql.SQL("SELECT name, checksum FROM {} WHERE service = %s AND name = ANY(%s)").format(
+                ident(MIGRATIONS_TABLE)
+            ),
+            (service, [mig.stem + s for s in (".sql", ".timescale.sql", ".plain.sql")]),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            recorded_name, recorded_sum = row
+            current = mig.variant_checksums.get(recorded_name)
+            if current is not None and current != recorded_sum:
+                raise MigrationError(
+                    f"migration {service}/{recorded_name} was applied with checksum {recorded_sum[:12]}… "
+                    f"but {migrations_dir}/{recorded_name} now has {current[:12]}…; applied migrations "
+                    "must not change — add a new migration file instead"
+                )
+            if recorded_name != mig.name:
+                log.info("%s: %s already applied as %s", service, mig.stem, recorded_name)
+            return False
+        try:
+            await conn.execute(mig.path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise MigrationError(f"migration {service}/{mig.name} failed: {exc}") from exc
+        await conn.execute(
+            sql.SQL("INSERT INTO {} (service, name, checksum, applied_at) VALUES (%s, %s, %s, now())").format(
+                ident(MIGRATIONS_TABLE)
+            ),
+            (service, mig.name, mig.checksum),
+        )
+    return True
 
 
 async def _ensure_migrations_table(conn: psycopg.AsyncConnection) -> None:
