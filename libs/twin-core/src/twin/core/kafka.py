@@ -190,10 +190,6 @@ class ConsumerStats:
         return sum(self.lag.values())
 
 
-def _decode_header(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace")
-
-
 def decode_record(topic: Topic, raw: ConsumerRecord) -> Record:
     """Parse the protobuf value and the CloudEvents envelope; raises ValueError with a reason."""
     headers: Headers = [(k, v) for k, v in (raw.headers or ())]

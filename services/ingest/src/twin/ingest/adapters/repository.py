@@ -49,7 +49,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # package d
 
 GPU_TYPES = ["timestamptz", "text", "text", "int2"] + ["float8"] * 10 + ["int8"] * 3   # the telemetry_gpu view's columns
 RACK_TYPES = ["timestamptz", "text"] + ["float8"] * 9
-LINK_TYPES = ["timestamptz", "text", "text"] + ["int8"] * 4 + ["int2"]   # the telemetry_link view's columns
 LINK_SAMPLE_TYPES = ["timestamptz", "int4"] + ["int8"] * 4 + ["int2"]
 GPU_NODE_TYPES = ["timestamptz", "int4", "int2"] + ["float8[]"] * 10 + ["int8[]"] * 3
 LINK_RACK_TYPES = ["timestamptz", "int4"] + ["int8[]"] * 4 + ["int2[]"]
