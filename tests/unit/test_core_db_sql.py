@@ -143,6 +143,44 @@ def test_binary_rows_layout_matches_the_copy_format() -> None:
     assert data == row1 + row2
 
 
+def _array_send(oid: int, fmt: str, values: list) -> bytes:
+    """array_send()'s binary form of a one-dimensional array without NULLs (PostgreSQL arrayfuncs.c)."""
+    size = struct.calcsize(">" + fmt)
+    return struct.pack(">iiIii", 1, 0, oid, len(values), 1) + b"".join(struct.pack(">i" + fmt, size, v) for v in values)
+
+
+def test_binary_rows_with_array_columns_match_array_send() -> None:
+    # arrays of every element type next to text (padding dropped by the mask), NULLs and plain numbers,
+    # in odd chunks: every row as struct packs it by hand
+    floats = np.array([[1.5, np.nan, -np.inf], [0.0, 1e300, -0.0], [2.0, 3.0, 4.0]])
+    big = np.array([[1, -1, 2**62], [0, 5, -(2**62)], [7, 8, 9]], dtype=np.int64)
+    small = np.array([[1], [-32768], [32767]], dtype=np.int64)
+    reals = np.array([[0.5, 2.0], [-1.0, 3.5], [1e30, 0.0]], dtype=np.float32)
+    flags = np.array([[True, False], [False, False], [True, True]])
+    texts = ["abc", None, "ü"]
+    plain = [None, 2.5, 3.0]
+    specs = [("float8[]", floats, 701, "d"), ("int8[]", big, 20, "q"), ("int2[]", small, 21, "h"),
+             ("float4[]", reals, 700, "f"), ("bool[]", flags, 16, "?")]
+    for start, stop in ((0, 3), (1, 3), (0, 1), (2, 3)):
+        cols = [db._prepare(t, a, 3) for t, a, _, _ in specs]
+        cols += [db._prepare("text", texts, 3), db._prepare("float8", plain, 3)]
+        data = bytes(db.encode_binary_rows([c.slice(start, stop) for c in cols], 0, stop - start))
+        want = b""
+        for i in range(start, stop):
+            row = struct.pack(">h", len(cols))
+            for _, a, oid, fmt in specs:
+                body = _array_send(oid, fmt, a[i].tolist())
+                row += struct.pack(">i", len(body)) + body
+            t = texts[i]
+            row += struct.pack(">i", -1) if t is None else struct.pack(">i", len(t.encode())) + t.encode()
+            row += struct.pack(">i", -1) if plain[i] is None else struct.pack(">id", 8, plain[i])
+            want += row
+        assert data == want, (start, stop)
+    only = db._prepare("int4[]", np.array([[3, 4]]), 1)   # no mask: the rows as laid out
+    body = _array_send(23, "i", [3, 4])
+    assert bytes(db.encode_binary_rows([only], 0, 1)) == struct.pack(">hi", 1, len(body)) + body
+
+
 def test_timestamps_encode_as_microseconds_since_2000() -> None:
     col = db._prepare("timestamptz", np.array(["2000-01-01T00:00:01", "1999-12-31T23:59:59.999999"], dtype="datetime64[us]"), 2)
     assert col.data.astype(np.int64).tolist() == [1_000_000, -1]

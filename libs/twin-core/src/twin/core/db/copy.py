@@ -59,17 +59,27 @@ _FIXED = {"float8": ">f8", "float4": ">f4", "int2": ">i2", "int4": ">i4", "int8"
 # Element type oids of the one-dimensional array columns (`float8[]`, ...): pg_type.dat in PostgreSQL's source.
 _ELEMENT_OID = {"float8": 701, "float4": 700, "int2": 21, "int4": 23, "int8": 20, "bool": 16}
 _SUPPORTED = set(_FIXED) | {"text", "timestamptz", "timestamp"} | {f"{t}[]" for t in _FIXED}
+_ARRAY_HEADER = 20  # array_send(): int32 ndim, has-null flag, element oid, then (size, lower bound) of the one dimension
 
 
 @dataclass
 class _Column:
-    data: np.ndarray  # fixed-width values (big-endian dtype) or S<w> bytes for text
+    data: np.ndarray  # fixed-width values (big-endian dtype), S<w> bytes for text, (rows, width) for arrays
     lengths: np.ndarray | None  # per-row data length (int32, -1 = NULL) when rows differ, else None
     variable: bool  # text column: data width varies per row
+    element_oid: int = 0  # array column: its element type's oid; `data` holds the elements (see _prepare_array)
 
     def slice(self, start: int, stop: int) -> _Column:
         lengths = None if self.lengths is None else self.lengths[start:stop]
-        return _Column(self.data[start:stop], lengths, self.variable)
+        return _Column(self.data[start:stop], lengths, self.variable, self.element_oid)
+
+    @property
+    def width(self) -> int:
+        """Bytes of one row's field (the widest for text); an array column as array_send() writes it:
+        a 20-byte header, then per element its int32 length and its value."""
+        if self.element_oid:
+            return _ARRAY_HEADER + self.data.shape[1] * (4 + self.data.dtype.itemsize)
+        return self.data.dtype.itemsize
 
 
 def _null_mask(values: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -177,24 +187,17 @@ def _prepare_array(pgtype: str, values: Any, n: int) -> _Column:
 
     Each value is laid out as array_send() writes it (src/backend/utils/adt/arrayfuncs.c): ndim, has-null
     flag, element type oid, (size, lower bound 1), then per element (length, big-endian bytes). NaN floats
-    stay NaN elements; the array itself is never NULL.
+    stay NaN elements; the array itself is never NULL. The column keeps the big-endian elements; the
+    headers and element lengths are written by encode_binary_rows straight into the rows.
     """
     element = pgtype[:-2]
     arr = values if isinstance(values, np.ndarray) and not isinstance(values, np.ma.MaskedArray) else None
     if arr is None or arr.ndim != 2 or arr.dtype == object:
         raise ValueError(f"{pgtype} column needs a 2-D numpy array (rows, width) without NULLs")
-    width = arr.shape[1]
-    if width == 0:
+    if arr.shape[1] == 0:
         raise ValueError(f"{pgtype} column needs arrays of at least one element")
     values_be = _prepare_fixed(element, arr.reshape(-1), arr.size).data.reshape(arr.shape)
-    size = values_be.dtype.itemsize
-    dtype = np.dtype([("nd", ">i4"), ("fl", ">i4"), ("oid", ">u4"), ("dim", ">i4"), ("lb", ">i4"),
-                      ("el", np.dtype([("l", ">i4"), ("v", values_be.dtype)]), (width,))])
-    rec = np.empty(len(arr), dtype=dtype)
-    rec["nd"], rec["fl"], rec["oid"], rec["dim"], rec["lb"] = 1, 0, _ELEMENT_OID[element], width, 1
-    rec["el"]["l"] = size
-    rec["el"]["v"] = values_be
-    return _Column(rec, None, False)
+    return _Column(values_be, None, False, _ELEMENT_OID[element])
 
 
 def _prepare(pgtype: str, values: Any, n: int) -> _Column:
@@ -227,9 +230,13 @@ def encode_binary_rows(
     """Tuples `start:stop` in PostgreSQL binary COPY format (no signature/trailer).
 
     Every row is laid out in a numpy structured array (int16 field count, then per field an int32
-    length and the big-endian value; text padded to the chunk's longest value). When some fields are
-    shorter than their slot (text, NULL), a boolean byte mask drops the padding, which keeps row order.
-    The result may point into `scratch`: consume it before the next call with the same scratch.
+    length and the big-endian value; text padded to the chunk's longest value). What every row holds
+    alike (the count, fixed lengths, array headers and element lengths) is written once into a row
+    template copied to every row, then each column's values: a strided copy per field (an array
+    column's elements through a strided view; numpy copies a nested structured field element by element,
+    and fills a strided big-endian int32 several times slower than it copies a template). When some
+    fields are shorter than their slot (text, NULL), a boolean byte mask drops the padding, which keeps
+    row order. The result may point into `scratch`: consume it before the next call with the same scratch.
     """
     scratch = scratch or _Scratch()
     n = stop - start
@@ -240,31 +247,55 @@ def encode_binary_rows(
             width = max(int(col.lengths[start:stop].max(initial=0)), 1)  # type: ignore[index]
             dtype: Any = f"S{width}"
         else:
-            dtype = col.data.dtype
-            width = dtype.itemsize
+            width = col.width
+            dtype = f"V{width}" if col.element_oid else col.data.dtype
         widths.append(width)
         fields += [(f"l{j}", ">i4"), (f"d{j}", dtype)]
     row_dtype = np.dtype(fields)
-    raw = scratch.take("rows", n * row_dtype.itemsize).reshape(n, row_dtype.itemsize)
-    rec = raw.view(row_dtype).reshape(n)
-    rec["count"] = len(cols)
-    needs_mask = False
+    offsets = [row_dtype.fields[f"d{j}"][1] for j in range(len(cols))]  # type: ignore[index]
+    template = np.zeros((1, row_dtype.itemsize), dtype=np.uint8)
+    head = template.view(row_dtype)
+    head["count"] = len(cols)
     for j, col in enumerate(cols):
         if col.lengths is None:
-            rec[f"l{j}"] = widths[j]
-        else:
+            head[f"l{j}"] = widths[j]
+        if col.element_oid:
+            _array_layout(template, offsets[j], col.data.shape[1], col.data.dtype, col.element_oid)
+    raw = scratch.take("rows", n * row_dtype.itemsize).reshape(n, row_dtype.itemsize)
+    raw[...] = template
+    rec = raw.view(row_dtype).reshape(n)
+    needs_mask = False
+    for j, col in enumerate(cols):
+        if col.lengths is not None:
             rec[f"l{j}"] = col.lengths[start:stop]
             needs_mask = True
-        rec[f"d{j}"] = col.data[start:stop]
+        if col.element_oid:
+            _array_layout(raw, offsets[j], col.data.shape[1], col.data.dtype)[...] = col.data[start:stop]
+        else:
+            rec[f"d{j}"] = col.data[start:stop]
     if not needs_mask:
         return memoryview(raw.reshape(-1))
     keep = scratch.take("keep", raw.size).view(bool).reshape(raw.shape)
     keep[...] = True
     for j, col in enumerate(cols):
         if col.lengths is not None:
-            offset = row_dtype.fields[f"d{j}"][1]  # type: ignore[index]
-            keep[:, offset : offset + widths[j]] = np.arange(widths[j]) < col.lengths[start:stop, None]
+            keep[:, offsets[j] : offsets[j] + widths[j]] = np.arange(widths[j]) < col.lengths[start:stop, None]
     return memoryview(raw[keep])  # boolean indexing: faster than np.compress(..., out=) here
+
+
+def _array_layout(raw: np.ndarray, offset: int, width: int, element: np.dtype, oid: int = 0) -> np.ndarray:
+    """array_send()'s layout of an array of `width` `element`s at byte `offset` of every row of `raw` (rows, row
+    bytes; C-contiguous): a header, then per element its int32 length and its value. With `oid`, writes the
+    header and lengths; returns the (rows, width) strided view of the elements."""
+    size = element.itemsize
+
+    def view(skip: int, dtype: Any, count: int, stride: int) -> np.ndarray:
+        return np.ndarray((len(raw), count), dtype, buffer=raw, offset=offset + skip, strides=(raw.shape[1], stride))
+
+    if oid:
+        view(0, ">i4", 5, 4)[...] = (1, 0, oid, width, 1)   # ndim, has-null flag, element oid, size, lower bound
+        view(_ARRAY_HEADER, ">i4", width, 4 + size)[...] = size
+    return view(_ARRAY_HEADER + 4, element, width, 4 + size)
 
 
 def _pgtype(t: str) -> str:
