@@ -6,13 +6,14 @@ the batch sits between valid ones."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from ingest_factory import inventory, rack_batch
 
-from twin.ingest.adapters.codec import decode_batch
+from twin.ingest.adapters.codec import decode_batch, decode_batches
 from twin.ingest.domain.validation import limits_from_inventory, validate_batch, validate_batches
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -199,3 +200,102 @@ def test_reasons_are_capped_but_counted():
         node.gpus.gpu_temp_c[:] = np.full(8, 500.0).tolist()
     r = reasons(m)
     assert len(r) == 21 and r[-1] == "... and 12 more problems"
+
+
+# -- the whole-poll path against the per-batch one, over many bad batches ------------------------------------
+
+def _pick(rng: np.random.Generator, options: list):
+    return options[int(rng.integers(len(options)))]   # as given (rng.choice would make big ints floats)
+
+
+def _mutate(m, rng: np.random.Generator) -> None:
+    """One random defect (or none) of the kinds validation words, in place."""
+    node = m.nodes[int(rng.integers(len(m.nodes)))] if len(m.nodes) else None
+    kind = int(rng.integers(26))
+    if kind == 0 and node is not None:
+        field = _pick(rng, ["power_w", "gpu_temp_c", "sm_clock_mhz", "mem_clock_mhz", "util_mem_pct", "sm_active"])
+        getattr(node.gpus, field)[int(rng.integers(8))] = _pick(rng, [-1.0, 1e9, np.nan, np.inf, -np.inf])
+    elif kind == 1 and node is not None:
+        node.gpus.ecc_sbe_total[int(rng.integers(8))] = _pick(rng, [2**63, 2**64 - 1, 2**63 - 1, 200])
+    elif kind == 2 and node is not None:
+        del getattr(node.gpus, _pick(rng, ["tensor_active", "xid_errors", "power_w"]))[-1]
+    elif kind == 3 and node is not None:
+        node.gpus.dram_active.append(0.5)
+    elif kind == 4 and node is not None:
+        node.gpus.gpu_index[int(rng.integers(8))] = _pick(rng, [0, 7, 8, 300])
+    elif kind == 5 and len(m.nodes) > 1:
+        m.nodes[1].node_id = m.nodes[0].node_id
+    elif kind == 6 and node is not None:
+        node.node_id = _pick(rng, ["su1-0001-n00", "nowhere", "su1-0000-n09"])
+    elif kind == 7 and len(m.links.port_id):
+        m.links.port_id[int(rng.integers(len(m.links.port_id)))] = _pick(
+            rng, ["su1-0000-n09/nic0", "leaf-r3-g0/p17", "nowhere/p1", m.links.port_id[0]])
+    elif kind == 8 and len(m.links.link_state):
+        m.links.link_state[0] = _pick(rng, [7, -1, 3])
+    elif kind == 9 and len(m.links.tx_bytes):
+        m.links.tx_bytes[-1] = _pick(rng, [2**63, 2**64 - 1])
+    elif kind == 10 and len(m.links.rx_errors):
+        del m.links.rx_errors[0]
+    elif kind == 11:
+        m.rack_id = "su9-0000"
+    elif kind == 12:
+        m.site_id = "elsewhere"
+    elif kind == 13:
+        m.sample_time.FromDatetime(NOW + timedelta(minutes=_pick(rng, [6, -60 * 24 * 8])))
+    elif kind == 14:
+        m.ClearField("sample_time")
+    elif kind == 15:
+        del m.rack.pdu_input_power_w[int(rng.integers(1, 3)):]
+    elif kind == 16:
+        m.rack.pdu_input_power_w[0] = _pick(rng, [-5.0, 1e7, np.nan, np.inf])
+    elif kind == 17:
+        setattr(m.rack, _pick(rng, ["inlet_air_temp_c", "coolant_flow_lpm", "coolant_return_temp_c"]),
+                _pick(rng, [-40.0, 1e4, np.nan, -np.inf]))
+    elif kind == 18:
+        m.ClearField(_pick(rng, ["nodes", "rack", "links"]))
+    elif kind == 19 and len(m.nodes) > 1:
+        del m.nodes[int(rng.integers(len(m.nodes)))]
+    elif kind in (21, 22) and node is not None:   # just over a bound set by the rack's GPU model
+        field, value = _pick(rng, [("power_w", 1050.5), ("sm_clock_mhz", 3000.0), ("mem_clock_mhz", 1e5)])
+        getattr(node.gpus, field)[int(rng.integers(8))] = value
+    elif kind == 20 and node is not None:
+        for f in ("gpu_temp_c", "mem_temp_c", "util_gpu_pct"):
+            getattr(node.gpus, f)[:] = [500.0] * len(getattr(node.gpus, f))   # over MAX_REASONS
+    # 23..25: left valid
+
+
+def test_a_poll_of_bad_batches_validates_like_each_batch():
+    """validate_batches == validate_batch per batch (same problems, kinds, texts, order) over polls of randomly
+    broken batches; later polls repeat the racks, so they go through the id caches of the first."""
+    rng = np.random.default_rng(7)
+    for poll in range(10):
+        msgs = []
+        for seq in range(50):
+            m = rack_batch(INV, int(rng.integers(4)), NOW - timedelta(seconds=5), 100 * poll + seq)
+            for _ in range(int(rng.integers(3))):
+                _mutate(m, rng)
+            msgs.append(m)
+        raws = [m.SerializeToString() for m in msgs]
+        batches = decode_batches([type(m).FromString(r) for m, r in zip(msgs, raws, strict=True)], raws)
+        assert validate_batches(batches, LIMITS, NOW) == [validate_batch(b, LIMITS, NOW) for b in batches]
+        assert any(validate_batch(b, LIMITS, NOW) == [] for b in batches)
+
+
+@pytest.mark.parametrize("drop", ["node", "port"])
+def test_the_id_caches_are_per_rack_limits(drop):
+    """Node and port ids cleared once are checked again against other limits (a cache that ignored the
+    RackLimits it checked against would clear the second poll)."""
+    batches = decode_batches([rack_batch(INV, 0, NOW - timedelta(seconds=5), s) for s in (1, 2)])
+    assert validate_batches(batches, LIMITS, NOW) == [[], []]
+    rack = LIMITS.racks["su1-0000"]
+    node, port = batches[0].gpus.node_ids[2], batches[0].links.port_id[1]
+    if drop == "node":
+        fewer = dataclasses.replace(rack, node_gpus={n: g for n, g in rack.node_gpus.items() if n != node})
+        text = f"unknown node_id {node!r} for rack su1-0000"
+    else:
+        fewer = dataclasses.replace(rack, nic_ids=rack.nic_ids - {port})
+        text = f"unknown port_id {port!r} for rack su1-0000"
+    limits = dataclasses.replace(LIMITS, racks={**LIMITS.racks, "su1-0000": fewer})
+    expected = [validate_batch(b, limits, NOW) for b in batches]
+    assert text in [p.text for p in expected[0]]
+    assert validate_batches(batches, limits, NOW) == expected

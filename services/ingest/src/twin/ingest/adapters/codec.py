@@ -419,10 +419,8 @@ def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
         _RUN_LAYOUTS[key] = hit
     get_parts, size, grid, ids = hit[2], hit[6], hit[7], hit[8]
     if grid is not None:   # cut after the loop, for every run of this layout at once (decode_batches)
-        try:
-            return (tuple(run[c].decode() for c in ids), hit, run), at + size
-        except UnicodeDecodeError:
-            return None, at + size
+        node_ids = _node_ids(tuple(run[c] for c in ids))
+        return (None if node_ids is None else (node_ids, hit, run)), at + size
     i_off, f_off, c_off = hit[3], hit[4], hit[5]
     parts = get_parts(run)
     nf = len(GPU_FLOAT_FIELDS)
@@ -430,11 +428,29 @@ def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
     counts_raw = b"".join(parts[(2 + nf) * k:])
     if not (counts_raw.isascii() and index_raw.isascii()):
         return None, at + size
-    try:
-        node_ids = tuple(map(bytes.decode, parts[:k]))
-    except UnicodeDecodeError:
+    node_ids = _node_ids(parts[:k])
+    if node_ids is None:
         return None, at + size
     return (node_ids, b"".join(parts[2 * k:(2 + nf) * k]), f_off, counts_raw, c_off, index_raw, i_off), at + size
+
+
+# node ids as serialized -> the same tuple of str each time: a rack sends the same nodes tick after tick, and
+# validation checks a tuple it has seen once per rack (validation._gpus_per_node)
+_NODE_IDS: dict[tuple[bytes, ...], tuple[str, ...]] = {}
+
+
+def _node_ids(raw_ids: tuple[bytes, ...]) -> tuple[str, ...] | None:
+    """The node ids (UTF-8, as protobuf's string type); None when one is not valid UTF-8."""
+    ids = _NODE_IDS.get(raw_ids)
+    if ids is None:
+        try:
+            ids = tuple(map(bytes.decode, raw_ids))
+        except UnicodeDecodeError:
+            return None
+        if len(_NODE_IDS) >= 65536:
+            _NODE_IDS.clear()
+        _NODE_IDS[raw_ids] = ids
+    return ids
 
 
 # rack_id -> (its port_id fields as serialized, the port ids): a rack sends the same ports tick after tick

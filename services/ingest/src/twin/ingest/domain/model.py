@@ -123,9 +123,10 @@ def node_rows(columns: Sequence[GpuColumns]) -> np.ndarray:
     """GPU rows of every node of `columns`, in order (one numpy pass for the whole list)."""
     if not columns:
         return np.empty(0, np.intp)
-    rows = np.diff(np.concatenate([c.node_offsets for c in columns]))
+    offsets = [c.node_offsets for c in columns]
+    rows = np.diff(np.concatenate(offsets))
     # drop the steps between one batch's last offset and the next batch's first (0)
-    seams = np.fromiter(accumulate(len(c.node_offsets) for c in columns[:-1]), np.intp, len(columns) - 1) - 1
+    seams = np.cumsum(np.fromiter(map(len, offsets[:-1]), np.intp, len(offsets) - 1)) - 1
     return np.delete(rows, seams)
 
 

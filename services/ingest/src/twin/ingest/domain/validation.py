@@ -25,9 +25,11 @@ Rules (value ranges are inclusive):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -363,6 +365,12 @@ class _Poll:
 
 _ENV_SCALARS = ("inlet_air_temp_c", "outlet_air_temp_c", "coolant_supply_temp_c", "coolant_return_temp_c",
                 "coolant_flow_lpm")
+# GPU_FLOAT_FIELDS' bounds as _gpu_ranges gives them; NaN at the three the rack's limits set (power, clocks)
+_RACK_BOUND_AT = [GPU_FLOAT_FIELDS.index(f) for f in ("power_w", "sm_clock_mhz", "mem_clock_mhz")]
+_FLOAT_LO = np.array([FIXED_RANGES[f][0] if f in FIXED_RANGES else 0.0 for f in GPU_FLOAT_FIELDS])
+_FLOAT_HI = np.array([FIXED_RANGES[f][1] if f in FIXED_RANGES else np.nan for f in GPU_FLOAT_FIELDS])
+_env_scalars = operator.attrgetter(*_ENV_SCALARS)
+_FLOAT_ONLY = {float}
 _ENV_LO = np.array([AIR_RANGE[0], AIR_RANGE[0], COOLANT_RANGE[0], COOLANT_RANGE[0], 0.0])
 _ENV_HI = np.array([AIR_RANGE[1], AIR_RANGE[1], COOLANT_RANGE[1], COOLANT_RANGE[1], np.nan])  # flow: per rack
 
@@ -377,9 +385,10 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
     out: list[list[Problem] | None] = [None] * len(batches)
     poll = _Poll()
     earliest, latest = now - limits.max_age, now + limits.max_future
+    site_id, racks, switch_ids = limits.site_id, limits.racks, limits.switch_ids
     for i, b in enumerate(batches):
-        rack = limits.racks.get(b.rack_id)
-        if (rack is None or b.site_id != limits.site_id or b.sample_time is None
+        rack = racks.get(b.rack_id)
+        if (rack is None or b.site_id != site_id or b.sample_time is None
                 or not earliest <= b.sample_time <= latest):
             continue
         links = b.links
@@ -390,28 +399,25 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
         env = b.rack
         if not (node_ids or env is not None or n_ports):
             continue
-        if (links.counters.keys() != _LINK_COUNT_SET or len(links.link_state) != n_ports
-                or not set(map(len, links.counters.values())) <= {n_ports}):
+        counters = links.counters
+        if (counters.keys() != _LINK_COUNT_SET or len(links.link_state) != n_ports
+                or not set(map(len, counters.values())) <= {n_ports}):
             continue
-        if n_ports:
-            if len(set(ports)) != n_ports or links.link_state.dtype.kind not in "iu":
-                continue
-            if not rack.nic_ids.issuperset(ports) and not all(
-                    p in rack.nic_ids or p.split("/", 1)[0] in limits.switch_ids for p in ports):
-                continue
+        if n_ports and (links.link_state.dtype.kind not in "iu" or not _ports_known(ports, rack, switch_ids)):
+            continue
         rows = len(gpus.gpu_index)
         if (gpus.value_offsets is not None or len(gpus.floats) != _N_FLOATS * rows
                 or len(gpus.counts) != _N_COUNTS * rows or gpus.node_offsets[-1] != rows
-                or len(gpus.node_offsets) != len(node_ids) + 1 or len(set(node_ids)) != len(node_ids)):
+                or len(gpus.node_offsets) != len(node_ids) + 1):
             continue
-        in_node = list(map(rack.node_gpus.get, node_ids))
-        if None in in_node:
+        in_node = _gpus_per_node(node_ids, rack)
+        if in_node is None:
             continue
         if env is not None:
             pdu = env.pdu_input_power_w
-            scalars = tuple(getattr(env, name) for name in _ENV_SCALARS)
+            scalars = _env_scalars(env)
             if (isinstance(pdu, np.ndarray) and pdu.dtype == np.float64 and pdu.ndim == 1
-                    and len(pdu) in (0, 1, rack.pdu_phases) and all(type(v) is float for v in scalars)):
+                    and len(pdu) in (0, 1, rack.pdu_phases) and set(map(type, scalars)) == _FLOAT_ONLY):
                 poll.env_batch.append(len(poll.clear))
                 poll.env_scalars.append(scalars)
                 poll.env_flow_hi.append(rack.max_flow_lpm)
@@ -426,7 +432,7 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
         poll.node_gpus += in_node
         poll.columns.append(gpus)
         if n_ports:
-            poll.link_counts += links.counters.values()
+            poll.link_counts += counters.values()
             poll.link_states.append(links.link_state)
         poll.link_rows.append(n_ports)
     bad = _bad_values(poll)
@@ -434,6 +440,45 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
         if i not in bad:
             out[i] = []
     return [validate_batch(b, limits, now) if found is None else found for b, found in zip(batches, out, strict=True)]
+
+
+# id() of a node-id / port-id tuple -> (the tuple, the RackLimits (and switch ids) it was checked against, the
+# outcome). A rack sends the same ids tick after tick and decode hands them over as the same tuple objects (its
+# layout caches), so these set checks run once per rack, not once per batch. The entry holds the tuple, so its
+# id() is not reused while the entry lives; tuples of str cannot change; Limits are not changed once built.
+_NODES_SEEN: dict[int, tuple] = {}
+_PORTS_SEEN: dict[int, tuple] = {}
+_SEEN_MAX = 65_536   # a few entries per rack; cleared when full (a poll of batches never decoded alike)
+
+
+def _gpus_per_node(node_ids: tuple[str, ...], rack: RackLimits) -> list[int] | None:
+    """GPUs of each node of the rack, None when a node id is unknown or repeated."""
+    hit = _NODES_SEEN.get(id(node_ids))
+    if hit is not None and hit[0] is node_ids and hit[1] is rack:
+        return hit[2]
+    in_node: list | None = list(map(rack.node_gpus.get, node_ids))
+    if None in in_node or len(set(node_ids)) != len(node_ids):
+        in_node = None
+    if type(node_ids) is tuple and all(type(n) is str for n in node_ids):
+        if len(_NODES_SEEN) >= _SEEN_MAX:
+            _NODES_SEEN.clear()
+        _NODES_SEEN[id(node_ids)] = (node_ids, rack, in_node)
+    return in_node
+
+
+def _ports_known(ports: tuple[str, ...], rack: RackLimits, switch_ids: frozenset[str]) -> bool:
+    """Every port id unique and one of the rack's NICs or a fabric switch port (see _check_links)."""
+    hit = _PORTS_SEEN.get(id(ports))
+    if hit is not None and hit[0] is ports and hit[1] is rack and hit[2] is switch_ids:
+        return hit[3]
+    nic_ids = rack.nic_ids
+    ok = len(set(ports)) == len(ports) and (nic_ids.issuperset(ports) or all(
+        p in nic_ids or p.split("/", 1)[0] in switch_ids for p in ports))
+    if type(ports) is tuple and all(type(p) is str for p in ports):
+        if len(_PORTS_SEEN) >= _SEEN_MAX:
+            _PORTS_SEEN.clear()
+        _PORTS_SEEN[id(ports)] = (ports, rack, switch_ids, ok)
+    return ok
 
 
 def _quick_env_ok(batch: RackBatch, rack: RackLimits) -> bool:
@@ -453,7 +498,22 @@ def _bad_values(poll: _Poll) -> set[int]:
     if not clear:
         return set()
     bad_rows = np.zeros(sum(gpu_rows), dtype=bool)
-    if bad_rows.size:
+    bad_batches = np.zeros(len(clear), dtype=bool)
+    if bad_rows.size and gpu_rows.count(gpu_rows[0]) == len(gpu_rows):
+        # The usual poll (every batch as many GPU rows): the columns joined flat are (batch, field, row)
+        # blocks, checked against (batch, field) bounds with no per-batch reshaping or repeated limits.
+        shape = (len(clear), -1, gpu_rows[0])
+        floats = np.concatenate([c.floats for c in columns], dtype=np.float64, casting="unsafe").reshape(shape)
+        counts = np.concatenate([c.counts for c in columns], dtype=np.uint64, casting="unsafe").reshape(shape)
+        hi = np.repeat(_FLOAT_HI[None, :], len(clear), axis=0)
+        hi[:, _RACK_BOUND_AT] = np.fromiter(chain.from_iterable(bounds), np.float64).reshape(len(clear), -1)
+        with np.errstate(invalid="ignore"):
+            ok = floats >= _FLOAT_LO[:, None]
+            ok &= floats <= hi[:, :, None]
+            if not ok.all():   # out of range, or NaN (missing: passes)
+                bad_batches |= (~ok & ~np.isnan(floats)).any(axis=(1, 2))
+        bad_batches |= (counts > BIGINT_MAX).any(axis=(1, 2))
+    elif bad_rows.size:
         per_batch = np.array(gpu_rows, dtype=np.intp)
         lim = np.repeat(np.array(bounds, dtype=np.float64), per_batch, axis=0)
         # (fields, rows) blocks of all clear batches: one concatenation per wire type
@@ -471,6 +531,7 @@ def _bad_values(poll: _Poll) -> set[int]:
                 else:
                     lo, hi = FIXED_RANGES[f][:2]
                 bad_rows |= ~((v >= lo) & (v <= hi)) & ~np.isnan(v)
+    if bad_rows.size:
         # gpu_index: below the node's GPU count and unique within the node. Node n owns the slots
         # first[n] .. first[n] + gpus[n] - 1; a row takes slot first + index (clipped into its own node's
         # slots, an index out of range being flagged already), and a slot taken twice is a duplicate.
@@ -483,24 +544,26 @@ def _bad_values(poll: _Poll) -> set[int]:
         slot = first + np.clip(idx, 0, np.maximum(row_gpus - 1, 0))
         bad_rows |= np.bincount(slot, minlength=int(gpus.sum()) + 1)[slot] > 1
     batch_of_row = np.repeat(np.arange(len(clear)), np.array(gpu_rows, dtype=np.intp))
-    bad = set(batch_of_row[bad_rows].tolist())
+    bad = set(batch_of_row[bad_rows].tolist()) | set(np.flatnonzero(bad_batches).tolist())
     if link_states:
         per_batch = np.array(link_rows, dtype=np.intp)
         states = np.concatenate(link_states)
         bad_links = (states < LINK_STATES[0]) | (states > LINK_STATES[-1])
         n_fields = len(LINK_COUNT_FIELDS)
-        for m in range(n_fields):
-            bad_links |= np.concatenate(link_counts[m::n_fields], dtype=np.uint64, casting="unsafe") > BIGINT_MAX
+        # all counters at once first; which ports only when one is too wide (rare)
+        if np.concatenate(link_counts, dtype=np.uint64, casting="unsafe").max() > BIGINT_MAX:
+            for m in range(n_fields):
+                bad_links |= np.concatenate(link_counts[m::n_fields], dtype=np.uint64, casting="unsafe") > BIGINT_MAX
         link_batch = np.repeat(np.arange(len(clear)), per_batch)
         bad |= set(link_batch[bad_links].tolist())
     if poll.env_batch:   # the rack's scalars and PDU values, as _check_rack_env bounds them (NaN = missing)
         env_batch = np.array(poll.env_batch, dtype=np.intp)
-        scalars = np.array(poll.env_scalars, dtype=np.float64)
+        scalars = np.fromiter(chain.from_iterable(poll.env_scalars), np.float64).reshape(len(env_batch), -1)
         hi = np.repeat(_ENV_HI[None, :], len(scalars), axis=0)
         hi[:, -1] = poll.env_flow_hi
         with np.errstate(invalid="ignore"):
             bad_env = (~((scalars >= _ENV_LO) & (scalars <= hi)) & ~np.isnan(scalars)).any(axis=1)
-            per_batch = np.array([len(p) for p in poll.pdu], dtype=np.intp)
+            per_batch = np.fromiter(map(len, poll.pdu), np.intp, len(poll.pdu))
             pdu = np.concatenate(poll.pdu)
             bad_pdu = ~((pdu >= 0.0) & (pdu <= np.repeat(poll.pdu_hi, per_batch))) & ~np.isnan(pdu)
         bad |= set(env_batch[bad_env].tolist())
