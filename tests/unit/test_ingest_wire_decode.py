@@ -295,3 +295,32 @@ def test_facility_sim_ticks_decode_alike(monkeypatch) -> None:
                  longer.SerializeToString()], monkeypatch)
     assert got[1].gpus.value_offsets is not None and got[2].gpus.counts.max() == 300
     assert got[4].gpus.value_offsets["ecc_dbe_total"].tolist() == [0, 8, 16, 20, 28]
+
+
+@pytest.mark.parametrize("widest", [2, 5, 8, 10])
+def test_link_varints_of_every_width_decode_like_the_spec(widest: int) -> None:
+    """codec._varints (8-byte words for polls whose varints are all at most 8 bytes, else bytewise) against
+    a plain varint reader, over values of every width up to `widest` bytes, some with redundant continuation
+    bytes, at every alignment, and the value index at each batch's first byte."""
+    rng = np.random.default_rng(widest)
+    bits = rng.integers(0, 7 * widest + 1, 3000)
+    values = [int(rng.integers(0, 2**63)) >> max(0, 63 - b) if b < 64 else int(rng.integers(2**63, 2**64 - 1,
+                                                                                          dtype=np.uint64))
+              for b in bits]
+    parts = []
+    for v in values:
+        plain = varint(v)
+        extra = int(rng.integers(0, widest - len(plain) + 1)) if len(plain) < widest else 0
+        parts.append(varint(v, extra=extra))
+    assert max(map(len, parts)) <= widest
+    buf = b"".join(parts)
+    cuts = sorted(rng.choice(len(parts), 40, replace=False).tolist()) + [len(parts)]
+    offsets = [sum(map(len, parts[:c])) for c in cuts]
+    got, at = codec._varints(buf, offsets)
+    want, pos = [], 0
+    while pos < len(buf):
+        v, pos = read_varint(buf, pos)
+        want.append(v & (2**64 - 1))   # bits past 64 dropped, as protobuf's parser does
+    assert got.dtype == np.uint64 and got.tolist() == want == values
+    assert at == cuts
+    assert codec._varints(buf + b"\x80", offsets) is None   # the last varint cut
