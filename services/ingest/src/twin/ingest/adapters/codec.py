@@ -23,6 +23,7 @@ from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FLOAT_FIELDS,
     LINK_COUNT_FIELDS,
+    RACK_SCALAR_FIELDS,
     BatchKey,
     GpuColumns,
     Links,
@@ -310,7 +311,8 @@ _RUN_LAYOUTS: dict[tuple[int, bytes], tuple] = {}
 def _nodes_layout(run: bytes, k: int) -> tuple | None:
     """How to cut the k NodeSamples of a batch (its run of nodes fields, serialized) without walking them:
     (header getter, header bytes, parts getter (node ids, then the GpuSamples payloads field-major like
-    _gpu_wire_parts), i_off, f_off, c_off, run length); None when a node is not plain (node_id and gpus
+    _gpu_wire_parts), i_off, f_off, c_off, run length, grid (see _grid), node ids getter (a tuple of their
+    bytes)); None when a node is not plain (node_id and gpus
     at most once each, every GpuSamples field packed at most once, doubles a multiple of 8 bytes).
 
     Runs of one source serialize alike: the same length and the same bytes at every place the walk read
@@ -374,7 +376,13 @@ def _nodes_layout(run: bytes, k: int) -> tuple | None:
         return None
     get_header = operator.itemgetter(*header)
     return (get_header, get_header(run), operator.itemgetter(*ids, *parts), i_off, f_off, c_off, len(run),
-            _grid(cuts, lengths, nf) if aligned else None, ids)
+            _grid(cuts, lengths, nf) if aligned else None, _tuple_getter(ids))
+
+
+def _tuple_getter(items: list) -> Callable:
+    """operator.itemgetter(*items), also giving a tuple for one item (itemgetter gives the item itself)."""
+    get = operator.itemgetter(*items)
+    return get if len(items) > 1 else lambda x: (get(x),)
 
 
 def _grid(cuts: list[list[slice]], lengths: list[list[int]], nf: int) -> tuple | None:
@@ -417,9 +425,9 @@ def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
         if len(_RUN_LAYOUTS) >= 1024:
             _RUN_LAYOUTS.clear()
         _RUN_LAYOUTS[key] = hit
-    get_parts, size, grid, ids = hit[2], hit[6], hit[7], hit[8]
+    get_parts, size, grid, get_ids = hit[2], hit[6], hit[7], hit[8]
     if grid is not None:   # cut after the loop, for every run of this layout at once (decode_batches)
-        node_ids = _node_ids(tuple(run[c] for c in ids))
+        node_ids = _node_ids(get_ids(run))
         return (None if node_ids is None else (node_ids, hit, run)), at + size
     i_off, f_off, c_off = hit[3], hit[4], hit[5]
     parts = get_parts(run)
@@ -550,6 +558,8 @@ def _short_varints(buf: bytes, starts: np.ndarray, width: np.ndarray) -> np.ndar
     return (x & _U64(0x000000000FFFFFFF)) | ((x & _U64(0x0FFFFFFF00000000)) >> _U64(4))
 
 
+_rack_scalars = operator.attrgetter(*RACK_SCALAR_FIELDS)   # RackEnv's scalars, in its order
+
 # sample_time as serialized -> its datetime (every batch of a tick has the same one)
 _TIMES: dict[bytes, datetime] = {}
 
@@ -625,8 +635,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
         if msg.HasField("rack"):
             r = msg.rack
             phases = r.pdu_input_power_w[:]
-            rack = (len(pdu), len(phases), r.inlet_air_temp_c, r.outlet_air_temp_c, r.coolant_supply_temp_c,
-                    r.coolant_return_temp_c, r.coolant_flow_lpm)
+            rack = (len(pdu), len(phases), _rack_scalars(r))
             pdu += phases
         rack_id = msg.rack_id
         if top is None:
@@ -664,11 +673,11 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
         msg, rack_id, sample_time, gpu, rack, links = head
         if not isinstance(gpu, GpuColumns) and len(gpu) == 3:
             node_ids, key, row = gpu
-            g_floats, g_counts, g_index, wide, i_off = grid_columns[key]
+            g_floats, g_counts, g_index, wide, node_offsets = grid_columns[key]
             if wide[row]:   # a counter or index over 7 bits: through the containers (like _gpu_wire_parts)
                 gpu = _gpu_columns(node_ids, *_gpu_arrays_from_containers([n.gpus for n in msg.nodes]))
-            else:
-                gpu = _gpu_columns(node_ids, g_floats[row], None, g_counts[row], None, g_index[row], i_off)
+            else:   # aligned by construction (see _grid): what _gpu_columns makes of it, without its checks
+                gpu = GpuColumns(node_ids, node_offsets, g_index[row], g_floats[row], g_counts[row])
         elif not isinstance(gpu, GpuColumns):
             node_ids, f_at, f_off, c_at, c_off, i_at, i_off = gpu
             rows = i_off[-1]
@@ -677,14 +686,15 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
             gpu = _gpu_columns(node_ids, floats[f_at:f_at + f_n], f_off, counts[c_at:c_at + c_n], c_off,
                                index[i_at:i_at + rows], i_off)
         if rack is not None:
-            at, n, *scalars = rack
+            at, n, scalars = rack
             rack = RackEnv(pdu_values[at:at + n], *scalars)
         if not isinstance(links, Links) and (link_cut is None or state_cut is None):
             links = decode_links(msg.links)   # not reached for parsed messages (see _varints)
         elif not isinstance(links, Links):
             ports, j = links
             b = link_bounds[j * nc:j * nc + nc + 1]
-            links = Links(ports, {f: link_values[b[m]:b[m + 1]] for m, f in enumerate(LINK_COUNT_FIELDS)},
+            counters = map(link_values.__getitem__, map(slice, b, b[1:]))   # views, one per field
+            links = Links(ports, dict(zip(LINK_COUNT_FIELDS, counters, strict=True)),
                           state_values[state_bounds[j]:state_bounds[j + 1]])
         out.append(RackBatch(msg.site_id, rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack, links))
     return out
@@ -702,7 +712,9 @@ def _grid_columns(layout: tuple, runs: list[bytes]) -> tuple:
     counts = np.ndarray((b, nc, k, g), np.uint8, buf, c0, (size, cf, node, 1)).reshape(b, -1)
     index = np.ndarray((b, k, g), np.uint8, buf, i0, (size, node, 1)).reshape(b, -1)
     wide = ((counts >= 0x80).any(axis=1) | (index >= 0x80).any(axis=1)).tolist()
-    return floats, counts.astype(np.uint64), index.astype(np.uint32), wide, i_off
+    node_offsets = np.array(i_off, np.intp)
+    node_offsets.flags.writeable = False   # one array for all these batches' GpuColumns
+    return floats, counts.astype(np.uint64), index.astype(np.uint32), wide, node_offsets
 
 
 def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int] | None, counts: np.ndarray,
