@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,8 +95,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from twin.core import limits
-from twin.core.envelope import Envelope, EnvelopeError, Headers, new_envelope
-from twin.core.telemetry import MAX_LINKS, inject_headers, span_context_from_headers, tracing_enabled
+from twin.core.envelope import Envelope, EnvelopeError, Headers, envelope_headers, iso_time, now_iso
+from twin.core.telemetry import MAX_LINKS, inject_current, span_context_from_headers, tracing_enabled
 from twin.core.topics import Topic
 
 log = logging.getLogger("twin.core.kafka")
@@ -193,20 +194,26 @@ class ConsumerStats:
 def decode_record(topic: Topic, raw: ConsumerRecord) -> Record:
     """Parse the protobuf value and the CloudEvents envelope; raises ValueError with a reason."""
     headers: Headers = [(k, v) for k, v in (raw.headers or ())]
-    if raw.value is None:
+    value = raw.value
+    if value is None:
         raise ValueError("decode: empty value (tombstone)")
     try:
-        message = topic.decode(raw.value)
+        message = topic.decode(value)
     except DecodeError as exc:
         raise ValueError(f"decode: {exc}") from exc
     try:
-        envelope = Envelope.from_headers(headers)
+        envelope = Envelope.from_pairs(headers)
     except EnvelopeError as exc:
         raise ValueError(f"envelope: {exc}") from exc
     if envelope.type != topic.ce_type:
         raise ValueError(f"envelope: ce_type {envelope.type!r} is not {topic.ce_type!r} for topic {topic.name}")
     key = raw.key.decode("utf-8", "replace") if raw.key is not None else None
-    return Record(raw.topic, raw.partition, raw.offset, key, raw.value, headers, raw.timestamp, message, envelope, raw)
+    # Record's generated __init__ sets each of its 10 fields through object.__setattr__ (frozen); its fields
+    # have no defaults, factories or __post_init__, so filling __dict__ makes the same object at a third of the cost
+    record = object.__new__(Record)
+    record.__dict__.update(topic=raw.topic, partition=raw.partition, offset=raw.offset, key=key, value=value,
+                           headers=headers, timestamp_ms=raw.timestamp, message=message, envelope=envelope, raw=raw)
+    return record
 
 
 def dlq_headers(headers: Sequence[tuple[str, bytes]], reason: str, topic: str, partition: int, offset: int,
@@ -309,6 +316,8 @@ class EventProducer:
     def __init__(self, bootstrap: str, source: str, *, linger_ms: int = 5, acks: str | int = "all",
                  client_id: str | None = None, **producer_kwargs: Any) -> None:
         self.source = source
+        self._source = source.encode()
+        self._ce_types: dict[type, bytes] = {}   # a topic's message type -> its ce_type, encoded
         producer_kwargs.setdefault("max_request_size", limits.PRODUCER_MAX_REQUEST_BYTES)
         producer_kwargs.setdefault("max_batch_size", PRODUCER_MAX_BATCH_BYTES)
         producer_kwargs.setdefault("partitioner", KeyHashPartitioner())
@@ -331,8 +340,15 @@ class EventProducer:
         await self.stop()
 
     def headers_for(self, topic: Topic, *, ce_id: str | None = None, time: datetime | None = None) -> Headers:
-        envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
-        return inject_headers(envelope.to_headers())
+        """The CloudEvents headers (`new_envelope(...).to_headers()`) plus the current trace context
+        (`inject_headers`), built from the values encoded once per topic; the same list, at a third of the cost
+        (one per published record)."""
+        ce_type = self._ce_types.get(topic.message_type)
+        if ce_type is None:
+            ce_type = self._ce_types[topic.message_type] = topic.ce_type.encode()
+        headers = envelope_headers((ce_id or str(uuid.uuid4())).encode(), ce_type, self._source,
+                                   now_iso() if time is None else iso_time(time))
+        return inject_current(headers)
 
     async def enqueue(self, topic: Topic, key: str, message: Message | bytes, *, ce_id: str | None = None,
                       time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
@@ -354,9 +370,9 @@ class EventProducer:
         if (cause is None and not traced) or not tracing_enabled():
             headers = self.headers_for(topic, ce_id=ce_id, time=time)
             return await self._producer.send(topic.name, value, key=key.encode(), headers=headers)
-        envelope = new_envelope(topic.ce_type, self.source, time=time, id=ce_id)
-        with send_span(topic.name, key, envelope.id, cause):
-            headers = inject_headers(envelope.to_headers())
+        ce_id = ce_id or str(uuid.uuid4())
+        with send_span(topic.name, key, ce_id, cause):
+            headers = self.headers_for(topic, ce_id=ce_id, time=time)
             return await self._producer.send(topic.name, value, key=key.encode(), headers=headers)
 
     async def send(self, topic: Topic, key: str, message: Message | bytes, *, ce_id: str | None = None,

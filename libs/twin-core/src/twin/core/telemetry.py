@@ -178,6 +178,22 @@ def inject_headers(headers: KafkaHeaders | None = None, context: Context | None 
     return carrier
 
 
+def inject_current(headers: KafkaHeaders) -> KafkaHeaders:
+    """`inject_headers(headers)` for the producer's fresh header list (no traceparent/tracestate in it yet),
+    appended in place: what the W3C propagator adds, without its Context and setter calls (one per record).
+    Its rules: nothing when the current span context equals INVALID_SPAN_CONTEXT; else `traceparent`
+    version 00 (W3C Trace Context §3.2: "00-" 32 hex trace id "-" 16 hex parent id "-" 2 hex flags, lower
+    case), then `tracestate` when the trace state is not empty."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context is trace.INVALID_SPAN_CONTEXT or span_context == trace.INVALID_SPAN_CONTEXT:
+        return headers
+    headers.append(("traceparent", b"00-%032x-%016x-%02x" % (
+        span_context.trace_id, span_context.span_id, span_context.trace_flags)))
+    if span_context.trace_state:
+        headers.append(("tracestate", span_context.trace_state.to_header().encode()))
+    return headers
+
+
 def extract_context(headers: Iterable[tuple[str, bytes]] | None) -> Context:
     """The trace context carried in Kafka headers (an empty context when there is none)."""
     return _W3C.extract(list(headers or []), getter=_GETTER)
