@@ -324,3 +324,50 @@ def test_link_varints_of_every_width_decode_like_the_spec(widest: int) -> None:
     assert got.dtype == np.uint64 and got.tolist() == want == values
     assert at == cuts
     assert codec._varints(buf + b"\x80", offsets) is None   # the last varint cut
+
+
+def _links_field_of(size: int) -> bytes:
+    """A links field (LinkSamples, one port) of exactly `size` bytes, all ASCII (valid inside a string too)."""
+    for pad in range(size):
+        lk = pb.LinkSamples(port_id=["p" * pad], tx_bytes=[5], rx_bytes=[6], tx_errors=[0], rx_errors=[1],
+                            link_state=[1]).SerializeToString()
+        field = write([(7, 2, lk)])
+        if len(field) == size:
+            return field
+    raise AssertionError(size)
+
+
+def test_a_rack_template_is_not_taken_for_another_walk(monkeypatch) -> None:
+    """The walk up to the links is taken from the rack's last batch only when it is the same walk: the same
+    tag and length bytes, the sequence's varint as wide, the nodes' run as long. Each second batch below keeps
+    the first's tag and length bytes where the first had them, and hides a links field in its source string
+    exactly where the first batch's links began: a template taken for it would decode those links."""
+    head = write([(1, 2, b"s"), (2, 2, b"r")])
+    lk = write([(7, 2, pb.LinkSamples(port_id=["a"], tx_bytes=[1], rx_bytes=[1], tx_errors=[1], rx_errors=[1],
+                                      link_state=[2]).SerializeToString())])
+    # the sequence one byte narrower (300: two bytes; 5: one), then a source string whose length byte (58)
+    # is where the links tag was, its 58 bytes a links field's rest
+    first = head + b"\x20" + varint(300) + lk
+    hidden = _links_field_of(59)
+    second = head + b"\x20" + varint(5) + b"\x42" + hidden
+    assert second.index(hidden) == len(head) + 3 == first.index(lk) and hidden[0] == len(hidden) - 1
+    got = check([first, second], monkeypatch)
+    assert got[1].links.port_id == () and got[1].source == hidden[1:].decode()
+
+    # the nodes' run 8 bytes shorter (one double less), the same bytes up to it
+    m = pb.RackTelemetryBatch(site_id="s", rack_id="q", sequence=1)
+    for j in range(2):
+        node = m.nodes.add(node_id=f"n{j}")
+        node.gpus.gpu_index.extend(range(8))
+        for f in codec.GPU_FLOAT_FIELDS:
+            getattr(node.gpus, f).extend([1.5] * 8)
+        for f in codec.GPU_COUNT_FIELDS:
+            getattr(node.gpus, f).extend([0] * 8)
+    first = m.SerializeToString() + lk
+    del m.nodes[1].gpus.dram_active[-1]
+    short = m.SerializeToString()
+    assert len(short) == len(first) - len(lk) - 8
+    second = short + write([(8, 2, b"x" * 6 + _links_field_of(45))])
+    assert second.index(_links_field_of(45)) == len(first) - len(lk)
+    got = check([first, second], monkeypatch)
+    assert got[1].links.port_id == () and got[1].gpus.value_offsets is not None

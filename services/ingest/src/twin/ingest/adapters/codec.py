@@ -263,17 +263,48 @@ def _wire_tags() -> tuple | None:
 _TAGS = _wire_tags()
 
 
-def _top_fields(raw: bytes, k: int) -> tuple | None:
+def _top_fields(raw: bytes, k: int, rack_id: str) -> tuple | None:
     """(GPU parts of the nodes (see _nodes_run) or None, sample_time bytes, links payload start, end)
     of a serialized batch of k nodes whose top-level fields are all known ones with their wire types,
-    each singular one at most once (nothing merged) and the nodes one run; None otherwise (the message path)."""
+    each singular one at most once (nothing merged) and the nodes one run; None otherwise (the message path).
+
+    A rack's batches serialize alike up to their links (the sequence's value aside): when the bytes the
+    walk of the rack's last batch read there (tags, lengths, the sequence's varint width) are the same,
+    so is the walk up to the links, and only the fields from there are walked."""
+    tpl = _TOPS.get(rack_id)
+    if tpl is not None:
+        get_header, header, stop, varints, run_at, run_end, time_span, seen = tpl
+        if len(raw) >= stop and get_header(raw) == header and all(
+                raw[b - 1] < 0x80 and (b - a == 1 or min(raw[a:b - 1]) >= 0x80) for a, b in varints):
+            run = _nodes_run(raw, run_at, k) if run_at >= 0 else (None, run_end)
+            if run is not None and run[1] == run_end:
+                sample_time = raw[time_span[0]:time_span[1]] if time_span else None
+                return _walk(raw, stop, k, set(seen), run[0], sample_time, None)
+    return _walk(raw, 0, k, set(), None, None, rack_id)
+
+
+# rack_id -> what the walk of its last batch read before its links (see _top_fields): (header getter, header
+# bytes, where the links field starts (the walk goes on from there), the varint fields' (start, end), the nodes
+# run's start (-1: none) and end, sample_time's payload (start, end) or None, the field numbers seen)
+_TOPS: dict[str, tuple] = {}
+
+
+def _walk(raw: bytes, pos: int, k: int, seen: set[int], gpu, sample_time: bytes | None,
+          record: str | None) -> tuple | None:
+    """_top_fields' walk from `pos` (a field's start), `seen` the field numbers before it; `record`: the
+    rack_id to keep the walk's template for (see _TOPS), None: do not."""
     top, nodes_tag, links_tag, time_tag = _TAGS[0], _TAGS[1], _TAGS[2], _TAGS[3]
-    seen: set[int] = set()
-    pos, end = 0, len(raw)
-    gpu = sample_time = None
+    end = len(raw)
     links_at = links_end = -1
+    header: list[int] = []
+    varints: list[tuple[int, int]] = []
+    run_at = run_end = -1
+    time_span = None
+    tpl = None
     while pos < end:
         tag = raw[pos]
+        if record is not None and tpl is None and tag == links_tag:   # the template ends here
+            tpl = (pos, tuple(varints), run_at, run_end, time_span, frozenset(seen))
         number = top.get(tag)
         if number is None or number in seen:
             return None
@@ -282,7 +313,9 @@ def _top_fields(raw: bytes, k: int) -> tuple | None:
             run = _nodes_run(raw, pos, k)
             if run is None:
                 return None
+            run_at = pos
             gpu, pos = run
+            run_end = pos
             continue
         n = raw[pos + 1] if pos + 1 < end else 0x80
         if n < 0x80:          # the usual one-byte varint (a short field's length, a small sequence)
@@ -290,8 +323,11 @@ def _top_fields(raw: bytes, k: int) -> tuple | None:
         else:
             n, at = _read_varint(raw, pos + 1, end)
         if tag & 7 == 0:      # a varint field (sequence): its value is the message's
+            header.append(pos)
+            varints.append((pos + 1, at))
             pos = at
             continue
+        header.extend(range(pos, at))
         pos = at + n
         if n < 0 or pos > end:
             return None
@@ -299,8 +335,18 @@ def _top_fields(raw: bytes, k: int) -> tuple | None:
             links_at, links_end = at, pos
         elif tag == time_tag:
             sample_time = raw[at:pos]
+            time_span = (at, pos)
     if pos != end:
         return None
+    if record is not None:
+        stop, varints_, run_at, run_end, time_span, seen_ = tpl or (end, tuple(varints), run_at, run_end, time_span,
+                                                                  frozenset(seen))
+        prefix = [i for i in header if i < stop]
+        if prefix:
+            if len(_TOPS) >= 65536:
+                _TOPS.clear()
+            get_header = _tuple_getter(prefix)
+            _TOPS[record] = (get_header, get_header(raw), stop, varints_, run_at, run_end, time_span, seen_)
     return gpu, sample_time, links_at, links_end
 
 
@@ -592,7 +638,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
         raws = [msg.SerializeToString() for msg in msgs] if _TAGS is not None else [b""] * len(msgs)
     for msg, raw in zip(msgs, raws, strict=True):
         k = len(msg.nodes)
-        top = _top_fields(raw, k) if _TAGS is not None else None
+        top = _top_fields(raw, k, msg.rack_id) if _TAGS is not None else None
         try:
             known = _TIMES.get(top[1]) if top is not None and top[1] is not None else None
             if known is not None:
