@@ -67,7 +67,8 @@ def _old_decode_record(topic, raw) -> Record:
     if raw.value is None:
         raise ValueError("decode: empty value (tombstone)")
     try:
-        message = topic.decode(raw.value)
+        message = topic.message_type()
+        message.ParseFromString(raw.value)
     except Exception as exc:  # DecodeError
         raise ValueError(f"decode: {exc}") from exc
     try:
@@ -235,6 +236,9 @@ CASES = {
     "tombstone": (b"r", None, _headers()),
     "undecodable": (b"r", b"\xff\xff\xff", _headers()),
     "undecodable, no headers": (b"r", b"\x0a\x05ab", None),
+    "truncated varint": (b"r", b"\x08\x80\x80", _headers()),
+    "empty value": (b"r", b"", _headers()),
+    "unknown field kept": (b"r", GOOD_VALUE + b"\xf8\x3f\x01", _headers()),
 }
 
 
@@ -250,6 +254,8 @@ def test_decode_record_equals_the_old_decode(case):
     assert type(new) is Record and new == old
     for name in ("topic", "partition", "offset", "key", "value", "headers", "timestamp_ms", "message", "raw"):
         assert getattr(new, name) == getattr(old, name), name
+    assert type(new.message) is type(old.message)
+    assert new.message.SerializeToString() == old.message.SerializeToString()
     assert type(new.envelope) is Envelope and new.envelope == old.envelope
     assert vars(new.envelope) == vars(old.envelope) and vars(new).keys() == vars(old).keys()
     assert new.envelope.time.tzinfo == old.envelope.time.tzinfo

@@ -35,9 +35,9 @@ class Topic:
         return self.name + DLQ_SUFFIX
 
     def decode(self, value: bytes) -> Message:
-        msg = self.message_type()
-        msg.ParseFromString(value)
-        return msg
+        # a new message parsed from `value` (DecodeError when undecodable), as message_type() + ParseFromString,
+        # in one call (one per consumed record)
+        return self.message_type.FromString(value)
 
 
 FACILITY_TELEMETRY = Topic("facility.telemetry.v1", telemetry_pb2.RackTelemetryBatch, key="rack_id", partitions=12)
