@@ -512,12 +512,12 @@ _PORT_RUNS: dict[str, tuple[bytes, tuple[str, ...]]] = {}
 
 
 def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemetryBatch) -> tuple | None:
-    """(port ids, then the packed payloads of LINK_COUNT_FIELDS and link_state) of the LinkSamples
+    """(port ids, the packed payloads of LINK_COUNT_FIELDS and link_state) of the LinkSamples
     serialized at raw[at:end] when it is port_id fields followed by each packed field at most once;
     None otherwise (the message path). The port ids are the rack's last ones when their bytes are the same."""
     hit = _PORT_RUNS.get(rack_id)
-    spans = _link_spans(raw, at + len(hit[0]), end) if hit is not None and raw.startswith(hit[0], at) else None
-    if spans is None:   # walk the port_id fields once; they are the message's port ids (no more follow)
+    parts = _link_payloads(raw, at + len(hit[0]), end) if hit is not None and raw.startswith(hit[0], at) else None
+    if parts is None:   # walk the port_id fields once; they are the message's port ids (no more follow)
         pos, port_tag = at, _TAGS[5]
         while pos < end and raw[pos] == port_tag:
             n = raw[pos + 1] if pos + 1 < end else 0x80
@@ -528,25 +528,27 @@ def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemet
                 pos = p + n
                 if n < 0:
                     return None
-        if pos > end or (spans := _link_spans(raw, pos, end)) is None:
+        if pos > end or (parts := _link_payloads(raw, pos, end)) is None:
             return None
         hit = (raw[at:pos], tuple(msg.links.port_id))
         if len(_PORT_RUNS) >= 65536:
             _PORT_RUNS.clear()
         _PORT_RUNS[rack_id] = hit
-    return hit[1], *(raw[a:b] for a, b in spans)
+    return hit[1], parts
 
 
-def _link_spans(raw: bytes, pos: int, end: int) -> list[tuple[int, int]] | None:
-    """(start, end) of the packed LINK_COUNT_FIELDS and link_state payloads in raw[pos:end], each field at
+def _link_payloads(raw: bytes, pos: int, end: int) -> list[bytes] | None:
+    """The packed LINK_COUNT_FIELDS and link_state payloads in raw[pos:end] (b"": absent), each field at
     most once and nothing else there; None otherwise. A payload ends with a varint's last byte (a parsed
     message's always does)."""
     index = _TAGS[6]
-    spans = [(0, 0)] * len(index)
+    parts = [b""] * len(index)
+    seen = 0   # bit i: field i met
     while pos < end:
         i = index.get(raw[pos])
-        if i is None or spans[i][1]:
+        if i is None or seen >> i & 1:
             return None
+        seen |= 1 << i
         n = raw[pos + 1] if pos + 1 < end else 0x80
         if n < 0x80:
             p = pos + 2
@@ -557,8 +559,8 @@ def _link_spans(raw: bytes, pos: int, end: int) -> list[tuple[int, int]] | None:
         pos = p + n
         if n < 0 or pos > end or (n and raw[pos - 1] & 0x80):
             return None
-        spans[i] = (p, pos)
-    return spans if pos == end else None
+        parts[i] = raw[p:pos]
+    return parts if pos == end else None
 
 
 def _varints(buf: bytes, bounds: list[int]) -> tuple[np.ndarray, list[int]] | None:
@@ -696,8 +698,8 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
                 links = decode_links(msg.links)
             else:
                 links = (cut[0], len(state_blobs))
-                link_blobs += cut[1:-1]
-                state_blobs.append(cut[-1])
+                link_blobs += cut[1][:-1]
+                state_blobs.append(cut[1][-1])
         heads.append((msg, rack_id, sample_time, gpu, rack, links))
     floats = np.frombuffer(b"".join(float_blobs), dtype="<f8").astype(np.float64)
     counts = np.frombuffer(b"".join(count_blobs), dtype=np.uint8).astype(np.uint64)
