@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 
 import numpy as np
 
@@ -28,6 +31,21 @@ LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIEL
 # telemetry_link_sample (migration 007): the port's names are in telemetry_port_entity, rows carry its key.
 LINK_SAMPLE_COLUMNS: tuple[str, ...] = ("time", "port_key") + LINK_COUNT_FIELDS + ("link_state",)
 
+
+# Per-batch attributes read in C (map over a poll's batches: a Python step per batch costs more than the numpy
+# work on its few values).
+_RACK_ID = attrgetter("rack_id")
+_SAMPLE_TIME = attrgetter("sample_time")
+_RACK = attrgetter("rack")
+_PDU = attrgetter("pdu_input_power_w")
+_RACK_SCALARS = attrgetter(*RACK_COLUMNS[5:-1])
+_PORT_IDS = attrgetter("links.port_id")
+_LINKS = attrgetter("links")
+_COUNTERS = attrgetter("counters")
+_LINK_STATE = attrgetter("link_state")
+_GPUS = attrgetter("gpus")
+_NODE_IDS = attrgetter("node_ids")
+_GPU_INDEX = attrgetter("gpu_index")
 
 # telemetry_gpu_node (migration 009): one row per node per tick, every metric a per-GPU array.
 GPU_NODE_COLUMNS: tuple[str, ...] = ("time", "node_key", "gpus") + GPU_FLOAT_FIELDS + GPU_COUNT_FIELDS
@@ -62,16 +80,19 @@ def _utf8(ids: list[str]) -> np.ndarray:
 
 
 def _times64(batches: Sequence[RackBatch]) -> np.ndarray:
-    """_time64 of every batch; a poll's batches share a few sample times, each converted once."""
-    seen: dict[tuple, np.datetime64] = {}
-    out = []
-    for b in batches:
-        key = (b.sample_time, b.sample_time.tzinfo if b.sample_time is not None else None)
-        t = seen.get(key)
-        if t is None:
-            t = seen[key] = _time64(b)
-        out.append(t)
-    return np.array(out, dtype="datetime64[us]")
+    """_time64 of every batch; a poll's batches share a few sample times (the decoder hands out one datetime
+    per time), each distinct object converted once; the per-batch steps run in C (map, dict, fromiter)."""
+    times = list(map(_SAMPLE_TIME, batches))
+    if times and all(map(is_, times, repeat(times[0]))):   # one tick's batches (the usual poll)
+        return np.full(len(times), _time64_us(times[0]), dtype=np.int64).view("datetime64[us]")
+    objects = dict(zip(map(id, times), times, strict=True))   # by identity: equal instants in other zones differ
+    at = {key: _time64_us(t) for key, t in objects.items()}
+    return np.fromiter(map(at.__getitem__, map(id, times)), np.int64, len(times)).view("datetime64[us]")
+
+
+def _time64_us(t: datetime | None) -> int:
+    assert t is not None
+    return int(np.datetime64(t.replace(tzinfo=None), "us").astype(np.int64))
 
 
 def gpu_columns(batches: Sequence[RackBatch]) -> TableColumns:
@@ -110,19 +131,23 @@ def gpu_node_columns(batches: Sequence[RackBatch], node_keys: Sequence[np.ndarra
     node did not report (a gap in gpu_index) holds NaN floats and ABSENT_COUNT counters; ±inf floats (never
     past validation) are stored as NaN, which the reader view turns into NULL as the old table stored them.
     """
-    for b, k in zip(batches, node_keys, strict=True):
-        if len(k) != len(b.gpus.node_ids):
-            raise ValueError(f"rack {b.rack_id}: {len(k)} node keys for {len(b.gpus.node_ids)} nodes")
-    gpus = [b.gpus for b in batches]
+    if len(batches) != len(node_keys):
+        raise ValueError(f"{len(node_keys)} node key arrays for {len(batches)} batches")
+    gpus = list(map(_GPUS, batches))
+    nodes_per_batch = np.fromiter(map(len, map(_NODE_IDS, gpus)), np.intp, len(gpus))
+    wrong = np.flatnonzero(np.fromiter(map(len, node_keys), np.intp, len(node_keys)) != nodes_per_batch)
+    if len(wrong):
+        b, k = batches[int(wrong[0])], node_keys[int(wrong[0])]
+        raise ValueError(f"rack {b.rack_id}: {len(k)} node keys for {len(b.gpus.node_ids)} nodes")
     per_node = node_rows(gpus)                        # GPU rows of every node, in order
     n_rows = int(per_node.sum())
     if n_rows == 0:
         return ArrayRows({}, 0)
     keys = _cat(list(node_keys), np.int32)
-    node_time = np.repeat(_times64(batches), np.array([len(g.node_ids) for g in gpus], dtype=np.intp))
-    idx = _cat([g.gpu_index for g in gpus], np.intp)
+    node_time = np.repeat(_times64(batches), nodes_per_batch)
+    idx = _cat(list(map(_GPU_INDEX, gpus)), np.intp)
     floats = _cat_blocks([g.float_block() for g in gpus], len(GPU_FLOAT_FIELDS), np.float64)
-    counts = _cat_blocks([g.count_block() for g in gpus], len(GPU_COUNT_FIELDS), np.int64)
+    counts = _cat_int64([g.count_block() for g in gpus], axis=1)
     reporting = per_node > 0
     starts = (np.cumsum(per_node) - per_node)[reporting]
     width = np.zeros(len(per_node), dtype=np.intp)
@@ -162,24 +187,30 @@ def link_rack_columns(batches: Sequence[RackBatch], set_keys: Sequence[np.ndarra
     """One telemetry_link_rack row per batch with ports: `set_keys[i]` holds the telemetry_port_set key of
     `batches[i]`'s port list (one key; empty for a batch without ports), as resolved by the repository.
     Element j of the arrays is the batch's j-th port, as the set lists them."""
-    kept = [(b, k) for b, k in zip(batches, set_keys, strict=True) if len(b.links.port_id)]
-    if not kept:
+    if len(batches) != len(set_keys):
+        raise ValueError(f"{len(set_keys)} port set keys for {len(batches)} batches")
+    width = np.fromiter(map(len, map(_PORT_IDS, batches)), np.intp, len(batches))
+    kept = np.flatnonzero(width)
+    if len(kept) < len(batches):
+        batches, set_keys, width = [batches[i] for i in kept], [set_keys[i] for i in kept], width[kept]
+    if not batches:
         return ArrayRows({}, 0)
-    for b, k in kept:
-        if len(k) != 1:
-            raise ValueError(f"rack {b.rack_id}: {len(k)} port set keys for one port list")
-    links = [b.links for b, _ in kept]
-    width = np.array([len(lk.port_id) for lk in links], dtype=np.intp)
+    per_batch = np.fromiter(map(len, set_keys), np.intp, len(set_keys))
+    if (per_batch != 1).any():
+        b, k = batches[int(np.flatnonzero(per_batch != 1)[0])], set_keys[int(np.flatnonzero(per_batch != 1)[0])]
+        raise ValueError(f"rack {b.rack_id}: {len(k)} port set keys for one port list")
+    links = list(map(_LINKS, batches))
     starts = np.cumsum(width) - width
-    times = _times64([b for b, _ in kept])
-    keys = np.array([int(k[0]) for _, k in kept], dtype=np.int32)
-    flat = {f: _cat([lk.counters[f] for lk in links], np.int64) for f in LINK_COUNT_FIELDS}
-    flat["link_state"] = _cat([lk.link_state for lk in links], np.int16)
+    times = _times64(batches)
+    keys = _cat(list(set_keys), np.int32)
+    counters = list(map(_COUNTERS, links))
+    flat = {f: _cat_int64(list(map(itemgetter(f), counters))) for f in LINK_COUNT_FIELDS}
+    flat["link_state"] = _cat(list(map(_LINK_STATE, links)), np.int16)
     groups: dict[int, dict[str, np.ndarray]] = {}
     for w in np.unique(width).tolist():
         sel = np.flatnonzero(width == w)
         cols: dict[str, np.ndarray] = {"time": times[sel], "set_key": keys[sel]}
-        if len(sel) == len(kept):
+        if len(sel) == len(batches):
             cols.update((f, v.reshape(len(sel), w)) for f, v in flat.items())
         else:
             at = starts[sel][:, None] + np.arange(w)
@@ -189,15 +220,18 @@ def link_rack_columns(batches: Sequence[RackBatch], set_keys: Sequence[np.ndarra
 
 
 def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
-    rows = [b for b in batches if b.rack is not None]
-    envs = [b.rack for b in rows]
+    envs = list(map(_RACK, batches))
+    rows = list(batches)
+    if None in envs:
+        rows = [b for b, e in zip(batches, envs, strict=True) if e is not None]
+        envs = [e for e in envs if e is not None]
     n = len(rows)
     # PDU values: up to three phases per rack; one value = the rack's total input, phase split unknown
     # (telemetry.proto); several = phases, their sum the total (NaN when a phase was not measured: no
     # partial totals). Done for all racks at once: each value's rack and position.
-    parts = [e.pdu_input_power_w for e in envs]
-    lengths = np.array([len(p) for p in parts], dtype=np.intp)
-    flat = _cat([np.asarray(p, dtype=np.float64) for p in parts], np.float64)
+    parts = list(map(_PDU, envs))
+    lengths = np.fromiter(map(len, parts), np.intp, n)
+    flat = _cat(parts, np.float64)
     rack_of = np.repeat(np.arange(n), lengths)
     position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     phases = (position < 3) & (np.minimum(lengths, 3)[rack_of] >= 2)
@@ -208,11 +242,10 @@ def rack_columns(batches: Sequence[RackBatch]) -> TableColumns:
     total[several] = np.where(np.arange(3) < lengths[several, None], pdu[several], 0.0).sum(axis=1)
     single = lengths == 1
     total[single] = flat[(np.cumsum(lengths) - lengths)[single]]
-    scalars = np.array([tuple(getattr(e, f) for f in RACK_COLUMNS[5:-1]) for e in envs],
-                       dtype=np.float64).reshape(n, len(RACK_COLUMNS[5:-1]))
+    scalars = np.array(list(map(_RACK_SCALARS, envs)), dtype=np.float64).reshape(n, len(RACK_COLUMNS[5:-1]))
     cols: dict[str, np.ndarray] = {
         "time": _times64(rows),
-        "rack_id": _utf8([b.rack_id for b in rows]),
+        "rack_id": _utf8(list(map(_RACK_ID, rows))),
         "pdu_l1_power_w": pdu[:, 0], "pdu_l2_power_w": pdu[:, 1], "pdu_l3_power_w": pdu[:, 2],
     }
     for i, f in enumerate(RACK_COLUMNS[5:-1]):
@@ -273,6 +306,18 @@ def _cat_blocks(blocks: list[np.ndarray], fields: int, dtype) -> np.ndarray:
     if not blocks:
         return np.empty((fields, 0), dtype=dtype)
     return np.concatenate(blocks, axis=1, dtype=dtype, casting="unsafe")
+
+
+def _cat_int64(parts: list[np.ndarray], axis: int = 0) -> np.ndarray:
+    """Non-empty `parts` joined as int64 with the values of a casting="unsafe" cast (counters: uint64 on the wire,
+    validated to fit): uint64 or int64 parts are joined as they are and a uint64 result viewed as int64 (the same
+    bits, no cast per part); parts of other or mixed types are cast part by part."""
+    out = np.concatenate(parts, axis=axis)
+    if out.dtype == np.int64:
+        return out
+    if out.dtype == np.uint64:
+        return out.view(np.int64)
+    return np.concatenate(parts, axis=axis, dtype=np.int64, casting="unsafe")
 
 
 def _cat(parts: list[np.ndarray], dtype) -> np.ndarray:
