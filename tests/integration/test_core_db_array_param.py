@@ -64,6 +64,22 @@ async def test_array_param_reads_back_as_psycopg_lists_do(pool, case) -> None:
                            "bool": "boolean", "timestamptz": "timestamp with time zone"}.get(pgtype, pgtype) + "[]"
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_joined_paths_of_lists_write_the_bytes_of_the_general_path(case) -> None:
+    # lists of str and datetimes are joined in C and lists of numbers become one typed array; an object array
+    # of the same values takes the general (copy_columns) path: the parameter's bytes must be the same
+    values = CASES[case]
+    pgtype = case.split()[0]
+    for given in (values, values[::-1], values[:1], [v for v in values if v is not None] or values):
+        general = np.empty(len(given), dtype=object)
+        general[:] = given
+        assert array_param(pgtype, given).data == array_param(pgtype, general).data, given
+        assert array_param(pgtype, tuple(given)).data == array_param(pgtype, general).data
+    assert array_param("text", ["é" * 5000]).data == array_param("text", np.array(["é" * 5000], dtype=object)).data
+    naive = [T.replace(tzinfo=None), None]
+    assert array_param("timestamptz", naive).data == array_param("timestamptz", [T, None]).data
+
+
 async def test_array_param_from_numpy_and_its_errors(pool) -> None:
     async with pool.connection() as conn:
         cur = await conn.execute("SELECT %b, %b, %b", (array_param("int4", np.arange(3, dtype=np.int64)),
@@ -78,5 +94,11 @@ async def test_array_param_from_numpy_and_its_errors(pool) -> None:
         array_param("timestamptz", [T, "2026-01-01"])
     with pytest.raises(ValueError, match="timestamp column got list"):
         array_param("timestamptz", [[1]])
+    with pytest.raises(ValueError, match="timestamp column got date"):
+        array_param("timestamptz", [T, T.date()])
+    with pytest.raises(ValueError, match="non-integral"):
+        array_param("int8", [1, 2.5])
+    with pytest.raises(UnicodeEncodeError):
+        array_param("text", ["\udc80"])
     with pytest.raises(ValueError, match="does not support"):
         array_param("int4[]", [[1]])
