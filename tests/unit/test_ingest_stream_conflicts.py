@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from ingest_factory import inventory, rack_batch
 
 from twin.core import topics
@@ -100,35 +99,3 @@ async def test_an_undecodable_batch_in_a_poll_is_dead_lettered_and_its_neighbour
     assert rej.reason.startswith("decode: timestamp seconds=1099511627776") and "outside the Timestamp range" in rej.reason
     assert handler.stats.stored_batches == 3
     assert [(k, pb.TelemetrySamples.FromString(m).batch) for k, m in published] == [(m.rack_id, m) for m in good]
-
-
-def test_prepare_holds_collections_off_and_restores_the_gc_state(monkeypatch):
-    """prepare runs with the cyclic GC off (its objects outlive it) and leaves the GC as it found it, also
-    when it raises; a GC the process turned off stays off."""
-    import gc
-
-    import twin.ingest.adapters.stream as stream
-
-    handler = IngestHandler(Repo(), Publisher(), limits_from_inventory(inventory()), FixedClock(NOW),
-                            topics.TELEMETRY_SAMPLES)
-    seen = []
-    real = stream.validate_batches
-
-    def spy(*args):
-        seen.append(gc.isenabled())
-        return real(*args)
-
-    monkeypatch.setattr(stream, "validate_batches", spy)
-    was = gc.isenabled()
-    try:
-        for enabled in (True, False):
-            (gc.enable if enabled else gc.disable)()
-            prepared = handler.prepare([record(rack_batch(inventory(), 0, NOW - timedelta(seconds=3), 1), 0)])
-            assert len(prepared.good) == 1 and seen[-1] is False and gc.isenabled() is enabled
-        gc.enable()
-        monkeypatch.setattr(stream, "decode_batches", lambda *a: 1 / 0)
-        with pytest.raises(ZeroDivisionError):
-            handler.prepare([record(rack_batch(inventory(), 0, NOW, 1), 0)])
-        assert gc.isenabled()
-    finally:
-        (gc.enable if was else gc.disable)()

@@ -10,11 +10,9 @@ offsets. Order per poll: DB commit → telemetry.samples.v1 acks → DLQ acks �
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,10 +96,6 @@ class IngestHandler:
     def prepare(self, records: list[Record]) -> _Prepared:
         """The CPU half of a poll (no I/O, no side effects): decode, validate, dedupe inside the poll, digest.
         With `pipeline` on, the consumer loop runs it for poll N+1 while write(N) awaits the database."""
-        with _collections_held():
-            return self._prepare(records)
-
-    def _prepare(self, records: list[Record]) -> _Prepared:
         now = self.clock.now()
         rejected: list[Rejected] = []
         equipment = [rec for rec in records if is_equipment(rec.message)]
@@ -225,23 +219,6 @@ class IngestHandler:
         await asyncio.gather(*futures)
         self.stats.equipment_batches += len(good)
         self.stats.published += len(futures)
-
-
-@contextmanager
-def _collections_held() -> Iterator[None]:
-    """CPython's cyclic GC held off while prepare builds a poll's objects (~10 containers per batch: ~30,000 for
-    a 100k-GPU tick). They all live until write() is done, so a collection in between frees none of them, yet
-    one starts every 700 allocations (gc.get_threshold()), traverses the young objects and moves them on to
-    the older generations, whose collections then come sooner and cost more. Held off, the first allocation
-    after it runs one young collection over them all. The switch is process-wide: in the pipelined loop the
-    previous poll's write() (the event loop) allocates meanwhile too, objects that also live until it ends."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _digest(value: bytes) -> str:
