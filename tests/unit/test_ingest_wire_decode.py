@@ -371,3 +371,50 @@ def test_a_rack_template_is_not_taken_for_another_walk(monkeypatch) -> None:
     assert second.index(_links_field_of(45)) == len(first) - len(lk)
     got = check([first, second], monkeypatch)
     assert got[1].links.port_id == () and got[1].gpus.value_offsets is not None
+
+
+def _uniform_batch(rng: np.random.Generator, i: int, ports: int, phases: int) -> pb.RackTelemetryBatch:
+    """A batch with `ports` ports and `phases` PDU phases, its values particular to it (a row handed to the
+    wrong batch shows)."""
+    m = pb.RackTelemetryBatch(site_id="s", rack_id=f"u{i}", sequence=i, source="u")
+    m.sample_time.seconds = int(T.timestamp())
+    m.rack.pdu_input_power_w.extend([1000.0 * i + p for p in range(phases)])
+    m.rack.inlet_air_temp_c = float(i)
+    lk = m.links
+    lk.port_id.extend(f"n{i}/p{p}" for p in range(ports))
+    for f in LINK_COUNT_FIELDS:
+        getattr(lk, f).extend(int(v) for v in rng.integers(0, 2**62, ports) >> rng.integers(0, 62, ports))
+    lk.link_state.extend(pick(rng, [0, 1, 2, 3, -1], ports))
+    return m
+
+
+def test_uniform_polls_take_their_rows_in_order(monkeypatch) -> None:
+    """A poll whose wire-path batches all have as many ports (and racks as many phases) gets its link counters,
+    states and PDU phases as rows of one view, in order: the same as the message path, also with batches between
+    them that take no row (a decode error, the message path for an unknown field, no rack) and for polls that
+    are not uniform (a batch without links, a rack without phases, another port count)."""
+    rng = np.random.default_rng(7)
+    taken = []
+    real_repeat = codec.repeat
+    monkeypatch.setattr(codec, "repeat", lambda x: taken.append(1) or real_repeat(x))   # used by the row path only
+    msgs = [_uniform_batch(rng, i, 5, 3) for i in range(12)]
+    msgs[3].sample_time.seconds = 2**40                 # a decode error
+    msgs[6].ClearField("rack")                          # no PDU row
+    raws = [m.SerializeToString() for m in msgs]
+    raws[8] += b"\xf8\x01\x05"                          # an unknown field 31: the message path, no row
+
+    def rows_taken(raws: list[bytes]) -> bool:
+        taken.clear()
+        decode_batches([pb.RackTelemetryBatch.FromString(r) for r in raws], raws)
+        return bool(taken)
+
+    got = check(raws, monkeypatch)
+    assert rows_taken(raws) and isinstance(got[3], DECODE_ERRORS) and got[6].rack is None
+    assert got[9].rack.pdu_input_power_w.tolist() == [9000.0, 9001.0, 9002.0]
+    for odd in ("links", "phases", "ports"):
+        m = _uniform_batch(rng, 99, 4 if odd == "ports" else 5, 0 if odd == "phases" else 3)
+        if odd == "links":
+            m.ClearField("links")
+        poll = raws[:5] + [m.SerializeToString()] + raws[5:]
+        check(poll, monkeypatch)
+        assert rows_taken(poll) == (odd == "phases")

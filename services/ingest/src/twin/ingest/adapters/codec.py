@@ -13,7 +13,7 @@ import operator
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
@@ -634,6 +634,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     link_blobs: list[bytes] = []    # per wire-path batch: LINK_COUNT_FIELDS' payloads
     state_blobs: list[bytes] = []   # per wire-path batch: link_state's payload
     pdu: list[float] = []
+    pdu_widths: set[int] = set()    # the racks' phase counts
     grids: dict[int, tuple] = {}    # id of a grid layout -> (the layout, the runs of it in this poll)
     f_at = c_at = i_at = 0
     if raws is None:
@@ -684,6 +685,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
             r = msg.rack
             phases = r.pdu_input_power_w[:]
             rack = (len(pdu), len(phases), _rack_scalars(r))
+            pdu_widths.add(len(phases))
             pdu += phases
         rack_id = msg.rack_id
         if top is None:
@@ -706,14 +708,26 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     index = np.frombuffer(b"".join(index_blobs), dtype=np.uint8).astype(np.uint32)
     link_cut = _varints(b"".join(link_blobs), list(accumulate(map(len, link_blobs), initial=0)))
     state_cut = _varints(b"".join(state_blobs), list(accumulate(map(len, state_blobs), initial=0)))
+    nc = len(LINK_COUNT_FIELDS)
+    link_rows = state_rows = pdu_rows = None
     if link_cut is not None and state_cut is not None:
         link_values, link_bounds = link_cut
         # LinkState is an enum, an int32 on the wire: its varint's low 32 bits (protobuf encoding spec)
         state_values, state_bounds = state_cut[0].astype(np.uint32).view(np.int32).astype(np.int64), state_cut[1]
+        p = link_bounds[1] if len(link_bounds) > 1 else 0
+        if p and link_bounds == list(range(0, p * len(link_bounds), p)) and state_bounds == list(
+                range(0, p * len(state_bounds), p)):
+            # every wire-path batch has p values of each field: its counters and states are rows of
+            # (batches * fields, p) / (batches, p) views, taken in order (the batches' j) by iteration in C;
+            # zip(*[it] * nc) groups a batch's nc field rows
+            fields = zip(*[iter(link_values.reshape(-1, p))] * nc, strict=True)
+            link_rows = map(dict, map(zip, repeat(LINK_COUNT_FIELDS), fields))
+            state_rows = iter(state_values.reshape(-1, p))
     pdu_values = np.fromiter(pdu, np.float64, len(pdu))
+    if len(pdu_widths) == 1 and 0 not in pdu_widths:   # every rack has as many phases: rows, in order
+        pdu_rows = iter(pdu_values.reshape(-1, pdu_widths.pop()))
     grid_columns = {key: _grid_columns(*group) for key, group in grids.items()}
     out: list[RackBatch | ValueError | OverflowError] = []
-    nc = len(LINK_COUNT_FIELDS)
     for head in heads:
         if isinstance(head, DECODE_ERRORS):
             out.append(head)
@@ -725,7 +739,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
             if wide[row]:   # a counter or index over 7 bits: through the containers (like _gpu_wire_parts)
                 gpu = _gpu_columns(node_ids, *_gpu_arrays_from_containers([n.gpus for n in msg.nodes]))
             else:   # aligned by construction (see _grid): what _gpu_columns makes of it, without its checks
-                gpu = GpuColumns(node_ids, node_offsets, g_index[row], g_floats[row], g_counts[row])
+                gpu = GpuColumns.direct(node_ids, node_offsets, g_index[row], g_floats[row], g_counts[row])
         elif not isinstance(gpu, GpuColumns):
             node_ids, f_at, f_off, c_at, c_off, i_at, i_off = gpu
             rows = i_off[-1]
@@ -735,16 +749,21 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
                                index[i_at:i_at + rows], i_off)
         if rack is not None:
             at, n, scalars = rack
-            rack = RackEnv(pdu_values[at:at + n], *scalars)
-        if not isinstance(links, Links) and (link_cut is None or state_cut is None):
+            rack = RackEnv.direct(pdu_values[at:at + n] if pdu_rows is None else next(pdu_rows), *scalars)
+        if isinstance(links, Links):
+            pass
+        elif link_cut is None or state_cut is None:
             links = decode_links(msg.links)   # not reached for parsed messages (see _varints)
-        elif not isinstance(links, Links):
+        elif link_rows is not None:   # the wire-path batches' rows come in their order (j)
+            links = Links.direct(links[0], next(link_rows), next(state_rows))
+        else:
             ports, j = links
             b = link_bounds[j * nc:j * nc + nc + 1]
             counters = map(link_values.__getitem__, map(slice, b, b[1:]))   # views, one per field
-            links = Links(ports, dict(zip(LINK_COUNT_FIELDS, counters, strict=True)),
-                          state_values[state_bounds[j]:state_bounds[j + 1]])
-        out.append(RackBatch(msg.site_id, rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack, links))
+            links = Links.direct(ports, dict(zip(LINK_COUNT_FIELDS, counters, strict=True)),
+                                 state_values[state_bounds[j]:state_bounds[j + 1]])
+        out.append(RackBatch.direct(msg.site_id, rack_id, sample_time, int(msg.sequence), msg.source, gpu, rack,
+                                    links))
     return out
 
 
@@ -782,7 +801,7 @@ def _gpu_columns(node_ids: tuple[str, ...], floats: np.ndarray, f_off: list[int]
         for fields, off in ((GPU_FLOAT_FIELDS, f_off), (GPU_COUNT_FIELDS, c_off)):
             for m, f in enumerate(fields):
                 offsets[f] = np.array(off[m * k:m * k + k + 1], np.intp) - off[m * k]
-    return GpuColumns(node_ids, np.array(i_off, np.intp), index, floats, counts, offsets)
+    return GpuColumns.direct(node_ids, np.array(i_off, np.intp), index, floats, counts, offsets)
 
 
 def encode_batch(batch: RackBatch) -> pb.RackTelemetryBatch:

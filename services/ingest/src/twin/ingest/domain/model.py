@@ -14,6 +14,12 @@ from itertools import accumulate
 
 import numpy as np
 
+# The frozen dataclasses' __init__ sets each field through object.__setattr__ (a call per field, for tens of
+# thousands of objects a tick); their `direct` classmethods give the same instance (the same __dict__) from
+# one dict update, for the decoder's construction of values it has just made.
+_new = object.__new__
+
+
 # Per-GPU float fields, in table column order.
 GPU_FLOAT_FIELDS: tuple[str, ...] = (
     "power_w", "gpu_temp_c", "mem_temp_c", "sm_clock_mhz", "mem_clock_mhz", "util_gpu_pct", "util_mem_pct",
@@ -58,6 +64,14 @@ class GpuColumns:
     floats: np.ndarray               # float64, GPU_FLOAT_FIELDS one after another
     counts: np.ndarray               # uint64, GPU_COUNT_FIELDS one after another
     value_offsets: dict[str, np.ndarray] | None = None   # per field, like node_offsets; None: aligned
+
+    @classmethod
+    def direct(cls, node_ids, node_offsets, gpu_index, floats, counts, value_offsets=None) -> GpuColumns:
+        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        self = _new(cls)
+        self.__dict__.update(node_ids=node_ids, node_offsets=node_offsets, gpu_index=gpu_index, floats=floats,
+                             counts=counts, value_offsets=value_offsets)
+        return self
 
     @classmethod
     def empty(cls) -> GpuColumns:
@@ -139,12 +153,29 @@ class RackEnv:
     coolant_return_temp_c: float
     coolant_flow_lpm: float
 
+    @classmethod
+    def direct(cls, pdu_input_power_w, inlet_air_temp_c, outlet_air_temp_c, coolant_supply_temp_c,
+               coolant_return_temp_c, coolant_flow_lpm) -> RackEnv:
+        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        self = _new(cls)
+        self.__dict__.update(pdu_input_power_w=pdu_input_power_w, inlet_air_temp_c=inlet_air_temp_c,
+                             outlet_air_temp_c=outlet_air_temp_c, coolant_supply_temp_c=coolant_supply_temp_c,
+                             coolant_return_temp_c=coolant_return_temp_c, coolant_flow_lpm=coolant_flow_lpm)
+        return self
+
 
 @dataclass(frozen=True, eq=False)
 class Links:
     port_id: tuple[str, ...]
     counters: dict[str, np.ndarray]  # LINK_COUNT_FIELDS -> uint64
     link_state: np.ndarray           # int (LinkState enum values)
+
+    @classmethod
+    def direct(cls, port_id, counters, link_state) -> Links:
+        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        self = _new(cls)
+        self.__dict__.update(port_id=port_id, counters=counters, link_state=link_state)
+        return self
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,6 +188,14 @@ class RackBatch:
     gpus: GpuColumns
     rack: RackEnv | None             # None when the batch carries no rack-level samples
     links: Links
+
+    @classmethod
+    def direct(cls, site_id, rack_id, sample_time, sequence, source, gpus, rack, links) -> RackBatch:
+        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        self = _new(cls)
+        self.__dict__.update(site_id=site_id, rack_id=rack_id, sample_time=sample_time, sequence=sequence,
+                             source=source, gpus=gpus, rack=rack, links=links)
+        return self
 
     @property
     def nodes(self) -> tuple[NodeGpus, ...]:
