@@ -86,6 +86,35 @@ def test_samples_ce_id_is_uuid5_of_the_batch_key():
         assert samples_ce_id(key) == str(uuid.uuid5(SAMPLES_NAMESPACE, f"{key.rack_id}|{t}|{key.sequence}"))
 
 
+def test_samples_ce_id_over_many_keys_and_times():
+    """The cached isoformat (one per sample_time object) and the hex-digest UUID: uuid5 of the key for times
+    met again (the same object, an equal one, alternating), None, other offsets, naive and microsecond times,
+    and sequences of every size; a cached time's text is never handed to another time."""
+    from datetime import timedelta, timezone
+
+    rng = np.random.default_rng(5)
+    times = [T, T.replace(microsecond=0), T.astimezone(timezone(timedelta(hours=2))), T.replace(tzinfo=None),
+             datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), None]
+    times += [T + timedelta(microseconds=int(x)) for x in rng.integers(0, 10**9, 20)]
+    for n in range(3000):
+        t = times[int(rng.integers(0, len(times)))] if n % 7 else times[n % len(times)]
+        if t is not None and n % 5 == 0:
+            t = t + timedelta(0)   # an equal time, another object
+        key = BatchKey(f"r{int(rng.integers(0, 50))}-ü", t, int(rng.integers(0, 2**63, dtype=np.uint64)) * 2 + 1 >> int(rng.integers(0, 65)))
+        text = t.isoformat() if t is not None else "-"
+        assert samples_ce_id(key) == str(uuid.uuid5(SAMPLES_NAMESPACE, f"{key.rack_id}|{text}|{key.sequence}"))
+
+
+def test_varint_of_every_width():
+    from twin.ingest.adapters.codec import _varint
+
+    def spec(n: int) -> bytes:   # protobuf encoding spec: 7 bits a byte, low group first, MSB: more follow
+        out = [n >> 7 * i & 0x7F for i in range(max(1, (n.bit_length() + 6) // 7))]
+        return bytes([b | 0x80 for b in out[:-1]] + out[-1:])
+    for n in [*range(0, 20000), 2**21 - 1, 2**21, 2**35, 2**63, 2**64 - 1]:
+        assert _varint(n) == spec(n), n
+
+
 def test_samples_message_frames_the_received_bytes_like_a_copy():
     """The handler frames the record's bytes as received; the record must be the one CopyFrom builds,
     byte for byte (lengths of 1-, 2- and 3-byte varints, and an empty batch)."""

@@ -99,3 +99,18 @@ async def test_an_undecodable_batch_in_a_poll_is_dead_lettered_and_its_neighbour
     assert rej.reason.startswith("decode: timestamp seconds=1099511627776") and "outside the Timestamp range" in rej.reason
     assert handler.stats.stored_batches == 3
     assert [(k, pb.TelemetrySamples.FromString(m).batch) for k, m in published] == [(m.rack_id, m) for m in good]
+
+
+def test_prepared_digests_are_the_ledgers_blake2b_128():
+    """The ledger holds these digests and compares a redelivery's with them: blake2b, 16 bytes, hex."""
+    import hashlib
+
+    inv = inventory()
+    t = NOW - timedelta(seconds=30)
+    recs = [record(rack_batch(inv, r, t, 5), r) for r in range(3)] + [record(rack_batch(inv, 0, t, 5, seed=9), 3)]
+    handler = IngestHandler(Repo(), Publisher(), limits_from_inventory(inv), FixedClock(NOW),
+                            topics.TELEMETRY_SAMPLES)
+    p = handler.prepare(recs)
+    want = [hashlib.blake2b(r.value, digest_size=16).hexdigest() for r in recs]
+    assert p.digests == want and p.repeats == [3]
+    assert [it.digest for it in p.items] == want[:3]

@@ -150,6 +150,8 @@ def _node_parts(raw: bytes) -> tuple[tuple[bytes, ...], bool] | None:
 
 def _varint(n: int) -> bytes:
     """Base-128 varint of a non-negative int (protobuf encoding spec)."""
+    if n < 0x4000:   # one or two bytes (a record's length, in samples_record)
+        return bytes((n,)) if n < 0x80 else bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -858,7 +860,7 @@ def samples_record(raw: bytes, ingested_time: datetime, rejected_values: int = 0
     bytes (protobuf encoding spec, "Length-Delimited Records" / "Embedded messages"), so the batch is framed as
     it arrived: no copy field by field (CopyFrom), no parse, no serialization. Byte for byte the record that
     building it from the parsed batch gives (tested)."""
-    return _SAMPLES_BATCH_TAG + _varint(len(raw)) + raw + _samples_tail(ingested_time, rejected_values)
+    return b"".join((_SAMPLES_BATCH_TAG, _varint(len(raw)), raw, _samples_tail(ingested_time, rejected_values)))
 
 
 def samples_message(source: pb.RackTelemetryBatch | bytes, ingested_time: datetime, rejected_values: int = 0
@@ -881,22 +883,32 @@ def _samples_tail(ingested_time: datetime, rejected_values: int) -> bytes:
 
 
 def samples_ce_id(key: BatchKey) -> str:
-    t = key.sample_time.isoformat() if key.sample_time else "-"
+    t, last = key.sample_time, _ISO[0]
+    if t is None:
+        t = "-"
+    elif t is last[0]:   # a tick's batches share one datetime object (decode_batches' _TIMES)
+        t = last[1]
+    else:
+        last = _ISO[0] = t, t.isoformat()
+        t = last[1]
     return _uuid5(f"{key.rack_id}|{t}|{key.sequence}")
 
 
+# (the last sample_time samples_ce_id met, its isoformat): one reference, read and replaced whole (a
+# thread never pairs one time with another's text); held, so the `is` test cannot meet a reused id
+_ISO: list[tuple] = [(None, "")]
 _SAMPLES_NAMESPACE_BYTES = SAMPLES_NAMESPACE.bytes
+# hex digit of a UUID's byte 8 high nibble -> that nibble with the RFC 4122 variant bits (10xx) set
+_VARIANT = {f"{n:x}": f"{n & 0x3 | 0x8:x}" for n in range(16)}
 
 
 def _uuid5(name: str) -> str:
     """str(uuid.uuid5(SAMPLES_NAMESPACE, name)) without building a UUID object (a third of the cost, and
     one per published batch): SHA-1 of namespace + name, first 16 bytes, version 5 and the RFC 4122
-    variant set (RFC 4122 section 4.3; CPython uuid.uuid5 and UUID.__init__)."""
-    h = bytearray(hashlib.sha1(_SAMPLES_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    h[6] = h[6] & 0x0F | 0x50
-    h[8] = h[8] & 0x3F | 0x80
-    x = h.hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    variant set (RFC 4122 section 4.3; CPython uuid.uuid5 and UUID.__init__), on the hex digest: the
+    version is the whole nibble at hex digit 12, the variant the top two bits of digit 16."""
+    x = hashlib.sha1(_SAMPLES_NAMESPACE_BYTES + name.encode()).hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 # -- cooling equipment (CDUs, CRAHs, plant) ---------------------------------------------------------------

@@ -122,7 +122,8 @@ class IngestHandler:
             else:
                 good.append((rec, batch))
         first, repeats = split_duplicates([b.key for _, b in good])
-        digests = [_digest(rec.value) for rec, _ in good]
+        blake2b = hashlib.blake2b   # 128-bit, hex: the ledger's digests, compared with a redelivery's
+        digests = [blake2b(rec.value, digest_size=16).hexdigest() for rec, _ in good]
         items = [StoreItem(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition,
                            good[i][0].offset, digests[i]) for i in first]
         return _Prepared(equipment_rejected, equipment_good, rejected, good, first, repeats, digests, items)
@@ -146,12 +147,13 @@ class IngestHandler:
         # lost in a crash between the DB commit and the broker ack); the ce_id is deterministic.
         ingested = self.clock.now()
         futures = []
+        enqueue, topic = self.publisher.enqueue, self.samples_topic
         for i in outcome.new + outcome.redelivered:
             rec = good[first[i]][0]
             key = items[i].batch.key
             msg = samples_record(rec.value, ingested)   # framed from the batch's bytes as received
-            futures.append(await self.publisher.enqueue(self.samples_topic, key.rack_id, msg, ce_id=samples_ce_id(key),
-                                                        cause=rec))  # the batch's trace goes on
+            futures.append(await enqueue(topic, key.rack_id, msg, ce_id=samples_ce_id(key),
+                                         cause=rec))  # the batch's trace goes on
         if futures:
             await asyncio.gather(*futures)
 
@@ -160,7 +162,7 @@ class IngestHandler:
                                      kind="conflict"))
         # A repeat inside this poll is compared with what the key now holds: the first occurrence when
         # that was stored now, else the ledger's digest (when known).
-        item_of = {items[n].batch.key: n for n in range(len(items))}
+        item_of = {items[n].batch.key: n for n in range(len(items))} if repeats else {}
         same_repeats = []
         for j in repeats:
             n = item_of[good[j][1].key]
@@ -219,10 +221,6 @@ class IngestHandler:
         await asyncio.gather(*futures)
         self.stats.equipment_batches += len(good)
         self.stats.published += len(futures)
-
-
-def _digest(value: bytes) -> str:
-    return hashlib.blake2b(value, digest_size=16).hexdigest()
 
 
 def _conflict_reason(key, where: str) -> str:

@@ -191,10 +191,12 @@ class RackBatch:
 
     @classmethod
     def direct(cls, site_id, rack_id, sample_time, sequence, source, gpus, rack, links) -> RackBatch:
-        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        """cls(...) without the per-field object.__setattr__ (see _new), its `key` made already (the handler
+        asks every batch for it; cached_property's first access takes a lock)."""
         self = _new(cls)
         self.__dict__.update(site_id=site_id, rack_id=rack_id, sample_time=sample_time, sequence=sequence,
-                             source=source, gpus=gpus, rack=rack, links=links)
+                             source=source, gpus=gpus, rack=rack, links=links,
+                             key=BatchKey.direct(rack_id, sample_time, sequence))
         return self
 
     @property
@@ -213,3 +215,10 @@ class BatchKey:
     rack_id: str
     sample_time: datetime | None
     sequence: int
+
+    @classmethod
+    def direct(cls, rack_id, sample_time, sequence) -> BatchKey:
+        """cls(...) without the per-field object.__setattr__ (see _new)."""
+        self = _new(cls)
+        self.__dict__.update(rack_id=rack_id, sample_time=sample_time, sequence=sequence)
+        return self
