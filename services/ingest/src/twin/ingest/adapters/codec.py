@@ -643,7 +643,8 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
         raws = [msg.SerializeToString() for msg in msgs] if _TAGS is not None else [b""] * len(msgs)
     for msg, raw in zip(msgs, raws, strict=True):
         k = len(msg.nodes)
-        top = _top_fields(raw, k, msg.rack_id) if _TAGS is not None else None
+        rack_id = msg.rack_id   # read once: each read of a string field makes a new str
+        top = _top_fields(raw, k, rack_id) if _TAGS is not None else None
         try:
             known = _TIMES.get(top[1]) if top is not None and top[1] is not None else None
             if known is not None:
@@ -689,7 +690,6 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
             rack = (len(pdu), len(phases), _rack_scalars(r))
             pdu_widths.add(len(phases))
             pdu += phases
-        rack_id = msg.rack_id
         if top is None:
             links = decode_links(msg.links)
         elif top[2] < 0:   # no links field
