@@ -27,7 +27,6 @@ RACK_COLUMNS: tuple[str, ...] = (
     "outlet_air_temp_c", "coolant_supply_temp_c", "coolant_return_temp_c", "coolant_flow_lpm",
     "pdu_input_power_w",
 )
-LINK_COLUMNS: tuple[str, ...] = ("time", "rack_id", "port_id") + LINK_COUNT_FIELDS + ("link_state",)
 # telemetry_link_sample (migration 007): the port's names are in telemetry_port_entity, rows carry its key.
 LINK_SAMPLE_COLUMNS: tuple[str, ...] = ("time", "port_key") + LINK_COUNT_FIELDS + ("link_state",)
 
