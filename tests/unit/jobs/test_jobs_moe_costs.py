@@ -219,7 +219,7 @@ def test_validate_reads_llm_foundrys_flash_attention_version_from_the_table() ->
 
 def test_overlapped_ep_traffic_hides_behind_both_expert_gemms() -> None:
     """With EP overlap allowed, the dispatch/combine hides behind the expert up- AND down-projections (forward and
-    backward), no more."""
+    backward: dgrad and wgrad at their own shapes), no more."""
     from twin.jobs.domain import Overlap
     from twin.jobs.domain.comm import LinkModel
 
@@ -230,10 +230,11 @@ def test_overlapped_ep_traffic_hides_behind_both_expert_gemms() -> None:
     pred = predict_step(job, slow)
     tok, le = m.seq_len, m.moe_experts / 16
     m_e = tok * m.moe_topk * 16 / m.moe_experts
-    t = gemm_time_s(H100, np.array([m_e, m_e]), np.array([2 * m.ffn_hidden, m.hidden]),
-                    np.array([m.hidden, m.ffn_hidden]), np.array([False, False]), pred.clock_fraction,
-                    np.array([le, le]))
-    window = m.layers * 3.0 * float(t.sum())
+    rows, n, k = np.array([m_e, m_e]), np.array([2 * m.ffn_hidden, m.hidden]), np.array([m.hidden, m.ffn_hidden])
+    no_fp8, groups = np.array([False, False]), np.array([le, le])
+    t = sum(gemm_time_s(H100, a, b, c, no_fp8, pred.clock_fraction, groups)
+            for a, b, c in ((rows, n, k), (rows, k, n), (k, n, rows)))  # forward, dgrad, wgrad
+    window = m.layers * float(t.sum())
     assert pred.raw_comm_s["ep"] > window
     assert pred.raw_comm_s["ep"] - pred.exposed_comm_s["ep"] == pytest.approx(window, rel=1e-9)
 

@@ -236,3 +236,25 @@ def test_batch_first_sequence_parallelism_pays_for_layout_copies() -> None:
     one = dataclasses.replace(batch_first, training=dataclasses.replace(batch_first.training, micro_batch=1))
     seq_one = dataclasses.replace(one, training=dataclasses.replace(one.training, sequence_first=True))
     assert predict_step(one).step_time_s == pytest.approx(predict_step(seq_one).step_time_s)  # no copy at b=1
+
+
+def test_backward_gemms_run_at_their_own_shapes() -> None:
+    """dgrad (dY W^T) and wgrad (X^T dY) are timed at their shapes, not as two forwards: the wgrad reduces over the
+    micro-batch's tokens, so at 1,024 tokens each layer's wgrad pays GEMM_K0 per tile on that short reduction and
+    the layer's backward costs more than twice its forward."""
+    from twin.jobs.domain.step import gemm_time_s
+
+    m = dataclasses.replace(GPT_7B, seq_len=1024)
+    job = JobSpec(m, Parallelism(dp=8), TrainingSetup(micro_batch=1, global_batch=8), gpu="H100-SXM")
+    pred = predict_step(job)
+    h, f, tok = m.hidden, m.ffn_hidden, float(m.seq_len)
+    rows = np.full(5, tok)
+    n = np.array([3 * h, h, f, h, m.vocab], float)       # QKV, projection, FFN up, FFN down, LM head
+    k = np.array([h, h, h, f, h], float)
+    no_fp8, h100 = np.zeros(5, bool), gpu_spec("H100-SXM")
+    fwd, dgrad, wgrad = (gemm_time_s(h100, a, b, c, no_fp8, pred.clock_fraction)
+                         for a, b, c in ((rows, n, k), (rows, k, n), (k, n, rows)))
+    per = fwd + dgrad + wgrad
+    assert pred.gemm_s == pytest.approx(m.layers * float(per[:4].sum()) + float(per[4]), rel=1e-12)
+    assert np.all(wgrad > fwd)
+    assert float((dgrad + wgrad)[:4].sum()) > 2.05 * float(fwd[:4].sum())

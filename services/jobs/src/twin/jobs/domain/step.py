@@ -15,7 +15,9 @@ with m = micro-batches per pipeline per step. Compute per micro-batch on one GPU
   and Blackwell default tile; also used on Ampere) times the tile quantization (a partial tile costs a whole
   one), the GPU-side cost of small or ragged GEMMs. MoE experts: one GEMM per local expert with its own tile
   rounding, ``GROUPED_GEMM_STREAMS`` of them sharing waves (Transformer Engine's GroupedLinear). Backward =
-  2 x forward (dgrad + wgrad). FP8 jobs run their linear layers in FP8 except the LM head and router
+  the two GEMMs at their own shapes: dgrad dX = dY W^T (M = tokens, N and K of the forward swapped) and wgrad
+  dW = X^T dY (M x N = the weight, K = the tokens, or an expert's rows -- a short reduction at small micro-batches
+  costs ``GEMM_K0`` per tile like any other). FP8 jobs run their linear layers in FP8 except the LM head and router
   (Transformer Engine and torchao float8 keep those in BF16).
 * Attention core: flash attention executes the causal half of QK^T/AV (context seq_len/2, or the window on
   sliding-window layers); its backward costs 2.5 forwards (5 GEMMs vs 2, the recomputation of S included:
@@ -403,10 +405,15 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
     arr = np.array([r[:4] for r in rows], dtype=np.float64)
     is_fp8 = np.array([r[4] for r in rows], dtype=bool)
     n_groups = np.array([r[5] for r in rows], dtype=np.float64)
-    per_gemm = gemm_time_s(gpu, arr[:, 0], arr[:, 1], arr[:, 2], is_fp8, clock, n_groups) * arr[:, 3]
-    logits_fwd = float(per_gemm[-1])
-    layer_gemm_fwd = float(per_gemm[:-1].sum())
-    expert_gemm_fwd = float(per_gemm[n_expert_rows[0]:n_expert_rows[1]].sum()) if m_.is_moe else 0.0
+    m_rows, n_cols, k_red = arr[:, 0], arr[:, 1], arr[:, 2]
+    per_gemm = gemm_time_s(gpu, m_rows, n_cols, k_red, is_fp8, clock, n_groups) * arr[:, 3]
+    # backward: dgrad (M x K output, reducing over N) + wgrad (K x N output, reducing over the M rows)
+    per_bwd = (gemm_time_s(gpu, m_rows, k_red, n_cols, is_fp8, clock, n_groups)
+               + gemm_time_s(gpu, k_red, n_cols, m_rows, is_fp8, clock, n_groups)) * arr[:, 3]
+    logits_fwd, logits_bwd = float(per_gemm[-1]), float(per_bwd[-1])
+    layer_gemm_fwd, layer_gemm_bwd = float(per_gemm[:-1].sum()), float(per_bwd[:-1].sum())
+    expert_rows = slice(*n_expert_rows)
+    expert_gemm_s = float(per_gemm[expert_rows].sum() + per_bwd[expert_rows].sum()) if m_.is_moe else 0.0
 
     # --- attention core (flash, causal) ----------------------------------------------------------------------
     s = float(m_.seq_len)
@@ -466,7 +473,8 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
 
     recompute_fwd_share = {"none": 0.0, "selective": 0.0, "op": 0.5, "full": 1.0}[t.recompute]
     full = 1.0 if t.recompute == "full" else 0.0
-    gemm_mb = layers * layer_gemm_fwd * (3.0 + recompute_fwd_share) + 3.0 * logits_fwd
+    gemm_mb = (layers * (layer_gemm_fwd * (1.0 + recompute_fwd_share) + layer_gemm_bwd)
+               + logits_fwd + logits_bwd)
     attn_mb = layers * attn_fwd * (1.0 + attn_bwd_factor + full)
     mem_mb = layers * ew_fwd * (3.0 + full) + logits_mem
     t_fwd = layers * (layer_gemm_fwd + attn_fwd + ew_fwd) + logits_fwd
@@ -496,7 +504,7 @@ def predict_step(job: JobSpec, comm_time: CommTimer | None = None, conditions: C
         exposed["cp"] = _exposed(raw["cp"], ov.cp, attn_mb)
     if m_.is_moe and ep > 1:
         raw["ep"] = layers * (2.0 + full) * ep_layer_s(job, comm_time, dom)
-        exposed["ep"] = _exposed(raw["ep"], ov.ep, layers * expert_gemm_fwd * 3.0)
+        exposed["ep"] = _exposed(raw["ep"], ov.ep, layers * expert_gemm_s)
     t_mb = gemm_mb + attn_mb + mem_mb + exposed["tp"] + exposed["cp"] + exposed["ep"]
 
     micro = job.micro_batches
