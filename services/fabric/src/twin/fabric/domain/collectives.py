@@ -129,6 +129,24 @@ RING_PLATEAU_FACTOR = 1.4
 #: (2 slices per step, 4 in flight; its slices are large enough to overlap the round trip) nor to trees (NCCL has
 #: no per-step floor there; a tree channel's messages are its chunks, few per call).
 CREDIT_WINDOW_STEPS = 8.0
+#: One proxy thread per rank progresses every network operation of that rank (2.28.7 src/proxy.cc progressOps: one
+#: loop over all active ops, each op's sends/receives per channel in turn; net.cc sendProxyProgress /
+#: recvProxyProgress, which groups receives only of subs sharing one net comm, and a comm is per channel:
+#: comms->recvComm[channelId]), and each costs NCCL's proxy overhead (tuning.cc getNetOverhead, ``NET_OVERHEAD_US_BY_CPU``).
+#: NCCL's model charges that overhead once per ring step (intraLat = max(intraLat, netOverhead)), as if channels were
+#: progressed in parallel. A multi-node ring channel enters each node at one GPU and leaves it at another, so with
+#: the channels spread over the node's g GPUs a rank's proxy serves 2 x channels / g connections, one message per
+#: LL/LL128 step each (enqueue.cc calcCollChunking: chunkSteps = sliceSteps = 1 unless Simple ring), and the call
+#: cannot end before its proxy has handled them all: a ring LL/LL128 call takes at least base latency +
+#: max(1, 2 x channels / g) x messages per connection x netOverhead. Messages per connection: the ring's steps
+#: (one for a broadcast / reduce chain), or its bytes per channel over one step's data where that is more; channels:
+#: those the call runs on (``CHANNEL_MIN_BYTES``). This bound runs concurrently with the transfers, so it is a max()
+#: with the model's time, not a term added to it (a 16-rank, 2-node H100 + IB ring at 1-8 MiB: 2 x 18 / 8 x 30
+#: steps x 1 us = 135 us of proxy work against ~80-120 us of modelled latency and transfer).
+#: Data of one LL / LL128 step (one network message): DEFAULT_LL_BUFFSIZE / NCCL_STEPS = 8 lines x 512 threads x
+#: 16 B = 64 KiB of lines, half of it data (calcCollChunking: LL chunkSize /= 2); DEFAULT_LL128_BUFFSIZE / NCCL_STEPS
+#: = 120 x 640 x 8 B = 614,400 B, 120 of each 128 B data (2.28.7 src/init.cc, src/include/device.h).
+RING_STEP_DATA_BYTES = (32768.0, 576000.0)  # LL, LL128
 #: GPU-direct flush of a Simple receive (NCCL 2.28.7 src/graph/paths.cc ncclTopoNeedFlush: "Flush is required on
 #: Ampere and earlier", and forced on C2C (Grace) platforms; src/transport/net.cc flushes Simple receives only). Where
 #: NCCL flushes, a Simple network step pays the transport's per-message latency twice (the plugin's flush is one more
@@ -530,7 +548,8 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         only, so the time is exactly non-decreasing in size."""
         return ops.maximum(ops.minimum(size, min_bytes_per_channel) * k.n_channels, size) * 1e-9
 
-    def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None, net_steps=0.0) -> None:
+    def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None, net_steps=0.0,
+                 floor_us=None) -> None:
         if a not in allowed_a or p not in allowed_p:
             return
         bw_s = (size_GB if charged_GB is None else charged_GB) * sec_per_GB
@@ -549,6 +568,9 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
                 lat_us = lat_us + fill_us
         lat_s = lat_us * 1e-6
         t = lat_s + bw_s
+        if floor_us is not None:  # a bound that runs concurrently with the transfer: time = max(lat + bw, floor)
+            t = ops.maximum(t, floor_us * 1e-6)  # taken as is, so the time stays exactly monotone in size
+            lat_s = t - bw_s
         if sel_extra_us:
             # NCCL picks by its own estimate, in which each network step costs the latency the net plugin
             # reports instead of the transport's physical latency (per transport latency the step pays: x2 for
@@ -593,7 +615,17 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
             lat = ops.where(is_ar & multi & (size >= 64.0 * k.n_channels * n), RING_PLATEAU_FACTOR * lat, lat)
         pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
         p_ok = ring_valid if p == SIMPLE or k.net_ll else ring_valid & ll_ok
-        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, ring_charged, ninter)
+        proxy_us = None
+        if p != SIMPLE and any_multi:
+            # one proxy thread per rank handles all its channels' network messages (RING_STEP_DATA_BYTES), on the
+            # channels the call runs on (fewer for small sizes, as in channel_limited_GB)
+            channels = ops.minimum(ops.maximum(size / (CHANNEL_MIN_BYTES[p] * (n if p == LL else 1.0)), 1.0),
+                                   k.n_channels)
+            # a broadcast / reduce chain sends each chunk over a connection once, not once per ring step
+            messages = ops.maximum(ops.where(is_chain, 1.0, nsteps), size * bf / (channels * RING_STEP_DATA_BYTES[p]))
+            connections = ops.maximum(1.0, 2.0 * channels / g)
+            proxy_us = ops.where(multi, k.base_us[RING][p] + connections * messages * net_oh, 0.0)
+        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, ring_charged, ninter, proxy_us)
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
