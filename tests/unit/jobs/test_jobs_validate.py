@@ -73,3 +73,13 @@ def test_shared_training_csv_is_reported(capsys) -> None:
     assert all(s["reason"] for s in report["skipped_rows"])
     assert report["worst_ratio"] >= 1.0 and report["median_abs_pct_error"] >= 0.0
     assert set(report["by_gpu"]) and set(report["by_family"])
+
+
+def test_a_row_whose_stated_ga_contradicts_its_batches_says_so() -> None:
+    """GA (gradient accumulations) = global_batch / (micro_batch x dp); a row stating another GA is flagged, with its
+    micro_batch kept as stated, and a consistent one is not."""
+    bad, _ = validate.row_job(_row(pp="4", dp="2", micro_batch="4", global_batch="64", note="DGX-H100, GA 2"))
+    good, _ = validate.row_job(_row(pp="4", dp="2", micro_batch="4", global_batch="64", note="DGX-H100, GA 8"))
+    assert bad["job"].training.micro_batch == 4 and bad["job"].micro_batches == 8
+    assert any("GA 2 contradicts" in a and "= 8" in a for a in bad["assumptions"])
+    assert not any("contradicts" in a for a in good["assumptions"])

@@ -48,6 +48,9 @@ How a row becomes a job (rules read the row's columns and ``note``/``framework``
   term is the job twin's own estimate (NCCL all-to-all of the per-(token, expert) copies): the fabric twin's MoE
   model answers only over gRPC in the live service (``twin.core.importrules`` forbids importing it here).
 
+* consistency: a note stating "GA N" (gradient accumulations) other than global_batch / (micro_batch x dp) is
+  reported with the row (its micro_batch is kept as stated).
+
 Every assumption a row needed is printed with it.
 """
 
@@ -289,6 +292,13 @@ def row_job(row: dict[str, str]) -> tuple[dict | None, str | None]:
                                  attention_kernel=kernel, overlap=overlap, kernels=kernels,
                                  sequence_first=sequence_first, moe_kernel=moe_kernel, fp8_recipe=fp8_recipe)
         job = JobSpec(shape, par, training, gpu=gpu.key, n_gpus=n_gpus)
+        # a stated gradient-accumulation count ("GA N", the Megatron-Bridge tables' column) must equal
+        # global_batch / (micro_batch x dp); when it does not, the row contradicts itself -- say so, keep the row's
+        # micro_batch (nothing is re-read from the GA)
+        ga = re.search(r"\bGA (\d+)\b", note)
+        if ga and int(ga.group(1)) != job.micro_batches:
+            assumptions.append(f"the note's GA {ga.group(1)} contradicts global_batch / (micro_batch x dp) = "
+                               f"{job.micro_batches}: micro_batch {mb} taken as stated")
     except (JobSpecError, ValueError) as exc:
         return None, f"cannot build the job: {exc}"
 
