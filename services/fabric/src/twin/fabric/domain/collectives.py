@@ -569,8 +569,12 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         lat_s = lat_us * 1e-6
         t = lat_s + bw_s
         if floor_us is not None:  # a bound that runs concurrently with the transfer: time = max(lat + bw, floor)
-            t = ops.maximum(t, floor_us * 1e-6)  # taken as is, so the time stays exactly monotone in size
-            lat_s = t - bw_s
+            # where it binds the time is the bound as is (exactly monotone in size); elsewhere every value stays
+            # bit-identical to the unbounded one, whatever else is in the batch
+            floor_s = floor_us * 1e-6
+            binds = floor_s > t
+            t = ops.where(binds, floor_s, t)
+            lat_s = ops.where(binds, floor_s - bw_s, lat_s)
         if sel_extra_us:
             # NCCL picks by its own estimate, in which each network step costs the latency the net plugin
             # reports instead of the transport's physical latency (per transport latency the step pays: x2 for
