@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from twin.fabric.domain import estimate, placement_packed, preset
@@ -74,3 +75,18 @@ def test_broadcast_chain_pays_each_chunk_once_per_connection():
     size = 2 * MIB
     chain = _ring_us(topo, 16, size, collective="broadcast")
     assert chain < _proxy_bound_us(topo, 16, size, steps=15.0, bytes_factor=1.0)
+
+
+def test_values_the_bound_does_not_set_stay_bit_identical_in_a_mixed_batch():
+    """A one-node placement batched with a multi-node one (for which the bound is computed) gets exactly the values
+    it gets alone: the latency is rebuilt from the bound only where the bound binds (EstimatePlacements ==
+    EstimateBatch). Compared on its LL/LL128 choices: a batch mixing one- and multi-node placements adds a Simple
+    latency's terms in another order, which is older than the bound."""
+    topo = preset("dgx-h100")
+    sizes = np.array([2.0**k for k in range(3, 34)])
+    mixed = estimate(topo, "all_gather", sizes[:, None], placement_packed(topo, np.array([8, 16])))
+    alone = estimate(topo, "all_gather", sizes, placement_packed(topo, np.array([8])))
+    not_simple = alone.protocol_names() != "Simple"
+    assert not_simple.sum() >= 10
+    for field in ("time_s", "latency_s", "bandwidth_s"):
+        assert (getattr(mixed, field)[:, 0] == getattr(alone, field))[not_simple].all(), field
