@@ -47,6 +47,9 @@ class Repository(Protocol):
 
 
 class Publisher(Protocol):
+    """`enqueue` per record; a publisher that also has `enqueue_many` (twin.core.kafka.EventProducer) gets a
+    poll's normalized records in one call."""
+
     async def enqueue(self, topic: Topic, key: str, message, *, ce_id: str | None = None, time=None,
                       cause: Record | None = None) -> asyncio.Future: ...
 
@@ -124,8 +127,9 @@ class IngestHandler:
         first, repeats = split_duplicates([b.key for _, b in good])
         blake2b = hashlib.blake2b   # 128-bit, hex: the ledger's digests, compared with a redelivery's
         digests = [blake2b(rec.value, digest_size=16).hexdigest() for rec, _ in good]
-        items = [StoreItem(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition,
-                           good[i][0].offset, digests[i]) for i in first]
+        item = StoreItem.direct
+        items = [item(good[i][1], good[i][0].envelope.id, good[i][0].topic, good[i][0].partition, good[i][0].offset,
+                      digests[i]) for i in first]
         return _Prepared(equipment_rejected, equipment_good, rejected, good, first, repeats, digests, items)
 
     async def write(self, prepared: _Prepared) -> BatchResult:
@@ -146,14 +150,18 @@ class IngestHandler:
         # Publish the new batches, and re-publish redeliveries (their first publication may have been
         # lost in a crash between the DB commit and the broker ack); the ce_id is deterministic.
         ingested = self.clock.now()
-        futures = []
-        enqueue, topic = self.publisher.enqueue, self.samples_topic
+        events = []
         for i in outcome.new + outcome.redelivered:
             rec = good[first[i]][0]
             key = items[i].batch.key
-            msg = samples_record(rec.value, ingested)   # framed from the batch's bytes as received
-            futures.append(await enqueue(topic, key.rack_id, msg, ce_id=samples_ce_id(key),
-                                         cause=rec))  # the batch's trace goes on
+            # framed from the batch's bytes as received; the cause: the batch's trace goes on
+            events.append((key.rack_id, samples_record(rec.value, ingested), samples_ce_id(key), rec))
+        enqueue_many = getattr(self.publisher, "enqueue_many", None)
+        if enqueue_many is not None:   # the kit's producer: one record batch per partition (twin.core.kafka)
+            futures = await enqueue_many(self.samples_topic, events)
+        else:
+            enqueue, topic = self.publisher.enqueue, self.samples_topic
+            futures = [await enqueue(topic, key, msg, ce_id=ce_id, cause=rec) for key, msg, ce_id, rec in events]
         if futures:
             await asyncio.gather(*futures)
 
@@ -180,7 +188,7 @@ class IngestHandler:
         invalid = len(rejected) - conflicts
         self.stats.invalid += invalid
         self.stats.conflicts += conflicts
-        self.stats.published += len(futures)
+        self.stats.published += len(events)
         for name, n in (("stored", len(outcome.new)), ("redelivered", len(outcome.redelivered)),
                         ("duplicate", duplicates), ("conflict", conflicts), ("invalid", invalid)):
             if n:
