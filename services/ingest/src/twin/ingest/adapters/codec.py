@@ -265,20 +265,21 @@ def _wire_tags() -> tuple | None:
 _TAGS = _wire_tags()
 
 
-def _top_fields(raw: bytes, k: int, rack_id: str) -> tuple | None:
+def _top_fields(raw: bytes, k: int, rack_id: str, trust: bool = False) -> tuple | None:
     """(GPU parts of the nodes (see _nodes_run) or None, sample_time bytes, links payload start, end)
     of a serialized batch of k nodes whose top-level fields are all known ones with their wire types,
     each singular one at most once (nothing merged) and the nodes one run; None otherwise (the message path).
 
     A rack's batches serialize alike up to their links (the sequence's value aside): when the bytes the
     walk of the rack's last batch read there (tags, lengths, the sequence's varint width) are the same,
-    so is the walk up to the links, and only the fields from there are walked."""
+    so is the walk up to the links, and only the fields from there are walked. `trust`: the nodes' run is taken
+    for its cached grid layout without comparing its tag and length bytes (see _nodes_run)."""
     tpl = _TOPS.get(rack_id)
     if tpl is not None:
         get_header, header, stop, varints, run_at, run_end, time_span, seen = tpl
         if len(raw) >= stop and get_header(raw) == header and all(
                 raw[b - 1] < 0x80 and (b - a == 1 or min(raw[a:b - 1]) >= 0x80) for a, b in varints):
-            run = _nodes_run(raw, run_at, k) if run_at >= 0 else (None, run_end)
+            run = _nodes_run(raw, run_at, k, trust) if run_at >= 0 else (None, run_end)
             if run is not None and run[1] == run_end:
                 sample_time = raw[time_span[0]:time_span[1]] if time_span else None
                 return _walk(raw, stop, k, set(seen), run[0], sample_time, None)
@@ -423,8 +424,10 @@ def _nodes_layout(run: bytes, k: int) -> tuple | None:
     if len(header) < 2:
         return None
     get_header = operator.itemgetter(*header)
+    grid = _grid(cuts, lengths, nf) if aligned else None
     return (get_header, get_header(run), operator.itemgetter(*ids, *parts), i_off, f_off, c_off, len(run),
-            _grid(cuts, lengths, nf) if aligned else None, _tuple_getter(ids))
+            grid, _tuple_getter(ids),
+            None if grid is None else (np.array(header, np.intp), np.array(get_header(run), np.uint8)))
 
 
 def _tuple_getter(items: list) -> Callable:
@@ -450,16 +453,22 @@ def _grid(cuts: list[list[slice]], lengths: list[list[int]], nf: int) -> tuple |
     return s0[0], s0[1], s0[nf + 1], node, ff, cf, g
 
 
-def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
+def _nodes_run(raw: bytes, at: int, k: int, trust: bool = False) -> tuple | None:
     """((node ids, then what _gpu_wire_parts gives) or None, where the run ends) for the run of k nodes
     fields starting at raw[at], through a cached layout; None: the run does not fit the wire path's
     layouts (the message path). The GPU parts are None when a counter or an index is over 7 bits (the
     node by node path). When the run's layout is a grid (see _grid), the GPU parts are (node ids, the layout,
-    the run's bytes) instead."""
+    the run's bytes) instead.
+
+    `trust`: a run of a cached grid layout's length is taken for that layout without comparing its tag and length
+    bytes here (~2.6 us per batch); decode_batches compares those of all the poll's runs of the layout at once
+    (_grid_columns) and decodes the poll again without trust when one differs."""
     key = (k, raw[at + 1:at + 4])   # the first node's length (and what follows: a key, checked below)
     hit = _RUN_LAYOUTS.get(key)
     run = raw[at:at + hit[6]] if hit is not None else b""
-    if hit is None or len(run) != hit[6] or hit[0](run) != hit[1]:
+    checked = not trust or hit is None or hit[7] is None
+    if hit is None or len(run) != hit[6] or (checked and hit[0](run) != hit[1]):
+        checked = True
         end, n, size = at, 0, -1
         while n < k and end < len(raw) and raw[end] == _TAGS[1]:   # the run's end: walk it once
             size, p = _read_varint(raw, end + 1, len(raw))
@@ -476,6 +485,8 @@ def _nodes_run(raw: bytes, at: int, k: int) -> tuple | None:
     get_parts, size, grid, get_ids = hit[2], hit[6], hit[7], hit[8]
     if grid is not None:   # cut after the loop, for every run of this layout at once (decode_batches)
         node_ids = _node_ids(get_ids(run))
+        if node_ids is None and not checked:   # not checked with the poll's runs: check it now
+            return _nodes_run(raw, at, k)
         return (None if node_ids is None else (node_ids, hit, run)), at + size
     i_off, f_off, c_off = hit[3], hit[4], hit[5]
     parts = get_parts(run)
@@ -614,8 +625,8 @@ _rack_scalars = operator.attrgetter(*RACK_SCALAR_FIELDS)   # RackEnv's scalars, 
 _TIMES: dict[bytes, datetime] = {}
 
 
-def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] | None = None
-                   ) -> list[RackBatch | ValueError | OverflowError]:
+def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] | None = None, *,
+                   trust_runs: bool = True) -> list[RackBatch | ValueError | OverflowError]:
     """`decode_batch` of every batch of a poll; a batch that cannot be decoded gets its error (one of
     DECODE_ERRORS) in its place, the others are unaffected. `raws`: the bytes each message was parsed
     from (the record's value); without them each message is serialized.
@@ -628,6 +639,9 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     the ports are the rack's last ones when their bytes are; link varints decoded in one numpy pass);
     what it cannot take exactly (another layout, a field sent twice or not packed, unknown fields, GPU
     counters over 7 bits) takes the message path, with the same result (tests/unit/test_ingest_wire_decode.py).
+    `trust_runs`: the nodes' runs that follow a rack's template are taken for their cached grid layout and their
+    tag and length bytes compared for the whole poll at once; when one differs, the poll is decoded again with
+    every run compared on its own (trust_runs=False), the caches written from positions after a run dropped first.
     """
     heads: list = []    # per message: its decode error, or what its RackBatch needs besides the arrays
     float_blobs: list[bytes] = []
@@ -644,7 +658,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     for msg, raw in zip(msgs, raws, strict=True):
         k = len(msg.nodes)
         rack_id = msg.rack_id   # read once: each read of a string field makes a new str
-        top = _top_fields(raw, k, rack_id) if _TAGS is not None else None
+        top = _top_fields(raw, k, rack_id, trust_runs) if _TAGS is not None else None
         try:
             known = _TIMES.get(top[1]) if top is not None and top[1] is not None else None
             if known is not None:
@@ -728,7 +742,13 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     pdu_values = np.fromiter(pdu, np.float64, len(pdu))
     if len(pdu_widths) == 1 and 0 not in pdu_widths:   # every rack has as many phases: rows, in order
         pdu_rows = iter(pdu_values.reshape(-1, pdu_widths.pop()))
-    grid_columns = {key: _grid_columns(*group) for key, group in grids.items()}
+    grid_columns = {key: _grid_columns(*group, trust_runs) for key, group in grids.items()}
+    if None in grid_columns.values():
+        # a run taken on trust is not of its layout (its length and first bytes only were): whatever was read
+        # after it may be misplaced, so the port-id runs cached from there go, and the rack templates with them
+        _PORT_RUNS.clear()
+        _TOPS.clear()
+        return decode_batches(msgs, raws, trust_runs=False)
     out: list[RackBatch | ValueError | OverflowError] = []
     for head in heads:
         if isinstance(head, DECODE_ERRORS):
@@ -769,14 +789,19 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     return out
 
 
-def _grid_columns(layout: tuple, runs: list[bytes]) -> tuple:
+def _grid_columns(layout: tuple, runs: list[bytes], check: bool = False) -> tuple | None:
     """(doubles, counters, gpu_index: one row per run, field-major; per run whether a counter or an index is
-    over 7 bits; i_off) of a poll's runs of one grid layout: strided views of their bytes, one copy per kind."""
+    over 7 bits; i_off) of a poll's runs of one grid layout: strided views of their bytes, one copy per kind.
+    `check`: None when a run's tag and length bytes are not the layout's (runs taken on trust, see _nodes_run)."""
     i0, f0, c0, node, ff, cf, g = layout[7]
     size, i_off = layout[6], layout[3]
     k, b = len(i_off) - 1, len(runs)
     nf, nc = len(GPU_FLOAT_FIELDS), len(GPU_COUNT_FIELDS)
     buf = b"".join(runs)
+    if check:
+        at, header = layout[9]
+        if not (np.frombuffer(buf, np.uint8).reshape(b, size)[:, at] == header).all():
+            return None
     floats = np.ndarray((b, nf, k, g), "<f8", buf, f0, (size, ff, node, 8)).reshape(b, -1).astype(np.float64)
     counts = np.ndarray((b, nc, k, g), np.uint8, buf, c0, (size, cf, node, 1)).reshape(b, -1)
     index = np.ndarray((b, k, g), np.uint8, buf, i0, (size, node, 1)).reshape(b, -1)
