@@ -58,7 +58,8 @@ Blackwell, see ``topology.nvlink``); network constants are not.
 Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.cc; aws-ofi-nccl):
 
 * Host CPU: the proxy thread's post overhead per network step (1 us Intel, 2 us AMD) floors every ring step
-  of a multi-node ring and is paid per remote peer of an alltoall; the LL caps across nodes depend on it too.
+  of a multi-node ring, is paid per remote peer of an alltoall and, beyond the Intel value NCCL's constants hold,
+  per tree network crossing (``TREE_NET_CPU_EXCESS_X``); the LL caps across nodes depend on it too.
 * Credit window: a network connection has NCCL_STEPS = 8 slots, and a slot returns to the sender only after
   the receiver's re-post crossed the network, so every step of a multi-node LL/LL128 ring also takes at least
   2 x the network step latency / 8 (``CREDIT_WINDOW_STEPS``): ~6 us on EFA, below the other floors on IB.
@@ -107,6 +108,16 @@ NET_LAT_US = {RING: (2.7, 4.0, 14.0), TREE: (5.0, 8.5, 14.0), NVLS: (0.0, 0.0, 1
 #: getNetOverhead: 1 us Intel x86, 2 us AMD x86, 1 us otherwise); also charged per remote peer of an alltoall.
 NET_OVERHEAD_US = 1.0
 NET_OVERHEAD_US_BY_CPU = {"intel": 1.0, "amd": 2.0, "arm": 1.0}
+#: A tree's network crossing waits for the sender's proxy thread: an LL step's send buffer is always host memory
+#: (2.29.2 src/transport/net.cc sendSetup map: device memory only for p != LL with GDR), and the proxy polls the
+#: line flags the GPU wrote there before it posts the isend (sendProxyProgress); LL128 / Simple likewise post only
+#: after the proxy saw the step. On a latency-bound tree nothing overlaps that post, so every crossing pays the host's
+#: proxy overhead. NCCL's tree formula (2.29.2 tuning.cc: 2 x (... + log2i(nNodes) x interLat)) has no CPU term: its
+#: NET constants are one set for every host and are taken to hold NCCL's reference post (1 us, ``NET_OVERHEAD_US``;
+#: getNetOverhead's value for Intel and unknown hosts) -- H100 + IB crossings measure 4.95 us each (2 -> 4 nodes:
+#: +9.9 us for 2 more) against 5.0 + 0.13 modelled. A host whose post costs more (AMD: 2 us) pays the excess on
+#: every crossing, x3 for Simple as NCCL scales that overhead (validation README, seventh pass).
+TREE_NET_CPU_EXCESS_X = (1.0, 1.0, 3.0)  # LL, LL128, Simple
 #: LL protocol bus-bandwidth caps (GB/s): single domain by GPU arch; multi-domain by host CPU and #domains
 #: (tuning.cc llMaxBws: row Intel/other {N2 39.0, N4 20.4}, row AMD {N2 22.5, N4 19.0})
 LL_MAX_BW_SINGLE = {"ampere": 87.7, "hopper": 141.0, "blackwell": 282.0}
@@ -633,7 +644,9 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
-        steps_us = 2.0 * (tree_chain * k.nvl_step_us[TREE][p] + log2d * net_lat(TREE, p))
+        # each network crossing also pays the host CPU's proxy post beyond the Intel one in NCCL's constants
+        tree_net_us = net_lat(TREE, p) + (net_oh - NET_OVERHEAD_US) * TREE_NET_CPU_EXCESS_X[p]
+        steps_us = 2.0 * (tree_chain * k.nvl_step_us[TREE][p] + log2d * tree_net_us)
         t_ok = tree_valid if p == SIMPLE or k.net_ll else tree_valid & ll_ok
         consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, tree_x)),
                  steps_us, charged, 2.0 * log2d)
