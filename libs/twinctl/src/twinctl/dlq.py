@@ -79,6 +79,8 @@ async def read_dead_letters(bootstrap: str, topic: topics.Topic, reason: str = "
     """Every record of `<topic>.dlq` up to its end offsets (read without a group)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from twin.core.kafka import seek_to_start
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     try:
         await consumer.start()
@@ -89,7 +91,7 @@ async def read_dead_letters(bootstrap: str, topic: topics.Topic, reason: str = "
         parts = consumer.partitions_for_topic(topic.dlq) or set(range(topic.partitions))
         tps = [TopicPartition(topic.dlq, p) for p in sorted(parts)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         ends = await consumer.end_offsets(tps)
         out: list[DeadLetter] = []
         remaining = {tp for tp in tps if ends[tp] > 0}

@@ -441,6 +441,17 @@ class EventProducer:
 # -- consumer loop ------------------------------------------------------------------------------
 
 
+async def seek_to_start(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]) -> None:
+    """Put the assigned partitions `tps` at their first offset, for a consumer with no group reading a topic from
+    its start. Numeric seeks, not `seek_to_beginning()`: `assign()` already started a reset to the consumer's
+    default (latest), and `seek_to_beginning()` only marks the partitions as awaiting a reset again, so that
+    in-flight answer can still land and leave a partition at its end (aiokafka 0.14's fetcher applies a reset's
+    answer while the partition awaits one; `seek()` clears that, and the stale answer is dropped). Under CPU load a
+    restarted job twin rebuilt an empty job book that way."""
+    for tp, offset in (await consumer.beginning_offsets(list(tps))).items():
+        consumer.seek(tp, offset)
+
+
 async def replay_topic(bootstrap: str, topic: Topic, apply: Callable[[ConsumerRecord], object], *,
                        since_ms: int | None = None, timeout_s: float = 60.0, name: str = "replay",
                        **client_options) -> int:
@@ -460,7 +471,7 @@ async def replay_topic(bootstrap: str, topic: Topic, apply: Callable[[ConsumerRe
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         if since_ms is None:
-            await consumer.seek_to_beginning(*tps)
+            await seek_to_start(consumer, tps)
         else:
             found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
             for tp in tps:

@@ -119,13 +119,15 @@ async def tail(bootstrap: str, topic: Topic, apply: Callable, stop: asyncio.Even
     """Apply every record of `topic` (all partitions, from the beginning, then as they come) until stop."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from twin.core.kafka import seek_to_start
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 **client_options)
     await consumer.start()
     try:
         tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await seek_to_start(consumer, tps)
         while not stop.is_set():
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for raw in records:
