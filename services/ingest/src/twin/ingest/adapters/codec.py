@@ -576,6 +576,117 @@ def _link_payloads(raw: bytes, pos: int, end: int) -> list[bytes] | None:
     return parts if pos == end else None
 
 
+def _link_sections(sections: list[tuple]) -> tuple[list, bytes, list[int], bytes, list[int]]:
+    """The link sections of a poll's wire-path batches ((bytes, links payload start, end (-1, -1: no links field),
+    rack_id, message) each): per section its (port ids, index among the cut ones) or, when it cannot be cut, its
+    Links through the containers; then the cut sections' LINK_COUNT_FIELDS payloads joined (section by section,
+    field by field) with the offset where each payload starts (and the end), and link_state's the same way.
+    What _link_parts gives section by section, in order; the whole poll at once when every section's port ids are
+    its rack's last ones and the fields after them are in the usual form (_link_bodies)."""
+    at_once = _link_sections_at_once(sections)
+    if at_once is not None:
+        return at_once
+    links: list = []
+    link_blobs: list[bytes] = []
+    state_blobs: list[bytes] = []
+    empty = (b"",) * len(LINK_COUNT_FIELDS)
+    for raw, at, end, rack_id, msg in sections:
+        if at < 0:   # no links field
+            links.append(((), len(state_blobs)))
+            link_blobs += empty
+            state_blobs.append(b"")
+            continue
+        cut = _link_parts(raw, at, end, rack_id, msg)
+        if cut is None:
+            links.append(decode_links(msg.links))
+        else:
+            links.append((cut[0], len(state_blobs)))
+            link_blobs += cut[1][:-1]
+            state_blobs.append(cut[1][-1])
+    return (links, b"".join(link_blobs), list(accumulate(map(len, link_blobs), initial=0)), b"".join(state_blobs),
+            list(accumulate(map(len, state_blobs), initial=0)))
+
+
+def _link_sections_at_once(sections: list[tuple]) -> tuple | None:
+    """_link_sections when every section with links starts with its rack's last port-id run (_PORT_RUNS, the
+    bytes compared) and every field after the port ids is each packed field once, in field order, its length a
+    one- or two-byte varint (_link_bodies); None otherwise (then section by section). Same result: those are
+    the sections _link_parts cuts from the rack's last port ids, and it finds the same payloads there."""
+    get = _PORT_RUNS.get
+    bodies: list[bytes] = []
+    links: list[tuple] = []
+    for j, (raw, at, end, rack_id, _) in enumerate(sections):
+        if at < 0:
+            bodies.append(b"")
+            links.append(((), j))
+            continue
+        hit = get(rack_id)
+        if hit is None or not raw.startswith(hit[0], at):
+            return None
+        bodies.append(raw[at + len(hit[0]):end])
+        links.append((hit[1], j))
+    cut = _link_bodies(bodies)
+    return None if cut is None else (links, *cut)
+
+
+def _link_field_tags() -> tuple[int, ...] | None:
+    """The LinkSamples tags after port_id in the order _link_bodies wants them: LINK_COUNT_FIELDS, link_state."""
+    if _TAGS is None:
+        return None
+    return tuple(sorted(_TAGS[6], key=_TAGS[6].get))
+
+
+_LINK_FIELD_TAGS = _link_field_tags()
+
+
+def _link_bodies(bodies: list[bytes]) -> tuple[bytes, list[int], bytes, list[int]] | None:
+    """The LINK_COUNT_FIELDS payloads of every body joined (body by body, field by field) and the offset where each
+    starts (and the end), the same for link_state; each body empty or the packed fields in _LINK_FIELD_TAGS' order,
+    each once, its length a varint of one or two bytes, ending where the body ends, each payload empty or ending
+    with a varint's last byte (as _link_payloads requires); None when a body is not that. The tags and lengths are
+    read for all bodies at once, one numpy step per field (a field's start is where the one before it ends)."""
+    tags = _LINK_FIELD_TAGS
+    nf = len(tags)
+    size = np.fromiter(map(len, bodies), np.intp, len(bodies))
+    buf = b"".join(bodies)
+    b = np.frombuffer(buf + bytes(3), np.uint8)   # a body that ends early reads at most 3 bytes past its end
+    ends = np.cumsum(size)
+    full = size > 0
+    pos, end = (ends - size)[full], ends[full]
+    heads = np.empty((nf, len(pos)), np.intp)   # per field and body: its tag and length bytes
+    lengths = np.empty((nf, len(pos)), np.intp)
+    for i, tag in enumerate(tags):
+        if not (b[pos] == tag).all():
+            return None
+        n = b[pos + 1].astype(np.intp)
+        two = n >= 0x80
+        if two.any():
+            high = b[pos + 2].astype(np.intp)
+            if (two & (high >= 0x80)).any():
+                return None
+            n = np.where(two, (n & 0x7F) | (high << 7), n)
+            head = 2 + two
+        else:
+            head = 2
+        stop = pos + head + n
+        if (stop > end).any() or ((n > 0) & (b[stop - 1] >= 0x80)).any():
+            return None
+        heads[i], lengths[i] = head, n
+        pos = stop
+    if (pos != end).any():
+        return None
+    # every byte labelled: 0 a tag or length, 1 a counter payload's, 2 link_state's; one run per label
+    runs = np.empty((len(pos), 2 * nf), np.intp)
+    runs[:, 0::2], runs[:, 1::2] = heads.T, lengths.T
+    label = np.repeat(np.tile(np.array([0, 1] * (nf - 1) + [0, 2], np.uint8), len(pos)), runs.ravel())
+    data = b[:len(buf)]
+    per_body = np.zeros((len(bodies), nf), np.intp)   # payload lengths, 0 for an empty body
+    per_body[full] = lengths.T
+    link_offsets = [0, *np.cumsum(per_body[:, :-1].ravel()).tolist()]
+    state_offsets = [0, *np.cumsum(per_body[:, -1]).tolist()]
+    return data[label == 1].tobytes(), link_offsets, data[label == 2].tobytes(), state_offsets
+
+
 def _varints(buf: bytes, bounds: list[int]) -> tuple[np.ndarray, list[int]] | None:
     """The uint64 values of concatenated base-128 varints (protobuf encoding spec; bits past 64 dropped, as
     protobuf's parser does) and the value index at each of the byte offsets `bounds` (each where a varint
@@ -647,8 +758,7 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
     float_blobs: list[bytes] = []
     count_blobs: list[bytes] = []
     index_blobs: list[bytes] = []
-    link_blobs: list[bytes] = []    # per wire-path batch: LINK_COUNT_FIELDS' payloads
-    state_blobs: list[bytes] = []   # per wire-path batch: link_state's payload
+    sections: list[tuple] = []      # per wire-path batch: its links field's (bytes, start, end, rack_id, message)
     pdu: list[float] = []
     pdu_widths: set[int] = set()    # the racks' phase counts
     grids: dict[int, tuple] = {}    # id of a grid layout -> (the layout, the runs of it in this poll)
@@ -706,24 +816,16 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
             pdu += phases
         if top is None:
             links = decode_links(msg.links)
-        elif top[2] < 0:   # no links field
-            links = ((), len(state_blobs))
-            link_blobs += (b"",) * len(LINK_COUNT_FIELDS)
-            state_blobs.append(b"")
-        else:
-            cut = _link_parts(raw, top[2], top[3], rack_id, msg)
-            if cut is None:
-                links = decode_links(msg.links)
-            else:
-                links = (cut[0], len(state_blobs))
-                link_blobs += cut[1][:-1]
-                state_blobs.append(cut[1][-1])
+        else:   # cut after the loop with the poll's other link sections (_link_sections)
+            links = len(sections)
+            sections.append((raw, top[2], top[3], rack_id, msg))
         heads.append((msg, rack_id, sample_time, gpu, rack, links))
     floats = np.frombuffer(b"".join(float_blobs), dtype="<f8").astype(np.float64)
     counts = np.frombuffer(b"".join(count_blobs), dtype=np.uint8).astype(np.uint64)
     index = np.frombuffer(b"".join(index_blobs), dtype=np.uint8).astype(np.uint32)
-    link_cut = _varints(b"".join(link_blobs), list(accumulate(map(len, link_blobs), initial=0)))
-    state_cut = _varints(b"".join(state_blobs), list(accumulate(map(len, state_blobs), initial=0)))
+    section_links, link_bytes, link_offsets, state_bytes, state_offsets = _link_sections(sections)
+    link_cut = _varints(link_bytes, link_offsets)
+    state_cut = _varints(state_bytes, state_offsets)
     nc = len(LINK_COUNT_FIELDS)
     link_rows = state_rows = pdu_rows = None
     if link_cut is not None and state_cut is not None:
@@ -772,6 +874,8 @@ def decode_batches(msgs: Sequence[pb.RackTelemetryBatch], raws: Sequence[bytes] 
         if rack is not None:
             at, n, scalars = rack
             rack = RackEnv.direct(pdu_values[at:at + n] if pdu_rows is None else next(pdu_rows), *scalars)
+        if isinstance(links, int):
+            links = section_links[links]
         if isinstance(links, Links):
             pass
         elif link_cut is None or state_cut is None:
