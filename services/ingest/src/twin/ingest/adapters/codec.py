@@ -276,19 +276,30 @@ def _top_fields(raw: bytes, k: int, rack_id: str, trust: bool = False) -> tuple 
     for its cached grid layout without comparing its tag and length bytes (see _nodes_run)."""
     tpl = _TOPS.get(rack_id)
     if tpl is not None:
-        get_header, header, stop, varints, run_at, run_end, time_span, seen = tpl
+        get_header, header, stop, varints, run_at, run_end, time_span, seen, tail = tpl
         if len(raw) >= stop and get_header(raw) == header and all(
                 raw[b - 1] < 0x80 and (b - a == 1 or min(raw[a:b - 1]) >= 0x80) for a, b in varints):
             run = _nodes_run(raw, run_at, k, trust) if run_at >= 0 else (None, run_end)
             if run is not None and run[1] == run_end:
                 sample_time = raw[time_span[0]:time_span[1]] if time_span else None
+                # the usual rest: a links field (its length a varint of one or two bytes), then the same bytes as
+                # after the last batch's links: _walk would read them as it did there (the same fields seen before)
+                end = len(raw)
+                if tail is not None and stop + 1 < end and raw[stop] == _TAGS[2]:
+                    n, at = raw[stop + 1], stop + 2
+                    if n >= 0x80:
+                        n = n & 0x7F | raw[at] << 7 if at < end and raw[at] < 0x80 else -end
+                        at += 1
+                    if at + n == end - len(tail) and raw.endswith(tail):
+                        return run[0], sample_time, at, at + n
                 return _walk(raw, stop, k, set(seen), run[0], sample_time, None)
     return _walk(raw, 0, k, set(), None, None, rack_id)
 
 
 # rack_id -> what the walk of its last batch read before its links (see _top_fields): (header getter, header
 # bytes, where the links field starts (the walk goes on from there), the varint fields' (start, end), the nodes
-# run's start (-1: none) and end, sample_time's payload (start, end) or None, the field numbers seen)
+# run's start (-1: none) and end, sample_time's payload (start, end) or None, the field numbers seen, the bytes
+# after its links field (None: no links field, or sample_time or nodes there))
 _TOPS: dict[str, tuple] = {}
 
 
@@ -342,6 +353,9 @@ def _walk(raw: bytes, pos: int, k: int, seen: set[int], gpu, sample_time: bytes 
     if pos != end:
         return None
     if record is not None:
+        # the bytes after the links field, when the nodes and sample_time came before it (then the walk from the
+        # links field on reads nothing but the links' payload span from them)
+        tail = raw[links_end:] if tpl is not None and run_at < tpl[0] and (time_span or (-1,))[0] < tpl[0] else None
         stop, varints_, run_at, run_end, time_span, seen_ = tpl or (end, tuple(varints), run_at, run_end, time_span,
                                                                   frozenset(seen))
         prefix = [i for i in header if i < stop]
@@ -349,7 +363,7 @@ def _walk(raw: bytes, pos: int, k: int, seen: set[int], gpu, sample_time: bytes 
             if len(_TOPS) >= 65536:
                 _TOPS.clear()
             get_header = _tuple_getter(prefix)
-            _TOPS[record] = (get_header, get_header(raw), stop, varints_, run_at, run_end, time_span, seen_)
+            _TOPS[record] = (get_header, get_header(raw), stop, varints_, run_at, run_end, time_span, seen_, tail)
     return gpu, sample_time, links_at, links_end
 
 
