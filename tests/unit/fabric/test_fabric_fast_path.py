@@ -2,8 +2,8 @@
 
 ``estimate`` evaluates one (collective, size, placement) on Python floats and anything larger with
 numpy, through one shared implementation; these tests pin that both give bit-identical answers, that
-predicted time never decreases with size within one NCCL regime (drops only at NCCL's coded p2p protocol
-threshold), and the channel-parallelism / tree-correction effects.
+predicted time never decreases with size for one (algorithm, protocol) (the chosen time drops only at NCCL's coded p2p
+protocol threshold or where NCCL's own estimate switches), and the channel-parallelism / tree-correction effects.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from twin.fabric.domain.collectives import (
     LL,
     PROTOCOLS,
     TREE_CORRECTION,
+    _topo_constants,
     p2p_ll_threshold_bytes,
 )
 
@@ -68,15 +69,27 @@ def _per_peer(c: int, sizes: np.ndarray, n: int) -> np.ndarray:
     return sizes / n if COLLECTIVES[c] == "alltoall" else sizes
 
 
+def _chosen_by_nccl_estimate(topo, pl) -> bool:
+    """Where the model picks (algorithm, protocol) by NCCL's own estimate instead of its physical times: across
+    domains on a network whose plugin reports NCCL a latency other than the physical one (aws-ofi-nccl, 75 us)."""
+    return _topo_constants(topo).sel_extra_us != 0.0 and int(pl.n_domains) > 1
+
+
+CANDIDATES = [(a, p) for a in ("ring", "tree", "nvls", "nvls_tree") for p in PROTOCOLS]
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_time_never_decreases_with_size_except_at_nccl_thresholds(name):
-    """Predicted time never decreases with size while NCCL's choice (algorithm, protocol) stays the same. It may
-    drop only where NCCL switches by a hard threshold in its code rather than by its cost model: the p2p
-    protocol rule (enqueue.cc addP2pToPlan, LL up to p2pnChannelsPerPeer x 16 KiB per peer, Simple above), which
-    the measured GB300 alltoall sweeps show (512 KiB -> 1 MiB per peer: 236 -> 162 us on 64 GPUs). So every drop
-    must be pairwise LL -> Simple with the model's LL threshold between the two sizes' bytes per peer. Why relaxed:
-    NCCL's own time drops there, so a strictly monotone model would have to run a protocol NCCL does not; choices
-    NCCL makes by cost (ring/tree, LL128/Simple) must stay drop-free, and do."""
+def test_time_never_decreases_with_size_except_where_nccl_switches(name):
+    """Predicted time never decreases with size for a fixed (algorithm, protocol). The chosen time may drop only
+    where NCCL's choice switches: (1) at a hard threshold in its code, the p2p protocol rule (enqueue.cc
+    addP2pToPlan, LL up to p2pnChannelsPerPeer x 16 KiB per peer, Simple above), which the measured GB300 alltoall
+    sweeps show (512 KiB -> 1 MiB per peer: 236 -> 162 us on 64 GPUs); (2) where NCCL picks by its own estimate
+    rather than by the physical times (``_chosen_by_nccl_estimate``) and that estimate switches algorithm or
+    protocol: NCCL's estimate, not the time, decides, and measured runs show such drops (H100 + IB 4 nodes, 2 MiB
+    191 us -> 4 MiB 151 us; validation README, eighth and ninth pass). Why relaxed from "only at the p2p
+    threshold": with the Simple ring across nodes timed from NCCL's chunking, a ring that NCCL's estimate (75 us per
+    network step on EFA) rejects can be physically faster than the tree it keeps, so where the estimate switches to
+    it the time drops. Anywhere the model chooses by physical time a drop stays impossible, and is checked."""
     topo = preset(name)
     sizes = np.unique(np.round(np.exp2(np.arange(0, 40 * 8) / 8)))
     drops = 0
@@ -84,6 +97,7 @@ def test_time_never_decreases_with_size_except_at_nccl_thresholds(name):
         for policy in ("pack", "spread"):
             pl = placement_packed(topo, n, policy)
             thr = float(p2p_ll_threshold_bytes(topo, pl))
+            by_estimate = _chosen_by_nccl_estimate(topo, pl)
             for c in range(len(COLLECTIVES)):
                 est = estimate(topo, c, sizes, pl)
                 t, a, p = est.time_s, est.algorithm, est.protocol
@@ -92,12 +106,22 @@ def test_time_never_decreases_with_size_except_at_nccl_thresholds(name):
                 assert not (down & same).any(), (name, n, policy, COLLECTIVES[c], "decrease within one regime")
                 peer = _per_peer(c, sizes, n)
                 for i in np.flatnonzero(down):
-                    drops += 1
                     where = (name, n, policy, COLLECTIVES[c], sizes[i], sizes[i + 1])
-                    assert (ALGORITHMS[a[i]], PROTOCOLS[p[i]]) == ("pairwise", "LL"), where
-                    assert (ALGORITHMS[a[i + 1]], PROTOCOLS[p[i + 1]]) == ("pairwise", "Simple"), where
-                    assert peer[i] <= thr < peer[i + 1], where
-    assert drops <= 2 * 6 * 2  # at most one per p2p collective and placement
+                    if (ALGORITHMS[a[i]], PROTOCOLS[p[i]]) == ("pairwise", "LL"):
+                        drops += 1
+                        assert (ALGORITHMS[a[i + 1]], PROTOCOLS[p[i + 1]]) == ("pairwise", "Simple"), where
+                        assert peer[i] <= thr < peer[i + 1], where
+                    else:
+                        assert by_estimate, where
+                # every single candidate is monotone in size on its own
+                for alg, proto in CANDIDATES:
+                    try:
+                        one = estimate(topo, c, sizes, pl, algorithms=(alg,), protocols=(proto,)).time_s
+                    except ValueError:  # this candidate cannot run (some of) these calls
+                        continue
+                    ok = np.isfinite(one)
+                    assert not (np.diff(one)[ok[1:] & ok[:-1]] < 0).any(), (name, n, policy, COLLECTIVES[c], alg, proto)
+    assert drops <= 2 * 6 * 2  # at most one p2p threshold drop per p2p collective and placement
 
 
 def test_p2p_protocol_follows_nccls_threshold_not_cost():

@@ -83,13 +83,29 @@ def test_scalar_path_bit_identical_with_catalogue_topologies_and_versions(versio
 
 
 def test_time_never_decreases_with_size_on_simple_only_efa():
-    """Strictly monotone: across p4d's EFA every candidate is Simple, so NCCL's one coded drop (the p2p LL -> Simple
-    threshold, see test_fabric_fast_path) cannot occur on a multi-node placement."""
+    """Across p4d's EFA every candidate is Simple, so NCCL's coded drop (the p2p LL -> Simple threshold, see
+    test_fabric_fast_path) cannot occur on a multi-node placement: each (algorithm, protocol) is monotone in size, and
+    the chosen time drops only where NCCL's own estimate (the plugin's 75 us in every network step) switches from
+    tree to ring (relaxed from "strictly monotone" with the ninth pass: the ring's time from NCCL's chunking can be
+    below the tree's that NCCL's estimate keeps to a larger size). Without the plugin's latency (choice by the
+    physical times) the chosen time is strictly monotone."""
     topo = _p4d(8)
+    physical = replace(topo, name="phys", scale_out=replace(topo.scale_out, reported_latency_s=None))
     sizes = np.logspace(0, 11, 400)
+    pl = placement_packed(topo, 64)
     for c in COLLECTIVES:
-        t = estimate(topo, c, sizes, placement_packed(topo, 64)).time_s
-        assert np.all(np.diff(t) >= -1e-15), c
+        est = estimate(topo, c, sizes, pl)
+        down = np.diff(est.time_s) < 0
+        switch = (est.algorithm[1:] != est.algorithm[:-1]) | (est.protocol[1:] != est.protocol[:-1])
+        assert not (down & ~switch).any(), c
+        assert (est.algorithm_names()[:-1][down] == "tree").all() and (est.algorithm_names()[1:][down] == "ring").all()
+        for alg in ("ring", "tree", "pairwise"):
+            try:
+                one = estimate(topo, c, sizes, pl, algorithms=(alg,)).time_s
+            except ValueError:
+                continue
+            assert np.all(np.diff(one) >= 0), (c, alg)
+        assert np.all(np.diff(estimate(physical, c, sizes, pl).time_s) >= -1e-15), c
 
 
 def test_catalogue_covers_every_family_and_names_sources():
@@ -183,3 +199,21 @@ def test_tree_chain_latency_counts_nccl_ranks_per_node_not_the_smallest_domain()
     # one more NVLink hop per direction per rank added to each domain's chain (NCCL's NVLink tree/LL step x Blackwell)
     hop = 2.0 * 0.6e-6 * topo.scale_up.gpu_latency_scale
     assert lat["full"] - lat["even"] == pytest.approx(8 * hop)
+
+
+def test_simple_ring_across_nodes_is_timed_from_nccls_chunking():
+    """A Simple ring across nodes runs NCCL's chunk loops (enqueue.cc calcCollChunking, all_reduce.h runRing): once
+    its chunks take longer on the wire than a network step's round trip over the credit window, every step is
+    bandwidth-bound and the ring's time is its base latency plus the bandwidth time -- no pipeline fill growing
+    with size (the generic 2 sqrt(pipe x S/B) the model used before added 0.6-2.6 ms here at 256 MiB-8 GiB). Where
+    the chunks are small (one loop, a few hundred KB per chunk) each step pays the network's round trip over the
+    2-chunk credit window instead, so the same ring at 1 MiB is latency-bound: > 2(n-1) network step latencies."""
+    topo = PRESETS["oci-a100-roce"]  # NIC-bound: 2 x 100G per GPU, well below NVLink
+    pl = placement_packed(topo, 16)
+    assert int(pl.n_domains) == 2
+    kw = {"algorithms": ("ring",), "protocols": ("Simple",)}
+    big = estimate(topo, "all_reduce", np.array([2.0**28, 2.0**30, 2.0**33]), pl, **kw)
+    assert big.latency_s == pytest.approx(np.full(3, 8.4e-6), rel=1e-6)  # NCCL's ring Simple base latency only
+    small = estimate(topo, "all_reduce", 2.0**20, pl, **kw)
+    net_step_s = 14e-6  # NCCL's ring Simple network step latency (tuning.cc), the RoCE hops come on top
+    assert float(small.time_s - small.bandwidth_s / 2) > 2 * 15 * net_step_s

@@ -67,7 +67,11 @@ Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.
   EFA on p4d runs Simple only). Trees over 2 domains carry each byte across the NICs once per direction.
 * Choice vs time: NCCL picks the (algorithm, protocol) by its own estimate, in which every network step
   costs the latency the net plugin reports (75 us for aws-ofi-nccl on p4d/p5); the time returned is the
-  physical one of that choice. NCCL's ring "plateau" (x1.4 latency, multi-node Simple all-reduce) applies.
+  physical one of that choice.
+* Simple rings across domains: timed from NCCL's ring chunking (``RING_SIMPLE_CHUNK_STEPS``: loops of nRanks chunks
+  of buffSize / 2, each step bounded by the chunk's wire time and the 2-chunk credit window over the network step's
+  round trip), not from the generic pipeline fill that single-domain Simple keeps; never faster than the one-domain
+  ring of the same GPUs. NCCL's ring "plateau" (x1.4) is part of NCCL's estimate, not of this time.
 * ``nccl_version``: which algorithms exist (NVLS 2.17+, NVLS-tree 2.18+) and NVLS-tree's network latency.
 * NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY), 16 on GB200
   multi-node NVLink (``ScaleUp.inter_domain_nics``, NCCL 2.27.3 release notes).
@@ -125,7 +129,23 @@ LL_MAX_BW_MULTI = (39.0, 20.4)  # 2 domains, >2 domains (Intel / non-x86 host)
 LL_MAX_BW_MULTI_BY_CPU = {"intel": (39.0, 20.4), "amd": (22.5, 19.0), "arm": (39.0, 20.4)}
 #: NCCL's "plateau effect of ring" (tuning.cc ncclTopoGetAlgoTime, NCCL 2.12+): a multi-node Simple ring
 #: all-reduce whose per-channel per-rank slice is >= 64 B pays 1.4x its latency (compute capability >= 8.0).
+#: A term of NCCL's estimate: since the ninth pass the physical time of a Simple ring across domains comes from
+#: NCCL's chunking (``RING_SIMPLE_CHUNK_STEPS``) and no longer carries it.
 RING_PLATEAU_FACTOR = 1.4
+#: Ring/Simple chunking (NCCL 2.25.1 .. 2.29.2, identical in each: src/enqueue.cc calcCollChunking, src/device/all_reduce.h
+#: runRing, src/include/collectives.h). A Simple ring moves chunks of chunkSize = buffSize / NCCL_STEPS x chunkSteps
+#: bytes, chunkSteps = ALLREDUCE/ALLGATHER/REDUCESCATTER_CHUNKSTEPS = NCCL_STEPS / 2 = 4, each sent as chunkSteps /
+#: sliceSteps = 2 slices (SLICESTEPS = NCCL_STEPS / 4); a channel loops over loopSize = nRanks x chunkSize of its
+#: bytes, each loop 2(n-1) (all-reduce) or n-1 (all-gather / reduce-scatter) sequential steps of one chunk per rank,
+#: and a short last loop shrinks the chunk to its bytes / nRanks ("if (remCount < loopCount) chunkCount = divUp(
+#: remCount, nranks)"). Broadcast / reduce (pipeline pattern): BROADCAST/REDUCE_CHUNKSTEPS = SLICESTEPS = 1, one
+#: chunk of buffSize / NCCL_STEPS per loop. NCCL_BUFFSIZE: DEFAULT_BUFFSIZE = 4 MiB (src/init.cc); aws-ofi-nccl
+#: (v1.16.3 src/platform-aws.cpp) sets 8 MiB on every EFA GPU platform it knows (p4d, p4de, p5, p5e, p5en, p6).
+RING_SIMPLE_CHUNK_STEPS = 4.0  # of NCCL_STEPS = 8 buffer slots per chunk (ring all-reduce / all-gather / reduce-scatter)
+RING_SIMPLE_SLICES = 2.0  # chunkSteps / sliceSteps
+NCCL_STEPS = 8.0
+NCCL_BUFFSIZE_BYTES = 4194304.0  # DEFAULT_BUFFSIZE
+NCCL_BUFFSIZE_BY_TRANSPORT = {"efa": 8388608.0}  # aws-ofi-nccl platform-aws.cpp NCCL_BUFFSIZE
 #: Credit window of a network connection (NCCL 2.28.7 src/include/device.h NCCL_STEPS = 8). A connection has
 #: NCCL_STEPS buffer slots; the receiving proxy posts a receive for a slot only after its GPU consumed the slot's
 #: previous step (src/transport/net.cc recvProxyProgress: no post while posted >= done + min(NCCL_STEPS, ..)), and
@@ -404,6 +424,7 @@ class _TopoConstants:
     hop_us: float
     net_extra_us: float
     simple_extra_x: float  # transport latencies per Simple network step: 2 where NCCL flushes (GDR_FLUSH_X)
+    buffsize: float  # NCCL_BUFFSIZE of the Simple protocol (NCCL_BUFFSIZE_BYTES / _BY_TRANSPORT)
     base_us: dict[int, tuple[float, float, float]]  # BASE_LAT_US x gpu_latency_scale
     nvl_step_us: dict[int, tuple[float, float, float]]  # NVLINK_LAT_US x gpu_latency_scale + switch hop
     llmax_single: float
@@ -464,6 +485,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         hop_us=so.per_hop_latency_s * 1e6 if so is not None else 0.0,
         net_extra_us=so.base_latency_s * 1e6 if so is not None else 0.0,
         simple_extra_x=simple_x,
+        buffsize=NCCL_BUFFSIZE_BY_TRANSPORT.get(so.kind, NCCL_BUFFSIZE_BYTES) if so is not None else NCCL_BUFFSIZE_BYTES,
         base_us={a: tuple(v * su.gpu_latency_scale for v in row) for a, row in BASE_LAT_US.items()},
         nvl_step_us={a: tuple(v * su.gpu_latency_scale + su.hop_latency_s * 1e6 for v in row)
                      for a, row in NVLINK_LAT_US.items()},
@@ -560,16 +582,20 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         return ops.maximum(ops.minimum(size, min_bytes_per_channel) * k.n_channels, size) * 1e-9
 
     def consider(a: int, p: int, valid, lat_us, sec_per_GB, pipe_us=0.0, charged_GB=None, net_steps=0.0,
-                 floor_us=None) -> None:
+                 floor_us=None, chunked=None) -> None:
         if a not in allowed_a or p not in allowed_p:
             return
         bw_s = (size_GB if charged_GB is None else charged_GB) * sec_per_GB
-        if p == SIMPLE:
+        if chunked is not None:
+            # a Simple ring across domains: its latency from NCCL's ring chunking (``ring_chunked_lat``), no fill
+            lat_us, floor_us = chunked(bw_s * 1e6)
+        elif p == SIMPLE:
             # Pipeline fill of the chunked Simple protocol (optimal chunking): 2 sqrt(pipe x S/B), pipe = the
             # latency of the steps after the first. Inside one NVLink domain the model also charges + pipe (as
             # calibrated on the reference DGX H100 NVLS rows). Across domains it does not: a k-chunk pipeline
             # over D hops of latency L takes D L + (k - 1 + D) c/B, so the hops' latency appears once -- it is
-            # already ``lat_us`` -- and charging it again doubles every Simple latency across nodes.
+            # already ``lat_us`` -- and charging it again doubles every Simple latency across nodes. (Simple rings
+            # across domains do not come here: ``chunked``, NCCL's ring chunking.)
             fill_us = 2.0 * ops.sqrt(bw_s * 1e6 * pipe_us)
             if not any_multi:
                 lat_us = lat_us + pipe_us + fill_us
@@ -610,6 +636,40 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
     # Equal to g - 1 wherever the ranks fill their domains evenly.
     tree_chain = ops.floor(n / d) - 1.0
     tree_x = ops.tree_x(size)
+
+    def ring_chunked_lat(base_us, steps_us, bw_us, net_step_us, charged_GB):
+        """Latency (time - bandwidth time) of a Simple ring across domains from NCCL's ring chunking
+        (``RING_SIMPLE_CHUNK_STEPS``). A channel carries size / channels bytes in L = ceil(them / (n x chunkSize))
+        loops of nsteps steps (2(n-1) all-reduce, n-1 all-gather / reduce-scatter), each step one chunk that a rank
+        sends after the previous rank's slice of it has arrived, so the ring makes nsteps x L steps one after the
+        other, each taking the longest of: the chunk at the channel's bandwidth (c, in all: ``bw_us``); the mean
+        step latency plus one slice (steps_us / nsteps + c / 2); and the credit window: a connection has
+        NCCL_STEPS slots, a chunk takes RING_SIMPLE_CHUNK_STEPS of them, and a slot returns only after the data
+        crossed the network and the receiver's re-post came back (2 x the network step latency, as
+        ``CREDIT_WINDOW_STEPS``), so every NCCL_STEPS / chunkSteps = 2 steps take >= 2 net latencies + a chunk.
+        Broadcast / reduce (a chain, chunks of buffSize / NCCL_STEPS): the first chunk is stored and forwarded
+        through the n - 1 hops, the rest follow at the channel's bandwidth: steps_us + bw + (n - 2) x first chunk."""
+        nch = ops.minimum(ops.maximum(size / CHANNEL_MIN_BYTES[SIMPLE], 1.0), k.n_channels)
+        per_ch = size / nch
+        ring_chunk = k.buffsize / NCCL_STEPS * RING_SIMPLE_CHUNK_STEPS
+        loops = ops.maximum(per_ch / (n * ring_chunk), 1.0)
+        steps = nsteps * loops
+        window = RING_SIMPLE_CHUNK_STEPS / NCCL_STEPS
+        ring_us = ops.maximum(ops.maximum(bw_us, steps_us * loops + bw_us / RING_SIMPLE_SLICES),
+                              (2.0 * net_step_us * steps + bw_us) * window)
+        first_chunk_us = bw_us * ops.minimum(1.0, k.buffsize / NCCL_STEPS / ops.maximum(per_ch, 1.0))
+        chain_us = steps_us + bw_us + (n - 2.0) * first_chunk_us
+        # the ring still runs through each domain's g GPUs over NVLink as a one-domain ring of g ranks does: it takes
+        # at least that ring's time (the model's one-domain Simple ring, fill included), a bound returned apart so
+        # that where it binds the time is exactly the bound (``consider`` floor_us)
+        steps_g = ops.where(is_ar, 2.0, 1.0) * (g - 1.0)
+        bf_g = ops.where(is_chain, ops.where(g > 1, 1.0, 0.0), steps_g / ops.maximum(g, 1.0))
+        bw_g = charged_GB * 1e6 * bf_g / b_nvl
+        nvl_us = steps_g * k.nvl_step_us[RING][SIMPLE]
+        pipe_g = ops.maximum(nvl_us - k.nvl_step_us[RING][SIMPLE], 0.0)
+        one_domain_us = base_us + nvl_us + pipe_g + 2.0 * ops.sqrt(bw_g * pipe_g) + bw_g
+        return base_us + ops.where(is_chain, chain_us, ring_us) - bw_us, one_domain_us
+
     for p in (LL, LL128, SIMPLE):
         # --- ring (all collectives except alltoall / send-recv) ----------------------------------
         bus = ring_bus if p == SIMPLE else (LL128_RING_FACTOR * ring_bus if p == LL128 else ops.minimum(llmax, 0.5 * ring_bus))
@@ -626,10 +686,16 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         intra = ops.where(multi, ops.maximum(intra, floor), intra)
         steps_us = (nsteps - ninter) * intra + ninter * ring_net_us
         lat = k.base_us[RING][p] + steps_us
-        if p == SIMPLE and any_multi:  # NCCL's ring plateau: multi-node all-reduce, >= 64 B per channel and rank
-            lat = ops.where(is_ar & multi & (size >= 64.0 * k.n_channels * n), RING_PLATEAU_FACTOR * lat, lat)
         pipe = ops.maximum(steps_us - intra, 0.0)  # all steps but the first
         p_ok = ring_valid if p == SIMPLE or k.net_ll else ring_valid & ll_ok
+        chunked = None
+        if p == SIMPLE and any_multi:
+            def chunked(bw_us, lat=lat, steps_us=steps_us, pipe=pipe, base_r=k.base_us[RING][p], net_us=ring_net_us,
+                        charged=ring_charged):
+                fill = 2.0 * ops.sqrt(bw_us * pipe)  # one NVLink domain: the generic fill, as before
+                lat_multi, floor_multi = ring_chunked_lat(base_r, steps_us, bw_us, net_us, charged)
+                return ops.where(multi, lat_multi, lat + fill + pipe), ops.where(multi, floor_multi, 0.0)
+        consider_kw = {"chunked": chunked} if chunked is not None else {}
         proxy_us = None
         if p != SIMPLE and any_multi:
             # one proxy thread per rank handles all its channels' network messages (RING_STEP_DATA_BYTES), on the
@@ -640,7 +706,7 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
             messages = ops.maximum(ops.where(is_chain, 1.0, nsteps), size * bf / (channels * RING_STEP_DATA_BYTES[p]))
             connections = ops.maximum(1.0, 2.0 * channels / g)
             proxy_us = ops.where(multi, k.base_us[RING][p] + connections * messages * net_oh, 0.0)
-        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, ring_charged, ninter, proxy_us)
+        consider(RING, p, p_ok, lat, bf * ops.inv(bus), pipe, ring_charged, ninter, proxy_us, **consider_kw)
         # --- tree (all-reduce) --------------------------------------------------------------------
         tbus = tree_bus if p == SIMPLE else (
             tree_bus * ops.where(multi, 120.0 / 128.0, 7.0 / 9.0) if p == LL128 else ops.minimum(tree_bus * TREE_LL_FACTOR, llmax))
