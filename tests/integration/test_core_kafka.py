@@ -269,3 +269,36 @@ async def test_an_already_serialized_event_is_sent_as_given_with_its_envelope(ka
     assert [(r.message, r.envelope.id) for r in got] == [(batch("rack-0", 0), "as-message"),
                                                          (batch("rack-0", 1), "as-bytes")]
     assert all(r.envelope.type == "twin.telemetry.v1.RackTelemetryBatch" for r in got)
+
+
+async def test_stats_name_the_partitions_a_member_holds(kafka_bootstrap):
+    """ConsumerStats.assigned / topic_partitions: one member of a group holds every partition; a second member in the
+    same group takes some of them, and the two hold disjoint sets that cover the topic (what the job twin's status
+    line reads to say that another process shares its group)."""
+    t = small_topic(partitions=4)
+    await ensure_topics(kafka_bootstrap, [t])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    async with EventProducer(kafka_bootstrap, source="tests") as producer:
+        first, second = ConsumerStats(), ConsumerStats()
+        stop = asyncio.Event()
+        run = [asyncio.create_task(run_consumer(kafka_bootstrap, group, t, Collector(), dlq_producer=producer,
+                                                stop_event=stop, stats=first, session_timeout_ms=6000))]
+        loop = asyncio.get_running_loop()
+        try:
+            deadline = loop.time() + 30
+            while first.assigned != frozenset(range(4)):
+                assert loop.time() < deadline, first
+                await asyncio.sleep(0.1)
+            assert first.topic_partitions == 4
+            run.append(asyncio.create_task(run_consumer(kafka_bootstrap, group, t, Collector(), dlq_producer=producer,
+                                                        stop_event=stop, stats=second, session_timeout_ms=6000)))
+            deadline = loop.time() + 45
+            while not (second.assigned and first.assigned and not first.assigned & second.assigned
+                       and first.assigned | second.assigned == frozenset(range(4))):
+                assert loop.time() < deadline, (first.assigned, second.assigned)
+                await asyncio.sleep(0.1)
+            assert len(first.assigned) < 4 and len(second.assigned) < 4
+            assert second.topic_partitions == 4
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*run), 30)

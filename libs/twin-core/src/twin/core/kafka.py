@@ -185,6 +185,10 @@ class ConsumerStats:
     dlq_retries: int = 0  # DLQ send attempts that failed with a retriable error
     discarded: int = 0  # pipelined mode: prepared polls dropped unwritten (write failure, rebalance)
     lag: dict[int, int] = field(default_factory=dict)
+    # the topic's partitions this member holds and the topic's partition count (refreshed with the lag): a group
+    # member holding fewer than all of them shares the group with another process
+    assigned: frozenset[int] = frozenset()
+    topic_partitions: int = 0
 
     @property
     def total_lag(self) -> int:
@@ -634,7 +638,10 @@ class _Loop:
         self.ahead: _Prepared | None = None  # pipelined mode: the next poll, prepared while the last was written
 
     async def update_lag(self) -> None:
-        for tp in list(self.consumer.assignment()):
+        assignment = list(self.consumer.assignment())
+        self.stats.assigned = frozenset(tp.partition for tp in assignment if tp.topic == self.topic.name)
+        self.stats.topic_partitions = len(self.consumer.partitions_for_topic(self.topic.name) or ())
+        for tp in assignment:
             try:
                 high = self.consumer.highwater(tp)
                 if high is None:

@@ -246,6 +246,17 @@ class JobsApp:
                 f"{self.stats.site_states} taken, {self.stats.site_states_refused} refused), platform share "
                 f"measured for {meas} of {meas + spec} GPU samples")
 
+    def membership_warning(self) -> str:
+        """Non-empty when this process holds only some of jobs.events.v1's partitions: another jobs process shares
+        its consumer group, and (until the job twin scales out, README "Still to do") each then sees part of the
+        site, so the status line says so instead of answering for the whole site."""
+        held, total = self.events_stats.assigned, self.events_stats.topic_partitions
+        if not held or len(held) >= total:
+            return ""
+        return (f"WARNING: this process holds {len(held)} of {total} {self.config.events_topic.name} partitions: "
+                f"another jobs process shares its consumer group, so each sees only part of the site's jobs and "
+                f"inputs (run one jobs process per site)")
+
     def status_line(self) -> str:
         s = self.stats
         twin = self.twin
@@ -254,4 +265,5 @@ class JobsApp:
         return (f"events consumed={self.events_stats.consumed} dlq={self.events_stats.dlq_sent}, jobs running={running}, "
                 f"recomputed={s.recomputed} (fabric fallbacks={s.fabric_fallbacks}), states={s.states_published} "
                 f"recommendations={s.recommendations_published} rows={s.rows_written}, {self.overhead_line()}, fabric "
-                f"{'up' if fabric and fabric.up else 'DOWN: ' + (fabric.last_error if fabric else '')}")
+                f"{'up' if fabric and fabric.up else 'DOWN: ' + (fabric.last_error if fabric else '')}"
+                + (f", {warning}" if (warning := self.membership_warning()) else ""))
