@@ -71,6 +71,13 @@ STAGES_ONLY = os.environ.get("BENCH_INGEST_STAGES_ONLY")
 # 0 and 1, own broker and database), printed, nothing written. BENCH_INGEST_PIPELINE_REPEATS: pairs of runs.
 PIPELINE_ONLY = os.environ.get("BENCH_INGEST_PIPELINE_ONLY")
 PIPELINE_REPEATS = int(os.environ.get("BENCH_INGEST_PIPELINE_REPEATS", "1"))
+# BENCH_INGEST_PREPARE_ONLY=<fraction of the site>: only the handler's CPU half of one tick, in-process: the kit's
+# record decode (protobuf parse + envelope) and IngestHandler.prepare (decode, validation, digests), the tick split
+# into one poll per ingest process (BENCH_INGEST_PROCESSES; at most BENCH_INGEST_MAX_RECORDS each: 1,563 at 100k GPUs),
+# BENCH_INGEST_PREPARE_REPEATS warm passes (20); CPU per tick printed (median, min). No broker, no database (~10 s).
+# For A/B runs of decode changes (the code before: this file with PYTHONPATH at the old tree's src directories).
+PREPARE_ONLY = os.environ.get("BENCH_INGEST_PREPARE_ONLY")
+PREPARE_REPEATS = int(os.environ.get("BENCH_INGEST_PREPARE_REPEATS", "20"))
 # BENCH_INGEST_PROFILE=<directory>: run every ingest process under cProfile (stats written there when it
 # stops; slows it down, so the figures of that run do not count). To see where ingest's CPU goes.
 PROFILE_DIR = os.environ.get("BENCH_INGEST_PROFILE")
@@ -713,9 +720,65 @@ def stages_only(fraction: float) -> dict:
     return {"stages": stages, "copy": copy}
 
 
+def prepare_only(fraction: float) -> dict:
+    """CPU of the consumer loop's decode (twin.core.kafka.decode_record) and IngestHandler.prepare per tick, the
+    tick's records (as facility-sim publishes them, with CloudEvents headers) in one poll per ingest process (at most
+    MAX_RECORDS); the GC threshold `python -m twin.ingest` sets. Median and min over PREPARE_REPEATS warm passes."""
+    import gc
+    import statistics
+
+    from aiokafka.structs import ConsumerRecord
+
+    from twin.core.clock import SystemClock
+    from twin.core.envelope import new_envelope
+    from twin.core.facility import build_inventory
+    from twin.core.kafka import decode_record
+    from twin.core.topics import FACILITY_TELEMETRY, TELEMETRY_SAMPLES
+    from twin.ingest.__main__ import GC_GEN0_THRESHOLD
+    from twin.ingest.adapters.stream import IngestHandler
+    from twin.ingest.domain.validation import limits_from_inventory
+
+    racks = max(1, round(SITE_RACKS * fraction))
+    spec, t, values, _, _ = _one_tick(racks)
+    raws = []
+    for i, v in enumerate(values):
+        headers = new_envelope(FACILITY_TELEMETRY.ce_type, "facility-sim", t).to_headers()
+        key = f"rack-{i}".encode()
+        raws.append(ConsumerRecord(FACILITY_TELEMETRY.name, i % 12, i // 12, int(t.timestamp() * 1000), 0, key, v,
+                                   None, len(key), len(v), headers))
+    handler = IngestHandler(None, None, limits_from_inventory(build_inventory(spec)), SystemClock(), TELEMETRY_SAMPLES)
+    poll = min(int(MAX_RECORDS), -(-len(raws) // INGEST_PROCESSES))
+    polls = [raws[i:i + poll] for i in range(0, len(raws), poll)]
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+
+    def one_pass() -> tuple[float, float]:
+        kit = prep = 0.0
+        for p in polls:
+            a = time.process_time()
+            records = [decode_record(FACILITY_TELEMETRY, r) for r in p]
+            b = time.process_time()
+            prepared = handler.prepare(records)
+            kit, prep = kit + b - a, prep + time.process_time() - b
+            assert not prepared.rejected, prepared.rejected[:1]
+        return kit, prep
+
+    one_pass()   # first sight: the decoder's layouts and templates
+    passes = [one_pass() for _ in range(PREPARE_REPEATS)]
+    result = {"racks": racks, "records_per_poll": poll, "passes": len(passes)}
+    for name, at in (("record_decode", 0), ("prepare", 1)):
+        ms = [x[at] * 1e3 for x in passes]
+        result[name + "_ms"] = {"median": round(statistics.median(ms), 1), "min": round(min(ms), 1)}
+    total = [(x[0] + x[1]) * 1e3 for x in passes]
+    result["total_ms"] = {"median": round(statistics.median(total), 1), "min": round(min(total), 1)}
+    print(json.dumps(result))
+    return result
+
+
 def main() -> dict:
     if STAGES_ONLY:
         return stages_only(float(STAGES_ONLY))
+    if PREPARE_ONLY:
+        return prepare_only(float(PREPARE_ONLY))
     if PIPELINE_ONLY:
         result = pipeline_runs(Path(tempfile.mkdtemp(prefix="bench-ingest-")),
                                max(1, round(SITE_RACKS * float(PIPELINE_ONLY))))
