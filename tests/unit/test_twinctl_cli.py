@@ -90,6 +90,19 @@ def test_every_subcommand_takes_json_after_its_name() -> None:
     assert p.parse_args(["dlq", "replay", "--json"]).json is True
 
 
+@pytest.mark.parametrize("words", [("power", "state"), ("fabric", "links"), ("cooling", "state"), ("jobs", "list"),
+                                   ("dlq", "list"), ("dlq", "replay"), ("scenario", "list"),
+                                   ("scenario", "run", "job-landing"), ("scenario", "restore", "cdu-failure")])
+def test_json_before_or_after_the_subcommand_name(words) -> None:
+    """The README's promise: `--json` after the subcommand or before its name (`twinctl dlq --json list`);
+    dlq and scenario used to reject it before (argparse: unrecognized arguments)."""
+    p = parser()
+    group, *rest = words
+    assert p.parse_args([group, *rest]).json is False
+    assert p.parse_args([group, *rest, "--json"]).json is True
+    assert p.parse_args([group, "--json", *rest]).json is True
+
+
 def test_completion_command_prints_the_scripts(capsys) -> None:
     assert main(["completion", "bash"]) == 0
     out = capsys.readouterr().out

@@ -24,8 +24,8 @@
 Target: --target HOST:PORT, else env TWINCTL_FABRIC_TARGET, else 127.0.0.1:50053 (power:
 TWINCTL_POWER_TARGET, else 127.0.0.1:50054). Access: --token (or
 TWINCTL_TOKEN) sends a bearer token; --tls-ca [--tls-cert --tls-key] use TLS / mutual TLS. --json prints the
-protobuf answer as JSON; it is accepted after the subcommand too (`twinctl power state --json`). --plot OUT.png
-draws time series and sweeps (matplotlib). A progress bar goes to stderr on long operations when it is a
+answer as JSON, before or after the subcommand's name (`twinctl dlq --json list`, `twinctl dlq list --json`).
+--plot OUT.png draws time series and sweeps (matplotlib). A progress bar goes to stderr on long operations when it is a
 terminal. Exit codes: 0 ok, 2 bad arguments / INVALID_ARGUMENT, 3 NOT_FOUND, 1 other errors.
 """
 
@@ -208,14 +208,21 @@ def sweep_plot(resp: pb.SweepSizesResponse, out: str):
                 xlabel="message size (bytes)", ylabel="time (us)", ylabel_right="GB/s", xlog=True, ylog=True, xbase=2)
 
 
-def add_json_everywhere(parser: argparse.ArgumentParser) -> None:
-    """Every leaf subcommand also takes --json after its name (its parent's --json stays as it was)."""
+def add_json_everywhere(parser: argparse.ArgumentParser, root: bool = True) -> None:
+    """--json before or after a subcommand's name (`twinctl dlq --json list`, `twinctl dlq list --json`): every
+    command group below the root has the flag (default False) and every leaf too, with its default suppressed
+    so that the leaf's parse does not overwrite the group's value."""
+    own = [a for a in parser._actions if "--json" in a.option_strings]
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            if not root and not own:
+                parser.add_argument("--json", action="store_true", help="print the answer as JSON")
             for child in action.choices.values():
-                add_json_everywhere(child)
+                add_json_everywhere(child, root=False)
             return
-    if not any("--json" in a.option_strings for a in parser._actions):
+    for a in own:
+        a.default = argparse.SUPPRESS
+    if not own:
         parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the answer as JSON")
 
 
