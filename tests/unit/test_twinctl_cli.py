@@ -261,3 +261,36 @@ def test_jobs_list_and_show_state_where_the_communication_and_the_energy_overhea
     shown = render_job(fabric)
     assert "comm      fabric twin (3 communicator(s) timed by the fabric twin)" in shown
     assert "overhead factor 1.250 (power twin site state)" in shown
+
+
+class _ClosedPipe:
+    """stdout whose reader has left (`twinctl dlq list | head -1`)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self) -> int:
+        return 1
+
+
+def test_dlq_list_into_a_closed_pipe_is_not_a_kafka_error(monkeypatch, capsys) -> None:
+    """`twinctl dlq list | head -2` printed 'cannot reach Kafka at ... (BrokenPipeError)' and exited 1: the
+    handler for aiokafka's connection errors also caught the OSError of writing to stdout. The pipe error
+    now reaches main's handler for `twinctl ... | head` (exit 0, nothing on stderr)."""
+    from twinctl import dlq
+
+    letter = dlq.DeadLetter(3, 0, b"k", b"v", (("dlq_reason", b"validation: x"), ("dlq_payload", b"full")))
+
+    async def read(*args, **kwargs):
+        return [letter, letter]
+
+    monkeypatch.setattr(dlq, "read_dead_letters", read)
+    monkeypatch.setattr("twinctl.__main__.os.dup2", lambda *a: None)   # main silences stdout this way
+    for argv in (["dlq", "list"], ["dlq", "list", "--json"]):
+        with monkeypatch.context() as m:
+            m.setattr("sys.stdout", _ClosedPipe())
+            assert main(argv) == 0
+        assert "cannot reach Kafka" not in capsys.readouterr().err

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap or os.environ.get("TWIN_KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
     try:
         return _run(args, bootstrap)
+    except BrokenPipeError:   # stdout's reader left (`twinctl dlq list | head`): main's handler, not Kafka's
+        raise
     except Exception as exc:  # noqa: BLE001 - aiokafka's connection errors: say what to fix
         if exc.__class__.__module__.startswith("aiokafka") or isinstance(exc, OSError):
             print(f"twinctl: cannot reach Kafka at {bootstrap} ({exc.__class__.__name__}: {exc}). Is the stack "
