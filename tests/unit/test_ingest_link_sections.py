@@ -165,3 +165,13 @@ def test_a_poll_cut_at_once_is_the_poll_cut_batch_by_batch(monkeypatch) -> None:
         one_by_one_ = decode_batches(msgs, raws)
     for a, b in zip(at_once, one_by_one_, strict=True):
         same(a, b)
+
+
+def test_without_the_wire_path_nothing_is_cut_at_once(monkeypatch) -> None:
+    """A proto the wire path does not fit (codec._TAGS None, so no link field tags either): the message path."""
+    rng = np.random.default_rng(3)
+    msgs = [_rack(i, links_message(rng, 4), 1) for i in range(3)]
+    monkeypatch.setattr(codec, "_TAGS", None)
+    monkeypatch.setattr(codec, "_LINK_FIELD_TAGS", None)
+    got = decode_batches(msgs, [m.SerializeToString() for m in msgs])
+    assert [b.links.port_id for b in got] == [tuple(m.links.port_id) for m in msgs]

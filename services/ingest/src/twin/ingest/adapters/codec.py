@@ -626,6 +626,8 @@ def _link_sections_at_once(sections: list[tuple]) -> tuple | None:
     bytes compared) and every field after the port ids is each packed field once, in field order, its length a
     one- or two-byte varint (_link_bodies); None otherwise (then section by section). Same result: those are
     the sections _link_parts cuts from the rack's last port ids, and it finds the same payloads there."""
+    if _LINK_FIELD_TAGS is None:   # the proto no longer fits the wire path (then no section comes here)
+        return None
     get = _PORT_RUNS.get
     bodies: list[bytes] = []
     links: list[tuple] = []
