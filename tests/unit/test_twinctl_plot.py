@@ -79,6 +79,30 @@ def test_cooling_history_puts_temperatures_on_the_right_axis(tmp_path) -> None:
     assert list(gpu.get_ydata()) == [70.0, 71.0, 72.0, 73.0, 74.0]
 
 
+def test_cooling_history_of_an_air_rack_leaves_out_the_coolant_temperatures_it_has_not(tmp_path) -> None:
+    """An air-cooled rack's state carries supply/return_temp_c = NaN ("NaN: air rack", cooling.proto). On the
+    running dgx-h100-su stack `twinctl cooling history su1-0003` printed two columns of `nan` and the plot listed
+    two empty series; a field that is NaN in every state is left out like an unset one, a NaN among numbers is
+    a gap (`–`)."""
+    states = []
+    for i in range(4):
+        s = cpb.CoolingState(entity_id="su1-0003", scope=cpb.COOLING_SCOPE_RACK,
+                             rack=cpb.RackCoolingDetail(it_power_w=36e3, air_heat_w=36e3, max_gpu_temp_c=60.0 + i,
+                                                        supply_temp_c=float("nan"), return_temp_c=float("nan"),
+                                                        coolant_temp_c=22.0 if i != 2 else float("nan")))
+        s.state_time.FromDatetime(datetime.fromtimestamp(1.7e9 + 10 * i, UTC))
+        states.append(s)
+    table = series.history_table("su1-0003", states)
+    assert "nan" not in table and "supply_temp" not in table and "return_temp" not in table
+    head, *rows = table.splitlines()[1:]
+    assert head.split() == ["time", "(UTC)", "air_heat", "kW", "it_power", "kW", "coolant_temp", "°C", "max_gpu_temp",
+                            "°C"]
+    assert rows[2].split()[2:] == ["36.00", "36.00", "–", "62.00"]
+    fig = series.history_plot("su1-0003", "cooling", states, str(tmp_path / "air.png"))
+    left, right = fig.axes
+    assert set(labels(right)) == {"coolant_temp °C", "max_gpu_temp °C"}
+
+
 def test_cooling_sweep_plot_leaves_gaps_where_nothing_throttles(tmp_path) -> None:
     rows = [{"dry_bulb_c": t, "first_throttle_s": None if t < 35 else 3600.0 / (t - 33), "racks_throttling": 0,
              "gpus_affected": 0 if t < 35 else 72 * (t - 34), "plant_power_w": 1e5, "cooling_power_w": 2e5,

@@ -4,6 +4,7 @@ becomes a kW series on the left axis, every temperature field a °C series on th
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,7 +49,8 @@ def detail_of(state: Any) -> Any | None:
 
 def columns(states: list[Any]) -> tuple[list[datetime], dict[str, list[float | None]]]:
     """(times, {field: values}) over the states' own and detail fields ending in _w or _c; a field that is
-    zero (or unset) in every state is left out (proto3 scalars cannot say "unset": a rack has no rating_w)."""
+    zero (or unset) in every state is left out (proto3 scalars cannot say "unset": a rack has no rating_w), and
+    NaN counts as unset (cooling.proto: an air rack's supply_temp_c is NaN): a gap, the column gone if all NaN."""
     times: list[datetime] = []
     rows: list[dict[str, float]] = []
     for s in states:
@@ -57,7 +59,7 @@ def columns(states: list[Any]) -> tuple[list[datetime], dict[str, list[float | N
         d = detail_of(s)
         if d is not None:
             row.update(numeric_fields(d, ("_w", "_c")))
-        rows.append(row)
+        rows.append({k: v for k, v in row.items() if not math.isnan(v)})
     names = sorted({k for r in rows for k, v in r.items() if v}, key=lambda k: (not k.endswith("_w"), k))
     return times, {k: [r.get(k) for r in rows] for k in names}
 
