@@ -23,6 +23,9 @@ class RevokedDuringPosition:
     def highwater(self, tp):
         return 10
 
+    def partitions_for_topic(self, topic):
+        return {0, 1}
+
     async def position(self, tp):
         if tp.partition == 0:
             raise AssertionError("Partition is not assigned")
