@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 from twin.core import topics
 from twin.core.clock import Clock, SystemClock
@@ -30,6 +31,7 @@ from twin.core.kafka import ConsumerStats
 from twin.core.service import GrpcServiceConfig, ServiceRuntime
 from twin.core.settings import setting
 from twin.core.topics import Topic
+from twin.fabric.adapters.assumed import assumed_view
 from twin.fabric.adapters.grpc_api import FabricSimulationServicer, fabric_grpc_server
 from twin.fabric.adapters.repository import FabricStateRepository, InMemoryStateStore
 from twin.fabric.adapters.stream import LinkCounterHandler, LinkEventHandler, StatePublisher
@@ -101,7 +103,8 @@ class FabricApp:
             return site_id, self.clock.now().timestamp(), live.snapshot().health, index.link_id
 
         self.simulator = FabricSimulator(topology, view, registry)
-        self.servicer = FabricSimulationServicer(self.simulator, state, max_state_links=cfg.state_max_links)
+        self.servicer = FabricSimulationServicer(self.simulator, state, max_state_links=cfg.state_max_links,
+                                                 assume=partial(assumed_view, live))
         self.server = fabric_grpc_server(self.servicer, cfg.grpc_options())
         log.info("facility %s: %d GPUs, %d uplinks, %d NICs, %d jobs registered", site_id, topology.n_gpus,
                  index.n_uplinks, index.n_nics, len(registry))

@@ -186,26 +186,30 @@ class EstimateCollectiveResponse(_message.Message):
     def __init__(self, estimate: _Optional[_Union[CollectiveEstimate, _Mapping]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class EstimateBatchRequest(_message.Message):
-    __slots__ = ("collectives", "size_bytes", "placement", "nccl_version")
+    __slots__ = ("collectives", "size_bytes", "placement", "nccl_version", "assumed_links")
     COLLECTIVES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_FIELD_NUMBER: _ClassVar[int]
     collectives: _containers.RepeatedScalarFieldContainer[Collective]
     size_bytes: _containers.RepeatedScalarFieldContainer[int]
     placement: Placement
     nccl_version: str
-    def __init__(self, collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
+    assumed_links: _containers.RepeatedCompositeFieldContainer[LinkHealth]
+    def __init__(self, collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., nccl_version: _Optional[str] = ..., assumed_links: _Optional[_Iterable[_Union[LinkHealth, _Mapping]]] = ...) -> None: ...
 
 class EstimateBatchResponse(_message.Message):
-    __slots__ = ("estimates", "n_ranks", "n_nodes")
+    __slots__ = ("estimates", "n_ranks", "n_nodes", "assumed_links_applied")
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
     N_RANKS_FIELD_NUMBER: _ClassVar[int]
     N_NODES_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_APPLIED_FIELD_NUMBER: _ClassVar[int]
     estimates: _containers.RepeatedCompositeFieldContainer[CollectiveEstimate]
     n_ranks: int
     n_nodes: int
-    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
+    assumed_links_applied: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ..., assumed_links_applied: _Optional[int] = ...) -> None: ...
 
 class PlacementQuestion(_message.Message):
     __slots__ = ("placement", "collectives", "size_bytes")
@@ -218,12 +222,14 @@ class PlacementQuestion(_message.Message):
     def __init__(self, placement: _Optional[_Union[Placement, _Mapping]] = ..., collectives: _Optional[_Iterable[_Union[Collective, str]]] = ..., size_bytes: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class EstimatePlacementsRequest(_message.Message):
-    __slots__ = ("entries", "nccl_version")
+    __slots__ = ("entries", "nccl_version", "assumed_links")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     NCCL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[PlacementQuestion]
     nccl_version: str
-    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementQuestion, _Mapping]]] = ..., nccl_version: _Optional[str] = ...) -> None: ...
+    assumed_links: _containers.RepeatedCompositeFieldContainer[LinkHealth]
+    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementQuestion, _Mapping]]] = ..., nccl_version: _Optional[str] = ..., assumed_links: _Optional[_Iterable[_Union[LinkHealth, _Mapping]]] = ...) -> None: ...
 
 class PlacementAnswer(_message.Message):
     __slots__ = ("estimates", "n_ranks", "n_nodes")
@@ -236,10 +242,12 @@ class PlacementAnswer(_message.Message):
     def __init__(self, estimates: _Optional[_Iterable[_Union[CollectiveEstimate, _Mapping]]] = ..., n_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ...) -> None: ...
 
 class EstimatePlacementsResponse(_message.Message):
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "assumed_links_applied")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_APPLIED_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[PlacementAnswer]
-    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementAnswer, _Mapping]]] = ...) -> None: ...
+    assumed_links_applied: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[PlacementAnswer, _Mapping]]] = ..., assumed_links_applied: _Optional[int] = ...) -> None: ...
 
 class SweepSizesRequest(_message.Message):
     __slots__ = ("collective", "min_bytes", "max_bytes", "steps_per_doubling", "placement", "nccl_version")
@@ -394,24 +402,28 @@ class MoeEstimate(_message.Message):
     def __init__(self, dispatch_time_s: _Optional[float] = ..., combine_time_s: _Optional[float] = ..., dispatch_nvlink_bytes: _Optional[int] = ..., dispatch_network_bytes: _Optional[int] = ..., combine_nvlink_bytes: _Optional[int] = ..., combine_network_bytes: _Optional[int] = ..., domains_per_token: _Optional[float] = ..., ranks_per_token: _Optional[float] = ...) -> None: ...
 
 class EstimateMoeRequest(_message.Message):
-    __slots__ = ("cases", "placement")
+    __slots__ = ("cases", "placement", "assumed_links")
     CASES_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_FIELD_NUMBER: _ClassVar[int]
     cases: _containers.RepeatedCompositeFieldContainer[MoeCase]
     placement: Placement
-    def __init__(self, cases: _Optional[_Iterable[_Union[MoeCase, _Mapping]]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    assumed_links: _containers.RepeatedCompositeFieldContainer[LinkHealth]
+    def __init__(self, cases: _Optional[_Iterable[_Union[MoeCase, _Mapping]]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., assumed_links: _Optional[_Iterable[_Union[LinkHealth, _Mapping]]] = ...) -> None: ...
 
 class EstimateMoeResponse(_message.Message):
-    __slots__ = ("estimates", "ep_ranks", "n_nodes", "n_domains")
+    __slots__ = ("estimates", "ep_ranks", "n_nodes", "n_domains", "assumed_links_applied")
     ESTIMATES_FIELD_NUMBER: _ClassVar[int]
     EP_RANKS_FIELD_NUMBER: _ClassVar[int]
     N_NODES_FIELD_NUMBER: _ClassVar[int]
     N_DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_LINKS_APPLIED_FIELD_NUMBER: _ClassVar[int]
     estimates: _containers.RepeatedCompositeFieldContainer[MoeEstimate]
     ep_ranks: int
     n_nodes: int
     n_domains: int
-    def __init__(self, estimates: _Optional[_Iterable[_Union[MoeEstimate, _Mapping]]] = ..., ep_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ..., n_domains: _Optional[int] = ...) -> None: ...
+    assumed_links_applied: int
+    def __init__(self, estimates: _Optional[_Iterable[_Union[MoeEstimate, _Mapping]]] = ..., ep_ranks: _Optional[int] = ..., n_nodes: _Optional[int] = ..., n_domains: _Optional[int] = ..., assumed_links_applied: _Optional[int] = ...) -> None: ...
 
 class GetFabricStateRequest(_message.Message):
     __slots__ = ("include_healthy",)

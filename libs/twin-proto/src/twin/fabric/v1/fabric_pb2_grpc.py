@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class FabricSimulationServiceStub:
     """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
-    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    link counters on telemetry.samples.v1), with a request's assumed_links in place of the live state of
+    those links where a request carries them (EstimateBatch, EstimatePlacements, EstimateMoe). Deadlines are honoured: work is chunked and stops with
     DEADLINE_EXCEEDED when the client's deadline passes.
     """
 
@@ -76,7 +77,8 @@ class FabricSimulationServiceStub:
 
 class FabricSimulationServiceServicer:
     """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
-    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    link counters on telemetry.samples.v1), with a request's assumed_links in place of the live state of
+    those links where a request carries them (EstimateBatch, EstimatePlacements, EstimateMoe). Deadlines are honoured: work is chunked and stops with
     DEADLINE_EXCEEDED when the client's deadline passes.
     """
 
@@ -173,7 +175,8 @@ def add_FabricSimulationServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class FabricSimulationService:
     """Every answer uses the live link health and utilization the fabric twin keeps (fabric.events.v1,
-    link counters on telemetry.samples.v1). Deadlines are honoured: work is chunked and stops with
+    link counters on telemetry.samples.v1), with a request's assumed_links in place of the live state of
+    those links where a request carries them (EstimateBatch, EstimatePlacements, EstimateMoe). Deadlines are honoured: work is chunked and stops with
     DEADLINE_EXCEEDED when the client's deadline passes.
     """
 

@@ -5,18 +5,30 @@ shared `RpcHandler` (deadline, span, duration metric, error → status). Small r
 event loop (a single estimate is tens of microseconds); batches and sweeps larger than one chunk run
 in a worker thread bounded by the caller's deadline, and the worker checks the deadline between
 chunks, so it stops instead of running on after the caller gave up.
+
+EstimateBatch, EstimatePlacements and EstimateMoe take ``assumed_links``: link states assumed for that request in
+place of the live ones (``assume`` builds the view, adapters/assumed.py); the request then runs on a simulator of
+its own over that view (fresh caches: the live caches are keyed by the live state version), and the answer's
+``assumed_links_applied`` counts the entries used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from twin.core.grpc_server import GrpcOptions, GrpcServer, RpcHandler
 from twin.core.rpc import Deadline, InvalidArgument
 from twin.fabric.adapters import codec
 from twin.fabric.domain.link_health import LinkHealth
-from twin.fabric.simulation import CHUNK_ENTRIES, MAX_BATCH_ENTRIES, MAX_PLACEMENT_ENTRIES, FabricSimulator
+from twin.fabric.simulation import (
+    CHUNK_ENTRIES,
+    MAX_BATCH_ENTRIES,
+    MAX_PLACEMENT_ENTRIES,
+    FabricSimulator,
+    LiveView,
+)
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
 
@@ -27,9 +39,10 @@ _rpc = RpcHandler(SERVICE_NAME)
 class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
     def __init__(self, sim: FabricSimulator, state: Callable[[], tuple[str, float, LinkHealth, Callable[[int], str]]],
                  *, max_batch_entries: int = MAX_BATCH_ENTRIES, inline_entries: int = CHUNK_ENTRIES,
-                 max_state_links: int = 10_000) -> None:
+                 max_state_links: int = 10_000, assume: Callable[[Sequence], LiveView] | None = None) -> None:
         self.sim = sim
         self.state = state
+        self.assume = assume  # assumed_links -> the live view with them applied (None: no live state to assume on)
         self.max_batch_entries = max_batch_entries
         self.inline_entries = inline_entries
         self.max_state_links = max_state_links
@@ -48,9 +61,12 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
         def work(deadline: Deadline) -> pb.EstimateBatchResponse:
             coll, sizes, placement = codec.estimate_batch_request(request, self.max_batch_entries)
             sizes = self.sim.check_sizes(sizes, "size_bytes")
-            table = self.sim.estimate(coll, sizes, placement, deadline, codec.nccl_version(request.nccl_version))
+            nccl = codec.nccl_version(request.nccl_version)
+            with self._simulator(request.assumed_links) as sim:
+                table = sim.estimate(coll, sizes, placement, deadline, nccl)
             deadline.check()
-            resp = pb.EstimateBatchResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes)
+            resp = pb.EstimateBatchResponse(n_ranks=table.n_ranks, n_nodes=table.n_nodes,
+                                            assumed_links_applied=len(request.assumed_links))
             codec.estimates_to_proto(table, resp.estimates)
             return resp
 
@@ -63,9 +79,13 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
                 raise InvalidArgument("entries", f"{len(request.entries)} entries exceed the limit of "
                                       f"{MAX_PLACEMENT_ENTRIES}")
             entries = codec.estimate_placements_request(request, self.max_batch_entries)
-            tables = self.sim.estimate_placements(entries, deadline, codec.nccl_version(request.nccl_version))
+            nccl = codec.nccl_version(request.nccl_version)
+            with self._simulator(request.assumed_links) as sim:
+                tables = sim.estimate_placements(entries, deadline, nccl)
             deadline.check()
-            return codec.estimate_placements_response(tables)
+            resp = codec.estimate_placements_response(tables)
+            resp.assumed_links_applied = len(request.assumed_links)
+            return resp
 
         # inline only when tiny (a few placements): placement summaries cost more than a batch's entries
         heavy = len(request.entries) > 4 or sum(len(e.size_bytes) for e in request.entries) > self.inline_entries
@@ -99,9 +119,12 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
     async def EstimateMoe(self, request: pb.EstimateMoeRequest, context) -> pb.EstimateMoeResponse:
         def work(deadline: Deadline) -> pb.EstimateMoeResponse:
             moe, placement = codec.moe_request(request)
-            answer = self.sim.moe(moe, placement, deadline)
+            with self._simulator(request.assumed_links) as sim:
+                answer = sim.moe(moe, placement, deadline)
             deadline.check()
-            return codec.moe_response(answer)
+            resp = codec.moe_response(answer)
+            resp.assumed_links_applied = len(request.assumed_links)
+            return resp
 
         return await self._run("EstimateMoe", context, work, heavy=len(request.cases) > self.inline_entries)
 
@@ -115,6 +138,23 @@ class FabricSimulationServicer(pb_grpc.FabricSimulationServiceServicer):
         return await self._run("GetFabricState", context, work, heavy=request.include_healthy)
 
     # -- plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def _simulator(self, assumed_links: Sequence) -> Iterator[FabricSimulator]:
+        """The live simulator, or with ``assumed_links`` one of this request's own over the live view with those
+        links assumed (validated: INVALID_ARGUMENT names ``assumed_links[i]...``); its work is counted in the live
+        simulator's ``entries_estimated``."""
+        if not assumed_links:
+            yield self.sim
+            return
+        if self.assume is None:
+            raise InvalidArgument("assumed_links", "this fabric twin keeps no live link state to assume on")
+        view = self.assume(assumed_links)
+        sim = FabricSimulator(self.sim.topology, lambda: view, self.sim.jobs, chunk_entries=self.sim.chunk_entries)
+        try:
+            yield sim
+        finally:
+            self.sim.entries_estimated += sim.entries_estimated
+
     @staticmethod
     def _sweep_points_hint(request: pb.SweepSizesRequest) -> int:
         if request.min_bytes < 1 or request.max_bytes < request.min_bytes:
