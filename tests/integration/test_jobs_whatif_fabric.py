@@ -4,6 +4,10 @@ both ways, real broker and PostgreSQL) for every candidate's collectives in one 
 Facility: the DGX H100 SU re-cabled into 4 leaf groups of 8 nodes (as test_jobs_service.py). Two candidates of the
 same shape, each two nodes in one leaf group and two in the next: "degraded" on groups 0 and 1, whose rail-0 leaf
 in group 0 has an uplink the fabric twin knows is degraded (fabric.events.v1), and "clean" on groups 2 and 3.
+
+WhatIfFailure(LINK) on a job crossing leaf-r0-g0 asks the running fabric twin with the uplink assumed down: its step
+time after equals what the live job twin predicts (from the fabric twin) once the uplink really goes down, where the
+uplink binds (8:1) and where it does not (4:1); without a fabric twin the own estimate still answers.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import yaml
 from service_harness import Running, poll, small_leaf_facility
 
 from twin.core import topics
@@ -23,9 +28,11 @@ from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
+from twin.jobs import whatif
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.fabric_client import _COLLECTIVE, communicator_shape, communicators
 from twin.jobs.app import JobsApp, JobsConfig
+from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.live import CommAnswer, call_key
 from twin.jobs.v1 import jobs_pb2 as pb
@@ -137,3 +144,112 @@ async def test_a_candidate_crossing_a_degraded_link_ranks_below_an_equal_clean_o
 
 async def _links(twin) -> dict:
     return dict(twin.links)
+
+
+# -- WhatIfFailure(LINK) asks the fabric twin with the link assumed down --------------------------------------------
+
+JOB_NODES = DEGRADED   # leaf groups 0 and 1: the job crosses leaf-r0-g0's uplinks
+
+
+def _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, fabric_target, fabric_topic=None):
+    return JobsConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
+                      grpc_host="127.0.0.1", grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}",
+                      fabric_target=fabric_target, fabric_timeout_s=5.0, tick_s=0.2,
+                      events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
+                      recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
+                      fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
+                      power_alerts_topic=unique_topic(topics.POWER_ALERTS),
+                      power_plans_topic=unique_topic(topics.POWER_PLANS),
+                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
+                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                      power_state_topic=unique_topic(topics.POWER_STATE))
+
+
+async def _start_job(cfg, producer, stub) -> pb.JobState:
+    t0 = time.time()
+    await producer.send(cfg.events_topic, "j", codec.event_to_proto(JobEvent(
+        job_id="j", kind=EventKind.SUBMITTED, time_s=t0, source="test", spec=SPEC)))
+    await producer.send(cfg.events_topic, "j", codec.event_to_proto(JobEvent(
+        job_id="j", kind=EventKind.STARTED, time_s=t0 + 1, source="test", nodes=JOB_NODES, n_gpus=32)))
+
+    async def job() -> pb.JobState:
+        try:
+            return (await stub.GetJob(pb.GetJobRequest(job_id="j"), timeout=10)).job
+        except grpc.aio.AioRpcError:
+            return pb.JobState()
+
+    return await poll(job, lambda j: j.status == pb.JOB_STATUS_RUNNING and j.predicted_step_time_s > 0)
+
+
+def _link_failure(duration_s: float = 600.0) -> pb.WhatIfFailureRequest:
+    return pb.WhatIfFailureRequest(target_kind=pb.FAILURE_TARGET_KIND_LINK, target_id=UPLINK, duration_s=duration_s)
+
+
+@pytest.mark.parametrize("oversubscription, binds", [(8.0, True), (4.0, False)])
+async def test_the_link_failure_what_if_predicts_what_the_live_twin_predicts_once_the_link_is_down(
+        kafka_bootstrap, fresh_database, tmp_path, unique_topic, oversubscription, binds):
+    """8:1 over 4 spines: the job's rail leaves' uplinks bind, one of 4 down slows it; 4:1: they do not (the fabric
+    twin's answer is unchanged), where the job twin's own estimate (a leaf keeps 3/4 of its uplinks) slowed it."""
+    facility_file = small_leaf_facility(tmp_path, SITE)
+    spec = yaml.safe_load(facility_file.read_text())
+    spec["fabric"]["oversubscription"] = oversubscription
+    facility_file.write_text(yaml.safe_dump(spec))
+    fcfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
+                        grpc_host="127.0.0.1", grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
+                        events_topic=unique_topic(topics.FABRIC_EVENTS),
+                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    async with Running(FabricApp(fcfg)) as fabric:
+        cfg = _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                           f"127.0.0.1:{fabric.port}", fcfg.state_topic)
+        async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            stub = pb_grpc.JobServiceStub(channel)
+            healthy = await _start_job(cfg, producer, stub)
+            assert healthy.comm_source == pb.COMM_SOURCE_FABRIC_TWIN
+            own = whatif.failure(app.twin, "link", UPLINK, 600.0, time.time())  # the job twin's own estimate
+            assert [i.job_id for i in own] == ["j"] and own[0].slowdown > 0.01
+
+            fail = await stub.WhatIfFailure(_link_failure(), timeout=30)
+            [imp] = fail.impacts
+            assert imp.job_id == "j" and not imp.stops
+            assert imp.step_time_before_s == healthy.predicted_step_time_s
+            if binds:
+                assert imp.slowdown_fraction > 0.01 and imp.goodput_lost_gpu_hours > 0
+            else:
+                assert imp.step_time_after_s == imp.step_time_before_s and imp.slowdown_fraction == 0.0
+                assert imp.goodput_lost_gpu_hours == 0.0
+            assert fabric.live.snapshot().health.capacity_fraction.min() == 1.0, "the live fabric state untouched"
+
+            # the link really goes down: the live twin's prediction with the fabric twin's answer is the what-if's
+            msg = fpb.LinkEvent(link_id=UPLINK, kind=fpb.LINK_EVENT_KIND_DOWN, reason="integration test")
+            msg.event_time.FromNanoseconds(time.time_ns())
+            await producer.send(fcfg.events_topic, UPLINK, msg)
+
+            async def live():
+                return app.twin.jobs.get("j")
+
+            await poll(live, lambda lv: lv is not None and lv.inputs is not None and lv.comm is not None
+                       and lv.comm.source == "fabric" and any(k == UPLINK for k, _, _ in lv.inputs.links))
+            after = (await stub.GetJob(pb.GetJobRequest(job_id="j"), timeout=10)).job
+            assert after.comm_source == pb.COMM_SOURCE_FABRIC_TWIN
+            assert after.predicted_step_time_s == pytest.approx(imp.step_time_after_s, rel=1e-12)
+            # asked again with the link down for real: nothing more to lose
+            [again] = (await stub.WhatIfFailure(_link_failure(), timeout=30)).impacts
+            assert again.step_time_before_s == after.predicted_step_time_s
+            assert again.step_time_after_s == pytest.approx(again.step_time_before_s, rel=1e-12)
+
+
+async def test_the_link_failure_what_if_without_a_fabric_twin_gives_the_own_estimate(
+        kafka_bootstrap, fresh_database, facility_file, unique_topic):
+    cfg = _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
+    async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
+            grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+        stub = pb_grpc.JobServiceStub(channel)
+        healthy = await _start_job(cfg, producer, stub)
+        assert healthy.comm_source != pb.COMM_SOURCE_FABRIC_TWIN
+        [imp] = (await stub.WhatIfFailure(_link_failure(), timeout=30)).impacts
+        [own] = whatif.failure(app.twin, "link", UPLINK, 600.0, time.time())
+        assert imp.job_id == "j" and imp.slowdown_fraction > 0.01
+        assert imp.step_time_after_s == pytest.approx(own.after_s, rel=1e-12)

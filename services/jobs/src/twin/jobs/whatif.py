@@ -13,8 +13,12 @@ every candidate (no fabric twin). Risks: thermal = 1 when a rack of the candidat
 bandwidth share left on the worst crossed path (at least 0.5 while a crossed link flaps). Ranked: candidates
 that fit first, by predicted step time x (1 + thermal risk x the throttle slowdown), then by network risk.
 
-Failures: NODE -> its running jobs stop; LINK (an uplink, leaf, spine or NIC id) -> the jobs crossing it slow (the
-link at capacity 0, scaled like the own estimate); CDU -> without redundancy left in its cooling group its racks
+Failures: NODE -> its running jobs stop; LINK (an uplink, leaf, spine or NIC id) -> the jobs crossing it slow: each
+one's step after is predicted as the live path predicts it once the link is really down (``failure_asking``: every
+crossing job's communicators asked of the fabric twin in one exchange with the link assumed at capacity 0, then
+``JobTwin.predict_what_if`` with that answer); without a fabric answer (``failure``, or the fabric twin failed) the
+link at capacity 0 scales the job's current step like the own estimate (a leaf keeps the mean capacity of its
+uplinks); CDU -> without redundancy left in its cooling group its racks
 throttle (``throttle_clock_fraction``); UPS -> without a redundant partner or a second PDU input its racks lose
 power and their jobs stop. Goodput lost: a stopped job loses its expected work since the last checkpoint (half
 an interval), its restart and the failure's duration (it waits for the repair) on all its GPUs; a slowed job
@@ -23,7 +27,7 @@ loses duration x (1 - before / after) on all its GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 from twin.core.rpc import InvalidArgument, NotFound
@@ -57,6 +61,8 @@ class Impact:
     after_s: float
     slowdown: float
     lost_gpu_h: float
+    comm_source: str = ""   # LINK: "fabric" (the fabric twin's answer with the link down) | "local" (own estimate)
+    comm_detail: str = ""   # what the fabric twin timed, or why the own estimate was used
 
 
 @dataclass(frozen=True)
@@ -168,6 +174,9 @@ def placement(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str
 #: asks the fabric twin for many jobs' communication at once: [(inputs, calls, hot GPUs)] -> answers in order
 #: (``FabricComm.answer_many``)
 AskFabric = Callable[[list[tuple[JobInputs, list[CollectiveCall], set[int]]]], Awaitable[list[CommAnswer]]]
+#: the same under assumed link states: (jobs, ((link id, capacity fraction), ...)) -> answers in order
+AskFabricAssuming = Callable[[list[tuple[JobInputs, list[CollectiveCall], set[int]]], tuple[tuple[str, float], ...]],
+                             Awaitable[list[CommAnswer]]]
 
 
 async def placement_asking(twin: JobTwin, spec: JobSpec, candidates: list[tuple[str, list[str]]], now_s: float,
@@ -204,7 +213,36 @@ def _lost_stop(twin: JobTwin, rec, inp, duration_s: float) -> float:
     return inp.spec.n_gpus * (interval / 2.0 + restart + duration_s) / 3600.0
 
 
-def failure(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: float) -> list[Impact]:
+def link_down(inp: JobInputs, link_id: str) -> JobInputs:
+    """The job's inputs with ``link_id`` down (capacity 0) in place of its live state (the live path's inputs once
+    the link's DOWN event has reached the twin)."""
+    return replace(inp, links=tuple(sorted({lk for lk in inp.links if lk[0] != link_id} | {(link_id, 0.0, False)})))
+
+
+async def failure_asking(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: float,
+                         ask: AskFabricAssuming) -> list[Impact]:
+    """``failure`` with a LINK target's crossing jobs predicted from the fabric twin's answer under the link down
+    (one exchange, ``ask``); other kinds (and an unknown link) as ``failure``."""
+    scope = twin.scope(target_id) if kind == "link" else None
+    if scope is None:
+        return failure(twin, kind, target_id, duration_s, now_s)
+    site = twin.site
+    ids: list[str] = []
+    jobs = []
+    for rec, inp, _ in _running(twin, now_s):
+        if site.crosses(scope, site.nodes_of_gpus(inp.gpu_ids), inp.gpu_ids):
+            down = link_down(inp, target_id)
+            ids.append(rec.job_id)
+            jobs.append((down, twin.calls(down), twin.hot_gpus(down)))
+    answers = await ask(jobs, ((target_id, 0.0),)) if jobs else []
+    return failure(twin, kind, target_id, duration_s, now_s, dict(zip(ids, answers, strict=True)))
+
+
+def failure(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: float,
+            comms: Mapping[str, CommAnswer] | None = None) -> list[Impact]:
+    """The failure's impact on the running jobs (module docstring); ``comms``: per job id, its communication with
+    a LINK target down (a "fabric" answer is predicted as the live path does, anything else falls back to the own
+    estimate)."""
     site = twin.site
     stop_racks: set[str] = set()
     hot_racks: set[str] = set()
@@ -243,11 +281,18 @@ def failure(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: 
             out.append(Impact(rec.job_id, True, b, 0.0, 0.0, _lost_stop(twin, rec, inp, duration_s)))
             continue
         comm = live.comm if live is not None else None
+        source = detail = ""
         if scope is not None:
             if not site.crosses(scope, site.nodes_of_gpus(inp.gpu_ids), inp.gpu_ids):
                 continue
-            links = tuple(sorted({lk for lk in inp.links if lk[0] != target_id} | {(target_id, 0.0, False)}))
-            after = twin.predict_what_if(inp, comm, cap=inp.cap_w, links=links).step_time_s
+            down = link_down(inp, target_id)
+            answer = comms.get(rec.job_id) if comms is not None else None
+            if answer is not None and answer.source == "fabric":  # as the live path predicts it with the link down
+                after = twin.predict_what_if(down, answer, cap=inp.cap_w).step_time_s
+                source, detail = "fabric", answer.detail
+            else:
+                after = twin.predict_what_if(inp, comm, cap=inp.cap_w, links=down.links).step_time_s
+                source, detail = "local", answer.detail if answer is not None else "no fabric twin asked"
         elif racks & hot_racks:
             after = twin.predict_what_if(inp, comm, cap=inp.cap_w,
                                          thermal=twin.settings.throttle_clock_fraction).step_time_s
@@ -255,7 +300,7 @@ def failure(twin: JobTwin, kind: str, target_id: str, duration_s: float, now_s: 
             continue
         slow = after / b - 1.0
         lost = inp.spec.n_gpus * duration_s * max(0.0, 1.0 - b / after) / 3600.0
-        out.append(Impact(rec.job_id, False, b, after, slow, lost))
+        out.append(Impact(rec.job_id, False, b, after, slow, lost, source, detail))
     return sorted(out, key=lambda i: (-i.lost_gpu_h, i.job_id))
 
 

@@ -23,6 +23,13 @@ same answer as that communicator's ``EstimateBatch``), split into several reques
 ``EstimateMoe`` each; at most ``CONCURRENCY`` RPCs in flight. A fabric twin without ``EstimatePlacements``
 (UNIMPLEMENTED) is asked with one ``EstimateBatch`` per question from then on.
 
+Assumed link states (``answer_many(assume=...)``: the failure what-if's "this link down"): every request carries
+them as ``assumed_links`` (the fabric twin answers as if those links had that capacity, the live state untouched)
+and no answer is read from or written to the cache; an answer that does not say it applied them
+(``assumed_links_applied``: a fabric twin older than the field), a fabric twin without ``EstimatePlacements``, or one
+that refuses the link (INVALID_ARGUMENT) gives ``source="local"`` with the reason, without marking the fabric twin
+down.
+
 Failure handling: every RPC has ``timeout_s``; an answer is cached per (GPUs, crossed impaired links, calls) so an
 unchanged job never asks again; when the fabric twin cannot answer (unreachable, deadline, error) the answer is
 ``source="local"`` (the caller falls back to the job twin's own estimate and says so in the state) and the fabric
@@ -186,13 +193,16 @@ class FabricComm:
 
     async def answer_many(self, jobs: list[tuple[JobInputs, list[CollectiveCall], Iterable[int]]], *,
                           shape: Callable[[np.ndarray], list[bytes]] | None = None, max_groups: int | None = None,
-                          timeout_s: float | None = None) -> list[CommAnswer]:
+                          timeout_s: float | None = None, assume: tuple[tuple[str, float], ...] = ()
+                          ) -> list[CommAnswer]:
         """``answer`` for several jobs (or what-if candidates) at once: every communicator of every job is gathered
         first, equal questions are asked once, then all RPCs go out together (``gather_requests``); each job's
         answer is its own communicators' maximum. ``shape`` (communicators' GPU ids [k, n] -> each one's shape, see
         ``communicator_shape``) lets communicators holding no GPU under an impaired link share one question with
         every communicator of the same shape; ``max_groups`` overrides the instances timed per geometry;
-        ``timeout_s`` bounds the whole exchange (default: ``timeout_s`` per RPC, 1.5x for all)."""
+        ``timeout_s`` bounds the whole exchange (default: ``timeout_s`` per RPC, 1.5x for all); ``assume`` lists
+        (link id, capacity fraction) the fabric twin assumes in place of the live state (see the module docstring)."""
+        assumed = [fpb.LinkHealth(link_id=link, capacity_fraction=cap) for link, cap in assume]
         out: list[CommAnswer | None] = [None] * len(jobs)
         # per job: (index, cache key, [(calls of a geometry, their keys, [question key per instance])], shared)
         pending: list[tuple[int, tuple, list[tuple[list[CollectiveCall], list, list[tuple]]], int]] = []
@@ -210,7 +220,7 @@ class FabricComm:
                 out[i] = CommAnswer({}, "local", f"placement has {len(gpus)} known GPU ids for {world} ranks")
                 continue
             key = (tuple(gpus), inp.links, tuple(sorted((call_key(c), c.moe or ()) for c in calls)))
-            hit = self._cache.get(key)
+            hit = None if assume else self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
@@ -218,6 +228,10 @@ class FabricComm:
                 continue
             if not self.up:
                 out[i] = CommAnswer({}, "local", self.last_error or "fabric twin unreachable", retry=bool(self.target))
+                continue
+            if assume and not self.placements_rpc:
+                out[i] = CommAnswer({}, "local", "the fabric twin has no EstimatePlacements: it cannot assume link "
+                                    "states")
                 continue
             comms = []
             hot = set(hot_gpus)
@@ -230,7 +244,7 @@ class FabricComm:
                         if hot.isdisjoint(row):
                             cold_rows.setdefault(len(row), []).append((where, k, row))
                 comms.append((group_calls, moe, ids, keys, what, where))
-            pending.append((i, key, comms, 0))
+            pending.append((i, None if assume else key, comms, 0))
         for rows in cold_rows.values():  # one shape() per communicator width (its rows are independent)
             for (where, k, _), sh in zip(rows, shape(np.asarray([r for _, _, r in rows], np.int64)), strict=True):
                 where[k] = sh
@@ -256,7 +270,8 @@ class FabricComm:
         try:
             try:
                 times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
-                                              total_s=timeout_s, placements=self.placements_rpc, sent=sent)
+                                              total_s=timeout_s, placements=self.placements_rpc, sent=sent,
+                                              assumed=assumed)
             except grpc.aio.AioRpcError as exc:
                 if not (self.placements_rpc and exc.code() == grpc.StatusCode.UNIMPLEMENTED):
                     raise
@@ -265,6 +280,9 @@ class FabricComm:
                             self.target, exc.details())
                 self.calls += len(sent)
                 sent = []
+                if assume:
+                    raise NotAssumed("the fabric twin has no EstimatePlacements: it cannot assume link states") \
+                        from None
                 times = await gather_requests(self.stub(), qs, timeout_s=self.timeout_s, metadata=self._metadata(),
                                               total_s=timeout_s, placements=False, sent=sent)
         except TimeoutError as exc:
@@ -279,7 +297,18 @@ class FabricComm:
             for i, _, _, _ in pending:
                 out[i] = CommAnswer({}, "local", self.last_error, retry=True)
             return _all(out)
+        except NotAssumed as exc:  # the fabric twin is up but did not take the assumption: not its failure
+            self.calls += len(sent)
+            for i, _, _, _ in pending:
+                out[i] = CommAnswer({}, "local", str(exc))
+            return _all(out)
         except (grpc.aio.AioRpcError, OSError) as exc:
+            if assume and isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                self.calls += len(sent)
+                for i, _, _, _ in pending:  # e.g. a link the fabric twin does not know: the what-if's question
+                    out[i] = CommAnswer({}, "local", f"the fabric twin refused the assumed link state: "
+                                        f"{exc.details()}")
+                return _all(out)
             self._failed(exc)
             for i, _, _, _ in pending:
                 out[i] = CommAnswer({}, "local", self.last_error, retry=True)
@@ -290,7 +319,7 @@ class FabricComm:
             out[i] = self._job_answer(key, asked, answer_of, shared)
         return _all(out)
 
-    def _job_answer(self, key: tuple, asked, answer_of: dict, shared: int) -> CommAnswer:
+    def _job_answer(self, key: tuple | None, asked, answer_of: dict, shared: int) -> CommAnswer:
         """A job's table: per collective the slowest of its communicators' answers (or the reason there is none)."""
         table: dict = {}
         n = 0
@@ -310,10 +339,16 @@ class FabricComm:
                         table[k] = time_s
         answer = CommAnswer(table, "fabric", f"{n} communicator(s) timed by the fabric twin"
                             + (f", {shared} through an equal-shaped communicator's answer" if shared else ""))
+        if key is None:  # an answer under assumed link states: not the live one
+            return answer
         self._cache[key] = answer
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return answer
+
+
+class NotAssumed(Exception):
+    """The fabric twin answered without applying the assumed link states (or cannot take them)."""
 
 
 def _all(out: list[CommAnswer | None]) -> list[CommAnswer]:
@@ -332,15 +367,17 @@ class Question:
     moe: bool
     calls: tuple[CollectiveCall, ...]
 
-    def requests(self) -> list:
+    def requests(self, assumed: list[fpb.LinkHealth] | None = None) -> list:
         placement = fpb.Placement(gpus=fpb.GpuList(gpu_ids=list(self.gpus)))
         if self.moe:
             cases = [moe_case(c) for c in self.calls]
-            return [fpb.EstimateMoeRequest(cases=cases[k:k + MAX_MOE_CASES], placement=placement)
+            return [fpb.EstimateMoeRequest(cases=cases[k:k + MAX_MOE_CASES], placement=placement,
+                                           assumed_links=assumed)
                     for k in range(0, len(cases), MAX_MOE_CASES)]
         colls, sizes = self.columns()
         return [fpb.EstimateBatchRequest(collectives=colls[k:k + MAX_BATCH_ENTRIES],
-                                         size_bytes=sizes[k:k + MAX_BATCH_ENTRIES], placement=placement)
+                                         size_bytes=sizes[k:k + MAX_BATCH_ENTRIES], placement=placement,
+                                         assumed_links=assumed)
                 for k in range(0, len(colls), MAX_BATCH_ENTRIES)]
 
     def columns(self) -> tuple[list[int], list[int]]:
@@ -404,10 +441,12 @@ def communicator_shape(inventory) -> Callable[[np.ndarray], list[bytes]]:
     return shape
 
 
-def placements_requests(questions: list[Question]) -> list[tuple[fpb.EstimatePlacementsRequest, list[int]]]:
+def placements_requests(questions: list[Question], assumed: list[fpb.LinkHealth] | None = None
+                        ) -> list[tuple[fpb.EstimatePlacementsRequest, list[int]]]:
     """The collective (non-MoE) questions as ``EstimatePlacements`` requests: one entry per question (a question of
     more than ``MAX_BATCH_ENTRIES`` calls as several consecutive entries), a new request only where the next entry
-    would pass a limit (pairs, entries, ranks); with each request, the question index of each of its entries."""
+    would pass a limit (pairs, entries, ranks); with each request, the question index of each of its entries.
+    Every request carries ``assumed`` as its ``assumed_links``."""
     out: list[tuple[fpb.EstimatePlacementsRequest, list[int]]] = []
     req: fpb.EstimatePlacementsRequest | None = None
     owners: list[int] = []
@@ -420,7 +459,7 @@ def placements_requests(questions: list[Question]) -> list[tuple[fpb.EstimatePla
             c, s = colls[k:k + MAX_BATCH_ENTRIES], sizes[k:k + MAX_BATCH_ENTRIES]
             if (req is None or pairs + len(s) > MAX_BATCH_ENTRIES or len(owners) >= MAX_PLACEMENT_ENTRIES
                     or ranks + len(q.gpus) > MAX_PLACEMENT_RANKS):
-                req, owners, pairs, ranks = fpb.EstimatePlacementsRequest(), [], 0, 0
+                req, owners, pairs, ranks = fpb.EstimatePlacementsRequest(assumed_links=assumed), [], 0, 0
                 out.append((req, owners))
             req.entries.add(placement=fpb.Placement(gpus=fpb.GpuList(gpu_ids=q.gpus)), collectives=c, size_bytes=s)
             owners.append(qi)
@@ -431,12 +470,13 @@ def placements_requests(questions: list[Question]) -> list[tuple[fpb.EstimatePla
 
 async def gather_requests(stub, questions: list[Question], *, timeout_s: float, metadata=(),
                           concurrency: int = CONCURRENCY, total_s: float | None = None, placements: bool = True,
-                          sent: list | None = None) -> list[list[float]]:
+                          sent: list | None = None, assumed: list[fpb.LinkHealth] | None = None) -> list[list[float]]:
     """Every question's requests at once (at most ``concurrency`` in flight), each with ``timeout_s``, all within
     ``total_s`` (default 1.5 x ``timeout_s``); per question the times of its calls. The collective questions go as
     ``EstimatePlacements`` (``placements_requests``), or with ``placements`` False one ``EstimateBatch`` (or more,
     ``Question.requests``) each; MoE questions one ``EstimateMoe`` each. Every request sent is appended to ``sent``.
-    Raises what an RPC raised."""
+    With ``assumed`` every request carries them as ``assumed_links`` and an answer that did not apply them all
+    raises ``NotAssumed``. Raises what an RPC raised."""
     sem = asyncio.Semaphore(concurrency)
     sent = [] if sent is None else sent
 
@@ -449,14 +489,18 @@ async def gather_requests(stub, questions: list[Question], *, timeout_s: float, 
             method = stub.EstimateBatch
         sent.append(req)
         async with sem:
-            return await method(req, timeout=timeout_s, metadata=metadata)
+            resp = await method(req, timeout=timeout_s, metadata=metadata)
+        if assumed and getattr(resp, "assumed_links_applied", 0) != len(assumed):
+            raise NotAssumed(f"the fabric twin applied {resp.assumed_links_applied} of {len(assumed)} assumed link "
+                             f"state(s) (a version without assumed_links?)")
+        return resp
 
     async def ask(q: Question) -> list[float]:
-        return q.times(list(await asyncio.gather(*(rpc(r) for r in q.requests()))))
+        return q.times(list(await asyncio.gather(*(rpc(r) for r in q.requests(assumed)))))
 
     async def ask_all() -> list[list[float]]:
         alone = [qi for qi, q in enumerate(questions) if q.moe or not placements]
-        packed = placements_requests(questions) if placements else []
+        packed = placements_requests(questions, assumed) if placements else []
         answers = await asyncio.gather(*(ask(questions[qi]) for qi in alone), *(rpc(r) for r, _ in packed))
         out: list[list[float]] = [[] for _ in questions]
         for qi, times in zip(alone, answers, strict=False):

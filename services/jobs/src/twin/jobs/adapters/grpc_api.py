@@ -4,7 +4,9 @@ Every RPC: check the request (INVALID_ARGUMENT naming the field, NOT_FOUND for u
 CDUs or UPSs) -> the live twin (``twin.jobs.whatif``) -> encode (codec), through the shared ``RpcHandler``
 (deadline, span, duration metric, error -> status). WhatIfPlacement asks the fabric twin for every
 candidate's communication in one exchange (``FabricComm.answer_many``) as the handler's async work, so its span and
-duration metric cover the exchange as well as the ranking. Jobs come from this process's
+duration metric cover the exchange as well as the ranking; WhatIfFailure with a LINK target asks it the same way for
+every crossing job with the link assumed down (``assume``), so the step after is what the live path predicts once the
+link is really down. Jobs come from this process's
 twin; a job it does not hold is looked up in job_state_latest (the latest state any process stored).
 """
 
@@ -111,6 +113,25 @@ class JobServicer(pb_grpc.JobServiceServicer):
 
         return await _rpc.run("WhatIfPlacement", context, work)
 
+    def _ask_fabric_assuming(self, deadline: Deadline) -> whatif.AskFabricAssuming:
+        """Every job's communicators in one exchange with the fabric twin under assumed link states (the failure
+        what-if's link down), exact GPUs as the live path asks them (``FabricComm.answer_many(assume=...)``), within
+        the caller's deadline; without a fabric client every job gets the own estimate, saying so."""
+        fabric = self.fabric
+
+        async def ask(jobs, assume):
+            if fabric is None:
+                return [CommAnswer({}, "local", "no fabric twin configured (JOBS_FABRIC_TARGET)") for _ in jobs]
+            return await fabric.answer_many(jobs, timeout_s=self._budget(fabric, deadline), assume=assume)
+
+        return ask
+
+    @staticmethod
+    def _budget(fabric: FabricComm, deadline: Deadline) -> float:
+        """Seconds for one exchange with the fabric twin: 1.5 RPC timeouts, at most 80 % of the caller's time left."""
+        left = deadline.remaining()
+        return fabric.timeout_s * 1.5 if left is None else max(0.0, min(fabric.timeout_s * 1.5, left * 0.8))
+
     def _ask_fabric(self, deadline: Deadline) -> whatif.AskFabric:
         """Every candidate's communicators in one exchange with the fabric twin (``FabricComm.answer_many``, equal
         communicators of equal shape asked once unless fabric.state.v1 left impaired links out), within the caller's
@@ -121,22 +142,22 @@ class JobServicer(pb_grpc.JobServiceServicer):
         async def ask(jobs):
             if fabric is None:
                 return [CommAnswer({}, "local", "no fabric twin configured (JOBS_FABRIC_TARGET)") for _ in jobs]
-            left = deadline.remaining()
-            total = fabric.timeout_s * 1.5 if left is None else max(0.0, min(fabric.timeout_s * 1.5, left * 0.8))
             shape = self._shape if twin.impaired_links_complete else None  # an unseen one: exact GPUs only
-            return await fabric.answer_many(jobs, shape=shape, timeout_s=total)
+            return await fabric.answer_many(jobs, shape=shape, timeout_s=self._budget(fabric, deadline))
 
         return ask
 
     async def WhatIfFailure(self, request: pb.WhatIfFailureRequest, context) -> pb.WhatIfFailureResponse:
-        def work(_: Deadline) -> pb.WhatIfFailureResponse:
+        # async work: a LINK target's exchange with the fabric twin runs inside the handler's span and duration
+        async def work(deadline: Deadline) -> pb.WhatIfFailureResponse:
             kind = _FAILURE_KINDS.get(request.target_kind)
             if kind is None:
                 raise InvalidArgument("target_kind", "one of NODE, LINK, CDU, UPS is required")
             if not request.target_id:
                 raise InvalidArgument("target_id", "required")
             _number(request.duration_s, "duration_s")
-            impacts = whatif.failure(self.twin, kind, request.target_id, request.duration_s, self.now_s())
+            impacts = await whatif.failure_asking(self.twin, kind, request.target_id, request.duration_s,
+                                                  self.now_s(), self._ask_fabric_assuming(deadline))
             return pb.WhatIfFailureResponse(
                 impacts=[pb.JobImpact(job_id=i.job_id, stops=i.stops, step_time_before_s=i.before_s,
                                       step_time_after_s=i.after_s, slowdown_fraction=i.slowdown,
