@@ -169,7 +169,7 @@ def states(
         d.air_group_id = net.air_group_ids[gi] if gi >= 0 else ""
         d.up = bool(cond.crah_up[i])
         d.heat_removed_w, d.load_fraction = _f(st.crah_heat_w[i]), _f(st.crah_load_fraction[i])
-        d.fan_power_w, d.supply_air_temp_c = _f(st.crah_fan_w[i]), _f(cond.crah_supply_c[i])
+        d.fan_power_w, d.supply_air_temp_c = _f(st.crah_fan_w[i]), _f(st.crah_supply_c[i])
         d.return_air_temp_c = math.nan
         out.append(m)
     for g, gid in enumerate(net.air_group_ids):

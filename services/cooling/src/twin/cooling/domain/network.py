@@ -245,6 +245,7 @@ class CoolingState:
     crah_heat_w: np.ndarray
     crah_load_fraction: np.ndarray
     crah_fan_w: np.ndarray
+    crah_supply_c: np.ndarray  # supply air achieved: the setpoint, or the facility supply when that is warmer
     # plant
     plant_load_w: float  # heat to reject: IT + pumps + fans
     plant_capacity_w: float  # healthy units at this ambient
@@ -464,6 +465,11 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
     # --- plant
     load = float(it.sum() + cdu_pump.sum() + crah_fan.sum())
     unit_heat, fans, comp, pumps, fac_supply, plant_cap = plant_power(net, cond, load)
+    # CRAHs are chilled-water coils on the facility water (their heat is in the plant's load): a coil cannot
+    # cool air below the water entering it (second law), so their supply air is at least the facility supply
+    # achieved -- a warmer setpoint or a plant that falls short warms the air racks' inlet too
+    crah_supply = np.where(net.crah_group >= 0, np.maximum(cond.crah_supply_c, fac_supply), cond.crah_supply_c)
+    group_supply = np.maximum(group_supply, fac_supply)
     chiller = net.plant_kind == CHILLER
     fans = _spread(cond.plant_fan_meas_w, fans, np.where(cond.plant_up & ~chiller, unit_heat + 1.0, 0.0))
     comp = _spread(
@@ -522,6 +528,7 @@ def evaluate(net: CoolingNetwork, rack_it_w: np.ndarray, cond: Conditions) -> Co
         crah_heat_w=crah_heat,
         crah_load_fraction=crah_lf,
         crah_fan_w=crah_fan,
+        crah_supply_c=crah_supply,
         plant_load_w=load,
         plant_capacity_w=plant_cap,
         plant_unit_heat_w=unit_heat,

@@ -6,7 +6,7 @@ each GPU's coolant (liquid racks: the mean of its rack's secondary supply and re
 inlet) moves from its present value to the new steady value at the pace of its loop or room. When a
 liquid rack loses all flow there is no new steady state: its coolant heats as a ramp (the rack's
 liquid heat into the coolant it holds); when an air group loses all its CRAHs, the inlet ramps at
-the room's heat capacity. The GPU thermal model (thermal.py) answers in closed form.
+the room's heat capacity; when the plant loses every unit, both happen to every rack. The GPU thermal model (thermal.py) answers in closed form.
 """
 
 from __future__ import annotations
@@ -136,7 +136,11 @@ def coolant_paths(
     liquid = gpus.gpu_liquid
     # liquid racks that lost every litre of flow: the coolant they hold takes the rack's liquid heat (the
     # coolant's properties per rack, then indexed: they vary per rack, not per GPU)
-    no_flow = liquid & (after.rack_flow_lpm[r] <= 0) & (after.rack_liquid_w[r] > 0)
+    # a plant with no healthy unit left rejects nothing (facility supply +inf, no steady state): every liquid
+    # rack's coolant takes its liquid heat as if it had no flow (only the rack's own coolant is counted, the
+    # loops' water is not in the spec: a bound, the earliest time) and the air racks' rooms heat as with no CRAH
+    plant_lost = not np.isfinite(after.facility_supply_c) and after.plant_load_w > 0
+    no_flow = liquid & ((after.rack_flow_lpm[r] <= 0) | plant_lost) & (after.rack_liquid_w[r] > 0)
     rack_now = np.nan_to_num(before.rack_coolant_c)
     cap = (
         net.rack_coolant_l
@@ -149,7 +153,10 @@ def coolant_paths(
     # air groups left with no healthy CRAH: the room heats
     ag = net.rack_air_group[r]
     lost_air = (
-        ~liquid & (ag >= 0) & (np.append(after.air_capacity_w, 1.0)[ag] <= 0) & (after.rack_air_w[r] > 0)
+        ~liquid
+        & (ag >= 0)
+        & ((np.append(after.air_capacity_w, 1.0)[ag] <= 0) | plant_lost)
+        & (after.rack_air_w[r] > 0)
     )
     ramp_air = after.rack_air_w[r] / ROOM_J_PER_K_PER_RACK
     ramp = np.where(no_flow, ramp_liquid, np.where(lost_air, ramp_air, 0.0))
