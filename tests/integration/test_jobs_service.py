@@ -211,6 +211,12 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
             ranked = capsys.readouterr().out.splitlines()
             assert ranked[1].split()[:2] == ["1", "#2"] and ranked[2].split()[:2] == ["2", "#1"]
             assert "does not fit: 32 GPUs needed, 16 free" in ranked[2]
+            node = restored.placement.node_ids[0]
+            assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "--node", node]) == 0
+            impacts = capsys.readouterr().out.splitlines()
+            assert impacts[1].split()[:2] == ["j1", "stops"] and impacts[-1].startswith("goodput lost: ")
+            assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "--node", "nope"]) == 3
+            capsys.readouterr()
             assert await asyncio.to_thread(twinctl_main, [*target, "show", "nope"]) == 3
 
 

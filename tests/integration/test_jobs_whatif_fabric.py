@@ -214,6 +214,7 @@ async def test_the_link_failure_what_if_predicts_what_the_live_twin_predicts_onc
             fail = await stub.WhatIfFailure(_link_failure(), timeout=30)
             [imp] = fail.impacts
             assert imp.job_id == "j" and not imp.stops
+            assert imp.comm_source == pb.COMM_SOURCE_FABRIC_TWIN  # the answer says where it came from
             assert imp.step_time_before_s == healthy.predicted_step_time_s
             if binds:
                 assert imp.slowdown_fraction > 0.01 and imp.goodput_lost_gpu_hours > 0
@@ -252,4 +253,5 @@ async def test_the_link_failure_what_if_without_a_fabric_twin_gives_the_own_esti
         [imp] = (await stub.WhatIfFailure(_link_failure(), timeout=30)).impacts
         [own] = whatif.failure(app.twin, "link", UPLINK, 600.0, time.time())
         assert imp.job_id == "j" and imp.slowdown_fraction > 0.01
+        assert imp.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE and imp.comm_source_detail
         assert imp.step_time_after_s == pytest.approx(own.after_s, rel=1e-12)

@@ -294,3 +294,34 @@ def test_dlq_list_into_a_closed_pipe_is_not_a_kafka_error(monkeypatch, capsys) -
             m.setattr("sys.stdout", _ClosedPipe())
             assert main(argv) == 0
         assert "cannot reach Kafka" not in capsys.readouterr().err
+
+
+def test_jobs_whatif_failure_table_marks_the_own_estimate() -> None:
+    from twin.jobs.v1 import jobs_pb2 as jpb
+    from twinctl.jobs import render_failure
+
+    resp = jpb.WhatIfFailureResponse(impacts=[
+        jpb.JobImpact(job_id="a", stops=True, step_time_before_s=1.0, goodput_lost_gpu_hours=12.5),
+        jpb.JobImpact(job_id="b", step_time_before_s=1.0, step_time_after_s=1.1, slowdown_fraction=0.1,
+                      goodput_lost_gpu_hours=0.5, comm_source=jpb.COMM_SOURCE_FABRIC_TWIN),
+        jpb.JobImpact(job_id="c", step_time_before_s=2.0, step_time_after_s=2.5, slowdown_fraction=0.25,
+                      goodput_lost_gpu_hours=1.0, comm_source=jpb.COMM_SOURCE_OWN_ESTIMATE,
+                      comm_source_detail="UNAVAILABLE: connection refused")],
+        goodput_lost_gpu_hours=14.0)
+    rows = render_failure(resp).splitlines()
+    assert rows[1].split()[:3] == ["a", "stops", "1000.0"] and rows[1].split()[3] == "-"
+    assert "1100.0 " in rows[2] and "10.0%" in rows[2]
+    assert "2500.0*" in rows[3] and "25.0%" in rows[3]
+    assert rows[4] == "goodput lost: 14.00 GPU-hours" and rows[5].startswith("* step time after from the job twin's own")
+    assert render_failure(jpb.WhatIfFailureResponse()) == "no running job stops or slows"
+    assert not render_failure(jpb.WhatIfFailureResponse(impacts=resp.impacts[:2])).splitlines()[-1].startswith("*")
+
+
+def test_jobs_whatif_failure_takes_exactly_one_target() -> None:
+    from twinctl.__main__ import build_parser
+
+    args = build_parser().parse_args(["jobs", "whatif-failure", "--link", "leaf-r0-g1/spine0"])
+    assert (args.link, args.node, args.duration_s) == ("leaf-r0-g1/spine0", None, 600.0)
+    for argv in (["jobs", "whatif-failure"], ["jobs", "whatif-failure", "--node", "a", "--ups", "b"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)

@@ -7,6 +7,9 @@
                                                          where its communication and energy overhead came from
     twinctl jobs whatif-placement (--job JOB | --spec JSON) --candidate su1-0000,su1-0001 [--candidate ...]
                                                          candidates ranked (rack ids, or node ids: "<rack>-nNN")
+    twinctl jobs whatif-failure (--node N | --link L | --cdu C | --ups U) [--duration-s 600]
+                                                         which jobs stop or slow, by how much, goodput lost (a LINK
+                                                         slowdown marked * when from the own estimate)
 
 --spec takes a twin.jobs.v1.JobSpec as JSON (e.g. '{"model": {...}, "parallel": {"tp": 8, "dp": 4}, "gpuModel":
 "H100-SXM", ...}'); --job reuses a known job's spec. Target: --target HOST:PORT, else env TWINCTL_JOBS_TARGET,
@@ -61,6 +64,15 @@ def add_parser(sub) -> None:
     g.add_argument("--spec", help="a twin.jobs.v1.JobSpec as JSON")
     wp.add_argument("--candidate", type=_ids, action="append", required=True,
                     help="comma-separated rack ids or node ids; repeat for each candidate")
+    wf = cmds.add_parser("whatif-failure", help="a node, link, CDU or UPS fails: jobs stopped or slowed, goodput lost")
+    target = wf.add_mutually_exclusive_group(required=True)
+    for kind, what in _FAILURE_TARGETS.items():
+        target.add_argument(f"--{kind}", metavar="ID", help=what)
+    wf.add_argument("--duration-s", type=float, default=600.0, help="how long the failure lasts (goodput lost), s")
+
+
+_FAILURE_TARGETS = {"node": "a node id", "link": "an uplink, leaf, spine or NIC id (as fabric.events.v1 takes them)",
+                    "cdu": "a CDU or CRAH id", "ups": "a UPS id"}
 
 
 def _risks(j: pb.JobState) -> str:
@@ -155,6 +167,24 @@ def render_placement(outcomes) -> str:
     return "\n".join(lines)
 
 
+def render_failure(resp: pb.WhatIfFailureResponse) -> str:
+    if not resp.impacts:
+        return "no running job stops or slows"
+    lines = [f"{'job':<20} {'effect':<8} {'step ms before':>14} {'after':>10} {'slower':>7} {'GPU-h lost':>10}"]
+    own = False
+    for i in resp.impacts:
+        star = "*" if i.comm_source == pb.COMM_SOURCE_OWN_ESTIMATE else " "
+        own |= star == "*"
+        after = f"{'-':>10}" if i.stops else _ms(i.step_time_after_s)
+        slower = f"{'-':>7}" if i.stops else f"{i.slowdown_fraction:>7.1%}"
+        lines.append(f"{i.job_id:<20} {'stops' if i.stops else 'slows':<8} {_ms(i.step_time_before_s):>14} {after}"
+                     f"{star}{slower} {i.goodput_lost_gpu_hours:>10.2f}")
+    lines.append(f"goodput lost: {resp.goodput_lost_gpu_hours:.2f} GPU-hours")
+    if own:
+        lines.append("* step time after from the job twin's own estimate (the fabric twin could not answer: --json has why)")
+    return "\n".join(lines)
+
+
 def run_jobs(args: argparse.Namespace, stub: pb_grpc.JobServiceStub) -> str:
     kw = {"timeout": args.timeout}  # the channel carries the bearer token
     if args.cmd == "list":
@@ -184,6 +214,12 @@ def run_jobs(args: argparse.Namespace, stub: pb_grpc.JobServiceStub) -> str:
                       for i, ids in enumerate(args.candidate)]
         resp = stub.WhatIfPlacement(pb.WhatIfPlacementRequest(spec=spec, candidates=candidates), **kw)
         return MessageToJson(resp) if args.json else render_placement(resp.outcomes)
+    if args.cmd == "whatif-failure":
+        kind, target_id = next((k, getattr(args, k)) for k in _FAILURE_TARGETS if getattr(args, k))
+        req = pb.WhatIfFailureRequest(target_kind=pb.FailureTargetKind.Value(f"FAILURE_TARGET_KIND_{kind.upper()}"),
+                                      target_id=target_id, duration_s=args.duration_s)
+        resp = stub.WhatIfFailure(req, **kw)
+        return MessageToJson(resp) if args.json else render_failure(resp)
     raise SystemExit(f"unknown command {args.cmd!r}")
 
 

@@ -540,20 +540,24 @@ class WhatIfFailureRequest(_message.Message):
     def __init__(self, target_kind: _Optional[_Union[FailureTargetKind, str]] = ..., target_id: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class JobImpact(_message.Message):
-    __slots__ = ("job_id", "stops", "step_time_before_s", "step_time_after_s", "slowdown_fraction", "goodput_lost_gpu_hours")
+    __slots__ = ("job_id", "stops", "step_time_before_s", "step_time_after_s", "slowdown_fraction", "goodput_lost_gpu_hours", "comm_source", "comm_source_detail")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STOPS_FIELD_NUMBER: _ClassVar[int]
     STEP_TIME_BEFORE_S_FIELD_NUMBER: _ClassVar[int]
     STEP_TIME_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     SLOWDOWN_FRACTION_FIELD_NUMBER: _ClassVar[int]
     GOODPUT_LOST_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    COMM_SOURCE_DETAIL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     stops: bool
     step_time_before_s: float
     step_time_after_s: float
     slowdown_fraction: float
     goodput_lost_gpu_hours: float
-    def __init__(self, job_id: _Optional[str] = ..., stops: _Optional[bool] = ..., step_time_before_s: _Optional[float] = ..., step_time_after_s: _Optional[float] = ..., slowdown_fraction: _Optional[float] = ..., goodput_lost_gpu_hours: _Optional[float] = ...) -> None: ...
+    comm_source: CommSource
+    comm_source_detail: str
+    def __init__(self, job_id: _Optional[str] = ..., stops: _Optional[bool] = ..., step_time_before_s: _Optional[float] = ..., step_time_after_s: _Optional[float] = ..., slowdown_fraction: _Optional[float] = ..., goodput_lost_gpu_hours: _Optional[float] = ..., comm_source: _Optional[_Union[CommSource, str]] = ..., comm_source_detail: _Optional[str] = ...) -> None: ...
 
 class WhatIfFailureResponse(_message.Message):
     __slots__ = ("impacts", "goodput_lost_gpu_hours")

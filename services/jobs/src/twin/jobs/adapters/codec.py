@@ -540,6 +540,13 @@ def rack_alert(msg: power_pb2.PowerAlert, received_s: float):
                      msg.severity == power_pb2.SEVERITY_CRITICAL, received_s, msg.message, raised_s=at, scope=scope)
 
 
+def job_impact(i) -> pb.JobImpact:
+    """A ``whatif.Impact`` -> JobImpact (communication source "" for targets other than LINK and stopped jobs)."""
+    return pb.JobImpact(job_id=i.job_id, stops=i.stops, step_time_before_s=i.before_s, step_time_after_s=i.after_s,
+                        slowdown_fraction=i.slowdown, goodput_lost_gpu_hours=i.lost_gpu_h,
+                        comm_source=_COMM_SOURCE[i.comm_source], comm_source_detail=i.comm_detail)
+
+
 def placement_outcome(o) -> pb.PlacementOutcome:
     """A ``whatif.Outcome`` -> PlacementOutcome (communication source "" for a candidate that does not fit)."""
     return pb.PlacementOutcome(candidate_id=o.candidate_id, rank=o.rank, predicted_step_time_s=o.step_time_s,

@@ -159,9 +159,7 @@ class JobServicer(pb_grpc.JobServiceServicer):
             impacts = await whatif.failure_asking(self.twin, kind, request.target_id, request.duration_s,
                                                   self.now_s(), self._ask_fabric_assuming(deadline))
             return pb.WhatIfFailureResponse(
-                impacts=[pb.JobImpact(job_id=i.job_id, stops=i.stops, step_time_before_s=i.before_s,
-                                      step_time_after_s=i.after_s, slowdown_fraction=i.slowdown,
-                                      goodput_lost_gpu_hours=i.lost_gpu_h) for i in impacts],
+                impacts=[codec.job_impact(i) for i in impacts],
                 goodput_lost_gpu_hours=sum(i.lost_gpu_h for i in impacts))
 
         return await _rpc.run("WhatIfFailure", context, work)
