@@ -138,6 +138,16 @@ def placements(draw) -> pb.Placement:
 
 
 @st.composite
+def assumed_links(draw) -> list[pb.LinkHealth]:
+    """What-if link states: mostly the preset's real uplinks, leaves, spines and NICs (so the fuzz reaches the
+    per-request simulator), sometimes unknown ids or capacities outside [0, 1]."""
+    ids = st.sampled_from(["leaf-r0-g0/spine0", "leaf-r1-g0", "spine0", "su1-0000-n00/nic0", "nope", ""])
+    caps = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(allow_nan=True, allow_infinity=True))
+    return [pb.LinkHealth(link_id=draw(ids), capacity_fraction=draw(caps), flapping=draw(st.booleans()))
+            for _ in range(draw(st.integers(0, 3)))]
+
+
+@st.composite
 def valid_ish(draw, method: str):
     if method == "EstimateCollective":
         return pb.EstimateCollectiveRequest(collective=draw(COLLECTIVE), size_bytes=draw(SIZE),
@@ -154,7 +164,8 @@ def valid_ish(draw, method: str):
             entries.append(pb.PlacementQuestion(placement=draw(placements()),
                                                 collectives=draw(st.lists(COLLECTIVE, min_size=n, max_size=n)),
                                                 size_bytes=draw(st.lists(SIZE, min_size=n, max_size=n))))
-        return pb.EstimatePlacementsRequest(entries=entries, nccl_version=draw(st.sampled_from(["", "2.21.5", "x"])))
+        return pb.EstimatePlacementsRequest(entries=entries, nccl_version=draw(st.sampled_from(["", "2.21.5", "x"])),
+                                            assumed_links=draw(assumed_links()))
     if method == "SweepSizes":
         lo = draw(st.integers(1, 1 << 30))
         return pb.SweepSizesRequest(collective=draw(COLLECTIVE), min_bytes=lo, max_bytes=draw(st.integers(lo, 1 << 50)),
