@@ -5,8 +5,12 @@ output topics and gRPC answers. Each test checks the chain AND the numbers again
 own (from the twins' gRPC state and the facility spec), not against what the scenario printed.
 
 Facility: the GB200 NVL72 hall (16 liquid racks, loop-a = cdu-a-1 + cdu-a-2 serves row a) with its scale-out
-fabric at 4:1 oversubscription over 2 spines (a copy of the preset): on the preset's non-blocking 8-spine fabric
-one lost uplink leaves enough bandwidth that the fabric twin predicts no slowdown, which is right but not a demo.
+fabric at 4:1 oversubscription over 2 spines (a copy of the preset). Whether the lost uplink slows a job depends on
+its exposed cross-rack traffic: a 144-GPU all-to-all across two racks is ~90 % slower with one of the two uplinks
+down, a dense all-reduce of 64 MiB-1 GiB is not (at 8:1: 15-22 % slower), and the simulator's dense jobs hide their
+gradient all-reduce behind the backward pass, so on this stack (tried at 4:1 and 8:1) the twin states +0.0 % for
+them; the test checks the chain (exactly the crossing jobs flagged, finite fabric answers, restore), not a
+slowdown.
 The tests share one stack and run in file order: job-landing, spine-failure, grid-curtailment, cdu-failure (the
 CDU failure last: the job twin keeps its throttle alerts for JOBS_ALERT_TTL_S, which would move step times). Before
 them the outdoor temperature is set to a mild 18 / 12 degC (a cooling.events.v1 AMBIENT_CHANGE), so no rack
