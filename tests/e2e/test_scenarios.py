@@ -7,8 +7,8 @@ own (from the twins' gRPC state and the facility spec), not against what the sce
 Facility: the GB200 NVL72 hall (16 liquid racks, loop-a = cdu-a-1 + cdu-a-2 serves row a) with its scale-out
 fabric at 4:1 oversubscription over 2 spines (a copy of the preset). Whether the lost uplink slows a job depends on
 its exposed cross-rack traffic: a 144-GPU all-to-all across two racks is ~90 % slower with one of the two uplinks
-down, a dense all-reduce of 64 MiB-1 GiB is not (at 8:1: 15-22 % slower), and the simulator's dense jobs hide their
-gradient all-reduce behind the backward pass, so on this stack (tried at 4:1 and 8:1) the twin states +0.0 % for
+down, a dense all-reduce of 64 MiB-1 GiB is not (at 8:1: 15-22 % slower), and the simulator's jobs are dense (their
+gradient all-reduce mostly overlaps the backward pass), so on this stack (tried at 4:1 and 8:1) the twin states +0.0 % for
 them; the test checks the chain (exactly the crossing jobs flagged, finite fabric answers, restore), not a
 slowdown.
 The tests share one stack and run in file order: job-landing, spine-failure, grid-curtailment, cdu-failure (the
