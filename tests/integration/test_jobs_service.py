@@ -217,6 +217,11 @@ async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bo
             assert impacts[1].split()[:2] == ["j1", "stops"] and impacts[-1].startswith("goodput lost: ")
             assert await asyncio.to_thread(twinctl_main, [*target, "whatif-failure", "--node", "nope"]) == 3
             capsys.readouterr()
+            assert await asyncio.to_thread(twinctl_main, [*target, "whatif-cap", "j1", "--gpu-power-cap-w", "400"]) == 0
+            capped = capsys.readouterr().out.splitlines()
+            assert capped[0].startswith("job j1 capped at 400 W per GPU") and capped[2].split()[:2] == ["step", "time"]
+            assert float(capped[2].split()[3].replace(",", "")) >= float(capped[2].split()[2].replace(",", ""))
+            capsys.readouterr()
             assert await asyncio.to_thread(twinctl_main, [*target, "show", "nope"]) == 3
 
 

@@ -325,3 +325,17 @@ def test_jobs_whatif_failure_takes_exactly_one_target() -> None:
     for argv in (["jobs", "whatif-failure"], ["jobs", "whatif-failure", "--node", "a", "--ups", "b"]):
         with pytest.raises(SystemExit):
             build_parser().parse_args(argv)
+
+
+def test_jobs_whatif_cap_table() -> None:
+    from twin.jobs.v1 import jobs_pb2 as jpb
+    from twinctl.jobs import render_cap
+
+    r = jpb.WhatIfPowerCapResponse(step_time_before_s=1.0, step_time_after_s=1.2, power_before_w=22_400,
+                                   power_after_w=16_000, energy_per_step_before_j=22_400, energy_per_step_after_j=19_200,
+                                   clock_fraction=0.8)
+    rows = render_cap("j1", 500, r).splitlines()
+    assert rows[0] == "job j1 capped at 500 W per GPU: SM clock 80.0% of uncapped"
+    assert rows[2].split() == ["step", "time", "1,000.0", "1,200.0", "ms", "+20.0%"]
+    assert rows[3].split() == ["GPU", "power", "22.4", "16.0", "kW", "-28.6%"]
+    assert rows[4].split() == ["energy", "/", "step", "22.4", "19.2", "kJ", "-14.3%"]

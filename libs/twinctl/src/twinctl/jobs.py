@@ -7,6 +7,7 @@
                                                          where its communication and energy overhead came from
     twinctl jobs whatif-placement (--job JOB | --spec JSON) --candidate su1-0000,su1-0001 [--candidate ...]
                                                          candidates ranked (rack ids, or node ids: "<rack>-nNN")
+    twinctl jobs whatif-cap JOB --gpu-power-cap-w 500      step time, power and energy per step under a GPU cap
     twinctl jobs whatif-failure (--node N | --link L | --cdu C | --ups U) [--duration-s 600]
                                                          which jobs stop or slow, by how much, goodput lost (a LINK
                                                          slowdown marked * when from the own estimate)
@@ -64,6 +65,9 @@ def add_parser(sub) -> None:
     g.add_argument("--spec", help="a twin.jobs.v1.JobSpec as JSON")
     wp.add_argument("--candidate", type=_ids, action="append", required=True,
                     help="comma-separated rack ids or node ids; repeat for each candidate")
+    wc = cmds.add_parser("whatif-cap", help="a per-GPU power cap on one job: step time, power, energy per step")
+    wc.add_argument("job_id")
+    wc.add_argument("--gpu-power-cap-w", type=float, required=True, help="the cap per GPU, W")
     wf = cmds.add_parser("whatif-failure", help="a node, link, CDU or UPS fails: jobs stopped or slowed, goodput lost")
     target = wf.add_mutually_exclusive_group(required=True)
     for kind, what in _FAILURE_TARGETS.items():
@@ -167,6 +171,20 @@ def render_placement(outcomes) -> str:
     return "\n".join(lines)
 
 
+def render_cap(job_id: str, cap_w: float, r: pb.WhatIfPowerCapResponse) -> str:
+    def row(what: str, before: float, after: float, unit: str, scale: float = 1.0) -> str:
+        change = f"{after / before - 1:+.1%}" if before else "-"
+        return f"  {what:<16} {before * scale:>12,.1f} {after * scale:>12,.1f} {unit:<4} {change:>8}"
+
+    return "\n".join([
+        f"job {job_id} capped at {cap_w:.0f} W per GPU: SM clock {r.clock_fraction:.1%} of uncapped",
+        f"  {'':<16} {'before':>12} {'after':>12} {'':<4} {'change':>8}",
+        row("step time", r.step_time_before_s, r.step_time_after_s, "ms", 1e3),
+        row("GPU power", r.power_before_w, r.power_after_w, "kW", 1e-3),
+        row("energy / step", r.energy_per_step_before_j, r.energy_per_step_after_j, "kJ", 1e-3),
+    ])
+
+
 def render_failure(resp: pb.WhatIfFailureResponse) -> str:
     if not resp.impacts:
         return "no running job stops or slows"
@@ -214,6 +232,10 @@ def run_jobs(args: argparse.Namespace, stub: pb_grpc.JobServiceStub) -> str:
                       for i, ids in enumerate(args.candidate)]
         resp = stub.WhatIfPlacement(pb.WhatIfPlacementRequest(spec=spec, candidates=candidates), **kw)
         return MessageToJson(resp) if args.json else render_placement(resp.outcomes)
+    if args.cmd == "whatif-cap":
+        resp = stub.WhatIfPowerCap(pb.WhatIfPowerCapRequest(job_id=args.job_id, gpu_power_cap_w=args.gpu_power_cap_w),
+                                   **kw)
+        return MessageToJson(resp) if args.json else render_cap(args.job_id, args.gpu_power_cap_w, resp)
     if args.cmd == "whatif-failure":
         kind, target_id = next((k, getattr(args, k)) for k in _FAILURE_TARGETS if getattr(args, k))
         req = pb.WhatIfFailureRequest(target_kind=pb.FailureTargetKind.Value(f"FAILURE_TARGET_KIND_{kind.upper()}"),
