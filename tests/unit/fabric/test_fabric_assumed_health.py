@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -31,7 +32,9 @@ def app(tmp_path_factory) -> FabricApp:
     path = Path(tmp_path_factory.mktemp("facility")) / "facility.yaml"
     path.write_text(yaml.safe_dump(spec))
     app = FabricApp(FabricConfig(facility=str(path), consume=False))
-    app.build(InMemoryStateStore())
+    # no gRPC server: grpc.aio would need a current event loop, which earlier tests in the suite may have cleared
+    with mock.patch("twin.fabric.app.fabric_grpc_server", lambda *a, **k: None):
+        app.build(InMemoryStateStore())
     return app
 
 
