@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,26 @@ def live_fabric_config(bootstrap: str, db: str, facility: str | Path, unique_top
         grpc_port=0, consume=True, group_id=group, events_topic=unique_topic(topics.FABRIC_EVENTS),
         samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.FABRIC_STATE),
         publish_interval_s=1.0)
+
+
+def jobs_config(bootstrap: str, db: str, facility: str | Path, unique_topic, fabric_target: str | None,
+                fabric_topic: Topic | None = None):
+    """A job twin (twin.jobs) on loopback gRPC (any free port) with its own unique input and output topics, a 0.2 s
+    tick, asking the fabric twin at ``fabric_target`` (None: its own estimate only)."""
+    from twin.core import topics
+    from twin.jobs.app import JobsConfig
+
+    return JobsConfig(kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
+                      grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}", fabric_target=fabric_target,
+                      fabric_timeout_s=5.0, tick_s=0.2,
+                      events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
+                      recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
+                      fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
+                      power_alerts_topic=unique_topic(topics.POWER_ALERTS),
+                      power_plans_topic=unique_topic(topics.POWER_PLANS),
+                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
+                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
+                      power_state_topic=unique_topic(topics.POWER_STATE))
 
 
 def small_leaf_facility(tmp_path: Path, site_id: str) -> Path:

@@ -18,16 +18,16 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from service_harness import Running, poll, read_until, small_leaf_facility
+from service_harness import Running, jobs_config, live_fabric_config, poll, read_until, small_leaf_facility
 
 from twin.core import topics
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
-from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.slurm_feed import SlurmPublisher, replay_sacct
-from twin.jobs.app import JobsApp, JobsConfig
+from twin.jobs.app import JobsApp
 from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.v1 import jobs_pb2 as pb
@@ -50,27 +50,6 @@ def facility_file(tmp_path: Path) -> Path:
     return small_leaf_facility(tmp_path, SITE)
 
 
-def fabric_config(bootstrap: str, db: str, facility: Path, unique_topic) -> FabricConfig:
-    return FabricConfig(kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
-                        grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
-                        events_topic=unique_topic(topics.FABRIC_EVENTS),
-                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
-
-
-def jobs_config(bootstrap: str, db: str, facility: Path, unique_topic, fabric_target: str | None,
-                fabric_topic: topics.Topic | None = None) -> JobsConfig:
-    return JobsConfig(kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
-                      grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}", fabric_target=fabric_target,
-                      fabric_timeout_s=5.0, tick_s=0.2,
-                      events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
-                      recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
-                      fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
-                      power_alerts_topic=unique_topic(topics.POWER_ALERTS),
-                      power_plans_topic=unique_topic(topics.POWER_PLANS),
-                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
-                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                      power_state_topic=unique_topic(topics.POWER_STATE))
 
 
 def job_event(job_id: str, kind: EventKind, t: float, **kw) -> pb.JobEvent:
@@ -104,7 +83,8 @@ def reason(record) -> str:
 
 async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bootstrap, fresh_database,
                                                                         facility_file, unique_topic, capsys):
-    fcfg = fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic)
+    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                              f"fabric-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
     async with Running(FabricApp(fcfg)) as fabric:
         cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"127.0.0.1:{fabric.port}",

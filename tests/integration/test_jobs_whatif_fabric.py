@@ -20,18 +20,17 @@ import grpc
 import numpy as np
 import pytest
 import yaml
-from service_harness import Running, poll, small_leaf_facility
+from service_harness import Running, jobs_config, live_fabric_config, poll, small_leaf_facility
 
-from twin.core import topics
 from twin.core.kafka import EventProducer
 from twin.core.topics_admin import ensure_topics
-from twin.fabric.app import FabricApp, FabricConfig
+from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
 from twin.jobs import whatif
 from twin.jobs.adapters import codec
 from twin.jobs.adapters.fabric_client import _COLLECTIVE, communicator_shape, communicators
-from twin.jobs.app import JobsApp, JobsConfig
+from twin.jobs.app import JobsApp
 from twin.jobs.domain.events import EventKind, JobEvent
 from twin.jobs.domain.spec import JobSpec, ModelShape, Parallelism, TrainingSetup
 from twin.jobs.live import CommAnswer, call_key
@@ -64,23 +63,12 @@ async def _fabric_time(stub, gpus: list[int], calls) -> list[float]:
 
 async def test_a_candidate_crossing_a_degraded_link_ranks_below_an_equal_clean_one(
         kafka_bootstrap, fresh_database, facility_file, unique_topic):
-    fcfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
-                        grpc_host="127.0.0.1", grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
-                        events_topic=unique_topic(topics.FABRIC_EVENTS),
-                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                              f"fabric-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
     async with Running(FabricApp(fcfg)) as fabric:
-        cfg = JobsConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
-                         grpc_host="127.0.0.1", grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}",
-                         fabric_target=f"127.0.0.1:{fabric.port}", fabric_timeout_s=5.0, tick_s=0.2,
-                         events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
-                         recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
-                         fabric_topic=fcfg.state_topic, power_alerts_topic=unique_topic(topics.POWER_ALERTS),
-                         power_plans_topic=unique_topic(topics.POWER_PLANS),
-                         cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
-                         samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                         power_state_topic=unique_topic(topics.POWER_STATE))
+        cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                          f"127.0.0.1:{fabric.port}", fcfg.state_topic)
         async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{fabric.port}") as fchannel:
@@ -151,20 +139,6 @@ async def _links(twin) -> dict:
 JOB_NODES = DEGRADED   # leaf groups 0 and 1: the job crosses leaf-r0-g0's uplinks
 
 
-def _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, fabric_target, fabric_topic=None):
-    return JobsConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
-                      grpc_host="127.0.0.1", grpc_port=0, group_id=f"jobs-it-{uuid.uuid4().hex[:8]}",
-                      fabric_target=fabric_target, fabric_timeout_s=5.0, tick_s=0.2,
-                      events_topic=unique_topic(topics.JOBS_EVENTS), state_topic=unique_topic(topics.JOBS_STATE),
-                      recommendations_topic=unique_topic(topics.JOBS_RECOMMENDATIONS),
-                      fabric_topic=fabric_topic or unique_topic(topics.FABRIC_STATE),
-                      power_alerts_topic=unique_topic(topics.POWER_ALERTS),
-                      power_plans_topic=unique_topic(topics.POWER_PLANS),
-                      cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
-                      samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                      power_state_topic=unique_topic(topics.POWER_STATE))
-
-
 async def _start_job(cfg, producer, stub) -> pb.JobState:
     t0 = time.time()
     await producer.send(cfg.events_topic, "j", codec.event_to_proto(JobEvent(
@@ -194,14 +168,11 @@ async def test_the_link_failure_what_if_predicts_what_the_live_twin_predicts_onc
     spec = yaml.safe_load(facility_file.read_text())
     spec["fabric"]["oversubscription"] = oversubscription
     facility_file.write_text(yaml.safe_dump(spec))
-    fcfg = FabricConfig(kafka_bootstrap=kafka_bootstrap, database_url=fresh_database, facility=str(facility_file),
-                        grpc_host="127.0.0.1", grpc_port=0, group_id=f"fabric-it-{uuid.uuid4().hex[:8]}",
-                        events_topic=unique_topic(topics.FABRIC_EVENTS),
-                        samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
-                        state_topic=unique_topic(topics.FABRIC_STATE), publish_interval_s=1.0)
+    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                              f"fabric-it-{uuid.uuid4().hex[:8]}")
     await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
     async with Running(FabricApp(fcfg)) as fabric:
-        cfg = _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+        cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
                            f"127.0.0.1:{fabric.port}", fcfg.state_topic)
         async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
                 grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
@@ -244,7 +215,7 @@ async def test_the_link_failure_what_if_predicts_what_the_live_twin_predicts_onc
 
 async def test_the_link_failure_what_if_without_a_fabric_twin_gives_the_own_estimate(
         kafka_bootstrap, fresh_database, facility_file, unique_topic):
-    cfg = _jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
+    cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, None)
     async with Running(JobsApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
         stub = pb_grpc.JobServiceStub(channel)
