@@ -78,6 +78,11 @@ PIPELINE_REPEATS = int(os.environ.get("BENCH_INGEST_PIPELINE_REPEATS", "1"))
 # For A/B runs of decode changes (the code before: this file with PYTHONPATH at the old tree's src directories).
 PREPARE_ONLY = os.environ.get("BENCH_INGEST_PREPARE_ONLY")
 PREPARE_REPEATS = int(os.environ.get("BENCH_INGEST_PREPARE_REPEATS", "20"))
+# BENCH_INGEST_PUBLISH_ONLY=<fraction of the site>: only the handler's publishing of one tick, in-process against its own
+# Tansu broker: the tick's normalized records (samples_record, samples_ce_id) through the kit's EventProducer.enqueue_many
+# as IngestHandler.write hands them over (one call per poll, BENCH_INGEST_PROCESSES polls), acks awaited outside the
+# timing; CPU per tick (median, min) over BENCH_INGEST_PREPARE_REPEATS passes after a warm one. No database (~15 s).
+PUBLISH_ONLY = os.environ.get("BENCH_INGEST_PUBLISH_ONLY")
 # BENCH_INGEST_PROFILE=<directory>: run every ingest process under cProfile (stats written there when it
 # stops; slows it down, so the figures of that run do not count). To see where ingest's CPU goes.
 PROFILE_DIR = os.environ.get("BENCH_INGEST_PROFILE")
@@ -774,7 +779,54 @@ def prepare_only(fraction: float) -> dict:
     return result
 
 
+def publish_only(fraction: float) -> dict:
+    """CPU of IngestHandler.write's publishing per tick: framing each stored batch's normalized record and ce_id, and
+    EventProducer.enqueue_many of a poll's records (what the handler does for a poll's new batches), the tick split into
+    one poll per ingest process. Median and min over PREPARE_REPEATS passes after a warm one; acks are awaited after each
+    pass, outside the timing (the producer's sender task runs then)."""
+    import statistics
+
+    from twin.core.embedded.kafka import TansuBroker
+    from twin.core.kafka import EventProducer
+    from twin.core.topics import TELEMETRY_SAMPLES
+    from twin.core.topics_admin import ensure_topics
+    from twin.ingest.adapters.codec import decode_batches, samples_ce_id, samples_record
+    from twin.telemetry.v1 import telemetry_pb2 as pb
+
+    racks = max(1, round(SITE_RACKS * fraction))
+    _, _, values, _, _ = _one_tick(racks)
+    batches = decode_batches([pb.RackTelemetryBatch.FromString(v) for v in values], values)
+    poll = min(int(MAX_RECORDS), -(-len(values) // INGEST_PROCESSES))
+    polls = [list(zip(values[i:i + poll], batches[i:i + poll], strict=True)) for i in range(0, len(values), poll)]
+
+    async def run(bootstrap: str) -> list[float]:
+        await ensure_topics(bootstrap, [TELEMETRY_SAMPLES])
+        async with EventProducer(bootstrap, source="ingest") as producer:
+            async def one_pass() -> float:
+                cpu, futures = 0.0, []
+                for p in polls:
+                    a = time.process_time()
+                    ingested = datetime.now(UTC)
+                    events = [(b.key.rack_id, samples_record(v, ingested), samples_ce_id(b.key), None) for v, b in p]
+                    futures += await producer.enqueue_many(TELEMETRY_SAMPLES, events)
+                    cpu += time.process_time() - a
+                await asyncio.gather(*futures)
+                return cpu
+            await one_pass()   # first sight: metadata, partitions, key hashes
+            return [await one_pass() for _ in range(PREPARE_REPEATS)]
+
+    with TansuBroker() as broker:
+        passes = asyncio.run(run(broker.bootstrap))
+    ms = [x * 1e3 for x in passes]
+    result = {"racks": racks, "records_per_poll": poll, "passes": len(passes),
+              "publish_ms": {"median": round(statistics.median(ms), 1), "min": round(min(ms), 1)}}
+    print(json.dumps(result))
+    return result
+
+
 def main() -> dict:
+    if PUBLISH_ONLY:
+        return publish_only(float(PUBLISH_ONLY))
     if STAGES_ONLY:
         return stages_only(float(STAGES_ONLY))
     if PREPARE_ONLY:

@@ -67,3 +67,30 @@ async def test_enqueue_many_refuses_a_record_over_max_request_size_like_enqueue(
         with pytest.raises(MessageSizeTooLargeError) as many:
             await producer.enqueue_many(t, big, time=T)
         assert str(many.value) == str(plain.value)
+
+
+async def test_enqueue_many_without_a_time_stamps_every_record_with_the_call_time(kafka_bootstrap):
+    """No `time`: one ce_time for the whole call (a time between the call's start and end), the other headers those of
+    enqueue; a ce_id left out gets a fresh UUID per record."""
+    t = topic(2)
+    await ensure_topics(kafka_bootstrap, [t])
+    evs = [(f"rack-{i % 3}", b"v%d" % i, f"ce-{i}" if i % 2 else None, None) for i in range(8)]
+    async with EventProducer(kafka_bootstrap, source="tests") as producer:
+        before = datetime.now(UTC)
+        await asyncio.gather(*await producer.enqueue_many(t, evs))
+        after = datetime.now(UTC)
+    records = await read_topic(kafka_bootstrap, t.name, t.partitions, len(evs))
+    headers = [dict(r.headers) for r in records]
+    stamps = {h["ce_time"] for h in headers}
+    assert len(stamps) == 1
+    assert before <= datetime.fromisoformat(stamps.pop().decode()) <= after
+    by_value = {r.value: dict(r.headers) for r in records}
+    for i, (_, value, ce_id, _) in enumerate(evs):
+        h = by_value[value]
+        assert h["ce_type"] == t.ce_type.encode() and h["ce_source"] == b"tests"
+        if ce_id is None:
+            assert uuid.UUID(h["ce_id"].decode())
+        else:
+            assert h["ce_id"] == ce_id.encode(), i
+    generated = [h["ce_id"] for h in headers if not h["ce_id"].startswith(b"ce-")]
+    assert len(set(generated)) == len(generated) == 4
