@@ -69,9 +69,12 @@ async def test_enqueue_many_refuses_a_record_over_max_request_size_like_enqueue(
         assert str(many.value) == str(plain.value)
 
 
-async def test_enqueue_many_without_a_time_stamps_every_record_with_the_call_time(kafka_bootstrap):
+@pytest.mark.parametrize("tracing", [False, True], ids=["batched", "per-event"])
+async def test_enqueue_many_without_a_time_stamps_every_record_with_the_call_time(kafka_bootstrap, monkeypatch, tracing):
     """No `time`: one ce_time for the whole call (a time between the call's start and end), the other headers those of
-    enqueue; a ce_id left out gets a fresh UUID per record."""
+    enqueue; a ce_id left out gets a fresh UUID per record. On both paths: the batched one (tracing off) and the
+    per-event loop tracing takes (an earlier test in the suite may have turned tracing on for the process)."""
+    monkeypatch.setattr("twin.core.kafka.tracing_enabled", lambda: tracing)
     t = topic(2)
     await ensure_topics(kafka_bootstrap, [t])
     evs = [(f"rack-{i % 3}", b"v%d" % i, f"ce-{i}" if i % 2 else None, None) for i in range(8)]
