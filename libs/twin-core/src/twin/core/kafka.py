@@ -347,12 +347,16 @@ class EventProducer:
         """The CloudEvents headers (`new_envelope(...).to_headers()`) plus the current trace context
         (`inject_headers`), built from the values encoded once per topic; the same list, at a third of the cost
         (one per published record)."""
+        headers = envelope_headers((ce_id or str(uuid.uuid4())).encode(), self._ce_type(topic), self._source,
+                                   now_iso() if time is None else iso_time(time))
+        return inject_current(headers)
+
+    def _ce_type(self, topic: Topic) -> bytes:
+        """`topic.ce_type`, encoded once per message type."""
         ce_type = self._ce_types.get(topic.message_type)
         if ce_type is None:
             ce_type = self._ce_types[topic.message_type] = topic.ce_type.encode()
-        headers = envelope_headers((ce_id or str(uuid.uuid4())).encode(), ce_type, self._source,
-                                   now_iso() if time is None else iso_time(time))
-        return inject_current(headers)
+        return ce_type
 
     async def enqueue(self, topic: Topic, key: str, message: Message | bytes, *, ce_id: str | None = None,
                       time: datetime | None = None, cause: Record | trace.SpanContext | None = None,
@@ -409,10 +413,7 @@ class EventProducer:
         # headers_for's values that are the same for every record of the call, made once: the ce_type and source,
         # the time, the trace context (no span is made per record on this path, so the current one holds for the
         # whole loop); per record only its ce_id (62,500 records, a profiled 100k-GPU drain: headers 1.40 -> 0.37 s)
-        ce_type = self._ce_types.get(topic.message_type)
-        if ce_type is None:
-            ce_type = self._ce_types[topic.message_type] = topic.ce_type.encode()
-        source, stamp = self._source, iso_time(time)
+        ce_type, source, stamp = self._ce_type(topic), self._source, iso_time(time)
         trace_headers = inject_current([])
         builders: dict[int, Any] = {}
         futures: list[asyncio.Future] = []
