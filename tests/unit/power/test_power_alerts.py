@@ -55,11 +55,12 @@ def test_loss_of_redundancy_warning_before_any_failure(su):
 def test_ramp_and_suspect_sensor(su):
     net = su.network
     st = evaluate(net, np.full(net.n_racks, 20e3))
-    assert not power_alerts(net, st, previous_site_w=st.site_w - 1e6, interval_s=1.0)   # feeds state no ramp limit
+    assert not power_alerts(net, st, minute_change_w=1e6)   # the feeds state no ramp limit
     from dataclasses import replace
-    ramp_net = replace(net, feed_max_ramp_w_per_s=np.array([1e3, 1e3]))
-    a = power_alerts(ramp_net, st, previous_site_w=st.site_w - 100e3, interval_s=10.0)
-    assert [(x.kind, x.value, x.threshold) for x in a] == [("ramp_too_fast", pytest.approx(10e3), 2e3)]
+    ramp_net = replace(net, feed_max_ramp_w_per_s=np.array([1e3, 1e3]))   # 2 kW/s: 120 kW per minute
+    assert not power_alerts(ramp_net, st, minute_change_w=-119e3)
+    a = power_alerts(ramp_net, st, minute_change_w=130e3)
+    assert [(x.kind, x.value, x.threshold) for x in a] == [("ramp_too_fast", pytest.approx(130e3), 120e3)]
     meas = np.full(net.n_racks, np.nan)
     meas[3] = 30e3
     a = power_alerts(net, st, rack_measured_w=meas, rack_modelled_w=np.full(net.n_racks, 20e3))

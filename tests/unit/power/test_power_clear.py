@@ -74,16 +74,52 @@ def test_site_stage_clears_a_pdu_back_under_its_threshold(su):
     assert keys(res.cleared_alerts) == [("pdu-1", "over_threshold", "critical")]
 
 
-def test_a_ramp_alert_clears_when_the_ramp_ends_not_on_a_same_tick_reevaluation(su):
+def every_rack(su, t: float, rack_w: float) -> list[RackUpdate]:
+    return [RackUpdate(r, t, rack_w, MEASURED) for r in range(su.network.n_racks)]
+
+
+def test_a_ramp_alert_is_judged_on_minute_averages_and_clears_when_they_settle_not_on_a_same_tick_reevaluation(su):
+    # feeds allow 2 kW/s: 120 kW/min. Two steady minutes, then the 8-rack site steps 15 -> 35 kW per rack (+160 kW).
     ramp = replace(su, network=replace(su.network, feed_max_ramp_w_per_s=np.array([1e3, 1e3])))
     stage = SiteStage(ramp)
-    stage.apply(updates(ramp, 1.0, 30e3))
-    res = stage.apply(updates(ramp, 2.0, 35e3))                   # +5 kW in 1 s, feeds allow 2 kW/s
-    assert [a.kind for a in res.new_alerts] == ["ramp_too_fast"]
-    res = stage.apply([RackUpdate(0, 2.0, 35.5e3, MEASURED)])     # same tick, another value: no interval to judge
-    assert (res.new_alerts, res.cleared_alerts) == ([], [])
-    res = stage.apply(updates(ramp, 10.0, 35.5e3))                # steady: the ramp ended
-    assert [(a.entity_id, a.kind) for a in res.cleared_alerts] == [(ramp.network.site_id, "ramp_too_fast")]
+    raised, cleared = {}, {}
+    for t in range(0, 300):
+        res = stage.apply(every_rack(ramp, float(t), 15e3 if t < 150 else 35e3))
+        for a in res.new_alerts:
+            raised.setdefault(a.kind, (t, a))
+        for a in res.cleared_alerts:
+            cleared.setdefault(a.kind, t)
+        if t == 200:   # the ramp is in force: a same-tick re-evaluation neither clears nor raises it
+            again = stage.apply([RackUpdate(0, 200.0, 35.5e3, MEASURED)])
+            assert (again.new_alerts, again.cleared_alerts) == ([], [])
+    t_raised, alert = raised["ramp_too_fast"]
+    # the last minute's average passes the minute before's by 120 kW once ~120/168 of the minute follows the step
+    # (+160 kW of racks is ~+168 kW of import with the chain's conversion losses)
+    assert 150 + 40 <= t_raised <= 150 + 46
+    assert alert.threshold == pytest.approx(120e3) and alert.value > 120e3
+    # ... and falls back under it once the minute before holds enough of the new level (~17 s of it)
+    assert 210 + 14 <= cleared["ramp_too_fast"] <= 210 + 20
+
+
+def test_a_ramp_limit_per_minute_ignores_second_scale_swings_and_catches_a_sustained_ramp(su):
+    """A training site's import swings with its steps (+-20 kW per rack from one second to the next here: +-160 kW/s,
+    9.6 MW/min as a one-second rate) without moving a minute's average: no alert against 120 kW/min. A steady climb of
+    3 kW/s (180 kW/min) is one."""
+    ramp = replace(su, network=replace(su.network, feed_max_ramp_w_per_s=np.array([1e3, 1e3])))
+    stage = SiteStage(ramp)
+    raised = []
+    for t in range(0, 300):
+        res = stage.apply(every_rack(ramp, float(t), 15e3 if t % 2 else 35e3))
+        raised += [a for a in res.new_alerts if a.kind == "ramp_too_fast"]
+    assert raised == []
+    per_rack = 3e3 / su.network.n_racks                             # +3 kW/s of the site's rack input
+    raised_at = []
+    for t in range(300, 400):
+        res = stage.apply(every_rack(ramp, float(t), 25e3 + per_rack * (t - 300)))
+        raised_at += [t for a in res.new_alerts if a.kind == "ramp_too_fast"]
+    # once the minute before is partly on the climb too: the averages' difference grows to 60 x 3 kW/s (plus losses)
+    # and passes 120 kW ~75 s in
+    assert len(raised_at) == 1 and 300 + 60 <= raised_at[0] <= 300 + 90
 
 
 def test_cleared_alert_on_the_wire_matches_the_alert_it_clears():

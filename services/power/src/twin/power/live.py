@@ -19,12 +19,13 @@ absolute value (not a delta), the total is the same however many processes share
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from twin.core.alert_state import AlertKey, transitions
-from twin.power.domain.alerts import DEFAULT_THRESHOLD, Alert, power_alerts
+from twin.power.domain.alerts import DEFAULT_THRESHOLD, RAMP_WINDOW_S, Alert, power_alerts
 from twin.power.domain.gpu import gpu_power
 from twin.power.domain.network import KINDS, ChainState, evaluate
 from twin.power.domain.node import rack_power
@@ -217,6 +218,10 @@ class SiteStage:
     idle_rack_w: np.ndarray = field(init=False)
     prev_site_w: float | None = None
     prev_time_s: float | None = None
+    #: (time_s, site_w) of the ticks of the last two RAMP_WINDOW_S (the ramp alert compares their averages), and the
+    #: first tick's time (no ramp is judged before two whole windows were seen)
+    site_history: deque[tuple[float, float]] = field(default_factory=deque)
+    first_tick_s: float | None = None
     active: dict[AlertKey, Alert] = field(default_factory=dict)   # (entity, kind, severity) -> alert in force
     dirty: bool = False              # restored values (or a new cooling power) not yet evaluated
     cooling_w: float = 0.0           # cooling power on the site bus (cooling twin's plant), W
@@ -256,6 +261,23 @@ class SiteStage:
             self.cooling_w, self.cooling_source = cooling_w, source
             self.dirty = True
 
+    def _minute_change(self, time_s: float, site_w: float) -> float | None:
+        """The average site import over the RAMP_WINDOW_S ending at `time_s` (this tick included) minus the average
+        over the window before it; None until two whole windows have been seen (from the first tick)."""
+        history = self.site_history
+        history.append((time_s, site_w))
+        if self.first_tick_s is None:
+            self.first_tick_s = time_s
+        while history and history[0][0] <= time_s - 2 * RAMP_WINDOW_S:
+            history.popleft()
+        if time_s - self.first_tick_s < 2 * RAMP_WINDOW_S:
+            return None
+        last = [w for t, w in history if t > time_s - RAMP_WINDOW_S]
+        before = [w for t, w in history if t <= time_s - RAMP_WINDOW_S]
+        if not before:   # a gap of a minute or more in the ticks: nothing to compare with
+            return None
+        return sum(last) / len(last) - sum(before) / len(before)
+
     def current_rack_w(self) -> np.ndarray:
         return np.where(np.isnan(self.rack_w), self.idle_rack_w, self.rack_w)
 
@@ -270,12 +292,12 @@ class SiteStage:
         time_s = float(np.max(self.rack_time))
         if not np.isfinite(time_s):      # only a cooling change so far: no rack time yet
             return None
-        ramp = 0.0
-        prev_w, interval = None, None
+        ramp, interval = 0.0, None   # the state's ramp: since the previous tick
         if self.prev_time_s is not None and time_s > self.prev_time_s:
-            prev_w, interval = self.prev_site_w, time_s - self.prev_time_s
+            interval = time_s - self.prev_time_s
             ramp = (chain.site_w - self.prev_site_w) / interval
-        alerts = power_alerts(net, chain, threshold=self.threshold, previous_site_w=prev_w, interval_s=interval)
+        minute_change = self._minute_change(time_s, chain.site_w) if interval is not None else None
+        alerts = power_alerts(net, chain, threshold=self.threshold, minute_change_w=minute_change)
         current = {(a.entity_id, a.kind, a.severity): a for a in alerts}
         if interval is None:
             # the ramp alert is about one step: it stays in force while the ramp lasts, and a re-evaluation of
@@ -287,8 +309,11 @@ class SiteStage:
             self.prev_site_w, self.prev_time_s = chain.site_w, time_s
         elif self.prev_time_s is None:
             self.prev_site_w, self.prev_time_s = chain.site_w, time_s
+            self._minute_change(time_s, chain.site_w)   # the first tick: held, nothing to judge
         else:
             self.prev_site_w = chain.site_w  # same tick, more racks: the tick's latest total
+            if self.site_history and self.site_history[-1][0] == time_s:
+                self.site_history[-1] = (time_s, chain.site_w)
         measured = np.where(np.isnan(self.rack_w), False, self.rack_source == MEASURED)
         modelled = np.isnan(self.rack_w) | (self.rack_source == MODELLED)
         comp_source = _component_sources(self.model, measured, modelled)
