@@ -244,3 +244,26 @@ def test_the_console_and_the_stack_screen_show_a_power_clear_as_cleared():
         "power   warning pdu-1: pdu-1 carries 45.0 kW, 90% of its rating")
     assert AlertTail.describe(topics.POWER_ALERTS, clear).endswith(
         "power   cleared pdu-1: over threshold on pdu-1 cleared")
+
+
+def test_the_site_state_carries_the_minute_ramp_once_two_minutes_were_seen_and_twinctl_shows_it(su):
+    """power.state.v1's site detail: `minute_ramp_w` (the ramp alert's minute averages) absent for the first two
+    minutes, then the averages' difference; the tick's own change stays in `ramp_w_per_s`. twinctl prints both."""
+    from twinctl.power import render_state
+
+    stage = SiteStage(su)
+    states = []
+    for t in range(0, 200):
+        res = stage.apply(every_rack(su, float(t), 15e3 if t < 150 else 25e3))   # +80 kW of racks at 150 s
+        states.append(codec.site_state(su.network, res))
+    assert not any(s.site.HasField("minute_ramp_w") for s in states[:120])
+    assert all(s.site.HasField("minute_ramp_w") for s in states[120:])
+    assert states[149].site.minute_ramp_w == pytest.approx(0.0, abs=1.0)
+    # 50 s after the step: the last minute holds 50 s of the new level, the minute before none of it
+    step = states[150].site.facility_power_w - states[149].site.facility_power_w
+    assert states[199].site.minute_ramp_w == pytest.approx(step * 50 / 60, rel=1e-6)
+    assert states[150].site.ramp_w_per_s == pytest.approx(step)                 # the tick's own change, per second
+    early = render_state(pb.GetSiteStateResponse(site=states[60]))
+    assert "? MW/min over minute averages (two minutes not seen yet" in early
+    late = render_state(pb.GetSiteStateResponse(site=states[199]))
+    assert f"ramp {step * 50 / 60 / 1e6:+.3f} MW/min over minute averages (last tick +0.000 MW/min as a rate)" in late

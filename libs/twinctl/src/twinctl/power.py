@@ -104,13 +104,20 @@ def _time(s: pb.PowerState) -> str:
     return s.state_time.ToDatetime().isoformat(timespec="seconds") + "Z"
 
 
+def _minute_ramp(d: pb.SitePowerDetail) -> str:
+    """The ramp a MW/min limit bounds (minute averages), and the last tick's change as a rate beside it."""
+    tick = f"last tick {d.ramp_w_per_s * 60 / 1e6:+.3f} MW/min as a rate"
+    if not d.HasField("minute_ramp_w"):
+        return f"? MW/min over minute averages (two minutes not seen yet; {tick})"
+    return f"{d.minute_ramp_w / 1e6:+.3f} MW/min over minute averages ({tick})"
+
+
 def render_state(resp) -> str:
     if isinstance(resp, pb.GetSiteStateResponse):
         s, d = resp.site, resp.site.site
         head = (f"site {s.site_id} at {_time(s)}: import {s.input_power_w / 1e6:.3f} MW, IT {d.it_power_w / 1e6:.3f} MW, "
                 f"PUE {d.pue:.3f}, chain losses {d.chain_loss_w / 1e3:.1f} kW, feeds {s.rating_w / 1e6:.2f} MW "
-                f"(headroom {s.headroom_w / 1e6:.3f} MW), ramp {d.ramp_w_per_s * 60 / 1e6:+.3f} MW/min, "
-                f"{_SOURCE.get(s.source, '?')}")
+                f"(headroom {s.headroom_w / 1e6:.3f} MW), ramp {_minute_ramp(d)}, {_SOURCE.get(s.source, '?')}")
         return head + ("\n" + state_table(list(resp.components)) if resp.components else "")
     s = resp.state
     out = f"{_scope(s.scope)} {s.entity_id} at {_time(s)}\n" + state_table([s])

@@ -204,6 +204,8 @@ class SiteResult:
     cooling_source: int = 0
     #: alerts whose condition ended at this evaluation (one per entity and kind, the last alert raised)
     cleared_alerts: list[Alert] = field(default_factory=list)
+    #: the last minute's average import minus the minute's before, W (None until two minutes were seen)
+    minute_ramp_w: float | None = None
 
 
 @dataclass
@@ -222,6 +224,7 @@ class SiteStage:
     #: first tick's time (no ramp is judged before two whole windows were seen)
     site_history: deque[tuple[float, float]] = field(default_factory=deque)
     first_tick_s: float | None = None
+    minute_ramp_w: float | None = None   # the last tick's (kept through same-tick re-evaluations)
     active: dict[AlertKey, Alert] = field(default_factory=dict)   # (entity, kind, severity) -> alert in force
     dirty: bool = False              # restored values (or a new cooling power) not yet evaluated
     cooling_w: float = 0.0           # cooling power on the site bus (cooling twin's plant), W
@@ -297,6 +300,8 @@ class SiteStage:
             interval = time_s - self.prev_time_s
             ramp = (chain.site_w - self.prev_site_w) / interval
         minute_change = self._minute_change(time_s, chain.site_w) if interval is not None else None
+        if interval is not None:
+            self.minute_ramp_w = minute_change
         alerts = power_alerts(net, chain, threshold=self.threshold, minute_change_w=minute_change)
         current = {(a.entity_id, a.kind, a.severity): a for a in alerts}
         if interval is None:
@@ -321,7 +326,7 @@ class SiteStage:
         return SiteResult(time_s=time_s, chain=chain, rack_w=rack_w, comp_source=comp_source, site_source=site_source,
                           ramp_w_per_s=float(ramp), new_alerts=new, cleared_alerts=cleared,
                           reported_racks=int((~np.isnan(self.rack_w)).sum()), cooling_w=self.cooling_w,
-                          cooling_source=self.cooling_source)
+                          cooling_source=self.cooling_source, minute_ramp_w=self.minute_ramp_w)
 
 
 def _component_sources(model: SiteModel, measured: np.ndarray, modelled: np.ndarray) -> np.ndarray:

@@ -107,7 +107,7 @@ class RackPowerDetail(_message.Message):
     def __init__(self, gpu_power_w: _Optional[float] = ..., node_dc_power_w: _Optional[float] = ..., node_loss_w: _Optional[float] = ..., rack_loss_w: _Optional[float] = ..., modelled_input_power_w: _Optional[float] = ..., measured_gpus: _Optional[int] = ..., modelled_gpus: _Optional[int] = ..., mean_sm_clock_mhz: _Optional[float] = ..., power_capped_gpus: _Optional[int] = ...) -> None: ...
 
 class SitePowerDetail(_message.Message):
-    __slots__ = ("it_power_w", "facility_power_w", "cooling_power_w", "pue", "feeds_power_w", "on_site_power_w", "chain_loss_w", "ramp_w_per_s", "cooling_source")
+    __slots__ = ("it_power_w", "facility_power_w", "cooling_power_w", "pue", "feeds_power_w", "on_site_power_w", "chain_loss_w", "ramp_w_per_s", "cooling_source", "minute_ramp_w")
     IT_POWER_W_FIELD_NUMBER: _ClassVar[int]
     FACILITY_POWER_W_FIELD_NUMBER: _ClassVar[int]
     COOLING_POWER_W_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class SitePowerDetail(_message.Message):
     CHAIN_LOSS_W_FIELD_NUMBER: _ClassVar[int]
     RAMP_W_PER_S_FIELD_NUMBER: _ClassVar[int]
     COOLING_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MINUTE_RAMP_W_FIELD_NUMBER: _ClassVar[int]
     it_power_w: float
     facility_power_w: float
     cooling_power_w: float
@@ -126,7 +127,8 @@ class SitePowerDetail(_message.Message):
     chain_loss_w: float
     ramp_w_per_s: float
     cooling_source: ValueSource
-    def __init__(self, it_power_w: _Optional[float] = ..., facility_power_w: _Optional[float] = ..., cooling_power_w: _Optional[float] = ..., pue: _Optional[float] = ..., feeds_power_w: _Optional[float] = ..., on_site_power_w: _Optional[float] = ..., chain_loss_w: _Optional[float] = ..., ramp_w_per_s: _Optional[float] = ..., cooling_source: _Optional[_Union[ValueSource, str]] = ...) -> None: ...
+    minute_ramp_w: float
+    def __init__(self, it_power_w: _Optional[float] = ..., facility_power_w: _Optional[float] = ..., cooling_power_w: _Optional[float] = ..., pue: _Optional[float] = ..., feeds_power_w: _Optional[float] = ..., on_site_power_w: _Optional[float] = ..., chain_loss_w: _Optional[float] = ..., ramp_w_per_s: _Optional[float] = ..., cooling_source: _Optional[_Union[ValueSource, str]] = ..., minute_ramp_w: _Optional[float] = ...) -> None: ...
 
 class PowerState(_message.Message):
     __slots__ = ("site_id", "entity_id", "scope", "state_time", "input_power_w", "output_power_w", "loss_w", "rating_w", "headroom_w", "utilization", "load_if_partner_fails_w", "powered", "source", "rack", "site")

@@ -199,7 +199,8 @@ def site_state(net: PowerNetwork, res: SiteResult) -> pb.PowerState:
         site=pb.SitePowerDetail(it_power_w=_f(c.it_w), facility_power_w=_f(c.site_w), cooling_power_w=_f(res.cooling_w),
                                 pue=_f(c.pue), feeds_power_w=_f(c.feeds_w), on_site_power_w=0.0,
                                 chain_loss_w=_f(chain_loss), ramp_w_per_s=_f(res.ramp_w_per_s),
-                                cooling_source=_SOURCE.get(res.cooling_source, pb.VALUE_SOURCE_UNSPECIFIED)))
+                                cooling_source=_SOURCE.get(res.cooling_source, pb.VALUE_SOURCE_UNSPECIFIED),
+                                minute_ramp_w=None if res.minute_ramp_w is None else _f(res.minute_ramp_w)))
 
 
 def alert(a: Alert, site_id: str, time_s: float) -> pb.PowerAlert:
