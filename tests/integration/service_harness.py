@@ -9,26 +9,28 @@ import time
 import uuid
 from pathlib import Path
 
-import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from twin.core.facility.spec import PRESETS_DIR
+from tests.facilities import small_leaf_facility  # noqa: F401  (the integration tests import it from here)
 from twin.core.topics import Topic
 
 WAIT_S = 60.0
 
 
-def live_fabric_config(bootstrap: str, db: str, facility: str | Path, unique_topic, group: str):
+async def live_fabric_config(bootstrap: str, db: str, facility: str | Path, unique_topic, group: str):
     """A fabric twin (twin.fabric) on loopback gRPC (any free port) consuming its own unique event, sample and state
-    topics, publishing its state every second."""
+    topics (created here on the broker), publishing its state every second."""
     from twin.core import topics
+    from twin.core.topics_admin import ensure_topics
     from twin.fabric.app import FabricConfig
 
-    return FabricConfig(
+    cfg = FabricConfig(
         kafka_bootstrap=bootstrap, database_url=db, facility=str(facility), grpc_host="127.0.0.1",
         grpc_port=0, consume=True, group_id=group, events_topic=unique_topic(topics.FABRIC_EVENTS),
         samples_topic=unique_topic(topics.TELEMETRY_SAMPLES), state_topic=unique_topic(topics.FABRIC_STATE),
         publish_interval_s=1.0)
+    await ensure_topics(bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    return cfg
 
 
 def jobs_config(bootstrap: str, db: str, facility: str | Path, unique_topic, fabric_target: str | None,
@@ -49,17 +51,6 @@ def jobs_config(bootstrap: str, db: str, facility: str | Path, unique_topic, fab
                       cooling_alerts_topic=unique_topic(topics.COOLING_ALERTS),
                       samples_topic=unique_topic(topics.TELEMETRY_SAMPLES),
                       power_state_topic=unique_topic(topics.POWER_STATE))
-
-
-def small_leaf_facility(tmp_path: Path, site_id: str) -> Path:
-    """The DGX H100 SuperPOD preset with 8 nodes per leaf and 4 spines at 8:1 oversubscription, written to a file:
-    small leaf groups, so a job of a few nodes can cross the spine and a degraded uplink matters."""
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["site_id"] = site_id
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = tmp_path / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 class Running:

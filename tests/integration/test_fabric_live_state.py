@@ -19,7 +19,6 @@ from service_harness import Running, live_fabric_config, poll, read_until, small
 
 from twin.core.envelope import header
 from twin.core.kafka import EventProducer
-from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -45,8 +44,8 @@ def event(link_id: str, kind: int, capacity: float = 0.0, t: float | None = None
 
 async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fresh_database, facility_file,
                                                              unique_topic):
-    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    cfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                   f"fabric-it-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stub = pb_grpc.FabricSimulationServiceStub(channel)
@@ -125,8 +124,8 @@ async def test_uplink_down_slows_the_job_and_up_restores_it(kafka_bootstrap, fre
 
 async def test_state_survives_a_restart_and_redelivery_is_idempotent(kafka_bootstrap, fresh_database, facility_file,
                                                                      unique_topic):
-    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"fabric-it-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    cfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                   f"fabric-it-{uuid.uuid4().hex[:8]}")
     down = event(UPLINK, pb.LINK_EVENT_KIND_DOWN, t=time.time())
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer:
         await producer.send(cfg.events_topic, UPLINK, down)

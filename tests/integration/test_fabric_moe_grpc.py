@@ -16,7 +16,6 @@ import pytest
 from service_harness import Running, live_fabric_config
 
 from twin.core.kafka import EventProducer
-from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp, FabricConfig
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -49,9 +48,8 @@ async def _until(fn, ok, timeout_s: float = 30.0):
 
 
 async def test_moe_follows_the_live_nic_state(kafka_bootstrap, fresh_database, unique_topic):
-    cfg = live_fabric_config(kafka_bootstrap, fresh_database, "dgx-h100-su", unique_topic,
-                             f"fabric-moe-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    cfg = await live_fabric_config(kafka_bootstrap, fresh_database, "dgx-h100-su", unique_topic,
+                                   f"fabric-moe-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stub = pb_grpc.FabricSimulationServiceStub(channel)

@@ -20,7 +20,6 @@ import pytest
 from service_harness import Running, live_fabric_config, small_leaf_facility
 
 from twin.core.kafka import EventProducer
-from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as pb
 from twin.fabric.v1 import fabric_pb2_grpc as pb_grpc
@@ -71,9 +70,8 @@ def _same(many: pb.EstimatePlacementsResponse, batches: list[pb.EstimateBatchRes
 
 async def test_each_entry_equals_estimate_batch_under_the_live_state(kafka_bootstrap, fresh_database, facility_file,
                                                                       unique_topic):
-    cfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
-                             f"fabric-placements-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [cfg.events_topic, cfg.samples_topic, cfg.state_topic])
+    cfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                   f"fabric-placements-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(cfg)) as app, EventProducer(kafka_bootstrap, source="test") as producer, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         stub = pb_grpc.FabricSimulationServiceStub(channel)

@@ -22,7 +22,6 @@ from service_harness import Running, jobs_config, live_fabric_config, poll, read
 
 from twin.core import topics
 from twin.core.kafka import EventProducer
-from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.jobs.adapters import codec
@@ -83,9 +82,8 @@ def reason(record) -> str:
 
 async def test_link_failure_under_a_job_slows_it_and_repair_restores_it(kafka_bootstrap, fresh_database,
                                                                         facility_file, unique_topic, capsys):
-    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
-                              f"fabric-it-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    fcfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                    f"fabric-it-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(fcfg)) as fabric:
         cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic, f"127.0.0.1:{fabric.port}",
                           fabric_topic=fcfg.state_topic)

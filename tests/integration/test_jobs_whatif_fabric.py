@@ -19,11 +19,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-import yaml
 from service_harness import Running, jobs_config, live_fabric_config, poll, small_leaf_facility
 
 from twin.core.kafka import EventProducer
-from twin.core.topics_admin import ensure_topics
 from twin.fabric.app import FabricApp
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.fabric.v1 import fabric_pb2_grpc as fpb_grpc
@@ -63,9 +61,8 @@ async def _fabric_time(stub, gpus: list[int], calls) -> list[float]:
 
 async def test_a_candidate_crossing_a_degraded_link_ranks_below_an_equal_clean_one(
         kafka_bootstrap, fresh_database, facility_file, unique_topic):
-    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
-                              f"fabric-it-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    fcfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                    f"fabric-it-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(fcfg)) as fabric:
         cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
                           f"127.0.0.1:{fabric.port}", fcfg.state_topic)
@@ -164,13 +161,9 @@ async def test_the_link_failure_what_if_predicts_what_the_live_twin_predicts_onc
         kafka_bootstrap, fresh_database, tmp_path, unique_topic, oversubscription, binds):
     """8:1 over 4 spines: the job's rail leaves' uplinks bind, one of 4 down slows it; 4:1: they do not (the fabric
     twin's answer is unchanged), where the job twin's own estimate (a leaf keeps 3/4 of its uplinks) slowed it."""
-    facility_file = small_leaf_facility(tmp_path, SITE)
-    spec = yaml.safe_load(facility_file.read_text())
-    spec["fabric"]["oversubscription"] = oversubscription
-    facility_file.write_text(yaml.safe_dump(spec))
-    fcfg = live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
-                              f"fabric-it-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(kafka_bootstrap, [fcfg.events_topic, fcfg.samples_topic, fcfg.state_topic])
+    facility_file = small_leaf_facility(tmp_path, SITE, oversubscription)
+    fcfg = await live_fabric_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
+                                    f"fabric-it-{uuid.uuid4().hex[:8]}")
     async with Running(FabricApp(fcfg)) as fabric:
         cfg = jobs_config(kafka_bootstrap, fresh_database, facility_file, unique_topic,
                            f"127.0.0.1:{fabric.port}", fcfg.state_topic)

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
-import yaml
 
-from twin.core.facility.spec import PRESETS_DIR
+from tests.facilities import small_leaf_facility
 from twin.core.rpc import InvalidArgument
 from twin.fabric.adapters.assumed import assumed_health, assumed_view
 from twin.fabric.adapters.repository import InMemoryStateStore
@@ -27,10 +25,7 @@ UPLINK = "leaf-r0-g0/spine1"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> FabricApp:
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = Path(tmp_path_factory.mktemp("facility")) / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = small_leaf_facility(tmp_path_factory.mktemp("facility"))
     app = FabricApp(FabricConfig(facility=str(path), consume=False))
     # no gRPC server: grpc.aio would need a current event loop, which earlier tests in the suite may have cleared
     with mock.patch("twin.fabric.app.fabric_grpc_server", lambda *a, **k: None):

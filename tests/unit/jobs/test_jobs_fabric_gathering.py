@@ -9,15 +9,13 @@ tests/integration/test_jobs_whatif_fabric.py."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-import yaml
 
+from tests.facilities import small_leaf_facility
 from twin.core.facility import load_facility_spec
-from twin.core.facility.spec import PRESETS_DIR
 from twin.fabric.v1 import fabric_pb2 as fpb
 from twin.jobs import whatif
 from twin.jobs.adapters import codec, fabric_client
@@ -36,11 +34,7 @@ UPLINK = "leaf-r0-g0/spine1"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The DGX H100 SU re-cabled into 4 leaf groups of 8 nodes (as tests/integration/test_jobs_service.py)."""
-    spec = yaml.safe_load((PRESETS_DIR / "dgx-h100-su.yaml").read_text())
-    spec["fabric"].update(nodes_per_leaf=8, spines=4, oversubscription=8.0)
-    path = Path(tmp_path_factory.mktemp("facility")) / "facility.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return build_site_map(load_facility_spec(str(path)))
+    return build_site_map(load_facility_spec(str(small_leaf_facility(tmp_path_factory.mktemp("facility")))))
 
 
 def _answer(gpu_ids, n: int) -> list[fpb.CollectiveEstimate]:
