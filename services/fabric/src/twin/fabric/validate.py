@@ -13,8 +13,10 @@ make are printed with the row.
 
 Notes honoured: "NCCL_NVLS_ENABLE=0" / "NVLS disabled" removes the NVLS algorithms; "IB disabled" requires the
 ranks to sit in one NVLink domain; ``NCCL_ALGO=...`` / ``NCCL_PROTO=...`` stated in the row restrict the model's
-candidates as they restrict NCCL's (``forced_algorithms`` / ``forced_protocols``). The ``nccl`` column, when it holds a version (e.g. 2.27.3), is passed to the
-model (version-dependent algorithm availability and constants). Placement: n_gpus / n_nodes GPUs on each of
+candidates as they restrict NCCL's (``forced_algorithms`` / ``forced_protocols``); the NCCL_BUFFSIZE a row ran
+with (a stated ``NCCL_BUFFSIZE=N``, or on EFA a stated aws-ofi-nccl older than 1.16.0, which leaves NCCL's default)
+becomes the network's ``nccl_buffsize_bytes`` (``stated_buffsize``). The ``nccl`` column, when it holds a version
+(e.g. 2.27.3), is passed to the model (version-dependent algorithm availability and constants). Placement: n_gpus / n_nodes GPUs on each of
 n_nodes consecutive nodes.
 
 Measurement harness (rules read the row's ``note``, never its index):
@@ -39,13 +41,14 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from twin.core.validation_data import validation_dir
 from twin.fabric.domain import COLLECTIVES, estimate, placement_from_gpu_ids
-from twin.fabric.domain.collectives import collective_codes
+from twin.fabric.domain.collectives import NCCL_BUFFSIZE_BYTES, collective_codes
 from twin.fabric.domain.systems import gpu_of, place_row
 
 CSV_NAME = "collectives_public.csv"
@@ -143,6 +146,24 @@ def forced_protocols(note: str, collective: str) -> tuple[str, ...] | None:
     return _env_list(note, "NCCL_PROTO", _NCCL_PROTO_NAMES, collective)
 
 
+#: aws-ofi-nccl sets NCCL_BUFFSIZE on EFA platforms from v1.16.0 (``collectives.NCCL_BUFFSIZE_BY_TRANSPORT``); a row
+#: that states an earlier plugin ran with NCCL's default
+_PLUGIN_SETS_BUFFSIZE = (1, 16, 0)
+
+
+def stated_buffsize(note: str, transport: str | None) -> float | None:
+    """NCCL_BUFFSIZE a row ran with, from what its note states (None = not stated: the transport's default). An
+    ``NCCL_BUFFSIZE=N`` setting is taken as is; on EFA, ``aws-ofi-nccl X.Y.Z`` before 1.16.0 means NCCL's own
+    default (4 MiB), since only later plugins set 8 MiB."""
+    m = re.search(r"\bNCCL_BUFFSIZE=(\d+)\b", note)
+    if m and int(m.group(1)) > 0:
+        return float(m.group(1))
+    m = re.search(r"\baws-ofi-nccl v?(\d+)\.(\d+)\.(\d+)", note, flags=re.IGNORECASE)
+    if transport == "efa" and m and tuple(map(int, m.groups())) < _PLUGIN_SETS_BUFFSIZE:
+        return NCCL_BUFFSIZE_BYTES
+    return None
+
+
 def parse_nccl_version(text: str) -> tuple[int, int, int] | None:
     """(major, minor, patch) from the ``nccl`` column ("2.27.3", "v2.19.3-1"); None if it holds no version."""
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
@@ -178,6 +199,9 @@ def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
     if placed is None:
         return None, reason
     topo = placed.topology
+    buffsize = stated_buffsize(row.get("note", ""), topo.scale_out.kind if topo.scale_out is not None else None)
+    if buffsize is not None and topo.scale_out is not None:
+        topo = replace(topo, scale_out=replace(topo.scale_out, nccl_buffsize_bytes=buffsize))
     ppn = n_gpus // n_nodes
     ids = (np.arange(n_nodes)[:, None] * topo.gpus_per_node + np.arange(ppn)).reshape(-1)
     placement = placement_from_gpu_ids(topo, ids)

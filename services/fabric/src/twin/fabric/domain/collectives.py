@@ -72,6 +72,9 @@ Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.
   of buffSize / 2, each step bounded by the chunk's wire time and the 2-chunk credit window over the network step's
   round trip), not from the generic pipeline fill that single-domain Simple keeps; never faster than the one-domain
   ring of the same GPUs. NCCL's ring "plateau" (x1.4) is part of NCCL's estimate, not of this time.
+* Simple trees across domains: the pipeline fills by store and forward of one chunk of buffSize / NCCL_STEPS
+  (``TREE_SIMPLE_CHUNK_STEPS``) per hop, not by the generic fill. buffSize: the network's ``nccl_buffsize_bytes``,
+  else NCCL's default, 8 MiB on EFA (aws-ofi-nccl from v1.16.0, ``NCCL_BUFFSIZE_BY_TRANSPORT``).
 * ``nccl_version``: which algorithms exist (NVLS 2.17+, NVLS-tree 2.18+) and NVLS-tree's network latency.
 * NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY), 16 on GB200
   multi-node NVLink (``ScaleUp.inter_domain_nics``, NCCL 2.27.3 release notes).
@@ -145,7 +148,9 @@ RING_SIMPLE_CHUNK_STEPS = 4.0  # of NCCL_STEPS = 8 buffer slots per chunk (ring 
 RING_SIMPLE_SLICES = 2.0  # chunkSteps / sliceSteps
 NCCL_STEPS = 8.0
 NCCL_BUFFSIZE_BYTES = 4194304.0  # DEFAULT_BUFFSIZE
-NCCL_BUFFSIZE_BY_TRANSPORT = {"efa": 8388608.0}  # aws-ofi-nccl platform-aws.cpp NCCL_BUFFSIZE
+#: aws-ofi-nccl platform-aws.cpp NCCL_BUFFSIZE, set from v1.16.0 (commit f3f5c40b, 2025-05-21, "aws: Use default env
+#: mechanism"); earlier plugins leave NCCL's default (a ScaleOut states its jobs' own as ``nccl_buffsize_bytes``)
+NCCL_BUFFSIZE_BY_TRANSPORT = {"efa": 8388608.0}
 #: Credit window of a network connection (NCCL 2.28.7 src/include/device.h NCCL_STEPS = 8). A connection has
 #: NCCL_STEPS buffer slots; the receiving proxy posts a receive for a slot only after its GPU consumed the slot's
 #: previous step (src/transport/net.cc recvProxyProgress: no post while posted >= done + min(NCCL_STEPS, ..)), and
@@ -160,6 +165,14 @@ NCCL_BUFFSIZE_BY_TRANSPORT = {"efa": 8388608.0}  # aws-ofi-nccl platform-aws.cpp
 #: (2 slices per step, 4 in flight; its slices are large enough to overlap the round trip) nor to trees (NCCL has
 #: no per-step floor there; a tree channel's messages are its chunks, few per call).
 CREDIT_WINDOW_STEPS = 8.0
+#: A Simple tree moves each channel's part in chunks of one step (NCCL 2.20-2.30 src/enqueue.cc: chunkSteps =
+#: sliceSteps = 1 except Simple rings, and no chunk reduction for tree/Simple; src/device/all_reduce.h runTreeUpDown /
+#: runTreeSplit with ProtoSimple<1, 1>), and prims_simple.h waits for a step's data before it posts it on (one wait /
+#: post per chunk): each hop stores a chunk whole and forwards it, so the pipeline fills in one chunk's time per hop.
+#: Across domains this replaces the generic 2 sqrt(pipe x S/B) fill (which was calibrated inside one NVLink domain).
+#: NCCL 2.19 and earlier halved a tree/Simple chunk (down to 32 KiB) while a channel had fewer than 8 x tree depth
+#: chunks; not modelled (no measurement states such a version).
+TREE_SIMPLE_CHUNK_STEPS = 1.0
 #: One proxy thread per rank progresses every network operation of that rank (2.28.7 src/proxy.cc progressOps: one
 #: loop over all active ops, each op's sends/receives per channel in turn; net.cc sendProxyProgress /
 #: recvProxyProgress, which groups receives only of subs sharing one net comm, and a comm is per channel:
@@ -485,7 +498,8 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         hop_us=so.per_hop_latency_s * 1e6 if so is not None else 0.0,
         net_extra_us=so.base_latency_s * 1e6 if so is not None else 0.0,
         simple_extra_x=simple_x,
-        buffsize=NCCL_BUFFSIZE_BY_TRANSPORT.get(so.kind, NCCL_BUFFSIZE_BYTES) if so is not None else NCCL_BUFFSIZE_BYTES,
+        buffsize=NCCL_BUFFSIZE_BYTES if so is None else so.nccl_buffsize_bytes if so.nccl_buffsize_bytes is not None
+        else NCCL_BUFFSIZE_BY_TRANSPORT.get(so.kind, NCCL_BUFFSIZE_BYTES),
         base_us={a: tuple(v * su.gpu_latency_scale for v in row) for a, row in BASE_LAT_US.items()},
         nvl_step_us={a: tuple(v * su.gpu_latency_scale + su.hop_latency_s * 1e6 for v in row)
                      for a, row in NVLINK_LAT_US.items()},
@@ -714,8 +728,24 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
         tree_net_us = net_lat(TREE, p) + (net_oh - NET_OVERHEAD_US) * TREE_NET_CPU_EXCESS_X[p]
         steps_us = 2.0 * (tree_chain * k.nvl_step_us[TREE][p] + log2d * tree_net_us)
         t_ok = tree_valid if p == SIMPLE or k.net_ll else tree_valid & ll_ok
-        consider(TREE, p, t_ok, k.base_us[TREE][p] + steps_us, 2.0 * ops.inv(tbus * ops.tree_correction(p, tree_x)),
-                 steps_us, charged, 2.0 * log2d)
+        tree_lat = k.base_us[TREE][p] + steps_us
+        tree_kw = {}
+        if p == SIMPLE and any_multi:
+            def tree_chunked(bw_us, lat=tree_lat, pipe=steps_us):
+                """A Simple tree across domains fills its pipeline by store and forward of one chunk (``TREE_SIMPLE_
+                CHUNK_STEPS``): the chunk's time on every hop of the chain up and down but the slowest (that one is
+                the bandwidth term). One NVLink domain keeps the generic fill."""
+                nch = ops.minimum(ops.maximum(size / CHANNEL_MIN_BYTES[SIMPLE], 1.0), k.n_channels)
+                chunk = ops.minimum(size / nch, k.buffsize / NCCL_STEPS * TREE_SIMPLE_CHUNK_STEPS)
+                # a channel's share of the GPU's NVLink and of the domain's NICs (one thread block per channel)
+                t_nvl = ops.where(tree_chain > 0, chunk * k.n_channels / (b_nvl * 1e3), 0.0)
+                t_net = chunk * k.n_channels / (ops.maximum(g * tree_net, 1e-300) * 1e3)
+                fill = 2.0 * tree_chain * t_nvl + 2.0 * log2d * t_net - ops.maximum(t_nvl, t_net)
+                one_domain = lat + pipe + 2.0 * ops.sqrt(bw_us * pipe)
+                return ops.where(multi, lat + fill, one_domain), 0.0
+            tree_kw = {"chunked": tree_chunked}
+        consider(TREE, p, t_ok, tree_lat, 2.0 * ops.inv(tbus * ops.tree_correction(p, tree_x)),
+                 steps_us, charged, 2.0 * log2d, **tree_kw)
 
     # --- NVLS (single domain) and NVLS-tree (across domains) ------------------------------------
     if k.nvls:

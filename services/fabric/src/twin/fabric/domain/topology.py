@@ -92,6 +92,9 @@ class ScaleOut:
     reported_latency_s: the inter-node latency the NCCL net plugin reports (NCCL adds it to every network step
         of its own cost model, twice for Simple, and picks algorithms by that model). None = the transport's
         physical ``base_latency_s`` (NCCL's IB/socket transports report 0 extra).
+    nccl_buffsize_bytes: NCCL_BUFFSIZE the jobs on this network run with (sets the Simple protocol's step and
+        chunk). None = what NCCL runs with on this transport today: NCCL's default, or on EFA the 8 MiB that
+        aws-ofi-nccl sets from v1.16.0 (``collectives.NCCL_BUFFSIZE_BY_TRANSPORT``).
     """
 
     nic_bw_Gbps: float
@@ -105,6 +108,7 @@ class ScaleOut:
     oversubscription: float = 1.0
     ll_over_net: bool = True
     reported_latency_s: float | None = None
+    nccl_buffsize_bytes: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("infiniband", "roce", "efa"):
@@ -117,6 +121,8 @@ class ScaleOut:
             raise ValueError("nodes_per_leaf and n_spines must be >= 1")
         if not self.oversubscription >= 1:
             raise ValueError(f"oversubscription must be >= 1, got {self.oversubscription}")
+        if self.nccl_buffsize_bytes is not None and not self.nccl_buffsize_bytes > 0:
+            raise ValueError(f"nccl_buffsize_bytes must be > 0, got {self.nccl_buffsize_bytes}")
 
     @property
     def bw_GBps_per_gpu(self) -> float:
