@@ -33,21 +33,21 @@ def _p4de(n_gpus: int = 16):
     return placed.topology
 
 
-def _tree_simple(topo, n_ranks: int, size: float):
+def _tree_simple(topo, n_ranks: int, size: float, **kw):
     est = estimate(topo, "all_reduce", size, placement_packed(topo, n_ranks), algorithms=("tree",),
-                   protocols=("Simple",))
+                   protocols=("Simple",), **kw)
     assert est.algorithm_names() == "tree" and est.protocol_names() == "Simple"
     return float(est.latency_s) * 1e6
 
 
-def _full_chunk_fill_us(topo, n_ranks: int) -> float:
-    """One chunk (buffsize / NCCL_STEPS) up and down the chain: 2 x (ranks per domain - 1) NVLink hops at a channel's
-    share of the GPU's NVLink and 2 x log2(domains) network hops at a channel's share of the domain's NICs, the
-    slowest hop left to the bandwidth term."""
+def _full_chunk_fill_us(topo, n_ranks: int, chunk: float | None = None) -> float:
+    """One chunk (buffsize / NCCL_STEPS unless given) up and down the chain: 2 x (ranks per domain - 1) NVLink hops at
+    a channel's share of the GPU's NVLink and 2 x log2(domains) network hops at a channel's share of the domain's
+    NICs, the slowest hop left to the bandwidth term."""
     k = _topo_constants(topo)
     domains = n_ranks // topo.gpus_per_node
     chain = n_ranks // domains - 1
-    chunk = k.buffsize / NCCL_STEPS
+    chunk = k.buffsize / NCCL_STEPS if chunk is None else chunk
     t_nvl = chunk * k.n_channels / (k.b_nvl * 1e3)
     t_net = chunk * k.n_channels / (topo.gpus_per_node * k.b_nic_nom * 1e3)
     return 2 * chain * t_nvl + 2 * math.log2(domains) * t_net - max(t_nvl, t_net)
@@ -98,3 +98,29 @@ def test_buffsize_must_be_positive():
 ])
 def test_stated_buffsize(note, transport, expected):
     assert stated_buffsize(note, transport) == expected
+
+
+def _nccl_219_tree_chunk(size: float, channels: float, depth: int, step: float) -> float:
+    """NCCL v2.19.3 enqueue.cc computeColl, tree/Simple TreeUpDown, as written there (integer division)."""
+    chunk = int(step)
+    while int(size) // int(channels * chunk) < depth * 8 and chunk > 131072:
+        chunk //= 2
+    while int(size) // int(channels * chunk) < depth * 4 and chunk > 65536:
+        chunk //= 2
+    while int(size) // int(channels * chunk) < depth and chunk > 32768:
+        chunk //= 2
+    return float(chunk)
+
+
+@pytest.mark.parametrize("size", [64 * 2**20, 256 * 2**20, 2**30, 8 * 2**30])
+def test_nccl_before_2_20_shrinks_the_tree_chunk(size):
+    """A caller on NCCL 2.19 gets 2.19's chunk rule (the chunk halved while a channel has few chunks, depth = 7 + 1
+    on 2 nodes); 2.20 and later, and an unstated version, keep the full step."""
+    topo = _p4de()
+    k = _topo_constants(topo)
+    old = _tree_simple(topo, 16, size, nccl_version="2.19.3") - _tree_simple(topo, 16, 8.0, nccl_version="2.19.3")
+    chunk = _nccl_219_tree_chunk(size, k.n_channels, 7 + 1, k.buffsize / NCCL_STEPS)
+    assert old == pytest.approx(_full_chunk_fill_us(topo, 16, chunk), rel=1e-3)
+    assert _tree_simple(topo, 16, size, nccl_version="2.20.3") == _tree_simple(topo, 16, size)
+    if chunk < k.buffsize / NCCL_STEPS:
+        assert _tree_simple(topo, 16, size, nccl_version="2.19.3") < _tree_simple(topo, 16, size)

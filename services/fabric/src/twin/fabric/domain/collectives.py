@@ -74,7 +74,8 @@ Multi-node, from NCCL's design (src/graph/tuning.cc, enqueue.cc, transport/nvls.
   ring of the same GPUs. NCCL's ring "plateau" (x1.4) is part of NCCL's estimate, not of this time.
 * Simple trees across domains: the pipeline fills by store and forward of one chunk of buffSize / NCCL_STEPS
   (``TREE_SIMPLE_CHUNK_STEPS``) per hop, not by the generic fill. buffSize: the network's ``nccl_buffsize_bytes``,
-  else NCCL's default, 8 MiB on EFA (aws-ofi-nccl from v1.16.0, ``NCCL_BUFFSIZE_BY_TRANSPORT``).
+  else NCCL's default, 8 MiB on EFA (aws-ofi-nccl from v1.16.0, ``NCCL_BUFFSIZE_BY_TRANSPORT``); before 2.20 NCCL
+  shrank the chunk for small parts (``TREE_SIMPLE_HALVING``, applied when the caller states such a version).
 * ``nccl_version``: which algorithms exist (NVLS 2.17+, NVLS-tree 2.18+) and NVLS-tree's network latency.
 * NVLS-tree spreads its network traffic over at most 32 heads per NVLink domain (NCCL_MAX_NVLS_ARITY), 16 on GB200
   multi-node NVLink (``ScaleUp.inter_domain_nics``, NCCL 2.27.3 release notes).
@@ -170,9 +171,13 @@ CREDIT_WINDOW_STEPS = 8.0
 #: runTreeSplit with ProtoSimple<1, 1>), and prims_simple.h waits for a step's data before it posts it on (one wait /
 #: post per chunk): each hop stores a chunk whole and forwards it, so the pipeline fills in one chunk's time per hop.
 #: Across domains this replaces the generic 2 sqrt(pipe x S/B) fill (which was calibrated inside one NVLink domain).
-#: NCCL 2.19 and earlier halved a tree/Simple chunk (down to 32 KiB) while a channel had fewer than 8 x tree depth
-#: chunks; not modelled (no measurement states such a version).
 TREE_SIMPLE_CHUNK_STEPS = 1.0
+#: NCCL before 2.20 (v2.19.3 src/enqueue.cc computeColl, pattern TreeUpDown) shrank a tree/Simple chunk while a
+#: channel had few of them: halved while bytes / (channels x chunk) < depth x 8 and chunk > 128 KiB, then while
+#: < depth x 4 and > 64 KiB, then while < depth and > 32 KiB, depth = nRanks / nNodes - 1 + log2i(nNodes)
+#: (graph/connect.cc). Applied only when the caller states such a version; 2.20 dropped it.
+TREE_SIMPLE_HALVING_UNTIL = (2, 20, 0)
+TREE_SIMPLE_HALVING = ((8.0, 131072.0), (4.0, 65536.0), (1.0, 32768.0))  # (x depth, chunk floor) per loop
 #: One proxy thread per rank progresses every network operation of that rank (2.28.7 src/proxy.cc progressOps: one
 #: loop over all active ops, each op's sends/receives per channel in turn; net.cc sendProxyProgress /
 #: recvProxyProgress, which groups receives only of subs sharing one net comm, and a comm is per channel:
@@ -455,6 +460,7 @@ class _TopoConstants:
     p2p_channels: float  # NCCL's p2pnChannels: pow2Up(channels)
     p2p_ll_single: float  # p2p LL threshold (bytes per peer) inside one NVLink domain (P2P_LL_THRESHOLD_BYTES)
     p2p_ll_multi: tuple[float, float]  # ... across domains: 2 x nRanks <= / > 4 x p2pnChannels
+    tree_simple_halving: bool  # the stated NCCL version shrinks tree/Simple chunks (TREE_SIMPLE_HALVING)
 
 
 def _nvls_tree_net_us(version: tuple[int, int, int] | None) -> float:
@@ -519,6 +525,7 @@ def _topo_constants(topology: FabricTopology, version: tuple[int, int, int] | No
         p2p_channels=p2p_channels,
         p2p_ll_single=ll_single,
         p2p_ll_multi=(ll_small, ll_large),
+        tree_simple_halving=key is not None and key < TREE_SIMPLE_HALVING_UNTIL,
     )
     cache[key] = consts
     return consts
@@ -736,7 +743,15 @@ def _core(ops, k: _TopoConstants, best: _Best, allowed_a: frozenset, allowed_p: 
                 CHUNK_STEPS``): the chunk's time on every hop of the chain up and down but the slowest (that one is
                 the bandwidth term). One NVLink domain keeps the generic fill."""
                 nch = ops.minimum(ops.maximum(size / CHANNEL_MIN_BYTES[SIMPLE], 1.0), k.n_channels)
-                chunk = ops.minimum(size / nch, k.buffsize / NCCL_STEPS * TREE_SIMPLE_CHUNK_STEPS)
+                full = k.buffsize / NCCL_STEPS * TREE_SIMPLE_CHUNK_STEPS
+                step = full
+                if k.tree_simple_halving:
+                    depth = tree_chain + log2d
+                    for times, floor in TREE_SIMPLE_HALVING:
+                        for _ in range(max(0, math.ceil(math.log2(full / floor)))):  # enough to reach the floor
+                            step = ops.where((ops.floor(size / (nch * step)) < depth * times) & (step > floor),
+                                             step / 2.0, step)
+                chunk = ops.minimum(size / nch, step)
                 # a channel's share of the GPU's NVLink and of the domain's NICs (one thread block per channel)
                 t_nvl = ops.where(tree_chain > 0, chunk * k.n_channels / (b_nvl * 1e3), 0.0)
                 t_net = chunk * k.n_channels / (ops.maximum(g * tree_net, 1e-300) * 1e3)
