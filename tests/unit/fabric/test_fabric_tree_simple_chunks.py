@@ -124,3 +124,21 @@ def test_nccl_before_2_20_shrinks_the_tree_chunk(size):
     assert _tree_simple(topo, 16, size, nccl_version="2.20.3") == _tree_simple(topo, 16, size)
     if chunk < k.buffsize / NCCL_STEPS:
         assert _tree_simple(topo, 16, size, nccl_version="2.19.3") < _tree_simple(topo, 16, size)
+
+
+def test_a_facility_states_its_jobs_nccl_buffsize():
+    """The facility spec's fabric.nccl_buffsize_bytes reaches the core topology (unset: the transport's default);
+    a non-positive value is refused at load."""
+    import pydantic
+
+    from twin.core.facility import build_inventory, load_facility_spec
+    from twin.fabric.adapters.topology import fabric_topology
+
+    spec = load_facility_spec("dgx-h100-su")
+    assert spec.fabric.nccl_buffsize_bytes is None
+    assert fabric_topology(build_inventory(spec)).scale_out.nccl_buffsize_bytes is None
+    stated = spec.model_copy(update={"fabric": spec.fabric.model_copy(update={"nccl_buffsize_bytes": 2 * 2**20})})
+    topo = fabric_topology(build_inventory(stated))
+    assert topo.scale_out.nccl_buffsize_bytes == 2 * 2**20 and _topo_constants(topo).buffsize == 2 * 2**20
+    with pytest.raises(pydantic.ValidationError, match="nccl_buffsize_bytes"):
+        type(spec.fabric).model_validate({**spec.fabric.model_dump(), "nccl_buffsize_bytes": 0})

@@ -119,6 +119,8 @@ class ScaleOutFabric(_Strict):
     oversubscription: float = Field(1.0, ge=1.0, description="leaf downlink:uplink bandwidth")
     switch_latency_s: float = Field(gt=0)
     nic_latency_s: float = Field(gt=0)
+    nccl_buffsize_bytes: int | None = Field(None, gt=0, description="NCCL_BUFFSIZE the site's jobs run with; "
+                                            "unset: NCCL's default (4 MiB), 8 MiB on EFA (aws-ofi-nccl >= 1.16.0)")
 
 
 class FacilitySpec(_Strict):

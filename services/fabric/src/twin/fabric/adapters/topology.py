@@ -179,7 +179,7 @@ def fabric_topology(inventory: Inventory):
     GPU ids mean the same thing on the wire and in the core); NVLink from the GPU model's generation
     with the spec's raw per-GPU NVLink bandwidth scaled by the core's payload efficiency; scale-out from
     `spec.fabric` (kind, NIC line rate, NICs per GPU, nodes per leaf, spines, oversubscription,
-    switch hop latency). `nic_latency_s` is not passed on: NCCL's network base latency the core uses
+    switch hop latency, the jobs' NCCL_BUFFSIZE when stated). `nic_latency_s` is not passed on: NCCL's network base latency the core uses
     already contains the NIC's share.
     """
     from dataclasses import replace
@@ -212,6 +212,8 @@ def fabric_topology(inventory: Inventory):
     builder = {"infiniband": infiniband, "roce": roce, "efa": efa}[f.kind]
     out = builder(f.nic_gbps, nt.nics / nt.gpus if nt.nics else 1.0, nodes_per_leaf=f.nodes_per_leaf,
                   n_spines=f.spines, oversubscription=f.oversubscription, per_hop_latency_s=f.switch_latency_s)
+    if f.nccl_buffsize_bytes is not None:
+        out = replace(out, nccl_buffsize_bytes=float(f.nccl_buffsize_bytes))
     # Grace-Blackwell superchips (GB200/GB300) run NCCL's proxy on the Grace (Arm) host; the facility spec has no
     # CPU field otherwise, so other nodes take NCCL's default (Intel-equivalent) proxy overhead.
     host_cpu = "arm" if family in ("gb200", "gb300") else "intel"
