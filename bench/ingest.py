@@ -373,16 +373,20 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str 
     produce_s = time.monotonic() - t0
     produced = int(stats.get("good", 0))
     watch = LedgerWatch(url, racks, since - timedelta(seconds=1))
+    # Rows already in the ledger before ingest starts (after a live sweep: its last tick, stamped after `since`)
+    # are not the drain's: the drain starts at the first row beyond them, or its time would include the group join.
+    watch.poll()
+    before = watch.batches
     ingest = Ingest(bootstrap, url, log_dir, f"capacity-{racks}{name}", **env)
     try:
         deadline = time.monotonic() + 120.0
         first = cpu_first = cpu_last = None
-        while watch.batches < produced and time.monotonic() < deadline:
+        while watch.batches - before < produced and time.monotonic() < deadline:
             _sleep_until(time.monotonic() + POLL_S)
             watch.poll()
-            if first is None and watch.batches:
+            if first is None and watch.batches > before:
                 first, cpu_first = watch.timeline[-1], _cpu_snapshot()
-            elif first is not None and watch.batches < produced:
+            elif first is not None and watch.batches - before < produced:
                 cpu_last, t_cpu1 = _cpu_snapshot(), time.monotonic()
         last = watch.timeline[-1]
         watch.close()
@@ -393,7 +397,8 @@ def capacity_run(bootstrap: str, url: str, log_dir: Path, racks: int, name: str 
         ingest.stop()
     rate = (last[2] - first[2]) / (last[0] - first[0]) if first and last[0] > first[0] else 0.0
     return {"racks": racks, "gpus": gpus, "backlog_ticks": ticks, "backlog_gpu_rows": produced * GPUS_PER_RACK,
-            "backlog_produce_s": produce_s, "drained_batches": watch.batches, "drain_s": last[0] - first[0] if first else None,
+            "backlog_produce_s": produce_s, "batches_before": before, "drained_batches": watch.batches - before,
+            "drain_s": last[0] - first[0] if first else None,
             "gpu_rows_per_s": rate, "samples_per_s": rate * SAMPLES_PER_GPU_ROW, "cpu_cores": cpu,
             # CPU seconds each process group spends per tick of this size while draining (cores / ticks per s)
             "cpu_seconds_per_tick": {k: v * gpus / rate for k, v in cpu.items()} if rate else {}}
