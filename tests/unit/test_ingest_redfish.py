@@ -338,3 +338,12 @@ def test_circuit_type_that_is_not_a_string_is_rejected():   # fuzz find: a list 
     result = parse_redfish(doc, rack_of_resource=RACKS, received_time=RECEIVED)
     assert result.rack_batches == []
     assert [r.reason for r in result.rejections] == ["CircuitType must be a string, got list"]
+
+
+@pytest.mark.parametrize(("prop", "value", "kind"), [
+    ("ReadingType", [], "list"), ("ReadingUnits", {"a": 1}, "dict"), ("PhysicalContext", ["Intake"], "list"),
+    ("ElectricalContext", [], "list")])
+def test_sensor_string_property_of_another_type_is_rejected(prop, value, kind):   # fuzz find: ReadingType [] crashed
+    result = parse_redfish(sensor(**{prop: value}), rack_of_resource=RACKS, received_time=RECEIVED)
+    assert result.rack_batches == []
+    assert [r.reason for r in result.rejections] == [f"Sensor {prop} must be a string, got {kind}"]

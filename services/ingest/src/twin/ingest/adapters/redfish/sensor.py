@@ -22,8 +22,16 @@ _LINE_INDEX = {"Line1": 0, "Line2": 1, "Line3": 2, "Line1ToNeutral": 0, "Line2To
                "Line3ToNeutral": 2, "Line1ToLine2": 0, "Line2ToLine3": 1, "Line3ToLine1": 2}
 
 
+# Redfish enum and string properties this parser looks up in its tables (a list or object there is malformed)
+_STRING_PROPS = ("ReadingType", "ReadingUnits", "PhysicalContext", "ElectricalContext")
+
+
 def _sensor(doc: Mapping[str, Any], ctx: _Ctx) -> None:
     rid = ctx.result.odata_id
+    for prop in _STRING_PROPS:   # fuzz find: ReadingType [] crashed the table lookup (unhashable)
+        if doc.get(prop) is not None and not isinstance(doc[prop], str):
+            ctx.reject(rid, f"Sensor {prop} must be a string, got {type(doc[prop]).__name__}")
+            return
     rtype = doc.get("ReadingType")
     units = doc.get("ReadingUnits")
     if rtype not in _SENSOR_UNITS:
