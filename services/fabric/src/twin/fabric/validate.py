@@ -199,14 +199,15 @@ def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
     if placed is None:
         return None, reason
     topo = placed.topology
-    buffsize = stated_buffsize(row.get("note", ""), topo.scale_out.kind if topo.scale_out is not None else None)
-    if buffsize is not None and topo.scale_out is not None:
-        topo = replace(topo, scale_out=replace(topo.scale_out, nccl_buffsize_bytes=buffsize))
+    note = row.get("note", "")
+    so = topo.scale_out
+    buffsize = stated_buffsize(note, so.kind) if so is not None else None
+    if buffsize is not None:
+        topo = replace(topo, scale_out=replace(so, nccl_buffsize_bytes=buffsize))
     ppn = n_gpus // n_nodes
     ids = (np.arange(n_nodes)[:, None] * topo.gpus_per_node + np.arange(ppn)).reshape(-1)
     placement = placement_from_gpu_ids(topo, ids)
     text = " ".join(row.get(k, "") for k in ("fabric", "note", "system")).lower()
-    note = row.get("note", "")
     algorithms = forced_algorithms(note, COLLECTIVES[code])
     if "nvls_enable=0" in text or "nvls disabled" in text:
         algorithms = tuple(a for a in (algorithms or ("ring", "tree", "pairwise")) if a not in ("nvls", "nvls_tree"))
@@ -215,8 +216,8 @@ def row_case(row: dict[str, str]) -> tuple[dict | None, str | None]:
             "collective": code, "size_bytes": size, "measured_us": measured_us, "algorithms": algorithms,
             "protocols": forced_protocols(note, COLLECTIVES[code]),
             "nccl_version": parse_nccl_version(row.get("nccl", "")),
-            "assumptions": list(placed.assumptions), "harness_us": harness_overhead_us(row.get("note", "")),
-            "excluded": harness_exclusion(row.get("note", ""))}, None
+            "assumptions": list(placed.assumptions), "harness_us": harness_overhead_us(note),
+            "excluded": harness_exclusion(note)}, None
 
 
 def size_band(size_bytes: float) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twin.ingest.adapters.redfish.accumulate import _Ctx
-from twin.ingest.adapters.redfish.values import _Bad, _number, _reading
+from twin.ingest.adapters.redfish.values import _Bad, _not_a_string, _number, _reading
 
 _LN = ("Line1ToNeutral", "Line2ToNeutral", "Line3ToNeutral")
 _LL = ("Line1ToLine2", "Line2ToLine3", "Line3ToLine1")
@@ -68,10 +68,11 @@ def _outlet(doc: Mapping[str, Any], ctx: _Ctx) -> None:
 
 
 def _circuit(doc: Mapping[str, Any], ctx: _Ctx) -> None:
-    ctype = doc.get("CircuitType")
-    if ctype is not None and not isinstance(ctype, str):   # Redfish: an enum string (fuzz find: a list crashed)
-        ctx.reject(ctx.result.odata_id, f"CircuitType must be a string, got {type(ctype).__name__}")
+    bad = _not_a_string(doc, "CircuitType")   # Redfish: an enum string (fuzz find: a list crashed)
+    if bad is not None:
+        ctx.reject(ctx.result.odata_id, bad)
         return
+    ctype = doc.get("CircuitType")
     _power_resource(doc, ctx, load=ctype not in _FEED_CIRCUITS)
 
 

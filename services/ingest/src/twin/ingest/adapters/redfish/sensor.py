@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from twin.ingest.adapters.redfish.accumulate import _Ctx
-from twin.ingest.adapters.redfish.values import _Bad, _number, parse_timestamp
+from twin.ingest.adapters.redfish.values import _Bad, _not_a_string, _number, parse_timestamp
 
 # ReadingType → (UCUM unit required, RackSamples target or None)
 _SENSOR_UNITS = {"Temperature": "Cel", "Power": "W", "LiquidFlowLPM": "L/min"}
@@ -22,16 +22,13 @@ _LINE_INDEX = {"Line1": 0, "Line2": 1, "Line3": 2, "Line1ToNeutral": 0, "Line2To
                "Line3ToNeutral": 2, "Line1ToLine2": 0, "Line2ToLine3": 1, "Line3ToLine1": 2}
 
 
-# Redfish enum and string properties this parser looks up in its tables (a list or object there is malformed)
-_STRING_PROPS = ("ReadingType", "ReadingUnits", "PhysicalContext", "ElectricalContext")
-
-
 def _sensor(doc: Mapping[str, Any], ctx: _Ctx) -> None:
     rid = ctx.result.odata_id
-    for prop in _STRING_PROPS:   # fuzz find: ReadingType [] crashed the table lookup (unhashable)
-        if doc.get(prop) is not None and not isinstance(doc[prop], str):
-            ctx.reject(rid, f"Sensor {prop} must be a string, got {type(doc[prop]).__name__}")
-            return
+    # fuzz find: ReadingType [] crashed the table lookup (unhashable)
+    bad = _not_a_string(doc, "ReadingType", "ReadingUnits", "PhysicalContext", "ElectricalContext")
+    if bad is not None:
+        ctx.reject(rid, f"Sensor {bad}")
+        return
     rtype = doc.get("ReadingType")
     units = doc.get("ReadingUnits")
     if rtype not in _SENSOR_UNITS:

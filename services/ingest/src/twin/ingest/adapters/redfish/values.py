@@ -22,6 +22,16 @@ def _number(value: Any, what: str) -> float:
     return v
 
 
+def _not_a_string(doc: Mapping[str, Any], *props: str) -> str | None:
+    """The reason for the first of `props` present but not a string (Redfish enums and names, which the parsers
+    look up in their tables: a list or object there would not even hash), else None."""
+    for prop in props:
+        value = doc.get(prop)
+        if value is not None and not isinstance(value, str):
+            return f"{prop} must be a string, got {type(value).__name__}"
+    return None
+
+
 def _reading(doc: Mapping[str, Any], prop: str) -> float | None:
     """``doc[prop].Reading`` as a float; None when the property is absent or has no Reading."""
     obj = doc.get(prop)
