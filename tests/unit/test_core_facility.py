@@ -155,7 +155,7 @@ def test_rack_nameplate_goes_through_rack_stages():
     (explicit_power(pdus=[{"id": f"pdu-{i}", "rating_kw": 50, "inputs": ["bus"], "racks": [f"su1-{i:04d}", "su1-0000"]}
                           for i in range(8)]), "rack su1-0000 is on PDUs"),
     (explicit_power(transformers=[{"id": "pdu-1", "rating_kva": 1000, "no_load_loss_w": 0, "load_loss_w": 0,
-                                   "inputs": ["feed-a"]}]), "ids must be unique"),
+                                   "inputs": ["feed-a"]}]), "ids must be unique across the chain, repeated: pdu-1 \\[type"),
 ])
 def test_power_chain_validation_names_the_offending_path(power, message):
     d = spec_dict()
@@ -284,7 +284,7 @@ def _liquid_su(d: dict) -> dict:
      r"cdu_groups\.loop: needs 261\.1 kW of heat at nameplate, above the 200\.0 kW"),
     (lambda: explicit_cooling(crahs=[{"id": "air", "capacity_kw": 150, "supply_air_temp_c": 22, "fan_kw": 4}],
                               crah_groups=[{"id": "air", "redundancy": "N", "members": ["air"],
-                                            "racks": ["row:su1"]}]), "ids must be unique"),
+                                            "racks": ["row:su1"]}]), "ids must be unique, repeated: air \\[type"),
     (lambda: {**spec_dict(), "cooling": {**spec_dict()["cooling"], "coolant": "brine"}},
      "unknown coolant 'brine'"),
     (lambda: explicit_cooling(plant=[{"id": "t", "kind": "cooling_tower", "capacity_kw": 800, "approach_k": 4,

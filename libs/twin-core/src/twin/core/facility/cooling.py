@@ -17,6 +17,7 @@ smaller than the heat at nameplate.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -489,7 +490,7 @@ def check_cooling(spec: FacilitySpec) -> None:
         *(g.id for g in topo.cdu_groups),
         *(g.id for g in topo.crah_groups),
     ]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)   # list.count per id: quadratic (site-100k: ~0.2 s)
     if dup:
         raise ValueError(f"{where}: component ids must be unique, repeated: {', '.join(dup)}")
     for name in spec.cooling.topology.rack_cooling if spec.cooling.topology is not None else {}:

@@ -22,6 +22,7 @@ rating at nameplate, and a dangling reference, and names the offending path.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -331,7 +332,7 @@ def check_power_chain(spec: FacilitySpec) -> None:
     groups = {g.id: g for g in topo.ups_groups}
     pdus = {p.id: p for p in topo.pdus}
     ids: list[str] = [*feeds, *on_site, *tx, *ups, *groups, *pdus, *(s.id for s in topo.site_loads)]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)   # list.count per id: quadratic (site-100k: ~0.2 s)
     if dup:
         raise ValueError(f"{where}: component ids must be unique across the chain, repeated: {', '.join(dup)}")
 
