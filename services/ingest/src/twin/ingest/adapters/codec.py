@@ -19,6 +19,7 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from twin.ingest.domain.caches import BoundedCache, held_bytes
 from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FLOAT_FIELDS,
@@ -296,11 +297,17 @@ def _top_fields(raw: bytes, k: int, rack_id: str, trust: bool = False) -> tuple 
     return _walk(raw, 0, k, set(), None, None, rack_id)
 
 
+# What each of the decoder's caches below may hold (domain/caches.py: their keys come from records not yet validated).
+# A rack's entries take a few KB (site-100k: 3,125 racks, ~10 MB in the largest cache), so this leaves room for
+# sites an order of magnitude larger before a cache empties itself between ticks.
+CACHE_BYTES = 64 << 20
+
+
 # rack_id -> what the walk of its last batch read before its links (see _top_fields): (header getter, header
 # bytes, where the links field starts (the walk goes on from there), the varint fields' (start, end), the nodes
 # run's start (-1: none) and end, sample_time's payload (start, end) or None, the field numbers seen, the bytes
 # after its links field (None: no links field, or sample_time or nodes there))
-_TOPS: dict[str, tuple] = {}
+_TOPS = BoundedCache(65536, CACHE_BYTES)
 
 
 def _walk(raw: bytes, pos: int, k: int, seen: set[int], gpu, sample_time: bytes | None,
@@ -360,15 +367,17 @@ def _walk(raw: bytes, pos: int, k: int, seen: set[int], gpu, sample_time: bytes 
                                                                   frozenset(seen))
         prefix = [i for i in header if i < stop]
         if prefix:
-            if len(_TOPS) >= 65536:
-                _TOPS.clear()
             get_header = _tuple_getter(prefix)
-            _TOPS[record] = (get_header, get_header(raw), stop, varints_, run_at, run_end, time_span, seen_, tail)
+            header_bytes = get_header(raw)
+            # the getter keeps a tuple of the positions (as large as the header's) and the positions (ints past 256
+            # are objects of their own); the header the bytes read there
+            _TOPS.put(record, (get_header, header_bytes, stop, varints_, run_at, run_end, time_span, seen_, tail),
+                      held_bytes(header_bytes, header_bytes, tail, varints_, seen_, each=prefix))
     return gpu, sample_time, links_at, links_end
 
 
 # (node count, the bytes after the run's first tag) -> layout of that run (see _nodes_layout)
-_RUN_LAYOUTS: dict[tuple[int, bytes], tuple] = {}
+_RUN_LAYOUTS = BoundedCache(1024, CACHE_BYTES)
 
 
 def _nodes_layout(run: bytes, k: int) -> tuple | None:
@@ -444,6 +453,14 @@ def _nodes_layout(run: bytes, k: int) -> tuple | None:
             None if grid is None else (np.array(header, np.intp), np.array(get_header(run), np.uint8)))
 
 
+def _layout_bytes(layout: tuple, k: int) -> int:
+    """About what a _nodes_layout result holds: per header byte its position (an int) and value in the getter and
+    tuple, the header positions and values again as arrays for grids; per node its id and field slices (a slice
+    object and its two ints each) in the parts getter, and the offset lists."""
+    slices = k * (2 + len(GPU_FLOAT_FIELDS) + len(GPU_COUNT_FIELDS))
+    return held_bytes(*layout[1:]) + 60 * len(layout[1]) + 120 * slices
+
+
 def _tuple_getter(items: list) -> Callable:
     """operator.itemgetter(*items), also giving a tuple for one item (itemgetter gives the item itself)."""
     get = operator.itemgetter(*items)
@@ -493,9 +510,7 @@ def _nodes_run(raw: bytes, at: int, k: int, trust: bool = False) -> tuple | None
         hit = _nodes_layout(run, k)
         if hit is None:
             return None
-        if len(_RUN_LAYOUTS) >= 1024:
-            _RUN_LAYOUTS.clear()
-        _RUN_LAYOUTS[key] = hit
+        _RUN_LAYOUTS.put(key, hit, _layout_bytes(hit, k))
     get_parts, size, grid, get_ids = hit[2], hit[6], hit[7], hit[8]
     if grid is not None:   # cut after the loop, for every run of this layout at once (decode_batches)
         node_ids = _node_ids(get_ids(run))
@@ -517,7 +532,7 @@ def _nodes_run(raw: bytes, at: int, k: int, trust: bool = False) -> tuple | None
 
 # node ids as serialized -> the same tuple of str each time: a rack sends the same nodes tick after tick, and
 # validation checks a tuple it has seen once per rack (validation._gpus_per_node)
-_NODE_IDS: dict[tuple[bytes, ...], tuple[str, ...]] = {}
+_NODE_IDS = BoundedCache(65536, CACHE_BYTES)
 
 
 def _node_ids(raw_ids: tuple[bytes, ...]) -> tuple[str, ...] | None:
@@ -528,14 +543,12 @@ def _node_ids(raw_ids: tuple[bytes, ...]) -> tuple[str, ...] | None:
             ids = tuple(map(bytes.decode, raw_ids))
         except UnicodeDecodeError:
             return None
-        if len(_NODE_IDS) >= 65536:
-            _NODE_IDS.clear()
-        _NODE_IDS[raw_ids] = ids
+        _NODE_IDS.put(raw_ids, ids, held_bytes(raw_ids, ids, each=(*raw_ids, *ids)))
     return ids
 
 
 # rack_id -> (its port_id fields as serialized, the port ids): a rack sends the same ports tick after tick
-_PORT_RUNS: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+_PORT_RUNS = BoundedCache(65536, CACHE_BYTES)
 
 
 def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemetryBatch) -> tuple | None:
@@ -558,9 +571,7 @@ def _link_parts(raw: bytes, at: int, end: int, rack_id: str, msg: pb.RackTelemet
         if pos > end or (parts := _link_payloads(raw, pos, end)) is None:
             return None
         hit = (raw[at:pos], tuple(msg.links.port_id))
-        if len(_PORT_RUNS) >= 65536:
-            _PORT_RUNS.clear()
-        _PORT_RUNS[rack_id] = hit
+        _PORT_RUNS.put(rack_id, hit, held_bytes(*hit, each=hit[1]))
     return hit[1], parts
 
 

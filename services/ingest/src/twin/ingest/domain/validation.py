@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from twin.ingest.domain.caches import BoundedCache, held_bytes
 from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FIELDS,
@@ -446,9 +447,11 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
 # outcome). A rack sends the same ids tick after tick and decode hands them over as the same tuple objects (its
 # layout caches), so these set checks run once per rack, not once per batch. The entry holds the tuple, so its
 # id() is not reused while the entry lives; tuples of str cannot change; Limits are not changed once built.
-_NODES_SEEN: dict[int, tuple] = {}
-_PORTS_SEEN: dict[int, tuple] = {}
-_SEEN_MAX = 65_536   # a few entries per rack; cleared when full (a poll of batches never decoded alike)
+# Bounded by entries and bytes (domain/caches.py): a known rack may still send ever new port lists.
+_SEEN_MAX = 65_536   # a few entries per rack; emptied when full (a poll of batches never decoded alike)
+_SEEN_BYTES = 64 << 20
+_NODES_SEEN = BoundedCache(_SEEN_MAX, _SEEN_BYTES)
+_PORTS_SEEN = BoundedCache(_SEEN_MAX, _SEEN_BYTES)
 
 
 def _gpus_per_node(node_ids: tuple[str, ...], rack: RackLimits) -> list[int] | None:
@@ -460,9 +463,7 @@ def _gpus_per_node(node_ids: tuple[str, ...], rack: RackLimits) -> list[int] | N
     if None in in_node or len(set(node_ids)) != len(node_ids):
         in_node = None
     if type(node_ids) is tuple and all(type(n) is str for n in node_ids):
-        if len(_NODES_SEEN) >= _SEEN_MAX:
-            _NODES_SEEN.clear()
-        _NODES_SEEN[id(node_ids)] = (node_ids, rack, in_node)
+        _NODES_SEEN.put(id(node_ids), (node_ids, rack, in_node), held_bytes(node_ids, in_node, each=node_ids))
     return in_node
 
 
@@ -475,9 +476,7 @@ def _ports_known(ports: tuple[str, ...], rack: RackLimits, switch_ids: frozenset
     ok = len(set(ports)) == len(ports) and (nic_ids.issuperset(ports) or all(
         p in nic_ids or p.split("/", 1)[0] in switch_ids for p in ports))
     if type(ports) is tuple and all(type(p) is str for p in ports):
-        if len(_PORTS_SEEN) >= _SEEN_MAX:
-            _PORTS_SEEN.clear()
-        _PORTS_SEEN[id(ports)] = (ports, rack, switch_ids, ok)
+        _PORTS_SEEN.put(id(ports), (ports, rack, switch_ids, ok), held_bytes(ports, each=ports))
     return ok
 
 
