@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -254,6 +255,25 @@ def test_parse_timestamp():
     for bad in ("2016-11-08T12:25:00", "2016-13-08T12:25:00Z", 5):
         with pytest.raises(redfish._Bad):
             parse_timestamp(bad)
+    assert parse_timestamp("9999-12-31T22:59:59-01:00") == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert parse_timestamp("0001-01-01T01:00:00+01:00") == datetime(1, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    # fuzz find: moved to UTC these pass datetime's range, which raised OverflowError out of the parser
+    ("9999-12-31T23:59:59-23:59", "outside the datetime range in UTC"),
+    ("0001-01-01T00:00:00+00:01", "outside the datetime range in UTC"),
+    ("2016-11-08T12:25:00+24:00", "UTC offset +24:00 out of range"),
+    ("2016-11-08T12:25:00-05:60", "UTC offset -05:60 out of range"),
+])
+def test_a_timestamp_outside_the_utc_range_is_rejected_with_its_reason(text, reason):
+    with pytest.raises(redfish._Bad, match=re.escape(reason)):
+        parse_timestamp(text)
+    report = {"@odata.type": "#MetricReport.v1_5_0.MetricReport", "Id": "r", "@odata.id": "/redfish/v1/r",
+              "MetricValues": [{"MetricId": "m", "MetricValue": "1.0", "Timestamp": text,
+                                "MetricProperty": "/redfish/v1/Chassis/r1-0000/Sensors/T#/Reading"}]}
+    parse_redfish(report, rack_of_resource=RedfishRackMap({}), received_time=datetime(2026, 1, 1, tzinfo=UTC),
+                  site_id="s")   # the parser's own contract: rejected values, never an exception
 
 
 def sensor(**kw):

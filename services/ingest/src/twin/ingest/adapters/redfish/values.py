@@ -64,8 +64,13 @@ def parse_timestamp(text: Any) -> datetime:
     except ValueError as exc:
         raise _Bad(f"timestamp {text!r}: {exc}") from exc
     if off != "Z":
-        sign = 1 if off[0] == "+" else -1
-        dt -= sign * timedelta(hours=int(off[1:3]), minutes=int(off[4:6]))
+        hours, minutes = int(off[1:3]), int(off[4:6])
+        if hours > 23 or minutes > 59:   # an offset is under a day (ISO 8601; Python's tzinfo bound too)
+            raise _Bad(f"timestamp {text!r}: UTC offset {off} out of range")
+        try:
+            dt -= (1 if off[0] == "+" else -1) * timedelta(hours=hours, minutes=minutes)
+        except OverflowError:   # 9999-12-31T23:59:59-01:00 is past what a datetime holds once in UTC
+            raise _Bad(f"timestamp {text!r}: outside the datetime range in UTC") from None
     return dt
 
 
