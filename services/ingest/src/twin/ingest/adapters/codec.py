@@ -19,7 +19,7 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from twin.ingest.domain.caches import BoundedCache, held_bytes
+from twin.ingest.domain.caches import CACHE_BYTES, BoundedCache, held_bytes
 from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FLOAT_FIELDS,
@@ -297,12 +297,8 @@ def _top_fields(raw: bytes, k: int, rack_id: str, trust: bool = False) -> tuple 
     return _walk(raw, 0, k, set(), None, None, rack_id)
 
 
-# What each of the decoder's caches below may hold (domain/caches.py: their keys come from records not yet validated).
-# A rack's entries take a few KB (site-100k: 3,125 racks, ~10 MB in the largest cache), so this leaves room for
-# sites an order of magnitude larger before a cache empties itself between ticks.
-CACHE_BYTES = 64 << 20
-
-
+# The caches below are bounded by entries and by CACHE_BYTES (domain/caches.py): their keys come from records not
+# yet validated.
 # rack_id -> what the walk of its last batch read before its links (see _top_fields): (header getter, header
 # bytes, where the links field starts (the walk goes on from there), the varint fields' (start, end), the nodes
 # run's start (-1: none) and end, sample_time's payload (start, end) or None, the field numbers seen, the bytes

@@ -14,6 +14,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Hashable, Iterable
 
+# What each such cache may hold. A rack's entries take a few KB (site-100k: 3,125 racks, ~10 MB in the decoder's
+# largest cache), so this leaves room for sites an order of magnitude larger before a cache empties between ticks.
+CACHE_BYTES = 64 << 20
+
 
 class BoundedCache(dict):
     """A dict filled through `put(key, value, nbytes)`: emptied first when the insert would take it past

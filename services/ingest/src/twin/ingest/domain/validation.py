@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.ingest.domain.caches import BoundedCache, held_bytes
+from twin.ingest.domain.caches import CACHE_BYTES, BoundedCache, held_bytes
 from twin.ingest.domain.model import (
     GPU_COUNT_FIELDS,
     GPU_FIELDS,
@@ -449,9 +449,8 @@ def validate_batches(batches: Sequence[RackBatch], limits: Limits, now: datetime
 # id() is not reused while the entry lives; tuples of str cannot change; Limits are not changed once built.
 # Bounded by entries and bytes (domain/caches.py): a known rack may still send ever new port lists.
 _SEEN_MAX = 65_536   # a few entries per rack; emptied when full (a poll of batches never decoded alike)
-_SEEN_BYTES = 64 << 20
-_NODES_SEEN = BoundedCache(_SEEN_MAX, _SEEN_BYTES)
-_PORTS_SEEN = BoundedCache(_SEEN_MAX, _SEEN_BYTES)
+_NODES_SEEN = BoundedCache(_SEEN_MAX, CACHE_BYTES)
+_PORTS_SEEN = BoundedCache(_SEEN_MAX, CACHE_BYTES)
 
 
 def _gpus_per_node(node_ids: tuple[str, ...], rack: RackLimits) -> list[int] | None:
