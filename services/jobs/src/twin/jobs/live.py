@@ -1222,7 +1222,10 @@ class JobTwin:
         return out
 
     def forget_ended(self, job_id: str) -> None:
-        """An ended job keeps its record; its live prediction is dropped."""
+        """An ended job keeps its record and accounts (what its state shows); its live prediction goes, with
+        everything kept to make or compare one: the communication answers, the prediction the published key's
+        step time was read from, the answer's detail. An ended job is never predicted again (the book refuses
+        to restart it), and its state shows no communication source (``JobLive.comm_source``)."""
         rec = self.book.jobs.get(job_id)
         live = self.jobs.get(job_id)
         if rec is not None and live is not None and rec.status in ENDED:
@@ -1230,6 +1233,8 @@ class JobTwin:
             live.inputs = None
             live.flags = ()
             live.recommendations = ()
+            live.comm = live.healthy_comm = live.sig_of = None
+            live.comm_detail = ""
 
     # -- what-ifs ------------------------------------------------------------------------------------
     def predict_what_if(self, inp: JobInputs, comm: CommAnswer | None, *, cap: float | None = None,
